@@ -1,0 +1,158 @@
+"""Load and validate a topology file: every problem found, each as one line.
+
+`load_topology` either returns a Topology or raises InvalidTopology carrying every
+problem at once, so an operator fixes the file in one pass instead of one error a run.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from orchestrator.config import model
+from orchestrator.config.files import check_files
+from orchestrator.config.problems import FieldPath, Problem, dotted
+from orchestrator.config.references import check_references
+from orchestrator.config.yamlsource import YamlSource, parse
+from orchestrator.errors import ConfigError
+
+ENV_VAR = "SITECTL_CONFIG"
+
+
+class InvalidTopology(ConfigError):
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = sorted(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+def config_path(given: str | os.PathLike[str] | None) -> Path:
+    """The topology file from -c/--config, else $SITECTL_CONFIG."""
+    if given:
+        return Path(given)
+    from_env = os.environ.get(ENV_VAR)
+    if from_env:
+        return Path(from_env)
+    raise InvalidTopology(
+        [Problem("(none)", 0, "", f"no topology file given — pass -c FILE or set {ENV_VAR}")]
+    )
+
+
+def load_topology(path: str | os.PathLike[str], *, check_filesystem: bool = True) -> model.Topology:
+    file = Path(path)
+    shown = str(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InvalidTopology(
+            [Problem(shown, 0, "", "file not found — check the path or $SITECTL_CONFIG")]
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidTopology([Problem(shown, 0, "", f"cannot read it: {exc}")]) from None
+    return validate_text(text, shown, base_dir=file.parent, check_filesystem=check_filesystem)
+
+
+def validate_text(
+    text: str, shown: str, *, base_dir: Path = Path("."), check_filesystem: bool = True
+) -> model.Topology:
+    source = parse(text)
+    problems = [Problem(shown, p.line, dotted(p.path), p.message) for p in source.problems]
+    if problems and source.data is None:
+        raise InvalidTopology(problems)
+    if not isinstance(source.data, dict):
+        problems.append(
+            Problem(shown, 1, "", "the file is not a mapping — start with 'cluster: NAME'")
+        )
+        raise InvalidTopology(problems)
+    try:
+        topo = model.Topology.model_validate({**source.data, "base_dir": base_dir})
+    except ValidationError as exc:
+        problems.extend(_from_pydantic(exc, source, shown))
+        raise InvalidTopology(problems) from None
+    findings = check_references(topo)
+    if check_filesystem:
+        findings.extend(check_files(topo))
+        # Imported here: the inventory module imports this one's models.
+        from orchestrator.inventory import check_inventory
+
+        findings.extend(check_inventory(topo))
+    problems.extend(Problem(shown, source.line_of(p), dotted(p), m) for p, m in findings)
+    if problems:
+        raise InvalidTopology(problems)
+    return topo
+
+
+def _from_pydantic(exc: ValidationError, source: YamlSource, shown: str) -> list[Problem]:
+    problems = []
+    for error in exc.errors():
+        path = _data_path(error["loc"], source.data)
+        problems.append(Problem(shown, source.line_of(path), dotted(path), _explain(error)))
+    return problems
+
+
+def _data_path(loc: tuple[Any, ...], data: Any) -> FieldPath:
+    """Drop the parts of pydantic's location that are not in the file (union tags)."""
+    path: list[str | int] = []
+    node = data
+    for index, part in enumerate(loc):
+        last = index == len(loc) - 1
+        in_dict = isinstance(node, dict) and part in node
+        in_list = isinstance(node, list) and isinstance(part, int) and part < len(node)
+        if in_dict or in_list:
+            node = node[part]
+            path.append(part)
+        elif last and isinstance(part, str) and part != "__root__":
+            path.append(part)  # a missing or unknown field: name it
+    return tuple(path)
+
+
+def _explain(error: Any) -> str:
+    kind = error["type"]
+    ctx = error.get("ctx", {})
+    value = error.get("input")
+    name = error["loc"][-1] if error["loc"] else ""
+    if kind == "missing":
+        return f"required field {name!r} is missing — add it"
+    if kind == "extra_forbidden":
+        hint = difflib.get_close_matches(str(name), _known_fields(), n=1)
+        fix = f"did you mean {hint[0]!r}?" if hint else "remove it or fix its spelling"
+        return f"unknown field {name!r} — {fix}"
+    if kind == "literal_error":
+        return f"{value!r} is not allowed — use {ctx.get('expected')}"
+    if kind == "union_tag_invalid":
+        return (
+            f"{ctx.get('discriminator', 'driver')} {ctx.get('tag')!r} is unknown — use one of "
+            f"{ctx.get('expected_tags')}"
+        )
+    if kind == "union_tag_not_found":
+        return f"{ctx.get('discriminator', 'driver')} is missing — add it"
+    if kind in {"value_error", "assertion_error"}:
+        message = str(ctx.get("error", error["msg"]))
+        return message if "—" in message else f"{message} — fix the value"
+    if kind == "string_pattern_mismatch":
+        return (
+            f"{value!r} has characters that are not allowed — use lower-case letters, "
+            f"digits and dashes (pattern {ctx.get('pattern')})"
+        )
+    if kind == "too_short":
+        return f"needs at least {ctx.get('min_length')} item(s) — add them"
+    if kind in {"dict_type", "model_type", "model_attributes_type"}:
+        return (
+            f"expected a mapping of fields, got {type(value).__name__} — indent its fields below it"
+        )
+    if kind in {"list_type", "tuple_type"}:
+        return f"expected a list, got {type(value).__name__} — write it as [a, b] or '- a' lines"
+    return f"{error['msg']} (got {value!r}) — fix the value"
+
+
+@cache
+def _known_fields() -> tuple[str, ...]:
+    names: set[str] = set()
+    for obj in vars(model).values():
+        if isinstance(obj, type) and issubclass(obj, BaseModel):
+            names.update(obj.model_fields)
+    return tuple(sorted(names))

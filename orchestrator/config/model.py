@@ -1,0 +1,396 @@
+"""The topology file as frozen, typed objects (pydantic v2).
+
+Only shape and single-field rules live here; rules that relate two parts of the file
+(a record names a site that exists, a mirror's destination is a datacenter) live in
+`references.py`, and checks that touch the filesystem live in `files.py`, so each can
+be tested on its own.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+_NAME = r"^[a-z][a-z0-9-]{0,30}$"
+
+
+def _seconds(value: object) -> object:
+    """Accept 30, 30.5, "30s", "5m", "1h": operators write durations both ways."""
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if not match:
+            raise ValueError(
+                f"{value!r} is not a duration — write seconds (30) or a number with "
+                "a unit: 500ms, 30s, 5m, 1h, 1d"
+            )
+        return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    return value
+
+
+Seconds = Annotated[float, BeforeValidator(_seconds), Field(ge=0)]
+SiteName = Annotated[str, Field(pattern=_NAME)]
+
+
+class Frozen(BaseModel):
+    # extra="forbid" turns a misspelt field into an error instead of a silent default.
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SecretRef(Frozen):
+    """A secret is named, never inlined: a file path (relative to the topology file) or
+    an environment variable."""
+
+    file: str | None = None
+    env: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SecretRef:
+        if (self.file is None) == (self.env is None):
+            raise ValueError(
+                "a secret needs exactly one of 'file' or 'env' — "
+                "write {file: path/to/secret} or {env: VARIABLE_NAME}"
+            )
+        if self.env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.env):
+            raise ValueError(f"{self.env!r} is not an environment variable name")
+        return self
+
+    def describe(self) -> str:
+        return f"file {self.file}" if self.file else f"${self.env}"
+
+
+class Site(Frozen):
+    kind: Literal["datacenter", "witness"]
+    description: str = ""
+
+
+class Host(Frozen):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+    site: SiteName
+    roles: tuple[str, ...] = Field(min_length=1)
+    address: str
+    # Extra host vars handed to Ansible as they are (ansible_connection, paths...).
+    vars: dict[str, str | int | bool] = Field(default_factory=dict)
+
+
+class RoleCommands(Frozen):
+    """How to control a role's services where there is no init system to ask."""
+
+    start: str
+    stop: str
+    status: str
+
+
+class Probe(Frozen):
+    kind: Literal["smtp", "imap", "tcp", "http"]
+    port: int = Field(ge=1, le=65535)
+
+
+class Role(Frozen):
+    # Roles with the same start_order start together; lower first. Stop runs in reverse.
+    start_order: int = Field(ge=0)
+    services: tuple[str, ...] = Field(min_length=1)
+    # False for roles that run on both sites at all times (LDAP multi-master): they are
+    # verified on the new site but never stopped on the old one.
+    moves: bool = True
+    commands: RoleCommands | None = None
+    probes: tuple[Probe, ...] = ()
+
+
+class Mirror(Frozen):
+    source: SiteName
+    destination: SiteName
+
+
+class _VolumeBase(Frozen):
+    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$")]
+    role: str  # the hosts of this role on the active site mount the volume
+    mount_point: str
+    mirror: Mirror
+
+    @field_validator("mount_point")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f"{value!r} is relative — a mount point must be an absolute path")
+        return value
+
+
+class BtrfsSite(Frozen):
+    # The state directory of the lab's btrfs driver for this site (image, loop device,
+    # snapshots); the driver reads mirror state and lag from it.
+    pool: str
+
+
+class BtrfsVolume(_VolumeBase):
+    driver: Literal["btrfs"]
+    subvolume: str = "data"
+    sites: dict[SiteName, BtrfsSite]
+
+
+class NetappSite(Frozen):
+    cluster: str  # ONTAP cluster management address
+    svm: str
+    volume: str
+    export: str  # what the hosts mount, e.g. "nfs-dc1:/zstore"
+    credentials: SecretRef
+
+
+class NetappVolume(_VolumeBase):
+    driver: Literal["netapp"]
+    sites: dict[SiteName, NetappSite]
+
+
+class CommandVolume(_VolumeBase):
+    """Any other storage: the operator supplies one command per action.
+
+    Commands are run through Ansible on the volume's hosts with {volume}, {site} and
+    {mount_point} substituted.
+    """
+
+    driver: Literal["command"]
+    commands: dict[
+        Literal["status", "update", "quiesce", "break", "resync", "reverse", "mount", "unmount"],
+        str,
+    ]
+
+    @field_validator("commands")
+    @classmethod
+    def _needs_core_actions(cls, value: dict[str, str]) -> dict[str, str]:
+        missing = [a for a in ("status", "break", "mount", "unmount") if a not in value]
+        if missing:
+            raise ValueError(
+                f"missing commands for {', '.join(missing)} — a command volume needs at "
+                "least status, break, mount and unmount"
+            )
+        return value
+
+
+Volume = Annotated[BtrfsVolume | NetappVolume | CommandVolume, Field(discriminator="driver")]
+
+
+class Tsig(Frozen):
+    """Either the file tsig-keygen writes (BIND syntax: it names key and algorithm), or a
+    key name with its base64 secret held elsewhere (a vault-fed environment variable)."""
+
+    key_file: str | None = None
+    name: str | None = None
+    algorithm: Literal["hmac-sha256", "hmac-sha512"] = "hmac-sha256"
+    secret: SecretRef | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Tsig:
+        if (self.key_file is None) == (self.name is None or self.secret is None):
+            raise ValueError(
+                "tsig needs either key_file, or name and secret — write "
+                "{key_file: keys/ddns.key} or {name: ddns-key, secret: {env: DDNS_SECRET}}"
+            )
+        return self
+
+
+class DnsServer(Frozen):
+    address: str
+    port: int = Field(default=53, ge=1, le=65535)
+
+    def __str__(self) -> str:
+        return f"{self.address}:{self.port}"
+
+
+def _server(value: object) -> object:
+    """Accept "10.0.0.53" and "10.0.0.53:5353" as well as the mapping form."""
+    if isinstance(value, str):
+        host, sep, port = value.rpartition(":")
+        if sep and port.isdigit() and "]" not in port:
+            return {"address": host, "port": int(port)}
+        return {"address": value}
+    return value
+
+
+Server = Annotated[DnsServer, BeforeValidator(_server)]
+
+
+class DnsRecord(Frozen):
+    name: str  # relative to the zone, or "@" for the apex
+    type: Literal["A", "AAAA", "CNAME", "TXT"] = "A"
+    ttl: int = Field(default=60, ge=0)
+    values: dict[SiteName, str] = Field(min_length=1)
+
+
+class Route53(Frozen):
+    hosted_zone_id: str
+    credentials_profile: str | None = None
+    access_key: SecretRef | None = None
+    secret_key: SecretRef | None = None
+    endpoint_url: str | None = None
+
+
+class DnsZone(Frozen):
+    name: str
+    scope: Literal["internal", "external"]
+    provider: Literal["rfc2136", "route53"]
+    update_servers: tuple[Server, ...] = ()
+    verify_servers: tuple[Server, ...] = Field(min_length=1)
+    tsig: Tsig | None = None
+    route53: Route53 | None = None
+    records: tuple[DnsRecord, ...] = Field(min_length=1)
+
+    @field_validator("name")
+    @classmethod
+    def _fqdn(cls, value: str) -> str:
+        if not value.endswith("."):
+            raise ValueError(f"{value!r} is not absolute — end the zone name with a dot")
+        return value
+
+    @model_validator(mode="after")
+    def _provider_settings(self) -> DnsZone:
+        if self.provider == "rfc2136":
+            if not self.update_servers:
+                raise ValueError(
+                    "rfc2136 zone without update_servers — list the primaries that take "
+                    "dynamic updates"
+                )
+            if self.tsig is None:
+                raise ValueError(
+                    "rfc2136 zone without tsig — updates must be signed: add "
+                    "tsig: {key_file: path/to/key}"
+                )
+        if self.provider == "route53" and self.route53 is None:
+            raise ValueError("route53 zone without a route53 section — add hosted_zone_id")
+        return self
+
+    def fqdn(self, record: DnsRecord) -> str:
+        return self.name if record.name == "@" else f"{record.name}.{self.name}"
+
+
+class Dns(Frozen):
+    zones: tuple[DnsZone, ...] = Field(min_length=1)
+
+
+class LdapMaster(Frozen):
+    uri: Annotated[str, Field(pattern=r"^ldaps?://")]
+    server_id: int = Field(ge=1, le=4095)  # OpenLDAP serverID range
+    site: SiteName
+    # Per-master overrides of the section's defaults.
+    bind_dn: str | None = None
+    password: SecretRef | None = None
+    starttls: bool | None = None
+    ca_file: str | None = None
+
+
+class Ldap(Frozen):
+    suffix: str
+    bind_dn: str
+    password: SecretRef
+    starttls: bool = True
+    ca_file: str | None = None
+    timeout: Seconds = 3.0
+    masters: tuple[LdapMaster, ...] = Field(min_length=2)
+
+
+class S3Endpoint(Frozen):
+    site: SiteName
+    url: Annotated[str, Field(pattern=r"^https?://")]
+    region: str = "us-east-1"
+    access_key: SecretRef
+    secret_key: SecretRef
+    ca_file: str | None = None
+
+
+class Bucket(Frozen):
+    name: str
+    versioned: bool = True
+    replicated: bool = True
+
+
+class ObjectStore(Frozen):
+    endpoints: tuple[S3Endpoint, ...] = Field(min_length=1)
+    buckets: tuple[Bucket, ...] = Field(min_length=1)
+
+
+class ZkHost(Frozen):
+    address: str  # host:port
+    site: SiteName
+
+
+class ZkAuth(Frozen):
+    scheme: Literal["digest"] = "digest"
+    credentials: SecretRef  # "user:password"
+
+
+class ZooKeeper(Frozen):
+    hosts: tuple[ZkHost, ...] = Field(min_length=1)
+    chroot: Annotated[str, Field(pattern=r"^/[^\s]*$")] = "/sitectl"
+    session_timeout: Seconds = 10.0
+    auth: ZkAuth | None = None
+
+    def connect_string(self) -> str:
+        return ",".join(h.address for h in self.hosts)
+
+
+class RpoLimits(Frozen):
+    volume: Seconds = 300.0
+    ldap: Seconds = 60.0
+    object_store: Seconds = 900.0
+
+
+class Policy(Frozen):
+    rpo_limits: RpoLimits = RpoLimits()
+    probe_interval: Seconds = 5.0
+    consecutive_failures: int = Field(default=3, ge=1)
+    automatic_promotion: bool = False
+    block_period: Seconds = 3600.0
+    step_timeout: Seconds = 300.0
+    unreachable_timeout: Seconds = 10.0  # bound on old-site steps in a failover
+
+
+class Ansible(Frozen):
+    inventory: str  # relative to the topology file
+    playbook_dir: str = "../../playbooks"
+
+
+class ProbeUser(Frozen):
+    user: str
+    password: SecretRef
+
+
+class Application(Frozen):
+    name: str = "mail"
+    probe_user: ProbeUser | None = None
+
+
+class Topology(Frozen):
+    cluster: Annotated[str, Field(pattern=_NAME)]
+    sites: dict[SiteName, Site] = Field(min_length=2)
+    active_site: SiteName
+    ansible: Ansible
+    hosts: tuple[Host, ...] = Field(min_length=1)
+    roles: dict[str, Role] = Field(min_length=1)
+    application: Application = Application()
+    volumes: tuple[Volume, ...] = ()
+    dns: Dns
+    ldap: Ldap | None = None
+    object_store: ObjectStore | None = None
+    zookeeper: ZooKeeper
+    policy: Policy = Policy()
+    # Where the file was read from: relative paths inside it are relative to this.
+    base_dir: Path = Field(default=Path("."), exclude=True)
+
+    def datacenters(self) -> list[str]:
+        return [name for name, site in self.sites.items() if site.kind == "datacenter"]
+
+    def hosts_of(self, site: str, role: str) -> list[Host]:
+        return [h for h in self.hosts if h.site == site and role in h.roles]
+
+    def resolve(self, relative: str) -> Path:
+        return (self.base_dir / relative).resolve()

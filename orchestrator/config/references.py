@@ -1,0 +1,209 @@
+"""Rules that relate two parts of the topology: pure, no filesystem, no network.
+
+Each rule returns (field path, "what is wrong — how to fix it") pairs; the loader turns
+paths into line numbers.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+
+from orchestrator.config.model import Topology
+from orchestrator.config.problems import FieldPath
+
+Finding = tuple[FieldPath, str]
+
+
+def check_references(topo: Topology) -> list[Finding]:
+    findings: list[Finding] = []
+    for rule in (
+        _sites,
+        _hosts,
+        _roles,
+        _volumes,
+        _dns,
+        _ldap,
+        _object_store,
+        _zookeeper,
+    ):
+        findings.extend(rule(topo))
+    return findings
+
+
+def _site_exists(topo: Topology, site: str, path: FieldPath) -> Iterator[Finding]:
+    if site not in topo.sites:
+        known = ", ".join(topo.sites)
+        yield path, f"site {site!r} is not defined — use one of: {known}"
+
+
+def _datacenter(topo: Topology, site: str, path: FieldPath, what: str) -> Iterator[Finding]:
+    if site not in topo.sites:
+        yield from _site_exists(topo, site, path)
+    elif topo.sites[site].kind != "datacenter":
+        yield (
+            path,
+            (
+                f"{what} is the witness site {site!r}, which only votes — "
+                f"use a datacenter: {', '.join(topo.datacenters())}"
+            ),
+        )
+
+
+def _sites(topo: Topology) -> Iterator[Finding]:
+    dcs = topo.datacenters()
+    if len(dcs) != 2:
+        yield (
+            ("sites",),
+            (
+                f"{len(dcs)} datacenter(s) defined — sitectl moves a service between exactly "
+                "two sites of kind datacenter"
+            ),
+        )
+    witnesses = [n for n, s in topo.sites.items() if s.kind == "witness"]
+    if len(witnesses) > 1:
+        yield ("sites",), "more than one witness — keep one witness site"
+    yield from _datacenter(topo, topo.active_site, ("active_site",), "the active site")
+
+
+def _hosts(topo: Topology) -> Iterator[Finding]:
+    names = Counter(h.name for h in topo.hosts)
+    for index, host in enumerate(topo.hosts):
+        yield from _site_exists(topo, host.site, ("hosts", index, "site"))
+        if names[host.name] > 1:
+            yield ("hosts", index, "name"), f"host {host.name!r} is listed twice — rename one"
+        for r_index, role in enumerate(host.roles):
+            if role not in topo.roles:
+                yield (
+                    ("hosts", index, "roles", r_index),
+                    (
+                        f"role {role!r} is not defined — add it under roles: or use one of: "
+                        f"{', '.join(topo.roles)}"
+                    ),
+                )
+
+
+def _roles(topo: Topology) -> Iterator[Finding]:
+    for name, role in topo.roles.items():
+        if not role.moves:
+            continue
+        for dc in topo.datacenters():
+            if not topo.hosts_of(dc, name):
+                yield (
+                    ("roles", name),
+                    (
+                        f"role {name!r} has no host in datacenter {dc!r} — the service cannot "
+                        f"start there after a failover; add a host with this role to {dc}"
+                    ),
+                )
+
+
+def _volumes(topo: Topology) -> Iterator[Finding]:
+    names = Counter(v.name for v in topo.volumes)
+    for index, vol in enumerate(topo.volumes):
+        base: FieldPath = ("volumes", index)
+        if names[vol.name] > 1:
+            yield (*base, "name"), f"volume {vol.name!r} is defined twice — rename one"
+        if vol.role not in topo.roles:
+            yield (
+                (*base, "role"),
+                (f"role {vol.role!r} is not defined — use one of: {', '.join(topo.roles)}"),
+            )
+        yield from _datacenter(topo, vol.mirror.source, (*base, "mirror", "source"), "the source")
+        yield from _datacenter(
+            topo, vol.mirror.destination, (*base, "mirror", "destination"), "the destination"
+        )
+        if vol.mirror.source == vol.mirror.destination:
+            yield (
+                (*base, "mirror"),
+                "source and destination are the same site — mirror to the other datacenter",
+            )
+        if vol.mirror.source != topo.active_site and vol.mirror.source in topo.sites:
+            yield (
+                (*base, "mirror", "source"),
+                (
+                    f"the mirror source {vol.mirror.source!r} is not the active site "
+                    f"{topo.active_site!r} — the active site's volume must be the source"
+                ),
+            )
+        sites = getattr(vol, "sites", None)
+        if sites is not None:
+            for site in sites:
+                yield from _datacenter(topo, site, (*base, "sites", site), "a volume site")
+            for site in (vol.mirror.source, vol.mirror.destination):
+                if site in topo.sites and site not in sites:
+                    yield (*base, "sites"), f"no settings for site {site!r} — add sites.{site}"
+
+
+def _dns(topo: Topology) -> Iterator[Finding]:
+    zone_names = Counter(z.name for z in topo.dns.zones)
+    for z_index, zone in enumerate(topo.dns.zones):
+        base: FieldPath = ("dns", "zones", z_index)
+        if zone_names[zone.name] > 1:
+            yield (*base, "name"), f"zone {zone.name!r} is listed twice — merge them"
+        for r_index, record in enumerate(zone.records):
+            r_base = (*base, "records", r_index)
+            for site in record.values:
+                yield from _datacenter(topo, site, (*r_base, "values", site), "a record value")
+            for dc in topo.datacenters():
+                if dc not in record.values:
+                    yield (
+                        (*r_base, "values"),
+                        (
+                            f"no value for datacenter {dc!r} — add values.{dc}, the address "
+                            f"{zone.fqdn(record)} takes when {dc} is active"
+                        ),
+                    )
+
+
+def _ldap(topo: Topology) -> Iterator[Finding]:
+    if topo.ldap is None:
+        return
+    ids = Counter(m.server_id for m in topo.ldap.masters)
+    for index, master in enumerate(topo.ldap.masters):
+        base: FieldPath = ("ldap", "masters", index)
+        yield from _datacenter(topo, master.site, (*base, "site"), "an LDAP master's site")
+        if ids[master.server_id] > 1:
+            yield (
+                (*base, "server_id"),
+                (
+                    f"server_id {master.server_id} is used twice — each multi-master needs its "
+                    "own serverID, or their contextCSNs collide"
+                ),
+            )
+    for dc in topo.datacenters():
+        if not any(m.site == dc for m in topo.ldap.masters):
+            yield ("ldap", "masters"), f"no LDAP master in datacenter {dc!r} — add one"
+
+
+def _object_store(topo: Topology) -> Iterator[Finding]:
+    if topo.object_store is None:
+        return
+    for index, endpoint in enumerate(topo.object_store.endpoints):
+        yield from _datacenter(
+            topo, endpoint.site, ("object_store", "endpoints", index, "site"), "an S3 endpoint"
+        )
+
+
+def _zookeeper(topo: Topology) -> Iterator[Finding]:
+    hosts = topo.zookeeper.hosts
+    for index, host in enumerate(hosts):
+        yield from _site_exists(topo, host.site, ("zookeeper", "hosts", index, "site"))
+    if len(hosts) % 2 == 0:
+        yield (
+            ("zookeeper", "hosts"),
+            (
+                f"{len(hosts)} ZooKeeper hosts — an even ensemble tolerates no more failures "
+                "than one node fewer; use 3 (one per site) or 5"
+            ),
+        )
+    per_site = Counter(h.site for h in hosts)
+    if len(hosts) >= 3 and per_site and max(per_site.values()) > len(hosts) // 2:
+        site, count = per_site.most_common(1)[0]
+        yield (
+            ("zookeeper", "hosts"),
+            (
+                f"{count} of {len(hosts)} ZooKeeper hosts sit in {site!r} — losing that site "
+                "loses the quorum; spread them so no site holds a majority"
+            ),
+        )
