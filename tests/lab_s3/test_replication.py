@@ -1,0 +1,240 @@
+"""Two real lab S3 processes (moto + our replication loop) on ephemeral 127.0.0.1 ports.
+
+The full lab uses the fixed 127.0.N.21:9000 addresses and may run at the same time, so
+these tests never touch them. Waits poll for a state with a generous deadline; nothing
+asserts on how long anything took.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+pytestmark = [pytest.mark.lab, pytest.mark.timeout(120)]
+
+BUCKET = "mail-blobs"
+DEADLINE_S = 30.0
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    # Tiny race between close() and the server's bind; acceptable for a test.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(what: str, probe: Callable[[], Any]) -> Any:
+    """Poll `probe` until it returns something truthy; fail naming `what` after the deadline."""
+    end = time.monotonic() + DEADLINE_S
+    last: Any = None
+    while time.monotonic() < end:
+        try:
+            result = probe()
+        except Exception as exc:  # the server may not be up yet: keep polling
+            last = exc
+        else:
+            if result:
+                return result
+            last = result
+        time.sleep(0.1)
+    pytest.fail(f"gave up waiting for {what}; last probe: {last!r}")
+
+
+@dataclass
+class Site:
+    name: str
+    port: int
+    peer_name: str
+    peer_port: int
+    keys: tuple[Path, Path]
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        cmd = [
+            sys.executable, "-m", "orchestrator.lab.s3store",
+            "--site", self.name,
+            "--listen", f"127.0.0.1:{self.port}",
+            "--peer", f"{self.peer_name}=http://127.0.0.1:{self.peer_port}",
+            "--access-key-file", str(self.keys[0]),
+            "--secret-key-file", str(self.keys[1]),
+            "--buckets", BUCKET,
+            "--scan-interval", "0.1",
+            "--max-attempts", "3",
+            "--failed-retry-interval", "1",
+        ]
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=log)
+        wait_for(f"{self.name} to serve S3", lambda: self.client().list_buckets())
+
+    def stop(self) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        rc = self.proc.wait(timeout=20)
+        self.proc = None
+        return rc
+
+    def client(self) -> Any:
+        return boto3.client(
+            "s3", endpoint_url=self.url, region_name="us-east-1",
+            aws_access_key_id=self.keys[0].read_text().strip(),
+            aws_secret_access_key=self.keys[1].read_text().strip(),
+        )
+
+    def backlog(self) -> dict[str, Any]:
+        with urllib.request.urlopen(f"{self.url}/_sitectl/replication", timeout=5) as resp:
+            return dict(json.load(resp)["buckets"][BUCKET])
+
+    def replicate_to(self, dest: str | None) -> None:
+        """Put (or remove, with None) a rule copying every new version to the peer's bucket."""
+        if dest is None:
+            self.client().delete_bucket_replication(Bucket=BUCKET)
+            return
+        self.client().put_bucket_replication(
+            Bucket=BUCKET,
+            ReplicationConfiguration={
+                "Role": "arn:aws:iam::123456789012:role/lab-replication",
+                "Rules": [{
+                    "ID": f"to-{dest}", "Priority": 1, "Status": "Enabled",
+                    "Filter": {"Prefix": ""},
+                    "DeleteMarkerReplication": {"Status": "Disabled"},
+                    "Destination": {"Bucket": f"arn:aws:s3:::{BUCKET}"},
+                }],
+            },
+        )
+
+
+@pytest.fixture
+def sites(tmp_path: Path) -> Iterator[tuple[Site, Site]]:
+    ak, sk = tmp_path / "access-key", tmp_path / "secret-key"
+    ak.write_text("LABACCESSKEY\n")
+    sk.write_text("labsecret\n")
+    for f in (ak, sk):
+        os.chmod(f, 0o600)
+    p1, p2 = _free_port(), _free_port()
+    dc1 = Site("dc1", p1, "dc2", p2, (ak, sk), tmp_path / "dc1.log")
+    dc2 = Site("dc2", p2, "dc1", p1, (ak, sk), tmp_path / "dc2.log")
+    dc1.start()
+    dc2.start()
+    try:
+        yield dc1, dc2
+    finally:
+        for site in (dc1, dc2):
+            if site.proc is not None:
+                site.proc.kill()
+                site.proc.wait()
+
+
+def status(site: Site, key: str, version: str | None = None) -> str | None:
+    args = {"Bucket": BUCKET, "Key": key} | ({"VersionId": version} if version else {})
+    return site.client().head_object(**args).get("ReplicationStatus")
+
+
+def test_buckets_are_created_versioned(sites: tuple[Site, Site]) -> None:
+    dc1, _ = sites
+    assert dc1.client().get_bucket_versioning(Bucket=BUCKET)["Status"] == "Enabled"
+
+
+def test_put_at_dc1_is_readable_at_dc2_with_replication_status(
+    sites: tuple[Site, Site],
+) -> None:
+    dc1, dc2 = sites
+    dc1.replicate_to("dc2")
+    put = dc1.client().put_object(
+        Bucket=BUCKET, Key="mail/1", Body=b"hello", ContentType="message/rfc822",
+        Metadata={"sitectl-op": "op-1"},
+    )
+    assert status(dc1, "mail/1") in ("PENDING", "COMPLETED")
+
+    wait_for("COMPLETED at dc1", lambda: status(dc1, "mail/1") == "COMPLETED")
+    replica = dc2.client().get_object(Bucket=BUCKET, Key="mail/1")
+    assert replica["Body"].read() == b"hello"
+    assert replica["ReplicationStatus"] == "REPLICA"
+    assert replica["ContentType"] == "message/rfc822"
+    assert replica["Metadata"]["sitectl-op"] == "op-1"
+    assert replica["Metadata"]["sitectl-replica-source"] == "dc1"
+    assert replica["Metadata"]["sitectl-source-version-id"] == put["VersionId"]
+    assert dc1.backlog()["pending"] == 0
+
+
+def test_versions_put_before_the_rule_are_not_replicated(sites: tuple[Site, Site]) -> None:
+    dc1, dc2 = sites
+    dc1.client().put_object(Bucket=BUCKET, Key="old", Body=b"old")
+    dc1.replicate_to("dc2")
+    dc1.client().put_object(Bucket=BUCKET, Key="new", Body=b"new")
+    wait_for("new version COMPLETED", lambda: status(dc1, "new") == "COMPLETED")
+    assert status(dc1, "old") is None
+    listed = dc2.client().list_objects_v2(Bucket=BUCKET).get("Contents", [])
+    assert [o["Key"] for o in listed] == ["new"]
+
+
+def test_replica_is_not_replicated_back(sites: tuple[Site, Site]) -> None:
+    dc1, dc2 = sites
+    # Rules in both directions at once: the worst case for a loop.
+    dc1.replicate_to("dc2")
+    dc2.replicate_to("dc1")
+    dc1.client().put_object(Bucket=BUCKET, Key="k", Body=b"once")
+    wait_for("COMPLETED at dc1", lambda: status(dc1, "k") == "COMPLETED")
+    wait_for("dc2 counts the replica", lambda: dc2.backlog()["replica"] == 1)
+    # dc2's loop has the rule but never queues a REPLICA: nothing pending, nothing sent.
+    backlog = dc2.backlog()
+    assert (backlog["pending"], backlog["failed"], backlog["completed"]) == (0, 0, 0)
+    versions = dc1.client().list_object_versions(Bucket=BUCKET, Prefix="k")["Versions"]
+    assert len(versions) == 1
+
+
+def test_reverse_rule_after_reprotect(sites: tuple[Site, Site]) -> None:
+    dc1, dc2 = sites
+    dc1.replicate_to("dc2")
+    dc1.client().put_object(Bucket=BUCKET, Key="before-failover", Body=b"1")
+    wait_for("dc1→dc2", lambda: status(dc1, "before-failover") == "COMPLETED")
+
+    # Reprotect: the operator removes the old direction and configures dc2 → dc1.
+    dc1.replicate_to(None)
+    dc2.replicate_to("dc1")
+    dc2.client().put_object(Bucket=BUCKET, Key="after-failover", Body=b"2")
+    wait_for("dc2→dc1", lambda: status(dc2, "after-failover") == "COMPLETED")
+    assert dc1.client().get_object(Bucket=BUCKET, Key="after-failover")["Body"].read() == b"2"
+    assert status(dc1, "after-failover") == "REPLICA"
+
+
+def test_peer_down_fails_then_recovers(sites: tuple[Site, Site]) -> None:
+    dc1, dc2 = sites
+    dc1.replicate_to("dc2")
+    assert dc2.stop() == 0
+
+    dc1.client().put_object(Bucket=BUCKET, Key="while-down", Body=b"queued")
+    wait_for("FAILED while dc2 is down", lambda: status(dc1, "while-down") == "FAILED")
+    backlog = dc1.backlog()
+    assert backlog["failed"] == 1
+    assert backlog["last_error"]
+
+    dc2.start()  # empty store again: the bucket comes from --buckets
+    wait_for("COMPLETED after dc2 is back", lambda: status(dc1, "while-down") == "COMPLETED")
+    assert dc2.client().get_object(Bucket=BUCKET, Key="while-down")["Body"].read() == b"queued"
+    assert dc1.backlog()["failed"] == 0
+
+
+def test_sigterm_stops_the_process(sites: tuple[Site, Site]) -> None:
+    dc1, _ = sites
+    assert dc1.stop() == 0
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", dc1.port), timeout=1).close()
