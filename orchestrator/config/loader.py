@@ -90,6 +90,8 @@ def _from_pydantic(exc: ValidationError, source: YamlSource, shown: str) -> list
     problems = []
     for error in exc.errors():
         path = _data_path(error["loc"], source.data)
+        if error["type"] in {"union_tag_invalid", "union_tag_not_found"}:
+            path = (*path, _discriminator(error))
         problems.append(Problem(shown, source.line_of(path), dotted(path), _explain(error)))
     return problems
 
@@ -125,11 +127,11 @@ def _explain(error: Any) -> str:
         return f"{value!r} is not allowed — use {ctx.get('expected')}"
     if kind == "union_tag_invalid":
         return (
-            f"{ctx.get('discriminator', 'driver')} {ctx.get('tag')!r} is unknown — use one of "
+            f"{_discriminator(error)} {ctx.get('tag')!r} is unknown — use one of "
             f"{ctx.get('expected_tags')}"
         )
     if kind == "union_tag_not_found":
-        return f"{ctx.get('discriminator', 'driver')} is missing — add it"
+        return f"{_discriminator(error)} is missing — add it"
     if kind in {"value_error", "assertion_error"}:
         message = str(ctx.get("error", error["msg"]))
         return message if "—" in message else f"{message} — fix the value"
@@ -147,6 +149,10 @@ def _explain(error: Any) -> str:
     if kind in {"list_type", "tuple_type"}:
         return f"expected a list, got {type(value).__name__} — write it as [a, b] or '- a' lines"
     return f"{error['msg']} (got {value!r}) — fix the value"
+
+
+def _discriminator(error: Any) -> str:
+    return str(error.get("ctx", {}).get("discriminator", "driver")).strip("'")
 
 
 @cache

@@ -1,0 +1,225 @@
+"""The `sitectl` command line: thin wrappers over the config, plan and runbook modules."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from orchestrator.cli.exitcodes import ExitCode
+from orchestrator.cli.output import console, emit_json, fail
+from orchestrator.config import InvalidTopology, Topology, config_path, load_topology
+from orchestrator.inventory import render_inventory_text
+from orchestrator.plan import Plan, PlanRefused, assumed_state, build_plan
+from orchestrator.runbook import render_runbook
+
+app = typer.Typer(
+    name="sitectl",
+    help="Move a two-datacenter service from one site to the other, safely.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        envvar="SITECTL_CONFIG",
+        help="Topology file (default: $SITECTL_CONFIG).",
+        show_default=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+class ModeChoice(StrEnum):
+    switchover = "switchover"
+    failover = "failover"
+
+
+ModeOption = Annotated[
+    ModeChoice,
+    typer.Option(
+        "--mode",
+        "-m",
+        help="switchover (planned, lossless) or failover (the old site may be gone).",
+    ),
+]
+ToOption = Annotated[str, typer.Option("--to", help="The site to move the service to.")]
+UnreachableOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--unreachable",
+        help="Plan as if this site did not answer (repeatable), e.g. the old site in a failover.",
+    ),
+]
+
+
+def _load(config: Path | None) -> tuple[Topology, Path]:
+    try:
+        path = config_path(config)
+        return load_topology(path), path
+    except InvalidTopology as exc:
+        fail([str(p) for p in exc.problems], ExitCode.BAD_INPUT)
+
+
+def _plan(topo: Topology, mode: str, to: str, unreachable: list[str] | None) -> Plan:
+    for site in unreachable or []:
+        if site not in topo.sites:
+            fail(
+                f"--unreachable {site}: no such site — use one of: {', '.join(topo.sites)}",
+                ExitCode.BAD_INPUT,
+            )
+    observed = assumed_state(topo, frozenset(unreachable or []))
+    try:
+        return build_plan(topo, observed, mode.value, to)
+    except PlanRefused as exc:
+        fail(f"refused: {exc}", ExitCode.GATE_REFUSED if exc.gate else ExitCode.BAD_INPUT)
+
+
+@app.command()
+def validate(config: ConfigOption = None, json_output: JsonOption = False) -> None:
+    """Check a topology file; print one line per problem.
+
+    Exit 0 when valid, 2 otherwise. Every other command validates the same way and
+    changes nothing when the file is invalid.
+
+    [b]Example:[/b] sitectl validate -c inventories/example-zimbra/topology.yaml
+    """
+    try:
+        path = config_path(config)
+        topo = load_topology(path)
+    except InvalidTopology as exc:
+        if json_output:
+            emit_json({"valid": False, "problems": [p.as_dict() for p in exc.problems]})
+            raise typer.Exit(int(ExitCode.BAD_INPUT)) from None
+        fail([str(p) for p in exc.problems], ExitCode.BAD_INPUT)
+    summary = {
+        "valid": True,
+        "file": str(path),
+        "cluster": topo.cluster,
+        "active_site": topo.active_site,
+        "sites": list(topo.sites),
+        "hosts": len(topo.hosts),
+        "volumes": len(topo.volumes),
+        "dns_zones": len(topo.dns.zones),
+        "ldap_masters": len(topo.ldap.masters) if topo.ldap else 0,
+    }
+    if json_output:
+        emit_json(summary)
+    else:
+        console.print(
+            f"{path}: valid — cluster {topo.cluster}, {len(topo.sites)} sites, "
+            f"{len(topo.hosts)} hosts, {len(topo.volumes)} volumes, "
+            f"{len(topo.dns.zones)} DNS zones; {topo.active_site} active by default"
+        )
+
+
+@app.command()
+def plan(
+    to: ToOption,
+    mode: ModeOption = ModeChoice.switchover,
+    config: ConfigOption = None,
+    unreachable: UnreachableOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Print the ordered steps an operation would run; changes nothing.
+
+    Steps in one group may run in parallel. The JSON form is documented in
+    docs/plan-format.md.
+
+    [b]Example:[/b] sitectl plan --to dc2 --mode failover --unreachable dc1 --json
+    """
+    topo, _ = _load(config)
+    the_plan = _plan(topo, mode, to, unreachable)
+    if json_output:
+        emit_json(the_plan.to_dict())
+        return
+    console.print(
+        f"[b]{the_plan.mode}[/b] of {the_plan.cluster}: {the_plan.from_site} → "
+        f"{the_plan.to_site}, {sum(1 for _ in the_plan.steps())} steps in "
+        f"{len(the_plan.groups)} groups"
+    )
+    for note in the_plan.notes:
+        console.print(f"note: {note}", markup=False)
+    # Plain lines rather than a table: they stay readable in an 80-column terminal and
+    # in a pasted incident log.
+    for g_index, group in enumerate(the_plan.groups, start=1):
+        together = f" ({len(group.steps)} in parallel)" if group.parallel else ""
+        console.print(f"[b]{g_index:>2}. {group.phase.value}[/b]{together}")
+        for s_index, step in enumerate(group.steps, start=1):
+            where = f" on {', '.join(step.hosts)}" if step.hosts else ""
+            skip = " — skipped if unreachable" if step.if_unreachable == "skip" else ""
+            console.print(
+                f"    {g_index}.{s_index} {step.id}: {step.description}{where}{skip}",
+                markup=False,
+            )
+
+
+@app.command()
+def runbook(
+    to: ToOption,
+    mode: ModeOption = ModeChoice.switchover,
+    config: ConfigOption = None,
+    unreachable: UnreachableOption = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to this file, not stdout.")
+    ] = None,
+) -> None:
+    """Render the plan as a Markdown runbook a person can follow by hand.
+
+    [b]Example:[/b] sitectl runbook --to dc2 --mode failover -o failover-dc2.md
+    """
+    topo, path = _load(config)
+    the_plan = _plan(topo, mode, to, unreachable)
+    text = render_runbook(topo, the_plan, str(path))
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        console.print(f"wrote {output} ({sum(1 for _ in the_plan.steps())} steps)")
+
+
+@app.command()
+def inventory(
+    config: ConfigOption = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to this file, not stdout.")
+    ] = None,
+) -> None:
+    """Print the Ansible inventory the topology implies (groups <site>_<role>).
+
+    [b]Example:[/b] sitectl inventory -c topology.yaml -o hosts.yml
+    """
+    try:
+        path = config_path(config)
+        # The inventory may not exist yet: it is what this command writes.
+        topo = load_topology(path, check_filesystem=False)
+    except InvalidTopology as exc:
+        fail([str(p) for p in exc.problems], ExitCode.BAD_INPUT)
+    text = render_inventory_text(topo)
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        console.print(f"wrote {output}")
+
+
+def _mount_subcommands() -> None:
+    """Sub-apps live in their own packages; the CLI only gathers them."""
+    try:
+        from orchestrator.lab.cli import lab_app
+    except ImportError:  # the lab package is optional in a slim install
+        return
+    app.add_typer(lab_app, name="lab", help="Run a lab of real servers on this machine.")
+
+
+_mount_subcommands()
+
+
+def run() -> None:
+    app()

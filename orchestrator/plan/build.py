@@ -1,0 +1,401 @@
+"""From (topology, observed state, mode, target site) to a Plan. Pure: no I/O.
+
+The order follows the Zimbra two-site procedure: pre-flight checks, readiness gate,
+disable the application on the old site, (switchover: final mirror transfer), break the
+mirrors, unmount on the old site, mount on the new one, repoint DNS, start services in
+role order, verify, and only then record the new site as active.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from itertools import groupby
+
+from orchestrator.config.model import Role, Topology
+from orchestrator.errors import ConfigError
+from orchestrator.plan.model import Action, Group, Mode, Phase, Plan, Step
+from orchestrator.plan.observed import ObservedState
+
+
+class PlanRefused(ConfigError):
+    """The operation cannot be planned as asked. `gate` is True when the request was
+    well-formed but the state of the world forbids it (exit 4), False for bad input."""
+
+    def __init__(self, message: str, *, gate: bool = False) -> None:
+        super().__init__(message)
+        self.gate = gate
+
+
+def build_plan(topo: Topology, observed: ObservedState, mode: Mode, to_site: str) -> Plan:
+    from_site = observed.active_site
+    _refuse_if_impossible(topo, observed, mode, to_site)
+    old_up = observed.reachable(from_site)
+    skip_old = "skip" if mode == "failover" else "fail"
+    notes: list[str] = []
+    if not old_up:
+        notes.append(
+            f"{from_site} is unreachable: its steps are attempted with a short timeout and "
+            "recorded as skipped if it does not answer"
+        )
+    if mode == "failover":
+        notes.append(
+            "failover takes no final mirror transfer: whatever the mirror had not sent "
+            "is lost, as the readiness gate estimates"
+        )
+
+    groups: list[Group] = [_preflight(topo, from_site, to_site)]
+    groups.append(
+        _group(
+            Phase.READINESS,
+            [
+                Step(
+                    id="readiness/gate",
+                    phase=Phase.READINESS,
+                    action=Action.GATE_READINESS,
+                    site=to_site,
+                    target="replication",
+                    description=(
+                        f"refuse unless what {to_site} would lose (mirror, LDAP and "
+                        "object-store lag) is within the RPO limits"
+                    ),
+                    params={
+                        "rpo_limits": topo.policy.rpo_limits.model_dump(),
+                        "mode": mode,
+                    },
+                )
+            ],
+        )
+    )
+    moving = {name: role for name, role in topo.roles.items() if role.moves}
+    for order, names in _by_order(moving, reverse=True):
+        groups.append(
+            _group(
+                Phase.DISABLE_APPLICATION,
+                [
+                    Step(
+                        id=f"disable-application/{from_site}/{name}",
+                        phase=Phase.DISABLE_APPLICATION,
+                        action=Action.APP_STOP,
+                        site=from_site,
+                        target=name,
+                        hosts=_host_names(topo, from_site, name),
+                        if_unreachable=skip_old,
+                        description=f"stop {name} on {from_site} so nothing writes there",
+                        params={"services": list(topo.roles[name].services), "order": order},
+                    )
+                    for name in names
+                ],
+            )
+        )
+    volumes = list(topo.volumes)
+    if mode == "switchover" and volumes:
+        groups.append(
+            _group(
+                Phase.FINAL_SYNC,
+                [
+                    Step(
+                        id=f"final-sync/{v.name}",
+                        phase=Phase.FINAL_SYNC,
+                        action=Action.MIRROR_UPDATE,
+                        site=to_site,
+                        target=v.name,
+                        description=(
+                            f"transfer the last changes of volume {v.name} from {from_site} "
+                            f"to {to_site} now that the application is stopped"
+                        ),
+                        params={"driver": v.driver, "source": from_site},
+                    )
+                    for v in volumes
+                ],
+            )
+        )
+    if volumes:
+        groups.append(
+            _group(
+                Phase.BREAK_MIRRORS,
+                [
+                    Step(
+                        id=f"break-mirrors/{v.name}",
+                        phase=Phase.BREAK_MIRRORS,
+                        action=Action.MIRROR_BREAK,
+                        site=to_site,
+                        target=v.name,
+                        description=(
+                            f"quiesce and break the mirror of volume {v.name} so {to_site}'s "
+                            "copy becomes writable"
+                        ),
+                        params={"driver": v.driver, "source": from_site},
+                    )
+                    for v in volumes
+                ],
+            )
+        )
+        groups.append(
+            _group(
+                Phase.UNMOUNT,
+                [
+                    Step(
+                        id=f"unmount/{from_site}/{v.name}",
+                        phase=Phase.UNMOUNT,
+                        action=Action.VOLUME_UNMOUNT,
+                        site=from_site,
+                        target=v.name,
+                        hosts=_host_names(topo, from_site, v.role),
+                        if_unreachable=skip_old,
+                        description=f"unmount volume {v.name} from {v.mount_point} on {from_site}",
+                        params={"driver": v.driver, "mount_point": v.mount_point},
+                    )
+                    for v in volumes
+                ],
+            )
+        )
+        groups.append(
+            _group(
+                Phase.MOUNT,
+                [
+                    Step(
+                        id=f"mount/{to_site}/{v.name}",
+                        phase=Phase.MOUNT,
+                        action=Action.VOLUME_MOUNT,
+                        site=to_site,
+                        target=v.name,
+                        hosts=_host_names(topo, to_site, v.role),
+                        description=f"mount volume {v.name} at {v.mount_point} on {to_site}",
+                        params={"driver": v.driver, "mount_point": v.mount_point},
+                    )
+                    for v in volumes
+                ],
+            )
+        )
+    groups.append(
+        _group(
+            Phase.DNS,
+            [
+                Step(
+                    id=f"dns/{zone.name}",
+                    phase=Phase.DNS,
+                    action=Action.DNS_UPDATE,
+                    site=to_site,
+                    target=zone.name,
+                    description=(
+                        f"point the {zone.scope} zone {zone.name} at {to_site} "
+                        f"({len(zone.records)} record(s), {zone.provider})"
+                    ),
+                    params={
+                        "provider": zone.provider,
+                        "records": [
+                            {
+                                "name": zone.fqdn(r),
+                                "type": r.type,
+                                "ttl": r.ttl,
+                                "value": r.values[to_site],
+                                "old_value": r.values.get(from_site),
+                            }
+                            for r in zone.records
+                        ],
+                    },
+                )
+                for zone in topo.dns.zones
+            ],
+        )
+    )
+    for order, names in _by_order(topo.roles):
+        groups.append(
+            _group(
+                Phase.START_SERVICES,
+                [
+                    Step(
+                        id=f"start-services/{to_site}/{name}",
+                        phase=Phase.START_SERVICES,
+                        action=Action.APP_START,
+                        site=to_site,
+                        target=name,
+                        hosts=_host_names(topo, to_site, name),
+                        description=(
+                            f"start {name} on {to_site}"
+                            if topo.roles[name].moves
+                            else f"make sure {name} runs on {to_site} (it runs on both sites)"
+                        ),
+                        params={"services": list(topo.roles[name].services), "order": order},
+                    )
+                    for name in names
+                ],
+            )
+        )
+    groups.append(_verify(topo, mode, from_site, to_site))
+    groups.append(
+        _group(
+            Phase.VERIFY,
+            [
+                Step(
+                    id="verify/activate",
+                    phase=Phase.VERIFY,
+                    action=Action.ACTIVATE,
+                    site=to_site,
+                    target=topo.cluster,
+                    description=f"record {to_site} as the active site of {topo.cluster}",
+                )
+            ],
+        )
+    )
+    return Plan(
+        cluster=topo.cluster,
+        mode=mode,
+        from_site=from_site,
+        to_site=to_site,
+        old_site_reachable=old_up,
+        groups=tuple(groups),
+        notes=tuple(notes),
+    )
+
+
+def _refuse_if_impossible(
+    topo: Topology, observed: ObservedState, mode: Mode, to_site: str
+) -> None:
+    if to_site not in topo.sites:
+        raise PlanRefused(
+            f"site {to_site!r} is not in the topology — use one of: {', '.join(topo.datacenters())}"
+        )
+    if topo.sites[to_site].kind != "datacenter":
+        raise PlanRefused(
+            f"{to_site!r} is the witness, which only votes — move to a datacenter: "
+            f"{', '.join(d for d in topo.datacenters() if d != observed.active_site)}"
+        )
+    if to_site == observed.active_site:
+        raise PlanRefused(f"{to_site} is already the active site — nothing to move")
+    if not observed.reachable(to_site):
+        raise PlanRefused(
+            f"{to_site} is unreachable — cannot move the service to a site that does not answer",
+            gate=True,
+        )
+    if mode == "switchover" and not observed.reachable(observed.active_site):
+        raise PlanRefused(
+            f"{observed.active_site} is unreachable and a switchover needs it to stop cleanly "
+            f"— use `sitectl failover --to {to_site}`",
+            gate=True,
+        )
+    for vol in topo.volumes:
+        view = observed.mirror(topo, vol.name)
+        if view.destination != to_site and view.state != "broken":
+            raise PlanRefused(
+                f"volume {vol.name} mirrors {view.source}→{view.destination}, not towards "
+                f"{to_site} — reprotect (reverse the mirror) before moving back",
+                gate=True,
+            )
+
+
+def _preflight(topo: Topology, from_site: str, to_site: str) -> Group:
+    checks: list[tuple[Action, str, str]] = [
+        (Action.CHECK_ZOOKEEPER, "zookeeper", "ZooKeeper has a quorum and we hold a session"),
+    ]
+    if topo.ldap is not None:
+        checks.append(
+            (
+                Action.CHECK_LDAP,
+                "ldap",
+                f"every LDAP master answers and the contextCSN lag of {to_site}'s masters is known",
+            )
+        )
+    if topo.object_store is not None:
+        checks.append(
+            (
+                Action.CHECK_OBJECT_STORE,
+                "object-store",
+                "the S3 endpoints answer and the buckets replicate across sites",
+            )
+        )
+    if topo.volumes:
+        checks.append(
+            (
+                Action.CHECK_MIRRORS,
+                "mirrors",
+                f"every volume mirrors {from_site}→{to_site} and its lag is known",
+            )
+        )
+    checks.append(
+        (Action.CHECK_DNS, "dns", "every authoritative DNS server answers and the keys work")
+    )
+    checks.append(
+        (
+            Action.CHECK_APPLICATION,
+            "application",
+            f"{topo.application.name} answers on {from_site} and is installed on {to_site}",
+        )
+    )
+    return _group(
+        Phase.PREFLIGHT,
+        [
+            Step(
+                id=f"preflight/{target}",
+                phase=Phase.PREFLIGHT,
+                action=action,
+                site=None,
+                target=target,
+                description=f"check that {text}",
+            )
+            for action, target, text in checks
+        ],
+    )
+
+
+def _verify(topo: Topology, mode: Mode, from_site: str, to_site: str) -> Group:
+    steps = [
+        Step(
+            id="verify/dns",
+            phase=Phase.VERIFY,
+            action=Action.VERIFY_DNS,
+            site=to_site,
+            target="dns",
+            description=f"every authoritative DNS server answers {to_site}'s addresses",
+            params={"zones": [z.name for z in topo.dns.zones]},
+        ),
+        Step(
+            id=f"verify/application/{to_site}",
+            phase=Phase.VERIFY,
+            action=Action.VERIFY_APPLICATION,
+            site=to_site,
+            target="application",
+            hosts=tuple(h.name for h in topo.hosts if h.site == to_site),
+            description=f"{topo.application.name} answers its protocol probes on {to_site}",
+            params={
+                "probes": {
+                    name: [p.model_dump() for p in role.probes]
+                    for name, role in topo.roles.items()
+                    if role.probes
+                }
+            },
+        ),
+    ]
+    if mode == "switchover":
+        steps.append(
+            Step(
+                id="verify/canary",
+                phase=Phase.VERIFY,
+                action=Action.VERIFY_CANARY,
+                site=to_site,
+                target="canary",
+                description=(
+                    f"the last message written on {from_site} before the cutover is readable "
+                    f"on {to_site}"
+                ),
+            )
+        )
+    return _group(Phase.VERIFY, steps)
+
+
+def _group(phase: Phase, steps: list[Step]) -> Group:
+    return Group(phase=phase, steps=tuple(steps))
+
+
+def _by_order(
+    roles: Mapping[str, Role], *, reverse: bool = False
+) -> Iterable[tuple[int, list[str]]]:
+    """Roles grouped by start order (stop order when reversed), names sorted inside."""
+    sign = -1 if reverse else 1
+    ordered = sorted(roles, key=lambda n: (sign * roles[n].start_order, n))
+    for order, names in groupby(ordered, key=lambda n: roles[n].start_order):
+        yield order, list(names)
+
+
+def _host_names(topo: Topology, site: str, role: str) -> tuple[str, ...]:
+    return tuple(h.name for h in topo.hosts_of(site, role))

@@ -1,0 +1,497 @@
+"""What a person types to carry out each plan step by hand. Pure: no I/O.
+
+Commands use only standard tools (ansible, nsupdate, dig, ldapsearch, aws, nc, curl,
+the storage vendor's CLI), so the runbook still works when sitectl itself cannot run.
+Paths are as written in the topology file: the runbook says to run from its directory.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from orchestrator.config.model import (
+    BtrfsVolume,
+    CommandVolume,
+    DnsZone,
+    NetappVolume,
+    Probe,
+    SecretRef,
+    Topology,
+)
+from orchestrator.inventory import group_name
+from orchestrator.plan.model import Action, Plan, Step
+
+# The znode (under the topology's chroot) that names the active site; the engine keeps it.
+ACTIVE_SITE_ZNODE = "active-site"
+
+
+@dataclass(frozen=True)
+class ManualStep:
+    commands: tuple[str, ...]
+    expect: str  # what the commands print when all is well
+    done_when: str  # how to tell the step worked
+
+
+def manual_step(topo: Topology, plan: Plan, step: Step) -> ManualStep:
+    return _RENDERERS[step.action](topo, plan, step)
+
+
+def _secret_arg(ref: SecretRef, file_flag: str, value_flag: str) -> str:
+    if ref.file:
+        return f"{file_flag} {shlex.quote(ref.file)}"
+    return f'{value_flag} "${ref.env}"'
+
+
+def _secret_shell(ref: SecretRef) -> str:
+    """The secret as a shell expansion, to be used inside double quotes."""
+    return f"$(cat {shlex.quote(ref.file)})" if ref.file else f"${ref.env}"
+
+
+def _secret_value(ref: SecretRef) -> str:
+    return f'"{_secret_shell(ref)}"'
+
+
+def _ansible(topo: Topology, group: str, module: str, args: str) -> str:
+    return (
+        f"ansible -i {shlex.quote(topo.ansible.inventory)} {group} "
+        f"-m {module} -a {shlex.quote(args)}"
+    )
+
+
+def _probe_command(address: str, probe: Probe) -> str:
+    if probe.kind == "smtp":
+        return f"printf 'EHLO runbook\\r\\nQUIT\\r\\n' | nc -w 5 {address} {probe.port}"
+    if probe.kind == "imap":
+        return f"printf 'a1 CAPABILITY\\r\\na2 LOGOUT\\r\\n' | nc -w 5 {address} {probe.port}"
+    if probe.kind == "http":
+        return f"curl -fsS -o /dev/null -w '%{{http_code}}\\n' http://{address}:{probe.port}/"
+    return f"nc -z -w 3 {address} {probe.port} && echo open"
+
+
+_PROBE_EXPECT = {
+    "smtp": "a 220 banner, then 250 lines answering EHLO",
+    "imap": "'* OK' greeting, a CAPABILITY line and 'a1 OK'",
+    "http": "200",
+    "tcp": "open",
+}
+
+
+def _probes(topo: Topology, site: str) -> tuple[list[str], set[str]]:
+    commands: list[str] = []
+    kinds: set[str] = set()
+    for name, role in topo.roles.items():
+        for host in topo.hosts_of(site, name):
+            for probe in role.probes:
+                commands.append(_probe_command(host.address, probe))
+                kinds.add(probe.kind)
+    return commands, kinds
+
+
+def _expect_probes(kinds: set[str]) -> str:
+    return "; ".join(f"{k}: {_PROBE_EXPECT[k]}" for k in sorted(kinds))
+
+
+def _check_zookeeper(topo: Topology, plan: Plan, step: Step) -> ManualStep:
+    commands = []
+    for host in topo.zookeeper.hosts:
+        address, _, port = host.address.rpartition(":")
+        commands.append(f"echo srvr | nc -w 3 {address} {port} | grep Mode")
+    return ManualStep(
+        tuple(commands),
+        "exactly one 'Mode: leader', the others 'Mode: follower'",
+        "a majority of the nodes answer and one of them leads",
+    )
+
+
+def _ldapsearch(topo: Topology, index: int) -> str:
+    ldap = topo.ldap
+    assert ldap is not None  # the step exists only when the topology has LDAP
+    master = ldap.masters[index]
+    starttls = master.starttls if master.starttls is not None else ldap.starttls
+    ca_file = master.ca_file or ldap.ca_file
+    bind_dn = master.bind_dn or ldap.bind_dn
+    password = master.password or ldap.password
+    prefix = f"LDAPTLS_CACERT={shlex.quote(ca_file)} " if ca_file else ""
+    return (
+        f"{prefix}ldapsearch -LLL -o nettimeout={int(ldap.timeout)} -H {master.uri}"
+        f"{' -ZZ' if starttls else ''} -x -D {shlex.quote(bind_dn)} "
+        f"{_secret_arg(password, '-y', '-w')} -b {shlex.quote(ldap.suffix)} -s base contextCSN"
+    )
+
+
+def _check_ldap(topo: Topology, plan: Plan, step: Step) -> ManualStep:
+    assert topo.ldap is not None
+    limit = int(topo.policy.rpo_limits.ldap)
+    return ManualStep(
+        tuple(_ldapsearch(topo, i) for i in range(len(topo.ldap.masters))),
+        "each master prints contextCSN lines like 20261122134501.123456Z#000000#001#000000; "
+        "the third field is the server id that wrote",
+        f"for every server id, all masters show the same CSN, or timestamps at most {limit} s "
+        f"apart on {plan.to_site}'s masters",
+    )
+
+
+def _s3(endpoint_url: str, sub: str) -> str:
+    return f"aws --endpoint-url {endpoint_url} s3api {sub}"
+
+
+def _check_object_store(topo: Topology, plan: Plan, step: Step) -> ManualStep:
+    store = topo.object_store
+    assert store is not None
+    commands = []
+    for endpoint in store.endpoints:
+        for bucket in store.buckets:
+            commands.append(_s3(endpoint.url, f"get-bucket-versioning --bucket {bucket.name}"))
+            if bucket.replicated and endpoint.site == plan.from_site:
+                commands.append(_s3(endpoint.url, f"get-bucket-replication --bucket {bucket.name}"))
+    return ManualStep(
+        tuple(commands),
+        '"Status": "Enabled" for versioning; a replication rule with "Status": "Enabled" '
+        f"towards {plan.to_site}",
+        "every endpoint answers with its keys (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY "
+        "per endpoint) and replicated buckets carry their rule",
+    )
+
+
+def _netapp(vol: NetappVolume, site: str, command: str) -> str:
+    settings = vol.sites[site]
+    return f"ssh admin@{settings.cluster} {command}"
+
+
+def _netapp_path(vol: NetappVolume, site: str) -> str:
+    settings = vol.sites[site]
+    return f"{settings.svm}:{settings.volume}"
+
+
+def _volume(topo: Topology, name: str) -> BtrfsVolume | NetappVolume | CommandVolume:
+    return next(v for v in topo.volumes if v.name == name)
+
+
+def _command_volume(topo: Topology, vol: CommandVolume, site: str, action: str) -> str:
+    command = vol.commands[action].format(volume=vol.name, site=site, mount_point=vol.mount_point)
+    return _ansible(topo, group_name(site, vol.role), "ansible.builtin.shell", command)
+
+
+def _check_mirrors(topo: Topology, plan: Plan, step: Step) -> ManualStep:
+    commands = []
+    for vol in topo.volumes:
+        if isinstance(vol, NetappVolume):
+            commands.append(
+                _netapp(
+                    vol,
+                    plan.to_site,
+                    f"snapmirror show -destination-path {_netapp_path(vol, plan.to_site)} "
+                    "-fields state,status,healthy,lag-time",
+                )
+            )
+        elif isinstance(vol, BtrfsVolume):
+            pool = vol.sites[plan.to_site].pool
+            commands.append(f"btrfs subvolume list -r -s {shlex.quote(pool)}")
+        else:
+            commands.append(_command_volume(topo, vol, plan.to_site, "status"))
+    limit = int(topo.policy.rpo_limits.volume)
+    return ManualStep(
+        tuple(commands),
+        "NetApp: state Snapmirrored, status Idle, healthy true; btrfs: the newest received "
+        "read-only snapshot and its time",
+        f"every volume is mirrored towards {plan.to_site} with a lag under {limit} s",
+    )
+
+
+def _check_dns(topo: Topology, plan: Plan, step: Step) -> ManualStep:
+    commands = [
+        f"dig @{server.address} -p {server.port} +norec +short {zone.name} SOA"
+        for zone in topo.dns.zones
+        for server in zone.verify_servers
+    ]
+    return ManualStep(
+        tuple(commands),
+        "one SOA line per server; the serial (third field) is the same on every server of a zone",
+        "every server answers and, per zone, the serials agree",
+    )
+
+
+def _check_application(topo: Topology, plan: Plan, step: Step) -> ManualStep:
+    commands, kinds = _probes(topo, plan.from_site)
+    return ManualStep(
+        tuple(commands),
+        _expect_probes(kinds),
+        f"{topo.application.name} answers on {plan.from_site} (in a failover it may not)",
+    )
+
+
+def _gate(topo: Topology, plan: Plan, step: Step) -> ManualStep:
+    limits = topo.policy.rpo_limits
+    return ManualStep(
+        (),
+        f"from the pre-flight figures: mirror lag ≤ {int(limits.volume)} s, LDAP contextCSN lag "
+        f"≤ {int(limits.ldap)} s, object-store replication backlog ≤ {int(limits.object_store)} s",
+        "all three are within their limits; otherwise stop here, or go on only with a written "
+        "decision to accept the data loss (who, why, when)",
+    )
+
+
+def _services(topo: Topology, step: Step, state: str, verb: str) -> ManualStep:
+    role = topo.roles[step.target]
+    group = group_name(step.site or "", step.target)
+    if role.commands is not None:
+        command = role.commands.stop if state == "stopped" else role.commands.start
+        commands = [_ansible(topo, group, "ansible.builtin.shell", command)]
+        check = _ansible(topo, group, "ansible.builtin.shell", role.commands.status)
+    else:
+        services = role.services[::-1] if state == "stopped" else role.services
+        commands = [
+            _ansible(topo, group, "ansible.builtin.service", f"name={svc} state={state}")
+            for svc in services
+        ]
+        check = ""
+    return ManualStep(
+        (*commands, check) if check else tuple(commands),
+        "every host reports CHANGED or SUCCESS; none FAILED or UNREACHABLE",
+        f"{', '.join(role.services)} {verb} on {len(step.hosts)} host(s): {', '.join(step.hosts)}",
+    )
+
+
+def _app_stop(topo: Topology, plan: Plan, step: Step) -> ManualStep:
+    return _services(topo, step, "stopped", "stopped")
+
+
+def _app_start(topo: Topology, plan: Plan, step: Step) -> ManualStep:
+    return _services(topo, step, "started", "running")
+
+
+def _mirror_update(topo: Topology, plan: Plan, step: Step) -> ManualStep:
+    vol = _volume(topo, step.target)
+    if isinstance(vol, NetappVolume):
+        path = _netapp_path(vol, plan.to_site)
+        commands: tuple[str, ...] = (
+            _netapp(vol, plan.to_site, f"snapmirror update -destination-path {path}"),
+            _netapp(vol, plan.to_site, f"snapmirror show -destination-path {path} -fields status"),
+        )
+        expect = "the update is queued, then status goes Transferring → Idle"
+    elif isinstance(vol, BtrfsVolume):
+        src, dst = vol.sites[plan.from_site].pool, vol.sites[plan.to_site].pool
+        commands = (
+            f"btrfs subvolume snapshot -r {src}/{vol.subvolume} {src}/snaps/final",
+            f"btrfs send -p $(ls -d {src}/snaps/*@* | tail -1) {src}/snaps/final"
+            f" | btrfs receive {dst}/snaps/",
+        )
+        expect = "'At subvol final' on the receiving side"
+    else:
+        commands = (_command_volume(topo, vol, plan.to_site, "update"),)
+        expect = "the operator's update command exits 0"
+    return ManualStep(commands, expect, "the transfer finished after the application stopped")
+
+
+def _mirror_break(topo: Topology, plan: Plan, step: Step) -> ManualStep:
+    vol = _volume(topo, step.target)
+    if isinstance(vol, NetappVolume):
+        path = _netapp_path(vol, plan.to_site)
+        commands: tuple[str, ...] = (
+            _netapp(vol, plan.to_site, f"snapmirror quiesce -destination-path {path}"),
+            _netapp(vol, plan.to_site, f"snapmirror break -destination-path {path}"),
+            _netapp(vol, plan.to_site, f"snapmirror show -destination-path {path} -fields state"),
+        )
+        done = "state is Broken-off and the destination volume is read-write"
+    elif isinstance(vol, BtrfsVolume):
+        dst = vol.sites[plan.to_site].pool
+        commands = (
+            f"btrfs subvolume snapshot $(ls -d {dst}/snaps/* | tail -1) {dst}/{vol.subvolume}",
+        )
+        done = f"{dst}/{vol.subvolume} exists and is writable (btrfs property get ro: false)"
+    else:
+        commands = (_command_volume(topo, vol, plan.to_site, "break"),)
+        done = "the operator's break command exits 0"
+    return ManualStep(commands, "no error", done)
+
+
+def _mount_command(vol: BtrfsVolume | NetappVolume | CommandVolume, site: str) -> str:
+    if isinstance(vol, NetappVolume):
+        return f"mount -t nfs {vol.sites[site].export} {vol.mount_point}"
+    if isinstance(vol, BtrfsVolume):
+        pool = vol.sites[site].pool
+        return f"mount -o subvol={vol.subvolume} $(findmnt -no SOURCE {pool}) {vol.mount_point}"
+    return vol.commands["mount"].format(volume=vol.name, site=site, mount_point=vol.mount_point)
+
+
+def _unmount(topo: Topology, plan: Plan, step: Step) -> ManualStep:
+    vol = _volume(topo, step.target)
+    site = step.site or plan.from_site
+    return ManualStep(
+        (
+            _ansible(
+                topo,
+                group_name(site, vol.role),
+                "ansible.builtin.shell",
+                f"mountpoint -q {vol.mount_point} && umount {vol.mount_point} || true",
+            ),
+        ),
+        "every host reports CHANGED or SUCCESS",
+        f"`findmnt {vol.mount_point}` prints nothing on {site}'s hosts",
+    )
+
+
+def _mount(topo: Topology, plan: Plan, step: Step) -> ManualStep:
+    vol = _volume(topo, step.target)
+    site = step.site or plan.to_site
+    return ManualStep(
+        (
+            _ansible(
+                topo,
+                group_name(site, vol.role),
+                "ansible.builtin.shell",
+                f"mountpoint -q {vol.mount_point} || {_mount_command(vol, site)}",
+            ),
+        ),
+        "every host reports CHANGED or SUCCESS",
+        f"`findmnt {vol.mount_point}` shows the volume read-write on {site}'s hosts",
+    )
+
+
+def _zone(topo: Topology, name: str) -> DnsZone:
+    return next(z for z in topo.dns.zones if z.name == name)
+
+
+def _nsupdate(zone: DnsZone, step: Step) -> str:
+    assert zone.tsig is not None
+    if zone.tsig.key_file:
+        auth = f"-k {shlex.quote(zone.tsig.key_file)}"
+    else:
+        assert zone.tsig.secret is not None
+        auth = f'-y "{zone.tsig.algorithm}:{zone.tsig.name}:{_secret_shell(zone.tsig.secret)}"'
+    server = zone.update_servers[0]
+    lines = [f"server {server.address} {server.port}", f"zone {zone.name}"]
+    for record in step.params["records"]:
+        lines.append(f"update delete {record['name']} {record['type']}")
+        lines.append(
+            f"update add {record['name']} {record['ttl']} {record['type']} {record['value']}"
+        )
+    lines.append("send")
+    body = "\n".join(lines)
+    return f"nsupdate {auth} <<'EOF'\n{body}\nEOF"
+
+
+def _route53(zone: DnsZone, step: Step) -> str:
+    assert zone.route53 is not None
+    batch = {
+        "Comment": f"sitectl runbook: {step.id}",
+        "Changes": [
+            {
+                "Action": "UPSERT",
+                "ResourceRecordSet": {
+                    "Name": r["name"],
+                    "Type": r["type"],
+                    "TTL": r["ttl"],
+                    "ResourceRecords": [{"Value": r["value"]}],
+                },
+            }
+            for r in step.params["records"]
+        ],
+    }
+    profile = (
+        f" --profile {zone.route53.credentials_profile}" if zone.route53.credentials_profile else ""
+    )
+    return (
+        f"aws{profile} route53 change-resource-record-sets --hosted-zone-id "
+        f"{zone.route53.hosted_zone_id} --change-batch {shlex.quote(json.dumps(batch))}"
+    )
+
+
+def _dns_update(topo: Topology, plan: Plan, step: Step) -> ManualStep:
+    zone = _zone(topo, step.target)
+    command = _nsupdate(zone, step) if zone.provider == "rfc2136" else _route53(zone, step)
+    expect = (
+        "no output from nsupdate (an error prints NOTAUTH, REFUSED or a TSIG error)"
+        if zone.provider == "rfc2136"
+        else '"Status": "PENDING", then INSYNC'
+    )
+    return ManualStep((command,), expect, "verified in the verify step on every server")
+
+
+def _verify_dns(topo: Topology, plan: Plan, step: Step) -> ManualStep:
+    commands = []
+    expected = []
+    for zone in topo.dns.zones:
+        for record in zone.records:
+            name = zone.fqdn(record)
+            expected.append(f"{name} → {record.values[plan.to_site]}")
+            for server in zone.verify_servers:
+                commands.append(
+                    f"dig @{server.address} -p {server.port} +norec +short {name} {record.type}"
+                )
+    return ManualStep(
+        tuple(commands),
+        "; ".join(expected),
+        "every server answers the new value (secondaries may take a few seconds)",
+    )
+
+
+def _verify_application(topo: Topology, plan: Plan, step: Step) -> ManualStep:
+    commands, kinds = _probes(topo, plan.to_site)
+    return ManualStep(
+        tuple(commands), _expect_probes(kinds), f"every probe answers on {plan.to_site}"
+    )
+
+
+def _verify_canary(topo: Topology, plan: Plan, step: Step) -> ManualStep:
+    user = topo.application.probe_user
+    imap = next(
+        (
+            (h.address, p.port)
+            for name, role in topo.roles.items()
+            for h in topo.hosts_of(plan.to_site, name)
+            for p in role.probes
+            if p.kind == "imap"
+        ),
+        None,
+    )
+    if user is None or imap is None:
+        return ManualStep(
+            (),
+            "",
+            "read the last message written before the cutover at the new site (no IMAP probe "
+            "user or IMAP probe in the topology to script it)",
+        )
+    return ManualStep(
+        (
+            f"curl -s --user {shlex.quote(user.user)}:{_secret_value(user.password)} "
+            f"'imap://{imap[0]}:{imap[1]}/INBOX' -X 'SEARCH SUBJECT \"sitectl-canary\"'",
+        ),
+        "'* SEARCH' followed by message numbers",
+        "the canary message sent before the application stopped is found",
+    )
+
+
+def _activate(topo: Topology, plan: Plan, step: Step) -> ManualStep:
+    hosts = topo.zookeeper.connect_string()
+    znode = f"{topo.zookeeper.chroot.rstrip('/')}/{ACTIVE_SITE_ZNODE}"
+    return ManualStep(
+        (f"/usr/share/zookeeper/bin/zkCli.sh -server {hosts} set {znode} {plan.to_site}",),
+        "no error",
+        f"`get {znode}` prints {plan.to_site}; tell the on-call channel the service runs there",
+    )
+
+
+_RENDERERS: dict[Action, Callable[[Topology, Plan, Step], ManualStep]] = {
+    Action.CHECK_ZOOKEEPER: _check_zookeeper,
+    Action.CHECK_LDAP: _check_ldap,
+    Action.CHECK_OBJECT_STORE: _check_object_store,
+    Action.CHECK_MIRRORS: _check_mirrors,
+    Action.CHECK_DNS: _check_dns,
+    Action.CHECK_APPLICATION: _check_application,
+    Action.GATE_READINESS: _gate,
+    Action.APP_STOP: _app_stop,
+    Action.MIRROR_UPDATE: _mirror_update,
+    Action.MIRROR_BREAK: _mirror_break,
+    Action.VOLUME_UNMOUNT: _unmount,
+    Action.VOLUME_MOUNT: _mount,
+    Action.DNS_UPDATE: _dns_update,
+    Action.APP_START: _app_start,
+    Action.VERIFY_DNS: _verify_dns,
+    Action.VERIFY_APPLICATION: _verify_application,
+    Action.VERIFY_CANARY: _verify_canary,
+    Action.ACTIVATE: _activate,
+}

@@ -1,0 +1,104 @@
+"""The CLI contract scripts rely on: JSON shapes, exit codes, help with examples."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from orchestrator.cli.main import app
+
+ROOT = Path(__file__).resolve().parents[2]
+TOPOLOGY = str(ROOT / "inventories/example-zimbra/topology.yaml")
+runner = CliRunner()
+
+
+def test_plan_json_is_the_documented_structure() -> None:
+    result = runner.invoke(app, ["plan", "-c", TOPOLOGY, "--to", "dc2", "--json"])
+    assert result.exit_code == 0
+    plan = json.loads(result.stdout)
+    assert set(plan) == {
+        "schema",
+        "cluster",
+        "mode",
+        "from_site",
+        "to_site",
+        "old_site_reachable",
+        "notes",
+        "groups",
+    }
+    assert (plan["schema"], plan["mode"], plan["from_site"], plan["to_site"]) == (
+        "sitectl.plan/v1",
+        "switchover",
+        "dc1",
+        "dc2",
+    )
+    for index, group in enumerate(plan["groups"]):
+        assert set(group) == {"index", "phase", "parallel", "steps"}
+        assert group["index"] == index
+        assert group["parallel"] == (len(group["steps"]) > 1)
+        for step in group["steps"]:
+            assert set(step) == {
+                "id",
+                "phase",
+                "action",
+                "site",
+                "target",
+                "hosts",
+                "if_unreachable",
+                "description",
+                "params",
+            }
+    documented = (ROOT / "docs/plan-format.md").read_text(encoding="utf-8")
+    for key in plan["groups"][0]["steps"][0]:
+        assert f"`{key}`" in documented, f"docs/plan-format.md does not document {key}"
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (["plan", "--to", "dc2"], 0),
+        (["plan", "--to", "dc1"], 2),  # already active: bad input
+        (["plan", "--to", "dc2", "--unreachable", "dc1"], 4),  # switchover refused by the gate
+        (["plan", "--to", "dc2", "--unreachable", "dc7"], 2),
+        (["plan", "--to", "dc2", "--mode", "failover", "--unreachable", "dc1"], 0),
+        (["plan", "--to", "dc2", "--mode", "takeover"], 2),
+    ],
+)
+def test_exit_codes(args: list[str], code: int) -> None:
+    result = runner.invoke(app, [*args, "-c", TOPOLOGY])
+    assert result.exit_code == code, result.output
+
+
+@pytest.mark.parametrize("verb", ["validate", "plan", "runbook", "inventory"])
+def test_every_verb_has_help_with_an_example(verb: str) -> None:
+    result = runner.invoke(app, [verb, "--help"])
+    assert result.exit_code == 0
+    assert "Example:" in result.output
+
+
+def test_generated_inventory_matches_the_committed_example() -> None:
+    result = runner.invoke(app, ["inventory", "-c", TOPOLOGY])
+    assert result.exit_code == 0
+    committed = (ROOT / "inventories/example-zimbra/hosts.yml").read_text(encoding="utf-8")
+    assert result.output == committed
+
+
+def test_the_installed_console_script_runs() -> None:
+    sitectl = Path(sys.executable).with_name("sitectl")
+    done = subprocess.run(
+        [str(sitectl), "validate", "--json", "-c", TOPOLOGY], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["valid"] is True
+    completion = subprocess.run(
+        [str(sitectl), "--show-completion", "bash"],
+        capture_output=True,
+        text=True,
+        env={"_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1", "PATH": ""},
+    )
+    assert "complete" in completion.stdout, completion.stderr

@@ -1,0 +1,290 @@
+"""`sitectl validate` on broken topology files: one line per problem, FILE:LINE: field:
+what — fix, exit 2. Each case breaks the example topology in one way and names the line
+the operator must edit."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from orchestrator.cli.main import app
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "inventories" / "example-zimbra"
+LINE = re.compile(
+    r"^(?P<file>\S+):(?P<line>\d+): (?P<field>\(top level\)|\S+): (?P<message>.+ — .+)$"
+)
+
+
+@dataclass(frozen=True)
+class Broken:
+    name: str
+    old: str  # text of the example to replace (must occur once)
+    new: str
+    field: str  # the dotted field the error must name
+    says: str  # a fragment of the message
+    line_of: str | None = None  # text on the line the error must point at (default: new)
+
+
+CASES = [
+    Broken(
+        "record value for an unknown site",
+        "values: {dc1: 192.0.2.11, dc2: 198.51.100.11}",
+        "values: {dc1: 192.0.2.11, dc3: 198.51.100.11}",
+        "dns.zones.0.records.1.values.dc3",
+        "site 'dc3' is not defined",
+    ),
+    Broken(
+        "volume mirrored to the witness",
+        "    mirror: {source: dc1, destination: dc2}\n    sites:\n      dc1: {cluster: ontap.dc1.example.net, svm: svm_mail_dc1, volume: zstore,",
+        "    mirror: {source: dc1, destination: witness}\n    sites:\n      dc1: {cluster: ontap.dc1.example.net, svm: svm_mail_dc1, volume: zstore,",
+        "volumes.0.mirror.destination",
+        "witness site 'witness', which only votes",
+        line_of="destination: witness",
+    ),
+    Broken(
+        "TSIG key file missing",
+        "tsig: {name: ddns-corp, secret: {env: DDNS_CORP_SECRET}}",
+        "tsig: {key_file: keys/ddns-corp.key}",
+        "dns.zones.0.tsig.key_file",
+        "does not exist",
+    ),
+    Broken(
+        "misspelt field",
+        "    mirror: {source: dc1, destination: dc2}\n    sites:\n      dc1: {cluster: ontap.dc1.example.net, svm: svm_mail_dc1, volume: zdb,",
+        "    mirror: {source: dc1, destinaton: dc2}\n    sites:\n      dc1: {cluster: ontap.dc1.example.net, svm: svm_mail_dc1, volume: zdb,",
+        "volumes.1.mirror.destinaton",
+        "did you mean 'destination'?",
+        line_of="destinaton: dc2",
+    ),
+    Broken(
+        "site kind not allowed",
+        'dc2: {kind: datacenter, description: "Standby',
+        'dc2: {kind: datacentre, description: "Standby',
+        "sites.dc2.kind",
+        "'datacentre' is not allowed",
+    ),
+    Broken(
+        "YAML syntax error",
+        "  probe_interval: 5s",
+        "  probe_interval: [5s",
+        "(top level)",  # a syntax error has no field
+        "not valid YAML",
+        line_of="consecutive_failures",
+    ),
+    Broken(
+        "duplicate key",
+        "  consecutive_failures: 3",
+        "  consecutive_failures: 3\n  probe_interval: 10s",
+        "policy.probe_interval",
+        "duplicate key 'probe_interval'",
+        line_of="probe_interval: 10s",
+    ),
+    Broken(
+        "required field missing",
+        "cluster: zimbra-example\n",
+        "",
+        "cluster",
+        "required field 'cluster' is missing",
+        line_of="active_site: dc1",  # the top-level mapping starts there once cluster is gone
+    ),
+    Broken(
+        "two LDAP masters share a server id",
+        "server_id: 4, site: dc2",
+        "server_id: 3, site: dc2",
+        "ldap.masters.3.server_id",
+        "server_id 3 is used twice",
+        line_of='ldap2.dc2.example.net:389", server_id: 3',
+    ),
+    Broken(
+        "duration without a unit we know",
+        "  probe_interval: 5s",
+        "  probe_interval: 5 minutes",
+        "policy.probe_interval",
+        "is not a duration",
+    ),
+    Broken(
+        "unknown volume driver",
+        "    driver: netapp\n    role: mailbox\n    mount_point: /opt/zimbra/db",
+        "    driver: emc\n    role: mailbox\n    mount_point: /opt/zimbra/db",
+        "volumes.1.driver",
+        "driver 'emc' is unknown",
+        line_of="driver: emc",
+    ),
+    Broken(
+        "host with an undefined role",
+        "{name: mta2.dc2, site: dc2, roles: [mta]",
+        "{name: mta2.dc2, site: dc2, roles: [mta, webmail]",
+        "hosts.9.roles.1",
+        "role 'webmail' is not defined",
+    ),
+    Broken(
+        "zone name not absolute",
+        "- name: corp.example.net.",
+        "- name: corp.example.net",
+        "dns.zones.0.name",
+        "end the zone name with a dot",
+    ),
+    Broken(
+        "secret given two ways",
+        "password: {env: ZIMBRA_LDAP_PASSWORD}",
+        "password: {env: ZIMBRA_LDAP_PASSWORD, file: ldap.pw}",
+        "ldap.password",
+        "exactly one of 'file' or 'env'",
+    ),
+    Broken(
+        "even ZooKeeper ensemble",
+        '    - {address: "zk.witness.example.net:2181", site: witness}\n',
+        "",
+        "zookeeper.hosts",
+        "even ensemble",
+        line_of='  hosts:\n    - {address: "zk.dc1',
+    ),
+    Broken(
+        "witness as the active site",
+        "active_site: dc1",
+        "active_site: witness",
+        "active_site",
+        "only votes",
+    ),
+    Broken(
+        "relative mount point",
+        "mount_point: /opt/zimbra/store",
+        "mount_point: opt/zimbra/store",
+        "volumes.0.mount_point",
+        "must be an absolute path",
+    ),
+    Broken(
+        "role without a host in the standby",
+        "  - {name: proxy1.dc2, site: dc2, roles: [proxy], address: 198.51.100.21}\n"
+        "  - {name: proxy2.dc2, site: dc2, roles: [proxy], address: 198.51.100.22}\n",
+        "",
+        "roles.proxy",
+        "no host in datacenter 'dc2'",
+        line_of="  proxy:\n    start_order",
+    ),
+]
+
+
+def _line_number(text: str, fragment: str) -> int:
+    index = text.index(fragment)
+    return (
+        text.count("\n", 0, index)
+        + 1
+        + fragment[: len(fragment) - len(fragment.lstrip("\n"))].count("\n")
+    )
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    shutil.copy(EXAMPLE / "hosts.yml", tmp_path / "hosts.yml")
+    topo = tmp_path / "topology.yaml"
+    topo.write_text(text, encoding="utf-8")
+    return topo
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_broken_file_gives_one_line_naming_file_line_field_and_fix(
+    case: Broken, tmp_path: Path
+) -> None:
+    original = (EXAMPLE / "topology.yaml").read_text(encoding="utf-8")
+    assert original.count(case.old) == 1, "the case must change exactly one place"
+    broken = original.replace(case.old, case.new)
+    topo = _write(tmp_path, broken)
+
+    result = CliRunner().invoke(app, ["validate", "-c", str(topo)])
+
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    matching = [
+        m
+        for m in map(LINE.match, lines)
+        if m and case.says in m["message"] and m["field"].startswith(case.field)
+    ]
+    assert matching, f"no line names {case.field} and says {case.says!r}:\n{result.output}"
+    problem = matching[0]
+    assert problem["file"] == str(topo)
+    expected_line = _line_number(broken, case.line_of or case.new)
+    assert int(problem["line"]) == expected_line, result.output
+    for line in lines:
+        assert LINE.match(line), f"not of the form FILE:LINE: field: what — fix: {line!r}"
+
+
+def test_world_readable_key_file_is_refused_with_the_chmod_to_run(tmp_path: Path) -> None:
+    original = (EXAMPLE / "topology.yaml").read_text(encoding="utf-8")
+    broken = original.replace(
+        "tsig: {name: ddns-corp, secret: {env: DDNS_CORP_SECRET}}",
+        "tsig: {key_file: ddns.key}",
+    )
+    key = tmp_path / "ddns.key"
+    key.write_text('key "ddns-corp" { algorithm hmac-sha256; secret "c2VjcmV0"; };\n')
+    key.chmod(0o644)
+    topo = _write(tmp_path, broken)
+
+    result = CliRunner().invoke(app, ["validate", "-c", str(topo)])
+
+    assert result.exit_code == 2
+    assert (
+        "dns.zones.0.tsig.key_file: secret file ddns.key is readable or writable by everyone (mode 0644) — chmod 600 ddns.key"
+        in result.output
+    )
+
+    key.chmod(0o600)
+    assert CliRunner().invoke(app, ["validate", "-c", str(topo)]).exit_code == 0
+
+
+def test_inventory_missing_a_host_names_the_group(tmp_path: Path) -> None:
+    topo = _write(tmp_path, (EXAMPLE / "topology.yaml").read_text(encoding="utf-8"))
+    inventory = (tmp_path / "hosts.yml").read_text().replace("        mbox2.dc2: null\n", "")
+    (tmp_path / "hosts.yml").write_text(inventory)
+
+    result = CliRunner().invoke(app, ["validate", "-c", str(topo)])
+
+    assert result.exit_code == 2
+    assert "host 'mbox2.dc2' is not in group 'dc2_mailbox' of hosts.yml" in result.output
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    original = (EXAMPLE / "topology.yaml").read_text(encoding="utf-8")
+    broken = original.replace("server_id: 4, site: dc2", "server_id: 3, site: dc2").replace(
+        "active_site: dc1", "active_site: witness"
+    )
+    result = CliRunner().invoke(app, ["validate", "-c", str(_write(tmp_path, broken))])
+    assert result.exit_code == 2
+    assert "server_id 3 is used twice" in result.output
+    assert "active_site: the active site is the witness" in result.output
+
+
+def test_example_topology_is_valid() -> None:
+    result = CliRunner().invoke(app, ["validate", "-c", str(EXAMPLE / "topology.yaml")])
+    assert result.exit_code == 0, result.output
+    assert "valid — cluster zimbra-example" in result.output
+
+
+def test_config_comes_from_the_environment_when_not_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SITECTL_CONFIG", str(EXAMPLE / "topology.yaml"))
+    assert CliRunner().invoke(app, ["validate"]).exit_code == 0
+    monkeypatch.delenv("SITECTL_CONFIG")
+    result = CliRunner().invoke(app, ["validate"])
+    assert result.exit_code == 2
+    assert "no topology file given — pass -c FILE or set SITECTL_CONFIG" in result.output
+
+
+def test_missing_file_is_one_line(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["validate", "-c", str(tmp_path / "nope.yaml")])
+    assert result.exit_code == 2
+    assert (
+        result.output.strip()
+        == f"{tmp_path / 'nope.yaml'}:0: (top level): file not found — check the path or $SITECTL_CONFIG"
+    )
+
+
+def test_invalid_file_changes_nothing(tmp_path: Path) -> None:
+    topo = _write(tmp_path, "cluster: x\n")
+    out = tmp_path / "runbook.md"
+    result = CliRunner().invoke(app, ["runbook", "--to", "dc2", "-c", str(topo), "-o", str(out)])
+    assert result.exit_code == 2
+    assert not out.exists()

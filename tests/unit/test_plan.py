@@ -1,0 +1,169 @@
+"""The plan is a pure function: tables of (topology, observed state, mode, target) →
+ordered phases, groups and refusals. No servers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from orchestrator.config import Topology, load_topology
+from orchestrator.plan import (
+    MirrorView,
+    ObservedState,
+    Phase,
+    PlanRefused,
+    assumed_state,
+    build_plan,
+)
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "inventories" / "example-zimbra" / "topology.yaml"
+
+
+@pytest.fixture(scope="module")
+def topo() -> Topology:
+    return load_topology(EXAMPLE)
+
+
+def _shape(plan) -> list[tuple[str, list[str]]]:
+    return [(g.phase.value, [s.id for s in g.steps]) for g in plan.groups]
+
+
+SWITCHOVER = [
+    (
+        "preflight",
+        [
+            "preflight/zookeeper",
+            "preflight/ldap",
+            "preflight/object-store",
+            "preflight/mirrors",
+            "preflight/dns",
+            "preflight/application",
+        ],
+    ),
+    ("readiness", ["readiness/gate"]),
+    ("disable-application", ["disable-application/dc1/mta", "disable-application/dc1/proxy"]),
+    ("disable-application", ["disable-application/dc1/mailbox"]),
+    ("final-sync", ["final-sync/mailstore", "final-sync/metadata"]),
+    ("break-mirrors", ["break-mirrors/mailstore", "break-mirrors/metadata"]),
+    ("unmount", ["unmount/dc1/mailstore", "unmount/dc1/metadata"]),
+    ("mount", ["mount/dc2/mailstore", "mount/dc2/metadata"]),
+    ("dns", ["dns/corp.example.net.", "dns/example.com."]),
+    ("start-services", ["start-services/dc2/ldap"]),
+    ("start-services", ["start-services/dc2/mailbox"]),
+    ("start-services", ["start-services/dc2/mta", "start-services/dc2/proxy"]),
+    ("verify", ["verify/dns", "verify/application/dc2", "verify/canary"]),
+    ("verify", ["verify/activate"]),
+]
+
+
+def test_switchover_follows_the_zimbra_procedure(topo: Topology) -> None:
+    plan = build_plan(topo, assumed_state(topo), "switchover", "dc2")
+    assert _shape(plan) == SWITCHOVER
+    assert (plan.from_site, plan.to_site, plan.old_site_reachable) == ("dc1", "dc2", True)
+    assert all(s.if_unreachable == "fail" for s in plan.steps())
+
+
+def test_failover_takes_no_final_sync_and_skips_an_unreachable_old_site(topo: Topology) -> None:
+    observed = assumed_state(topo, frozenset({"dc1"}))
+    plan = build_plan(topo, observed, "failover", "dc2")
+    expected = [
+        (phase, [i for i in ids if i != "verify/canary"])
+        for phase, ids in SWITCHOVER
+        if phase != "final-sync"
+    ]
+    assert _shape(plan) == expected
+    old_site_steps = [s for s in plan.steps() if s.site == "dc1"]
+    assert old_site_steps and all(s.if_unreachable == "skip" for s in old_site_steps)
+    new_site_steps = [s for s in plan.steps() if s.site == "dc2"]
+    assert all(s.if_unreachable == "fail" for s in new_site_steps)
+    assert any("dc1 is unreachable" in note for note in plan.notes)
+
+
+@pytest.mark.parametrize(
+    ("mode", "to", "unreachable", "gate", "says"),
+    [
+        ("switchover", "dc1", set(), False, "dc1 is already the active site"),
+        ("switchover", "witness", set(), False, "'witness' is the witness, which only votes"),
+        ("failover", "dc9", set(), False, "site 'dc9' is not in the topology"),
+        ("switchover", "dc2", {"dc1"}, True, "use `sitectl failover --to dc2`"),
+        ("failover", "dc2", {"dc2"}, True, "dc2 is unreachable"),
+    ],
+)
+def test_refusals(topo: Topology, mode, to, unreachable, gate, says) -> None:
+    with pytest.raises(PlanRefused) as refused:
+        build_plan(topo, assumed_state(topo, frozenset(unreachable)), mode, to)
+    assert says in str(refused.value)
+    assert refused.value.gate is gate
+
+
+def test_moving_back_needs_the_mirrors_reversed_first(topo: Topology) -> None:
+    after_failover = ObservedState(active_site="dc2")  # mirrors still dc1→dc2 per topology
+    with pytest.raises(PlanRefused, match="mirrors dc1→dc2, not towards dc1 — reprotect"):
+        build_plan(topo, after_failover, "switchover", "dc1")
+
+    reprotected = ObservedState(
+        active_site="dc2",
+        mirrors={
+            "mailstore": MirrorView("dc2", "dc1"),
+            "metadata": MirrorView("dc2", "dc1"),
+        },
+    )
+    plan = build_plan(topo, reprotected, "switchover", "dc1")
+    assert (plan.from_site, plan.to_site) == ("dc2", "dc1")
+    assert plan.step("disable-application/dc2/mailbox").hosts == ("mbox1.dc2", "mbox2.dc2")
+    assert plan.step("mount/dc1/mailstore").hosts == ("mbox1.dc1", "mbox2.dc1")
+
+
+def test_ldap_runs_on_both_sites_so_it_is_never_stopped(topo: Topology) -> None:
+    plan = build_plan(topo, assumed_state(topo), "switchover", "dc2")
+    stopped = {s.target for s in plan.steps() if s.phase is Phase.DISABLE_APPLICATION}
+    assert stopped == {"mailbox", "mta", "proxy"}
+    start = plan.step("start-services/dc2/ldap")
+    assert start.description == "make sure ldap runs on dc2 (it runs on both sites)"
+
+
+def test_dns_steps_carry_the_new_and_old_values(topo: Topology) -> None:
+    plan = build_plan(topo, assumed_state(topo), "switchover", "dc2")
+    internal = plan.step("dns/corp.example.net.")
+    assert internal.params["records"] == [
+        {
+            "name": "mail.corp.example.net.",
+            "type": "A",
+            "ttl": 60,
+            "value": "198.51.100.21",
+            "old_value": "192.0.2.21",
+        },
+        {
+            "name": "smtp.corp.example.net.",
+            "type": "A",
+            "ttl": 60,
+            "value": "198.51.100.11",
+            "old_value": "192.0.2.11",
+        },
+    ]
+    assert plan.step("dns/example.com.").params["provider"] == "route53"
+
+
+def test_the_plan_is_deterministic_and_json_ready(topo: Topology) -> None:
+    first = build_plan(topo, assumed_state(topo), "switchover", "dc2").to_dict()
+    second = build_plan(topo, assumed_state(topo), "switchover", "dc2").to_dict()
+    assert first == second
+    assert json.loads(json.dumps(first)) == first
+    assert first["schema"] == "sitectl.plan/v1"
+    ids = [s["id"] for g in first["groups"] for s in g["steps"]]
+    assert len(ids) == len(set(ids)), "step ids are checkpoint keys: they must be unique"
+    assert [g["parallel"] for g in first["groups"]][:3] == [True, False, True]
+
+
+def test_a_topology_without_volumes_ldap_or_s3_plans_only_what_exists(topo: Topology) -> None:
+    slim = topo.model_copy(update={"volumes": (), "ldap": None, "object_store": None})
+    plan = build_plan(slim, assumed_state(slim), "switchover", "dc2")
+    phases = plan.phases()
+    assert Phase.FINAL_SYNC not in phases and Phase.MOUNT not in phases
+    assert [s.id for s in plan.groups[0].steps] == [
+        "preflight/zookeeper",
+        "preflight/dns",
+        "preflight/application",
+    ]

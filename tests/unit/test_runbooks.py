@@ -1,0 +1,63 @@
+"""Committed runbooks must match what `sitectl runbook` renders today: a person who
+follows a stale runbook during an outage runs yesterday's procedure."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from orchestrator.cli.main import app
+from orchestrator.config import load_topology
+from orchestrator.plan import assumed_state, build_plan
+
+ROOT = Path(__file__).resolve().parents[2]
+TOPOLOGY = "inventories/example-zimbra/topology.yaml"
+
+RUNBOOKS = [
+    ("runbooks/example-zimbra/switchover-to-dc2.md", ["--to", "dc2"]),
+    (
+        "runbooks/example-zimbra/failover-to-dc2.md",
+        ["--to", "dc2", "--mode", "failover", "--unreachable", "dc1"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("path", "args"), RUNBOOKS, ids=[p for p, _ in RUNBOOKS])
+def test_committed_runbook_is_current(path: str, args: list[str]) -> None:
+    os.chdir(ROOT)  # the runbook names the topology file as given, relative to the repo
+    result = CliRunner().invoke(app, ["runbook", "-c", TOPOLOGY, *args])
+    assert result.exit_code == 0, result.output
+    regenerate = f"sitectl runbook -c {TOPOLOGY} {' '.join(args)} -o {path}"
+    assert (ROOT / path).read_text(encoding="utf-8") == result.output, (
+        f"{path} is stale — regenerate it: {regenerate}"
+    )
+
+
+def test_failover_runbook_tells_the_operator_what_to_skip_and_how_to_update_dns() -> None:
+    text = (ROOT / "runbooks/example-zimbra/failover-to-dc2.md").read_text(encoding="utf-8")
+    assert 'If dc1 does not answer within 15 s, write "skipped: unreachable" and go on.' in text
+    assert "snapmirror update" not in text  # no final transfer from a lost site
+    assert "snapmirror break -destination-path svm_mail_dc2:zstore_dst" in text
+    assert "nsupdate -y \"hmac-sha256:ddns-corp:$DDNS_CORP_SECRET\" <<'EOF'" in text
+    assert "update add mail.corp.example.net. 60 A 198.51.100.21" in text
+    assert "dig @198.51.100.53 -p 53 +norec +short mail.corp.example.net. A" in text
+
+
+def test_switchover_runbook_has_every_step_with_a_check() -> None:
+    text = (ROOT / "runbooks/example-zimbra/switchover-to-dc2.md").read_text(encoding="utf-8")
+    topo = load_topology(ROOT / TOPOLOGY)
+    steps = list(build_plan(topo, assumed_state(topo), "switchover", "dc2").steps())
+    assert text.count("- **It worked when:**") == text.count("- [ ] done at") == len(steps)
+    for step in steps:
+        assert f"`{step.id}`" in text
+    assert (
+        "ssh admin@ontap.dc2.example.net snapmirror update -destination-path svm_mail_dc2:zstore_dst"
+        in text
+    )
+    assert (
+        "ansible -i hosts.yml dc2_mailbox -m ansible.builtin.service -a 'name=zimbra-mailbox state=started'"
+        in text
+    )
