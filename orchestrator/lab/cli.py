@@ -1,0 +1,148 @@
+"""`sitectl lab …`: the lab's commands (mounted by the main CLI; `python -m orchestrator.lab`).
+
+Every failure is one line on stderr and a documented exit code (orchestrator.cli.exitcodes).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from orchestrator.lab import environment, lifecycle
+from orchestrator.lab.state import default_state_dir
+
+lab_app = typer.Typer(
+    name="lab",
+    help="A two-datacenter + witness lab of real servers on loopback.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True)
+
+StateDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--state-dir",
+        help="Where the lab keeps configs, data, logs and secrets "
+        "(default: $SITECTL_LAB_DIR or ./.lab).",
+    ),
+]
+Site = Annotated[str, typer.Argument(help="dc1, dc2 or witness.")]
+
+
+def _root(state_dir: Path | None) -> Path:
+    return (state_dir or default_state_dir()).absolute()
+
+
+def _fail(exc: lifecycle.LabError) -> typer.Exit:
+    err.print(f"sitectl lab: {exc}", markup=False)
+    return typer.Exit(int(exc.code))
+
+
+@lab_app.command()
+def up(state_dir: StateDir = None) -> None:
+    """Start (or complete) the lab; a second `up` on a running lab changes nothing."""
+    root = _root(state_dir)
+    try:
+        result = lifecycle.up(root)
+    except lifecycle.LabError as exc:
+        raise _fail(exc) from None
+    if not result.changed:
+        out.print(f"lab already up in {root}: nothing changed", markup=False)
+        return
+    out.print(
+        f"lab up in {result.seconds:.1f} s ({len(result.started)} processes started); "
+        f"state in {root}",
+        markup=False,
+    )
+    out.print(
+        f"use it:  eval \"$(sitectl lab env --state-dir {root})\"   "
+        f"# then `sitectl validate`, `sitectl lab status`",
+        markup=False,
+    )
+
+
+@lab_app.command()
+def down(
+    state_dir: StateDir = None,
+    purge: Annotated[bool, typer.Option("--purge", help="Also delete the state dir.")] = False,
+) -> None:
+    """Stop every lab process by PID, unmount, detach loops, remove lo addresses."""
+    root = _root(state_dir)
+    try:
+        lifecycle.down(root, purge=purge)
+    except lifecycle.LabError as exc:
+        raise _fail(exc) from None
+    out.print(f"lab down ({root}{', purged' if purge else ''})", markup=False)
+
+
+@lab_app.command()
+def status(
+    state_dir: StateDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Each component: site, name, address, pid and state (up/down/paused)."""
+    rows = lifecycle.status(_root(state_dir))
+    if as_json:
+        out.print(json.dumps([asdict(r) for r in rows], indent=2), markup=False)
+        return
+    if not rows:
+        out.print(f"no lab in {_root(state_dir)}", markup=False)
+        return
+    table = Table("site", "component", "address", "pid", "state")
+    for row in rows:
+        shown = row.state if row.wanted or row.state != "down" else "down (standby)"
+        table.add_row(row.site, row.component, row.address, str(row.pid or "-"), shown)
+    out.print(table)
+
+
+@lab_app.command()
+def env(
+    state_dir: StateDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Every endpoint and credential.")] = False,
+) -> None:
+    """Shell exports for using the lab; --json: endpoints and credential file paths."""
+    root = _root(state_dir)
+    if as_json:
+        out.print(json.dumps(environment.describe(root), indent=2), markup=False)
+    else:
+        out.print(environment.shell_exports(root), markup=False)
+
+
+def _fault(action: str, site: str, state_dir: Path | None) -> None:
+    handlers = {
+        "killed": lifecycle.kill_site,
+        "paused": lifecycle.pause_site,
+        "healed": lifecycle.heal_site,
+    }
+    try:
+        names = handlers[action](_root(state_dir), site)
+    except lifecycle.LabError as exc:
+        raise _fail(exc) from None
+    out.print(f"{site}: {action} {', '.join(names) if names else 'nothing'}", markup=False)
+
+
+@lab_app.command("kill-site")
+def kill_site(site: Site, state_dir: StateDir = None) -> None:
+    """SIGKILL every process of SITE (heal-site restarts them)."""
+    _fault("killed", site, state_dir)
+
+
+@lab_app.command("pause-site")
+def pause_site(site: Site, state_dir: StateDir = None) -> None:
+    """SIGSTOP every process of SITE: hung, but still accepting TCP connections."""
+    _fault("paused", site, state_dir)
+
+
+@lab_app.command("heal-site")
+def heal_site(site: Site, state_dir: StateDir = None) -> None:
+    """SIGCONT paused processes of SITE and restart killed ones exactly as they were."""
+    _fault("healed", site, state_dir)
+

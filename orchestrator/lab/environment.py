@@ -1,0 +1,99 @@
+"""What a client needs to use the lab: endpoints and where the credentials are.
+
+Credentials are given as file paths (all mode 0600), never inline, so `lab env --json`
+can be logged or pasted without leaking a secret.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from orchestrator.lab import bind, layout, ldap, mail, s3, volumes, zookeeper
+from orchestrator.lab.state import LabState
+
+INVENTORY = Path(__file__).resolve().parents[2] / "inventories" / "lab"
+
+
+def topology_path(root: Path) -> Path:
+    return root / "topology.yaml"
+
+
+def describe(root: Path) -> dict[str, Any]:
+    state = LabState(root=root.absolute())
+    key = lambda name: str(bind.key_path(state, name))  # noqa: E731 - a local shorthand
+    return {
+        "state_dir": str(state.root),
+        "topology": str(topology_path(state.root)),
+        "inventory": str(INVENTORY),
+        "python": sys.executable,
+        "active_site": layout.ACTIVE_SITE,
+        "sites": list(layout.SITES),
+        "zookeeper": {"connect": zookeeper.connect_string()},
+        "dns": {
+            "servers": {
+                site: {
+                    "address": layout.service_ip(site),
+                    "port": layout.DNS_PORT,
+                    "rndc": {
+                        "address": layout.service_ip(site),
+                        "port": layout.RNDC_PORT,
+                        "key_file": key(bind.rndc_key_name(site)),
+                    },
+                }
+                for site in layout.SITES
+            },
+            "zones": {
+                zone.name: {
+                    "primary": zone.primary,
+                    "secondaries": list(zone.secondaries),
+                    "ddns_key_file": key(zone.ddns_key),
+                    "record": f"{layout.MAIL_RECORD}.{zone.name}",
+                }
+                for zone in bind.ZONES
+            },
+            "xfer_key_file": key(bind.XFER_KEY),
+        },
+        "ldap": {
+            "uris": {node.name: node.uri for node in layout.ldap_nodes()},
+            "server_ids": {node.name: node.server_id for node in layout.ldap_nodes()},
+            "suffix": layout.SUFFIX,
+            "bind_dn": layout.ADMIN_DN,
+            "password_file": str(ldap.password_file(state)),
+            "ca_file": str(state.pki / "ca.crt"),
+            "starttls": True,
+        },
+        "s3": {
+            "endpoints": {site: layout.s3_endpoint(site) for site in layout.DATACENTERS},
+            "bucket": s3.BUCKET,
+            "region": s3.REGION,
+            "access_key_file": str(s3.access_key_file(state)),
+            "secret_key_file": str(s3.secret_key_file(state)),
+        },
+        "mail": {
+            site: {
+                "smtp": f"{layout.service_ip(site)}:{layout.SMTP_PORT}",
+                "imap": f"{layout.service_ip(site)}:{layout.IMAP_PORT}",
+                "volume": str(volumes.mount_point(state, site)),
+                "maildir": str(mail.mail_root(state, site) / layout.MAIL_USER / "Maildir"),
+            }
+            for site in layout.DATACENTERS
+        }
+        | {
+            "user": mail.mail_address(),
+            "login": layout.MAIL_USER,
+            "password_file": str(mail.password_file(state)),
+        },
+    }
+
+
+def shell_exports(root: Path) -> str:
+    info = describe(root)
+    lines = {
+        "SITECTL_CONFIG": info["topology"],
+        "SITECTL_LAB_DIR": info["state_dir"],
+        "ANSIBLE_INVENTORY": info["inventory"],
+    }
+    return "\n".join(f"export {name}={shlex.quote(value)}" for name, value in lines.items())

@@ -1,0 +1,268 @@
+"""Bring the lab up, take it down, inject and heal faults.
+
+Every operation is driven by the recorded state (`state.py`), never by process names,
+so it tolerates a crash, a half-finished `up` and pieces that are already gone.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestrator.cli.exitcodes import ExitCode
+from orchestrator.lab import components, layout, mail, net, prereqs, procs, s3, volumes
+from orchestrator.lab import state as lab_state
+from orchestrator.lab.credentials import ensure_ca
+from orchestrator.lab.probes import NotReady, wait_until
+from orchestrator.lab.procs import ProcState
+from orchestrator.lab.state import Component, LabState
+
+READY_TIMEOUT_S = 60.0
+
+
+class LabError(Exception):
+    """A lab command cannot do what was asked; the message is the one line to print."""
+
+    def __init__(self, message: str, code: ExitCode = ExitCode.OPERATION_FAILED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class UpResult:
+    state_dir: Path
+    changed: bool  # False: the lab was already fully up and nothing was touched
+    started: list[str]
+    seconds: float
+
+
+def _any_alive(state: LabState) -> bool:
+    return any(procs.state_of(c) is not ProcState.DOWN for c in state.components.values())
+
+
+def _check_not_running_elsewhere(root: Path) -> None:
+    other = lab_state.read_marker()
+    if other is None or other == root:
+        return
+    if other.exists() and _any_alive(lab_state.load(other)):
+        raise LabError(
+            f"a lab is already running from {other}: run `sitectl lab down --state-dir {other}` "
+            "first (two labs would fight over the same addresses)",
+            ExitCode.LOCKED,
+        )
+
+
+def _fully_up(state: LabState) -> bool:
+    wanted = [c for c in state.components.values() if c.wanted]
+    return state.complete and bool(wanted) and all(
+        procs.state_of(c) is ProcState.UP for c in wanted
+    )
+
+
+def _check_ports() -> None:
+    for name, address, port, udp in components.ports():
+        try:
+            net.check_free(address, port, udp)
+        except net.PortInUse as exc:
+            raise LabError(f"cannot start {name}: {exc}") from exc
+
+
+def _wait_ready(state: LabState, comps: list[Component], deadline: float) -> None:
+    """Probe every component concurrently; raise LabError naming the first that failed."""
+
+    def one(comp: Component) -> str | None:
+        try:
+            wait_until(
+                comp.name,
+                lambda: components.probe(comp, state),
+                deadline,
+                alive=lambda: procs.state_of(comp) is not ProcState.DOWN,
+            )
+        except NotReady as exc:
+            return f"{exc} (log: {comp.log})"
+        procs.adopt(comp)  # ready means the daemon has written its pid file
+        return None
+
+    if not comps:
+        return
+    with ThreadPoolExecutor(max_workers=len(comps)) as pool:
+        failures = [f for f in pool.map(one, comps) if f]
+    if failures:
+        more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+        raise LabError(failures[0] + more)
+
+
+def _start(state: LabState, comps: list[Component]) -> None:
+    for comp in comps:
+        procs.spawn(comp)
+        # Recorded at once: if we crash while waiting, `down` still finds this PID.
+        state.save()
+
+
+def up(root: Path) -> UpResult:
+    began = time.monotonic()
+    root = root.absolute()
+    try:
+        programs = prereqs.resolve()
+    except prereqs.MissingPrerequisites as exc:
+        raise LabError(str(exc), ExitCode.BAD_INPUT) from exc
+    _check_not_running_elsewhere(root)
+    existing = lab_state.load(root)
+    if _fully_up(existing):
+        return UpResult(root, changed=False, started=[], seconds=time.monotonic() - began)
+    fresh = not _any_alive(existing)
+    if fresh:
+        # Checked before anything is written or started, so a busy port leaves nothing behind.
+        _check_ports()
+
+    with lab_state.locked(root) as state:
+        try:
+            started = _converge(state, programs, fresh)
+        except BaseException as exc:
+            if fresh:
+                _teardown(state)  # nothing half-started left behind
+            if isinstance(exc, LabError):
+                raise
+            if isinstance(exc, Exception):
+                raise LabError(f"lab up failed: {exc}") from exc
+            raise
+    return UpResult(root, changed=True, started=started, seconds=time.monotonic() - began)
+
+
+def _converge(state: LabState, programs: dict[str, str], fresh: bool) -> list[str]:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    lab_state.write_marker(state.root)
+    state.complete = False
+    for address in components.lo_addresses():
+        if net.lo_add(address) and address not in state.lo_addresses:
+            state.lo_addresses.append(address)
+    state.save()
+    ensure_ca(state.pki, programs["openssl"])
+    for prepare in components.PREPARERS:
+        for comp in prepare(state, programs):
+            old = state.components.get(comp.name)
+            if old is not None:
+                # Keep what is live: the running process and whether it should run.
+                comp.pid, comp.start_time, comp.wanted = old.pid, old.start_time, old.wanted
+            state.components[comp.name] = comp
+    if fresh:
+        volumes.create(state)
+        mail.prepare_mailstore(state, layout.ACTIVE_SITE)
+    state.save()
+
+    to_start = [
+        c for c in state.components.values() if c.wanted and procs.state_of(c) is ProcState.DOWN
+    ]
+    for comp in state.components.values():
+        if comp.wanted and procs.state_of(comp) is ProcState.PAUSED:
+            procs.signal_group(comp, signal.SIGCONT)
+    _start(state, to_start)
+    _wait_ready(state, [c for c in state.components.values() if c.wanted], deadline)
+    if fresh:
+        s3.replicate(state, "dc1", "dc2")
+    state.complete = True
+    return [c.name for c in to_start]
+
+
+def _stop_all(comps: list[Component]) -> None:
+    if comps:
+        with ThreadPoolExecutor(max_workers=len(comps)) as pool:
+            list(pool.map(procs.stop, comps))
+
+
+def _teardown(state: LabState) -> None:
+    _stop_all(list(state.components.values()))
+    volumes.destroy(state)
+    for address in list(state.lo_addresses):
+        net.lo_remove(address)
+        state.lo_addresses.remove(address)
+    state.complete = False
+    lab_state.clear_marker(state.root)
+
+
+def down(root: Path, purge: bool = False) -> None:
+    root = root.absolute()
+    if root.exists():
+        with lab_state.locked(root) as state:
+            _teardown(state)
+    else:
+        lab_state.clear_marker(root)
+    if purge and root.exists():
+        shutil.rmtree(root)
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    site: str
+    component: str
+    address: str
+    pid: int | None
+    state: str
+    wanted: bool
+
+
+def status(root: Path) -> list[ComponentStatus]:
+    state = lab_state.load(root.absolute())
+    rows = []
+    for comp in state.components.values():
+        proc_state = procs.state_of(comp)
+        pid = comp.pid if proc_state is not ProcState.DOWN else None
+        rows.append(
+            ComponentStatus(comp.site, comp.name, comp.address, pid, proc_state.value, comp.wanted)
+        )
+    return rows
+
+
+def _site(site: str) -> str:
+    try:
+        return layout.check_site(site)
+    except ValueError as exc:
+        raise LabError(str(exc), ExitCode.BAD_INPUT) from exc
+
+
+def _require_lab(state: LabState) -> None:
+    if not state.components:
+        raise LabError(f"no lab in {state.root}: run `sitectl lab up` first", ExitCode.BAD_INPUT)
+
+
+def kill_site(root: Path, site: str) -> list[str]:
+    """SIGKILL every process of `site`; they stay wanted, so heal-site restarts them."""
+    site = _site(site)
+    with lab_state.locked(root.absolute()) as state:
+        _require_lab(state)
+        hit = [c for c in state.of_site(site) if procs.signal_group(c, signal.SIGKILL)]
+        return [c.name for c in hit]
+
+
+def pause_site(root: Path, site: str) -> list[str]:
+    """SIGSTOP every process of `site`: a hung site whose sockets still accept TCP."""
+    site = _site(site)
+    with lab_state.locked(root.absolute()) as state:
+        _require_lab(state)
+        hit = [c for c in state.of_site(site) if procs.signal_group(c, signal.SIGSTOP)]
+        return [c.name for c in hit]
+
+
+def heal_site(root: Path, site: str) -> list[str]:
+    """SIGCONT what is paused, restart (same argv) what was killed; wait until ready."""
+    site = _site(site)
+    with lab_state.locked(root.absolute()) as state:
+        _require_lab(state)
+        comps = [c for c in state.of_site(site) if c.wanted]
+        healed = []
+        for comp in comps:
+            current = procs.state_of(comp)
+            if current is ProcState.PAUSED:
+                procs.signal_group(comp, signal.SIGCONT)
+                healed.append(comp.name)
+            elif current is ProcState.DOWN:
+                procs.stop(comp)  # reap any worker the dead leader left behind
+                procs.spawn(comp)
+                state.save()
+                healed.append(comp.name)
+        _wait_ready(state, comps, time.monotonic() + READY_TIMEOUT_S)
+        return healed

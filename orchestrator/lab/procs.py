@@ -1,0 +1,158 @@
+"""Process supervision by PID: start detached, inspect, signal, stop.
+
+Every server runs in its own session (setsid), so its PID is also its process-group id
+and a signal to the group reaches the workers it forked (Postfix's and Dovecot's
+children) too. A PID is only trusted together with the kernel start time recorded when
+we started it: after a crash and a reboot of the lab, the same PID may belong to
+someone else, and we must never signal that process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from enum import StrEnum
+from pathlib import Path
+
+from orchestrator.lab.state import Component
+
+STOP_GRACE_S = 5.0  # every lab server stops on SIGTERM within ~2 s (lab notes)
+
+
+class ProcState(StrEnum):
+    UP = "up"
+    DOWN = "down"
+    PAUSED = "paused"
+
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    """(state letter, start time) of `pid` from /proc, or None if it does not exist."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+    fields = raw[raw.rindex(")") + 2 :].split()
+    return fields[0], int(fields[19])
+
+
+def _reap(pid: int) -> None:
+    # Only the parent can reap; for a process we did not fork this is a no-op.
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def state_of(comp: Component) -> ProcState:
+    if comp.pid is None:
+        return ProcState.DOWN
+    _reap(comp.pid)
+    stat = _stat(comp.pid)
+    if stat is None or stat[1] != comp.start_time or stat[0] in ("Z", "X"):
+        return ProcState.DOWN
+    return ProcState.PAUSED if stat[0] in ("T", "t") else ProcState.UP
+
+
+def spawn(comp: Component) -> None:
+    """Start `comp` detached in its own session; record its pid and start time on it."""
+    Path(comp.log).parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **comp.env}
+    with open(comp.log, "ab") as log:
+        proc = subprocess.Popen(
+            comp.argv,
+            cwd=comp.cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
+    stat = _stat(proc.pid)
+    comp.pid = proc.pid
+    comp.start_time = stat[1] if stat else None
+
+
+def adopt(comp: Component) -> None:
+    """Track the daemon named by `comp.pid_file` instead of its launcher, once it exists.
+
+    Only a live process started no earlier than the launcher is adopted, so a stale pid
+    file from a previous run can never point us at an unrelated process.
+    """
+    if not comp.pid_file or comp.start_time is None:
+        return
+    try:
+        pid = int(Path(comp.pid_file).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return
+    stat = _stat(pid)
+    if pid != comp.pid and stat and stat[1] >= comp.start_time and stat[0] not in ("Z", "X"):
+        comp.pid, comp.start_time = pid, stat[1]
+
+
+def signal_group(comp: Component, sig: signal.Signals) -> bool:
+    """Send `sig` to the component's process group; False if it was not running."""
+    if comp.pid is None or state_of(comp) is ProcState.DOWN:
+        return False
+    # Signal members one by one rather than killpg: a zombie leader keeps the group id
+    # but we only want to reach live processes that are really ours.
+    _kill_members(comp, sig)
+    return True
+
+
+def group_members(comp: Component) -> list[int]:
+    """Live (non-zombie) PIDs in the component's process group.
+
+    Only processes started no earlier than the recorded leader count: if the leader's
+    PID was reused by an unrelated session leader, its group is not ours.
+    """
+    if comp.pid is None or comp.start_time is None:
+        return []
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = raw[raw.rindex(")") + 2 :].split()
+        state, pgrp, start = fields[0], int(fields[2]), int(fields[19])
+        if pgrp == comp.pid and start >= comp.start_time and state not in ("Z", "X"):
+            members.append(int(entry.name))
+    return members
+
+
+def _kill_members(comp: Component, sig: signal.Signals) -> None:
+    for pid in group_members(comp):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+
+
+def _wait_gone(comp: Component, deadline: float) -> bool:
+    while time.monotonic() < deadline:
+        if state_of(comp) is ProcState.DOWN and not group_members(comp):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def stop(comp: Component, grace_s: float = STOP_GRACE_S) -> None:
+    """SIGTERM the group, SIGKILL it after `grace_s`; tolerate an already-dead process."""
+    if comp.pid is None:
+        return
+    adopt(comp)  # a crash may have come between the launcher's start and its adoption
+    if state_of(comp) is not ProcState.DOWN:
+        # A stopped process cannot act on SIGTERM until it is continued.
+        signal_group(comp, signal.SIGCONT)
+        signal_group(comp, signal.SIGTERM)
+        if not _wait_gone(comp, time.monotonic() + grace_s):
+            signal_group(comp, signal.SIGKILL)
+            _wait_gone(comp, time.monotonic() + grace_s)
+    else:
+        # The leader died (e.g. SIGKILLed) but workers of its group may live on.
+        _kill_members(comp, signal.SIGKILL)
+    comp.pid = None
+    comp.start_time = None

@@ -1,0 +1,76 @@
+"""ZooKeeper: a 3-node ensemble, one node per site (dc1, dc2, witness).
+
+The JVM gets small-heap flags: without them each node's max heap defaults to a quarter
+of the machine's memory and three of them blow the lab's 1.5 GB budget.
+"""
+
+from __future__ import annotations
+
+import socket
+
+from orchestrator.lab import layout
+from orchestrator.lab.state import Component, LabState
+from orchestrator.lab.templates import render
+
+CLASSPATH = "/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar"
+JVM_FLAGS = [
+    "-Xms16m", "-Xmx64m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+    "-XX:ReservedCodeCacheSize=24m", "-XX:MaxMetaspaceSize=64m", "-Xss512k",
+    "-XX:CICompilerCount=1", "-XX:-UsePerfData",
+]
+
+
+def connect_string() -> str:
+    return ",".join(f"{layout.service_ip(s)}:{layout.ZK_CLIENT_PORT}" for s in layout.SITES)
+
+
+def ports(site: str) -> list[tuple[str, int]]:
+    ip = layout.service_ip(site)
+    return [(ip, layout.ZK_CLIENT_PORT), (ip, layout.ZK_PEER_PORT), (ip, layout.ZK_ELECTION_PORT)]
+
+
+def prepare(state: LabState, programs: dict[str, str]) -> list[Component]:
+    peers = [{"myid": layout.zk_myid(s), "ip": layout.service_ip(s)} for s in layout.SITES]
+    comps = []
+    for site in layout.SITES:
+        home = state.site_dir(site, "zookeeper")
+        data = home / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        (data / "myid").write_text(f"{layout.zk_myid(site)}\n")
+        cfg = render(
+            "zoo.cfg.j2", home / "zoo.cfg",
+            site=site, myid=layout.zk_myid(site), data_dir=data,
+            client_ip=layout.service_ip(site), client_port=layout.ZK_CLIENT_PORT,
+            peers=peers, peer_port=layout.ZK_PEER_PORT, election_port=layout.ZK_ELECTION_PORT,
+        )
+        comps.append(
+            Component(
+                name=f"{site}-zookeeper",
+                site=site,
+                kind="zookeeper",
+                address=f"{layout.service_ip(site)}:{layout.ZK_CLIENT_PORT}",
+                argv=[programs["java"], *JVM_FLAGS, "-cp", CLASSPATH,
+                      "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(cfg)],
+                cwd=str(home),
+                log=str(home / "zookeeper.log"),
+            )
+        )
+    return comps
+
+
+def four_letter(ip: str, port: int, word: str, timeout: float = 1.0) -> str:
+    """Send a ZooKeeper four-letter word and return the whole answer."""
+    with socket.create_connection((ip, port), timeout=timeout) as sock:
+        sock.settimeout(timeout)
+        sock.sendall(word.encode())
+        chunks = []
+        while chunk := sock.recv(4096):
+            chunks.append(chunk)
+    return b"".join(chunks).decode()
+
+
+def ready(comp: Component) -> bool:
+    """The node serves clients as a member of a quorum (leader or follower)."""
+    ip, port = comp.address.rsplit(":", 1)
+    answer = four_letter(ip, int(port), "srvr")
+    return "Mode: leader" in answer or "Mode: follower" in answer
