@@ -14,7 +14,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.cli.exitcodes import ExitCode
-from orchestrator.lab import components, layout, mail, net, prereqs, procs, s3, volumes
+from orchestrator.lab import (
+    components,
+    layout,
+    mail,
+    net,
+    prereqs,
+    procs,
+    s3,
+    topology,
+    volumes,
+)
 from orchestrator.lab import state as lab_state
 from orchestrator.lab.credentials import ensure_ca
 from orchestrator.lab.probes import NotReady, wait_until
@@ -71,7 +81,7 @@ def _check_ports() -> None:
             raise LabError(f"cannot start {name}: {exc}") from exc
 
 
-def _wait_ready(state: LabState, comps: list[Component], deadline: float) -> None:
+def wait_components(state: LabState, comps: list[Component], deadline: float) -> None:
     """Probe every component concurrently; raise LabError naming the first that failed."""
 
     def one(comp: Component) -> str | None:
@@ -161,9 +171,10 @@ def _converge(state: LabState, programs: dict[str, str], fresh: bool) -> list[st
         if comp.wanted and procs.state_of(comp) is ProcState.PAUSED:
             procs.signal_group(comp, signal.SIGCONT)
     _start(state, to_start)
-    _wait_ready(state, [c for c in state.components.values() if c.wanted], deadline)
+    wait_components(state, [c for c in state.components.values() if c.wanted], deadline)
     if fresh:
         s3.replicate(state, "dc1", "dc2")
+    topology.write(state)
     state.complete = True
     return [c.name for c in to_start]
 
@@ -264,5 +275,5 @@ def heal_site(root: Path, site: str) -> list[str]:
                 procs.spawn(comp)
                 state.save()
                 healed.append(comp.name)
-        _wait_ready(state, comps, time.monotonic() + READY_TIMEOUT_S)
+        wait_components(state, comps, time.monotonic() + READY_TIMEOUT_S)
         return healed

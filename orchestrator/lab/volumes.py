@@ -15,6 +15,13 @@ from pathlib import Path
 from orchestrator.lab import layout
 from orchestrator.lab.state import LabState
 
+SUBVOLUME = "data"  # the mirrored subvolume that holds the mail store
+
+
+def pool(state: LabState, site: str) -> Path:
+    """Where the site's whole btrfs filesystem (live subvolume, snapshots) is mounted."""
+    return state.root / "volumes" / layout.check_site(site)
+
 
 def mount_point(state: LabState, site: str) -> Path:
     """Where the site's mail volume is mounted (the application's data lives under it)."""

@@ -1,0 +1,182 @@
+"""The lab's topology file, written by `lab up` into the state dir (`topology.yaml`).
+
+Built as plain data from the lab layout and validated through the project's own loader
+(`orchestrator.config.loader`) before it is written, so it cannot drift from the schema:
+a lab that writes a topology `sitectl validate` rejects fails `lab up` instead.
+Secrets are file references relative to the state dir; nothing secret is inlined.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from orchestrator.config.loader import validate_text
+from orchestrator.lab import bind, layout, ldap, mail, s3, volumes
+from orchestrator.lab.environment import INVENTORY, topology_path
+from orchestrator.lab.state import LabState
+
+REPO = INVENTORY.parents[1]
+# Roles of the application; each maps onto `orchestrator.lab.app --role`.
+APP_ROLES = {
+    "mailbox": ("dovecot", layout.IMAP_PORT, "imap"),
+    "mta": ("postfix", layout.SMTP_PORT, "smtp"),
+}
+
+
+def _rel(state: LabState, path: Path) -> str:
+    return os.path.relpath(path, state.root)
+
+
+def _app_commands(role: str) -> dict[str, str]:
+    # Jinja in the command: Ansible fills in the host's python, site and state dir from
+    # the lab inventory's host vars.
+    base = "{{ lab_app }} --role " + role
+    return {"start": f"{base} start", "stop": f"{base} stop", "status": f"{base} status"}
+
+
+def build(state: LabState) -> dict[str, Any]:
+    hosts: list[dict[str, Any]] = []
+    for site in layout.DATACENTERS:
+        ip = layout.service_ip(site)
+        hosts.append({"name": f"{site}-mta", "site": site, "roles": ["mta"], "address": ip})
+        hosts.append(
+            {"name": f"{site}-mailbox", "site": site, "roles": ["mailbox"], "address": ip}
+        )
+        for node in (n for n in layout.ldap_nodes() if n.site == site):
+            hosts.append({"name": node.name, "site": site, "roles": ["ldap"], "address": node.ip})
+    for host in hosts:
+        host["vars"] = {"ansible_connection": "local", "lab_dir": str(state.root)}
+
+    roles: dict[str, Any] = {
+        "ldap": {
+            "start_order": 0,
+            "services": ["slapd"],
+            "moves": False,
+            "probes": [{"kind": "tcp", "port": layout.LDAP_PORT}],
+        }
+    }
+    for order, (role, (service, port, kind)) in enumerate(APP_ROLES.items(), start=1):
+        roles[role] = {
+            "start_order": order,
+            "services": [service],
+            "commands": _app_commands(role),
+            "probes": [{"kind": kind, "port": port}],
+        }
+
+    pools = {site: volumes.pool(state, site) for site in layout.DATACENTERS}
+    zones = []
+    for zone in bind.ZONES:
+        zones.append({
+            "name": zone.name,
+            "scope": "internal" if zone.name == layout.INTERNAL_ZONE else "external",
+            "provider": "rfc2136",
+            "update_servers": [f"{layout.service_ip(zone.primary)}:{layout.DNS_PORT}"],
+            "verify_servers": [
+                f"{layout.service_ip(site)}:{layout.DNS_PORT}" for site in zone.sites()
+            ],
+            "tsig": {"key_file": _rel(state, bind.key_path(state, zone.ddns_key))},
+            "records": [{
+                "name": layout.MAIL_RECORD,
+                "type": "A",
+                "ttl": layout.RECORD_TTL,
+                "values": {site: layout.service_ip(site) for site in layout.DATACENTERS},
+            }],
+        })
+
+    s3_keys = {
+        "access_key": {"file": _rel(state, s3.access_key_file(state))},
+        "secret_key": {"file": _rel(state, s3.secret_key_file(state))},
+    }
+    return {
+        "cluster": "sitectl-lab",
+        "active_site": layout.ACTIVE_SITE,
+        "sites": {
+            "dc1": {"kind": "datacenter", "description": "lab datacenter 1 (127.0.1.0/24)"},
+            "dc2": {"kind": "datacenter", "description": "lab datacenter 2 (127.0.2.0/24)"},
+            "witness": {"kind": "witness", "description": "lab witness (127.0.3.0/24)"},
+        },
+        "ansible": {
+            "inventory": str(INVENTORY / "hosts.yml"),
+            "playbook_dir": str(REPO / "playbooks"),
+        },
+        "roles": roles,
+        "application": {
+            "name": "mail",
+            "probe_user": {
+                "user": layout.MAIL_USER,
+                "password": {"file": _rel(state, mail.password_file(state))},
+            },
+        },
+        "hosts": hosts,
+        "volumes": [{
+            "name": "mailstore",
+            "driver": "btrfs",
+            "role": "mailbox",
+            # SCHEMA GAP: one mount point for all sites; in the lab each site's is
+            # <state>/<site>/volume (both sites share one machine). dc1's is given here.
+            "mount_point": str(volumes.mount_point(state, layout.ACTIVE_SITE)),
+            "subvolume": volumes.SUBVOLUME,
+            "mirror": {"source": "dc1", "destination": "dc2"},
+            "sites": {site: {"pool": str(path)} for site, path in pools.items()},
+        }],
+        "dns": {"zones": zones},
+        "ldap": {
+            "suffix": layout.SUFFIX,
+            "bind_dn": layout.ADMIN_DN,
+            "password": {"file": _rel(state, ldap.password_file(state))},
+            "starttls": True,
+            "ca_file": _rel(state, state.pki / "ca.crt"),
+            "timeout": ldap.PROBE_TIMEOUT_S,
+            "masters": [
+                {"uri": node.uri, "server_id": node.server_id, "site": node.site}
+                for node in layout.ldap_nodes()
+            ],
+        },
+        "object_store": {
+            "endpoints": [
+                {"site": site, "url": layout.s3_endpoint(site), "region": s3.REGION, **s3_keys}
+                for site in layout.DATACENTERS
+            ],
+            "buckets": [{"name": s3.BUCKET, "versioned": True, "replicated": True}],
+        },
+        "zookeeper": {
+            "hosts": [
+                {"address": f"{layout.service_ip(site)}:{layout.ZK_CLIENT_PORT}", "site": site}
+                for site in layout.SITES
+            ],
+            "chroot": "/sitectl/lab",
+            # tickTime 500 ms bounds sessions to 1-10 s; 4 s notices a lost site quickly.
+            "session_timeout": "4s",
+        },
+        "policy": {
+            "rpo_limits": {"volume": "30s", "ldap": "10s", "object_store": "60s"},
+            "probe_interval": "1s",
+            "consecutive_failures": 3,
+            "automatic_promotion": False,
+            "block_period": "5m",
+            "step_timeout": "60s",
+            "unreachable_timeout": "5s",
+        },
+    }
+
+
+HEADER = (
+    "# Topology of the sitectl lab, written by `sitectl lab up` (do not edit: the next\n"
+    "# fresh `up` rewrites it). Paths of secrets are relative to this file.\n"
+)
+
+
+def write(state: LabState) -> Path:
+    """Validate the lab's topology with the project's loader, then write it."""
+    path = topology_path(state.root)
+    text = HEADER + yaml.safe_dump(build(state), sort_keys=False)
+    # Raises InvalidTopology (every problem, one per line) if the lab and schema disagree.
+    validate_text(text, str(path), base_dir=state.root)
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    return path
+
