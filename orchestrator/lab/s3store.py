@@ -12,7 +12,7 @@ Command line (one process per datacenter)::
     python -m orchestrator.lab.s3store --site dc1 --listen 127.0.1.21:9000 \\
         --peer dc2=http://127.0.2.21:9000 \\
         --access-key-file KEYFILE --secret-key-file SECRETFILE \\
-        [--buckets mail-blobs,archive] [--scan-interval 0.2] [--max-attempts 3] \\
+        [--buckets mail-blobs,archive] [--no-auth] [--scan-interval 0.2] [--max-attempts 3] \\
         [--failed-retry-interval 5]
 
 ``--site``            name of this site; written on every replica it sends
@@ -24,11 +24,13 @@ Command line (one process per datacenter)::
                       ``arn:aws:s3:::BUCKET`` names the peer's bucket. Optional: without it
                       replication rules are stored but every matching version goes FAILED.
 ``--access-key-file`` / ``--secret-key-file``  files holding the lab's S3 credentials (first
-                      line). The replication loop signs its requests to the peer with them.
-                      **Not enforced**: moto accepts any key unless its IAM emulation is switched
-                      on (``INITIAL_NO_AUTH_ACTION_COUNT``), which would also need IAM users and
-                      policies created inside moto; the lab does not do that. Clients should still
-                      use these keys so that a real store can be dropped in.
+                      line of each). They are **enforced**: moto's own IAM emulation is switched
+                      on (``INITIAL_NO_AUTH_ACTION_COUNT=0``) with one IAM user holding exactly
+                      this key pair and an ``s3:*`` policy, so a request signed with any other
+                      key gets ``InvalidAccessKeyId`` / ``SignatureDoesNotMatch``. The
+                      replication loop signs its copies to the peer with the same pair (the lab
+                      gives both sites one key pair).
+``--no-auth``         accept any credentials (moto's default), for debugging.
 ``--buckets``         comma-separated buckets to create at start, with versioning enabled
                       (replication needs versioning, as on S3).
 
@@ -82,7 +84,9 @@ from typing import Any
 import boto3
 import botocore.config
 import botocore.exceptions
+from moto import settings as moto_settings
 from moto.core import DEFAULT_ACCOUNT_ID
+from moto.iam.models import iam_backends
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
     MotoRequestHandler,
@@ -100,6 +104,7 @@ STATUS_PATH = "/_sitectl/replication"
 META_REPLICA_SOURCE = "x-amz-meta-sitectl-replica-source"
 META_SOURCE_VERSION = "x-amz-meta-sitectl-source-version-id"
 STATUS_HEADER = "x-amz-replication-status"
+LAB_USER = "sitectl-lab"  # the IAM user (inside moto) that owns the lab's key pair
 
 PENDING, COMPLETED, FAILED, REPLICA = "PENDING", "COMPLETED", "FAILED", "REPLICA"
 
@@ -245,9 +250,12 @@ def install_moto_hooks() -> None:
     original_put_rep = S3Backend.put_bucket_replication
 
     def put_bucket_replication(self: S3Backend, bucket_name: str, replication: Any) -> None:
-        original_put_rep(self, bucket_name, replication)
         bucket = self.get_bucket(bucket_name)
-        if getattr(bucket, _SINCE_ATTR, None) is None:
+        had_rules = bool(getattr(bucket, "replication", None))
+        original_put_rep(self, bucket_name, replication)
+        # Replacing a configuration keeps the start; a bucket without one starts now, so
+        # versions put while no rule existed are not swept up later (as on S3).
+        if not had_rules or getattr(bucket, _SINCE_ATTR, None) is None:
             setattr(bucket, _SINCE_ATTR, datetime.datetime.now(datetime.UTC))
 
     FakeKey.response_dict = property(response_dict)  # type: ignore[method-assign,assignment]
@@ -287,7 +295,6 @@ class Replicator:
     clock: Callable[[], float] = time.monotonic
     _client: Any = None
     _last_error: dict[str, str] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _peer_client(self) -> Any:
         if self._client is None and self.peer is not None:
@@ -334,38 +341,42 @@ class Replicator:
         return st if retry_due else None
 
     def run_once(self) -> int:
-        """One pass over every bucket; returns how many versions were copied."""
+        """One pass over every bucket; returns how many versions were copied.
+
+        Runs in one thread only. HTTP threads read the per-version state concurrently
+        (HEAD, the status endpoint); each field is replaced whole, so they see the old
+        value or the new one.
+        """
         copied = 0
-        with self._lock:
-            for bucket in self._buckets():
-                since = getattr(bucket, _SINCE_ATTR, None)
-                rules = parse_rules(getattr(bucket, "replication", None))
-                if since is None or not rules:
-                    continue
-                peer_down = False
-                for _name, versions in bucket.keys.iterlists():
-                    for key in list(versions):
-                        if not isinstance(key, FakeKey):
-                            continue  # delete markers are not replicated
-                        st = self._due(key, rules, since)
-                        if st is None:
-                            continue
-                        if peer_down:
-                            # The peer just failed to answer: count the attempt for every
-                            # queued version instead of waiting on each in turn.
-                            self._failed(bucket.name, key, st, "peer unreachable")
-                            continue
-                        try:
-                            self._copy(key, st)
-                        except _PeerUnreachable as exc:
-                            peer_down = True
-                            self._failed(bucket.name, key, st, str(exc))
-                        except _CopyRefused as exc:
-                            self._failed(bucket.name, key, st, str(exc))
-                        else:
-                            st.status, st.failed_at = COMPLETED, None
-                            self._last_error.pop(bucket.name, None)
-                            copied += 1
+        for bucket in self._buckets():
+            since = getattr(bucket, _SINCE_ATTR, None)
+            rules = parse_rules(getattr(bucket, "replication", None))
+            if since is None or not rules:
+                continue
+            peer_down = False
+            for _name, versions in bucket.keys.iterlists():
+                for key in list(versions):
+                    if not isinstance(key, FakeKey):
+                        continue  # delete markers are not replicated
+                    st = self._due(key, rules, since)
+                    if st is None:
+                        continue
+                    if peer_down:
+                        # The peer just failed to answer: count the attempt for every
+                        # queued version instead of waiting on each in turn.
+                        self._failed(bucket.name, key, st, "peer unreachable")
+                        continue
+                    try:
+                        self._copy(key, st)
+                    except _PeerUnreachable as exc:
+                        peer_down = True
+                        self._failed(bucket.name, key, st, str(exc))
+                    except _CopyRefused as exc:
+                        self._failed(bucket.name, key, st, str(exc))
+                    else:
+                        st.status, st.failed_at = COMPLETED, None
+                        self._last_error.pop(bucket.name, None)
+                        copied += 1
         return copied
 
     def _failed(self, bucket: str, key: FakeKey, st: VersionState, reason: str) -> None:
@@ -482,6 +493,24 @@ def create_buckets(names: Iterable[str]) -> None:
         backend.put_bucket_versioning(name, "Enabled")
 
 
+def enforce_credentials(access_key: str, secret_key: str) -> None:
+    """Switch on moto's request authentication, accepting exactly this key pair.
+
+    moto checks SigV4 signatures and IAM policies once ``INITIAL_NO_AUTH_ACTION_COUNT``
+    requests have been served; the key pair must then belong to a user of its IAM
+    emulation. moto generates random key ids, so the lab's are written over them.
+    """
+    iam = iam_backends[DEFAULT_ACCOUNT_ID]["aws"]
+    user = iam.create_user(REGION, LAB_USER)
+    iam.put_user_policy(LAB_USER, "lab-s3-full-access", json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+    }))
+    key = user.create_access_key(prefix="AKIA")
+    key.access_key_id, key.secret_access_key = access_key, secret_key
+    moto_settings.INITIAL_NO_AUTH_ACTION_COUNT = 0
+
+
 def _read_secret(path: str) -> str:
     with open(path, encoding="utf-8") as fh:
         return fh.readline().strip()
@@ -495,6 +524,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--peer", help="NAME=URL of the other site's S3 endpoint")
     p.add_argument("--access-key-file", required=True)
     p.add_argument("--secret-key-file", required=True)
+    p.add_argument("--no-auth", action="store_true", help="accept any credentials")
     p.add_argument("--buckets", default="", help="comma-separated versioned buckets to create")
     p.add_argument("--scan-interval", type=float, default=0.2)
     p.add_argument("--max-attempts", type=int, default=3)
@@ -525,6 +555,12 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         peer = Peer(name, url.rstrip("/"))
 
+    access_key, secret_key = _read_secret(args.access_key_file), _read_secret(args.secret_key_file)
+    if not access_key or not secret_key:
+        print("--access-key-file/--secret-key-file: empty credentials", file=sys.stderr)
+        return 2
+    if not args.no_auth:
+        enforce_credentials(access_key, secret_key)
     install_moto_hooks()
     try:
         create_buckets(b for b in args.buckets.split(",") if b)
@@ -533,8 +569,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     replicator = Replicator(
         site=args.site, peer=peer,
-        access_key=_read_secret(args.access_key_file),
-        secret_key=_read_secret(args.secret_key_file),
+        access_key=access_key,
+        secret_key=secret_key,
         max_attempts=args.max_attempts, failed_retry_interval=args.failed_retry_interval,
     )
     app = _status_app(replicator, DomainDispatcherApplication(create_backend_app))

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore.exceptions
 import pytest
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(120)]
@@ -175,15 +176,23 @@ def test_put_at_dc1_is_readable_at_dc2_with_replication_status(
     assert dc1.backlog()["pending"] == 0
 
 
-def test_versions_put_before_the_rule_are_not_replicated(sites: tuple[Site, Site]) -> None:
+def test_only_versions_put_while_a_rule_exists_are_replicated(sites: tuple[Site, Site]) -> None:
     dc1, dc2 = sites
     dc1.client().put_object(Bucket=BUCKET, Key="old", Body=b"old")
     dc1.replicate_to("dc2")
     dc1.client().put_object(Bucket=BUCKET, Key="new", Body=b"new")
     wait_for("new version COMPLETED", lambda: status(dc1, "new") == "COMPLETED")
     assert status(dc1, "old") is None
+
+    # A gap without any rule: what was put then stays unreplicated when a rule comes back.
+    dc1.replicate_to(None)
+    dc1.client().put_object(Bucket=BUCKET, Key="gap", Body=b"gap")
+    dc1.replicate_to("dc2")
+    dc1.client().put_object(Bucket=BUCKET, Key="newer", Body=b"newer")
+    wait_for("newer COMPLETED", lambda: status(dc1, "newer") == "COMPLETED")
+    assert status(dc1, "gap") is None
     listed = dc2.client().list_objects_v2(Bucket=BUCKET).get("Contents", [])
-    assert [o["Key"] for o in listed] == ["new"]
+    assert sorted(o["Key"] for o in listed) == ["new", "newer"]
 
 
 def test_replica_is_not_replicated_back(sites: tuple[Site, Site]) -> None:
@@ -238,3 +247,18 @@ def test_sigterm_stops_the_process(sites: tuple[Site, Site]) -> None:
     assert dc1.stop() == 0
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", dc1.port), timeout=1).close()
+
+
+def test_credentials_are_enforced(sites: tuple[Site, Site]) -> None:
+    dc1, _ = sites
+    stranger = boto3.client("s3", endpoint_url=dc1.url, region_name="us-east-1",
+                            aws_access_key_id="SOMEONEELSE", aws_secret_access_key="guess")
+    with pytest.raises(botocore.exceptions.ClientError, match="InvalidAccessKeyId"):
+        stranger.list_buckets()
+    wrong_secret = boto3.client(
+        "s3", endpoint_url=dc1.url, region_name="us-east-1",
+        aws_access_key_id=dc1.keys[0].read_text().strip(), aws_secret_access_key="guess",
+    )
+    with pytest.raises(botocore.exceptions.ClientError, match="SignatureDoesNotMatch"):
+        wrong_secret.list_buckets()
+    assert [b["Name"] for b in dc1.client().list_buckets()["Buckets"]] == [BUCKET]
