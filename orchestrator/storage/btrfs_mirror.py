@@ -113,6 +113,9 @@ class BtrfsMirror:
                                                        config.destination} <= set(config.sites):
             raise Failed(f"mirror {config.name}: source and destination must be two of "
                          f"the configured sites {sorted(config.sites)}")
+        if config.keep_snapshots < 1:
+            raise Failed(f"mirror {config.name}: keep_snapshots must be at least 1 (the "
+                         "common snapshot every incremental transfer needs)")
         self.config = config
         self.clock = clock
         self._snap_re = re.compile(rf"^{re.escape(config.subvolume)}@(\d+)$")
@@ -162,6 +165,7 @@ class BtrfsMirror:
         with statefile.locked(self.config.state_file):
             existing = statefile.load(self.config.state_file)
             if existing is not None:
+                self._check_state_matches_volumes(existing)
                 return status_of(existing, self.clock(), self.config.max_lag_seconds)
             cfg = self.config
             for site in (cfg.source, cfg.destination):
@@ -270,6 +274,22 @@ class BtrfsMirror:
         if decision.verdict is Verdict.REFUSE:
             raise Failed(f"mirror {self.config.name}: {decision.reason}")
         return decision.verdict
+
+    def _check_state_matches_volumes(self, rel: Relationship) -> None:
+        """Refuse a state file that describes snapshots the pools do not have.
+
+        That happens when the volumes were recreated (`lab down --purge`) but the state
+        file survived: carrying on would fail later with a less useful message.
+        """
+        if rel.last_snapshot is None:
+            return
+        for site in (rel.source, rel.destination):
+            if not btrfs.is_subvolume(self._snap(site, rel.last_snapshot)):
+                raise Failed(
+                    f"mirror state {self.config.state_file} says {rel.last_snapshot} is on "
+                    f"both sites but {site} does not have it (volumes recreated?): remove "
+                    "the state file to start a new baseline"
+                )
 
     def _unmount(self, site: str) -> None:
         service = self._paths(site).service_path

@@ -193,3 +193,9 @@ def test_state_survives_a_new_process(lab: Lab) -> None:
     assert lab.config.state_file.exists()
     reloaded = BtrfsMirror(MirrorConfig.load(lab.config_path), clock=lab.clock)
     assert reloaded.status().state is MirrorState.QUIESCED
+
+
+def test_initialize_refuses_a_state_file_from_recreated_volumes(lab: Lab) -> None:
+    btrfs.subvolume_delete(lab.snap("dc2", "data@1"))  # as if dc2's volume was recreated
+    with pytest.raises(Failed, match="remove the state file"):
+        lab.mirror().initialize()
