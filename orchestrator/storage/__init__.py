@@ -6,6 +6,8 @@
 - `btrfs`: one function per btrfs/mount/losetup command, errors mapped to `orchestrator.errors`.
 - `volumes`: lab volumes, `create_site_volume` / `destroy_site_volume`.
 - `btrfs_mirror`: `BtrfsMirror`, the lab's driver, and its `MirrorConfig`.
+- `netapp`: `OntapSnapMirror`, a thin ONTAP REST client (status, quiesce, resume, break,
+  update), tested on sample payloads only.
 """
 
 from orchestrator.storage.btrfs_mirror import BtrfsMirror, MirrorConfig, SitePaths

@@ -1,0 +1,202 @@
+"""A thin ONTAP REST client for SnapMirror relationships (production arrays, not the lab).
+
+Honest scope: written from ONTAP's REST reference (9.6+: ``/api/snapmirror/relationships``)
+and tested against sample payloads shaped on it, never against a real cluster — there is
+none here. What it does:
+
+* `status()`: ``GET /api/snapmirror/relationships/{uuid}`` → `MirrorStatus` (state,
+  healthy, ``lag_time``, last transfer end and duration, unhealthy reasons).
+* `quiesce()` / `resume()` / `break_()`: ``PATCH`` the relationship's ``state`` to
+  ``paused`` / ``snapmirrored`` / ``broken_off``; `update()`: ``POST .../transfers``.
+  ONTAP answers 202 with a job: this client does not poll it; the caller's verify step
+  (`status()` until the state is reached) is what confirms the change.
+* Not done here: `reverse()` (ONTAP's reverse resync needs the relationship recreated
+  from the other cluster; do it with the array's runbook), `mount()`/`unmount()` (a host
+  operation, done by the playbooks). They raise `Failed` saying so.
+
+Errors: timeouts, connection errors, 429 and 5xx are `Unavailable`; other 4xx are
+`Failed` with ONTAP's own ``error.message``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import ssl
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from orchestrator.errors import Failed, Unavailable
+from orchestrator.storage.model import MirrorState, MirrorStatus
+from orchestrator.storage.relationship import Op, Relationship, Verdict, decide
+
+# ONTAP states → ours. Sync policies report in_sync/out_of_sync/synchronizing.
+_STATES = {
+    "snapmirrored": MirrorState.MIRRORED,
+    "in_sync": MirrorState.MIRRORED,
+    "out_of_sync": MirrorState.MIRRORED,
+    "synchronizing": MirrorState.MIRRORED,
+    "paused": MirrorState.QUIESCED,
+    "broken_off": MirrorState.BROKEN,
+}
+_TARGET = {
+    MirrorState.MIRRORED: "snapmirrored",
+    MirrorState.QUIESCED: "paused",
+    MirrorState.BROKEN: "broken_off",
+}
+FIELDS = "uuid,state,healthy,unhealthy_reason,lag_time,source,destination,transfer"
+
+_DURATION = re.compile(
+    r"^P(?:(?P<days>\d+(?:\.\d+)?)D)?"
+    r"(?:T(?:(?P<hours>\d+(?:\.\d+)?)H)?(?:(?P<minutes>\d+(?:\.\d+)?)M)?"
+    r"(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?$"
+)
+
+
+def parse_duration(text: str) -> float:
+    """ISO 8601 duration as ONTAP writes it (``PT8M31S``, ``P1DT2H``) → seconds."""
+    match = _DURATION.match(text)
+    if not match or text in ("P", "PT"):
+        raise Failed(f"ONTAP returned an unreadable duration {text!r}")
+    parts = {k: float(v) for k, v in match.groupdict().items() if v}
+    return (parts.get("days", 0) * 86400 + parts.get("hours", 0) * 3600
+            + parts.get("minutes", 0) * 60 + parts.get("seconds", 0))
+
+
+def parse_relationship(record: dict[str, Any], name: str) -> MirrorStatus:
+    """One ``snapmirror/relationships`` record → `MirrorStatus`. Pure."""
+    ontap_state = record.get("state", "")
+    if ontap_state not in _STATES:
+        raise Failed(f"SnapMirror {name} is {ontap_state or 'in an unknown state'}: "
+                     "not usable for failover until it is initialised")
+    transfer = record.get("transfer") or {}
+    end = transfer.get("end_time")
+    duration = transfer.get("total_duration")
+    reasons = [r.get("message", "") for r in record.get("unhealthy_reason") or []]
+    lag = record.get("lag_time")
+    return MirrorStatus(
+        name=name,
+        source=(record.get("source") or {}).get("path", "?"),
+        destination=(record.get("destination") or {}).get("path", "?"),
+        state=_STATES[ontap_state],
+        last_snapshot=record.get("exported_snapshot"),
+        last_transfer_at=datetime.fromisoformat(end).timestamp() if end else None,
+        last_transfer_duration=parse_duration(duration) if duration else None,
+        lag_seconds=parse_duration(lag) if lag else None,
+        healthy=bool(record.get("healthy", False)),
+        last_error="; ".join(r for r in reasons if r) or None,
+    )
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    body: dict[str, Any] | None = None
+
+
+def request_for(op: str, uuid: str) -> Request:
+    """The REST call for one operation. Pure, so the mapping is table-tested."""
+    base = f"/api/snapmirror/relationships/{uuid}"
+    if op == "status":
+        return Request("GET", f"{base}?fields={FIELDS}")
+    if op == "update":
+        return Request("POST", f"{base}/transfers", {})
+    targets = {"quiesce": MirrorState.QUIESCED, "resume": MirrorState.MIRRORED,
+               "break": MirrorState.BROKEN}
+    if op in targets:
+        return Request("PATCH", base, {"state": _TARGET[targets[op]]})
+    raise Failed(f"the ONTAP client does not implement {op!r}")
+
+
+class OntapSnapMirror:
+    """One SnapMirror relationship on an ONTAP cluster (the destination's cluster)."""
+
+    def __init__(self, base_url: str, uuid: str, username: str, password: str,
+                 name: str = "", cafile: str | None = None, timeout: float = 10.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.uuid = uuid
+        self.name = name or uuid
+        self.timeout = timeout
+        token = base64.b64encode(f"{username}:{password}".encode()).decode()
+        self._auth = f"Basic {token}"
+        self._tls = ssl.create_default_context(cafile=cafile)
+
+    def _call(self, req: Request) -> dict[str, Any]:
+        data = None if req.body is None else json.dumps(req.body).encode()
+        http = urllib.request.Request(
+            self.base_url + req.path, data=data, method=req.method,
+            headers={"Authorization": self._auth, "Accept": "application/json",
+                     "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(http, timeout=self.timeout, context=self._tls) as resp:
+                body = resp.read()
+        except urllib.error.HTTPError as exc:
+            message = _ontap_error(exc.read()) or exc.reason
+            text = f"ONTAP {req.method} {req.path}: HTTP {exc.code}: {message}"
+            if exc.code == 429 or exc.code >= 500:
+                raise Unavailable(text) from exc
+            raise Failed(text) from exc
+        except (urllib.error.URLError, TimeoutError, OSError) as exc:
+            raise Unavailable(f"ONTAP {self.base_url} unreachable: {exc}") from exc
+        return json.loads(body) if body else {}
+
+    def status(self) -> MirrorStatus:
+        return parse_relationship(self._call(request_for("status", self.uuid)), self.name)
+
+    def update(self) -> MirrorStatus:
+        if self._decide(Op.UPDATE) is Verdict.APPLY:
+            self._call(request_for("update", self.uuid))
+        return self.status()
+
+    def quiesce(self) -> MirrorStatus:
+        return self._set(Op.QUIESCE, "quiesce")
+
+    def resume(self) -> MirrorStatus:
+        return self._set(Op.RESUME, "resume")
+
+    def break_(self) -> MirrorStatus:
+        return self._set(Op.BREAK, "break")
+
+    def _decide(self, op: Op) -> Verdict:
+        """The same rules as every driver (`relationship.decide`), on the array's state.
+
+        This matters most for resume: PATCHing a broken-off relationship to
+        ``snapmirrored`` is a *resync* on ONTAP, which would discard the writes made at
+        the destination since the break.
+        """
+        current = self.status()
+        rel = Relationship(name=self.name, source=current.source,
+                           destination=current.destination, state=current.state,
+                           last_snapshot=current.last_snapshot)
+        decision = decide(rel, op)
+        if decision.verdict is Verdict.REFUSE:
+            raise Failed(f"SnapMirror {self.name}: {decision.reason}")
+        return decision.verdict
+
+    def _set(self, op: Op, name: str) -> MirrorStatus:
+        if self._decide(op) is Verdict.APPLY:
+            self._call(request_for(name, self.uuid))
+        return self.status()
+
+    def reverse(self, new_source: str | None = None) -> MirrorStatus:
+        raise Failed("reverse resync is not implemented by the ONTAP client: follow the "
+                     "array runbook (snapmirror resync from the other cluster)")
+
+    def mount(self, site: str) -> None:
+        raise Failed("mounting is a host operation: use the mount playbook, not the array")
+
+    def unmount(self, site: str) -> None:
+        raise Failed("unmounting is a host operation: use the playbook, not the array")
+
+
+def _ontap_error(body: bytes) -> str | None:
+    try:
+        return str(json.loads(body)["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return None
