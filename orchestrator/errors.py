@@ -25,3 +25,15 @@ class LeaseLost(SitectlError):
 
 class ConfigError(SitectlError):
     """Bad input: the topology file (or an argument) cannot be used as given."""
+
+
+class Locked(SitectlError):
+    """Another operation or leader holds the lease; `holder` says who."""
+
+    def __init__(self, holder: str) -> None:
+        super().__init__(f"another operation holds the lock: {holder}")
+        self.holder = holder
+
+
+class Conflict(SitectlError):
+    """A compare-and-set lost: someone else changed the record since we read it."""

@@ -21,11 +21,10 @@ from orchestrator.config.model import (
     SecretRef,
     Topology,
 )
+from orchestrator.coordination.paths import ZkPaths
 from orchestrator.inventory import group_name
 from orchestrator.plan.model import Action, Plan, Step
 
-# The znode (under the topology's chroot) that names the active site; the engine keeps it.
-ACTIVE_SITE_ZNODE = "active-site"
 
 
 @dataclass(frozen=True)
@@ -467,7 +466,7 @@ def _verify_canary(topo: Topology, plan: Plan, step: Step) -> ManualStep:
 
 def _activate(topo: Topology, plan: Plan, step: Step) -> ManualStep:
     hosts = topo.zookeeper.connect_string()
-    znode = f"{topo.zookeeper.chroot.rstrip('/')}/{ACTIVE_SITE_ZNODE}"
+    znode = ZkPaths.for_cluster(topo.zookeeper.chroot, topo.cluster).active_site
     return ManualStep(
         (f"/usr/share/zookeeper/bin/zkCli.sh -server {hosts} set {znode} {plan.to_site}",),
         "no error",

@@ -1,0 +1,295 @@
+"""The executor: the only code that changes the world.
+
+For each group of the plan, in order, and for each step of the group in parallel:
+make sure we still hold the lease → skip it if its checkpoint says finished → `check`
+(already true?) → `apply` → `verify` → write the checkpoint, fenced by the epoch. A
+crash anywhere leaves checkpoints from which the next run continues; a finished step is
+never run again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_random_exponential,
+)
+
+from orchestrator.audit import AuditLog, identity
+from orchestrator.config.model import Topology
+from orchestrator.engine.faults import Faults
+from orchestrator.engine.handlers import Fence, StepContext, StepHandler
+from orchestrator.engine.progress import (
+    next_group,
+    recovery_advice,
+    where_is_the_service,
+)
+from orchestrator.engine.records import (
+    FINISHED_STEP,
+    OperationRecord,
+    OpStatus,
+    StepRecord,
+    StepStatus,
+)
+from orchestrator.errors import Failed, LeaseLost, Unavailable
+from orchestrator.plan.model import Action, Plan, Step
+
+log = logging.getLogger("sitectl.engine")
+
+
+class Store(Protocol):
+    def operation(self, op_id: str) -> tuple[OperationRecord, int]: ...
+    def update_operation(self, lease: Any, op: OperationRecord, version: int) -> int: ...
+    def steps(self, op_id: str) -> dict[str, tuple[StepRecord, int]]: ...
+    def write_step(
+        self, lease: Any, op_id: str, record: StepRecord, version: int | None
+    ) -> int: ...
+    def abort_requested(self, op_id: str) -> str | None: ...
+    def clear_current(self, lease: Any) -> None: ...
+
+
+class Events(Protocol):
+    """Progress for people: the CLI draws it, tests record it."""
+
+    def step_started(self, step: Step) -> None: ...
+    def step_finished(self, step: Step, record: StepRecord) -> None: ...
+
+
+class NoEvents:
+    def step_started(self, step: Step) -> None:
+        pass
+
+    def step_finished(self, step: Step, record: StepRecord) -> None:
+        pass
+
+
+@dataclass
+class Executor:
+    plan: Plan
+    topology: Topology
+    store: Store
+    lease: Fence
+    handlers: Mapping[Action, StepHandler]
+    audit: AuditLog
+    artifacts: Path
+    events: Events = field(default_factory=NoEvents)
+    faults: Faults = field(default_factory=Faults)
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
+    attempts: int = 3
+    figures: dict[str, object] = field(default_factory=dict)
+
+    def run(self, op_id: str) -> OperationRecord:
+        op, op_version = self.store.operation(op_id)
+        op = replace(op, status=OpStatus.RUNNING, epoch=self.lease.epoch, finished=None)
+        op_version = self.store.update_operation(self.lease, op, op_version)
+        versions: dict[str, int] = {}
+        while True:
+            found = self.store.steps(op_id)
+            records = {k: r for k, (r, _) in found.items()}
+            versions = {k: v for k, (_, v) in found.items()}
+            who = self.store.abort_requested(op_id)
+            if who is not None:
+                op = op.with_status(
+                    OpStatus.ABORTED,
+                    now=self.clock(),
+                    message=f"aborted by {who}: {where_is_the_service(self.plan, records)}; "
+                    + recovery_advice(self.plan, records, op.id),
+                )
+                self._say(f"operation {op.id} stopped at a safe point because {who} asked")
+                break
+            upcoming = next_group(self.plan, records)
+            if upcoming is None:
+                op = op.with_status(
+                    OpStatus.SUCCEEDED,
+                    now=self.clock(),
+                    message=f"{self.plan.to_site} is active",
+                )
+                self.store.clear_current(self.lease)
+                self._say(
+                    f"operation {op.id} finished: {self.plan.to_site} is active "
+                    f"after {op.finished - op.started:.1f} s"
+                    if op.finished
+                    else f"operation {op.id} finished"
+                )
+                break
+            _index, group = upcoming
+            failed = self._run_group(op, group.steps, records, versions)
+            if failed is not None:
+                after = {k: r for k, (r, _) in self.store.steps(op_id).items()}
+                op = op.with_status(
+                    OpStatus.FAILED,
+                    now=self.clock(),
+                    failed_step=failed.step_id,
+                    message=f"step {failed.step_id} failed: {failed.detail}. "
+                    f"{where_is_the_service(self.plan, after)}; "
+                    + recovery_advice(self.plan, after, op.id),
+                )
+                self._say(f"operation {op.id} stopped: step {failed.step_id} failed")
+                break
+        self.store.update_operation(self.lease, op, op_version)
+        self.audit.write(
+            "operation." + op.status.value,
+            op=op.id,
+            epoch=self.lease.epoch,
+            reason=op.reason,
+            detail=op.message,
+        )
+        return op
+
+    def _run_group(
+        self,
+        op: OperationRecord,
+        steps: tuple[Step, ...],
+        records: dict[str, StepRecord],
+        versions: dict[str, int],
+    ) -> StepRecord | None:
+        """Run the unfinished steps of one group; return the first failure, if any."""
+        pending = [
+            s for s in steps if s.id not in records or records[s.id].status not in FINISHED_STEP
+        ]
+        if len(pending) == 1:
+            outcomes = [self._outcome(op, pending[0], records, versions)]
+        else:
+            with ThreadPoolExecutor(max_workers=len(pending)) as pool:
+                futures = [
+                    pool.submit(self._outcome, op, step, records, versions) for step in pending
+                ]
+                outcomes = [f.result() for f in futures]
+        for outcome in outcomes:
+            if isinstance(outcome, LeaseLost):
+                raise outcome
+        failures = [
+            o for o in outcomes if isinstance(o, StepRecord) and o.status is StepStatus.FAILED
+        ]
+        return failures[0] if failures else None
+
+    def _outcome(
+        self,
+        op: OperationRecord,
+        step: Step,
+        records: dict[str, StepRecord],
+        versions: dict[str, int],
+    ) -> StepRecord | LeaseLost:
+        # Returned, not raised: a parallel sibling must get to write its own checkpoint.
+        try:
+            return self._run_step(op, step, records.get(step.id), versions.get(step.id))
+        except LeaseLost as exc:
+            self._say(f"step {step.id} not run: {exc}")
+            return exc
+
+    def _run_step(
+        self,
+        op: OperationRecord,
+        step: Step,
+        record: StepRecord | None,
+        version: int | None,
+    ) -> StepRecord:
+        record = record or StepRecord(step_id=step.id)
+        if record.status in FINISHED_STEP:
+            return record
+        self.lease.ensure()
+        epoch = self.lease.epoch
+        record = record.advance(StepStatus.RUNNING, now=self.clock(), epoch=epoch, host=identity())
+        version = self.store.write_step(self.lease, op.id, record, version)
+        self._transition(op, record)
+        self.events.step_started(step)
+        ctx = StepContext(
+            topology=self.topology,
+            plan=self.plan,
+            operation=op,
+            fence=self.lease,
+            artifacts=self.artifacts,
+            log=self._say,
+            figures=self.figures,
+        )
+        handler = self.handlers[step.action]
+        status, detail = self._attempt(step, handler, ctx)
+        record = record.advance(status, now=self.clock(), epoch=epoch, detail=detail)
+        self.store.write_step(self.lease, op.id, record, version)
+        self._transition(op, record)
+        self.events.step_finished(step, record)
+        self.faults.step_checkpointed()
+        return record
+
+    def _attempt(
+        self, step: Step, handler: StepHandler, ctx: StepContext
+    ) -> tuple[StepStatus, str]:
+        try:
+            if self._retrying(step, lambda: handler.check(step, ctx)):
+                return StepStatus.DONE, "already true"
+            self.lease.ensure()  # the last word before changing anything
+            self._retrying(step, lambda: handler.apply(step, ctx))
+            self.faults.inside_step(step.id)
+            self._retrying(step, lambda: handler.verify(step, ctx))
+            return StepStatus.DONE, "applied and verified"
+        except LeaseLost:
+            raise
+        except Unavailable as exc:
+            if step.if_unreachable == "skip":
+                return StepStatus.SKIPPED, f"skipped: unreachable ({exc})"
+            return StepStatus.FAILED, str(exc)
+        except Failed as exc:
+            return StepStatus.FAILED, str(exc)
+        except Exception as exc:  # a bug, not an outage: keep the traceback in the log
+            log.error("step %s raised %r\n%s", step.id, exc, traceback.format_exc())
+            return StepStatus.FAILED, f"unexpected error {exc.__class__.__name__}: {exc}"
+
+    def _retrying(self, step: Step, call: Callable[[], Any]) -> Any:
+        bound = (
+            self.topology.policy.unreachable_timeout
+            if step.if_unreachable == "skip"
+            else self.topology.policy.step_timeout
+        )
+        retrying = Retrying(
+            retry=retry_if_exception_type(Unavailable),
+            stop=stop_after_attempt(self.attempts) | stop_after_delay(bound),
+            wait=wait_random_exponential(multiplier=0.5, max=5),
+            sleep=self.sleep,
+            before_sleep=lambda state: self._retry_said(step, state),
+            reraise=True,
+        )
+        return retrying(call)
+
+    def _retry_said(self, step: Step, state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        self._say(
+            f"step {step.id} attempt {state.attempt_number} failed ({error}); "
+            f"retrying in {state.next_action.sleep if state.next_action else 0:.1f} s"
+        )
+
+    def _transition(self, op: OperationRecord, record: StepRecord) -> None:
+        sentence = f"step {record.step_id} {record.status.value}"
+        if record.status is StepStatus.RUNNING and record.attempts > 1:
+            sentence += f" (attempt {record.attempts})"
+        if record.detail:
+            sentence += f": {record.detail}"
+        if record.duration is not None:
+            sentence += f" in {record.duration:.2f} s"
+        self._say(sentence)
+        self.audit.write(
+            "step." + record.status.value,
+            op=op.id,
+            step=record.step_id,
+            epoch=record.epoch,
+            reason=op.reason,
+            automatic=op.automatic,
+            detail=record.detail,
+            attempts=record.attempts,
+            duration=record.duration,
+        )
+
+    def _say(self, sentence: str) -> None:
+        log.info(sentence)

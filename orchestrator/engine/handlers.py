@@ -1,0 +1,43 @@
+"""The contract every step implementation fulfils, and what it is handed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from orchestrator.config.model import Topology
+from orchestrator.engine.records import OperationRecord
+from orchestrator.plan.model import Plan, Step
+
+
+class Fence(Protocol):
+    epoch: int
+
+    def ensure(self) -> None:
+        """Raise LeaseLost unless we still lead at our epoch."""
+
+
+@dataclass
+class StepContext:
+    topology: Topology
+    plan: Plan
+    operation: OperationRecord
+    fence: Fence
+    artifacts: Path  # per operation: ansible-runner artifacts, probe transcripts
+    log: Callable[[str], None]
+    # Figures a step measured, for the summary and the drill report (e.g. lag seconds).
+    figures: dict[str, object] = field(default_factory=dict)
+
+
+class StepHandler(Protocol):
+    """check → apply → verify. `check` answers "is it already true?" so that running a
+    finished step again changes nothing. Raise Unavailable for transient trouble (it is
+    retried), Failed for a permanent one, never a library exception."""
+
+    def check(self, step: Step, ctx: StepContext) -> bool: ...
+
+    def apply(self, step: Step, ctx: StepContext) -> None: ...
+
+    def verify(self, step: Step, ctx: StepContext) -> None: ...

@@ -1,0 +1,103 @@
+"""Pure questions about an operation in flight: what runs next, where the service is,
+and what an operator should do when it stopped half-way."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+
+from orchestrator.engine.records import FINISHED_STEP, StepRecord, StepStatus
+from orchestrator.plan.model import Group, Phase, Plan, Step
+
+Records = Mapping[str, StepRecord]
+
+
+def plan_digest(plan: Plan) -> str:
+    """A fingerprint of what the plan does (not of notes or reachability), so a resume
+    can refuse to continue an operation whose topology changed underneath it."""
+    steps = [
+        {
+            "id": s.id,
+            "action": s.action.value,
+            "site": s.site,
+            "hosts": list(s.hosts),
+            "params": s.params,
+        }
+        for s in plan.steps()
+    ]
+    blob = json.dumps(steps, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def status_of(records: Records, step: Step) -> StepStatus:
+    record = records.get(step.id)
+    return record.status if record else StepStatus.PENDING
+
+
+def next_group(plan: Plan, records: Records) -> tuple[int, Group] | None:
+    """The first group with a step that has not finished, or None when all have."""
+    for index, group in enumerate(plan.groups):
+        if any(status_of(records, s) not in FINISHED_STEP for s in group.steps):
+            return index, group
+    return None
+
+
+def steps_to_run(group: Group, records: Records) -> list[Step]:
+    return [s for s in group.steps if status_of(records, s) not in FINISHED_STEP]
+
+
+def _finished(plan: Plan, records: Records, phase: Phase) -> bool:
+    steps = [s for s in plan.steps() if s.phase is phase]
+    return bool(steps) and all(status_of(records, s) in FINISHED_STEP for s in steps)
+
+
+def _started(plan: Plan, records: Records, phases: set[Phase]) -> bool:
+    return any(
+        status_of(records, s) is not StepStatus.PENDING for s in plan.steps() if s.phase in phases
+    )
+
+
+_SIDE_EFFECTS = {
+    Phase.DISABLE_APPLICATION,
+    Phase.FINAL_SYNC,
+    Phase.BREAK_MIRRORS,
+    Phase.UNMOUNT,
+    Phase.MOUNT,
+    Phase.DNS,
+    Phase.START_SERVICES,
+    Phase.VERIFY,
+}
+
+
+def where_is_the_service(plan: Plan, records: Records) -> str:
+    """One sentence: which site holds the data and serves, judged from the checkpoints."""
+    old, new = plan.from_site, plan.to_site
+    if all(status_of(records, s) in FINISHED_STEP for s in plan.steps()):
+        return f"{new} is active: every step finished"
+    if not _started(plan, records, _SIDE_EFFECTS):
+        return f"{old} is still active: nothing was changed yet"
+    if not _started(plan, records, {Phase.BREAK_MIRRORS, Phase.UNMOUNT, Phase.MOUNT}):
+        return (
+            f"{old} still holds the data, but its application may be stopped; "
+            f"the mirrors towards {new} are intact"
+        )
+    if not _finished(plan, records, Phase.MOUNT):
+        return (
+            f"half-way: the mirrors towards {new} may be broken and neither site may serve; "
+            f"{old}'s copy is the newest"
+        )
+    if not _finished(plan, records, Phase.DNS):
+        return f"{new} holds the data (volumes mounted there) but DNS may still point at {old}"
+    return f"{new} holds the data and DNS points at it; its services are not all verified"
+
+
+def recovery_advice(plan: Plan, records: Records, op_id: str) -> str:
+    """What to run next: resume forward, or roll back while the old site still can."""
+    resume = f"`sitectl resume {op_id}` continues from the last checkpoint"
+    if not _started(plan, records, {Phase.BREAK_MIRRORS, Phase.UNMOUNT, Phase.MOUNT}):
+        return (
+            f"{resume}; or roll back: start the application on {plan.from_site} again "
+            f"(`sitectl runbook` lists the commands) — no data has moved"
+        )
+    return f"{resume}; rolling back now would need the mirrors reversed, so go forward"

@@ -1,0 +1,88 @@
+"""In-memory stand-ins for the executor's store and fence: pure-logic tests only.
+The real ZooKeeper store is tested against a real ensemble in tests/coordination."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator.engine.records import OperationRecord, StepRecord
+from orchestrator.errors import Conflict, LeaseLost
+from orchestrator.plan.model import Step
+
+
+@dataclass
+class MemoryStore:
+    ops: dict[str, tuple[OperationRecord, int]] = field(default_factory=dict)
+    step_records: dict[str, dict[str, tuple[StepRecord, int]]] = field(default_factory=dict)
+    aborted_by: str | None = None
+    current: str | None = None
+    writes: list[StepRecord] = field(default_factory=list)
+
+    def operation(self, op_id: str) -> tuple[OperationRecord, int]:
+        return self.ops[op_id]
+
+    def update_operation(self, lease: Any, op: OperationRecord, version: int) -> int:
+        lease.ensure()
+        if self.ops[op.id][1] != version:
+            raise Conflict(op.id)
+        self.ops[op.id] = (op, version + 1)
+        return version + 1
+
+    def steps(self, op_id: str) -> dict[str, tuple[StepRecord, int]]:
+        return dict(self.step_records.get(op_id, {}))
+
+    def write_step(self, lease: Any, op_id: str, record: StepRecord, version: int | None) -> int:
+        lease.ensure()
+        existing = self.step_records.setdefault(op_id, {}).get(record.step_id)
+        if (existing[1] if existing else None) != version:
+            raise Conflict(record.step_id)
+        new = 0 if version is None else version + 1
+        self.step_records[op_id][record.step_id] = (record, new)
+        self.writes.append(record)
+        return new
+
+    def abort_requested(self, op_id: str) -> str | None:
+        return self.aborted_by
+
+    def clear_current(self, lease: Any) -> None:
+        self.current = None
+
+
+@dataclass
+class FakeFence:
+    epoch: int = 7
+    lost_after_ensures: int | None = None
+    ensures: int = 0
+
+    def ensure(self) -> None:
+        self.ensures += 1
+        if self.lost_after_ensures is not None and self.ensures > self.lost_after_ensures:
+            raise LeaseLost("fencing epoch moved from 7 to 8")
+
+
+@dataclass
+class ScriptedHandler:
+    """Behaviour per step id: already true, an error on every apply, or errors on the
+    first applies only (then success)."""
+
+    already: set[str] = field(default_factory=set)
+    always: dict[str, Exception] = field(default_factory=dict)
+    first: dict[str, list[Exception]] = field(default_factory=dict)
+    verify_errors: dict[str, list[Exception]] = field(default_factory=dict)
+    applied: list[str] = field(default_factory=list)
+
+    def check(self, step: Step, ctx: Any) -> bool:
+        return step.id in self.already
+
+    def apply(self, step: Step, ctx: Any) -> None:
+        if step.id in self.always:
+            raise self.always[step.id]
+        if self.first.get(step.id):
+            raise self.first[step.id].pop(0)
+        self.applied.append(step.id)
+
+    def verify(self, step: Step, ctx: Any) -> None:
+        errors = self.verify_errors.get(step.id)
+        if errors:
+            raise errors.pop(0)
