@@ -4,6 +4,8 @@ Entry points (used by `sitectl lab up/down`)::
 
     create_site_volume(state_dir, site, size_mb=256) -> SiteVolume(image, loopdev, mountpoint)
     destroy_site_volume(state_dir, site, purge=False) -> None
+        purge also deletes the image; once the last site is purged the whole
+        ``<state_dir>/volumes/`` goes, mirror state files included.
 
 Layout under ``<state_dir>/volumes/``: ``<site>.img`` (sparse image) and ``<site>/`` where
 the filesystem's top level (the "pool") is mounted. Mirror relationships keep their
@@ -89,3 +91,9 @@ def destroy_site_volume(state_dir: Path, site: str, purge: bool = False) -> None
         image.unlink(missing_ok=True)
         if pool.exists() and btrfs.mount_at(pool) is None:
             shutil.rmtree(pool)
+        # Once no site's image is left, mirror state and config files would only describe
+        # snapshots that no longer exist (initialize() refuses them): remove them too.
+        base = image.parent
+        mounted = any(m.target.startswith(f"{base}/") for m in btrfs.mounts())
+        if base.exists() and not any(base.glob("*.img")) and not mounted:
+            shutil.rmtree(base)

@@ -50,3 +50,13 @@ def test_recreate_after_teardown_keeps_the_data(state_dir: Path) -> None:
     destroy_site_volume(state_dir, "dc1")
     again = create_site_volume(state_dir, "dc1", 160)
     assert (again.mountpoint / "marker").read_text() == "kept"
+
+
+def test_purging_every_site_removes_the_volumes_dir(state_dir: Path) -> None:
+    for site in ("dc1", "dc2"):
+        create_site_volume(state_dir, site, 160)
+    (state_dir / "volumes" / "mirror-mail.json").write_text("{}")
+    destroy_site_volume(state_dir, "dc1", purge=True)
+    assert (state_dir / "volumes" / "mirror-mail.json").exists()  # dc2 still there
+    destroy_site_volume(state_dir, "dc2", purge=True)
+    assert not (state_dir / "volumes").exists()
