@@ -350,7 +350,13 @@ class Replicator:
         copied = 0
         for bucket in self._buckets():
             since = getattr(bucket, _SINCE_ATTR, None)
-            rules = parse_rules(getattr(bucket, "replication", None))
+            try:
+                rules = parse_rules(getattr(bucket, "replication", None))
+            except (ValueError, KeyError, TypeError) as exc:
+                # A rule we cannot read (e.g. a destination that is not an S3 bucket ARN):
+                # report it on the status endpoint instead of failing every pass.
+                self._last_error[bucket.name] = f"unreadable replication rule: {exc}"
+                continue
             if since is None or not rules:
                 continue
             peer_down = False
@@ -397,8 +403,8 @@ class Replicator:
             for k, v in key.metadata.items()
             if k.lower().startswith("x-amz-meta-")
         }
-        user_meta["sitectl-replica-source"] = self.site
-        user_meta["sitectl-source-version-id"] = key.version_id
+        user_meta[META_REPLICA_SOURCE.removeprefix("x-amz-meta-")] = self.site
+        user_meta[META_SOURCE_VERSION.removeprefix("x-amz-meta-")] = key.version_id
         args: dict[str, Any] = {
             "Bucket": st.dest_bucket,
             "Key": key.name,
