@@ -1,0 +1,69 @@
+"""Where sitectl keeps its state in ZooKeeper, under `<chroot>/<cluster>`.
+
+lock            the operation lease (a kazoo Lock): one operation at a time
+election        the controllers' leader election
+epoch           its version is the fencing epoch, bumped on every lease acquisition
+active-site     the site that serves (plain text)
+current         the id of the operation in progress, if any
+paused          present while automatic promotion is paused
+operations/ID   the operation record (JSON); operations/ID/steps/STEP its checkpoints
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ZkPaths:
+    root: str
+
+    @classmethod
+    def for_cluster(cls, chroot: str, cluster: str) -> ZkPaths:
+        return cls(f"{chroot.rstrip('/')}/{cluster}")
+
+    @property
+    def lock(self) -> str:
+        return f"{self.root}/lock"
+
+    @property
+    def election(self) -> str:
+        return f"{self.root}/election"
+
+    @property
+    def epoch(self) -> str:
+        return f"{self.root}/epoch"
+
+    @property
+    def active_site(self) -> str:
+        return f"{self.root}/active-site"
+
+    @property
+    def current(self) -> str:
+        return f"{self.root}/current"
+
+    @property
+    def paused(self) -> str:
+        return f"{self.root}/paused"
+
+    @property
+    def operations(self) -> str:
+        return f"{self.root}/operations"
+
+    def operation(self, op_id: str) -> str:
+        return f"{self.operations}/{op_id}"
+
+    def steps(self, op_id: str) -> str:
+        return f"{self.operation(op_id)}/steps"
+
+    def step(self, op_id: str, step_id: str) -> str:
+        return f"{self.steps(op_id)}/{encode_step_id(step_id)}"
+
+
+def encode_step_id(step_id: str) -> str:
+    # Step ids contain '/', which ZooKeeper reads as a path separator.
+    return step_id.replace("%", "%25").replace("/", "%2F")
+
+
+def decode_step_id(node: str) -> str:
+    return node.replace("%2F", "/").replace("%25", "%")

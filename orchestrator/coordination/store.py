@@ -1,0 +1,117 @@
+"""Operation records and step checkpoints in ZooKeeper.
+
+Reads need no lease; every write goes through the Lease, so it is fenced by the epoch
+and, where a version is given, a compare-and-set on the record itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from kazoo.client import KazooClient
+from kazoo.exceptions import NodeExistsError, NoNodeError
+
+from orchestrator.coordination.client import translated
+from orchestrator.coordination.lease import Lease
+from orchestrator.coordination.paths import ZkPaths, decode_step_id
+from orchestrator.engine.records import OperationRecord, StepRecord
+
+
+class ZkStore:
+    def __init__(self, client: KazooClient, paths: ZkPaths) -> None:
+        self._client = client
+        self.paths = paths
+
+    # Reads
+
+    def active_site(self) -> str | None:
+        return self._read_text(self.paths.active_site)
+
+    def current_operation(self) -> str | None:
+        return self._read_text(self.paths.current) or None
+
+    def paused(self) -> str | None:
+        """The reason automation is paused, or None when it is not."""
+        return self._read_text(self.paths.paused)
+
+    def operation(self, op_id: str) -> tuple[OperationRecord, int]:
+        with translated(f"reading operation {op_id}"):
+            try:
+                raw, stat = self._client.get(self.paths.operation(op_id))
+            except NoNodeError:
+                raise KeyError(op_id) from None
+        return OperationRecord.from_json(raw), stat.version
+
+    def operation_ids(self) -> list[str]:
+        """Operation ids, oldest first (ids start with a sortable UTC timestamp)."""
+        with translated("listing operations"):
+            try:
+                return sorted(self._client.get_children(self.paths.operations))
+            except NoNodeError:
+                return []
+
+    def steps(self, op_id: str) -> dict[str, tuple[StepRecord, int]]:
+        with translated(f"reading the checkpoints of {op_id}"):
+            try:
+                nodes = self._client.get_children(self.paths.steps(op_id))
+            except NoNodeError:
+                return {}
+            found = {}
+            for node in nodes:
+                raw, stat = self._client.get(f"{self.paths.steps(op_id)}/{node}")
+                found[decode_step_id(node)] = (StepRecord.from_json(raw), stat.version)
+        return found
+
+    def _read_text(self, path: str) -> str | None:
+        with translated(f"reading {path}"):
+            try:
+                raw, _ = self._client.get(path)
+            except NoNodeError:
+                return None
+        return raw.decode()
+
+    # Fenced writes
+
+    def start_operation(self, lease: Lease, op: OperationRecord) -> int:
+        with translated("preparing the operation record"):
+            self._client.ensure_path(self.paths.operations)
+        lease.create(self.paths.operation(op.id), op.to_json())
+        lease.create(self.paths.steps(op.id), b"")
+        self.set_current(lease, op.id)
+        return 0
+
+    def update_operation(self, lease: Lease, op: OperationRecord, version: int) -> int:
+        return lease.set(self.paths.operation(op.id), op.to_json(), version)
+
+    def write_step(self, lease: Lease, op_id: str, record: StepRecord, version: int | None) -> int:
+        path = self.paths.step(op_id, record.step_id)
+        if version is None:
+            lease.create(path, record.to_json())
+            return 0
+        return lease.set(path, record.to_json(), version)
+
+    def set_current(self, lease: Lease, op_id: str) -> None:
+        self._upsert(lease, self.paths.current, op_id.encode())
+
+    def clear_current(self, lease: Lease) -> None:
+        self._upsert(lease, self.paths.current, b"")
+
+    def set_active_site(self, lease: Lease, site: str) -> None:
+        self._upsert(lease, self.paths.active_site, site.encode())
+
+    def _upsert(self, lease: Lease, path: str, data: bytes) -> None:
+        with translated(f"reading {path}"):
+            exists = self._client.exists(path)
+        if exists is None:
+            lease.create(path, data)
+        else:
+            lease.set(path, data, exists.version)
+
+    # Unfenced: an operator may ask any running operation to stop, lease or not.
+
+    def request_abort(self, op_id: str, who: str) -> None:
+        with translated(f"requesting abort of {op_id}"), contextlib.suppress(NodeExistsError):
+            self._client.create(f"{self.paths.operation(op_id)}/abort", who.encode())
+
+    def abort_requested(self, op_id: str) -> str | None:
+        return self._read_text(f"{self.paths.operation(op_id)}/abort")

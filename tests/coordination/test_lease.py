@@ -1,0 +1,128 @@
+"""The operation lease against a real 3-node ZooKeeper: one holder, a monotonic fencing
+epoch, stale writers refused by ZooKeeper itself, and no side effect while suspended."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+from kazoo.client import KazooState
+
+from orchestrator.coordination.lease import Lease
+from orchestrator.coordination.paths import ZkPaths
+from orchestrator.errors import Conflict, LeaseLost, Locked
+from tests.coordination.conftest import IPS, wait_for
+
+pytestmark = pytest.mark.lab
+
+
+def test_one_holder_at_a_time_and_the_second_is_told_who(ensemble, chroot) -> None:
+    paths = ZkPaths(chroot)
+    a, b = ensemble.client(), ensemble.client()
+    try:
+        first = Lease(a, paths, "alice@ops1:100")
+        first.acquire()
+        with pytest.raises(Locked) as locked:
+            Lease(b, paths, "bob@ops2:200").acquire()
+        assert locked.value.holder == "alice@ops1:100"
+        assert str(locked.value) == "another operation holds the lock: alice@ops1:100"
+    finally:
+        a.stop(), b.stop()
+
+
+def test_every_acquisition_bumps_the_epoch(ensemble, chroot) -> None:
+    paths = ZkPaths(chroot)
+    client = ensemble.client()
+    try:
+        epochs = []
+        for n in range(3):
+            lease = Lease(client, paths, f"op{n}")
+            epochs.append(lease.acquire())
+            lease.release()
+        assert epochs == sorted(epochs) and len(set(epochs)) == 3
+    finally:
+        client.stop()
+
+
+def test_a_stale_leader_is_refused_by_zookeeper_itself(ensemble, chroot) -> None:
+    paths = ZkPaths(chroot)
+    old_client, new_client = ensemble.client(), ensemble.client()
+    try:
+        old = Lease(old_client, paths, "old-leader")
+        old.acquire()
+        old.create(f"{chroot}/record", b"v1")
+        # The old leader freezes; its session expires; a successor takes over.
+        ensemble.expire(old_client)
+        new = Lease(new_client, paths, "new-leader")
+        wait_for(lambda: _try_acquire(new), "successor takes the lease")
+        assert new.epoch > old.epoch
+
+        # Locally the old leader knows it lost the session ...
+        with pytest.raises(LeaseLost, match="session expired"):
+            old.set(f"{chroot}/record", b"stale")
+        # ... and even a writer that skipped every local check, on the fresh session
+        # kazoo opens after an expiry, is refused by ZooKeeper itself.
+        wait_for(lambda: old_client.state == KazooState.CONNECTED, "old client reconnects")
+        old.ensure = lambda: None  # type: ignore[method-assign]
+        with pytest.raises(LeaseLost, match=f"the fencing epoch is no longer {old.epoch}"):
+            old.set(f"{chroot}/record", b"stale")
+        assert new_client.get(f"{chroot}/record")[0] == b"v1"
+        new.set(f"{chroot}/record", b"v2")
+        assert new_client.get(f"{chroot}/record")[0] == b"v2"
+    finally:
+        old_client.stop(), new_client.stop()
+
+
+def _try_acquire(lease: Lease) -> bool:
+    try:
+        lease.acquire()
+    except Locked:
+        return False
+    return True
+
+
+def test_compare_and_set_on_the_record(ensemble, chroot) -> None:
+    client = ensemble.client()
+    try:
+        lease = Lease(client, ZkPaths(chroot), "op")
+        lease.acquire()
+        lease.create(f"{chroot}/r", b"a")
+        version = lease.set(f"{chroot}/r", b"b", 0)
+        with pytest.raises(Conflict, match="changed since it was read"):
+            lease.set(f"{chroot}/r", b"c", 0)
+        assert lease.set(f"{chroot}/r", b"c", version) == version + 1
+    finally:
+        client.stop()
+
+
+def test_no_side_effect_while_suspended_and_reverified_after(ensemble, chroot) -> None:
+    client = ensemble.client(timeout=10.0)
+    states: list[str] = []
+    client.add_listener(states.append)
+    lease = Lease(client, ZkPaths(chroot), "op", reconnect_wait=1.0)
+    lease.acquire()
+    stopped = [ip for ip in IPS][:2]
+    try:
+        for ip in stopped:  # no quorum: the client's server drops it
+            ensemble.signal(ip, signal.SIGSTOP)
+        wait_for(lambda: KazooState.SUSPENDED in states, "client suspended", within=30)
+        with pytest.raises(LeaseLost, match="ZooKeeper unreachable for 1 s"):
+            lease.ensure()
+    finally:
+        for ip in stopped:
+            ensemble.signal(ip, signal.SIGCONT)
+    wait_for(lambda: client.state == KazooState.CONNECTED, "client reconnected", within=30)
+    lease.ensure()  # same session, same lock node, same epoch: we still lead
+    lease.create(f"{chroot}/after", b"ok")
+    client.stop()
+
+
+def test_session_expiry_ends_the_lease(ensemble, chroot) -> None:
+    client = ensemble.client()
+    lease = Lease(client, ZkPaths(chroot), "op")
+    lease.acquire()
+    ensemble.expire(client)
+    wait_for(lambda: not lease.held, "lease notices the expiry")
+    with pytest.raises(LeaseLost, match="session expired"):
+        lease.ensure()
+    client.stop()

@@ -1,0 +1,131 @@
+"""Operation records and checkpoints in a real ZooKeeper, and the executor over them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from orchestrator.audit import AuditLog
+from orchestrator.config import load_topology
+from orchestrator.coordination.lease import Lease
+from orchestrator.coordination.paths import ZkPaths, decode_step_id, encode_step_id
+from orchestrator.coordination.store import ZkStore
+from orchestrator.engine.executor import Executor
+from orchestrator.engine.progress import plan_digest
+from orchestrator.engine.records import OperationRecord, OpStatus, StepRecord, StepStatus
+from orchestrator.errors import Conflict, Failed, LeaseLost
+from orchestrator.plan import Action, assumed_state, build_plan
+from tests.unit.engine_fakes import ScriptedHandler
+
+pytestmark = pytest.mark.lab
+EXAMPLE = Path(__file__).resolve().parents[2] / "inventories/example-zimbra/topology.yaml"
+
+
+def _op(plan, op_id: str = "20261122T150000Z-0001") -> OperationRecord:
+    return OperationRecord(
+        id=op_id,
+        mode="switchover",
+        from_site="dc1",
+        to_site="dc2",
+        started=1.0,
+        by="ops",
+        host="box",
+        reason="test",
+        automatic=False,
+        plan_digest=plan_digest(plan),
+    )
+
+
+@pytest.mark.parametrize("step_id", ["dns/corp.example.net.", "a/b/c", "50%/x", "plain"])
+def test_step_ids_survive_the_znode_name(step_id: str) -> None:
+    assert "/" not in encode_step_id(step_id)
+    assert decode_step_id(encode_step_id(step_id)) == step_id
+
+
+def test_records_round_trip_and_checkpoints_compare_and_set(ensemble, chroot) -> None:
+    topo = load_topology(EXAMPLE)
+    plan = build_plan(topo, assumed_state(topo), "switchover", "dc2")
+    client = ensemble.client()
+    try:
+        paths = ZkPaths(chroot)
+        store, lease = ZkStore(client, paths), Lease(client, paths, "op")
+        lease.acquire()
+        op = _op(plan)
+        store.start_operation(lease, op)
+        assert store.current_operation() == op.id
+        assert store.operation(op.id) == (op, 0)
+
+        running = StepRecord("dns/corp.example.net.").advance(
+            StepStatus.RUNNING, now=2.0, epoch=lease.epoch
+        )
+        version = store.write_step(lease, op.id, running, None)
+        done = running.advance(StepStatus.DONE, now=3.0, epoch=lease.epoch, detail="ok")
+        store.write_step(lease, op.id, done, version)
+        with pytest.raises(Conflict):
+            store.write_step(lease, op.id, done, version)  # a second writer with the old version
+        assert store.steps(op.id) == {"dns/corp.example.net.": (done, version + 1)}
+
+        assert store.abort_requested(op.id) is None
+        store.request_abort(op.id, "carol@laptop")
+        store.request_abort(op.id, "dave@laptop")  # the first request stands
+        assert store.abort_requested(op.id) == "carol@laptop"
+
+        store.set_active_site(lease, "dc2")
+        store.set_active_site(lease, "dc1")
+        assert store.active_site() == "dc1"
+        assert store.operation_ids() == [op.id]
+    finally:
+        client.stop()
+
+
+def test_the_executor_over_zookeeper_resumes_under_a_new_epoch(ensemble, chroot, tmp_path) -> None:
+    topo = load_topology(EXAMPLE)
+    plan = build_plan(topo, assumed_state(topo), "switchover", "dc2")
+    paths = ZkPaths(chroot)
+    first_client, second_client = ensemble.client(), ensemble.client()
+    try:
+        store = ZkStore(first_client, paths)
+        lease = Lease(first_client, paths, "first")
+        lease.acquire()
+        op = _op(plan)
+        store.start_operation(lease, op)
+        failing = ScriptedHandler(always={"unmount/dc1/metadata": Failed("umount: target is busy")})
+        result = _run(plan, topo, store, lease, failing, tmp_path)
+        assert (result.status, result.failed_step) == (OpStatus.FAILED, "unmount/dc1/metadata")
+        lease.release()
+
+        # Another controller picks it up: new client, new lease, higher epoch.
+        store2 = ZkStore(second_client, paths)
+        lease2 = Lease(second_client, paths, "second")
+        lease2.acquire()
+        assert lease2.epoch > lease.epoch
+        resumed = ScriptedHandler()
+        result = _run(plan, topo, store2, lease2, resumed, tmp_path)
+
+        assert result.status is OpStatus.SUCCEEDED
+        assert set(failing.applied).isdisjoint(resumed.applied)
+        records = {k: r for k, (r, _) in store2.steps(op.id).items()}
+        assert records["unmount/dc1/metadata"].epoch == lease2.epoch
+        assert records["preflight/zookeeper"].epoch == lease.epoch
+        assert store2.current_operation() is None
+        assert store2.operation(op.id)[0].status is OpStatus.SUCCEEDED
+
+        # The first leader, still connected but no longer holding the lease, is fenced.
+        with pytest.raises(LeaseLost):
+            _run(plan, topo, store, lease, ScriptedHandler(), tmp_path)
+    finally:
+        first_client.stop(), second_client.stop()
+
+
+def _run(plan, topo, store, lease, handler, tmp_path):
+    return Executor(
+        plan=plan,
+        topology=topo,
+        store=store,
+        lease=lease,
+        handlers=dict.fromkeys(Action, handler),
+        audit=AuditLog(tmp_path / "audit.jsonl"),
+        artifacts=tmp_path,
+        sleep=lambda _: None,
+    ).run(_op(plan).id)
