@@ -19,6 +19,18 @@ quiet log means steady transfers. A failed transfer is retried at the next tick.
 
 Stops on SIGTERM/SIGINT after the transfer in flight (if any) completes: within ~1 s for
 the lab's small deltas. Exit status 0 on a clean stop, 1 if the config is unusable.
+SIGKILL is safe too: the next transfer redoes a half-done one, and the flock dies with
+the process. A SIGSTOPped daemon holding the lock mid-transfer makes other operations
+wait, then raise `Unavailable` after 30 s.
+
+Lab recipe (what `sitectl lab up/down` does with these pieces)::
+
+    up:   for site in dc1, dc2: create_site_volume(state_dir, site)   # storage.volumes
+          cfg = MirrorConfig(...); cfg.save(config_path)               # storage.btrfs_mirror
+          BtrfsMirror(cfg).initialize(); BtrfsMirror(cfg).mount(writable site)
+          start: python -m orchestrator.lab.mirrord --config config_path
+    down: SIGTERM mirrord; stop the application (a busy mount cannot be unmounted);
+          for site: destroy_site_volume(state_dir, site, purge=...)   # unmounts, detaches
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@
 - `btrfs`: one function per btrfs/mount/losetup command, errors mapped to `orchestrator.errors`.
 - `volumes`: lab volumes, `create_site_volume` / `destroy_site_volume`.
 - `btrfs_mirror`: `BtrfsMirror`, the lab's driver, and its `MirrorConfig`.
+- `python -m orchestrator.storage --config CFG OP [SITE]`: the driver from the shell, for
+  playbooks (JSON with a ``changed`` flag; see `__main__`).
 - `netapp`: `OntapSnapMirror`, a thin ONTAP REST client (status, quiesce, resume, break,
   update), tested on sample payloads only.
 """
