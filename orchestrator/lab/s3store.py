@@ -348,6 +348,9 @@ class Replicator:
         value or the new one.
         """
         copied = 0
+        # A full scan of every version per pass: fine for a lab's few thousand objects
+        # (moto copies each key list under its own lock-free snapshot); a real store
+        # keeps a replication queue instead.
         for bucket in self._buckets():
             since = getattr(bucket, _SINCE_ATTR, None)
             try:
