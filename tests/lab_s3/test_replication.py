@@ -262,3 +262,38 @@ def test_credentials_are_enforced(sites: tuple[Site, Site]) -> None:
     with pytest.raises(botocore.exceptions.ClientError, match="SignatureDoesNotMatch"):
         wrong_secret.list_buckets()
     assert [b["Name"] for b in dc1.client().list_buckets()["Buckets"]] == [BUCKET]
+
+
+def test_prefix_filter_multipart_and_a_burst(sites: tuple[Site, Site]) -> None:
+    dc1, dc2 = sites
+    dc1.client().put_bucket_replication(
+        Bucket=BUCKET,
+        ReplicationConfiguration={
+            "Role": "arn:aws:iam::123456789012:role/lab-replication",
+            "Rules": [{
+                "ID": "mail-only", "Priority": 1, "Status": "Enabled",
+                "Filter": {"Prefix": "mail/"},
+                "DeleteMarkerReplication": {"Status": "Disabled"},
+                "Destination": {"Bucket": f"arn:aws:s3:::{BUCKET}"},
+            }],
+        },
+    )
+    c1 = dc1.client()
+    c1.put_object(Bucket=BUCKET, Key="scratch/tmp", Body=b"local only")
+    upload = c1.create_multipart_upload(Bucket=BUCKET, Key="mail/big")
+    part = c1.upload_part(Bucket=BUCKET, Key="mail/big", UploadId=upload["UploadId"],
+                          PartNumber=1, Body=b"m" * 4096)
+    c1.complete_multipart_upload(
+        Bucket=BUCKET, Key="mail/big", UploadId=upload["UploadId"],
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]},
+    )
+    for i in range(40):
+        c1.put_object(Bucket=BUCKET, Key=f"mail/{i:03d}", Body=f"message {i}".encode())
+
+    wait_for("the backlog to drain", lambda: dc1.backlog()["completed"] == 41)
+    assert dc1.backlog()["pending"] == 0 and dc1.backlog()["failed"] == 0
+    assert status(dc1, "scratch/tmp") is None
+    assert dc2.client().get_object(Bucket=BUCKET, Key="mail/big")["Body"].read() == b"m" * 4096
+    assert dc2.client().get_object(Bucket=BUCKET, Key="mail/039")["Body"].read() == b"message 39"
+    keys = [o["Key"] for o in dc2.client().list_objects_v2(Bucket=BUCKET)["Contents"]]
+    assert "scratch/tmp" not in keys and len(keys) == 41
