@@ -186,11 +186,24 @@ def loop_detach(device: str) -> None:
 
 
 def fs_type(device: str) -> str | None:
-    """Filesystem signature on `device` (`blkid -p`), None if blank."""
+    """Filesystem signature on `device` (`blkid -p`), None if blank.
+
+    Only blkid's "nothing found" (exit 2) means blank: any other failure raises, because
+    a blank answer is what lets the caller run mkfs.
+    """
+    argv = ["blkid", "-p", "-o", "value", "-s", "TYPE", device]
     try:
-        return run(["blkid", "-p", "-o", "value", "-s", "TYPE", device]).strip() or None
-    except Failed:
-        return None  # blkid exits 2 when it finds no signature
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT_S,
+                              check=False)
+    except FileNotFoundError as exc:
+        raise Failed("blkid is not installed (apt-get install -y util-linux)") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise Unavailable(f"{' '.join(argv)} timed out") from exc
+    if proc.returncode == 2:
+        return None
+    if proc.returncode != 0:
+        raise Failed(f"{' '.join(argv)}: {proc.stderr.strip()}")
+    return proc.stdout.strip() or None
 
 
 def mkfs(device: str, label: str) -> None:
