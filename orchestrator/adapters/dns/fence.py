@@ -1,0 +1,66 @@
+"""The fencing record (issue 8, R4): `_sitectl-fence.<zone>` TXT "epoch=N" (pure parts).
+
+A leader claims the zone's fence with its ZooKeeper epoch by compare-and-set, and every
+later update carries the prerequisite "the fence holds exactly epoch=N". Once a newer
+leader has claimed the fence, the server itself refuses the old leader's updates, even
+if that leader wakes up from a pause believing it still leads.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import dns.name
+import dns.rdataclass
+import dns.rdataset
+import dns.rdatatype
+
+from orchestrator.errors import Failed
+
+FENCE_LABEL = "_sitectl-fence"
+FENCE_TTL = 0  # never cached: readers must see the current epoch
+_EPOCH = re.compile(r"^epoch=(\d{1,18})$")
+
+
+def fence_name(zone: str) -> dns.name.Name:
+    return dns.name.from_text(FENCE_LABEL, dns.name.from_text(zone))
+
+
+def fence_text(epoch: int) -> str:
+    if epoch < 0:
+        raise ValueError("a fencing epoch is never negative")
+    return f'"epoch={epoch}"'
+
+
+def fence_rdataset(epoch: int) -> dns.rdataset.Rdataset:
+    return dns.rdataset.from_text(dns.rdataclass.IN, dns.rdatatype.TXT, FENCE_TTL,
+                                  fence_text(epoch))
+
+
+@dataclass(frozen=True)
+class FenceState:
+    """What the fence held when read: the exact RRset (for the CAS) and its epoch."""
+
+    zone: str
+    rdataset: dns.rdataset.Rdataset | None  # None: no fence yet
+    epoch: int | None
+
+    def describe(self) -> str:
+        return "no fence" if self.epoch is None else f"epoch={self.epoch}"
+
+
+def parse_fence(zone: str, rdataset: dns.rdataset.Rdataset | None) -> FenceState:
+    """Read the epoch out of the fence RRset; anything but one "epoch=N" is refused,
+    because guessing would let a stale leader through."""
+    if rdataset is None or len(rdataset) == 0:
+        return FenceState(zone, None, None)
+    texts = [b"".join(rd.strings).decode("ascii", "replace") for rd in rdataset]
+    matches = [_EPOCH.match(t) for t in texts]
+    if len(texts) != 1 or matches[0] is None:
+        raise Failed(
+            f"zone {zone}: {FENCE_LABEL} holds {texts!r}, not one \"epoch=N\" — make sure "
+            "no other sitectl leader runs, then delete the record and let the leader "
+            "claim it again"
+        )
+    return FenceState(zone, rdataset, int(matches[0].group(1)))

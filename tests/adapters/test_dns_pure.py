@@ -1,0 +1,268 @@
+"""The DNS adapter's pure parts: records, batching, error mapping, verdicts, rendering."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import botocore.exceptions
+import dns.exception
+import dns.message
+import dns.rcode
+import dns.rdatatype
+import dns.rrset
+import dns.tsig
+import dns.update
+import pytest
+
+from orchestrator.adapters.dns import outcomes
+from orchestrator.adapters.dns.fence import fence_rdataset, fence_text, parse_fence
+from orchestrator.adapters.dns.records import (
+    RecordChange,
+    batches,
+    changes_for_site,
+    changes_from_params,
+    expected_changes,
+    in_zone,
+)
+from orchestrator.adapters.dns.route53 import MAX_CHANGES, change_batches, from_boto_error
+from orchestrator.adapters.dns.verify import Mismatch, VerifyResult, judge
+from orchestrator.config import load_topology
+from orchestrator.errors import Failed, LeaseLost, Unavailable
+from orchestrator.plan import assumed_state, build_plan
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "inventories" / "example-zimbra" / "topology.yaml"
+MAIL = RecordChange("mail.alpha.test.", "A", 60, "198.51.100.1")
+
+
+def test_a_plan_step_becomes_the_changes_the_topology_names() -> None:
+    topo = load_topology(EXAMPLE)
+    plan = build_plan(topo, assumed_state(topo), "switchover", "dc2")
+    step = plan.step("dns/corp.example.net.")
+    zone = next(z for z in topo.dns.zones if z.name == "corp.example.net.")
+    assert changes_from_params(step.params) == changes_for_site(zone, "dc2") == [
+        RecordChange("mail.corp.example.net.", "A", 60, "198.51.100.21"),
+        RecordChange("smtp.corp.example.net.", "A", 60, "198.51.100.11"),
+    ]
+
+
+@pytest.mark.parametrize("params", [{}, {"records": [{"type": "A"}]}, {"records": None}])
+def test_malformed_step_params_fail_plainly(params) -> None:
+    with pytest.raises(Failed, match="params are malformed"):
+        changes_from_params(params)
+
+
+@pytest.mark.parametrize(
+    ("expected", "types"),
+    [
+        ({"a.z.": "192.0.2.1"}, ["A"]),
+        ({"a.z.": "2001:db8::1"}, ["AAAA"]),
+        ({"a.z": "mail.dc2.z."}, ["CNAME"]),
+    ],
+)
+def test_expected_values_infer_their_type(expected, types) -> None:
+    changes = expected_changes(expected)
+    assert [c.type for c in changes] == types
+    assert all(c.name.endswith(".") for c in changes)
+
+
+def test_txt_values_are_quoted_for_the_wire() -> None:
+    change = RecordChange("t.z.", "TXT", 0, 'op=1 say "hi"')
+    assert change.rdata().to_text() == '"op=1 say \\"hi\\""'
+
+
+def test_bad_values_fail_naming_the_record() -> None:
+    with pytest.raises(Failed, match=r"'300.1.1.1' is not a valid A value for x.z."):
+        RecordChange("x.z.", "A", 60, "300.1.1.1").rdata()
+
+
+def test_records_outside_the_zone_are_refused_before_sending() -> None:
+    with pytest.raises(Failed, match=r"mail\.other\.test\. are not in zone alpha\.test\."):
+        in_zone([MAIL, RecordChange("mail.other.test.", "A", 60, "192.0.2.1")], "alpha.test.")
+
+
+def _many(n: int, zone: str = "alpha.test.") -> list[RecordChange]:
+    return [RecordChange(f"host{i:04d}.{zone}", "A", 60, f"10.0.{i // 250}.{i % 250}")
+            for i in range(n)]
+
+
+def test_one_message_when_it_fits_several_when_it_would_not() -> None:
+    assert len(batches(_many(500))) == 1
+    cut = batches(_many(3000))
+    assert len(cut) > 1
+    assert [c for b in cut for c in b] == _many(3000)  # nothing lost, order kept
+
+
+@pytest.mark.parametrize("limit", [2_000, 10_000, 60_000])
+def test_every_batch_renders_under_the_limit_with_tsig(limit: int) -> None:
+    keyring = {dns.name.from_text("k."): dns.tsig.Key("k.", b"0" * 32, dns.tsig.HMAC_SHA512)}
+    for batch in batches(_many(2000), limit):
+        update = dns.update.Update("alpha.test.", keyring=keyring, keyname="k.",
+                                   keyalgorithm=dns.tsig.HMAC_SHA512)
+        update.present("_sitectl-fence.alpha.test.", fence_rdataset(123456789))
+        for change in batch:
+            update.replace(change.owner(), change.ttl, change.rdata())
+        assert len(update.to_wire()) <= limit
+
+
+# -- fence values -------------------------------------------------------------------------
+
+def _txt(*texts: str) -> dns.rrset.RRset:
+    return dns.rrset.from_text("_sitectl-fence.z.", 0, "IN", "TXT", *texts)
+
+
+@pytest.mark.parametrize(
+    ("rdataset", "epoch"),
+    [(None, None), (_txt('"epoch=0"'), 0), (_txt('"epoch=42"'), 42)],
+)
+def test_fence_values(rdataset, epoch) -> None:
+    assert parse_fence("z.", rdataset).epoch == epoch
+
+
+@pytest.mark.parametrize("texts", [['"epoch=x"'], ['"epoch=1"', '"epoch=2"'], ['"hello"'],
+                                   ['"epoch=-1"']])
+def test_a_fence_that_is_not_one_epoch_is_refused(texts) -> None:
+    with pytest.raises(Failed, match="not one \"epoch=N\" — make sure no other sitectl"):
+        parse_fence("z.", _txt(*texts))
+
+
+def test_fence_text() -> None:
+    assert fence_text(7) == '"epoch=7"'
+    with pytest.raises(ValueError):
+        fence_text(-1)
+
+
+# -- error mapping ------------------------------------------------------------------------
+
+EXCEPTIONS = [
+    (dns.exception.Timeout(), Unavailable, "no answer within the timeout"),
+    (ConnectionRefusedError(111, "Connection refused"), Unavailable, "connection refused"),
+    (ConnectionResetError(104, "reset"), Unavailable, "closed the connection"),
+    (EOFError(), Unavailable, "closed the connection"),
+    (TimeoutError(), Unavailable, "no answer within the timeout"),
+    (OSError(113, "No route to host"), Unavailable, "network error (No route to host)"),
+    (dns.tsig.PeerBadSignature(), Failed, "BADSIG: the TSIG secret does not match"),
+    (dns.tsig.PeerBadKey(), Failed, "BADKEY: the server does not know this TSIG key"),
+    (dns.tsig.PeerBadTime(), Failed, "BADTIME"),
+    (dns.tsig.BadSignature(), Failed, "does not verify with our key"),
+    (dns.exception.FormError("short"), Failed, "the answer is malformed"),
+    (ValueError("odd"), Failed, "ValueError: odd"),
+]
+
+
+@pytest.mark.parametrize(("exc", "kind", "says"), EXCEPTIONS,
+                         ids=[type(e[0]).__name__ for e in EXCEPTIONS])
+def test_exceptions_map_to_one_line_errors(exc, kind, says) -> None:
+    error = outcomes.from_exception(exc, "update", "127.0.10.1:53", "alpha.test.")
+    assert type(error) is kind
+    text = str(error)
+    assert text.startswith("update of zone alpha.test. at 127.0.10.1:53")
+    assert says in text and "\n" not in text
+
+
+RCODES = [
+    (dns.rcode.NOERROR, False, None, None),
+    (dns.rcode.REFUSED, False, Failed, "failed: REFUSED — the server refused it"),
+    (dns.rcode.NOTAUTH, False, Failed, "failed: NOTAUTH — the server is not authoritative"),
+    (dns.rcode.NOTZONE, False, Failed, "failed: NOTZONE"),
+    (dns.rcode.SERVFAIL, False, Unavailable, "SERVFAIL"),
+    (dns.rcode.NXRRSET, True, LeaseLost, "refused by the server's fence check (NXRRSET)"),
+    (dns.rcode.YXRRSET, True, LeaseLost, "refused by the server's fence check (YXRRSET)"),
+    (dns.rcode.NXRRSET, False, Failed, "failed: NXRRSET"),
+]
+
+
+@pytest.mark.parametrize(("rcode", "fenced", "kind", "says"), RCODES,
+                         ids=[f"{dns.rcode.to_text(r[0])}-{r[1]}" for r in RCODES])
+def test_response_codes_map_to_errors(rcode, fenced, kind, says) -> None:
+    error = outcomes.from_rcode(rcode, "update", "127.0.10.1:53", "alpha.test.", fenced=fenced)
+    if kind is None:
+        assert error is None
+        return
+    assert type(error) is kind
+    assert says in str(error) and "alpha.test." in str(error) and "127.0.10.1:53" in str(error)
+
+
+def _client_error(code: str, status: int) -> botocore.exceptions.ClientError:
+    return botocore.exceptions.ClientError(
+        {"Error": {"Code": code, "Message": "msg"}, "ResponseMetadata": {"HTTPStatusCode": status}},
+        "ChangeResourceRecordSets")
+
+
+BOTO = [
+    (_client_error("Throttling", 400), Unavailable),
+    (_client_error("PriorRequestNotComplete", 400), Unavailable),
+    (_client_error("InternalError", 500), Unavailable),
+    (_client_error("InvalidChangeBatch", 400), Failed),
+    (_client_error("NoSuchHostedZone", 404), Failed),
+    (_client_error("AccessDenied", 403), Failed),
+    (botocore.exceptions.EndpointConnectionError(endpoint_url="http://127.0.0.1:1"), Unavailable),
+    (botocore.exceptions.NoCredentialsError(), Failed),
+]
+
+
+@pytest.mark.parametrize(("exc", "kind"), BOTO)
+def test_boto_errors_map(exc, kind) -> None:
+    error = from_boto_error(exc, "change", "example.test.")
+    assert type(error) is kind
+    assert str(error).startswith("Route 53 change of zone example.test.")
+
+
+def test_route53_batches_stay_within_the_api_limits() -> None:
+    cut = change_batches(_many(1000))
+    assert all(len(b) <= MAX_CHANGES for b in cut)
+    assert [c for b in cut for c in b] == _many(1000)
+
+
+# -- verdicts and rendering ---------------------------------------------------------------
+
+def _answer(rcode: int = dns.rcode.NOERROR, aa: bool = True,
+            *rrsets: dns.rrset.RRset) -> dns.message.Message:
+    query = dns.message.make_query(MAIL.name, dns.rdatatype.A)
+    response = dns.message.make_response(query)
+    response.set_rcode(rcode)
+    if aa:
+        response.flags |= dns.flags.AA
+    response.answer.extend(rrsets)
+    return response
+
+
+A_NEW = dns.rrset.from_text(MAIL.name, 60, "IN", "A", "198.51.100.1")
+A_OLD = dns.rrset.from_text(MAIL.name, 60, "IN", "A", "192.0.2.1")
+A_BOTH = dns.rrset.from_text(MAIL.name, 60, "IN", "A", "192.0.2.1", "198.51.100.1")
+CNAME = dns.rrset.from_text(MAIL.name, 60, "IN", "CNAME", "elsewhere.test.")
+
+VERDICTS = [
+    ("new value", _answer(dns.rcode.NOERROR, True, A_NEW), None),
+    ("old value", _answer(dns.rcode.NOERROR, True, A_OLD), "192.0.2.1"),
+    ("old and new", _answer(dns.rcode.NOERROR, True, A_BOTH), "192.0.2.1, 198.51.100.1"),
+    ("NXDOMAIN", _answer(dns.rcode.NXDOMAIN), "NXDOMAIN"),
+    ("REFUSED", _answer(dns.rcode.REFUSED), "REFUSED"),
+    ("NODATA", _answer(), "no A record (NODATA)"),
+    ("CNAME instead", _answer(dns.rcode.NOERROR, True, CNAME), "CNAME elsewhere.test."),
+    ("not authoritative", _answer(dns.rcode.NOERROR, False, A_NEW),
+     "not authoritative for the zone (referral or cache)"),
+    ("silence", "timeout", "timeout"),
+]
+
+
+@pytest.mark.parametrize(("case", "answer", "said"), VERDICTS, ids=[v[0] for v in VERDICTS])
+def test_judging_one_answer(case, answer, said) -> None:
+    assert judge(MAIL, answer) == said
+
+
+def test_a_verify_result_names_each_server_and_what_it_said() -> None:
+    ok = VerifyResult("alpha.test.", ("a:53", "b:53"), 2, 1, ())
+    assert ok.ok and ok.describe() == "zone alpha.test.: all 2 server(s) answer the 2 new value(s)"
+    bad = VerifyResult("alpha.test.", ("a:53", "b:53", "c:53"), 5, 7, (
+        Mismatch("b:53", "mail.alpha.test.", "A", "198.51.100.1", "192.0.2.1"),
+        *(Mismatch("c:53", f"h{i}.alpha.test.", "A", "198.51.100.1", "timeout") for i in range(5)),
+    ))
+    assert not bad.ok
+    assert bad.disagreeing() == ["b:53", "c:53"]
+    assert bad.describe() == (
+        "zone alpha.test.: 2 of 3 server(s) disagree after 7 round(s): "
+        "b:53 — mail.alpha.test. A: 192.0.2.1 (expected 198.51.100.1) | "
+        "c:53 — h0.alpha.test. A: timeout (expected 198.51.100.1); "
+        "h1.alpha.test. A: timeout (expected 198.51.100.1); "
+        "h2.alpha.test. A: timeout (expected 198.51.100.1); and 2 more"
+    )
