@@ -13,7 +13,8 @@ from tenacity import (
     Retrying,
     retry_if_exception_type,
     stop_after_attempt,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
 
 from orchestrator.errors import Unavailable
@@ -35,8 +36,10 @@ class RetryPolicy:
     def call(self, what: str, fn: Callable[[], T]) -> T:
         retrying = Retrying(
             stop=stop_after_attempt(self.attempts),
-            wait=wait_exponential_jitter(initial=self.initial, max=self.max_wait,
-                                         jitter=self.jitter),
+            # exponential + random rather than wait_exponential_jitter, whose arguments
+            # changed between tenacity 8 and 9 (pyproject allows both).
+            wait=wait_exponential(multiplier=self.initial, max=self.max_wait)
+            + wait_random(0, self.jitter),
             retry=retry_if_exception_type(Unavailable),
             sleep=self.sleep,
             before_sleep=_log_reason(what),
