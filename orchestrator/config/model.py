@@ -136,6 +136,9 @@ class BtrfsSite(Frozen):
 class BtrfsVolume(_VolumeBase):
     driver: Literal["btrfs"]
     subvolume: str = "data"
+    # The relationship's config file (what `sitectl lab up` writes): its state file,
+    # pools and service paths. The driver reads mirror state and lag through it.
+    mirror_config: str | None = None
     sites: dict[SiteName, BtrfsSite]
 
 
@@ -360,8 +363,16 @@ class Ansible(Frozen):
 
 
 class ProbeUser(Frozen):
-    user: str
+    user: str  # the IMAP login
     password: SecretRef
+    address: str | None = None  # where the canary is sent; default: the login, if an address
+
+    def mail_address(self) -> str:
+        if self.address:
+            return self.address
+        if "@" in self.user:
+            return self.user
+        raise ValueError(f"probe user {self.user!r} has no mail address — set probe_user.address")
 
 
 class Application(Frozen):

@@ -66,6 +66,27 @@ def build_plan(topo: Topology, observed: ObservedState, mode: Mode, to_site: str
             ],
         )
     )
+    if mode == "switchover":
+        # Written while the old site still serves, so the verify step can prove the last
+        # write before the cutover reached the new site.
+        groups.append(
+            _group(
+                Phase.DISABLE_APPLICATION,
+                [
+                    Step(
+                        id=f"disable-application/{from_site}/canary",
+                        phase=Phase.DISABLE_APPLICATION,
+                        action=Action.WRITE_CANARY,
+                        site=from_site,
+                        target="canary",
+                        description=(
+                            f"write a canary message on {from_site} just before its "
+                            "application stops"
+                        ),
+                    )
+                ],
+            )
+        )
     moving = {name: role for name, role in topo.roles.items() if role.moves}
     for order, names in _by_order(moving, reverse=True):
         groups.append(

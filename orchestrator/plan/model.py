@@ -39,6 +39,7 @@ class Action(StrEnum):
     CHECK_DNS = "check.dns"
     CHECK_APPLICATION = "check.application"
     GATE_READINESS = "gate.readiness"
+    WRITE_CANARY = "canary.write"
     APP_STOP = "app.stop"
     MIRROR_UPDATE = "mirror.update"
     MIRROR_BREAK = "mirror.break"

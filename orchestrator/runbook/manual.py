@@ -26,7 +26,6 @@ from orchestrator.inventory import group_name
 from orchestrator.plan.model import Action, Plan, Step
 
 
-
 @dataclass(frozen=True)
 class ManualStep:
     commands: tuple[str, ...]
@@ -437,16 +436,7 @@ def _verify_application(topo: Topology, plan: Plan, step: Step) -> ManualStep:
 
 def _verify_canary(topo: Topology, plan: Plan, step: Step) -> ManualStep:
     user = topo.application.probe_user
-    imap = next(
-        (
-            (h.address, p.port)
-            for name, role in topo.roles.items()
-            for h in topo.hosts_of(plan.to_site, name)
-            for p in role.probes
-            if p.kind == "imap"
-        ),
-        None,
-    )
+    imap = _first_probe(topo, plan.to_site, "imap")
     if user is None or imap is None:
         return ManualStep(
             (),
@@ -457,10 +447,41 @@ def _verify_canary(topo: Topology, plan: Plan, step: Step) -> ManualStep:
     return ManualStep(
         (
             f"curl -s --user {shlex.quote(user.user)}:{_secret_value(user.password)} "
-            f"'imap://{imap[0]}:{imap[1]}/INBOX' -X 'SEARCH SUBJECT \"sitectl-canary\"'",
+            f'\'imap://{imap[0]}:{imap[1]}/INBOX\' -X "SEARCH SUBJECT \\"$CANARY\\""',
         ),
         "'* SEARCH' followed by message numbers",
-        "the canary message sent before the application stopped is found",
+        "the canary ($CANARY, from the canary step) is found: the last write reached here",
+    )
+
+
+def _write_canary(topo: Topology, plan: Plan, step: Step) -> ManualStep:
+    user = topo.application.probe_user
+    smtp = _first_probe(topo, plan.from_site, "smtp")
+    if user is None or smtp is None:
+        return ManualStep((), "", "send yourself a message on the old site and note its subject")
+    address = user.address or user.user
+    return ManualStep(
+        (
+            'export CANARY="sitectl-canary manual-$(date -u +%Y%m%dT%H%M%SZ)"',
+            f"printf 'Subject: %s\\n\\ncanary\\n' \"$CANARY\" | "
+            f"curl -s smtp://{smtp[0]}:{smtp[1]} --mail-from sitectl@localhost "
+            f"--mail-rcpt {shlex.quote(address)} -T -",
+        ),
+        "no output; the message is delivered within seconds",
+        "the canary is readable over IMAP on the old site (same search as the verify step)",
+    )
+
+
+def _first_probe(topo: Topology, site: str, kind: str) -> tuple[str, int] | None:
+    return next(
+        (
+            (h.address, p.port)
+            for name, role in topo.roles.items()
+            for h in topo.hosts_of(site, name)
+            for p in role.probes
+            if p.kind == kind
+        ),
+        None,
     )
 
 
@@ -482,6 +503,7 @@ _RENDERERS: dict[Action, Callable[[Topology, Plan, Step], ManualStep]] = {
     Action.CHECK_DNS: _check_dns,
     Action.CHECK_APPLICATION: _check_application,
     Action.GATE_READINESS: _gate,
+    Action.WRITE_CANARY: _write_canary,
     Action.APP_STOP: _app_stop,
     Action.MIRROR_UPDATE: _mirror_update,
     Action.MIRROR_BREAK: _mirror_break,

@@ -10,6 +10,7 @@ import pytest
 
 from orchestrator.config import Topology, load_topology
 from orchestrator.plan import (
+    Action,
     MirrorView,
     ObservedState,
     Phase,
@@ -43,6 +44,7 @@ SWITCHOVER = [
         ],
     ),
     ("readiness", ["readiness/gate"]),
+    ("disable-application", ["disable-application/dc1/canary"]),
     ("disable-application", ["disable-application/dc1/mta", "disable-application/dc1/proxy"]),
     ("disable-application", ["disable-application/dc1/mailbox"]),
     ("final-sync", ["final-sync/mailstore", "final-sync/metadata"]),
@@ -71,7 +73,7 @@ def test_failover_takes_no_final_sync_and_skips_an_unreachable_old_site(topo: To
     expected = [
         (phase, [i for i in ids if i != "verify/canary"])
         for phase, ids in SWITCHOVER
-        if phase != "final-sync"
+        if phase != "final-sync" and ids != ["disable-application/dc1/canary"]
     ]
     assert _shape(plan) == expected
     old_site_steps = [s for s in plan.steps() if s.site == "dc1"]
@@ -118,7 +120,7 @@ def test_moving_back_needs_the_mirrors_reversed_first(topo: Topology) -> None:
 
 def test_ldap_runs_on_both_sites_so_it_is_never_stopped(topo: Topology) -> None:
     plan = build_plan(topo, assumed_state(topo), "switchover", "dc2")
-    stopped = {s.target for s in plan.steps() if s.phase is Phase.DISABLE_APPLICATION}
+    stopped = {s.target for s in plan.steps() if s.action is Action.APP_STOP}
     assert stopped == {"mailbox", "mta", "proxy"}
     start = plan.step("start-services/dc2/ldap")
     assert start.description == "make sure ldap runs on dc2 (it runs on both sites)"
@@ -154,7 +156,7 @@ def test_the_plan_is_deterministic_and_json_ready(topo: Topology) -> None:
     assert first["schema"] == "sitectl.plan/v1"
     ids = [s["id"] for g in first["groups"] for s in g["steps"]]
     assert len(ids) == len(set(ids)), "step ids are checkpoint keys: they must be unique"
-    assert [g["parallel"] for g in first["groups"]][:3] == [True, False, True]
+    assert [g["parallel"] for g in first["groups"]][:4] == [True, False, False, True]
 
 
 def test_a_topology_without_volumes_ldap_or_s3_plans_only_what_exists(topo: Topology) -> None:
