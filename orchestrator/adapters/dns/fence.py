@@ -55,7 +55,7 @@ def parse_fence(zone: str, rdataset: dns.rdataset.Rdataset | None) -> FenceState
     because guessing would let a stale leader through."""
     if rdataset is None or len(rdataset) == 0:
         return FenceState(zone, None, None)
-    texts = [b"".join(rd.strings).decode("ascii", "replace") for rd in rdataset]
+    texts = sorted(b"".join(rd.strings).decode("ascii", "replace") for rd in rdataset)
     matches = [_EPOCH.match(t) for t in texts]
     if len(texts) != 1 or matches[0] is None:
         raise Failed(
