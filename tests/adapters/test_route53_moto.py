@@ -1,0 +1,152 @@
+"""The Route 53 provider against moto's server, a real HTTP process on 127.0.0.1.
+
+moto stands in for the Route 53 API: it applies change batches and reports them INSYNC
+at once, and serves no DNS, so values are read back through the API. The INSYNC wait
+loop is also driven with a scripted client below, because moto never says PENDING.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from orchestrator.adapters.dns import RecordChange, RetryPolicy, Route53Provider
+from orchestrator.config.model import DnsRecord, DnsZone, Route53, SecretRef
+from orchestrator.errors import Failed, Unavailable
+
+pytestmark = [pytest.mark.lab, pytest.mark.timeout(120)]
+ZONE = "example.test."
+ENV = {"R53_ACCESS": "testing-access", "R53_SECRET": "testing-secret-canary"}
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def moto_url() -> Iterator[str]:
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def hosted_zone(moto_url: str) -> str:
+    client = boto3.client("route53", endpoint_url=moto_url, region_name="us-east-1",
+                          aws_access_key_id="x", aws_secret_access_key="y")
+    created = client.create_hosted_zone(Name=ZONE, CallerReference="sitectl-tests")
+    return str(created["HostedZone"]["Id"]).rsplit("/", 1)[-1]
+
+
+def _zone(url: str, hosted_zone_id: str) -> DnsZone:
+    return DnsZone(
+        name=ZONE, scope="external", provider="route53", verify_servers=["127.0.0.1"],
+        route53=Route53(hosted_zone_id=hosted_zone_id, endpoint_url=url,
+                        access_key=SecretRef(env="R53_ACCESS"),
+                        secret_key=SecretRef(env="R53_SECRET")),
+        records=(DnsRecord(name="mail", values={"dc1": "192.0.2.1", "dc2": "198.51.100.1"}),),
+    )
+
+
+@pytest.fixture
+def route53(moto_url: str, hosted_zone: str, sleeps, tmp_path):
+    def make(url: str = moto_url, zone_id: str = hosted_zone) -> Route53Provider:
+        return Route53Provider.from_zone(_zone(url, zone_id), tmp_path, environ=ENV, timeout=2,
+                                         retry=RetryPolicy(attempts=3, sleep=sleeps),
+                                         sleep=sleeps)
+    return make
+
+
+def test_upsert_then_read_back(route53) -> None:
+    provider = route53()
+    first = [RecordChange("mail.example.test.", "A", 60, "192.0.2.1"),
+             RecordChange("alias.example.test.", "CNAME", 60, "mail.example.test."),
+             RecordChange("note.example.test.", "TXT", 60, "active dc1")]
+    result = provider.apply(first, epoch=3, tag="op-7/dns/example.test.")
+    assert (result.server, result.records, result.messages) == ("route53", 4, 1)
+    assert provider.read_back(first).ok
+    second = [RecordChange("mail.example.test.", "A", 60, "198.51.100.1")]
+    provider.apply(second)
+    assert provider.read_back(second).ok
+    stale = provider.read_back(first[:1])
+    assert stale.describe() == (
+        "zone example.test.: 1 of 1 server(s) disagree after 1 round(s): route53 API — "
+        "mail.example.test. A: 198.51.100.1 (expected 192.0.2.1)")
+
+
+def test_a_thousand_records_go_in_several_batches(route53) -> None:
+    changes = [RecordChange(f"bulk{i:04d}.example.test.", "A", 60, f"10.30.{i // 200}.{i % 200}")
+               for i in range(1000)]
+    result = route53().apply(changes)
+    assert result.messages == 3
+    assert route53().read_back(changes).ok
+
+
+def test_an_unknown_hosted_zone_fails_plainly(route53) -> None:
+    with pytest.raises(Failed, match=r"^Route 53 change_resource_record_sets of zone "
+                                     r"example\.test\.: NoSuchHostedZone"):
+        route53(zone_id="ZNOTTHERE").apply([RecordChange("mail.example.test.", "A", 60, "1.2.3.4")])
+
+
+def test_an_api_that_does_not_answer_is_unavailable(route53, sleeps) -> None:
+    down = f"http://127.0.0.1:{_free_port()}"
+    with pytest.raises(Unavailable, match="the API did not answer") as raised:
+        route53(url=down).apply([RecordChange("mail.example.test.", "A", 60, "1.2.3.4")])
+    assert len(sleeps.calls) == 2
+    assert ENV["R53_SECRET"] not in str(raised.value)
+
+
+def test_records_outside_the_zone_are_refused(route53) -> None:
+    with pytest.raises(Failed, match=r"not in zone example\.test\."):
+        route53().apply([RecordChange("mail.other.test.", "A", 60, "1.2.3.4")])
+
+
+# -- the INSYNC wait, with a scripted client (moto is always INSYNC) --------------------
+
+@dataclass
+class Scripted:
+    statuses: list[str]
+
+    def get_change(self, Id: str) -> dict:
+        return {"ChangeInfo": {"Id": Id, "Status": self.statuses.pop(0)}}
+
+
+@dataclass
+class Clock:
+    now: float = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_waits_for_insync_within_its_bound() -> None:
+    clock = Clock()
+    provider = Route53Provider(ZONE, "Z1", Scripted(["PENDING", "PENDING", "INSYNC"]),
+                               sync_timeout=10, poll_interval=2, clock=clock,
+                               sleep=clock.sleep)
+    provider.wait_insync("C1")
+    assert clock.now == 4
+
+
+def test_gives_up_when_a_change_stays_pending() -> None:
+    clock = Clock()
+    provider = Route53Provider(ZONE, "Z1", Scripted(["PENDING"] * 10), sync_timeout=5,
+                               poll_interval=2, clock=clock, sleep=clock.sleep)
+    with pytest.raises(Unavailable, match=r"change C1 still PENDING after 5s"):
+        provider.wait_insync("C1")
