@@ -93,6 +93,8 @@ def build(state: LabState) -> dict[str, Any]:
     }
     return {
         "cluster": "sitectl-lab",
+        # The audit log and Ansible artifacts of operations run on the lab stay in it.
+        "local_state": "sitectl",
         "active_site": layout.ACTIVE_SITE,
         "sites": {
             "dc1": {"kind": "datacenter", "description": "lab datacenter 1 (127.0.1.0/24)"},
@@ -109,6 +111,7 @@ def build(state: LabState) -> dict[str, Any]:
             "probe_user": {
                 "user": layout.MAIL_USER,
                 "password": {"file": _rel(state, mail.password_file(state))},
+                "address": f"{layout.MAIL_USER}@{layout.MAIL_DOMAIN}",
             },
         },
         "hosts": hosts,
@@ -120,6 +123,7 @@ def build(state: LabState) -> dict[str, Any]:
             # <state>/<site>/volume (both sites share one machine). dc1's is given here.
             "mount_point": str(volumes.mount_point(state, layout.ACTIVE_SITE)),
             "subvolume": volumes.SUBVOLUME,
+            "mirror_config": _rel(state, volumes.config_path(state)),
             "mirror": {"source": "dc1", "destination": "dc2"},
             "sites": {site: {"pool": str(path)} for site, path in pools.items()},
         }],
