@@ -297,3 +297,22 @@ def test_prefix_filter_multipart_and_a_burst(sites: tuple[Site, Site]) -> None:
     assert dc2.client().get_object(Bucket=BUCKET, Key="mail/039")["Body"].read() == b"message 39"
     keys = [o["Key"] for o in dc2.client().list_objects_v2(Bucket=BUCKET)["Contents"]]
     assert "scratch/tmp" not in keys and len(keys) == 41
+
+
+def test_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
+    keys = tmp_path / "k"
+    keys.write_text("LABACCESSKEY\n")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "orchestrator.lab.s3store", "--site", "dc1",
+             "--listen", f"127.0.0.1:{port}", "--access-key-file", str(keys),
+             "--secret-key-file", str(keys)],
+            cwd=REPO, capture_output=True, text=True, timeout=60,
+        )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"s3store dc1: cannot listen on 127.0.0.1:{port}: Address already in use"
+    ]
