@@ -81,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True, type=Path)
     parser.add_argument("--interval", type=float)
     args = parser.parse_args(argv)
+    if args.interval is not None and args.interval <= 0:
+        parser.error("--interval must be a positive number of seconds")
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s mirrord %(levelname)s %(message)s")
     try:
