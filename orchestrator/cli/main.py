@@ -211,6 +211,9 @@ def inventory(
 
 def _mount_subcommands() -> None:
     """Sub-apps live in their own packages; the CLI only gathers them."""
+    from orchestrator.cli import operations
+
+    operations.register(app)
     try:
         from orchestrator.lab.cli import lab_app
     except ImportError:  # the lab package is optional in a slim install

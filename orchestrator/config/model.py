@@ -394,6 +394,9 @@ class Topology(Frozen):
     object_store: ObjectStore | None = None
     zookeeper: ZooKeeper
     policy: Policy = Policy()
+    # This machine's own records: the audit log and per-operation artifacts (Ansible
+    # runs). Relative to the topology file, like every other path in it.
+    local_state: str = "/var/lib/sitectl"
     # Where the file was read from: relative paths inside it are relative to this.
     base_dir: Path = Field(default=Path("."), exclude=True)
 

@@ -166,9 +166,7 @@ class Lease:
             results = tx.commit()
         epoch_result, write_result = results
         if isinstance(epoch_result, BadVersionError | NoNodeError):
-            raise LeaseLost(
-                f"write to {path} refused: the fencing epoch is no longer {self.epoch}"
-            )
+            raise LeaseLost(f"write to {path} refused: the fencing epoch is no longer {self.epoch}")
         if isinstance(write_result, BadVersionError):
             raise Conflict(f"{path} changed since it was read")
         if isinstance(write_result, NodeExistsError):

@@ -10,6 +10,7 @@ import contextlib
 
 from kazoo.client import KazooClient
 from kazoo.exceptions import NodeExistsError, NoNodeError
+from kazoo.recipe.lock import Lock
 
 from orchestrator.coordination.client import translated
 from orchestrator.coordination.lease import Lease
@@ -115,3 +116,11 @@ class ZkStore:
 
     def abort_requested(self, op_id: str) -> str | None:
         return self._read_text(f"{self.paths.operation(op_id)}/abort")
+
+    def lock_holders(self) -> list[str]:
+        """Who holds (first) or waits for the operation lease."""
+        with translated("reading the lease holders"):
+            try:
+                return list(Lock(self._client, self.paths.lock).contenders())
+            except NoNodeError:
+                return []

@@ -77,10 +77,10 @@ def where_is_the_service(plan: Plan, records: Records) -> str:
         return f"{new} is active: every step finished"
     if not _started(plan, records, _SIDE_EFFECTS):
         return f"{old} is still active: nothing was changed yet"
-    if not _started(plan, records, {Phase.BREAK_MIRRORS, Phase.UNMOUNT, Phase.MOUNT}):
+    if not _started(plan, records, {Phase.BREAK_MIRRORS, Phase.MOUNT}):
         return (
-            f"{old} still holds the data, but its application may be stopped; "
-            f"the mirrors towards {new} are intact"
+            f"{old} still holds the data, but its application may be stopped and its "
+            f"volumes unmounted; the mirrors towards {new} are intact"
         )
     if not _finished(plan, records, Phase.MOUNT):
         return (
@@ -95,9 +95,9 @@ def where_is_the_service(plan: Plan, records: Records) -> str:
 def recovery_advice(plan: Plan, records: Records, op_id: str) -> str:
     """What to run next: resume forward, or roll back while the old site still can."""
     resume = f"`sitectl resume {op_id}` continues from the last checkpoint"
-    if not _started(plan, records, {Phase.BREAK_MIRRORS, Phase.UNMOUNT, Phase.MOUNT}):
+    if not _started(plan, records, {Phase.BREAK_MIRRORS, Phase.MOUNT}):
         return (
-            f"{resume}; or roll back: start the application on {plan.from_site} again "
-            f"(`sitectl runbook` lists the commands) — no data has moved"
+            f"{resume}; or roll back: mount the volumes and start the application on "
+            f"{plan.from_site} again (`sitectl runbook` lists the commands) — no data has moved"
         )
     return f"{resume}; rolling back now would need the mirrors reversed, so go forward"

@@ -1,6 +1,6 @@
 """Plans: what an operation will do, as data."""
 
-from orchestrator.plan.build import PlanRefused, build_plan
+from orchestrator.plan.build import PlanRefused, build_plan, build_reprotect_plan
 from orchestrator.plan.model import PLAN_SCHEMA, Action, Group, Phase, Plan, Step
 from orchestrator.plan.observed import MirrorView, ObservedState, assumed_state
 
@@ -16,4 +16,5 @@ __all__ = [
     "Step",
     "assumed_state",
     "build_plan",
+    "build_reprotect_plan",
 ]

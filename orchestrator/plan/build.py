@@ -1,9 +1,9 @@
 """From (topology, observed state, mode, target site) to a Plan. Pure: no I/O.
 
 The order follows the Zimbra two-site procedure: pre-flight checks, readiness gate,
-disable the application on the old site, (switchover: final mirror transfer), break the
-mirrors, unmount on the old site, mount on the new one, repoint DNS, start services in
-role order, verify, and only then record the new site as active.
+disable the application on the old site, unmount there, (switchover: final mirror
+transfer), break the mirrors, mount on the new site, repoint DNS, start services in role
+order, verify, and only then record the new site as active.
 """
 
 from __future__ import annotations
@@ -109,6 +109,28 @@ def build_plan(topo: Topology, observed: ObservedState, mode: Mode, to_site: str
             )
         )
     volumes = list(topo.volumes)
+    # Unmount before the final transfer: with nothing mounted on the old site no dirty
+    # page can miss the last snapshot (the storage vendors' cutover order).
+    if volumes:
+        groups.append(
+            _group(
+                Phase.UNMOUNT,
+                [
+                    Step(
+                        id=f"unmount/{from_site}/{v.name}",
+                        phase=Phase.UNMOUNT,
+                        action=Action.VOLUME_UNMOUNT,
+                        site=from_site,
+                        target=v.name,
+                        hosts=_host_names(topo, from_site, v.role),
+                        if_unreachable=skip_old,
+                        description=f"unmount volume {v.name} from {v.mount_point} on {from_site}",
+                        params={"driver": v.driver, "mount_point": v.mount_point},
+                    )
+                    for v in volumes
+                ],
+            )
+        )
     if mode == "switchover" and volumes:
         groups.append(
             _group(
@@ -146,25 +168,6 @@ def build_plan(topo: Topology, observed: ObservedState, mode: Mode, to_site: str
                             "copy becomes writable"
                         ),
                         params={"driver": v.driver, "source": from_site},
-                    )
-                    for v in volumes
-                ],
-            )
-        )
-        groups.append(
-            _group(
-                Phase.UNMOUNT,
-                [
-                    Step(
-                        id=f"unmount/{from_site}/{v.name}",
-                        phase=Phase.UNMOUNT,
-                        action=Action.VOLUME_UNMOUNT,
-                        site=from_site,
-                        target=v.name,
-                        hosts=_host_names(topo, from_site, v.role),
-                        if_unreachable=skip_old,
-                        description=f"unmount volume {v.name} from {v.mount_point} on {from_site}",
-                        params={"driver": v.driver, "mount_point": v.mount_point},
                     )
                     for v in volumes
                 ],
@@ -297,10 +300,12 @@ def _refuse_if_impossible(
         )
     for vol in topo.volumes:
         view = observed.mirror(topo, vol.name)
-        if view.destination != to_site and view.state != "broken":
+        # Broken or not, the data flows towards the destination only: moving anywhere
+        # else would serve a copy that misses everything written since the break.
+        if view.destination != to_site:
             raise PlanRefused(
                 f"volume {vol.name} mirrors {view.source}→{view.destination}, not towards "
-                f"{to_site} — reprotect (reverse the mirror) before moving back",
+                f"{to_site} — run `sitectl reprotect` (reverse the mirrors) before moving back",
                 gate=True,
             )
 
@@ -420,3 +425,43 @@ def _by_order(
 
 def _host_names(topo: Topology, site: str, role: str) -> tuple[str, ...]:
     return tuple(h.name for h in topo.hosts_of(site, role))
+
+
+def build_reprotect_plan(topo: Topology, observed: ObservedState) -> Plan:
+    """Reverse every mirror so the active site's volumes protect towards the standby.
+
+    The step after a switchover or failover that makes moving back possible: until then
+    the old site's copy is stale and the planner refuses to move there.
+    """
+    active = observed.active_site
+    standby = next(dc for dc in topo.datacenters() if dc != active)
+    if not topo.volumes:
+        raise PlanRefused("the topology has no mirrored volumes: nothing to reprotect")
+    if not observed.reachable(standby):
+        raise PlanRefused(
+            f"{standby} is unreachable: a reprotect writes to it; heal it first", gate=True
+        )
+    steps = [
+        Step(
+            id=f"reprotect/{vol.name}",
+            phase=Phase.REPROTECT,
+            action=Action.MIRROR_REVERSE,
+            site=active,
+            target=vol.name,
+            description=(
+                f"reverse the mirror of volume {vol.name} so {active} protects towards "
+                f"{standby}, and wait until it is in sync"
+            ),
+            params={"driver": vol.driver, "destination": standby},
+        )
+        for vol in topo.volumes
+    ]
+    return Plan(
+        cluster=topo.cluster,
+        mode="reprotect",
+        from_site=active,
+        to_site=standby,
+        old_site_reachable=True,
+        groups=(Group(phase=Phase.REPROTECT, steps=tuple(steps)),),
+        notes=(f"{active} stays active; {standby} becomes the mirrors' destination",),
+    )

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 PLAN_SCHEMA = "sitectl.plan/v1"
 
-Mode = Literal["switchover", "failover"]
+Mode = Literal["switchover", "failover", "reprotect"]
 IfUnreachable = Literal["fail", "skip"]
 
 
@@ -29,6 +29,7 @@ class Phase(StrEnum):
     DNS = "dns"
     START_SERVICES = "start-services"
     VERIFY = "verify"
+    REPROTECT = "reprotect"
 
 
 class Action(StrEnum):
@@ -43,6 +44,7 @@ class Action(StrEnum):
     APP_STOP = "app.stop"
     MIRROR_UPDATE = "mirror.update"
     MIRROR_BREAK = "mirror.break"
+    MIRROR_REVERSE = "mirror.reverse"
     VOLUME_UNMOUNT = "volume.unmount"
     VOLUME_MOUNT = "volume.mount"
     DNS_UPDATE = "dns.update"

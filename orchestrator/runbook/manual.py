@@ -306,6 +306,34 @@ def _mirror_break(topo: Topology, plan: Plan, step: Step) -> ManualStep:
     return ManualStep(commands, "no error", done)
 
 
+def _mirror_reverse(topo: Topology, plan: Plan, step: Step) -> ManualStep:
+    vol = _volume(topo, step.target)
+    if isinstance(vol, NetappVolume):
+        old, new = plan.to_site, plan.from_site
+        commands: tuple[str, ...] = (
+            _netapp(
+                vol,
+                old,
+                f"snapmirror resync -source-path {_netapp_path(vol, new)} "
+                f"-destination-path {_netapp_path(vol, old)}",
+            ),
+        )
+    elif isinstance(vol, BtrfsVolume):
+        src, dst = vol.sites[plan.from_site].pool, vol.sites[plan.to_site].pool
+        commands = (
+            f"btrfs subvolume snapshot -r {src}/{vol.subvolume} {src}/snaps/reprotect",
+            f"btrfs send -p $(ls -d {src}/snaps/*@* | tail -1) {src}/snaps/reprotect"
+            f" | btrfs receive {dst}/snaps/",
+        )
+    else:
+        commands = (_command_volume(topo, vol, plan.from_site, "reverse"),)
+    return ManualStep(
+        commands,
+        "the transfer completes",
+        f"the mirror runs {plan.from_site}→{plan.to_site} and its lag is small",
+    )
+
+
 def _mount_command(vol: BtrfsVolume | NetappVolume | CommandVolume, site: str) -> str:
     if isinstance(vol, NetappVolume):
         return f"mount -t nfs {vol.sites[site].export} {vol.mount_point}"
@@ -507,6 +535,7 @@ _RENDERERS: dict[Action, Callable[[Topology, Plan, Step], ManualStep]] = {
     Action.APP_STOP: _app_stop,
     Action.MIRROR_UPDATE: _mirror_update,
     Action.MIRROR_BREAK: _mirror_break,
+    Action.MIRROR_REVERSE: _mirror_reverse,
     Action.VOLUME_UNMOUNT: _unmount,
     Action.VOLUME_MOUNT: _mount,
     Action.DNS_UPDATE: _dns_update,

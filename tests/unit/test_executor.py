@@ -226,12 +226,19 @@ def test_step_transitions(old, new, legal) -> None:
         ((), "dc1 is still active: nothing was changed yet", True),
         (("preflight", "readiness"), "dc1 is still active: nothing was changed yet", True),
         (
-            ("preflight", "readiness", "disable-application", "final-sync"),
-            "dc1 still holds the data, but its application may be stopped; the mirrors towards dc2 are intact",
+            ("preflight", "readiness", "disable-application", "unmount", "final-sync"),
+            "dc1 still holds the data, but its application may be stopped and its volumes unmounted; the mirrors towards dc2 are intact",
             True,
         ),
         (
-            ("preflight", "readiness", "disable-application", "final-sync", "break-mirrors"),
+            (
+                "preflight",
+                "readiness",
+                "disable-application",
+                "unmount",
+                "final-sync",
+                "break-mirrors",
+            ),
             "half-way: the mirrors towards dc2 may be broken and neither site may serve; dc1's copy is the newest",
             False,
         ),
@@ -273,7 +280,8 @@ def test_where_the_service_is_after_a_stop(topo, finished_phases, where, rollbac
     }
     assert where_is_the_service(plan, records) == where
     assert (
-        "roll back: start the application on dc1" in recovery_advice(plan, records, "op")
+        "roll back: mount the volumes and start the application on dc1"
+        in recovery_advice(plan, records, "op")
     ) is rollback
 
 

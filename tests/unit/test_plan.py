@@ -17,6 +17,7 @@ from orchestrator.plan import (
     PlanRefused,
     assumed_state,
     build_plan,
+    build_reprotect_plan,
 )
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "inventories" / "example-zimbra" / "topology.yaml"
@@ -47,9 +48,9 @@ SWITCHOVER = [
     ("disable-application", ["disable-application/dc1/canary"]),
     ("disable-application", ["disable-application/dc1/mta", "disable-application/dc1/proxy"]),
     ("disable-application", ["disable-application/dc1/mailbox"]),
+    ("unmount", ["unmount/dc1/mailstore", "unmount/dc1/metadata"]),
     ("final-sync", ["final-sync/mailstore", "final-sync/metadata"]),
     ("break-mirrors", ["break-mirrors/mailstore", "break-mirrors/metadata"]),
-    ("unmount", ["unmount/dc1/mailstore", "unmount/dc1/metadata"]),
     ("mount", ["mount/dc2/mailstore", "mount/dc2/metadata"]),
     ("dns", ["dns/corp.example.net.", "dns/example.com."]),
     ("start-services", ["start-services/dc2/ldap"]),
@@ -102,7 +103,9 @@ def test_refusals(topo: Topology, mode, to, unreachable, gate, says) -> None:
 
 def test_moving_back_needs_the_mirrors_reversed_first(topo: Topology) -> None:
     after_failover = ObservedState(active_site="dc2")  # mirrors still dc1→dc2 per topology
-    with pytest.raises(PlanRefused, match="mirrors dc1→dc2, not towards dc1 — reprotect"):
+    with pytest.raises(
+        PlanRefused, match="mirrors dc1→dc2, not towards dc1 — run `sitectl reprotect`"
+    ):
         build_plan(topo, after_failover, "switchover", "dc1")
 
     reprotected = ObservedState(
@@ -169,3 +172,27 @@ def test_a_topology_without_volumes_ldap_or_s3_plans_only_what_exists(topo: Topo
         "preflight/dns",
         "preflight/application",
     ]
+
+
+def test_a_broken_mirror_still_points_one_way_only(topo: Topology) -> None:
+    # After a switchover to dc2 the mirror is broken with dc2 writable: dc1's copy is
+    # stale, so moving back must wait for a reprotect.
+    broken = ObservedState(
+        active_site="dc2",
+        mirrors={v.name: MirrorView("dc1", "dc2", "broken") for v in topo.volumes},
+    )
+    with pytest.raises(PlanRefused, match="reprotect"):
+        build_plan(topo, broken, "switchover", "dc1")
+
+
+def test_reprotect_reverses_every_mirror_towards_the_standby(topo: Topology) -> None:
+    plan = build_reprotect_plan(topo, ObservedState(active_site="dc2"))
+    assert (plan.mode, plan.from_site, plan.to_site) == ("reprotect", "dc2", "dc1")
+    assert _shape(plan) == [("reprotect", ["reprotect/mailstore", "reprotect/metadata"])]
+    assert all(s.action is Action.MIRROR_REVERSE and s.site == "dc2" for s in plan.steps())
+    with pytest.raises(PlanRefused, match="dc1 is unreachable") as refused:
+        build_plan_unreachable = ObservedState(
+            active_site="dc2", unreachable_sites=frozenset({"dc1"})
+        )
+        build_reprotect_plan(topo, build_plan_unreachable)
+    assert refused.value.gate

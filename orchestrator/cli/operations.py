@@ -1,0 +1,371 @@
+"""`sitectl switchover|failover|resume|abort|status`: thin wrappers over engine.operation."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.logging import RichHandler
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from orchestrator.cli.exitcodes import ExitCode
+from orchestrator.cli.output import console, emit_json, err_console, fail
+from orchestrator.config import InvalidTopology, Topology, config_path, load_topology
+from orchestrator.engine import operation as engine
+from orchestrator.engine.faults import Faults
+from orchestrator.engine.records import OpStatus, StepRecord
+from orchestrator.errors import ConfigError, LeaseLost, Locked, SitectlError, Unavailable
+from orchestrator.plan import Plan, PlanRefused
+from orchestrator.plan.model import Step
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c", envvar="SITECTL_CONFIG", help="Topology file.", show_default=False
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+DryRunOption = Annotated[
+    bool, typer.Option("--dry-run", help="Print what would run; change nothing.")
+]
+ReasonOption = Annotated[
+    str, typer.Option("--reason", "-r", help="Why: recorded in the audit log.")
+]
+
+
+def _topology(config: Path | None) -> Topology:
+    try:
+        return load_topology(config_path(config))
+    except InvalidTopology as exc:
+        fail([str(p) for p in exc.problems], ExitCode.BAD_INPUT)
+
+
+@contextmanager
+def _engine_errors() -> Iterator[None]:
+    """One line per failure, with the exit code a script can act on."""
+    try:
+        yield
+    except PlanRefused as exc:
+        fail(f"refused: {exc}", ExitCode.GATE_REFUSED if exc.gate else ExitCode.BAD_INPUT)
+    except (Locked, engine.OperationPending) as exc:
+        fail(f"busy: {exc}", ExitCode.LOCKED)
+    except ConfigError as exc:
+        fail(f"refused: {exc}", ExitCode.BAD_INPUT)
+    except LeaseLost as exc:
+        fail(
+            f"stopped: {exc}. The operation stays recorded in ZooKeeper; the next leader or "
+            "`sitectl resume` continues it.",
+            ExitCode.OPERATION_FAILED,
+        )
+    except Unavailable as exc:
+        fail(f"unavailable: {exc}", ExitCode.OPERATION_FAILED)
+    except SitectlError as exc:
+        fail(f"failed: {exc}", ExitCode.OPERATION_FAILED)
+
+
+class _Spinners:
+    """Live progress: one spinner per running step (steps of a group run in parallel)."""
+
+    def __init__(self, progress: Progress, total: int) -> None:
+        self._progress = progress
+        self._overall = progress.add_task("steps", total=total)
+        self._tasks: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def step_started(self, step: Step) -> None:
+        where = f" on {', '.join(step.hosts)}" if step.hosts else ""
+        with self._lock:
+            self._tasks[step.id] = self._progress.add_task(f"{step.id}{where}", total=None)
+
+    def step_finished(self, step: Step, record: StepRecord) -> None:
+        with self._lock:
+            task = self._tasks.pop(step.id, None)
+            if task is not None:
+                self._progress.remove_task(task)
+            self._progress.advance(self._overall)
+
+
+@contextmanager
+def _live(plan: Plan, quiet: bool) -> Iterator[Any]:
+    engine_log = logging.getLogger("sitectl.engine")
+    engine_log.setLevel(logging.INFO)
+    if quiet:
+        yield None
+        return
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    )
+    # Every engine decision is one plain sentence: show them as they happen.
+    handler = RichHandler(console=err_console, show_path=False, show_level=False, markup=False)
+    engine_log.addHandler(handler)
+    try:
+        with progress:
+            yield _Spinners(progress, sum(1 for _ in plan.steps()))
+    finally:
+        engine_log.removeHandler(handler)
+
+
+def _confirm(plan: Plan, yes: bool) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        fail(
+            "refused: no terminal to confirm on — pass --yes to run without a prompt",
+            ExitCode.BAD_INPUT,
+        )
+    typer.confirm(
+        f"{plan.mode} {plan.cluster} from {plan.from_site} to {plan.to_site} "
+        f"({sum(1 for _ in plan.steps())} steps)?",
+        abort=True,
+    )
+
+
+def _summary(outcome: engine.Outcome) -> None:
+    table = Table(title=f"operation {outcome.op.id}", title_justify="left")
+    for column in ("step", "status", "seconds", "detail"):
+        table.add_column(column)
+    for step in outcome.plan.steps():
+        record = outcome.steps.get(step.id)
+        if record is None:
+            table.add_row(step.id, "pending", "", "")
+            continue
+        duration = f"{record.duration:.2f}" if record.duration is not None else ""
+        table.add_row(step.id, record.status.value, duration, record.detail)
+    console.print(table)
+    op = outcome.op
+    total = f" in {op.finished - op.started:.1f} s" if op.finished else ""
+    console.print(f"{op.status.value}{total}: {op.message}", markup=False)
+
+
+def _outcome_json(outcome: engine.Outcome) -> dict[str, Any]:
+    op = outcome.op
+    return {
+        "id": op.id,
+        "mode": op.mode,
+        "from_site": op.from_site,
+        "to_site": op.to_site,
+        "status": op.status.value,
+        "started": op.started,
+        "finished": op.finished,
+        "failed_step": op.failed_step,
+        "message": op.message,
+        "epoch": op.epoch,
+        "steps": [
+            {
+                "id": s.id,
+                "status": r.status.value,
+                "seconds": r.duration,
+                "detail": r.detail,
+                "attempts": r.attempts,
+            }
+            for s in outcome.plan.steps()
+            if (r := outcome.steps.get(s.id)) is not None
+        ],
+        "figures": {k: v for k, v in outcome.figures.items()},
+    }
+
+
+def _finish(outcome: engine.Outcome, json_output: bool) -> None:
+    if json_output:
+        emit_json(_outcome_json(outcome))
+    else:
+        _summary(outcome)
+    if outcome.op.status is OpStatus.SUCCEEDED:
+        return
+    if outcome.gate_refused:
+        raise typer.Exit(int(ExitCode.GATE_REFUSED))
+    raise typer.Exit(int(ExitCode.OPERATION_FAILED))
+
+
+def _operate(
+    mode: str,
+    to: str | None,
+    config: Path | None,
+    reason: str,
+    accept_data_loss: str | None,
+    dry_run: bool,
+    yes: bool,
+    json_output: bool,
+) -> None:
+    topo = _topology(config)
+    with _engine_errors(), engine.session(topo) as s:
+        plan = engine.plan_operation(s, mode, to)  # type: ignore[arg-type]
+        if dry_run:
+            if json_output:
+                emit_json({"dry_run": True, "plan": plan.to_dict()})
+            else:
+                console.print(
+                    f"dry run: would {mode} {plan.from_site} → {plan.to_site}; nothing changed"
+                )
+                for g_index, group in enumerate(plan.groups, start=1):
+                    for step in group.steps:
+                        console.print(f"  {g_index:>2} {step.id}: {step.description}", markup=False)
+            return
+        _confirm(plan, yes or json_output)
+        with _live(plan, quiet=json_output) as spinners:
+            outcome = engine.start_operation(
+                s,
+                plan,
+                reason=reason or "(no reason given)",
+                accept_data_loss=accept_data_loss,
+                events=spinners,
+                faults=Faults.from_env(),
+            )
+    _finish(outcome, json_output)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def switchover(
+        to: Annotated[str, typer.Option("--to", help="The site to move the service to.")],
+        config: ConfigOption = None,
+        reason: ReasonOption = "",
+        dry_run: DryRunOption = False,
+        yes: YesOption = False,
+        json_output: JsonOption = False,
+    ) -> None:
+        """Planned, lossless move of the service to another site.
+
+        Stops the application on the old site, takes a final mirror transfer, breaks the
+        mirrors, remounts, repoints DNS, starts and verifies. Refuses (exit 4) if the old
+        site does not answer: use failover.
+
+        [b]Example:[/b] sitectl switchover --to dc2 --reason "quarterly DR drill" --yes
+        """
+        _operate("switchover", to, config, reason, None, dry_run, yes, json_output)
+
+    @app.command()
+    def failover(
+        to: Annotated[str, typer.Option("--to", help="The site to move the service to.")],
+        config: ConfigOption = None,
+        reason: ReasonOption = "",
+        accept_data_loss: Annotated[
+            str | None,
+            typer.Option(
+                "--accept-data-loss",
+                help="Go on even if the readiness gate estimates a loss over the RPO limits; "
+                "the reason is recorded.",
+            ),
+        ] = None,
+        dry_run: DryRunOption = False,
+        yes: YesOption = False,
+        json_output: JsonOption = False,
+    ) -> None:
+        """Disaster move of the service: the old site may be down or hung.
+
+        Steps on the old site are tried with short timeouts and recorded as skipped. A
+        readiness gate refuses (exit 4) when the loss would exceed the RPO limits, unless
+        --accept-data-loss says why.
+
+        [b]Example:[/b] sitectl failover --to dc2 --reason "dc1 power loss" --yes
+        """
+        _operate("failover", to, config, reason, accept_data_loss, dry_run, yes, json_output)
+
+    @app.command()
+    def reprotect(
+        config: ConfigOption = None,
+        reason: ReasonOption = "",
+        dry_run: DryRunOption = False,
+        yes: YesOption = False,
+        json_output: JsonOption = False,
+    ) -> None:
+        """Reverse the mirrors so the active site protects towards the standby.
+
+        Needed after a switchover or failover before the service can move back: until
+        then the old site's copy is stale and sitectl refuses to move there.
+
+        [b]Example:[/b] sitectl reprotect --reason "failback after the drill" --yes
+        """
+        _operate("reprotect", None, config, reason, None, dry_run, yes, json_output)
+
+    @app.command()
+    def resume(
+        operation: Annotated[
+            str | None, typer.Argument(help="Operation id (default: the current one).")
+        ] = None,
+        config: ConfigOption = None,
+        json_output: JsonOption = False,
+    ) -> None:
+        """Continue an interrupted operation from its last checkpoint.
+
+        Finished steps are never run again; a step a crash left running runs again
+        through its idempotent check.
+
+        [b]Example:[/b] sitectl resume 20261122T140000Z-ab12
+        """
+        topo = _topology(config)
+        with _engine_errors(), engine.session(topo) as s:
+            op_id = operation or s.store.current_operation() or None
+            if op_id is None:
+                fail("refused: no operation in progress to resume", ExitCode.BAD_INPUT)
+            op, _ = s.store.operation(op_id)
+            plan = engine.replan(topo, op)
+            with _live(plan, quiet=json_output) as spinners:
+                outcome = engine.resume_operation(
+                    s, op_id, events=spinners, faults=Faults.from_env()
+                )
+        _finish(outcome, json_output)
+
+    @app.command()
+    def abort(
+        operation: Annotated[
+            str | None, typer.Argument(help="Operation id (default: the current one).")
+        ] = None,
+        config: ConfigOption = None,
+    ) -> None:
+        """Stop an operation at its next safe point and say which site is active.
+
+        [b]Example:[/b] sitectl abort
+        """
+        topo = _topology(config)
+        with _engine_errors(), engine.session(topo) as s:
+            console.print(engine.abort_operation(s, operation), markup=False)
+
+    @app.command()
+    def status(config: ConfigOption = None, json_output: JsonOption = False) -> None:
+        """Show the active site, the lease holder and the current or last operation.
+
+        [b]Example:[/b] sitectl status --json
+        """
+        topo = _topology(config)
+        with _engine_errors(), engine.session(topo) as s:
+            info = engine.describe(s)
+        if json_output:
+            emit_json(info)
+            return
+        recorded = (
+            ""
+            if info["active_site_recorded"]
+            else " (from the topology: no operation recorded yet)"
+        )
+        console.print(
+            f"cluster {info['cluster']}: [b]{info['active_site']}[/b] is active{recorded}"
+        )
+        holders = info["lock_holders"]
+        console.print(f"lease: {holders[0] if holders else 'free'}", markup=False)
+        if info["paused"]:
+            console.print(f"automation paused: {info['paused']}", markup=False)
+        op = info["operation"]
+        if op:
+            state = "in progress" if op["in_progress"] else "last operation"
+            console.print(
+                f"{state}: {op['id']} {op['mode']} {op['from_site']}→{op['to_site']} "
+                f"{op['status']} by {op['by']} ({op['reason']}); "
+                f"{op['steps_finished']} steps finished"
+                + (f"; running {', '.join(op['running_steps'])}" if op["running_steps"] else ""),
+                markup=False,
+            )
+            if op["message"]:
+                console.print(op["message"], markup=False)

@@ -1,0 +1,316 @@
+"""Starting, resuming, aborting and describing operations: the engine's front door.
+
+The CLI and the controller call these; they own the ZooKeeper session for one command,
+take the lease, record the operation, run the executor and always give the lease back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kazoo.client import KazooClient
+
+from orchestrator.audit import AuditLog, identity, os_user
+from orchestrator.config.model import Topology
+from orchestrator.coordination.client import connect
+from orchestrator.coordination.lease import Lease
+from orchestrator.coordination.paths import ZkPaths
+from orchestrator.coordination.store import ZkStore
+from orchestrator.engine.executor import Events, Executor, NoEvents
+from orchestrator.engine.faults import Faults
+from orchestrator.engine.observe import observe
+from orchestrator.engine.progress import plan_digest, where_is_the_service
+from orchestrator.engine.records import OperationRecord, OpStatus, StepRecord
+from orchestrator.engine.steps import default_handlers
+from orchestrator.errors import ConfigError, SitectlError
+from orchestrator.plan import MirrorView, ObservedState, Plan, build_plan, build_reprotect_plan
+from orchestrator.plan.model import Mode
+
+GATE_STEP = "readiness/gate"
+UNFINISHED = frozenset({OpStatus.RUNNING, OpStatus.FAILED, OpStatus.INTERRUPTED})
+
+
+class OperationPending(SitectlError):
+    """An earlier operation has not finished: resume or abort it before starting another."""
+
+    def __init__(self, op: OperationRecord) -> None:
+        super().__init__(
+            f"operation {op.id} ({op.mode} {op.from_site}→{op.to_site}) is {op.status.value}: "
+            f"`sitectl resume {op.id}` to finish it or `sitectl abort {op.id}` to give it up"
+        )
+        self.op = op
+
+
+class ResumeRefused(ConfigError):
+    pass
+
+
+@dataclass
+class Session:
+    topology: Topology
+    client: KazooClient
+    store: ZkStore
+
+    @property
+    def paths(self) -> ZkPaths:
+        return self.store.paths
+
+    @property
+    def local_state(self) -> Path:
+        return self.topology.resolve(self.topology.local_state)
+
+    def audit(self) -> AuditLog:
+        override = os.environ.get("SITECTL_AUDIT_LOG")
+        return AuditLog(Path(override) if override else self.local_state / "audit.jsonl")
+
+
+@contextmanager
+def session(topo: Topology) -> Iterator[Session]:
+    client = connect(topo)
+    try:
+        paths = ZkPaths.for_cluster(topo.zookeeper.chroot, topo.cluster)
+        yield Session(topo, client, ZkStore(client, paths))
+    finally:
+        client.stop()
+        client.close()
+
+
+@dataclass
+class Outcome:
+    op: OperationRecord
+    plan: Plan
+    steps: dict[str, StepRecord] = field(default_factory=dict)
+    figures: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def gate_refused(self) -> bool:
+        return self.op.status is OpStatus.FAILED and self.op.failed_step == GATE_STEP
+
+
+def new_operation_id(now: float) -> str:
+    # Sortable by time, unique without coordination.
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now)) + "-" + secrets.token_hex(2)
+
+
+def plan_operation(s: Session, mode: Mode, to_site: str | None) -> Plan:
+    """The plan as things stand now (read-only; for --dry-run and before starting)."""
+    observed = observe(s.topology, s.store)
+    if mode == "reprotect":
+        return build_reprotect_plan(s.topology, observed)
+    return build_plan(s.topology, observed, mode, to_site or "")
+
+
+def _refuse_if_pending(s: Session) -> None:
+    current = s.store.current_operation()
+    if current:
+        op, _ = s.store.operation(current)
+        if op.status in UNFINISHED:
+            raise OperationPending(op)
+
+
+def start_operation(
+    s: Session,
+    plan: Plan,
+    *,
+    reason: str,
+    accept_data_loss: str | None = None,
+    automatic: bool = False,
+    events: Events | None = None,
+    faults: Faults | None = None,
+) -> Outcome:
+    _refuse_if_pending(s)
+    lease = Lease(s.client, s.paths, identity())
+    lease.acquire()
+    try:
+        _refuse_if_pending(s)  # someone may have started between our look and our lease
+        now = time.time()
+        op = OperationRecord(
+            id=new_operation_id(now),
+            mode=plan.mode,
+            from_site=plan.from_site,
+            to_site=plan.to_site,
+            started=now,
+            by=os_user(),
+            host=identity(),
+            reason=reason,
+            automatic=automatic,
+            plan_digest=plan_digest(plan),
+            unreachable=() if plan.old_site_reachable else (plan.from_site,),
+            accept_data_loss=accept_data_loss,
+            epoch=lease.epoch,
+        )
+        s.store.start_operation(lease, op)
+        s.audit().write(
+            "operation.started",
+            op=op.id,
+            mode=op.mode,
+            from_site=op.from_site,
+            to_site=op.to_site,
+            reason=reason,
+            automatic=automatic,
+            accept_data_loss=accept_data_loss,
+            epoch=lease.epoch,
+        )
+        return _execute(s, plan, op.id, lease, events, faults)
+    finally:
+        _release(lease)
+
+
+def resume_operation(
+    s: Session,
+    op_id: str | None = None,
+    *,
+    events: Events | None = None,
+    faults: Faults | None = None,
+) -> Outcome:
+    op_id = op_id or s.store.current_operation() or _last(s)
+    op, _ = s.store.operation(op_id)
+    if op.status is OpStatus.SUCCEEDED:
+        raise ResumeRefused(f"operation {op.id} already succeeded: {op.to_site} is active")
+    if op.status is OpStatus.ABORTED:
+        raise ResumeRefused(f"operation {op.id} was aborted; start a new operation instead")
+    plan = replan(s.topology, op)
+    lease = Lease(s.client, s.paths, identity())
+    lease.acquire()
+    try:
+        s.audit().write("operation.resumed", op=op.id, epoch=lease.epoch, reason=op.reason)
+        return _execute(s, plan, op.id, lease, events, faults)
+    finally:
+        _release(lease)
+
+
+def abort_operation(s: Session, op_id: str | None = None) -> str:
+    """Ask the running operation to stop at its next safe point; if none is running,
+    close the operation record now. Returns one sentence for the operator."""
+    op_id = op_id or s.store.current_operation()
+    if not op_id:
+        raise ResumeRefused("no operation in progress to abort")
+    op, version = s.store.operation(op_id)
+    if op.status not in UNFINISHED:
+        raise ResumeRefused(f"operation {op.id} is {op.status.value}: nothing to abort")
+    who = identity()
+    s.store.request_abort(op.id, who)
+    lease = Lease(s.client, s.paths, who)
+    try:
+        lease.acquire()
+    except SitectlError:
+        # A live process holds the lease: it stops at its next group boundary.
+        return f"abort requested: operation {op.id} stops at the next safe point"
+    try:
+        plan = replan(s.topology, op)
+        records = {k: r for k, (r, _) in s.store.steps(op.id).items()}
+        where = where_is_the_service(plan, records)
+        closed = op.with_status(
+            OpStatus.ABORTED, now=time.time(), message=f"aborted by {who}: {where}"
+        )
+        s.store.update_operation(lease, closed, version)
+        s.store.clear_current(lease)
+        s.audit().write("operation.aborted", op=op.id, epoch=lease.epoch, detail=where)
+        return f"operation {op.id} aborted: {where}"
+    finally:
+        _release(lease)
+
+
+def describe(s: Session) -> dict[str, Any]:
+    """What `sitectl status` shows."""
+    current = s.store.current_operation()
+    op_id = current or _last(s, missing_ok=True)
+    info: dict[str, Any] = {
+        "cluster": s.topology.cluster,
+        "active_site": s.store.active_site() or s.topology.active_site,
+        "active_site_recorded": s.store.active_site() is not None,
+        "lock_holders": s.store.lock_holders(),
+        "paused": s.store.paused(),
+        "operation": None,
+    }
+    if op_id:
+        op, _ = s.store.operation(op_id)
+        steps = {k: r for k, (r, _) in s.store.steps(op.id).items()}
+        running = sorted(k for k, r in steps.items() if r.status.value == "running")
+        info["operation"] = {
+            "id": op.id,
+            "mode": op.mode,
+            "from_site": op.from_site,
+            "to_site": op.to_site,
+            "status": op.status.value,
+            "started": op.started,
+            "finished": op.finished,
+            "by": op.by,
+            "host": op.host,
+            "reason": op.reason,
+            "automatic": op.automatic,
+            "epoch": op.epoch,
+            "in_progress": current is not None,
+            "running_steps": running,
+            "steps_finished": sum(
+                1 for r in steps.values() if r.status.value in ("done", "skipped")
+            ),
+            "failed_step": op.failed_step,
+            "message": op.message,
+        }
+    return info
+
+
+def replan(topo: Topology, op: OperationRecord) -> Plan:
+    observed = ObservedState(
+        active_site=op.from_site,
+        unreachable_sites=frozenset(op.unreachable),
+        mirrors={v.name: MirrorView(op.from_site, op.to_site) for v in topo.volumes},
+    )
+    if op.mode == "reprotect":
+        plan = build_reprotect_plan(topo, ObservedState(active_site=op.from_site))
+    else:
+        plan = build_plan(topo, observed, op.mode, op.to_site)  # type: ignore[arg-type]
+    digest = plan_digest(plan)
+    if digest != op.plan_digest:
+        raise ResumeRefused(
+            f"the topology changed since operation {op.id} started (plan {op.plan_digest} → "
+            f"{digest}): restore the topology it ran with, or abort it"
+        )
+    return plan
+
+
+def _execute(
+    s: Session,
+    plan: Plan,
+    op_id: str,
+    lease: Lease,
+    events: Events | None,
+    faults: Faults | None,
+) -> Outcome:
+    executor = Executor(
+        plan=plan,
+        topology=s.topology,
+        store=s.store,
+        lease=lease,
+        handlers=default_handlers(lambda site: s.store.set_active_site(lease, site)),
+        audit=s.audit(),
+        artifacts=s.local_state / "artifacts" / op_id,
+        events=events or NoEvents(),
+        faults=faults or Faults(),
+    )
+    op = executor.run(op_id)
+    steps = {k: r for k, (r, _) in s.store.steps(op_id).items()}
+    return Outcome(op=op, plan=plan, steps=steps, figures=executor.figures)
+
+
+def _last(s: Session, *, missing_ok: bool = False) -> str:
+    ids = s.store.operation_ids()
+    if ids:
+        return ids[-1]
+    if missing_ok:
+        return ""
+    raise ResumeRefused("no operation recorded yet")
+
+
+def _release(lease: Lease) -> None:
+    with contextlib.suppress(SitectlError):  # a lost session already released it
+        lease.release()

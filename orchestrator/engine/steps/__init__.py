@@ -1,0 +1,40 @@
+"""Step implementations, one module per kind of work, and the table the engine uses."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from orchestrator.engine.handlers import StepHandler
+from orchestrator.engine.steps.app import AppHandler, CanaryHandler
+from orchestrator.engine.steps.cluster import ActivateHandler
+from orchestrator.engine.steps.dns import DnsUpdateHandler, DnsVerifyHandler
+from orchestrator.engine.steps.preflight import PreflightHandler, ReadinessGate
+from orchestrator.engine.steps.verify import AppVerifyHandler, CanaryVerifyHandler
+from orchestrator.engine.steps.volumes import MirrorHandler, MountHandler
+from orchestrator.plan.model import Action
+
+
+def default_handlers(set_active_site: Callable[[str], None]) -> dict[Action, StepHandler]:
+    preflight = PreflightHandler()
+    return {
+        Action.CHECK_ZOOKEEPER: preflight,
+        Action.CHECK_LDAP: preflight,
+        Action.CHECK_OBJECT_STORE: preflight,
+        Action.CHECK_MIRRORS: preflight,
+        Action.CHECK_DNS: preflight,
+        Action.CHECK_APPLICATION: preflight,
+        Action.GATE_READINESS: ReadinessGate(),
+        Action.WRITE_CANARY: CanaryHandler(),
+        Action.APP_STOP: AppHandler("stop"),
+        Action.MIRROR_UPDATE: MirrorHandler("update"),
+        Action.MIRROR_BREAK: MirrorHandler("break"),
+        Action.MIRROR_REVERSE: MirrorHandler("reverse"),
+        Action.VOLUME_UNMOUNT: MountHandler("unmount"),
+        Action.VOLUME_MOUNT: MountHandler("mount"),
+        Action.DNS_UPDATE: DnsUpdateHandler(),
+        Action.APP_START: AppHandler("start"),
+        Action.VERIFY_DNS: DnsVerifyHandler(),
+        Action.VERIFY_APPLICATION: AppVerifyHandler(),
+        Action.VERIFY_CANARY: CanaryVerifyHandler(),
+        Action.ACTIVATE: ActivateHandler(set_active_site),
+    }

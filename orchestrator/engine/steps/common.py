@@ -1,0 +1,92 @@
+"""What several step kinds share: running one of our playbooks for a step, and finding
+hosts and probes in the topology."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from orchestrator.adapters.ansible import PlaybookResult, run_playbook
+from orchestrator.adapters.probes import ProbeResult, canary_subject, find_message, probe
+from orchestrator.adapters.secrets import read_secret
+from orchestrator.config.model import Host, Topology
+from orchestrator.coordination.paths import encode_step_id
+from orchestrator.engine.handlers import StepContext
+from orchestrator.errors import Failed
+from orchestrator.plan.model import Step
+
+PROBE_TIMEOUT_S = 3.0
+
+
+def playbook(
+    ctx: StepContext, step: Step, name: str, hosts: tuple[str, ...], extravars: dict[str, Any]
+) -> PlaybookResult:
+    topo = ctx.topology
+    timeout = (
+        topo.policy.unreachable_timeout
+        if step.if_unreachable == "skip"
+        else topo.policy.step_timeout
+    )
+    tags = {
+        "sitectl_op": ctx.operation.id,
+        "sitectl_step": step.id,
+        "sitectl_epoch": ctx.fence.epoch,
+    }
+    return run_playbook(
+        playbook=topo.resolve(topo.ansible.playbook_dir) / name,
+        inventory=topo.resolve(topo.ansible.inventory),
+        hosts=hosts,
+        extravars={**extravars, **tags},
+        artifacts=ctx.artifacts / encode_step_id(step.id),
+        timeout=timeout,
+    )
+
+
+def hosts_named(topo: Topology, names: tuple[str, ...]) -> list[Host]:
+    return [h for h in topo.hosts if h.name in names]
+
+
+def role_probes(topo: Topology, role: str, names: tuple[str, ...]) -> list[ProbeResult]:
+    """Every probe of `role` on each of the named hosts."""
+    return [
+        probe(p.kind, host.address, p.port, PROBE_TIMEOUT_S)
+        for host in hosts_named(topo, names)
+        for p in topo.roles[role].probes
+    ]
+
+
+def site_probes(topo: Topology, site: str) -> list[ProbeResult]:
+    return [
+        result
+        for name, role in topo.roles.items()
+        if role.moves and role.probes
+        for result in role_probes(topo, name, tuple(h.name for h in topo.hosts_of(site, name)))
+    ]
+
+
+def first_probe_address(topo: Topology, site: str, kind: str) -> tuple[str, int] | None:
+    for name, role in topo.roles.items():
+        for host in topo.hosts_of(site, name):
+            for p in role.probes:
+                if p.kind == kind:
+                    return host.address, p.port
+    return None
+
+
+def describe(results: list[ProbeResult]) -> str:
+    return "; ".join(r.describe() for r in results)
+
+
+def artifacts_dir(root: Path, op_id: str) -> Path:
+    return root / op_id
+
+
+def canary_count(ctx: StepContext, site: str) -> int:
+    """How many copies of this operation's canary the site's IMAP shows."""
+    topo = ctx.topology
+    user = topo.application.probe_user
+    imap = first_probe_address(topo, site, "imap")
+    if user is None or imap is None:
+        raise Failed("no probe_user or IMAP probe in the topology: cannot look for the canary")
+    password = read_secret(user.password, topo.base_dir).reveal()
+    return find_message(imap[0], imap[1], user.user, password, canary_subject(ctx.operation.id))
