@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -225,4 +226,7 @@ _mount_subcommands()
 
 
 def run() -> None:
+    # kazoo logs every refused connection attempt; sitectl reports the outcome itself in
+    # one line ("unavailable: ZooKeeper … did not answer"), so keep the terminal clean.
+    logging.getLogger("kazoo").setLevel(logging.CRITICAL)
     app()

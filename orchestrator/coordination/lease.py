@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kazoo.client import KazooClient, KazooState
-from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
+from kazoo.exceptions import BadVersionError, LockTimeout, NodeExistsError, NoNodeError
 from kazoo.recipe.lock import Lock
 
 from orchestrator.coordination.client import translated
@@ -63,11 +63,19 @@ class Lease:
         else:
             self._connected.set()
 
-    def acquire(self) -> int:
-        """Take the lease without waiting and bump the epoch; Locked names the holder."""
+    def acquire(self, wait: float = 0.0) -> int:
+        """Take the lease and bump the epoch; Locked names the holder.
+
+        `wait` > 0 waits that long for the holder to go: a crashed holder's lock node
+        lives on until its session expires, which a resume should simply wait out.
+        """
         with translated("taking the operation lease"):
             self._client.ensure_path(self._paths.root)
-            if not self._lock.acquire(blocking=False):
+            try:
+                got = self._lock.acquire(blocking=wait > 0, timeout=wait or None)
+            except LockTimeout:
+                got = False
+            if not got:
                 holders = [h for h in self._lock.contenders() if h != self.identifier]
                 raise Locked(holders[0] if holders else "another sitectl (unnamed)")
             with contextlib.suppress(NodeExistsError):

@@ -179,7 +179,8 @@ def resume_operation(
         raise ResumeRefused(f"operation {op.id} was aborted; start a new operation instead")
     plan = replan(s.topology, op)
     lease = Lease(s.client, s.paths, identity())
-    lease.acquire()
+    # A holder killed mid-operation keeps its lock until its session expires.
+    lease.acquire(wait=s.topology.zookeeper.session_timeout + 2.0)
     try:
         s.audit().write("operation.resumed", op=op.id, epoch=lease.epoch, reason=op.reason)
         return _execute(s, plan, op.id, lease, events, faults)

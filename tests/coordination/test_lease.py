@@ -126,3 +126,18 @@ def test_session_expiry_ends_the_lease(ensemble, chroot) -> None:
     with pytest.raises(LeaseLost, match="session expired"):
         lease.ensure()
     client.stop()
+
+
+def test_a_waiting_acquirer_gets_the_lease_when_the_holder_dies(ensemble, chroot) -> None:
+    paths = ZkPaths(chroot)
+    dead, waiter = ensemble.client(timeout=4.0), ensemble.client()
+    try:
+        Lease(dead, paths, "killed-holder").acquire()
+        with pytest.raises(Locked, match="killed-holder"):
+            Lease(waiter, paths, "resumer").acquire()
+        ensemble.expire(dead)  # what a SIGKILLed holder's session does after its timeout
+        lease = Lease(waiter, paths, "resumer")
+        assert lease.acquire(wait=15.0) >= 1
+        assert lease.held
+    finally:
+        dead.stop(), waiter.stop()
