@@ -88,11 +88,14 @@ def _from_file(relative: str, base_dir: Path) -> Secret:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise SecretError(f"secret file {path} does not exist — create it (mode 0600) "
-                          "or fix the path in the topology") from None
+        raise SecretError(
+            f"secret file {path} does not exist — create it (mode 0600) "
+            "or fix the path in the topology"
+        ) from None
     except PermissionError:
-        raise SecretError(f"secret file {path} is not readable by this user — "
-                          "fix its owner or mode (0600)") from None
+        raise SecretError(
+            f"secret file {path} is not readable by this user — fix its owner or mode (0600)"
+        ) from None
     except IsADirectoryError:
         raise SecretError(f"secret file {path} is a directory — name the file") from None
     except UnicodeDecodeError:

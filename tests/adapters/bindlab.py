@@ -59,7 +59,14 @@ def zone_text(zone: str, records: Mapping[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _options(home: Path, ip: str) -> str:
+# A secondary starts refreshes through a rate limiter; at BIND's default of 20/s its
+# tick is 500 ms, so a NOTIFY for a second zone that arrives during the first zone's
+# transfer waits half a second. Operators tune serial-query-rate the same way.
+SERIAL_QUERY_RATE = 1000
+
+
+def _options(home: Path, ip: str, serial_query_rate: int | None) -> str:
+    rate = "" if serial_query_rate is None else f"    serial-query-rate {serial_query_rate};\n"
     return f"""options {{
     directory "{home}";
     pid-file "{home}/named.pid";
@@ -74,7 +81,7 @@ def _options(home: Path, ip: str) -> str:
     notify-delay 0;
     notify-rate 1000;
     max-ixfr-ratio unlimited;
-    // 1,000 test records are updated in a few messages: keep the journal uncompacted.
+{rate}    // 1,000 test records are updated in a few messages: keep the journal uncompacted.
     max-journal-size unlimited;
 }};
 controls {{ }};
@@ -87,6 +94,7 @@ class BindPair:
 
     home: Path
     zones: Mapping[str, Mapping[str, str]]  # zone → {relative name: IPv4}
+    serial_query_rate: int | None = SERIAL_QUERY_RATE  # None: BIND's default (20)
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     added_addresses: list[str] = field(default_factory=list)
     stopped: list[subprocess.Popen[bytes]] = field(default_factory=list)
@@ -111,8 +119,9 @@ class BindPair:
 
     @classmethod
     @contextlib.contextmanager
-    def running(cls, home: Path, zones: Mapping[str, Mapping[str, str]]) -> Iterator[BindPair]:
-        pair = cls(home, zones)
+    def running(cls, home: Path, zones: Mapping[str, Mapping[str, str]],
+                serial_query_rate: int | None = SERIAL_QUERY_RATE) -> Iterator[BindPair]:
+        pair = cls(home, zones, serial_query_rate)
         try:
             pair.start()
             yield pair
@@ -207,7 +216,7 @@ class BindPair:
         home = self.home / which
         home.mkdir(parents=True, exist_ok=True)
         conf = home / "named.conf"
-        conf.write_text(_options(home, ip) + self._includes() + zones)
+        conf.write_text(_options(home, ip, self.serial_query_rate) + self._includes() + zones)
         log = open(home / "named.log", "wb")  # noqa: SIM115 - named holds it while it runs
         with log:
             # -g: foreground, logs to stderr; -n 1: one worker is plenty for tests.

@@ -15,7 +15,9 @@ import dns.update
 import pytest
 
 from orchestrator.adapters.dns import outcomes
+from orchestrator.adapters.dns.authoritative import Mismatch, VerifyResult, judge
 from orchestrator.adapters.dns.fence import fence_rdataset, fence_text, parse_fence
+from orchestrator.adapters.dns.query import Question, Unsure, quick_verdict
 from orchestrator.adapters.dns.records import (
     RecordChange,
     batches,
@@ -25,7 +27,6 @@ from orchestrator.adapters.dns.records import (
     in_zone,
 )
 from orchestrator.adapters.dns.route53 import MAX_CHANGES, change_batches, from_boto_error
-from orchestrator.adapters.dns.verify import Mismatch, VerifyResult, judge
 from orchestrator.config import load_topology
 from orchestrator.errors import Failed, LeaseLost, Unavailable
 from orchestrator.plan import assumed_state, build_plan
@@ -266,3 +267,19 @@ def test_a_verify_result_names_each_server_and_what_it_said() -> None:
         "h1.alpha.test. A: timeout (expected 198.51.100.1); "
         "h2.alpha.test. A: timeout (expected 198.51.100.1); and 2 more"
     )
+
+
+@pytest.mark.parametrize(("case", "answer", "said"), VERDICTS[:-1], ids=[v[0] for v in VERDICTS[:-1]])
+def test_the_byte_level_verdict_agrees_with_the_parsed_one(case, answer, said) -> None:
+    """quick_verdict decides from bytes or says UNSURE; when it decides, judge agrees."""
+    question = Question(MAIL.owner(), dns.rdatatype.A)
+    quick = quick_verdict(answer.to_wire(), question, MAIL.rdata().to_wire())
+    assert isinstance(quick, Unsure) or quick == said
+    if case in ("new value", "old value", "NXDOMAIN", "REFUSED", "NODATA", "not authoritative"):
+        assert quick == said  # the common cases must not need a full parse
+
+
+@pytest.mark.parametrize("wire", [b"", b"\x00" * 11, b"\x00\x01\x80\x00" + b"\x00" * 8])
+def test_short_or_odd_wire_is_never_taken_for_agreement(wire: bytes) -> None:
+    question = Question(MAIL.owner(), dns.rdatatype.A)
+    assert quick_verdict(wire, question, MAIL.rdata().to_wire()) is not None

@@ -13,6 +13,13 @@ LeaseLost (the server's fence check refused us: stop now).
 
 from __future__ import annotations
 
+from orchestrator.adapters.dns.authoritative import (
+    Mismatch,
+    SoaSerial,
+    VerifyResult,
+    soa_serials,
+    verify,
+)
 from orchestrator.adapters.dns.fence import FENCE_LABEL, FenceState, fence_name, parse_fence
 from orchestrator.adapters.dns.records import (
     RecordChange,
@@ -24,7 +31,6 @@ from orchestrator.adapters.dns.retry import NO_RETRY, RetryPolicy
 from orchestrator.adapters.dns.rfc2136 import ApplyResult, FenceClaim, Rfc2136Provider
 from orchestrator.adapters.dns.route53 import Route53Provider
 from orchestrator.adapters.dns.tsig import TsigError, TsigKey, load_key_file, load_tsig
-from orchestrator.adapters.dns.verify import Mismatch, SoaSerial, VerifyResult, soa_serials, verify
 from orchestrator.config.model import DnsZone, Topology
 
 __all__ = [
@@ -55,8 +61,9 @@ __all__ = [
 ]
 
 
-def provider_for(topology: Topology, zone: DnsZone,
-                 retry: RetryPolicy | None = None) -> Rfc2136Provider | Route53Provider:
+def provider_for(
+    topology: Topology, zone: DnsZone, retry: RetryPolicy | None = None
+) -> Rfc2136Provider | Route53Provider:
     """The provider the zone's topology entry names, with its keys or credentials loaded."""
     options = {} if retry is None else {"retry": retry}
     if zone.provider == "rfc2136":

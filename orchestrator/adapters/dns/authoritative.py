@@ -20,7 +20,15 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
-from orchestrator.adapters.dns.query import Answer, Question, ask_all
+from orchestrator.adapters.dns.query import (
+    NOT_AUTHORITATIVE,
+    Answer,
+    Question,
+    Unsure,
+    as_message,
+    ask_all,
+    quick_verdict,
+)
 from orchestrator.adapters.dns.records import RecordChange, expected_changes
 from orchestrator.config.model import DnsServer
 
@@ -55,16 +63,20 @@ class VerifyResult:
     def describe(self, limit: int = 3) -> str:
         """One line: the log line, the step's result and the test oracle."""
         if self.ok:
-            return (f"zone {self.zone}: all {len(self.servers)} server(s) answer the "
-                    f"{self.records} new value(s)")
+            return (
+                f"zone {self.zone}: all {len(self.servers)} server(s) answer the "
+                f"{self.records} new value(s)"
+            )
         parts = []
         for server in self.disagreeing():
             mine = [m for m in self.mismatches if m.server == server]
             shown = "; ".join(m.describe() for m in mine[:limit])
             more = f"; and {len(mine) - limit} more" if len(mine) > limit else ""
             parts.append(f"{server} — {shown}{more}")
-        return (f"zone {self.zone}: {len(self.disagreeing())} of {len(self.servers)} "
-                f"server(s) disagree after {self.rounds} round(s): " + " | ".join(parts))
+        return (
+            f"zone {self.zone}: {len(self.disagreeing())} of {len(self.servers)} "
+            f"server(s) disagree after {self.rounds} round(s): " + " | ".join(parts)
+        )
 
 
 @dataclass(frozen=True)
@@ -74,8 +86,11 @@ class SoaSerial:
     error: str | None = None
 
     def describe(self) -> str:
-        return f"{self.server}: serial {self.serial}" if self.error is None else (
-            f"{self.server}: {self.error}")
+        return (
+            f"{self.server}: serial {self.serial}"
+            if self.error is None
+            else (f"{self.server}: {self.error}")
+        )
 
 
 def verify(
@@ -98,19 +113,20 @@ def verify(
     with ThreadPoolExecutor(max_workers=max(1, len(servers))) as pool:
         while True:
             rounds += 1
-            checks = {s: pool.submit(_check_server, s, c, query_timeout)
-                      for s, c in pending.items() if c}
+            checks = {
+                s: pool.submit(_check_server, s, c, query_timeout) for s, c in pending.items() if c
+            }
             mismatches = [m for future in checks.values() for m in future.result()]
             if not mismatches or clock() >= deadline:
                 break
             pending = _still_pending(mismatches, changes, servers)
             sleep(max(0.0, min(interval, deadline - clock())))
-    return VerifyResult(zone, tuple(str(s) for s in servers), len(changes), rounds,
-                        tuple(mismatches))
+    return VerifyResult(
+        zone, tuple(str(s) for s in servers), len(changes), rounds, tuple(mismatches)
+    )
 
 
-def soa_serials(zone: str, servers: Sequence[DnsServer],
-                timeout: float = 1.0) -> list[SoaSerial]:
+def soa_serials(zone: str, servers: Sequence[DnsServer], timeout: float = 1.0) -> list[SoaSerial]:
     """Each server's SOA serial of `zone`, or why it could not be read."""
     question = [Question(dns.name.from_text(zone), dns.rdatatype.SOA)]
     with ThreadPoolExecutor(max_workers=max(1, len(servers))) as pool:
@@ -118,36 +134,49 @@ def soa_serials(zone: str, servers: Sequence[DnsServer],
     return [_serial(str(s), zone, a) for s, a in zip(servers, answers, strict=True)]
 
 
-def _serial(server: str, zone: str, answer: Answer) -> SoaSerial:
+def _serial(server: str, zone: str, raw: Answer) -> SoaSerial:
+    answer = as_message(raw) if not isinstance(raw, str) else raw
     problem = _problem(answer)
     if problem is not None:
         return SoaSerial(server, None, problem)
     assert isinstance(answer, dns.message.Message)
-    rrset = answer.get_rrset(answer.answer, dns.name.from_text(zone), dns.rdataclass.IN,
-                             dns.rdatatype.SOA)
+    rrset = answer.get_rrset(
+        answer.answer, dns.name.from_text(zone), dns.rdataclass.IN, dns.rdatatype.SOA
+    )
     if not rrset:
         return SoaSerial(server, None, f"no SOA for {zone}")
     return SoaSerial(server, int(rrset[0].serial))
 
 
-def _check_server(server: DnsServer, changes: Sequence[RecordChange],
-                  query_timeout: float) -> list[Mismatch]:
+def _check_server(
+    server: DnsServer, changes: Sequence[RecordChange], query_timeout: float
+) -> list[Mismatch]:
     questions = [Question(c.owner(), dns.rdatatype.from_text(c.type)) for c in changes]
     answers = ask_all(server, questions, query_timeout)
     result = []
-    for change, answer in zip(changes, answers, strict=True):
-        said = judge(change, answer)
+    for change, question, answer in zip(changes, questions, answers, strict=True):
+        said = _verdict(change, question, answer)
         if said is not None:
             result.append(Mismatch(str(server), change.name, change.type, change.value, said))
     return result
 
 
+def _verdict(change: RecordChange, question: Question, answer: Answer) -> str | None:
+    if isinstance(answer, bytes):
+        quick = quick_verdict(answer, question, change.rdata().to_wire())
+        if not isinstance(quick, Unsure):
+            return quick
+    return judge(change, answer)
+
+
 def judge(change: RecordChange, answer: Answer) -> str | None:
     """None if the answer is exactly the expected value; else what the server said."""
-    problem = _problem(answer)
+    parsed = as_message(answer) if not isinstance(answer, str) else answer
+    problem = _problem(parsed)
     if problem is not None:
         return problem
-    assert isinstance(answer, dns.message.Message)
+    assert isinstance(parsed, dns.message.Message)
+    answer = parsed
     owner = change.owner()
     rrset = _find(answer, owner, dns.rdatatype.from_text(change.type))
     if rrset is None:
@@ -161,26 +190,33 @@ def judge(change: RecordChange, answer: Answer) -> str | None:
     return ", ".join(values)
 
 
-def _find(answer: dns.message.Message, owner: dns.name.Name,
-          rdtype: dns.rdatatype.RdataType) -> dns.rrset.RRset | None:
-    return next((r for r in answer.answer if r.name == owner and r.rdtype == rdtype
-                 and r.rdclass == dns.rdataclass.IN), None)
+def _find(
+    answer: dns.message.Message, owner: dns.name.Name, rdtype: dns.rdatatype.RdataType
+) -> dns.rrset.RRset | None:
+    return next(
+        (
+            r
+            for r in answer.answer
+            if r.name == owner and r.rdtype == rdtype and r.rdclass == dns.rdataclass.IN
+        ),
+        None,
+    )
 
 
-def _problem(answer: Answer) -> str | None:
+def _problem(answer: dns.message.Message | str) -> str | None:
     """Why an answer cannot be trusted at all (silence, refusal, not authoritative)."""
     if isinstance(answer, str):
         return answer
     if answer.rcode() != dns.rcode.NOERROR:
         return dns.rcode.to_text(answer.rcode())
     if not answer.flags & dns.flags.AA:
-        return "not authoritative for the zone (referral or cache)"
+        return NOT_AUTHORITATIVE
     return None
 
 
-def _still_pending(mismatches: Iterable[Mismatch], changes: Sequence[RecordChange],
-                   servers: Sequence[DnsServer]) -> dict[DnsServer, list[RecordChange]]:
+def _still_pending(
+    mismatches: Iterable[Mismatch], changes: Sequence[RecordChange], servers: Sequence[DnsServer]
+) -> dict[DnsServer, list[RecordChange]]:
     """Ask again only what a server got wrong: agreement, once seen, is kept."""
     wrong = {(m.server, m.name, m.type) for m in mismatches}
     return {s: [c for c in changes if (str(s), c.name, c.type) in wrong] for s in servers}
-

@@ -34,8 +34,9 @@ def fence_text(epoch: int) -> str:
 
 
 def fence_rdataset(epoch: int) -> dns.rdataset.Rdataset:
-    return dns.rdataset.from_text(dns.rdataclass.IN, dns.rdatatype.TXT, FENCE_TTL,
-                                  fence_text(epoch))
+    return dns.rdataset.from_text(
+        dns.rdataclass.IN, dns.rdatatype.TXT, FENCE_TTL, fence_text(epoch)
+    )
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ def parse_fence(zone: str, rdataset: dns.rdataset.Rdataset | None) -> FenceState
     matches = [_EPOCH.match(t) for t in texts]
     if len(texts) != 1 or matches[0] is None:
         raise Failed(
-            f"zone {zone}: {FENCE_LABEL} holds {texts!r}, not one \"epoch=N\" — make sure "
+            f'zone {zone}: {FENCE_LABEL} holds {texts!r}, not one "epoch=N" — make sure '
             "no other sitectl leader runs, then delete the record and let the leader "
             "claim it again"
         )

@@ -42,8 +42,13 @@ _TSIG_HINTS: dict[type[Exception], str] = {
     dns.tsig.BadTime: "the server's signature time is outside the fudge window",
 }
 # Our own TSIG parameter errors (dnspython's PeerError subclasses) are permanent.
-_PERMANENT = (dns.tsig.PeerError, dns.tsig.BadSignature, dns.tsig.BadKey,
-              dns.tsig.BadAlgorithm, dns.tsig.BadTime)
+_PERMANENT = (
+    dns.tsig.PeerError,
+    dns.tsig.BadSignature,
+    dns.tsig.BadKey,
+    dns.tsig.BadAlgorithm,
+    dns.tsig.BadTime,
+)
 
 
 def where(action: str, server: object, zone: str) -> str:
@@ -73,17 +78,26 @@ def from_exception(exc: BaseException, action: str, server: object, zone: str) -
     return Failed(f"{place} failed: {type(exc).__name__}: {exc}")
 
 
-def from_rcode(rcode: int, action: str, server: object, zone: str, *,
-               fenced: bool = False, fence_detail: str = "") -> SitectlError | None:
+def from_rcode(
+    rcode: int,
+    action: str,
+    server: object,
+    zone: str,
+    *,
+    fenced: bool = False,
+    fence_detail: str = "",
+) -> SitectlError | None:
     """None for NOERROR; otherwise the error this response code stands for."""
     if rcode == dns.rcode.NOERROR:
         return None
     place = where(action, server, zone)
     text = dns.rcode.to_text(rcode)
     if rcode in (dns.rcode.NXRRSET, dns.rcode.YXRRSET) and fenced:
-        return LeaseLost(f"{place} refused by the server's fence check ({text}): "
-                         f"{fence_detail or 'another leader holds a newer epoch'} — "
-                         "stopping")
+        return LeaseLost(
+            f"{place} refused by the server's fence check ({text}): "
+            f"{fence_detail or 'another leader holds a newer epoch'} — "
+            "stopping"
+        )
     if rcode == dns.rcode.SERVFAIL:
         return Unavailable(f"{place}: SERVFAIL (the server could not process it now)")
     hint = _RCODE_HINTS.get(rcode, "")

@@ -39,8 +39,9 @@ class RecordChange:
         try:
             return dns.rdata.from_text(dns.rdataclass.IN, self.type, self._text_value())
         except Exception as exc:  # dnspython raises many types for bad rdata text
-            raise Failed(f"{self.value!r} is not a valid {self.type} value for "
-                         f"{self.name}: {exc}") from None
+            raise Failed(
+                f"{self.value!r} is not a valid {self.type} value for {self.name}: {exc}"
+            ) from None
 
     def _text_value(self) -> str:
         # TXT values from the topology are plain strings; quote them for the parser.
@@ -62,29 +63,36 @@ def changes_from_params(params: Mapping[str, Any]) -> list[RecordChange]:
     """The records of a plan step's params (`records: [{name, type, ttl, value}]`)."""
     try:
         return [
-            RecordChange(name=_absolute(r["name"]), type=str(r.get("type", "A")).upper(),
-                         ttl=int(r.get("ttl", 60)), value=str(r["value"]))
+            RecordChange(
+                name=_absolute(r["name"]),
+                type=str(r.get("type", "A")).upper(),
+                ttl=int(r.get("ttl", 60)),
+                value=str(r["value"]),
+            )
             for r in params["records"]
         ]
     except (KeyError, TypeError, ValueError) as exc:
-        raise Failed(f"the dns.update step's params are malformed ({exc!r}) — "
-                     "re-create the plan") from None
+        raise Failed(
+            f"the dns.update step's params are malformed ({exc!r}) — re-create the plan"
+        ) from None
 
 
 def changes_for_site(zone: DnsZone, site: str) -> list[RecordChange]:
     """The zone's records as they must be when `site` is active."""
     missing = [r.name for r in zone.records if site not in r.values]
     if missing:
-        raise Failed(f"zone {zone.name}: records {', '.join(missing)} have no value for "
-                     f"site {site} — add one to the topology")
+        raise Failed(
+            f"zone {zone.name}: records {', '.join(missing)} have no value for "
+            f"site {site} — add one to the topology"
+        )
     return [
-        RecordChange(_absolute(zone.fqdn(r)), r.type, r.ttl, r.values[site])
-        for r in zone.records
+        RecordChange(_absolute(zone.fqdn(r)), r.type, r.ttl, r.values[site]) for r in zone.records
     ]
 
 
-def expected_changes(expected: Mapping[str, str] | Iterable[RecordChange],
-                     ttl: int = 0) -> list[RecordChange]:
+def expected_changes(
+    expected: Mapping[str, str] | Iterable[RecordChange], ttl: int = 0
+) -> list[RecordChange]:
     """Accept {fqdn: value} (type inferred: IPv4 → A, IPv6 → AAAA, else CNAME) or changes."""
     if isinstance(expected, Mapping):
         return [RecordChange(_absolute(n), infer_type(v), ttl, v) for n, v in expected.items()]
@@ -99,8 +107,9 @@ def infer_type(value: str) -> str:
     return "A" if address.version == 4 else "AAAA"
 
 
-def batches(changes: Sequence[RecordChange],
-            limit: int = SAFE_MESSAGE_BYTES) -> list[list[RecordChange]]:
+def batches(
+    changes: Sequence[RecordChange], limit: int = SAFE_MESSAGE_BYTES
+) -> list[list[RecordChange]]:
     """Cut changes into as few messages as fit under `limit` bytes, keeping order.
 
     One message per zone is the rule (atomic on the server); more only when one would
@@ -112,8 +121,10 @@ def batches(changes: Sequence[RecordChange],
     for change in changes:
         size = change.wire_estimate()
         if size > budget:
-            raise Failed(f"record {change.name} {change.type} is too large for one "
-                         f"update message ({size} bytes)")
+            raise Failed(
+                f"record {change.name} {change.type} is too large for one "
+                f"update message ({size} bytes)"
+            )
         if used + size > budget and result[-1]:
             result.append([])
             used = 0
@@ -128,8 +139,9 @@ def in_zone(changes: Iterable[RecordChange], zone: str) -> list[RecordChange]:
     items = list(changes)
     outside = [c.name for c in items if not c.owner().is_subdomain(origin)]
     if outside:
-        raise Failed(f"records {', '.join(outside)} are not in zone {zone} — fix the "
-                     "topology's record names")
+        raise Failed(
+            f"records {', '.join(outside)} are not in zone {zone} — fix the topology's record names"
+        )
     return items
 
 

@@ -55,6 +55,8 @@ def _log_reason(what: str) -> Callable[[RetryCallState], None]:
     def before_sleep(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else 0.0
-        log.warning("%s: attempt %d failed (%s); retrying in %.2fs",
-                    what, state.attempt_number, exc, wait)
+        log.warning(
+            "%s: attempt %d failed (%s); retrying in %.2fs", what, state.attempt_number, exc, wait
+        )
+
     return before_sleep

@@ -59,8 +59,10 @@ class ApplyResult:
 
     def describe(self) -> str:
         fence = f", fenced at epoch {self.epoch}" if self.epoch is not None else ""
-        return (f"zone {self.zone}: {self.records} record(s) replaced at {self.server} in "
-                f"{self.messages} signed update(s){fence}")
+        return (
+            f"zone {self.zone}: {self.records} record(s) replaced at {self.server} in "
+            f"{self.messages} signed update(s){fence}"
+        )
 
 
 @dataclass(frozen=True)
@@ -93,13 +95,13 @@ class Rfc2136Provider:
     def from_zone(cls, zone: DnsZone, base_dir: Path, **options: object) -> Rfc2136Provider:
         if zone.provider != "rfc2136" or zone.tsig is None:
             raise Failed(f"zone {zone.name} is not an rfc2136 zone with a tsig key")
-        return cls(zone.name, zone.update_servers, load_tsig(zone.tsig, base_dir),
-                   **options)  # type: ignore[arg-type]
+        return cls(zone.name, zone.update_servers, load_tsig(zone.tsig, base_dir), **options)  # type: ignore[arg-type]
 
     # -- the step's work -------------------------------------------------------------
 
-    def apply(self, changes: Sequence[RecordChange], *, epoch: int | None = None,
-              tag: str | None = None) -> ApplyResult:
+    def apply(
+        self, changes: Sequence[RecordChange], *, epoch: int | None = None, tag: str | None = None
+    ) -> ApplyResult:
         """Replace each record's RRset with its one new value.
 
         With `epoch`, every message also requires the fence to hold exactly epoch=N,
@@ -114,8 +116,9 @@ class Rfc2136Provider:
         server = "-"
         groups = batches(items, self.batch_bytes)
         for group in groups:
-            server = self._send_with_retry("update", lambda g=group: self._update(g, epoch, tag),
-                                           fenced=epoch is not None)
+            server = self._send_with_retry(
+                "update", lambda g=group: self._update(g, epoch, tag), fenced=epoch is not None
+            )
         result = ApplyResult(self.zone, server, len(items), len(groups), epoch)
         log.info("%s", result.describe())
         return result
@@ -127,11 +130,13 @@ class Rfc2136Provider:
         does not exist, which needs the key's grant but leaves the zone (and its serial)
         as it was. Returns the server that accepted it.
         """
+
         def build() -> dns.update.Update:
             message = self._message()
             message.present(self.zone, "SOA")
             message.delete(f"{KEYCHECK_LABEL}.{self.zone}", "TXT")
             return message
+
         return self._send_with_retry("key check", build, fenced=False)
 
     # -- fencing ----------------------------------------------------------------------
@@ -150,6 +155,7 @@ class Rfc2136Provider:
 
     def _cas(self, seen: FenceState, epoch: int) -> str | None:
         """The server that took the compare-and-set, or None if the fence had changed."""
+
         def build() -> dns.update.Update:
             message = self._message()
             name = fence_name(self.zone)
@@ -159,6 +165,7 @@ class Rfc2136Provider:
                 message.present(name, seen.rdataset)
             message.replace(name, FENCE_TTL, "TXT", fence_text(epoch))
             return message
+
         try:
             return self._send_with_retry("fence claim", build, fenced=True)
         except LeaseLost:
@@ -173,8 +180,10 @@ class Rfc2136Provider:
         for _ in range(_CLAIM_ROUNDS):
             seen = self.read_fence()
             if seen.epoch is not None and seen.epoch > epoch:
-                raise LeaseLost(f"zone {self.zone}: the fence holds epoch={seen.epoch}, newer "
-                                f"than ours ({epoch}) — another leader has taken over; stopping")
+                raise LeaseLost(
+                    f"zone {self.zone}: the fence holds epoch={seen.epoch}, newer "
+                    f"than ours ({epoch}) — another leader has taken over; stopping"
+                )
             if seen.epoch == epoch:
                 return FenceClaim(self.zone, epoch, epoch, "-", already_held=True)
             server = self._cas(seen, epoch)
@@ -182,19 +191,27 @@ class Rfc2136Provider:
                 claim = FenceClaim(self.zone, epoch, seen.epoch, server)
                 log.info("%s", claim.describe())
                 return claim
-            log.info("zone %s: fence changed while claiming epoch %d; reading it again",
-                     self.zone, epoch)
-        raise LeaseLost(f"zone {self.zone}: the fence kept changing while claiming epoch "
-                        f"{epoch} — another leader is active; stopping")
+            log.info(
+                "zone %s: fence changed while claiming epoch %d; reading it again", self.zone, epoch
+            )
+        raise LeaseLost(
+            f"zone {self.zone}: the fence kept changing while claiming epoch "
+            f"{epoch} — another leader is active; stopping"
+        )
 
     # -- messages and transport ---------------------------------------------------------
 
     def _message(self) -> dns.update.Update:
-        return dns.update.Update(self.zone, keyring=self.key.keyring, keyname=self.key.name,
-                                 keyalgorithm=self.key.keyalgorithm)
+        return dns.update.Update(
+            self.zone,
+            keyring=self.key.keyring,
+            keyname=self.key.name,
+            keyalgorithm=self.key.keyalgorithm,
+        )
 
-    def _update(self, group: Sequence[RecordChange], epoch: int | None,
-                tag: str | None) -> dns.update.Update:
+    def _update(
+        self, group: Sequence[RecordChange], epoch: int | None, tag: str | None
+    ) -> dns.update.Update:
         message = self._message()
         if epoch is not None:
             message.present(fence_name(self.zone), fence_rdataset(epoch))
@@ -205,13 +222,14 @@ class Rfc2136Provider:
             message.replace(tag_change.owner(), 0, tag_change.rdata())
         return message
 
-    def _send_with_retry(self, action: str, build: Callable[[], dns.message.Message], *,
-                         fenced: bool) -> str:
-        return self.retry.call(f"{action} of zone {self.zone}",
-                               lambda: self._send_any(action, build, fenced))
+    def _send_with_retry(
+        self, action: str, build: Callable[[], dns.message.Message], *, fenced: bool
+    ) -> str:
+        return self.retry.call(
+            f"{action} of zone {self.zone}", lambda: self._send_any(action, build, fenced)
+        )
 
-    def _send_any(self, action: str, build: Callable[[], dns.message.Message],
-                  fenced: bool) -> str:
+    def _send_any(self, action: str, build: Callable[[], dns.message.Message], fenced: bool) -> str:
         """Send to each server in turn until one answers; only silence moves us on."""
         silent: list[str] = []
         for server in self.servers:
@@ -223,20 +241,27 @@ class Rfc2136Provider:
                 silent.append(str(exc))
         raise Unavailable("; ".join(silent) or f"zone {self.zone} has no update servers")
 
-    def _send(self, action: str, message: dns.message.Message, server: DnsServer,
-              fenced: bool) -> dns.message.Message:
+    def _send(
+        self, action: str, message: dns.message.Message, server: DnsServer, fenced: bool
+    ) -> dns.message.Message:
         response = self._exchange(action, message, server)
-        error = outcomes.from_rcode(response.rcode(), action, server, self.zone, fenced=fenced,
-                                    fence_detail=self._fence_detail() if fenced else "")
+        error = outcomes.from_rcode(
+            response.rcode(),
+            action,
+            server,
+            self.zone,
+            fenced=fenced,
+            fence_detail=self._fence_detail() if fenced else "",
+        )
         if error is not None:
             raise error
         return response
 
-    def _exchange(self, action: str, message: dns.message.Message,
-                  server: DnsServer) -> dns.message.Message:
+    def _exchange(
+        self, action: str, message: dns.message.Message, server: DnsServer
+    ) -> dns.message.Message:
         try:
-            return dns.query.tcp(message, server.address, port=server.port,
-                                 timeout=self.timeout)
+            return dns.query.tcp(message, server.address, port=server.port, timeout=self.timeout)
         except Exception as exc:  # mapped below; nothing raw leaves the adapter
             raise outcomes.from_exception(exc, action, server, self.zone) from None
 
@@ -262,10 +287,13 @@ class Rfc2136Provider:
         if error is not None:
             raise error
         if not response.flags & dns.flags.AA:
-            raise Failed(f"fence read of zone {self.zone} at {server}: the answer is not "
-                         "authoritative — list the zone's primary in update_servers")
-        rrset = response.get_rrset(response.answer, fence_name(self.zone),
-                                   dns.rdataclass.IN, dns.rdatatype.TXT)
+            raise Failed(
+                f"fence read of zone {self.zone} at {server}: the answer is not "
+                "authoritative — list the zone's primary in update_servers"
+            )
+        rrset = response.get_rrset(
+            response.answer, fence_name(self.zone), dns.rdataclass.IN, dns.rdatatype.TXT
+        )
         return parse_fence(self.zone, rrset)
 
     def _fence_detail(self) -> str:

@@ -25,10 +25,10 @@ import boto3
 import botocore.config
 import botocore.exceptions
 
+from orchestrator.adapters.dns.authoritative import Mismatch, VerifyResult
 from orchestrator.adapters.dns.records import RecordChange, in_zone
 from orchestrator.adapters.dns.retry import RetryPolicy
 from orchestrator.adapters.dns.rfc2136 import TAG_LABEL, ApplyResult
-from orchestrator.adapters.dns.verify import Mismatch, VerifyResult
 from orchestrator.adapters.secrets import read_secret
 from orchestrator.config.model import DnsZone
 from orchestrator.errors import Failed, SitectlError, Unavailable
@@ -39,8 +39,14 @@ log = logging.getLogger(__name__)
 # 32,000 characters of values; stay under both.
 MAX_CHANGES = 400
 MAX_VALUE_CHARS = 30_000
-_TRANSIENT_CODES = {"Throttling", "ThrottlingException", "PriorRequestNotComplete",
-                    "ServiceUnavailable", "InternalError", "RequestTimeout"}
+_TRANSIENT_CODES = {
+    "Throttling",
+    "ThrottlingException",
+    "PriorRequestNotComplete",
+    "ServiceUnavailable",
+    "InternalError",
+    "RequestTimeout",
+}
 
 
 @dataclass
@@ -55,16 +61,27 @@ class Route53Provider:
     sleep: Callable[[float], None] = time.sleep
 
     @classmethod
-    def from_zone(cls, zone: DnsZone, base_dir: Path, *,
-                  environ: Mapping[str, str] | None = None, timeout: float = 10.0,
-                  **options: Any) -> Route53Provider:
+    def from_zone(
+        cls,
+        zone: DnsZone,
+        base_dir: Path,
+        *,
+        environ: Mapping[str, str] | None = None,
+        timeout: float = 10.0,
+        **options: Any,
+    ) -> Route53Provider:
         if zone.provider != "route53" or zone.route53 is None:
             raise Failed(f"zone {zone.name} is not a route53 zone")
-        return cls(zone.name, zone.route53.hosted_zone_id,
-                   make_client(zone, base_dir, environ=environ, timeout=timeout), **options)
+        return cls(
+            zone.name,
+            zone.route53.hosted_zone_id,
+            make_client(zone, base_dir, environ=environ, timeout=timeout),
+            **options,
+        )
 
-    def apply(self, changes: Sequence[RecordChange], *, epoch: int | None = None,
-              tag: str | None = None) -> ApplyResult:
+    def apply(
+        self, changes: Sequence[RecordChange], *, epoch: int | None = None, tag: str | None = None
+    ) -> ApplyResult:
         """UPSERT every record, then wait until Route 53 reports the change INSYNC.
 
         `epoch` is accepted for the engine's sake but not enforced: see the module doc.
@@ -74,8 +91,9 @@ class Route53Provider:
             items.append(RecordChange(f"{TAG_LABEL}.{self.zone}", "TXT", 0, tag))
         groups = change_batches(items)
         for group in groups:
-            change_id = self.retry.call(f"Route 53 change of zone {self.zone}",
-                                        lambda g=group: self._submit(g))
+            change_id = self.retry.call(
+                f"Route 53 change of zone {self.zone}", lambda g=group: self._submit(g)
+            )
             self.wait_insync(change_id)
         result = ApplyResult(self.zone, "route53", len(items), len(groups), epoch)
         log.info("%s", result.describe())
@@ -84,13 +102,16 @@ class Route53Provider:
     def wait_insync(self, change_id: str) -> None:
         deadline = self.clock() + self.sync_timeout
         while True:
-            status = self.retry.call(f"Route 53 get_change {change_id}",
-                                     lambda: self._status(change_id))
+            status = self.retry.call(
+                f"Route 53 get_change {change_id}", lambda: self._status(change_id)
+            )
             if status == "INSYNC":
                 return
             if self.clock() >= deadline:
-                raise Unavailable(f"zone {self.zone}: Route 53 change {change_id} still "
-                                  f"{status} after {self.sync_timeout:.0f}s")
+                raise Unavailable(
+                    f"zone {self.zone}: Route 53 change {change_id} still "
+                    f"{status} after {self.sync_timeout:.0f}s"
+                )
             self.sleep(self.poll_interval)
 
     def read_back(self, changes: Sequence[RecordChange]) -> VerifyResult:
@@ -102,16 +123,22 @@ class Route53Provider:
             expected = _api_value(change)
             if values != [expected]:
                 answered = ", ".join(values) if values else "no such record"
-                mismatches.append(Mismatch("route53 API", change.name, change.type,
-                                           change.value, answered))
+                mismatches.append(
+                    Mismatch("route53 API", change.name, change.type, change.value, answered)
+                )
         return VerifyResult(self.zone, ("route53 API",), len(changes), 1, tuple(mismatches))
 
     def _submit(self, group: Sequence[RecordChange]) -> str:
-        batch = {"Comment": f"sitectl: {len(group)} record(s)",
-                 "Changes": [_upsert(c) for c in group]}
-        response = self._call("change_resource_record_sets", lambda: (
-            self.client.change_resource_record_sets(HostedZoneId=self.hosted_zone_id,
-                                                    ChangeBatch=batch)))
+        batch = {
+            "Comment": f"sitectl: {len(group)} record(s)",
+            "Changes": [_upsert(c) for c in group],
+        }
+        response = self._call(
+            "change_resource_record_sets",
+            lambda: self.client.change_resource_record_sets(
+                HostedZoneId=self.hosted_zone_id, ChangeBatch=batch
+            ),
+        )
         return str(response["ChangeInfo"]["Id"])
 
     def _status(self, change_id: str) -> str:
@@ -134,34 +161,46 @@ class Route53Provider:
             raise from_boto_error(exc, action, self.zone) from None
 
 
-def make_client(zone: DnsZone, base_dir: Path, *, environ: Mapping[str, str] | None = None,
-                timeout: float = 10.0) -> Any:
+def make_client(
+    zone: DnsZone,
+    base_dir: Path,
+    *,
+    environ: Mapping[str, str] | None = None,
+    timeout: float = 10.0,
+) -> Any:
     """A route53 client from the zone's settings; botocore's own retries are off because
     ours are bounded, jittered and logged."""
     settings = zone.route53
     assert settings is not None
-    config = botocore.config.Config(connect_timeout=timeout, read_timeout=timeout,
-                                    retries={"total_max_attempts": 1})
+    config = botocore.config.Config(
+        connect_timeout=timeout, read_timeout=timeout, retries={"total_max_attempts": 1}
+    )
     try:
         if settings.access_key is not None and settings.secret_key is not None:
             session = boto3.session.Session(
-                aws_access_key_id=read_secret(settings.access_key, base_dir,
-                                              environ=environ).reveal(),
-                aws_secret_access_key=read_secret(settings.secret_key, base_dir,
-                                                  environ=environ).reveal(),
+                aws_access_key_id=read_secret(
+                    settings.access_key, base_dir, environ=environ
+                ).reveal(),
+                aws_secret_access_key=read_secret(
+                    settings.secret_key, base_dir, environ=environ
+                ).reveal(),
             )
         else:
             session = boto3.session.Session(profile_name=settings.credentials_profile)
-        return session.client("route53", endpoint_url=settings.endpoint_url,
-                              region_name="us-east-1", config=config)
+        return session.client(
+            "route53", endpoint_url=settings.endpoint_url, region_name="us-east-1", config=config
+        )
     except SitectlError:
         raise
     except botocore.exceptions.ProfileNotFound:
-        raise Failed(f"zone {zone.name}: AWS profile {settings.credentials_profile} is not "
-                     "configured — add it to ~/.aws/config or use access_key/secret_key") from None
+        raise Failed(
+            f"zone {zone.name}: AWS profile {settings.credentials_profile} is not "
+            "configured — add it to ~/.aws/config or use access_key/secret_key"
+        ) from None
     except Exception as exc:
-        raise Failed(f"zone {zone.name}: cannot create the Route 53 client "
-                     f"({type(exc).__name__})") from None
+        raise Failed(
+            f"zone {zone.name}: cannot create the Route 53 client ({type(exc).__name__})"
+        ) from None
 
 
 def from_boto_error(exc: BaseException, action: str, zone: str) -> SitectlError:
@@ -174,14 +213,19 @@ def from_boto_error(exc: BaseException, action: str, zone: str) -> SitectlError:
         if code in _TRANSIENT_CODES or status >= 500:
             return Unavailable(text)
         return Failed(text)
-    if isinstance(exc, botocore.exceptions.NoCredentialsError
-                  | botocore.exceptions.PartialCredentialsError):
-        return Failed(f"{place}: no usable AWS credentials — set access_key/secret_key or "
-                      "credentials_profile")
-    if isinstance(exc, botocore.exceptions.EndpointConnectionError
-                  | botocore.exceptions.ConnectTimeoutError
-                  | botocore.exceptions.ReadTimeoutError
-                  | botocore.exceptions.ConnectionClosedError):
+    if isinstance(
+        exc, botocore.exceptions.NoCredentialsError | botocore.exceptions.PartialCredentialsError
+    ):
+        return Failed(
+            f"{place}: no usable AWS credentials — set access_key/secret_key or credentials_profile"
+        )
+    if isinstance(
+        exc,
+        botocore.exceptions.EndpointConnectionError
+        | botocore.exceptions.ConnectTimeoutError
+        | botocore.exceptions.ReadTimeoutError
+        | botocore.exceptions.ConnectionClosedError,
+    ):
         return Unavailable(f"{place}: the API did not answer ({type(exc).__name__})")
     if isinstance(exc, botocore.exceptions.BotoCoreError):
         return Failed(f"{place}: {type(exc).__name__}")
@@ -203,9 +247,15 @@ def change_batches(changes: Sequence[RecordChange]) -> list[list[RecordChange]]:
 
 
 def _upsert(change: RecordChange) -> dict[str, Any]:
-    return {"Action": "UPSERT",
-            "ResourceRecordSet": {"Name": change.name, "Type": change.type, "TTL": change.ttl,
-                                  "ResourceRecords": [{"Value": _api_value(change)}]}}
+    return {
+        "Action": "UPSERT",
+        "ResourceRecordSet": {
+            "Name": change.name,
+            "Type": change.type,
+            "TTL": change.ttl,
+            "ResourceRecords": [{"Value": _api_value(change)}],
+        },
+    }
 
 
 def _api_value(change: RecordChange) -> str:

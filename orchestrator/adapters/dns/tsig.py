@@ -35,7 +35,7 @@ ALGORITHMS: dict[str, dns.name.Name] = {
     "hmac-sha512": dns.tsig.HMAC_SHA512,
 }
 
-_FIX = 'write the output of `tsig-keygen -a hmac-sha256 NAME` into it (mode 0600)'
+_FIX = "write the output of `tsig-keygen -a hmac-sha256 NAME` into it (mode 0600)"
 _COMMENTS = re.compile(r"/\*.*?\*/|//[^\n]*|#[^\n]*", re.S)
 _KEY_BLOCK = re.compile(r'\bkey\s+("([^"]+)"|([A-Za-z0-9_.\-]+))\s*\{(.*?)\}\s*;', re.S)
 _ALGORITHM = re.compile(r'\balgorithm\s+"?([A-Za-z0-9.\-]+)"?\s*;')
@@ -97,24 +97,26 @@ def parse_key_text(text: str, source: str) -> list[_ParsedKey]:
     return keys
 
 
-def make_key(name: str, algorithm: str | None, secret: Secret | str | None,
-             source: str) -> TsigKey:
+def make_key(name: str, algorithm: str | None, secret: Secret | str | None, source: str) -> TsigKey:
     """Check each part and build the key; messages name the source, never the secret."""
     if algorithm is None:
-        raise TsigError(f"{source}: key {name} has no algorithm — add "
-                        "`algorithm hmac-sha256;`")
+        raise TsigError(f"{source}: key {name} has no algorithm — add `algorithm hmac-sha256;`")
     algorithm = algorithm.lower()
     if algorithm not in ALGORITHMS:
-        raise TsigError(f"{source}: key {name} uses algorithm {algorithm}, which sitectl "
-                        f"does not know — use one of {', '.join(sorted(ALGORITHMS))}")
+        raise TsigError(
+            f"{source}: key {name} uses algorithm {algorithm}, which sitectl "
+            f"does not know — use one of {', '.join(sorted(ALGORITHMS))}"
+        )
     value = secret.reveal() if isinstance(secret, Secret) else secret
     if not value:
         raise TsigError(f'{source}: key {name} has no secret — add `secret "BASE64";`')
     try:
         raw = base64.b64decode(value.strip(), validate=True)
     except (binascii.Error, ValueError):
-        raise TsigError(f"{source}: the secret of key {name} is not valid base64 — "
-                        "regenerate it with tsig-keygen") from None
+        raise TsigError(
+            f"{source}: the secret of key {name} is not valid base64 — "
+            "regenerate it with tsig-keygen"
+        ) from None
     if not raw:
         raise TsigError(f"{source}: the secret of key {name} is empty")
     try:
@@ -131,14 +133,14 @@ def load_key_file(path: Path, name: str | None = None) -> TsigKey:
     except FileNotFoundError:
         raise TsigError(f"TSIG key file {path} does not exist — {_FIX}") from None
     except PermissionError:
-        raise TsigError(f"TSIG key file {path} is not readable by this user — fix its "
-                        "owner or mode (0600)") from None
+        raise TsigError(
+            f"TSIG key file {path} is not readable by this user — fix its owner or mode (0600)"
+        ) from None
     except (IsADirectoryError, UnicodeDecodeError):
         raise TsigError(f"TSIG key file {path} is not a text file — {_FIX}") from None
     if not is_private(path):
         log.warning("TSIG key file %s is readable by group or others — chmod 0600 it", path)
-    return select_key(parse_key_text(text, f"TSIG key file {path}"), name,
-                      f"TSIG key file {path}")
+    return select_key(parse_key_text(text, f"TSIG key file {path}"), name, f"TSIG key file {path}")
 
 
 def select_key(keys: list[_ParsedKey], name: str | None, source: str) -> TsigKey:
@@ -147,13 +149,13 @@ def select_key(keys: list[_ParsedKey], name: str | None, source: str) -> TsigKey
         matching = [k for k in keys if dns.name.from_text(k.name) == wanted]
         if not matching:
             found = ", ".join(k.name for k in keys)
-            raise TsigError(f"{source} has no key named {name} (it holds {found}) — fix "
-                            "tsig.name or the file")
+            raise TsigError(
+                f"{source} has no key named {name} (it holds {found}) — fix tsig.name or the file"
+            )
         chosen = matching[0]
     elif len(keys) > 1:
         found = ", ".join(k.name for k in keys)
-        raise TsigError(f"{source} holds several keys ({found}) — set tsig.name to "
-                        "choose one")
+        raise TsigError(f"{source} holds several keys ({found}) — set tsig.name to choose one")
     else:
         chosen = keys[0]
     return make_key(chosen.name, chosen.algorithm, chosen.secret, source)
