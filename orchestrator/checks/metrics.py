@@ -1,0 +1,95 @@
+"""Prometheus metrics of a sweep, on a registry of our own.
+
+A custom collector that renders the latest sweep on every scrape, rather than Gauges set
+label by label: a target that disappears from the topology (or a sid that stops being
+reported) then disappears from the metrics instead of keeping its last value forever.
+The controller serves the registry; `sitectl health --metrics` prints it once.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from orchestrator.checks import ldap, mirrors, object_store
+from orchestrator.checks.result import Status, Sweep
+
+_STATUS_CODE = {Status.OK: 0.0, Status.DEGRADED: 1.0, Status.DOWN: 2.0}
+_SID_LAG = re.compile(r"^sid_(\d+)_lag_seconds$")
+
+
+class SweepCollector(Collector):
+    """Holds the latest sweep; thread-safe to update while being scraped."""
+
+    def __init__(self, sweep: Sweep | None = None) -> None:
+        self._lock = threading.Lock()
+        self._sweep = sweep
+
+    def update(self, sweep: Sweep) -> None:
+        with self._lock:
+            self._sweep = sweep
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            sweep = self._sweep
+        if sweep is None:
+            return
+        yield from families(sweep)
+
+
+def families(sweep: Sweep) -> list[Metric]:
+    up = GaugeMetricFamily(
+        "sitectl_check_up",
+        "1 unless the check found its target down.",
+        labels=["system", "site", "target"],
+    )
+    status = GaugeMetricFamily(
+        "sitectl_check_status", "0 ok, 1 degraded, 2 down.", labels=["system", "site", "target"]
+    )
+    ldap_lag = GaugeMetricFamily(
+        "sitectl_ldap_replication_lag_seconds",
+        "How far a master is behind the newest change of a writer (sid).",
+        labels=["master", "sid"],
+    )
+    mirror_lag = GaugeMetricFamily(
+        "sitectl_mirror_lag_seconds",
+        "Age of the newest snapshot the mirror's destination holds.",
+        labels=["volume"],
+    )
+    s3_lag = GaugeMetricFamily(
+        "sitectl_object_store_replication_lag_seconds",
+        "Replication lag of a bucket (backlog age or canary time).",
+        labels=["bucket"],
+    )
+    duration = GaugeMetricFamily("sitectl_sweep_duration_seconds", "How long the sweep took.")
+    duration.add_metric([], sweep.seconds)
+    bucket_lags: dict[str, float] = {}
+    for r in sweep.results:
+        labels = [r.system, r.site or "", r.target]
+        up.add_metric(labels, 0.0 if r.status is Status.DOWN else 1.0)
+        status.add_metric(labels, _STATUS_CODE[r.status])
+        if r.system == ldap.SYSTEM:
+            for key, value in r.figures.items():
+                match = _SID_LAG.match(key)
+                if match:
+                    ldap_lag.add_metric([r.target, match[1]], value)
+        elif r.system == mirrors.SYSTEM and "lag_seconds" in r.figures:
+            mirror_lag.add_metric([r.target.removeprefix("mirror ")], r.figures["lag_seconds"])
+        elif r.system == object_store.SYSTEM and object_store.LAG in r.figures:
+            bucket = r.target.split()[1].split("@")[0]
+            bucket_lags[bucket] = max(bucket_lags.get(bucket, 0.0), r.figures[object_store.LAG])
+    for bucket, lag in bucket_lags.items():
+        s3_lag.add_metric([bucket], lag)
+    return [up, status, ldap_lag, mirror_lag, s3_lag, duration]
+
+
+def exposition(sweep: Sweep) -> str:
+    """The Prometheus text format of one sweep."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SweepCollector(sweep))
+    return generate_latest(registry).decode()
