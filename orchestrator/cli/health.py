@@ -1,0 +1,200 @@
+"""`sitectl health` and `sitectl readiness`: the checks, for people and for scripts.
+
+Wired into the main app by `register(app)`. Exit codes: health 0 all ok, 1 something
+degraded, 2 something down or the config invalid; readiness 0 ready, 4 refused, 2 bad
+input.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from orchestrator.checks import SYSTEMS, Status, Sweep, readiness, run_checks
+from orchestrator.checks.metrics import exposition
+from orchestrator.cli.exitcodes import ExitCode
+from orchestrator.cli.output import console, emit_json, fail
+from orchestrator.config import InvalidTopology, Topology, config_path, load_topology
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        envvar="SITECTL_CONFIG",
+        help="Topology file (default: $SITECTL_CONFIG).",
+        show_default=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+TimeoutOption = Annotated[
+    float | None,
+    typer.Option(
+        "--timeout",
+        min=0.1,
+        help="Seconds each check may wait (default: the topology's ldap.timeout, else 3).",
+        show_default=False,
+    ),
+]
+# Health has its own scale (documented in the README): 2 is "down", as it is "bad input".
+EXIT_FOR = {Status.OK: 0, Status.DEGRADED: 1, Status.DOWN: 2}
+_STYLE = {Status.OK: "green", Status.DEGRADED: "yellow", Status.DOWN: "bold red"}
+
+
+def _topology(config: Path | None) -> Topology:
+    try:
+        return load_topology(config_path(config))
+    except InvalidTopology as exc:
+        fail([str(p) for p in exc.problems], ExitCode.BAD_INPUT)
+
+
+def _check_sites(topo: Topology, sites: list[str]) -> None:
+    unknown = [s for s in sites if s not in topo.sites]
+    if unknown:
+        fail(
+            f"--site {', '.join(unknown)}: no such site — use one of: {', '.join(topo.sites)}",
+            ExitCode.BAD_INPUT,
+        )
+
+
+def health(
+    config: ConfigOption = None,
+    site: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--site",
+            help="Only this site's results (repeatable); cluster-wide ones are always shown.",
+        ),
+    ] = None,
+    system: Annotated[
+        list[str] | None,
+        typer.Option("--system", help=f"Only these systems (repeatable): {', '.join(SYSTEMS)}."),
+    ] = None,
+    json_output: JsonOption = False,
+    watch: Annotated[
+        float | None,
+        typer.Option(
+            "--watch", min=0.5, help="Repeat every SECONDS until interrupted.", show_default=False
+        ),
+    ] = None,
+    metrics: Annotated[
+        bool,
+        typer.Option("--metrics", help="Print the Prometheus text exposition instead of a table."),
+    ] = False,
+    canary: Annotated[
+        bool,
+        typer.Option(
+            "--canary",
+            help="Also time a canary object through replication (writes one "
+            "small object per bucket).",
+        ),
+    ] = False,
+    timeout: TimeoutOption = None,
+) -> None:
+    """Check every outside system: ZooKeeper, LDAP, object store, mirrors, DNS, the app.
+
+    Read-only (unless --canary) and concurrent; every check is bounded by the timeout.
+    Exit 0 all ok, 1 something degraded, 2 something down or the config invalid.
+
+    [b]Example:[/b] sitectl health -c lab/topology.yaml --site dc2
+    """
+    topo = _topology(config)
+    _check_sites(topo, site or [])
+    bad = [s for s in system or [] if s not in SYSTEMS]
+    if bad:
+        fail(f"--system {', '.join(bad)}: use one of {', '.join(SYSTEMS)}", ExitCode.BAD_INPUT)
+    while True:
+        sweep = run_checks(topo, system or None, sites=site or None, timeout=timeout, canary=canary)
+        if metrics:
+            typer.echo(exposition(sweep), nl=False)
+        elif json_output:
+            emit_json(sweep.to_json())
+        else:
+            if watch is not None:
+                console.clear()
+            console.print(table(sweep))
+            console.print(
+                f"{sweep.worst().value} — {len(sweep.results)} checks in {sweep.seconds:.2f} s"
+            )
+        if watch is None:
+            raise typer.Exit(int(EXIT_FOR[sweep.worst()]))
+        try:
+            time.sleep(watch)
+        except KeyboardInterrupt:
+            raise typer.Exit(int(EXIT_FOR[sweep.worst()])) from None
+
+
+def table(sweep: Sweep) -> Table:
+    """Results grouped by site (cluster-wide first) and system, with figures and reasons."""
+    out = Table(show_lines=False, header_style="bold")
+    for column in ("site", "system", "target", "status", "figures", "reason"):
+        out.add_column(column, overflow="fold")
+    ordered = sorted(sweep.results, key=lambda r: (r.site or "", r.system, r.target))
+    previous: tuple[str | None, str] | None = None
+    for r in ordered:
+        group = (r.site, r.system)
+        out.add_row(
+            (r.site or "cluster") if previous is None or previous[0] != r.site else "",
+            r.system if group != previous else "",
+            r.target,
+            f"[{_STYLE[r.status]}]{r.status.value}[/]",
+            figures_text(r.figures),
+            r.reason,
+            end_section=False,
+        )
+        previous = group
+    return out
+
+
+def figures_text(figures: Mapping[str, float]) -> str:
+    """Figures a person reads; raw CSN timestamps are for machines (and --json)."""
+    items = dict(figures)
+    return " ".join(
+        f"{k}={v:g}" if abs(v) < 1e6 else f"{k}={v:.0f}"
+        for k, v in sorted(items.items())
+        if not k.startswith("csn_")
+    )
+
+
+def readiness_command(
+    to: Annotated[str, typer.Option("--to", help="The site a failover would move to.")],
+    config: ConfigOption = None,
+    json_output: JsonOption = False,
+    timeout: TimeoutOption = None,
+) -> None:
+    """Would a move to SITE lose more data than the RPO limits allow?
+
+    Per replicator (volume mirrors, LDAP, object store) the estimated loss if we failed
+    over now, computed from what SITE holds, so it answers with the old site gone.
+    Exit 0 ready, 4 refused, 2 bad input.
+
+    [b]Example:[/b] sitectl readiness --to dc2
+    """
+    topo = _topology(config)
+    if to not in topo.datacenters():
+        fail(
+            f"--to {to}: not a datacenter — use one of: {', '.join(topo.datacenters())}",
+            ExitCode.BAD_INPUT,
+        )
+    sweep = run_checks(topo, ["mirrors", "ldap", "object-store"], timeout=timeout)
+    verdict = readiness(topo, to, sweep)
+    if json_output:
+        emit_json(verdict.to_json())
+    else:
+        for kind, loss in verdict.loss.items():
+            shown = "unknown" if loss is None else f"{loss:.1f} s"
+            console.print(f"{kind:<13} loss {shown:>10}   limit {verdict.limits[kind]:g} s")
+        for note in verdict.notes:
+            console.print(f"note: {note}", markup=False)
+        console.print(verdict.describe(), markup=False)
+    raise typer.Exit(int(ExitCode.OK if verdict.ready else ExitCode.GATE_REFUSED))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("health")(health)
+    app.command("readiness")(readiness_command)
