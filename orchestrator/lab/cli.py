@@ -42,7 +42,8 @@ def _root(state_dir: Path | None) -> Path:
 
 
 def _fail(exc: lifecycle.LabError) -> typer.Exit:
-    err.print(f"sitectl lab: {exc}", markup=False)
+    # One line, always: tool errors (losetup, btrfs) may carry their own newlines.
+    err.print(f"sitectl lab: {' '.join(str(exc).split())}", markup=False)
     return typer.Exit(int(exc.code))
 
 
@@ -63,7 +64,7 @@ def up(state_dir: StateDir = None) -> None:
         markup=False,
     )
     out.print(
-        f"use it:  eval \"$(sitectl lab env --state-dir {root})\"   "
+        f'use it:  eval "$(sitectl lab env --state-dir {root})"   '
         f"# then `sitectl validate`, `sitectl lab status`",
         markup=False,
     )
@@ -145,4 +146,3 @@ def pause_site(site: Site, state_dir: StateDir = None) -> None:
 def heal_site(site: Site, state_dir: StateDir = None) -> None:
     """SIGCONT paused processes of SITE and restart killed ones exactly as they were."""
     _fault("healed", site, state_dir)
-

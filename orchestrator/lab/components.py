@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from orchestrator.lab import bind, layout, ldap, mail, s3, zookeeper
+from orchestrator.lab import bind, layout, ldap, mail, s3, volumes, zookeeper
 from orchestrator.lab.state import Component, LabState
 
 Prepare = Callable[[LabState, dict[str, str]], list[Component]]
@@ -18,6 +18,7 @@ PREPARERS: tuple[Prepare, ...] = (
     bind.prepare,
     ldap.prepare,
     s3.prepare,
+    volumes.prepare,
     mail.prepare,
 )
 
@@ -32,6 +33,8 @@ def probe(comp: Component, state: LabState) -> bool:
         return ldap.ready(comp, state)
     if comp.kind == "s3store":
         return s3.ready(comp)
+    if comp.kind == "mirrord":
+        return volumes.ready(state)
     if comp.kind in mail.KINDS:
         return mail.ready(comp, state)
     raise ValueError(f"no probe for component kind {comp.kind!r}")

@@ -68,18 +68,33 @@ def prepare(state: LabState, programs: dict[str, str]) -> list[Component]:
             if peer != node
         ]
         conf = render(
-            "slapd.conf.j2", conf_path, mode=0o600, name=node.name, server_id=node.server_id,
-            home=home, ca=state.pki / "ca.crt", cert=cert, key=key, suffix=layout.SUFFIX,
-            admin_dn=layout.ADMIN_DN, admin_hash=admin_hash, admin_password=password, peers=peers,
+            "slapd.conf.j2",
+            conf_path,
+            mode=0o600,
+            name=node.name,
+            server_id=node.server_id,
+            home=home,
+            ca=state.pki / "ca.crt",
+            cert=cert,
+            key=key,
+            suffix=layout.SUFFIX,
+            admin_dn=layout.ADMIN_DN,
+            admin_hash=admin_hash,
+            admin_password=password,
+            peers=peers,
         )
         if fresh and node.server_id == 1:
             ldif = render(
-                "directory.ldif.j2", home / "directory.ldif",
-                suffix=layout.SUFFIX, users=USERS, domain=layout.MAIL_DOMAIN,
+                "directory.ldif.j2",
+                home / "directory.ldif",
+                suffix=layout.SUFFIX,
+                users=USERS,
+                domain=layout.MAIL_DOMAIN,
             )
             subprocess.run(
                 [programs["slapadd"], "-f", str(conf), "-S", "1", "-w", "-q", "-l", str(ldif)],
-                check=True, capture_output=True,
+                check=True,
+                capture_output=True,
             )
         comps.append(
             Component(
@@ -113,8 +128,12 @@ def connect(uri: str, ca: Path, password: str) -> ldap3.Connection:
         server, user=layout.ADMIN_DN, password=password, receive_timeout=PROBE_TIMEOUT_S
     )
     conn.open()
-    conn.start_tls()
-    conn.bind()
+    if not conn.start_tls():
+        raise ldap3.core.exceptions.LDAPStartTLSError(f"{uri}: StartTLS refused")
+    # ldap3 reports a refused bind as False, not as an exception: never carry on anonymous.
+    if not conn.bind():
+        conn.unbind()
+        raise ldap3.core.exceptions.LDAPBindError(f"{uri}: bind as {layout.ADMIN_DN} refused")
     return conn
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import signal
+import stat
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -66,10 +67,22 @@ def _check_not_running_elsewhere(root: Path) -> None:
         )
 
 
+def _check_reachable(root: Path) -> None:
+    """Postfix, Dovecot and the mail uid run as other users: they must reach the state dir."""
+    for directory in [root, *root.parents]:
+        if directory.exists() and not directory.stat().st_mode & stat.S_IXOTH:
+            raise LabError(
+                f"{directory} is not searchable by other users (mode "
+                f"{stat.S_IMODE(directory.stat().st_mode):04o}), so Postfix and Dovecot could "
+                f"not reach the lab's files: `chmod o+x {directory}` or pick another --state-dir",
+                ExitCode.BAD_INPUT,
+            )
+
+
 def _fully_up(state: LabState) -> bool:
     wanted = [c for c in state.components.values() if c.wanted]
-    return state.complete and bool(wanted) and all(
-        procs.state_of(c) is ProcState.UP for c in wanted
+    return (
+        state.complete and bool(wanted) and all(procs.state_of(c) is ProcState.UP for c in wanted)
     )
 
 
@@ -121,6 +134,7 @@ def up(root: Path) -> UpResult:
     except prereqs.MissingPrerequisites as exc:
         raise LabError(str(exc), ExitCode.BAD_INPUT) from exc
     _check_not_running_elsewhere(root)
+    _check_reachable(root)
     existing = lab_state.load(root)
     if _fully_up(existing):
         return UpResult(root, changed=False, started=[], seconds=time.monotonic() - began)
@@ -161,7 +175,7 @@ def _converge(state: LabState, programs: dict[str, str], fresh: bool) -> list[st
             state.components[comp.name] = comp
     if fresh:
         volumes.create(state)
-        mail.prepare_mailstore(state, layout.ACTIVE_SITE)
+        mail.prepare_mailstore(state, volumes.writable_site(state))
     state.save()
 
     to_start = [

@@ -1,26 +1,40 @@
-"""The sites' volumes, as the lab's other modules see them.
+"""The sites' mail volumes: btrfs on loop devices, mirrored dc1 → dc2.
 
-INTEGRATION POINT (btrfs): `orchestrator.storage.btrfs` and `orchestrator.lab.mirrord`
-(built in parallel) will provide btrfs on loop devices, the mirror daemon and
-break/mount/reverse. Until they land, `create` makes a plain directory per datacenter at
-the mount point, so the application has its Maildir where the volume will be mounted;
-nothing is mirrored. Only `create`, `destroy` and `mount_point` are used elsewhere in
-the lab, so the switch-over is confined to this module.
+Stands in for SAN volumes + SnapMirror, using the project's btrfs driver
+(`orchestrator.storage.volumes`, `orchestrator.storage.btrfs_mirror`) and mirror daemon
+(`orchestrator.lab.mirrord`). Per datacenter:
+
+- `<state>/volumes/<site>.img`: a sparse 256 MB image on a loop device, btrfs;
+- `<state>/volumes/<site>/`: the pool (filesystem top level, live subvolume `data`,
+  read-only snapshots `snaps/data@N`);
+- `<state>/<site>/volume`: the service path where the writable side's `data` subvolume
+  is mounted; the mail store is `<service path>/mail/<user>/Maildir`.
+
+The relationship `mail` (config `<state>/volumes/mirror-mail.config.json`, state
+`mirror-mail.json`) starts dc1 → dc2. The mirror daemon is recorded under dc2, as a
+SnapMirror destination pulls on its schedule: `kill-site dc2` or `pause-site dc2` stops
+the transfers and the lag grows, which is what a drill wants to see.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from orchestrator.lab import layout
-from orchestrator.lab.state import LabState
+from orchestrator.lab.state import Component, LabState
+from orchestrator.storage.btrfs_mirror import BtrfsMirror, MirrorConfig, SitePaths
+from orchestrator.storage.volumes import create_site_volume, destroy_site_volume, volume_paths
 
 SUBVOLUME = "data"  # the mirrored subvolume that holds the mail store
+MIRROR = "mail"
+MIRROR_SITE = "dc2"  # where the mirror daemon runs (the destination, as SnapMirror)
+INTERVAL_S = 2.0
 
 
 def pool(state: LabState, site: str) -> Path:
     """Where the site's whole btrfs filesystem (live subvolume, snapshots) is mounted."""
-    return state.root / "volumes" / layout.check_site(site)
+    return volume_paths(state.root, layout.check_site(site))[1]
 
 
 def mount_point(state: LabState, site: str) -> Path:
@@ -28,11 +42,89 @@ def mount_point(state: LabState, site: str) -> Path:
     return state.root / layout.check_site(site) / "volume"
 
 
+def config_path(state: LabState) -> Path:
+    return state.root / "volumes" / f"mirror-{MIRROR}.config.json"
+
+
+def mirror_config(state: LabState) -> MirrorConfig:
+    return MirrorConfig(
+        name=MIRROR,
+        source=layout.ACTIVE_SITE,
+        destination=next(s for s in layout.DATACENTERS if s != layout.ACTIVE_SITE),
+        sites={
+            site: SitePaths(pool=pool(state, site), service_path=mount_point(state, site))
+            for site in layout.DATACENTERS
+        },
+        state_file=state.root / "volumes" / f"mirror-{MIRROR}.json",
+        subvolume=SUBVOLUME,
+        interval_seconds=INTERVAL_S,
+    )
+
+
+def mirror(state: LabState) -> BtrfsMirror:
+    return BtrfsMirror(mirror_config(state))
+
+
 def create(state: LabState) -> None:
+    """Attach, format (first time only) and mount both pools; mount the writable side.
+
+    Idempotent, and also what a second `up` after `down` runs: the relationship's state
+    file, not the initial direction, says which site is writable (it may be dc2 after a
+    failover).
+    """
+    recorded = state.resources.setdefault("volumes", {})
     for site in layout.DATACENTERS:
-        mount_point(state, site).mkdir(parents=True, exist_ok=True)
-    state.resources["volumes"] = {"driver": "directory"}
+        volume = create_site_volume(state.root, site)
+        recorded[site] = {
+            "image": str(volume.image),
+            "loopdev": volume.loopdev,
+            "pool": str(volume.mountpoint),
+        }
+        state.save()  # recorded at once: `down` must find the loop device after a crash
+    config = mirror_config(state)
+    config.save(config_path(state))
+    driver = BtrfsMirror(config)
+    status = driver.initialize()  # baseline transfer; a no-op once initialised
+    mount_point(state, status.writable_site).mkdir(parents=True, exist_ok=True)
+    driver.mount(status.writable_site)
+
+
+def writable_site(state: LabState) -> str:
+    return mirror(state).status().writable_site
+
+
+def prepare(state: LabState, programs: dict[str, str]) -> list[Component]:
+    """The mirror daemon (started after `create` has initialised the relationship)."""
+    del programs  # runs on this venv's Python, like the rest of sitectl
+    home = state.site_dir(MIRROR_SITE, "mirrord")
+    home.mkdir(parents=True, exist_ok=True)
+    return [
+        Component(
+            name=f"{MIRROR_SITE}-mirrord",
+            site=MIRROR_SITE,
+            kind="mirrord",
+            address=f"mirror {MIRROR}",
+            argv=[
+                sys.executable,
+                "-m",
+                "orchestrator.lab.mirrord",
+                "--config",
+                str(config_path(state)),
+            ],
+            cwd=str(home),
+            log=str(home / "mirrord.log"),
+        )
+    ]
+
+
+def ready(state: LabState) -> bool:
+    """The relationship has completed a transfer and reports no error."""
+    status = mirror(state).status()
+    return status.last_transfer_at is not None and status.last_error is None
 
 
 def destroy(state: LabState) -> None:
+    """Unmount everything on the sites' loop devices and detach them (images are kept)."""
+    for site in layout.DATACENTERS:
+        destroy_site_volume(state.root, site)
     state.resources.pop("volumes", None)
