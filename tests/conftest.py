@@ -1,0 +1,160 @@
+"""Shared fixtures. The `lab` fixture runs the real `sitectl lab up` once per session.
+
+Any test suite that needs real servers takes `lab` (a LabHandle): the state dir, the
+`lab env --json` document, and helpers to run lab commands and read credentials. The
+lab is torn down with `lab down --purge` at the end of the session, and the teardown
+checks that nothing was left behind (process, mount, loop device, lo address).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from orchestrator.lab import layout
+from orchestrator.lab import state as lab_state
+from orchestrator.lab.credentials import TsigKey, read_tsig_key
+from orchestrator.lab.procs import ProcState, state_of
+
+T = TypeVar("T")
+
+
+def lab_command(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `python -m orchestrator.lab ARGS` (the same code as `sitectl lab`)."""
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator.lab", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=180,
+        check=False,
+    )
+
+
+def eventually(probe: Callable[[], T], what: str, within: float = 20.0) -> T:
+    """Poll `probe` until it returns a truthy value; fail naming `what` after `within` s.
+
+    A bound on waiting for replication, not a timing assertion: `within` is generous.
+    """
+    deadline = time.monotonic() + within
+    last: Any = None
+    while True:
+        try:
+            last = probe()
+            if last:
+                return last
+        except Exception as exc:  # a server still converging may refuse or time out
+            last = exc
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: still not true after {within:.0f} s (last: {last!r})")
+        time.sleep(0.1)
+
+
+@dataclass
+class LabHandle:
+    state_dir: Path
+    env: dict[str, Any]
+
+    def cli(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return lab_command(*args, "--state-dir", str(self.state_dir), env=env)
+
+    def ok(self, *args: str) -> str:
+        result = self.cli(*args)
+        assert result.returncode == 0, f"lab {' '.join(args)}: {result.stderr}{result.stdout}"
+        return result.stdout
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        return {row["component"]: row for row in json.loads(self.ok("status", "--json"))}
+
+    def state(self) -> lab_state.LabState:
+        return lab_state.load(self.state_dir)
+
+    def secret(self, path: str) -> str:
+        return Path(path).read_text().strip()
+
+    @property
+    def ldap_password(self) -> str:
+        return self.secret(self.env["ldap"]["password_file"])
+
+    @property
+    def mail_password(self) -> str:
+        return self.secret(self.env["mail"]["password_file"])
+
+    def ddns_key(self, zone: str) -> TsigKey:
+        return read_tsig_key(Path(self.env["dns"]["zones"][zone]["ddns_key_file"]))
+
+    def heal_all(self) -> None:
+        for site in layout.SITES:
+            self.ok("heal-site", site)
+
+
+def leftovers(state_dir: Path, pids: list[int]) -> list[str]:
+    """Everything of a lab in `state_dir` still present on the machine."""
+    found = []
+    for pid in pids:
+        if Path(f"/proc/{pid}").exists() and "Z" not in _proc_state(pid):
+            found.append(f"process {pid}")
+    mounts = Path("/proc/mounts").read_text()
+    found += [f"mount {line.split()[1]}" for line in mounts.splitlines() if str(state_dir) in line]
+    loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
+    found += [f"loop {line.split(':')[0]}" for line in loops.splitlines() if str(state_dir) in line]
+    addresses = subprocess.run(
+        ["ip", "-o", "-4", "addr", "show", "dev", "lo"], capture_output=True, text=True
+    ).stdout
+    found += [
+        f"lo address {ip}"
+        for ip in (layout.service_ip(site) for site in layout.SITES)
+        if f" {ip}/" in addresses
+    ]
+    return found
+
+
+def _proc_state(pid: int) -> str:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return "Z"
+    return raw[raw.rindex(")") + 2 :].split()[0]
+
+
+def recorded_pids(state_dir: Path) -> list[int]:
+    state = lab_state.load(state_dir)
+    return [c.pid for c in state.components.values() if c.pid and state_of(c) is not ProcState.DOWN]
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[LabHandle]:
+    running = lab_state.read_marker()
+    if running is not None and running.exists() and recorded_pids(running):
+        pytest.fail(f"a lab is already running from {running}; run `sitectl lab down` there first")
+    # Not under pytest's basetemp: that is mode 0700 (Postfix and Dovecot run as their own
+    # users and must reach the lab's files) and other pytest sessions prune it.
+    parent = Path(tempfile.mkdtemp(prefix="sitectl-lab-"))
+    parent.chmod(0o755)
+    state_dir = parent / "state"
+    result = lab_command("up", "--state-dir", str(state_dir))
+    if result.returncode != 0:
+        # Stopped but kept, so its logs explain the failure.
+        lab_command("down", "--state-dir", str(state_dir))
+        pytest.fail(f"lab up failed (logs kept in {state_dir}): {result.stderr}{result.stdout}")
+    env = json.loads(lab_command("env", "--json", "--state-dir", str(state_dir)).stdout)
+    try:
+        yield LabHandle(state_dir, env)
+    finally:
+        pids = [c.pid for c in lab_state.load(state_dir).components.values() if c.pid]
+        down = lab_command("down", "--purge", "--state-dir", str(state_dir))
+        assert down.returncode == 0, down.stderr
+        left = leftovers(state_dir, pids)
+        assert not left, f"lab down left behind: {', '.join(left)}"
+        assert not state_dir.exists()
+        parent.rmdir()

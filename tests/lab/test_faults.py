@@ -1,0 +1,120 @@
+"""Fault injection: kill-site, pause-site, heal-site, and the app helper, on the real lab.
+
+Each test leaves the lab healed for the next one (heal in `finally`).
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import ldap3
+import pytest
+
+from orchestrator.lab import layout, zookeeper
+from orchestrator.lab.ldap import connect
+from orchestrator.lab.procs import group_members
+from tests.conftest import LabHandle, eventually
+
+pytestmark = pytest.mark.lab
+
+
+def _site_rows(lab: LabHandle, site: str) -> dict[str, dict]:
+    return {name: row for name, row in lab.status().items() if row["site"] == site}
+
+
+def test_kill_site_kills_every_process_and_heal_restarts_them_as_they_were(
+    lab: LabHandle,
+) -> None:
+    before = {c.name: c for c in lab.state().of_site("dc1")}
+    running = {name for name, c in before.items() if c.wanted}
+    try:
+        out = lab.ok("kill-site", "dc1")
+        assert out.startswith("dc1: killed")
+        after_kill = lab.state()
+        for name in running:
+            comp = after_kill.components[name]
+            assert not group_members(comp), f"{name} still has live processes"
+        rows = _site_rows(lab, "dc1")
+        assert {row["state"] for row in rows.values()} == {"down"}
+        # The other two sites keep a ZooKeeper quorum.
+        answer = zookeeper.four_letter(layout.service_ip("dc2"), layout.ZK_CLIENT_PORT, "srvr")
+        assert "Mode: leader" in answer or "Mode: follower" in answer
+    finally:
+        lab.ok("heal-site", "dc1")
+    healed = lab.state()
+    for name in running:
+        comp = healed.components[name]
+        assert comp.argv == before[name].argv, name
+        assert comp.pid != before[name].pid, name
+    assert {row["state"] for row in _site_rows(lab, "dc1").values()} == {"up"}
+
+
+def test_pause_site_hangs_servers_that_still_accept_tcp(lab: LabHandle) -> None:
+    uri = lab.env["ldap"]["uris"]["dc2-ldap1"]
+    try:
+        lab.ok("pause-site", "dc2")
+        rows = _site_rows(lab, "dc2")
+        wanted = {n for n, c in lab.state().components.items() if c.site == "dc2" and c.wanted}
+        assert {rows[name]["state"] for name in wanted} == {"paused"}
+        with socket.create_connection(("127.0.2.11", layout.LDAP_PORT), timeout=2):
+            pass  # the kernel still completes the handshake for a stopped slapd
+        with pytest.raises(ldap3.core.exceptions.LDAPException):
+            connect(uri, Path(lab.env["ldap"]["ca_file"]), lab.ldap_password)
+    finally:
+        lab.ok("heal-site", "dc2")
+    assert {_site_rows(lab, "dc2")[name]["state"] for name in wanted} == {"up"}
+    conn = connect(uri, Path(lab.env["ldap"]["ca_file"]), lab.ldap_password)
+    conn.unbind()
+
+
+def test_kill_and_heal_the_witness(lab: LabHandle) -> None:
+    try:
+        lab.ok("kill-site", "witness")
+        assert {r["state"] for r in _site_rows(lab, "witness").values()} == {"down"}
+    finally:
+        lab.ok("heal-site", "witness")
+    eventually(
+        lambda: "Mode:" in zookeeper.four_letter("127.0.3.1", layout.ZK_CLIENT_PORT, "srvr"),
+        "the witness's ZooKeeper rejoined the quorum",
+    )
+
+
+@pytest.mark.parametrize("command", ["kill-site", "pause-site", "heal-site"])
+def test_unknown_site_is_one_line_and_exit_2(lab: LabHandle, command: str) -> None:
+    result = lab.cli(command, "dc3")
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "unknown site 'dc3'" in result.stderr
+    assert "dc1, dc2, witness" in result.stderr
+
+
+def _app(lab: LabHandle, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator.lab.app", *args, "--state-dir", str(lab.state_dir)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+
+def test_app_stop_and_start_by_pid_and_kept_across_heal(lab: LabHandle) -> None:
+    assert _app(lab, "status", "--site", "dc1").stdout.strip() == "up"
+    try:
+        assert _app(lab, "stop", "--site", "dc1", "--role", "mta").returncode == 0
+        assert _app(lab, "status", "--site", "dc1", "--role", "mta").stdout.strip() == "down"
+        assert _app(lab, "status", "--site", "dc1", "--role", "mailbox").stdout.strip() == "up"
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.1.1", layout.SMTP_PORT), timeout=2).close()
+        lab.ok("heal-site", "dc1")  # a stopped application is not "healed" back on
+        assert _app(lab, "status", "--site", "dc1", "--role", "mta").stdout.strip() == "down"
+    finally:
+        started = _app(lab, "start", "--site", "dc1")
+    assert started.returncode == 0, started.stderr
+    assert _app(lab, "status", "--site", "dc1").stdout.strip() == "up"
+    bad = _app(lab, "start", "--site", "witness")
+    assert bad.returncode == 2
+    assert "no mail application for witness" in bad.stderr

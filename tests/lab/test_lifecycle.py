@@ -1,0 +1,115 @@
+"""up is idempotent, down leaves nothing behind, bad input is one line and changes nothing."""
+
+from __future__ import annotations
+
+import imaplib
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+
+from orchestrator.lab import layout, prereqs
+from orchestrator.lab.mail import send_test_mail
+from tests.conftest import LabHandle, eventually, lab_command, leftovers, recorded_pids
+
+pytestmark = pytest.mark.lab
+
+
+def test_second_up_changes_nothing_and_says_so(lab: LabHandle) -> None:
+    before = {name: row["pid"] for name, row in lab.status().items()}
+    out = lab.ok("up")
+    assert "already up" in out and "nothing changed" in out
+    assert {name: row["pid"] for name, row in lab.status().items()} == before
+
+
+def _other_dir(lab: LabHandle) -> Path:
+    """A fresh state dir path next to the session's lab (a parent other users can search)."""
+    return lab.state_dir.parent / f"other-{uuid.uuid4().hex[:8]}"
+
+
+def _one_line(result_stderr: str) -> str:
+    lines = result_stderr.strip().splitlines()
+    assert len(lines) == 1, result_stderr
+    return lines[0]
+
+
+def test_a_lab_running_elsewhere_is_refused(lab: LabHandle) -> None:
+    other = _other_dir(lab)
+    result = lab_command("up", "--state-dir", str(other))
+    assert result.returncode == 3
+    line = _one_line(result.stderr)
+    assert f"already running from {lab.state_dir}" in line
+    assert not other.exists()
+
+
+def test_a_missing_binary_names_the_apt_get_line(lab: LabHandle, tmp_path: Path) -> None:
+    # A PATH with every program the lab needs except slapd.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for program in prereqs.PROGRAMS:
+        if program != "slapd":
+            (bin_dir / program).symlink_to(shutil.which(program) or "/nonexistent")
+    other = _other_dir(lab)
+    result = lab_command("up", "--state-dir", str(other), env={"PATH": str(bin_dir)})
+    assert result.returncode == 2
+    line = _one_line(result.stderr)
+    assert "missing slapd" in line
+    assert "apt-get install -y slapd" in line
+    assert not other.exists()
+
+
+def test_a_port_in_use_is_one_line_and_starts_nothing(lab: LabHandle, tmp_path: Path) -> None:
+    # Another marker file, so this `up` does not see the session's lab as "elsewhere"
+    # and meets its ports instead.
+    other = _other_dir(lab)
+    env = {"SITECTL_LAB_MARKER": str(tmp_path / "marker.json")}
+    pids_before = recorded_pids(lab.state_dir)
+    result = lab_command("up", "--state-dir", str(other), env=env)
+    assert result.returncode == 1
+    line = _one_line(result.stderr)
+    assert "already in use" in line
+    assert not other.exists()
+    assert recorded_pids(lab.state_dir) == pids_before
+
+
+def test_a_state_dir_other_users_cannot_reach_is_refused(tmp_path: Path) -> None:
+    # pytest's own tmp dirs are mode 0700: Postfix (user postfix) could not read its config.
+    env = {"SITECTL_LAB_MARKER": str(tmp_path / "marker.json")}  # not the session's lab
+    result = lab_command("up", "--state-dir", str(tmp_path / "lab"), env=env)
+    assert result.returncode == 2
+    assert "not searchable by other users" in _one_line(result.stderr)
+    assert not (tmp_path / "lab").exists()
+
+
+def _subjects(password: str) -> str:
+    with imaplib.IMAP4(layout.service_ip("dc1"), layout.IMAP_PORT, timeout=5) as imap:
+        imap.login(layout.MAIL_USER, password)
+        imap.select("INBOX", readonly=True)
+        _, data = imap.search(None, "ALL")
+        fetched = [imap.fetch(n, "(BODY.PEEK[HEADER])")[1][0][1] for n in data[0].split()]
+        return b"".join(fetched).decode()
+
+
+def test_down_leaves_nothing_and_up_again_keeps_the_data(lab: LabHandle) -> None:
+    subject = f"before down {uuid.uuid4().hex}"
+    send_test_mail("dc1", subject)
+    eventually(lambda: subject in _subjects(lab.mail_password), "mail delivered before down")
+    pids = recorded_pids(lab.state_dir)
+
+    lab.ok("down")
+    assert leftovers(lab.state_dir, pids) == []
+    assert lab.state_dir.exists()  # without --purge the data stays
+    assert {row["state"] for row in lab.status().values()} == {"down"}
+
+    out = lab.ok("up")
+    assert "lab up in" in out
+    assert subject in _subjects(lab.mail_password)
+    assert lab.status()["dc1-postfix"]["state"] == "up"
+
+
+def test_down_is_harmless_where_there_is_no_lab(tmp_path: Path) -> None:
+    result = lab_command("down", "--purge", "--state-dir", str(tmp_path / "never-used"))
+    assert result.returncode == 0, result.stderr
+    assert os.path.exists(tmp_path)

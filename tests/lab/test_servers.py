@@ -1,0 +1,233 @@
+"""Every lab server answers real clients as documented (one shared lab per session)."""
+
+from __future__ import annotations
+
+import imaplib
+import stat
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import dns.message
+import dns.query
+import dns.rcode
+import dns.rdatatype
+import dns.tsig
+import dns.tsigkeyring
+import dns.update
+import ldap3
+import pytest
+from kazoo.client import KazooClient
+
+from orchestrator.lab import layout, s3, volumes, zookeeper
+from orchestrator.lab.ldap import connect
+from orchestrator.lab.mail import send_test_mail
+from tests.conftest import LabHandle, eventually
+
+pytestmark = pytest.mark.lab
+
+
+def test_zookeeper_is_a_three_node_quorum(lab: LabHandle) -> None:
+    modes = {}
+    for site in layout.SITES:
+        answer = zookeeper.four_letter(layout.service_ip(site), layout.ZK_CLIENT_PORT, "srvr")
+        modes[site] = next(line for line in answer.splitlines() if line.startswith("Mode:"))
+    assert sorted(modes.values()) == ["Mode: follower", "Mode: follower", "Mode: leader"]
+    leader = next(site for site, mode in modes.items() if mode == "Mode: leader")
+    mntr = zookeeper.four_letter(layout.service_ip(leader), layout.ZK_CLIENT_PORT, "mntr")
+    assert "zk_synced_followers\t2" in mntr
+
+    # A write through one site's node is read through another's.
+    writer = KazooClient(hosts=f"{layout.service_ip('dc1')}:2181", timeout=5)
+    reader = KazooClient(hosts=f"{layout.service_ip('witness')}:2181", timeout=5)
+    writer.start(timeout=10)
+    reader.start(timeout=10)
+    try:
+        path = f"/lab-test/{uuid.uuid4().hex}"
+        writer.create(path, b"hello", makepath=True)
+        reader.sync(path)
+        assert reader.get(path)[0] == b"hello"
+    finally:
+        writer.stop()
+        reader.stop()
+    assert lab.env["zookeeper"]["connect"] == zookeeper.connect_string()
+
+
+def _a_record(server: str, name: str) -> tuple[bool, list[str]]:
+    answer = dns.query.udp(dns.message.make_query(name, "A"), server, port=53, timeout=2)
+    assert answer.rcode() == dns.rcode.NOERROR, (server, name, dns.rcode.to_text(answer.rcode()))
+    values = [rr.to_text() for rrset in answer.answer for rr in rrset]
+    return bool(answer.flags & dns.flags.AA), values
+
+
+@pytest.mark.parametrize("zone", [layout.INTERNAL_ZONE, layout.EXTERNAL_ZONE])
+def test_every_dns_server_of_a_zone_answers_the_mail_record(lab: LabHandle, zone: str) -> None:
+    info = lab.env["dns"]["zones"][zone]
+    for site in [info["primary"], *info["secondaries"]]:
+        server = lab.env["dns"]["servers"][site]["address"]
+        authoritative, values = _a_record(server, f"mail.{zone}")
+        assert authoritative, f"{site} is not authoritative for {zone}"
+        assert values == [layout.service_ip(layout.ACTIVE_SITE)], (site, values)
+
+
+@pytest.mark.parametrize("zone", [layout.INTERNAL_ZONE, layout.EXTERNAL_ZONE])
+def test_tsig_update_at_the_primary_reaches_every_secondary(lab: LabHandle, zone: str) -> None:
+    info = lab.env["dns"]["zones"][zone]
+    key = lab.ddns_key(zone)
+    keyring = dns.tsigkeyring.from_text(key.keyring())
+    name = f"probe-{uuid.uuid4().hex[:8]}"
+    update = dns.update.Update(
+        zone, keyring=keyring, keyname=key.name, keyalgorithm=dns.tsig.HMAC_SHA256
+    )
+    update.replace(name, 30, "A", "127.0.2.99")
+    primary = layout.service_ip(info["primary"])
+    assert dns.query.tcp(update, primary, port=53, timeout=5).rcode() == dns.rcode.NOERROR
+
+    for site in info["secondaries"]:
+        server = layout.service_ip(site)
+        eventually(
+            lambda server=server: _a_record(server, f"{name}.{zone}")[1] == ["127.0.2.99"],
+            f"update at {info['primary']} visible at secondary {site}",
+        )
+
+    unsigned = dns.update.Update(zone)
+    unsigned.replace(name, 30, "A", "127.0.2.98")
+    assert dns.query.tcp(unsigned, primary, port=53, timeout=5).rcode() == dns.rcode.REFUSED
+
+
+def _csns(lab: LabHandle, uri: str) -> tuple[str, ...]:
+    conn = connect(uri, Path(lab.env["ldap"]["ca_file"]), lab.ldap_password)
+    try:
+        conn.search(layout.SUFFIX, "(objectClass=*)", ldap3.BASE, attributes=["contextCSN"])
+        return tuple(sorted(conn.entries[0].contextCSN.values))
+    finally:
+        conn.unbind()
+
+
+def test_ldap_write_on_one_provider_reaches_the_other_three(lab: LabHandle) -> None:
+    uris = lab.env["ldap"]["uris"]
+    uid = f"probe-{uuid.uuid4().hex[:8]}"
+    dn = f"uid={uid},ou=people,{layout.SUFFIX}"
+    writer = connect(uris["dc2-ldap2"], Path(lab.env["ldap"]["ca_file"]), lab.ldap_password)
+    try:
+        assert writer.tls_started
+        assert writer.add(dn, ["inetOrgPerson"], {"cn": uid, "sn": "Probe", "uid": uid})
+    finally:
+        writer.unbind()
+
+    def present(uri: str) -> bool:
+        conn = connect(uri, Path(lab.env["ldap"]["ca_file"]), lab.ldap_password)
+        try:
+            return bool(conn.search(dn, "(objectClass=*)", ldap3.BASE))
+        finally:
+            conn.unbind()
+
+    for name, uri in uris.items():
+        eventually(lambda uri=uri: present(uri), f"{dn} replicated to {name}")
+    csns = eventually(
+        lambda: len({_csns(lab, uri) for uri in uris.values()}) == 1
+        and _csns(lab, uris["dc1-ldap1"]),
+        "contextCSN equal on all four providers",
+    )
+    # dc1-ldap1 loaded the directory (sid 001) and dc2-ldap2 (sid 004) just wrote.
+    assert {csn.split("#")[2] for csn in csns} >= {"001", "004"}
+
+
+def test_ldap_refuses_a_bind_without_the_admin_password(lab: LabHandle) -> None:
+    uri = lab.env["ldap"]["uris"]["dc1-ldap2"]
+    with pytest.raises(ldap3.core.exceptions.LDAPException):
+        connect(uri, Path(lab.env["ldap"]["ca_file"]), "wrong-password")
+
+
+def test_object_put_at_dc1_is_replicated_to_dc2(lab: LabHandle) -> None:
+    state = lab.state()
+    key = f"probe/{uuid.uuid4().hex}"
+    s3.client(state, "dc1").put_object(Bucket=s3.BUCKET, Key=key, Body=b"blob")
+    eventually(
+        lambda: s3.client(state, "dc1").head_object(Bucket=s3.BUCKET, Key=key)[
+            "ReplicationStatus"
+        ]
+        == "COMPLETED",
+        "ReplicationStatus COMPLETED at dc1",
+    )
+    replica = s3.client(state, "dc2").get_object(Bucket=s3.BUCKET, Key=key)
+    assert replica["Body"].read() == b"blob"
+    assert replica["ReplicationStatus"] == "REPLICA"
+
+
+def _inbox_subjects(password: str, site: str = "dc1") -> list[str]:
+    with imaplib.IMAP4(layout.service_ip(site), layout.IMAP_PORT, timeout=5) as imap:
+        imap.login(layout.MAIL_USER, password)
+        imap.select("INBOX", readonly=True)
+        _, data = imap.search(None, "ALL")
+        subjects = []
+        for num in data[0].split():
+            _, parts = imap.fetch(num, "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+            subjects.append(parts[0][1].decode().strip())
+        return subjects
+
+
+def test_mail_sent_over_smtp_is_read_over_imap_and_reaches_the_mirror(lab: LabHandle) -> None:
+    subject = f"lab probe {uuid.uuid4().hex}"
+    send_test_mail(layout.ACTIVE_SITE, subject)
+    eventually(
+        lambda: f"Subject: {subject}" in _inbox_subjects(lab.mail_password),
+        "message readable over IMAP",
+    )
+    maildir = Path(lab.env["mail"][layout.ACTIVE_SITE]["maildir"])
+    (message,) = [p for p in (maildir / "new").iterdir() if subject in p.read_text()]
+
+    state = lab.state()
+    dc2_snaps = volumes.pool(state, "dc2") / "snaps"
+
+    def mirrored() -> bool:
+        last = volumes.mirror(state).status().last_snapshot
+        copy = dc2_snaps / str(last) / "mail" / layout.MAIL_USER / "Maildir" / "new" / message.name
+        return copy.is_file() and copy.read_bytes() == message.read_bytes()
+
+    eventually(mirrored, "the message's file in dc2's newest mirrored snapshot")
+
+
+def test_status_lists_every_component_up_except_the_standby_app(lab: LabHandle) -> None:
+    rows = lab.status()
+    standby = {"dc2-postfix", "dc2-dovecot"}
+    assert {name for name, row in rows.items() if row["state"] != "up"} == standby
+    for name, row in rows.items():
+        assert row["site"] in layout.SITES
+        assert (row["pid"] is None) == (name in standby)
+    assert rows["dc1-ldap2"]["address"] == "127.0.1.12:389"
+    assert rows["witness-zookeeper"]["address"] == "127.0.3.1:2181"
+
+
+def test_secrets_are_private_and_env_points_at_them(lab: LabHandle) -> None:
+    secrets = Path(lab.env["state_dir"]) / "secrets"
+    assert stat.S_IMODE(secrets.stat().st_mode) == 0o700
+    files = list(secrets.iterdir())
+    assert files
+    for path in files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    referenced = [
+        lab.env["ldap"]["password_file"],
+        lab.env["s3"]["access_key_file"],
+        lab.env["s3"]["secret_key_file"],
+        lab.env["mail"]["password_file"],
+        lab.env["dns"]["xfer_key_file"],
+        *(z["ddns_key_file"] for z in lab.env["dns"]["zones"].values()),
+        *(s["rndc"]["key_file"] for s in lab.env["dns"]["servers"].values()),
+    ]
+    assert {Path(p) for p in referenced} <= set(files)
+    exports = lab.ok("env")
+    assert f"export SITECTL_CONFIG={lab.env['topology']}" in exports
+
+
+def test_the_lab_topology_is_valid_for_sitectl_validate(lab: LabHandle) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", "from orchestrator.cli.main import run; run()",
+         "validate", "-c", lab.env["topology"]],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "valid" in result.stdout
