@@ -34,6 +34,7 @@ BLACKHOLE = "127.0.10.3"
 PORT = 53
 DDNS_KEY = "sitectl-ddns"
 XFER_KEY = "sitectl-xfer"
+READONLY_KEY = "sitectl-readonly"  # known to the servers, granted nothing
 LOCK = Path("/run/lock/sitectl-dns-adapter-tests.lock")
 
 
@@ -106,6 +107,10 @@ class BindPair:
         return self.home / "keys" / f"{DDNS_KEY}.key"
 
     @property
+    def readonly_key_file(self) -> Path:
+        return self.home / "keys" / f"{READONLY_KEY}.key"
+
+    @property
     def primary(self) -> DnsServer:
         return DnsServer(address=PRIMARY, port=PORT)
 
@@ -138,6 +143,7 @@ class BindPair:
         keys.mkdir(mode=0o700, parents=True, exist_ok=True)
         tsig_keygen(self.ddns_key_file, DDNS_KEY)
         tsig_keygen(keys / f"{XFER_KEY}.key", XFER_KEY)
+        tsig_keygen(self.readonly_key_file, READONLY_KEY)
         self._launch("primary", PRIMARY, self._primary_zones())
         self._launch("secondary", SECONDARY, self._secondary_zones())
         self._wait_ready()
@@ -181,7 +187,8 @@ class BindPair:
         self.added_addresses.append(ip)
 
     def _includes(self) -> str:
-        return "".join(f'include "{self.home / "keys" / k}.key";\n' for k in (DDNS_KEY, XFER_KEY))
+        names = (DDNS_KEY, XFER_KEY, READONLY_KEY)
+        return "".join(f'include "{self.home / "keys" / k}.key";\n' for k in names)
 
     def _primary_zones(self) -> str:
         home = self.home / "primary"

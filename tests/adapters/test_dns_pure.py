@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import botocore.exceptions
@@ -13,11 +14,13 @@ import dns.rrset
 import dns.tsig
 import dns.update
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from orchestrator.adapters.dns import outcomes
-from orchestrator.adapters.dns.authoritative import Mismatch, VerifyResult, judge
+from orchestrator.adapters.dns.authoritative import Mismatch, VerifyResult, judge, verify
 from orchestrator.adapters.dns.fence import fence_rdataset, fence_text, parse_fence
-from orchestrator.adapters.dns.query import Question, Unsure, quick_verdict
+from orchestrator.adapters.dns.query import Question, Unsure, quick_verdict, resolve
 from orchestrator.adapters.dns.records import (
     RecordChange,
     batches,
@@ -27,7 +30,9 @@ from orchestrator.adapters.dns.records import (
     in_zone,
 )
 from orchestrator.adapters.dns.route53 import MAX_CHANGES, change_batches, from_boto_error
+from orchestrator.adapters.dns.tsig import TsigError, parse_key_text, select_key
 from orchestrator.config import load_topology
+from orchestrator.config.model import DnsServer
 from orchestrator.errors import Failed, LeaseLost, Unavailable
 from orchestrator.plan import assumed_state, build_plan
 
@@ -283,3 +288,56 @@ def test_the_byte_level_verdict_agrees_with_the_parsed_one(case, answer, said) -
 def test_short_or_odd_wire_is_never_taken_for_agreement(wire: bytes) -> None:
     question = Question(MAIL.owner(), dns.rdatatype.A)
     assert quick_verdict(wire, question, MAIL.rdata().to_wire()) is not None
+
+
+def test_verifying_against_no_servers_is_not_a_success() -> None:
+    with pytest.raises(Failed, match="no servers to verify against"):
+        verify("alpha.test.", {MAIL.name: MAIL.value}, [])
+
+
+def test_servers_may_be_named_by_address_or_host_name() -> None:
+    assert resolve(DnsServer(address="127.0.10.1")) == (socket.AF_INET, "127.0.10.1")
+    assert resolve(DnsServer(address="::1"))[0] == socket.AF_INET6
+    family, address = resolve(DnsServer(address="localhost"))  # from /etc/hosts
+    assert family in (socket.AF_INET, socket.AF_INET6) and address in ("127.0.0.1", "::1")
+
+
+# -- hostile input (issue 8, R7): garbage never escapes as anything but our errors --------
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=600))
+def test_garbage_answers_are_judged_not_raised(wire: bytes) -> None:
+    question = Question(MAIL.owner(), dns.rdatatype.A)
+    quick = quick_verdict(wire, question, MAIL.rdata().to_wire())
+    said = judge(MAIL, wire)
+    assert said is None or isinstance(said, str)
+    if quick is None:  # the bytes path only says "agrees" when the parse agrees too
+        assert said is None
+
+
+def test_a_cut_short_answer_never_counts_as_agreement() -> None:
+    wire = _answer(dns.rcode.NOERROR, True, A_NEW).to_wire()
+    question = Question(MAIL.owner(), dns.rdatatype.A)
+    assert judge(MAIL, wire) is None
+    for end in range(len(wire)):
+        assert quick_verdict(wire[:end], question, MAIL.rdata().to_wire()) is not None
+        assert isinstance(judge(MAIL, wire[:end]), str)
+
+
+_KEY_PART = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=300) | st.builds(
+    lambda name, algorithm, secret: (
+        f'key "{name}" {{ algorithm {algorithm}; secret "{secret}"; }};'),
+    _KEY_PART, st.sampled_from(["hmac-sha256", "hmac-sha512", "hmac-md5", "rot13"]) | _KEY_PART,
+    _KEY_PART | st.just("c2VjcmV0LWNhbmFyeQ=="),
+))
+def test_hostile_key_files_fail_only_as_one_line_tsig_errors(text: str) -> None:
+    for chosen in (None, "ddns-key", "a..b"):
+        try:
+            select_key(parse_key_text(text, "fuzz"), chosen, "fuzz")
+        except TsigError as exc:
+            assert "\n" not in str(exc)
+            assert "c2VjcmV0LWNhbmFyeQ==" not in str(exc)

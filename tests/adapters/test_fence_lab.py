@@ -74,6 +74,14 @@ def test_an_update_without_a_claim_is_refused_when_fenced(leader) -> None:
         leader.apply([RecordChange(MAIL, "A", 60, "192.0.2.6")], epoch=6)
 
 
+def test_a_fenced_apply_with_no_records_still_checks_the_fence(leader, provider) -> None:
+    leader.claim_fence(8)
+    assert leader.apply([], epoch=8).messages == 1
+    provider(ZONE).claim_fence(9)
+    with pytest.raises(LeaseLost, match="the fence now holds epoch=9"):
+        leader.apply([], epoch=8)
+
+
 def test_claiming_our_own_epoch_again_is_a_no_op(leader) -> None:
     leader.claim_fence(7)
     again = leader.claim_fence(7)

@@ -122,6 +122,17 @@ def test_an_unsigned_update_is_refused(bind: BindPair) -> None:
     assert str(error).startswith(f"update of zone alpha.test. at {bind.primary} failed: REFUSED")
 
 
+def test_a_key_without_a_grant_is_refused(bind: BindPair, provider) -> None:
+    with pytest.raises(Failed) as raised:
+        provider(key_file=bind.readonly_key_file).apply(
+            [RecordChange("mail.alpha.test.", "A", 60, "203.0.113.71")])
+    assert str(raised.value) == (
+        f"update of zone alpha.test. at {bind.primary} failed: REFUSED — the server refused "
+        "it — is the TSIG key granted in the zone's update-policy, and is this the primary?")
+    with pytest.raises(Failed, match="REFUSED"):
+        provider(key_file=bind.readonly_key_file).check_key()
+
+
 def test_a_zone_the_server_does_not_serve_is_notauth(bind: BindPair, provider) -> None:
     with pytest.raises(Failed) as raised:
         provider("nowhere.test.").apply([RecordChange("mail.nowhere.test.", "A", 60, "1.2.3.4")])
@@ -195,3 +206,38 @@ def test_a_thousand_records_in_two_zones(bind: BindPair, provider) -> None:
         result = provider(zone).apply(changes)
         assert (result.records, result.messages) == (500, 1)
         _settled(bind, zone, changes)
+
+
+def test_a_truncated_answer_is_asked_again_over_tcp(bind: BindPair, provider) -> None:
+    """Three 200-byte TXT strings overflow a 512-byte UDP answer: TC, then TCP."""
+    texts = [f'"{letter * 200}"' for letter in "xyz"]
+    update = provider("beta.test.")._message()
+    update.replace("big.beta.test.", 60, "TXT", *texts)
+    provider("beta.test.")._send_any("test set-up", lambda: update, fenced=False)
+    big = RecordChange("big.beta.test.", "TXT", 60, "x" * 200)
+    (mismatch,) = verify("beta.test.", [big], [bind.primary], timeout=0).mismatches
+    assert mismatch.answered == ", ".join(sorted(texts))  # the whole RRset, via TCP
+
+
+def test_secrets_stay_out_of_logs_and_errors(bind: BindPair, provider, blackhole, foreign_key,
+                                            caplog: pytest.LogCaptureFixture) -> None:
+    """R8: exercise failures that log (retries) and raise, then look for the secret."""
+    caplog.set_level("DEBUG")
+    secrets = [bind.ddns_key_file.read_text().split('secret "')[1].split('"')[0]]
+    wrong = foreign_key("sitectl-ddns")
+    secrets.append(wrong.read_text().split('secret "')[1].split('"')[0])
+    messages = []
+    for attempt in (
+        lambda: provider(key_file=wrong).apply([RecordChange("mail.alpha.test.", "A", 60, "1.2.3.4")]),
+        lambda: provider(servers=(blackhole.server,), timeout=0.2).check_key(),
+        lambda: provider(servers=(blackhole.server, bind.primary), timeout=0.2).claim_fence(1),
+    ):
+        try:
+            attempt()
+        except Exception as exc:
+            messages.append(f"{exc!r} {exc}")
+    provider().apply([RecordChange("logged.alpha.test.", "A", 60, "198.51.100.8")])
+    text = caplog.text + " ".join(messages) + repr(provider())
+    assert len(messages) == 2 and "retrying in" in caplog.text
+    for secret in secrets:
+        assert secret not in text

@@ -31,6 +31,7 @@ from orchestrator.adapters.dns.query import (
 )
 from orchestrator.adapters.dns.records import RecordChange, expected_changes
 from orchestrator.config.model import DnsServer
+from orchestrator.errors import Failed
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,9 @@ def verify(
     sleep: Callable[[float], None] = time.sleep,
 ) -> VerifyResult:
     """Poll until every server answers every expected value, or `timeout` (by `clock`)."""
+    if not servers:
+        # "All of no servers agree" would be a vacuous success.
+        raise Failed(f"zone {zone}: no servers to verify against — list verify_servers")
     changes = expected_changes(expected)
     pending: dict[DnsServer, list[RecordChange]] = {s: list(changes) for s in servers}
     deadline = clock() + timeout

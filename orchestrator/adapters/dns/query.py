@@ -87,13 +87,13 @@ def quick_verdict(wire: bytes, question: Question, rdata_wire: bytes) -> str | U
     if ancount == 0:
         return f"no {dns.rdatatype.to_text(question.rdtype)} record (NODATA)"
     pos = 12 + len(question.wire)
-    if ancount != 1 or wire[pos:pos + 2] != _POINTER_TO_QUESTION:
+    if ancount != 1 or wire[pos : pos + 2] != _POINTER_TO_QUESTION:
         return UNSURE
     if len(wire) < pos + 2 + _RR.size:
         return UNSURE
     rdtype, rdclass, _, rdlength = _RR.unpack_from(wire, pos + 2)
     start = pos + 2 + _RR.size
-    rdata = wire[start:start + rdlength]
+    rdata = wire[start : start + rdlength]
     if rdtype != question.rdtype or rdclass != dns.rdataclass.IN or len(rdata) != rdlength:
         return UNSURE
     if rdata == rdata_wire:
@@ -135,7 +135,8 @@ def ask_tcp(server: DnsServer, question: Question, timeout: float) -> Answer:
     query = dns.message.make_query(question.name, question.rdtype)
     query.flags = 0
     try:
-        return dns.query.tcp(query, server.address, port=server.port, timeout=timeout)
+        _, address = resolve(server)
+        return dns.query.tcp(query, address, port=server.port, timeout=timeout)
     except dns.exception.Timeout:
         return "timeout"
     except ConnectionRefusedError:
@@ -144,11 +145,26 @@ def ask_tcp(server: DnsServer, question: Question, timeout: float) -> Answer:
         return f"error ({type(exc).__name__})"
 
 
+def resolve(server: DnsServer) -> tuple[int, str]:
+    """(address family, address) of a server given by address or by host name.
+
+    Raises OSError (socket.gaierror) when a name does not resolve.
+    """
+    try:
+        return dns.inet.af_for_address(server.address), server.address
+    except ValueError:
+        pass  # a host name, e.g. a provider's ns-1.example.net
+    family, _, _, _, sockaddr = socket.getaddrinfo(
+        server.address, server.port, type=socket.SOCK_DGRAM
+    )[0]
+    return family, str(sockaddr[0])
+
+
 def _connect(server: DnsServer) -> socket.socket:
-    family = dns.inet.af_for_address(server.address)
+    family, address = resolve(server)
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
-        sock.connect((server.address, server.port))
+        sock.connect((address, server.port))
         sock.setblocking(False)
     except OSError:
         sock.close()

@@ -30,6 +30,7 @@ from orchestrator.adapters.dns.fence import (
     fence_text,
     parse_fence,
 )
+from orchestrator.adapters.dns.query import resolve
 from orchestrator.adapters.dns.records import (
     SAFE_MESSAGE_BYTES,
     RecordChange,
@@ -114,7 +115,9 @@ class Rfc2136Provider:
         if guarded:
             raise Failed(f"zone {self.zone}: records may not touch the fence record")
         server = "-"
-        groups = batches(items, self.batch_bytes)
+        # No records but a fence or a tag still makes one message: the caller asked for
+        # the fence check (and the tag) to happen.
+        groups = batches(items, self.batch_bytes) or [[]]
         for group in groups:
             server = self._send_with_retry(
                 "update", lambda g=group: self._update(g, epoch, tag), fenced=epoch is not None
@@ -261,7 +264,8 @@ class Rfc2136Provider:
         self, action: str, message: dns.message.Message, server: DnsServer
     ) -> dns.message.Message:
         try:
-            return dns.query.tcp(message, server.address, port=server.port, timeout=self.timeout)
+            _, address = resolve(server)
+            return dns.query.tcp(message, address, port=server.port, timeout=self.timeout)
         except Exception as exc:  # mapped below; nothing raw leaves the adapter
             raise outcomes.from_exception(exc, action, server, self.zone) from None
 

@@ -100,29 +100,28 @@ def parse_key_text(text: str, source: str) -> list[_ParsedKey]:
 def make_key(name: str, algorithm: str | None, secret: Secret | str | None, source: str) -> TsigKey:
     """Check each part and build the key; messages name the source, never the secret."""
     if algorithm is None:
-        raise TsigError(f"{source}: key {name} has no algorithm — add `algorithm hmac-sha256;`")
+        raise TsigError(
+            f"{source}: key {_show(name)} has no algorithm — add `algorithm hmac-sha256;`"
+        )
     algorithm = algorithm.lower()
     if algorithm not in ALGORITHMS:
         raise TsigError(
-            f"{source}: key {name} uses algorithm {algorithm}, which sitectl "
+            f"{source}: key {_show(name)} uses algorithm {_show(algorithm)}, which sitectl "
             f"does not know — use one of {', '.join(sorted(ALGORITHMS))}"
         )
     value = secret.reveal() if isinstance(secret, Secret) else secret
     if not value:
-        raise TsigError(f'{source}: key {name} has no secret — add `secret "BASE64";`')
+        raise TsigError(f'{source}: key {_show(name)} has no secret — add `secret "BASE64";`')
     try:
         raw = base64.b64decode(value.strip(), validate=True)
     except (binascii.Error, ValueError):
         raise TsigError(
-            f"{source}: the secret of key {name} is not valid base64 — "
+            f"{source}: the secret of key {_show(name)} is not valid base64 — "
             "regenerate it with tsig-keygen"
         ) from None
     if not raw:
-        raise TsigError(f"{source}: the secret of key {name} is empty")
-    try:
-        keyname = dns.name.from_text(name)
-    except dns.exception.DNSException:
-        raise TsigError(f"{source}: {name!r} is not a valid key name") from None
+        raise TsigError(f"{source}: the secret of key {_show(name)} is empty")
+    keyname = _key_name(name, source)
     return TsigKey(keyname, algorithm, source, dns.tsig.Key(keyname, raw, ALGORITHMS[algorithm]))
 
 
@@ -145,20 +144,42 @@ def load_key_file(path: Path, name: str | None = None) -> TsigKey:
 
 def select_key(keys: list[_ParsedKey], name: str | None, source: str) -> TsigKey:
     if name is not None:
-        wanted = dns.name.from_text(name)
-        matching = [k for k in keys if dns.name.from_text(k.name) == wanted]
+        wanted = _key_name(name, source)
+        matching = [k for k in keys if _same_name(k.name, wanted)]
         if not matching:
-            found = ", ".join(k.name for k in keys)
+            found = ", ".join(_show(k.name) for k in keys)
             raise TsigError(
-                f"{source} has no key named {name} (it holds {found}) — fix tsig.name or the file"
+                f"{source} has no key named {_show(name)} (it holds {found}) — fix "
+                "tsig.name or the file"
             )
         chosen = matching[0]
     elif len(keys) > 1:
-        found = ", ".join(k.name for k in keys)
+        found = ", ".join(_show(k.name) for k in keys)
         raise TsigError(f"{source} holds several keys ({found}) — set tsig.name to choose one")
     else:
         chosen = keys[0]
     return make_key(chosen.name, chosen.algorithm, chosen.secret, source)
+
+
+def _key_name(name: str, source: str) -> dns.name.Name:
+    try:
+        return dns.name.from_text(name)
+    except dns.exception.DNSException:
+        raise TsigError(f"{source}: {_show(name)} is not a valid key name") from None
+
+
+def _same_name(text: str, wanted: dns.name.Name) -> bool:
+    try:
+        return dns.name.from_text(text) == wanted
+    except dns.exception.DNSException:
+        return False  # a malformed name in the file is not the one asked for
+
+
+def _show(text: str) -> str:
+    """A name from the file as it may appear in a one-line message."""
+    if text.isprintable() and not any(c.isspace() for c in text):
+        return text
+    return repr(text)
 
 
 def load_tsig(tsig: Tsig, base_dir: Path) -> TsigKey:
