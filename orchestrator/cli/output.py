@@ -12,9 +12,10 @@ from rich.console import Console
 
 from orchestrator.cli.exitcodes import ExitCode
 
-# soft_wrap: never break a line mid-word; a log line or an error must stay one line.
-console = Console(highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+# soft_wrap: a log line or an error must stay one line. emoji=False: "topology.yaml:100:"
+# must not become an emoji (rich reads ":100:" as one).
+console = Console(highlight=False, soft_wrap=True, emoji=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 def emit_json(data: Any) -> None:

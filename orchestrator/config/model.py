@@ -205,6 +205,8 @@ class Tsig(Frozen):
 class DnsServer(Frozen):
     address: str
     port: int = Field(default=53, ge=1, le=65535)
+    # The site the server lives in: a failover stops expecting answers from a lost site.
+    site: SiteName | None = None
 
     def __str__(self) -> str:
         return f"{self.address}:{self.port}"
@@ -223,11 +225,29 @@ def _server(value: object) -> object:
 Server = Annotated[DnsServer, BeforeValidator(_server)]
 
 
+def parse_server(text: str) -> DnsServer:
+    """ "10.0.0.53:5353" → DnsServer, the form plans carry servers in."""
+    return DnsServer.model_validate(_server(text))
+
+
 class DnsRecord(Frozen):
     name: str  # relative to the zone, or "@" for the apex
     type: Literal["A", "AAAA", "CNAME", "TXT"] = "A"
     ttl: int = Field(default=60, ge=0)
     values: dict[SiteName, str] = Field(min_length=1)
+
+
+class DnsPromotion(Frozen):
+    """How a site's server becomes the zone's primary, or goes back to secondary.
+
+    Commands run through Ansible on `host` (a topology host in that site). In
+    `demote_command`, {primary} is replaced by the address of the primary to follow.
+    """
+
+    server: Server
+    host: str
+    promote_command: str
+    demote_command: str
 
 
 class Route53(Frozen):
@@ -247,6 +267,9 @@ class DnsZone(Frozen):
     tsig: Tsig | None = None
     route53: Route53 | None = None
     records: tuple[DnsRecord, ...] = Field(min_length=1)
+    # Per datacenter: the server to promote to primary when the primary's site is lost
+    # (rfc2136 zones whose primary lives in one datacenter).
+    promote: dict[SiteName, DnsPromotion] = Field(default_factory=dict)
 
     @field_validator("name")
     @classmethod

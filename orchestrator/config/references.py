@@ -141,6 +141,32 @@ def _dns(topo: Topology) -> Iterator[Finding]:
         base: FieldPath = ("dns", "zones", z_index)
         if zone_names[zone.name] > 1:
             yield (*base, "name"), f"zone {zone.name!r} is listed twice — merge them"
+        for site, promotion in zone.promote.items():
+            where = (*base, "promote", site)
+            yield from _datacenter(topo, site, where, "a promotion site")
+            host = next((h for h in topo.hosts if h.name == promotion.host), None)
+            if host is None:
+                yield (
+                    (*where, "host"),
+                    (
+                        f"host {promotion.host!r} is not in hosts — name the host that runs "
+                        f"{zone.name}'s DNS server in {site}"
+                    ),
+                )
+            elif host.site != site:
+                yield (
+                    (*where, "host"),
+                    (
+                        f"host {promotion.host!r} is in {host.site}, not {site} — "
+                        f"name a host in {site}"
+                    ),
+                )
+            if zone.provider != "rfc2136":
+                yield (*where,), "promotion is for rfc2136 zones only — remove it"
+        for field in ("update_servers", "verify_servers"):
+            for index, server in enumerate(getattr(zone, field)):
+                if server.site is not None:
+                    yield from _site_exists(topo, server.site, (*base, field, index, "site"))
         for r_index, record in enumerate(zone.records):
             r_base = (*base, "records", r_index)
             for site in record.values:

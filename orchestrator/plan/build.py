@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from itertools import groupby
 
-from orchestrator.config.model import Role, Topology
+from orchestrator.config.model import DnsZone, Role, Topology
 from orchestrator.errors import ConfigError
 from orchestrator.plan.model import Action, Group, Mode, Phase, Plan, Step
 from orchestrator.plan.observed import ObservedState
@@ -191,6 +191,33 @@ def build_plan(topo: Topology, observed: ObservedState, mode: Mode, to_site: str
                 ],
             )
         )
+    promotions = [z for z in topo.dns.zones if _needs_promotion(z, mode, from_site, to_site)]
+    if promotions:
+        notes.append(
+            f"the primary DNS server of {', '.join(z.name for z in promotions)} lives in "
+            f"{from_site}: {to_site}'s server is promoted to primary first"
+        )
+        groups.append(
+            _group(
+                Phase.DNS,
+                [
+                    Step(
+                        id=f"dns/promote/{zone.name}",
+                        phase=Phase.DNS,
+                        action=Action.DNS_PROMOTE,
+                        site=to_site,
+                        target=zone.name,
+                        hosts=(zone.promote[to_site].host,),
+                        description=(
+                            f"promote {to_site}'s server {zone.promote[to_site].server} to "
+                            f"primary of {zone.name}"
+                        ),
+                        params={"server": str(zone.promote[to_site].server)},
+                    )
+                    for zone in promotions
+                ],
+            )
+        )
     groups.append(
         _group(
             Phase.DNS,
@@ -217,6 +244,10 @@ def build_plan(topo: Topology, observed: ObservedState, mode: Mode, to_site: str
                             }
                             for r in zone.records
                         ],
+                        "servers": _update_candidates(
+                            zone, to_site if zone in promotions else None
+                        ),
+                        "verify_servers": _verify_servers(zone, mode, from_site),
                     },
                 )
                 for zone in topo.dns.zones
@@ -373,7 +404,7 @@ def _verify(topo: Topology, mode: Mode, from_site: str, to_site: str) -> Group:
             site=to_site,
             target="dns",
             description=f"every authoritative DNS server answers {to_site}'s addresses",
-            params={"zones": [z.name for z in topo.dns.zones]},
+            params={"zones": {z.name: _verify_servers(z, mode, from_site) for z in topo.dns.zones}},
         ),
         Step(
             id=f"verify/application/{to_site}",
@@ -407,6 +438,31 @@ def _verify(topo: Topology, mode: Mode, from_site: str, to_site: str) -> Group:
             )
         )
     return _group(Phase.VERIFY, steps)
+
+
+def _needs_promotion(zone: DnsZone, mode: Mode, from_site: str, to_site: str) -> bool:
+    """A failover whose lost site holds every update server of the zone."""
+    sites = {server.site for server in zone.update_servers}
+    return mode == "failover" and to_site in zone.promote and sites == {from_site}
+
+
+def _update_candidates(zone: DnsZone, promoted_site: str | None) -> list[str]:
+    """Servers that may take the update, preferred first. Which one is primary right
+    now is observed when the step runs (the one that accepts a signed no-op update), so
+    a zone promoted by an earlier failover keeps working without stored state."""
+    candidates = [str(s) for s in zone.update_servers]
+    for site, promotion in zone.promote.items():
+        server = str(promotion.server)
+        if site == promoted_site:
+            candidates.insert(0, server)
+        elif server not in candidates:
+            candidates.append(server)
+    return list(dict.fromkeys(candidates))
+
+
+def _verify_servers(zone: DnsZone, mode: Mode, from_site: str) -> list[str]:
+    # A failover cannot expect the lost site's servers to answer (or to be current).
+    return [str(s) for s in zone.verify_servers if not (mode == "failover" and s.site == from_site)]
 
 
 def _group(phase: Phase, steps: list[Step]) -> Group:
@@ -456,12 +512,31 @@ def build_reprotect_plan(topo: Topology, observed: ObservedState) -> Plan:
         )
         for vol in topo.volumes
     ]
+    demotions = [
+        Step(
+            id=f"reprotect/dns/{zone.name}",
+            phase=Phase.REPROTECT,
+            action=Action.DNS_DEMOTE,
+            site=standby,
+            target=zone.name,
+            description=(
+                f"make sure only one server is primary of {zone.name}: demote {standby}'s "
+                f"if it came back as a primary"
+            ),
+            params={"servers": _update_candidates(zone, active)},
+        )
+        for zone in topo.dns.zones
+        if standby in zone.promote
+    ]
+    groups = [Group(phase=Phase.REPROTECT, steps=tuple(steps))]
+    if demotions:
+        groups.append(Group(phase=Phase.REPROTECT, steps=tuple(demotions)))
     return Plan(
         cluster=topo.cluster,
         mode="reprotect",
         from_site=active,
         to_site=standby,
         old_site_reachable=True,
-        groups=(Group(phase=Phase.REPROTECT, steps=tuple(steps)),),
+        groups=tuple(groups),
         notes=(f"{active} stays active; {standby} becomes the mirrors' destination",),
     )

@@ -47,6 +47,8 @@ class Action(StrEnum):
     MIRROR_REVERSE = "mirror.reverse"
     VOLUME_UNMOUNT = "volume.unmount"
     VOLUME_MOUNT = "volume.mount"
+    DNS_PROMOTE = "dns.promote"
+    DNS_DEMOTE = "dns.demote"
     DNS_UPDATE = "dns.update"
     APP_START = "app.start"
     VERIFY_DNS = "verify.dns"

@@ -20,6 +20,7 @@ from orchestrator.config.model import (
     Probe,
     SecretRef,
     Topology,
+    parse_server,
 )
 from orchestrator.coordination.paths import ZkPaths
 from orchestrator.inventory import group_name
@@ -388,7 +389,7 @@ def _nsupdate(zone: DnsZone, step: Step) -> str:
     else:
         assert zone.tsig.secret is not None
         auth = f'-y "{zone.tsig.algorithm}:{zone.tsig.name}:{_secret_shell(zone.tsig.secret)}"'
-    server = zone.update_servers[0]
+    server = parse_server(step.params.get("servers", [str(zone.update_servers[0])])[0])
     lines = [f"server {server.address} {server.port}", f"zone {zone.name}"]
     for record in step.params["records"]:
         lines.append(f"update delete {record['name']} {record['type']}")
@@ -435,6 +436,38 @@ def _dns_update(topo: Topology, plan: Plan, step: Step) -> ManualStep:
         else '"Status": "PENDING", then INSYNC'
     )
     return ManualStep((command,), expect, "verified in the verify step on every server")
+
+
+def _dns_promote(topo: Topology, plan: Plan, step: Step) -> ManualStep:
+    zone = _zone(topo, step.target)
+    promotion = zone.promote[step.site or ""]
+    host = next(h for h in topo.hosts if h.name == promotion.host)
+    return ManualStep(
+        (_ansible(topo, host.name, "ansible.builtin.shell", promotion.promote_command),),
+        f"{host.name} reports CHANGED",
+        f"{promotion.server} accepts a signed update for {zone.name} "
+        f"(the nsupdate of the next step succeeds against it)",
+    )
+
+
+def _dns_demote(topo: Topology, plan: Plan, step: Step) -> ManualStep:
+    zone = _zone(topo, step.target)
+    promotion = zone.promote[step.site or ""]
+    primary = zone.promote.get(plan.from_site)
+    primary_address = primary.server.address if primary else "<the current primary>"
+    return ManualStep(
+        (
+            _ansible(
+                topo,
+                promotion.host,
+                "ansible.builtin.shell",
+                promotion.demote_command.format(primary=primary_address),
+            ),
+        ),
+        f"{promotion.host} reports CHANGED (or nothing to do if it is already a secondary)",
+        f"only one server takes updates for {zone.name}; {promotion.server} answers the "
+        "primary's serial",
+    )
 
 
 def _verify_dns(topo: Topology, plan: Plan, step: Step) -> ManualStep:
@@ -538,6 +571,8 @@ _RENDERERS: dict[Action, Callable[[Topology, Plan, Step], ManualStep]] = {
     Action.MIRROR_REVERSE: _mirror_reverse,
     Action.VOLUME_UNMOUNT: _unmount,
     Action.VOLUME_MOUNT: _mount,
+    Action.DNS_PROMOTE: _dns_promote,
+    Action.DNS_DEMOTE: _dns_demote,
     Action.DNS_UPDATE: _dns_update,
     Action.APP_START: _app_start,
     Action.VERIFY_DNS: _verify_dns,

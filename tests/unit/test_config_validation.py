@@ -32,6 +32,14 @@ class Broken:
 
 CASES = [
     Broken(
+        "DNS promotion on a host of the other site",
+        "host: ns1.dc2,\n              promote_command",
+        "host: ns1.dc1,\n              promote_command",
+        "dns.zones.0.promote.dc2.host",
+        "host 'ns1.dc1' is in dc1, not dc2",
+        line_of="dc2: {server: {address: 198.51.100.53, site: dc2}, host: ns1.dc1",
+    ),
+    Broken(
         "record value for an unknown site",
         "values: {dc1: 192.0.2.11, dc2: 198.51.100.11}",
         "values: {dc1: 192.0.2.11, dc3: 198.51.100.11}",

@@ -53,7 +53,7 @@ SWITCHOVER = [
     ("break-mirrors", ["break-mirrors/mailstore", "break-mirrors/metadata"]),
     ("mount", ["mount/dc2/mailstore", "mount/dc2/metadata"]),
     ("dns", ["dns/corp.example.net.", "dns/example.com."]),
-    ("start-services", ["start-services/dc2/ldap"]),
+    ("start-services", ["start-services/dc2/dns", "start-services/dc2/ldap"]),
     ("start-services", ["start-services/dc2/mailbox"]),
     ("start-services", ["start-services/dc2/mta", "start-services/dc2/proxy"]),
     ("verify", ["verify/dns", "verify/application/dc2", "verify/canary"]),
@@ -76,6 +76,9 @@ def test_failover_takes_no_final_sync_and_skips_an_unreachable_old_site(topo: To
         for phase, ids in SWITCHOVER
         if phase != "final-sync" and ids != ["disable-application/dc1/canary"]
     ]
+    # dc1 holds the internal zone's only primary: dc2's server is promoted first.
+    at = expected.index(("dns", ["dns/corp.example.net.", "dns/example.com."]))
+    expected.insert(at, ("dns", ["dns/promote/corp.example.net."]))
     assert _shape(plan) == expected
     old_site_steps = [s for s in plan.steps() if s.site == "dc1"]
     assert old_site_steps and all(s.if_unreachable == "skip" for s in old_site_steps)
@@ -188,11 +191,44 @@ def test_a_broken_mirror_still_points_one_way_only(topo: Topology) -> None:
 def test_reprotect_reverses_every_mirror_towards_the_standby(topo: Topology) -> None:
     plan = build_reprotect_plan(topo, ObservedState(active_site="dc2"))
     assert (plan.mode, plan.from_site, plan.to_site) == ("reprotect", "dc2", "dc1")
-    assert _shape(plan) == [("reprotect", ["reprotect/mailstore", "reprotect/metadata"])]
-    assert all(s.action is Action.MIRROR_REVERSE and s.site == "dc2" for s in plan.steps())
+    assert _shape(plan) == [
+        ("reprotect", ["reprotect/mailstore", "reprotect/metadata"]),
+        ("reprotect", ["reprotect/dns/corp.example.net."]),
+    ]
+    assert all(s.action is Action.MIRROR_REVERSE and s.site == "dc2" for s in plan.groups[0].steps)
     with pytest.raises(PlanRefused, match="dc1 is unreachable") as refused:
         build_plan_unreachable = ObservedState(
             active_site="dc2", unreachable_sites=frozenset({"dc1"})
         )
         build_reprotect_plan(topo, build_plan_unreachable)
     assert refused.value.gate
+
+
+def test_failover_promotes_the_standby_dns_server_and_updates_it_first(topo: Topology) -> None:
+    plan = build_plan(topo, assumed_state(topo, frozenset({"dc1"})), "failover", "dc2")
+    promote = plan.step("dns/promote/corp.example.net.")
+    assert (promote.action, promote.site, promote.hosts) == (
+        Action.DNS_PROMOTE,
+        "dc2",
+        ("ns1.dc2",),
+    )
+    update = plan.step("dns/corp.example.net.")
+    assert update.params["servers"] == ["198.51.100.53:53", "192.0.2.53:53"]
+    assert update.params["verify_servers"] == ["198.51.100.53:53"]  # dc1's may be gone
+    assert plan.step("verify/dns").params["zones"]["corp.example.net."] == ["198.51.100.53:53"]
+    assert any("promoted to primary first" in note for note in plan.notes)
+
+
+def test_switchover_keeps_the_live_primary_and_verifies_every_server(topo: Topology) -> None:
+    plan = build_plan(topo, assumed_state(topo), "switchover", "dc2")
+    assert not [s for s in plan.steps() if s.action is Action.DNS_PROMOTE]
+    update = plan.step("dns/corp.example.net.")
+    assert update.params["servers"] == ["192.0.2.53:53", "198.51.100.53:53"]
+    assert update.params["verify_servers"] == ["192.0.2.53:53", "198.51.100.53:53"]
+
+
+def test_reprotect_demotes_a_primary_that_came_back(topo: Topology) -> None:
+    plan = build_reprotect_plan(topo, ObservedState(active_site="dc2"))
+    demote = plan.step("reprotect/dns/corp.example.net.")
+    assert (demote.action, demote.site) == (Action.DNS_DEMOTE, "dc1")
+    assert demote.params["servers"] == ["198.51.100.53:53", "192.0.2.53:53"]

@@ -7,7 +7,12 @@ from collections.abc import Callable
 from orchestrator.engine.handlers import StepHandler
 from orchestrator.engine.steps.app import AppHandler, CanaryHandler
 from orchestrator.engine.steps.cluster import ActivateHandler
-from orchestrator.engine.steps.dns import DnsUpdateHandler, DnsVerifyHandler
+from orchestrator.engine.steps.dns import (
+    DnsDemoteHandler,
+    DnsPromoteHandler,
+    DnsUpdateHandler,
+    DnsVerifyHandler,
+)
 from orchestrator.engine.steps.preflight import PreflightHandler, ReadinessGate
 from orchestrator.engine.steps.verify import AppVerifyHandler, CanaryVerifyHandler
 from orchestrator.engine.steps.volumes import MirrorHandler, MountHandler
@@ -31,6 +36,8 @@ def default_handlers(set_active_site: Callable[[str], None]) -> dict[Action, Ste
         Action.MIRROR_REVERSE: MirrorHandler("reverse"),
         Action.VOLUME_UNMOUNT: MountHandler("unmount"),
         Action.VOLUME_MOUNT: MountHandler("mount"),
+        Action.DNS_PROMOTE: DnsPromoteHandler(),
+        Action.DNS_DEMOTE: DnsDemoteHandler(),
         Action.DNS_UPDATE: DnsUpdateHandler(),
         Action.APP_START: AppHandler("start"),
         Action.VERIFY_DNS: DnsVerifyHandler(),

@@ -1,12 +1,21 @@
-"""Repointing DNS (orchestrator.adapters.dns) and verifying it on every server."""
+"""Repointing DNS (orchestrator.adapters.dns), promoting a standby primary, and
+verifying on every authoritative server.
+
+Which server is a zone's primary right now is observed, not remembered: it is the
+candidate that accepts a signed no-op update. So a zone promoted by an earlier failover
+keeps working, and a stale primary that comes back is found and demoted by reprotect.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from orchestrator.adapters.dns import changes_for_site, changes_from_params, provider_for, verify
 from orchestrator.adapters.dns.rfc2136 import Rfc2136Provider
-from orchestrator.config.model import DnsZone
+from orchestrator.config.model import DnsServer, DnsZone, parse_server
 from orchestrator.engine.handlers import StepContext
-from orchestrator.errors import Unavailable
+from orchestrator.engine.steps.common import playbook
+from orchestrator.errors import Failed, SitectlError, Unavailable
 from orchestrator.plan.model import Step
 
 VERIFY_TIMEOUT_S = 10.0
@@ -16,16 +25,45 @@ def _zone(ctx: StepContext, name: str) -> DnsZone:
     return next(z for z in ctx.topology.dns.zones if z.name == name)
 
 
+def _servers(texts: Sequence[str]) -> tuple[DnsServer, ...]:
+    return tuple(parse_server(t) for t in texts)
+
+
+def accepting(ctx: StepContext, zone: DnsZone, candidates: Sequence[str]) -> list[str]:
+    """The candidates that take signed updates for the zone now, and why the others don't."""
+    found = []
+    for text in candidates:
+        single = zone.model_copy(update={"update_servers": _servers([text])})
+        try:
+            provider = provider_for(ctx.topology, single)
+            if not isinstance(provider, Rfc2136Provider):
+                raise Failed(f"{zone.name} is not an rfc2136 zone")
+            provider.check_key()
+        except SitectlError as exc:
+            ctx.log(f"{zone.name}: {text} does not take updates ({exc})")
+            continue
+        found.append(text)
+    return found
+
+
 class DnsUpdateHandler:
-    def check(self, step: Step, ctx: StepContext) -> bool:
+    def _expected(self, step: Step, ctx: StepContext) -> tuple[DnsZone, tuple[DnsServer, ...]]:
         zone = _zone(ctx, step.target)
-        result = verify(
-            zone.name, changes_from_params(step.params), zone.verify_servers, timeout=0.0
-        )
-        return result.ok
+        servers = step.params.get("verify_servers")
+        return zone, _servers(servers) if servers is not None else zone.verify_servers
+
+    def check(self, step: Step, ctx: StepContext) -> bool:
+        zone, servers = self._expected(step, ctx)
+        return verify(zone.name, changes_from_params(step.params), servers, timeout=0.0).ok
 
     def apply(self, step: Step, ctx: StepContext) -> None:
         zone = _zone(ctx, step.target)
+        if zone.provider == "rfc2136":
+            candidates = step.params.get("servers") or [str(s) for s in zone.update_servers]
+            primaries = accepting(ctx, zone, candidates)
+            if not primaries:
+                raise Unavailable(f"{zone.name}: none of {', '.join(candidates)} takes updates")
+            zone = zone.model_copy(update={"update_servers": _servers(primaries[:1])})
         provider = provider_for(ctx.topology, zone)
         epoch = None
         if isinstance(provider, Rfc2136Provider):
@@ -39,19 +77,84 @@ class DnsUpdateHandler:
         )
 
     def verify(self, step: Step, ctx: StepContext) -> None:
-        zone = _zone(ctx, step.target)
+        zone, servers = self._expected(step, ctx)
         result = verify(
-            zone.name,
-            changes_from_params(step.params),
-            zone.verify_servers,
-            timeout=VERIFY_TIMEOUT_S,
+            zone.name, changes_from_params(step.params), servers, timeout=VERIFY_TIMEOUT_S
         )
         if not result.ok:
             raise Unavailable(result.describe())
 
 
+class DnsPromoteHandler:
+    """Make the new site's server the zone's primary (its own site's copy of the data)."""
+
+    def check(self, step: Step, ctx: StepContext) -> bool:
+        zone = _zone(ctx, step.target)
+        return bool(accepting(ctx, zone, [step.params["server"]]))
+
+    def apply(self, step: Step, ctx: StepContext) -> None:
+        zone = _zone(ctx, step.target)
+        promotion = zone.promote[step.site or ""]
+        playbook(
+            ctx,
+            step,
+            "dns-role.yml",
+            step.hosts,
+            {
+                "dns_zone": zone.name,
+                "dns_action": "promote",
+                "dns_command": promotion.promote_command,
+            },
+        )
+
+    def verify(self, step: Step, ctx: StepContext) -> None:
+        if not self.check(step, ctx):
+            raise Unavailable(
+                f"{step.params['server']} does not take updates for {step.target} yet"
+            )
+
+
+class DnsDemoteHandler:
+    """After a failover, the old primary may come back still thinking it is primary:
+    demote it to a secondary of the current one, so one server owns the zone."""
+
+    def _primaries(self, step: Step, ctx: StepContext) -> list[str]:
+        return accepting(ctx, _zone(ctx, step.target), step.params["servers"])
+
+    def check(self, step: Step, ctx: StepContext) -> bool:
+        return len(self._primaries(step, ctx)) <= 1
+
+    def apply(self, step: Step, ctx: StepContext) -> None:
+        zone = _zone(ctx, step.target)
+        standby = step.site or ""
+        primaries = self._primaries(step, ctx)
+        stale = zone.promote[standby]
+        keep = [p for p in primaries if p != str(stale.server)]
+        if str(stale.server) not in primaries or not keep:
+            raise Failed(
+                f"{zone.name}: primaries are {', '.join(primaries)}; cannot tell which to keep"
+            )
+        primary = parse_server(keep[0])
+        playbook(
+            ctx,
+            step,
+            "dns-role.yml",
+            (stale.host,),
+            {
+                "dns_zone": zone.name,
+                "dns_action": "demote",
+                "dns_command": stale.demote_command.format(primary=primary.address),
+            },
+        )
+
+    def verify(self, step: Step, ctx: StepContext) -> None:
+        primaries = self._primaries(step, ctx)
+        if len(primaries) > 1:
+            raise Unavailable(f"{step.target} still has {len(primaries)} primaries: {primaries}")
+
+
 class DnsVerifyHandler:
-    """Every zone, every authoritative server, answers the new site's values."""
+    """Every zone, every authoritative server it should expect, answers the new values."""
 
     def check(self, step: Step, ctx: StepContext) -> bool:
         return False
@@ -60,12 +163,16 @@ class DnsVerifyHandler:
         pass
 
     def verify(self, step: Step, ctx: StepContext) -> None:
+        per_zone = step.params.get("zones") or {}
         problems = []
         for zone in ctx.topology.dns.zones:
+            servers = (
+                _servers(per_zone[zone.name]) if zone.name in per_zone else zone.verify_servers
+            )
             result = verify(
                 zone.name,
                 changes_for_site(zone, step.site or ""),
-                zone.verify_servers,
+                servers,
                 timeout=VERIFY_TIMEOUT_S,
             )
             if not result.ok:
