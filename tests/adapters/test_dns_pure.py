@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 
 import botocore.exceptions
@@ -29,7 +30,12 @@ from orchestrator.adapters.dns.records import (
     expected_changes,
     in_zone,
 )
-from orchestrator.adapters.dns.route53 import MAX_CHANGES, change_batches, from_boto_error
+from orchestrator.adapters.dns.route53 import (
+    MAX_CHANGES,
+    Route53Provider,
+    change_batches,
+    from_boto_error,
+)
 from orchestrator.adapters.dns.tsig import TsigError, parse_key_text, select_key
 from orchestrator.config import load_topology
 from orchestrator.config.model import DnsServer
@@ -341,3 +347,41 @@ def test_hostile_key_files_fail_only_as_one_line_tsig_errors(text: str) -> None:
         except TsigError as exc:
             assert "\n" not in str(exc)
             assert "c2VjcmV0LWNhbmFyeQ==" not in str(exc)
+
+
+# -- the INSYNC wait, with a scripted client (moto is always INSYNC) --------------------
+
+@dataclass
+class Scripted:
+    statuses: list[str]
+
+    def get_change(self, Id: str) -> dict:
+        return {"ChangeInfo": {"Id": Id, "Status": self.statuses.pop(0)}}
+
+
+@dataclass
+class Clock:
+    now: float = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_waits_for_insync_within_its_bound() -> None:
+    clock = Clock()
+    provider = Route53Provider("example.test.", "Z1", Scripted(["PENDING", "PENDING", "INSYNC"]),
+                               sync_timeout=10, poll_interval=2, clock=clock,
+                               sleep=clock.sleep)
+    provider.wait_insync("C1")
+    assert clock.now == 4
+
+
+def test_gives_up_when_a_change_stays_pending() -> None:
+    clock = Clock()
+    provider = Route53Provider("example.test.", "Z1", Scripted(["PENDING"] * 10), sync_timeout=5,
+                               poll_interval=2, clock=clock, sleep=clock.sleep)
+    with pytest.raises(Unavailable, match=r"change C1 still PENDING after 5s"):
+        provider.wait_insync("C1")

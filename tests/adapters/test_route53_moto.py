@@ -2,7 +2,7 @@
 
 moto stands in for the Route 53 API: it applies change batches and reports them INSYNC
 at once, and serves no DNS, so values are read back through the API. The INSYNC wait
-loop is also driven with a scripted client below, because moto never says PENDING.
+loop runs on a scripted client in test_dns_pure.py, because moto never says PENDING.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import boto3
 import pytest
@@ -112,41 +111,3 @@ def test_an_api_that_does_not_answer_is_unavailable(route53, sleeps) -> None:
 def test_records_outside_the_zone_are_refused(route53) -> None:
     with pytest.raises(Failed, match=r"not in zone example\.test\."):
         route53().apply([RecordChange("mail.other.test.", "A", 60, "1.2.3.4")])
-
-
-# -- the INSYNC wait, with a scripted client (moto is always INSYNC) --------------------
-
-@dataclass
-class Scripted:
-    statuses: list[str]
-
-    def get_change(self, Id: str) -> dict:
-        return {"ChangeInfo": {"Id": Id, "Status": self.statuses.pop(0)}}
-
-
-@dataclass
-class Clock:
-    now: float = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
-def test_waits_for_insync_within_its_bound() -> None:
-    clock = Clock()
-    provider = Route53Provider(ZONE, "Z1", Scripted(["PENDING", "PENDING", "INSYNC"]),
-                               sync_timeout=10, poll_interval=2, clock=clock,
-                               sleep=clock.sleep)
-    provider.wait_insync("C1")
-    assert clock.now == 4
-
-
-def test_gives_up_when_a_change_stays_pending() -> None:
-    clock = Clock()
-    provider = Route53Provider(ZONE, "Z1", Scripted(["PENDING"] * 10), sync_timeout=5,
-                               poll_interval=2, clock=clock, sleep=clock.sleep)
-    with pytest.raises(Unavailable, match=r"change C1 still PENDING after 5s"):
-        provider.wait_insync("C1")
