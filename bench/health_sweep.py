@@ -1,0 +1,119 @@
+"""How long does a health sweep of 500 endpoints take when a fifth of them hang?
+
+Binds 500 ZooKeeper-like endpoints on 127.0.200.1 ... 127.0.201.244 (any 127.x address
+binds without set-up): 400 answer the `srvr` four-letter word, 100 are blackholes that
+accept TCP (the kernel completes the handshake into the backlog) and never answer, as
+a SIGSTOPped server does. Then runs `run_checks` on a synthetic topology naming them
+all and prints the time. Because every check runs on its own thread and is bounded by
+the timeout, the sweep should take about one timeout, not 100 of them.
+
+    .venv/bin/python bench/health_sweep.py [--endpoints 500] [--blackholed 0.2] [--timeout 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import socket
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from orchestrator.checks import Status, run_checks
+from orchestrator.config.model import Topology
+
+PORT = 21810
+ANSWER = b"Zookeeper version: bench\nZxid: 0x0\nMode: follower\n"
+
+
+def addresses(count: int) -> list[str]:
+    return [f"127.0.{200 + i // 250}.{1 + i % 250}" for i in range(count)]
+
+
+async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+        await reader.readexactly(4)
+        writer.write(ANSWER)
+        await writer.drain()
+    writer.close()
+
+
+def serve(healthy: list[str], ready: threading.Event) -> None:
+    """Answer `srvr` on every healthy address, in one event loop on this thread."""
+    async def main() -> None:
+        for address in healthy:
+            await asyncio.start_server(_answer, address, PORT, backlog=64)
+        ready.set()
+        await asyncio.Event().wait()  # until the process ends
+
+    asyncio.run(main())
+
+
+def blackholes(addresses_: list[str]) -> list[socket.socket]:
+    """Listening sockets nobody ever accepts on: connect succeeds, nothing answers."""
+    holes = []
+    for address in addresses_:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((address, PORT))
+        sock.listen(8)
+        holes.append(sock)
+    return holes
+
+
+def topology(all_addresses: list[str]) -> Topology:
+    data: dict[str, Any] = {
+        "cluster": "bench",
+        "active_site": "dc1",
+        "sites": {"dc1": {"kind": "datacenter"}, "dc2": {"kind": "datacenter"}},
+        "ansible": {"inventory": "hosts.yml"},
+        "hosts": [{"name": "h", "site": "dc1", "roles": ["app"], "address": "127.0.0.1"}],
+        "roles": {"app": {"start_order": 0, "services": ["app"]}},
+        "dns": {"zones": [{"name": "bench.", "scope": "internal", "provider": "route53",
+                           "verify_servers": ["127.0.0.1"], "route53": {"hosted_zone_id": "Z"},
+                           "records": [{"name": "a", "values": {"dc1": "127.0.0.1"}}]}]},
+        "zookeeper": {"hosts": [{"address": f"{a}:{PORT}", "site": "dc1" if i % 2 else "dc2"}
+                                for i, a in enumerate(all_addresses)]},
+    }
+    return Topology.model_validate(data)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--endpoints", type=int, default=500)
+    parser.add_argument("--blackholed", type=float, default=0.2)
+    parser.add_argument("--timeout", type=float, default=1.0)
+    args = parser.parse_args()
+    everything = addresses(args.endpoints)
+    hung = set(everything[:: max(1, round(1 / args.blackholed))]) if args.blackholed else set()
+    healthy = [a for a in everything if a not in hung]
+    ready = threading.Event()
+    threading.Thread(target=serve, args=(healthy, ready), daemon=True).start()
+    holes = blackholes(sorted(hung))
+    if not ready.wait(30):
+        print("the healthy endpoints did not start", file=sys.stderr)
+        return 1
+    try:
+        started = time.monotonic()
+        sweep = run_checks(topology(everything), ["zookeeper"], timeout=args.timeout)
+        elapsed = time.monotonic() - started
+    finally:
+        for sock in holes:
+            sock.close()
+    nodes = [r for r in sweep.results if r.target != "quorum"]
+    counts = Counter(r.status.value for r in nodes)
+    wrong = [r for r in nodes if (r.status is Status.DOWN) != (r.target.split(":")[0] in hung)]
+    print(f"{len(nodes)} endpoints, {len(hung)} blackholed, timeout {args.timeout:g} s: "
+          f"sweep took {elapsed:.2f} s ({elapsed / args.timeout:.1f} timeouts); "
+          f"{dict(counts)}; misjudged: {len(wrong)}")
+    return 1 if wrong else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
