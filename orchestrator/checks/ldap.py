@@ -25,6 +25,7 @@ from orchestrator.errors import SitectlError
 SYSTEM = "ldap"
 CSN_FIGURE = "csn_sid_"  # + sid: the newest change time of that writer this master holds
 LAG_FIGURE = "sid_{}_lag_seconds"
+CANARY_TARGET = "canary"  # the canary's result (ldap_canary), not a master's reading
 
 
 def checks(topo: Topology, timeout: float, clock: Callable[[], float] = time.time) -> list[Check]:
@@ -55,14 +56,14 @@ def read_master(
 
     try:
         conn = connect(topo, master, timeout)
-    except _Down as exc:
+    except Unusable as exc:
         return result(Status.DOWN, str(exc))
     try:
         values = _context_csn(conn, topo.ldap.suffix)
-    except _Down as exc:
+    except Unusable as exc:
         return result(Status.DOWN, str(exc))
     finally:
-        _close(conn)
+        close(conn)
     figures: dict[str, float] = {"seconds": round(time.monotonic() - started, 3)}
     if values is None:
         return result(
@@ -78,12 +79,12 @@ def read_master(
     return result(Status.OK, "", figures)
 
 
-class _Down(Exception):
+class Unusable(Exception):
     """The master cannot be used; the message is the result's reason."""
 
 
 def connect(topo: Topology, master: LdapMaster, timeout: float) -> ldap3.Connection:
-    """A bound connection; every wait bounded by `timeout`. Raises _Down with the reason."""
+    """A bound connection; every wait bounded by `timeout`. Raises Unusable with the reason."""
     section = topo.ldap
     assert section is not None
     ca_file = master.ca_file or section.ca_file
@@ -91,7 +92,7 @@ def connect(topo: Topology, master: LdapMaster, timeout: float) -> ldap3.Connect
     try:
         password = read_secret(master.password or section.password, topo.base_dir).reveal()
     except SitectlError as exc:
-        raise _Down(one_line(exc)) from None
+        raise Unusable(one_line(exc)) from None
     tls = None
     if ca_file or master.uri.startswith("ldaps://"):
         tls = ldap3.Tls(
@@ -111,15 +112,15 @@ def connect(topo: Topology, master: LdapMaster, timeout: float) -> ldap3.Connect
     try:
         conn.open()
         if starttls and not master.uri.startswith("ldaps://") and not conn.start_tls():
-            raise _Down(f"StartTLS refused: {_result_text(conn)}")
+            raise Unusable(f"StartTLS refused: {_result_text(conn)}")
         if not conn.bind():
-            raise _Down(f"bind as {conn.user} refused: {_result_text(conn)}")
-    except _Down:
-        _close(conn)
+            raise Unusable(f"bind as {conn.user} refused: {_result_text(conn)}")
+    except Unusable:
+        close(conn)
         raise
     except Exception as exc:  # ldap3 raises a wide tree; every branch means "unusable"
-        _close(conn)
-        raise _Down(describe_error(exc, timeout)) from None
+        close(conn)
+        raise Unusable(describe_error(exc, timeout)) from None
     return conn
 
 
@@ -151,10 +152,10 @@ def _context_csn(conn: ldap3.Connection, suffix: str) -> list[str] | None:
             suffix, "(objectClass=*)", search_scope=ldap3.BASE, attributes=["contextCSN"]
         )
     except Exception as exc:  # see connect(): any failure here means the read failed
-        raise _Down(describe_error(exc, conn.receive_timeout or 0)) from None
+        raise Unusable(describe_error(exc, conn.receive_timeout or 0)) from None
     if not found or not conn.entries:
         if conn.result and conn.result.get("description") not in (None, "success"):
-            raise _Down(f"reading the suffix failed: {_result_text(conn)}")
+            raise Unusable(f"reading the suffix failed: {_result_text(conn)}")
         return None
     values = conn.entries[0].entry_attributes_as_dict.get("contextCSN") or []
     return [str(v) for v in values] or None
@@ -166,7 +167,7 @@ def _result_text(conn: ldap3.Connection) -> str:
     return f"{result.get('description', 'no answer')}" + (f" ({message})" if message else "")
 
 
-def _close(conn: ldap3.Connection) -> None:
+def close(conn: ldap3.Connection) -> None:
     # Closing a dead connection must not turn a result into a crash.
     with contextlib.suppress(Exception):
         conn.unbind()
@@ -191,8 +192,8 @@ def summarize(results: Sequence[CheckResult], limit: float) -> list[CheckResult]
     lags = csn.lag_per_sid(views(results))
     out = []
     for r in results:
-        mine = lags.get(r.target)
-        if r.system != SYSTEM or mine is None:
+        mine = lags.get(r.target) if r.system == SYSTEM else None
+        if mine is None:
             out.append(r)
             continue
         figures = dict(r.figures)

@@ -15,7 +15,15 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 
-from orchestrator.checks import application, dns, ldap, mirrors, object_store, zookeeper
+from orchestrator.checks import (
+    application,
+    dns,
+    ldap,
+    ldap_canary,
+    mirrors,
+    object_store,
+    zookeeper,
+)
 from orchestrator.checks.result import Check, CheckResult, Status, Sweep, one_line
 from orchestrator.config.model import Topology
 
@@ -46,7 +54,7 @@ def run_checks(
 
     `sites` keeps only results of those sites and cluster-wide ones; every node is still
     asked, because LDAP lag, the ZooKeeper quorum and DNS serial agreement are judged
-    across all of them. `canary` adds the writing probes (object-store canary).
+    across all of them. `canary` adds the probes that write (LDAP and object-store canaries).
     Never raises for anything a server does; unknown system names are a ValueError.
     """
     started = time.monotonic()
@@ -66,7 +74,8 @@ def run_checks(
 def _builders(canary: bool) -> dict[str, Callable[[Topology, float], list[Check]]]:
     return {
         "zookeeper": zookeeper.checks,
-        "ldap": ldap.checks,
+        "ldap": lambda topo, t: ldap.checks(topo, t) + (
+            ldap_canary.checks(topo, t) if canary else []),
         "object-store": lambda topo, t: object_store.checks(topo, t, canary=canary),
         "mirrors": mirrors.checks,
         "dns": dns.checks,
