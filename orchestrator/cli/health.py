@@ -7,6 +7,7 @@ input.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -51,6 +52,12 @@ def _topology(config: Path | None) -> Topology:
         return load_topology(config_path(config))
     except InvalidTopology as exc:
         fail([str(p) for p in exc.problems], ExitCode.BAD_INPUT)
+
+
+def _quiet_adapters() -> None:
+    # Adapters log each refused attempt as a warning for the engine's log; here every
+    # failure is already a result with its reason, so the warnings would only repeat it.
+    logging.getLogger("orchestrator.adapters").setLevel(logging.ERROR)
 
 
 def _check_sites(topo: Topology, sites: list[str]) -> None:
@@ -103,6 +110,7 @@ def health(
 
     [b]Example:[/b] sitectl health -c lab/topology.yaml --site dc2
     """
+    _quiet_adapters()
     topo = _topology(config)
     _check_sites(topo, site or [])
     bad = [s for s in system or [] if s not in SYSTEMS]
@@ -175,6 +183,7 @@ def readiness_command(
 
     [b]Example:[/b] sitectl readiness --to dc2
     """
+    _quiet_adapters()
     topo = _topology(config)
     if to not in topo.datacenters():
         fail(
