@@ -46,6 +46,7 @@ async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
 
 def serve(healthy: list[str], ready: threading.Event) -> None:
     """Answer `srvr` on every healthy address, in one event loop on this thread."""
+
     async def main() -> None:
         for address in healthy:
             await asyncio.start_server(_answer, address, PORT, backlog=64)
@@ -75,11 +76,24 @@ def topology(all_addresses: list[str]) -> Topology:
         "ansible": {"inventory": "hosts.yml"},
         "hosts": [{"name": "h", "site": "dc1", "roles": ["app"], "address": "127.0.0.1"}],
         "roles": {"app": {"start_order": 0, "services": ["app"]}},
-        "dns": {"zones": [{"name": "bench.", "scope": "internal", "provider": "route53",
-                           "verify_servers": ["127.0.0.1"], "route53": {"hosted_zone_id": "Z"},
-                           "records": [{"name": "a", "values": {"dc1": "127.0.0.1"}}]}]},
-        "zookeeper": {"hosts": [{"address": f"{a}:{PORT}", "site": "dc1" if i % 2 else "dc2"}
-                                for i, a in enumerate(all_addresses)]},
+        "dns": {
+            "zones": [
+                {
+                    "name": "bench.",
+                    "scope": "internal",
+                    "provider": "route53",
+                    "verify_servers": ["127.0.0.1"],
+                    "route53": {"hosted_zone_id": "Z"},
+                    "records": [{"name": "a", "values": {"dc1": "127.0.0.1"}}],
+                }
+            ]
+        },
+        "zookeeper": {
+            "hosts": [
+                {"address": f"{a}:{PORT}", "site": "dc1" if i % 2 else "dc2"}
+                for i, a in enumerate(all_addresses)
+            ]
+        },
     }
     return Topology.model_validate(data)
 
@@ -109,9 +123,11 @@ def main() -> int:
     nodes = [r for r in sweep.results if r.target != "quorum"]
     counts = Counter(r.status.value for r in nodes)
     wrong = [r for r in nodes if (r.status is Status.DOWN) != (r.target.split(":")[0] in hung)]
-    print(f"{len(nodes)} endpoints, {len(hung)} blackholed, timeout {args.timeout:g} s: "
-          f"sweep took {elapsed:.2f} s ({elapsed / args.timeout:.1f} timeouts); "
-          f"{dict(counts)}; misjudged: {len(wrong)}")
+    print(
+        f"{len(nodes)} endpoints, {len(hung)} blackholed, timeout {args.timeout:g} s: "
+        f"sweep took {elapsed:.2f} s ({elapsed / args.timeout:.1f} timeouts); "
+        f"{dict(counts)}; misjudged: {len(wrong)}"
+    )
     return 1 if wrong else 0
 
 

@@ -94,7 +94,9 @@ def connect(topo: Topology, master: LdapMaster, timeout: float) -> ldap3.Connect
     except SitectlError as exc:
         raise Unusable(one_line(exc)) from None
     tls = None
-    if ca_file or master.uri.startswith("ldaps://"):
+    if starttls or master.uri.startswith("ldaps://"):
+        # Always verify: without a Tls object ldap3's StartTLS accepts any certificate.
+        # Without a ca_file, the system's trust store decides.
         tls = ldap3.Tls(
             ca_certs_file=str(topo.resolve(ca_file)) if ca_file else None,
             validate=ssl.CERT_REQUIRED,

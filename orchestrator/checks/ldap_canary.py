@@ -53,18 +53,29 @@ def run_canary(topo: Topology, timeout: float) -> CheckResult:
         except ldap.Unusable as exc:
             problems.append(f"{writer.uri}: {exc}")
     if written_by is None:
-        return CheckResult(ldap.SYSTEM, topo.active_site, TARGET, Status.DOWN,
-                           "no master of the active site took the canary: " + "; ".join(problems),
-                           {})
+        return CheckResult(
+            ldap.SYSTEM,
+            topo.active_site,
+            TARGET,
+            Status.DOWN,
+            "no master of the active site took the canary: " + "; ".join(problems),
+            {},
+        )
     written = time.monotonic()
     others = [m for m in topo.ldap.masters if m != written_by]
     seen = _wait_for(topo, others, token, written + timeout, lambda: time.monotonic() - written)
     figures = {FIGURE.format(m.server_id): s for m, s in seen.items()}
     late = [m.uri for m in others if m not in seen]
     if late:
-        return CheckResult(ldap.SYSTEM, topo.active_site, TARGET, Status.DEGRADED,
-                           f"{', '.join(late)} did not show the canary written at "
-                           f"{written_by.uri} within {timeout:g} s", figures)
+        return CheckResult(
+            ldap.SYSTEM,
+            topo.active_site,
+            TARGET,
+            Status.DEGRADED,
+            f"{', '.join(late)} did not show the canary written at "
+            f"{written_by.uri} within {timeout:g} s",
+            figures,
+        )
     return CheckResult(ldap.SYSTEM, topo.active_site, TARGET, Status.OK, "", figures)
 
 
@@ -75,16 +86,24 @@ def _write(topo: Topology, master: LdapMaster, token: str, timeout: float) -> No
         if conn.modify(dn, {"description": [(ldap3.MODIFY_REPLACE, [token])]}):
             return
         if conn.result.get("description") == "noSuchObject" and conn.add(
-                dn, ["applicationProcess"], {"cn": "sitectl-canary", "description": token}):
+            dn, ["applicationProcess"], {"cn": "sitectl-canary", "description": token}
+        ):
             return
-        raise ldap.Unusable(f"the canary write was refused: {conn.result.get('description')} "
-                         f"({conn.result.get('message', '')})")
+        raise ldap.Unusable(
+            f"the canary write was refused: {conn.result.get('description')} "
+            f"({conn.result.get('message', '')})"
+        )
     finally:
         ldap.close(conn)
 
 
-def _wait_for(topo: Topology, masters: list[LdapMaster], token: str, deadline: float,
-              elapsed: Callable[[], float]) -> dict[LdapMaster, float]:
+def _wait_for(
+    topo: Topology,
+    masters: list[LdapMaster],
+    token: str,
+    deadline: float,
+    elapsed: Callable[[], float],
+) -> dict[LdapMaster, float]:
     """Seconds since the write until each master showed `token`, polled on one thread
     per master: a hung master must not delay the figures of the others."""
     seen: dict[LdapMaster, float] = {}
@@ -113,10 +132,14 @@ def _shows(topo: Topology, master: LdapMaster, token: str, timeout: float) -> bo
     except ldap.Unusable:
         return False  # hung or down: it shows nothing yet; ask again until the deadline
     try:
-        found = conn.search(entry_dn(topo), "(objectClass=*)", search_scope=ldap3.BASE,
-                            attributes=["description"])
-        values = conn.entries[0].entry_attributes_as_dict.get("description", []) if (
-            found and conn.entries) else []
+        found = conn.search(
+            entry_dn(topo), "(objectClass=*)", search_scope=ldap3.BASE, attributes=["description"]
+        )
+        values = (
+            conn.entries[0].entry_attributes_as_dict.get("description", [])
+            if (found and conn.entries)
+            else []
+        )
         return token in values
     except Exception:  # a read that fails is a read that does not show the token
         return False

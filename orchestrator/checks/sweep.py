@@ -74,8 +74,9 @@ def run_checks(
 def _builders(canary: bool) -> dict[str, Callable[[Topology, float], list[Check]]]:
     return {
         "zookeeper": zookeeper.checks,
-        "ldap": lambda topo, t: ldap.checks(topo, t) + (
-            ldap_canary.checks(topo, t) if canary else []),
+        "ldap": lambda topo, t: (
+            ldap.checks(topo, t) + (ldap_canary.checks(topo, t) if canary else [])
+        ),
         "object-store": lambda topo, t: object_store.checks(topo, t, canary=canary),
         "mirrors": mirrors.checks,
         "dns": dns.checks,

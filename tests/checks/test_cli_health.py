@@ -32,4 +32,5 @@ def test_unknown_site_and_system_are_bad_input() -> None:
 
 def test_figures_hide_raw_csn_timestamps() -> None:
     assert health.figures_text({"csn_sid_1": 1.7e9, "lag_seconds": 2.5, "zxid": 4294967296.0}) == (
-        "lag_seconds=2.5 zxid=4294967296")
+        "lag_seconds=2.5 zxid=4294967296"
+    )

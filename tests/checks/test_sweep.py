@@ -22,8 +22,9 @@ def test_a_check_still_running_at_the_cutoff_is_down_and_the_sweep_goes_on() -> 
         release.wait()  # ignores its timeout, as a buggy check might
         raise AssertionError("never reached in this test")
 
-    quick = Check("zookeeper", "dc1", "fast", lambda t: CheckResult("zookeeper", "dc1", "fast",
-                                                                      OK, "", {}))
+    quick = Check(
+        "zookeeper", "dc1", "fast", lambda t: CheckResult("zookeeper", "dc1", "fast", OK, "", {})
+    )
     try:
         results = run_bounded([Check("ldap", "dc2", "slow", hangs), quick], 0.1, 0.2)
     finally:
@@ -51,12 +52,15 @@ def reader(uri: str, site: str, **csn: float) -> CheckResult:
 
 
 def test_ldap_summary_adds_lag_per_sid_and_degrades_beyond_the_limit() -> None:
-    results = ldap.summarize([
-        reader("a", "dc1", s1=100.0, s3=50.0),
-        reader("b", "dc2", s1=20.0, s3=50.0),
-        reader("c", "dc2", s3=50.0),
-        CheckResult("ldap", "dc2", "d", DOWN, "hung", {}),
-    ], limit=60.0)
+    results = ldap.summarize(
+        [
+            reader("a", "dc1", s1=100.0, s3=50.0),
+            reader("b", "dc2", s1=20.0, s3=50.0),
+            reader("c", "dc2", s3=50.0),
+            CheckResult("ldap", "dc2", "d", DOWN, "hung", {}),
+        ],
+        limit=60.0,
+    )
     a, b, c, d = results
     assert (a.status, a.figures["lag_seconds"]) == (OK, 0.0)
     assert (b.status, b.figures["sid_1_lag_seconds"]) == (DEG, 80.0)
@@ -70,12 +74,15 @@ def node(address: str, status: Status, leader: float | None = None) -> CheckResu
     return CheckResult("zookeeper", "dc1", address, status, "", figures)
 
 
-@pytest.mark.parametrize(("nodes", "status", "words"), [
-    ([node("a", OK, 1.0), node("b", OK, 0.0), node("c", OK, 0.0)], OK, ""),
-    ([node("a", OK, 1.0), node("b", OK, 0.0), node("c", DOWN)], DEG, "quorum holds on 2 of 3"),
-    ([node("a", OK, 0.0), node("b", DOWN), node("c", DOWN)], DOWN, "no quorum: 1 of 3"),
-    ([node("a", OK, 0.0), node("b", OK, 0.0), node("c", DOWN)], DOWN, "0 nodes claim to lead"),
-])
+@pytest.mark.parametrize(
+    ("nodes", "status", "words"),
+    [
+        ([node("a", OK, 1.0), node("b", OK, 0.0), node("c", OK, 0.0)], OK, ""),
+        ([node("a", OK, 1.0), node("b", OK, 0.0), node("c", DOWN)], DEG, "quorum holds on 2 of 3"),
+        ([node("a", OK, 0.0), node("b", DOWN), node("c", DOWN)], DOWN, "no quorum: 1 of 3"),
+        ([node("a", OK, 0.0), node("b", OK, 0.0), node("c", DOWN)], DOWN, "0 nodes claim to lead"),
+    ],
+)
 def test_zookeeper_quorum(nodes: list, status: Status, words: str) -> None:
     quorum = zookeeper.summarize(nodes)[-1]
     assert (quorum.site, quorum.target, quorum.status) == (None, "quorum", status)
@@ -83,24 +90,45 @@ def test_zookeeper_quorum(nodes: list, status: Status, words: str) -> None:
 
 
 def test_dns_servers_behind_on_the_serial_are_degraded() -> None:
-    results = dns.summarize([
-        CheckResult("dns", "dc1", "zone z. at 127.0.1.1:53", OK, "", {"soa_serial": 7.0}),
-        CheckResult("dns", "dc2", "zone z. at 127.0.2.1:53", OK, "", {"soa_serial": 6.0}),
-        CheckResult("dns", "dc2", "zone y. at 127.0.2.1:53", OK, "", {"soa_serial": 1.0}),
-    ])
+    results = dns.summarize(
+        [
+            CheckResult("dns", "dc1", "zone z. at 127.0.1.1:53", OK, "", {"soa_serial": 7.0}),
+            CheckResult("dns", "dc2", "zone z. at 127.0.2.1:53", OK, "", {"soa_serial": 6.0}),
+            CheckResult("dns", "dc2", "zone y. at 127.0.2.1:53", OK, "", {"soa_serial": 1.0}),
+        ]
+    )
     assert [r.status for r in results] == [OK, DEG, OK]
     assert results[1].reason == "SOA serial 6 is behind 7 (transfers lag?)"
 
 
 def test_metrics_exposition() -> None:
-    text = exposition(Sweep((
-        CheckResult("ldap", "dc2", "ldap://127.0.2.11:389", OK, "",
-                    {"sid_1_lag_seconds": 2.5, "csn_sid_1": 1.0}),
-        CheckResult("mirrors", "dc2", "mirror mailstore", DEG, "quiesced", {"lag_seconds": 40.0}),
-        CheckResult("object-store", "dc1", "bucket mail-blobs@dc1", OK, "",
-                    {"replication_lag_seconds": 0.25}),
-        CheckResult("zookeeper", None, "quorum", DOWN, "no quorum", {}),
-    ), seconds=1.5))
+    text = exposition(
+        Sweep(
+            (
+                CheckResult(
+                    "ldap",
+                    "dc2",
+                    "ldap://127.0.2.11:389",
+                    OK,
+                    "",
+                    {"sid_1_lag_seconds": 2.5, "csn_sid_1": 1.0},
+                ),
+                CheckResult(
+                    "mirrors", "dc2", "mirror mailstore", DEG, "quiesced", {"lag_seconds": 40.0}
+                ),
+                CheckResult(
+                    "object-store",
+                    "dc1",
+                    "bucket mail-blobs@dc1",
+                    OK,
+                    "",
+                    {"replication_lag_seconds": 0.25},
+                ),
+                CheckResult("zookeeper", None, "quorum", DOWN, "no quorum", {}),
+            ),
+            seconds=1.5,
+        )
+    )
     for line in [
         'sitectl_check_up{site="dc2",system="ldap",target="ldap://127.0.2.11:389"} 1.0',
         'sitectl_check_up{site="",system="zookeeper",target="quorum"} 0.0',
