@@ -185,7 +185,7 @@ def views(results: Sequence[CheckResult]) -> dict[str, dict[int, float]]:
             int(k[len(CSN_FIGURE) :]): v for k, v in r.figures.items() if k.startswith(CSN_FIGURE)
         }
         for r in results
-        if r.system == SYSTEM and r.status is not Status.DOWN
+        if r.system == SYSTEM and r.status is not Status.DOWN and r.target != CANARY_TARGET
     }
 
 

@@ -69,6 +69,13 @@ def test_ldap_summary_adds_lag_per_sid_and_degrades_beyond_the_limit() -> None:
     assert d.status is DOWN and "lag_seconds" not in d.figures
 
 
+def test_the_ldap_canary_is_not_read_as_a_master() -> None:
+    canary = CheckResult("ldap", "dc1", "canary", OK, "", {"sid_3_canary_seconds": 0.5})
+    results = ldap.summarize([reader("a", "dc1", s1=100.0), canary], limit=60.0)
+    assert results[1] == canary
+    assert ldap.views(results) == {"a": {1: 100.0}}
+
+
 def node(address: str, status: Status, leader: float | None = None) -> CheckResult:
     figures = {} if leader is None else {"leader": leader}
     return CheckResult("zookeeper", "dc1", address, status, "", figures)
