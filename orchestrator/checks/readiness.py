@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 
 from orchestrator.checks import ldap, mirrors, object_store
@@ -25,7 +25,6 @@ from orchestrator.checks.result import CheckResult, Status, Sweep
 from orchestrator.checks.sweep import run_checks
 from orchestrator.config.model import Topology
 
-KINDS = ("volume", "ldap", "object_store")
 SYSTEMS = ("mirrors", "ldap", "object-store")
 
 
@@ -43,7 +42,7 @@ class Readiness:
     loss: Mapping[str, float | None]
     limits: Mapping[str, float]
     reasons: tuple[str, ...] = ()
-    notes: tuple[str, ...] = field(default=())  # how upper bounds were obtained
+    notes: tuple[str, ...] = ()  # how upper bounds were obtained
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "loss", MappingProxyType(dict(self.loss)))
