@@ -72,6 +72,12 @@ def describe(root: Path) -> dict[str, Any]:
             "access_key_file": str(s3.access_key_file(state)),
             "secret_key_file": str(s3.secret_key_file(state)),
         },
+        "volumes": {
+            "mirror": volumes.MIRROR,
+            "mirror_config": str(volumes.config_path(state)),
+            "pools": {site: str(volumes.pool(state, site)) for site in layout.DATACENTERS},
+            "subvolume": volumes.SUBVOLUME,
+        },
         "mail": {
             site: {
                 "smtp": f"{layout.service_ip(site)}:{layout.SMTP_PORT}",

@@ -9,12 +9,14 @@ from __future__ import annotations
 import shutil
 import signal
 import stat
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.cli.exitcodes import ExitCode
+from orchestrator.errors import SitectlError
 from orchestrator.lab import (
     components,
     layout,
@@ -133,28 +135,36 @@ def up(root: Path) -> UpResult:
         programs = prereqs.resolve()
     except prereqs.MissingPrerequisites as exc:
         raise LabError(str(exc), ExitCode.BAD_INPUT) from exc
-    _check_not_running_elsewhere(root)
-    _check_reachable(root)
-    existing = lab_state.load(root)
-    if _fully_up(existing):
-        return UpResult(root, changed=False, started=[], seconds=time.monotonic() - began)
-    fresh = not _any_alive(existing)
-    if fresh:
-        # Checked before anything is written or started, so a busy port leaves nothing behind.
-        _check_ports()
-
-    with lab_state.locked(root) as state:
-        try:
-            started = _converge(state, programs, fresh)
-        except BaseException as exc:
-            if fresh:
-                _teardown(state)  # nothing half-started left behind
-            if isinstance(exc, LabError):
-                raise
-            if isinstance(exc, Exception):
-                raise LabError(f"lab up failed: {exc}") from exc
-            raise
+    with lab_state.machine_lock():
+        _check_not_running_elsewhere(root)
+        _check_reachable(root)
+        existing = lab_state.load(root)
+        if _fully_up(existing):
+            return UpResult(root, changed=False, started=[], seconds=time.monotonic() - began)
+        fresh = not _any_alive(existing)
+        if fresh:
+            # Checked before anything is written or started: a busy port leaves nothing.
+            _check_ports()
+        with lab_state.locked(root) as state:
+            started = _converge_or_roll_back(state, programs, fresh)
     return UpResult(root, changed=True, started=started, seconds=time.monotonic() - began)
+
+
+def _converge_or_roll_back(state: LabState, programs: dict[str, str], fresh: bool) -> list[str]:
+    try:
+        return _converge(state, programs, fresh)
+    except BaseException as exc:
+        rollback = ""
+        if fresh:
+            try:
+                _teardown(state)  # nothing half-started left behind
+            except LabError as incomplete:
+                rollback = f"; rollback: {incomplete}"
+        if isinstance(exc, LabError):
+            raise LabError(f"{exc}{rollback}", exc.code) from exc
+        if isinstance(exc, Exception):
+            raise LabError(f"lab up failed: {exc}{rollback}") from exc
+        raise
 
 
 def _converge(state: LabState, programs: dict[str, str], fresh: bool) -> list[str]:
@@ -200,22 +210,34 @@ def _stop_all(comps: list[Component]) -> None:
 
 
 def _teardown(state: LabState) -> None:
+    """Stop, unmount, detach, remove addresses: every step runs even if one fails."""
     _stop_all(list(state.components.values()))
-    volumes.destroy(state)
+    problems = []
+    try:
+        volumes.destroy(state)
+    except SitectlError as exc:
+        # Typically a busy mount (a shell inside the volume): say so, finish the rest.
+        problems.append(f"volumes: {exc}")
     for address in list(state.lo_addresses):
-        net.lo_remove(address)
-        state.lo_addresses.remove(address)
+        try:
+            net.lo_remove(address)
+            state.lo_addresses.remove(address)
+        except subprocess.CalledProcessError as exc:
+            problems.append(f"lo address {address}: {exc}")
     state.complete = False
+    if problems:
+        raise LabError(f"teardown incomplete, run `lab down` again: {'; '.join(problems)}")
     lab_state.clear_marker(state.root)
 
 
 def down(root: Path, purge: bool = False) -> None:
     root = root.absolute()
-    if root.exists():
-        with lab_state.locked(root) as state:
-            _teardown(state)
-    else:
-        lab_state.clear_marker(root)
+    with lab_state.machine_lock():
+        if root.exists():
+            with lab_state.locked(root) as state:
+                _teardown(state)
+        else:
+            lab_state.clear_marker(root)
     if purge and root.exists():
         shutil.rmtree(root)
 
@@ -260,6 +282,11 @@ def kill_site(root: Path, site: str) -> list[str]:
     with lab_state.locked(root.absolute()) as state:
         _require_lab(state)
         hit = [c for c in state.of_site(site) if procs.signal_group(c, signal.SIGKILL)]
+        # Signals are delivered asynchronously: return only once the site is really dead,
+        # so a drill's next step observes the fault, not a race with it.
+        deadline = time.monotonic() + procs.STOP_GRACE_S
+        for comp in hit:
+            procs.wait_gone(comp, deadline)
         return [c.name for c in hit]
 
 
@@ -269,6 +296,9 @@ def pause_site(root: Path, site: str) -> list[str]:
     with lab_state.locked(root.absolute()) as state:
         _require_lab(state)
         hit = [c for c in state.of_site(site) if procs.signal_group(c, signal.SIGSTOP)]
+        deadline = time.monotonic() + procs.STOP_GRACE_S
+        for comp in hit:
+            procs.wait_stopped(comp, deadline)
         return [c.name for c in hit]
 
 

@@ -131,11 +131,26 @@ def _kill_members(comp: Component, sig: signal.Signals) -> None:
             os.kill(pid, sig)
 
 
-def _wait_gone(comp: Component, deadline: float) -> bool:
+def wait_gone(comp: Component, deadline: float) -> bool:
     while time.monotonic() < deadline:
         if state_of(comp) is ProcState.DOWN and not group_members(comp):
             return True
         time.sleep(0.05)
+    return False
+
+
+def _member_state(pid: int) -> str | None:
+    stat = _stat(pid)
+    return stat[0] if stat else None
+
+
+def wait_stopped(comp: Component, deadline: float) -> bool:
+    """Wait until every live member of the group is in state T (SIGSTOP is asynchronous)."""
+    while time.monotonic() < deadline:
+        states = {_member_state(pid) for pid in group_members(comp)}
+        if states <= {"T", "t", None}:
+            return True
+        time.sleep(0.02)
     return False
 
 
@@ -148,9 +163,9 @@ def stop(comp: Component, grace_s: float = STOP_GRACE_S) -> None:
         # A stopped process cannot act on SIGTERM until it is continued.
         signal_group(comp, signal.SIGCONT)
         signal_group(comp, signal.SIGTERM)
-        if not _wait_gone(comp, time.monotonic() + grace_s):
+        if not wait_gone(comp, time.monotonic() + grace_s):
             signal_group(comp, signal.SIGKILL)
-            _wait_gone(comp, time.monotonic() + grace_s)
+            wait_gone(comp, time.monotonic() + grace_s)
     else:
         # The leader died (e.g. SIGKILLed) but workers of its group may live on.
         _kill_members(comp, signal.SIGKILL)

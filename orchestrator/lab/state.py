@@ -120,6 +120,21 @@ def locked(root: Path) -> Iterator[LabState]:
             state.save()
 
 
+@contextlib.contextmanager
+def machine_lock() -> Iterator[None]:
+    """One `lab up`/`down` at a time on this machine.
+
+    Checking the marker and claiming the addresses must be one step: two concurrent
+    `up`s would otherwise both see no lab, then fight over ports, and one's rollback could
+    remove the lo addresses the other relies on.
+    """
+    path = MARKER.with_suffix(".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def read_marker() -> Path | None:
     try:
         return Path(json.loads(MARKER.read_text())["state_dir"])
