@@ -103,10 +103,38 @@ def test_down_leaves_nothing_and_up_again_keeps_the_data(lab: LabHandle) -> None
     assert lab.state_dir.exists()  # without --purge the data stays
     assert {row["state"] for row in lab.status().values()} == {"down"}
 
+    _a_loop_device_that_cannot_be_attached_rolls_back(lab)
+
     out = lab.ok("up")
     assert "lab up in" in out
     assert subject in _subjects(lab.mail_password)
     assert lab.status()["dc1-postfix"]["state"] == "up"
+
+
+def _a_loop_device_that_cannot_be_attached_rolls_back(lab: LabHandle) -> None:
+    """Run while no lab is up: a fresh `up` whose losetup cannot attach leaves nothing."""
+    fake = lab.state_dir.parent / f"fake-bin-{uuid.uuid4().hex[:8]}"
+    fake.mkdir()
+    losetup = fake / "losetup"
+    real = shutil.which("losetup")
+    losetup.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = "-f" ]; then echo "losetup: cannot find an unused loop device" >&2; '
+        "exit 1; fi\n"
+        f'exec {real} "$@"\n'
+    )
+    losetup.chmod(0o755)
+    other = _other_dir(lab)
+    result = lab_command(
+        "up", "--state-dir", str(other), env={"PATH": f"{fake}:{os.environ['PATH']}"}
+    )
+    assert result.returncode == 1
+    line = _one_line(result.stderr)
+    assert "cannot find an unused loop device" in line
+    assert leftovers(other, []) == []
+    assert recorded_pids(other) == []
+    assert lab_command("down", "--purge", "--state-dir", str(other)).returncode == 0
+    shutil.rmtree(fake)
 
 
 def test_down_is_harmless_where_there_is_no_lab(tmp_path: Path) -> None:
