@@ -1,0 +1,298 @@
+"""The drill: pre-flight → canaries → move (the engine) → verification at the new site,
+and with failback: reprotect → in sync → canaries → move back → verification.
+
+The drill never works around the engine: it calls the same operations an operator
+would, and records what they and the servers answered. Any failure stops it at the
+point it reached — the drill does not improvise a rollback — and the record says which
+site is active and what to run next. The caller writes the report in every case.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+
+from orchestrator.audit import os_user
+from orchestrator.checks import readiness, run_checks
+from orchestrator.config.model import Topology
+from orchestrator.drill import canaries, verify
+from orchestrator.drill.measure import verdict
+from orchestrator.drill.model import (
+    Canary,
+    CheckRow,
+    DrillRecord,
+    Leg,
+    OperationRun,
+    Phase,
+    Snapshot,
+    StepRun,
+    Targets,
+)
+from orchestrator.drill.writeprobe import WriteProbe
+from orchestrator.engine import operation as engine
+from orchestrator.engine.executor import Events, NoEvents
+from orchestrator.engine.progress import recovery_advice, where_is_the_service
+from orchestrator.engine.records import OpStatus
+from orchestrator.errors import SitectlError
+from orchestrator.plan import Plan
+
+log = logging.getLogger("sitectl.drill")
+
+SYNC_WAIT_S = 120.0  # bound on "in sync" after a reprotect before giving up on failback
+NEW_SITE_WRITE_WAIT_S = 60.0  # bound on the write probe reaching the new site after a move
+
+
+@dataclass(frozen=True)
+class DrillOptions:
+    to_site: str
+    targets: Targets
+    failback: bool = False
+    mode: str = "switchover"  # or "failover": no final sync, so loss is possible
+    reason: str = ""
+    canary_count: int = 5
+    canary_spacing_s: float = 0.2
+
+
+class Watcher:
+    """How the drill speaks while it runs; the CLI draws it, tests keep the defaults."""
+
+    def say(self, text: str) -> None:
+        log.info(text)
+
+    def engine(self, plan: Plan) -> AbstractContextManager[Events]:
+        return contextlib.nullcontext(NoEvents())
+
+
+class DrillStopped(SitectlError):
+    def __init__(self, why: str, advice: list[str]) -> None:
+        super().__init__(why)
+        self.advice = advice
+
+
+def new_drill_id(now: float) -> str:
+    return "drill-" + time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now)) + "-" + secrets.token_hex(2)
+
+
+def run_drill(topo: Topology, options: DrillOptions, watcher: Watcher | None = None) -> DrillRecord:
+    """Run the drill; always return its record, finished or stopped."""
+    watcher = watcher or Watcher()
+    now = time.time()
+    record = DrillRecord(
+        id=new_drill_id(now), cluster=topo.cluster, from_site="", to_site=options.to_site,
+        failback=options.failback, started=now, by=os_user(), host=socket.gethostname(),
+        reason=options.reason or "(no reason given)", targets=options.targets,
+    )
+    try:
+        with engine.session(topo) as s:
+            record.audit_log = str(s.audit().path)
+            try:
+                _drill(s, record, options, watcher)
+            except DrillStopped as exc:
+                record.stopped, record.advice = str(exc), exc.advice
+            except SitectlError as exc:
+                record.stopped = f"{type(exc).__name__}: {exc}"
+            except Exception as exc:  # a bug must still leave a report behind
+                log.exception("the drill failed unexpectedly")
+                record.stopped = f"internal error: {type(exc).__name__}: {exc}"
+            _closing(s, record, watcher)
+    except SitectlError as exc:  # ZooKeeper unreachable: nothing ran
+        record.stopped = record.stopped or f"{type(exc).__name__}: {exc}"
+    record.finished = time.time()
+    return record
+
+
+def _drill(s: engine.Session, record: DrillRecord, options: DrillOptions, watcher: Watcher) -> None:
+    topo = s.topology
+    home = engine.describe(s)["active_site"]
+    record.from_site = home
+    s.audit().write("drill.started", drill=record.id, from_site=home, to_site=options.to_site,
+                    failback=options.failback, reason=record.reason)
+    if options.to_site == home or options.to_site not in topo.datacenters():
+        others = ", ".join(d for d in topo.datacenters() if d != home)
+        raise DrillStopped(
+            f"--to {options.to_site}: the drill moves the service away from the active site "
+            f"{home} to another datacenter ({others})",
+            [f"{home} is active; nothing was changed"],
+        )
+    with _phase(record, "pre-flight", watcher) as phase:
+        snap = _snapshot(topo, "before", home, options.to_site)
+        record.snapshots.append(snap)
+        phase.detail = snap.readiness.get("verdict", "")
+    there = Leg("there", home, options.to_site)
+    record.legs.append(there)
+    carried = _move(s, record, there, options.mode, options, watcher)
+    if not options.failback:
+        return
+    back = Leg("back", options.to_site, home, canaries=carried)
+    record.legs.append(back)
+    _reprotect(s, record, back, watcher)
+    _move(s, record, back, "switchover", options, watcher)
+
+
+def _move(s: engine.Session, record: DrillRecord, leg: Leg, mode: str, options: DrillOptions,
+          watcher: Watcher) -> list[Canary]:
+    """One move with its canaries and verification; returns the new site's writes."""
+    topo = s.topology
+    with _phase(record, f"canaries at {leg.from_site}", watcher) as phase:
+        leg.canaries += _write_canaries(topo, leg, record.id, options)
+        phase.detail = f"{sum(c.found is None for c in leg.canaries)} writes accepted"
+    probe = WriteProbe(topo, record.id, leg.name).start()
+    try:
+        with _phase(record, f"{mode} {leg.from_site}→{leg.to_site}", watcher) as phase:
+            outcome = _operate(s, record, leg, mode, leg.to_site, watcher)
+            phase.detail = outcome.op.message
+            finished = outcome.op.finished or time.time()
+            # The RTO ends at the first write the new site accepts: keep probing until then.
+            canaries.poll(lambda: probe.accepted_at(leg.to_site, finished), NEW_SITE_WRITE_WAIT_S)
+    finally:
+        leg.attempts = probe.stop()
+        leg.canaries += [c for c in probe.canaries() if c.site == leg.from_site]
+    carried = [c for c in probe.canaries() if c.site == leg.to_site]
+    with _phase(record, f"verify at {leg.to_site}", watcher) as phase:
+        phase.detail = verify.check_canaries(topo, leg.to_site, record.id, leg.canaries)
+        checks, writes = verify.new_site_works(topo, leg.to_site, record.id, leg.name)
+        leg.verifications += checks
+        failed = [v for v in checks if not v.ok]
+        if failed:
+            raise DrillStopped(
+                f"{leg.to_site} took over but does not work end to end: "
+                + "; ".join(f"{v.name}: {v.detail}" for v in failed),
+                [f"{leg.to_site} is active (the move succeeded); fix what failed, then move "
+                 f"back with `sitectl reprotect` and `sitectl switchover --to {leg.from_site}`"],
+            )
+    return carried + writes
+
+
+def _reprotect(s: engine.Session, record: DrillRecord, leg: Leg, watcher: Watcher) -> None:
+    with _phase(record, "reprotect", watcher) as phase:
+        outcome = _operate(s, record, leg, "reprotect", None, watcher)
+        # Said here, not taken from the engine: its reprotect message names the standby.
+        phase.detail = (f"mirrors reversed: {leg.from_site} protects towards {leg.to_site} "
+                        f"({len(outcome.steps)} steps)")
+    with _phase(record, f"in sync {leg.from_site}→{leg.to_site}", watcher) as phase:
+        at = s.topology.model_copy(update={"active_site": leg.from_site})
+        ready = canaries.poll(lambda: readiness(at, leg.to_site).ready, SYNC_WAIT_S, 1.0)
+        last = readiness(at, leg.to_site)
+        back = verify.replicated_back(s.topology, leg.to_site, leg.canaries)
+        leg.verifications.append(back)
+        phase.detail = f"{last.describe()} {back.detail}"
+        if not (ready and back.ok):
+            raise DrillStopped(
+                f"{leg.to_site} is not in sync after the reprotect: {phase.detail}",
+                [f"{leg.from_site} is active and stays so: switching back now would lose what "
+                 f"{leg.to_site} lacks; once `sitectl readiness --to {leg.to_site}` is ready and "
+                 f"the object store replicates {leg.from_site}→{leg.to_site}, run "
+                 f"`sitectl switchover --to {leg.to_site}`"],
+            )
+
+
+def _operate(s: engine.Session, record: DrillRecord, leg: Leg, mode: str, to: str | None,
+             watcher: Watcher) -> engine.Outcome:
+    plan = engine.plan_operation(s, mode, to)  # type: ignore[arg-type]
+    with watcher.engine(plan) as events:
+        outcome = engine.start_operation(
+            s, plan, reason=f"DR drill {record.id}: {record.reason}", events=events
+        )
+    leg.operations.append(operation_run(outcome))
+    if outcome.op.status is not OpStatus.SUCCEEDED:
+        where = where_is_the_service(outcome.plan, outcome.steps)
+        raise DrillStopped(
+            f"{mode} {outcome.plan.from_site}→{outcome.plan.to_site} {outcome.op.status.value} "
+            f"at step {outcome.op.failed_step}: {_first_sentence(outcome.op.message)}",
+            [where, recovery_advice(outcome.plan, outcome.steps, outcome.op.id)],
+        )
+    return outcome
+
+
+def operation_run(outcome: engine.Outcome) -> OperationRun:
+    op = outcome.op
+    steps = [
+        StepRun(step.id, r.status.value, r.started, r.finished, r.attempts, r.detail)
+        for step in outcome.plan.steps()
+        if (r := outcome.steps.get(step.id)) is not None
+    ]
+    return OperationRun(op.id, op.mode, op.from_site, op.to_site, op.status.value, op.started,
+                        op.finished, op.failed_step, op.message, steps,
+                        {k: v for k, v in outcome.figures.items() if _plain(v)})
+
+
+def _plain(value: object) -> bool:
+    return value is None or isinstance(value, int | float | str | bool)
+
+
+def _first_sentence(text: str) -> str:
+    return text.split(". ")[0]
+
+
+def _write_canaries(topo: Topology, leg: Leg, drill_id: str, options: DrillOptions
+                    ) -> list[Canary]:
+    site = leg.from_site
+    out = canaries.write_series(canaries.mail_endpoint(topo, site), drill_id, leg.name,
+                                options.canary_count, options.canary_spacing_s)
+    if topo.ldap is not None:
+        out.append(canaries.write_ldap(topo, site, f"{drill_id} {leg.name} canary at {site}"))
+    if topo.object_store is not None:
+        key = f"{canaries.OBJECT_PREFIX}{drill_id}/{leg.name}-canary-at-{site}"
+        out.append(canaries.put_object(topo, site, key))
+    refused = [c for c in out if c.found is False]
+    if refused:
+        # The old site refusing writes before the move is a finding, not a loss to count.
+        raise DrillStopped(f"{site} refused canary writes before the move: {refused[0].detail}",
+                           [f"{site} is still active; nothing was moved"])
+    return out
+
+
+def _snapshot(topo: Topology, label: str, active: str, other: str) -> Snapshot:
+    # The checks judge by the topology's active site: give them the one sitectl recorded.
+    at = topo.model_copy(update={"active_site": active})
+    sweep = run_checks(at)
+    ready = readiness(at, other)
+    rows = [CheckRow(r.system, r.site, r.target, r.status.value, r.reason) for r in sweep.results]
+    return Snapshot(label, time.time(), active, rows, ready.to_json())
+
+
+def _closing(s: engine.Session, record: DrillRecord, watcher: Watcher) -> None:
+    """Record where the service is now and the health around it; never raises."""
+    try:
+        active = engine.describe(s)["active_site"]
+        record.active_site = active
+        other = next(d for d in s.topology.datacenters() if d != active)
+        with _phase(record, "checks after", watcher, fatal=False):
+            record.snapshots.append(_snapshot(s.topology, "after", active, other))
+    except SitectlError as exc:
+        record.advice.append(f"the state after the drill could not be read: {exc}")
+    record.finished = time.time()
+    result = verdict(record)
+    s.audit().write("drill.finished", drill=record.id, passed=result.passed,
+                    active_site=record.active_site, stopped=record.stopped,
+                    failures=list(result.failures))
+    with contextlib.suppress(SitectlError):
+        tokens = [c.key for leg in record.legs for c in leg.canaries if c.kind == "ldap"]
+        if record.active_site and tokens:
+            canaries.remove_ldap_values(s.topology, record.active_site, tokens)
+
+
+@contextmanager
+def _phase(record: DrillRecord, name: str, watcher: Watcher, fatal: bool = True
+           ) -> Iterator[Phase]:
+    phase = Phase(name, time.time())
+    record.phases.append(phase)
+    watcher.say(f"{name} …")
+    try:
+        yield phase
+    except Exception as exc:
+        phase.ok = False
+        phase.detail = phase.detail or str(exc)
+        if fatal:
+            raise
+    else:
+        phase.ok = True
+    finally:
+        phase.finished = time.time()
+        watcher.say(f"{name}: {'ok' if phase.ok else 'FAILED'} {phase.detail}".rstrip())

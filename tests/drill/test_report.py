@@ -1,0 +1,148 @@
+"""Reports rendered from recorded drills: HTML, JSON, JUnit, history. No servers."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from orchestrator.drill import history, report, timeline
+from orchestrator.drill.model import DrillRecord
+from tests.drill.chromium import screenshot
+from tests.drill.recorded import at, drill, leg
+
+PASSED = drill(leg("there", "dc1", "dc2", 0), leg("back", "dc2", "dc1", 60), failback=True,
+               active="dc1")
+FAILED = drill(
+    leg("there", "dc1", "dc2", 0, status="failed", failed_step="start-services/dc2/mta"),
+    failback=True, active="dc1",
+    stopped="switchover dc1→dc2 failed at step start-services/dc2/mta: port 2525 in use",
+)
+LOSSY = drill(leg("there", "dc1", "dc2", 0, lost=frozenset({4, 5})))
+
+
+class _Tags(HTMLParser):
+    """Every element opened is closed (void elements aside): the template is well formed."""
+
+    VOID: ClassVar[set[str]] = {"meta", "br", "hr", "img", "input", "link", "line", "rect"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open: list[str] = []
+        self.bad: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: object) -> None:
+        if tag not in self.VOID:
+            self.open.append(tag)
+
+    def handle_startendtag(self, tag: str, attrs: object) -> None:
+        pass
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.VOID:
+            return
+        if not self.open or self.open[-1] != tag:
+            self.bad.append(f"</{tag}> closes <{self.open[-1] if self.open else '-'}>")
+            return
+        self.open.pop()
+
+
+def _well_formed(html: str) -> None:
+    parser = _Tags()
+    parser.feed(html)
+    assert not parser.bad and not parser.open, (parser.bad, parser.open)
+
+
+@pytest.mark.parametrize("record", [PASSED, FAILED, LOSSY], ids=["passed", "failed", "lossy"])
+def test_html_is_well_formed_and_escapes_what_people_typed(record: DrillRecord) -> None:
+    html = report.render_html(record)
+    _well_formed(html)
+    assert "Q4 &lt;b&gt;DR&lt;/b&gt; drill" in html
+    assert "<b>DR</b>" not in html
+    assert "alice on ops1" in html
+
+
+def test_html_of_a_failed_drill_names_the_step_the_site_and_what_next() -> None:
+    html = report.render_html(FAILED)
+    assert ">FAILED<" in html
+    assert "<code>start-services/dc2/mta</code>" in html
+    assert "<strong>Active site:</strong> dc1." in html
+    assert "port 2525 in use" in html
+
+
+def test_html_of_a_lossy_drill_lists_the_lost_writes() -> None:
+    html = report.render_html(LOSSY)
+    assert "3 write(s) lost dc1→dc2" in html
+    assert "canary 4" in html and "canary 5" in html
+    assert "3 of 6 writes lost" in html
+
+
+def test_timeline_has_a_bar_per_phase_and_step_group_inside_the_plot() -> None:
+    tl = timeline.build(PASSED)
+    groups = {b.label.split(" · ")[-1] for b in tl.bars if b.kind == "engine"}
+    assert groups == {"preflight", "readiness", "disable-application", "final-sync", "mount",
+                      "dns", "start-services", "verify"}
+    assert len([b for b in tl.bars if b.kind == "drill"]) == len(PASSED.phases)
+    for b in tl.bars:
+        assert b.x >= timeline.LABEL_W and b.x + b.w <= timeline.WIDTH + 0.5, b
+    assert [label for _, label in tl.axis][:3] == ["0 s", "10 s", "20 s"]
+    assert {t.status for t in tl.ticks} == {"old", "new", "refused"}
+    html = report.render_html(PASSED)
+    assert html.count("<rect") == len(tl.bars) + len(tl.ticks)
+
+
+def test_json_round_trip_renders_the_same_page(tmp_path: Path) -> None:
+    paths = report.write_reports(LOSSY, tmp_path)
+    again = report.load(paths.json)
+    assert again == LOSSY
+    assert report.render_html(again) == paths.html.read_text()
+    data = json.loads(paths.json.read_text())
+    assert data["verdict"]["passed"] is False
+    assert data["figures"][0]["rpo"]["lost"] == 3
+
+
+def test_junit_has_a_case_per_check_and_step_and_fails_the_failed_step(tmp_path: Path) -> None:
+    paths = report.write_reports(FAILED, tmp_path)
+    root = ET.parse(paths.junit).getroot()
+    cases = {c.get("name"): c for c in root.iter("testcase")}
+    steps = FAILED.legs[0].operations[0].steps
+    checks = FAILED.snapshots[0].checks
+    assert {s.step_id for s in steps} <= set(cases)
+    assert {f"{c.system} {c.site} {c.target}" for c in checks} <= set(cases)
+    assert cases["start-services/dc2/mta"].find("failure") is not None
+    assert cases["preflight/ldap"].find("failure") is None
+    assert cases["verify/application/dc2"].find("skipped") is not None  # never ran
+    for suite in root.iter("testsuite"):
+        listed = suite.findall("testcase")
+        assert int(suite.get("tests", "-1")) == len(listed)
+        assert int(suite.get("failures", "-1")) == sum(c.find("failure") is not None
+                                                       for c in listed)
+
+
+def test_history_lists_drills_newest_first_and_says_which_it_could_not_read(
+        tmp_path: Path) -> None:
+    older = drill(leg("there", "dc1", "dc2", 0))
+    older.id, older.started = "drill-older", at(-3600)
+    report.write_reports(older, tmp_path / older.id)
+    report.write_reports(FAILED, tmp_path / FAILED.id)
+    (tmp_path / "drill-broken").mkdir()
+    (tmp_path / "drill-broken" / "report.json").write_text("{not json")
+    entries = history.history(tmp_path)
+    assert [e.id for e in entries] == [FAILED.id, "drill-older", "drill-broken"]
+    assert [e.passed for e in entries] == [False, True, None]
+    assert entries[0].route == "dc1→dc2→dc1"
+    assert "start-services/dc2/mta" in entries[0].summary
+    assert entries[1].summary.startswith("dc1→dc2 RTO 9.5 s")
+    assert history.history(tmp_path / "nowhere") == []
+
+
+def test_the_page_renders_in_headless_chromium(tmp_path: Path) -> None:
+    paths = report.write_reports(FAILED, tmp_path)
+    shot = screenshot(paths.html, tmp_path / "report.png")
+    assert shot.complaints == []
+    assert (shot.width, shot.height) == (1200, 2600)
+    assert shot.colours > 50, "the screenshot is nearly blank"
