@@ -212,9 +212,10 @@ def inventory(
 
 def _mount_subcommands() -> None:
     """Sub-apps live in their own packages; the CLI only gathers them."""
-    from orchestrator.cli import operations
+    from orchestrator.cli import health, operations
 
     operations.register(app)
+    health.register(app)
     try:
         from orchestrator.lab.cli import lab_app
     except ImportError:  # the lab package is optional in a slim install

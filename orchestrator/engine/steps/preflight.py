@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from orchestrator.checks import blocking_problems, readiness, run_checks
 from orchestrator.engine.handlers import StepContext
 from orchestrator.errors import Failed
 from orchestrator.plan.model import Step
@@ -21,8 +22,6 @@ class PreflightHandler:
         pass
 
     def verify(self, step: Step, ctx: StepContext) -> None:
-        from orchestrator.checks import blocking_problems, run_checks
-
         plan = ctx.plan
         sweep = run_checks(ctx.topology, [step.target])
         for result in sweep.results:
@@ -43,8 +42,6 @@ class ReadinessGate:
         pass
 
     def verify(self, step: Step, ctx: StepContext) -> None:
-        from orchestrator.checks import readiness
-
         verdict = readiness(ctx.topology, ctx.plan.to_site)
         for kind, seconds in verdict.loss.items():
             ctx.figures[f"estimated_loss_seconds/{kind}"] = seconds
