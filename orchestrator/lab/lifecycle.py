@@ -196,8 +196,7 @@ def _converge(state: LabState, programs: dict[str, str], fresh: bool) -> list[st
             procs.signal_group(comp, signal.SIGCONT)
     _start(state, to_start)
     wait_components(state, [c for c in state.components.values() if c.wanted], deadline)
-    if fresh:
-        s3.replicate(state, "dc1", "dc2")
+    _restore_replication(state, to_start)
     topology.write(state)
     state.complete = True
     return [c.name for c in to_start]
@@ -320,4 +319,20 @@ def heal_site(root: Path, site: str) -> list[str]:
                 state.save()
                 healed.append(comp.name)
         wait_components(state, comps, time.monotonic() + READY_TIMEOUT_S)
+        restarted = [c for c in comps if c.name in healed and c.kind == "s3store"]
+        _restore_replication(state, restarted)
         return healed
+
+
+def _restore_replication(state: LabState, started: list[Component]) -> None:
+    """Put the replication rule back on an S3 endpoint that (re)started empty.
+
+    The lab's S3 keeps everything in memory, so a restart loses the bucket's replication
+    configuration (and objects). Replication runs from the active site, the one whose
+    volume is writable, so that is where the rule goes, whichever direction it had.
+    """
+    active = volumes.writable_site(state)
+    for comp in started:
+        if comp.kind == "s3store" and comp.site == active:
+            (peer,) = (site for site in layout.DATACENTERS if site != active)
+            s3.replicate(state, active, peer)

@@ -2,8 +2,12 @@
 
 dc1 at http://127.0.1.21:9000, dc2 at http://127.0.2.21:9000; each is the other's
 replication peer. `lab up` creates the versioned bucket `mail-blobs` on both and puts a
-replication rule dc1 → dc2 (reversed by a reprotect). The replication itself is the
-lab's stand-in for the store's own; see s3store's docstring.
+replication rule from the active site (dc1 → dc2; reversed by a reprotect). The
+replication itself is the lab's stand-in for the store's own; see s3store's docstring.
+
+Objects live in memory: a killed (or downed) endpoint comes back empty. heal-site and up
+put the replication rule back on the active site's endpoint; the objects are gone, as
+after losing a real site's store, and a drill should expect that.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import json
 import sys
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import boto3
 from botocore.config import Config
@@ -51,10 +56,23 @@ def prepare(state: LabState, programs: dict[str, str]) -> list[Component]:
                 site=site,
                 kind="s3store",
                 address=listen,
-                argv=[sys.executable, "-m", "orchestrator.lab.s3store", "--site", site,
-                      "--listen", listen, "--peer", f"{peer}={layout.s3_endpoint(peer)}",
-                      "--access-key-file", str(access_key_file(state)),
-                      "--secret-key-file", str(secret_key_file(state)), "--buckets", BUCKET],
+                argv=[
+                    sys.executable,
+                    "-m",
+                    "orchestrator.lab.s3store",
+                    "--site",
+                    site,
+                    "--listen",
+                    listen,
+                    "--peer",
+                    f"{peer}={layout.s3_endpoint(peer)}",
+                    "--access-key-file",
+                    str(access_key_file(state)),
+                    "--secret-key-file",
+                    str(secret_key_file(state)),
+                    "--buckets",
+                    BUCKET,
+                ],
                 cwd=str(home),
                 log=str(home / "s3store.log"),
             )
@@ -62,7 +80,7 @@ def prepare(state: LabState, programs: dict[str, str]) -> list[Component]:
     return comps
 
 
-def client(state: LabState, site: str):
+def client(state: LabState, site: str) -> Any:  # boto3 clients have no static type
     return boto3.client(
         "s3",
         endpoint_url=layout.s3_endpoint(site),
@@ -86,13 +104,15 @@ def replicate(state: LabState, source: str, destination: str) -> None:
         Bucket=BUCKET,
         ReplicationConfiguration={
             "Role": "arn:aws:iam::123456789012:role/sitectl-lab-replication",
-            "Rules": [{
-                "ID": f"{source}-to-{destination}",
-                "Status": "Enabled",
-                "Priority": 1,
-                "Filter": {"Prefix": ""},
-                "DeleteMarkerReplication": {"Status": "Disabled"},
-                "Destination": {"Bucket": f"arn:aws:s3:::{BUCKET}"},
-            }],
+            "Rules": [
+                {
+                    "ID": f"{source}-to-{destination}",
+                    "Status": "Enabled",
+                    "Priority": 1,
+                    "Filter": {"Prefix": ""},
+                    "DeleteMarkerReplication": {"Status": "Disabled"},
+                    "Destination": {"Bucket": f"arn:aws:s3:::{BUCKET}"},
+                }
+            ],
         },
     )

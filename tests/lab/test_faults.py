@@ -8,12 +8,13 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import ldap3
 import pytest
 
-from orchestrator.lab import layout, zookeeper
+from orchestrator.lab import layout, s3, zookeeper
 from orchestrator.lab.ldap import connect
 from orchestrator.lab.procs import group_members
 from tests.conftest import LabHandle, eventually
@@ -50,6 +51,15 @@ def test_kill_site_kills_every_process_and_heal_restarts_them_as_they_were(
         assert comp.argv == before[name].argv, name
         assert comp.pid != before[name].pid, name
     assert {row["state"] for row in _site_rows(lab, "dc1").values()} == {"up"}
+    # dc1's S3 came back empty (it keeps objects in memory) but replicates again.
+    key = f"after-heal/{uuid.uuid4().hex}"
+    state = lab.state()
+    s3.client(state, "dc1").put_object(Bucket=s3.BUCKET, Key=key, Body=b"healed")
+    eventually(
+        lambda: s3.client(state, "dc2").get_object(Bucket=s3.BUCKET, Key=key)["Body"].read()
+        == b"healed",
+        "an object put at dc1 after heal-site replicated to dc2",
+    )
 
 
 def test_pause_site_hangs_servers_that_still_accept_tcp(lab: LabHandle) -> None:
