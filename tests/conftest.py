@@ -65,7 +65,9 @@ class LabHandle:
     state_dir: Path
     env: dict[str, Any]
 
-    def cli(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return lab_command(*args, "--state-dir", str(self.state_dir), env=env)
 
     def ok(self, *args: str) -> str:

@@ -80,8 +80,13 @@ def _zone_file(zone: Zone, site: str, home: Path) -> str:
             for ns_site in zone.sites()
         ]
         render(
-            "zone.db.j2", path, zone=zone.name, ttl=layout.RECORD_TTL, nameservers=nameservers,
-            mail_record=layout.MAIL_RECORD, mail_ip=layout.service_ip(layout.ACTIVE_SITE),
+            "zone.db.j2",
+            path,
+            zone=zone.name,
+            ttl=layout.RECORD_TTL,
+            nameservers=nameservers,
+            mail_record=layout.MAIL_RECORD,
+            mail_ip=layout.service_ip(layout.ACTIVE_SITE),
         )
     return path.name
 
@@ -101,19 +106,29 @@ def prepare(state: LabState, programs: dict[str, str]) -> list[Component]:
         for zone in ZONES:
             if site not in zone.sites():
                 continue
-            zones.append({
-                "name": zone.name,
-                "primary": zone.primary == site,
-                "file": _zone_file(zone, site, home),
-                "ddns_key": zone.ddns_key,
-                "secondaries": [layout.service_ip(s) for s in zone.secondaries],
-                "primaries": [layout.service_ip(zone.primary)],
-            })
+            zones.append(
+                {
+                    "name": zone.name,
+                    "primary": zone.primary == site,
+                    "file": _zone_file(zone, site, home),
+                    "ddns_key": zone.ddns_key,
+                    "secondaries": [layout.service_ip(s) for s in zone.secondaries],
+                    "primaries": [layout.service_ip(zone.primary)],
+                }
+            )
         keys = [key_path(state, k) for k in (XFER_KEY, rndc, *(z.ddns_key for z in ZONES))]
         conf = render(
-            "named.conf.j2", home / "named.conf", site=site, home=home,
-            ip=layout.service_ip(site), port=layout.DNS_PORT, rndc_port=layout.RNDC_PORT,
-            rndc_key=rndc, xfer_key=XFER_KEY, keys=keys, zones=zones,
+            "named.conf.j2",
+            home / "named.conf",
+            site=site,
+            home=home,
+            ip=layout.service_ip(site),
+            port=layout.DNS_PORT,
+            rndc_port=layout.RNDC_PORT,
+            rndc_key=rndc,
+            xfer_key=XFER_KEY,
+            keys=keys,
+            zones=zones,
         )
         comps.append(
             Component(

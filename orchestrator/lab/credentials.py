@@ -72,10 +72,26 @@ def ensure_ca(pki: Path, openssl: str) -> Path:
     pki.mkdir(mode=0o700, parents=True, exist_ok=True)
     _private_file(key, "")
     subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", CA_DAYS,
-         "-subj", "/O=sitectl lab/CN=sitectl lab CA"],
-        check=True, capture_output=True,
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            CA_DAYS,
+            "-subj",
+            "/O=sitectl lab/CN=sitectl lab CA",
+        ],
+        check=True,
+        capture_output=True,
     )
     return cert
 
@@ -88,17 +104,48 @@ def ensure_server_cert(pki: Path, name: str, ips: list[str], openssl: str) -> tu
     _private_file(key, "")
     san = ",".join(f"IP:{ip}" for ip in ips)
     subprocess.run(
-        [openssl, "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", f"/O=sitectl lab/CN={name}"],
-        check=True, capture_output=True,
+        [
+            openssl,
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(csr),
+            "-subj",
+            f"/O=sitectl lab/CN={name}",
+        ],
+        check=True,
+        capture_output=True,
     )
     extensions = pki / f"{name}.ext"
     extensions.write_text(f"subjectAltName={san}\nextendedKeyUsage=serverAuth\n")
     subprocess.run(
-        [openssl, "x509", "-req", "-in", str(csr), "-CA", str(pki / "ca.crt"),
-         "-CAkey", str(pki / "ca.key"), "-CAcreateserial", "-out", str(cert),
-         "-days", CA_DAYS, "-extfile", str(extensions)],
-        check=True, capture_output=True,
+        [
+            openssl,
+            "x509",
+            "-req",
+            "-in",
+            str(csr),
+            "-CA",
+            str(pki / "ca.crt"),
+            "-CAkey",
+            str(pki / "ca.key"),
+            "-CAcreateserial",
+            "-out",
+            str(cert),
+            "-days",
+            CA_DAYS,
+            "-extfile",
+            str(extensions),
+        ],
+        check=True,
+        capture_output=True,
     )
     csr.unlink()
     extensions.unlink()

@@ -56,8 +56,13 @@ def _postfix(state: LabState, site: str, programs: dict[str, str]) -> Component:
     (home / "queue").mkdir(exist_ok=True)
     common = {"site": site, "home": home, "ip": layout.service_ip(site)}
     render(
-        "postfix-main.cf.j2", home / "main.cf", domain=layout.MAIL_DOMAIN,
-        mail_root=mail_root(state, site), uid=MAIL_UID, gid=MAIL_GID, **common,
+        "postfix-main.cf.j2",
+        home / "main.cf",
+        domain=layout.MAIL_DOMAIN,
+        mail_root=mail_root(state, site),
+        uid=MAIL_UID,
+        gid=MAIL_GID,
+        **common,
     )
     render("postfix-master.cf.j2", home / "master.cf", port=layout.SMTP_PORT, **common)
     # texthash: maps are read as plain text, so no postmap run is needed.
@@ -84,14 +89,18 @@ def _dovecot(state: LabState, site: str, programs: dict[str, str]) -> Component:
         (home / sub).mkdir(parents=True, exist_ok=True)
     password = ensure_password(password_file(state))
     conf = render(
-        "dovecot.conf.j2", home / "dovecot.conf", site=site, home=home,
-        ip=layout.service_ip(site), port=layout.IMAP_PORT, mail_root=mail_root(state, site),
-        uid=MAIL_UID, gid=MAIL_GID,
+        "dovecot.conf.j2",
+        home / "dovecot.conf",
+        site=site,
+        home=home,
+        ip=layout.service_ip(site),
+        port=layout.IMAP_PORT,
+        mail_root=mail_root(state, site),
+        uid=MAIL_UID,
+        gid=MAIL_GID,
     )
     # Dovecot's auth process reads this as user `dovecot`: root-owned, group-readable only.
-    render(
-        "dovecot-users.j2", home / "users", mode=0o640, user=layout.MAIL_USER, password=password
-    )
+    render("dovecot-users.j2", home / "users", mode=0o640, user=layout.MAIL_USER, password=password)
     os.chown(home / "users", 0, grp.getgrnam("dovecot").gr_gid)
     return Component(
         name=f"{site}-dovecot",
@@ -136,4 +145,3 @@ def send_test_mail(site: str, subject: str, body: str = "sent by the sitectl lab
     message = f"From: {sender}\r\nTo: {mail_address()}\r\nSubject: {subject}\r\n\r\n{body}"
     with smtplib.SMTP(layout.service_ip(site), layout.SMTP_PORT, timeout=5) as smtp:
         smtp.sendmail(sender, [mail_address()], message)
-

@@ -43,9 +43,7 @@ def build(state: LabState) -> dict[str, Any]:
     for site in layout.DATACENTERS:
         ip = layout.service_ip(site)
         hosts.append({"name": f"{site}-mta", "site": site, "roles": ["mta"], "address": ip})
-        hosts.append(
-            {"name": f"{site}-mailbox", "site": site, "roles": ["mailbox"], "address": ip}
-        )
+        hosts.append({"name": f"{site}-mailbox", "site": site, "roles": ["mailbox"], "address": ip})
         for node in (n for n in layout.ldap_nodes() if n.site == site):
             hosts.append({"name": node.name, "site": site, "roles": ["ldap"], "address": node.ip})
     for host in hosts:
@@ -70,22 +68,26 @@ def build(state: LabState) -> dict[str, Any]:
     pools = {site: volumes.pool(state, site) for site in layout.DATACENTERS}
     zones = []
     for zone in bind.ZONES:
-        zones.append({
-            "name": zone.name,
-            "scope": "internal" if zone.name == layout.INTERNAL_ZONE else "external",
-            "provider": "rfc2136",
-            "update_servers": [f"{layout.service_ip(zone.primary)}:{layout.DNS_PORT}"],
-            "verify_servers": [
-                f"{layout.service_ip(site)}:{layout.DNS_PORT}" for site in zone.sites()
-            ],
-            "tsig": {"key_file": _rel(state, bind.key_path(state, zone.ddns_key))},
-            "records": [{
-                "name": layout.MAIL_RECORD,
-                "type": "A",
-                "ttl": layout.RECORD_TTL,
-                "values": {site: layout.service_ip(site) for site in layout.DATACENTERS},
-            }],
-        })
+        zones.append(
+            {
+                "name": zone.name,
+                "scope": "internal" if zone.name == layout.INTERNAL_ZONE else "external",
+                "provider": "rfc2136",
+                "update_servers": [f"{layout.service_ip(zone.primary)}:{layout.DNS_PORT}"],
+                "verify_servers": [
+                    f"{layout.service_ip(site)}:{layout.DNS_PORT}" for site in zone.sites()
+                ],
+                "tsig": {"key_file": _rel(state, bind.key_path(state, zone.ddns_key))},
+                "records": [
+                    {
+                        "name": layout.MAIL_RECORD,
+                        "type": "A",
+                        "ttl": layout.RECORD_TTL,
+                        "values": {site: layout.service_ip(site) for site in layout.DATACENTERS},
+                    }
+                ],
+            }
+        )
 
     s3_keys = {
         "access_key": {"file": _rel(state, s3.access_key_file(state))},
@@ -115,18 +117,20 @@ def build(state: LabState) -> dict[str, Any]:
             },
         },
         "hosts": hosts,
-        "volumes": [{
-            "name": "mailstore",
-            "driver": "btrfs",
-            "role": "mailbox",
-            # SCHEMA GAP: one mount point for all sites; in the lab each site's is
-            # <state>/<site>/volume (both sites share one machine). dc1's is given here.
-            "mount_point": str(volumes.mount_point(state, layout.ACTIVE_SITE)),
-            "subvolume": volumes.SUBVOLUME,
-            "mirror_config": _rel(state, volumes.config_path(state)),
-            "mirror": {"source": "dc1", "destination": "dc2"},
-            "sites": {site: {"pool": str(path)} for site, path in pools.items()},
-        }],
+        "volumes": [
+            {
+                "name": "mailstore",
+                "driver": "btrfs",
+                "role": "mailbox",
+                # SCHEMA GAP: one mount point for all sites; in the lab each site's is
+                # <state>/<site>/volume (both sites share one machine). dc1's is given here.
+                "mount_point": str(volumes.mount_point(state, layout.ACTIVE_SITE)),
+                "subvolume": volumes.SUBVOLUME,
+                "mirror_config": _rel(state, volumes.config_path(state)),
+                "mirror": {"source": "dc1", "destination": "dc2"},
+                "sites": {site: {"pool": str(path)} for site, path in pools.items()},
+            }
+        ],
         "dns": {"zones": zones},
         "ldap": {
             "suffix": layout.SUFFIX,
@@ -183,4 +187,3 @@ def write(state: LabState) -> Path:
     if not path.exists() or path.read_text() != text:
         path.write_text(text)
     return path
-

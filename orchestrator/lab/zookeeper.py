@@ -14,9 +14,15 @@ from orchestrator.lab.templates import render
 
 CLASSPATH = "/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar"
 JVM_FLAGS = [
-    "-Xms16m", "-Xmx64m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-    "-XX:ReservedCodeCacheSize=24m", "-XX:MaxMetaspaceSize=64m", "-Xss512k",
-    "-XX:CICompilerCount=1", "-XX:-UsePerfData",
+    "-Xms16m",
+    "-Xmx64m",
+    "-XX:+UseSerialGC",
+    "-XX:TieredStopAtLevel=1",
+    "-XX:ReservedCodeCacheSize=24m",
+    "-XX:MaxMetaspaceSize=64m",
+    "-Xss512k",
+    "-XX:CICompilerCount=1",
+    "-XX:-UsePerfData",
 ]
 
 
@@ -38,10 +44,16 @@ def prepare(state: LabState, programs: dict[str, str]) -> list[Component]:
         data.mkdir(parents=True, exist_ok=True)
         (data / "myid").write_text(f"{layout.zk_myid(site)}\n")
         cfg = render(
-            "zoo.cfg.j2", home / "zoo.cfg",
-            site=site, myid=layout.zk_myid(site), data_dir=data,
-            client_ip=layout.service_ip(site), client_port=layout.ZK_CLIENT_PORT,
-            peers=peers, peer_port=layout.ZK_PEER_PORT, election_port=layout.ZK_ELECTION_PORT,
+            "zoo.cfg.j2",
+            home / "zoo.cfg",
+            site=site,
+            myid=layout.zk_myid(site),
+            data_dir=data,
+            client_ip=layout.service_ip(site),
+            client_port=layout.ZK_CLIENT_PORT,
+            peers=peers,
+            peer_port=layout.ZK_PEER_PORT,
+            election_port=layout.ZK_ELECTION_PORT,
         )
         comps.append(
             Component(
@@ -49,8 +61,14 @@ def prepare(state: LabState, programs: dict[str, str]) -> list[Component]:
                 site=site,
                 kind="zookeeper",
                 address=f"{layout.service_ip(site)}:{layout.ZK_CLIENT_PORT}",
-                argv=[programs["java"], *JVM_FLAGS, "-cp", CLASSPATH,
-                      "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(cfg)],
+                argv=[
+                    programs["java"],
+                    *JVM_FLAGS,
+                    "-cp",
+                    CLASSPATH,
+                    "org.apache.zookeeper.server.quorum.QuorumPeerMain",
+                    str(cfg),
+                ],
                 cwd=str(home),
                 log=str(home / "zookeeper.log"),
             )

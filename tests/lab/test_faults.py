@@ -56,8 +56,10 @@ def test_kill_site_kills_every_process_and_heal_restarts_them_as_they_were(
     state = lab.state()
     s3.client(state, "dc1").put_object(Bucket=s3.BUCKET, Key=key, Body=b"healed")
     eventually(
-        lambda: s3.client(state, "dc2").get_object(Bucket=s3.BUCKET, Key=key)["Body"].read()
-        == b"healed",
+        lambda: (
+            s3.client(state, "dc2").get_object(Bucket=s3.BUCKET, Key=key)["Body"].read()
+            == b"healed"
+        ),
         "an object put at dc1 after heal-site replicated to dc2",
     )
 

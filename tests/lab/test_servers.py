@@ -126,8 +126,9 @@ def test_ldap_write_on_one_provider_reaches_the_other_three(lab: LabHandle) -> N
     for name, uri in uris.items():
         eventually(lambda uri=uri: present(uri), f"{dn} replicated to {name}")
     csns = eventually(
-        lambda: len({_csns(lab, uri) for uri in uris.values()}) == 1
-        and _csns(lab, uris["dc1-ldap1"]),
+        lambda: (
+            len({_csns(lab, uri) for uri in uris.values()}) == 1 and _csns(lab, uris["dc1-ldap1"])
+        ),
         "contextCSN equal on all four providers",
     )
     # dc1-ldap1 loaded the directory (sid 001) and dc2-ldap2 (sid 004) just wrote.
@@ -145,10 +146,10 @@ def test_object_put_at_dc1_is_replicated_to_dc2(lab: LabHandle) -> None:
     key = f"probe/{uuid.uuid4().hex}"
     s3.client(state, "dc1").put_object(Bucket=s3.BUCKET, Key=key, Body=b"blob")
     eventually(
-        lambda: s3.client(state, "dc1").head_object(Bucket=s3.BUCKET, Key=key)[
-            "ReplicationStatus"
-        ]
-        == "COMPLETED",
+        lambda: (
+            s3.client(state, "dc1").head_object(Bucket=s3.BUCKET, Key=key)["ReplicationStatus"]
+            == "COMPLETED"
+        ),
         "ReplicationStatus COMPLETED at dc1",
     )
     replica = s3.client(state, "dc2").get_object(Bucket=s3.BUCKET, Key=key)
@@ -223,8 +224,14 @@ def test_secrets_are_private_and_env_points_at_them(lab: LabHandle) -> None:
 
 def test_the_lab_topology_is_valid_for_sitectl_validate(lab: LabHandle) -> None:
     result = subprocess.run(
-        [sys.executable, "-c", "from orchestrator.cli.main import run; run()",
-         "validate", "-c", lab.env["topology"]],
+        [
+            sys.executable,
+            "-c",
+            "from orchestrator.cli.main import run; run()",
+            "validate",
+            "-c",
+            lab.env["topology"],
+        ],
         capture_output=True,
         text=True,
         check=False,
