@@ -147,7 +147,10 @@ class DrillRecord:
     phases: list[Phase] = field(default_factory=list)
     legs: list[Leg] = field(default_factory=list)
     snapshots: list[Snapshot] = field(default_factory=list)
-    active_site: str | None = None  # at the end, as sitectl recorded it
+    active_site: str | None = None  # at the end, as sitectl recorded it (ZooKeeper)
+    # After a failed move the recorded site is not the whole truth: the engine's sentence
+    # on where the data and the service are ("dc2 holds the data and DNS points at it; …").
+    where: str = ""
     stopped: str = ""  # why the drill stopped early, "" if it ran to the end
     advice: list[str] = field(default_factory=list)  # how to resume or roll back
     audit_log: str = ""

@@ -70,9 +70,10 @@ class Watcher:
 
 
 class DrillStopped(SitectlError):
-    def __init__(self, why: str, advice: list[str]) -> None:
+    def __init__(self, why: str, advice: list[str], where: str = "") -> None:
         super().__init__(why)
         self.advice = advice
+        self.where = where
 
 
 def new_drill_id(now: float) -> str:
@@ -94,7 +95,7 @@ def run_drill(topo: Topology, options: DrillOptions, watcher: Watcher | None = N
             try:
                 _drill(s, record, options, watcher)
             except DrillStopped as exc:
-                record.stopped, record.advice = str(exc), exc.advice
+                record.stopped, record.advice, record.where = str(exc), exc.advice, exc.where
             except SitectlError as exc:
                 record.stopped = f"{type(exc).__name__}: {exc}"
             except Exception as exc:  # a bug must still leave a report behind
@@ -205,7 +206,8 @@ def _operate(s: engine.Session, record: DrillRecord, leg: Leg, mode: str, to: st
         raise DrillStopped(
             f"{mode} {outcome.plan.from_site}→{outcome.plan.to_site} {outcome.op.status.value} "
             f"at step {outcome.op.failed_step}: {_first_sentence(outcome.op.message)}",
-            [where, recovery_advice(outcome.plan, outcome.steps, outcome.op.id)],
+            [recovery_advice(outcome.plan, outcome.steps, outcome.op.id)],
+            where,
         )
     return outcome
 

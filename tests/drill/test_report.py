@@ -22,6 +22,7 @@ FAILED = drill(
     failback=True, active="dc1",
     stopped="switchover dc1→dc2 failed at step start-services/dc2/mta: port 2525 in use",
 )
+FAILED.where = "dc2 holds the data and DNS points at it; its services are not all verified"
 LOSSY = drill(leg("there", "dc1", "dc2", 0, lost=frozenset({4, 5})))
 
 
@@ -70,7 +71,7 @@ def test_html_of_a_failed_drill_names_the_step_the_site_and_what_next() -> None:
     html = report.render_html(FAILED)
     assert ">FAILED<" in html
     assert "<code>start-services/dc2/mta</code>" in html
-    assert "<strong>Active site:</strong> dc1." in html
+    assert "<strong>Active site:</strong> dc1 as sitectl recorded it; the engine says: dc2 holds" in html
     assert "port 2525 in use" in html
 
 
