@@ -1,0 +1,233 @@
+"""`sitectl controller run`, `sitectl pause|unpause|ack`: thin wrappers over
+orchestrator.controller. `register(app)` mounts them on the main CLI; run as
+`python -m orchestrator.cli.controller …` it is the same commands on their own."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from kazoo.client import KazooClient
+
+from orchestrator.audit import identity
+from orchestrator.cli.exitcodes import ExitCode
+from orchestrator.cli.output import console, fail
+from orchestrator.config import InvalidTopology, Topology, config_path, load_topology
+from orchestrator.config.model import ZkHost
+from orchestrator.controller.daemon import Controller
+from orchestrator.controller.hooks import EVENTS, Hooks
+from orchestrator.controller.http import serve
+from orchestrator.controller.zkstate import ControllerState
+from orchestrator.coordination.client import connect
+from orchestrator.engine import operation as engine
+from orchestrator.errors import SitectlError, Unavailable
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c", envvar="SITECTL_CONFIG", help="Topology file.", show_default=False
+    ),
+]
+
+controller_app = typer.Typer(
+    help="The controller daemon: probe, publish, elect a leader, fail over automatically.",
+    no_args_is_help=True,
+)
+log = logging.getLogger("sitectl.controller")
+
+
+def _topology(config: Path | None) -> Topology:
+    try:
+        return load_topology(config_path(config))
+    except InvalidTopology as exc:
+        fail([str(p) for p in exc.problems], ExitCode.BAD_INPUT)
+
+
+def _listen(value: str | None) -> tuple[str, int] | None:
+    if value is None:
+        return None
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit():
+        fail(f"--listen {value!r}: write ADDR:PORT, e.g. 127.0.0.1:9400", ExitCode.BAD_INPUT)
+    return host, int(port)
+
+
+def _with_zookeeper(topo: Topology, connect_string: str | None) -> Topology:
+    """The topology with another ZooKeeper connect string (the local node, a proxy)."""
+    if not connect_string:
+        return topo
+    # The site of an override node is not known and nothing reads it: only the address.
+    hosts = tuple(ZkHost(address=a, site="override") for a in connect_string.split(","))
+    return topo.model_copy(update={"zookeeper": topo.zookeeper.model_copy(
+        update={"hosts": hosts})})
+
+
+@controller_app.command("run")
+def run(
+    site: Annotated[str, typer.Option("--site", help="The site this controller runs in.")],
+    listen: Annotated[
+        str | None,
+        typer.Option("--listen", help="Serve /metrics, /status and /healthz on ADDR:PORT."),
+    ] = None,
+    hook: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--hook",
+            help=f"EVENT=COMMAND or EVENT=URL, repeatable; EVENT: {', '.join(EVENTS)}. "
+            "A failing pre-failover hook vetoes the failover.",
+        ),
+    ] = None,
+    hook_timeout: Annotated[
+        float, typer.Option("--hook-timeout", help="Seconds a hook may take.")
+    ] = 10.0,
+    zookeeper: Annotated[
+        str | None,
+        typer.Option(
+            "--zookeeper",
+            help="Connect to these ZooKeeper nodes (HOST:PORT,...) instead of the topology's.",
+        ),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Run the controller of one site (each datacenter and the witness run one).
+
+    Probes the active site every probe interval, publishes its view in ZooKeeper, and
+    when elected leader decides once per cycle whether to fail over; every decision is
+    logged as one sentence.
+
+    [b]Example:[/b] sitectl controller run --site witness --listen 127.0.3.1:9400
+    """
+    topo = _with_zookeeper(_topology(config), zookeeper)
+    address = _listen(listen)
+    try:
+        hooks = Hooks.parse(hook or [], hook_timeout)
+    except ValueError as exc:
+        fail(str(exc), ExitCode.BAD_INPUT)
+    if site not in topo.sites:
+        fail(f"--site {site}: no such site — use one of {', '.join(topo.sites)}",
+             ExitCode.BAD_INPUT)
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    logging.getLogger("kazoo").setLevel(logging.ERROR)
+    stopping: list[Controller] = []
+    stop_requested = [False]
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop_requested[0] = True
+        for c in stopping:
+            c.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    client = _connect_until_stopped(topo, stop_requested)
+    if client is None:
+        return
+    try:
+        controller = Controller(topo, site, client, hooks=hooks)
+        stopping.append(controller)
+        if stop_requested[0]:
+            return
+        server = None
+        if address is not None:
+            server = serve(*address, controller.metrics, controller.board, controller.health)
+            log.info("serving /metrics /status /healthz on %s:%d", *address)
+        log.info("controller of %s started as %s", site, controller.identifier)
+        controller.run()
+        if server is not None:
+            server.shutdown()
+    finally:
+        client.stop()
+        client.close()
+    log.info("controller of %s stopped", site)
+
+
+def _connect_until_stopped(topo: Topology, stop: list[bool]) -> KazooClient | None:
+    """A daemon outlives a ZooKeeper outage at start-up: retry, each wait bounded."""
+    said = False
+    while not stop[0]:
+        try:
+            return connect(topo, timeout=5.0)
+        except Unavailable as exc:
+            if not said:
+                log.warning("%s; retrying until it answers", exc)
+                said = True
+            time.sleep(1.0)
+    return None
+
+
+def pause(
+    reason: Annotated[str, typer.Option("--reason", "-r", help="Why: shown by status.")] = "",
+    config: ConfigOption = None,
+) -> None:
+    """Pause automatic promotion (maintenance); manual operations stay allowed.
+
+    [b]Example:[/b] sitectl pause --reason "storage firmware upgrade CHG-1234"
+    """
+    topo = _topology(config)
+    with _errors(), engine.session(topo) as s:
+        text = ControllerState(s.client, s.paths).pause(reason or "no reason given", identity())
+    console.print(f"automatic promotion paused: {text}", markup=False)
+
+
+def unpause(config: ConfigOption = None) -> None:
+    """Resume automatic promotion.
+
+    [b]Example:[/b] sitectl unpause
+    """
+    topo = _topology(config)
+    with _errors(), engine.session(topo) as s:
+        was = ControllerState(s.client, s.paths).unpause()
+    console.print("automatic promotion unpaused" if was else "automation was not paused")
+
+
+def ack(config: ConfigOption = None) -> None:
+    """Acknowledge the last automatic failover, so another may run within the block period.
+
+    [b]Example:[/b] sitectl ack
+    """
+    topo = _topology(config)
+    with _errors(), engine.session(topo) as s:
+        last = ControllerState(s.client, s.paths).acknowledge(identity())
+    if last is None:
+        console.print("no automatic failover to acknowledge")
+        return
+    console.print(
+        f"acknowledged automatic failover {last.id} to {last.to_site}: another automatic "
+        "failover may run within the block period",
+        markup=False,
+    )
+
+
+class _errors:
+    """One line and exit 1 for what ZooKeeper says, as the other commands do."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: object) -> bool:
+        if isinstance(exc, SitectlError):
+            fail(f"unavailable: {exc}" if isinstance(exc, Unavailable) else f"failed: {exc}",
+                 ExitCode.OPERATION_FAILED)
+        return False
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(controller_app, name="controller",
+                  help="The controller daemon (one per site and on the witness).")
+    app.command()(pause)
+    app.command()(unpause)
+    app.command()(ack)
+
+
+if __name__ == "__main__":
+    standalone = typer.Typer(no_args_is_help=True)
+    register(standalone)
+    standalone()

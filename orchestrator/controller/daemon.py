@@ -1,0 +1,333 @@
+"""The controller daemon: a vantage thread that probes and publishes, and a leader loop
+that, once per cycle and only while verified leader, gathers one snapshot, takes one
+decision, logs its sentence and carries it out through the engine.
+
+Two threads, not one, so that publishing this site's view never waits behind an
+operation the leader is running (a failover takes many probe intervals).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from kazoo.client import KazooClient
+
+from orchestrator.audit import identity
+from orchestrator.checks import Readiness, readiness
+from orchestrator.config.model import Topology
+from orchestrator.controller.decision import (
+    Action,
+    Decision,
+    OperationView,
+    ReadinessView,
+    Snapshot,
+    Timing,
+    decide,
+    down_by_quorum,
+    failover_target,
+)
+from orchestrator.controller.hooks import Hooks
+from orchestrator.controller.http import Board, Metrics
+from orchestrator.controller.leadership import Leadership
+from orchestrator.controller.vantage import Freshness, Prober, Sweeper, application_sweep
+from orchestrator.controller.zkstate import ControllerState
+from orchestrator.coordination.paths import ZkPaths
+from orchestrator.coordination.store import ZkStore
+from orchestrator.engine import operation as engine
+from orchestrator.engine.records import OpStatus
+from orchestrator.errors import LeaseLost, Locked, SitectlError
+
+log = logging.getLogger("sitectl.controller")
+
+UNFINISHED = {OpStatus.RUNNING.value, OpStatus.FAILED.value, OpStatus.INTERRUPTED.value}
+ReadinessFn = Callable[[Topology, str], Readiness]
+
+
+def timing_of(topo: Topology) -> Timing:
+    p = topo.policy
+    return Timing(p.probe_interval, p.consecutive_failures, p.automatic_promotion,
+                  p.block_period)
+
+
+def probe_timeout(topo: Topology) -> float:
+    # One probe interval, so a hung site costs one interval per probe, not more; but
+    # never so short that a healthy round trip across sites looks like an outage.
+    return max(0.5, min(topo.policy.probe_interval, 5.0))
+
+
+def readiness_summary(verdict: Readiness) -> str:
+    if not verdict.ready:
+        return "; ".join(verdict.reasons)
+    if not verdict.loss:
+        return "no replicated data configured"
+    labels = {"volume": "mirror lag", "ldap": "LDAP lag", "object_store": "object store lag"}
+    return ", ".join(f"{labels.get(k, k)} {v:.0f} s" for k, v in verdict.loss.items()
+                     if v is not None)
+
+
+class Controller:
+    def __init__(
+        self,
+        topo: Topology,
+        site: str,
+        client: KazooClient,
+        *,
+        hooks: Hooks | None = None,
+        sweeper: Sweeper = application_sweep,
+        readiness_fn: ReadinessFn = readiness,
+    ) -> None:
+        if site not in topo.sites:
+            raise ValueError(f"--site {site}: no such site — use one of {', '.join(topo.sites)}")
+        self.topo, self.site, self.client = topo, site, client
+        self.paths = ZkPaths.for_cluster(topo.zookeeper.chroot, topo.cluster)
+        self.store = ZkStore(client, self.paths)
+        self.state = ControllerState(client, self.paths)
+        self.identifier = f"{site} {identity()}"
+        self.leadership = Leadership(client, self.paths, self.identifier)
+        self.timing = timing_of(topo)
+        self.hooks = hooks or Hooks()
+        self.metrics = Metrics(site)
+        self.board = Board(site=site, identity=self.identifier, leader=False)
+        self._prober = Prober(topo, site, sweeper)
+        self._freshness = Freshness()
+        self._readiness = readiness_fn
+        self._stop = threading.Event()
+        self._active = topo.active_site  # last known; probing goes on without ZooKeeper
+        self._last_probe = self._last_cycle = time.monotonic()
+        self._busy = False  # running an operation: the leader loop is not stuck
+        self._joined: int | None = None
+        self._last_sentence = ""
+
+    # ---- lifecycle -----------------------------------------------------------
+
+    def run(self) -> None:
+        vantage = threading.Thread(target=self._vantage_loop, name="vantage", daemon=True)
+        vantage.start()
+        try:
+            self._leader_loop()
+        finally:
+            self._stop.set()
+            vantage.join(timeout=2 * probe_timeout(self.topo) + 1)
+            self.leadership.resign()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def health(self) -> tuple[bool, str]:
+        now, limit = time.monotonic(), self.timing.stale_after + 2 * probe_timeout(self.topo)
+        if now - self._last_probe > limit:
+            return False, f"no probe for {now - self._last_probe:.0f} s"
+        if not self._busy and now - self._last_cycle > limit:
+            return False, f"no decision cycle for {now - self._last_cycle:.0f} s"
+        return True, self._last_sentence or "starting"
+
+    # ---- vantage point -------------------------------------------------------
+
+    def _vantage_loop(self) -> None:
+        interval = self.timing.probe_interval
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            self._probe_once()
+            next_at = max(next_at + interval, time.monotonic())
+            self._stop.wait(next_at - time.monotonic())
+
+    def _probe_once(self) -> None:
+        if self.leadership.connected:
+            # Unreadable: keep probing the last known active site.
+            with contextlib.suppress(SitectlError):
+                self._active = self.store.active_site() or self.topo.active_site
+        report = self._prober.probe(self._active, probe_timeout(self.topo))
+        self._last_probe = time.monotonic()
+        self.metrics.observed(dict(report.sites), report.seconds)
+        self.board.update(vantage=report.to_json())
+        if not self.leadership.connected:
+            return  # nothing can be published; the leader counts us absent, as it should
+        try:
+            session = self.client.client_id[0] if self.client.client_id else None
+            if self._joined != session and self.state.join(self.site, {
+                "identity": self.identifier, "started": time.time()
+            }):
+                self._joined = session
+            if not self.state.publish(self.site, report.to_json()):
+                log.warning("another live controller publishes for %s: not overwriting it",
+                            self.site)
+        except SitectlError as exc:
+            log.info("could not publish the vantage report: %s", exc)
+
+    # ---- leader --------------------------------------------------------------
+
+    def _leader_loop(self) -> None:
+        interval = self.timing.probe_interval
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            # Contending blocks at most one interval: a follower's cycle is its wait.
+            leading = self.leadership.contend(timeout=interval)
+            if self._stop.is_set():
+                break
+            decision = self.cycle(leading)
+            self._act(decision)
+            self._last_cycle = time.monotonic()
+            next_at = max(next_at + interval, time.monotonic())
+            self._stop.wait(next_at - time.monotonic())
+
+    def cycle(self, leading: bool) -> Decision:
+        """One snapshot, one decision, one sentence."""
+        verified = leading and self.leadership.verified()
+        self.metrics.leader.set(1 if verified else 0)
+        self.metrics.connected.set(1 if self.leadership.connected else 0)
+        if not verified:
+            decision = decide(self._bare(), self.timing, time.time())
+        else:
+            try:
+                snapshot = self.gather()
+            except SitectlError as exc:
+                decision = Decision(
+                    Action.STAND_BY,
+                    f"could not read the cluster state from ZooKeeper ({exc}): taking no "
+                    "decision",
+                )
+            else:
+                decision = decide(snapshot, self.timing, time.time())
+        self._say(decision, verified)
+        return decision
+
+    def _bare(self) -> Snapshot:
+        return Snapshot(
+            connected=self.leadership.connected, leader=False, active_site=self._active,
+            home_site=self.topo.active_site, datacenters=tuple(self.topo.datacenters()),
+            vantage_sites=tuple(self.topo.sites),
+        )
+
+    def gather(self) -> Snapshot:
+        snapshot = replace(
+            self._bare(),
+            leader=True,
+            active_site=self.store.active_site() or self.topo.active_site,
+            views=self._freshness.views(self.state.vantage_reports()),
+            paused=self.store.paused(),
+            operation=self._current_operation(),
+            lock_holders=tuple(self.store.lock_holders()),
+            last_automatic=self.state.last_automatic(),
+            acknowledged=self.state.acknowledged(),
+        )
+        self.metrics.fresh.set(sum(1 for v in snapshot.views if v.age is not None
+                                   and v.age <= self.timing.stale_after))
+        self.metrics.operation.set(1 if snapshot.operation else 0)
+        target = failover_target(snapshot)
+        # The readiness gate runs sweeps of LDAP, mirrors and the object store: only
+        # when its answer can change the decision, and still into this cycle's snapshot.
+        if (target and snapshot.operation is None and snapshot.paused is None
+                and self.timing.automatic_promotion and down_by_quorum(snapshot, self.timing)):
+            active_topo = self.topo.model_copy(update={"active_site": snapshot.active_site})
+            verdict = self._readiness(active_topo, target)
+            for kind, seconds in verdict.loss.items():
+                if seconds is not None:
+                    self.metrics.loss.labels(kind).set(seconds)
+            snapshot = replace(snapshot, readiness=ReadinessView(verdict.ready,
+                                                                  readiness_summary(verdict)))
+        return snapshot
+
+    def _current_operation(self) -> OperationView | None:
+        op_id = self.store.current_operation()
+        if not op_id:
+            return None
+        op, _ = self.store.operation(op_id)
+        if op.status.value not in UNFINISHED:
+            return None
+        return OperationView(op.id, op.mode, op.from_site, op.to_site, op.status.value,
+                             op.automatic, op.failed_step)
+
+    def _say(self, decision: Decision, verified: bool) -> None:
+        self.metrics.decisions.labels(decision.action.value).inc()
+        self.board.update(leader=verified, action=decision.action.value,
+                          decision=decision.sentence, decided_at=time.time(),
+                          connected=self.leadership.connected)
+        # Every cycle decides; the log gets the sentence when it changes, so an outage
+        # reads as a short story rather than one line per second.
+        if decision.sentence != self._last_sentence:
+            log.info("%s", decision.sentence)
+            self._last_sentence = decision.sentence
+
+    # ---- acting --------------------------------------------------------------
+
+    def _act(self, decision: Decision) -> None:
+        if decision.action not in (Action.FAILOVER, Action.RESUME):
+            return
+        # Re-verified against the quorum right before acting; the engine's lease then
+        # fences every write it makes, so losing leadership after this point is safe.
+        if not self.leadership.verified():
+            self._tell("lost leadership before acting: doing nothing")
+            return
+        self._busy = True
+        try:
+            if decision.action is Action.FAILOVER and decision.target:
+                self._failover(decision)
+            elif decision.action is Action.RESUME and decision.operation:
+                self._resume(decision.operation)
+        finally:
+            self._busy = False
+
+    def _session(self) -> engine.Session:
+        return engine.Session(self.topo, self.client, self.store)
+
+    def _failover(self, decision: Decision) -> None:
+        target = decision.target
+        assert target is not None
+        base = {"from_site": self._active, "to_site": target, "sentence": decision.sentence}
+        veto = self.hooks.run("pre-failover", base)
+        if not veto.ok:
+            self._tell(f"{veto.sentence()}: not failing over to {target}")
+            return
+        s = self._session()
+        try:
+            plan = engine.plan_operation(s, "failover", target)
+            previous = self.state.last_automatic()
+            self.state.record_automatic(target, time.time())
+            try:
+                outcome = engine.start_operation(s, plan, reason=decision.sentence,
+                                                 automatic=True)
+            except (Locked, engine.OperationPending) as exc:
+                self.state.forget_automatic(previous)
+                self._tell(f"did not start the failover to {target}: {exc}")
+                return
+        except LeaseLost as exc:
+            self._tell(f"stopped the failover to {target}: {exc}; the next leader resumes it")
+            return
+        except SitectlError as exc:
+            self._tell(f"the failover to {target} could not start: {exc}")
+            self.hooks.run("failover-failed", {**base, "error": str(exc)})
+            return
+        self._finished(outcome, base)
+
+    def _resume(self, op_id: str) -> None:
+        try:
+            outcome = engine.resume_operation(self._session(), op_id)
+        except LeaseLost as exc:
+            self._tell(f"stopped resuming {op_id}: {exc}; the next leader resumes it")
+            return
+        except SitectlError as exc:
+            self._tell(f"could not resume {op_id}: {exc}")
+            return
+        self._finished(outcome, {"from_site": outcome.op.from_site,
+                                 "to_site": outcome.op.to_site, "sentence": outcome.op.reason})
+
+    def _finished(self, outcome: engine.Outcome, base: dict[str, Any]) -> None:
+        op = outcome.op
+        payload = {**base, "operation": op.id, "status": op.status.value}
+        if op.status is OpStatus.SUCCEEDED:
+            self._tell(f"automatic failover {op.id} succeeded: {op.to_site} is active")
+            self.hooks.run("post-failover", payload)
+        else:
+            where = f" at {op.failed_step}" if op.failed_step else ""
+            self._tell(f"automatic failover {op.id} ended {op.status.value}{where}: {op.message}")
+            self.hooks.run("failover-failed", payload)
+
+    def _tell(self, sentence: str) -> None:
+        log.info("%s", sentence)
+        self.board.update(last_action=sentence, last_action_at=time.time())

@@ -1,0 +1,110 @@
+"""Hooks on decision events: a command or a webhook per event, each bounded by a timeout.
+
+Events: `pre-failover` (runs before an automatic failover; a non-zero exit, a non-2xx
+answer, a timeout or a hook that cannot run at all vetoes it: when the hook cannot say
+yes, the safe answer is no), `post-failover` and `failover-failed` (told, never asked).
+
+A command gets the event as JSON on stdin and as SITECTL_* environment variables; a
+webhook (a value starting with http:// or https://) gets the same JSON in a POST.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shlex
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+EVENTS = ("pre-failover", "post-failover", "failover-failed")
+
+
+@dataclass(frozen=True)
+class HookResult:
+    event: str
+    ran: bool  # False: no hook configured for the event
+    ok: bool
+    detail: str  # one line: what the hook said or why it failed
+
+    def sentence(self) -> str:
+        verdict = "allowed" if self.ok else "refused"
+        return f"{self.event} hook {verdict}: {self.detail}"
+
+
+@dataclass(frozen=True)
+class Hooks:
+    commands: Mapping[str, str] = field(default_factory=dict)  # event → command or URL
+    timeout: float = 10.0
+
+    @classmethod
+    def parse(cls, specs: list[str], timeout: float) -> Hooks:
+        """From `EVENT=COMMAND` strings (the CLI's repeatable --hook)."""
+        found: dict[str, str] = {}
+        for spec in specs:
+            event, sep, command = spec.partition("=")
+            if not sep or event not in EVENTS or not command.strip():
+                raise ValueError(
+                    f"--hook {spec!r}: write EVENT=COMMAND with EVENT one of "
+                    f"{', '.join(EVENTS)}"
+                )
+            found[event] = command.strip()
+        return cls(found, timeout)
+
+    def run(self, event: str, payload: dict[str, Any]) -> HookResult:
+        command = self.commands.get(event)
+        if command is None:
+            return HookResult(event, False, True, "no hook configured")
+        body = {"event": event, **payload}
+        if command.startswith(("http://", "https://")):
+            result = self._post(event, command, body)
+        else:
+            result = self._exec(event, command, body)
+        log.info("%s", result.sentence())
+        return result
+
+    def _exec(self, event: str, command: str, body: dict[str, Any]) -> HookResult:
+        env = {
+            **os.environ,
+            "SITECTL_EVENT": event,
+            **{f"SITECTL_{k.upper()}": str(v) for k, v in body.items() if v is not None},
+        }
+        try:
+            done = subprocess.run(
+                shlex.split(command),
+                input=json.dumps(body),
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=self.timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            return HookResult(event, True, False, f"{command!r} ran over {self.timeout:g} s")
+        except OSError as exc:
+            return HookResult(event, True, False, f"{command!r} could not run ({exc.strerror})")
+        said = " ".join((done.stdout + " " + done.stderr).split())[:200]
+        detail = f"{command!r} exited {done.returncode}" + (f": {said}" if said else "")
+        return HookResult(event, True, done.returncode == 0, detail)
+
+    def _post(self, event: str, url: str, body: dict[str, Any]) -> HookResult:
+        request = urllib.request.Request(
+            url,
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as answer:
+                return HookResult(event, True, True, f"{url} answered {answer.status}")
+        except urllib.error.HTTPError as exc:
+            return HookResult(event, True, False, f"{url} answered {exc.code}")
+        except (urllib.error.URLError, TimeoutError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            return HookResult(event, True, False, f"{url} did not answer ({reason})")

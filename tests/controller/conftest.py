@@ -1,0 +1,271 @@
+"""Controllers against a private 3-node ZooKeeper on 127.0.11.1-3, with real TCP
+listeners on 127.0.21.N standing in for each datacenter's application.
+
+The ensemble is started the way tests/coordination/conftest.py starts its own (so these
+tests may freeze ZooKeeper nodes without touching the lab or the coordination tests);
+each test gets a fresh cluster name, so tests never see each other's znodes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kazoo.client import KazooClient
+
+from orchestrator.config import load_topology
+from orchestrator.inventory import render_inventory_text
+from orchestrator.lab.zookeeper import CLASSPATH, JVM_FLAGS
+
+ZK_IPS = ("127.0.11.1", "127.0.11.2", "127.0.11.3")
+ZK_PORT = 2181
+APP_IPS = {"dc1": "127.0.21.1", "dc2": "127.0.21.2"}
+APP_PORT = 2525
+HTTP_IPS = {"dc1": "127.0.22.1", "dc2": "127.0.22.2", "witness": "127.0.22.3"}
+HTTP_PORT = 9400
+
+
+def wait_for(condition: Any, what: str, within: float = 30.0) -> Any:
+    """Poll until `condition()` is truthy; a bound on waiting, never a timing assertion."""
+    deadline = time.monotonic() + within
+    last: Any = None
+    while True:
+        try:
+            last = condition()
+            if last:
+                return last
+        except Exception as exc:  # a node that is starting or frozen refuses for a while
+            last = exc
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not true after {within:.0f} s (last: {last!r})")
+        time.sleep(0.1)
+
+
+@dataclass
+class Ensemble:
+    procs: dict[str, subprocess.Popen[bytes]]
+
+    @property
+    def hosts(self) -> str:
+        return ",".join(f"{ip}:{ZK_PORT}" for ip in ZK_IPS)
+
+    def signal(self, ip: str, sig: signal.Signals) -> None:
+        os.killpg(self.procs[ip].pid, sig)
+
+    def client(self, timeout: float = 4.0) -> KazooClient:
+        client = KazooClient(hosts=self.hosts, timeout=timeout)
+        client.start(timeout=15)
+        return client
+
+
+def _serving(ip: str) -> bool:
+    try:
+        with socket.create_connection((ip, ZK_PORT), timeout=1) as sock:
+            sock.sendall(b"srvr")
+            answer = sock.recv(4096).decode()
+    except OSError:
+        return False
+    return "Mode: leader" in answer or "Mode: follower" in answer
+
+
+@pytest.fixture(scope="session")
+def ensemble(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ensemble]:
+    root = tmp_path_factory.mktemp("zk")
+    servers = "\n".join(f"server.{i}={ip}:2888:3888" for i, ip in enumerate(ZK_IPS, start=1))
+    procs = {}
+    for myid, ip in enumerate(ZK_IPS, start=1):
+        data = root / f"zk{myid}"
+        data.mkdir()
+        (data / "myid").write_text(f"{myid}\n")
+        cfg = data / "zoo.cfg"
+        cfg.write_text(
+            f"tickTime=500\ninitLimit=20\nsyncLimit=5\ndataDir={data}\n"
+            f"clientPort={ZK_PORT}\nclientPortAddress={ip}\nadmin.enableServer=false\n"
+            "4lw.commands.whitelist=srvr,ruok,mntr\nstandaloneEnabled=false\n"
+            f"{servers}\n"
+        )
+        log = open(data / "zk.log", "wb")  # noqa: SIM115 - lives as long as the process
+        procs[ip] = subprocess.Popen(
+            ["java", *JVM_FLAGS, "-cp", CLASSPATH,
+             "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(cfg)],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    ens = Ensemble(procs)
+    try:
+        wait_for(lambda: all(_serving(ip) for ip in ZK_IPS), f"quorum (see {root}/zk*/zk.log)",
+                 within=60)
+        yield ens
+    finally:
+        for proc in procs.values():
+            for sig in (signal.SIGCONT, signal.SIGTERM):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, sig)
+        for proc in procs.values():
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+class App:
+    """A datacenter's application: a real listener that accepts (up) or is gone (down)."""
+
+    def __init__(self, ip: str) -> None:
+        self.ip = ip
+        self._sock: socket.socket | None = None
+        self._stop = threading.Event()
+
+    def up(self) -> None:
+        if self._sock is not None:
+            return
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.ip, APP_PORT))
+        sock.listen(64)
+        sock.settimeout(0.2)
+        self._sock, self._stop = sock, threading.Event()
+        threading.Thread(target=self._accept, args=(sock, self._stop), daemon=True).start()
+
+    def down(self) -> None:
+        if self._sock is not None:
+            self._stop.set()
+            # shutdown() wakes the accepting thread; close() alone would leave the
+            # listener alive in the kernel until that accept() returned.
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)
+            self._sock.close()
+            self._sock = None
+
+    @staticmethod
+    def _accept(sock: socket.socket, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = sock.accept()
+            except (TimeoutError, OSError):
+                continue
+            conn.close()
+
+
+@pytest.fixture
+def apps() -> Iterator[dict[str, App]]:
+    found = {site: App(ip) for site, ip in APP_IPS.items()}
+    for app in found.values():
+        app.up()
+    yield found
+    for app in found.values():
+        app.down()
+
+
+def topology_doc(cluster: str, zk_hosts: str, *, automatic: bool = False) -> dict[str, Any]:
+    return {
+        "cluster": cluster,
+        "active_site": "dc1",
+        "local_state": "state",
+        "sites": {"dc1": {"kind": "datacenter"}, "dc2": {"kind": "datacenter"},
+                  "witness": {"kind": "witness"}},
+        "ansible": {"inventory": "hosts.yml"},
+        "hosts": [{"name": f"{site}-app", "site": site, "roles": ["app"], "address": ip}
+                  for site, ip in APP_IPS.items()],
+        "roles": {"app": {"start_order": 1, "services": ["app"],
+                          "probes": [{"kind": "tcp", "port": APP_PORT}]}},
+        "dns": {"zones": [{"name": "example.test.", "scope": "external",
+                           "provider": "route53", "route53": {"hosted_zone_id": "Z1"},
+                           "verify_servers": ["127.0.21.9:5353"],
+                           "records": [{"name": "mail", "values": APP_IPS}]}]},
+        "zookeeper": {"hosts": [{"address": a, "site": s} for a, s in
+                                zip(zk_hosts.split(","), ("dc1", "dc2", "witness"),
+                                    strict=True)],
+                      "chroot": "/sitectl-controller-tests", "session_timeout": "4s"},
+        "policy": {"probe_interval": "500ms", "consecutive_failures": 3,
+                   "automatic_promotion": automatic, "block_period": "1h"},
+    }
+
+
+@dataclass
+class Controllers:
+    """Controller processes (`python -m orchestrator.cli.controller controller run`)."""
+
+    dir: Path
+    topology: Path
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def start(self, site: str, *extra: str) -> None:
+        log = open(self.dir / f"{site}.log", "ab")  # noqa: SIM115 - the process owns it
+        self.procs[site] = subprocess.Popen(
+            [sys.executable, "-m", "orchestrator.cli.controller", "controller", "run",
+             "--site", site, "--listen", f"{HTTP_IPS[site]}:{HTTP_PORT}",
+             "-c", str(self.topology), *extra],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def status(self, site: str) -> dict[str, Any]:
+        url = f"http://{HTTP_IPS[site]}:{HTTP_PORT}/status"
+        with urllib.request.urlopen(url, timeout=2) as answer:
+            return dict(json.loads(answer.read()))
+
+    def leaders(self) -> list[str]:
+        found = []
+        for site, proc in self.procs.items():
+            if proc.poll() is None:
+                with contextlib.suppress(OSError):
+                    if self.status(site).get("leader"):
+                        found.append(site)
+        return found
+
+    def kill(self, site: str, sig: signal.Signals = signal.SIGKILL) -> None:
+        os.killpg(self.procs[site].pid, sig)
+        if sig in (signal.SIGKILL, signal.SIGTERM):
+            self.procs[site].wait(timeout=15)
+
+    def log(self, site: str) -> str:
+        return (self.dir / f"{site}.log").read_text()
+
+    def stop_all(self) -> None:
+        for proc in self.procs.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGCONT)
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+@pytest.fixture
+def cluster_name(request: pytest.FixtureRequest) -> str:
+    return f"t{time.monotonic_ns() % 10**12}"
+
+
+@pytest.fixture
+def topology_file(tmp_path: Path, ensemble: Ensemble, cluster_name: str) -> Path:
+    path = tmp_path / "topology.yaml"
+    path.write_text(yaml.safe_dump(topology_doc(cluster_name, ensemble.hosts)))
+    topo = load_topology(path, check_filesystem=False)
+    (tmp_path / "hosts.yml").write_text(render_inventory_text(topo))
+    return path
+
+
+@pytest.fixture
+def controllers(tmp_path: Path, topology_file: Path) -> Iterator[Controllers]:
+    running = Controllers(tmp_path, topology_file)
+    try:
+        yield running
+    finally:
+        running.stop_all()
