@@ -128,7 +128,7 @@ def drill(
     targets_text: Annotated[
         str | None,
         typer.Option("--targets", help="Pass/fail targets, e.g. rto=90s,rpo=0s "
-                     "(default: RTO 5 min, RPO 0: a switchover must lose nothing)."),
+                     "(default: RTO 5 min, RPO 0: a drill expects no loss)."),
     ] = None,
     mode: Annotated[
         str,

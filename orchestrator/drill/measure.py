@@ -49,8 +49,8 @@ def parse_targets(text: str) -> dict[str, float]:
 def targets(given: dict[str, float] | None = None) -> Targets:
     given = given or {}
     source = {
-        "rto": "--targets" if "rto" in given else "default (the topology names no RTO)",
-        "rpo": "--targets" if "rpo" in given else "default (a switchover must lose nothing)",
+        "rto": "--targets" if "rto" in given else "default: the topology names no RTO",
+        "rpo": "--targets" if "rpo" in given else "default: a drill expects no loss",
     }
     return Targets(given.get("rto", DEFAULT_RTO_S), given.get("rpo", DEFAULT_RPO_S), source)
 
@@ -177,7 +177,7 @@ def verdict(record: DrillRecord) -> Verdict:
     if record.stopped:
         failures.append(f"stopped early: {record.stopped}")
     expected_legs = 2 if record.failback else 1
-    if len(legs) < expected_legs:
+    if len(legs) < expected_legs and not record.stopped:
         failures.append(f"{len(legs)} of {expected_legs} legs ran")
     for leg, figures in zip(record.legs, legs, strict=True):
         failures += _leg_failures(leg, figures, record.targets)
@@ -192,13 +192,14 @@ def verdict(record: DrillRecord) -> Verdict:
 def _leg_failures(leg: Leg, figures: LegFigures, goal: Targets) -> list[str]:
     out = []
     where = f"{leg.from_site}→{leg.to_site}"
-    for op in leg.operations:
-        if op.status != "succeeded":
-            out.append(f"{op.mode} {where} {op.status} at step {op.failed_step}")
+    failed = [op for op in leg.operations if op.status != "succeeded"]
+    out += [f"{op.mode} {where} {op.status} at step {op.failed_step}" for op in failed]
     out += [f"{where}: {v.name} on {v.site} failed: {v.detail}" for v in leg.verifications
             if not v.ok]
-    if not figures.moved:
-        return out  # the drill stopped before this move: "stopped early" already says so
+    if not figures.moved or failed:
+        # The drill stopped before or during this move: the figures cannot be complete,
+        # and the failed step, not a missing figure, is the finding.
+        return out
     if not figures.rto_ok:
         out.append(f"{where}: RTO {_seconds(figures.rto.seconds)} over the {goal.rto_s:g} s target"
                    if figures.rto.seconds is not None else f"{where}: RTO not measured "

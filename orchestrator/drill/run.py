@@ -205,7 +205,7 @@ def _operate(s: engine.Session, record: DrillRecord, leg: Leg, mode: str, to: st
         where = where_is_the_service(outcome.plan, outcome.steps)
         raise DrillStopped(
             f"{mode} {outcome.plan.from_site}→{outcome.plan.to_site} {outcome.op.status.value} "
-            f"at step {outcome.op.failed_step}: {_first_sentence(outcome.op.message)}",
+            f"at step {outcome.op.failed_step}: {_failure(outcome)}",
             [recovery_advice(outcome.plan, outcome.steps, outcome.op.id)],
             where,
         )
@@ -228,8 +228,9 @@ def _plain(value: object) -> bool:
     return value is None or isinstance(value, int | float | str | bool)
 
 
-def _first_sentence(text: str) -> str:
-    return text.split(". ")[0]
+def _failure(outcome: engine.Outcome) -> str:
+    step = outcome.steps.get(outcome.op.failed_step or "")
+    return step.detail if step is not None and step.detail else outcome.op.message
 
 
 def _write_canaries(topo: Topology, leg: Leg, drill_id: str, options: DrillOptions
