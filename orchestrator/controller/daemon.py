@@ -21,6 +21,7 @@ from kazoo.client import KazooClient
 from orchestrator.audit import identity
 from orchestrator.checks import Readiness, readiness
 from orchestrator.config.model import Topology
+from orchestrator.controller.canary import canary_interval, write_canaries
 from orchestrator.controller.decision import (
     Action,
     Decision,
@@ -40,6 +41,7 @@ from orchestrator.controller.zkstate import ControllerState
 from orchestrator.coordination.paths import ZkPaths
 from orchestrator.coordination.store import ZkStore
 from orchestrator.engine import operation as engine
+from orchestrator.engine.faults import Faults
 from orchestrator.engine.records import OpStatus
 from orchestrator.errors import LeaseLost, Locked, SitectlError
 
@@ -81,6 +83,7 @@ class Controller:
         hooks: Hooks | None = None,
         sweeper: Sweeper = application_sweep,
         readiness_fn: ReadinessFn = readiness,
+        canaries: bool = True,
     ) -> None:
         if site not in topo.sites:
             raise ValueError(f"--site {site}: no such site — use one of {', '.join(topo.sites)}")
@@ -103,12 +106,16 @@ class Controller:
         self._busy = False  # running an operation: the leader loop is not stuck
         self._joined: int | None = None
         self._last_sentence = ""
+        self._canaries = canaries
+        self._verified = False  # the last cycle's verdict: only the leader writes canaries
 
     # ---- lifecycle -----------------------------------------------------------
 
     def run(self) -> None:
         vantage = threading.Thread(target=self._vantage_loop, name="vantage", daemon=True)
         vantage.start()
+        if self._canaries:
+            threading.Thread(target=self._canary_loop, name="canary", daemon=True).start()
         try:
             self._leader_loop()
         finally:
@@ -160,6 +167,20 @@ class Controller:
         except SitectlError as exc:
             log.info("could not publish the vantage report: %s", exc)
 
+    # ---- canaries (leader only) ----------------------------------------------
+
+    def _canary_loop(self) -> None:
+        interval = canary_interval(self.topo)
+        said: list[str] = []
+        while not self._stop.wait(interval):
+            if not self._verified or self._busy:
+                continue  # a follower never writes; an operation moves the active site
+            problems = write_canaries(self.topo, self._active, probe_timeout(self.topo))
+            if problems != said:
+                log.info("canaries: %s", "; ".join(problems) or "written again")
+                said = problems
+            self.board.update(canary_problems=problems, canary_at=time.time())
+
     # ---- leader --------------------------------------------------------------
 
     def _leader_loop(self) -> None:
@@ -179,6 +200,7 @@ class Controller:
     def cycle(self, leading: bool) -> Decision:
         """One snapshot, one decision, one sentence."""
         verified = leading and self.leadership.verified()
+        self._verified = verified
         self.metrics.leader.set(1 if verified else 0)
         self.metrics.connected.set(1 if self.leadership.connected else 0)
         if not verified:
@@ -290,8 +312,10 @@ class Controller:
             previous = self.state.last_automatic()
             self.state.record_automatic(target, time.time())
             try:
+                # Faults from the environment, as `sitectl failover` takes them: drills
+                # and tests kill the leader mid-operation exactly where they choose.
                 outcome = engine.start_operation(s, plan, reason=decision.sentence,
-                                                 automatic=True)
+                                                 automatic=True, faults=Faults.from_env())
             except (Locked, engine.OperationPending) as exc:
                 self.state.forget_automatic(previous)
                 self._tell(f"did not start the failover to {target}: {exc}")
@@ -307,7 +331,7 @@ class Controller:
 
     def _resume(self, op_id: str) -> None:
         try:
-            outcome = engine.resume_operation(self._session(), op_id)
+            outcome = engine.resume_operation(self._session(), op_id, faults=Faults.from_env())
         except LeaseLost as exc:
             self._tell(f"stopped resuming {op_id}: {exc}; the next leader resumes it")
             return

@@ -84,6 +84,10 @@ def _serving(ip: str) -> bool:
 
 @pytest.fixture(scope="session")
 def ensemble(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ensemble]:
+    # Another session running these tests holds the addresses; using its ensemble would
+    # make freezing "our" nodes a no-op. Wait for it (bounded), as the lab fixture does.
+    wait_for(lambda: not any(_serving(ip) for ip in ZK_IPS),
+             f"{', '.join(ZK_IPS)} free of another session's ZooKeeper", within=900)
     root = tmp_path_factory.mktemp("zk")
     servers = "\n".join(f"server.{i}={ip}:2888:3888" for i, ip in enumerate(ZK_IPS, start=1))
     procs = {}
@@ -202,21 +206,34 @@ class Controllers:
 
     dir: Path
     topology: Path
+    env: dict[str, str] | None = None
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
-    def start(self, site: str, *extra: str) -> None:
+    def start(self, site: str, *extra: str, extra_env: dict[str, str] | None = None) -> None:
         log = open(self.dir / f"{site}.log", "ab")  # noqa: SIM115 - the process owns it
         self.procs[site] = subprocess.Popen(
             [sys.executable, "-m", "orchestrator.cli.controller", "controller", "run",
              "--site", site, "--listen", f"{HTTP_IPS[site]}:{HTTP_PORT}",
              "-c", str(self.topology), *extra],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**(self.env or os.environ), **(extra_env or {})},
         )
 
-    def status(self, site: str) -> dict[str, Any]:
-        url = f"http://{HTTP_IPS[site]}:{HTTP_PORT}/status"
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """`sitectl pause|unpause|ack` against this topology."""
+        return subprocess.run(
+            [sys.executable, "-m", "orchestrator.cli.controller", *args, "-c",
+             str(self.topology)], capture_output=True, text=True, timeout=60, check=False,
+            env=self.env,
+        )
+
+    def get(self, site: str, path: str) -> str:
+        url = f"http://{HTTP_IPS[site]}:{HTTP_PORT}{path}"
         with urllib.request.urlopen(url, timeout=2) as answer:
-            return dict(json.loads(answer.read()))
+            return str(answer.read().decode())
+
+    def status(self, site: str) -> dict[str, Any]:
+        return dict(json.loads(self.get(site, "/status")))
 
     def leaders(self) -> list[str]:
         found = []
@@ -228,7 +245,8 @@ class Controllers:
         return found
 
     def kill(self, site: str, sig: signal.Signals = signal.SIGKILL) -> None:
-        os.killpg(self.procs[site].pid, sig)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.procs[site].pid, sig)
         if sig in (signal.SIGKILL, signal.SIGTERM):
             self.procs[site].wait(timeout=15)
 

@@ -46,6 +46,11 @@ def test_three_controllers_elect_one_leader_and_replace_it_when_killed(
         wait_for(lambda site=site: controllers.status(site).get("decision")
                  == "not the leader: probing and publishing only", f"{site} follows")
 
+    metrics = controllers.get(first, "/metrics")
+    assert "sitectl_controller_leader 1.0" in metrics
+    assert 'sitectl_controller_site_down{site="dc1"} 0.0' in metrics
+    assert controllers.get(first, "/healthz") == "dc1 up from 3 of 3 vantage points; nothing to do\n"
+
     controllers.kill(first)
 
     second = one_leader(controllers)
