@@ -93,7 +93,7 @@ def _summary(record: DrillRecord, paths: ReportPaths) -> None:
             f"{'≥ ' if leg.rpo.lower_bound else ''}{leg.rpo.seconds:.1f} s")
         table.add_row(f"{leg.from_site}→{leg.to_site}", rto, _ok(leg.rto_ok),
                       f"{leg.rpo.lost}/{leg.rpo.checked}", rpo, _ok(leg.rpo_ok),
-                      _ok(leg.verifications_ok))
+                      "[green]passed[/]" if leg.verifications_ok else "[red]failed[/]")
     if result.legs:
         console.print(table)
     for failure in result.failures:

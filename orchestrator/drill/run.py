@@ -101,6 +101,11 @@ def run_drill(topo: Topology, options: DrillOptions, watcher: Watcher | None = N
             except Exception as exc:  # a bug must still leave a report behind
                 log.exception("the drill failed unexpectedly")
                 record.stopped = f"internal error: {type(exc).__name__}: {exc}"
+            except KeyboardInterrupt:
+                # The engine has stopped at a checkpoint; the report must say where.
+                record.stopped = "interrupted by the operator (Ctrl-C)"
+                record.advice.append("`sitectl status` shows the operation it left; "
+                                     "`sitectl resume` or `sitectl abort` it")
             _closing(s, record, watcher)
     except SitectlError as exc:  # ZooKeeper unreachable: nothing ran
         record.stopped = record.stopped or f"{type(exc).__name__}: {exc}"
@@ -182,10 +187,12 @@ def _reprotect(s: engine.Session, record: DrillRecord, leg: Leg, watcher: Watche
         last = readiness(at, leg.to_site)
         back = verify.replicated_back(s.topology, leg.to_site, leg.canaries)
         leg.verifications.append(back)
-        phase.detail = f"{last.describe()} {back.detail}"
-        if not (ready and back.ok):
+        problems = ([] if ready else [last.describe()]) + (
+            [] if back.ok else [f"the object store: {back.detail}"])
+        phase.detail = "; ".join(problems) or f"{last.describe()} {back.detail}"
+        if problems:
             raise DrillStopped(
-                f"{leg.to_site} is not in sync after the reprotect: {phase.detail}",
+                f"{leg.to_site} is not in sync after the reprotect — {phase.detail}",
                 [f"{leg.from_site} is active and stays so: switching back now would lose what "
                  f"{leg.to_site} lacks; once `sitectl readiness --to {leg.to_site}` is ready and "
                  f"the object store replicates {leg.from_site}→{leg.to_site}, run "

@@ -141,6 +141,8 @@ def replicated_back(topo: Topology, to_site: str, written: list[Canary]) -> Veri
                if not canaries.poll(lambda c=c: canaries.object_present(topo, to_site, c.key),
                                     S3_WAIT_S)]
     detail = (f"{len(objects)} object(s) written at the active site are in {to_site}"
-              if not missing else f"not replicated to {to_site}: {', '.join(missing)}")
+              if not missing else
+              f"{len(missing)} object(s) written at the active site not in {to_site} after "
+              f"{S3_WAIT_S:g} s: {', '.join(missing)}")
     return Verification("S3 objects replicated back once reprotected", to_site, not missing,
                         detail, started, time.time())

@@ -147,3 +147,22 @@ def test_the_page_renders_in_headless_chromium(tmp_path: Path) -> None:
     assert shot.complaints == []
     assert (shot.width, shot.height) == (1200, 2600)
     assert shot.colours > 50, "the screenshot is nearly blank"
+
+
+@pytest.mark.parametrize(
+    ("row", "subject"),
+    [
+        ((b"1 (BODY[HEADER.FIELDS (SUBJECT)] {30}", b"Subject: sitectl-drill d1 x\r\n\r\n"),
+         "sitectl-drill d1 x"),
+        # long subjects arrive folded onto a continuation line
+        ((b"2 (...)", b"Subject: sitectl-drill d1 there\r\n probe 00001\r\n\r\n"),
+         "sitectl-drill d1 there probe 00001"),
+        ((b"3 (...)", b"SUBJECT:   spaced  \r\n"), "spaced"),
+        (b")", ""),
+        ((b"4 (...)", b"From: someone\r\n"), ""),
+    ],
+)
+def test_imap_subjects_are_unfolded(row: object, subject: str) -> None:
+    from orchestrator.drill.canaries import _subject_of
+
+    assert _subject_of(row) == subject
