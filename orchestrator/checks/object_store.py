@@ -22,11 +22,9 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-import boto3
-import botocore.config
 import botocore.exceptions
 
-from orchestrator.adapters.secrets import read_secret
+from orchestrator.adapters.s3 import s3_client
 from orchestrator.checks.result import Check, CheckResult, Status, one_line
 from orchestrator.config.model import Bucket, S3Endpoint, Topology
 from orchestrator.errors import SitectlError
@@ -76,18 +74,7 @@ def canary_target(bucket: str, source: str, destination: str) -> str:
 
 
 def client(topo: Topology, endpoint: S3Endpoint, timeout: float) -> Any:
-    config = botocore.config.Config(
-        connect_timeout=timeout, read_timeout=timeout, retries={"total_max_attempts": 1}
-    )
-    return boto3.session.Session().client(
-        "s3",
-        endpoint_url=endpoint.url,
-        region_name=endpoint.region,
-        aws_access_key_id=read_secret(endpoint.access_key, topo.base_dir).reveal(),
-        aws_secret_access_key=read_secret(endpoint.secret_key, topo.base_dir).reveal(),
-        verify=str(topo.resolve(endpoint.ca_file)) if endpoint.ca_file else None,
-        config=config,
-    )
+    return s3_client(topo, endpoint, timeout)
 
 
 def describe_error(exc: BaseException, timeout: float) -> tuple[Status, str]:

@@ -21,6 +21,7 @@ from orchestrator.checks.metrics import exposition
 from orchestrator.cli.exitcodes import ExitCode
 from orchestrator.cli.output import console, emit_json, fail
 from orchestrator.config import InvalidTopology, Topology, config_path, load_topology
+from orchestrator.engine.observe import as_recorded
 
 ConfigOption = Annotated[
     Path | None,
@@ -49,7 +50,8 @@ _STYLE = {Status.OK: "green", Status.DEGRADED: "yellow", Status.DOWN: "bold red"
 
 def _topology(config: Path | None) -> Topology:
     try:
-        return load_topology(config_path(config))
+        # Judge against the site that serves now, as ZooKeeper records it.
+        return as_recorded(load_topology(config_path(config)))
     except InvalidTopology as exc:
         fail([str(p) for p in exc.problems], ExitCode.BAD_INPUT)
 

@@ -342,6 +342,9 @@ class Bucket(Frozen):
 class ObjectStore(Frozen):
     endpoints: tuple[S3Endpoint, ...] = Field(min_length=1)
     buckets: tuple[Bucket, ...] = Field(min_length=1)
+    # The IAM role the store replicates with (S3 CRR needs one); reprotect puts the
+    # reversed rule with it.
+    replication_role: str = "arn:aws:iam::000000000000:role/sitectl-replication"
 
 
 class ZkHost(Frozen):

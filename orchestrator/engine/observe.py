@@ -74,3 +74,24 @@ def observe(topo: Topology, store: ZkStore) -> ObservedState:
     return ObservedState(
         active_site=active, unreachable_sites=unreachable, mirrors=mirror_views(topo)
     )
+
+
+def as_recorded(topo: Topology, timeout: float = 3.0) -> Topology:
+    """The topology with the active site ZooKeeper records (after a switchover it is no
+    longer the file's default). If ZooKeeper does not answer, the file's stands."""
+    from orchestrator.coordination.client import connect
+    from orchestrator.coordination.paths import ZkPaths
+
+    try:
+        client = connect(topo, timeout=timeout)
+    except SitectlError:
+        return topo
+    try:
+        store = ZkStore(client, ZkPaths.for_cluster(topo.zookeeper.chroot, topo.cluster))
+        active = store.active_site()
+    except SitectlError:
+        active = None
+    finally:
+        client.stop()
+        client.close()
+    return topo.model_copy(update={"active_site": active}) if active else topo

@@ -145,6 +145,8 @@ def build(state: LabState) -> dict[str, Any]:
             ],
         },
         "object_store": {
+            # The role the lab's replication stand-in is configured with (see lab/s3.py).
+            "replication_role": "arn:aws:iam::123456789012:role/sitectl-lab-replication",
             "endpoints": [
                 {"site": site, "url": layout.s3_endpoint(site), "region": s3.REGION, **s3_keys}
                 for site in layout.DATACENTERS

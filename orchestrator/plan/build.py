@@ -491,8 +491,8 @@ def build_reprotect_plan(topo: Topology, observed: ObservedState) -> Plan:
     """
     active = observed.active_site
     standby = next(dc for dc in topo.datacenters() if dc != active)
-    if not topo.volumes:
-        raise PlanRefused("the topology has no mirrored volumes: nothing to reprotect")
+    if not topo.volumes and topo.object_store is None:
+        raise PlanRefused("the topology has no mirrored volumes or buckets: nothing to reprotect")
     if not observed.reachable(standby):
         raise PlanRefused(
             f"{standby} is unreachable: a reprotect writes to it; heal it first", gate=True
@@ -528,6 +528,23 @@ def build_reprotect_plan(topo: Topology, observed: ObservedState) -> Plan:
         for zone in topo.dns.zones
         if standby in zone.promote
     ]
+    if topo.object_store is not None:
+        steps += [
+            Step(
+                id=f"reprotect/object-store/{bucket.name}",
+                phase=Phase.REPROTECT,
+                action=Action.OBJECT_STORE_REVERSE,
+                site=active,
+                target=bucket.name,
+                description=(
+                    f"replicate bucket {bucket.name} from {active} to {standby} (and no "
+                    "longer the other way)"
+                ),
+                params={"destination": standby},
+            )
+            for bucket in topo.object_store.buckets
+            if bucket.replicated
+        ]
     groups = [Group(phase=Phase.REPROTECT, steps=tuple(steps))]
     if demotions:
         groups.append(Group(phase=Phase.REPROTECT, steps=tuple(demotions)))

@@ -45,6 +45,7 @@ class Action(StrEnum):
     MIRROR_UPDATE = "mirror.update"
     MIRROR_BREAK = "mirror.break"
     MIRROR_REVERSE = "mirror.reverse"
+    OBJECT_STORE_REVERSE = "object_store.reverse"
     VOLUME_UNMOUNT = "volume.unmount"
     VOLUME_MOUNT = "volume.mount"
     DNS_PROMOTE = "dns.promote"

@@ -335,6 +335,38 @@ def _mirror_reverse(topo: Topology, plan: Plan, step: Step) -> ManualStep:
     )
 
 
+def _object_store_reverse(topo: Topology, plan: Plan, step: Step) -> ManualStep:
+    store = topo.object_store
+    assert store is not None  # the plan has this step only with an object store
+    urls = {e.site: e.url for e in store.endpoints}
+    active, standby = plan.from_site, plan.to_site
+    rule = {
+        "Role": store.replication_role,
+        "Rules": [
+            {
+                "ID": f"sitectl-{active}-to-{standby}",
+                "Priority": 1,
+                "Status": "Enabled",
+                "Filter": {},
+                "Destination": {"Bucket": f"arn:aws:s3:::{step.target}"},
+                "DeleteMarkerReplication": {"Status": "Disabled"},
+            }
+        ],
+    }
+    return ManualStep(
+        (
+            _s3(urls[standby], f"delete-bucket-replication --bucket {step.target}"),
+            _s3(
+                urls[active],
+                f"put-bucket-replication --bucket {step.target} --replication-configuration "
+                + shlex.quote(json.dumps(rule)),
+            ),
+        ),
+        "no output from either command",
+        f"`get-bucket-replication` on {active} shows the rule; on {standby} it finds none",
+    )
+
+
 def _mount_command(vol: BtrfsVolume | NetappVolume | CommandVolume, site: str) -> str:
     if isinstance(vol, NetappVolume):
         return f"mount -t nfs {vol.sites[site].export} {vol.mount_point}"
@@ -569,6 +601,7 @@ _RENDERERS: dict[Action, Callable[[Topology, Plan, Step], ManualStep]] = {
     Action.MIRROR_UPDATE: _mirror_update,
     Action.MIRROR_BREAK: _mirror_break,
     Action.MIRROR_REVERSE: _mirror_reverse,
+    Action.OBJECT_STORE_REVERSE: _object_store_reverse,
     Action.VOLUME_UNMOUNT: _unmount,
     Action.VOLUME_MOUNT: _mount,
     Action.DNS_PROMOTE: _dns_promote,

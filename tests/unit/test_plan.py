@@ -192,10 +192,18 @@ def test_reprotect_reverses_every_mirror_towards_the_standby(topo: Topology) -> 
     plan = build_reprotect_plan(topo, ObservedState(active_site="dc2"))
     assert (plan.mode, plan.from_site, plan.to_site) == ("reprotect", "dc2", "dc1")
     assert _shape(plan) == [
-        ("reprotect", ["reprotect/mailstore", "reprotect/metadata"]),
+        (
+            "reprotect",
+            ["reprotect/mailstore", "reprotect/metadata", "reprotect/object-store/zimbra-blobs"],
+        ),
         ("reprotect", ["reprotect/dns/corp.example.net."]),
     ]
-    assert all(s.action is Action.MIRROR_REVERSE and s.site == "dc2" for s in plan.groups[0].steps)
+    assert [s.action for s in plan.groups[0].steps] == [
+        Action.MIRROR_REVERSE,
+        Action.MIRROR_REVERSE,
+        Action.OBJECT_STORE_REVERSE,
+    ]
+    assert all(s.site == "dc2" for s in plan.groups[0].steps)
     with pytest.raises(PlanRefused, match="dc1 is unreachable") as refused:
         build_plan_unreachable = ObservedState(
             active_site="dc2", unreachable_sites=frozenset({"dc1"})

@@ -13,6 +13,7 @@ from orchestrator.engine.steps.dns import (
     DnsUpdateHandler,
     DnsVerifyHandler,
 )
+from orchestrator.engine.steps.objects import ObjectStoreReverseHandler
 from orchestrator.engine.steps.preflight import PreflightHandler, ReadinessGate
 from orchestrator.engine.steps.verify import AppVerifyHandler, CanaryVerifyHandler
 from orchestrator.engine.steps.volumes import MirrorHandler, MountHandler
@@ -34,6 +35,7 @@ def default_handlers(set_active_site: Callable[[str], None]) -> dict[Action, Ste
         Action.MIRROR_UPDATE: MirrorHandler("update"),
         Action.MIRROR_BREAK: MirrorHandler("break"),
         Action.MIRROR_REVERSE: MirrorHandler("reverse"),
+        Action.OBJECT_STORE_REVERSE: ObjectStoreReverseHandler(),
         Action.VOLUME_UNMOUNT: MountHandler("unmount"),
         Action.VOLUME_MOUNT: MountHandler("mount"),
         Action.DNS_PROMOTE: DnsPromoteHandler(),

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 from orchestrator.checks import blocking_problems, readiness, run_checks
+from orchestrator.config.model import Topology
 from orchestrator.engine.handlers import StepContext
 from orchestrator.errors import Failed
 from orchestrator.plan.model import Step
+
+
+def as_seen(ctx: StepContext) -> Topology:
+    """The topology with the site that serves now as its active site: the checks judge
+    "should be running" and "replicates from" against it, and after a switchover that is
+    no longer the file's default."""
+    return ctx.topology.model_copy(update={"active_site": ctx.plan.from_site})
 
 
 class GateRefused(Failed):
@@ -23,7 +31,7 @@ class PreflightHandler:
 
     def verify(self, step: Step, ctx: StepContext) -> None:
         plan = ctx.plan
-        sweep = run_checks(ctx.topology, [step.target])
+        sweep = run_checks(as_seen(ctx), [step.target])
         for result in sweep.results:
             if result.reason:
                 ctx.log(f"{result.system} {result.target}: {result.status} — {result.reason}")
@@ -42,7 +50,7 @@ class ReadinessGate:
         pass
 
     def verify(self, step: Step, ctx: StepContext) -> None:
-        verdict = readiness(ctx.topology, ctx.plan.to_site)
+        verdict = readiness(as_seen(ctx), ctx.plan.to_site)
         for kind, seconds in verdict.loss.items():
             ctx.figures[f"estimated_loss_seconds/{kind}"] = seconds
         ctx.log(verdict.describe())

@@ -1,0 +1,90 @@
+"""boto3 for the object store: a client per endpoint, bucket replication, and boto's
+wide error tree mapped onto ours (Unavailable: no answer or busy; Failed: refused)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import botocore.config
+import botocore.exceptions
+
+from orchestrator.adapters.secrets import read_secret
+from orchestrator.config.model import S3Endpoint, Topology
+from orchestrator.errors import Failed, Unavailable
+
+
+def s3_client(topo: Topology, endpoint: S3Endpoint, timeout: float = 5.0) -> Any:
+    # One attempt and short timeouts: callers (checks, steps) own retries and bounds.
+    config = botocore.config.Config(
+        connect_timeout=timeout, read_timeout=timeout, retries={"total_max_attempts": 1}
+    )
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=endpoint.url,
+        region_name=endpoint.region,
+        aws_access_key_id=read_secret(endpoint.access_key, topo.base_dir).reveal(),
+        aws_secret_access_key=read_secret(endpoint.secret_key, topo.base_dir).reveal(),
+        verify=str(topo.resolve(endpoint.ca_file)) if endpoint.ca_file else None,
+        config=config,
+    )
+
+
+@contextlib.contextmanager
+def translated(what: str) -> Iterator[None]:
+    try:
+        yield
+    except botocore.exceptions.ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", "?"))
+        http = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        if http >= 500 or code in ("SlowDown", "ServiceUnavailable"):
+            raise Unavailable(f"{what}: the store is busy or failing ({http} {code})") from None
+        raise Failed(f"{what}: refused ({code})") from None
+    except (botocore.exceptions.BotoCoreError, OSError) as exc:
+        raise Unavailable(f"{what}: no answer ({exc.__class__.__name__})") from None
+
+
+def replication_destination(s3: Any, bucket: str) -> str | None:
+    """The destination bucket ARN of the bucket's enabled replication rule, if any."""
+    with translated(f"reading the replication of {bucket}"):
+        try:
+            config = s3.get_bucket_replication(Bucket=bucket)["ReplicationConfiguration"]
+        except botocore.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in (
+                "ReplicationConfigurationNotFoundError",
+                "NoSuchReplicationConfiguration",
+            ):
+                return None
+            raise
+    for rule in config.get("Rules", []):
+        if rule.get("Status") == "Enabled":
+            return str(rule["Destination"]["Bucket"])
+    return None
+
+
+def replicate(s3: Any, bucket: str, role: str, destination_bucket: str, rule_id: str) -> None:
+    """Replicate the whole bucket to `destination_bucket` (same name at the peer site)."""
+    with translated(f"setting the replication of {bucket}"):
+        s3.put_bucket_replication(
+            Bucket=bucket,
+            ReplicationConfiguration={
+                "Role": role,
+                "Rules": [
+                    {
+                        "ID": rule_id,
+                        "Priority": 1,
+                        "Status": "Enabled",
+                        "Filter": {},
+                        "Destination": {"Bucket": f"arn:aws:s3:::{destination_bucket}"},
+                        "DeleteMarkerReplication": {"Status": "Disabled"},
+                    }
+                ],
+            },
+        )
+
+
+def stop_replicating(s3: Any, bucket: str) -> None:
+    with translated(f"removing the replication of {bucket}"):
+        s3.delete_bucket_replication(Bucket=bucket)

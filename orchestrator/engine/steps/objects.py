@@ -1,0 +1,58 @@
+"""Reversing the object store's replication in a reprotect (boto3 to each endpoint)."""
+
+from __future__ import annotations
+
+from orchestrator.adapters.s3 import (
+    replicate,
+    replication_destination,
+    s3_client,
+    stop_replicating,
+)
+from orchestrator.config.model import S3Endpoint
+from orchestrator.engine.handlers import StepContext
+from orchestrator.errors import Failed, Unavailable
+from orchestrator.plan.model import Step
+
+
+def _endpoint(ctx: StepContext, site: str) -> S3Endpoint:
+    store = ctx.topology.object_store
+    endpoint = next((e for e in store.endpoints if e.site == site), None) if store else None
+    if endpoint is None:
+        raise Failed(f"no object-store endpoint in {site}")
+    return endpoint
+
+
+class ObjectStoreReverseHandler:
+    """The active site's bucket replicates to the standby's; the standby's to nobody."""
+
+    def _state(self, step: Step, ctx: StepContext) -> tuple[str | None, str | None]:
+        active, standby = step.site or "", step.params["destination"]
+        source = s3_client(ctx.topology, _endpoint(ctx, active))
+        target = s3_client(ctx.topology, _endpoint(ctx, standby))
+        return (
+            replication_destination(source, step.target),
+            replication_destination(target, step.target),
+        )
+
+    def check(self, step: Step, ctx: StepContext) -> bool:
+        outbound, inbound = self._state(step, ctx)
+        return outbound is not None and inbound is None
+
+    def apply(self, step: Step, ctx: StepContext) -> None:
+        store = ctx.topology.object_store
+        assert store is not None  # the plan has this step only with an object store
+        active, standby = step.site or "", step.params["destination"]
+        # Stop the old direction first: for a moment nothing replicates, rather than
+        # both sites replicating into each other.
+        stop_replicating(s3_client(ctx.topology, _endpoint(ctx, standby)), step.target)
+        replicate(
+            s3_client(ctx.topology, _endpoint(ctx, active)),
+            step.target,
+            store.replication_role,
+            step.target,
+            rule_id=f"sitectl-{active}-to-{standby}",
+        )
+
+    def verify(self, step: Step, ctx: StepContext) -> None:
+        if not self.check(step, ctx):
+            raise Unavailable(f"bucket {step.target}: replication not yet reversed")
