@@ -19,21 +19,11 @@ from rich.table import Table
 from orchestrator.checks import SYSTEMS, Status, Sweep, readiness, run_checks
 from orchestrator.checks.metrics import exposition
 from orchestrator.cli.exitcodes import ExitCode
+from orchestrator.cli.options import ConfigOption, JsonOption, load
 from orchestrator.cli.output import console, emit_json, fail
-from orchestrator.config import InvalidTopology, Topology, config_path, load_topology
+from orchestrator.config import Topology
 from orchestrator.engine.observe import as_recorded
 
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        "-c",
-        envvar="SITECTL_CONFIG",
-        help="Topology file (default: $SITECTL_CONFIG).",
-        show_default=False,
-    ),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 TimeoutOption = Annotated[
     float | None,
     typer.Option(
@@ -49,11 +39,8 @@ _STYLE = {Status.OK: "green", Status.DEGRADED: "yellow", Status.DOWN: "bold red"
 
 
 def _topology(config: Path | None) -> Topology:
-    try:
-        # Judge against the site that serves now, as ZooKeeper records it.
-        return as_recorded(load_topology(config_path(config)))
-    except InvalidTopology as exc:
-        fail([str(p) for p in exc.problems], ExitCode.BAD_INPUT)
+    # Judge against the site that serves now, as ZooKeeper records it.
+    return as_recorded(load(config)[0])
 
 
 def _quiet_adapters() -> None:

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from orchestrator.cli.exitcodes import ExitCode
+from orchestrator.cli.options import ConfigOption, JsonOption, load
 from orchestrator.cli.output import console, emit_json, fail
 from orchestrator.config import InvalidTopology, Topology, config_path, load_topology
 from orchestrator.inventory import render_inventory_text
@@ -23,18 +24,6 @@ app = typer.Typer(
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        "-c",
-        envvar="SITECTL_CONFIG",
-        help="Topology file (default: $SITECTL_CONFIG).",
-        show_default=False,
-    ),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
 class ModeChoice(StrEnum):
@@ -58,14 +47,6 @@ UnreachableOption = Annotated[
         help="Plan as if this site did not answer (repeatable), e.g. the old site in a failover.",
     ),
 ]
-
-
-def _load(config: Path | None) -> tuple[Topology, Path]:
-    try:
-        path = config_path(config)
-        return load_topology(path), path
-    except InvalidTopology as exc:
-        fail([str(p) for p in exc.problems], ExitCode.BAD_INPUT)
 
 
 def _plan(topo: Topology, mode: str, to: str, unreachable: list[str] | None) -> Plan:
@@ -135,7 +116,7 @@ def plan(
 
     [b]Example:[/b] sitectl plan --to dc2 --mode failover --unreachable dc1 --json
     """
-    topo, _ = _load(config)
+    topo, _ = load(config)
     the_plan = _plan(topo, mode, to, unreachable)
     if json_output:
         emit_json(the_plan.to_dict())
@@ -175,7 +156,7 @@ def runbook(
 
     [b]Example:[/b] sitectl runbook --to dc2 --mode failover -o failover-dc2.md
     """
-    topo, path = _load(config)
+    topo, path = load(config)
     the_plan = _plan(topo, mode, to, unreachable)
     text = render_runbook(topo, the_plan, str(path))
     if output is None:
@@ -196,12 +177,8 @@ def inventory(
 
     [b]Example:[/b] sitectl inventory -c topology.yaml -o hosts.yml
     """
-    try:
-        path = config_path(config)
-        # The inventory may not exist yet: it is what this command writes.
-        topo = load_topology(path, check_filesystem=False)
-    except InvalidTopology as exc:
-        fail([str(p) for p in exc.problems], ExitCode.BAD_INPUT)
+    # The inventory may not exist yet: it is what this command writes.
+    topo, _ = load(config, check_filesystem=False)
     text = render_inventory_text(topo)
     if output is None:
         typer.echo(text, nl=False)

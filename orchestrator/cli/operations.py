@@ -16,8 +16,16 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from orchestrator.cli.exitcodes import ExitCode
+from orchestrator.cli.options import (
+    ConfigOption,
+    DryRunOption,
+    JsonOption,
+    ReasonOption,
+    YesOption,
+    load,
+)
 from orchestrator.cli.output import console, emit_json, err_console, fail
-from orchestrator.config import InvalidTopology, Topology, config_path, load_topology
+from orchestrator.config import Topology
 from orchestrator.engine import operation as engine
 from orchestrator.engine.faults import Faults
 from orchestrator.engine.records import OpStatus, StepRecord
@@ -25,27 +33,9 @@ from orchestrator.errors import ConfigError, LeaseLost, Locked, SitectlError, Un
 from orchestrator.plan import Plan, PlanRefused
 from orchestrator.plan.model import Step
 
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--config", "-c", envvar="SITECTL_CONFIG", help="Topology file.", show_default=False
-    ),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
-YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
-DryRunOption = Annotated[
-    bool, typer.Option("--dry-run", help="Print what would run; change nothing.")
-]
-ReasonOption = Annotated[
-    str, typer.Option("--reason", "-r", help="Why: recorded in the audit log.")
-]
-
 
 def _topology(config: Path | None) -> Topology:
-    try:
-        return load_topology(config_path(config))
-    except InvalidTopology as exc:
-        fail([str(p) for p in exc.problems], ExitCode.BAD_INPUT)
+    return load(config)[0]
 
 
 @contextmanager

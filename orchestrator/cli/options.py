@@ -1,0 +1,40 @@
+"""Options every sitectl verb shares, and loading the topology the same way everywhere:
+invalid → one line per problem on stderr, exit 2, nothing changed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from orchestrator.cli.exitcodes import ExitCode
+from orchestrator.cli.output import fail
+from orchestrator.config import InvalidTopology, Topology, config_path, load_topology
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        envvar="SITECTL_CONFIG",
+        help="Topology file (default: $SITECTL_CONFIG).",
+        show_default=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+DryRunOption = Annotated[
+    bool, typer.Option("--dry-run", help="Print what would run; change nothing.")
+]
+ReasonOption = Annotated[
+    str, typer.Option("--reason", "-r", help="Why: recorded in the audit log.")
+]
+
+
+def load(config: Path | None, *, check_filesystem: bool = True) -> tuple[Topology, Path]:
+    try:
+        path = config_path(config)
+        return load_topology(path, check_filesystem=check_filesystem), path
+    except InvalidTopology as exc:
+        fail([str(p) for p in exc.problems], ExitCode.BAD_INPUT)
