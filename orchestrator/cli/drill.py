@@ -13,9 +13,10 @@ import typer
 from rich.table import Table
 
 from orchestrator.cli.exitcodes import ExitCode
-from orchestrator.cli.operations import ConfigOption, JsonOption, ReasonOption, YesOption, _live
+from orchestrator.cli.operations import _live  # the engine's progress, as switchover draws it
+from orchestrator.cli.options import ConfigOption, JsonOption, ReasonOption, YesOption, load
 from orchestrator.cli.output import console, emit_json, err_console, fail
-from orchestrator.config import InvalidTopology, Topology, config_path, load_topology
+from orchestrator.config import Topology
 from orchestrator.drill.history import history
 from orchestrator.drill.measure import BadTargets, parse_targets, targets, verdict
 from orchestrator.drill.model import DrillRecord
@@ -39,13 +40,6 @@ ReportDirOption = Annotated[
         show_default=False,
     ),
 ]
-
-
-def _topology(config: Path | None) -> Topology:
-    try:
-        return load_topology(config_path(config))
-    except InvalidTopology as exc:
-        fail([str(p) for p in exc.problems], ExitCode.BAD_INPUT)
 
 
 def _reports_root(topo: Topology, given: Path | None) -> Path:
@@ -158,7 +152,7 @@ def drill(
         goal = targets(parse_targets(targets_text or ""))
     except BadTargets as exc:
         fail(str(exc), ExitCode.BAD_INPUT)
-    topo = _topology(config)
+    topo, _ = load(config)
     if to not in topo.datacenters():
         fail(f"--to {to}: not a datacenter — use one of: {', '.join(topo.datacenters())}",
              ExitCode.BAD_INPUT)
@@ -194,7 +188,7 @@ def drill_history(
 
     [b]Example:[/b] sitectl drill history --json
     """
-    root = report_dir if report_dir is not None else _reports_root(_topology(config), None)
+    root = report_dir if report_dir is not None else _reports_root(load(config)[0], None)
     entries = history(root)
     if json_output:
         emit_json([e.to_json() for e in entries])

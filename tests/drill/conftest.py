@@ -85,10 +85,10 @@ class Drills:
     def audit(self) -> list[dict[str, Any]]:
         return AuditLog(self.cluster.lab.state_dir / "sitectl" / "audit.jsonl").read()
 
-    def mirror(self, operation: str) -> None:
+    def mirror(self, operation: str, *, check: bool = True) -> None:
         config = self.cluster.lab.state_dir / "volumes" / "mirror-mail.config.json"
         subprocess.run([sys.executable, "-m", "orchestrator.storage", "--config", str(config),
-                        operation], check=True, capture_output=True, timeout=60)
+                        operation], check=check, capture_output=True, timeout=60)
 
 
 @contextmanager
