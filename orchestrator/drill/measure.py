@@ -122,13 +122,25 @@ def rpo(leg: Leg) -> Rpo:
     unchecked = len(written) - len(checked)
     if not lost:
         return Rpo(None if unchecked else 0.0, False, 0, len(checked), unchecked, by_kind)
-    seconds, bound = _lost_span(lost, checked)
+    # Each replicator has its own recovery point: an LDAP change that survived says
+    # nothing about mail the volume mirror did not carry. The worst replicator sets RPO.
+    spans = [
+        _lost_span([c for c in lost if REPLICATOR[c.kind] == name],
+                   [c for c in checked if REPLICATOR[c.kind] == name])
+        for name in sorted({REPLICATOR[c.kind] for c in lost})
+    ]
+    seconds, bound = max(spans)
     return Rpo(
         seconds, bound, len(lost), len(checked), unchecked, by_kind, tuple(c.key for c in lost)
     )
 
 
+# Which replicator carries each kind of canary to the other site.
+REPLICATOR = {"smtp": "volume", "probe": "volume", "ldap": "ldap", "s3": "object_store"}
+
+
 def _lost_span(lost: list[Canary], checked: list[Canary]) -> tuple[float, bool]:
+    """(seconds, lower bound?) for one replicator's canaries, oldest lost first."""
     first_lost = lost[0].written_at
     last_written = max(c.written_at for c in checked)
     survivors = [c.written_at for c in checked if c.found and c.written_at < first_lost]

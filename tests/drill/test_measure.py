@@ -84,6 +84,14 @@ def test_rpo(found: list[bool | None], seconds: float | None, lower_bound: bool,
     assert (got.seconds, got.lower_bound, got.lost) == (seconds, lower_bound, lost)
 
 
+def test_rpo_is_set_by_the_worst_replicator_not_by_others_that_kept_up() -> None:
+    # mail c0..c3 at t=0..3, c1 and c2 lost; an LDAP change at t=10 survived. The LDAP
+    # write is neither mail's recovery point nor the end of mail's lost span.
+    series = [*_series([True, False, False, True]), mail("token", "dc1", 10, True, "ldap")]
+    got = measure.rpo(Leg("there", "dc1", "dc2", canaries=series))
+    assert (got.seconds, got.lower_bound, got.lost) == (3 - 0, False, 2)
+
+
 def test_rpo_counts_only_writes_made_at_the_old_site() -> None:
     carried = [mail("written at dc2", "dc2", 0, False)]
     got = measure.rpo(Leg("there", "dc1", "dc2", canaries=_series([True]) + carried))
