@@ -16,8 +16,9 @@ from kazoo.client import KazooClient
 
 from orchestrator.audit import identity
 from orchestrator.cli.exitcodes import ExitCode
+from orchestrator.cli.options import ConfigOption, load
 from orchestrator.cli.output import console, fail
-from orchestrator.config import InvalidTopology, Topology, config_path, load_topology
+from orchestrator.config import Topology
 from orchestrator.config.model import ZkHost
 from orchestrator.controller.daemon import Controller
 from orchestrator.controller.hooks import EVENTS, Hooks
@@ -27,13 +28,6 @@ from orchestrator.coordination.client import connect
 from orchestrator.engine import operation as engine
 from orchestrator.errors import SitectlError, Unavailable
 
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--config", "-c", envvar="SITECTL_CONFIG", help="Topology file.", show_default=False
-    ),
-]
-
 controller_app = typer.Typer(
     help="The controller daemon: probe, publish, elect a leader, fail over automatically.",
     no_args_is_help=True,
@@ -42,10 +36,7 @@ log = logging.getLogger("sitectl.controller")
 
 
 def _topology(config: Path | None) -> Topology:
-    try:
-        return load_topology(config_path(config))
-    except InvalidTopology as exc:
-        fail([str(p) for p in exc.problems], ExitCode.BAD_INPUT)
+    return load(config)[0]
 
 
 def _listen(value: str | None) -> tuple[str, int] | None:

@@ -2,9 +2,12 @@
 publish the report as this controller's ephemeral znode; and, on the leader's side, turn
 the published reports into the snapshot's views.
 
-What "down" means: none of the site's application probes answers (refused, silent or
-hung). One service failing is not a site failure and is not the controllers' business;
-the whole application unreachable from a majority of vantage points is.
+What "down" means: none of the probes of the roles that move with the service (the
+application proper: `moves: true`) answers on the site — refused, silent or hung. Roles
+that run on both sites at all times (LDAP multi-master) are left out: a hung site's
+kernel still accepts their TCP connections, which would make a dead site look merely
+degraded. One service failing is not a site failure and is not the controllers'
+business; the whole application unreachable from a majority of vantage points is.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.checks import CheckResult, Status, Sweep, run_checks
+from orchestrator.checks import CheckResult, Status, Sweep, application, run_checks
 from orchestrator.config.model import Topology
 from orchestrator.controller.decision import DEGRADED, DOWN, UP, SiteView, VantageView
 from orchestrator.controller.zkstate import Published
@@ -22,9 +25,22 @@ from orchestrator.controller.zkstate import Published
 SYSTEMS = ("application",)
 
 
-def judge_site(results: Sequence[CheckResult], site: str) -> SiteView:
-    """The verdict of one site from one sweep (pure; the streak is added by the Prober)."""
-    mine = [r for r in results if r.site == site]
+def service_targets(topo: Topology, site: str) -> frozenset[str]:
+    """The check targets of the roles that move with the service, on `site`."""
+    moving = [name for name, role in topo.roles.items() if role.moves] or list(topo.roles)
+    return frozenset(
+        application.target(name, host, p)
+        for name in moving
+        for host in topo.hosts_of(site, name)
+        for p in topo.roles[name].probes
+    )
+
+
+def judge_site(results: Sequence[CheckResult], site: str,
+               targets: frozenset[str] | None = None) -> SiteView:
+    """The verdict of one site from one sweep (pure; the streak is added by the Prober).
+    `targets`: the results that count (`service_targets`); None: every result."""
+    mine = [r for r in results if r.site == site and (targets is None or r.target in targets)]
     if not mine:
         return SiteView(UP, reason="nothing to probe")
     down = [r for r in mine if r.status is Status.DOWN]
@@ -100,7 +116,7 @@ class Prober:
         sweep = self._sweeper(topo, timeout)
         sites = {}
         for site in topo.datacenters():
-            verdict = judge_site(sweep.results, site)
+            verdict = judge_site(sweep.results, site, service_targets(topo, site))
             streak = self._streaks.get(site, 0) + 1 if verdict.status == DOWN else 0
             self._streaks[site] = streak
             sites[site] = SiteView(verdict.status, streak, verdict.reason)

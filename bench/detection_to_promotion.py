@@ -1,0 +1,181 @@
+"""Benchmark P1: detection → promotion after `lab kill-site dc1`, with three controllers.
+
+    flock /tmp/sitectl-lab.lock .venv/bin/python bench/detection_to_promotion.py \
+        --state-dir DIR [--runs 5]
+
+Needs a running lab (`sitectl lab up --state-dir DIR`). Each run: start the controllers
+of dc1, dc2 and the witness (witness first, so it leads: losing dc1 must not also cost an
+election), wait until the leader sees all three, SIGKILL dc1's controller and
+`kill-site dc1`, then time
+- detection: kill → the leader logs "… starting automatic failover to dc2";
+- promotion: kill → the automatic failover has succeeded (dc2 active).
+Afterwards heal dc1, reprotect, switch back to dc1 and forget the automatic failover
+(block period), so runs are independent. Prints median and max; asserts nothing. Target
+(issue 8, P1): promotion ≤ 10 s with a 1 s probe interval and 3 consecutive failures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kazoo.client import KazooClient
+
+from orchestrator.config import load_topology
+from orchestrator.coordination.paths import ZkPaths
+
+SITECTL = str(Path(sys.executable).with_name("sitectl"))
+SITES = ("witness", "dc2", "dc1")
+HTTP = {"dc1": "127.0.22.1", "dc2": "127.0.22.2", "witness": "127.0.22.3"}
+PORT = 9400
+TARGET_S = 10.0
+STARTING = re.compile(r"^(\S+ \S+) sitectl\.controller INFO .*starting automatic failover to dc2$",
+                      re.M)
+
+
+def wait(condition: Any, what: str, within: float) -> Any:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            found = condition()
+            if found:
+                return found
+        except Exception:  # servers still starting or already gone: keep polling
+            pass
+        time.sleep(0.05)
+    raise SystemExit(f"gave up: {what} not true after {within:.0f} s")
+
+
+class Run:
+    def __init__(self, state_dir: Path, topology: Path, logs: Path) -> None:
+        self.state_dir, self.topology, self.logs = state_dir, topology, logs
+        self.env = {**os.environ, "SITECTL_CONFIG": str(state_dir / "topology.yaml"),
+                    "SITECTL_LAB_DIR": str(state_dir),
+                    "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, site: str) -> None:
+        log = open(self.logs / f"{site}.log", "wb")  # noqa: SIM115 - the process owns it
+        self.procs[site] = subprocess.Popen(
+            [sys.executable, "-m", "orchestrator.cli.controller", "controller", "run",
+             "--site", site, "--listen", f"{HTTP[site]}:{PORT}", "-c", str(self.topology)],
+            stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
+
+    def status(self, site: str) -> dict[str, Any]:
+        with urllib.request.urlopen(f"http://{HTTP[site]}:{PORT}/status", timeout=2) as r:
+            return dict(json.loads(r.read()))
+
+    def sitectl(self, *args: str) -> dict[str, Any]:
+        done = subprocess.run([SITECTL, *args, "--json"], capture_output=True, text=True,
+                              env=self.env, timeout=600, check=False)
+        if done.returncode != 0:
+            raise SystemExit(f"sitectl {' '.join(args)}: {done.stderr}")
+        return dict(json.loads(done.stdout))
+
+    def lab(self, *args: str) -> None:
+        subprocess.run([sys.executable, "-m", "orchestrator.lab", *args, "--state-dir",
+                        str(self.state_dir)], check=True, capture_output=True, timeout=300)
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            for sig in (signal.SIGCONT, signal.SIGTERM):
+                try:
+                    os.killpg(proc.pid, sig)
+                except ProcessLookupError:
+                    break
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def once(state_dir: Path, topology: Path) -> tuple[float, float]:
+    logs = Path(tempfile.mkdtemp(prefix="bench-p1-"))
+    run = Run(state_dir, topology, logs)
+    try:
+        run.start("witness")
+        wait(lambda: run.status("witness")["leader"], "the witness leads", 60)
+        run.start("dc2")
+        run.start("dc1")
+        wait(lambda: run.status("witness")["decision"]
+             == "dc1 up from 3 of 3 vantage points; nothing to do", "all three report", 60)
+        killed = time.time()
+        os.killpg(run.procs["dc1"].pid, signal.SIGKILL)
+        run.lab("kill-site", "dc1")
+        op = wait(lambda: (o := run.sitectl("status")["operation"]) and o["automatic"]
+                  and o["status"] == "succeeded" and o, "automatic failover succeeded", 300)
+        found = STARTING.search((logs / "witness.log").read_text())
+        if not found:
+            raise SystemExit(f"no promotion sentence in {logs}/witness.log")
+        decided = datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        return decided - killed, float(op["finished"]) - killed
+    finally:
+        run.stop()
+        restore(run)
+
+
+def restore(run: Run) -> None:
+    run.lab("heal-site", "dc1")
+    if run.sitectl("status")["active_site"] != "dc1":
+        run.sitectl("reprotect", "--yes", "--reason", "bench P1: failback")
+        run.sitectl("switchover", "--to", "dc1", "--yes", "--reason", "bench P1: failback")
+    topo = load_topology(run.state_dir / "topology.yaml")
+    root = ZkPaths.for_cluster(topo.zookeeper.chroot, topo.cluster).root
+    client = KazooClient(hosts=topo.zookeeper.connect_string())
+    client.start(timeout=30)
+    try:
+        for path in (f"{root}/controller/automatic", f"{root}/controller/ack"):
+            if client.exists(path):
+                client.delete(path)
+    finally:
+        client.stop()
+        client.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--state-dir", type=Path, required=True, help="a running lab")
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    state_dir = args.state_dir.absolute()
+    doc = yaml.safe_load((state_dir / "topology.yaml").read_text())
+    doc["policy"]["automatic_promotion"] = True
+    topology = state_dir / "topology-controllers.yaml"
+    topology.write_text(yaml.safe_dump(doc, sort_keys=False))
+    policy = load_topology(topology).policy
+    detections, promotions = [], []
+    for n in range(1, args.runs + 1):
+        detect, promote = once(state_dir, topology)
+        detections.append(detect)
+        promotions.append(promote)
+        print(f"run {n}: detection {detect:.1f} s, promotion {promote:.1f} s", flush=True)
+    print(f"\nP1 detection → promotion, {platform.node()} ({os.cpu_count()} cores), "
+          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, probe interval "
+          f"{policy.probe_interval:g} s, {policy.consecutive_failures} consecutive failures, "
+          f"{args.runs} runs")
+    print("| figure | median | max | target |\n| --- | --- | --- | --- |")
+    print(f"| kill → decision | {statistics.median(detections):.1f} s | "
+          f"{max(detections):.1f} s | |")
+    print(f"| kill → dc2 active | {statistics.median(promotions):.1f} s | "
+          f"{max(promotions):.1f} s | ≤ {TARGET_S:g} s |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
