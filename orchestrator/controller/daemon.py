@@ -25,6 +25,7 @@ from orchestrator.controller.canary import canary_interval, write_canaries
 from orchestrator.controller.decision import (
     Action,
     Decision,
+    FailedAttempt,
     OperationView,
     ReadinessView,
     Snapshot,
@@ -108,6 +109,7 @@ class Controller:
         self._last_sentence = ""
         self._canaries = canaries
         self._verified = False  # the last cycle's verdict: only the leader writes canaries
+        self._failed_attempt: FailedAttempt | None = None
 
     # ---- lifecycle -----------------------------------------------------------
 
@@ -237,6 +239,7 @@ class Controller:
             lock_holders=tuple(self.store.lock_holders()),
             last_automatic=self.state.last_automatic(),
             acknowledged=self.state.acknowledged(),
+            failed_attempt=self._failed_attempt,
         )
         self.metrics.fresh.set(sum(1 for v in snapshot.views if v.age is not None
                                    and v.age <= self.timing.stale_after))
@@ -304,6 +307,7 @@ class Controller:
         base = {"from_site": self._active, "to_site": target, "sentence": decision.sentence}
         veto = self.hooks.run("pre-failover", base)
         if not veto.ok:
+            self._could_not_start(veto.sentence())
             self._tell(f"{veto.sentence()}: not failing over to {target}")
             return
         s = self._session()
@@ -318,16 +322,22 @@ class Controller:
                                                  automatic=True, faults=Faults.from_env())
             except (Locked, engine.OperationPending) as exc:
                 self.state.forget_automatic(previous)
+                self._could_not_start(str(exc))
                 self._tell(f"did not start the failover to {target}: {exc}")
                 return
         except LeaseLost as exc:
             self._tell(f"stopped the failover to {target}: {exc}; the next leader resumes it")
             return
         except SitectlError as exc:
+            self._could_not_start(str(exc))
             self._tell(f"the failover to {target} could not start: {exc}")
             self.hooks.run("failover-failed", {**base, "error": str(exc)})
             return
+        self._failed_attempt = None
         self._finished(outcome, base)
+
+    def _could_not_start(self, reason: str) -> None:
+        self._failed_attempt = FailedAttempt(time.time(), reason)
 
     def _resume(self, op_id: str) -> None:
         try:

@@ -84,6 +84,15 @@ class AutomaticFailover:
 
 
 @dataclass(frozen=True)
+class FailedAttempt:
+    """This leader's last automatic failover that could not even start (the plan was
+    refused, a hook vetoed it, another operation held the lease)."""
+
+    at: float  # UNIX time
+    reason: str
+
+
+@dataclass(frozen=True)
 class Snapshot:
     connected: bool  # the ZooKeeper session is connected (not SUSPENDED or LOST)
     leader: bool  # verified leader: our election node exists under our session
@@ -98,6 +107,7 @@ class Snapshot:
     last_automatic: AutomaticFailover | None = None
     acknowledged: str | None = None  # id of the automatic failover a person acknowledged
     readiness: ReadinessView | None = None  # evaluated only once promotion is in view
+    failed_attempt: FailedAttempt | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +125,12 @@ class Timing:
         # timeouts (= intervals) when the site hangs. Three intervals of silence beyond
         # that is not a slow probe any more: the vantage point itself is in trouble.
         return 5 * self.probe_interval
+
+    @property
+    def retry_after(self) -> float:
+        # An attempt that could not start (a refused plan, a veto) would fail the same
+        # way a second later: ask again after ten intervals, not on every cycle.
+        return 10 * self.probe_interval
 
 
 @dataclass(frozen=True)
@@ -261,6 +277,13 @@ def _promotion(s: Snapshot, timing: Timing, now: float) -> Decision:
     blocked = _blocked(s, timing, now)
     if blocked:
         return Decision(Action.HOLD, f"{seen}; {blocked}")
+    failed = s.failed_attempt
+    if failed is not None and now - failed.at < timing.retry_after:
+        return Decision(
+            Action.HOLD,
+            f"{seen}; the last attempt to fail over to {target} could not start "
+            f"({failed.reason}): trying again {_duration(timing.retry_after)} after it",
+        )
     if s.readiness is None:
         return Decision(Action.WAIT, f"{seen}; readiness of {target} not evaluated yet")
     if not s.readiness.ready:

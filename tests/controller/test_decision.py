@@ -13,6 +13,7 @@ import pytest
 from orchestrator.controller.decision import (
     Action,
     AutomaticFailover,
+    FailedAttempt,
     OperationView,
     ReadinessView,
     SiteView,
@@ -132,6 +133,16 @@ CASES: list[tuple[str, Snapshot, Timing | None, Action, str]] = [
      "another"),
     ("the block period is over", snap(
         *DC1_GONE, last_automatic=AutomaticFailover("auto-1", NOW - 3601, "dc2")), None,
+     Action.FAILOVER,
+     "dc1 down for 3 probes from 2 of 3 vantage points; dc2 ready (mirror lag 2 s); "
+     "starting automatic failover to dc2"),
+    ("an attempt that could not start is not retried on every cycle", snap(
+        *DC1_GONE, failed_attempt=FailedAttempt(NOW - 4, "pre-failover hook refused")), None,
+     Action.HOLD,
+     "dc1 down for 3 probes from 2 of 3 vantage points; the last attempt to fail over to dc2 "
+     "could not start (pre-failover hook refused): trying again 10 s after it"),
+    ("and is retried after ten intervals", snap(
+        *DC1_GONE, failed_attempt=FailedAttempt(NOW - 10, "pre-failover hook refused")), None,
      Action.FAILOVER,
      "dc1 down for 3 probes from 2 of 3 vantage points; dc2 ready (mirror lag 2 s); "
      "starting automatic failover to dc2"),
