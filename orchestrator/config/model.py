@@ -26,6 +26,14 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, No
 _NAME = r"^[a-z][a-z0-9-]{0,30}$"
 
 
+def fill(template: str, **values: str) -> str:
+    """Replace {name} placeholders, and nothing else: operators' commands may hold Jinja
+    ({{ var }}) for Ansible or shell braces, which str.format would mangle or reject."""
+    for name, value in values.items():
+        template = template.replace("{" + name + "}", value)
+    return template
+
+
 def _seconds(value: object) -> object:
     """Accept 30, 30.5, "30s", "5m", "1h": operators write durations both ways."""
     if isinstance(value, str):

@@ -38,6 +38,10 @@ def _app_commands(role: str) -> dict[str, str]:
     return {"start": f"{base} start", "stop": f"{base} stop", "status": f"{base} status"}
 
 
+def _dns_server(site: str) -> dict[str, Any]:
+    return {"address": layout.service_ip(site), "port": layout.DNS_PORT, "site": site}
+
+
 def build(state: LabState) -> dict[str, Any]:
     hosts: list[dict[str, Any]] = []
     for site in layout.DATACENTERS:
@@ -46,10 +50,18 @@ def build(state: LabState) -> dict[str, Any]:
         hosts.append({"name": f"{site}-mailbox", "site": site, "roles": ["mailbox"], "address": ip})
         for node in (n for n in layout.ldap_nodes() if n.site == site):
             hosts.append({"name": node.name, "site": site, "roles": ["ldap"], "address": node.ip})
+        hosts.append({"name": f"{site}-dns", "site": site, "roles": ["dns"], "address": ip})
     for host in hosts:
         host["vars"] = {"ansible_connection": "local", "lab_dir": str(state.root)}
 
     roles: dict[str, Any] = {
+        # Each datacenter's named runs all the time; a failover may promote it.
+        "dns": {
+            "start_order": 0,
+            "services": ["named"],
+            "moves": False,
+            "probes": [{"kind": "tcp", "port": layout.DNS_PORT}],
+        },
         "ldap": {
             "start_order": 0,
             "services": ["slapd"],
@@ -68,26 +80,34 @@ def build(state: LabState) -> dict[str, Any]:
     pools = {site: volumes.pool(state, site) for site in layout.DATACENTERS}
     zones = []
     for zone in bind.ZONES:
-        zones.append(
-            {
-                "name": zone.name,
-                "scope": "internal" if zone.name == layout.INTERNAL_ZONE else "external",
-                "provider": "rfc2136",
-                "update_servers": [f"{layout.service_ip(zone.primary)}:{layout.DNS_PORT}"],
-                "verify_servers": [
-                    f"{layout.service_ip(site)}:{layout.DNS_PORT}" for site in zone.sites()
-                ],
-                "tsig": {"key_file": _rel(state, bind.key_path(state, zone.ddns_key))},
-                "records": [
-                    {
-                        "name": layout.MAIL_RECORD,
-                        "type": "A",
-                        "ttl": layout.RECORD_TTL,
-                        "values": {site: layout.service_ip(site) for site in layout.DATACENTERS},
-                    }
-                ],
-            }
-        )
+        zones.append({
+            "name": zone.name,
+            "scope": "internal" if zone.name == layout.INTERNAL_ZONE else "external",
+            "provider": "rfc2136",
+            "update_servers": [_dns_server(zone.primary)],
+            "verify_servers": [_dns_server(site) for site in zone.sites()],
+            "tsig": {"key_file": _rel(state, bind.key_path(state, zone.ddns_key))},
+            "records": [{
+                "name": layout.MAIL_RECORD,
+                "type": "A",
+                "ttl": layout.RECORD_TTL,
+                "values": {site: layout.service_ip(site) for site in layout.DATACENTERS},
+            }],
+            # A zone whose primary lives in a datacenter is promoted on the other one
+            # when that datacenter is lost (orchestrator.lab.dnsrole does the BIND part).
+            "promote": {
+                site: {
+                    "server": _dns_server(site),
+                    "host": f"{site}-dns",
+                    "promote_command": "{{ lab_dnsrole }} promote --zone " + zone.name,
+                    "demote_command": (
+                        "{{ lab_dnsrole }} demote --zone " + zone.name + " --primary {primary}"
+                    ),
+                }
+                for site in layout.DATACENTERS
+                if zone.primary in layout.DATACENTERS and site in zone.sites()
+            },
+        })
 
     s3_keys = {
         "access_key": {"file": _rel(state, s3.access_key_file(state))},

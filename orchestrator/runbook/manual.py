@@ -20,6 +20,7 @@ from orchestrator.config.model import (
     Probe,
     SecretRef,
     Topology,
+    fill,
     parse_server,
 )
 from orchestrator.coordination.paths import ZkPaths
@@ -170,7 +171,7 @@ def _volume(topo: Topology, name: str) -> BtrfsVolume | NetappVolume | CommandVo
 
 
 def _command_volume(topo: Topology, vol: CommandVolume, site: str, action: str) -> str:
-    command = vol.commands[action].format(volume=vol.name, site=site, mount_point=vol.mount_point)
+    command = fill(vol.commands[action], volume=vol.name, site=site, mount_point=vol.mount_point)
     return _ansible(topo, group_name(site, vol.role), "ansible.builtin.shell", command)
 
 
@@ -373,7 +374,7 @@ def _mount_command(vol: BtrfsVolume | NetappVolume | CommandVolume, site: str) -
     if isinstance(vol, BtrfsVolume):
         pool = vol.sites[site].pool
         return f"mount -o subvol={vol.subvolume} $(findmnt -no SOURCE {pool}) {vol.mount_point}"
-    return vol.commands["mount"].format(volume=vol.name, site=site, mount_point=vol.mount_point)
+    return fill(vol.commands["mount"], volume=vol.name, site=site, mount_point=vol.mount_point)
 
 
 def _unmount(topo: Topology, plan: Plan, step: Step) -> ManualStep:
@@ -493,7 +494,7 @@ def _dns_demote(topo: Topology, plan: Plan, step: Step) -> ManualStep:
                 topo,
                 promotion.host,
                 "ansible.builtin.shell",
-                promotion.demote_command.format(primary=primary_address),
+                fill(promotion.demote_command, primary=primary_address),
             ),
         ),
         f"{promotion.host} reports CHANGED (or nothing to do if it is already a secondary)",

@@ -240,3 +240,22 @@ def test_reprotect_demotes_a_primary_that_came_back(topo: Topology) -> None:
     demote = plan.step("reprotect/dns/corp.example.net.")
     assert (demote.action, demote.site) == (Action.DNS_DEMOTE, "dc1")
     assert demote.params["servers"] == ["198.51.100.53:53", "192.0.2.53:53"]
+
+
+@pytest.mark.parametrize(
+    ("template", "values", "expected"),
+    [
+        (
+            "{{ lab_dnsrole }} demote --primary {primary}",
+            {"primary": "127.0.2.1"},
+            "{{ lab_dnsrole }} demote --primary 127.0.2.1",
+        ),
+        ("zone-role secondary {primary}", {"primary": "10.0.0.1"}, "zone-role secondary 10.0.0.1"),
+        ("awk '{print $1}' {volume}", {"volume": "mailstore"}, "awk '{print $1}' mailstore"),
+        ("no placeholders", {"site": "dc2"}, "no placeholders"),
+    ],
+)
+def test_placeholders_leave_jinja_and_shell_braces_alone(template, values, expected) -> None:
+    from orchestrator.config.model import fill
+
+    assert fill(template, **values) == expected

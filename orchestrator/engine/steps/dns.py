@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from orchestrator.adapters.dns import changes_for_site, changes_from_params, provider_for, verify
 from orchestrator.adapters.dns.rfc2136 import Rfc2136Provider
-from orchestrator.config.model import DnsServer, DnsZone, parse_server
+from orchestrator.config.model import DnsServer, DnsZone, fill, parse_server
 from orchestrator.engine.handlers import StepContext
 from orchestrator.engine.steps.common import playbook
 from orchestrator.errors import Failed, SitectlError, Unavailable
@@ -143,7 +143,7 @@ class DnsDemoteHandler:
             {
                 "dns_zone": zone.name,
                 "dns_action": "demote",
-                "dns_command": stale.demote_command.format(primary=primary.address),
+                "dns_command": fill(stale.demote_command, primary=primary.address),
             },
         )
 

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from orchestrator.config.model import BtrfsVolume, CommandVolume, NetappVolume, Topology
+from orchestrator.config.model import BtrfsVolume, CommandVolume, NetappVolume, Topology, fill
 from orchestrator.engine.handlers import StepContext
 from orchestrator.engine.steps.common import playbook
 from orchestrator.errors import Failed, Unavailable
@@ -48,8 +48,8 @@ def _extravars(topo: Topology, vol: Volume, action: str, site: str, plan_to: str
         command = vol.commands.get(action)
         if command is None:
             raise Failed(f"volume {vol.name}: no '{action}' command in the topology — add it")
-        extra["volume_command"] = command.format(
-            volume=vol.name, site=site, mount_point=vol.mount_point
+        extra["volume_command"] = fill(
+            command, volume=vol.name, site=site, mount_point=vol.mount_point
         )
     elif isinstance(vol, NetappVolume):
         dest = vol.sites[plan_to]
