@@ -111,4 +111,8 @@ def drill_cluster(lab: LabHandle) -> Cluster:
 
 @pytest.fixture
 def drills(drill_cluster: Cluster, tmp_path: Path) -> Drills:
+    """Each drill starts from the lab's home position (dc1 active, mirrored to dc2), even
+    after an earlier test stopped half-way: one failure must not cascade."""
+    drill_cluster.move_back_to_dc1()
+    drill_cluster.assert_active("dc1")
     return Drills(drill_cluster, tmp_path / "drills")
