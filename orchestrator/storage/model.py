@@ -51,7 +51,6 @@ class MirrorDriver(Protocol):
 
     def update(self) -> MirrorStatus:
         """Transfer now (the final sync of a switchover); allowed mirrored or quiesced."""
-        ...
 
     def quiesce(self) -> MirrorStatus: ...
 
@@ -59,11 +58,9 @@ class MirrorDriver(Protocol):
 
     def break_(self) -> MirrorStatus:
         """Make the destination writable from the last transferred snapshot."""
-        ...
 
     def reverse(self, new_source: str | None = None) -> MirrorStatus:
         """Reprotect: mirror the (broken-off) destination back to the old source."""
-        ...
 
     def mount(self, site: str) -> None: ...
 
