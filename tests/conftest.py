@@ -8,6 +8,7 @@ checks that nothing was left behind (process, mount, loop device, lo address).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -17,11 +18,11 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import pytest
 
-from orchestrator.lab import layout
+from orchestrator.lab import layout, volumes
 from orchestrator.lab import state as lab_state
 from orchestrator.lab.credentials import TsigKey, read_tsig_key
 from orchestrator.lab.procs import ProcState, state_of
@@ -95,6 +96,15 @@ class LabHandle:
     def ddns_key(self, zone: str) -> TsigKey:
         return read_tsig_key(Path(self.env["dns"]["zones"][zone]["ddns_key_file"]))
 
+    def active_site(self) -> str:
+        """The site whose volume is writable: dc1 after `up`, another after a failover
+        that an earlier test (or drill) did not undo. Tests take it from here."""
+        return volumes.writable_site(self.state())
+
+    def standby_site(self) -> str:
+        active = self.active_site()
+        return next(site for site in layout.DATACENTERS if site != active)
+
     def heal_all(self) -> None:
         for site in layout.SITES:
             self.ok("heal-site", site)
@@ -136,9 +146,12 @@ def recorded_pids(state_dir: Path) -> list[int]:
     return [c.pid for c in state.components.values() if c.pid and state_of(c) is not ProcState.DOWN]
 
 
-# On a shared workstation another session's lab may hold the machine (one lab at a time:
-# the addresses are fixed). Wait for it rather than fail; CI never has one.
+# On a shared workstation other test sessions and drills take turns on the one lab the
+# fixed addresses allow. A session holds an flock for its whole life (tests take the lab
+# down and up again, and another session must not slip in between); it waits for the
+# machine rather than failing. CI never has another lab.
 WAIT_FOR_OTHER_LAB_S = float(os.environ.get("SITECTL_TEST_LAB_WAIT", "900"))
+SESSION_LOCK = lab_state.MARKER.with_name("sitectl-lab-test-session.lock")
 
 
 def _other_lab_running() -> Path | None:
@@ -148,15 +161,26 @@ def _other_lab_running() -> Path | None:
     return None
 
 
-def _up_when_the_machine_is_free(state_dir: Path) -> subprocess.CompletedProcess[str]:
+def _claim_the_machine(state_dir: Path) -> tuple[IO[str], subprocess.CompletedProcess[str]]:
+    """Take the test-session lock, then `lab up` once no other lab runs."""
     deadline = time.monotonic() + WAIT_FOR_OTHER_LAB_S
+    SESSION_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    session = open(SESSION_LOCK, "a")  # noqa: SIM115 - held for the whole session
+    while True:
+        try:
+            fcntl.flock(session, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                pytest.fail(f"another test session holds the lab ({SESSION_LOCK})")
+            time.sleep(5)
     while True:
         other = _other_lab_running()
         if other is None:
             result = lab_command("up", "--state-dir", str(state_dir))
-            # 3 (LOCKED): another lab got the machine between our check and our up.
+            # 3 (LOCKED): a drill got the machine between our check and our up.
             if result.returncode != 3:
-                return result
+                return session, result
         if time.monotonic() > deadline:
             pytest.fail(f"a lab is running from {other}; run `sitectl lab down` there first")
         time.sleep(5)
@@ -169,19 +193,23 @@ def lab() -> Iterator[LabHandle]:
     parent = Path(tempfile.mkdtemp(prefix="sitectl-lab-"))
     parent.chmod(0o755)
     state_dir = parent / "state"
-    result = _up_when_the_machine_is_free(state_dir)
+    session, result = _claim_the_machine(state_dir)
     if result.returncode != 0:
         # Stopped but kept, so its logs explain the failure.
         lab_command("down", "--state-dir", str(state_dir))
+        session.close()
         pytest.fail(f"lab up failed (logs kept in {state_dir}): {result.stderr}{result.stdout}")
     env = json.loads(lab_command("env", "--json", "--state-dir", str(state_dir)).stdout)
     try:
         yield LabHandle(state_dir, env)
     finally:
-        pids = [c.pid for c in lab_state.load(state_dir).components.values() if c.pid]
-        down = lab_command("down", "--purge", "--state-dir", str(state_dir))
-        assert down.returncode == 0, down.stderr
-        left = leftovers(state_dir, pids)
-        assert not left, f"lab down left behind: {', '.join(left)}"
-        assert not state_dir.exists()
-        parent.rmdir()
+        try:
+            pids = [c.pid for c in lab_state.load(state_dir).components.values() if c.pid]
+            down = lab_command("down", "--purge", "--state-dir", str(state_dir))
+            assert down.returncode == 0, down.stderr
+            left = leftovers(state_dir, pids)
+            assert not left, f"lab down left behind: {', '.join(left)}"
+            assert not state_dir.exists()
+            parent.rmdir()
+        finally:
+            session.close()  # releases the session lock

@@ -29,38 +29,39 @@ def _site_rows(lab: LabHandle, site: str) -> dict[str, dict]:
 def test_kill_site_kills_every_process_and_heal_restarts_them_as_they_were(
     lab: LabHandle,
 ) -> None:
-    before = {c.name: c for c in lab.state().of_site("dc1")}
+    active, standby = lab.active_site(), lab.standby_site()
+    before = {c.name: c for c in lab.state().of_site(active)}
     running = {name for name, c in before.items() if c.wanted}
     try:
-        out = lab.ok("kill-site", "dc1")
-        assert out.startswith("dc1: killed")
+        out = lab.ok("kill-site", active)
+        assert out.startswith(f"{active}: killed")
         after_kill = lab.state()
         for name in running:
             comp = after_kill.components[name]
             assert not group_members(comp), f"{name} still has live processes"
-        rows = _site_rows(lab, "dc1")
+        rows = _site_rows(lab, active)
         assert {row["state"] for row in rows.values()} == {"down"}
         # The other two sites keep a ZooKeeper quorum.
-        answer = zookeeper.four_letter(layout.service_ip("dc2"), layout.ZK_CLIENT_PORT, "srvr")
+        answer = zookeeper.four_letter(layout.service_ip(standby), layout.ZK_CLIENT_PORT, "srvr")
         assert "Mode: leader" in answer or "Mode: follower" in answer
     finally:
-        lab.ok("heal-site", "dc1")
+        lab.ok("heal-site", active)
     healed = lab.state()
     for name in running:
         comp = healed.components[name]
         assert comp.argv == before[name].argv, name
         assert comp.pid != before[name].pid, name
-    assert {row["state"] for row in _site_rows(lab, "dc1").values()} == {"up"}
-    # dc1's S3 came back empty (it keeps objects in memory) but replicates again.
+    assert {row["state"] for row in _site_rows(lab, active).values()} == {"up"}
+    # The active site's S3 came back empty (objects live in memory) but replicates again.
     key = f"after-heal/{uuid.uuid4().hex}"
     state = lab.state()
-    s3.client(state, "dc1").put_object(Bucket=s3.BUCKET, Key=key, Body=b"healed")
+    s3.client(state, active).put_object(Bucket=s3.BUCKET, Key=key, Body=b"healed")
     eventually(
         lambda: (
-            s3.client(state, "dc2").get_object(Bucket=s3.BUCKET, Key=key)["Body"].read()
+            s3.client(state, standby).get_object(Bucket=s3.BUCKET, Key=key)["Body"].read()
             == b"healed"
         ),
-        "an object put at dc1 after heal-site replicated to dc2",
+        f"an object put at {active} after heal-site replicated to {standby}",
     )
 
 
@@ -114,19 +115,20 @@ def _app(lab: LabHandle, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_app_stop_and_start_by_pid_and_kept_across_heal(lab: LabHandle) -> None:
-    assert _app(lab, "status", "--site", "dc1").stdout.strip() == "up"
+    site = lab.active_site()
+    assert _app(lab, "status", "--site", site).stdout.strip() == "up"
     try:
-        assert _app(lab, "stop", "--site", "dc1", "--role", "mta").returncode == 0
-        assert _app(lab, "status", "--site", "dc1", "--role", "mta").stdout.strip() == "down"
-        assert _app(lab, "status", "--site", "dc1", "--role", "mailbox").stdout.strip() == "up"
+        assert _app(lab, "stop", "--site", site, "--role", "mta").returncode == 0
+        assert _app(lab, "status", "--site", site, "--role", "mta").stdout.strip() == "down"
+        assert _app(lab, "status", "--site", site, "--role", "mailbox").stdout.strip() == "up"
         with pytest.raises(OSError):
-            socket.create_connection(("127.0.1.1", layout.SMTP_PORT), timeout=2).close()
-        lab.ok("heal-site", "dc1")  # a stopped application is not "healed" back on
-        assert _app(lab, "status", "--site", "dc1", "--role", "mta").stdout.strip() == "down"
+            socket.create_connection((layout.service_ip(site), layout.SMTP_PORT), timeout=2).close()
+        lab.ok("heal-site", site)  # a stopped application is not "healed" back on
+        assert _app(lab, "status", "--site", site, "--role", "mta").stdout.strip() == "down"
     finally:
-        started = _app(lab, "start", "--site", "dc1")
+        started = _app(lab, "start", "--site", site)
     assert started.returncode == 0, started.stderr
-    assert _app(lab, "status", "--site", "dc1").stdout.strip() == "up"
+    assert _app(lab, "status", "--site", site).stdout.strip() == "up"
     bad = _app(lab, "start", "--site", "witness")
     assert bad.returncode == 2
     assert "no mail application for witness" in bad.stderr

@@ -83,8 +83,8 @@ def test_a_state_dir_other_users_cannot_reach_is_refused(tmp_path: Path) -> None
     assert not (tmp_path / "lab").exists()
 
 
-def _subjects(password: str) -> str:
-    with imaplib.IMAP4(layout.service_ip("dc1"), layout.IMAP_PORT, timeout=5) as imap:
+def _subjects(password: str, site: str) -> str:
+    with imaplib.IMAP4(layout.service_ip(site), layout.IMAP_PORT, timeout=5) as imap:
         imap.login(layout.MAIL_USER, password)
         imap.select("INBOX", readonly=True)
         _, data = imap.search(None, "ALL")
@@ -93,9 +93,12 @@ def _subjects(password: str) -> str:
 
 
 def test_down_leaves_nothing_and_up_again_keeps_the_data(lab: LabHandle) -> None:
+    active = lab.active_site()
     subject = f"before down {uuid.uuid4().hex}"
-    send_test_mail("dc1", subject)
-    eventually(lambda: subject in _subjects(lab.mail_password), "mail delivered before down")
+    send_test_mail(active, subject)
+    eventually(
+        lambda: subject in _subjects(lab.mail_password, active), "mail delivered before down"
+    )
     pids = recorded_pids(lab.state_dir)
 
     lab.ok("down")
@@ -107,8 +110,9 @@ def test_down_leaves_nothing_and_up_again_keeps_the_data(lab: LabHandle) -> None
 
     out = lab.ok("up")
     assert "lab up in" in out
-    assert subject in _subjects(lab.mail_password)
-    assert lab.status()["dc1-postfix"]["state"] == "up"
+    assert lab.active_site() == active  # the mirror's direction survives down/up
+    assert subject in _subjects(lab.mail_password, active)
+    assert lab.status()[f"{active}-postfix"]["state"] == "up"
 
 
 def _a_loop_device_that_cannot_be_attached_rolls_back(lab: LabHandle) -> None:

@@ -68,7 +68,7 @@ def test_every_dns_server_of_a_zone_answers_the_mail_record(lab: LabHandle, zone
         server = lab.env["dns"]["servers"][site]["address"]
         authoritative, values = _a_record(server, f"mail.{zone}")
         assert authoritative, f"{site} is not authoritative for {zone}"
-        assert values == [layout.service_ip(layout.ACTIVE_SITE)], (site, values)
+        assert values == [layout.service_ip(lab.active_site())], (site, values)
 
 
 @pytest.mark.parametrize("zone", [layout.INTERNAL_ZONE, layout.EXTERNAL_ZONE])
@@ -141,23 +141,24 @@ def test_ldap_refuses_a_bind_without_the_admin_password(lab: LabHandle) -> None:
         connect(uri, Path(lab.env["ldap"]["ca_file"]), "wrong-password")
 
 
-def test_object_put_at_dc1_is_replicated_to_dc2(lab: LabHandle) -> None:
+def test_object_put_at_the_active_site_is_replicated_to_the_standby(lab: LabHandle) -> None:
     state = lab.state()
+    active, standby = lab.active_site(), lab.standby_site()
     key = f"probe/{uuid.uuid4().hex}"
-    s3.client(state, "dc1").put_object(Bucket=s3.BUCKET, Key=key, Body=b"blob")
+    s3.client(state, active).put_object(Bucket=s3.BUCKET, Key=key, Body=b"blob")
     eventually(
         lambda: (
-            s3.client(state, "dc1").head_object(Bucket=s3.BUCKET, Key=key)["ReplicationStatus"]
+            s3.client(state, active).head_object(Bucket=s3.BUCKET, Key=key)["ReplicationStatus"]
             == "COMPLETED"
         ),
-        "ReplicationStatus COMPLETED at dc1",
+        f"ReplicationStatus COMPLETED at {active}",
     )
-    replica = s3.client(state, "dc2").get_object(Bucket=s3.BUCKET, Key=key)
+    replica = s3.client(state, standby).get_object(Bucket=s3.BUCKET, Key=key)
     assert replica["Body"].read() == b"blob"
     assert replica["ReplicationStatus"] == "REPLICA"
 
 
-def _inbox_subjects(password: str, site: str = "dc1") -> list[str]:
+def _inbox_subjects(password: str, site: str) -> list[str]:
     with imaplib.IMAP4(layout.service_ip(site), layout.IMAP_PORT, timeout=5) as imap:
         imap.login(layout.MAIL_USER, password)
         imap.select("INBOX", readonly=True)
@@ -170,29 +171,32 @@ def _inbox_subjects(password: str, site: str = "dc1") -> list[str]:
 
 
 def test_mail_sent_over_smtp_is_read_over_imap_and_reaches_the_mirror(lab: LabHandle) -> None:
+    active, standby = lab.active_site(), lab.standby_site()
     subject = f"lab probe {uuid.uuid4().hex}"
-    send_test_mail(layout.ACTIVE_SITE, subject)
+    send_test_mail(active, subject)
     eventually(
-        lambda: f"Subject: {subject}" in _inbox_subjects(lab.mail_password),
+        lambda: f"Subject: {subject}" in _inbox_subjects(lab.mail_password, active),
         "message readable over IMAP",
     )
-    maildir = Path(lab.env["mail"][layout.ACTIVE_SITE]["maildir"])
+    maildir = Path(lab.env["mail"][active]["maildir"])
     (message,) = [p for p in (maildir / "new").iterdir() if subject in p.read_text()]
 
     state = lab.state()
-    dc2_snaps = volumes.pool(state, "dc2") / "snaps"
+    standby_snaps = volumes.pool(state, standby) / "snaps"
 
     def mirrored() -> bool:
         last = volumes.mirror(state).status().last_snapshot
-        copy = dc2_snaps / str(last) / "mail" / layout.MAIL_USER / "Maildir" / "new" / message.name
+        copy = (
+            standby_snaps / str(last) / "mail" / layout.MAIL_USER / "Maildir" / "new" / message.name
+        )
         return copy.is_file() and copy.read_bytes() == message.read_bytes()
 
-    eventually(mirrored, "the message's file in dc2's newest mirrored snapshot")
+    eventually(mirrored, f"the message's file in {standby}'s newest mirrored snapshot")
 
 
 def test_status_lists_every_component_up_except_the_standby_app(lab: LabHandle) -> None:
     rows = lab.status()
-    standby = {"dc2-postfix", "dc2-dovecot"}
+    standby = {f"{lab.standby_site()}-postfix", f"{lab.standby_site()}-dovecot"}
     assert {name for name, row in rows.items() if row["state"] != "up"} == standby
     for name, row in rows.items():
         assert row["site"] in layout.SITES
