@@ -287,3 +287,9 @@ def controllers(tmp_path: Path, topology_file: Path) -> Iterator[Controllers]:
         yield running
     finally:
         running.stop_all()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "wide_ldap_rpo: run the lab's controllers with a 10 min LDAP RPO limit"
+    )
