@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import dns.exception
+import dns.flags
 import dns.message
 import dns.query
 import dns.rdatatype
@@ -89,6 +91,23 @@ class Cluster:
                     answers[f"{server} {name}"] = values
         return answers
 
+    def dns_answers_alive(self) -> dict[str, set[str]]:
+        """Like dns_answers, skipping servers that do not answer (a killed site's)."""
+        answers = {}
+        for zone in self.topology.dns.zones:
+            for record in zone.records:
+                for server in zone.verify_servers:
+                    query = dns.message.make_query(zone.fqdn(record), dns.rdatatype.A)
+                    query.flags &= ~dns.flags.RD
+                    try:
+                        reply = dns.query.udp(query, server.address, port=server.port, timeout=1)
+                    except dns.exception.Timeout:
+                        continue
+                    answers[f"{server} {zone.fqdn(record)}"] = {
+                        r.address for rrset in reply.answer for r in rrset
+                    }
+        return answers
+
     def mounted_sites(self) -> set[str]:
         mounts = Path("/proc/mounts").read_text()
         return {
@@ -132,6 +151,24 @@ class Cluster:
     def wait_delivered(self, site: str, subject: str) -> None:
         eventually(lambda: self.mail_count(site, subject) >= 1, f"{subject!r} delivered on {site}")
 
+    def mirror(self) -> dict[str, Any]:
+        """The lab mirror's status, as its driver reports it."""
+        from orchestrator.storage import BtrfsMirror, MirrorConfig
+
+        config = self.lab.state_dir / "volumes" / "mirror-mail.config.json"
+        status = BtrfsMirror(MirrorConfig.load(config)).status()
+        return {
+            "source": status.source,
+            "destination": status.destination,
+            "state": status.state.value,
+        }
+
+    def assert_protected(self, site: str) -> None:
+        """`site` is active and its volume mirrors towards the other datacenter."""
+        other = next(s for s in layout.DATACENTERS if s != site)
+        self.assert_active(site)
+        assert self.mirror() == {"source": site, "destination": other, "state": "mirrored"}
+
     def assert_active(self, site: str) -> None:
         """DNS everywhere, the mounted volume, the running application and sitectl agree."""
         other = next(s for s in layout.DATACENTERS if s != site)
@@ -146,10 +183,12 @@ class Cluster:
     def move_back_to_dc1(self) -> None:
         """Leave the lab as the next scenario expects it: dc1 active, mirrored to dc2."""
         self.lab.heal_all()
-        if self.status()["active_site"] == "dc1":
-            return
-        self.ok("reprotect", "--yes", "--reason", "scenario cleanup")
-        self.ok("switchover", "--to", "dc1", "--yes", "--reason", "scenario cleanup")
+        if self.status()["active_site"] != "dc1":
+            if self.mirror()["destination"] != "dc1":
+                self.ok("reprotect", "--yes", "--reason", "scenario cleanup")
+            self.ok("switchover", "--to", "dc1", "--yes", "--reason", "scenario cleanup")
+        if self.mirror()["source"] != "dc1":
+            self.ok("reprotect", "--yes", "--reason", "scenario cleanup")
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.lab
 
 
 def test_switchover_there_and_back_keeps_every_message(cluster: Cluster) -> None:
-    cluster.assert_active("dc1")
+    cluster.assert_protected("dc1")
     before = cluster.send_mail("dc1")
     cluster.wait_delivered("dc1", before)
 
@@ -45,13 +45,16 @@ def test_switchover_there_and_back_keeps_every_message(cluster: Cluster) -> None
     cluster.assert_active("dc1")
     assert cluster.mail_count("dc1", before) == 1
     assert cluster.mail_count("dc1", during) == 1
+    # Failing back ends with dc1 protected towards dc2 again, as it all began.
+    cluster.ok("reprotect", "--yes", "--reason", "scenario")
+    cluster.assert_protected("dc1")
     audit = AuditLog(cluster.lab.state_dir / "sitectl" / "audit.jsonl").read()
     started = [e for e in audit if e["event"] == "operation.started" and e["op"] == back["id"]]
     assert started and started[0]["reason"] == "scenario" and started[0]["user"]
 
 
 def test_dry_run_changes_nothing(cluster: Cluster) -> None:
-    cluster.assert_active("dc1")
+    cluster.assert_protected("dc1")
     dns_before, mounts_before = cluster.dns_answers(), cluster.mounted_sites()
     last_before = cluster.status()["operation"]
 
@@ -93,8 +96,8 @@ def test_one_operation_at_a_time_and_a_stale_epoch_is_refused(cluster: Cluster) 
         cluster.move_back_to_dc1()
 
 
-def _phase_boundaries(cluster: Cluster) -> list[int]:
-    plan = json.loads(cluster.sitectl("plan", "--to", "dc2", "--json").stdout)
+def _phase_boundaries(cluster: Cluster, to_site: str) -> list[int]:
+    plan = json.loads(cluster.sitectl("plan", "--to", to_site, "--json").stdout)
     counts, done = [], 0
     for phase in [p.value for p in Phase]:
         in_phase = sum(len(g["steps"]) for g in plan["groups"] if g["phase"] == phase)
@@ -106,44 +109,53 @@ def _phase_boundaries(cluster: Cluster) -> list[int]:
 
 @pytest.mark.parametrize("boundary", range(9))
 def test_sigkill_at_a_phase_boundary_then_resume(cluster: Cluster, boundary: int) -> None:
-    cluster.assert_active("dc1")
-    boundaries = _phase_boundaries(cluster)
+    # Each case moves the service the other way from where the last one left it (and
+    # protects it again), so no case pays for a trip home.
+    here = cluster.status()["active_site"]
+    there = "dc2" if here == "dc1" else "dc1"
+    cluster.assert_protected(here)
+    boundaries = _phase_boundaries(cluster, there)
     if boundary >= len(boundaries):
         pytest.fail(f"the lab plan has only {len(boundaries)} phase boundaries")
     after = boundaries[boundary]
-    before = cluster.send_mail("dc1")
-    cluster.wait_delivered("dc1", before)
-    try:
-        killed = cluster.sitectl(
-            "switchover",
-            "--to",
-            "dc2",
-            "--yes",
-            "--reason",
-            f"kill after {after}",
-            SITECTL_FAULT_KILL_AFTER_STEPS=str(after),
-        )
-        assert killed.returncode == -signal.SIGKILL
-        assert cluster.status()["operation"]["status"] == "running"
+    before = cluster.send_mail(here)
+    cluster.wait_delivered(here, before)
 
-        resumed = cluster.ok("resume")
+    killed = cluster.sitectl(
+        "switchover",
+        "--to",
+        there,
+        "--yes",
+        "--reason",
+        f"kill after {after}",
+        SITECTL_FAULT_KILL_AFTER_STEPS=str(after),
+    )
+    assert killed.returncode == -signal.SIGKILL
+    assert cluster.status()["operation"]["status"] == "running"
 
-        assert resumed["status"] == "succeeded"
-        cluster.assert_active("dc2")
-        assert cluster.mail_count("dc2", before) == 1
-        audit = [
-            e
-            for e in AuditLog(cluster.lab.state_dir / "sitectl" / "audit.jsonl").read()
-            if e.get("op") == resumed["id"]
-        ]
-        finished = [e["step"] for e in audit if e["event"] in ("step.done", "step.skipped")]
-        assert len(finished) == len(set(finished)), "a step finished twice"
-        assert len(finished) == len(resumed["steps"])
-        applied = [
-            e["step"]
-            for e in audit
-            if e["event"] == "step.done" and e["detail"] == "applied and verified"
-        ]
-        assert len(applied) == len(set(applied)), "an effect was applied twice"
-    finally:
-        cluster.move_back_to_dc1()
+    resumed = cluster.ok("resume")
+
+    assert resumed["status"] == "succeeded"
+    cluster.assert_active(there)
+    assert cluster.mail_count(there, before) == 1
+    audit = [
+        e
+        for e in AuditLog(cluster.lab.state_dir / "sitectl" / "audit.jsonl").read()
+        if e.get("op") == resumed["id"]
+    ]
+    finished = [e["step"] for e in audit if e["event"] in ("step.done", "step.skipped")]
+    assert len(finished) == len(set(finished)), "a step finished twice"
+    assert len(finished) == len(resumed["steps"])
+    applied = [
+        e["step"]
+        for e in audit
+        if e["event"] == "step.done" and e["detail"] == "applied and verified"
+    ]
+    assert len(applied) == len(set(applied)), "an effect was applied twice"
+    cluster.ok("reprotect", "--yes", "--reason", "scenario: protect the new site")
+    cluster.assert_protected(there)
+
+
+def test_the_sigkill_cases_leave_dc1_protected(cluster: Cluster) -> None:
+    cluster.move_back_to_dc1()
+    cluster.assert_protected("dc1")
