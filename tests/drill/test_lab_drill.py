@@ -108,29 +108,6 @@ def test_a_quiesced_mirror_loses_nothing_in_a_switchover(drills: Drills) -> None
     drills.cluster.assert_active("dc2")
 
 
-def test_a_failover_drill_over_a_quiesced_mirror_counts_the_lost_writes(drills: Drills) -> None:
-    drills.mirror("quiesce")
-    try:
-        run = drills.run("--to", "dc2", "--mode", "failover",
-                         "--reason", "lab test: failover with transfers stopped")
-    finally:
-        drills.mirror("resume", check=False)
-
-    assert run.code == 1
-    there = run.figures("there")
-    assert there["rpo"]["lost"] > 0 and there["rpo"]["seconds"] > 0
-    assert there["rpo_ok"] is False
-    assert any("writes lost" in f for f in run.failures), run.failures
-    # What the report calls lost is really absent at dc2, and what it calls found is there.
-    lost = {c["key"] for c in run.leg("there")["canaries"]
-            if c["kind"] in ("smtp", "probe") and c["found"] is False}
-    on_dc2 = _present(drills, "dc2", run)
-    assert lost and not lost & on_dc2
-    assert _mail_found(run, "there") <= on_dc2
-    html = run.report_path("report.html").read_text()
-    assert f"{there['rpo']['lost']} write(s) lost dc1→dc2" in html
-
-
 def test_a_drill_whose_new_site_cannot_start_its_mta_stops_and_says_where_it_stands(
         drills: Drills) -> None:
     with port_taken("dc2", layout.SMTP_PORT):
@@ -155,3 +132,27 @@ def test_a_drill_whose_new_site_cannot_start_its_mta_stops_and_says_where_it_sta
     assert resumed["status"] == "succeeded"
     drills.cluster.assert_active("dc2")
 
+
+# Last: the way back from a failover goes through DNS promotion, which the engine's
+# switchover to dc1 does not undo yet (see the report of issue 7); nothing runs after it.
+def test_a_failover_drill_over_a_quiesced_mirror_counts_the_lost_writes(drills: Drills) -> None:
+    drills.mirror("quiesce")
+    try:
+        run = drills.run("--to", "dc2", "--mode", "failover",
+                         "--reason", "lab test: failover with transfers stopped")
+    finally:
+        drills.mirror("resume", check=False)
+
+    assert run.code == 1
+    there = run.figures("there")
+    assert there["rpo"]["lost"] > 0 and there["rpo"]["seconds"] > 0
+    assert there["rpo_ok"] is False
+    assert any("writes lost" in f for f in run.failures), run.failures
+    # What the report calls lost is really absent at dc2, and what it calls found is there.
+    lost = {c["key"] for c in run.leg("there")["canaries"]
+            if c["kind"] in ("smtp", "probe") and c["found"] is False}
+    on_dc2 = _present(drills, "dc2", run)
+    assert lost and not lost & on_dc2
+    assert _mail_found(run, "there") <= on_dc2
+    html = run.report_path("report.html").read_text()
+    assert f"{there['rpo']['lost']} write(s) lost dc1→dc2" in html
