@@ -32,6 +32,7 @@ from orchestrator.config.model import Topology
 from orchestrator.engine.faults import Faults
 from orchestrator.engine.handlers import Fence, StepContext, StepHandler
 from orchestrator.engine.progress import (
+    changed_anything,
     next_group,
     recovery_advice,
     where_is_the_service,
@@ -129,6 +130,18 @@ class Executor:
             failed = self._run_group(op, group.steps, records, versions)
             if failed is not None:
                 after = {k: r for k, (r, _) in self.store.steps(op_id).items()}
+                if not changed_anything(self.plan, after):
+                    # Nothing changed: the operation is over, and a new one (say, with
+                    # --accept-data-loss) may start at once.
+                    op = op.with_status(
+                        OpStatus.REFUSED,
+                        now=self.clock(),
+                        failed_step=failed.step_id,
+                        message=f"refused before any change: {failed.detail}",
+                    )
+                    self.store.clear_current(self.lease)
+                    self._say(f"operation {op.id} refused by {failed.step_id}: nothing changed")
+                    break
                 op = op.with_status(
                     OpStatus.FAILED,
                     now=self.clock(),

@@ -34,7 +34,6 @@ from orchestrator.errors import ConfigError, SitectlError
 from orchestrator.plan import MirrorView, ObservedState, Plan, build_plan, build_reprotect_plan
 from orchestrator.plan.model import Mode
 
-GATE_STEP = "readiness/gate"
 UNFINISHED = frozenset({OpStatus.RUNNING, OpStatus.FAILED, OpStatus.INTERRUPTED})
 
 
@@ -92,7 +91,8 @@ class Outcome:
 
     @property
     def gate_refused(self) -> bool:
-        return self.op.status is OpStatus.FAILED and self.op.failed_step == GATE_STEP
+        """Refused by the readiness gate or a pre-flight check: nothing changed (exit 4)."""
+        return self.op.status is OpStatus.REFUSED
 
 
 def new_operation_id(now: float) -> str:
@@ -175,8 +175,10 @@ def resume_operation(
     op, _ = s.store.operation(op_id)
     if op.status is OpStatus.SUCCEEDED:
         raise ResumeRefused(f"operation {op.id} already succeeded: {op.to_site} is active")
-    if op.status is OpStatus.ABORTED:
-        raise ResumeRefused(f"operation {op.id} was aborted; start a new operation instead")
+    if op.status in (OpStatus.ABORTED, OpStatus.REFUSED):
+        raise ResumeRefused(
+            f"operation {op.id} was {op.status.value}; start a new operation instead"
+        )
     plan = replan(s.topology, op)
     lease = Lease(s.client, s.paths, identity())
     # A holder killed mid-operation keeps its lock until its session expires.

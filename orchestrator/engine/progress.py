@@ -70,6 +70,11 @@ _SIDE_EFFECTS = {
 }
 
 
+def changed_anything(plan: Plan, records: Records) -> bool:
+    """Whether any step that changes the world has started (checks and the gate do not)."""
+    return _started(plan, records, _SIDE_EFFECTS | {Phase.REPROTECT})
+
+
 def where_is_the_service(plan: Plan, records: Records) -> str:
     """One sentence: which site holds the data and serves, judged from the checkpoints."""
     old, new = plan.from_site, plan.to_site

@@ -23,11 +23,12 @@ class OpStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"  # stopped at a failed step; resume or roll back
     ABORTED = "aborted"  # stopped by an operator at a safe point
+    REFUSED = "refused"  # a check or the readiness gate said no before anything changed
     INTERRUPTED = "interrupted"  # the leader lost its lease or died; resume continues
 
 
 FINISHED_STEP = frozenset({StepStatus.DONE, StepStatus.SKIPPED})
-FINISHED_OP = frozenset({OpStatus.SUCCEEDED, OpStatus.ABORTED})
+FINISHED_OP = frozenset({OpStatus.SUCCEEDED, OpStatus.ABORTED, OpStatus.REFUSED})
 
 # Legal step transitions. RUNNING→RUNNING is a resume after a crash mid-step;
 # FAILED→RUNNING is a resume after a failure. A finished step never changes again:

@@ -195,7 +195,7 @@ def test_a_bug_in_a_handler_fails_the_step_not_the_process(topo, tmp_path) -> No
     plan, op, store = _setup(topo, tmp_path)
     handler = ScriptedHandler(always={"readiness/gate": KeyError("lag")})
     result = _executor(plan, topo, store, handler, tmp_path).run(op.id)
-    assert result.status is OpStatus.FAILED
+    assert result.status is OpStatus.REFUSED  # the gate had changed nothing yet
     assert store.steps(op.id)["readiness/gate"][0].detail == "unexpected error KeyError: 'lag'"
 
 
@@ -290,3 +290,25 @@ def test_the_digest_changes_when_the_plan_does(topo) -> None:
     b = build_plan(topo, assumed_state(topo, frozenset({"dc1"})), "failover", "dc2")
     assert plan_digest(a) == plan_digest(build_plan(topo, assumed_state(topo), "switchover", "dc2"))
     assert plan_digest(a) != plan_digest(b)
+
+
+def test_a_refusal_before_any_change_ends_the_operation(topo, tmp_path) -> None:
+    plan, op, store = _setup(topo, tmp_path, "failover", frozenset({"dc1"}))
+    handler = ScriptedHandler(
+        always={"readiness/gate": Failed("volume mirror mailstore lags 40 s")}
+    )
+
+    result = _executor(plan, topo, store, handler, tmp_path).run(op.id)
+
+    assert result.status is OpStatus.REFUSED
+    assert result.message == "refused before any change: volume mirror mailstore lags 40 s"
+    assert store.current is None, "a refused operation must not block the next one"
+    assert set(handler.applied) == {s.id for s in plan.groups[0].steps}  # only the checks ran
+
+
+def test_a_failure_after_a_change_keeps_the_operation_open(topo, tmp_path) -> None:
+    plan, op, store = _setup(topo, tmp_path)
+    handler = ScriptedHandler(always={"unmount/dc1/mailstore": Failed("umount: busy")})
+    result = _executor(plan, topo, store, handler, tmp_path).run(op.id)
+    assert result.status is OpStatus.FAILED
+    assert store.current == op.id

@@ -6,7 +6,7 @@ import pytest
 
 from orchestrator.lab import bind, dnsrole
 
-CONF = '''options { directory "/x"; };
+CONF = """options { directory "/x"; };
 
 zone "lab.internal." {
     type secondary;
@@ -21,7 +21,7 @@ zone "example.test." {
     file "example-test.secondary.db";
     primaries { 127.0.3.1 port 53 key lab-xfer; };
 };
-'''
+"""
 
 
 def test_promotion_rewrites_only_that_zone_and_keeps_its_data_file() -> None:
