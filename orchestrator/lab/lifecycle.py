@@ -172,9 +172,12 @@ def _converge(state: LabState, programs: dict[str, str], fresh: bool) -> list[st
     lab_state.write_marker(state.root)
     state.complete = False
     for address in components.lo_addresses():
-        if net.lo_add(address) and address not in state.lo_addresses:
-            state.lo_addresses.append(address)
-    state.save()
+        if not net.lo_has(address):
+            # Recorded before it is added: a crash in between must not leave it behind.
+            if address not in state.lo_addresses:
+                state.lo_addresses.append(address)
+                state.save()
+            net.lo_add(address)
     ensure_ca(state.pki, programs["openssl"])
     for prepare in components.PREPARERS:
         for comp in prepare(state, programs):

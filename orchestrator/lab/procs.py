@@ -92,6 +92,39 @@ def adopt(comp: Component) -> None:
         comp.pid, comp.start_time = pid, stat[1]
 
 
+def recover(comp: Component) -> None:
+    """Find the running process of a component whose PID was never recorded.
+
+    Only possible if the `up` that started it was killed between the fork and the save
+    of its PID. Matched strictly: the exact command line (it names this lab's config
+    files), or the component's pid file naming a process whose working directory is
+    inside the component's own directory (Postfix's master runs in its queue dir).
+    """
+    if comp.pid is not None:
+        return
+    wanted = ("\0".join(comp.argv) + "\0").encode()
+    candidates = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "cmdline").read_bytes() == wanted:
+                    candidates.append(int(entry.name))
+            except OSError:
+                continue
+    if comp.pid_file:
+        try:
+            pid = int(Path(comp.pid_file).read_text().split()[0])
+            if Path(f"/proc/{pid}/cwd").resolve().is_relative_to(comp.cwd):
+                candidates.append(pid)
+        except (OSError, ValueError, IndexError):
+            pass
+    for pid in candidates:
+        stat = _stat(pid)
+        if stat and stat[0] not in ("Z", "X"):
+            comp.pid, comp.start_time = pid, stat[1]
+            return
+
+
 def signal_group(comp: Component, sig: signal.Signals) -> bool:
     """Send `sig` to the component's process group; False if it was not running."""
     if comp.pid is None or state_of(comp) is ProcState.DOWN:
@@ -156,6 +189,7 @@ def wait_stopped(comp: Component, deadline: float) -> bool:
 
 def stop(comp: Component, grace_s: float = STOP_GRACE_S) -> None:
     """SIGTERM the group, SIGKILL it after `grace_s`; tolerate an already-dead process."""
+    recover(comp)  # an `up` killed right after a fork never recorded the PID
     if comp.pid is None:
         return
     adopt(comp)  # a crash may have come between the launcher's start and its adoption

@@ -5,6 +5,8 @@ from __future__ import annotations
 import imaplib
 import os
 import shutil
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -107,6 +109,7 @@ def test_down_leaves_nothing_and_up_again_keeps_the_data(lab: LabHandle) -> None
     assert {row["state"] for row in lab.status().values()} == {"down"}
 
     _a_loop_device_that_cannot_be_attached_rolls_back(lab)
+    _down_after_up_was_killed_half_way_leaves_nothing(lab)
 
     out = lab.ok("up")
     assert "lab up in" in out
@@ -139,6 +142,24 @@ def _a_loop_device_that_cannot_be_attached_rolls_back(lab: LabHandle) -> None:
     assert recorded_pids(other) == []
     assert lab_command("down", "--purge", "--state-dir", str(other)).returncode == 0
     shutil.rmtree(fake)
+
+
+def _down_after_up_was_killed_half_way_leaves_nothing(lab: LabHandle) -> None:
+    """SIGKILL `lab up` once it has started some servers; `down` still finds them all."""
+    up = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator.lab", "up", "--state-dir", str(lab.state_dir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        eventually(lambda: len(recorded_pids(lab.state_dir)) >= 3, "up started some servers")
+    finally:
+        up.kill()
+        up.wait()
+    pids = recorded_pids(lab.state_dir)
+    assert pids
+    lab.ok("down")
+    assert leftovers(lab.state_dir, pids) == []
 
 
 def test_down_is_harmless_where_there_is_no_lab(tmp_path: Path) -> None:
