@@ -545,7 +545,26 @@ def build_reprotect_plan(topo: Topology, observed: ObservedState) -> Plan:
             for bucket in topo.object_store.buckets
             if bucket.replicated
         ]
-    groups = [Group(phase=Phase.REPROTECT, steps=tuple(steps))]
+    # A site that comes back after a failover may restart its application on its own:
+    # stop it before its volumes become the mirrors' destination.
+    fence = [
+        Step(
+            id=f"reprotect/disable-application/{standby}/{name}",
+            phase=Phase.REPROTECT,
+            action=Action.APP_STOP,
+            site=standby,
+            target=name,
+            hosts=_host_names(topo, standby, name),
+            description=f"make sure {name} is stopped on {standby}, which no longer serves",
+            params={"services": list(topo.roles[name].services), "order": order},
+        )
+        for order, names in _by_order(
+            {n: r for n, r in topo.roles.items() if r.moves}, reverse=True
+        )
+        for name in names
+    ]
+    groups = [Group(phase=Phase.REPROTECT, steps=tuple(fence))] if fence else []
+    groups.append(Group(phase=Phase.REPROTECT, steps=tuple(steps)))
     if demotions:
         groups.append(Group(phase=Phase.REPROTECT, steps=tuple(demotions)))
     return Plan(

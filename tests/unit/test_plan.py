@@ -194,16 +194,26 @@ def test_reprotect_reverses_every_mirror_towards_the_standby(topo: Topology) -> 
     assert _shape(plan) == [
         (
             "reprotect",
+            [
+                "reprotect/disable-application/dc1/mta",
+                "reprotect/disable-application/dc1/proxy",
+                "reprotect/disable-application/dc1/mailbox",
+            ],
+        ),
+        (
+            "reprotect",
             ["reprotect/mailstore", "reprotect/metadata", "reprotect/object-store/zimbra-blobs"],
         ),
         ("reprotect", ["reprotect/dns/corp.example.net."]),
     ]
-    assert [s.action for s in plan.groups[0].steps] == [
+    assert {s.action for s in plan.groups[0].steps} == {Action.APP_STOP}
+    assert all(s.site == "dc1" for s in plan.groups[0].steps)
+    assert [s.action for s in plan.groups[1].steps] == [
         Action.MIRROR_REVERSE,
         Action.MIRROR_REVERSE,
         Action.OBJECT_STORE_REVERSE,
     ]
-    assert all(s.site == "dc2" for s in plan.groups[0].steps)
+    assert all(s.site == "dc2" for s in plan.groups[1].steps)
     with pytest.raises(PlanRefused, match="dc1 is unreachable") as refused:
         build_plan_unreachable = ObservedState(
             active_site="dc2", unreachable_sites=frozenset({"dc1"})
