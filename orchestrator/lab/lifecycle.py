@@ -309,7 +309,14 @@ def heal_site(root: Path, site: str) -> list[str]:
     site = _site(site)
     with lab_state.locked(root.absolute()) as state:
         _require_lab(state)
-        comps = [c for c in state.of_site(site) if c.wanted]
+        # The application comes back only where the writable volume is: after a failover
+        # the old site's Postfix/Dovecot would otherwise serve a stale copy (split brain).
+        writable = volumes.writable_site(state)
+        comps = [
+            c
+            for c in state.of_site(site)
+            if c.wanted and not (c.kind in mail.KINDS and site != writable)
+        ]
         healed = []
         for comp in comps:
             current = procs.state_of(comp)
