@@ -240,6 +240,17 @@ class Executor:
     def _attempt(
         self, step: Step, handler: StepHandler, ctx: StepContext
     ) -> tuple[StepStatus, str]:
+        if (
+            step.if_unreachable == "skip"
+            and step.site == self.plan.from_site
+            and not self.plan.old_site_reachable
+        ):
+            # Observed down when planned: do not touch it (it may come back mid-way with
+            # stale data), and do not spend the timeout finding out again.
+            return (
+                StepStatus.SKIPPED,
+                f"skipped: unreachable ({step.site} did not answer when the operation was planned)",
+            )
         try:
             if self._retrying(step, lambda: handler.check(step, ctx)):
                 return StepStatus.DONE, "already true"

@@ -30,12 +30,13 @@ def build_plan(topo: Topology, observed: ObservedState, mode: Mode, to_site: str
     from_site = observed.active_site
     _refuse_if_impossible(topo, observed, mode, to_site)
     old_up = observed.reachable(from_site)
+    # In a failover the old site's steps never block: skipped when the site is known to be
+    # down, otherwise tried with policy.unreachable_timeout and skipped if it stops answering.
     skip_old = "skip" if mode == "failover" else "fail"
     notes: list[str] = []
     if not old_up:
         notes.append(
-            f"{from_site} is unreachable: its steps are attempted with a short timeout and "
-            "recorded as skipped if it does not answer"
+            f"{from_site} did not answer: its steps are recorded as skipped, not attempted"
         )
     if mode == "failover":
         notes.append(

@@ -116,6 +116,22 @@ def test_an_unreachable_old_site_is_skipped_in_a_failover(topo, tmp_path) -> Non
     records = {k: r for k, (r, _) in store.steps(op.id).items()}
     for step_id in old_site:
         assert records[step_id].status is StepStatus.SKIPPED
+        assert records[step_id].detail == (
+            "skipped: unreachable (dc1 did not answer when the operation was planned)"
+        )
+    assert not set(old_site) & set(handler.applied), "a site known to be down was touched"
+
+
+def test_an_old_site_that_dies_mid_way_is_tried_briefly_then_skipped(topo, tmp_path) -> None:
+    plan, op, store = _setup(topo, tmp_path, "failover")  # dc1 answered when planned
+    old_site = [s.id for s in plan.steps() if s.site == "dc1"]
+    handler = ScriptedHandler(always=dict.fromkeys(old_site, Unavailable("dc1 does not answer")))
+
+    result = _executor(plan, topo, store, handler, tmp_path).run(op.id)
+
+    assert result.status is OpStatus.SUCCEEDED
+    records = {k: r for k, (r, _) in store.steps(op.id).items()}
+    for step_id in old_site:
         assert records[step_id].detail == "skipped: unreachable (dc1 does not answer)"
 
 
