@@ -96,6 +96,9 @@ def port_taken(site: str, port: int) -> Iterator[socket.socket]:
     """A listener on the site's SMTP address: the site's Postfix cannot bind it. It never
     accepts, so a client's connection is queued and never greeted, like a wedged MTA."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # Earlier SMTP sessions leave the port in TIME_WAIT; that must not stop this bind.
+    # Postfix still cannot bind it: Linux allows one listener per address and port.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((layout.service_ip(site), port))
         sock.listen(64)

@@ -133,8 +133,8 @@ def test_a_drill_whose_new_site_cannot_start_its_mta_stops_and_says_where_it_sta
     drills.cluster.assert_active("dc2")
 
 
-# Last: the way back from a failover goes through DNS promotion, which the engine's
-# switchover to dc1 does not undo yet (see the report of issue 7); nothing runs after it.
+# Last: the way back from a failover needs dc1's DNS server made primary again, which the
+# switchover to dc1 does not do yet (preflight/dns refuses); so nothing runs after it.
 def test_a_failover_drill_over_a_quiesced_mirror_counts_the_lost_writes(drills: Drills) -> None:
     drills.mirror("quiesce")
     try:
