@@ -10,14 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from orchestrator.adapters.dns import (
-    NO_RETRY,
     Mismatch,
-    Rfc2136Provider,
     SoaSerial,
     changes_for_site,
     soa_serials,
     verify,
 )
+from orchestrator.adapters.dns.primary import accepting, candidates
 from orchestrator.checks.places import site_of
 from orchestrator.checks.result import Check, CheckResult, Status, one_line
 from orchestrator.config.model import DnsServer, DnsZone, Topology
@@ -42,7 +41,7 @@ def checks(topo: Topology, timeout: float) -> list[Check]:
                 )
             )
         if zone.provider == "rfc2136":
-            first = zone.update_servers[0].address if zone.update_servers else ""
+            first = candidates(zone)[0].address if candidates(zone) else ""
             out.append(
                 Check(
                     SYSTEM,
@@ -97,17 +96,29 @@ def judge_answers(
 
 
 def _key_reader(topo: Topology, zone: DnsZone) -> Callable[[float], CheckResult]:
+    """The zone takes signed updates somewhere: exactly one candidate is its primary.
+
+    After a failover promoted another site's server, that one is the primary; the one
+    configured first may rightly refuse (it was demoted). Two that both accept are two
+    primaries, which a reprotect resolves.
+    """
+
     def run(timeout: float) -> CheckResult:
-        first = zone.update_servers[0].address if zone.update_servers else ""
-        where = (SYSTEM, site_of(topo, first), f"{UPDATE_PREFIX}{zone.name}")
-        try:
-            provider = Rfc2136Provider.from_zone(
-                zone, topo.base_dir, retry=NO_RETRY, timeout=timeout
+        accepted, refusals = accepting(zone, candidates(zone), topo.base_dir, timeout)
+        refusals = [one_line(r, 200) for r in refusals]
+        first = accepted[0] if accepted else (zone.update_servers or (None,))[0]
+        site = site_of(topo, first.address) if first is not None else None
+        where = (SYSTEM, site, f"{UPDATE_PREFIX}{zone.name}")
+        if not accepted:
+            return CheckResult(*where, Status.DOWN, "; ".join(refusals), {})
+        if len(accepted) > 1:
+            both = " and ".join(str(s) for s in accepted)
+            return CheckResult(
+                *where,
+                Status.DEGRADED,
+                f"two primaries take updates: {both} (`sitectl reprotect` demotes the stale one)",
+                {},
             )
-            provider.check_key()
-        except SitectlError as exc:
-            # Refused, bad key or silence: either way no update could be made now.
-            return CheckResult(*where, Status.DOWN, one_line(exc, 300), {})
         return CheckResult(*where, Status.OK, "", {})
 
     return run

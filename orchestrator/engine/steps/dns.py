@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from orchestrator.adapters.dns import changes_for_site, changes_from_params, provider_for, verify
+from orchestrator.adapters.dns.primary import accepting
 from orchestrator.adapters.dns.rfc2136 import Rfc2136Provider
 from orchestrator.config.model import DnsServer, DnsZone, fill, parse_server
 from orchestrator.engine.handlers import StepContext
 from orchestrator.engine.steps.common import playbook
-from orchestrator.errors import Failed, SitectlError, Unavailable
+from orchestrator.errors import Failed, Unavailable
 from orchestrator.plan.model import Step
 
 VERIFY_TIMEOUT_S = 10.0
@@ -29,21 +30,12 @@ def _servers(texts: Sequence[str]) -> tuple[DnsServer, ...]:
     return tuple(parse_server(t) for t in texts)
 
 
-def accepting(ctx: StepContext, zone: DnsZone, candidates: Sequence[str]) -> list[str]:
-    """The candidates that take signed updates for the zone now, and why the others don't."""
-    found = []
-    for text in candidates:
-        single = zone.model_copy(update={"update_servers": _servers([text])})
-        try:
-            provider = provider_for(ctx.topology, single)
-            if not isinstance(provider, Rfc2136Provider):
-                raise Failed(f"{zone.name} is not an rfc2136 zone")
-            provider.check_key()
-        except SitectlError as exc:
-            ctx.log(f"{zone.name}: {text} does not take updates ({exc})")
-            continue
-        found.append(text)
-    return found
+def accepting_now(ctx: StepContext, zone: DnsZone, servers: Sequence[str]) -> list[str]:
+    """The given servers that take updates for the zone now (the primary, normally one)."""
+    accepted, refusals = accepting(zone, _servers(servers), ctx.topology.base_dir)
+    for reason in refusals:
+        ctx.log(f"{zone.name}: {reason}")
+    return [str(s) for s in accepted]
 
 
 class DnsUpdateHandler:
@@ -60,7 +52,7 @@ class DnsUpdateHandler:
         zone = _zone(ctx, step.target)
         if zone.provider == "rfc2136":
             candidates = step.params.get("servers") or [str(s) for s in zone.update_servers]
-            primaries = accepting(ctx, zone, candidates)
+            primaries = accepting_now(ctx, zone, candidates)
             if not primaries:
                 raise Unavailable(f"{zone.name}: none of {', '.join(candidates)} takes updates")
             zone = zone.model_copy(update={"update_servers": _servers(primaries[:1])})
@@ -90,7 +82,7 @@ class DnsPromoteHandler:
 
     def check(self, step: Step, ctx: StepContext) -> bool:
         zone = _zone(ctx, step.target)
-        return bool(accepting(ctx, zone, [step.params["server"]]))
+        return bool(accepting_now(ctx, zone, [step.params["server"]]))
 
     def apply(self, step: Step, ctx: StepContext) -> None:
         zone = _zone(ctx, step.target)
@@ -119,7 +111,7 @@ class DnsDemoteHandler:
     demote it to a secondary of the current one, so one server owns the zone."""
 
     def _primaries(self, step: Step, ctx: StepContext) -> list[str]:
-        return accepting(ctx, _zone(ctx, step.target), step.params["servers"])
+        return accepting_now(ctx, _zone(ctx, step.target), step.params["servers"])
 
     def check(self, step: Step, ctx: StepContext) -> bool:
         return len(self._primaries(step, ctx)) <= 1
