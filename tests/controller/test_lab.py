@@ -141,7 +141,9 @@ def automatic_operations(cluster: Cluster) -> list[dict]:
 
 def assert_dc2_serves(cluster: Cluster) -> None:
     assert cluster.status()["active_site"] == "dc2"
-    assert cluster.mounted_sites() == {"dc2"}
+    # dc2's volume is mounted. dc1's may still be: a failover skips the lost site's
+    # unmount, and in the lab the "lost" site shares this machine's kernel.
+    assert "dc2" in cluster.mounted_sites()
     assert set(cluster.app_answers("dc2").values()) == {"up"}
     answers = cluster.dns_answers_alive()
     assert answers and all(v == {layout.service_ip("dc2")} for v in answers.values()), answers
