@@ -194,8 +194,11 @@ def _reprotect(s: engine.Session, record: DrillRecord, leg: Leg, watcher: Watche
             raise DrillStopped(
                 f"{leg.to_site} is not in sync after the reprotect — {phase.detail}",
                 [f"{leg.from_site} is active and stays so: switching back now would lose what "
-                 f"{leg.to_site} lacks; once `sitectl readiness --to {leg.to_site}` is ready and "
-                 f"the object store replicates {leg.from_site}→{leg.to_site}, run "
+                 f"{leg.to_site} lacks",
+                 *([] if back.ok else [
+                     f"S3 replication does not carry objects written before its rule existed: "
+                     f"copy the objects named above to {leg.to_site} (a batch replication job)"]),
+                 f"then, once `sitectl readiness --to {leg.to_site}` is ready, run "
                  f"`sitectl switchover --to {leg.to_site}`"],
             )
 
