@@ -88,3 +88,38 @@ def replicate(s3: Any, bucket: str, role: str, destination_bucket: str, rule_id:
 def stop_replicating(s3: Any, bucket: str) -> None:
     with translated(f"removing the replication of {bucket}"):
         s3.delete_bucket_replication(Bucket=bucket)
+
+
+def keys_with_etags(s3: Any, bucket: str) -> dict[str, str]:
+    """Current objects of the bucket: key → ETag (paginated)."""
+    found: dict[str, str] = {}
+    with translated(f"listing {bucket}"):
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            for item in page.get("Contents", []):
+                found[item["Key"]] = item["ETag"]
+    return found
+
+
+def copy_missing(source: Any, target: Any, bucket: str) -> list[str]:
+    """Copy objects the target lacks or holds differently; return their keys.
+
+    Bucket replication only covers objects written after its rule exists: what the new
+    active site took in before a reprotect must be copied once (S3 Batch Replication's
+    job on AWS; this is the small-scale equivalent).
+    """
+    wanted = keys_with_etags(source, bucket)
+    present = keys_with_etags(target, bucket)
+    copied = []
+    for key, etag in sorted(wanted.items()):
+        if present.get(key) == etag:
+            continue
+        with translated(f"copying {bucket}/{key}"):
+            body = source.get_object(Bucket=bucket, Key=key)
+            target.put_object(
+                Bucket=bucket,
+                Key=key,
+                Body=body["Body"].read(),
+                Metadata=body.get("Metadata", {}),
+            )
+        copied.append(key)
+    return copied

@@ -113,18 +113,15 @@ class Executor:
                 break
             upcoming = next_group(self.plan, records)
             if upcoming is None:
-                op = op.with_status(
-                    OpStatus.SUCCEEDED,
-                    now=self.clock(),
-                    message=f"{self.plan.to_site} is active",
+                outcome = (
+                    f"{self.plan.from_site} is active and protects towards {self.plan.to_site}"
+                    if self.plan.mode == "reprotect"
+                    else f"{self.plan.to_site} is active"
                 )
+                op = op.with_status(OpStatus.SUCCEEDED, now=self.clock(), message=outcome)
                 self.store.clear_current(self.lease)
-                self._say(
-                    f"operation {op.id} finished: {self.plan.to_site} is active "
-                    f"after {op.finished - op.started:.1f} s"
-                    if op.finished
-                    else f"operation {op.id} finished"
-                )
+                took = f" after {op.finished - op.started:.1f} s" if op.finished else ""
+                self._say(f"operation {op.id} finished: {outcome}{took}")
                 break
             _index, group = upcoming
             failed = self._run_group(op, group.steps, records, versions)

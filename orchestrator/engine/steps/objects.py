@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from orchestrator.adapters.s3 import (
+    copy_missing,
+    keys_with_etags,
     replicate,
     replication_destination,
     s3_client,
@@ -23,7 +25,8 @@ def _endpoint(ctx: StepContext, site: str) -> S3Endpoint:
 
 
 class ObjectStoreReverseHandler:
-    """The active site's bucket replicates to the standby's; the standby's to nobody."""
+    """The active site's bucket replicates to the standby's, the standby's to nobody, and
+    the standby holds every object the active site holds."""
 
     def _state(self, step: Step, ctx: StepContext) -> tuple[str | None, str | None]:
         active, standby = step.site or "", step.params["destination"]
@@ -34,9 +37,16 @@ class ObjectStoreReverseHandler:
             replication_destination(target, step.target),
         )
 
+    def _in_sync(self, step: Step, ctx: StepContext) -> bool:
+        active = s3_client(ctx.topology, _endpoint(ctx, step.site or ""))
+        standby = s3_client(ctx.topology, _endpoint(ctx, step.params["destination"]))
+        wanted = keys_with_etags(active, step.target)
+        present = keys_with_etags(standby, step.target)
+        return all(present.get(key) == etag for key, etag in wanted.items())
+
     def check(self, step: Step, ctx: StepContext) -> bool:
         outbound, inbound = self._state(step, ctx)
-        return outbound is not None and inbound is None
+        return outbound is not None and inbound is None and self._in_sync(step, ctx)
 
     def apply(self, step: Step, ctx: StepContext) -> None:
         store = ctx.topology.object_store
@@ -45,14 +55,18 @@ class ObjectStoreReverseHandler:
         # Stop the old direction first: for a moment nothing replicates, rather than
         # both sites replicating into each other.
         stop_replicating(s3_client(ctx.topology, _endpoint(ctx, standby)), step.target)
+        source = s3_client(ctx.topology, _endpoint(ctx, active))
         replicate(
-            s3_client(ctx.topology, _endpoint(ctx, active)),
+            source,
             step.target,
             store.replication_role,
             step.target,
             rule_id=f"sitectl-{active}-to-{standby}",
         )
+        # What the new site took in before this rule existed is never replicated by it.
+        copied = copy_missing(source, s3_client(ctx.topology, _endpoint(ctx, standby)), step.target)
+        ctx.log(f"bucket {step.target}: copied {len(copied)} object(s) {active} → {standby}")
 
     def verify(self, step: Step, ctx: StepContext) -> None:
         if not self.check(step, ctx):
-            raise Unavailable(f"bucket {step.target}: replication not yet reversed")
+            raise Unavailable(f"bucket {step.target}: replication not yet reversed or in sync")
