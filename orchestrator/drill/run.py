@@ -1,5 +1,6 @@
 """The drill: pre-flight → canaries → move (the engine) → verification at the new site,
-and with failback: reprotect → in sync → canaries → move back → verification.
+and with failback: reprotect → in sync → canaries → move back → verification →
+reprotect, so the home site ends protected towards the other again.
 
 The drill never works around the engine: it calls the same operations an operator
 would, and records what they and the servers answered. Any failure stops it at the
@@ -139,6 +140,10 @@ def _drill(s: engine.Session, record: DrillRecord, options: DrillOptions, watche
     record.legs.append(back)
     _reprotect(s, record, back, watcher)
     _move(s, record, back, "switchover", options, watcher)
+    # Leave the service as it was found: home active *and* protected towards the other
+    # site again, so the next drill (or a real failover) starts from a mirrored state.
+    home_again = Leg("protect", home, options.to_site)
+    _reprotect(s, record, home_again, watcher)
 
 
 def _move(s: engine.Session, record: DrillRecord, leg: Leg, mode: str, options: DrillOptions,
@@ -178,7 +183,6 @@ def _move(s: engine.Session, record: DrillRecord, leg: Leg, mode: str, options: 
 def _reprotect(s: engine.Session, record: DrillRecord, leg: Leg, watcher: Watcher) -> None:
     with _phase(record, "reprotect", watcher) as phase:
         outcome = _operate(s, record, leg, "reprotect", None, watcher)
-        # Said here, not taken from the engine: its reprotect message names the standby.
         phase.detail = (f"mirrors reversed: {leg.from_site} protects towards {leg.to_site} "
                         f"({len(outcome.steps)} steps)")
     with _phase(record, f"in sync {leg.from_site}→{leg.to_site}", watcher) as phase:
