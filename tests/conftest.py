@@ -193,7 +193,11 @@ def lab() -> Iterator[LabHandle]:
     parent = Path(tempfile.mkdtemp(prefix="sitectl-lab-"))
     parent.chmod(0o755)
     state_dir = parent / "state"
-    session, result = _claim_the_machine(state_dir)
+    try:
+        session, result = _claim_the_machine(state_dir)
+    except BaseException:
+        parent.rmdir()  # nothing was started in it
+        raise
     if result.returncode != 0:
         # Stopped but kept, so its logs explain the failure.
         lab_command("down", "--state-dir", str(state_dir))
