@@ -134,11 +134,18 @@ class _VolumeBase(Frozen):
             raise ValueError(f"{value!r} is relative — a mount point must be an absolute path")
         return value
 
+    def mount_point_at(self, site: str) -> str:
+        settings = getattr(self, "sites", {}).get(site)
+        return getattr(settings, "mount_point", None) or self.mount_point
+
 
 class BtrfsSite(Frozen):
     # The state directory of the lab's btrfs driver for this site (image, loop device,
     # snapshots); the driver reads mirror state and lag from it.
     pool: str
+    # Where this site mounts the volume, when it differs from the volume's mount_point
+    # (the lab's two "sites" share one machine, so their paths must differ).
+    mount_point: str | None = None
 
 
 class BtrfsVolume(_VolumeBase):

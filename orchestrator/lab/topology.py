@@ -67,7 +67,7 @@ def build(state: LabState) -> dict[str, Any]:
             "services": ["slapd"],
             "moves": False,
             "probes": [{"kind": "tcp", "port": layout.LDAP_PORT}],
-        }
+        },
     }
     for order, (role, (service, port, kind)) in enumerate(APP_ROLES.items(), start=1):
         roles[role] = {
@@ -80,34 +80,38 @@ def build(state: LabState) -> dict[str, Any]:
     pools = {site: volumes.pool(state, site) for site in layout.DATACENTERS}
     zones = []
     for zone in bind.ZONES:
-        zones.append({
-            "name": zone.name,
-            "scope": "internal" if zone.name == layout.INTERNAL_ZONE else "external",
-            "provider": "rfc2136",
-            "update_servers": [_dns_server(zone.primary)],
-            "verify_servers": [_dns_server(site) for site in zone.sites()],
-            "tsig": {"key_file": _rel(state, bind.key_path(state, zone.ddns_key))},
-            "records": [{
-                "name": layout.MAIL_RECORD,
-                "type": "A",
-                "ttl": layout.RECORD_TTL,
-                "values": {site: layout.service_ip(site) for site in layout.DATACENTERS},
-            }],
-            # A zone whose primary lives in a datacenter is promoted on the other one
-            # when that datacenter is lost (orchestrator.lab.dnsrole does the BIND part).
-            "promote": {
-                site: {
-                    "server": _dns_server(site),
-                    "host": f"{site}-dns",
-                    "promote_command": "{{ lab_dnsrole }} promote --zone " + zone.name,
-                    "demote_command": (
-                        "{{ lab_dnsrole }} demote --zone " + zone.name + " --primary {primary}"
-                    ),
-                }
-                for site in layout.DATACENTERS
-                if zone.primary in layout.DATACENTERS and site in zone.sites()
-            },
-        })
+        zones.append(
+            {
+                "name": zone.name,
+                "scope": "internal" if zone.name == layout.INTERNAL_ZONE else "external",
+                "provider": "rfc2136",
+                "update_servers": [_dns_server(zone.primary)],
+                "verify_servers": [_dns_server(site) for site in zone.sites()],
+                "tsig": {"key_file": _rel(state, bind.key_path(state, zone.ddns_key))},
+                "records": [
+                    {
+                        "name": layout.MAIL_RECORD,
+                        "type": "A",
+                        "ttl": layout.RECORD_TTL,
+                        "values": {site: layout.service_ip(site) for site in layout.DATACENTERS},
+                    }
+                ],
+                # A zone whose primary lives in a datacenter is promoted on the other one
+                # when that datacenter is lost (orchestrator.lab.dnsrole does the BIND part).
+                "promote": {
+                    site: {
+                        "server": _dns_server(site),
+                        "host": f"{site}-dns",
+                        "promote_command": "{{ lab_dnsrole }} promote --zone " + zone.name,
+                        "demote_command": (
+                            "{{ lab_dnsrole }} demote --zone " + zone.name + " --primary {primary}"
+                        ),
+                    }
+                    for site in layout.DATACENTERS
+                    if zone.primary in layout.DATACENTERS and site in zone.sites()
+                },
+            }
+        )
 
     s3_keys = {
         "access_key": {"file": _rel(state, s3.access_key_file(state))},
@@ -148,7 +152,10 @@ def build(state: LabState) -> dict[str, Any]:
                 "subvolume": volumes.SUBVOLUME,
                 "mirror_config": _rel(state, volumes.config_path(state)),
                 "mirror": {"source": "dc1", "destination": "dc2"},
-                "sites": {site: {"pool": str(path)} for site, path in pools.items()},
+                "sites": {
+                    site: {"pool": str(path), "mount_point": str(volumes.mount_point(state, site))}
+                    for site, path in pools.items()
+                },
             }
         ],
         "dns": {"zones": zones},

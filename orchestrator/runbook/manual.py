@@ -370,10 +370,10 @@ def _object_store_reverse(topo: Topology, plan: Plan, step: Step) -> ManualStep:
 
 def _mount_command(vol: BtrfsVolume | NetappVolume | CommandVolume, site: str) -> str:
     if isinstance(vol, NetappVolume):
-        return f"mount -t nfs {vol.sites[site].export} {vol.mount_point}"
+        return f"mount -t nfs {vol.sites[site].export} {vol.mount_point_at(site)}"
     if isinstance(vol, BtrfsVolume):
-        pool = vol.sites[site].pool
-        return f"mount -o subvol={vol.subvolume} $(findmnt -no SOURCE {pool}) {vol.mount_point}"
+        pool, target = vol.sites[site].pool, vol.mount_point_at(site)
+        return f"mount -o subvol={vol.subvolume} $(findmnt -no SOURCE {pool}) {target}"
     return fill(vol.commands["mount"], volume=vol.name, site=site, mount_point=vol.mount_point)
 
 
@@ -386,7 +386,8 @@ def _unmount(topo: Topology, plan: Plan, step: Step) -> ManualStep:
                 topo,
                 group_name(site, vol.role),
                 "ansible.builtin.shell",
-                f"mountpoint -q {vol.mount_point} && umount {vol.mount_point} || true",
+                f"mountpoint -q {vol.mount_point_at(site)} && umount {vol.mount_point_at(site)}"
+                " || true",
             ),
         ),
         "every host reports CHANGED or SUCCESS",
@@ -403,7 +404,7 @@ def _mount(topo: Topology, plan: Plan, step: Step) -> ManualStep:
                 topo,
                 group_name(site, vol.role),
                 "ansible.builtin.shell",
-                f"mountpoint -q {vol.mount_point} || {_mount_command(vol, site)}",
+                f"mountpoint -q {vol.mount_point_at(site)} || {_mount_command(vol, site)}",
             ),
         ),
         "every host reports CHANGED or SUCCESS",

@@ -40,7 +40,7 @@ def _extravars(topo: Topology, vol: Volume, action: str, site: str, plan_to: str
         "volume_action": action,
         "volume_driver": vol.driver,
         "volume_site": site,
-        "volume_mount_point": vol.mount_point,
+        "volume_mount_point": vol.mount_point_at(site),
     }
     if isinstance(vol, BtrfsVolume) and vol.mirror_config:
         extra["mirror_config"] = str(topo.resolve(vol.mirror_config))
