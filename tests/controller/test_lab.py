@@ -110,6 +110,10 @@ def start_all(controllers: Controllers, leader: str = "witness") -> None:
     wait_for(lambda: controllers.status(leader)["decision"]
              == "dc1 up from 3 of 3 vantage points; nothing to do", "all three reporting",
              within=60)
+    # The readiness gate bounds what a lost site takes with it by the leader's canaries:
+    # losing dc1 before the first one has replicated would leave that bound unknown.
+    wait_for(lambda: controllers.status(leader).get("canary_problems") == [],
+             "the leader's canaries written", within=60)
 
 
 def flap(lab: LabHandle, site: str, seconds: float) -> float:
