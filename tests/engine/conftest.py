@@ -183,6 +183,10 @@ class Cluster:
     def move_back_to_dc1(self) -> None:
         """Leave the lab as the next scenario expects it: dc1 active, mirrored to dc2."""
         self.lab.heal_all()
+        op = self.status()["operation"]
+        # An earlier scenario may have stopped mid-operation on purpose: finish it first.
+        if op and op["in_progress"] and self.sitectl("resume").returncode != 0:
+            self.sitectl("abort")
         if self.status()["active_site"] != "dc1":
             if self.mirror()["destination"] != "dc1":
                 self.ok("reprotect", "--yes", "--reason", "scenario cleanup")
@@ -194,3 +198,10 @@ class Cluster:
 @pytest.fixture(scope="session")
 def cluster(lab: LabHandle) -> Cluster:
     return Cluster(lab)
+
+
+@pytest.fixture(autouse=True)
+def _start_home(cluster: Cluster) -> None:
+    """Every scenario starts from dc1 active and protected, whatever ran before it (a
+    drill may rightly end with dc2 active)."""
+    cluster.move_back_to_dc1()

@@ -13,7 +13,6 @@ from orchestrator.audit import AuditLog
 from orchestrator.coordination.lease import Lease
 from orchestrator.coordination.paths import ZkPaths
 from orchestrator.errors import LeaseLost
-from orchestrator.plan import Phase
 from tests.engine.conftest import Cluster
 
 pytestmark = pytest.mark.lab
@@ -96,66 +95,50 @@ def test_one_operation_at_a_time_and_a_stale_epoch_is_refused(cluster: Cluster) 
         cluster.move_back_to_dc1()
 
 
-def _phase_boundaries(cluster: Cluster, to_site: str) -> list[int]:
-    plan = json.loads(cluster.sitectl("plan", "--to", to_site, "--json").stdout)
-    counts, done = [], 0
-    for phase in [p.value for p in Phase]:
-        in_phase = sum(len(g["steps"]) for g in plan["groups"] if g["phase"] == phase)
-        if in_phase:
-            done += in_phase
-            counts.append(done)
-    return counts[:-1]  # after the last one there is nothing left to resume
+def test_sigkill_after_every_checkpoint_then_resume(cluster: Cluster) -> None:
+    """Kill sitectl (SIGKILL: no cleanup) after its first checkpoint, resume, kill the
+    resumed process after its first checkpoint, and so on until the switchover is done.
+    Every step boundary is a kill point, and steps of a parallel group that were still
+    running when their sibling's checkpoint triggered the kill are killed inside."""
+    cluster.assert_protected("dc1")
+    plan = json.loads(cluster.sitectl("plan", "--to", "dc2", "--json").stdout)
+    before = cluster.send_mail("dc1")
+    cluster.wait_delivered("dc1", before)
+    kill = {"SITECTL_FAULT_KILL_AFTER_STEPS": "1"}
 
+    killed = cluster.sitectl("switchover", "--to", "dc2", "--yes", "--reason", "kill chain", **kill)
+    kills = 1
+    while killed.returncode == -signal.SIGKILL:
+        assert cluster.status()["operation"]["status"] == "running"
+        killed = cluster.sitectl("resume", **kill)
+        kills += 1
+        assert kills < 60, "the kill chain does not converge"
+    assert killed.returncode == 0, killed.stderr
 
-@pytest.mark.parametrize("boundary", range(9))
-def test_sigkill_at_a_phase_boundary_then_resume(cluster: Cluster, boundary: int) -> None:
-    # Each case moves the service the other way from where the last one left it (and
-    # protects it again), so no case pays for a trip home.
-    here = cluster.status()["active_site"]
-    there = "dc2" if here == "dc1" else "dc1"
-    cluster.assert_protected(here)
-    boundaries = _phase_boundaries(cluster, there)
-    if boundary >= len(boundaries):
-        pytest.fail(f"the lab plan has only {len(boundaries)} phase boundaries")
-    after = boundaries[boundary]
-    before = cluster.send_mail(here)
-    cluster.wait_delivered(here, before)
-
-    killed = cluster.sitectl(
-        "switchover",
-        "--to",
-        there,
-        "--yes",
-        "--reason",
-        f"kill after {after}",
-        SITECTL_FAULT_KILL_AFTER_STEPS=str(after),
-    )
-    assert killed.returncode == -signal.SIGKILL
-    assert cluster.status()["operation"]["status"] == "running"
-
-    resumed = cluster.ok("resume")
-
-    assert resumed["status"] == "succeeded"
-    cluster.assert_active(there)
-    assert cluster.mail_count(there, before) == 1
+    status = cluster.status()["operation"]
+    assert status["status"] == "succeeded"
+    cluster.assert_active("dc2")
+    assert cluster.mail_count("dc2", before) == 1
+    assert kills >= len(plan["groups"]), "fewer kills than step boundaries"
     audit = [
         e
         for e in AuditLog(cluster.lab.state_dir / "sitectl" / "audit.jsonl").read()
-        if e.get("op") == resumed["id"]
+        if e.get("op") == status["id"]
     ]
     finished = [e["step"] for e in audit if e["event"] in ("step.done", "step.skipped")]
     assert len(finished) == len(set(finished)), "a step finished twice"
-    assert len(finished) == len(resumed["steps"])
+    assert len(finished) == status["steps_finished"]
     applied = [
         e["step"]
         for e in audit
         if e["event"] == "step.done" and e["detail"] == "applied and verified"
     ]
     assert len(applied) == len(set(applied)), "an effect was applied twice"
-    cluster.ok("reprotect", "--yes", "--reason", "scenario: protect the new site")
-    cluster.assert_protected(there)
+    resumes = [e for e in audit if e["event"] == "operation.resumed"]
+    assert len(resumes) == kills - 1
+    assert len({e["epoch"] for e in resumes}) == kills - 1, "every resume took a new epoch"
 
 
-def test_the_sigkill_cases_leave_dc1_protected(cluster: Cluster) -> None:
+def test_after_the_kill_chain_dc1_is_protected_again(cluster: Cluster) -> None:
     cluster.move_back_to_dc1()
     cluster.assert_protected("dc1")
