@@ -127,7 +127,11 @@ def test_sigkill_after_every_checkpoint_then_resume(cluster: Cluster) -> None:
     ]
     finished = [e["step"] for e in audit if e["event"] in ("step.done", "step.skipped")]
     assert len(finished) == len(set(finished)), "a step finished twice"
-    assert len(finished) == status["steps_finished"]
+    # ZooKeeper's checkpoints are the record: every step of the plan finished there. (A
+    # kill can land between a parallel sibling's checkpoint and its audit line, so the
+    # audit may miss an outcome that was in flight; it never shows one twice.)
+    assert status["steps_finished"] == sum(len(g["steps"]) for g in plan["groups"])
+    assert len(finished) <= status["steps_finished"]
     applied = [
         e["step"]
         for e in audit
