@@ -22,6 +22,7 @@ from orchestrator.cli.options import (
     JsonOption,
     ReasonOption,
     YesOption,
+    free_text,
     load,
 )
 from orchestrator.cli.output import console, emit_json, err_console, fail
@@ -247,6 +248,8 @@ def register(app: typer.Typer) -> None:
                 "--accept-data-loss",
                 help="Go on even if the readiness gate estimates a loss over the RPO limits; "
                 "the reason is recorded.",
+                metavar="REASON",
+                callback=free_text,
             ),
         ] = None,
         dry_run: DryRunOption = False,

@@ -27,8 +27,22 @@ YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for con
 DryRunOption = Annotated[
     bool, typer.Option("--dry-run", help="Print what would run; change nothing.")
 ]
+
+
+def free_text(value: str | None) -> str | None:
+    """Refuse an option's text that is really the next option: `--accept-data-loss --json`
+    would otherwise record "--json" as the reason for accepting a loss, and lose --json."""
+    if value is not None and value.startswith("-"):
+        raise typer.BadParameter(
+            f"{value!r} is an option, not a reason: give the reason as text, "
+            'e.g. "dc1 lost power"'
+        )
+    return value
+
+
 ReasonOption = Annotated[
-    str, typer.Option("--reason", "-r", help="Why: recorded in the audit log.")
+    str,
+    typer.Option("--reason", "-r", help="Why: recorded in the audit log.", callback=free_text),
 ]
 
 

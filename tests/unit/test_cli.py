@@ -74,6 +74,21 @@ def test_exit_codes(args: list[str], code: int) -> None:
     assert result.exit_code == code, result.output
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["failover", "--to", "dc2", "--accept-data-loss", "--json"],
+        ["switchover", "--to", "dc2", "--reason", "--yes"],
+    ],
+)
+def test_an_option_is_never_taken_as_a_reason(args: list[str]) -> None:
+    # Before anything connects: the reason would be recorded as "--json" and the
+    # operator's --json lost.
+    result = runner.invoke(app, [*args, "-c", TOPOLOGY])
+    assert result.exit_code == 2, result.output
+    assert "is an option, not a reason" in result.output
+
+
 @pytest.mark.parametrize("verb", ["validate", "plan", "runbook", "inventory"])
 def test_every_verb_has_help_with_an_example(verb: str) -> None:
     result = runner.invoke(app, [verb, "--help"])
