@@ -153,6 +153,28 @@ def build_plan(topo: Topology, observed: ObservedState, mode: Mode, to_site: str
                 ],
             )
         )
+    promotions = [z for z in topo.dns.zones if _needs_promotion(z, mode, from_site, to_site)]
+    promote_steps = [
+        Step(
+            id=f"dns/promote/{zone.name}",
+            phase=Phase.DNS,
+            action=Action.DNS_PROMOTE,
+            site=to_site,
+            target=zone.name,
+            hosts=(zone.promote[to_site].host,),
+            description=(
+                f"promote {to_site}'s server {zone.promote[to_site].server} to "
+                f"primary of {zone.name}"
+            ),
+            params={"server": str(zone.promote[to_site].server)},
+        )
+        for zone in promotions
+    ]
+    if promotions:
+        notes.append(
+            f"the primary DNS server of {', '.join(z.name for z in promotions)} lives in "
+            f"{from_site}: {to_site}'s server is promoted to primary while the mirrors break"
+        )
     if volumes:
         groups.append(
             _group(
@@ -171,7 +193,10 @@ def build_plan(topo: Topology, observed: ObservedState, mode: Mode, to_site: str
                         params={"driver": v.driver, "source": from_site},
                     )
                     for v in volumes
-                ],
+                ]
+                # Independent of storage, and each a playbook run of its own: side by
+                # side with the mirrors' break rather than after the mounts.
+                + promote_steps,
             )
         )
         groups.append(
@@ -192,33 +217,8 @@ def build_plan(topo: Topology, observed: ObservedState, mode: Mode, to_site: str
                 ],
             )
         )
-    promotions = [z for z in topo.dns.zones if _needs_promotion(z, mode, from_site, to_site)]
-    if promotions:
-        notes.append(
-            f"the primary DNS server of {', '.join(z.name for z in promotions)} lives in "
-            f"{from_site}: {to_site}'s server is promoted to primary first"
-        )
-        groups.append(
-            _group(
-                Phase.DNS,
-                [
-                    Step(
-                        id=f"dns/promote/{zone.name}",
-                        phase=Phase.DNS,
-                        action=Action.DNS_PROMOTE,
-                        site=to_site,
-                        target=zone.name,
-                        hosts=(zone.promote[to_site].host,),
-                        description=(
-                            f"promote {to_site}'s server {zone.promote[to_site].server} to "
-                            f"primary of {zone.name}"
-                        ),
-                        params={"server": str(zone.promote[to_site].server)},
-                    )
-                    for zone in promotions
-                ],
-            )
-        )
+    if promote_steps and not volumes:
+        groups.append(_group(Phase.DNS, promote_steps))
     groups.append(
         _group(
             Phase.DNS,

@@ -480,7 +480,7 @@ def _dns_promote(topo: Topology, plan: Plan, step: Step) -> ManualStep:
         (_ansible(topo, host.name, "ansible.builtin.shell", promotion.promote_command),),
         f"{host.name} reports CHANGED",
         f"{promotion.server} accepts a signed update for {zone.name} "
-        f"(the nsupdate of the next step succeeds against it)",
+        f"(the nsupdate of the zone's update step succeeds against it)",
     )
 
 

@@ -76,9 +76,13 @@ def test_failover_takes_no_final_sync_and_skips_an_unreachable_old_site(topo: To
         for phase, ids in SWITCHOVER
         if phase != "final-sync" and ids != ["disable-application/dc1/canary"]
     ]
-    # dc1 holds the internal zone's only primary: dc2's server is promoted first.
-    at = expected.index(("dns", ["dns/corp.example.net.", "dns/example.com."]))
-    expected.insert(at, ("dns", ["dns/promote/corp.example.net."]))
+    # dc1 holds the internal zone's only primary: dc2's server is promoted before the
+    # updates, side by side with the mirrors' break.
+    at = expected.index(("break-mirrors", ["break-mirrors/mailstore", "break-mirrors/metadata"]))
+    expected[at] = (
+        "break-mirrors",
+        ["break-mirrors/mailstore", "break-mirrors/metadata", "dns/promote/corp.example.net."],
+    )
     assert _shape(plan) == expected
     old_site_steps = [s for s in plan.steps() if s.site == "dc1"]
     assert old_site_steps and all(s.if_unreachable == "skip" for s in old_site_steps)
@@ -234,7 +238,9 @@ def test_failover_promotes_the_standby_dns_server_and_updates_it_first(topo: Top
     assert update.params["servers"] == ["198.51.100.53:53", "192.0.2.53:53"]
     assert update.params["verify_servers"] == ["198.51.100.53:53"]  # dc1's may be gone
     assert plan.step("verify/dns").params["zones"]["corp.example.net."] == ["198.51.100.53:53"]
-    assert any("promoted to primary first" in note for note in plan.notes)
+    assert any("promoted to primary while the mirrors break" in note for note in plan.notes)
+    group_of = {s.id: i for i, g in enumerate(plan.groups) for s in g.steps}
+    assert group_of[promote.id] < group_of[update.id], "the update goes to the promoted server"
 
 
 def test_switchover_keeps_the_live_primary_and_verifies_every_server(topo: Topology) -> None:
