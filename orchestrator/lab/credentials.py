@@ -24,10 +24,10 @@ def _private_file(path: Path, content: str) -> None:
         handle.write(content)
 
 
-def ensure_password(path: Path) -> str:
-    """The password stored at `path`, made (random, URL-safe) if absent."""
+def ensure_password(path: Path, prefix: str = "") -> str:
+    """The password stored at `path`, made (`prefix` + random, URL-safe) if absent."""
     if not path.exists():
-        _private_file(path, secrets.token_urlsafe(18) + "\n")
+        _private_file(path, prefix + secrets.token_urlsafe(18) + "\n")
     return path.read_text().strip()
 
 

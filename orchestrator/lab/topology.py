@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from orchestrator.config.loader import validate_text
-from orchestrator.lab import bind, layout, ldap, mail, s3, volumes
+from orchestrator.lab import bind, layout, ldap, mail, s3, volumes, zookeeper
 from orchestrator.lab.environment import INVENTORY, topology_path
 from orchestrator.lab.state import LabState
 
@@ -188,6 +188,7 @@ def build(state: LabState) -> dict[str, Any]:
             "chroot": "/sitectl/lab",
             # tickTime 500 ms bounds sessions to 1-10 s; 4 s notices a lost site quickly.
             "session_timeout": "4s",
+            "auth": {"credentials": {"file": _rel(state, zookeeper.digest_file(state))}},
         },
         "policy": {
             "rpo_limits": {"volume": "30s", "ldap": "10s", "object_store": "60s"},

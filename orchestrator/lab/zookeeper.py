@@ -7,8 +7,10 @@ of the machine's memory and three of them blow the lab's 1.5 GB budget.
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 from orchestrator.lab import layout
+from orchestrator.lab.credentials import ensure_password
 from orchestrator.lab.state import Component, LabState
 from orchestrator.lab.templates import render
 
@@ -35,7 +37,14 @@ def ports(site: str) -> list[tuple[str, int]]:
     return [(ip, layout.ZK_CLIENT_PORT), (ip, layout.ZK_PEER_PORT), (ip, layout.ZK_ELECTION_PORT)]
 
 
+def digest_file(state: LabState) -> Path:
+    """sitectl's ZooKeeper identity, "user:password": its znodes carry a digest ACL for
+    this identity only, so nothing else on the ensemble can read or move them."""
+    return state.secrets / "zookeeper.digest"
+
+
 def prepare(state: LabState, programs: dict[str, str]) -> list[Component]:
+    ensure_password(digest_file(state), prefix="sitectl:")
     peers = [{"myid": layout.zk_myid(s), "ip": layout.service_ip(s)} for s in layout.SITES]
     comps = []
     for site in layout.SITES:

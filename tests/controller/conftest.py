@@ -254,6 +254,12 @@ class Controllers:
         return (self.dir / f"{site}.log").read_text()
 
     def stop_all(self) -> None:
+        # pytest shows captured output only for a failing test: there, these tails are
+        # what explains it (CI keeps nothing else).
+        for site in self.procs:
+            with contextlib.suppress(OSError):
+                tail = self.log(site).splitlines()[-60:]
+                print(f"---- controller {site}, last lines ----", *tail, sep="\n")
         for proc in self.procs.values():
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGCONT)

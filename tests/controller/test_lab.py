@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from kazoo.client import KazooClient
 
 from orchestrator.audit import AuditLog
 from orchestrator.config import load_topology
+from orchestrator.coordination.client import connect
 from orchestrator.coordination.paths import ZkPaths
 from orchestrator.lab import layout, procs
 from orchestrator.lab import state as lab_state
@@ -60,42 +60,37 @@ def controller_topology(cluster: Cluster, name: str, **rpo_limits: str) -> Path:
 def lab_controllers(
     cluster: Cluster, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[Controllers]:
-    # A scenario that holds promotion on purpose (pause) for longer than the lab's 10 s
-    # LDAP RPO would then, rightly, be refused by the readiness gate: the loss it can
-    # bound grows with every second dc1 is gone. Those scenarios mark a wider limit.
+    # The loss the readiness gate can bound after dc1 dies grows with every second it
+    # is gone (it cannot tell a dead site from one still writing behind a partition), and
+    # detection alone takes 3 probes. The lab's 10 s LDAP limit leaves too little for
+    # that on a busy 2-core CI machine (7.8 s was seen with the machine loaded; CI
+    # never promoted once, its gate most likely refusing), so the controllers run
+    # with 30 s. A scenario that holds promotion on purpose (pause) marks a wider limit.
     wide = request.node.get_closest_marker("wide_ldap_rpo")
     topology = (
         controller_topology(cluster, "controllers-wide-rpo", ldap="10m")
         if wide
-        else controller_topology(cluster, "controllers")
+        else controller_topology(cluster, "controllers", ldap="30s")
     )
     running = Controllers(tmp_path, topology, env=cluster.env())
     try:
         yield running
     finally:
         running.stop_all()
-        _forget_automation(cluster)
-        failed_over = cluster.status()["active_site"] != "dc1"
-        healed = [cluster.lab.cli("heal-site", site) for site in layout.SITES]
-        if failed_over:
-            # After a failover, healing dc1 also restarts its application processes,
-            # which cannot serve until the service is moved back: the way back below
-            # starts them properly, and a second heal then finds everything wanted up.
-            cluster.ok("reprotect", "--yes", "--reason", "controller scenario: failback")
-            cluster.ok(
-                "switchover", "--to", "dc1", "--yes", "--reason", "controller scenario: failback"
-            )
-            healed = [cluster.lab.cli("heal-site", site) for site in layout.SITES]
-        assert all(h.returncode == 0 for h in healed), [h.stderr for h in healed]
-        cluster.assert_active("dc1")
+        if cluster.at_home():
+            _forget_automation(cluster)
+        else:
+            # A failover rightly leaves dc2 active and dc1's application down: a new lab
+            # is the quick way home (the way back is a scenario of tests/engine).
+            cluster.lab.renew()
+        cluster.assert_protected("dc1")
 
 
 def _forget_automation(cluster: Cluster) -> None:
     """Each scenario starts without a block period, an ack or a pause left by another."""
     topo = cluster.topology
     root = ZkPaths.for_cluster(topo.zookeeper.chroot, topo.cluster).root
-    client = KazooClient(hosts=topo.zookeeper.connect_string())
-    client.start(timeout=30)
+    client = connect(topo, timeout=30)  # sitectl's digest identity: its znodes are ACLed
     try:
         for path in (f"{root}/controller/automatic", f"{root}/controller/ack", f"{root}/paused"):
             if client.exists(path):
@@ -292,10 +287,6 @@ def test_dc2_cut_off_from_zookeeper_never_promotes(
         proxy.close()
 
 
-@pytest.mark.xfail(
-    reason="known defect, issue 6 open: fails when run after the other controller scenarios in one lab session (passed alone during development); kept running so CI shows it",
-    strict=False,
-)
 def test_leader_killed_mid_failover_is_resumed(
     cluster: Cluster, lab_controllers: Controllers
 ) -> None:
@@ -352,10 +343,6 @@ def test_leader_killed_mid_failover_is_resumed(
 
 
 @pytest.mark.wide_ldap_rpo
-@pytest.mark.xfail(
-    reason="known defect, issue 6 open: fails when run after the other controller scenarios in one lab session (passed alone during development); kept running so CI shows it",
-    strict=False,
-)
 def test_pause_holds_promotion_and_unpause_releases_it(
     cluster: Cluster, lab_controllers: Controllers
 ) -> None:

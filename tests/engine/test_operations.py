@@ -8,8 +8,10 @@ import signal
 
 import pytest
 from kazoo.client import KazooClient
+from kazoo.exceptions import NoAuthError
 
 from orchestrator.audit import AuditLog
+from orchestrator.coordination.client import connect
 from orchestrator.coordination.lease import Lease
 from orchestrator.coordination.paths import ZkPaths
 from orchestrator.errors import LeaseLost
@@ -69,8 +71,7 @@ def test_dry_run_changes_nothing(cluster: Cluster) -> None:
 
 def test_one_operation_at_a_time_and_a_stale_epoch_is_refused(cluster: Cluster) -> None:
     topo = cluster.topology
-    client = KazooClient(hosts=topo.zookeeper.connect_string())
-    client.start(timeout=15)
+    client = connect(topo, timeout=15)  # sitectl's digest identity: its znodes are ACLed
     try:
         holder = Lease(
             client, ZkPaths.for_cluster(topo.zookeeper.chroot, topo.cluster), "drill-holder@test:1"
@@ -92,7 +93,6 @@ def test_one_operation_at_a_time_and_a_stale_epoch_is_refused(cluster: Cluster) 
         assert cluster.status()["active_site"] == "dc2"
     finally:
         client.stop()
-        cluster.move_back_to_dc1()
 
 
 def test_sigkill_after_every_checkpoint_then_resume(cluster: Cluster) -> None:
@@ -142,7 +142,44 @@ def test_sigkill_after_every_checkpoint_then_resume(cluster: Cluster) -> None:
     assert len(resumes) == kills - 1
     assert len({e["epoch"] for e in resumes}) == kills - 1, "every resume took a new epoch"
 
-
-def test_after_the_kill_chain_dc1_is_protected_again(cluster: Cluster) -> None:
+    # And the service goes home by operations after the chain, as after any switchover.
     cluster.move_back_to_dc1()
     cluster.assert_protected("dc1")
+
+
+def test_sitectl_znodes_are_sitectl_s_alone(cluster: Cluster) -> None:
+    """Digest ACLs: on an ensemble shared with other users, only sitectl's identity (the
+    topology's zookeeper.auth) reads or moves its leases, checkpoints and pause."""
+    topo = cluster.topology
+    root = ZkPaths.for_cluster(topo.zookeeper.chroot, topo.cluster).root
+    paused = cluster.sitectl("pause", "--reason", "acl check")
+    assert paused.returncode == 0, paused.stderr
+    try:
+        user = cluster.lab.secret(str(topo.base_dir / topo.zookeeper.auth.credentials.file))
+        user = user.partition(":")[0]
+        anonymous = KazooClient(hosts=topo.zookeeper.connect_string())
+        intruder = KazooClient(
+            hosts=topo.zookeeper.connect_string(), auth_data=[("digest", f"{user}:guessed")]
+        )
+        for client in (anonymous, intruder):
+            client.start(timeout=15)
+            try:
+                with pytest.raises(NoAuthError):
+                    client.get(f"{root}/paused")
+                with pytest.raises(NoAuthError):
+                    client.delete(f"{root}/paused")
+                with pytest.raises(NoAuthError):  # not even who may read it
+                    client.get_acls(f"{root}/paused")
+            finally:
+                client.stop()
+                client.close()
+        own = connect(topo, timeout=15)
+        try:
+            acls, _ = own.get_acls(f"{root}/paused")
+        finally:
+            own.stop()
+            own.close()
+        assert [(a.id.scheme, a.id.id.partition(":")[0]) for a in acls] == [("digest", user)]
+        assert cluster.status()["paused"], "sitectl itself still reads it"
+    finally:
+        assert cluster.sitectl("unpause").returncode == 0
