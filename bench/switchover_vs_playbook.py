@@ -1,0 +1,352 @@
+"""Benchmark P2: a lab switchover by sitectl against the same work scripted by hand.
+
+    .venv/bin/python bench/switchover_vs_playbook.py [--state-dir DIR] [--rounds 2] [--json]
+
+Needs the lab: with `--state-dir` a running one (`sitectl lab up --state-dir DIR`, active
+site dc1), else it starts its own in a temporary dir and takes it down at the end. Run it
+in a network namespace of your own when others run labs on the machine.
+
+Each round moves the service there and back twice, interleaved so both see the same
+machine load:
+- sitectl: `sitectl switchover --to dc2 --yes --json`, `sitectl reprotect`, the same to dc1,
+  `sitectl reprotect` (reprotects are not timed);
+- baseline: bench/baseline/switchover.yml in ONE `ansible-playbook` run (the lab commands
+  sitectl's playbooks run, in the same order), bench/baseline/dns.sh (`nsupdate` + TSIG,
+  both zones at once), then the post-checks sitectl's verify phase makes (every record on
+  every authoritative server, the application's SMTP/IMAP probes on the new site: the
+  same functions); the mirror is reversed between the legs (not timed).
+
+Times are decision → post-checks green: the wall time of the `sitectl switchover` process
+(which includes its start-up, planning and pre-flight) and of the baseline's three parts.
+For sitectl also: the operation record's own started → finished, the time inside steps
+(per group of the plan: the longest step of a parallel group), and the overhead, total
+minus time inside steps. Prints the per-step medians, so where the time goes is visible.
+Targets (issue 8): sitectl ≤ 15 s, overhead ≤ 10 %, sitectl / baseline ≤ 1.0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from orchestrator.adapters.dns import changes_for_site, verify
+from orchestrator.config import load_topology
+from orchestrator.config.model import BtrfsVolume, Topology
+from orchestrator.engine.steps.common import site_probes
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+BASELINE = REPO / "bench" / "baseline"
+TARGET_S, TARGET_OVERHEAD, TARGET_RATIO = 15.0, 0.10, 1.0
+POST_CHECK_TIMEOUT_S = 30.0
+
+
+def load() -> str:
+    """The 1, 5 and 15 minute load averages: the machine may be shared."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+class Lab:
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.topology_file = state_dir / "topology.yaml"
+        self.env = {
+            **os.environ,
+            "SITECTL_CONFIG": str(self.topology_file),
+            "SITECTL_LAB_DIR": str(state_dir),
+            "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
+        }
+
+    def topo(self) -> Topology:
+        return load_topology(self.topology_file)
+
+    def run(self, *argv: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            list(argv), capture_output=True, text=True, env=self.env, timeout=600, check=False
+        )
+        if done.returncode != 0:
+            raise SystemExit(
+                f"{' '.join(argv)} exited {done.returncode}:\n"
+                f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+            )
+        return done
+
+    def sitectl(self, *args: str) -> dict[str, Any]:
+        return dict(json.loads(self.run(str(BIN / "sitectl"), *args, "--json").stdout))
+
+
+def plan_groups(lab: Lab) -> dict[str, int]:
+    """Generic step id (see `generic`) → index of its group in the plan dc1 → dc2; the way
+    back has the same shape. (`sitectl plan` plans from the topology file's active site,
+    so it refuses `--to dc1` while dc2 is active.)"""
+    plan = lab.sitectl("plan", "--to", "dc2")
+    return {generic(s["id"], "dc2"): g["index"] for g in plan["groups"] for s in g["steps"]}
+
+
+def generic(step_id: str, to: str) -> str:
+    """The step id with the sites named by their part: dc1 → dc2's `mount/dc2/x` and dc2 →
+    dc1's `mount/dc1/x` are both `mount/NEW/x`."""
+    names = {to: "NEW", other(to): "OLD"}
+    return "/".join(names.get(part, part) for part in step_id.split("/"))
+
+
+def sitectl_leg(lab: Lab, to: str, groups: dict[str, int]) -> dict[str, Any]:
+    began = time.monotonic()
+    op = lab.sitectl("switchover", "--to", to, "--yes", "--reason", "bench P2")
+    wall = time.monotonic() - began
+    if op["status"] != "succeeded":
+        raise SystemExit(f"switchover to {to}: {op['status']}: {op.get('message')}")
+    steps = {generic(s["id"], to): float(s["seconds"] or 0.0) for s in op["steps"]}
+    longest: dict[int, float] = defaultdict(float)
+    for step, seconds in steps.items():
+        group = groups.get(step, -1 - len(longest))  # not in the plan: its own group
+        longest[group] = max(longest[group], seconds)
+    lab.sitectl("reprotect", "--yes", "--reason", "bench P2")
+    return {
+        "to": to,
+        "wall_s": wall,
+        "record_s": float(op["finished"]) - float(op["started"]),
+        "inside_steps_s": sum(longest.values()),
+        "steps": steps,
+        "load": load(),
+    }
+
+
+def other(site: str) -> str:
+    return "dc1" if site == "dc2" else "dc2"
+
+
+def mirror_config(topo: Topology) -> Path:
+    vol = next(v for v in topo.volumes if isinstance(v, BtrfsVolume))
+    assert vol.mirror_config is not None
+    return topo.resolve(vol.mirror_config)
+
+
+def post_checks(topo: Topology, to: str) -> None:
+    """What sitectl's verify phase checks, with the same functions: each zone's records on
+    every authoritative server, and the moved roles' protocol probes on the new site."""
+    for zone in topo.dns.zones:
+        result = verify(
+            zone.name,
+            changes_for_site(zone, to),
+            zone.verify_servers,
+            timeout=POST_CHECK_TIMEOUT_S,
+            interval=0.05,
+        )
+        if not result.ok:
+            raise SystemExit(f"baseline post-check: {result.describe()}")
+    deadline = time.monotonic() + POST_CHECK_TIMEOUT_S
+    while True:
+        down = [r for r in site_probes(topo, to) if not r.up]
+        if not down:
+            return
+        if time.monotonic() > deadline:
+            raise SystemExit(f"baseline post-check: {'; '.join(r.describe() for r in down)}")
+        time.sleep(0.05)
+
+
+def baseline_leg(lab: Lab, to: str) -> dict[str, Any]:
+    topo = lab.topo()
+    frm = other(to)
+    dns_args = [
+        v
+        for zone in topo.dns.zones
+        for v in (
+            zone.name,
+            str(zone.update_servers[0]),
+            str(topo.resolve(zone.tsig.key_file)) if zone.tsig and zone.tsig.key_file else "",
+        )
+    ]
+    began = time.monotonic()
+    lab.run(
+        str(BIN / "ansible-playbook"),
+        "-i",
+        str(REPO / "inventories/lab/hosts.yml"),
+        str(BASELINE / "switchover.yml"),
+        "-e",
+        f"from_site={frm}",
+        "-e",
+        f"to_site={to}",
+        "-e",
+        f"mirror_config={mirror_config(topo)}",
+    )
+    played = time.monotonic()
+    lab.run("sh", str(BASELINE / "dns.sh"), topo.dns.zones[0].records[0].values[to], *dns_args)
+    updated = time.monotonic()
+    post_checks(topo, to)
+    done = time.monotonic()
+    # Reprotect, untimed: the new site's volume now mirrors back to the old one.
+    lab.run(
+        sys.executable,
+        "-m",
+        "orchestrator.storage",
+        "--config",
+        str(mirror_config(topo)),
+        "reverse",
+        to,
+    )
+    return {
+        "to": to,
+        "wall_s": done - began,
+        "playbook_s": played - began,
+        "nsupdate_s": updated - played,
+        "post_checks_s": done - updated,
+        "load": load(),
+    }
+
+
+def median(rows: list[dict[str, Any]], key: str) -> float:
+    return statistics.median(float(r[key]) for r in rows)
+
+
+def report(sitectl: list[dict[str, Any]], baseline: list[dict[str, Any]]) -> dict[str, Any]:
+    wall, base = median(sitectl, "wall_s"), median(baseline, "wall_s")
+    inside = median(sitectl, "inside_steps_s")
+    overheads = [(r["wall_s"] - r["inside_steps_s"]) / r["wall_s"] for r in sitectl]
+    steps: dict[str, list[float]] = defaultdict(list)
+    for r in sitectl:
+        for step, seconds in r["steps"].items():
+            steps[step].append(seconds)
+    return {
+        "figure": "P2 lab switchover, decision → post-checks green, sitectl vs plain "
+        "ansible-playbook + nsupdate",
+        "machine": f"{platform.node()} {os.cpu_count()} cpu, Python {platform.python_version()}",
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "sitectl_runs": sitectl,
+        "baseline_runs": baseline,
+        "sitectl_median_s": wall,
+        "sitectl_max_s": max(r["wall_s"] for r in sitectl),
+        "sitectl_record_median_s": median(sitectl, "record_s"),
+        "inside_steps_median_s": inside,
+        "overhead_median": statistics.median(overheads),
+        "baseline_median_s": base,
+        "baseline_playbook_median_s": median(baseline, "playbook_s"),
+        "baseline_nsupdate_median_s": median(baseline, "nsupdate_s"),
+        "baseline_post_checks_median_s": median(baseline, "post_checks_s"),
+        "ratio": wall / base,
+        "step_medians_s": {k: statistics.median(v) for k, v in steps.items()},
+    }
+
+
+def show(r: dict[str, Any]) -> None:
+    print(f"\n{r['figure']}\n  {r['machine']}, {r['date']}")
+    for row in r["sitectl_runs"]:
+        print(
+            f"  sitectl  → {row['to']}: {row['wall_s']:5.1f} s wall, record "
+            f"{row['record_s']:5.1f} s, inside steps {row['inside_steps_s']:5.1f} s, "
+            f"load {row['load']}"
+        )
+    for row in r["baseline_runs"]:
+        print(
+            f"  baseline → {row['to']}: {row['wall_s']:5.1f} s = playbook "
+            f"{row['playbook_s']:.1f} + nsupdate {row['nsupdate_s']:.2f} + post-checks "
+            f"{row['post_checks_s']:.2f}, load {row['load']}"
+        )
+    print(
+        "  sitectl step medians (s): "
+        + ", ".join(f"{k} {v:.2f}" for k, v in r["step_medians_s"].items())
+    )
+    print(
+        f"  median sitectl {r['sitectl_median_s']:.1f} s (record {r['sitectl_record_median_s']:.1f}"
+        f" s; target ≤ {TARGET_S:g} s), inside steps {r['inside_steps_median_s']:.1f} s, "
+        f"overhead {r['overhead_median']:.0%} (target ≤ {TARGET_OVERHEAD:.0%}); baseline "
+        f"{r['baseline_median_s']:.1f} s; ratio {r['ratio']:.2f} (target ≤ {TARGET_RATIO:g})"
+    )
+    print(f"  the lab ends with {r['ends_with']}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--state-dir", type=Path, help="a running lab; default: start one")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="rounds; each times 2 switchovers by each method (default 2)",
+    )
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    own = args.state_dir is None
+    if own:
+        parent = Path(tempfile.mkdtemp(prefix="sitectl-bench-p2-"))
+        parent.chmod(0o755)  # Postfix and Dovecot run as their own users
+        state_dir = parent / "state"
+        subprocess.run(
+            [sys.executable, "-m", "orchestrator.lab", "up", "--state-dir", str(state_dir)],
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+    else:
+        state_dir = args.state_dir.absolute()
+    lab = Lab(state_dir)
+    try:
+        if lab.sitectl("status")["active_site"] != "dc1":
+            raise SystemExit("the lab's active site is not dc1: move it back first")
+        sitectl_runs: list[dict[str, Any]] = []
+        baseline_runs: list[dict[str, Any]] = []
+        groups = plan_groups(lab)
+        for n in range(1, args.rounds + 1):
+            for to in ("dc2", "dc1"):
+                sitectl_runs.append(sitectl_leg(lab, to, groups))
+                print(
+                    f"round {n}: sitectl → {to} {sitectl_runs[-1]['wall_s']:.1f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            for to in ("dc2", "dc1"):
+                baseline_runs.append(baseline_leg(lab, to))
+                print(
+                    f"round {n}: baseline → {to} {baseline_runs[-1]['wall_s']:.1f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        result = report(sitectl_runs, baseline_runs)
+        status = lab.sitectl("status")
+        health = subprocess.run(
+            [str(BIN / "sitectl"), "health", "--json"],
+            capture_output=True,
+            text=True,
+            env=lab.env,
+            timeout=120,
+            check=False,
+        )
+        worst = json.loads(health.stdout)["status"] if health.stdout.strip() else "unknown"
+        result["ends_with"] = f"active site {status['active_site']}, health {worst}"
+    finally:
+        if own:
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "orchestrator.lab",
+                    "down",
+                    "--purge",
+                    "--state-dir",
+                    str(state_dir),
+                ],
+                capture_output=True,
+                timeout=300,
+            )
+            state_dir.parent.rmdir()
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        show(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
