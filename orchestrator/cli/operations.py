@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +28,8 @@ from orchestrator.cli.options import (
 )
 from orchestrator.cli.output import console, emit_json, err_console, fail
 from orchestrator.config import Topology
+from orchestrator.controller.leadership import current_leader
+from orchestrator.controller.zkstate import ControllerState
 from orchestrator.engine import operation as engine
 from orchestrator.engine.faults import Faults
 from orchestrator.engine.records import OpStatus, StepRecord
@@ -217,6 +220,22 @@ def _operate(
     _finish(outcome, json_output)
 
 
+def _controllers_line(controllers: list[dict[str, Any]]) -> str:
+    if not controllers:
+        return "controllers: none running (no automatic failover)"
+    parts = []
+    for c in controllers:
+        seen = ", ".join(f"{site} {status}" for site, status in sorted(c["sees"].items()))
+        at = (
+            time.strftime("%H:%M:%S", time.localtime(c["last_report"]))
+            if c["last_report"]
+            else "no report yet"
+        )
+        lead = " (leader)" if c["leader"] else ""
+        parts.append(f"{c['site']}{lead}: {seen or 'nothing seen yet'} at {at}")
+    return "controllers: " + "; ".join(parts)
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def switchover(
@@ -335,6 +354,8 @@ def register(app: typer.Typer) -> None:
         topo = _topology(config)
         with _engine_errors(), engine.session(topo) as s:
             info = engine.describe(s)
+            leader = current_leader(s.client, s.paths)
+            info["controllers"] = ControllerState(s.client, s.paths).running(leader)
         if json_output:
             emit_json(info)
             return
@@ -350,6 +371,7 @@ def register(app: typer.Typer) -> None:
         console.print(f"lease: {holders[0] if holders else 'free'}", markup=False)
         if info["paused"]:
             console.print(f"automation paused: {info['paused']}", markup=False)
+        console.print(_controllers_line(info["controllers"]), markup=False)
         op = info["operation"]
         if op:
             state = "in progress" if op["in_progress"] else "last operation"

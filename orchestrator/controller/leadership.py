@@ -126,13 +126,7 @@ class Leadership:
         return ""
 
     def leader(self) -> str | None:
-        """Who leads (the first contender), as far as ZooKeeper says now."""
-        try:
-            with translated("reading the election"):
-                contenders = Lock(self._client, self._paths.election).contenders()
-        except (SitectlError, NoNodeError):
-            return None
-        return contenders[0] if contenders else None
+        return current_leader(self._client, self._paths)
 
     def resign(self) -> None:
         self._drop()
@@ -151,3 +145,13 @@ class Leadership:
             lock.release()
         except Exception as exc:  # kazoo raises several kinds here; none is actionable
             log.debug("releasing the election node: %s", exc)
+
+
+def current_leader(client: KazooClient, paths: ZkPaths) -> str | None:
+    """Who leads (the election's first contender), as far as ZooKeeper says now."""
+    try:
+        with translated("reading the election"):
+            contenders = Lock(client, paths.election).contenders()
+    except (SitectlError, NoNodeError):
+        return None
+    return str(contenders[0]) if contenders else None

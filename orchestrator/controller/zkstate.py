@@ -90,6 +90,24 @@ class ControllerState:
     def members(self) -> dict[str, dict[str, Any]]:
         return {site: data for site, data, _ in self._children(self.members_path)}
 
+    def running(self, leader: str | None) -> list[dict[str, Any]]:
+        """For `sitectl status`: every live controller, whether it leads (`leader` is the
+        election's first contender, "SITE user@host:pid"), and its last view of the sites
+        (`last_report` on the controller's own clock)."""
+        views = {p.site: p.data for p in self.vantage_reports()}
+        found = []
+        for site, info in self.members().items():
+            probed = views.get(site, {}).get("probed_at")  # absent until its first probe
+            found.append({
+                "site": site,
+                "identity": info.get("identity", site),
+                "leader": leader is not None and leader == info.get("identity"),
+                "last_report": probed,
+                "sees": {name: v.get("status") for name, v in
+                         views.get(site, {}).get("sites", {}).items()},
+            })
+        return found
+
     def vantage_reports(self) -> list[Published]:
         return [Published(site, data, mzxid) for site, data, mzxid in
                 self._children(self.vantage_path)]

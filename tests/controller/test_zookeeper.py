@@ -7,11 +7,13 @@ a leader that would promote says so in its sentence instead of running the engin
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -23,6 +25,7 @@ from orchestrator.coordination.paths import ZkPaths
 from tests.controller.conftest import ZK_IPS, Controllers, Ensemble, wait_for
 
 pytestmark = pytest.mark.lab
+SITECTL = str(Path(sys.executable).with_name("sitectl"))
 
 SUSPENDED = ("ZooKeeper session suspended: taking no decision until reconnected and "
              "re-verified as leader")
@@ -45,6 +48,18 @@ def test_three_controllers_elect_one_leader_and_replace_it_when_killed(
     for site in {"dc1", "dc2", "witness"} - {first}:
         wait_for(lambda site=site: controllers.status(site).get("decision")
                  == "not the leader: probing and publishing only", f"{site} follows")
+
+    # `sitectl status` names them, the leader and what each sees.
+    shown = subprocess.run([SITECTL, "status", "--json", "-c", str(controllers.topology)],
+                           capture_output=True, text=True, timeout=60, check=False)
+    assert shown.returncode == 0, shown.stderr
+    running = {c["site"]: c for c in json.loads(shown.stdout)["controllers"]}
+    assert set(running) == {"dc1", "dc2", "witness"}
+    assert [site for site, c in running.items() if c["leader"]] == [first]
+    assert all(c["sees"]["dc1"] == "up" and "dc2" in c["sees"] for c in running.values()), running
+    human = subprocess.run([SITECTL, "status", "-c", str(controllers.topology)],
+                           capture_output=True, text=True, timeout=60, check=False)
+    assert f"{first} (leader): dc1 up, dc2 " in human.stdout, human.stdout
 
     metrics = controllers.get(first, "/metrics")
     assert "sitectl_controller_leader 1.0" in metrics
