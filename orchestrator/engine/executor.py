@@ -252,6 +252,7 @@ class Executor:
             if self._retrying(step, lambda: handler.check(step, ctx)):
                 return StepStatus.DONE, "already true"
             self.lease.ensure()  # the last word before changing anything
+            self.faults.before_apply(step.id)
             self._retrying(step, lambda: handler.apply(step, ctx))
             self.faults.inside_step(step.id)
             self._retrying(step, lambda: handler.verify(step, ctx))
