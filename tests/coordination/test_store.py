@@ -129,3 +129,40 @@ def _run(plan, topo, store, lease, handler, tmp_path):
         artifacts=tmp_path,
         sleep=lambda _: None,
     ).run(_op(plan).id)
+
+
+def test_session_expiry_inside_a_step_interrupts_the_leader(ensemble, chroot, tmp_path) -> None:
+    """R5: the session expires while a step runs (forced, as a partition longer than the
+    session timeout does). The leader's run stops at its next write: that step is not
+    recorded done, nothing after it runs, and the next leader finishes from there."""
+    topo = load_topology(EXAMPLE)
+    plan = build_plan(topo, assumed_state(topo), "switchover", "dc2")
+    paths = ZkPaths(chroot)
+    leader, successor = ensemble.client(), ensemble.client()
+    try:
+        store, lease = ZkStore(leader, paths), Lease(leader, paths, "leader")
+        lease.acquire()
+        op = _op(plan)
+        store.start_operation(lease, op)
+        cut = "break-mirrors/mailstore"
+
+        class ExpiresInside(ScriptedHandler):
+            def apply(self, step, ctx) -> None:  # type: ignore[no-untyped-def]
+                super().apply(step, ctx)
+                if step.id == cut:
+                    ensemble.expire(leader)
+
+        first = ExpiresInside()
+        with pytest.raises(LeaseLost):
+            _run(plan, topo, store, lease, first, tmp_path)
+        assert first.applied[-1] == cut, "nothing ran after the expiry"
+
+        store2, lease2 = ZkStore(successor, paths), Lease(successor, paths, "successor")
+        lease2.acquire(wait=15.0)
+        records = {k: r for k, (r, _) in store2.steps(op.id).items()}
+        assert records[cut].status is StepStatus.RUNNING, "the interrupted step is not done"
+        second = ScriptedHandler()
+        assert _run(plan, topo, store2, lease2, second, tmp_path).status is OpStatus.SUCCEEDED
+        assert second.applied[0] == cut and not set(first.applied[:-1]) & set(second.applied)
+    finally:
+        leader.stop(), successor.stop()
