@@ -1,0 +1,93 @@
+"""R2 on the lab: the ZooKeeper ensemble's leader node is SIGKILLed mid-switchover.
+
+The ensemble elects another leader within a couple of seconds; sitectl's session lives
+on (4 s timeout) through the election. The operation either carries on, or stops at a
+safe point saying so, and `sitectl resume` finishes it. Either way the service ends up
+moved exactly once: no step applied twice, every checkpoint written. (That nothing is
+written while the session is SUSPENDED is tests/coordination/test_lease.py's
+`test_no_side_effect_while_suspended_and_reverified_after`, against frozen nodes.)
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+
+import pytest
+
+from orchestrator.audit import AuditLog
+from orchestrator.lab import layout, procs
+from tests.conftest import eventually
+from tests.engine.conftest import SITECTL, Cluster
+
+pytestmark = pytest.mark.lab
+
+KILL_WHEN_RUNNING = "unmount/dc1/mailstore"
+
+
+@pytest.fixture
+def cluster(lab) -> Cluster:  # type: ignore[no-untyped-def]
+    found = Cluster(lab)
+    if not found.at_home():
+        lab.renew()
+    return found
+
+
+def zookeeper_leader() -> str:
+    """The site whose ZooKeeper node leads the ensemble now (four-letter word `srvr`)."""
+    for site in layout.SITES:
+        try:
+            with socket.create_connection((layout.service_ip(site), layout.ZK_CLIENT_PORT),
+                                          timeout=2) as sock:
+                sock.sendall(b"srvr")
+                if "Mode: leader" in sock.recv(4096).decode():
+                    return site
+        except OSError:
+            continue
+    raise AssertionError("no ZooKeeper node says it leads")
+
+
+def test_the_zookeeper_leader_killed_mid_switchover(cluster: Cluster) -> None:
+    before = cluster.send_mail("dc1")
+    cluster.wait_delivered("dc1", before)
+    run = subprocess.Popen(
+        [SITECTL, "switchover", "--to", "dc2", "--yes", "--reason", "R2 ZooKeeper leader lost"],
+        env=cluster.env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )
+    victim = zookeeper_leader()
+    try:
+        eventually(
+            lambda: KILL_WHEN_RUNNING in (cluster.status()["operation"] or {}).get(
+                "running_steps", []),
+            f"{KILL_WHEN_RUNNING} running", within=120,
+        )
+        node = cluster.lab.state().components[f"{victim}-zookeeper"]
+        assert procs.signal_group(node, signal.SIGKILL)
+        _, stderr = run.communicate(timeout=300)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert zookeeper_leader() != victim, "the ensemble elected another leader"
+
+    resumed = 0
+    if run.returncode != 0:
+        # A safe stop, which says where things stand and how to go on.
+        assert "stopped:" in stderr or "unavailable:" in stderr, stderr
+        finish = cluster.sitectl("resume", timeout=300)
+        assert finish.returncode == 0, finish.stderr
+        resumed = 1
+    cluster.lab.ok("heal-site", victim)
+
+    op = cluster.status()["operation"]
+    assert op["status"] == "succeeded", op
+    cluster.assert_active("dc2")
+    assert cluster.mail_count("dc2", before) == 1
+    audit = [e for e in AuditLog(cluster.lab.state_dir / "sitectl" / "audit.jsonl").read()
+             if e.get("op") == op["id"]]
+    applied = [e["step"] for e in audit
+               if e["event"] == "step.done" and e["detail"] == "applied and verified"]
+    assert len(applied) == len(set(applied)), "a step was applied twice"
+    assert len([e for e in audit if e["event"] == "operation.resumed"]) == resumed
