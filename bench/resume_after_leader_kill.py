@@ -1,0 +1,356 @@
+"""Benchmark P3: the leading controller is SIGKILLed mid-failover; how soon does a
+successor resume the operation, against the ZooKeeper session timeout?
+
+    .venv/bin/python bench/resume_after_leader_kill.py [--state-dir DIR] [--runs 3]
+
+Needs the lab: with `--state-dir` a running one (active site dc1), else it starts its own
+in a temporary dir and takes it down at the end (run it in a network namespace of your
+own when others run labs on the machine). Each run, as the scenario test
+`test_leader_killed_mid_failover_is_resumed` does: controllers of the witness (first, so
+it leads, with `SITECTL_FAULT_KILL_AFTER_STEPS` = half the failover's steps), dc2 and dc1
+on a copy of the lab's topology with automatic promotion on (and a 10 min LDAP RPO limit,
+so a busy machine's lagging canaries cannot make the gate refuse); once the leader sees all
+three and its canaries are written, dc1 is lost (its controller SIGKILLed, `lab
+kill-site dc1`). The leader starts the failover and its fault hook SIGKILLs it half-way.
+Times, from that SIGKILL (the moment its parent sees it die):
+- decision: dc2's controller logs "… resuming it from its checkpoints";
+- lease: the fencing epoch in ZooKeeper is bumped again (the successor holds the lease
+  and its writes are fenced: the resumed steps run from here);
+- done: the operation succeeded.
+Then the lab is put back (heal, reprotect, switch back to dc1, forget the automatic
+failover). Target (issue 8): resume ≤ zookeeper.session_timeout + 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kazoo.client import KazooClient
+from kazoo.protocol.states import ZnodeStat
+
+from orchestrator.config import load_topology
+from orchestrator.coordination.client import connect
+from orchestrator.coordination.paths import ZkPaths
+
+SITECTL = str(Path(sys.executable).with_name("sitectl"))
+HTTP = {"dc1": "127.0.22.1", "dc2": "127.0.22.2", "witness": "127.0.22.3"}
+PORT = 9400
+SITES = ("dc1", "dc2", "witness")
+RESUMING = re.compile(
+    r"^(\S+ \S+) sitectl\.controller\S* INFO operation (\S+) .*left running by a leader that "
+    r"is gone: resuming it from its checkpoints$",
+    re.M,
+)
+
+
+def wait(condition: Callable[[], Any], what: str, within: float, interval: float = 0.05) -> Any:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):  # servers starting or already gone: keep polling
+            found = condition()
+            if found:
+                return found
+        time.sleep(interval)
+    raise SystemExit(f"gave up: {what} not true after {within:.0f} s")
+
+
+class Lab:
+    def __init__(self, state_dir: Path, topology: Path, logs: Path) -> None:
+        self.state_dir, self.topology, self.logs = state_dir, topology, logs
+        self.env = {
+            **os.environ,
+            "SITECTL_CONFIG": str(state_dir / "topology.yaml"),
+            "SITECTL_LAB_DIR": str(state_dir),
+            "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+        }
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, site: str, extra_env: dict[str, str] | None = None) -> None:
+        log = open(self.logs / f"{site}.log", "ab")  # noqa: SIM115 - the process owns it
+        self.procs[site] = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "orchestrator.cli.controller",
+                "controller",
+                "run",
+                "--site",
+                site,
+                "--listen",
+                f"{HTTP[site]}:{PORT}",
+                "-c",
+                str(self.topology),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**self.env, **(extra_env or {})},
+        )
+
+    def status(self, site: str) -> dict[str, Any]:
+        with urllib.request.urlopen(f"http://{HTTP[site]}:{PORT}/status", timeout=2) as r:
+            return dict(json.loads(r.read()))
+
+    def sitectl(self, *args: str) -> dict[str, Any]:
+        done = subprocess.run(
+            [SITECTL, *args, "--json"],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=600,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise SystemExit(f"sitectl {' '.join(args)}: {done.stdout[-2000:]}{done.stderr}")
+        return dict(json.loads(done.stdout))
+
+    def lab(self, *args: str) -> None:
+        subprocess.run(
+            [sys.executable, "-m", "orchestrator.lab", *args, "--state-dir", str(self.state_dir)],
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+
+    def log(self, site: str) -> str:
+        return (self.logs / f"{site}.log").read_text()
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            for sig in (signal.SIGCONT, signal.SIGTERM):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, sig)
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        self.procs.clear()
+
+
+class EpochWatch:
+    """When the fencing epoch znode changes: each lease acquisition bumps it (its version
+    is the epoch; its data names the holder)."""
+
+    def __init__(self, client: KazooClient, path: str) -> None:
+        self.changes: list[tuple[float, int]] = []
+        self._lock = threading.Lock()
+
+        def seen(_data: bytes | None, stat: ZnodeStat | None) -> None:
+            with self._lock:
+                self.changes.append((time.time(), stat.version if stat else -1))
+
+        client.DataWatch(path, seen)
+
+    def first_after(self, moment: float) -> float | None:
+        with self._lock:
+            return next((t for t, _ in self.changes if t >= moment), None)
+
+
+def log_time(text: str) -> float:
+    return datetime.strptime(text, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+def once(lab: Lab, watch: EpochWatch, half: int) -> dict[str, float]:
+    lab.logs.mkdir(exist_ok=True)
+    try:
+        lab.start("witness", {"SITECTL_FAULT_KILL_AFTER_STEPS": str(half)})
+        wait(lambda: lab.status("witness")["leader"], "the witness leads", 60)
+        lab.start("dc2")
+        lab.start("dc1")
+        wait(
+            lambda: (
+                lab.status("witness")["decision"]
+                == "dc1 up from 3 of 3 vantage points; nothing to do"
+            ),
+            "all three report",
+            60,
+        )
+        wait(lambda: lab.status("witness").get("canary_problems") == [], "canaries written", 60)
+        died: list[float] = []
+        witness = lab.procs["witness"]
+        waiter = threading.Thread(target=lambda: (witness.wait(), died.append(time.time())))
+        waiter.start()
+        lost = time.time()
+        os.killpg(lab.procs["dc1"].pid, signal.SIGKILL)
+        lab.lab("kill-site", "dc1")
+        # Only cheap file reads from here until the resume: a `sitectl status` per poll
+        # would take CPU from the controllers being measured.
+        wait(lambda: died or ended_early(lab), "the leader killed by its fault hook", 300)
+        killed = died[0]
+        if witness.returncode != -signal.SIGKILL:
+            raise SystemExit(f"the leader exited {witness.returncode}, not by its fault hook")
+        found = wait(lambda: RESUMING.search(lab.log("dc2")), "dc2 resuming", 120)
+        op = wait(lambda: finished(lab), "the failover finished", 300, interval=1.0)
+        if found.group(2) != op["id"]:
+            raise SystemExit(f"dc2 resumed {found.group(2)}, not {op['id']}: see {lab.logs}")
+        leased = watch.first_after(killed)
+        times = {
+            "lost_to_kill_s": killed - lost,
+            "decision_s": log_time(found.group(1)) - killed,
+            "lease_s": (leased - killed) if leased else float("nan"),
+            "done_s": float(op["finished"]) - killed,
+        }
+    finally:
+        lab.stop()
+    restore(lab)  # only after a run that succeeded: a failed one is left to be looked at
+    return times
+
+
+ENDED = re.compile(r"automatic failover \S+ ended .*")
+
+
+def ended_early(lab: Lab) -> bool:
+    """False while the leader's failover runs; stops the bench if it ended (refused,
+    failed) before the fault hook could kill the leader."""
+    found = ENDED.search(lab.log("witness"))
+    if found:
+        raise SystemExit(f"the leader's failover ended before its fault hook: {found[0]}")
+    return False
+
+
+def finished(lab: Lab) -> dict[str, Any] | None:
+    """The automatic failover once it succeeded; stops the bench if it ended otherwise."""
+    op = lab.sitectl("status")["operation"]
+    if not op or not op["automatic"] or op["in_progress"]:
+        return None
+    if op["status"] != "succeeded":
+        raise SystemExit(
+            f"the failover ended {op['status']}: {op['message']} (logs in {lab.logs}; the "
+            "lab is left as it is)"
+        )
+    return dict(op)
+
+
+def restore(lab: Lab) -> None:
+    """As the scenario tests leave the lab: dc1 active and mirrored to dc2, no automation
+    memory (block period, ack, pause) left behind."""
+    forget_automation(lab)
+    failed_over = lab.sitectl("status")["active_site"] != "dc1"
+    for site in SITES:
+        lab.lab("heal-site", site)
+    if failed_over:
+        lab.sitectl("reprotect", "--yes", "--reason", "bench P3: failback")
+        lab.sitectl("switchover", "--to", "dc1", "--yes", "--reason", "bench P3: failback")
+        for site in SITES:
+            lab.lab("heal-site", site)
+
+
+def forget_automation(lab: Lab) -> None:
+    topo = load_topology(lab.state_dir / "topology.yaml")
+    root = ZkPaths.for_cluster(topo.zookeeper.chroot, topo.cluster).root
+    client = connect(topo, timeout=30)
+    try:
+        for path in (f"{root}/controller/automatic", f"{root}/controller/ack", f"{root}/paused"):
+            if client.exists(path):
+                client.delete(path)
+    finally:
+        client.stop()
+        client.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--state-dir", type=Path, help="a running lab; default: start one")
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    own = args.state_dir is None
+    if own:
+        parent = Path(tempfile.mkdtemp(prefix="sitectl-bench-p3-"))
+        parent.chmod(0o755)  # Postfix and Dovecot run as their own users
+        state_dir = parent / "state"
+        subprocess.run(
+            [sys.executable, "-m", "orchestrator.lab", "up", "--state-dir", str(state_dir)],
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+    else:
+        state_dir = args.state_dir.absolute()
+    doc = yaml.safe_load((state_dir / "topology.yaml").read_text())
+    doc["policy"]["automatic_promotion"] = True
+    # P3 times the resume, not the readiness gate: on a busy machine the leader's LDAP
+    # canaries fall behind and the lab's 10 s LDAP limit refuses the failover outright
+    # (as tests/controller marks `wide_ldap_rpo` for its slow scenarios).
+    doc["policy"]["rpo_limits"]["ldap"] = "10m"
+    topology = state_dir / "topology-bench-p3.yaml"
+    topology.write_text(yaml.safe_dump(doc, sort_keys=False))
+    topo = load_topology(topology)
+    session_s = float(topo.zookeeper.session_timeout)
+    logs = Path(tempfile.mkdtemp(prefix="bench-p3-logs-"))
+    client = connect(topo, timeout=30)  # with the topology's credentials, if any
+    runs: list[dict[str, float]] = []
+    try:
+        lab = Lab(state_dir, topology, logs)
+        plan = lab.sitectl("plan", "--to", "dc2", "--mode", "failover", "--unreachable", "dc1")
+        half = sum(len(g["steps"]) for g in plan["groups"]) // 2
+        watch = EpochWatch(client, ZkPaths.for_cluster(topo.zookeeper.chroot, topo.cluster).epoch)
+        for n in range(1, args.runs + 1):
+            lab.logs = logs / f"run{n}"
+            runs.append(once(lab, watch, half))
+            r = runs[-1]
+            print(
+                f"run {n}: leader killed → resume decision {r['decision_s']:.2f} s, lease "
+                f"{r['lease_s']:.2f} s, failover done {r['done_s']:.1f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+    finally:
+        client.stop()
+        client.close()
+        if own:
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "orchestrator.lab",
+                    "down",
+                    "--purge",
+                    "--state-dir",
+                    str(state_dir),
+                ],
+                capture_output=True,
+                timeout=300,
+            )
+            state_dir.parent.rmdir()
+    target = session_s + 1.0
+    decisions = [r["decision_s"] for r in runs]
+    leases = [r["lease_s"] for r in runs]
+    print(
+        f"P3 leader SIGKILLed after {half} checkpointed steps of an automatic failover → "
+        f"successor resumes; {platform.node()} ({os.cpu_count()} cores), "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load "
+        f"{' '.join(Path('/proc/loadavg').read_text().split()[:3])}, {len(runs)} runs, "
+        f"ZooKeeper session timeout {session_s:g} s\n"
+        f"  kill → resume decision: median {statistics.median(decisions):.2f} s, max "
+        f"{max(decisions):.2f} s\n"
+        f"  kill → successor holds the lease: median {statistics.median(leases):.2f} s, max "
+        f"{max(leases):.2f} s\n"
+        f"  kill → failover done: median {statistics.median(r['done_s'] for r in runs):.1f} s\n"
+        f"  target ≤ session timeout + 1 s = {target:g} s: "
+        f"{'met' if max(max(decisions), max(leases)) <= target else 'NOT met'}; logs in {logs}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
