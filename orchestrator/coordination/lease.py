@@ -107,7 +107,28 @@ class Lease:
             if self._lost:
                 raise LeaseLost("the ZooKeeper session expired while disconnected")
             log.info("ZooKeeper connection back: re-verifying the lease before acting")
-        self._verify()
+        try:
+            self._verify()
+        except Unavailable as exc:
+            self._verify_after_drop(exc)
+
+    def _verify_after_drop(self, error: Unavailable) -> None:
+        """The connection dropped under the check (an expiry not yet reported, the
+        server going away): "cannot tell" is not "still held". Wait, as for a
+        suspension, for kazoo's verdict or a check that goes through."""
+        deadline = time.monotonic() + self._reconnect_wait
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            if self._lost:
+                raise LeaseLost("the ZooKeeper session expired: another controller may lead now")
+            if self._connected.is_set():
+                with contextlib.suppress(Unavailable):
+                    self._verify()
+                    return
+        raise LeaseLost(
+            f"could not verify the lease for {self._reconnect_wait:.0f} s ({error}): stopping "
+            "before any further change"
+        )
 
     def _verify(self) -> None:
         with translated("verifying the operation lease"):

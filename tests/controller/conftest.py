@@ -25,14 +25,12 @@ from typing import Any
 
 import pytest
 import yaml
-from kazoo.client import KazooClient
 
 from orchestrator.config import load_topology
 from orchestrator.inventory import render_inventory_text
-from orchestrator.lab.zookeeper import CLASSPATH, JVM_FLAGS
+from tests.zkensemble import Ensemble, running_ensemble, serving
 
 ZK_IPS = ("127.0.11.1", "127.0.11.2", "127.0.11.3")
-ZK_PORT = 2181
 APP_IPS = {"dc1": "127.0.21.1", "dc2": "127.0.21.2"}
 APP_PORT = 2525
 HTTP_IPS = {"dc1": "127.0.22.1", "dc2": "127.0.22.2", "witness": "127.0.22.3"}
@@ -55,75 +53,14 @@ def wait_for(condition: Any, what: str, within: float = 30.0) -> Any:
         time.sleep(0.1)
 
 
-@dataclass
-class Ensemble:
-    procs: dict[str, subprocess.Popen[bytes]]
-
-    @property
-    def hosts(self) -> str:
-        return ",".join(f"{ip}:{ZK_PORT}" for ip in ZK_IPS)
-
-    def signal(self, ip: str, sig: signal.Signals) -> None:
-        os.killpg(self.procs[ip].pid, sig)
-
-    def client(self, timeout: float = 4.0) -> KazooClient:
-        client = KazooClient(hosts=self.hosts, timeout=timeout)
-        client.start(timeout=15)
-        return client
-
-
-def _serving(ip: str) -> bool:
-    try:
-        with socket.create_connection((ip, ZK_PORT), timeout=1) as sock:
-            sock.sendall(b"srvr")
-            answer = sock.recv(4096).decode()
-    except OSError:
-        return False
-    return "Mode: leader" in answer or "Mode: follower" in answer
-
-
 @pytest.fixture(scope="session")
 def ensemble(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ensemble]:
     # Another session running these tests holds the addresses; using its ensemble would
     # make freezing "our" nodes a no-op. Wait for it (bounded), as the lab fixture does.
-    wait_for(lambda: not any(_serving(ip) for ip in ZK_IPS),
+    wait_for(lambda: not any(serving(ip) for ip in ZK_IPS),
              f"{', '.join(ZK_IPS)} free of another session's ZooKeeper", within=900)
-    root = tmp_path_factory.mktemp("zk")
-    servers = "\n".join(f"server.{i}={ip}:2888:3888" for i, ip in enumerate(ZK_IPS, start=1))
-    procs = {}
-    for myid, ip in enumerate(ZK_IPS, start=1):
-        data = root / f"zk{myid}"
-        data.mkdir()
-        (data / "myid").write_text(f"{myid}\n")
-        cfg = data / "zoo.cfg"
-        cfg.write_text(
-            f"tickTime=500\ninitLimit=20\nsyncLimit=5\ndataDir={data}\n"
-            f"clientPort={ZK_PORT}\nclientPortAddress={ip}\nadmin.enableServer=false\n"
-            "4lw.commands.whitelist=srvr,ruok,mntr\nstandaloneEnabled=false\n"
-            f"{servers}\n"
-        )
-        log = open(data / "zk.log", "wb")  # noqa: SIM115 - lives as long as the process
-        procs[ip] = subprocess.Popen(
-            ["java", *JVM_FLAGS, "-cp", CLASSPATH,
-             "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(cfg)],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    ens = Ensemble(procs)
-    try:
-        wait_for(lambda: all(_serving(ip) for ip in ZK_IPS), f"quorum (see {root}/zk*/zk.log)",
-                 within=60)
+    with running_ensemble(tmp_path_factory.mktemp("zk"), ZK_IPS) as ens:
         yield ens
-    finally:
-        for proc in procs.values():
-            for sig in (signal.SIGCONT, signal.SIGTERM):
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, sig)
-        for proc in procs.values():
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
 
 
 class App:
