@@ -39,8 +39,9 @@ from orchestrator.controller.zkstate import Published
 from tests.controller.conftest import topology_doc
 
 VANTAGES = ("dc1", "dc2", "witness")
-TIMING = Timing(probe_interval=1.0, consecutive_failures=3, automatic_promotion=True,
-                block_period=3600.0)
+TIMING = Timing(
+    probe_interval=1.0, consecutive_failures=3, automatic_promotion=True, block_period=3600.0
+)
 FLAPS = 500
 
 
@@ -66,11 +67,17 @@ class World:
             for site in topo.datacenters():
                 down = site == "dc1" and self.tick in self.down_at[vantage]
                 results += [
-                    CheckResult("application", site, target,
-                                Status.DOWN if down else Status.OK, "no answer" if down else "")
+                    CheckResult(
+                        "application",
+                        site,
+                        target,
+                        Status.DOWN if down else Status.OK,
+                        "no answer" if down else "",
+                    )
                     for target in service_targets(topo, site)
                 ]
             return Sweep(tuple(results), 0.01)
+
         return sweep
 
 
@@ -87,10 +94,13 @@ class Cluster:
     @classmethod
     def start(cls, topology: Topology) -> Cluster:
         world = World(topology)
-        probers = {v: Prober(topology, v, world.sweeper(v), clock=lambda: 0.0)
-                   for v in VANTAGES}
-        return cls(world, probers, Freshness(clock=lambda: float(world.tick)),
-                   in_flight={v: deque() for v in VANTAGES})
+        probers = {v: Prober(topology, v, world.sweeper(v), clock=lambda: 0.0) for v in VANTAGES}
+        return cls(
+            world,
+            probers,
+            Freshness(clock=lambda: float(world.tick)),
+            in_flight={v: deque() for v in VANTAGES},
+        )
 
     def cycle(self, rng: random.Random, faults: bool) -> Decision:
         """One probe interval: every vantage point probes and publishes (unless paused,
@@ -105,15 +115,21 @@ class Cluster:
             report = prober.probe("dc1", 1.0)
             self.zxid += 1
             delay = rng.choice((0, 0, 0, 1, 2)) if faults else 0
-            self.in_flight[vantage].append((tick + delay, Published(
-                vantage, report.to_json(), self.zxid)))
+            self.in_flight[vantage].append(
+                (tick + delay, Published(vantage, report.to_json(), self.zxid))
+            )
         for vantage, queue in self.in_flight.items():
             while queue and queue[0][0] <= tick:
                 self.published[vantage] = queue.popleft()[1]
         views = self.freshness.views(list(self.published.values()))
         snapshot = Snapshot(
-            connected=True, leader=True, active_site="dc1", home_site="dc1",
-            datacenters=("dc1", "dc2"), vantage_sites=VANTAGES, views=views,
+            connected=True,
+            leader=True,
+            active_site="dc1",
+            home_site="dc1",
+            datacenters=("dc1", "dc2"),
+            vantage_sites=VANTAGES,
+            views=views,
             readiness=ReadinessView(True, "mirror lag 1 s"),
         )
         decision = decide(snapshot, TIMING, now=float(tick))
@@ -168,4 +184,3 @@ def test_the_simulation_can_fail(topology: Topology) -> None:
         cluster.world.down_at[vantage].update(range(10, 10 + TIMING.consecutive_failures + 1))
     decisions = [cluster.cycle(rng, faults=False) for _ in range(20)]
     assert any(d.action is Action.FAILOVER for d in decisions)
-

@@ -46,8 +46,10 @@ def zone_state(cluster: Cluster) -> dict[str, tuple[int, str]]:
     for zone in cluster.topology.dns.zones:
         for server in zone.verify_servers:
             answers = []
-            for name, rdtype in ((zone.name, dns.rdatatype.SOA), (fence_name(zone.name),
-                                                                   dns.rdatatype.TXT)):
+            for name, rdtype in (
+                (zone.name, dns.rdatatype.SOA),
+                (fence_name(zone.name), dns.rdatatype.TXT),
+            ):
                 query = dns.message.make_query(name, rdtype)
                 query.flags &= ~dns.flags.RD
                 reply = dns.query.udp(query, server.address, port=server.port, timeout=2)
@@ -66,7 +68,10 @@ def test_a_frozen_leader_let_go_after_its_successor_changes_nothing(cluster: Clu
     stale = subprocess.Popen(
         [SITECTL, "switchover", "--to", "dc2", "--yes", "--reason", "R4 stale leader"],
         env=cluster.env(SITECTL_FAULT_STOP_BEFORE=FROZEN_IN),
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         eventually(lambda: stopped(stale.pid), f"sitectl frozen in {FROZEN_IN}", within=120)
@@ -106,8 +111,10 @@ def test_a_frozen_leader_let_go_after_its_successor_changes_nothing(cluster: Clu
     cluster.assert_active("dc2")
     audit = AuditLog(cluster.lab.state_dir / "sitectl" / "audit.jsonl").read()
     late = [
-        e for e in audit
-        if e.get("op") == frozen["id"] and e.get("epoch") == frozen["epoch"]
+        e
+        for e in audit
+        if e.get("op") == frozen["id"]
+        and e.get("epoch") == frozen["epoch"]
         and e["event"] in ("step.done", "operation.succeeded")
         and e.get("step") in (None, FROZEN_IN)
     ]

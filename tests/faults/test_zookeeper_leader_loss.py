@@ -38,8 +38,9 @@ def zookeeper_leader() -> str:
     """The site whose ZooKeeper node leads the ensemble now (four-letter word `srvr`)."""
     for site in layout.SITES:
         try:
-            with socket.create_connection((layout.service_ip(site), layout.ZK_CLIENT_PORT),
-                                          timeout=2) as sock:
+            with socket.create_connection(
+                (layout.service_ip(site), layout.ZK_CLIENT_PORT), timeout=2
+            ) as sock:
                 sock.sendall(b"srvr")
                 if "Mode: leader" in sock.recv(4096).decode():
                     return site
@@ -53,15 +54,20 @@ def test_the_zookeeper_leader_killed_mid_switchover(cluster: Cluster) -> None:
     cluster.wait_delivered("dc1", before)
     run = subprocess.Popen(
         [SITECTL, "switchover", "--to", "dc2", "--yes", "--reason", "R2 ZooKeeper leader lost"],
-        env=cluster.env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
+        env=cluster.env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     victim = zookeeper_leader()
     try:
         eventually(
-            lambda: KILL_WHEN_RUNNING in (cluster.status()["operation"] or {}).get(
-                "running_steps", []),
-            f"{KILL_WHEN_RUNNING} running", within=120,
+            lambda: (
+                KILL_WHEN_RUNNING in (cluster.status()["operation"] or {}).get("running_steps", [])
+            ),
+            f"{KILL_WHEN_RUNNING} running",
+            within=120,
         )
         node = cluster.lab.state().components[f"{victim}-zookeeper"]
         assert procs.signal_group(node, signal.SIGKILL)
@@ -85,9 +91,15 @@ def test_the_zookeeper_leader_killed_mid_switchover(cluster: Cluster) -> None:
     assert op["status"] == "succeeded", op
     cluster.assert_active("dc2")
     assert cluster.mail_count("dc2", before) == 1
-    audit = [e for e in AuditLog(cluster.lab.state_dir / "sitectl" / "audit.jsonl").read()
-             if e.get("op") == op["id"]]
-    applied = [e["step"] for e in audit
-               if e["event"] == "step.done" and e["detail"] == "applied and verified"]
+    audit = [
+        e
+        for e in AuditLog(cluster.lab.state_dir / "sitectl" / "audit.jsonl").read()
+        if e.get("op") == op["id"]
+    ]
+    applied = [
+        e["step"]
+        for e in audit
+        if e["event"] == "step.done" and e["detail"] == "applied and verified"
+    ]
     assert len(applied) == len(set(applied)), "a step was applied twice"
     assert len([e for e in audit if e["event"] == "operation.resumed"]) == resumed
