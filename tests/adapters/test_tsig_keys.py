@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import pickle
 from pathlib import Path
@@ -24,6 +25,10 @@ GOOD = [
     ("unquoted name, sha512, comments",
      f'# made by hand\nkey k.example. {{ // the ddns key\n algorithm HMAC-SHA512; '
      f'/* rotated */ secret "{SECRET512}"; }};', None, "k.example.", "hmac-sha512"),
+    # base64 holds "//" in about one key in a hundred; it is not a comment inside quotes.
+    ("a secret with // in it, then a comment",
+     KEYGEN.replace(SECRET, "ab//cdef" + SECRET[8:]).replace("};\n", "}; // end\n"), None,
+     "ddns-key.", "hmac-sha256"),
     ("two keys, one chosen by name",
      KEYGEN + KEYGEN.replace("ddns-key", "xfer-key"), "xfer-key", "xfer-key.", "hmac-sha256"),
 ]
@@ -38,6 +43,8 @@ def test_key_files_that_load(tmp_path: Path, case, text, name, keyname, algorith
     assert key.algorithm == algorithm
     assert set(key.keyring) == {key.name}
     assert isinstance(key.keyring[key.name], dns.tsig.Key)
+    secret = next(line for line in text.splitlines() if "secret" in line).split('"')[1]
+    assert key.keyring[key.name].secret == base64.b64decode(secret), "the whole secret"
 
 
 BAD = [

@@ -36,7 +36,9 @@ ALGORITHMS: dict[str, dns.name.Name] = {
 }
 
 _FIX = "write the output of `tsig-keygen -a hmac-sha256 NAME` into it (mode 0600)"
-_COMMENTS = re.compile(r"/\*.*?\*/|//[^\n]*|#[^\n]*", re.S)
+# Quoted strings first, so a comment marker inside one ("//" is common in base64: about
+# one key in a hundred) is kept as text rather than cutting the secret short.
+_COMMENTS = re.compile(r'"[^"]*"|/\*.*?\*/|//[^\n]*|#[^\n]*', re.S)
 _KEY_BLOCK = re.compile(r'\bkey\s+("([^"]+)"|([A-Za-z0-9_.\-]+))\s*\{(.*?)\}\s*;', re.S)
 _ALGORITHM = re.compile(r'\balgorithm\s+"?([A-Za-z0-9.\-]+)"?\s*;')
 _SECRET = re.compile(r'\bsecret\s+"([^"]*)"\s*;')
@@ -76,7 +78,7 @@ class _ParsedKey:
 
 def parse_key_text(text: str, source: str) -> list[_ParsedKey]:
     """Every `key` statement in BIND syntax; pure, so it is table-tested."""
-    stripped = _COMMENTS.sub("", text)
+    stripped = _COMMENTS.sub(lambda m: m.group() if m.group().startswith('"') else "", text)
     keys = []
     for match in _KEY_BLOCK.finditer(stripped):
         body = match.group(4)
