@@ -67,19 +67,20 @@ def groups_in(inventory: Any) -> dict[str, set[str]]:
 
 
 def check_inventory(topo: Topology) -> Iterator[Finding]:
-    path = topo.resolve(topo.ansible.inventory)
-    if not path.is_file():
-        return  # files.check_files reports a missing inventory
     try:
-        groups = groups_in(yaml.safe_load(path.read_text(encoding="utf-8")))
-    except yaml.YAMLError as exc:
-        yield (
-            ("ansible", "inventory"),
-            (
-                f"{topo.ansible.inventory} is not a YAML inventory ({exc.__class__.__name__}) — "
-                "regenerate it with `sitectl inventory -o FILE`"
-            ),
-        )
+        path = topo.resolve(topo.ansible.inventory)
+        if not path.is_file():
+            return  # files.check_files reports a missing inventory
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        yield ("ansible", "inventory"), _not_yaml(topo, exc)
+        return
+    except (OSError, ValueError):
+        return  # files.check_files reports a path that cannot be checked
+    try:
+        groups = groups_in(yaml.safe_load(text))
+    except (yaml.YAMLError, ValueError, TypeError, RecursionError) as exc:
+        yield ("ansible", "inventory"), _not_yaml(topo, exc)
         return
     for index, host in enumerate(topo.hosts):
         for role in host.roles:
@@ -92,3 +93,10 @@ def check_inventory(topo: Topology) -> Iterator[Finding]:
                         "— regenerate the inventory with `sitectl inventory -o FILE`"
                     ),
                 )
+
+
+def _not_yaml(topo: Topology, exc: BaseException) -> str:
+    return (
+        f"{topo.ansible.inventory} is not a YAML inventory ({exc.__class__.__name__}) — "
+        "regenerate it with `sitectl inventory -o FILE`"
+    )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import stat
 from collections.abc import Iterator
-from pathlib import Path
 
 from orchestrator.config.model import SecretRef, Topology
 from orchestrator.config.problems import FieldPath
@@ -16,12 +15,12 @@ def check_files(topo: Topology) -> list[Finding]:
     findings: list[Finding] = []
     for path, ref in _secret_refs(topo):
         if ref.file is not None:
-            findings.extend(_secret_file(topo.resolve(ref.file), ref.file, (*path, "file")))
+            findings.extend(_secret_file(topo, ref.file, (*path, "file")))
     for z_index, zone in enumerate(topo.dns.zones):
         if zone.tsig is not None and zone.tsig.key_file is not None:
             findings.extend(
                 _secret_file(
-                    topo.resolve(zone.tsig.key_file),
+                    topo,
                     zone.tsig.key_file,
                     ("dns", "zones", z_index, "tsig", "key_file"),
                 )
@@ -57,18 +56,31 @@ def _secret_refs(topo: Topology) -> Iterator[tuple[FieldPath, SecretRef]]:
 
 
 def _plain_file(topo: Topology, relative: str, path: FieldPath) -> Iterator[Finding]:
-    if not topo.resolve(relative).is_file():
+    try:
+        found = topo.resolve(relative).is_file()
+    except (OSError, ValueError) as exc:  # a NUL byte, a name too long, no permission
+        yield path, _unusable(relative, exc)
+        return
+    if not found:
         yield path, f"file {relative} does not exist (relative to the topology file) — fix the path"
 
 
-def _secret_file(resolved: Path, written: str, path: FieldPath) -> Iterator[Finding]:
+def _unusable(written: str, exc: Exception) -> str:
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return f"file {written!r} cannot be checked ({reason}) — fix the path"
+
+
+def _secret_file(topo: Topology, written: str, path: FieldPath) -> Iterator[Finding]:
     try:
-        mode = resolved.stat().st_mode
+        mode = topo.resolve(written).stat().st_mode
     except FileNotFoundError:
         yield path, f"file {written} does not exist (relative to the topology file) — fix the path"
         return
     except PermissionError:
         yield path, f"file {written} cannot be read — give the sitectl user read access"
+        return
+    except (OSError, ValueError) as exc:
+        yield path, _unusable(written, exc)
         return
     if mode & (stat.S_IROTH | stat.S_IWOTH):
         yield (

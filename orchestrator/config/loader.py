@@ -51,8 +51,13 @@ def load_topology(path: str | os.PathLike[str], *, check_filesystem: bool = True
         raise InvalidTopology(
             [Problem(shown, 0, "", "file not found — check the path or $SITECTL_CONFIG")]
         ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidTopology([Problem(shown, 0, "", f"cannot read it: {exc}")]) from None
+    except UnicodeDecodeError as exc:
+        raise InvalidTopology(
+            [Problem(shown, 0, "", f"cannot read it: {exc} — save it as UTF-8 text")]
+        ) from None
+    except OSError as exc:
+        fix = "check the path and that the sitectl user may read it"
+        raise InvalidTopology([Problem(shown, 0, "", f"cannot read it: {exc} — {fix}")]) from None
     return validate_text(text, shown, base_dir=file.parent, check_filesystem=check_filesystem)
 
 

@@ -15,7 +15,10 @@ class Problem:
     message: str  # "what is wrong — how to fix it"
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.field or '(top level)'}: {self.message}"
+        # One line whatever the file held: a key or value with a line break in it
+        # must not start a line that does not name the file.
+        text = f"{self.file}:{self.line}: {self.field or '(top level)'}: {self.message}"
+        return " ".join(text.splitlines())
 
     def as_dict(self) -> dict[str, object]:
         return {"file": self.file, "line": self.line, "field": self.field, "message": self.message}

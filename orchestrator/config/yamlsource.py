@@ -38,27 +38,82 @@ def parse(text: str) -> YamlSource:
     A YAML syntax error becomes a single problem at its line. Duplicate keys, which
     PyYAML would silently resolve to the last one, become problems too: in a topology
     file a repeated key is almost always a copy-paste that lost a site's settings.
+    Whatever the text holds (tags, recursive aliases, alias bombs, deep nesting), the
+    result is problems, never an exception.
     """
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 1
-        reason = getattr(exc, "problem", None) or str(exc)
-        return YamlSource(
-            data=None,
-            problems=[YamlProblem((), line, f"not valid YAML: {reason} — fix the syntax here")],
-        )
+        return _unreadable(_yaml_line(exc, text), _yaml_reason(exc))
+    except RecursionError:
+        return _unreadable(1, "nested hundreds of levels deep — a topology needs fewer than ten")
     source = YamlSource(data=None)
     if root is None:
         return source
     source.lines[()] = root.start_mark.line + 1
-    _walk(root, (), source)
-    source.data = yaml.safe_load(text)
+    try:
+        _walk(root, (), source, set(), [0])
+    except _Unwalkable as exc:
+        return _unreadable(exc.line, f"{exc} — {_PLAINLY}")
+    try:
+        source.data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        # Composing succeeded, constructing did not: an unknown tag (!foo,
+        # !!python/object), an unhashable key, a bad !!binary or !!timestamp value.
+        fix = "quote the value or key, or remove its tag"
+        return _unreadable(_yaml_line(exc, text), _yaml_reason(exc, fix))
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:  # !!float abc
+        return _unreadable(1, f"cannot read a value: {exc} — quote the value or remove its tag")
     return source
 
 
-def _walk(node: yaml.Node, path: Path_, source: YamlSource) -> None:
+# The YAML features that can make a short file enormous or endless.
+_PLAINLY = "write the topology out plainly, without recursive or repeated aliases"
+# A real topology has a few thousand values (a 1,000-record zone ≈ 5,000): this bound
+# only stops alias bombs, which would otherwise take minutes and gigabytes.
+MAX_NODES = 200_000
+
+
+class _Unwalkable(Exception):
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+def _unreadable(line: int, message: str) -> YamlSource:
+    return YamlSource(data=None, problems=[YamlProblem((), line, message)])
+
+
+def _yaml_line(exc: yaml.YAMLError, text: str) -> int:
+    mark = getattr(exc, "problem_mark", None)
+    if mark is not None:
+        return int(mark.line) + 1
+    position = getattr(exc, "position", None)  # ReaderError: a bad character
+    return text.count("\n", 0, position) + 1 if isinstance(position, int) else 1
+
+
+def _yaml_reason(exc: yaml.YAMLError, fix: str = "fix the syntax here") -> str:
+    if isinstance(exc, yaml.reader.ReaderError):
+        char = exc.character  # an int (code point) or a one-character str
+        code = char if isinstance(char, int) else ord(str(char)[:1] or " ")
+        reason = f"{exc.reason} (character #x{code:04x})"
+    else:
+        reason = getattr(exc, "problem", None) or str(exc)
+    return f"not valid YAML: {reason} — {fix}"
+
+
+def _walk(
+    node: yaml.Node, path: Path_, source: YamlSource, above: set[int], seen_nodes: list[int]
+) -> None:
+    # `above`: the nodes on the way here, to find an alias that contains itself.
+    # `seen_nodes`: values visited so far (aliases counted each time they are used).
+    seen_nodes[0] += 1
+    if seen_nodes[0] > MAX_NODES:
+        raise _Unwalkable(
+            node.start_mark.line + 1, f"the file expands to more than {MAX_NODES:,} values"
+        )
+    if id(node) in above:
+        raise _Unwalkable(node.start_mark.line + 1, "an alias refers to a value containing it")
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
         for key_node, value_node in node.value:
@@ -74,9 +129,9 @@ def _walk(node: yaml.Node, path: Path_, source: YamlSource) -> None:
                 )
             seen.add(key)
             source.lines[child] = key_node.start_mark.line + 1
-            _walk(value_node, child, source)
+            _walk(value_node, child, source, above | {id(node)}, seen_nodes)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             child = (*path, index)
             source.lines[child] = item.start_mark.line + 1
-            _walk(item, child, source)
+            _walk(item, child, source, above | {id(node)}, seen_nodes)
