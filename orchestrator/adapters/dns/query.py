@@ -193,12 +193,18 @@ def _pipeline(
             next_index += 1
         readable, _, _ = select.select([sock], [], [], resend_after)
         if readable:
+            waiting = len(in_flight)
             if not _receive(sock, questions, in_flight, answers):
                 return _fail_rest(answers, "connection refused")
-            last_heard = time.monotonic()
-            continue
+            # Only answers count as hearing from the server: a peer that sends garbage
+            # to every query must not keep us waiting forever.
+            if len(in_flight) < waiting:
+                last_heard = time.monotonic()
+                continue
         if time.monotonic() - last_heard >= idle_timeout:
             return _fail_rest(answers, "timeout")
+        if readable:
+            continue  # garbage arrived: the queries were heard, no need to resend yet
         for query_id, index in in_flight.items():
             if not _send(sock, questions[index].query_wire(query_id)):
                 return _fail_rest(answers, "connection refused")
