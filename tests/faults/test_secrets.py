@@ -1,0 +1,311 @@
+"""Issue 8, R8: canary secrets never leave the secret files.
+
+The lab's real secrets (TSIG secrets, the LDAP password, the S3 key pair, the probe
+user's password, and the ZooKeeper digest when one is configured) are read from the
+files the lab topology names. Then real operations run — a switchover to dc2 and back,
+with and without `--json`, health and status, and failures forced with a missing config
+file and with wrong secrets — while every process's command line is sampled. Afterwards
+everything sitectl left behind is searched for each secret: its stdout and stderr, the
+audit log, every file under the ansible-runner artifact directories, the ZooKeeper
+records of the operations, and the sampled command lines.
+
+The scanner is proved with a positive control first, so a search that could not find
+anything cannot pass.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import secrets
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from kazoo.client import KazooClient
+
+from orchestrator.adapters.secrets import read_secret
+from orchestrator.config import Topology
+from orchestrator.lab.credentials import read_tsig_key
+from tests.engine.conftest import Cluster
+
+pytestmark = [pytest.mark.lab, pytest.mark.timeout(900)]
+
+
+@dataclass(frozen=True)
+class Canary:
+    name: str  # what it is, for the failure message (never the value)
+    forms: tuple[bytes, ...]  # every spelling a leak could take
+
+    @classmethod
+    def of(cls, name: str, value: str, raw: bytes | None = None) -> Canary:
+        forms = {
+            value.encode(),
+            urllib.parse.quote(value, safe="").encode(),  # in URLs and artifact dir names
+            json.dumps(value)[1:-1].encode(),  # inside JSON strings
+        }
+        if raw is not None:  # a TSIG secret as bytes: hex and Python's repr of them
+            forms |= {raw.hex().encode(), repr(raw)[2:-1].encode()}
+        return cls(name, tuple(sorted(forms)))
+
+
+def lab_canaries(topo: Topology) -> list[Canary]:
+    """Every secret the lab topology names, read the way sitectl reads it."""
+    base = topo.base_dir
+    found: list[Canary] = []
+    if topo.ldap is not None:
+        found.append(Canary.of("LDAP password", read_secret(topo.ldap.password, base).reveal()))
+    if topo.object_store is not None:
+        for endpoint in topo.object_store.endpoints:
+            for kind, ref in (
+                ("access key", endpoint.access_key),
+                ("secret key", endpoint.secret_key),
+            ):
+                found.append(
+                    Canary.of(f"S3 {kind} ({endpoint.site})", read_secret(ref, base).reveal())
+                )
+    for zone in topo.dns.zones:
+        if zone.tsig is not None and zone.tsig.key_file is not None:
+            text = read_tsig_key(topo.resolve(zone.tsig.key_file)).secret
+            found.append(Canary.of(f"TSIG secret of {zone.name}", text, base64.b64decode(text)))
+        elif zone.tsig is not None and zone.tsig.secret is not None:
+            found.append(
+                Canary.of(
+                    f"TSIG secret of {zone.name}", read_secret(zone.tsig.secret, base).reveal()
+                )
+            )
+    if topo.application.probe_user is not None:
+        found.append(
+            Canary.of(
+                "probe user password",
+                read_secret(topo.application.probe_user.password, base).reveal(),
+            )
+        )
+    if topo.zookeeper.auth is not None:
+        found.append(
+            Canary.of(
+                "ZooKeeper digest", read_secret(topo.zookeeper.auth.credentials, base).reveal()
+            )
+        )
+    # Distinct, and long enough that finding one by chance is impossible.
+    for canary in found:
+        assert min(len(f) for f in canary.forms) >= 16, f"{canary.name} is too short to search for"
+    return found
+
+
+@dataclass
+class Scanner:
+    canaries: list[Canary]
+    places: int = 0  # how many texts were searched: a search of nothing proves nothing
+    leaks: list[str] = field(default_factory=list)
+
+    def text(self, where: str, data: bytes | str) -> None:
+        blob = data.encode(errors="surrogateescape") if isinstance(data, str) else data
+        self.places += 1
+        for canary in self.canaries:
+            if any(form in blob for form in canary.forms):
+                self.leaks.append(f"{canary.name} in {where}")
+
+    def tree(self, root: Path) -> int:
+        """Search every file under `root` (names too); return how many files."""
+        files = 0
+        for path in sorted(root.rglob("*")):
+            self.text(f"the name {path}", str(path))
+            if path.is_file() and not path.is_symlink():
+                self.text(str(path), path.read_bytes())
+                files += 1
+        return files
+
+
+class CommandLines:
+    """Samples /proc/*/cmdline of every process while an operation runs."""
+
+    def __init__(self) -> None:
+        self.seen: dict[bytes, int] = {}  # command line → a pid it was seen with
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> CommandLines:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(0.03)
+
+    def sample(self) -> None:
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                line = (entry / "cmdline").read_bytes()
+            except OSError:  # gone between listing and reading
+                continue
+            if line:
+                self.seen.setdefault(line, int(entry.name))
+
+    def matching(self, word: bytes) -> list[bytes]:
+        return [line for line in self.seen if word in line]
+
+
+def write_wrong_topology(cluster: Cluster, wrong: dict[str, str]) -> Path:
+    """The lab topology with its TSIG key, LDAP password and S3 secret key replaced by
+    other (wrong) values, beside the real one so its other relative paths still work."""
+    home = cluster.topology_file.parent
+    # The real key's name with another secret: the server answers BADSIG, not BADKEY.
+    zone = cluster.topology.dns.zones[0]
+    assert zone.tsig is not None and zone.tsig.key_file is not None
+    name = read_tsig_key(cluster.topology.resolve(zone.tsig.key_file)).name
+    key = home / "secrets" / "r8-wrong-ddns.key"
+    ldap = home / "secrets" / "r8-wrong-ldap.password"
+    s3 = home / "secrets" / "r8-wrong-s3-secret-key"
+    for path, text in (
+        (key, f'key "{name}" {{\n\talgorithm hmac-sha256;\n\tsecret "{wrong["tsig"]}";\n}};\n'),
+        (ldap, wrong["ldap"] + "\n"),
+        (s3, wrong["s3"] + "\n"),
+    ):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+    text = cluster.topology_file.read_text()
+    text = re.sub(r"key_file: secrets/[\w.-]+\.key", f"key_file: secrets/{key.name}", text)
+    text = text.replace("file: secrets/ldap-admin.password", f"file: secrets/{ldap.name}")
+    text = text.replace("file: secrets/s3-secret-key", f"file: secrets/{s3.name}")
+    topology = home / "r8-wrong-topology.yaml"
+    topology.write_text(text)
+    return topology
+
+
+@pytest.fixture
+def cluster(lab) -> Iterator[Cluster]:
+    """dc1 active and protected before and after (the test moves the service)."""
+    cluster = Cluster(lab)
+    cluster.move_back_to_dc1()
+    yield cluster
+    for name in (
+        "r8-wrong-topology.yaml",
+        "secrets/r8-wrong-ddns.key",
+        "secrets/r8-wrong-ldap.password",
+        "secrets/r8-wrong-s3-secret-key",
+    ):
+        (cluster.topology_file.parent / name).unlink(missing_ok=True)
+    cluster.move_back_to_dc1()
+
+
+def test_the_scanner_finds_a_planted_secret(tmp_path: Path) -> None:
+    """Positive control: each spelling of a secret, in a text and in a file, is found."""
+    raw = secrets.token_bytes(32)
+    text = base64.b64encode(raw).decode()
+    canary = Canary.of("planted", text, raw)
+    for form in canary.forms:
+        scanner = Scanner([canary])
+        scanner.text("a log line", b"before " + form + b" after")
+        assert scanner.leaks == ["planted in a log line"]
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "job_events.json").write_text(json.dumps({"stdout": f"pw={text}"}))
+    (tmp_path / "a" / "clean").write_text("nothing here")
+    scanner = Scanner([canary])
+    assert scanner.tree(tmp_path) == 2
+    assert scanner.leaks == [f"planted in {tmp_path / 'a' / 'b' / 'job_events.json'}"]
+    with CommandLines() as lines:
+        lines.sample()
+    assert lines.matching(b"pytest") or lines.matching(b"python")
+
+
+def test_secrets_appear_nowhere_sitectl_writes(cluster: Cluster) -> None:
+    topo = cluster.topology
+    canaries = lab_canaries(topo)
+    names = {c.name for c in canaries}
+    assert {"LDAP password", "probe user password"} <= names
+    assert any(n.startswith("TSIG secret") for n in names)
+    assert any(n.startswith("S3 secret key") for n in names)
+    wrong = {
+        "tsig": base64.b64encode(secrets.token_bytes(32)).decode(),
+        "ldap": secrets.token_urlsafe(18),
+        "s3": secrets.token_urlsafe(30),
+    }
+    canaries += [
+        Canary.of("the wrong TSIG secret", wrong["tsig"], base64.b64decode(wrong["tsig"])),
+        Canary.of("the wrong LDAP password", wrong["ldap"]),
+        Canary.of("the wrong S3 secret key", wrong["s3"]),
+    ]
+    wrong_topology = write_wrong_topology(cluster, wrong)
+    scanner = Scanner(canaries)
+    outputs: dict[str, tuple[int, str, str]] = {}
+
+    def run(command: str) -> int:
+        """`sitectl COMMAND` (words split on spaces), its output kept for the scan."""
+        done = cluster.sitectl(*command.split())
+        outputs[command] = (done.returncode, done.stdout, done.stderr)
+        return done.returncode
+
+    absent = cluster.topology_file.parent / "absent.yaml"
+    wrong_switchover = f"switchover --to dc2 --yes --reason r8-wrong -c {wrong_topology}"
+    with CommandLines() as lines:
+        assert run("switchover --to dc2 --yes --reason r8") == 0
+        assert run("status --json") == 0
+        run("health --json")  # whatever it finds, it must not print a secret
+        assert run("reprotect --yes --json --reason r8") == 0
+        assert run("switchover --to dc1 --yes --json --reason r8") == 0
+        assert run("reprotect --yes --reason r8") == 0
+        # Forced failures: the error paths print the most detail.
+        assert run(f"switchover --to dc2 --yes -c {absent}") == 2
+        run(f"health --json -c {wrong_topology}")
+        refused = run(wrong_switchover)
+        run(f"{wrong_switchover} --json")
+    assert refused not in (0, 2), outputs[wrong_switchover]
+    cluster.assert_protected("dc1")  # the wrong secrets changed nothing
+
+    # What the scan covered: the operations really ran and were seen.
+    assert lines.matching(b"switchover") and lines.matching(b"ansible-playbook"), sorted(
+        lines.seen
+    )[:20]
+    said = outputs[wrong_switchover][1] + outputs[wrong_switchover][2]
+    assert "BADSIG" in said or "TSIG" in said or "ldap" in said.lower(), said
+
+    for label, (_, out, err) in outputs.items():
+        scanner.text(f"stdout of `sitectl {label}`", out)
+        scanner.text(f"stderr of `sitectl {label}`", err)
+    for line, pid in lines.seen.items():
+        program = line.split(b"\0")[0].decode(errors="replace")
+        scanner.text(f"the command line of pid {pid} ({program} …)", line)
+    local = cluster.lab.state_dir / "sitectl"
+    audit = local / "audit.jsonl"
+    assert audit.read_text().count("\n") > 10
+    scanner.text(str(audit), audit.read_bytes())
+    assert scanner.tree(local / "artifacts") > 20  # ansible-runner's events, stdout, env
+    for node, data in zookeeper_records(topo):
+        scanner.text(f"ZooKeeper node {node}", data)
+
+    assert scanner.places > 100
+    assert scanner.leaks == [], "secrets leaked:\n" + "\n".join(scanner.leaks)
+
+
+def zookeeper_records(topo: Topology) -> Iterator[tuple[str, bytes]]:
+    """Every node under the cluster's chroot: operation records, checkpoints, views."""
+    client = KazooClient(hosts=topo.zookeeper.connect_string())
+    client.start(timeout=15)
+    try:
+        pending = [topo.zookeeper.chroot or "/"]
+        while pending:
+            node = pending.pop()
+            try:
+                data, _ = client.get(node)
+                children = client.get_children(node)
+            except Exception:  # deleted while walking (an ephemeral node)
+                continue
+            yield node, data or b""
+            pending += [f"{node.rstrip('/')}/{child}" for child in children]
+    finally:
+        client.stop()
+        client.close()
