@@ -111,6 +111,7 @@ def _dovecot(state: LabState, site: str, programs: dict[str, str]) -> Component:
         cwd=str(home),
         log=str(home / "dovecot.log"),
         wanted=site == layout.ACTIVE_SITE,
+        stale_files=[str(home / "run" / "master.pid")],
     )
 
 

@@ -58,6 +58,8 @@ def state_of(comp: Component) -> ProcState:
 def spawn(comp: Component) -> None:
     """Start `comp` detached in its own session; record its pid and start time on it."""
     Path(comp.log).parent.mkdir(parents=True, exist_ok=True)
+    for stale in comp.stale_files:  # only ever called for a component that is down
+        Path(stale).unlink(missing_ok=True)
     env = {**os.environ, **comp.env}
     with open(comp.log, "ab") as log:
         proc = subprocess.Popen(

@@ -50,6 +50,10 @@ class Component:
     # For servers whose launcher forks the real daemon into its own session (Postfix's
     # `start-fg` runs `master` as a child that calls setsid): the daemon's pid file.
     pid_file: str | None = None
+    # Left behind by a killed process and removed before it starts again: Dovecot refuses
+    # to start while its master.pid names a live PID, and after a SIGKILL that PID may
+    # well be reused (by any process, or a thread) by the time the site is healed.
+    stale_files: list[str] = field(default_factory=list)
 
 
 @dataclass
