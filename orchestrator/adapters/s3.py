@@ -4,6 +4,7 @@ wide error tree mapped onto ours (Unavailable: no answer or busy; Failed: refuse
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,21 +16,39 @@ from orchestrator.adapters.secrets import read_secret
 from orchestrator.config.model import S3Endpoint, Topology
 from orchestrator.errors import Failed, Unavailable
 
+_CLIENTS: dict[tuple[object, ...], Any] = {}
+_CLIENTS_LOCK = threading.Lock()
+
 
 def s3_client(topo: Topology, endpoint: S3Endpoint, timeout: float = 5.0) -> Any:
-    # One attempt and short timeouts: callers (checks, steps) own retries and bounds.
-    config = botocore.config.Config(
-        connect_timeout=timeout, read_timeout=timeout, retries={"total_max_attempts": 1}
-    )
-    return boto3.session.Session().client(
-        "s3",
-        endpoint_url=endpoint.url,
-        region_name=endpoint.region,
-        aws_access_key_id=read_secret(endpoint.access_key, topo.base_dir).reveal(),
-        aws_secret_access_key=read_secret(endpoint.secret_key, topo.base_dir).reveal(),
-        verify=str(topo.resolve(endpoint.ca_file)) if endpoint.ca_file else None,
-        config=config,
-    )
+    """A client for `endpoint`, made once per endpoint, credentials and timeout: building
+    one loads boto's whole S3 model (most of an idle controller's CPU when made for every
+    check and canary). Clients are thread-safe; making them is not, hence the lock. The
+    secrets are part of the key, so a rotated key file gets a new client."""
+    access = read_secret(endpoint.access_key, topo.base_dir).reveal()
+    secret = read_secret(endpoint.secret_key, topo.base_dir).reveal()
+    verify = str(topo.resolve(endpoint.ca_file)) if endpoint.ca_file else None
+    key = (endpoint.url, endpoint.region, access, secret, verify, timeout)
+    with _CLIENTS_LOCK:
+        client = _CLIENTS.get(key)
+        if client is None:
+            # One attempt and short timeouts: callers (checks, steps) own retries and bounds.
+            config = botocore.config.Config(
+                connect_timeout=timeout, read_timeout=timeout, retries={"total_max_attempts": 1}
+            )
+            client = boto3.session.Session().client(
+                "s3",
+                endpoint_url=endpoint.url,
+                region_name=endpoint.region,
+                aws_access_key_id=access,
+                aws_secret_access_key=secret,
+                verify=verify,
+                config=config,
+            )
+            if len(_CLIENTS) >= 64:  # bounded: keys only change with rotations
+                _CLIENTS.clear()
+            _CLIENTS[key] = client
+    return client
 
 
 @contextlib.contextmanager

@@ -103,7 +103,9 @@ def connect(topo: Topology, master: LdapMaster, timeout: float) -> ldap3.Connect
         )
     # ldap3 packs receive_timeout into SO_RCVTIMEO with struct: it must be an int.
     wait = max(1, math.ceil(timeout))
-    server = ldap3.Server(master.uri, tls=tls, connect_timeout=timeout)
+    # get_info=NONE: the checks read contextCSN by name; fetching the server's schema and
+    # root DSE on every bind was most of what remained of an idle controller's CPU.
+    server = ldap3.Server(master.uri, tls=tls, connect_timeout=timeout, get_info=ldap3.NONE)
     conn = ldap3.Connection(
         server,
         user=master.bind_dn or section.bind_dn,
