@@ -2,9 +2,10 @@
 
 The lab's real secrets (TSIG secrets, the LDAP password, the S3 key pair, the probe
 user's password, and the ZooKeeper digest when one is configured) are read from the
-files the lab topology names. Then real operations run — a switchover to dc2 and back,
-with and without `--json`, health and status, and failures forced with a missing config
-file and with wrong secrets — while every process's command line is sampled. Afterwards
+files the lab topology names. Then real operations run — a switchover to dc2 and its
+reprotect, with and without `--json`, health and status, and failures forced with a
+missing config file and with wrong secrets — while every process's command line is
+sampled. Afterwards
 everything sitectl left behind is searched for each secret: its stdout and stderr, the
 audit log, every file under the ansible-runner artifact directories, the ZooKeeper
 records of the operations, and the sampled command lines.
@@ -27,10 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from kazoo.client import KazooClient
 
 from orchestrator.adapters.secrets import read_secret
 from orchestrator.config import Topology
+from orchestrator.coordination.client import connect
 from orchestrator.lab.credentials import read_tsig_key
 from tests.engine.conftest import Cluster
 
@@ -188,9 +189,10 @@ def write_wrong_topology(cluster: Cluster, wrong: dict[str, str]) -> Path:
 
 @pytest.fixture
 def cluster(lab) -> Iterator[Cluster]:
-    """dc1 active and protected before and after (the test moves the service)."""
+    """dc1 active and protected before (the test leaves dc2 active and protected)."""
     cluster = Cluster(lab)
-    cluster.move_back_to_dc1()
+    if not cluster.at_home():
+        lab.renew()
     yield cluster
     for name in (
         "r8-wrong-topology.yaml",
@@ -199,7 +201,6 @@ def cluster(lab) -> Iterator[Cluster]:
         "secrets/r8-wrong-s3-secret-key",
     ):
         (cluster.topology_file.parent / name).unlink(missing_ok=True)
-    cluster.move_back_to_dc1()
 
 
 def test_the_scanner_finds_a_planted_secret(tmp_path: Path) -> None:
@@ -229,6 +230,7 @@ def test_secrets_appear_nowhere_sitectl_writes(cluster: Cluster) -> None:
     assert {"LDAP password", "probe user password"} <= names
     assert any(n.startswith("TSIG secret") for n in names)
     assert any(n.startswith("S3 secret key") for n in names)
+    assert "ZooKeeper digest" in names  # the lab ACLs sitectl's znodes
     wrong = {
         "tsig": base64.b64encode(secrets.token_bytes(32)).decode(),
         "ldap": secrets.token_urlsafe(18),
@@ -250,21 +252,20 @@ def test_secrets_appear_nowhere_sitectl_writes(cluster: Cluster) -> None:
         return done.returncode
 
     absent = cluster.topology_file.parent / "absent.yaml"
-    wrong_switchover = f"switchover --to dc2 --yes --reason r8-wrong -c {wrong_topology}"
+    wrong_switchover = f"switchover --to dc1 --yes --reason r8-wrong -c {wrong_topology}"
     with CommandLines() as lines:
-        assert run("switchover --to dc2 --yes --reason r8") == 0
+        assert run("switchover --to dc2 --yes --json --reason r8") == 0
         assert run("status --json") == 0
+        assert run("status") == 0
         run("health --json")  # whatever it finds, it must not print a secret
-        assert run("reprotect --yes --json --reason r8") == 0
-        assert run("switchover --to dc1 --yes --json --reason r8") == 0
         assert run("reprotect --yes --reason r8") == 0
         # Forced failures: the error paths print the most detail.
-        assert run(f"switchover --to dc2 --yes -c {absent}") == 2
+        assert run(f"switchover --to dc1 --yes -c {absent}") == 2
         run(f"health --json -c {wrong_topology}")
         refused = run(wrong_switchover)
         run(f"{wrong_switchover} --json")
     assert refused not in (0, 2), outputs[wrong_switchover]
-    cluster.assert_protected("dc1")  # the wrong secrets changed nothing
+    cluster.assert_protected("dc2")  # the wrong secrets changed nothing
 
     # What the scan covered: the operations really ran and were seen.
     assert lines.matching(b"switchover") and lines.matching(b"ansible-playbook"), sorted(
@@ -293,8 +294,7 @@ def test_secrets_appear_nowhere_sitectl_writes(cluster: Cluster) -> None:
 
 def zookeeper_records(topo: Topology) -> Iterator[tuple[str, bytes]]:
     """Every node under the cluster's chroot: operation records, checkpoints, views."""
-    client = KazooClient(hosts=topo.zookeeper.connect_string())
-    client.start(timeout=15)
+    client = connect(topo, timeout=15)  # sitectl's identity: its znodes are ACLed
     try:
         pending = [topo.zookeeper.chroot or "/"]
         while pending:
