@@ -25,8 +25,8 @@ from pathlib import Path
 from orchestrator.cli.exitcodes import ExitCode
 from orchestrator.lab import layout, mail, procs
 from orchestrator.lab import state as lab_state
-from orchestrator.lab.lifecycle import READY_TIMEOUT_S, LabError, wait_components
 from orchestrator.lab.procs import ProcState
+from orchestrator.lab.readiness import READY_TIMEOUT_S, LabError, wait_components
 from orchestrator.lab.state import Component, LabState
 
 ROLE_KINDS = {"mta": ("postfix",), "mailbox": ("dovecot",), None: mail.KINDS}

@@ -1,6 +1,6 @@
 """The lab's component kinds: how to configure each and how to tell it is ready.
 
-One table, so `up`, `heal-site` and the app helper probe a component the same way.
+How each is probed until ready is `readiness.probe`.
 """
 
 from __future__ import annotations
@@ -21,23 +21,6 @@ PREPARERS: tuple[Prepare, ...] = (
     volumes.prepare,
     mail.prepare,
 )
-
-
-def probe(comp: Component, state: LabState) -> bool:
-    """One readiness check of `comp` by a real client; exceptions mean "not yet"."""
-    if comp.kind == "zookeeper":
-        return zookeeper.ready(comp)
-    if comp.kind == "named":
-        return bind.ready(comp)
-    if comp.kind == "slapd":
-        return ldap.ready(comp, state)
-    if comp.kind == "s3store":
-        return s3.ready(comp)
-    if comp.kind == "mirrord":
-        return volumes.ready(state)
-    if comp.kind in mail.KINDS:
-        return mail.ready(comp, state)
-    raise ValueError(f"no probe for component kind {comp.kind!r}")
 
 
 def ports() -> list[tuple[str, str, int, bool]]:

@@ -30,19 +30,9 @@ from orchestrator.lab import (
 )
 from orchestrator.lab import state as lab_state
 from orchestrator.lab.credentials import ensure_ca
-from orchestrator.lab.probes import NotReady, wait_until
 from orchestrator.lab.procs import ProcState
+from orchestrator.lab.readiness import READY_TIMEOUT_S, LabError, wait_components
 from orchestrator.lab.state import Component, LabState
-
-READY_TIMEOUT_S = 60.0
-
-
-class LabError(Exception):
-    """A lab command cannot do what was asked; the message is the one line to print."""
-
-    def __init__(self, message: str, code: ExitCode = ExitCode.OPERATION_FAILED) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass(frozen=True)
@@ -94,31 +84,6 @@ def _check_ports() -> None:
             net.check_free(address, port, udp)
         except net.PortInUse as exc:
             raise LabError(f"cannot start {name}: {exc}") from exc
-
-
-def wait_components(state: LabState, comps: list[Component], deadline: float) -> None:
-    """Probe every component concurrently; raise LabError naming the first that failed."""
-
-    def one(comp: Component) -> str | None:
-        try:
-            wait_until(
-                comp.name,
-                lambda: components.probe(comp, state),
-                deadline,
-                alive=lambda: procs.state_of(comp) is not ProcState.DOWN,
-            )
-        except NotReady as exc:
-            return f"{exc} (log: {comp.log})"
-        procs.adopt(comp)  # ready means the daemon has written its pid file
-        return None
-
-    if not comps:
-        return
-    with ThreadPoolExecutor(max_workers=len(comps)) as pool:
-        failures = [f for f in pool.map(one, comps) if f]
-    if failures:
-        more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
-        raise LabError(failures[0] + more)
 
 
 def _start(state: LabState, comps: list[Component]) -> None:
