@@ -17,6 +17,7 @@ Targets (issue 8, P6): ≤ 80 MB RSS, ≤ 2 % of one core.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -29,6 +30,8 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from benchlab import bench_lab
 
 TARGET_RSS_MB, TARGET_CPU = 80.0, 0.02
 LISTEN = {"dc1": "127.0.22.1", "dc2": "127.0.22.2", "witness": "127.0.22.3"}
@@ -156,37 +159,12 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=30.0)
     parser.add_argument("--seconds", type=float, default=60.0)
     args = parser.parse_args()
-    own = args.state_dir is None
-    if own:
-        parent = Path(tempfile.mkdtemp(prefix="sitectl-bench-p6-"))
-        parent.chmod(0o755)  # Postfix and Dovecot run as their own users
-        state_dir = parent / "state"
-        subprocess.run(
-            [sys.executable, "-m", "orchestrator.lab", "up", "--state-dir", str(state_dir)],
-            check=True,
-            capture_output=True,
-            timeout=300,
-        )
-    else:
-        state_dir = args.state_dir.absolute()
+    labs = contextlib.ExitStack()
+    state_dir = labs.enter_context(bench_lab(args.state_dir, "p6"))
     try:
         r = measure(state_dir, args.site, args.warmup, args.seconds)
     finally:
-        if own:
-            subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "orchestrator.lab",
-                    "down",
-                    "--purge",
-                    "--state-dir",
-                    str(state_dir),
-                ],
-                capture_output=True,
-                timeout=300,
-            )
-            state_dir.parent.rmdir()
+        labs.close()
     load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     met = r.rss_max_mb <= TARGET_RSS_MB and r.cpu_share <= TARGET_CPU
     print(

@@ -1,9 +1,10 @@
 """Benchmark P1: detection → promotion after `lab kill-site dc1`, with three controllers.
 
     flock /tmp/sitectl-lab.lock .venv/bin/python bench/detection_to_promotion.py \
-        --state-dir DIR [--runs 5]
+        [--state-dir DIR] [--runs 5]
 
-Needs a running lab (`sitectl lab up --state-dir DIR`). Each run: start the controllers
+Runs on the lab at --state-dir, else on its own (started and taken down; run it in a
+network namespace of your own when others run labs on the machine). Each run: start the controllers
 of dc1, dc2 and the witness (witness first, so it leads: losing dc1 must not also cost an
 election), wait until the leader sees all three, SIGKILL dc1's controller and
 `kill-site dc1`, then time
@@ -36,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from benchlab import bench_lab
 
 from orchestrator.config import load_topology
 
@@ -152,31 +154,31 @@ def controller_topology(state_dir: Path) -> Path:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--state-dir", type=Path, required=True, help="a running lab")
+    parser.add_argument("--state-dir", type=Path, help="a running lab; default: start one")
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
-    state_dir = args.state_dir.absolute()
-    topology = controller_topology(state_dir)
-    policy = load_topology(topology).policy
-    detections, promotions, failovers = [], [], []
-    for n in range(1, args.runs + 1):
-        detect, promote = once(state_dir, topology)
-        detections.append(detect)
-        promotions.append(promote)
-        failovers.append(promote - detect)
-        print(f"run {n}: kill → decision {detect:.1f} s, kill → dc2 active {promote:.1f} s "
-              f"(load {os.getloadavg()[0]:.1f})", flush=True)
-    print(f"\nP1 detection → promotion, {platform.node()} ({os.cpu_count()} cores), "
-          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, probe interval "
-          f"{policy.probe_interval:g} s, {policy.consecutive_failures} consecutive failures, "
-          f"{args.runs} runs")
-    print("| figure | median | max | target |\n| --- | --- | --- | --- |")
-    print(f"| kill → decision | {statistics.median(detections):.1f} s | "
-          f"{max(detections):.1f} s | |")
-    print(f"| decision → dc2 active (the failover run) | {statistics.median(failovers):.1f} s "
-          f"| {max(failovers):.1f} s | |")
-    print(f"| kill → dc2 active | {statistics.median(promotions):.1f} s | "
-          f"{max(promotions):.1f} s | ≤ {TARGET_S:g} s |")
+    with bench_lab(args.state_dir, "p1") as state_dir:
+        topology = controller_topology(state_dir)
+        policy = load_topology(topology).policy
+        detections, promotions, failovers = [], [], []
+        for n in range(1, args.runs + 1):
+            detect, promote = once(state_dir, topology)
+            detections.append(detect)
+            promotions.append(promote)
+            failovers.append(promote - detect)
+            print(f"run {n}: kill → decision {detect:.1f} s, kill → dc2 active {promote:.1f} s "
+                  f"(load {os.getloadavg()[0]:.1f})", flush=True)
+        print(f"\nP1 detection → promotion, {platform.node()} ({os.cpu_count()} cores), "
+              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, probe interval "
+              f"{policy.probe_interval:g} s, {policy.consecutive_failures} consecutive failures, "
+              f"{args.runs} runs")
+        print("| figure | median | max | target |\n| --- | --- | --- | --- |")
+        print(f"| kill → decision | {statistics.median(detections):.1f} s | "
+              f"{max(detections):.1f} s | |")
+        print(f"| decision → dc2 active (the failover run) | {statistics.median(failovers):.1f} s "
+              f"| {max(failovers):.1f} s | |")
+        print(f"| kill → dc2 active | {statistics.median(promotions):.1f} s | "
+              f"{max(promotions):.1f} s | ≤ {TARGET_S:g} s |")
     return 0
 
 

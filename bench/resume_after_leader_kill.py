@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from benchlab import bench_lab
 from kazoo.client import KazooClient
 from kazoo.protocol.states import ZnodeStat
 
@@ -278,19 +279,8 @@ def main() -> int:
     parser.add_argument("--state-dir", type=Path, help="a running lab; default: start one")
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    own = args.state_dir is None
-    if own:
-        parent = Path(tempfile.mkdtemp(prefix="sitectl-bench-p3-"))
-        parent.chmod(0o755)  # Postfix and Dovecot run as their own users
-        state_dir = parent / "state"
-        subprocess.run(
-            [sys.executable, "-m", "orchestrator.lab", "up", "--state-dir", str(state_dir)],
-            check=True,
-            capture_output=True,
-            timeout=300,
-        )
-    else:
-        state_dir = args.state_dir.absolute()
+    labs = contextlib.ExitStack()
+    state_dir = labs.enter_context(bench_lab(args.state_dir, "p3"))
     doc = yaml.safe_load((state_dir / "topology.yaml").read_text())
     doc["policy"]["automatic_promotion"] = True
     # P3 times the resume, not the readiness gate: on a busy machine the leader's LDAP
@@ -322,21 +312,7 @@ def main() -> int:
     finally:
         client.stop()
         client.close()
-        if own:
-            subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "orchestrator.lab",
-                    "down",
-                    "--purge",
-                    "--state-dir",
-                    str(state_dir),
-                ],
-                capture_output=True,
-                timeout=300,
-            )
-            state_dir.parent.rmdir()
+        labs.close()
     target = session_s + 1.0
     decisions = [r["decision_s"] for r in runs]
     leases = [r["lease_s"] for r in runs]

@@ -27,19 +27,21 @@ Targets (issue 8): sitectl ≤ 15 s, overhead ≤ 10 %, sitectl / baseline ≤ 1
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchlab import bench_lab
 
 from orchestrator.adapters.dns import changes_for_site, verify
 from orchestrator.config import load_topology
@@ -278,19 +280,8 @@ def main() -> int:
     )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    own = args.state_dir is None
-    if own:
-        parent = Path(tempfile.mkdtemp(prefix="sitectl-bench-p2-"))
-        parent.chmod(0o755)  # Postfix and Dovecot run as their own users
-        state_dir = parent / "state"
-        subprocess.run(
-            [sys.executable, "-m", "orchestrator.lab", "up", "--state-dir", str(state_dir)],
-            check=True,
-            capture_output=True,
-            timeout=300,
-        )
-    else:
-        state_dir = args.state_dir.absolute()
+    labs = contextlib.ExitStack()
+    state_dir = labs.enter_context(bench_lab(args.state_dir, "p2"))
     lab = Lab(state_dir)
     try:
         if lab.sitectl("status")["active_site"] != "dc1":
@@ -326,21 +317,7 @@ def main() -> int:
         worst = json.loads(health.stdout)["status"] if health.stdout.strip() else "unknown"
         result["ends_with"] = f"active site {status['active_site']}, health {worst}"
     finally:
-        if own:
-            subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "orchestrator.lab",
-                    "down",
-                    "--purge",
-                    "--state-dir",
-                    str(state_dir),
-                ],
-                capture_output=True,
-                timeout=300,
-            )
-            state_dir.parent.rmdir()
+        labs.close()
     if args.json:
         print(json.dumps(result, indent=2))
     else:
