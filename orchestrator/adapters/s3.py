@@ -14,7 +14,12 @@ import botocore.exceptions
 
 from orchestrator.adapters.secrets import read_secret
 from orchestrator.config.model import S3Endpoint, Topology
-from orchestrator.errors import Failed, Unavailable
+from orchestrator.errors import Failed, LeaseLost, Unavailable
+
+# sitectl's own objects in a bucket: never application data, never copied or compared.
+OWN_PREFIX = ".sitectl/"
+FENCE_KEY = OWN_PREFIX + "fence"
+_FENCE_ROUNDS = 3
 
 _CLIENTS: dict[tuple[object, ...], Any] = {}
 _CLIENTS_LOCK = threading.Lock()
@@ -115,8 +120,50 @@ def keys_with_etags(s3: Any, bucket: str) -> dict[str, str]:
     with translated(f"listing {bucket}"):
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
             for item in page.get("Contents", []):
-                found[item["Key"]] = item["ETag"]
+                if not item["Key"].startswith(OWN_PREFIX):
+                    found[item["Key"]] = item["ETag"]
     return found
+
+
+def _read_fence(s3: Any, bucket: str) -> tuple[int | None, str | None]:
+    """(epoch, ETag) of the bucket's fence object; (None, None) when there is none."""
+    with translated(f"reading the fence of {bucket}"):
+        try:
+            got = s3.get_object(Bucket=bucket, Key=FENCE_KEY)
+        except botocore.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None, None
+            raise
+        text = got["Body"].read().decode(errors="replace").strip()
+    epoch = int(text.removeprefix("epoch=")) if text.removeprefix("epoch=").isdigit() else 0
+    return epoch, str(got["ETag"])
+
+
+def claim_fence(s3: Any, bucket: str, epoch: int) -> int | None:
+    """Move the bucket's fence to epoch=N by a conditional put (If-Match the fence we
+    read, If-None-Match when there was none), the object store's compare-and-set; return
+    the epoch it held. LeaseLost if it holds a newer one: a leader deposed while frozen
+    must not write here after its successor did."""
+    for _ in range(_FENCE_ROUNDS):
+        held, etag = _read_fence(s3, bucket)
+        if held is not None and held > epoch:
+            raise LeaseLost(
+                f"bucket {bucket}: the fence holds epoch={held}, newer than ours ({epoch}) — "
+                "another leader has taken over; stopping"
+            )
+        if held == epoch:
+            return held
+        condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+        try:
+            with translated(f"claiming the fence of {bucket}"):
+                s3.put_object(Bucket=bucket, Key=FENCE_KEY, Body=f"epoch={epoch}".encode(),
+                              **condition)
+        except Failed as exc:
+            if "PreconditionFailed" in str(exc) or "ConditionalRequestConflict" in str(exc):
+                continue  # changed between our read and our put: read it again
+            raise
+        return held
+    raise LeaseLost(f"bucket {bucket}: the fence kept changing while claiming epoch {epoch}")
 
 
 def copy_missing(source: Any, target: Any, bucket: str) -> list[str]:

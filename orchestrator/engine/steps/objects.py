@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from orchestrator.adapters.s3 import (
+    claim_fence,
     copy_missing,
     keys_with_etags,
     replicate,
@@ -52,10 +53,18 @@ class ObjectStoreReverseHandler:
         store = ctx.topology.object_store
         assert store is not None  # the plan has this step only with an object store
         active, standby = step.site or "", step.params["destination"]
+        source = s3_client(ctx.topology, _endpoint(ctx, active))
+        target = s3_client(ctx.topology, _endpoint(ctx, standby))
+        # Both stores first refuse a leader older than one that already wrote here.
+        for site, client in ((active, source), (standby, target)):
+            before = claim_fence(client, step.target, ctx.fence.epoch)
+            if before != ctx.fence.epoch:
+                ctx.log(f"bucket {step.target}@{site}: fence moved from "
+                        f"{'no fence' if before is None else f'epoch {before}'} to epoch "
+                        f"{ctx.fence.epoch}")
         # Stop the old direction first: for a moment nothing replicates, rather than
         # both sites replicating into each other.
-        stop_replicating(s3_client(ctx.topology, _endpoint(ctx, standby)), step.target)
-        source = s3_client(ctx.topology, _endpoint(ctx, active))
+        stop_replicating(target, step.target)
         replicate(
             source,
             step.target,
@@ -64,7 +73,7 @@ class ObjectStoreReverseHandler:
             rule_id=f"sitectl-{active}-to-{standby}",
         )
         # What the new site took in before this rule existed is never replicated by it.
-        copied = copy_missing(source, s3_client(ctx.topology, _endpoint(ctx, standby)), step.target)
+        copied = copy_missing(source, target, step.target)
         ctx.log(f"bucket {step.target}: copied {len(copied)} object(s) {active} → {standby}")
 
     def verify(self, step: Step, ctx: StepContext) -> None:
