@@ -188,11 +188,8 @@ def write_wrong_topology(cluster: Cluster, wrong: dict[str, str]) -> Path:
 
 
 @pytest.fixture
-def cluster(lab) -> Iterator[Cluster]:
-    """dc1 active and protected before (the test leaves dc2 active and protected)."""
-    cluster = Cluster(lab)
-    if not cluster.at_home():
-        lab.renew()
+def cluster(cluster: Cluster) -> Iterator[Cluster]:
+    """From home (tests/faults/conftest.py); the test leaves dc2 active and protected."""
     yield cluster
     for name in (
         "r8-wrong-topology.yaml",

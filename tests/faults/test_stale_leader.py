@@ -31,13 +31,6 @@ pytestmark = pytest.mark.lab
 FROZEN_IN = "dns/lab.internal."
 
 
-@pytest.fixture
-def cluster(lab) -> Cluster:  # type: ignore[no-untyped-def]
-    found = Cluster(lab)
-    if not found.at_home():
-        lab.renew()
-    return found
-
 
 def zone_state(cluster: Cluster) -> dict[str, tuple[int, str]]:
     """`server zone` → (SOA serial, fence TXT) on every server: any accepted update moves

@@ -26,13 +26,6 @@ pytestmark = pytest.mark.lab
 KILL_WHEN_RUNNING = "unmount/dc1/mailstore"
 
 
-@pytest.fixture
-def cluster(lab) -> Cluster:  # type: ignore[no-untyped-def]
-    found = Cluster(lab)
-    if not found.at_home():
-        lab.renew()
-    return found
-
 
 def zookeeper_leader() -> str:
     """The site whose ZooKeeper node leads the ensemble now (four-letter word `srvr`)."""
