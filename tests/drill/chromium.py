@@ -32,7 +32,8 @@ class Shot:
 def screenshot(page: Path, png: Path) -> Shot:
     binary = shutil.which("chromium")
     if binary is None:
-        pytest.skip("chromium is not installed (scripts/install adds it)")
+        # A fail, not a skip: the report's rendering is part of what a drill proves.
+        pytest.fail("chromium is not installed: run ./scripts/install (it adds the package)")
     with tempfile.TemporaryDirectory(prefix="drill-chromium-") as profile:
         done = subprocess.run(
             [binary, *FLAGS, f"--user-data-dir={profile}", f"--screenshot={png}",
