@@ -228,3 +228,18 @@ def lab() -> Iterator[LabHandle]:
             parent.rmdir()
         finally:
             session.close()  # releases the session lock
+
+
+@pytest.fixture(scope="module")
+def moto_url() -> Iterator[str]:
+    """moto's S3 server on 127.0.0.1 (the closest thing to S3 that speaks its wire
+    protocol here), one per test module so modules never see each other's buckets."""
+    from moto.server import ThreadedMotoServer  # only the modules that use it pay for it
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()

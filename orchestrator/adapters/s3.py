@@ -56,12 +56,16 @@ def s3_client(topo: Topology, endpoint: S3Endpoint, timeout: float = 5.0) -> Any
     return client
 
 
+def error_code(exc: botocore.exceptions.ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", "?"))
+
+
 @contextlib.contextmanager
 def translated(what: str) -> Iterator[None]:
     try:
         yield
     except botocore.exceptions.ClientError as exc:
-        code = str(exc.response.get("Error", {}).get("Code", "?"))
+        code = error_code(exc)
         http = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
         if http >= 500 or code in ("SlowDown", "ServiceUnavailable"):
             raise Unavailable(f"{what}: the store is busy or failing ({http} {code})") from None
@@ -76,7 +80,7 @@ def replication_destination(s3: Any, bucket: str) -> str | None:
         try:
             config = s3.get_bucket_replication(Bucket=bucket)["ReplicationConfiguration"]
         except botocore.exceptions.ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in (
+            if error_code(exc) in (
                 "ReplicationConfigurationNotFoundError",
                 "NoSuchReplicationConfiguration",
             ):
@@ -131,7 +135,7 @@ def _read_fence(s3: Any, bucket: str) -> tuple[int | None, str | None]:
         try:
             got = s3.get_object(Bucket=bucket, Key=FENCE_KEY)
         except botocore.exceptions.ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            if error_code(exc) in ("NoSuchKey", "404"):
                 return None, None
             raise
         text = got["Body"].read().decode(errors="replace").strip()
@@ -154,14 +158,14 @@ def claim_fence(s3: Any, bucket: str, epoch: int) -> int | None:
         if held == epoch:
             return held
         condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
-        try:
-            with translated(f"claiming the fence of {bucket}"):
+        with translated(f"claiming the fence of {bucket}"):
+            try:
                 s3.put_object(Bucket=bucket, Key=FENCE_KEY, Body=f"epoch={epoch}".encode(),
                               **condition)
-        except Failed as exc:
-            if "PreconditionFailed" in str(exc) or "ConditionalRequestConflict" in str(exc):
-                continue  # changed between our read and our put: read it again
-            raise
+            except botocore.exceptions.ClientError as exc:
+                if error_code(exc) in ("PreconditionFailed", "ConditionalRequestConflict"):
+                    continue  # changed between our read and our put: read it again
+                raise
         return held
     raise LeaseLost(f"bucket {bucket}: the fence kept changing while claiming epoch {epoch}")
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import botocore.exceptions
 
-from orchestrator.adapters.s3 import s3_client
+from orchestrator.adapters.s3 import error_code, s3_client
 from orchestrator.checks.result import Check, CheckResult, Status, one_line
 from orchestrator.config.model import Bucket, S3Endpoint, Topology
 from orchestrator.errors import SitectlError
@@ -144,7 +144,7 @@ def _bucket_problems(s3: Any, bucket: Bucket, source: bool) -> list[str]:
         try:
             rules = s3.get_bucket_replication(Bucket=bucket.name)["ReplicationConfiguration"]
         except botocore.exceptions.ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ReplicationConfigurationNotFoundError":
+            if error_code(exc) != "ReplicationConfigurationNotFoundError":
                 raise
             rules = {"Rules": []}
         if not any(r.get("Status") == "Enabled" for r in rules.get("Rules", [])):

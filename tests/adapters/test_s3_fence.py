@@ -9,7 +9,6 @@ from typing import Any
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from orchestrator.adapters.s3 import FENCE_KEY, claim_fence, keys_with_etags
 from orchestrator.errors import LeaseLost
@@ -17,20 +16,9 @@ from orchestrator.errors import LeaseLost
 BUCKET = "mail-blobs"
 
 
-@pytest.fixture(scope="module")
-def url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
-
-
 @pytest.fixture
-def s3(url: str) -> Iterator[Any]:
-    client = boto3.client("s3", endpoint_url=url, region_name="us-east-1",
+def s3(moto_url: str) -> Iterator[Any]:
+    client = boto3.client("s3", endpoint_url=moto_url, region_name="us-east-1",
                           aws_access_key_id="test", aws_secret_access_key="test-secret")
     client.create_bucket(Bucket=BUCKET)
     yield client

@@ -23,7 +23,6 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +34,6 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from moto.server import ThreadedMotoServer
 
 from orchestrator.adapters.dns import (
     RecordChange,
@@ -579,17 +577,6 @@ def test_s3_calls_facing_a_hostile_endpoint_fail_as_ours(
     message = str(error)
     assert message.startswith(f"{call}: ") and says in message and "\n" not in message, message
     assert SECRET not in message + repr(error)
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
 
 
 def test_s3_refusals_from_moto_are_failed_with_the_code(
