@@ -1,14 +1,20 @@
-"""The lab a benchmark runs on: the running one named by --state-dir, or its own, started
-for the run and taken down (every process, mount and address) at the end."""
+"""What the benchmarks share: the lab they run on (the running one named by --state-dir,
+or their own, started for the run and taken down at the end), and controllers on it."""
 
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 
 def lab_command(*args: str) -> subprocess.CompletedProcess[str]:
@@ -33,3 +39,78 @@ def bench_lab(state_dir: Path | None, name: str) -> Iterator[Path]:
         lab_command("down", "--purge", "--state-dir", str(own))
         with contextlib.suppress(OSError):
             parent.rmdir()
+
+
+SITECTL = str(Path(sys.executable).with_name("sitectl"))
+# Where each site's controller serves /status in the lab (as in tests/controller).
+LISTEN = {"dc1": "127.0.22.1", "dc2": "127.0.22.2", "witness": "127.0.22.3"}
+PORT = 9400
+
+
+def wait(condition: Callable[[], Any], what: str, within: float, every: float = 0.05) -> Any:
+    """Poll until `condition()` is truthy (errors count as "not yet"), else stop the bench."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):  # servers starting or already gone
+            found = condition()
+            if found:
+                return found
+        time.sleep(every)
+    raise SystemExit(f"gave up: {what} not true after {within:.0f} s")
+
+
+class ControllerLab:
+    """A lab seen by a benchmark: controller processes on `topology` (each logging to
+    `logs/SITE.log`), their /status, and `sitectl` and `lab` commands on the lab."""
+
+    def __init__(self, state_dir: Path, topology: Path, logs: Path) -> None:
+        self.state_dir, self.topology, self.logs = state_dir, topology, logs
+        self.env = {
+            **os.environ,
+            "SITECTL_CONFIG": str(state_dir / "topology.yaml"),
+            "SITECTL_LAB_DIR": str(state_dir),
+            "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+        }
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, site: str, extra_env: dict[str, str] | None = None) -> None:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        log = open(self.logs / f"{site}.log", "ab")  # noqa: SIM115 - the process owns it
+        self.procs[site] = subprocess.Popen(
+            [sys.executable, "-m", "orchestrator.cli.controller", "controller", "run",
+             "--site", site, "--listen", f"{LISTEN[site]}:{PORT}", "-c", str(self.topology)],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**self.env, **(extra_env or {})},
+        )
+
+    def status(self, site: str) -> dict[str, Any]:
+        with urllib.request.urlopen(f"http://{LISTEN[site]}:{PORT}/status", timeout=5) as r:
+            return dict(json.loads(r.read()))
+
+    def log(self, site: str) -> str:
+        return (self.logs / f"{site}.log").read_text()
+
+    def sitectl(self, *args: str) -> dict[str, Any]:
+        done = subprocess.run([SITECTL, *args, "--json"], capture_output=True, text=True,
+                              env=self.env, timeout=600, check=False)
+        if done.returncode != 0:
+            raise SystemExit(f"sitectl {' '.join(args)}: {done.stdout[-2000:]}{done.stderr}")
+        return dict(json.loads(done.stdout))
+
+    def lab(self, *args: str) -> None:
+        done = lab_command(*args, "--state-dir", str(self.state_dir))
+        if done.returncode != 0:
+            raise SystemExit(f"lab {' '.join(args)}: {done.stderr}{done.stdout}")
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            for sig in (signal.SIGCONT, signal.SIGTERM):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, sig)
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        self.procs.clear()

@@ -18,24 +18,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import platform
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchlab import bench_lab
+from benchlab import LISTEN, ControllerLab, bench_lab
 
 TARGET_RSS_MB, TARGET_CPU = 80.0, 0.02
-LISTEN = {"dc1": "127.0.22.1", "dc2": "127.0.22.2", "witness": "127.0.22.3"}
-PORT = 9400
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -92,38 +86,16 @@ class Idle:
 
 
 def measure(state_dir: Path, site: str, warmup: float, seconds: float) -> Idle:
-    env = {
-        **os.environ,
-        "SITECTL_CONFIG": str(state_dir / "topology.yaml"),
-        "SITECTL_LAB_DIR": str(state_dir),
-        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
-    }
-    log_file = tempfile.NamedTemporaryFile(prefix="bench-p6-", suffix=".log", delete=False)  # noqa: SIM115
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "orchestrator.cli.controller",
-            "controller",
-            "run",
-            "--site",
-            site,
-            "--listen",
-            f"{LISTEN[site]}:{PORT}",
-            "-c",
-            str(state_dir / "topology.yaml"),
-        ],
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        env=env,
-        start_new_session=True,
-    )
+    controllers = ControllerLab(state_dir, state_dir / "topology.yaml",
+                                Path(tempfile.mkdtemp(prefix="bench-p6-")))
+    controllers.start(site)
+    proc = controllers.procs[site]
+    log_name = str(controllers.logs / f"{site}.log")
     try:
         time.sleep(warmup)
         if proc.poll() is not None:
-            raise SystemExit(f"the controller exited {proc.returncode}: see {log_file.name}")
-        with urllib.request.urlopen(f"http://{LISTEN[site]}:{PORT}/status", timeout=5) as r:
-            status = json.loads(r.read())
+            raise SystemExit(f"the controller exited {proc.returncode}: see {log_name}")
+        status = controllers.status(site)
         cpu0 = sum(cpu_seconds(p) for p in session(proc.pid))
         t0 = time.monotonic()
         samples = []
@@ -141,15 +113,10 @@ def measure(state_dir: Path, site: str, warmup: float, seconds: float) -> Idle:
             cpu_share=(cpu1 - cpu0) / wall,
             threads=threads(proc.pid),
             window_s=wall,
-            log=log_file.name,
+            log=log_name,
         )
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        controllers.stop()
 
 
 def main() -> int:

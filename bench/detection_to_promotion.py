@@ -21,96 +21,30 @@ Prints median and max; asserts nothing. Target
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import re
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import yaml
-from benchlab import bench_lab
+from benchlab import ControllerLab, bench_lab, wait
 
 from orchestrator.config import load_topology
 
-SITECTL = str(Path(sys.executable).with_name("sitectl"))
-SITES = ("witness", "dc2", "dc1")
-HTTP = {"dc1": "127.0.22.1", "dc2": "127.0.22.2", "witness": "127.0.22.3"}
-PORT = 9400
 TARGET_S = 10.0
 STARTING = re.compile(r"^(\S+ \S+) sitectl\.controller INFO .*starting automatic failover to dc2$",
                       re.M)
 
 
-def wait(condition: Any, what: str, within: float, every: float = 0.05) -> Any:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            found = condition()
-            if found:
-                return found
-        except Exception:  # servers still starting or already gone: keep polling
-            pass
-        time.sleep(every)
-    raise SystemExit(f"gave up: {what} not true after {within:.0f} s")
-
-
-class Run:
-    def __init__(self, state_dir: Path, topology: Path, logs: Path) -> None:
-        self.state_dir, self.topology, self.logs = state_dir, topology, logs
-        self.env = {**os.environ, "SITECTL_CONFIG": str(state_dir / "topology.yaml"),
-                    "SITECTL_LAB_DIR": str(state_dir),
-                    "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self, site: str) -> None:
-        log = open(self.logs / f"{site}.log", "wb")  # noqa: SIM115 - the process owns it
-        self.procs[site] = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator.cli.controller", "controller", "run",
-             "--site", site, "--listen", f"{HTTP[site]}:{PORT}", "-c", str(self.topology)],
-            stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
-
-    def status(self, site: str) -> dict[str, Any]:
-        with urllib.request.urlopen(f"http://{HTTP[site]}:{PORT}/status", timeout=2) as r:
-            return dict(json.loads(r.read()))
-
-    def sitectl(self, *args: str) -> dict[str, Any]:
-        done = subprocess.run([SITECTL, *args, "--json"], capture_output=True, text=True,
-                              env=self.env, timeout=600, check=False)
-        if done.returncode != 0:
-            raise SystemExit(f"sitectl {' '.join(args)}: {done.stderr}")
-        return dict(json.loads(done.stdout))
-
-    def lab(self, *args: str) -> None:
-        subprocess.run([sys.executable, "-m", "orchestrator.lab", *args, "--state-dir",
-                        str(self.state_dir)], check=True, capture_output=True, timeout=300)
-
-    def stop(self) -> None:
-        for proc in self.procs.values():
-            for sig in (signal.SIGCONT, signal.SIGTERM):
-                try:
-                    os.killpg(proc.pid, sig)
-                except ProcessLookupError:
-                    break
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-
-
 def once(state_dir: Path, topology: Path) -> tuple[float, float]:
     logs = Path(tempfile.mkdtemp(prefix="bench-p1-"))
-    run = Run(state_dir, topology, logs)
+    run = ControllerLab(state_dir, topology, logs)
     try:
         run.start("witness")
         wait(lambda: run.status("witness")["leader"], "the witness leads", 60)
@@ -136,7 +70,7 @@ def once(state_dir: Path, topology: Path) -> tuple[float, float]:
         restore(run)
 
 
-def restore(run: Run) -> None:
+def restore(run: ControllerLab) -> None:
     run.lab("down", "--purge")
     run.lab("up")
     controller_topology(run.state_dir)

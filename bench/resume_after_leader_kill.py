@@ -27,25 +27,21 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import platform
 import re
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
-from benchlab import bench_lab
+from benchlab import ControllerLab, bench_lab, wait
 from kazoo.client import KazooClient
 from kazoo.protocol.states import ZnodeStat
 
@@ -53,101 +49,12 @@ from orchestrator.config import load_topology
 from orchestrator.coordination.client import connect
 from orchestrator.coordination.paths import ZkPaths
 
-SITECTL = str(Path(sys.executable).with_name("sitectl"))
-HTTP = {"dc1": "127.0.22.1", "dc2": "127.0.22.2", "witness": "127.0.22.3"}
-PORT = 9400
 SITES = ("dc1", "dc2", "witness")
 RESUMING = re.compile(
     r"^(\S+ \S+) sitectl\.controller\S* INFO operation (\S+) .*left running by a leader that "
     r"is gone: resuming it from its checkpoints$",
     re.M,
 )
-
-
-def wait(condition: Callable[[], Any], what: str, within: float, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        with contextlib.suppress(Exception):  # servers starting or already gone: keep polling
-            found = condition()
-            if found:
-                return found
-        time.sleep(interval)
-    raise SystemExit(f"gave up: {what} not true after {within:.0f} s")
-
-
-class Lab:
-    def __init__(self, state_dir: Path, topology: Path, logs: Path) -> None:
-        self.state_dir, self.topology, self.logs = state_dir, topology, logs
-        self.env = {
-            **os.environ,
-            "SITECTL_CONFIG": str(state_dir / "topology.yaml"),
-            "SITECTL_LAB_DIR": str(state_dir),
-            "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
-        }
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self, site: str, extra_env: dict[str, str] | None = None) -> None:
-        log = open(self.logs / f"{site}.log", "ab")  # noqa: SIM115 - the process owns it
-        self.procs[site] = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "orchestrator.cli.controller",
-                "controller",
-                "run",
-                "--site",
-                site,
-                "--listen",
-                f"{HTTP[site]}:{PORT}",
-                "-c",
-                str(self.topology),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env={**self.env, **(extra_env or {})},
-        )
-
-    def status(self, site: str) -> dict[str, Any]:
-        with urllib.request.urlopen(f"http://{HTTP[site]}:{PORT}/status", timeout=2) as r:
-            return dict(json.loads(r.read()))
-
-    def sitectl(self, *args: str) -> dict[str, Any]:
-        done = subprocess.run(
-            [SITECTL, *args, "--json"],
-            capture_output=True,
-            text=True,
-            env=self.env,
-            timeout=600,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise SystemExit(f"sitectl {' '.join(args)}: {done.stdout[-2000:]}{done.stderr}")
-        return dict(json.loads(done.stdout))
-
-    def lab(self, *args: str) -> None:
-        subprocess.run(
-            [sys.executable, "-m", "orchestrator.lab", *args, "--state-dir", str(self.state_dir)],
-            check=True,
-            capture_output=True,
-            timeout=300,
-        )
-
-    def log(self, site: str) -> str:
-        return (self.logs / f"{site}.log").read_text()
-
-    def stop(self) -> None:
-        for proc in self.procs.values():
-            for sig in (signal.SIGCONT, signal.SIGTERM):
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, sig)
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        self.procs.clear()
 
 
 class EpochWatch:
@@ -173,7 +80,7 @@ def log_time(text: str) -> float:
     return datetime.strptime(text, "%Y-%m-%d %H:%M:%S,%f").timestamp()
 
 
-def once(lab: Lab, watch: EpochWatch, half: int) -> dict[str, float]:
+def once(lab: ControllerLab, watch: EpochWatch, half: int) -> dict[str, float]:
     lab.logs.mkdir(exist_ok=True)
     try:
         lab.start("witness", {"SITECTL_FAULT_KILL_AFTER_STEPS": str(half)})
@@ -203,7 +110,7 @@ def once(lab: Lab, watch: EpochWatch, half: int) -> dict[str, float]:
         if witness.returncode != -signal.SIGKILL:
             raise SystemExit(f"the leader exited {witness.returncode}, not by its fault hook")
         found = wait(lambda: RESUMING.search(lab.log("dc2")), "dc2 resuming", 120)
-        op = wait(lambda: finished(lab), "the failover finished", 300, interval=1.0)
+        op = wait(lambda: finished(lab), "the failover finished", 300, every=1.0)
         if found.group(2) != op["id"]:
             raise SystemExit(f"dc2 resumed {found.group(2)}, not {op['id']}: see {lab.logs}")
         leased = watch.first_after(killed)
@@ -222,7 +129,7 @@ def once(lab: Lab, watch: EpochWatch, half: int) -> dict[str, float]:
 ENDED = re.compile(r"automatic failover \S+ ended .*|.*: no automatic failover.*")
 
 
-def ended_early(lab: Lab) -> bool:
+def ended_early(lab: ControllerLab) -> bool:
     """False while the leader's failover runs; stops the bench if the leader declined
     it or it ended (refused, failed) before the fault hook could kill the leader."""
     found = ENDED.search(lab.log("witness"))
@@ -231,7 +138,7 @@ def ended_early(lab: Lab) -> bool:
     return False
 
 
-def finished(lab: Lab) -> dict[str, Any] | None:
+def finished(lab: ControllerLab) -> dict[str, Any] | None:
     """The automatic failover once it succeeded; stops the bench if it ended otherwise."""
     op = lab.sitectl("status")["operation"]
     if not op or not op["automatic"] or op["in_progress"]:
@@ -244,7 +151,7 @@ def finished(lab: Lab) -> dict[str, Any] | None:
     return dict(op)
 
 
-def restore(lab: Lab) -> None:
+def restore(lab: ControllerLab) -> None:
     """dc1 active and protected (mirrored, replicating to dc2), no automation memory
     (block period, ack, pause) left behind."""
     forget_automation(lab)
@@ -261,7 +168,7 @@ def restore(lab: Lab) -> None:
             lab.lab("heal-site", site)
 
 
-def forget_automation(lab: Lab) -> None:
+def forget_automation(lab: ControllerLab) -> None:
     topo = load_topology(lab.state_dir / "topology.yaml")
     root = ZkPaths.for_cluster(topo.zookeeper.chroot, topo.cluster).root
     client = connect(topo, timeout=30)
@@ -295,7 +202,7 @@ def main() -> int:
     client = connect(topo, timeout=30)  # with the topology's credentials, if any
     runs: list[dict[str, float]] = []
     try:
-        lab = Lab(state_dir, topology, logs)
+        lab = ControllerLab(state_dir, topology, logs)
         plan = lab.sitectl("plan", "--to", "dc2", "--mode", "failover", "--unreachable", "dc1")
         half = sum(len(g["steps"]) for g in plan["groups"]) // 2
         watch = EpochWatch(client, ZkPaths.for_cluster(topo.zookeeper.chroot, topo.cluster).epoch)
