@@ -125,6 +125,20 @@ class Leadership:
             return "our election node belongs to another session"
         return ""
 
+    @property
+    def epoch(self) -> int | None:
+        """This leadership's term: the sequence number of our election node, or None
+        while we hold none. ZooKeeper numbers a parent's children in creation order and
+        the leader is always the live contender with the lowest number, so every later
+        leader holds a higher one: the order fences need (adapters/ldap_fence.py), with no
+        extra write to get it. A leader frozen past its session keeps its old number,
+        which is exactly what its late writes must carry to be refused."""
+        lock = self._lock
+        if lock is None or not lock.is_acquired or not lock.node:
+            return None
+        digits = lock.node[-10:]  # kazoo: "<uuid>__lock__<10-digit sequence>"
+        return int(digits) if digits.isdigit() else None
+
     def leader(self) -> str | None:
         return current_leader(self._client, self._paths)
 
