@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -19,6 +20,11 @@ from orchestrator.errors import Failed, LeaseLost, Unavailable
 # sitectl's own objects in a bucket: never application data, never copied or compared.
 OWN_PREFIX = ".sitectl/"
 FENCE_KEY = OWN_PREFIX + "fence"
+# The controller's canaries are sitectl's own too. Each site's carries the epoch of the
+# leader that wrote it (adapters/s3_stamp.py): copying one site's over another's would
+# hand that place back to an older leader.
+CANARY_PREFIX = "_sitectl/canary/"
+OWN_PREFIXES = (OWN_PREFIX, CANARY_PREFIX)
 _FENCE_ROUNDS = 3
 
 _CLIENTS: dict[tuple[object, ...], Any] = {}
@@ -92,8 +98,10 @@ def replication_destination(s3: Any, bucket: str) -> str | None:
     return None
 
 
-def replicate(s3: Any, bucket: str, role: str, destination_bucket: str, rule_id: str) -> None:
+def replicate(s3: Any, bucket: str, role: str, destination_bucket: str, rule_id: str,
+              fence: FenceHold | None = None) -> None:
     """Replicate the whole bucket to `destination_bucket` (same name at the peer site)."""
+    _check(fence, f"setting the replication of {bucket}")
     with translated(f"setting the replication of {bucket}"):
         s3.put_bucket_replication(
             Bucket=bucket,
@@ -113,7 +121,8 @@ def replicate(s3: Any, bucket: str, role: str, destination_bucket: str, rule_id:
         )
 
 
-def stop_replicating(s3: Any, bucket: str) -> None:
+def stop_replicating(s3: Any, bucket: str, fence: FenceHold | None = None) -> None:
+    _check(fence, f"removing the replication of {bucket}")
     with translated(f"removing the replication of {bucket}"):
         s3.delete_bucket_replication(Bucket=bucket)
 
@@ -124,7 +133,7 @@ def keys_with_etags(s3: Any, bucket: str) -> dict[str, str]:
     with translated(f"listing {bucket}"):
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
             for item in page.get("Contents", []):
-                if not item["Key"].startswith(OWN_PREFIX):
+                if not item["Key"].startswith(OWN_PREFIXES):
                     found[item["Key"]] = item["ETag"]
     return found
 
@@ -148,6 +157,55 @@ def claim_fence(s3: Any, bucket: str, epoch: int) -> int | None:
     read, If-None-Match when there was none), the object store's compare-and-set; return
     the epoch it held. LeaseLost if it holds a newer one: a leader deposed while frozen
     must not write here after its successor did."""
+    return hold_fence(s3, bucket, epoch).before
+
+
+@dataclass
+class FenceHold:
+    """Our claim on a bucket's fence: what it held before, and the ETag of the fence
+    object as we left it, which every later write of ours checks first."""
+
+    s3: Any
+    bucket: str
+    epoch: int
+    etag: str
+    before: int | None
+
+    def check(self, write: str) -> None:
+        """LeaseLost unless the fence is still exactly our claim, asked right before
+        `write` by a conditional request (If-Match our ETag: 412 once a newer epoch has
+        replaced it).
+
+        This narrows the window, it does not close it. S3 has no condition that spans
+        two objects, and PutBucketReplication / DeleteBucketReplication take no
+        condition at all, so the check and the write are two requests: a leader frozen
+        exactly between them, past its successor's claim, still lands that one write.
+        Without the check it could land every write left in its step."""
+        with translated(f"checking the fence of {self.bucket} before {write}"):
+            try:
+                self.s3.head_object(Bucket=self.bucket, Key=FENCE_KEY, IfMatch=self.etag)
+            except botocore.exceptions.ClientError as exc:
+                if error_code(exc) in ("412", "PreconditionFailed"):
+                    held, etag = _read_fence(self.s3, self.bucket)
+                    if held == self.epoch and etag:
+                        # Rewritten, still ours (a replica of our own claim, or a store
+                        # whose ETags are not the content's digest): no newer leader.
+                        self.etag = etag
+                        return
+                    raise LeaseLost(
+                        f"bucket {self.bucket}: the fence holds "
+                        f"{'nothing' if held is None else f'epoch={held}'}, no longer ours "
+                        f"({self.epoch}) — another leader has taken over; not {write}"
+                    ) from None
+                if error_code(exc) in ("404", "NoSuchKey"):
+                    raise LeaseLost(
+                        f"bucket {self.bucket}: the fence object is gone; not {write}"
+                    ) from None
+                raise
+
+
+def hold_fence(s3: Any, bucket: str, epoch: int) -> FenceHold:
+    """claim_fence, keeping what the later fenced writes check."""
     for _ in range(_FENCE_ROUNDS):
         held, etag = _read_fence(s3, bucket)
         if held is not None and held > epoch:
@@ -155,22 +213,28 @@ def claim_fence(s3: Any, bucket: str, epoch: int) -> int | None:
                 f"bucket {bucket}: the fence holds epoch={held}, newer than ours ({epoch}) — "
                 "another leader has taken over; stopping"
             )
-        if held == epoch:
-            return held
+        if held == epoch and etag:
+            return FenceHold(s3, bucket, epoch, etag, held)
         condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
         with translated(f"claiming the fence of {bucket}"):
             try:
-                s3.put_object(Bucket=bucket, Key=FENCE_KEY, Body=f"epoch={epoch}".encode(),
-                              **condition)
+                put = s3.put_object(Bucket=bucket, Key=FENCE_KEY, Body=f"epoch={epoch}".encode(),
+                                    **condition)
             except botocore.exceptions.ClientError as exc:
                 if error_code(exc) in ("PreconditionFailed", "ConditionalRequestConflict"):
                     continue  # changed between our read and our put: read it again
                 raise
-        return held
+        return FenceHold(s3, bucket, epoch, str(put["ETag"]), held)
     raise LeaseLost(f"bucket {bucket}: the fence kept changing while claiming epoch {epoch}")
 
 
-def copy_missing(source: Any, target: Any, bucket: str) -> list[str]:
+def _check(fence: FenceHold | None, write: str) -> None:
+    if fence is not None:
+        fence.check(write)
+
+
+def copy_missing(source: Any, target: Any, bucket: str,
+                 fence: FenceHold | None = None) -> list[str]:
     """Copy objects the target lacks or holds differently; return their keys.
 
     Bucket replication only covers objects written after its rule exists: what the new
@@ -183,6 +247,7 @@ def copy_missing(source: Any, target: Any, bucket: str) -> list[str]:
     for key, etag in sorted(wanted.items()):
         if present.get(key) == etag:
             continue
+        _check(fence, f"copying {bucket}/{key}")
         with translated(f"copying {bucket}/{key}"):
             body = source.get_object(Bucket=bucket, Key=key)
             target.put_object(

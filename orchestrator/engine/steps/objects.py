@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from orchestrator.adapters.s3 import (
-    claim_fence,
+    FenceHold,
     copy_missing,
+    hold_fence,
     keys_with_etags,
     replicate,
     replication_destination,
@@ -55,25 +56,29 @@ class ObjectStoreReverseHandler:
         active, standby = step.site or "", step.params["destination"]
         source = s3_client(ctx.topology, _endpoint(ctx, active))
         target = s3_client(ctx.topology, _endpoint(ctx, standby))
-        # Both stores first refuse a leader older than one that already wrote here.
+        # Both stores first refuse a leader older than one that already wrote here, and
+        # each write below first checks that no newer one has claimed them since.
+        fences: dict[str, FenceHold] = {}
         for site, client in ((active, source), (standby, target)):
-            before = claim_fence(client, step.target, ctx.fence.epoch)
+            fences[site] = hold_fence(client, step.target, ctx.fence.epoch)
+            before = fences[site].before
             if before != ctx.fence.epoch:
                 ctx.log(f"bucket {step.target}@{site}: fence moved from "
                         f"{'no fence' if before is None else f'epoch {before}'} to epoch "
                         f"{ctx.fence.epoch}")
         # Stop the old direction first: for a moment nothing replicates, rather than
         # both sites replicating into each other.
-        stop_replicating(target, step.target)
+        stop_replicating(target, step.target, fence=fences[standby])
         replicate(
             source,
             step.target,
             store.replication_role,
             step.target,
             rule_id=f"sitectl-{active}-to-{standby}",
+            fence=fences[active],
         )
         # What the new site took in before this rule existed is never replicated by it.
-        copied = copy_missing(source, target, step.target)
+        copied = copy_missing(source, target, step.target, fence=fences[standby])
         ctx.log(f"bucket {step.target}: copied {len(copied)} object(s) {active} → {standby}")
 
     def verify(self, step: Step, ctx: StepContext) -> None:
