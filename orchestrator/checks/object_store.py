@@ -24,22 +24,29 @@ from typing import Any
 
 import botocore.exceptions
 
-from orchestrator.adapters.s3 import error_code, s3_client
+from orchestrator.adapters import s3_stamp
+from orchestrator.adapters.s3 import CANARY_PREFIX, error_code, s3_client
 from orchestrator.checks.result import Check, CheckResult, Status, one_line
 from orchestrator.config.model import Bucket, S3Endpoint, Topology
 from orchestrator.errors import SitectlError
 
 SYSTEM = "object-store"
-CANARY_PREFIX = "_sitectl/canary/"
 WRITTEN_AT = "sitectl-written-at"  # user metadata of the canary: the writer's UNIX time
 BACKLOG_PATH = "/_sitectl/replication"
 LAG = "replication_lag_seconds"
 CANARY_AGE = "canary_age_seconds"
+FENCED_BY = "fenced_by_epoch"  # a canary refused by a newer leader's epoch: that epoch
 
 
 def checks(
-    topo: Topology, timeout: float, *, canary: bool = False, clock: Callable[[], float] = time.time
+    topo: Topology,
+    timeout: float,
+    *,
+    canary: bool = False,
+    clock: Callable[[], float] = time.time,
+    epoch: int | None = None,
 ) -> list[Check]:
+    """`epoch`: the leader's, which makes each canary put conditional on it (R4)."""
     del timeout
     store = topo.object_store
     if store is None:
@@ -55,7 +62,7 @@ def checks(
                 SYSTEM,
                 e.site,
                 canary_target(b.name, topo.active_site, e.site),
-                _canary(topo, b, e, clock),
+                _canary(topo, b, e, clock, epoch),
             )
             for b in store.buckets
             if b.replicated
@@ -198,7 +205,11 @@ def _written_at(head: dict[str, Any]) -> float | None:
 
 
 def _canary(
-    topo: Topology, bucket: Bucket, destination: S3Endpoint, clock: Callable[[], float]
+    topo: Topology,
+    bucket: Bucket,
+    destination: S3Endpoint,
+    clock: Callable[[], float],
+    epoch: int | None = None,
 ) -> Callable[[float], CheckResult]:
     def run(timeout: float) -> CheckResult:
         where = (
@@ -226,7 +237,11 @@ def _canary(
                 topo.active_site,
                 timeout,
                 clock,
+                epoch,
             )
+        except s3_stamp.Stale as exc:  # a newer leader's epoch: an answer, never retried
+            return CheckResult(*where, Status.DOWN, f"canary at {source.url} refused: {exc}",
+                               {FENCED_BY: float(exc.held)})
         except Exception as exc:  # mapped like every other S3 call
             status, reason = describe_error(exc, timeout)
             return CheckResult(*where, status, f"canary: {reason}", {})
@@ -249,14 +264,19 @@ def replicate_canary(
     site: str,
     timeout: float,
     clock: Callable[[], float],
+    epoch: int | None = None,
 ) -> tuple[float | None, str]:
     """Put the canary at the source; seconds until the destination holds it and the
-    source says COMPLETED, or None with the last status seen when `timeout` runs out."""
+    source says COMPLETED, or None with the last status seen when `timeout` runs out.
+    With the leader's `epoch`, the put is conditional (s3_stamp.Stale if newer wrote)."""
     key = CANARY_PREFIX + site
     written = clock()
-    put = source.put_object(
-        Bucket=bucket, Key=key, Body=b"sitectl canary\n", Metadata={WRITTEN_AT: f"{written:.6f}"}
-    )
+    metadata = {WRITTEN_AT: f"{written:.6f}"}
+    if epoch is None:
+        put = source.put_object(Bucket=bucket, Key=key, Body=b"sitectl canary\n", Metadata=metadata)
+    else:
+        body = f"sitectl canary epoch={epoch}\n".encode()
+        put = s3_stamp.put_stamped(source, bucket, key, body, metadata, epoch)
     deadline = time.monotonic() + timeout
     said = "not checked"
     while time.monotonic() < deadline:

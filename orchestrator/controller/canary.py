@@ -7,6 +7,9 @@ therefore writes small canaries at a steady pace: an LDAP entry per master of th
 site (each master must write, since the gate bounds each server id separately) and the
 object store's canary object. The newest canary the standby holds is then never older
 than one canary interval plus the replication delay.
+
+Every canary carries the leader's epoch and the servers check it (controller/fence.py):
+a leader deposed while frozen has its late canaries refused, and then writes no more.
 """
 
 from __future__ import annotations
@@ -17,10 +20,14 @@ from collections.abc import Callable
 
 import ldap3
 
+from orchestrator.adapters import ldap_fence
 from orchestrator.checks import ldap as ldap_checks
-from orchestrator.checks import run_checks
+from orchestrator.checks import object_store
 from orchestrator.checks.result import Status
+from orchestrator.checks.sweep import CUTOFF_FACTOR, run_bounded
 from orchestrator.config.model import LdapMaster, Topology
+from orchestrator.controller.fence import LDAP_CLASS, LeaderFence, ldap_canary_dn
+from orchestrator.errors import LeaseLost, SitectlError
 
 log = logging.getLogger("sitectl.controller")
 
@@ -35,40 +42,56 @@ def canary_interval(topo: Topology) -> float:
     return max(topo.policy.probe_interval, tightest / 10)
 
 
-def write_canaries(topo: Topology, active_site: str, timeout: float,
+def write_canaries(topo: Topology, active_site: str, timeout: float, fence: LeaderFence,
                    clock: Callable[[], float] = time.time) -> list[str]:
-    """Write every canary of `active_site`; return one sentence per failure (bounded)."""
+    """Write every canary of `active_site` under the leader's epoch (`fence`); return one
+    sentence per failure (bounded). Once a newer epoch refused one, write nothing more."""
+    if fence.deposed:
+        return [fence.deposed]
     active = topo.model_copy(update={"active_site": active_site})
     problems = []
     if topo.ldap is not None:
         for master in (m for m in topo.ldap.masters if m.site == active_site):
-            problem = _ldap_canary(active, master, timeout, clock())
+            try:
+                problem = _ldap_canary(active, master, timeout, clock(), fence.epoch)
+            except LeaseLost as exc:
+                fence.refused(f"LDAP canary on {master.uri} refused: {exc}")
+                return [fence.deposed]
             if problem:
                 problems.append(problem)
     if topo.object_store is not None:
-        sweep = run_checks(active, ["object-store"], canary=True, timeout=timeout)
-        problems += [r.describe() for r in sweep.results
-                     if r.target.startswith("canary ") and r.status is Status.DOWN]
+        # Only the canaries (the readers' answers were never used here), under our epoch.
+        planned = [c for c in object_store.checks(active, timeout, canary=True, epoch=fence.epoch)
+                   if c.target.startswith("canary ")]
+        for result in run_bounded(planned, timeout, CUTOFF_FACTOR * timeout):
+            if object_store.FENCED_BY in result.figures:
+                fence.refused(f"object store {result.reason}")
+                return [fence.deposed]
+            if result.status is Status.DOWN:
+                problems.append(result.describe())
     return problems
 
 
-def _ldap_canary(topo: Topology, master: LdapMaster, timeout: float, now: float) -> str:
+def _ldap_canary(topo: Topology, master: LdapMaster, timeout: float, now: float,
+                 epoch: int) -> str:
+    """One canary, asserting our epoch (LeaseLost once a newer leader's holds the entry)."""
     assert topo.ldap is not None
-    dn = f"cn=sitectl-canary-sid{master.server_id},{topo.ldap.suffix}"
+    dn = ldap_canary_dn(topo, master)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
     try:
         conn = ldap_checks.connect(topo, master, timeout)
     except ldap_checks.Unusable as exc:
         return f"LDAP canary on {master.uri}: {exc}"
     try:
-        change = {"description": [(ldap3.MODIFY_REPLACE, [f"sitectl canary {stamp}"])]}
-        if conn.modify(dn, change):
-            return ""
-        missing = conn.result.get("result") == 32  # noSuchObject: the first canary creates it
-        if missing and conn.add(dn, ["organizationalRole"],
-                                {"description": f"sitectl canary {stamp}"}):
-            return ""
-        return f"LDAP canary on {master.uri}: {conn.result.get('description')}"
+        text = f"sitectl canary {stamp}"
+        change = {"description": [(ldap3.MODIFY_REPLACE, [text])]}
+        # The first canary (or the first of a new leader) creates or raises the entry.
+        ldap_fence.fenced_modify(conn, dn, change, epoch, LDAP_CLASS, {"description": text})
+        return ""
+    except LeaseLost:
+        raise  # refused by a newer leader's epoch: the caller stops, never retries
+    except SitectlError as exc:
+        return f"LDAP canary on {master.uri}: {exc}"
     except Exception as exc:  # ldap3's error tree is wide; a canary must never raise
         return f"LDAP canary on {master.uri}: {type(exc).__name__}"
     finally:

@@ -34,6 +34,7 @@ from orchestrator.controller.decision import (
     down_by_quorum,
     failover_target,
 )
+from orchestrator.controller.fence import LeaderFence
 from orchestrator.controller.hooks import Hooks
 from orchestrator.controller.http import Board, Metrics
 from orchestrator.controller.leadership import Leadership
@@ -109,6 +110,7 @@ class Controller:
         self._last_sentence = ""
         self._canaries = canaries
         self._verified = False  # the last cycle's verdict: only the leader writes canaries
+        self._fence: LeaderFence | None = None  # the canaries' epoch (controller/fence.py)
         self._failed_attempt: FailedAttempt | None = None
 
     # ---- lifecycle -----------------------------------------------------------
@@ -174,14 +176,37 @@ class Controller:
     def _canary_loop(self) -> None:
         interval = canary_interval(self.topo)
         said: list[str] = []
+        unfenced: list[str] = []
         while not self._stop.wait(interval):
-            if not self._verified or self._busy:
-                continue  # a follower never writes; an operation moves the active site
-            problems = write_canaries(self.topo, self._active, probe_timeout(self.topo))
-            if problems != said:
-                log.info("canaries: %s", "; ".join(problems) or "written again")
-                said = problems
-            self.board.update(canary_problems=problems, canary_at=time.time())
+            fence = self._term_fence() if self._verified else None
+            if fence is None:
+                continue  # a follower never writes
+            if not self._busy:  # an operation moves the active site
+                # Each canary stamps our epoch on its own entry or object first if needed.
+                problems = write_canaries(self.topo, self._active, probe_timeout(self.topo),
+                                          fence)
+                if problems != said:
+                    log.info("canaries: %s", "; ".join(problems) or "written again")
+                    said = problems
+                self.board.update(canary_problems=problems, canary_at=time.time())
+            # Then everywhere else an older leader may still write (it may believe
+            # another site active), even while an operation runs; after the canaries,
+            # so that a dead site's timeouts never delay them.
+            missing = fence.stamp_everywhere(self.topo, probe_timeout(self.topo))
+            if missing != unfenced:
+                log.info("epoch %d %s", fence.epoch,
+                         f"not stamped yet: {'; '.join(missing)}" if missing
+                         else "stamped on every canary entry and object")
+                unfenced = missing
+
+    def _term_fence(self) -> LeaderFence | None:
+        """This leadership term's fence; a new one for each new epoch."""
+        epoch = self.leadership.epoch
+        if epoch is None:
+            return None
+        if self._fence is None or self._fence.epoch != epoch:
+            self._fence = LeaderFence(epoch)
+        return self._fence
 
     # ---- leader --------------------------------------------------------------
 

@@ -1,11 +1,15 @@
 """R4 on the lab: a stale leader's writes are accepted nowhere.
 
-A `sitectl switchover` freezes (SIGSTOP, as a GC pause or a stalled VM would) inside the
+An operation's: a `sitectl switchover` freezes (SIGSTOP, as a GC pause or a stalled VM would) inside the
 DNS step, after its last lease check and right before it changes anything. Its ZooKeeper
 session expires; `sitectl resume` takes the lease under a newer epoch and finishes the
 move. Then the frozen process is let go (SIGCONT) and carries on exactly where it was:
 it must change nothing (not a DNS record, not the zone's fence, not a checkpoint) and
 say it stopped.
+
+A controller's: the leader's canaries (LDAP entries, S3 objects) carry its election
+epoch; once its successor has stamped its own, the servers refuse every canary of the
+old one, whichever site it believes active.
 """
 
 from __future__ import annotations
@@ -19,17 +23,25 @@ import dns.flags
 import dns.message
 import dns.query
 import dns.rdatatype
+import ldap3
 import pytest
 
 from orchestrator.adapters.dns.fence import fence_name
+from orchestrator.adapters.s3 import s3_client
 from orchestrator.audit import AuditLog
+from orchestrator.checks import ldap as ldap_checks
+from orchestrator.config import Topology
+from orchestrator.controller.canary import write_canaries
+from orchestrator.controller.fence import LeaderFence, ldap_canary_dn, s3_canary_key
+from orchestrator.controller.leadership import Leadership
+from orchestrator.coordination.client import connect
+from orchestrator.coordination.paths import ZkPaths
 from tests.conftest import eventually
 from tests.engine.conftest import SITECTL, Cluster
 
 pytestmark = pytest.mark.lab
 
 FROZEN_IN = "dns/lab.internal."
-
 
 
 def zone_state(cluster: Cluster) -> dict[str, tuple[int, str]]:
@@ -112,3 +124,88 @@ def test_a_frozen_leader_let_go_after_its_successor_changes_nothing(cluster: Clu
         and e.get("step") in (None, FROZEN_IN)
     ]
     assert late == [], f"the stale leader recorded progress: {late}"
+
+
+def canary_places(topo: Topology) -> dict[str, str]:
+    """Every place a leader's canary can land → what it holds now (each master's
+    canary entries with their entryCSN, each endpoint's own canary object's version):
+    any accepted write changes it."""
+    assert topo.ldap is not None and topo.object_store is not None
+    found = {}
+    for master in topo.ldap.masters:
+        conn = ldap_checks.connect(topo, master, 5)
+        try:
+            for writer in topo.ldap.masters:
+                dn = ldap_canary_dn(topo, writer)
+                assert conn.search(dn, "(objectClass=*)", search_scope=ldap3.BASE,
+                                   attributes=["entryCSN", "ou", "description"]), conn.result
+                values = conn.entries[0].entry_attributes_as_dict
+                found[f"{master.uri} {dn}"] = repr(sorted(values.items()))
+        finally:
+            ldap_checks.close(conn)
+    for endpoint in topo.object_store.endpoints:
+        for bucket in (b.name for b in topo.object_store.buckets if b.replicated):
+            key = s3_canary_key(endpoint.site)
+            head = s3_client(topo, endpoint).head_object(Bucket=bucket, Key=key)
+            found[f"{endpoint.url} {bucket}/{key}"] = f"{head['VersionId']} {head['Metadata']}"
+    return found
+
+
+def test_a_deposed_controllers_canaries_are_refused_everywhere(cluster: Cluster) -> None:
+    """Two controllers contend in the lab's real election: the first leads and writes
+    its canaries; its session ends (as a frozen leader's expires) and the second takes
+    over with a higher epoch and stamps it on every canary place. The first, carrying
+    on as its canary thread would after SIGCONT, is refused on every LDAP master and at
+    every S3 endpoint, stops at the first refusal, and cannot stamp its epoch back."""
+    topo = cluster.topology
+    assert topo.ldap is not None
+    paths = ZkPaths.for_cluster(topo.zookeeper.chroot, topo.cluster)
+    old_zk, new_zk = connect(topo, timeout=30), connect(topo, timeout=30)
+    try:
+        old = Leadership(old_zk, paths, "R4 deposed controller")
+        assert old.contend(timeout=10) and old.verified()
+        old_epoch = old.epoch
+        assert old_epoch is not None
+        assert write_canaries(topo, "dc1", 5, LeaderFence(old_epoch)) == []
+
+        successor = Leadership(new_zk, paths, "R4 successor")
+        assert not successor.contend(timeout=0.5)  # queued behind the leader
+        old_zk.stop()  # its election node goes with its session
+        assert successor.contend(timeout=10) and successor.verified()
+        new_epoch = successor.epoch
+        assert new_epoch is not None and new_epoch > old_epoch
+        fence = LeaderFence(new_epoch)
+        assert fence.stamp_everywhere(topo, 5) == []
+        eventually(
+            lambda: all(f"sitectl-epoch={new_epoch}" in held
+                        for place, held in canary_places(topo).items() if "ldap://" in place),
+            "the successor's epoch on every canary entry of every master",
+        )
+        before = canary_places(topo)
+
+        refusal = f"epoch {new_epoch} holds the fence, we are {old_epoch}"
+        for master in topo.ldap.masters:
+            alone = topo.model_copy(update={
+                "ldap": topo.ldap.model_copy(update={"masters": (master,)}),
+                "object_store": None,
+            })
+            stale = LeaderFence(old_epoch)
+            said = write_canaries(alone, master.site, 5, stale)
+            assert said == [f"LDAP canary on {master.uri} refused: {refusal}"]
+            assert write_canaries(alone, master.site, 5, stale) == said  # nothing tried again
+        for believed_active in ("dc1", "dc2"):
+            stale = LeaderFence(old_epoch)
+            said = write_canaries(topo.model_copy(update={"ldap": None}), believed_active, 5,
+                                  stale)
+            assert len(said) == 1 and said[0].startswith("object store canary at "), said
+            assert said[0].endswith(f"/_sitectl/canary/{believed_active}: {refusal}"), said
+        stale = LeaderFence(old_epoch)
+        assert stale.stamp_everywhere(topo, 5) == []
+        assert " refused: " in stale.deposed and stale.deposed.endswith(refusal), stale.deposed
+        assert canary_places(topo) == before
+
+        assert write_canaries(topo, "dc1", 5, fence) == []  # the successor's go through
+    finally:
+        for client in (old_zk, new_zk):
+            client.stop()
+            client.close()
