@@ -1,29 +1,55 @@
-"""Running a playbook through ansible-runner and gating on per-host stats.
+"""Running playbooks through ansible-runner and gating on per-host stats.
 
 A playbook "succeeds" only if every targeted host is ok: a failed host fails the step
 (Failed, naming the host and the task's message), an unreachable one makes it
 Unavailable (so an old site that is gone can be skipped in a failover). The return
 code alone would hide which host failed.
 
+Consecutive steps may share one run (`run_batch`): starting ansible-playbook costs
+about a second, and a switchover has eight host steps. Each step's plays are preceded
+by a gate play (playbooks/action_plugins/sitectl_gate.py) that asks this process, over
+a private Unix socket, whether the step may start: the engine verifies and checkpoints
+the step before, re-checks the lease and the step's "already true?" while ansible-playbook
+waits. A run is therefore fenced, checked and checkpointed step by step exactly as
+separate runs would be.
+
 Secrets are never passed as extra vars: ansible-runner writes them to its artifacts.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import socketserver
 import sys
+import tempfile
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import ansible_runner
+import yaml
 
 from orchestrator.errors import Failed, Unavailable
 
 # The storage CLI's "try again" exit status (EX_TEMPFAIL), seen through a failed task.
 EX_TEMPFAIL = 75
+ACTION_PLUGINS = Path(__file__).with_name("ansible_action")
+GATE_PLAY = "sitectl gate: "
+GATE_DIR_PREFIX = "sitectl-gate-"
+
+
+@dataclass(frozen=True)
+class PlaybookCall:
+    """One step's playbook, the hosts it runs on and its extra vars (never secrets)."""
+
+    playbook: Path
+    hosts: tuple[str, ...]
+    extravars: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -37,7 +63,28 @@ class PlaybookResult:
     duration: float = 0.0
 
 
+@dataclass(frozen=True)
+class BatchItem:
+    """One gate of a shared run and, unless the engine does the work itself while
+    ansible-playbook waits (`call` None), the step's playbook behind it."""
+
+    name: str
+    call: PlaybookCall | None
+
+
 Event = Mapping[str, Any]
+Verdict = Literal["go", "skip", "stop"]
+
+
+@dataclass(frozen=True)
+class GateAnswer:
+    verdict: Verdict
+    message: str = ""
+
+
+# gate(step, after, hosts): `after` is the step the run did just before (None first);
+# `hosts` are the hosts the step's play matched in the inventory.
+Gate = Callable[[str, "str | None", tuple[str, ...]], GateAnswer]
 
 
 def run_playbook(
@@ -53,6 +100,159 @@ def run_playbook(
     """Run `playbook` limited to `hosts`; raise Failed/Unavailable unless all are ok."""
     if not hosts:
         raise Failed(f"{playbook.name}: no host to run on — check the inventory groups")
+    result, processed = _run(
+        playbook.resolve(),
+        playbook.name,
+        inventory,
+        ",".join(hosts),
+        extravars,
+        artifacts,
+        timeout=timeout,
+        on_event=on_event,
+    )
+    missing = set(hosts) - processed
+    if missing:
+        raise Failed(f"{playbook.name}: host(s) {', '.join(sorted(missing))} not in the inventory")
+    _raise_for(result)
+    return result
+
+
+def compose_batch(
+    items: Sequence[BatchItem], socket_path: str, gate_timeout: float
+) -> list[dict[str, Any]]:
+    """The plays of one run doing `items` in order, each behind its gate (pure)."""
+    plays: list[dict[str, Any]] = []
+    before: str | None = None
+    for index, item in enumerate(items):
+        # A gate alone needs no host: the action runs in ansible-playbook itself.
+        pattern = ":".join(item.call.hosts) if item.call else "localhost"
+        verdict = f"sitectl_gate_{index}"
+        plays.append(
+            {
+                "name": GATE_PLAY + item.name,
+                "hosts": pattern,
+                "gather_facts": False,
+                "tasks": [
+                    {
+                        "name": f"may {item.name} start?",
+                        "sitectl_gate": {
+                            "socket": socket_path,
+                            "step": item.name,
+                            "after": before,
+                            "timeout": gate_timeout,
+                        },
+                        "run_once": True,
+                        "register": verdict,
+                    }
+                ],
+            }
+        )
+        if item.call is not None:
+            plays.append(
+                {
+                    "import_playbook": str(item.call.playbook.resolve()),
+                    "vars": {**item.call.extravars, "sitectl_hosts": pattern},
+                    "when": f"{verdict}.verdict == 'go'",
+                }
+            )
+        before = item.name
+    return plays
+
+
+def run_batch(
+    items: Sequence[BatchItem],
+    inventory: Path,
+    artifacts: Path,
+    gate: Gate,
+    *,
+    timeout: float,
+    gate_timeout: float,
+) -> PlaybookResult:
+    """Run several steps' playbooks in one ansible-playbook run, each behind `gate`.
+
+    Raises Failed/Unavailable for a failed or unreachable host, as `run_playbook` does;
+    the caller knows which step was running (the last one its gate let go)."""
+    calls = [item.call for item in items if item.call is not None]
+    if not calls or any(not call.hosts for call in calls):
+        raise Failed("a shared run needs playbook steps, each with a host to run on")
+    artifacts.mkdir(parents=True, exist_ok=True)
+    _sweep_gate_dirs()
+    # A private directory: only this user may connect and answer for the engine.
+    sockets = Path(tempfile.mkdtemp(prefix=f"{GATE_DIR_PREFIX}{os.getpid()}-"))
+    socket_path = str(sockets / "gate.sock")
+    server = _GateServer(socket_path, gate)
+    threading.Thread(target=server.serve_forever, name="ansible-gate", daemon=True).start()
+    try:
+        composite = artifacts / "batch.yml"
+        composite.write_text(yaml.safe_dump(compose_batch(items, socket_path, gate_timeout)))
+        everyone = [h for call in calls for h in call.hosts]
+        if len(calls) < len(items):
+            everyone.append("localhost")
+        result, _ = _run(
+            composite,
+            " → ".join(call.playbook.name for call in calls),
+            inventory,
+            ",".join(dict.fromkeys(everyone)),
+            {},
+            artifacts,
+            timeout=timeout,
+            batch=True,
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+        shutil.rmtree(sockets, ignore_errors=True)
+    _raise_for(result)
+    return result
+
+
+def _sweep_gate_dirs() -> None:
+    """Remove gate directories left by sitectl processes that were killed (SIGKILL
+    skips every finally): their name holds the pid, and that process is gone."""
+    for path in Path(tempfile.gettempdir()).glob(GATE_DIR_PREFIX + "*"):
+        pid = path.name.removeprefix(GATE_DIR_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(path, ignore_errors=True)
+
+
+class _GateServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+    def __init__(self, path: str, gate: Gate) -> None:
+        self.gate = gate
+        super().__init__(path, _GateRequest)
+
+
+class _GateRequest(socketserver.StreamRequestHandler):
+    server: _GateServer
+
+    def handle(self) -> None:
+        try:
+            request = json.loads(self.rfile.readline())
+            answer = self.server.gate(
+                str(request["step"]),
+                request.get("after") or None,
+                tuple(str(h) for h in request.get("hosts") or ()),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            answer = GateAnswer("stop", f"a gate request sitectl cannot read: {exc}")
+        self.wfile.write(
+            json.dumps({"verdict": answer.verdict, "message": answer.message}).encode() + b"\n"
+        )
+
+
+def _run(
+    playbook: Path,
+    name: str,
+    inventory: Path,
+    limit: str,
+    extravars: Mapping[str, Any],
+    artifacts: Path,
+    *,
+    timeout: float,
+    on_event: Callable[[Event], None] | None = None,
+    batch: bool = False,
+) -> tuple[PlaybookResult, set[str]]:
     artifacts.mkdir(parents=True, exist_ok=True)
     messages: dict[str, str] = {}
     rcs: dict[str, int] = {}
@@ -72,11 +272,11 @@ def run_playbook(
     started = time.monotonic()
     runner = ansible_runner.run(
         private_data_dir=str(artifacts),
-        playbook=str(playbook.resolve()),
+        playbook=str(playbook),
         inventory=str(inventory.resolve()),
-        limit=",".join(hosts),
+        limit=limit,
         extravars=dict(extravars),
-        envvars=_environment(),
+        envvars=_environment(batch),
         quiet=True,
         timeout=max(1, int(timeout)),
         event_handler=handle,
@@ -85,38 +285,34 @@ def run_playbook(
     duration = time.monotonic() - started
     stats = runner.stats or {}
     if runner.status == "timeout":
-        raise Unavailable(
-            f"{playbook.name} did not finish within {timeout:.0f} s on {', '.join(hosts)}"
-        )
+        raise Unavailable(f"{name} did not finish within {timeout:.0f} s on {limit}")
     if not stats:
         raise Failed(
-            f"{playbook.name} did not run ({runner.status}): see {artifacts}/artifacts "
+            f"{name} did not run ({runner.status}): see {artifacts}/artifacts "
             "— is ansible-playbook on PATH?"
         )
     failed_hosts = set(stats.get("failures", {}))
-    failed = {h: messages.get(h, "failed") for h in stats.get("failures", {})}
-    unreachable = {h: messages.get(h, "unreachable") for h in stats.get("dark", {})}
     result = PlaybookResult(
-        playbook=playbook.name,
+        playbook=name,
         ok=frozenset(stats.get("ok", {})) - failed_hosts,
         changed=frozenset(stats.get("changed", {})),
-        failed=failed,
-        unreachable=unreachable,
+        failed={h: messages.get(h, "failed") for h in stats.get("failures", {})},
+        unreachable={h: messages.get(h, "unreachable") for h in stats.get("dark", {})},
         tempfail=frozenset(h for h, rc in rcs.items() if rc == EX_TEMPFAIL),
         duration=duration,
     )
-    missing = set(hosts) - set(stats.get("processed", {}))
-    if missing:
-        raise Failed(f"{playbook.name}: host(s) {', '.join(sorted(missing))} not in the inventory")
+    return result, set(stats.get("processed", {}))
+
+
+def _raise_for(result: PlaybookResult) -> None:
     if result.unreachable or (result.failed and set(result.failed) <= result.tempfail):
         trouble = {**result.unreachable, **{h: result.failed[h] for h in result.tempfail}}
-        raise Unavailable(f"{playbook.name}: {_describe(trouble)}")
+        raise Unavailable(f"{result.playbook}: {_describe(trouble)}")
     if result.failed:
-        raise Failed(f"{playbook.name} failed: {_describe(result.failed)}")
-    return result
+        raise Failed(f"{result.playbook} failed: {_describe(result.failed)}")
 
 
-def _environment() -> dict[str, str]:
+def _environment(batch: bool = False) -> dict[str, str]:
     # ansible-runner must find ansible-playbook: the interpreter's bin comes first.
     bin_dir = str(Path(sys.executable).parent)
     env = {"PATH": f"{bin_dir}:{os.environ.get('PATH', '')}", "ANSIBLE_NOCOLOR": "1"}
@@ -124,6 +320,11 @@ def _environment() -> dict[str, str]:
     # settings that would change behaviour between operators.
     env["ANSIBLE_RETRY_FILES_ENABLED"] = "0"
     env["ANSIBLE_HOST_KEY_CHECKING"] = "False"
+    if batch:
+        env["ANSIBLE_ACTION_PLUGINS"] = str(ACTION_PLUGINS)
+        # A failed host ends the whole run: the next step's play must not start on the
+        # hosts that are still fine while its predecessor failed elsewhere.
+        env["ANSIBLE_ANY_ERRORS_FATAL"] = "True"
     return env
 
 

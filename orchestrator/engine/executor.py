@@ -29,6 +29,7 @@ from tenacity import (
 
 from orchestrator.audit import AuditLog, identity
 from orchestrator.config.model import Topology
+from orchestrator.engine.batch import BatchRun, batch_chain
 from orchestrator.engine.faults import Faults
 from orchestrator.engine.handlers import Fence, StepContext, StepHandler
 from orchestrator.engine.progress import (
@@ -91,6 +92,9 @@ class Executor:
     sleep: Callable[[float], None] = time.sleep
     attempts: int = 3
     figures: dict[str, object] = field(default_factory=dict)
+    # Consecutive playbook steps share one ansible-playbook run (engine/batch.py).
+    batch: bool = True
+    _solo: set[str] = field(default_factory=set)  # steps batching gave back to run alone
 
     def run(self, op_id: str) -> OperationRecord:
         op, op_version = self.store.operation(op_id)
@@ -109,7 +113,7 @@ class Executor:
                     message=f"aborted by {who}: {where_is_the_service(self.plan, records)}; "
                     + recovery_advice(self.plan, records, op.id),
                 )
-                self._say(f"operation {op.id} stopped at a safe point because {who} asked")
+                self.say(f"operation {op.id} stopped at a safe point because {who} asked")
                 break
             upcoming = next_group(self.plan, records)
             if upcoming is None:
@@ -121,10 +125,18 @@ class Executor:
                 op = op.with_status(OpStatus.SUCCEEDED, now=self.clock(), message=outcome)
                 self.store.clear_current(self.lease)
                 took = f" after {op.finished - op.started:.1f} s" if op.finished else ""
-                self._say(f"operation {op.id} finished: {outcome}{took}")
+                self.say(f"operation {op.id} finished: {outcome}{took}")
                 break
-            _index, group = upcoming
-            failed = self._run_group(op, group.steps, records, versions)
+            index, group = upcoming
+            units = (
+                batch_chain(self.plan, index, records, self.handlers, self._solo)
+                if self.batch
+                else []
+            )
+            if units:
+                failed = BatchRun(self, op, units, records, versions, self._solo).run()
+            else:
+                failed = self.run_group(op, group.steps, records, versions)
             if failed is not None:
                 after = {k: r for k, (r, _) in self.store.steps(op_id).items()}
                 if not changed_anything(self.plan, after):
@@ -137,7 +149,7 @@ class Executor:
                         message=f"refused before any change: {failed.detail}",
                     )
                     self.store.clear_current(self.lease)
-                    self._say(f"operation {op.id} refused by {failed.step_id}: nothing changed")
+                    self.say(f"operation {op.id} refused by {failed.step_id}: nothing changed")
                     break
                 op = op.with_status(
                     OpStatus.FAILED,
@@ -147,7 +159,7 @@ class Executor:
                     f"{where_is_the_service(self.plan, after)}; "
                     + recovery_advice(self.plan, after, op.id),
                 )
-                self._say(f"operation {op.id} stopped: step {failed.step_id} failed")
+                self.say(f"operation {op.id} stopped: step {failed.step_id} failed")
                 break
         self.store.update_operation(self.lease, op, op_version)
         self.audit.write(
@@ -159,7 +171,7 @@ class Executor:
         )
         return op
 
-    def _run_group(
+    def run_group(
         self,
         op: OperationRecord,
         steps: tuple[Step, ...],
@@ -197,7 +209,7 @@ class Executor:
         try:
             return self._run_step(op, step, records.get(step.id), versions.get(step.id))
         except LeaseLost as exc:
-            self._say(f"step {step.id} not run: {exc}")
+            self.say(f"step {step.id} not run: {exc}")
             return exc
 
     def _run_step(
@@ -210,24 +222,45 @@ class Executor:
         record = record or StepRecord(step_id=step.id)
         if record.status in FINISHED_STEP:
             return record
-        self.lease.ensure()
-        epoch = self.lease.epoch
-        record = record.advance(StepStatus.RUNNING, now=self.clock(), epoch=epoch, host=identity())
-        version = self.store.write_step(self.lease, op.id, record, version)
-        self._transition(op, record)
-        self.events.step_started(step)
-        ctx = StepContext(
+        record, version = self.begin(op, step, record, version)
+        status, detail = self._attempt(step, self.handlers[step.action], self.context(op))
+        return self.finish(op, step, record, version, status, detail)
+
+    def context(self, op: OperationRecord) -> StepContext:
+        return StepContext(
             topology=self.topology,
             plan=self.plan,
             operation=op,
             fence=self.lease,
             artifacts=self.artifacts,
-            log=self._say,
+            log=self.say,
             figures=self.figures,
         )
-        handler = self.handlers[step.action]
-        status, detail = self._attempt(step, handler, ctx)
-        record = record.advance(status, now=self.clock(), epoch=epoch, detail=detail)
+
+    def begin(
+        self, op: OperationRecord, step: Step, record: StepRecord, version: int | None
+    ) -> tuple[StepRecord, int]:
+        """Check the lease and checkpoint the step as running."""
+        self.lease.ensure()
+        record = record.advance(
+            StepStatus.RUNNING, now=self.clock(), epoch=self.lease.epoch, host=identity()
+        )
+        version = self.store.write_step(self.lease, op.id, record, version)
+        self._transition(op, record)
+        self.events.step_started(step)
+        return record, version
+
+    def finish(
+        self,
+        op: OperationRecord,
+        step: Step,
+        record: StepRecord,
+        version: int,
+        status: StepStatus,
+        detail: str,
+    ) -> StepRecord:
+        """Checkpoint the step's outcome (fenced by the epoch it started under)."""
+        record = record.advance(status, now=self.clock(), epoch=record.epoch, detail=detail)
         self.store.write_step(self.lease, op.id, record, version)
         self._transition(op, record)
         self.events.step_finished(step, record)
@@ -249,27 +282,37 @@ class Executor:
                 f"skipped: unreachable ({step.site} did not answer when the operation was planned)",
             )
         try:
-            if self._retrying(step, lambda: handler.check(step, ctx)):
+            if self.retrying(step, lambda: handler.check(step, ctx)):
                 return StepStatus.DONE, "already true"
             self.lease.ensure()  # the last word before changing anything
             self.faults.before_apply(step.id)
-            self._retrying(step, lambda: handler.apply(step, ctx))
+            self.retrying(step, lambda: handler.apply(step, ctx))
             self.faults.inside_step(step.id)
-            self._retrying(step, lambda: handler.verify(step, ctx))
+            self.retrying(step, lambda: handler.verify(step, ctx))
             return StepStatus.DONE, "applied and verified"
-        except LeaseLost:
-            raise
-        except Unavailable as exc:
+        except Exception as exc:
+            return self.judge(step, exc)
+
+    def judge(self, step: Step, exc: Exception) -> tuple[StepStatus, str]:
+        """What an error raised inside a step means for it; LeaseLost stops everything."""
+        if isinstance(exc, LeaseLost):
+            raise exc
+        if isinstance(exc, Unavailable):
             if step.if_unreachable == "skip":
                 return StepStatus.SKIPPED, f"skipped: unreachable ({exc})"
             return StepStatus.FAILED, str(exc)
-        except Failed as exc:
+        if isinstance(exc, Failed):
             return StepStatus.FAILED, str(exc)
-        except Exception as exc:  # a bug, not an outage: keep the traceback in the log
-            log.error("step %s raised %r\n%s", step.id, exc, traceback.format_exc())
-            return StepStatus.FAILED, f"unexpected error {exc.__class__.__name__}: {exc}"
+        # A bug, not an outage: keep the traceback in the log.
+        log.error(
+            "step %s raised %r\n%s",
+            step.id,
+            exc,
+            "".join(traceback.format_exception(exc)),
+        )
+        return StepStatus.FAILED, f"unexpected error {exc.__class__.__name__}: {exc}"
 
-    def _retrying(self, step: Step, call: Callable[[], Any]) -> Any:
+    def retrying(self, step: Step, call: Callable[[], Any]) -> Any:
         bound = (
             self.topology.policy.unreachable_timeout
             if step.if_unreachable == "skip"
@@ -287,7 +330,7 @@ class Executor:
 
     def _retry_said(self, step: Step, state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
-        self._say(
+        self.say(
             f"step {step.id} attempt {state.attempt_number} failed ({error}); "
             f"retrying in {state.next_action.sleep if state.next_action else 0:.1f} s"
         )
@@ -300,7 +343,7 @@ class Executor:
             sentence += f": {record.detail}"
         if record.duration is not None:
             sentence += f" in {record.duration:.2f} s"
-        self._say(sentence)
+        self.say(sentence)
         self.audit.write(
             "step." + record.status.value,
             op=op.id,
@@ -313,5 +356,5 @@ class Executor:
             duration=record.duration,
         )
 
-    def _say(self, sentence: str) -> None:
+    def say(self, sentence: str) -> None:
         log.info(sentence)

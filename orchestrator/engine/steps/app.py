@@ -9,20 +9,22 @@ from __future__ import annotations
 
 from typing import Literal
 
+from orchestrator.adapters.ansible import PlaybookCall
 from orchestrator.adapters.probes import Answer, send_canary
 from orchestrator.engine.handlers import StepContext
 from orchestrator.engine.steps.common import (
+    PlaybookStep,
     canary_count,
     describe,
     first_probe_address,
-    playbook,
+    playbook_call,
     role_probes,
 )
 from orchestrator.errors import Failed, Unavailable
 from orchestrator.plan.model import Step
 
 
-class AppHandler:
+class AppHandler(PlaybookStep):
     def __init__(self, action: Literal["start", "stop"]) -> None:
         self.action = action
 
@@ -41,9 +43,9 @@ class AppHandler:
     def check(self, step: Step, ctx: StepContext) -> bool:
         return bool(self._state(step, ctx))
 
-    def apply(self, step: Step, ctx: StepContext) -> None:
+    def call(self, step: Step, ctx: StepContext) -> PlaybookCall:
         role = ctx.topology.roles[step.target]
-        playbook(
+        return playbook_call(
             ctx,
             step,
             "app.yml",

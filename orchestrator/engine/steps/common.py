@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from orchestrator.adapters.ansible import PlaybookResult, run_playbook
+from orchestrator.adapters.ansible import PlaybookCall, PlaybookResult, run_playbook
 from orchestrator.adapters.probes import ProbeResult, canary_subject, find_message, probe
 from orchestrator.adapters.secrets import read_secret
 from orchestrator.config.model import Host, Topology
@@ -18,28 +18,58 @@ from orchestrator.plan.model import Step
 PROBE_TIMEOUT_S = 3.0
 
 
-def playbook(
-    ctx: StepContext, step: Step, name: str, hosts: tuple[str, ...], extravars: dict[str, Any]
-) -> PlaybookResult:
-    topo = ctx.topology
-    timeout = (
+def step_timeout(topo: Topology, step: Step) -> float:
+    return (
         topo.policy.unreachable_timeout
         if step.if_unreachable == "skip"
         else topo.policy.step_timeout
     )
+
+
+def playbook_call(
+    ctx: StepContext, step: Step, name: str, hosts: tuple[str, ...], extravars: dict[str, Any]
+) -> PlaybookCall:
+    topo = ctx.topology
     tags = {
         "sitectl_op": ctx.operation.id,
         "sitectl_step": step.id,
         "sitectl_epoch": ctx.fence.epoch,
     }
-    return run_playbook(
+    return PlaybookCall(
         playbook=topo.resolve(topo.ansible.playbook_dir) / name,
-        inventory=topo.resolve(topo.ansible.inventory),
         hosts=hosts,
         extravars={**extravars, **tags},
-        artifacts=ctx.artifacts / encode_step_id(step.id),
-        timeout=timeout,
     )
+
+
+def run_call(ctx: StepContext, step: Step, call: PlaybookCall) -> PlaybookResult:
+    """Run one step's playbook on its own."""
+    topo = ctx.topology
+    return run_playbook(
+        playbook=call.playbook,
+        inventory=topo.resolve(topo.ansible.inventory),
+        hosts=call.hosts,
+        extravars=call.extravars,
+        artifacts=ctx.artifacts / encode_step_id(step.id),
+        timeout=step_timeout(topo, step),
+    )
+
+
+class PlaybookStep:
+    """A step whose `apply` is one run of one playbook. The executor may run several
+    such steps one after another in a single ansible-playbook run (engine/batch.py), so
+    `apply` is split: `call` says what to run, `starting` notes what `verify` will need
+    (it is called in both cases, just before the playbook starts)."""
+
+    def call(self, step: Step, ctx: StepContext) -> PlaybookCall:
+        raise NotImplementedError
+
+    def starting(self, step: Step, ctx: StepContext) -> None:
+        return None
+
+    def apply(self, step: Step, ctx: StepContext) -> None:
+        self.starting(step, ctx)
+        run_call(ctx, step, self.call(step, ctx))
 
 
 def hosts_named(topo: Topology, names: tuple[str, ...]) -> list[Host]:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from orchestrator.adapters.ansible import PlaybookCall
 from orchestrator.adapters.dns import changes_for_site, changes_from_params, provider_for, verify
 from orchestrator.adapters.dns.primary import accepting
 from orchestrator.adapters.dns.rfc2136 import Rfc2136Provider
 from orchestrator.config.model import DnsServer, DnsZone, fill, parse_server
 from orchestrator.engine.handlers import StepContext
-from orchestrator.engine.steps.common import playbook
+from orchestrator.engine.steps.common import PlaybookStep, playbook_call, run_call
 from orchestrator.errors import Failed, Unavailable
 from orchestrator.plan.model import Step
 
@@ -77,17 +78,17 @@ class DnsUpdateHandler:
             raise Unavailable(result.describe())
 
 
-class DnsPromoteHandler:
+class DnsPromoteHandler(PlaybookStep):
     """Make the new site's server the zone's primary (its own site's copy of the data)."""
 
     def check(self, step: Step, ctx: StepContext) -> bool:
         zone = _zone(ctx, step.target)
         return bool(accepting_now(ctx, zone, [step.params["server"]]))
 
-    def apply(self, step: Step, ctx: StepContext) -> None:
+    def call(self, step: Step, ctx: StepContext) -> PlaybookCall:
         zone = _zone(ctx, step.target)
         promotion = zone.promote[step.site or ""]
-        playbook(
+        return playbook_call(
             ctx,
             step,
             "dns-role.yml",
@@ -127,17 +128,12 @@ class DnsDemoteHandler:
                 f"{zone.name}: primaries are {', '.join(primaries)}; cannot tell which to keep"
             )
         primary = parse_server(keep[0])
-        playbook(
-            ctx,
-            step,
-            "dns-role.yml",
-            (stale.host,),
-            {
-                "dns_zone": zone.name,
-                "dns_action": "demote",
-                "dns_command": fill(stale.demote_command, primary=primary.address),
-            },
-        )
+        demote = {
+            "dns_zone": zone.name,
+            "dns_action": "demote",
+            "dns_command": fill(stale.demote_command, primary=primary.address),
+        }
+        run_call(ctx, step, playbook_call(ctx, step, "dns-role.yml", (stale.host,), demote))
 
     def verify(self, step: Step, ctx: StepContext) -> None:
         primaries = self._primaries(step, ctx)

@@ -11,9 +11,10 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
+from orchestrator.adapters.ansible import PlaybookCall
 from orchestrator.config.model import BtrfsVolume, CommandVolume, NetappVolume, Topology, fill
 from orchestrator.engine.handlers import StepContext
-from orchestrator.engine.steps.common import playbook
+from orchestrator.engine.steps.common import PlaybookStep, playbook_call
 from orchestrator.errors import Failed, Unavailable
 from orchestrator.plan.model import Step
 from orchestrator.storage import BtrfsMirror, MirrorConfig, MirrorState
@@ -72,7 +73,7 @@ def _storage_host(topo: Topology, vol: Volume, site: str) -> tuple[str, ...]:
     return (hosts[0].name,)
 
 
-class MirrorHandler:
+class MirrorHandler(PlaybookStep):
     def __init__(self, action: Literal["update", "break", "reverse"]) -> None:
         self.action = action
         self._started: dict[str, float] = {}
@@ -86,11 +87,13 @@ class MirrorHandler:
             return status.state is MirrorState.MIRRORED and status.source == step.site
         return status.state is MirrorState.BROKEN and status.writable_site == step.site
 
-    def apply(self, step: Step, ctx: StepContext) -> None:
+    def starting(self, step: Step, ctx: StepContext) -> None:
+        self._started[step.id] = time.time()
+
+    def call(self, step: Step, ctx: StepContext) -> PlaybookCall:
         vol = _volume(ctx.topology, step.target)
         site = step.site or ctx.plan.to_site
-        self._started[step.id] = time.time()
-        playbook(
+        return playbook_call(
             ctx,
             step,
             "volume.yml",
@@ -120,7 +123,7 @@ class MirrorHandler:
             raise Unavailable(f"mirror {vol.name}: no transfer finished since the final sync began")
 
 
-class MountHandler:
+class MountHandler(PlaybookStep):
     def __init__(self, action: Literal["mount", "unmount"]) -> None:
         self.action = action
 
@@ -137,10 +140,10 @@ class MountHandler:
             return False
         return mounted if self.action == "mount" else not mounted
 
-    def apply(self, step: Step, ctx: StepContext) -> None:
+    def call(self, step: Step, ctx: StepContext) -> PlaybookCall:
         vol = _volume(ctx.topology, step.target)
         site = step.site or ""
-        playbook(
+        return playbook_call(
             ctx,
             step,
             "volume.yml",

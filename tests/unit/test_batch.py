@@ -1,0 +1,345 @@
+"""Consecutive playbook steps in one ansible-playbook run: which steps share a run (pure),
+and what the run's gates decide — real ansible-playbook runs on local hosts, with the
+executor's in-memory store and fence (tests/unit/engine_fakes.py)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator.adapters.ansible import PlaybookCall
+from orchestrator.audit import AuditLog
+from orchestrator.config import Topology, load_topology
+from orchestrator.engine.batch import BatchRun, Unit, batch_chain
+from orchestrator.engine.executor import Executor
+from orchestrator.engine.progress import plan_digest
+from orchestrator.engine.records import OperationRecord, OpStatus, StepRecord, StepStatus
+from orchestrator.engine.steps import default_handlers
+from orchestrator.engine.steps.common import PlaybookStep
+from orchestrator.errors import Failed, LeaseLost
+from orchestrator.plan import Action, Phase, Plan, assumed_state, build_plan
+from orchestrator.plan.model import Step
+from tests.unit.engine_fakes import FakeFence, MemoryStore, ScriptedHandler
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "inventories/example-zimbra/topology.yaml"
+HOST_STEPS = {
+    Phase.DISABLE_APPLICATION,
+    Phase.UNMOUNT,
+    Phase.FINAL_SYNC,
+    Phase.BREAK_MIRRORS,
+    Phase.MOUNT,
+}
+
+
+@pytest.fixture(scope="module")
+def topo() -> Topology:
+    return load_topology(EXAMPLE)
+
+
+def _plan(topo: Topology, mode: str = "switchover", unreachable=frozenset()) -> Plan:
+    return build_plan(topo, assumed_state(topo, unreachable), mode, "dc2")
+
+
+def _index(plan: Plan, phase: Phase) -> int:
+    return next(i for i, g in enumerate(plan.groups) if g.phase is phase)
+
+
+def _done(*ids: str) -> dict[str, StepRecord]:
+    return {i: StepRecord(step_id=i, status=StepStatus.DONE) for i in ids}
+
+
+HANDLERS = default_handlers(lambda site: None)
+
+
+def _playbook_steps(units: list[Unit]) -> list[Step]:
+    return [u.steps[0] for u in units if u.playbook]
+
+
+def test_a_switchover_shares_one_run_from_the_stops_to_the_starts(topo) -> None:
+    plan = _plan(topo)
+    start = _index(plan, Phase.DISABLE_APPLICATION) + 1  # after the canary
+    units = batch_chain(plan, start, {}, HANDLERS)
+    host_steps = [
+        s
+        for s in plan.steps()
+        if (s.phase in HOST_STEPS or s.phase is Phase.START_SERVICES)
+        and s.action is not Action.WRITE_CANARY
+    ]
+    assert [s.id for s in _playbook_steps(units)] == [s.id for s in host_steps], "plan order"
+    # DNS runs in sitectl while the playbook waits at its gate, as one unit (its zones
+    # still in parallel); the stretch ends with the last start, before the verifies.
+    python = [u for u in units if not u.playbook]
+    assert [[s.phase for s in u.steps] for u in python] == [[Phase.DNS, Phase.DNS]]
+    assert units[-1].steps[0].phase is Phase.START_SERVICES
+
+
+@pytest.mark.parametrize("phase", [Phase.PREFLIGHT, Phase.READINESS, Phase.DNS, Phase.VERIFY])
+def test_a_shared_run_starts_only_at_playbook_steps(topo, phase) -> None:
+    plan = _plan(topo)
+    assert batch_chain(plan, _index(plan, phase), {}, HANDLERS) == []
+
+
+def test_finished_steps_are_left_out_and_solo_steps_run_by_sitectl(topo) -> None:
+    plan = _plan(topo)
+    start = _index(plan, Phase.DISABLE_APPLICATION) + 1
+    full = _playbook_steps(batch_chain(plan, start, {}, HANDLERS))
+    finished = _done(full[0].id)
+    assert _playbook_steps(batch_chain(plan, start, finished, HANDLERS)) == full[1:]
+    # A step given back to run alone makes its group one that sitectl runs itself.
+    solo = next(s for s in full if s.phase is Phase.MOUNT)
+    units = batch_chain(plan, start, {}, HANDLERS, solo={solo.id})
+    assert solo not in _playbook_steps(units)
+    assert any(solo in u.steps for u in units if not u.playbook)
+
+
+def test_one_playbook_step_is_not_worth_a_shared_run(topo) -> None:
+    plan = _plan(topo)
+    starts = [s for s in plan.steps() if s.phase is Phase.START_SERVICES]
+    finished = _done(*(s.id for s in plan.steps() if s not in starts[-1:]))
+    assert batch_chain(plan, _index(plan, Phase.START_SERVICES), finished, HANDLERS) == []
+
+
+def test_old_site_steps_of_a_failover_stay_on_their_own(topo) -> None:
+    plan = _plan(topo, mode="failover")
+    old = {s.id for s in plan.steps() if s.site == "dc1" and s.if_unreachable == "skip"}
+    assert old, "the failover plan has old-site steps"
+    for index in range(len(plan.groups)):
+        playbook = {s.id for s in _playbook_steps(batch_chain(plan, index, {}, HANDLERS))}
+        assert not playbook & old
+
+
+# -- real runs -------------------------------------------------------------------------
+
+MARK = """- name: "mark {{ mark }}"
+  hosts: "{{ sitectl_hosts | default('all') }}"
+  gather_facts: false
+  tasks:
+    - name: write the mark
+      ansible.builtin.shell: "echo {{ inventory_hostname }} >> {{ mark }}; exit {{ rc | default(0) }}"
+"""
+
+
+@dataclass
+class MarkStep(PlaybookStep):
+    """A playbook step that appends the host's name to a file per step."""
+
+    root: Path
+    hosts: dict[str, tuple[str, ...]]
+    already: set[str] = field(default_factory=set)
+    verify_errors: dict[str, Exception] = field(default_factory=dict)
+    rcs: dict[str, int] = field(default_factory=dict)
+    started: list[str] = field(default_factory=list)
+
+    def mark(self, step: Step) -> Path:
+        return self.root / (step.id.replace("/", "_") + ".mark")
+
+    def call(self, step: Step, ctx: Any) -> PlaybookCall:
+        return PlaybookCall(
+            playbook=self.root / "mark.yml",
+            hosts=self.hosts.get(step.id, ("h1",)),
+            extravars={"mark": str(self.mark(step)), "rc": self.rcs.get(step.id, 0)},
+        )
+
+    def starting(self, step: Step, ctx: Any) -> None:
+        self.started.append(step.id)
+
+    def check(self, step: Step, ctx: Any) -> bool:
+        return step.id in self.already
+
+    def verify(self, step: Step, ctx: Any) -> None:
+        if step.id in self.verify_errors:
+            raise self.verify_errors[step.id]
+        if not self.mark(step).exists():
+            raise Failed(f"{step.id} left no mark")
+
+
+@pytest.fixture
+def local(tmp_path: Path, topo: Topology) -> Topology:
+    (tmp_path / "mark.yml").write_text(MARK)
+    python = Path(__import__("sys").executable)
+    (tmp_path / "hosts.yml").write_text(
+        "all:\n  hosts:\n"
+        + "".join(
+            f"    {h}: {{ansible_connection: local, ansible_python_interpreter: {python}}}\n"
+            for h in ("h1", "h2")
+        )
+    )
+    ansible = topo.ansible.model_copy(update={"inventory": str(tmp_path / "hosts.yml")})
+    return topo.model_copy(update={"ansible": ansible})
+
+
+@dataclass
+class Run:
+    plan: Plan
+    op: OperationRecord
+    store: MemoryStore
+    executor: Executor
+    units: list[Unit]
+
+
+def _run(
+    topo: Topology,
+    tmp_path: Path,
+    handler: MarkStep,
+    fence: FakeFence | None = None,
+) -> Run:
+    plan = _plan(topo)
+    op = OperationRecord(
+        id="20261122T200000Z-ba7c",
+        mode="switchover",
+        from_site="dc1",
+        to_site="dc2",
+        started=1000.0,
+        by="ops",
+        host="box",
+        reason="batch test",
+        automatic=False,
+        plan_digest=plan_digest(plan),
+    )
+    store = MemoryStore(ops={op.id: (op, 0)}, current=op.id)
+    handlers: dict[Action, Any] = dict.fromkeys(Action, ScriptedHandler())
+    handlers |= {a: handler for a, h in HANDLERS.items() if isinstance(h, PlaybookStep)}
+    executor = Executor(
+        plan=plan,
+        topology=topo,
+        store=store,
+        lease=fence or FakeFence(),
+        handlers=handlers,
+        audit=AuditLog(tmp_path / "audit.jsonl"),
+        artifacts=tmp_path / "artifacts",
+        sleep=lambda _: None,
+    )
+    units = batch_chain(plan, _index(plan, Phase.DISABLE_APPLICATION) + 1, {}, handlers)
+    return Run(plan, op, store, executor, units)
+
+
+def _status(store: MemoryStore, op: OperationRecord) -> dict[str, StepRecord]:
+    return {k: r for k, (r, _) in store.steps(op.id).items()}
+
+
+def test_a_chain_runs_in_one_playbook_run_with_a_checkpoint_per_step(
+    local, tmp_path, caplog
+) -> None:
+    handler = MarkStep(tmp_path, hosts={})
+    run = _run(local, tmp_path, handler)
+    chain = _playbook_steps(run.units)
+    handler.hosts = {chain[1].id: ("h1", "h2")}
+    handler.already = {chain[2].id}
+    caplog.set_level(logging.INFO, "sitectl.engine")
+
+    failed = BatchRun(run.executor, run.op, run.units, {}, {}, set()).run()
+
+    assert failed is None
+    records = _status(run.store, run.op)
+    assert [records[s.id].status for s in chain] == [StepStatus.DONE] * len(chain)
+    assert records[chain[2].id].detail == "already true"
+    assert not handler.mark(chain[2]).exists(), "an already-true step is not applied"
+    assert sorted(handler.mark(chain[1]).read_text().split()) == ["h1", "h2"]
+    assert handler.started == [s.id for s in chain if s is not chain[2]]
+    assert [p.name for p in (tmp_path / "artifacts").iterdir()] == [
+        "batch-" + chain[0].id.replace("/", "%2F")
+    ], "one playbook run"
+    # Each playbook step checkpointed as running before its plays and done after them,
+    # in plan order; the DNS group ran in sitectl between the mounts and the starts.
+    ids = {s.id for s in chain}
+    order = [(w.step_id, w.status) for w in run.store.writes if w.step_id in ids]
+    assert order == [
+        (s.id, status) for s in chain for status in (StepStatus.RUNNING, StepStatus.DONE)
+    ]
+    everything = [s for u in run.units for s in u.steps]
+    assert all(records[s.id].status is StepStatus.DONE for s in everything)
+    assert f"running {len(everything)} steps in one playbook run" in caplog.text
+
+
+def test_a_failed_verify_stops_the_run_before_the_next_step(local, tmp_path) -> None:
+    handler = MarkStep(tmp_path, hosts={})
+    run = _run(local, tmp_path, handler)
+    chain = _playbook_steps(run.units)
+    handler.verify_errors = {chain[1].id: Failed("the MTA still answers on dc1")}
+
+    failed = BatchRun(run.executor, run.op, run.units, {}, {}, set()).run()
+
+    assert failed is not None and failed.step_id == chain[1].id
+    assert failed.detail == "the MTA still answers on dc1"
+    records = _status(run.store, run.op)
+    assert records[chain[0].id].status is StepStatus.DONE
+    assert chain[2].id not in records, "the next step never started"
+    assert not handler.mark(chain[2]).exists()
+
+
+def test_a_failed_task_fails_its_step_naming_host_and_task(local, tmp_path) -> None:
+    handler = MarkStep(tmp_path, hosts={})
+    run = _run(local, tmp_path, handler)
+    chain = _playbook_steps(run.units)
+    handler.rcs = {chain[1].id: 3}
+
+    failed = BatchRun(run.executor, run.op, run.units, {}, {}, set()).run()
+
+    assert failed is not None and failed.step_id == chain[1].id
+    assert failed.status is StepStatus.FAILED
+    assert "h1: write the mark" in (failed.detail or "")
+    assert chain[2].id not in _status(run.store, run.op)
+
+
+def test_a_temporary_failure_gives_the_step_back_to_run_alone(local, tmp_path) -> None:
+    handler = MarkStep(tmp_path, hosts={})
+    run = _run(local, tmp_path, handler)
+    chain = _playbook_steps(run.units)
+    handler.rcs = {chain[1].id: 75}  # EX_TEMPFAIL: the storage CLI's "try again"
+    solo: set[str] = set()
+
+    failed = BatchRun(run.executor, run.op, run.units, {}, {}, solo).run()
+
+    assert failed is None
+    assert solo == {chain[1].id}
+    assert _status(run.store, run.op)[chain[1].id].status is StepStatus.RUNNING, "left to resume"
+    # The next run starts with it, on its own.
+    rest = batch_chain(run.plan, _index(run.plan, Phase.DISABLE_APPLICATION) + 1,
+                       _status(run.store, run.op), run.executor.handlers, solo)
+    assert rest == []
+
+
+def test_a_host_missing_from_the_inventory_fails_the_step(local, tmp_path) -> None:
+    handler = MarkStep(tmp_path, hosts={})
+    run = _run(local, tmp_path, handler)
+    chain = _playbook_steps(run.units)
+    handler.hosts = {chain[1].id: ("h1", "ghost")}
+
+    failed = BatchRun(run.executor, run.op, run.units, {}, {}, set()).run()
+
+    assert failed is not None and failed.step_id == chain[1].id
+    assert failed.detail == "host(s) ghost not in the inventory"
+    assert not handler.mark(chain[1]).exists()
+
+
+def test_a_lost_lease_at_a_gate_starts_nothing_more(local, tmp_path) -> None:
+    handler = MarkStep(tmp_path, hosts={})
+    # A step checks the lease before its running checkpoint, before its plays and at
+    # each of its two checkpoint writes: the second step's running checkpoint is refused.
+    fence = FakeFence(lost_after_ensures=5)
+    run = _run(local, tmp_path, handler, fence)
+    chain = _playbook_steps(run.units)
+
+    with pytest.raises(LeaseLost):
+        BatchRun(run.executor, run.op, run.units, {}, {}, set()).run()
+
+    assert handler.mark(chain[0]).exists()
+    assert [m.name for m in tmp_path.glob("*.mark")] == [handler.mark(chain[0]).name]
+
+
+def test_the_executor_runs_a_whole_switchover_in_few_playbook_runs(local, tmp_path) -> None:
+    handler = MarkStep(tmp_path, hosts={})
+    run = _run(local, tmp_path, handler)
+
+    result = run.executor.run(run.op.id)
+
+    assert result.status is OpStatus.SUCCEEDED
+    playbook_steps = [s for s in run.plan.steps() if run.executor.handlers[s.action] is handler]
+    assert all(handler.mark(s).exists() for s in playbook_steps)
+    runs = sorted(p.name for p in (tmp_path / "artifacts").iterdir())
+    assert len(runs) == 1, runs  # the stops to the starts, DNS run by sitectl between
+    assert len(playbook_steps) > 10
