@@ -9,8 +9,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
-import botocore.config
 import botocore.exceptions
 
 from orchestrator.adapters.secrets import read_secret
@@ -29,6 +27,7 @@ _FENCE_ROUNDS = 3
 
 _CLIENTS: dict[tuple[object, ...], Any] = {}
 _CLIENTS_LOCK = threading.Lock()
+_SESSIONS: list[Any] = []  # the one botocore session, made with the first client
 
 
 def s3_client(topo: Topology, endpoint: S3Endpoint, timeout: float = 5.0) -> Any:
@@ -43,11 +42,21 @@ def s3_client(topo: Topology, endpoint: S3Endpoint, timeout: float = 5.0) -> Any
     with _CLIENTS_LOCK:
         client = _CLIENTS.get(key)
         if client is None:
+            # Imported here, not above: a controller that never touches the object store
+            # (a follower) never imports botocore's client machinery (~10 MB resident).
+            import botocore.config
+            import botocore.session
+
+            # One session for every client: a session parses the S3 model (~15 MB
+            # resident) once and each client it makes shares it; a session per client
+            # parsed it again for each endpoint.
+            if not _SESSIONS:
+                _SESSIONS.append(botocore.session.get_session())
             # One attempt and short timeouts: callers (checks, steps) own retries and bounds.
             config = botocore.config.Config(
                 connect_timeout=timeout, read_timeout=timeout, retries={"total_max_attempts": 1}
             )
-            client = boto3.session.Session().client(
+            client = _SESSIONS[0].create_client(
                 "s3",
                 endpoint_url=endpoint.url,
                 region_name=endpoint.region,
