@@ -271,12 +271,7 @@ def replicate_canary(
     With the leader's `epoch`, the put is conditional (s3_stamp.Stale if newer wrote)."""
     key = CANARY_PREFIX + site
     written = clock()
-    metadata = {WRITTEN_AT: f"{written:.6f}"}
-    if epoch is None:
-        put = source.put_object(Bucket=bucket, Key=key, Body=b"sitectl canary\n", Metadata=metadata)
-    else:
-        body = f"sitectl canary epoch={epoch}\n".encode()
-        put = s3_stamp.put_stamped(source, bucket, key, body, metadata, epoch)
+    put = put_canary(source, bucket, site, written, epoch)
     deadline = time.monotonic() + timeout
     said = "not checked"
     while time.monotonic() < deadline:
@@ -289,6 +284,20 @@ def replicate_canary(
             break
         time.sleep(0.05)
     return None, f"source says {said}"
+
+
+def put_canary(s3: Any, bucket: str, site: str, written: float,
+               epoch: int | None = None) -> dict[str, Any]:
+    """Write `site`'s canary object, stamped `written` (UNIX time); boto's answer. With
+    the leader's `epoch`, the put is conditional (s3_stamp.Stale if a newer one wrote)."""
+    key = CANARY_PREFIX + site
+    metadata = {WRITTEN_AT: f"{written:.6f}"}
+    if epoch is None:
+        answer: dict[str, Any] = s3.put_object(Bucket=bucket, Key=key, Body=b"sitectl canary\n",
+                                               Metadata=metadata)
+        return answer
+    body = f"sitectl canary epoch={epoch}\n".encode()
+    return s3_stamp.put_stamped(s3, bucket, key, body, metadata, epoch)
 
 
 def _holds(s3: Any, bucket: str, key: str, written: float) -> bool:

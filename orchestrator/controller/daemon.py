@@ -21,7 +21,7 @@ from kazoo.client import KazooClient
 from orchestrator.audit import identity
 from orchestrator.checks import Readiness, readiness
 from orchestrator.config.model import Topology
-from orchestrator.controller.canary import canary_interval, write_canaries
+from orchestrator.controller.canary import Canaries
 from orchestrator.controller.decision import (
     Action,
     Decision,
@@ -174,16 +174,22 @@ class Controller:
     # ---- canaries (leader only) ----------------------------------------------
 
     def _canary_loop(self) -> None:
-        interval = canary_interval(self.topo)
+        canaries = Canaries(self.topo)
+        try:
+            self._write_canaries(canaries)
+        finally:
+            canaries.close()
+
+    def _write_canaries(self, canaries: Canaries) -> None:
         said: list[str] = []
         unfenced: list[str] = []
-        while not self._stop.wait(interval):
+        while not self._stop.wait(canaries.tick):
             fence = self._term_fence() if self._verified else None
             if fence is None:
                 continue  # a follower never writes
             if not self._busy:  # an operation moves the active site
                 # Each canary stamps our epoch on its own entry or object first if needed.
-                problems = write_canaries(self.topo, self._active, probe_timeout(self.topo),
+                problems = canaries.write(self.topo, self._active, probe_timeout(self.topo),
                                           fence)
                 if problems != said:
                     log.info("canaries: %s", "; ".join(problems) or "written again")
