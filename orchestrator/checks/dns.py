@@ -8,19 +8,19 @@ thing (NXDOMAIN, an old address, a lagging serial) is degraded.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
-from orchestrator.adapters.dns import (
-    Mismatch,
-    SoaSerial,
-    changes_for_site,
-    soa_serials,
-    verify,
-)
-from orchestrator.adapters.dns.primary import accepting, candidates
 from orchestrator.checks.places import site_of
 from orchestrator.checks.result import Check, CheckResult, Status, one_line
 from orchestrator.config.model import DnsServer, DnsZone, Topology
 from orchestrator.errors import SitectlError
+
+if TYPE_CHECKING:
+    from orchestrator.adapters.dns import Mismatch, SoaSerial
+
+# The DNS adapter (dnspython, and boto3 for Route 53) is imported by the checks that use
+# it, not here: every sweep runs `summarize`, and a controller that only probes the
+# application never needs the adapter (a few MB of its resident memory).
 
 SYSTEM = "dns"
 UPDATE_PREFIX = "update servers of "  # targets whose loss stops any repointing of DNS
@@ -28,6 +28,8 @@ SERIAL = "soa_serial"
 
 
 def checks(topo: Topology, timeout: float) -> list[Check]:
+    from orchestrator.adapters.dns.primary import candidates
+
     del timeout
     out: list[Check] = []
     for zone in topo.dns.zones:
@@ -60,6 +62,8 @@ def server_target(zone: DnsZone, server: DnsServer) -> str:
 def _server_reader(
     topo: Topology, zone: DnsZone, server: DnsServer
 ) -> Callable[[float], CheckResult]:
+    from orchestrator.adapters.dns import changes_for_site, soa_serials, verify
+
     def run(timeout: float) -> CheckResult:
         where = (SYSTEM, site_of(topo, server.address), server_target(zone, server))
         try:
@@ -102,6 +106,7 @@ def _key_reader(topo: Topology, zone: DnsZone) -> Callable[[float], CheckResult]
     configured first may rightly refuse (it was demoted). Two that both accept are two
     primaries, which a reprotect resolves.
     """
+    from orchestrator.adapters.dns.primary import accepting, candidates
 
     def run(timeout: float) -> CheckResult:
         accepted, refusals = accepting(zone, candidates(zone), topo.base_dir, timeout)

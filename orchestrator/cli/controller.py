@@ -4,12 +4,13 @@ orchestrator.controller. `register(app)` mounts them on the main CLI; run as
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from kazoo.client import KazooClient
@@ -25,8 +26,10 @@ from orchestrator.controller.hooks import EVENTS, Hooks
 from orchestrator.controller.http import serve
 from orchestrator.controller.zkstate import ControllerState
 from orchestrator.coordination.client import connect
-from orchestrator.engine import operation as engine
 from orchestrator.errors import SitectlError, Unavailable
+
+if TYPE_CHECKING:
+    from orchestrator.engine import operation as engine
 
 controller_app = typer.Typer(
     help="The controller daemon: probe, publish, elect a leader, fail over automatically.",
@@ -162,7 +165,7 @@ def pause(
     [b]Example:[/b] sitectl pause --reason "storage firmware upgrade CHG-1234"
     """
     topo = _topology(config)
-    with _errors(), engine.session(topo) as s:
+    with _errors(), _session(topo) as s:
         text = ControllerState(s.client, s.paths).pause(reason or "no reason given", identity())
     console.print(f"automatic promotion paused: {text}", markup=False)
 
@@ -173,7 +176,7 @@ def unpause(config: ConfigOption = None) -> None:
     [b]Example:[/b] sitectl unpause
     """
     topo = _topology(config)
-    with _errors(), engine.session(topo) as s:
+    with _errors(), _session(topo) as s:
         was = ControllerState(s.client, s.paths).unpause()
     console.print("automatic promotion unpaused" if was else "automation was not paused")
 
@@ -184,7 +187,7 @@ def ack(config: ConfigOption = None) -> None:
     [b]Example:[/b] sitectl ack
     """
     topo = _topology(config)
-    with _errors(), engine.session(topo) as s:
+    with _errors(), _session(topo) as s:
         last = ControllerState(s.client, s.paths).acknowledge(identity())
     if last is None:
         console.print("no automatic failover to acknowledge")
@@ -194,6 +197,14 @@ def ack(config: ConfigOption = None) -> None:
         "failover may run within the block period",
         markup=False,
     )
+
+
+def _session(topo: Topology) -> contextlib.AbstractContextManager[engine.Session]:
+    # Imported here: `controller run` never needs the engine until an operation starts
+    # (the daemon imports it then), and importing it is megabytes of an idle daemon.
+    from orchestrator.engine import operation as engine
+
+    return engine.session(topo)
 
 
 class _errors:

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kazoo.client import KazooClient
 
@@ -42,10 +42,12 @@ from orchestrator.controller.vantage import Freshness, Prober, Sweeper, applicat
 from orchestrator.controller.zkstate import ControllerState
 from orchestrator.coordination.paths import ZkPaths
 from orchestrator.coordination.store import ZkStore
-from orchestrator.engine import operation as engine
 from orchestrator.engine.faults import Faults
 from orchestrator.engine.records import OpStatus
 from orchestrator.errors import LeaseLost, Locked, SitectlError
+
+if TYPE_CHECKING:
+    from orchestrator.engine import operation as engine
 
 log = logging.getLogger("sitectl.controller")
 
@@ -330,6 +332,10 @@ class Controller:
             self._busy = False
 
     def _session(self) -> engine.Session:
+        # The engine (ansible-runner, the plan builder, every step) is imported when an
+        # operation starts: an idle controller never needs it, and it is megabytes.
+        from orchestrator.engine import operation as engine
+
         return engine.Session(self.topo, self.client, self.store)
 
     def _failover(self, decision: Decision) -> None:
@@ -341,6 +347,8 @@ class Controller:
             self._could_not_start(veto.sentence())
             self._tell(f"{veto.sentence()}: not failing over to {target}")
             return
+        from orchestrator.engine import operation as engine
+
         s = self._session()
         try:
             plan = engine.plan_operation(s, "failover", target)
@@ -371,6 +379,8 @@ class Controller:
         self._failed_attempt = FailedAttempt(time.time(), reason)
 
     def _resume(self, op_id: str) -> None:
+        from orchestrator.engine import operation as engine
+
         try:
             outcome = engine.resume_operation(self._session(), op_id, faults=Faults.from_env())
         except LeaseLost as exc:
