@@ -1,7 +1,7 @@
 """Benchmark P6: an idle controller's memory (RSS) and CPU.
 
     .venv/bin/python bench/controller_idle.py [--state-dir DIR] [--site dc1]
-        [--warmup 30] [--seconds 60]
+        [--warmup 30] [--seconds 60] [--follower]
 
 Needs the lab: with `--state-dir` a running one, else it starts its own in a temporary
 dir and takes it down at the end (run it in a network namespace of your own when others
@@ -11,6 +11,9 @@ to do but probe, publish its view and, being alone, lead and write its canaries)
 `--warmup` seconds, then samples for `--seconds`: VmRSS of every process in the
 controller's session (its children too) once a second, and the CPU time the session used
 (utime + stime, plus that of children it waited for) over the whole window.
+With `--follower` the witness's controller is started first and leads, so the one
+measured is a follower (two of a deployment's three are): it probes and publishes, and
+neither decides nor writes canaries. Only the measured controller is sampled.
 Targets (issue 8, P6): ≤ 80 MB RSS, ≤ 2 % of one core.
 """
 
@@ -27,7 +30,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchlab import LISTEN, ControllerLab, bench_lab
+from benchlab import LISTEN, ControllerLab, bench_lab, wait
 
 TARGET_RSS_MB, TARGET_CPU = 80.0, 0.02
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -85,9 +88,13 @@ class Idle:
     log: str
 
 
-def measure(state_dir: Path, site: str, warmup: float, seconds: float) -> Idle:
+def measure(state_dir: Path, site: str, warmup: float, seconds: float,
+            follower: bool = False) -> Idle:
     controllers = ControllerLab(state_dir, state_dir / "topology.yaml",
                                 Path(tempfile.mkdtemp(prefix="bench-p6-")))
+    if follower:
+        controllers.start("witness")
+        wait(lambda: controllers.status("witness").get("leader"), "the witness leads", 60)
     controllers.start(site)
     proc = controllers.procs[site]
     log_name = str(controllers.logs / f"{site}.log")
@@ -123,13 +130,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--state-dir", type=Path, help="a running lab; default: start one")
     parser.add_argument("--site", default="dc1", choices=sorted(LISTEN))
+    parser.add_argument("--follower", action="store_true",
+                        help="measure SITE's controller as a follower (the witness's leads)")
     parser.add_argument("--warmup", type=float, default=30.0)
     parser.add_argument("--seconds", type=float, default=60.0)
     args = parser.parse_args()
+    if args.follower and args.site == "witness":
+        parser.error("--follower: the witness's controller is the leader; measure dc1 or dc2")
     labs = contextlib.ExitStack()
     state_dir = labs.enter_context(bench_lab(args.state_dir, "p6"))
     try:
-        r = measure(state_dir, args.site, args.warmup, args.seconds)
+        r = measure(state_dir, args.site, args.warmup, args.seconds, args.follower)
     finally:
         labs.close()
     load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
