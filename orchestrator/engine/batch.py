@@ -66,7 +66,9 @@ def batch_chain(
     overlap). Any other group is one unit the engine runs itself, as it would outside a
     run, while ansible-playbook waits. Old-site steps of a failover and steps given back
     to run alone (`solo`) are not playbook units: each keeps its own short bound and
-    retries. The stretch ends with its last playbook unit."""
+    retries. The stretch ends with its last playbook unit. The groups before its first
+    playbook unit (pre-flight, the readiness gate) are its prelude: the engine runs them
+    while ansible-playbook starts, which hides that second."""
 
     def shared(step: Step) -> bool:
         return (
@@ -82,10 +84,8 @@ def batch_chain(
             continue
         if all(shared(s) for s in pending):
             units += [Unit((s,), playbook=True) for s in pending]
-        elif units:
-            units.append(Unit(tuple(pending), playbook=False))
         else:
-            return []  # the first group is not playbook steps: the executor runs it
+            units.append(Unit(tuple(pending), playbook=False))
     while units and not units[-1].playbook:
         units.pop()
     return units if sum(u.playbook for u in units) > 1 else []
@@ -110,7 +110,14 @@ class BatchRun:
     passed: list[str] = field(default_factory=list)  # gates answered, in order
     stopped: StepRecord | None = None
     lost: LeaseLost | None = None
+    aborted: str | None = None
+    _prelude_done: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def prelude(self) -> list[Unit]:
+        first = next(i for i, u in enumerate(self.units) if u.playbook)
+        return self.units[:first]
 
     def run(self) -> StepRecord | None:
         """Run the stretch; return the failed step's record, if one failed."""
@@ -128,7 +135,8 @@ class BatchRun:
             self.units.pop()
         if sum(u.playbook for u in self.units) < 2:
             return None  # the executor's loop runs what is left, group by group
-        items = items[: len(self.units)]
+        prelude = self.prelude
+        items = items[len(prelude) : len(self.units)]
         topo = ex.topology
         steps = [s for u in self.units for s in u.steps]
         bound = sum(step_timeout(topo, s) for s in steps)
@@ -136,21 +144,48 @@ class BatchRun:
             f"running {len(steps)} steps in one playbook run: "
             + ", ".join(s.id for s in steps)
         )
-        error: SitectlError | None = None
+        outcome: list[SitectlError | None] = [None]
+
+        def playbooks() -> None:
+            try:
+                run_batch(
+                    items,
+                    topo.resolve(topo.ansible.inventory),
+                    ex.artifacts / ("batch-" + encode_step_id(self.units[0].name)),
+                    self.gate,
+                    # Checks, verifies and Python groups run while the playbook waits.
+                    timeout=2 * bound,
+                    gate_timeout=2 * bound + 30,
+                )
+            except (Failed, Unavailable) as exc:
+                outcome[0] = exc
+            except Exception as exc:  # a bug: the steps left run on their own
+                log.exception("the shared playbook run broke")
+                outcome[0] = Failed(f"the shared playbook run broke: {exc!r}")
+
+        worker = threading.Thread(target=playbooks, name="shared-playbook-run", daemon=True)
+        worker.start()
         try:
-            run_batch(
-                items,
-                topo.resolve(topo.ansible.inventory),
-                ex.artifacts / ("batch-" + encode_step_id(self.units[0].name)),
-                self.gate,
-                # Checks, verifies and Python groups run while the playbook waits.
-                timeout=2 * bound,
-                gate_timeout=2 * bound + 30,
-            )
-        except (Failed, Unavailable) as exc:
-            error = exc
+            self._run_prelude(prelude)
+        finally:
+            self._prelude_done.set()
+            worker.join()
         with self._lock:
-            return self._conclude(error)
+            return self._conclude(outcome[0])
+
+    def _run_prelude(self, prelude: list[Unit]) -> None:
+        """Run the groups before the first playbook step while ansible-playbook starts;
+        its first gate waits for them."""
+        try:
+            for unit in prelude:
+                if self._abort_requested():
+                    return
+                failed = self._group(unit)
+                if failed is not None:
+                    self.stopped = failed
+                    return
+        except LeaseLost as exc:
+            self.lost = exc
 
     def _item(self, unit: Unit, ctx: StepContext) -> BatchItem:
         if unit.playbook:
@@ -163,6 +198,8 @@ class BatchRun:
         if self.stopped is not None:
             return self.stopped
         going = self.going
+        if self.aborted is not None and going is None and error is None:
+            return None  # the executor's loop sees the request and closes the operation
         if error is None:
             if going is not None:
                 record = self._finish(going)
@@ -172,7 +209,10 @@ class BatchRun:
         if going is None:
             # The run failed before a step went (the inventory, a gate): the executor
             # runs the next step on its own, which names the trouble precisely.
-            unit = self.units[len(self.passed)] if len(self.passed) < len(self.units) else None
+            if self.aborted is not None:
+                return None
+            done = len(self.prelude) + len(self.passed)
+            unit = self.units[done] if done < len(self.units) else None
             if unit is not None:
                 self.solo.update(s.id for s in unit.steps)
             self.executor.say(f"the shared playbook run stopped between steps: {error}")
@@ -191,6 +231,7 @@ class BatchRun:
 
     def gate(self, name: str, after: str | None, hosts: tuple[str, ...]) -> GateAnswer:
         """Answer ansible-playbook: may unit `name` start? Called between the plays."""
+        self._prelude_done.wait()
         with self._lock:
             try:
                 return self._gate(name, after, hosts)
@@ -199,6 +240,8 @@ class BatchRun:
                 return GateAnswer("stop", f"sitectl lost its lease: {exc}")
 
     def _gate(self, name: str, after: str | None, hosts: tuple[str, ...]) -> GateAnswer:
+        if self.lost is not None:
+            return GateAnswer("stop", f"sitectl lost its lease: {self.lost}")
         names = [u.name for u in self.units]
         if name not in names or self.stopped is not None or name in self.passed:
             return GateAnswer("stop", f"{name} is not a step this run may start now")
@@ -207,6 +250,9 @@ class BatchRun:
             if record.status is StepStatus.FAILED:
                 self.stopped = record
                 return GateAnswer("stop", f"step {record.step_id} failed: {record.detail}")
+        if self.aborted is not None or self._abort_requested():
+            # Every gate is a safe point: nothing of the next step has started.
+            return GateAnswer("stop", f"{self.aborted} asked to abort")
         index = names.index(name)
         failed = self._never_ran(index)
         if failed is not None:
@@ -227,17 +273,24 @@ class BatchRun:
     def _never_ran(self, before: int) -> StepRecord | None:
         """Fail the first playbook unit before index `before` whose gate never ran: its
         hosts matched nothing in the inventory, so ansible-playbook skipped its plays."""
-        for unit in self.units[:before]:
+        for unit in self.units[len(self.prelude) : before]:
             # A Python group's gate runs on localhost, which always matches.
             if unit.playbook and unit.name not in self.passed:
                 hosts = ", ".join(self._hosts(unit.steps[0]))
                 return self._fail(unit.steps[0], f"none of {hosts} is in the inventory")
         return None
 
-    def _run_group(self, unit: Unit) -> GateAnswer:
-        failed = self.executor.run_group(
+    def _group(self, unit: Unit) -> StepRecord | None:
+        return self.executor.run_group(
             self.op, unit.steps, dict(self.records), dict(self.versions)
         )
+
+    def _abort_requested(self) -> bool:
+        self.aborted = self.aborted or self.executor.store.abort_requested(self.op.id)
+        return self.aborted is not None
+
+    def _run_group(self, unit: Unit) -> GateAnswer:
+        failed = self._group(unit)
         if failed is not None:
             self.stopped = failed
             return GateAnswer("stop", f"step {failed.step_id} failed: {failed.detail}")

@@ -77,10 +77,26 @@ def test_a_switchover_shares_one_run_from_the_stops_to_the_starts(topo) -> None:
     assert units[-1].steps[0].phase is Phase.START_SERVICES
 
 
-@pytest.mark.parametrize("phase", [Phase.PREFLIGHT, Phase.READINESS, Phase.DNS, Phase.VERIFY])
-def test_a_shared_run_starts_only_at_playbook_steps(topo, phase) -> None:
+@pytest.mark.parametrize(
+    ("phase", "prelude"),
+    [
+        # Pre-flight, the gate and the canary run while ansible-playbook starts.
+        (Phase.PREFLIGHT, [Phase.PREFLIGHT, Phase.READINESS, Phase.DISABLE_APPLICATION]),
+        (Phase.READINESS, [Phase.READINESS, Phase.DISABLE_APPLICATION]),
+        (Phase.DNS, [Phase.DNS]),
+    ],
+)
+def test_groups_before_the_first_playbook_step_are_the_prelude(topo, phase, prelude) -> None:
     plan = _plan(topo)
-    assert batch_chain(plan, _index(plan, phase), {}, HANDLERS) == []
+    units = batch_chain(plan, _index(plan, phase), {}, HANDLERS)
+    first = next(i for i, u in enumerate(units) if u.playbook)
+    assert [u.steps[0].phase for u in units[:first]] == prelude
+    assert units[-1].steps[0].phase is Phase.START_SERVICES
+
+
+def test_no_shared_run_once_the_playbook_steps_are_over(topo) -> None:
+    plan = _plan(topo)
+    assert batch_chain(plan, _index(plan, Phase.VERIFY), {}, HANDLERS) == []
 
 
 def test_finished_steps_are_left_out_and_solo_steps_run_by_sitectl(topo) -> None:
@@ -186,6 +202,8 @@ def _run(
     tmp_path: Path,
     handler: MarkStep,
     fence: FakeFence | None = None,
+    others: ScriptedHandler | None = None,
+    start: Phase = Phase.DISABLE_APPLICATION,
 ) -> Run:
     plan = _plan(topo)
     op = OperationRecord(
@@ -201,7 +219,7 @@ def _run(
         plan_digest=plan_digest(plan),
     )
     store = MemoryStore(ops={op.id: (op, 0)}, current=op.id)
-    handlers: dict[Action, Any] = dict.fromkeys(Action, ScriptedHandler())
+    handlers: dict[Action, Any] = dict.fromkeys(Action, others or ScriptedHandler())
     handlers |= {a: handler for a, h in HANDLERS.items() if isinstance(h, PlaybookStep)}
     executor = Executor(
         plan=plan,
@@ -213,7 +231,8 @@ def _run(
         artifacts=tmp_path / "artifacts",
         sleep=lambda _: None,
     )
-    units = batch_chain(plan, _index(plan, Phase.DISABLE_APPLICATION) + 1, {}, handlers)
+    first = _index(plan, start) + (1 if start is Phase.DISABLE_APPLICATION else 0)
+    units = batch_chain(plan, first, {}, handlers)
     return Run(plan, op, store, executor, units)
 
 
@@ -297,10 +316,13 @@ def test_a_temporary_failure_gives_the_step_back_to_run_alone(local, tmp_path) -
     assert failed is None
     assert solo == {chain[1].id}
     assert _status(run.store, run.op)[chain[1].id].status is StepStatus.RUNNING, "left to resume"
-    # The next run starts with it, on its own.
+    # The next shared run gives it to sitectl first, to run on its own with its retries
+    # while ansible-playbook starts; the steps after it share that run again.
     rest = batch_chain(run.plan, _index(run.plan, Phase.DISABLE_APPLICATION) + 1,
                        _status(run.store, run.op), run.executor.handlers, solo)
-    assert rest == []
+    assert not rest[0].playbook and chain[1] in rest[0].steps
+    assert chain[1] not in _playbook_steps(rest)
+    assert _playbook_steps(rest)[0] == chain[2]
 
 
 def test_a_host_missing_from_the_inventory_fails_the_step(local, tmp_path) -> None:
@@ -343,3 +365,37 @@ def test_the_executor_runs_a_whole_switchover_in_few_playbook_runs(local, tmp_pa
     runs = sorted(p.name for p in (tmp_path / "artifacts").iterdir())
     assert len(runs) == 1, runs  # the stops to the starts, DNS run by sitectl between
     assert len(playbook_steps) > 10
+
+
+def test_a_refusal_in_the_prelude_starts_no_playbook_step(local, tmp_path) -> None:
+    handler = MarkStep(tmp_path, hosts={})
+    refusal = Failed("dc2 would lose 42 s of LDAP changes, over the 10 s limit")
+    others = ScriptedHandler(always={"readiness/gate": refusal})
+    run = _run(local, tmp_path, handler, others=others, start=Phase.PREFLIGHT)
+
+    failed = BatchRun(run.executor, run.op, run.units, {}, {}, set()).run()
+
+    assert failed is not None and failed.step_id == "readiness/gate"
+    assert failed.detail == str(refusal)
+    assert handler.started == [] and not list(tmp_path.glob("*.mark"))
+    assert _status(run.store, run.op)["preflight/ldap"].status is StepStatus.DONE
+
+
+def test_an_abort_stops_the_run_at_the_next_gate(local, tmp_path) -> None:
+    handler = MarkStep(tmp_path, hosts={})
+    run = _run(local, tmp_path, handler)
+    chain = _playbook_steps(run.units)
+
+    def abort_while_first_step_runs(step: Step, ctx: Any) -> None:
+        handler.started.append(step.id)
+        run.store.aborted_by = "ops@console"
+
+    handler.starting = abort_while_first_step_runs  # type: ignore[method-assign]
+    result = run.executor.run(run.op.id)
+
+    assert result.status is OpStatus.ABORTED
+    assert (result.message or "").startswith("aborted by ops@console")
+    records = _status(run.store, run.op)
+    assert records[chain[0].id].status is StepStatus.DONE, "the step under way finished"
+    assert chain[1].id not in records
+    assert not handler.mark(chain[1]).exists()
