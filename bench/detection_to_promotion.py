@@ -52,6 +52,11 @@ def once(state_dir: Path, topology: Path) -> tuple[float, float]:
         run.start("dc1")
         wait(lambda: run.status("witness")["decision"]
              == "dc1 up from 3 of 3 vantage points; nothing to do", "all three report", 60)
+        # An operator's site is never lost a moment after an election: the leader has
+        # written canaries (the gate bounds the loss by the newest dc2 holds).
+        since = time.time()
+        wait(lambda: (s := run.status("witness")).get("canary_at", 0) > since
+             and not s.get("canary_problems"), "the leader's canaries written", 60)
         killed = time.time()
         os.killpg(run.procs["dc1"].pid, signal.SIGKILL)
         run.lab("kill-site", "dc1")

@@ -142,7 +142,18 @@ def flap(lab: LabHandle, site: str, seconds: float) -> float:
 
 
 def lose_dc1(cluster: Cluster, controllers: Controllers) -> None:
-    """The whole of dc1 goes: its controller with it."""
+    """The whole of dc1 goes: its controller with it. Not before the leader has written
+    its canaries, though: the readiness gate bounds the loss by the newest canary dc2
+    holds, and a kill a moment after an election races the new leader's first one (the
+    last, from an earlier scenario's leader, may be older than the RPO limit)."""
+    leader = controllers.leaders()[0]
+    since = time.time()
+
+    def written() -> bool:
+        status = controllers.status(leader)
+        return (status.get("canary_at") or 0) > since and not status.get("canary_problems")
+
+    wait_for(written, f"{leader}'s canaries written", within=60)
     controllers.kill("dc1")
     cluster.lab.ok("kill-site", "dc1")
 
