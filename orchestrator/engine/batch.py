@@ -324,7 +324,7 @@ class BatchRun:
         self.going = None
         ex.faults.inside_step(step.id)
         try:
-            ex.retrying(step, lambda: self._handler(step).verify(step, ctx))
+            ex.verifying(step, lambda: self._handler(step).verify(step, ctx))
             status, detail = StepStatus.DONE, "applied and verified"
         except Exception as exc:
             status, detail = ex.judge(step, exc)

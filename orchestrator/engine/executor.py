@@ -24,6 +24,7 @@ from tenacity import (
     retry_if_exception_type,
     stop_after_attempt,
     stop_after_delay,
+    wait_exponential,
     wait_random_exponential,
 )
 
@@ -49,6 +50,8 @@ from orchestrator.errors import Failed, LeaseLost, Unavailable
 from orchestrator.plan.model import Action, Plan, Step
 
 log = logging.getLogger("sitectl.engine")
+# verify polls after 0.05 s, 0.1, 0.2, … then every 2 s (the step's bound comes first)
+VERIFY_POLLS = 100
 
 
 class Store(Protocol):
@@ -288,7 +291,7 @@ class Executor:
             self.faults.before_apply(step.id)
             self.retrying(step, lambda: handler.apply(step, ctx))
             self.faults.inside_step(step.id)
-            self.retrying(step, lambda: handler.verify(step, ctx))
+            self.verifying(step, lambda: handler.verify(step, ctx))
             return StepStatus.DONE, "applied and verified"
         except Exception as exc:
             return self.judge(step, exc)
@@ -312,21 +315,39 @@ class Executor:
         )
         return StepStatus.FAILED, f"unexpected error {exc.__class__.__name__}: {exc}"
 
-    def retrying(self, step: Step, call: Callable[[], Any]) -> Any:
-        bound = (
+    def _bound(self, step: Step) -> float:
+        return (
             self.topology.policy.unreachable_timeout
             if step.if_unreachable == "skip"
             else self.topology.policy.step_timeout
         )
+
+    def retrying(self, step: Step, call: Callable[[], Any]) -> Any:
+        """`call` again after transient trouble: a few times, spaced out."""
         retrying = Retrying(
             retry=retry_if_exception_type(Unavailable),
-            stop=stop_after_attempt(self.attempts) | stop_after_delay(bound),
+            stop=stop_after_attempt(self.attempts) | stop_after_delay(self._bound(step)),
             wait=wait_random_exponential(multiplier=0.5, max=5),
             sleep=self.sleep,
             before_sleep=lambda state: self._retry_said(step, state),
             reraise=True,
         )
         return retrying(call)
+
+    def verifying(self, step: Step, call: Callable[[], Any]) -> Any:
+        """Poll `verify` until it holds, within the step's bound. A started service or a
+        breaking mirror converges in a moment: soon after the first look, then less
+        often, rather than the few spaced-out tries of `retrying`, which could give up
+        on a service that needed three seconds and waited a second for one that needed
+        a tenth."""
+        polling = Retrying(
+            retry=retry_if_exception_type(Unavailable),
+            stop=stop_after_attempt(VERIFY_POLLS) | stop_after_delay(self._bound(step)),
+            wait=wait_exponential(multiplier=0.05, max=2),
+            sleep=self.sleep,
+            reraise=True,
+        )
+        return polling(call)
 
     def _retry_said(self, step: Step, state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
