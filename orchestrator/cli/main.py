@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -11,11 +12,14 @@ import typer
 
 from orchestrator.cli.exitcodes import ExitCode
 from orchestrator.cli.options import ConfigOption, JsonOption, load
-from orchestrator.cli.output import console, emit_json, fail
+from orchestrator.cli.output import console, emit_json, err_console, fail
 from orchestrator.config import InvalidTopology, Topology, config_path, load_topology
+from orchestrator.errors import SitectlError
 from orchestrator.inventory import render_inventory_text
-from orchestrator.plan import Plan, PlanRefused, assumed_state, build_plan
+from orchestrator.plan import ObservedState, Plan, PlanRefused, assumed_state, build_plan
 from orchestrator.runbook import render_runbook
+
+RECORD_TIMEOUT_S = 2.0
 
 app = typer.Typer(
     name="sitectl",
@@ -40,6 +44,15 @@ ModeOption = Annotated[
     ),
 ]
 ToOption = Annotated[str, typer.Option("--to", help="The site to move the service to.")]
+FromOption = Annotated[
+    str | None,
+    typer.Option(
+        "--from",
+        help="Plan as if this site were active. Default: the site ZooKeeper records as "
+        "active (after a failover no longer the topology file's), or the file's when "
+        "ZooKeeper does not answer.",
+    ),
+]
 UnreachableOption = Annotated[
     list[str] | None,
     typer.Option(
@@ -49,18 +62,61 @@ UnreachableOption = Annotated[
 ]
 
 
-def _plan(topo: Topology, mode: str, to: str, unreachable: list[str] | None) -> Plan:
+def _plan(
+    topo: Topology, mode: str, to: str, unreachable: list[str] | None, from_site: str | None
+) -> Plan:
     for site in unreachable or []:
         if site not in topo.sites:
             fail(
                 f"--unreachable {site}: no such site — use one of: {', '.join(topo.sites)}",
                 ExitCode.BAD_INPUT,
             )
-    observed = assumed_state(topo, frozenset(unreachable or []))
+    observed = _observed(topo, from_site, frozenset(unreachable or []))
     try:
         return build_plan(topo, observed, mode.value, to)
     except PlanRefused as exc:
         fail(f"refused: {exc}", ExitCode.GATE_REFUSED if exc.gate else ExitCode.BAD_INPUT)
+
+
+def _observed(topo: Topology, from_site: str | None, unreachable: frozenset[str]) -> ObservedState:
+    """What to plan from. After a failover the service no longer runs where the topology
+    file says, nor do the mirrors point its way: unless told (--from), plan from what
+    sitectl observes, as `switchover --dry-run` does; say on stderr when that cannot be."""
+    datacenters = topo.datacenters()
+    if from_site is not None:
+        if from_site not in datacenters:
+            fail(
+                f"--from {from_site}: not a datacenter — use one of: {', '.join(datacenters)}",
+                ExitCode.BAD_INPUT,
+            )
+        return assumed_state(topo.model_copy(update={"active_site": from_site}), unreachable)
+    from orchestrator.coordination.client import connect
+    from orchestrator.coordination.paths import ZkPaths
+    from orchestrator.coordination.store import ZkStore
+    from orchestrator.engine.observe import observe
+
+    try:
+        client = connect(topo, timeout=RECORD_TIMEOUT_S)
+    except SitectlError:
+        err_console.print(
+            f"ZooKeeper did not answer within {RECORD_TIMEOUT_S:g} s: planning from the "
+            f"topology file's active site {topo.active_site} (--from SITE to say otherwise)",
+            markup=False,
+        )
+        return assumed_state(topo, unreachable)
+    try:
+        store = ZkStore(client, ZkPaths.for_cluster(topo.zookeeper.chroot, topo.cluster))
+        seen = observe(topo, store)
+    finally:
+        client.stop()
+        client.close()
+    if seen.active_site != topo.active_site:
+        err_console.print(
+            f"{seen.active_site} is active, as ZooKeeper records it (the topology file says "
+            f"{topo.active_site}): planning from {seen.active_site}",
+            markup=False,
+        )
+    return replace(seen, unreachable_sites=seen.unreachable_sites | unreachable)
 
 
 @app.command()
@@ -107,6 +163,7 @@ def plan(
     mode: ModeOption = ModeChoice.switchover,
     config: ConfigOption = None,
     unreachable: UnreachableOption = None,
+    from_site: FromOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Print the ordered steps an operation would run; changes nothing.
@@ -117,7 +174,7 @@ def plan(
     [b]Example:[/b] sitectl plan --to dc2 --mode failover --unreachable dc1 --json
     """
     topo, _ = load(config)
-    the_plan = _plan(topo, mode, to, unreachable)
+    the_plan = _plan(topo, mode, to, unreachable, from_site)
     if json_output:
         emit_json(the_plan.to_dict())
         return
@@ -148,6 +205,7 @@ def runbook(
     mode: ModeOption = ModeChoice.switchover,
     config: ConfigOption = None,
     unreachable: UnreachableOption = None,
+    from_site: FromOption = None,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write to this file, not stdout.")
     ] = None,
@@ -157,7 +215,7 @@ def runbook(
     [b]Example:[/b] sitectl runbook --to dc2 --mode failover -o failover-dc2.md
     """
     topo, path = load(config)
-    the_plan = _plan(topo, mode, to, unreachable)
+    the_plan = _plan(topo, mode, to, unreachable, from_site)
     text = render_runbook(topo, the_plan, str(path))
     if output is None:
         typer.echo(text, nl=False)

@@ -36,10 +36,19 @@ def test_switchover_there_and_back_keeps_every_message(cluster: Cluster) -> None
     refused = cluster.sitectl("switchover", "--to", "dc1", "--yes")
     assert refused.returncode == 4
     assert "run `sitectl reprotect`" in refused.stderr
+    # `plan` sees what the switchover saw: dc2 is active (as ZooKeeper records it, not
+    # as the topology file says), and the way back needs the mirrors reversed first.
+    planned = cluster.sitectl("plan", "--to", "dc1")
+    assert planned.returncode == 4
+    assert "dc2 is active, as ZooKeeper records it" in planned.stderr
+    assert "run `sitectl reprotect`" in planned.stderr
 
     during = cluster.send_mail("dc2")
     cluster.wait_delivered("dc2", during)
     cluster.ok("reprotect", "--yes", "--reason", "scenario")
+    planned = cluster.sitectl("plan", "--to", "dc1", "--json")
+    assert planned.returncode == 0, planned.stderr
+    assert json.loads(planned.stdout)["from_site"] == "dc2"
     back = cluster.ok("switchover", "--to", "dc1", "--yes", "--reason", "scenario")
 
     assert back["status"] == "succeeded"

@@ -117,3 +117,28 @@ def test_the_installed_console_script_runs() -> None:
         env={"_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1", "PATH": ""},
     )
     assert "complete" in completion.stdout, completion.stderr
+
+
+def test_plan_from_a_site_needs_no_zookeeper() -> None:
+    result = runner.invoke(app, ["plan", "-c", TOPOLOGY, "--to", "dc2", "--from", "dc1", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["from_site"] == "dc1"
+    assert result.stderr == ""
+    # From dc2 the way back needs the mirrors reversed first, and plan says so.
+    back = runner.invoke(app, ["plan", "-c", TOPOLOGY, "--to", "dc1", "--from", "dc2"])
+    assert back.exit_code == 4
+    assert "run `sitectl reprotect`" in back.stderr
+
+
+def test_plan_from_a_site_that_is_not_a_datacenter_is_one_line() -> None:
+    result = runner.invoke(app, ["plan", "-c", TOPOLOGY, "--to", "dc1", "--from", "witness"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "--from witness: not a datacenter — use one of: dc1, dc2"
+
+
+def test_plan_says_when_zookeeper_does_not_answer() -> None:
+    # The example's ensemble is on hosts that do not exist here.
+    result = runner.invoke(app, ["plan", "-c", TOPOLOGY, "--to", "dc2", "--json"])
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["from_site"] == "dc1"
+    assert "ZooKeeper did not answer within 2 s: planning from the topology file's active site dc1" in result.stderr

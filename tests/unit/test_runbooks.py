@@ -31,7 +31,7 @@ def test_committed_runbook_is_current(path: str, args: list[str]) -> None:
     result = CliRunner().invoke(app, ["runbook", "-c", TOPOLOGY, *args])
     assert result.exit_code == 0, result.output
     regenerate = f"sitectl runbook -c {TOPOLOGY} {' '.join(args)} -o {path}"
-    assert (ROOT / path).read_text(encoding="utf-8") == result.output, (
+    assert (ROOT / path).read_text(encoding="utf-8") == result.stdout, (
         f"{path} is stale — regenerate it: {regenerate}"
     )
 
