@@ -111,6 +111,7 @@ class BatchRun:
     stopped: StepRecord | None = None
     lost: LeaseLost | None = None
     aborted: str | None = None
+    broken: BaseException | None = None  # raised where the executor would have raised
     _prelude_done: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -167,6 +168,9 @@ class BatchRun:
         worker.start()
         try:
             self._run_prelude(prelude)
+        except BaseException as exc:
+            self.broken = exc  # the gates now stop the run; the error is raised below
+            raise
         finally:
             self._prelude_done.set()
             worker.join()
@@ -195,6 +199,8 @@ class BatchRun:
     def _conclude(self, error: SitectlError | None) -> StepRecord | None:
         if self.lost is not None:
             raise self.lost
+        if self.broken is not None:
+            raise self.broken
         if self.stopped is not None:
             return self.stopped
         going = self.going
@@ -233,11 +239,16 @@ class BatchRun:
         """Answer ansible-playbook: may unit `name` start? Called between the plays."""
         self._prelude_done.wait()
         with self._lock:
+            if self.broken is not None:
+                return GateAnswer("stop", f"sitectl stopped: {self.broken!r}")
             try:
                 return self._gate(name, after, hosts)
             except LeaseLost as exc:
                 self.lost = exc
                 return GateAnswer("stop", f"sitectl lost its lease: {exc}")
+            except Exception as exc:  # e.g. ZooKeeper gone while checkpointing
+                self.broken = exc
+                return GateAnswer("stop", f"sitectl stopped: {exc!r}")
 
     def _gate(self, name: str, after: str | None, hosts: tuple[str, ...]) -> GateAnswer:
         if self.lost is not None:

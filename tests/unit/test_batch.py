@@ -20,7 +20,7 @@ from orchestrator.engine.progress import plan_digest
 from orchestrator.engine.records import OperationRecord, OpStatus, StepRecord, StepStatus
 from orchestrator.engine.steps import default_handlers
 from orchestrator.engine.steps.common import PlaybookStep
-from orchestrator.errors import Failed, LeaseLost
+from orchestrator.errors import Failed, LeaseLost, Unavailable
 from orchestrator.plan import Action, Phase, Plan, assumed_state, build_plan
 from orchestrator.plan.model import Step
 from tests.unit.engine_fakes import FakeFence, MemoryStore, ScriptedHandler
@@ -399,3 +399,25 @@ def test_an_abort_stops_the_run_at_the_next_gate(local, tmp_path) -> None:
     assert records[chain[0].id].status is StepStatus.DONE, "the step under way finished"
     assert chain[1].id not in records
     assert not handler.mark(chain[1]).exists()
+
+
+@pytest.mark.parametrize("where", ["readiness/gate", "mount/dc2/mailstore"])
+def test_a_store_failure_stops_the_run_and_is_raised(local, tmp_path, where) -> None:
+    """ZooKeeper failing under a checkpoint, in the prelude or at a gate, ends the run
+    before the next playbook step and reaches the caller as the executor would raise it."""
+    handler = MarkStep(tmp_path, hosts={})
+    run = _run(local, tmp_path, handler, start=Phase.PREFLIGHT)
+    chain = _playbook_steps(run.units)
+    write = run.store.write_step
+
+    def failing(lease: Any, op_id: str, record: StepRecord, version: int | None) -> int:
+        if record.step_id == where:
+            raise Unavailable("ZooKeeper did not answer")
+        return write(lease, op_id, record, version)
+
+    run.store.write_step = failing  # type: ignore[method-assign]
+    with pytest.raises(Unavailable, match="ZooKeeper did not answer"):
+        BatchRun(run.executor, run.op, run.units, {}, {}, set()).run()
+
+    later = chain[[s.id for s in chain].index(where):] if where in {s.id for s in chain} else chain
+    assert not any(handler.mark(s).exists() for s in later)
