@@ -8,6 +8,7 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import ldap3
 import pytest
@@ -22,6 +23,7 @@ from orchestrator.controller.leadership import Leadership
 from orchestrator.coordination.client import connect
 from orchestrator.coordination.paths import ZkPaths
 from orchestrator.lab import procs
+from orchestrator.lab.state import Component
 from tests.conftest import LabHandle, eventually
 from tests.engine.conftest import Cluster
 
@@ -70,46 +72,53 @@ def answers(topo: Topology, master: LdapMaster) -> bool:
     return True
 
 
-def test_the_first_canary_after_a_master_restarted_is_written(
-    lab: LabHandle, cluster: Cluster, fence: LeaderFence
-) -> None:
+@dataclass
+class Master:
+    """The active site's first LDAP master, its slapd and the kept connections the
+    canary loop would hold; the site is healed (and slapd let go) after each test."""
+
+    topo: Topology
+    site: str
+    master: LdapMaster
+    slapd: Component
+    links: LdapLinks
+
+
+@pytest.fixture
+def active(lab: LabHandle, cluster: Cluster) -> Iterator[Master]:
     topo = cluster.topology
     site = lab.active_site()
     master = next(m for m in topo.ldap.masters if m.site == site)  # type: ignore[union-attr]
     slapd = next(c for c in lab.state().components.values()
                  if c.kind == "slapd" and c.address in master.uri)
-    links = LdapLinks()  # as the canary loop keeps them
+    links = LdapLinks()
     try:
-        assert write_canaries(topo, site, TIMEOUT, fence, links) == []
-        procs.signal_group(slapd, signal.SIGKILL)  # the kept connection dies with it
-        lab.ok("heal-site", site)
-        eventually(lambda: answers(topo, master), f"{master.uri} answers again")
-        before = canary_text(topo, master)  # "sitectl canary <UTC time to the second>"
-        eventually(lambda: f"sitectl canary {utc_now()}" != before, "the clock's next second")
-        assert write_canaries(topo, site, TIMEOUT, fence, links) == []
-        assert canary_text(topo, master) > before
-    finally:
-        links.close()
-        lab.ok("heal-site", site)
-
-
-def test_a_hung_master_is_reported_not_waited_for(
-    lab: LabHandle, cluster: Cluster, fence: LeaderFence
-) -> None:
-    topo = cluster.topology
-    site = lab.active_site()
-    master = next(m for m in topo.ldap.masters if m.site == site)  # type: ignore[union-attr]
-    slapd = next(c for c in lab.state().components.values()
-                 if c.kind == "slapd" and c.address in master.uri)
-    links = LdapLinks()  # as the canary loop keeps them
-    try:
-        assert write_canaries(topo, site, TIMEOUT, fence, links) == []
-        procs.signal_group(slapd, signal.SIGSTOP)
-        assert procs.wait_stopped(slapd, time.monotonic() + 10)  # SIGSTOP is asynchronous
-        said = write_canaries(topo, site, TIMEOUT, fence, links)
-        assert said == [f"LDAP canary on {master.uri}: accepted the connection but did not "
-                        f"answer within {TIMEOUT:g} s (hung?)"]
+        yield Master(topo, site, master, slapd, links)
     finally:
         procs.signal_group(slapd, signal.SIGCONT)
         links.close()
         lab.ok("heal-site", site)
+
+
+def test_the_first_canary_after_a_master_restarted_is_written(
+    lab: LabHandle, active: Master, fence: LeaderFence
+) -> None:
+    topo, site, master, links = active.topo, active.site, active.master, active.links
+    assert write_canaries(topo, site, TIMEOUT, fence, links) == []
+    procs.signal_group(active.slapd, signal.SIGKILL)  # the kept connection dies with it
+    lab.ok("heal-site", site)
+    eventually(lambda: answers(topo, master), f"{master.uri} answers again")
+    before = canary_text(topo, master)  # "sitectl canary <UTC time to the second>"
+    eventually(lambda: f"sitectl canary {utc_now()}" != before, "the clock's next second")
+    assert write_canaries(topo, site, TIMEOUT, fence, links) == []
+    assert canary_text(topo, master) > before
+
+
+def test_a_hung_master_is_reported_not_waited_for(active: Master, fence: LeaderFence) -> None:
+    topo, site, master, links = active.topo, active.site, active.master, active.links
+    assert write_canaries(topo, site, TIMEOUT, fence, links) == []
+    procs.signal_group(active.slapd, signal.SIGSTOP)
+    assert procs.wait_stopped(active.slapd, time.monotonic() + 10)  # SIGSTOP is asynchronous
+    said = write_canaries(topo, site, TIMEOUT, fence, links)
+    assert said == [f"LDAP canary on {master.uri}: accepted the connection but did not "
+                    f"answer within {TIMEOUT:g} s (hung?)"]

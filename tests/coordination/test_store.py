@@ -12,29 +12,17 @@ from orchestrator.coordination.lease import Lease
 from orchestrator.coordination.paths import ZkPaths, decode_step_id, encode_step_id
 from orchestrator.coordination.store import ZkStore
 from orchestrator.engine.executor import Executor
-from orchestrator.engine.progress import plan_digest
 from orchestrator.engine.records import OperationRecord, OpStatus, StepRecord, StepStatus
 from orchestrator.errors import Conflict, Failed, LeaseLost, SitectlError
 from orchestrator.plan import Action, assumed_state, build_plan
-from tests.unit.engine_fakes import ScriptedHandler
+from tests.unit.engine_fakes import ScriptedHandler, operation_record
 
 pytestmark = pytest.mark.lab
 EXAMPLE = Path(__file__).resolve().parents[2] / "inventories/example-zimbra/topology.yaml"
 
 
 def _op(plan, op_id: str = "20261122T150000Z-0001") -> OperationRecord:
-    return OperationRecord(
-        id=op_id,
-        mode="switchover",
-        from_site="dc1",
-        to_site="dc2",
-        started=1.0,
-        by="ops",
-        host="box",
-        reason="test",
-        automatic=False,
-        plan_digest=plan_digest(plan),
-    )
+    return operation_record(plan, op_id)
 
 
 @pytest.mark.parametrize("step_id", ["dns/corp.example.net.", "a/b/c", "50%/x", "plain"])

@@ -6,9 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.engine.progress import plan_digest
 from orchestrator.engine.records import OperationRecord, StepRecord
 from orchestrator.errors import Conflict, LeaseLost
-from orchestrator.plan.model import Step
+from orchestrator.plan.model import Plan, Step
 
 
 @dataclass
@@ -86,3 +87,21 @@ class ScriptedHandler:
         errors = self.verify_errors.get(step.id)
         if errors:
             raise errors.pop(0)
+
+
+def operation_record(
+    plan: Plan, op_id: str = "20261122T140000Z-ab12", reason: str = "test"
+) -> OperationRecord:
+    """The record `start_operation` writes for `plan`, by an operator `ops` on `box`."""
+    return OperationRecord(
+        id=op_id,
+        mode=plan.mode,
+        from_site=plan.from_site,
+        to_site=plan.to_site,
+        started=1000.0,
+        by="ops",
+        host="box",
+        reason=reason,
+        automatic=False,
+        plan_digest=plan_digest(plan),
+    )

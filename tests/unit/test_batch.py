@@ -16,14 +16,13 @@ from orchestrator.audit import AuditLog
 from orchestrator.config import Topology, load_topology
 from orchestrator.engine.batch import BatchRun, Unit, batch_chain
 from orchestrator.engine.executor import Executor
-from orchestrator.engine.progress import plan_digest
 from orchestrator.engine.records import OperationRecord, OpStatus, StepRecord, StepStatus
 from orchestrator.engine.steps import default_handlers
 from orchestrator.engine.steps.common import PlaybookStep
 from orchestrator.errors import Failed, LeaseLost, Unavailable
 from orchestrator.plan import Action, Phase, Plan, assumed_state, build_plan
 from orchestrator.plan.model import Step
-from tests.unit.engine_fakes import FakeFence, MemoryStore, ScriptedHandler
+from tests.unit.engine_fakes import FakeFence, MemoryStore, ScriptedHandler, operation_record
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "inventories/example-zimbra/topology.yaml"
 HOST_STEPS = {
@@ -206,18 +205,7 @@ def _run(
     start: Phase = Phase.DISABLE_APPLICATION,
 ) -> Run:
     plan = _plan(topo)
-    op = OperationRecord(
-        id="20261122T200000Z-ba7c",
-        mode="switchover",
-        from_site="dc1",
-        to_site="dc2",
-        started=1000.0,
-        by="ops",
-        host="box",
-        reason="batch test",
-        automatic=False,
-        plan_digest=plan_digest(plan),
-    )
+    op = operation_record(plan, "20261122T200000Z-ba7c", reason="batch test")
     store = MemoryStore(ops={op.id: (op, 0)}, current=op.id)
     handlers: dict[Action, Any] = dict.fromkeys(Action, others or ScriptedHandler())
     handlers |= {a: handler for a, h in HANDLERS.items() if isinstance(h, PlaybookStep)}

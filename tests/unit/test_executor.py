@@ -13,14 +13,13 @@ from orchestrator.engine.executor import Executor
 from orchestrator.engine.progress import plan_digest, recovery_advice, where_is_the_service
 from orchestrator.engine.records import (
     IllegalTransition,
-    OperationRecord,
     OpStatus,
     StepRecord,
     StepStatus,
 )
 from orchestrator.errors import Failed, LeaseLost, Unavailable
 from orchestrator.plan import Action, Plan, assumed_state, build_plan
-from tests.unit.engine_fakes import FakeFence, MemoryStore, ScriptedHandler
+from tests.unit.engine_fakes import FakeFence, MemoryStore, ScriptedHandler, operation_record
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "inventories/example-zimbra/topology.yaml"
 
@@ -32,18 +31,7 @@ def topo() -> Topology:
 
 def _setup(topo: Topology, tmp_path: Path, mode: str = "switchover", unreachable=frozenset()):
     plan = build_plan(topo, assumed_state(topo, unreachable), mode, "dc2")
-    op = OperationRecord(
-        id="20261122T140000Z-ab12",
-        mode=mode,
-        from_site="dc1",
-        to_site="dc2",
-        started=1000.0,
-        by="ops",
-        host="box",
-        reason="quarterly drill",
-        automatic=False,
-        plan_digest=plan_digest(plan),
-    )
+    op = operation_record(plan, reason="quarterly drill")
     store = MemoryStore(ops={op.id: (op, 0)}, current=op.id)
     return plan, op, store
 
