@@ -19,6 +19,7 @@ import yaml
 
 from orchestrator.audit import AuditLog
 from orchestrator.config import load_topology
+from orchestrator.controller.canary import canary_interval, intervals
 from orchestrator.coordination.client import connect
 from orchestrator.coordination.paths import ZkPaths
 from orchestrator.lab import layout, procs
@@ -149,17 +150,25 @@ def flap(lab: LabHandle, site: str, seconds: float) -> float:
 
 def lose_dc1(cluster: Cluster, controllers: Controllers) -> None:
     """The whole of dc1 goes: its controller with it. Not before the leader has written
-    its canaries, though: the readiness gate bounds the loss by the newest canary dc2
-    holds, and a kill a moment after an election races the new leader's first one (the
-    last, from an earlier scenario's leader, may be older than the RPO limit)."""
+    every kind of canary and they have had a tick to reach dc2: once dc1 is gone the
+    readiness gate bounds the loss by the newest canary dc2 holds, and a kill a moment
+    after an election races the new leader's first canaries (the newest dc2 holds, from
+    an earlier scenario or the lab's start, may be older than the RPO limit)."""
     leader = controllers.leaders()[0]
+    topo = load_topology(controllers.topology)
+    tick = canary_interval(topo)
+    settle = max(intervals(topo).values()) + tick
     since = time.time()
 
-    def written() -> bool:
+    def settled() -> bool:
         status = controllers.status(leader)
-        return (status.get("canary_at") or 0) > since and not status.get("canary_problems")
+        return (
+            time.time() - since > settle
+            and (status.get("canary_at") or 0) > since + settle - tick
+            and not status.get("canary_problems")
+        )
 
-    wait_for(written, f"{leader}'s canaries written", within=60)
+    wait_for(settled, f"{leader}'s canaries written and replicated", within=settle + 60)
     controllers.kill("dc1")
     cluster.lab.ok("kill-site", "dc1")
 
