@@ -190,7 +190,9 @@ def run_batch(
             everyone.append("localhost")
         result, _ = _run(
             composite,
-            " → ".join(call.playbook.name for call in calls),
+            # The engine names the step that was running; its own playbook's name is
+            # not known here, and the chain of every step's playbook told operators little.
+            "the shared playbook run",
             inventory,
             ",".join(dict.fromkeys(everyone)),
             {},

@@ -3,6 +3,7 @@ hosts and probes in the topology."""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
@@ -55,14 +56,15 @@ def run_call(ctx: StepContext, step: Step, call: PlaybookCall) -> PlaybookResult
     )
 
 
-class PlaybookStep:
+class PlaybookStep(ABC):
     """A step whose `apply` is one run of one playbook. The executor may run several
     such steps one after another in a single ansible-playbook run (engine/batch.py), so
     `apply` is split: `call` says what to run, `starting` notes what `verify` will need
     (it is called in both cases, just before the playbook starts)."""
 
+    @abstractmethod
     def call(self, step: Step, ctx: StepContext) -> PlaybookCall:
-        raise NotImplementedError
+        """The playbook, hosts and extra vars of `step`."""
 
     def starting(self, step: Step, ctx: StepContext) -> None:
         return None
