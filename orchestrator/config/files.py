@@ -1,4 +1,4 @@
-"""Checks of the files the topology names: they exist and secrets are not world-readable."""
+"""Checks of the files the topology names: they exist and secrets are private (0600)."""
 
 from __future__ import annotations
 
@@ -82,11 +82,15 @@ def _secret_file(topo: Topology, written: str, path: FieldPath) -> Iterator[Find
     except (OSError, ValueError) as exc:
         yield path, _unusable(written, exc)
         return
-    if mode & (stat.S_IROTH | stat.S_IWOTH):
+    # Secret files must be 0600, the rule the TSIG loader applies at run time
+    # (adapters/secrets.is_private): a group bit shares the secret with a whole group.
+    if mode & 0o077:
+        who = "everyone" if mode & 0o007 else "its group"
+        what = "readable or writable" if mode & 0o066 else "executable"
         yield (
             path,
             (
-                f"secret file {written} is readable or writable by everyone "
+                f"secret file {written} is {what} by {who} "
                 f"(mode {stat.S_IMODE(mode):04o}) — chmod 600 {written}"
             ),
         )

@@ -296,3 +296,27 @@ def test_invalid_file_changes_nothing(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["runbook", "--to", "dc2", "-c", str(topo), "-o", str(out)])
     assert result.exit_code == 2
     assert not out.exists()
+
+
+def test_group_readable_key_file_is_refused_with_the_chmod_to_run(tmp_path: Path) -> None:
+    original = (EXAMPLE / "topology.yaml").read_text(encoding="utf-8")
+    broken = original.replace(
+        "tsig: {name: ddns-corp, secret: {env: DDNS_CORP_SECRET}}",
+        "tsig: {key_file: ddns.key}",
+    )
+    key = tmp_path / "ddns.key"
+    key.write_text('key "ddns-corp" { algorithm hmac-sha256; secret "c2VjcmV0"; };\n')
+    key.chmod(0o640)
+    topo = _write(tmp_path, broken)
+
+    result = CliRunner().invoke(app, ["validate", "-c", str(topo)])
+
+    assert result.exit_code == 2
+    problems = [line for line in result.output.splitlines() if "ddns.key" in line]
+    assert problems == [
+        f"{topo}:{_line_number(broken, 'key_file: ddns.key')}: dns.zones.0.tsig.key_file: "
+        "secret file ddns.key is readable or writable by its group (mode 0640) — chmod 600 ddns.key"
+    ], result.output
+
+    key.chmod(0o600)
+    assert CliRunner().invoke(app, ["validate", "-c", str(topo)]).exit_code == 0
