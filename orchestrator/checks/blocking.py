@@ -38,7 +38,9 @@ def _why_blocking(result: CheckResult, from_site: str, to_site: str, mode: str) 
     if result.site is None:
         return "the whole cluster depends on it"
     if result.site == from_site:
-        return "a switchover needs the old site reachable" if mode == "switchover" else None
+        if mode != "switchover":
+            return None
+        return f"a switchover needs the old site reachable — use `sitectl failover --to {to_site}`"
     if result.system == "dns" and result.target.startswith(UPDATE_PREFIX):
         return "no DNS record could be repointed"
     return None
