@@ -90,6 +90,17 @@ def _summary(record: DrillRecord, paths: ReportPaths) -> None:
                       "[green]passed[/]" if leg.verifications_ok else "[red]failed[/]")
     if result.legs:
         console.print(table)
+    for leg in (lg for lg in record.legs if not lg.moves):
+        # The failback's last reprotect: no figures, but the service is only back as it
+        # was once the other site is a standby again.
+        protected = bool(leg.verifications) and all(v.ok for v in leg.verifications) and all(
+            op.status == "succeeded" for op in leg.operations)
+        console.print(f"{leg.from_site} protected towards {leg.to_site} again: "
+                      + ("[green]yes[/]" if protected else "[red]no[/]"))
+    goal = record.targets
+    console.print(f"targets: RTO {goal.rto_s:g} s ({goal.source.get('rto', 'unknown')}), "
+                  f"RPO {goal.rpo_s:g} s ({goal.source.get('rpo', 'unknown')})",
+                  markup=False, highlight=False)
     for failure in result.failures:
         console.print(f"  ✗ {failure}", markup=False)
     console.print(f"active site: [b]{record.active_site or 'unknown'}[/b] as sitectl recorded it")
@@ -121,8 +132,9 @@ def drill(
     report_dir: ReportDirOption = None,
     targets_text: Annotated[
         str | None,
-        typer.Option("--targets", help="Pass/fail targets, e.g. rto=90s,rpo=0s "
-                     "(default: RTO 5 min, RPO 0: a drill expects no loss)."),
+        typer.Option("--targets", help="Pass/fail targets, e.g. rto=90s,rpo=0s; each "
+                     "overrides the topology's policy.drill_targets (default: RTO 5 min, "
+                     "RPO 0: a drill expects no loss)."),
     ] = None,
     mode: Annotated[
         str,
@@ -149,10 +161,11 @@ def drill(
     if mode not in ("switchover", "failover"):
         fail(f"--mode {mode}: use switchover or failover", ExitCode.BAD_INPUT)
     try:
-        goal = targets(parse_targets(targets_text or ""))
+        given = parse_targets(targets_text or "")
     except BadTargets as exc:
         fail(str(exc), ExitCode.BAD_INPUT)
     topo, _ = load(config)
+    goal = targets(given, topo.policy.drill_targets)
     if to not in topo.datacenters():
         fail(f"--to {to}: not a datacenter — use one of: {', '.join(topo.datacenters())}",
              ExitCode.BAD_INPUT)

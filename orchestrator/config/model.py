@@ -388,6 +388,36 @@ class RpoLimits(Frozen):
     object_store: Seconds = 900.0
 
 
+class DrillTargets(Frozen):
+    """What `sitectl drill` holds each move to; `--targets` overrides either figure and
+    a figure named in neither place falls back to the drill's default (RTO 5 min, RPO 0)."""
+
+    # Plain floats (no ge=0) so the validator below explains a bad figure in words.
+    rto: Annotated[float | None, BeforeValidator(_seconds)] = None
+    rpo: Annotated[float | None, BeforeValidator(_seconds)] = None
+
+    @field_validator("rto")
+    @classmethod
+    def _rto_positive(cls, value: float | None) -> float | None:
+        if value is not None and value <= 0:
+            raise ValueError(
+                f"an RTO of {value:g} s cannot be met — give the longest outage a drill may "
+                "show, e.g. rto: 5m"
+            )
+        return value
+
+    @field_validator("rpo")
+    @classmethod
+    def _rpo_not_negative(cls, value: float | None) -> float | None:
+        # 0 is a real target: a switchover promises that no write is lost.
+        if value is not None and value < 0:
+            raise ValueError(
+                f"an RPO of {value:g} s is negative — give the span of writes a drill may "
+                "lose, 0s for none"
+            )
+        return value
+
+
 class Policy(Frozen):
     rpo_limits: RpoLimits = RpoLimits()
     probe_interval: Seconds = 5.0
@@ -396,6 +426,7 @@ class Policy(Frozen):
     block_period: Seconds = 3600.0
     step_timeout: Seconds = 300.0
     unreachable_timeout: Seconds = 10.0  # bound on old-site steps in a failover
+    drill_targets: DrillTargets = DrillTargets()
 
 
 class Ansible(Frozen):

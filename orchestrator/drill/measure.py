@@ -16,6 +16,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from orchestrator.config.model import DrillTargets
 from orchestrator.drill.model import Canary, DrillRecord, Leg, Targets
 
 # A switchover stops writes before the final transfer: it promises no loss at all, so a
@@ -43,16 +44,36 @@ def parse_targets(text: str) -> dict[str, float]:
                 f"--targets: {part.strip()!r} is not NAME=DURATION — write e.g. rto=90s,rpo=0s"
             )
         found[match.group(1)] = float(match.group(2)) * _UNIT[match.group(3)]
+    if found.get("rto") == 0:
+        # No move is instant: a zero RTO would fail every drill, whatever it showed.
+        raise BadTargets("--targets: an RTO of 0 cannot be met — give the longest outage a "
+                         "drill may show, e.g. rto=5m")
     return found
 
 
-def targets(given: dict[str, float] | None = None) -> Targets:
+TOPOLOGY_SOURCE = "topology: policy.drill_targets"
+_DEFAULT = {
+    "rto": (DEFAULT_RTO_S, "default: the topology names no RTO"),
+    "rpo": (DEFAULT_RPO_S, "default: a drill expects no loss"),
+}
+
+
+def targets(given: dict[str, float] | None = None,
+            policy: DrillTargets | None = None) -> Targets:
+    """Each target from `--targets` (this drill's own), else the topology's policy, else the
+    default; `source` says which, so a report never passes off a default as policy."""
     given = given or {}
-    source = {
-        "rto": "--targets" if "rto" in given else "default: the topology names no RTO",
-        "rpo": "--targets" if "rpo" in given else "default: a drill expects no loss",
-    }
-    return Targets(given.get("rto", DEFAULT_RTO_S), given.get("rpo", DEFAULT_RPO_S), source)
+    chosen: dict[str, tuple[float, str]] = {}
+    for name, fallback in _DEFAULT.items():
+        from_topology = getattr(policy, name, None) if policy is not None else None
+        if name in given:
+            chosen[name] = (given[name], "--targets")
+        elif from_topology is not None:
+            chosen[name] = (from_topology, TOPOLOGY_SOURCE)
+        else:
+            chosen[name] = fallback
+    return Targets(chosen["rto"][0], chosen["rpo"][0],
+                   {name: source for name, (_, source) in chosen.items()})
 
 
 @dataclass(frozen=True)
@@ -183,16 +204,23 @@ def _rpo_ok(p: Rpo, target: float) -> bool:
 
 def verdict(record: DrillRecord) -> Verdict:
     """Passed only if every leg ran, met both targets and verified, and the service
-    ended where the drill said it would: a drill that proves nothing does not pass."""
-    legs = tuple(leg_figures(leg, record.targets) for leg in record.legs)
+    ended where the drill said it would: a drill that proves nothing does not pass.
+
+    Figures come from the legs that move the service; a leg that only reprotects (the
+    failback's last) has no RTO or RPO, but its operation and checks count like any other.
+    """
+    moving = [leg for leg in record.legs if leg.moves]
+    legs = tuple(leg_figures(leg, record.targets) for leg in moving)
     failures: list[str] = []
     if record.stopped:
         failures.append(f"stopped early: {record.stopped}")
     expected_legs = 2 if record.failback else 1
     if len(legs) < expected_legs and not record.stopped:
         failures.append(f"{len(legs)} of {expected_legs} legs ran")
-    for leg, figures in zip(record.legs, legs, strict=True):
-        failures += _leg_failures(leg, figures, record.targets)
+    figures = iter(legs)  # in the order of `moving`
+    for leg in record.legs:
+        failures += (_leg_failures(leg, next(figures), record.targets) if leg.moves
+                     else _check_failures(leg))
     if not record.stopped:  # a stop names its failed phase already
         failures += [f"phase {p.name} failed: {p.detail}" for p in record.phases if p.ok is False]
     home = record.from_site if record.failback else record.to_site
@@ -201,13 +229,19 @@ def verdict(record: DrillRecord) -> Verdict:
     return Verdict(not failures, tuple(dict.fromkeys(failures)), legs)
 
 
+def _check_failures(leg: Leg) -> list[str]:
+    """The leg's engine operations that did not succeed and its checks that failed."""
+    where = f"{leg.from_site}→{leg.to_site}"
+    return [f"{op.mode} {where} {op.status} at step {op.failed_step}"
+            for op in leg.operations if op.status != "succeeded"] + [
+        f"{where}: {v.name} on {v.site} failed: {v.detail}" for v in leg.verifications
+        if not v.ok]
+
+
 def _leg_failures(leg: Leg, figures: LegFigures, goal: Targets) -> list[str]:
-    out = []
+    out = _check_failures(leg)
     where = f"{leg.from_site}→{leg.to_site}"
     failed = [op for op in leg.operations if op.status != "succeeded"]
-    out += [f"{op.mode} {where} {op.status} at step {op.failed_step}" for op in failed]
-    out += [f"{where}: {v.name} on {v.site} failed: {v.detail}" for v in leg.verifications
-            if not v.ok]
     if not figures.moved or failed:
         # The drill stopped before or during this move: the figures cannot be complete,
         # and the failed step, not a missing figure, is the finding.
@@ -224,8 +258,6 @@ def _leg_failures(leg: Leg, figures: LegFigures, goal: Targets) -> list[str]:
             else f"{where}: {p.lost} of {p.checked} writes lost, RPO "
             f"{'≥ ' if p.lower_bound else ''}{p.seconds:.1f} s over the {goal.rpo_s:g} s target"
         )
-    out += [f"{where}: {v.name} on {v.site} failed: {v.detail}" for v in leg.verifications
-            if not v.ok]
     return out
 
 

@@ -93,13 +93,16 @@ class Phase:
 class Leg:
     """One move of the service and everything measured around it."""
 
-    name: str  # "there" or "back"
+    name: str  # "there", "back", or "protect" (the failback's last reprotect)
     from_site: str
     to_site: str
     canaries: list[Canary] = field(default_factory=list)
     attempts: list[Attempt] = field(default_factory=list)
     operations: list[OperationRun] = field(default_factory=list)
     verifications: list[Verification] = field(default_factory=list)
+    # False for a leg that only reprotects: it has checks and an operation but no move,
+    # so no RTO or RPO. Its canaries are the writes it must see replicated to to_site.
+    moves: bool = True
 
 
 @dataclass
@@ -189,4 +192,5 @@ def _leg(data: dict[str, Any]) -> Leg:
             for o in data.get("operations", [])
         ],
         verifications=[Verification(**v) for v in data.get("verifications", [])],
+        moves=data.get("moves", True),  # reports written before protect legs were recorded
     )

@@ -139,10 +139,14 @@ def _drill(s: engine.Session, record: DrillRecord, options: DrillOptions, watche
     back = Leg("back", options.to_site, home, canaries=carried)
     record.legs.append(back)
     _reprotect(s, record, back, watcher)
-    _move(s, record, back, "switchover", options, watcher)
+    written_home = _move(s, record, back, "switchover", options, watcher)
     # Leave the service as it was found: home active *and* protected towards the other
     # site again, so the next drill (or a real failover) starts from a mirrored state.
-    home_again = Leg("protect", home, options.to_site)
+    # The writes made at home since the move back must reach the other site once the
+    # mirrors point there again: that is what proves the protection, not the reprotect's
+    # own success.
+    home_again = Leg("protect", home, options.to_site, canaries=written_home, moves=False)
+    record.legs.append(home_again)
     _reprotect(s, record, home_again, watcher)
 
 
@@ -195,13 +199,21 @@ def _reprotect(s: engine.Session, record: DrillRecord, leg: Leg, watcher: Watche
             [] if back.ok else [f"the object store: {back.detail}"])
         phase.detail = "; ".join(problems) or f"{last.describe()} {back.detail}"
         if problems:
+            copy = [] if back.ok else [
+                f"S3 replication does not carry objects written before its rule existed: "
+                f"copy the objects named above to {leg.to_site} (a batch replication job)"]
+            if not leg.moves:
+                # The failback is done: the service is home; only its protection is unproven.
+                raise DrillStopped(
+                    f"{leg.to_site} is not in sync after the last reprotect — {phase.detail}",
+                    [f"{leg.from_site} is active and serving, as before the drill; "
+                     f"{leg.to_site} is not yet a standby it can move to", *copy,
+                     f"`sitectl readiness --to {leg.to_site}` says when it is"],
+                )
             raise DrillStopped(
                 f"{leg.to_site} is not in sync after the reprotect — {phase.detail}",
                 [f"{leg.from_site} is active and stays so: switching back now would lose what "
-                 f"{leg.to_site} lacks",
-                 *([] if back.ok else [
-                     f"S3 replication does not carry objects written before its rule existed: "
-                     f"copy the objects named above to {leg.to_site} (a batch replication job)"]),
+                 f"{leg.to_site} lacks", *copy,
                  f"then, once `sitectl readiness --to {leg.to_site}` is ready, run "
                  f"`sitectl switchover --to {leg.to_site}`"],
             )

@@ -198,6 +198,10 @@ def build(state: LabState) -> dict[str, Any]:
             "block_period": "5m",
             "step_timeout": "60s",
             "unreachable_timeout": "5s",
+            # Lab drills measured an RTO of 22-31 s on a shared 2-core machine: 2 min leaves
+            # room for a busy CI host and still fails a move that hangs. A switchover loses
+            # nothing, so any lost write fails the drill.
+            "drill_targets": {"rto": "2m", "rpo": "0s"},
         },
     }
 

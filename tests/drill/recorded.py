@@ -89,6 +89,31 @@ def leg(name: str, old: str, new: str, start: float, lost: frozenset[int] = froz
     )
 
 
+REPROTECT_STEPS = ("reprotect/mailstore", "reprotect/object-store/mail-blobs",
+                   "reprotect/dns/lab.internal.")
+
+
+def protect(home: str, other: str, start: float, replicated: bool = True,
+            status: str = "succeeded") -> Leg:
+    """The failback's last reprotect: mirrors from `home` towards `other` again, and the
+    S3 object written at `home` after the move back found (or not) at `other`."""
+    from orchestrator.drill.model import Verification
+
+    failed_step = REPROTECT_STEPS[1] if status == "failed" else None
+    steps = [StepRun(step_id, "failed" if step_id == failed_step else "done",
+                     at(start + n), at(start + n + 1), 1, "applied and verified")
+             for n, step_id in enumerate(REPROTECT_STEPS)]
+    op = OperationRun(f"op-reprotect-{home}-{other}", "reprotect", home, other, status,
+                      at(start), at(start + len(steps)), failed_step, "", steps)
+    written = Canary("s3", f"_sitectl/drill/back-written-at-{home}", home, at(start - 5))
+    checks = [Verification("S3 objects replicated back once reprotected", other, replicated,
+                           f"1 object(s) written at the active site are in {other}" if replicated
+                           else f"1 object(s) written at the active site not in {other} after "
+                           f"30 s: {written.key}", at(start + 4), at(start + 5))]
+    return Leg("protect", home, other, canaries=[written], operations=[op],
+               verifications=checks if status == "succeeded" else [], moves=False)
+
+
 def drill(*legs: Leg, failback: bool = False, active: str = "dc2", stopped: str = "",
           rto: float | None = None, rpo: float | None = None) -> DrillRecord:
     given = {k: v for k, v in (("rto", rto), ("rpo", rpo)) if v is not None}

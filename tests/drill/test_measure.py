@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from orchestrator.config.loader import load_topology
+from orchestrator.config.model import DrillTargets, Policy
 from orchestrator.drill import measure
 from orchestrator.drill.model import Attempt, Canary, Leg
-from tests.drill.recorded import at, drill, leg, mail
+from orchestrator.lab import topology as lab_topology
+from orchestrator.lab.state import LabState
+from tests.drill.recorded import at, drill, leg, mail, protect
+
+EXAMPLE = Path(__file__).parents[2] / "inventories" / "example-zimbra" / "topology.yaml"
 
 
 @pytest.mark.parametrize(
@@ -29,11 +37,50 @@ def test_bad_targets_name_the_part(text: str) -> None:
         measure.parse_targets(text)
 
 
-def test_targets_say_where_they_came_from() -> None:
-    given = measure.targets({"rto": 60.0})
-    assert (given.rto_s, given.rpo_s) == (60.0, 0.0)
-    assert given.source["rto"] == "--targets"
-    assert given.source["rpo"].startswith("default")
+def test_a_zero_rto_is_refused_but_a_zero_rpo_is_the_usual_target() -> None:
+    with pytest.raises(measure.BadTargets, match=r"an RTO of 0 cannot be met — .* rto=5m"):
+        measure.parse_targets("rto=0s,rpo=0")
+    assert measure.parse_targets("rpo=0") == {"rpo": 0.0}
+
+
+TOPOLOGY = "topology: policy.drill_targets"
+DEFAULT = "default"
+
+
+@pytest.mark.parametrize(
+    ("given", "policy", "rto", "rpo"),
+    [
+        # nothing named anywhere: the defaults, said to be defaults
+        ({}, None, (300.0, DEFAULT), (0.0, DEFAULT)),
+        ({}, DrillTargets(), (300.0, DEFAULT), (0.0, DEFAULT)),
+        # the topology's policy
+        ({}, DrillTargets(rto=120, rpo=5), (120.0, TOPOLOGY), (5.0, TOPOLOGY)),
+        # an RPO of 0 written in the topology is policy, not the default it equals
+        ({}, DrillTargets(rpo=0), (300.0, DEFAULT), (0.0, TOPOLOGY)),
+        # --targets overrides the topology figure by figure
+        ({"rto": 60.0}, DrillTargets(rto=120, rpo=5), (60.0, "--targets"), (5.0, TOPOLOGY)),
+        ({"rpo": 1.0}, DrillTargets(rto=120), (120.0, TOPOLOGY), (1.0, "--targets")),
+        ({"rto": 60.0, "rpo": 0.0}, DrillTargets(rto=120, rpo=5), (60.0, "--targets"),
+         (0.0, "--targets")),
+        ({"rto": 60.0}, None, (60.0, "--targets"), (0.0, DEFAULT)),
+    ],
+)
+def test_targets_come_from_the_command_line_then_the_topology_then_the_default(
+        given: dict[str, float], policy: DrillTargets | None, rto: tuple[float, str],
+        rpo: tuple[float, str]) -> None:
+    got = measure.targets(given, policy)
+    assert (got.rto_s, got.rpo_s) == (rto[0], rpo[0])
+    assert got.source["rto"].startswith(rto[1]), got.source
+    assert got.source["rpo"].startswith(rpo[1]), got.source
+
+
+def test_the_example_and_the_lab_name_their_drill_targets(tmp_path: Path) -> None:
+    example = load_topology(EXAMPLE).policy.drill_targets
+    lab = Policy.model_validate(lab_topology.build(LabState(tmp_path))["policy"]).drill_targets
+    for policy, rto in ((example, 900.0), (lab, 120.0)):
+        got = measure.targets({}, policy)
+        assert (got.rto_s, got.rpo_s) == (rto, 0.0)
+        assert got.source == {"rto": TOPOLOGY, "rpo": TOPOLOGY}
 
 
 def _attempt(t: float, site: str | None, ok: bool) -> Attempt:
@@ -100,12 +147,24 @@ def test_rpo_counts_only_writes_made_at_the_old_site() -> None:
 
 PASSING = drill(leg("there", "dc1", "dc2", 0), leg("back", "dc2", "dc1", 60),
                 failback=True, active="dc1")
+# As run_drill records a failback since the last reprotect is part of the report.
+PROTECTED = drill(leg("there", "dc1", "dc2", 0), leg("back", "dc2", "dc1", 60),
+                  protect("dc1", "dc2", 90), failback=True, active="dc1")
 
 
 @pytest.mark.parametrize(
     ("record", "passed", "failure"),
     [
         (PASSING, True, None),
+        (PROTECTED, True, None),
+        # home again, but the writes made there since never reached dc2: not protected
+        (drill(leg("there", "dc1", "dc2", 0), leg("back", "dc2", "dc1", 60),
+               protect("dc1", "dc2", 90, replicated=False), failback=True, active="dc1"),
+         False, "dc1→dc2: S3 objects replicated back once reprotected on dc2 failed: 1 object"),
+        (drill(leg("there", "dc1", "dc2", 0), leg("back", "dc2", "dc1", 60),
+               protect("dc1", "dc2", 90, status="failed"), failback=True, active="dc1",
+               stopped="reprotect dc1→dc2 failed"),
+         False, "reprotect dc1→dc2 failed at step reprotect/object-store/mail-blobs"),
         (drill(leg("there", "dc1", "dc2", 0)), True, None),
         (drill(leg("there", "dc1", "dc2", 0, lost=frozenset({4, 5}))), False,
          "dc1→dc2: 3 of 6 writes lost, RPO"),
@@ -143,3 +202,10 @@ def test_figures_of_a_passing_failback_drill() -> None:
     assert there.rto.seconds == pytest.approx(9.5)
     assert (there.rpo.seconds, there.rpo.lost, there.rpo.checked) == (0.0, 0, 6)
     assert back.operation_seconds == pytest.approx(15.1)
+
+
+def test_the_last_reprotect_has_no_figures_of_its_own() -> None:
+    result = measure.verdict(PROTECTED)
+    # An RTO or RPO of a leg that moves nothing would be a figure about nothing.
+    assert [f.name for f in result.legs] == ["there", "back"]
+    assert result.passed, result.failures

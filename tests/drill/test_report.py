@@ -13,7 +13,7 @@ import pytest
 from orchestrator.drill import history, report, timeline
 from orchestrator.drill.model import DrillRecord
 from tests.drill.chromium import screenshot
-from tests.drill.recorded import at, drill, leg
+from tests.drill.recorded import REPROTECT_STEPS, at, drill, leg, protect
 
 PASSED = drill(leg("there", "dc1", "dc2", 0), leg("back", "dc2", "dc1", 60), failback=True,
                active="dc1")
@@ -24,6 +24,8 @@ FAILED = drill(
 )
 FAILED.where = "dc2 holds the data and DNS points at it; its services are not all verified"
 LOSSY = drill(leg("there", "dc1", "dc2", 0, lost=frozenset({4, 5})))
+PROTECTED = drill(leg("there", "dc1", "dc2", 0), leg("back", "dc2", "dc1", 60),
+                  protect("dc1", "dc2", 90), failback=True, active="dc1")
 
 
 class _Tags(HTMLParser):
@@ -58,7 +60,8 @@ def _well_formed(html: str) -> None:
     assert not parser.bad and not parser.open, (parser.bad, parser.open)
 
 
-@pytest.mark.parametrize("record", [PASSED, FAILED, LOSSY], ids=["passed", "failed", "lossy"])
+@pytest.mark.parametrize("record", [PASSED, FAILED, LOSSY, PROTECTED],
+                         ids=["passed", "failed", "lossy", "protected"])
 def test_html_is_well_formed_and_escapes_what_people_typed(record: DrillRecord) -> None:
     html = report.render_html(record)
     _well_formed(html)
@@ -122,6 +125,41 @@ def test_junit_has_a_case_per_check_and_step_and_fails_the_failed_step(tmp_path:
         assert int(suite.get("tests", "-1")) == len(listed)
         assert int(suite.get("failures", "-1")) == sum(c.find("failure") is not None
                                                        for c in listed)
+
+
+def test_the_last_reprotect_is_in_every_report(tmp_path: Path) -> None:
+    paths = report.write_reports(PROTECTED, tmp_path)
+    data = json.loads(paths.json.read_text())
+    assert [(lg["name"], lg["moves"]) for lg in data["legs"]] == [
+        ("there", True), ("back", True), ("protect", False)]
+    assert [f["name"] for f in data["figures"]] == ["there", "back"]
+    assert report.load(paths.json) == PROTECTED
+
+    root = ET.parse(paths.junit).getroot()
+    suites = {s.get("name"): s for s in root.iter("testsuite")}
+    reprotect = suites["reprotect dc1→dc2 (op-reprotect-dc1-dc2)"]
+    assert [c.get("name") for c in reprotect.iter("testcase")] == list(REPROTECT_STEPS)
+    check = next(c for c in suites["verification at dc2 (protect)"].iter("testcase"))
+    assert check.get("name") == "S3 objects replicated back once reprotected on dc2"
+    assert check.find("failure") is None
+    # Figures only for moves: no RTO or RPO case for the reprotect.
+    figures = [c.get("name") for c in suites["figures against targets"].iter("testcase")]
+    assert figures == ["RTO dc1→dc2 ≤ 300 s", "RPO dc1→dc2 ≤ 0 s", "RTO dc2→dc1 ≤ 300 s",
+                       "RPO dc2→dc1 ≤ 0 s"]
+
+    html = paths.html.read_text()
+    assert "<td>dc1→dc2 (last reprotect)</td><td>S3 objects replicated back once reprotected" in html
+    assert "<code>reprotect/object-store/mail-blobs</code>" in html
+
+
+def test_a_report_written_before_protect_legs_were_recorded_still_loads(
+        tmp_path: Path) -> None:
+    paths = report.write_reports(PASSED, tmp_path)
+    data = json.loads(paths.json.read_text())
+    for lg in data["legs"]:
+        del lg["moves"]
+    paths.json.write_text(json.dumps(data))
+    assert report.load(paths.json) == PASSED
 
 
 def test_history_lists_drills_newest_first_and_says_which_it_could_not_read(

@@ -116,6 +116,20 @@ CASES = [
         "is not a duration",
     ),
     Broken(
+        "drill RTO of zero",
+        "drill_targets: {rto: 15m, rpo: 0s}",
+        "drill_targets: {rto: 0s, rpo: 0s}",
+        "policy.drill_targets.rto",
+        "an RTO of 0 s cannot be met — give the longest outage a drill may show",
+    ),
+    Broken(
+        "negative drill RPO",
+        "drill_targets: {rto: 15m, rpo: 0s}",
+        "drill_targets: {rto: 15m, rpo: -5}",
+        "policy.drill_targets.rpo",
+        "an RPO of -5 s is negative — give the span of writes a drill may lose, 0s for none",
+    ),
+    Broken(
         "unknown volume driver",
         "    driver: netapp\n    role: mailbox\n    mount_point: /opt/zimbra/db",
         "    driver: emc\n    role: mailbox\n    mount_point: /opt/zimbra/db",
