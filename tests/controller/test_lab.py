@@ -255,10 +255,16 @@ def test_flaps_shorter_than_the_threshold_never_promote(
 def test_dc2_cut_off_from_zookeeper_never_promotes(
     cluster: Cluster, lab_controllers: Controllers
 ) -> None:
+    """R3: the cut is the issue's, both halves: dc2's ZooKeeper node is frozen (SIGSTOP)
+    and the proxy dc2's controller talks through goes silent; both end at the heal."""
     cluster.assert_active("dc1")
     before = len(automatic_operations(cluster))
     zk_dc2 = (layout.service_ip("dc2"), layout.ZK_CLIENT_PORT)
+    (zk_node,) = [
+        c for c in lab_state.load(cluster.lab.state_dir).of_site("dc2") if c.kind == "zookeeper"
+    ]
     proxy = BlackholeProxy(("127.0.22.20", layout.ZK_CLIENT_PORT), zk_dc2)
+    frozen = False
     try:
         # dc2's controller reaches ZooKeeper only through the proxy, and leads.
         lab_controllers.start("dc2", "--zookeeper", proxy.address)
@@ -275,6 +281,8 @@ def test_dc2_cut_off_from_zookeeper_never_promotes(
         )
 
         proxy.blackhole()
+        frozen = procs.signal_group(zk_node, signal.SIGSTOP)
+        assert frozen, f"{zk_node.name} was not running"
 
         wait_for(
             lambda: lab_controllers.status("dc2")["decision"] == SUSPENDED,
@@ -297,6 +305,8 @@ def test_dc2_cut_off_from_zookeeper_never_promotes(
             assert status["leader"] is False and status["action"] == "stand-by", status
             time.sleep(0.5)
 
+        procs.signal_group(zk_node, signal.SIGCONT)
+        frozen = False
         proxy.heal()
 
         # Back, its session expired: it follows and does not pick up where it was.
@@ -311,6 +321,8 @@ def test_dc2_cut_off_from_zookeeper_never_promotes(
         assert len(automatic_operations(cluster)) == before
         cluster.assert_active("dc1")
     finally:
+        if frozen:  # never leave the lab's ensemble a node short for the next scenario
+            procs.signal_group(zk_node, signal.SIGCONT)
         proxy.close()
 
 
