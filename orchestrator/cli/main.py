@@ -27,6 +27,9 @@ app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
+    # An unexpected traceback must not print local variables: they hold secrets read
+    # from the topology's files. Said here, not left to the default of a typer version.
+    pretty_exceptions_show_locals=False,
 )
 
 
