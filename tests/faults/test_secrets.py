@@ -8,7 +8,9 @@ missing config file and with wrong secrets — while every process's command lin
 sampled. Afterwards
 everything sitectl left behind is searched for each secret: its stdout and stderr, the
 audit log, every file under the ansible-runner artifact directories, the ZooKeeper
-records of the operations, and the sampled command lines.
+records of the operations, and the sampled command lines. A second scenario runs a
+drill while a controller leads (it writes its canaries to LDAP and S3) and searches the
+drill's report folder (report.html, report.json, junit.xml) and the controller's log.
 
 The scanner is proved with a positive control first, so a search that could not find
 anything cannot pass.
@@ -21,8 +23,11 @@ import json
 import os
 import re
 import secrets
+import signal
+import subprocess
 import threading
 import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +38,8 @@ from orchestrator.adapters.secrets import read_secret
 from orchestrator.config import Topology
 from orchestrator.coordination.client import connect
 from orchestrator.lab.credentials import read_tsig_key
-from tests.engine.conftest import Cluster
+from tests.controller.conftest import wait_for
+from tests.engine.conftest import SITECTL, Cluster
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(900)]
 
@@ -306,3 +312,76 @@ def zookeeper_records(topo: Topology) -> Iterator[tuple[str, bytes]]:
     finally:
         client.stop()
         client.close()
+
+
+CONTROLLER_LISTEN = "127.0.23.3:9401"  # no lab server uses it
+
+
+def controller_status() -> dict:
+    url = f"http://{CONTROLLER_LISTEN}/status"
+    with urllib.request.urlopen(url, timeout=2) as answer:
+        return dict(json.loads(answer.read()))
+
+
+def test_secrets_appear_nowhere_in_a_drills_reports_or_a_controllers_log(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    canaries = lab_canaries(cluster.topology)
+    scanner = Scanner(canaries)
+    reports = tmp_path / "reports"
+    log = tmp_path / "controller.log"
+    with open(log, "wb") as sink:
+        controller = subprocess.Popen(
+            [SITECTL, "controller", "run", "--site", "witness", "--listen", CONTROLLER_LISTEN],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=cluster.env(),
+            start_new_session=True,
+        )
+    try:
+        # Leading, with its canaries written (LDAP password and S3 keys in use), before
+        # and throughout the drill.
+        wait_for(
+            lambda: (
+                (status := controller_status())["leader"] and status.get("canary_problems") == []
+            ),
+            "the controller leads and has written its canaries",
+            within=90,
+        )
+        with CommandLines() as lines:
+            drill = cluster.sitectl(
+                "drill",
+                "--to",
+                "dc2",
+                "--yes",
+                "--json",
+                "--reason",
+                "r8 drill",
+                "--report-dir",
+                str(reports),
+                timeout=600,
+            )
+        assert controller.poll() is None, "the controller died during the drill"
+    finally:
+        os.killpg(controller.pid, signal.SIGTERM)
+        controller.wait(timeout=30)
+
+    assert drill.returncode in (0, 1), drill.stderr  # passed or failed: a report either way
+    printed = json.loads(drill.stdout)
+    folder = Path(printed["reports"]["json"]).parent
+    assert {p.name for p in folder.iterdir()} >= {"report.html", "report.json", "junit.xml"}
+    assert json.loads((folder / "report.json").read_text())["legs"], "a drill with no leg"
+    said = log.read_text()
+    assert "controller of witness started" in said and "controller of witness stopped" in said
+
+    assert scanner.tree(reports) >= 3
+    scanner.text(str(log), log.read_bytes())
+    scanner.text("stdout of `sitectl drill`", drill.stdout)
+    scanner.text("stderr of `sitectl drill`", drill.stderr)
+    audit = cluster.lab.state_dir / "sitectl" / "audit.jsonl"
+    scanner.text(str(audit), audit.read_bytes())
+    for line, pid in lines.seen.items():
+        program = line.split(b"\0")[0].decode(errors="replace")
+        scanner.text(f"the command line of pid {pid} ({program} …)", line)
+    assert lines.matching(b"drill"), "the drill was not seen running"
+    assert scanner.leaks == [], "secrets leaked:\n" + "\n".join(scanner.leaks)
