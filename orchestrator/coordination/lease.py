@@ -61,6 +61,9 @@ class Lease:
             self._connected.clear()
             log.warning("ZooKeeper connection suspended: no side effect until re-verified")
         else:
+            if not self._connected.is_set():
+                # The pair of lines bounds the window in which nothing may be written.
+                log.warning("ZooKeeper connection back: acting again once the lease is re-verified")
             self._connected.set()
 
     def acquire(self, wait: float = 0.0) -> int:
