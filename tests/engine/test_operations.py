@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 
 import pytest
 from kazoo.client import KazooClient
@@ -15,7 +16,8 @@ from orchestrator.coordination.client import connect
 from orchestrator.coordination.lease import Lease
 from orchestrator.coordination.paths import ZkPaths
 from orchestrator.errors import LeaseLost
-from tests.engine.conftest import Cluster
+from tests.conftest import eventually
+from tests.engine.conftest import SITECTL, Cluster
 
 pytestmark = pytest.mark.lab
 
@@ -102,6 +104,74 @@ def test_one_operation_at_a_time_and_a_stale_epoch_is_refused(cluster: Cluster) 
         assert cluster.status()["active_site"] == "dc2"
     finally:
         client.stop()
+
+
+def test_two_switchovers_started_at_once_exactly_one_runs(cluster: Cluster) -> None:
+    """Two real `sitectl switchover` processes race for the lease: one moves the
+    service, the other exits 3 naming the holder, and the lab has moved once."""
+    cluster.assert_protected("dc1")
+    reasons = ("race one", "race two")
+    runs = [
+        subprocess.Popen(
+            [SITECTL, "switchover", "--to", "dc2", "--yes", "--json", "--reason", reason],
+            env=cluster.env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for reason in reasons
+    ]
+    try:
+        outputs = [run.communicate(timeout=300) for run in runs]
+    finally:
+        for run in runs:
+            if run.poll() is None:
+                run.kill()
+                run.wait()
+
+    codes = [run.returncode for run in runs]
+    assert sorted(codes) == [0, 3], outputs
+    won = codes.index(0)
+    winner, (result, _) = runs[won], outputs[won]
+    _, refusal = outputs[1 - won]
+    op = json.loads(result)
+    assert op["status"] == "succeeded"
+    # Refused at the lease (the holder's user@host:pid) or, a moment later, at the
+    # operation the holder has recorded (its id): either way the loser names the winner.
+    assert refusal.startswith("busy: "), refusal
+    assert f":{winner.pid}" in refusal or op["id"] in refusal, refusal
+    cluster.assert_active("dc2")
+    assert cluster.status()["operation"]["id"] == op["id"]
+    audit = AuditLog(cluster.lab.state_dir / "sitectl" / "audit.jsonl").read()
+    started = [e for e in audit if e["event"] == "operation.started" and e["reason"] in reasons]
+    assert [e["op"] for e in started] == [op["id"]], "exactly one operation ran"
+
+
+@pytest.mark.parametrize("fault", ["kill-site", "pause-site"])
+def test_a_switchover_with_the_old_site_down_says_use_failover(
+    cluster: Cluster, fault: str
+) -> None:
+    """A dead site refuses connections (the plan refuses); a hung one accepts them and
+    then says nothing (the pre-flight checks refuse). Both: exit 4, nothing changed, and
+    the operator is told the way on."""
+    cluster.assert_protected("dc1")
+    dns_before, mounts_before = cluster.dns_answers(), cluster.mounted_sites()
+    cluster.lab.ok(fault, "dc1")
+    try:
+        refused = cluster.sitectl("switchover", "--to", "dc2", "--yes", "--json")
+        mounts_during = cluster.mounted_sites()
+    finally:
+        cluster.lab.heal_all()
+
+    assert refused.returncode == 4, refused.stderr + refused.stdout
+    said = refused.stdout + refused.stderr
+    assert "use `sitectl failover --to dc2`" in said, said
+    assert mounts_during == mounts_before == {"dc1"}
+    assert cluster.dns_answers() == dns_before
+    op = cluster.status()["operation"]
+    assert not op or not op["in_progress"]
+    eventually(lambda: cluster.at_home(), "dc1 active and protected after the heal", within=60)
 
 
 def test_sigkill_after_every_checkpoint_then_resume(cluster: Cluster) -> None:
