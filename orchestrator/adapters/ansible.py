@@ -13,6 +13,10 @@ the step before, re-checks the lease and the step's "already true?" while ansibl
 waits. A run is therefore fenced, checked and checkpointed step by step exactly as
 separate runs would be.
 
+Each task starting on a host is handed to an optional `on_task` hook (host, task name),
+which the engine forwards to the progress display; a shared run also names the step
+whose gate last let it go.
+
 Secrets are never passed as extra vars: ansible-runner writes them to its artifacts.
 """
 
@@ -72,7 +76,6 @@ class BatchItem:
     call: PlaybookCall | None
 
 
-Event = Mapping[str, Any]
 Verdict = Literal["go", "skip", "stop"]
 
 
@@ -85,6 +88,12 @@ class GateAnswer:
 # gate(step, after, hosts): `after` is the step the run did just before (None first);
 # `hosts` are the hosts the step's play matched in the inventory.
 Gate = Callable[[str, "str | None", tuple[str, ...]], GateAnswer]
+# on_task(host, task): a task started on a host (for the progress display).
+TaskHook = Callable[[str, str], None]
+# on_task(step, host, task) in a shared run: `step` is the gate that last said "go".
+StepTaskHook = Callable[[str, str, str], None]
+# Only task starts reach the hooks: one event per task and host, and nothing to parse.
+TASK_STARTED = "runner_on_start"
 
 
 def run_playbook(
@@ -95,7 +104,7 @@ def run_playbook(
     artifacts: Path,
     *,
     timeout: float,
-    on_event: Callable[[Event], None] | None = None,
+    on_task: TaskHook | None = None,
 ) -> PlaybookResult:
     """Run `playbook` limited to `hosts`; raise Failed/Unavailable unless all are ok."""
     if not hosts:
@@ -108,7 +117,7 @@ def run_playbook(
         extravars,
         artifacts,
         timeout=timeout,
-        on_event=on_event,
+        on_task=on_task,
     )
     missing = set(hosts) - processed
     if missing:
@@ -167,6 +176,7 @@ def run_batch(
     *,
     timeout: float,
     gate_timeout: float,
+    on_task: StepTaskHook | None = None,
 ) -> PlaybookResult:
     """Run several steps' playbooks in one ansible-playbook run, each behind `gate`.
 
@@ -180,7 +190,20 @@ def run_batch(
     # A private directory: only this user may connect and answer for the engine.
     sockets = Path(tempfile.mkdtemp(prefix=f"{GATE_DIR_PREFIX}{os.getpid()}-"))
     socket_path = str(sockets / "gate.sock")
-    server = _GateServer(socket_path, gate)
+    going: list[str | None] = [None]  # the step whose gate last said "go"
+
+    def gate_noting(step: str, after: str | None, hosts: tuple[str, ...]) -> GateAnswer:
+        answer = gate(step, after, hosts)
+        # Set before ansible-playbook hears the answer, so its next events are this step's;
+        # a skipped step's plays still announce their tasks, which belong to no step.
+        going[0] = step if answer.verdict == "go" else None
+        return answer
+
+    def step_task(host: str, task: str) -> None:
+        if on_task is not None and going[0] is not None:
+            on_task(going[0], host, task)
+
+    server = _GateServer(socket_path, gate_noting)
     threading.Thread(target=server.serve_forever, name="ansible-gate", daemon=True).start()
     try:
         composite = artifacts / "batch.yml"
@@ -198,6 +221,7 @@ def run_batch(
             {},
             artifacts,
             timeout=timeout,
+            on_task=step_task if on_task is not None else None,
             batch=True,
         )
     finally:
@@ -252,7 +276,7 @@ def _run(
     artifacts: Path,
     *,
     timeout: float,
-    on_event: Callable[[Event], None] | None = None,
+    on_task: TaskHook | None = None,
     batch: bool = False,
 ) -> tuple[PlaybookResult, set[str]]:
     artifacts.mkdir(parents=True, exist_ok=True)
@@ -267,8 +291,13 @@ def _run(
             messages[host] = _message(data.get("task", ""), res)
             if isinstance(res.get("rc"), int):
                 rcs[host] = res["rc"]
-        if on_event is not None:
-            on_event(event)
+        if (
+            on_task is not None
+            and host
+            and event.get("event") == TASK_STARTED
+            and not str(data.get("play", "")).startswith(GATE_PLAY)
+        ):
+            on_task(host, str(data.get("task", "")))
         return True
 
     started = time.monotonic()

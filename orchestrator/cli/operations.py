@@ -79,6 +79,14 @@ class _Spinners:
         with self._lock:
             self._tasks[step.id] = self._progress.add_task(f"{step.id}{where}", total=None)
 
+    def task_started(self, step_id: str, host: str, task: str) -> None:
+        # Called per task and host from ansible-runner's thread: only a description to
+        # swap; rich redraws on its own schedule.
+        with self._lock:
+            task_id = self._tasks.get(step_id)
+            if task_id is not None:
+                self._progress.update(task_id, description=f"{step_id} — {host}: {task}")
+
     def step_finished(self, step: Step, record: StepRecord) -> None:
         with self._lock:
             task = self._tasks.pop(step.id, None)

@@ -157,6 +157,7 @@ class BatchRun:
                     # Checks, verifies and Python groups run while the playbook waits.
                     timeout=2 * bound,
                     gate_timeout=2 * bound + 30,
+                    on_task=ex.task_started,
                 )
             except (Failed, Unavailable) as exc:
                 outcome[0] = exc
