@@ -120,6 +120,9 @@ def _live(plan: Plan, quiet: bool) -> Iterator[Any]:
 
 
 def _confirm(plan: Plan, yes: bool) -> None:
+    """Ask unless --yes. --json changes only what is printed, never whether sitectl asks:
+    without a terminal (a script) nobody can answer, so it refuses (exit 2) before
+    anything changes; on a terminal it asks on stderr, so stdout stays the JSON."""
     if yes:
         return
     if not sys.stdin.isatty():
@@ -127,11 +130,17 @@ def _confirm(plan: Plan, yes: bool) -> None:
             "refused: no terminal to confirm on — pass --yes to run without a prompt",
             ExitCode.BAD_INPUT,
         )
-    typer.confirm(
+    question = (
         f"{plan.mode} {plan.cluster} from {plan.from_site} to {plan.to_site} "
-        f"({sum(1 for _ in plan.steps())} steps)?",
-        abort=True,
+        f"({sum(1 for _ in plan.steps())} steps)? [y/N]: "
     )
+    # Not typer.confirm: it writes a space to stdout even when asking on stderr.
+    try:
+        answer = err_console.input(question, markup=False)
+    except EOFError:
+        answer = ""
+    if answer.strip().lower() not in ("y", "yes"):
+        raise typer.Abort()
 
 
 def _summary(outcome: engine.Outcome) -> None:
@@ -147,6 +156,8 @@ def _summary(outcome: engine.Outcome) -> None:
         table.add_row(step.id, record.status.value, duration, record.detail)
     console.print(table)
     op = outcome.op
+    if op.accept_data_loss:
+        console.print(f"data loss accepted: {op.accept_data_loss}", markup=False)
     total = f" in {op.finished - op.started:.1f} s" if op.finished else ""
     console.print(f"{op.status.value}{total}: {op.message}", markup=False)
 
@@ -163,6 +174,7 @@ def _outcome_json(outcome: engine.Outcome) -> dict[str, Any]:
         "finished": op.finished,
         "failed_step": op.failed_step,
         "message": op.message,
+        "accept_data_loss": op.accept_data_loss,
         "epoch": op.epoch,
         "steps": [
             {
@@ -215,7 +227,7 @@ def _operate(
                     for step in group.steps:
                         console.print(f"  {g_index:>2} {step.id}: {step.description}", markup=False)
             return
-        _confirm(plan, yes or json_output)
+        _confirm(plan, yes)
         with _live(plan, quiet=json_output) as spinners:
             outcome = engine.start_operation(
                 s,
@@ -260,6 +272,9 @@ def register(app: typer.Typer) -> None:
         mirrors, remounts, repoints DNS, starts and verifies. Refuses (exit 4) if the old
         site does not answer: use failover.
 
+        Asks before it starts unless --yes, with --json too (the question goes to stderr);
+        with no terminal to answer on it refuses (exit 2) and changes nothing.
+
         [b]Example:[/b] sitectl switchover --to dc2 --reason "quarterly DR drill" --yes
         """
         _operate("switchover", to, config, reason, None, dry_run, yes, json_output)
@@ -289,6 +304,9 @@ def register(app: typer.Typer) -> None:
         readiness gate refuses (exit 4) when the loss would exceed the RPO limits, unless
         --accept-data-loss says why.
 
+        Asks before it starts unless --yes, with --json too (the question goes to stderr);
+        with no terminal to answer on it refuses (exit 2) and changes nothing.
+
         [b]Example:[/b] sitectl failover --to dc2 --reason "dc1 power loss" --yes
         """
         _operate("failover", to, config, reason, accept_data_loss, dry_run, yes, json_output)
@@ -305,6 +323,9 @@ def register(app: typer.Typer) -> None:
 
         Needed after a switchover or failover before the service can move back: until
         then the old site's copy is stale and sitectl refuses to move there.
+
+        Asks before it starts unless --yes, with --json too (the question goes to stderr);
+        with no terminal to answer on it refuses (exit 2) and changes nothing.
 
         [b]Example:[/b] sitectl reprotect --reason "failback after the drill" --yes
         """
@@ -344,14 +365,31 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Argument(help="Operation id (default: the current one).")
         ] = None,
         config: ConfigOption = None,
+        wait: Annotated[
+            float,
+            typer.Option(
+                "--wait",
+                min=0,
+                metavar="SECONDS",
+                help="How long to wait for a running operation to stop (0: do not wait).",
+            ),
+        ] = engine.ABORT_WAIT_S,
     ) -> None:
         """Stop an operation at its next safe point and say which site is active.
 
-        [b]Example:[/b] sitectl abort
+        A running operation finishes the step under way first; abort waits for it (up to
+        --wait seconds), then says which site is active, what is left half-done and how
+        to go forward or roll back. Exit 0 once it has stopped, or at once with --wait 0;
+        exit 3 if it still runs when the wait is over (the abort stays requested).
+
+        [b]Example:[/b] sitectl abort --wait 120
         """
         topo = _topology(config)
         with _engine_errors(), engine.session(topo) as s:
-            console.print(engine.abort_operation(s, operation), markup=False)
+            result = engine.abort_operation(s, operation, wait=wait)
+        console.print(result.message, markup=False)
+        if not result.stopped and wait > 0:
+            raise typer.Exit(int(ExitCode.LOCKED))
 
     @app.command()
     def status(config: ConfigOption = None, json_output: JsonOption = False) -> None:
@@ -367,28 +405,37 @@ def register(app: typer.Typer) -> None:
         if json_output:
             emit_json(info)
             return
-        recorded = (
-            ""
-            if info["active_site_recorded"]
-            else " (from the topology: no operation recorded yet)"
-        )
-        console.print(
-            f"cluster {info['cluster']}: [b]{info['active_site']}[/b] is active{recorded}"
-        )
-        holders = info["lock_holders"]
-        console.print(f"lease: {holders[0] if holders else 'free'}", markup=False)
-        if info["paused"]:
-            console.print(f"automation paused: {info['paused']}", markup=False)
-        console.print(_controllers_line(info["controllers"]), markup=False)
-        op = info["operation"]
-        if op:
-            state = "in progress" if op["in_progress"] else "last operation"
-            console.print(
-                f"{state}: {op['id']} {op['mode']} {op['from_site']}→{op['to_site']} "
-                f"{op['status']} by {op['by']} ({op['reason']}); "
-                f"{op['steps_finished']} steps finished"
-                + (f"; running {', '.join(op['running_steps'])}" if op["running_steps"] else ""),
-                markup=False,
-            )
-            if op["message"]:
-                console.print(op["message"], markup=False)
+        _print_status(info)
+
+
+def _print_status(info: dict[str, Any]) -> None:
+    """`sitectl status` for people."""
+    recorded = (
+        "" if info["active_site_recorded"] else " (from the topology: no operation recorded yet)"
+    )
+    console.print(f"cluster {info['cluster']}: [b]{info['active_site']}[/b] is active{recorded}")
+    holders = info["lock_holders"]
+    console.print(f"lease: {holders[0] if holders else 'free'}", markup=False)
+    if info["paused"]:
+        console.print(f"automation paused: {info['paused']}", markup=False)
+    console.print(_controllers_line(info["controllers"]), markup=False)
+    op = info["operation"]
+    if not op:
+        return
+    state = "in progress" if op["in_progress"] else "last operation"
+    console.print(
+        f"{state}: {op['id']} {op['mode']} {op['from_site']}→{op['to_site']} "
+        f"{op['status']}, started {_when(op['started'])} by {op['by']} ({op['reason']}); "
+        f"{op['steps_finished']} steps finished"
+        + (f"; running {', '.join(op['running_steps'])}" if op["running_steps"] else ""),
+        markup=False,
+    )
+    if op.get("accept_data_loss"):
+        console.print(f"data loss accepted: {op['accept_data_loss']}", markup=False)
+    if op["message"]:
+        console.print(op["message"], markup=False)
+
+
+def _when(timestamp: float) -> str:
+    """A recorded time as operators read it: local, with its zone."""
+    return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(timestamp))

@@ -34,6 +34,7 @@ from orchestrator.engine.batch import BatchRun, batch_chain
 from orchestrator.engine.faults import Faults
 from orchestrator.engine.handlers import Fence, StepContext, StepHandler
 from orchestrator.engine.progress import (
+    abort_advice,
     changed_anything,
     next_group,
     recovery_advice,
@@ -138,8 +139,9 @@ class Executor:
                     OpStatus.ABORTED,
                     now=self.clock(),
                     message=f"aborted by {who}: {where_is_the_service(self.plan, records)}; "
-                    + recovery_advice(self.plan, records, op.id),
+                    + abort_advice(self.plan, records),
                 )
+                self.store.clear_current(self.lease)  # over: a new operation may start
                 self.say(f"operation {op.id} stopped at a safe point because {who} asked")
                 break
             upcoming = next_group(self.plan, records)

@@ -10,7 +10,7 @@ import contextlib
 import os
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,14 +27,18 @@ from orchestrator.coordination.store import ZkStore
 from orchestrator.engine.executor import Events, Executor, NoEvents
 from orchestrator.engine.faults import Faults
 from orchestrator.engine.observe import observe
-from orchestrator.engine.progress import plan_digest, where_is_the_service
-from orchestrator.engine.records import OperationRecord, OpStatus, StepRecord
+from orchestrator.engine.progress import abort_advice, plan_digest, where_is_the_service
+from orchestrator.engine.records import FINISHED_OP, OperationRecord, OpStatus, StepRecord
 from orchestrator.engine.steps import default_handlers
 from orchestrator.errors import ConfigError, SitectlError
 from orchestrator.plan import MirrorView, ObservedState, Plan, build_plan, build_reprotect_plan
 from orchestrator.plan.model import Mode
 
 UNFINISHED = frozenset({OpStatus.RUNNING, OpStatus.FAILED, OpStatus.INTERRUPTED})
+# How long `sitectl abort` waits for a running operation to reach its safe point: a step
+# under way finishes first (a playbook step may take a minute), and how often it looks.
+ABORT_WAIT_S = 60.0
+ABORT_POLL_S = 0.5
 
 
 class OperationPending(SitectlError):
@@ -190,36 +194,90 @@ def resume_operation(
         _release(lease)
 
 
-def abort_operation(s: Session, op_id: str | None = None) -> str:
-    """Ask the running operation to stop at its next safe point; if none is running,
-    close the operation record now. Returns one sentence for the operator."""
+@dataclass(frozen=True)
+class AbortResult:
+    stopped: bool  # False: requested, but the operation had not stopped within the wait
+    message: str  # for the operator: where the service is and what to run next
+
+
+def abort_operation(
+    s: Session,
+    op_id: str | None = None,
+    *,
+    wait: float = ABORT_WAIT_S,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> AbortResult:
+    """Ask the operation to stop at its next safe point and wait up to `wait` seconds
+    until it has (0: do not wait). If nobody holds the lease, or its holder goes away
+    meanwhile (a killed sitectl), close the operation record here."""
     op_id = op_id or s.store.current_operation()
     if not op_id:
         raise ResumeRefused("no operation in progress to abort")
-    op, version = s.store.operation(op_id)
+    op, _ = s.store.operation(op_id)
     if op.status not in UNFINISHED:
         raise ResumeRefused(f"operation {op.id} is {op.status.value}: nothing to abort")
     who = identity()
     s.store.request_abort(op.id, who)
-    lease = Lease(s.client, s.paths, who)
+    deadline = clock() + max(wait, 0.0)
+    lease = Lease(s.client, s.paths, who)  # one, tried at each look: one session listener
+    try:
+        while True:
+            op, _ = s.store.operation(op_id)
+            if op.status in FINISHED_OP:
+                return _stopped(op)
+            closed = _close_if_free(s, lease, op_id, who)
+            if closed is not None:
+                return closed
+            left = deadline - clock()
+            if left <= 0:
+                break
+            sleep(min(ABORT_POLL_S, left))
+    finally:
+        _release(lease)
+    late = f", but operation {op_id} had not stopped after {wait:g} s:" if wait > 0 else ":"
+    return AbortResult(
+        False,
+        f"abort requested{late} it stops at its next safe point, once the step under way "
+        "has finished. `sitectl status` shows when it has, which site is active and what "
+        "is left half-done.",
+    )
+
+
+def _stopped(op: OperationRecord) -> AbortResult:
+    if op.status is OpStatus.ABORTED:
+        return AbortResult(True, f"operation {op.id} aborted: {op.message}")
+    # It ended (succeeded, or refused before any change) before it reached a safe point.
+    return AbortResult(
+        True, f"operation {op.id} {op.status.value} before it could stop: {op.message}"
+    )
+
+
+def _close_if_free(s: Session, lease: Lease, op_id: str, who: str) -> AbortResult | None:
+    """Close the operation as aborted if nobody holds the lease; None if someone does."""
     try:
         lease.acquire()
     except SitectlError:
-        # A live process holds the lease: it stops at its next group boundary.
-        return f"abort requested: operation {op.id} stops at the next safe point"
+        return None  # a live process holds it: it stops at its next group boundary
+    op, version = s.store.operation(op_id)  # as its last holder left it
+    if op.status in FINISHED_OP:
+        return _stopped(op)
+    records = {k: r for k, (r, _) in s.store.steps(op.id).items()}
     try:
         plan = replan(s.topology, op)
-        records = {k: r for k, (r, _) in s.store.steps(op.id).items()}
+    except ResumeRefused:  # the checkpoints no longer match the topology's plan
+        where = "the topology changed since it started: its checkpoints cannot say what serves"
+        advice = "`sitectl health` shows what runs where"
+    else:
         where = where_is_the_service(plan, records)
-        closed = op.with_status(
-            OpStatus.ABORTED, now=time.time(), message=f"aborted by {who}: {where}"
-        )
-        s.store.update_operation(lease, closed, version)
-        s.store.clear_current(lease)
-        s.audit().write("operation.aborted", op=op.id, epoch=lease.epoch, detail=where)
-        return f"operation {op.id} aborted: {where}"
-    finally:
-        _release(lease)
+        advice = abort_advice(plan, records)
+    closed = op.with_status(
+        OpStatus.ABORTED, now=time.time(), message=f"aborted by {who}: {where}; {advice}"
+    )
+    s.store.update_operation(lease, closed, version)
+    s.store.clear_current(lease)
+    s.audit().write("operation.aborted", op=op.id, epoch=lease.epoch, detail=where)
+    return _stopped(closed)
 
 
 def describe(s: Session) -> dict[str, Any]:
@@ -249,6 +307,7 @@ def describe(s: Session) -> dict[str, Any]:
             "by": op.by,
             "host": op.host,
             "reason": op.reason,
+            "accept_data_loss": op.accept_data_loss,
             "automatic": op.automatic,
             "epoch": op.epoch,
             "in_progress": current is not None,

@@ -106,3 +106,23 @@ def recovery_advice(plan: Plan, records: Records, op_id: str) -> str:
             f"{plan.from_site} again (`sitectl runbook` lists the commands) — no data has moved"
         )
     return f"{resume}; rolling back now would need the mirrors reversed, so go forward"
+
+
+def abort_advice(plan: Plan, records: Records) -> str:
+    """What to run after an abort. An aborted operation is never resumed (its abort
+    request stays on record), but a new one checks each step ("already true?") before
+    acting, so it goes on from where this one stopped without redoing anything."""
+    again = (
+        "sitectl reprotect"
+        if plan.mode == "reprotect"
+        else f"sitectl {plan.mode} --to {plan.to_site}"
+    )
+    if not _started(plan, records, _SIDE_EFFECTS | {Phase.REPROTECT}):
+        return f"nothing to roll back; `{again}` starts it again"
+    forward = f"to go forward, run `{again}` again: it skips what is already done"
+    if not _started(plan, records, {Phase.BREAK_MIRRORS, Phase.MOUNT}):
+        return (
+            f"{forward}; or roll back: mount the volumes and start the application on "
+            f"{plan.from_site} again (`sitectl runbook` lists the commands) — no data has moved"
+        )
+    return f"{forward}; rolling back now would need the mirrors reversed, so go forward"

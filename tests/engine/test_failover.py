@@ -76,6 +76,9 @@ def test_failover_after_dc1_is_killed_and_the_gate_on_mirror_lag(cluster: Cluste
         # The accepted loss is on record with its reason.
         gate = next(s for s in outcome["steps"] if s["id"] == "readiness/gate")
         assert gate["status"] == "done"
+        accepted_reason = "scenario: dc1 lost, its last minute of mail is gone"
+        assert outcome["accept_data_loss"] == accepted_reason
+        assert cluster.status()["operation"]["accept_data_loss"] == accepted_reason
     finally:
         cluster.lab.heal_all()
         if cluster.status()["active_site"] == "dc1":

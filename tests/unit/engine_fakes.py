@@ -49,6 +49,28 @@ class MemoryStore:
     def clear_current(self, lease: Any) -> None:
         self.current = None
 
+    # What the operation service (engine/operation.py) reads besides the executor.
+    paths: Any = None
+    active: str | None = None
+
+    def current_operation(self) -> str | None:
+        return self.current
+
+    def request_abort(self, op_id: str, who: str) -> None:
+        self.aborted_by = self.aborted_by or who  # the first request stands
+
+    def operation_ids(self) -> list[str]:
+        return sorted(self.ops)
+
+    def active_site(self) -> str | None:
+        return self.active
+
+    def lock_holders(self) -> list[str]:
+        return []
+
+    def paused(self) -> str | None:
+        return None
+
 
 @dataclass
 class FakeFence:
