@@ -12,7 +12,7 @@ import imaplib
 import smtplib
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from enum import StrEnum
 
@@ -24,6 +24,19 @@ class Answer(StrEnum):
     REFUSED = "refused"  # nothing listens: stopped
     TIMEOUT = "timeout"  # listens but does not answer: hung, or a black hole
     WRONG = "wrong"  # answered, but not as the protocol says
+    DENIED = "denied"  # answered, and refused our login
+
+
+@dataclass(frozen=True)
+class Login:
+    """The probe user's credentials; the password never shows in a repr."""
+
+    user: str
+    password: str = field(repr=False)
+
+
+class LoginRefused(Exception):
+    """The server answered the login with NO or BAD."""
 
 
 @dataclass(frozen=True)
@@ -44,13 +57,17 @@ class ProbeResult:
         return f"{text} ({self.detail})" if self.detail else text
 
 
-def probe(kind: str, address: str, port: int, timeout: float = 3.0) -> ProbeResult:
+def probe(
+    kind: str, address: str, port: int, timeout: float = 3.0, login: Login | None = None
+) -> ProbeResult:
+    """One protocol probe. With `login`, IMAP also logs in (and out): a server that
+    greets but refuses the probe user answers DENIED, which is no service either."""
     started = time.monotonic()
     try:
         if kind == "smtp":
             detail = _smtp(address, port, timeout)
         elif kind == "imap":
-            detail = _imap(address, port, timeout)
+            detail = _imap(address, port, timeout, login)
         else:
             with socket.create_connection((address, port), timeout=timeout):
                 detail = "open"
@@ -58,7 +75,9 @@ def probe(kind: str, address: str, port: int, timeout: float = 3.0) -> ProbeResu
     except ConnectionRefusedError:
         answer, detail = Answer.REFUSED, "connection refused"
     except TimeoutError:
-        answer, detail = Answer.TIMEOUT, f"no answer within {timeout:.0f} s"
+        answer, detail = Answer.TIMEOUT, f"no answer within {timeout:g} s"
+    except LoginRefused as exc:
+        answer, detail = Answer.DENIED, str(exc)[:200]
     except (smtplib.SMTPException, imaplib.IMAP4.error, ValueError) as exc:
         answer, detail = Answer.WRONG, f"{exc.__class__.__name__}: {exc}"[:200]
     except OSError as exc:
@@ -75,15 +94,42 @@ def _smtp(address: str, port: int, timeout: float) -> str:
     return f"EHLO 250 from {banner[0] if banner else address}"
 
 
-def _imap(address: str, port: int, timeout: float) -> str:
+def _imap(address: str, port: int, timeout: float, login: Login | None = None) -> str:
+    # One deadline for the whole exchange: imaplib's timeout bounds each read, and a
+    # server that answers every command just in time must not stretch the probe.
+    deadline = time.monotonic() + timeout
     imap = imaplib.IMAP4(address, port, timeout=timeout)
     try:
+        _bound(imap, deadline)
         code, _caps = imap.capability()
         if code != "OK":
             raise ValueError(f"CAPABILITY answered {code}")
-        return "CAPABILITY OK"
+        if login is None:
+            return "CAPABILITY OK"
+        if "LOGINDISABLED" in imap.capabilities:
+            # The password is not sent in clear to a server that asks for STARTTLS first.
+            return "CAPABILITY OK; login not tried: the server takes it only after STARTTLS"
+        _bound(imap, deadline)
+        try:
+            imap.login(login.user, login.password)
+        except imaplib.IMAP4.error as exc:
+            raise LoginRefused(f"login refused for {login.user}: {_said(exc)}") from None
+        return f"CAPABILITY OK, logged in as {login.user}"
     finally:
+        _bound(imap, deadline)
         _logout(imap)
+
+
+def _bound(imap: imaplib.IMAP4, deadline: float) -> None:
+    with contextlib.suppress(OSError):
+        imap.sock.settimeout(max(0.05, deadline - time.monotonic()))
+
+
+def _said(exc: imaplib.IMAP4.error) -> str:
+    """The server's words (imaplib hands them over as bytes)."""
+    said = exc.args[0] if exc.args else ""
+    text = said.decode("utf-8", "replace") if isinstance(said, bytes) else str(said)
+    return " ".join(text.split()) or "no reason given"
 
 
 def _logout(imap: imaplib.IMAP4) -> None:

@@ -8,10 +8,10 @@ What the engine calls::
     readiness(topo, "dc2", sweep)            # → Readiness (ready, loss per replicator)
 
 One module per system (`zookeeper`, `ldap`, `object_store`, `mirrors`, `dns`,
-`application`), each building `Check`s whose `run(timeout)` returns a `CheckResult` for
-every outcome; `sweep` runs them on threads and cuts off stragglers; `blocking` and
-`readiness` are pure functions of a sweep; `metrics` renders one for Prometheus.
-Config parity between the sites is not checked yet.
+`application`, `parity`), each building `Check`s whose `run(timeout)` returns a
+`CheckResult` for every outcome; `sweep` runs them on threads and cuts off stragglers;
+`blocking` and `readiness` are pure functions of a sweep; `metrics` renders one for
+Prometheus.
 """
 
 from orchestrator.checks.blocking import blocking_problems

@@ -2,15 +2,18 @@
 
 On the active site every probe must answer. On the standby, roles that move must be
 stopped (a refused connection is the healthy answer there); roles that run on both
-sites at all times (`moves: false`, e.g. LDAP) must answer everywhere.
+sites at all times (`moves: false`, e.g. LDAP) must answer everywhere. Where IMAP must
+answer and the topology names a probe user, the probe logs in as that user: a mailbox
+server that greets but refuses logins serves nobody.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from orchestrator.adapters.probes import Answer, ProbeResult, probe
-from orchestrator.checks.result import Check, CheckResult, Status
+from orchestrator.adapters.probes import Answer, Login, ProbeResult, probe
+from orchestrator.adapters.secrets import SecretError, read_secret
+from orchestrator.checks.result import Check, CheckResult, Status, one_line
 from orchestrator.config.model import Host, Probe, Topology
 
 SYSTEM = "application"
@@ -18,28 +21,52 @@ SYSTEM = "application"
 
 def checks(topo: Topology, timeout: float) -> list[Check]:
     del timeout
+    try:
+        login, unusable = probe_login(topo), ""
+    except SecretError as exc:
+        login, unusable = None, one_line(exc)
     out = []
     for site in topo.datacenters():
         for name, role in topo.roles.items():
             for host in topo.hosts_of(site, name):
                 for p in role.probes:
                     expect_up = site == topo.active_site or not role.moves
-                    out.append(
-                        Check(
-                            SYSTEM, site, target(name, host, p), _prober(name, host, p, expect_up)
-                        )
+                    # Log in only where the service must run: on a standby that should
+                    # be stopped, any answer at all is already the finding.
+                    logs_in = expect_up and p.kind == "imap"
+                    prober = _prober(
+                        name,
+                        host,
+                        p,
+                        expect_up,
+                        login if logs_in else None,
+                        unusable if logs_in else "",
                     )
+                    out.append(Check(SYSTEM, site, target(name, host, p), prober))
     return out
+
+
+def probe_login(topo: Topology) -> Login | None:
+    """The probe user's IMAP login, None when the topology names none; SecretError when
+    its password cannot be read."""
+    user = topo.application.probe_user
+    if user is None:
+        return None
+    return Login(user.user, read_secret(user.password, topo.base_dir).reveal())
 
 
 def target(role: str, host: Host, p: Probe) -> str:
     return f"{role} {p.kind}://{host.address}:{p.port}"
 
 
-def _prober(role: str, host: Host, p: Probe, expect_up: bool) -> Callable[[float], CheckResult]:
+def _prober(
+    role: str, host: Host, p: Probe, expect_up: bool, login: Login | None, unusable: str
+) -> Callable[[float], CheckResult]:
     def run(timeout: float) -> CheckResult:
-        answer = probe(p.kind, host.address, p.port, timeout)
+        answer = probe(p.kind, host.address, p.port, timeout, login=login)
         status, reason = judge(answer, expect_up)
+        if status is Status.OK and unusable:
+            status, reason = Status.DEGRADED, f"answers, but the login was not tried: {unusable}"
         return CheckResult(
             SYSTEM,
             host.site,
@@ -59,6 +86,8 @@ def judge(answer: ProbeResult, expect_up: bool) -> tuple[Status, str]:
     if expect_up:
         if answer.up:
             return Status.OK, ""
+        if answer.answer is Answer.DENIED:
+            return Status.DOWN, f"login refused ({answer.detail})"
         if answer.answer is Answer.WRONG:
             return Status.DEGRADED, f"answered, but not as {answer.kind} should ({answer.detail})"
         return Status.DOWN, f"not running ({answer.detail})"

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from orchestrator.checks import ldap, mirrors, object_store
+from orchestrator.checks import ldap, mirrors, object_store, parity
 from orchestrator.checks.result import Status, Sweep
 
 _STATUS_CODE = {Status.OK: 0.0, Status.DEGRADED: 1.0, Status.DOWN: 2.0}
@@ -66,6 +66,11 @@ def families(sweep: Sweep) -> list[Metric]:
         "Replication lag of a bucket (backlog age or canary time).",
         labels=["bucket"],
     )
+    equal = GaugeMetricFamily(
+        "sitectl_config_parity_equal",
+        "1 when both datacenters hold the same value of the setting, 0 when they differ.",
+        labels=["setting"],
+    )
     duration = GaugeMetricFamily("sitectl_sweep_duration_seconds", "How long the sweep took.")
     duration.add_metric([], sweep.seconds)
     bucket_lags: dict[str, float] = {}
@@ -83,9 +88,11 @@ def families(sweep: Sweep) -> list[Metric]:
         elif r.system == object_store.SYSTEM and object_store.LAG in r.figures:
             bucket = r.target.split()[1].split("@")[0]
             bucket_lags[bucket] = max(bucket_lags.get(bucket, 0.0), r.figures[object_store.LAG])
+        elif r.system == parity.SYSTEM and parity.EQUAL in r.figures:
+            equal.add_metric([r.target.removeprefix("setting ")], r.figures[parity.EQUAL])
     for bucket, lag in bucket_lags.items():
         s3_lag.add_metric([bucket], lag)
-    return [up, status, ldap_lag, mirror_lag, s3_lag, duration]
+    return [up, status, ldap_lag, mirror_lag, s3_lag, equal, duration]
 
 
 def exposition(sweep: Sweep) -> str:

@@ -27,7 +27,7 @@ def worst_of(statuses: list[Status] | tuple[Status, ...]) -> Status:
 
 @dataclass(frozen=True)
 class CheckResult:
-    system: str  # "zookeeper" | "ldap" | "object-store" | "mirrors" | "dns" | "application"
+    system: str  # one of sweep.SYSTEMS: "zookeeper", "ldap", ..., "application", "parity"
     site: str | None  # where the checked thing lives; None: cluster-wide
     target: str  # e.g. "ldap://127.0.2.11:389", "bucket mail-blobs@dc2"
     status: Status

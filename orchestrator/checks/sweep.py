@@ -28,6 +28,7 @@ from orchestrator.checks import (
     ldap_canary,
     mirrors,
     object_store,
+    parity,
     zookeeper,
 )
 from orchestrator.checks.result import Check, CheckResult, Status, Sweep, one_line
@@ -35,7 +36,15 @@ from orchestrator.config.model import Topology
 
 log = logging.getLogger(__name__)
 
-SYSTEMS: tuple[str, ...] = ("zookeeper", "ldap", "object-store", "mirrors", "dns", "application")
+SYSTEMS: tuple[str, ...] = (
+    "zookeeper",
+    "ldap",
+    "object-store",
+    "mirrors",
+    "dns",
+    "application",
+    "parity",
+)
 DEFAULT_TIMEOUT_S = 3.0
 CUTOFF_FACTOR = 2.0
 # Enough threads that a sweep with a fifth of 500 endpoints blackholed still waits about
@@ -88,6 +97,7 @@ def _builders(canary: bool) -> dict[str, Callable[[Topology, float], list[Check]
         "mirrors": mirrors.checks,
         "dns": dns.checks,
         "application": application.checks,
+        "parity": parity.checks,
     }
 
 

@@ -1,28 +1,45 @@
-"""ZooKeeper: each node's role from the `srvr` four-letter word, and the quorum.
+"""ZooKeeper: each node's role from the `srvr` four-letter word, the quorum, and the
+state of our own session.
 
 4lw over a plain socket rather than a kazoo session: a health check must not open a
 session per sweep (sessions are what the lease lives on), and `srvr` answers even from
 a node that has lost the quorum, which is exactly what we want to tell apart.
+
+Our session is the one the calling process already holds, if any: a process with a
+kazoo client reports it for as long as it runs (`reporting_client`; `sitectl health`
+opens one for the whole command with `own_session`, which also proves our credentials
+are accepted), and the sweep reads its state (CONNECTED, SUSPENDED, LOST). A process
+that reported none is told so ("no session"), which is not a fault.
 """
 
 from __future__ import annotations
 
 import contextlib
 import socket
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from orchestrator.checks.result import Check, CheckResult, Status, one_line
 from orchestrator.config.model import Topology, ZkHost
 
 SYSTEM = "zookeeper"
 QUORUM_TARGET = "quorum"
+SESSION_TARGET = "our session"
+CONNECTING = "CONNECTING"  # a session still being opened (kazoo has no such state)
 _ROLES = {"leader": 1.0, "follower": 0.0, "standalone": 1.0}
+
+# A session's state within a timeout: (kazoo state, detail).
+SessionState = Callable[[float], tuple[str, str]]
+_reported: list[SessionState] = []  # the latest reported session counts
+_reported_lock = threading.Lock()
 
 
 def checks(topo: Topology, timeout: float) -> list[Check]:
     del timeout
-    return [Check(SYSTEM, h.site, h.address, _reader(h)) for h in topo.zookeeper.hosts]
+    nodes = [Check(SYSTEM, h.site, h.address, _reader(h)) for h in topo.zookeeper.hosts]
+    return [*nodes, Check(SYSTEM, None, SESSION_TARGET, _session_reader)]
 
 
 def _reader(host: ZkHost) -> Callable[[float], CheckResult]:
@@ -87,7 +104,9 @@ def judge_srvr(text: str) -> tuple[Status, str, dict[str, float]]:
 
 def summarize(results: Sequence[CheckResult]) -> list[CheckResult]:
     """Add one cluster-wide result: is there a quorum, with exactly one leader?"""
-    nodes = [r for r in results if r.system == SYSTEM and r.target != QUORUM_TARGET]
+    nodes = [
+        r for r in results if r.system == SYSTEM and r.target not in (QUORUM_TARGET, SESSION_TARGET)
+    ]
     if not nodes:
         return list(results)
     serving = [r for r in nodes if r.status is Status.OK]
@@ -114,3 +133,118 @@ def summarize(results: Sequence[CheckResult]) -> list[CheckResult]:
     else:
         status, reason = Status.OK, ""
     return [*results, CheckResult(SYSTEM, None, QUORUM_TARGET, status, reason, figures)]
+
+
+# -- our session --------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def reporting(state: SessionState) -> Iterator[None]:
+    """While the block runs, sweeps in this process report `state` as our session."""
+    with _reported_lock:
+        _reported.append(state)
+    try:
+        yield
+    finally:
+        with _reported_lock:
+            _reported.remove(state)
+
+
+def reporting_client(client: Any) -> contextlib.AbstractContextManager[None]:
+    """Report a started kazoo client's session (a controller's, an engine's)."""
+    return reporting(lambda _timeout: (str(client.state), ""))
+
+
+def _session_reader(timeout: float) -> CheckResult:
+    with _reported_lock:
+        state = _reported[-1] if _reported else None
+    found = None if state is None else state(timeout)
+    status, reason, figures = judge_session(found, timeout)
+    return CheckResult(SYSTEM, None, SESSION_TARGET, status, reason, figures)
+
+
+def judge_session(
+    found: tuple[str, str] | None, timeout: float
+) -> tuple[Status, str, dict[str, float]]:
+    """Status, reason and figures of our session's state (pure)."""
+    if found is None:
+        return Status.OK, "no session: this process holds no ZooKeeper session", {}
+    state, detail = found
+    if state == "CONNECTED":
+        return Status.OK, "", {"connected": 1.0}
+    if state == "SUSPENDED":
+        return (
+            Status.DEGRADED,
+            (
+                "suspended: the connection is lost and kazoo is reconnecting; the session, "
+                "and a lease held on it, lasts until it expires"
+            ),
+            {"connected": 0.0},
+        )
+    if state == CONNECTING:
+        return Status.DOWN, f"no session established within {timeout:g} s", {"connected": 0.0}
+    if state == "LOST":
+        why = f": {detail}" if detail else ""
+        return Status.DOWN, (f"lost: expired, closed or never established{why}"), {"connected": 0.0}
+    return Status.DEGRADED, f"in an unknown state {one_line(state, 40)!r}", {"connected": 0.0}
+
+
+class OwnSession:
+    """A session of this process's own, opened in the background so that no sweep waits
+    on it longer than its timeout; close() ends it (also if it is still being opened)."""
+
+    def __init__(self, topo: Topology) -> None:
+        self._lock = threading.Lock()
+        self._opened = threading.Event()
+        self._client: Any = None
+        self._error = ""
+        self._closed = False
+        threading.Thread(
+            target=self._open, args=(topo,), daemon=True, name="zookeeper session"
+        ).start()
+
+    def _open(self, topo: Topology) -> None:
+        from orchestrator.coordination.client import connect
+
+        try:
+            client = connect(topo, timeout=topo.zookeeper.session_timeout)
+        except Exception as exc:  # any failure to open is this check's answer, not a crash
+            self._error = one_line(exc)
+        else:
+            with self._lock:
+                if self._closed:
+                    _stop(client)
+                else:
+                    self._client = client
+        self._opened.set()
+
+    def state(self, timeout: float) -> tuple[str, str]:
+        if not self._opened.wait(timeout):
+            return CONNECTING, ""
+        if self._client is None:
+            return "LOST", self._error
+        return str(self._client.state), ""
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            client, self._client = self._client, None
+        if client is not None:
+            _stop(client)
+
+
+def _stop(client: Any) -> None:
+    with contextlib.suppress(Exception):  # closing a dead session must not fail a command
+        client.stop()
+        client.close()
+
+
+@contextlib.contextmanager
+def own_session(topo: Topology) -> Iterator[OwnSession]:
+    """Open our own session for the block and report it to the sweeps run inside."""
+    session = OwnSession(topo)
+    try:
+        with reporting(session.state):
+            yield session
+    finally:
+        session.close()

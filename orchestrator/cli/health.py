@@ -7,6 +7,7 @@ input.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -18,6 +19,7 @@ from rich.table import Table
 
 from orchestrator.checks import SYSTEMS, Status, Sweep, readiness, run_checks
 from orchestrator.checks.metrics import exposition
+from orchestrator.checks.zookeeper import own_session
 from orchestrator.cli.exitcodes import ExitCode
 from orchestrator.cli.options import ConfigOption, JsonOption, load
 from orchestrator.cli.output import console, emit_json, fail
@@ -92,7 +94,8 @@ def health(
     ] = False,
     timeout: TimeoutOption = None,
 ) -> None:
-    """Check every outside system: ZooKeeper, LDAP, object store, mirrors, DNS, the app.
+    """Check every outside system: ZooKeeper, LDAP, object store, mirrors, DNS, the app,
+    and the parity of the settings the topology lists.
 
     Read-only (unless --canary) and concurrent; every check is bounded by the timeout.
     Exit 0 all ok, 1 something degraded, 2 something down or the config invalid.
@@ -105,25 +108,42 @@ def health(
     bad = [s for s in system or [] if s not in SYSTEMS]
     if bad:
         fail(f"--system {', '.join(bad)}: use one of {', '.join(SYSTEMS)}", ExitCode.BAD_INPUT)
-    while True:
-        sweep = run_checks(topo, system or None, sites=site or None, timeout=timeout, canary=canary)
-        if metrics:
-            typer.echo(exposition(sweep), nl=False)
-        elif json_output:
-            emit_json(sweep.to_json())
-        else:
-            if watch is not None:
-                console.clear()
-            console.print(table(sweep))
-            console.print(
-                f"{sweep.worst().value} — {len(sweep.results)} checks in {sweep.seconds:.2f} s"
-            )
-        if watch is None:
-            raise typer.Exit(int(EXIT_FOR[sweep.worst()]))
+    # Our own ZooKeeper session for the whole command, so the zookeeper check reports its
+    # state (and, with --watch, how it fares while the ensemble changes).
+    session = own_session(topo) if not system or "zookeeper" in system else None
+    shown: Sweep | None = None
+    with session or contextlib.nullcontext():
         try:
-            time.sleep(watch)
+            while True:
+                sweep = run_checks(
+                    topo, system or None, sites=site or None, timeout=timeout, canary=canary
+                )
+                _show(sweep, metrics=metrics, json_output=json_output, clear=watch is not None)
+                shown = sweep
+                if watch is None:
+                    break
+                time.sleep(watch)
         except KeyboardInterrupt:
-            raise typer.Exit(int(EXIT_FOR[sweep.worst()])) from None
+            # Ctrl-C ends --watch, during a sweep as well as between two: the exit code is
+            # the last complete sweep's, as if it had been the only one.
+            if shown is None:
+                raise typer.Exit(130) from None
+    assert shown is not None  # the loop leaves only after showing a sweep
+    raise typer.Exit(int(EXIT_FOR[shown.worst()]))
+
+
+def _show(sweep: Sweep, *, metrics: bool, json_output: bool, clear: bool) -> None:
+    if metrics:
+        typer.echo(exposition(sweep), nl=False)
+    elif json_output:
+        emit_json(sweep.to_json())
+    else:
+        if clear:
+            console.clear()
+        console.print(table(sweep))
+        console.print(
+            f"{sweep.worst().value} — {len(sweep.results)} checks in {sweep.seconds:.2f} s"
+        )
 
 
 def table(sweep: Sweep) -> Table:

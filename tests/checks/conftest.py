@@ -72,3 +72,10 @@ def wrong_s3_secret(data: dict[str, Any], root: Path) -> None:
     path.chmod(0o600)
     for endpoint in data["object_store"]["endpoints"]:
         endpoint["secret_key"] = {"file": path.name}
+
+
+def wrong_probe_password(data: dict[str, Any], root: Path) -> None:
+    path = root / "checks-forged-probe-password"
+    path.write_text("not-the-probe-password\n")
+    path.chmod(0o600)
+    data["application"]["probe_user"]["password"] = {"file": path.name}

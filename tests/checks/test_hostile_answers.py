@@ -6,8 +6,14 @@ the checks run every answer through.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import botocore.exceptions
 import pytest
+from dns import message as dns_message
+from dns import name as dns_name
+from dns import rcode, tsig
 from ldap3.core import exceptions as ldap_exc
 
 from orchestrator.adapters.dns import Mismatch, SoaSerial
@@ -15,6 +21,8 @@ from orchestrator.adapters.probes import Answer, ProbeResult
 from orchestrator.checks import application, dns, ldap, mirrors, object_store, zookeeper
 from orchestrator.checks.result import Status
 from orchestrator.storage import MirrorState, MirrorStatus
+from tests.checks.topologies import topology
+from tests.faults.peers import HostileDns, framed
 
 
 def client_error(http: int, code: str, message: str = "") -> botocore.exceptions.ClientError:
@@ -251,3 +259,64 @@ def mirror(
 def test_mirror_states(status: MirrorStatus, expected: Status, words: str) -> None:
     result = mirrors.judge(status, "mirrors", "dc2", "mirror mail", limit=300.0)
     assert result.status is expected and words in result.reason
+
+
+# -- the DNS check's TSIG key probe against a server answering a TSIG error -------------
+
+ZONE = "lab.internal."
+KEY_NAME = "sitectl-ddns."
+KEY_SECRET = "c2l0ZWN0bC1jaGVja3MtYmFkc2lnLXRlc3Qtc2VjcmV0"
+
+
+def tsig_error_reply(error: int) -> Callable[[bytes], bytes]:
+    """What BIND sends for a signed update whose signature it rejects: NOTAUTH, with the
+    TSIG error in a TSIG record (RFC 8945 5.3.2), framed for TCP."""
+
+    def reply(query: bytes) -> bytes:
+        name = dns_name.from_text(KEY_NAME)
+        key = tsig.Key(name, KEY_SECRET)
+        parsed = dns_message.from_wire(query, keyring={name: key})
+        response = dns_message.make_response(parsed)
+        response.set_rcode(rcode.NOTAUTH)
+        response.use_tsig({name: key}, keyname=name, tsig_error=error)
+        return framed(response.to_wire())
+
+    return reply
+
+
+@pytest.mark.parametrize(
+    ("error", "words"),
+    [
+        (rcode.BADSIG, "BADSIG: the TSIG secret does not match the server's"),
+        (rcode.BADKEY, "BADKEY: the server does not know this TSIG key"),
+        (rcode.BADTIME, "BADTIME: the clocks of this host and the server differ"),
+    ],
+)
+def test_dns_key_check_facing_a_tsig_error_is_down_with_the_reason(
+    tmp_path: Path, error: int, words: str
+) -> None:
+    key_file = tmp_path / "ddns.key"
+    key_file.write_text(
+        f'key "{KEY_NAME[:-1]}" {{\n\talgorithm hmac-sha256;\n\tsecret "{KEY_SECRET}";\n}};\n'
+    )
+    key_file.chmod(0o600)
+    peer = HostileDns(tcp_reply=tsig_error_reply(error))
+    with peer.running():
+        server = f"127.0.0.1:{peer.port}"
+        zone = {
+            "name": ZONE,
+            "scope": "internal",
+            "provider": "rfc2136",
+            "update_servers": [server],
+            "verify_servers": [server],
+            "tsig": {"key_file": key_file.name},
+            "records": [{"name": "mail", "values": {"dc1": "127.0.1.1", "dc2": "127.0.2.1"}}],
+        }
+        topo = topology(dns={"zones": [zone]}, base_dir=tmp_path)
+        (check,) = [c for c in dns.checks(topo, 1.0) if c.target == f"update servers of {ZONE}"]
+        result = check.run(1.0)
+    assert peer.received, "the fake server was never asked"
+    assert result.status is Status.DOWN, result.describe()
+    assert words in result.reason and result.reason.startswith(server), result.reason
+    assert "\n" not in result.reason and "Traceback" not in result.reason
+    assert KEY_SECRET not in result.reason

@@ -28,7 +28,12 @@ from orchestrator.checks import (
 from orchestrator.cli import health
 from orchestrator.config import Topology
 from orchestrator.lab import procs, s3
-from tests.checks.conftest import rpo_limit, wrong_s3_secret, wrong_tsig_secret
+from tests.checks.conftest import (
+    rpo_limit,
+    wrong_probe_password,
+    wrong_s3_secret,
+    wrong_tsig_secret,
+)
 from tests.conftest import LabHandle, eventually
 
 pytestmark = pytest.mark.lab
@@ -62,7 +67,19 @@ def topo(lab_topology: Callable[..., Topology]) -> Topology:
 def test_everything_is_ok_on_a_fresh_lab(topo: Topology) -> None:
     sweep = eventually(lambda: all_ok(topo), "every check ok on the fresh lab", within=60)
     systems = {r.system for r in sweep.results}
-    assert systems == {"zookeeper", "ldap", "object-store", "mirrors", "dns", "application"}
+    assert systems == {
+        "zookeeper",
+        "ldap",
+        "object-store",
+        "mirrors",
+        "dns",
+        "application",
+        "parity",
+    }
+    # The lab compares Postfix's message_size_limit (postconf) and Dovecot's
+    # auth_mechanisms (its config file) between dc1 and dc2; both agree on a fresh lab.
+    settings = sweep.for_system("parity")
+    assert len(settings) == 2 and all(r.figures == {"equal": 1.0} for r in settings)
     masters = sweep.for_system("ldap")
     assert len(masters) == 4 and all("lag_seconds" in r.figures for r in masters)
     verdict = readiness(topo, "dc2", sweep)
@@ -179,6 +196,19 @@ def test_a_forged_tsig_key_is_down_with_badsig(lab_topology: Callable[..., Topol
     assert len(results) == 2
     for r in results:
         assert r.status is Status.DOWN and "BADSIG" in r.reason, r.describe()
+
+
+def test_a_wrong_probe_password_is_a_refused_imap_login(
+    lab_topology: Callable[..., Topology],
+) -> None:
+    forged = lab_topology(wrong_probe_password)
+    # Dovecot answers a failed login only after its auth_failure_delay (2 s, the lab's
+    # whole probe timeout): give the probe room to hear the refusal.
+    results = run_checks(forged, ["application"], timeout=5).results
+    (imap,) = [r for r in results if r.site == "dc1" and "imap://" in r.target]
+    assert imap.status is Status.DOWN and "login refused" in imap.reason, imap.describe()
+    others = [r for r in results if r is not imap]
+    assert all(r.status is Status.OK for r in others), [r.describe() for r in others]
 
 
 def test_a_wrong_s3_secret_is_not_authorised(lab_topology: Callable[..., Topology]) -> None:
