@@ -452,6 +452,36 @@ class Application(Frozen):
     probe_user: ProbeUser | None = None
 
 
+class ParitySource(Frozen):
+    """Where one datacenter's value of a parity setting is read: a file (relative to the
+    topology file), or a command run on this machine (no shell; `ssh host zmprov ...`
+    reaches a remote one) whose standard output is the value. With `key`, the value is
+    the last line `key = value` or `key: value` of that text, as Postfix, Dovecot and
+    zmprov write them; without, the whole text, stripped."""
+
+    file: str | None = None
+    command: Annotated[str, Field(min_length=1)] | None = None
+    key: Annotated[str, Field(min_length=1)] | None = None
+
+    @model_validator(mode="after")
+    def _one_place(self) -> ParitySource:
+        if (self.file is None) == (self.command is None):
+            raise ValueError(
+                "a parity source needs exactly one of 'file' or 'command' — write "
+                "{file: conf/main.cf, key: message_size_limit} or "
+                '{command: "ssh zimbra@mbox1 zmprov gcf zimbraMailTrashLifetime"}'
+            )
+        return self
+
+
+class ParitySetting(Frozen):
+    """A setting both datacenters must hold alike (retention, litigation hold: a mirrored
+    archive is only as good as the rules the standby would apply to it)."""
+
+    name: Annotated[str, Field(min_length=1)]
+    sites: dict[SiteName, ParitySource] = Field(min_length=2)
+
+
 class Topology(Frozen):
     cluster: Annotated[str, Field(pattern=_NAME)]
     sites: dict[SiteName, Site] = Field(min_length=2)
@@ -466,6 +496,8 @@ class Topology(Frozen):
     object_store: ObjectStore | None = None
     zookeeper: ZooKeeper
     policy: Policy = Policy()
+    # Settings compared between the datacenters by the `parity` health check.
+    parity: tuple[ParitySetting, ...] = ()
     # This machine's own records: the audit log and per-operation artifacts (Ansible
     # runs). Relative to the topology file, like every other path in it.
     local_state: str = "/var/lib/sitectl"

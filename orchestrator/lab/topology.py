@@ -9,6 +9,8 @@ Secrets are file references relative to the state dir; nothing secret is inlined
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,42 @@ def _app_commands(role: str) -> dict[str, str]:
 
 def _dns_server(site: str) -> dict[str, Any]:
     return {"address": layout.service_ip(site), "port": layout.DNS_PORT, "site": site}
+
+
+def _parity(state: LabState) -> list[dict[str, Any]]:
+    """Settings both datacenters' mail servers must hold alike, read the two ways an
+    operator would: a command whose output is the value (postconf, as zmprov for Zimbra)
+    and a key in a config file (Dovecot's)."""
+    postconf = shutil.which("postconf") or "postconf"
+    return [
+        {
+            "name": "postfix message_size_limit",
+            "sites": {
+                site: {
+                    "command": shlex.join(
+                        [
+                            postconf,
+                            "-c",
+                            str(state.site_dir(site, "postfix")),
+                            "-h",
+                            "message_size_limit",
+                        ]
+                    )
+                }
+                for site in layout.DATACENTERS
+            },
+        },
+        {
+            "name": "dovecot auth_mechanisms",
+            "sites": {
+                site: {
+                    "file": _rel(state, state.site_dir(site, "dovecot") / "dovecot.conf"),
+                    "key": "auth_mechanisms",
+                }
+                for site in layout.DATACENTERS
+            },
+        },
+    ]
 
 
 def build(state: LabState) -> dict[str, Any]:
@@ -180,6 +218,7 @@ def build(state: LabState) -> dict[str, Any]:
             ],
             "buckets": [{"name": s3.BUCKET, "versioned": True, "replicated": True}],
         },
+        "parity": _parity(state),
         "zookeeper": {
             "hosts": [
                 {"address": f"{layout.service_ip(site)}:{layout.ZK_CLIENT_PORT}", "site": site}
