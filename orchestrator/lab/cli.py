@@ -5,7 +5,6 @@ Every failure is one line on stderr and a documented exit code (orchestrator.cli
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
@@ -14,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from orchestrator.cli.output import emit_json
 from orchestrator.lab import environment, lifecycle
 from orchestrator.lab.state import default_state_dir
 
@@ -23,8 +23,9 @@ lab_app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-out = Console(highlight=False, soft_wrap=True)
+# emoji=False: a state dir such as /tmp/x:smile:y must print as written, not as 😄.
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+out = Console(highlight=False, soft_wrap=True, emoji=False)
 
 StateDir = Annotated[
     Path | None,
@@ -49,7 +50,12 @@ def _fail(exc: lifecycle.LabError) -> typer.Exit:
 
 @lab_app.command()
 def up(state_dir: StateDir = None) -> None:
-    """Start (or complete) the lab; a second `up` on a running lab changes nothing."""
+    """Start (or complete) the lab; a second `up` on a running lab changes nothing.
+
+    Prints where the state is and the line that points a shell at the lab.
+
+    [b]Example:[/b] sitectl lab up --state-dir /var/tmp/sitectl-lab
+    """
     root = _root(state_dir)
     try:
         result = lifecycle.up(root)
@@ -75,7 +81,12 @@ def down(
     state_dir: StateDir = None,
     purge: Annotated[bool, typer.Option("--purge", help="Also delete the state dir.")] = False,
 ) -> None:
-    """Stop every lab process by PID, unmount, detach loops, remove lo addresses."""
+    """Stop every lab process by PID, unmount, detach loops, remove lo addresses.
+
+    Works after a crash or a half-started `up`; without --purge the data stays.
+
+    [b]Example:[/b] sitectl lab down --purge
+    """
     root = _root(state_dir)
     try:
         lifecycle.down(root, purge=purge)
@@ -89,10 +100,13 @@ def status(
     state_dir: StateDir = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Each component: site, name, address, pid and state (up/down/paused)."""
+    """Each component: site, name, address, pid and state (up/down/paused).
+
+    [b]Example:[/b] sitectl lab status --json
+    """
     rows = lifecycle.status(_root(state_dir))
     if as_json:
-        out.print(json.dumps([asdict(r) for r in rows], indent=2), markup=False)
+        emit_json([asdict(r) for r in rows])
         return
     if not rows:
         out.print(f"no lab in {_root(state_dir)}", markup=False)
@@ -109,10 +123,19 @@ def env(
     state_dir: StateDir = None,
     as_json: Annotated[bool, typer.Option("--json", help="Every endpoint and credential.")] = False,
 ) -> None:
-    """Shell exports for using the lab; --json: endpoints and credential file paths."""
+    """Shell exports for using the lab; --json: endpoints and credential file paths.
+
+    [b]Example:[/b] eval "$(sitectl lab env)"; sitectl lab env --json
+    """
     root = _root(state_dir)
+    try:
+        active = lifecycle.active_site(root)
+    except lifecycle.LabError as exc:
+        raise _fail(exc) from None
     if as_json:
-        out.print(json.dumps(environment.describe(root), indent=2), markup=False)
+        # The site the lab serves from now (after a failover: the new one), not the
+        # site `lab up` starts with.
+        emit_json({**environment.describe(root), "active_site": active})
     else:
         out.print(environment.shell_exports(root), markup=False)
 
@@ -132,17 +155,26 @@ def _fault(action: str, site: str, state_dir: Path | None) -> None:
 
 @lab_app.command("kill-site")
 def kill_site(site: Site, state_dir: StateDir = None) -> None:
-    """SIGKILL every process of SITE (heal-site restarts them)."""
+    """SIGKILL every process of SITE (heal-site restarts them).
+
+    [b]Example:[/b] sitectl lab kill-site dc1
+    """
     _fault("killed", site, state_dir)
 
 
 @lab_app.command("pause-site")
 def pause_site(site: Site, state_dir: StateDir = None) -> None:
-    """SIGSTOP every process of SITE: hung, but still accepting TCP connections."""
+    """SIGSTOP every process of SITE: hung, but still accepting TCP connections.
+
+    [b]Example:[/b] sitectl lab pause-site dc1
+    """
     _fault("paused", site, state_dir)
 
 
 @lab_app.command("heal-site")
 def heal_site(site: Site, state_dir: StateDir = None) -> None:
-    """SIGCONT paused processes of SITE and restart killed ones exactly as they were."""
+    """SIGCONT paused processes of SITE and restart killed ones exactly as they were.
+
+    [b]Example:[/b] sitectl lab heal-site dc1
+    """
     _fault("healed", site, state_dir)

@@ -240,13 +240,33 @@ def _site(site: str) -> str:
 
 def _require_lab(state: LabState) -> None:
     if not state.components:
-        raise LabError(f"no lab in {state.root}: run `sitectl lab up` first", ExitCode.BAD_INPUT)
+        raise LabError(f"no lab in {state.root} — run `sitectl lab up` first", ExitCode.BAD_INPUT)
+
+
+def _existing_lab(root: Path) -> Path:
+    """`root`, absolute, if a lab was ever started there; checked before any lock is taken,
+    because taking it creates the state dir, its lock file and an empty record."""
+    root = root.absolute()
+    _require_lab(lab_state.load(root))
+    return root
+
+
+def active_site(root: Path) -> str:
+    """The site the lab serves from now: the writable side of the mail volume's mirror,
+    which a failover moves (the application follows it)."""
+    state = lab_state.load(_existing_lab(root))
+    if not volumes.mirror_config(state).state_file.exists():
+        return layout.ACTIVE_SITE  # a half-started up: nothing mirrored or moved yet
+    try:
+        return volumes.writable_site(state)
+    except SitectlError as exc:
+        raise LabError(f"cannot tell the active site: {exc}") from exc
 
 
 def kill_site(root: Path, site: str) -> list[str]:
     """SIGKILL every process of `site`; they stay wanted, so heal-site restarts them."""
     site = _site(site)
-    with lab_state.locked(root.absolute()) as state:
+    with lab_state.locked(_existing_lab(root)) as state:
         _require_lab(state)
         hit = [c for c in state.of_site(site) if procs.signal_group(c, signal.SIGKILL)]
         # Signals are delivered asynchronously: return only once the site is really dead,
@@ -260,7 +280,7 @@ def kill_site(root: Path, site: str) -> list[str]:
 def pause_site(root: Path, site: str) -> list[str]:
     """SIGSTOP every process of `site`: a hung site whose sockets still accept TCP."""
     site = _site(site)
-    with lab_state.locked(root.absolute()) as state:
+    with lab_state.locked(_existing_lab(root)) as state:
         _require_lab(state)
         hit = [c for c in state.of_site(site) if procs.signal_group(c, signal.SIGSTOP)]
         deadline = time.monotonic() + procs.STOP_GRACE_S
@@ -272,7 +292,7 @@ def pause_site(root: Path, site: str) -> list[str]:
 def heal_site(root: Path, site: str) -> list[str]:
     """SIGCONT what is paused, restart (same argv) what was killed; wait until ready."""
     site = _site(site)
-    with lab_state.locked(root.absolute()) as state:
+    with lab_state.locked(_existing_lab(root)) as state:
         _require_lab(state)
         # The application comes back only where the writable volume is: after a failover
         # the old site's Postfix/Dovecot would otherwise serve a stale copy (split brain).

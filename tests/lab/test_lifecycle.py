@@ -113,6 +113,9 @@ def test_down_leaves_nothing_and_up_again_keeps_the_data(lab: LabHandle) -> None
 
     out = lab.ok("up")
     assert "lab up in" in out
+    # Where the state is and how to use it, pasteable as printed.
+    assert f"state in {lab.state_dir}" in out
+    assert f'use it:  eval "$(sitectl lab env --state-dir {lab.state_dir})"' in out
     assert lab.active_site() == active  # the mirror's direction survives down/up
     assert subject in _subjects(lab.mail_password, active)
     assert lab.status()[f"{active}-postfix"]["state"] == "up"

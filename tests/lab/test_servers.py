@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import imaplib
+import json
 import stat
 import subprocess
 import sys
@@ -172,6 +173,18 @@ def _inbox_subjects(password: str, site: str) -> list[str]:
 
 def test_mail_sent_over_smtp_is_read_over_imap_and_reaches_the_mirror(lab: LabHandle) -> None:
     active, standby = lab.active_site(), lab.standby_site()
+    # `lab env --json` gives a mail client what it needs: the addresses and a user's
+    # credentials (the login below reads the password from the file it names).
+    env = json.loads(lab.ok("env", "--json"))
+    assert env["active_site"] == active
+    for site in layout.DATACENTERS:
+        assert env["mail"][site]["smtp"] == f"{layout.service_ip(site)}:{layout.SMTP_PORT}"
+        assert env["mail"][site]["imap"] == f"{layout.service_ip(site)}:{layout.IMAP_PORT}"
+    assert (env["mail"]["login"], env["mail"]["user"]) == (
+        layout.MAIL_USER,
+        f"{layout.MAIL_USER}@{layout.MAIL_DOMAIN}",
+    )
+    assert env["mail"]["password_file"] == lab.env["mail"]["password_file"]
     subject = f"lab probe {uuid.uuid4().hex}"
     send_test_mail(active, subject)
     eventually(
