@@ -10,6 +10,9 @@ none here. What it does:
   ``paused`` / ``snapmirrored`` / ``broken_off``; `update()`: ``POST .../transfers``.
   ONTAP answers 202 with a job: this client does not poll it; the caller's verify step
   (`status()` until the state is reached) is what confirms the change.
+* `volume_status()`: the relationship a topology volume names, found on the
+  destination's cluster by its ``svm:volume`` path (`OntapDestination`), its ends named
+  by site; the mirror health check and the engine's mirror steps read it.
 * Not done here: `reverse()` (ONTAP's reverse resync needs the relationship recreated
   from the other cluster; do it with the array's runbook), `mount()`/`unmount()` (a host
   operation, done by the playbooks). They raise `Failed` saying so.
@@ -25,11 +28,14 @@ import json
 import re
 import ssl
 import urllib.error
+import urllib.parse
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from orchestrator.adapters.secrets import read_secret
+from orchestrator.config.model import NetappVolume, Topology
 from orchestrator.errors import Failed, Unavailable
 from orchestrator.storage.model import MirrorState, MirrorStatus
 from orchestrator.storage.relationship import Op, Relationship, Verdict, decide
@@ -200,3 +206,89 @@ def _ontap_error(body: bytes) -> str | None:
         return str(json.loads(body)["error"]["message"])
     except (ValueError, KeyError, TypeError):
         return None
+
+
+# --- Relationships named by the topology --------------------------------------------
+# The topology names each site's copy (cluster, SVM, volume), not relationship UUIDs:
+# the relationship is found on the destination's cluster by its destination path, the
+# way the playbook (playbooks/tasks/netapp.yml) finds it.
+
+
+class RelationshipNotFound(Failed):
+    """The cluster holds no SnapMirror relationship into that destination path."""
+
+
+def request_by_destination(path: str) -> Request:
+    """The relationship whose destination is ``svm:volume``, with the fields we parse."""
+    query = urllib.parse.quote(path, safe="")
+    return Request("GET", f"/api/snapmirror/relationships?destination.path={query}&fields={FIELDS}")
+
+
+class OntapDestination(OntapSnapMirror):
+    """The relationship into one destination path; its UUID is read on every `status()`
+    (which every operation calls first), so a recreated relationship is followed."""
+
+    def __init__(self, base_url: str, destination_path: str, username: str, password: str,
+                 name: str = "", cafile: str | None = None, timeout: float = 10.0) -> None:
+        super().__init__(base_url, "", username, password, name or destination_path, cafile,
+                         timeout)
+        self.destination_path = destination_path
+
+    def status(self) -> MirrorStatus:
+        records = self._call(request_by_destination(self.destination_path)).get("records") or []
+        where = f"ONTAP {self.base_url}"
+        if not records:
+            raise RelationshipNotFound(
+                f"{where} has no SnapMirror relationship into {self.destination_path}"
+            )
+        if len(records) > 1 or not records[0].get("uuid"):
+            raise Failed(
+                f"{where} lists {len(records)} SnapMirror relationships into "
+                f"{self.destination_path}, expected exactly one with a uuid"
+            )
+        self.uuid = str(records[0]["uuid"])
+        return parse_relationship(records[0], self.name)
+
+
+def cluster_url(cluster: str) -> str:
+    """The REST base of a cluster management address (always HTTPS: Basic auth)."""
+    return cluster.rstrip("/") if cluster.startswith("https://") else f"https://{cluster}"
+
+
+def for_site(topo: Topology, volume: NetappVolume, site: str, timeout: float) -> OntapDestination:
+    """The relationship into `site`'s copy of `volume`, on `site`'s cluster."""
+    settings = volume.sites[site]
+    secret = read_secret(settings.credentials, topo.base_dir)
+    user, colon, password = secret.reveal().partition(":")
+    if not colon or not user:
+        raise Failed(
+            f"volume {volume.name}: the ONTAP credentials of {site} ({secret.source}) are not "
+            "'user:password' — store them in that form"
+        )
+    return OntapDestination(cluster_url(settings.cluster), f"{settings.svm}:{settings.volume}",
+                            user, password, name=volume.name, timeout=timeout)
+
+
+def in_site_terms(status: MirrorStatus, volume: NetappVolume) -> MirrorStatus:
+    """ONTAP names the ends ``svm:volume``; the rest of sitectl names sites."""
+    sites = {f"{s.svm}:{s.volume}": name for name, s in volume.sites.items()}
+    return replace(status, source=sites.get(status.source, status.source),
+                   destination=sites.get(status.destination, status.destination))
+
+
+def volume_status(topo: Topology, volume: NetappVolume, *, destination: str, timeout: float,
+                  either_way: bool = False) -> MirrorStatus:
+    """The relationship into `destination`'s copy, with its ends named by site.
+
+    `either_way`: when `destination`'s cluster holds no relationship into it, read the
+    one into the other site's copy (the live direction after a reverse resync). Only a
+    missing relationship moves on: a cluster that does not answer is the answer.
+    """
+    order = [destination, *(s for s in volume.sites if s != destination and either_way)]
+    missing: list[str] = []
+    for site in order:
+        try:
+            return in_site_terms(for_site(topo, volume, site, timeout).status(), volume)
+        except RelationshipNotFound as exc:
+            missing.append(str(exc))
+    raise RelationshipNotFound("; ".join(missing))

@@ -1,13 +1,16 @@
 """Mirror and volume steps through playbooks/volume.yml.
 
-"Already true?" is read from the storage driver itself where sitectl can reach it (the
-lab's btrfs mirror state); for NetApp and operator commands the playbook's own actions
-are idempotent, so the step simply runs them.
+"Already true?" and "done?" are read from the storage driver itself where sitectl can
+reach it: the lab's btrfs mirror state, and ONTAP's SnapMirror relationship (REST) for
+NetApp. The `command` driver's status command prints nothing sitectl can interpret and
+mounts live on the hosts, so those steps run their (idempotent) playbook actions and
+trust the playbook's result; the step says so in the log.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,10 +20,13 @@ from orchestrator.engine.handlers import StepContext
 from orchestrator.engine.steps.common import PlaybookStep, playbook_call
 from orchestrator.errors import Failed, Unavailable
 from orchestrator.plan.model import Step
-from orchestrator.storage import BtrfsMirror, MirrorConfig, MirrorState
+from orchestrator.storage import BtrfsMirror, MirrorConfig, MirrorState, MirrorStatus, netapp
 from orchestrator.storage.btrfs import mount_at
+from orchestrator.storage.netapp import RelationshipNotFound
 
 Volume = BtrfsVolume | NetappVolume | CommandVolume
+# One ONTAP REST call; verify polls, so a slow answer is asked again, not waited out.
+ONTAP_TIMEOUT_S = 10.0
 
 
 def _volume(topo: Topology, name: str) -> Volume:
@@ -74,21 +80,53 @@ def _storage_host(topo: Topology, vol: Volume, site: str) -> tuple[str, ...]:
 
 
 class MirrorHandler(PlaybookStep):
-    def __init__(self, action: Literal["update", "break", "reverse"]) -> None:
+    def __init__(
+        self,
+        action: Literal["update", "break", "reverse"],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.action = action
+        self.clock = clock
         self._started: dict[str, float] = {}
 
     def check(self, step: Step, ctx: StepContext) -> bool:
         vol = _volume(ctx.topology, step.target)
-        if self.action == "update" or not isinstance(vol, BtrfsVolume):
+        if isinstance(vol, CommandVolume):
+            ctx.log(
+                f"volume {vol.name}: the command driver's state cannot be read by sitectl, so "
+                f"its {self.action} command runs unchecked and its exit status is the result"
+            )
+            return False
+        if self.action == "update":
             return False  # a final transfer is never "already done": it must follow the stop
-        status = btrfs_mirror(ctx.topology, vol).status()
+        try:
+            status = self._status(step, ctx, vol)
+        except RelationshipNotFound:
+            if self.action == "reverse":
+                return False  # no relationship into the standby yet: not reversed
+            raise
         if self.action == "reverse":
             return status.state is MirrorState.MIRRORED and status.source == step.site
         return status.state is MirrorState.BROKEN and status.writable_site == step.site
 
+    def _status(
+        self, step: Step, ctx: StepContext, vol: BtrfsVolume | NetappVolume
+    ) -> MirrorStatus:
+        """The relationship as the driver reports it, its ends named by site."""
+        if isinstance(vol, BtrfsVolume):
+            return btrfs_mirror(ctx.topology, vol).status()
+        # A break or final sync acts on the relationship into the new site's copy; a
+        # reverse makes one into the standby's (the step's own site is the active one).
+        site = step.site or ctx.plan.to_site
+        destination = site
+        if self.action == "reverse":
+            destination = step.params.get("destination") or next(s for s in vol.sites if s != site)
+        return netapp.volume_status(
+            ctx.topology, vol, destination=destination, timeout=ONTAP_TIMEOUT_S
+        )
+
     def starting(self, step: Step, ctx: StepContext) -> None:
-        self._started[step.id] = time.time()
+        self._started[step.id] = self.clock()
 
     def call(self, step: Step, ctx: StepContext) -> PlaybookCall:
         vol = _volume(ctx.topology, step.target)
@@ -103,9 +141,12 @@ class MirrorHandler(PlaybookStep):
 
     def verify(self, step: Step, ctx: StepContext) -> None:
         vol = _volume(ctx.topology, step.target)
-        if not isinstance(vol, BtrfsVolume):
-            return
-        status = btrfs_mirror(ctx.topology, vol).status()
+        if isinstance(vol, CommandVolume):
+            return  # the command's exit status was the verdict (logged by check)
+        try:
+            status = self._status(step, ctx, vol)
+        except RelationshipNotFound as exc:
+            raise Unavailable(f"mirror {vol.name}: {exc}") from exc
         ctx.figures[f"mirror_lag_seconds/{vol.name}"] = status.lag_seconds
         if self.action == "break":
             if status.state is not MirrorState.BROKEN:
@@ -119,6 +160,18 @@ class MirrorHandler(PlaybookStep):
                 )
             return
         since = self._started.get(step.id, 0.0)
+        if isinstance(vol, NetappVolume):
+            # ONTAP's lag is the age of the newest snapshot the destination holds, on the
+            # array's own clock: younger than the step means it was taken after the step
+            # began, whatever the skew between the array's clock and ours.
+            elapsed = self.clock() - since
+            if status.lag_seconds is None or status.lag_seconds > elapsed:
+                lag = "none" if status.lag_seconds is None else f"{status.lag_seconds:.0f} s old"
+                raise Unavailable(
+                    f"mirror {vol.name}: no transfer finished since the final sync began "
+                    f"{elapsed:.0f} s ago (newest snapshot: {lag})"
+                )
+            return
         if status.last_transfer_at is None or status.last_transfer_at < since:
             raise Unavailable(f"mirror {vol.name}: no transfer finished since the final sync began")
 
@@ -137,6 +190,11 @@ class MountHandler(PlaybookStep):
         vol = _volume(ctx.topology, step.target)
         mounted = self._mounted(ctx, vol, step.site or "")
         if mounted is None:
+            ctx.log(
+                f"volume {vol.name}: sitectl cannot see {vol.driver} mounts on the hosts, so "
+                f"the playbook's own mount test decides whether to {self.action} and its "
+                "result verifies"
+            )
             return False
         return mounted if self.action == "mount" else not mounted
 
@@ -152,8 +210,6 @@ class MountHandler(PlaybookStep):
         )
 
     def verify(self, step: Step, ctx: StepContext) -> None:
-        if (
-            not self.check(step, ctx)
-            and self._mounted(ctx, _volume(ctx.topology, step.target), step.site or "") is not None
-        ):
+        mounted = self._mounted(ctx, _volume(ctx.topology, step.target), step.site or "")
+        if mounted is not None and mounted != (self.action == "mount"):
             raise Unavailable(f"volume {step.target} not {self.action}ed on {step.site} yet")
