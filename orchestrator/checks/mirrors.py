@@ -9,16 +9,16 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from orchestrator.checks.result import Check, CheckResult, Status, one_line
-from orchestrator.config.model import BtrfsVolume, Topology, Volume
+from orchestrator.config.model import BtrfsVolume, NetappVolume, Topology, Volume
 from orchestrator.errors import SitectlError
-from orchestrator.storage import BtrfsMirror, MirrorConfig, MirrorState, MirrorStatus
+from orchestrator.storage import BtrfsMirror, MirrorConfig, MirrorState, MirrorStatus, netapp
 
 SYSTEM = "mirrors"
 STATE_CODES = {MirrorState.MIRRORED: 0.0, MirrorState.QUIESCED: 1.0, MirrorState.BROKEN: 2.0}
 
 
 def checks(topo: Topology, timeout: float) -> list[Check]:
-    del timeout  # each driver carries its own bound (btrfs: a local file; ONTAP: HTTP)
+    del timeout  # each run is handed the sweep's bound (btrfs reads a local file)
     limit = topo.policy.rpo_limits.volume
     return [
         Check(SYSTEM, v.mirror.destination, target(v.name), _reader(topo, v, limit))
@@ -32,8 +32,9 @@ def target(volume: str) -> str:
 
 def _reader(topo: Topology, volume: Volume, limit: float) -> Callable[[float], CheckResult]:
     def run(timeout: float) -> CheckResult:
-        del timeout
         where = (SYSTEM, volume.mirror.destination, target(volume.name))
+        if isinstance(volume, NetappVolume):
+            return _netapp(topo, volume, limit, timeout)
         if not isinstance(volume, BtrfsVolume):
             return CheckResult(
                 *where,
@@ -60,11 +61,36 @@ def _reader(topo: Topology, volume: Volume, limit: float) -> Callable[[float], C
     return run
 
 
+def _netapp(topo: Topology, volume: NetappVolume, limit: float, timeout: float) -> CheckResult:
+    standby = _standby(topo, volume)
+    try:
+        # The relationship into the standby's copy; after a failover not yet reprotected
+        # there is none, and the one into the active site's copy (broken off) is read.
+        status = netapp.volume_status(
+            topo, volume, destination=standby, timeout=timeout, either_way=True
+        )
+    except SitectlError as exc:
+        # Unreachable, refused, no relationship, unreadable credentials: nothing known.
+        return CheckResult(SYSTEM, standby, target(volume.name), Status.DOWN, one_line(exc), {})
+    return judge(status, SYSTEM, status.destination, target(volume.name), limit=limit)
+
+
+def _standby(topo: Topology, volume: NetappVolume) -> str:
+    """The copy that should be receiving: the site that does not serve."""
+    others = [s for s in volume.sites if s != topo.active_site]
+    if topo.active_site in volume.sites and len(others) == 1:
+        return others[0]
+    return volume.mirror.destination
+
+
 def judge(
     status: MirrorStatus, system: str, site: str | None, name: str, *, limit: float
 ) -> CheckResult:
     """The result for one driver reading (pure)."""
-    figures: dict[str, float] = {"state": STATE_CODES[status.state]}
+    figures: dict[str, float] = {
+        "state": STATE_CODES[status.state],
+        "healthy": 1.0 if status.healthy else 0.0,
+    }
     if status.lag_seconds is not None:
         figures["lag_seconds"] = round(status.lag_seconds, 3)
     if status.last_transfer_duration is not None:
