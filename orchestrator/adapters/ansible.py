@@ -44,6 +44,10 @@ from orchestrator.errors import Failed, Unavailable
 EX_TEMPFAIL = 75
 ACTION_PLUGINS = Path(__file__).with_name("ansible_action")
 GATE_PLAY = "sitectl gate: "
+# The gate after a run's last step: the engine verifies and checkpoints that step while
+# ansible-playbook is still alive, and carries on as soon as it answers, instead of
+# waiting for ansible-playbook to wind down (a few tenths of a second).
+END_GATE = "sitectl:end"
 GATE_DIR_PREFIX = "sitectl-gate-"
 
 
@@ -129,7 +133,8 @@ def run_playbook(
 def compose_batch(
     items: Sequence[BatchItem], socket_path: str, gate_timeout: float
 ) -> list[dict[str, Any]]:
-    """The plays of one run doing `items` in order, each behind its gate (pure)."""
+    """The plays of one run doing `items` in order, each behind its gate, then the end
+    gate (pure)."""
     plays: list[dict[str, Any]] = []
     before: str | None = None
     for index, item in enumerate(items):
@@ -165,6 +170,24 @@ def compose_batch(
                 }
             )
         before = item.name
+    plays.append(
+        {
+            "name": GATE_PLAY + END_GATE,
+            "hosts": "localhost",
+            "gather_facts": False,
+            "tasks": [
+                {
+                    "name": "are the steps over?",
+                    "sitectl_gate": {
+                        "socket": socket_path,
+                        "step": END_GATE,
+                        "after": before,
+                        "timeout": gate_timeout,
+                    },
+                }
+            ],
+        }
+    )
     return plays
 
 
@@ -208,9 +231,8 @@ def run_batch(
     try:
         composite = artifacts / "batch.yml"
         composite.write_text(yaml.safe_dump(compose_batch(items, socket_path, gate_timeout)))
-        everyone = [h for call in calls for h in call.hosts]
-        if len(calls) < len(items):
-            everyone.append("localhost")
+        # localhost: the end gate's play, and any gate that runs a group in sitectl.
+        everyone = [h for call in calls for h in call.hosts] + ["localhost"]
         result, _ = _run(
             composite,
             # The engine names the step that was running; its own playbook's name is

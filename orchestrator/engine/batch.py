@@ -24,7 +24,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from orchestrator.adapters.ansible import BatchItem, GateAnswer, run_batch
+from orchestrator.adapters.ansible import END_GATE, BatchItem, GateAnswer, run_batch
 from orchestrator.coordination.paths import encode_step_id
 from orchestrator.engine.handlers import StepContext, StepHandler
 from orchestrator.engine.progress import steps_to_run
@@ -41,10 +41,15 @@ log = logging.getLogger("sitectl.engine")
 
 @dataclass(frozen=True)
 class Unit:
-    """One gate of a shared run: a playbook step, or a group run in Python meanwhile."""
+    """One gate of a shared run: a playbook step, or a group run in Python meanwhile.
+
+    A playbook step's parallel siblings (`side`) run beside it, each in a lane of its own:
+    another ansible-playbook run started with the first, whose gate for the sibling
+    opens once this unit's gate has."""
 
     steps: tuple[Step, ...]
     playbook: bool
+    side: tuple[Step, ...] = ()
 
     @property
     def name(self) -> str:
@@ -61,14 +66,15 @@ def batch_chain(
     """The stretch of the plan from group `start` that one run may carry, or [] when
     running group `start` on its own is as good.
 
-    A group of playbook steps gives a unit per step (a parallel group's steps then run
-    one after the other: a second start of ansible-playbook costs more than they
-    overlap). Any other group is one unit the engine runs itself, as it would outside a
-    run, while ansible-playbook waits. Old-site steps of a failover and steps given back
-    to run alone (`solo`) are not playbook units: each keeps its own short bound and
-    retries. The stretch ends with its last playbook unit. The groups before its first
-    playbook unit (pre-flight, the readiness gate) are its prelude: the engine runs them
-    while ansible-playbook starts, which hides that second."""
+    A group of playbook steps gives one unit: its first step, with the others beside it
+    (each in a lane: ansible-playbook runs plays one after the other, and starting a run
+    per step once the group is reached costs more than the step). Any other group is one
+    unit the engine runs itself, as it would outside a run, while ansible-playbook waits.
+    Old-site steps of a failover and steps given back to run alone (`solo`) are not
+    playbook units: each keeps its own short bound and retries. The stretch ends with its
+    last playbook unit. The groups before its first playbook unit (pre-flight, the
+    readiness gate) are its prelude: the engine runs them while ansible-playbook starts,
+    which hides that second."""
 
     def shared(step: Step) -> bool:
         return (
@@ -83,12 +89,12 @@ def batch_chain(
         if not pending:
             continue
         if all(shared(s) for s in pending):
-            units += [Unit((s,), playbook=True) for s in pending]
+            units.append(Unit((pending[0],), playbook=True, side=tuple(pending[1:])))
         else:
             units.append(Unit(tuple(pending), playbook=False))
     while units and not units[-1].playbook:
         units.pop()
-    return units if sum(u.playbook for u in units) > 1 else []
+    return units if sum(1 + len(u.side) for u in units if u.playbook) > 1 else []
 
 
 @dataclass
@@ -96,6 +102,9 @@ class _Going:
     step: Step
     record: StepRecord
     version: int
+
+
+MAIN = 0  # the lane of the units; lane n > 0 carries each unit's n-th sibling
 
 
 @dataclass
@@ -106,14 +115,19 @@ class BatchRun:
     records: Mapping[str, StepRecord]
     versions: Mapping[str, int]
     solo: set[str]
-    going: _Going | None = None
-    passed: list[str] = field(default_factory=list)  # gates answered, in order
+    going: _Going | None = None  # the main lane's step whose plays run now
+    passed: list[str] = field(default_factory=list)  # main-lane gates answered, in order
     stopped: StepRecord | None = None
     lost: LeaseLost | None = None
     aborted: str | None = None
     broken: BaseException | None = None  # raised where the executor would have raised
+    ended: bool = False  # the main lane passed its end gate: every step is checkpointed
+    halted: str | None = None  # why the run stopped early for the executor to go on alone
+    side_going: dict[int, _Going] = field(default_factory=dict)
+    side_done: set[str] = field(default_factory=set)
+    lanes_over: set[int] = field(default_factory=set)  # lanes whose ansible-playbook ended
     _prelude_done: threading.Event = field(default_factory=threading.Event)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _lock: threading.Condition = field(default_factory=threading.Condition)
 
     @property
     def prelude(self) -> list[Unit]:
@@ -125,55 +139,86 @@ class BatchRun:
         ex = self.executor
         ctx = ex.context(self.op)
         items: list[BatchItem] = []
+        lanes: dict[int, list[BatchItem]] = {}
         for unit in self.units:
             try:
-                items.append(self._item(unit, ctx))
+                item = self._item(unit, ctx)
+                beside = [BatchItem(s.id, self._handler(s).call(s, ctx)) for s in unit.side]
             except SitectlError:
-                self.solo.add(unit.name)  # on its own it fails with its own message
-                break
+                self.solo.update(s.id for s in (*unit.steps, *unit.side))
+                break  # on its own it fails with its own message
+            items.append(item)
+            for lane, side in enumerate(beside, start=1):
+                lanes.setdefault(lane, []).append(side)
         self.units = self.units[: len(items)]
         while self.units and not self.units[-1].playbook:
             self.units.pop()
-        if sum(u.playbook for u in self.units) < 2:
+        if sum(1 + len(u.side) for u in self.units if u.playbook) < 2:
             return None  # the executor's loop runs what is left, group by group
         prelude = self.prelude
         items = items[len(prelude) : len(self.units)]
+        kept = {s.id for u in self.units for s in u.side}
+        lanes = {n: [i for i in beside if i.name in kept] for n, beside in lanes.items()}
+        lanes = {n: beside for n, beside in lanes.items() if beside}
         topo = ex.topology
-        steps = [s for u in self.units for s in u.steps]
+        steps = [s for u in self.units for s in (*u.steps, *u.side)]
         bound = sum(step_timeout(topo, s) for s in steps)
         ex.say(
-            f"running {len(steps)} steps in one playbook run: "
+            f"running {len(steps)} steps in "
+            + (f"{1 + len(lanes)} side-by-side playbook runs" if lanes else "one playbook run")
+            + ": "
             + ", ".join(s.id for s in steps)
         )
         outcome: list[SitectlError | None] = [None]
 
-        def playbooks() -> None:
+        def playbooks(lane: int, run_items: list[BatchItem]) -> None:
+            error: SitectlError | None = None
+            suffix = "" if lane == MAIN else f"-lane{lane}"
             try:
                 run_batch(
-                    items,
+                    run_items,
                     topo.resolve(topo.ansible.inventory),
-                    ex.artifacts / ("batch-" + encode_step_id(self.units[0].name)),
-                    self.gate,
+                    ex.artifacts / ("batch-" + encode_step_id(self.units[0].name) + suffix),
+                    lambda name, after, hosts: self.gate(lane, name, after, hosts),
                     # Checks, verifies and Python groups run while the playbook waits.
                     timeout=2 * bound,
                     gate_timeout=2 * bound + 30,
                     on_task=ex.task_started,
                 )
             except (Failed, Unavailable) as exc:
-                outcome[0] = exc
+                error = exc
             except Exception as exc:  # a bug: the steps left run on their own
                 log.exception("the shared playbook run broke")
-                outcome[0] = Failed(f"the shared playbook run broke: {exc!r}")
+                error = Failed(f"the shared playbook run broke: {exc!r}")
+            if lane == MAIN:
+                outcome[0] = error
+            self._lane_over(lane, error)
 
-        worker = threading.Thread(target=playbooks, name="shared-playbook-run", daemon=True)
-        worker.start()
+        workers = [
+            threading.Thread(
+                target=playbooks, args=(lane, run_items), name=f"playbook-lane-{lane}", daemon=True
+            )
+            for lane, run_items in {MAIN: items, **lanes}.items()
+        ]
+        for worker in workers:
+            worker.start()
         try:
             self._run_prelude(prelude)
         except BaseException as exc:
             self.broken = exc  # the gates now stop the run; the error is raised below
-            raise
-        finally:
             self._prelude_done.set()
+            for worker in workers:
+                worker.join()
+            raise
+        self._prelude_done.set()
+        with self._lock:
+            self._lock.wait_for(lambda: self.ended or MAIN in self.lanes_over)
+            if self.ended:
+                # Every step is verified and checkpointed; ansible-playbook only winds
+                # down now. The executor goes on and joins it before its last word.
+                ex.wind_down(workers)
+                return None
+        for worker in workers:
             worker.join()
         with self._lock:
             return self._conclude(outcome[0])
@@ -204,11 +249,15 @@ class BatchRun:
             raise self.broken
         if self.stopped is not None:
             return self.stopped
+        if self.halted is not None:
+            self.executor.say(f"the shared playbook run stopped early: {self.halted}")
+            return None  # the executor runs what is left on its own
         going = self.going
         if self.aborted is not None and going is None and error is None:
             return None  # the executor's loop sees the request and closes the operation
         if error is None:
             if going is not None:
+                self.going = None
                 record = self._finish(going)
                 if record.status is StepStatus.FAILED:
                     return record
@@ -224,6 +273,12 @@ class BatchRun:
                 self.solo.update(s.id for s in unit.steps)
             self.executor.say(f"the shared playbook run stopped between steps: {error}")
             return None
+        self.going = None
+        return self._gave_up(going, error)
+
+    def _gave_up(self, going: _Going, error: SitectlError) -> StepRecord | None:
+        """A step whose run ended under it: transient trouble gives it back to run on its
+        own (its record stays running); anything else fails it."""
         if isinstance(error, Unavailable):
             self.solo.add(going.step.id)
             self.executor.say(
@@ -231,45 +286,66 @@ class BatchRun:
                 "running it on its own"
             )
             return None
-        self.going = None
         return self.executor.finish(
             self.op, going.step, going.record, going.version, StepStatus.FAILED, str(error)
         )
 
-    def gate(self, name: str, after: str | None, hosts: tuple[str, ...]) -> GateAnswer:
-        """Answer ansible-playbook: may unit `name` start? Called between the plays."""
+    def gate(self, lane: int, name: str, after: str | None, hosts: tuple[str, ...]) -> GateAnswer:
+        """Answer ansible-playbook: may `name` start in `lane`? Called between the plays."""
         self._prelude_done.wait()
         with self._lock:
-            if self.broken is not None:
-                return GateAnswer("stop", f"sitectl stopped: {self.broken!r}")
             try:
-                return self._gate(name, after, hosts)
+                if self.broken is not None:
+                    return GateAnswer("stop", f"sitectl stopped: {self.broken!r}")
+                if lane == MAIN:
+                    return self._gate(name, hosts)
+                return self._side_gate(lane, name, hosts)
             except LeaseLost as exc:
                 self.lost = exc
                 return GateAnswer("stop", f"sitectl lost its lease: {exc}")
             except Exception as exc:  # e.g. ZooKeeper gone while checkpointing
                 self.broken = exc
                 return GateAnswer("stop", f"sitectl stopped: {exc!r}")
+            finally:
+                self._lock.notify_all()
 
-    def _gate(self, name: str, after: str | None, hosts: tuple[str, ...]) -> GateAnswer:
+    def _trouble(self) -> str | None:
         if self.lost is not None:
-            return GateAnswer("stop", f"sitectl lost its lease: {self.lost}")
+            return f"sitectl lost its lease: {self.lost}"
+        if self.broken is not None:
+            return f"sitectl stopped: {self.broken!r}"
+        if self.stopped is not None:
+            return f"step {self.stopped.step_id} {self.stopped.status.value}: {self.stopped.detail}"
+        return None
+
+    def _gate(self, name: str, hosts: tuple[str, ...]) -> GateAnswer:
+        trouble = self._trouble()
+        if trouble is not None:
+            return GateAnswer("stop", trouble)
         names = [u.name for u in self.units]
-        if name not in names or self.stopped is not None or name in self.passed:
+        if name != END_GATE and (name not in names or name in self.passed):
             return GateAnswer("stop", f"{name} is not a step this run may start now")
         if self.going is not None:
-            record = self._finish(self.going)
+            going, self.going = self.going, None
+            record = self._finish(going)
             if record.status is StepStatus.FAILED:
                 self.stopped = record
                 return GateAnswer("stop", f"step {record.step_id} failed: {record.detail}")
-        if self.aborted is not None or self._abort_requested():
+        index = len(self.units) if name == END_GATE else names.index(name)
+        # The siblings of the steps before must be over too: a group ends with its last step.
+        answer = self._sides_settled(index)
+        if answer is not None:
+            return answer
+        if name != END_GATE and (self.aborted is not None or self._abort_requested()):
             # Every gate is a safe point: nothing of the next step has started.
             return GateAnswer("stop", f"{self.aborted} asked to abort")
-        index = names.index(name)
         failed = self._never_ran(index)
         if failed is not None:
             self.stopped = failed
             return GateAnswer("stop", f"step {failed.step_id} never ran")
+        if name == END_GATE:
+            self.ended = True
+            return GateAnswer("skip", "every step of the run is over")
         self.passed.append(name)
         unit = self.units[index]
         if not unit.playbook:
@@ -280,7 +356,97 @@ class BatchRun:
                 unit.steps[0], f"host(s) {', '.join(missing)} not in the inventory"
             )
             return GateAnswer("stop", self.stopped.detail or "")
-        return self._begin(unit.steps[0])
+        answer, self.going = self._begin(unit.steps[0])
+        return answer
+
+    def _sides_settled(self, upto: int) -> GateAnswer | None:
+        """Wait until the siblings of units before `upto` are checkpointed; a stop answer
+        when the run cannot go on."""
+        needed = {
+            (lane, step.id)
+            for unit in self.units[:upto]
+            for lane, step in enumerate(unit.side, start=1)
+        }
+
+        def settled() -> bool:
+            return self._trouble() is not None or all(
+                sid in self.side_done or lane in self.lanes_over for lane, sid in needed
+            )
+
+        self._lock.notify_all()  # what this gate did may be what another lane waits for
+        self._lock.wait_for(settled)
+        trouble = self._trouble()
+        if trouble is not None:
+            return GateAnswer("stop", trouble)
+        unfinished = sorted(sid for _, sid in needed if sid not in self.side_done)
+        if unfinished:
+            # Its lane ended without it (e.g. transient trouble): the executor runs it alone.
+            self.halted = f"{', '.join(unfinished)} did not finish beside the others"
+            return GateAnswer("stop", self.halted)
+        return None
+
+    def _side_gate(self, lane: int, name: str, hosts: tuple[str, ...]) -> GateAnswer:
+        answer = self._side_finish(lane)
+        if answer is not None or name == END_GATE:
+            return answer or GateAnswer("skip", "every step of the lane is over")
+        index = next((i for i, u in enumerate(self.units) if name in {s.id for s in u.side}), None)
+        if index is None:
+            return GateAnswer("stop", f"{name} is not a step this run may start now")
+        unit = self.units[index]
+        self._lock.notify_all()  # the main lane may wait for the step just finished
+        self._lock.wait_for(
+            lambda: unit.name in self.passed
+            or self._trouble() is not None
+            or self.halted is not None
+            or self.aborted is not None
+            or MAIN in self.lanes_over
+        )
+        if unit.name not in self.passed or self._trouble() is not None or self.halted:
+            return GateAnswer("stop", f"the shared run stopped before {name}")
+        step = next(s for s in unit.side if s.id == name)
+        missing = sorted(set(self._hosts(step)) - set(hosts))
+        if missing:
+            self.stopped = self._fail(step, f"host(s) {', '.join(missing)} not in the inventory")
+            return GateAnswer("stop", self.stopped.detail or "")
+        answer, going = self._begin(step)
+        if going is not None:
+            self.side_going[lane] = going
+        elif answer.verdict == "skip":
+            self.side_done.add(step.id)
+        return answer
+
+    def _side_finish(self, lane: int) -> GateAnswer | None:
+        """Verify and checkpoint the step the lane just ran."""
+        going = self.side_going.pop(lane, None)
+        if going is None:
+            return None
+        record = self._finish(going)
+        if record.status is StepStatus.FAILED:
+            self.stopped = record
+            return GateAnswer("stop", f"step {record.step_id} failed: {record.detail}")
+        self.side_done.add(going.step.id)
+        return None
+
+    def _lane_over(self, lane: int, error: SitectlError | None) -> None:
+        """A lane's ansible-playbook ended; settle the step it was running, if any."""
+        with self._lock:
+            try:
+                going = self.side_going.pop(lane, None) if lane != MAIN else None
+                if going is not None:
+                    if error is None:
+                        self.side_going[lane] = going
+                        self._side_finish(lane)
+                    else:
+                        record = self._gave_up(going, error)
+                        if record is not None:
+                            self.stopped = self.stopped or record
+            except LeaseLost as exc:
+                self.lost = exc
+            except Exception as exc:
+                self.broken = self.broken or exc
+            finally:
+                self.lanes_over.add(lane)
+                self._lock.notify_all()
 
     def _never_ran(self, before: int) -> StepRecord | None:
         """Fail the first playbook unit before index `before` whose gate never ran: its
@@ -308,7 +474,7 @@ class BatchRun:
             return GateAnswer("stop", f"step {failed.step_id} failed: {failed.detail}")
         return GateAnswer("skip", "run by sitectl")
 
-    def _begin(self, step: Step) -> GateAnswer:
+    def _begin(self, step: Step) -> tuple[GateAnswer, _Going | None]:
         ex = self.executor
         ctx = ex.context(self.op)
         handler = self._handler(step)
@@ -317,23 +483,21 @@ class BatchRun:
         try:
             if ex.retrying(step, lambda: handler.check(step, ctx)):
                 ex.finish(self.op, step, record, version, StepStatus.DONE, "already true")
-                return GateAnswer("skip", "already true")
+                return GateAnswer("skip", "already true"), None
             ex.lease.ensure()  # the last word before changing anything
             ex.faults.before_apply(step.id)
             handler.starting(step, ctx)
         except Exception as exc:
             status, detail = ex.judge(step, exc)
             self.stopped = ex.finish(self.op, step, record, version, status, detail)
-            return GateAnswer("stop", f"step {step.id} {status.value}: {detail}")
-        self.going = _Going(step, record, version)
-        return GateAnswer("go")
+            return GateAnswer("stop", f"step {step.id} {status.value}: {detail}"), None
+        return GateAnswer("go"), _Going(step, record, version)
 
     def _finish(self, going: _Going) -> StepRecord:
         """Verify the step that just ran and checkpoint its outcome."""
         ex = self.executor
         ctx = ex.context(self.op)
         step = going.step
-        self.going = None
         ex.faults.inside_step(step.id)
         try:
             ex.verifying(step, lambda: self._handler(step).verify(step, ctx))
@@ -355,4 +519,3 @@ class BatchRun:
 
     def _hosts(self, step: Step) -> tuple[str, ...]:
         return self._handler(step).call(step, self.executor.context(self.op)).hosts
-

@@ -10,6 +10,7 @@ never run again.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -123,6 +124,7 @@ class Executor:
     # Consecutive playbook steps share one ansible-playbook run (engine/batch.py).
     batch: bool = True
     _solo: set[str] = field(default_factory=set)  # steps batching gave back to run alone
+    _winding: list[threading.Thread] = field(default_factory=list)  # see wind_down
 
     def run(self, op_id: str) -> OperationRecord:
         op, op_version = self.store.operation(op_id)
@@ -198,7 +200,15 @@ class Executor:
             reason=op.reason,
             detail=op.message,
         )
+        for run in self._winding:  # no step left to it: only its end is awaited
+            run.join()
+        self._winding.clear()
         return op
+
+    def wind_down(self, runs: list[threading.Thread]) -> None:
+        """Playbook runs whose every step is checkpointed and that only end now: the
+        operation goes on meanwhile, and they are joined once its outcome is written."""
+        self._winding.extend(runs)
 
     def run_group(
         self,

@@ -4,6 +4,7 @@ executor's in-memory store and fence (tests/unit/engine_fakes.py)."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,7 +56,8 @@ HANDLERS = default_handlers(lambda site: None)
 
 
 def _playbook_steps(units: list[Unit]) -> list[Step]:
-    return [u.steps[0] for u in units if u.playbook]
+    """Every playbook step of the units, in plan order (a unit's siblings after it)."""
+    return [s for u in units if u.playbook for s in (u.steps[0], *u.side)]
 
 
 def test_a_switchover_shares_one_run_from_the_stops_to_the_starts(topo) -> None:
@@ -246,20 +248,38 @@ def test_a_chain_runs_in_one_playbook_run_with_a_checkpoint_per_step(
     assert records[chain[2].id].detail == "already true"
     assert not handler.mark(chain[2]).exists(), "an already-true step is not applied"
     assert sorted(handler.mark(chain[1]).read_text().split()) == ["h1", "h2"]
-    assert handler.started == [s.id for s in chain if s is not chain[2]]
-    assert [p.name for p in (tmp_path / "artifacts").iterdir()] == [
-        "batch-" + chain[0].id.replace("/", "%2F")
-    ], "one playbook run"
-    # Each playbook step checkpointed as running before its plays and done after them,
-    # in plan order; the DNS group ran in sitectl between the mounts and the starts.
+    group_of = {s.id: g for g, group in enumerate(run.plan.groups) for s in group.steps}
+    # A group's siblings run side by side, each in a lane; groups stay in plan order.
+    assert sorted(handler.started) == sorted(s.id for s in chain if s is not chain[2])
+    assert [group_of[i] for i in handler.started] == sorted(group_of[i] for i in handler.started)
+    lanes = max(1 + len(u.side) for u in run.units)
+    assert lanes == 3, "the example's three volumes are unmounted, broken and mounted at once"
+    first = "batch-" + chain[0].id.replace("/", "%2F")
+    assert sorted(p.name for p in (tmp_path / "artifacts").iterdir()) == [
+        first,
+        first + "-lane1",
+        first + "-lane2",
+    ], "one playbook run per lane"
+    # Each playbook step checkpointed as running before its plays and done after them;
+    # every step of a group done before the next group's first starts (the DNS group
+    # ran in sitectl between the mounts and the starts).
     ids = {s.id for s in chain}
     order = [(w.step_id, w.status) for w in run.store.writes if w.step_id in ids]
-    assert order == [
+    assert sorted(order) == sorted(
         (s.id, status) for s in chain for status in (StepStatus.RUNNING, StepStatus.DONE)
-    ]
-    everything = [s for u in run.units for s in u.steps]
+    )
+    for step in chain:
+        assert order.index((step.id, StepStatus.RUNNING)) < order.index((step.id, StepStatus.DONE))
+    for (sid, _), (later, later_status) in itertools.pairwise(order):
+        if later_status is StepStatus.RUNNING and group_of[later] > group_of[sid]:
+            done_before = {
+                i for i, st in order[: order.index((later, later_status))] if st is StepStatus.DONE
+            }
+            earlier = {s.id for s in chain if group_of[s.id] < group_of[later]}
+            assert earlier <= done_before, f"{later} started before its group's predecessors ended"
+    everything = [s for u in run.units for s in (*u.steps, *u.side)]
     assert all(records[s.id].status is StepStatus.DONE for s in everything)
-    assert f"running {len(everything)} steps in one playbook run" in caplog.text
+    assert f"running {len(everything)} steps in 3 side-by-side playbook runs" in caplog.text
 
 
 def test_a_failed_verify_stops_the_run_before_the_next_step(local, tmp_path) -> None:
@@ -282,6 +302,7 @@ def test_a_failed_task_fails_its_step_naming_host_and_task(local, tmp_path) -> N
     handler = MarkStep(tmp_path, hosts={})
     run = _run(local, tmp_path, handler)
     chain = _playbook_steps(run.units)
+    assert chain[1] in run.units[0].side, "a step in a lane beside the group's first"
     handler.rcs = {chain[1].id: 3}
 
     failed = BatchRun(run.executor, run.op, run.units, {}, {}, set()).run()
@@ -296,6 +317,7 @@ def test_a_temporary_failure_gives_the_step_back_to_run_alone(local, tmp_path) -
     handler = MarkStep(tmp_path, hosts={})
     run = _run(local, tmp_path, handler)
     chain = _playbook_steps(run.units)
+    assert chain[1] in run.units[0].side, "a step in a lane beside the group's first"
     handler.rcs = {chain[1].id: 75}  # EX_TEMPFAIL: the storage CLI's "try again"
     solo: set[str] = set()
 
@@ -306,8 +328,13 @@ def test_a_temporary_failure_gives_the_step_back_to_run_alone(local, tmp_path) -
     assert _status(run.store, run.op)[chain[1].id].status is StepStatus.RUNNING, "left to resume"
     # The next shared run gives it to sitectl first, to run on its own with its retries
     # while ansible-playbook starts; the steps after it share that run again.
-    rest = batch_chain(run.plan, _index(run.plan, Phase.DISABLE_APPLICATION) + 1,
-                       _status(run.store, run.op), run.executor.handlers, solo)
+    rest = batch_chain(
+        run.plan,
+        _index(run.plan, Phase.DISABLE_APPLICATION) + 1,
+        _status(run.store, run.op),
+        run.executor.handlers,
+        solo,
+    )
     assert not rest[0].playbook and chain[1] in rest[0].steps
     assert chain[1] not in _playbook_steps(rest)
     assert _playbook_steps(rest)[0] == chain[2]
@@ -317,6 +344,7 @@ def test_a_host_missing_from_the_inventory_fails_the_step(local, tmp_path) -> No
     handler = MarkStep(tmp_path, hosts={})
     run = _run(local, tmp_path, handler)
     chain = _playbook_steps(run.units)
+    assert chain[1] in run.units[0].side, "a step in a lane beside the group's first"
     handler.hosts = {chain[1].id: ("h1", "ghost")}
 
     failed = BatchRun(run.executor, run.op, run.units, {}, {}, set()).run()
@@ -351,7 +379,9 @@ def test_the_executor_runs_a_whole_switchover_in_few_playbook_runs(local, tmp_pa
     playbook_steps = [s for s in run.plan.steps() if run.executor.handlers[s.action] is handler]
     assert all(handler.mark(s).exists() for s in playbook_steps)
     runs = sorted(p.name for p in (tmp_path / "artifacts").iterdir())
-    assert len(runs) == 1, runs  # the stops to the starts, DNS run by sitectl between
+    # The stops to the starts, DNS run by sitectl between: one run, plus a lane for each
+    # further step of the widest group (the example's three volumes).
+    assert len(runs) == 3, runs
     assert len(playbook_steps) > 10
 
 
@@ -372,7 +402,6 @@ def test_a_refusal_in_the_prelude_starts_no_playbook_step(local, tmp_path) -> No
 def test_an_abort_stops_the_run_at_the_next_gate(local, tmp_path) -> None:
     handler = MarkStep(tmp_path, hosts={})
     run = _run(local, tmp_path, handler)
-    chain = _playbook_steps(run.units)
 
     def abort_while_first_step_runs(step: Step, ctx: Any) -> None:
         handler.started.append(step.id)
@@ -384,9 +413,14 @@ def test_an_abort_stops_the_run_at_the_next_gate(local, tmp_path) -> None:
     assert result.status is OpStatus.ABORTED
     assert (result.message or "").startswith("aborted by ops@console")
     records = _status(run.store, run.op)
-    assert records[chain[0].id].status is StepStatus.DONE, "the step under way finished"
-    assert chain[1].id not in records
-    assert not handler.mark(chain[1]).exists()
+    under_way = (*run.units[0].steps, *run.units[0].side)
+    assert len(under_way) > 1, "the first group has steps side by side"
+    assert all(records[s.id].status is StepStatus.DONE for s in under_way), (
+        "the group under way finished"
+    )
+    following = run.units[1].steps[0]
+    assert following.id not in records
+    assert not handler.mark(following).exists()
 
 
 @pytest.mark.parametrize("where", ["readiness/gate", "mount/dc2/mailstore"])
@@ -407,5 +441,5 @@ def test_a_store_failure_stops_the_run_and_is_raised(local, tmp_path, where) -> 
     with pytest.raises(Unavailable, match="ZooKeeper did not answer"):
         BatchRun(run.executor, run.op, run.units, {}, {}, set()).run()
 
-    later = chain[[s.id for s in chain].index(where):] if where in {s.id for s in chain} else chain
+    later = chain[[s.id for s in chain].index(where) :] if where in {s.id for s in chain} else chain
     assert not any(handler.mark(s).exists() for s in later)
