@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Collection, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -124,6 +125,8 @@ class BatchRun:
     ended: bool = False  # the main lane passed its end gate: every step is checkpointed
     halted: str | None = None  # why the run stopped early for the executor to go on alone
     side_going: dict[int, _Going] = field(default_factory=dict)
+    lane_of: dict[str, int] = field(default_factory=dict)  # sibling → its lane
+    inline: set[str] = field(default_factory=set)  # siblings already true: no lane
     side_done: set[str] = field(default_factory=set)
     lanes_over: set[int] = field(default_factory=set)  # lanes whose ansible-playbook ended
     _prelude_done: threading.Event = field(default_factory=threading.Event)
@@ -140,16 +143,22 @@ class BatchRun:
         ctx = ex.context(self.op)
         items: list[BatchItem] = []
         lanes: dict[int, list[BatchItem]] = {}
+        self.inline = self._already_true([s for u in self.units for s in u.side], ctx)
         for unit in self.units:
             try:
                 item = self._item(unit, ctx)
-                beside = [BatchItem(s.id, self._handler(s).call(s, ctx)) for s in unit.side]
+                beside = [
+                    BatchItem(s.id, self._handler(s).call(s, ctx))
+                    for s in unit.side
+                    if s.id not in self.inline
+                ]
             except SitectlError:
                 self.solo.update(s.id for s in (*unit.steps, *unit.side))
                 break  # on its own it fails with its own message
             items.append(item)
             for lane, side in enumerate(beside, start=1):
                 lanes.setdefault(lane, []).append(side)
+                self.lane_of[side.name] = lane
         self.units = self.units[: len(items)]
         while self.units and not self.units[-1].playbook:
             self.units.pop()
@@ -247,34 +256,31 @@ class BatchRun:
             raise self.lost
         if self.broken is not None:
             raise self.broken
+        going, self.going = self.going, None
+        if going is not None:
+            # The step its run was doing, settled even when a sibling failed meanwhile.
+            record = self._finish(going) if error is None else self._gave_up(going, error)
+            if record is not None and record.status is StepStatus.FAILED:
+                self.stopped = self.stopped or record
         if self.stopped is not None:
             return self.stopped
         if self.halted is not None:
             self.executor.say(f"the shared playbook run stopped early: {self.halted}")
             return None  # the executor runs what is left on its own
-        going = self.going
-        if self.aborted is not None and going is None and error is None:
+        if going is not None:
+            return self._never_ran(len(self.units)) if error is None else None
+        if self.aborted is not None:
             return None  # the executor's loop sees the request and closes the operation
         if error is None:
-            if going is not None:
-                self.going = None
-                record = self._finish(going)
-                if record.status is StepStatus.FAILED:
-                    return record
             return self._never_ran(len(self.units))
-        if going is None:
-            # The run failed before a step went (the inventory, a gate): the executor
-            # runs the next step on its own, which names the trouble precisely.
-            if self.aborted is not None:
-                return None
-            done = len(self.prelude) + len(self.passed)
-            unit = self.units[done] if done < len(self.units) else None
-            if unit is not None:
-                self.solo.update(s.id for s in unit.steps)
-            self.executor.say(f"the shared playbook run stopped between steps: {error}")
-            return None
-        self.going = None
-        return self._gave_up(going, error)
+        # The run failed before a step went (the inventory, a gate): the executor runs
+        # the next step on its own, which names the trouble precisely.
+        done = len(self.prelude) + len(self.passed)
+        unit = self.units[done] if done < len(self.units) else None
+        if unit is not None:
+            self.solo.update(s.id for s in unit.steps)
+        self.executor.say(f"the shared playbook run stopped between steps: {error}")
+        return None
 
     def _gave_up(self, going: _Going, error: SitectlError) -> StepRecord | None:
         """A step whose run ended under it: transient trouble gives it back to run on its
@@ -319,18 +325,20 @@ class BatchRun:
         return None
 
     def _gate(self, name: str, hosts: tuple[str, ...]) -> GateAnswer:
-        trouble = self._trouble()
-        if trouble is not None:
-            return GateAnswer("stop", trouble)
         names = [u.name for u in self.units]
         if name != END_GATE and (name not in names or name in self.passed):
             return GateAnswer("stop", f"{name} is not a step this run may start now")
-        if self.going is not None:
+        if self.going is not None and self.lost is None:
+            # Verified and checkpointed even when a sibling failed meanwhile.
             going, self.going = self.going, None
             record = self._finish(going)
             if record.status is StepStatus.FAILED:
-                self.stopped = record
-                return GateAnswer("stop", f"step {record.step_id} failed: {record.detail}")
+                self.stopped = self.stopped or record
+        trouble = self._trouble()
+        if trouble is not None:
+            return GateAnswer("stop", trouble)
+        if self.halted is not None:
+            return GateAnswer("stop", self.halted)
         index = len(self.units) if name == END_GATE else names.index(name)
         # The siblings of the steps before must be over too: a group ends with its last step.
         answer = self._sides_settled(index)
@@ -357,15 +365,18 @@ class BatchRun:
             )
             return GateAnswer("stop", self.stopped.detail or "")
         answer, self.going = self._begin(unit.steps[0])
+        if answer.verdict != "stop":
+            self._settle_inline(unit)
         return answer
 
     def _sides_settled(self, upto: int) -> GateAnswer | None:
         """Wait until the siblings of units before `upto` are checkpointed; a stop answer
         when the run cannot go on."""
         needed = {
-            (lane, step.id)
+            (self.lane_of[step.id], step.id)
             for unit in self.units[:upto]
-            for lane, step in enumerate(unit.side, start=1)
+            for step in unit.side
+            if step.id in self.lane_of
         }
 
         def settled() -> bool:
@@ -414,6 +425,46 @@ class BatchRun:
         elif answer.verdict == "skip":
             self.side_done.add(step.id)
         return answer
+
+    def _already_true(self, steps: list[Step], ctx: StepContext) -> set[str]:
+        """Siblings already true now (a role that runs on both sites, say): they get no
+        lane, whose ansible-playbook start would cost more than they do. Read-only, and
+        asked again at their turn."""
+
+        def true(step: Step) -> bool:
+            try:
+                return bool(self._handler(step).check(step, ctx))
+            except Exception:  # asked again at its turn, where errors count
+                return False
+
+        if not steps:
+            return set()
+        with ThreadPoolExecutor(max_workers=len(steps)) as pool:
+            answers = list(pool.map(true, steps))
+        return {s.id for s, yes in zip(steps, answers, strict=True) if yes}
+
+    def _settle_inline(self, unit: Unit) -> None:
+        """The unit's siblings without a lane, at the unit's gate: still true, they are
+        done; else they run on their own once the run stops at the next gate."""
+        ex = self.executor
+        ctx = ex.context(self.op)
+        for step in unit.side:
+            if step.id not in self.inline:
+                continue
+            handler = self._handler(step)
+            record = self.records.get(step.id) or StepRecord(step_id=step.id)
+            record, version = ex.begin(self.op, step, record, self.versions.get(step.id))
+            try:
+                if ex.retrying(step, lambda s=step, h=handler: h.check(s, ctx)):
+                    ex.finish(self.op, step, record, version, StepStatus.DONE, "already true")
+                    self.side_done.add(step.id)
+                    continue
+            except Exception as exc:
+                status, detail = ex.judge(step, exc)
+                self.stopped = ex.finish(self.op, step, record, version, status, detail)
+                return
+            self.solo.add(step.id)  # left running: the executor's next pass runs it
+            self.halted = f"{step.id} is no longer true and runs on its own"
 
     def _side_finish(self, lane: int) -> GateAnswer | None:
         """Verify and checkpoint the step the lane just ran."""

@@ -443,3 +443,44 @@ def test_a_store_failure_stops_the_run_and_is_raised(local, tmp_path, where) -> 
 
     later = chain[[s.id for s in chain].index(where) :] if where in {s.id for s in chain} else chain
     assert not any(handler.mark(s).exists() for s in later)
+
+
+def test_siblings_already_true_get_no_lane(local, tmp_path) -> None:
+    handler = MarkStep(tmp_path, hosts={})
+    run = _run(local, tmp_path, handler)
+    siblings = [s for u in run.units for s in u.side]
+    handler.already = {s.id for s in siblings}
+
+    failed = BatchRun(run.executor, run.op, run.units, {}, {}, set()).run()
+
+    assert failed is None
+    first = "batch-" + run.units[0].name.replace("/", "%2F")
+    assert [p.name for p in (tmp_path / "artifacts").iterdir()] == [first], "no lane started"
+    records = _status(run.store, run.op)
+    assert all(records[s.id].detail == "already true" for s in siblings)
+    assert not any(handler.mark(s).exists() for s in siblings)
+
+
+def test_a_sibling_no_longer_true_at_its_turn_runs_on_its_own(local, tmp_path, caplog) -> None:
+    handler = MarkStep(tmp_path, hosts={})
+    run = _run(local, tmp_path, handler)
+    sibling = run.units[0].side[0]
+    asked: list[str] = []
+
+    def true_only_when_first_asked(step: Step, ctx: Any) -> bool:
+        asked.append(step.id)
+        return step.id == sibling.id and asked.count(step.id) == 1
+
+    handler.check = true_only_when_first_asked  # type: ignore[method-assign]
+    caplog.set_level(logging.INFO, "sitectl.engine")
+
+    result = run.executor.run(run.op.id)
+
+    assert result.status is OpStatus.SUCCEEDED
+    assert handler.mark(sibling).exists(), "it ran after all"
+    assert _status(run.store, run.op)[sibling.id].detail == "applied and verified"
+    assert f"{sibling.id} is no longer true and runs on its own" in caplog.text
+    following = run.units[1].steps[0]
+    assert handler.started.index(sibling.id) < handler.started.index(following.id), (
+        "its group ended before the next began"
+    )
