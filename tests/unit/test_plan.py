@@ -48,10 +48,10 @@ SWITCHOVER = [
     ("disable-application", ["disable-application/dc1/canary"]),
     ("disable-application", ["disable-application/dc1/mta", "disable-application/dc1/proxy"]),
     ("disable-application", ["disable-application/dc1/mailbox"]),
-    ("unmount", ["unmount/dc1/mailstore", "unmount/dc1/metadata"]),
-    ("final-sync", ["final-sync/mailstore", "final-sync/metadata"]),
-    ("break-mirrors", ["break-mirrors/mailstore", "break-mirrors/metadata"]),
-    ("mount", ["mount/dc2/mailstore", "mount/dc2/metadata"]),
+    ("unmount", ["unmount/dc1/mailstore", "unmount/dc1/metadata", "unmount/dc1/index"]),
+    ("final-sync", ["final-sync/mailstore", "final-sync/metadata", "final-sync/index"]),
+    ("break-mirrors", ["break-mirrors/mailstore", "break-mirrors/metadata", "break-mirrors/index"]),
+    ("mount", ["mount/dc2/mailstore", "mount/dc2/metadata", "mount/dc2/index"]),
     ("dns", ["dns/corp.example.net.", "dns/example.com."]),
     ("start-services", ["start-services/dc2/dns", "start-services/dc2/ldap"]),
     ("start-services", ["start-services/dc2/mailbox"]),
@@ -78,11 +78,9 @@ def test_failover_takes_no_final_sync_and_skips_an_unreachable_old_site(topo: To
     ]
     # dc1 holds the internal zone's only primary: dc2's server is promoted before the
     # updates, side by side with the mirrors' break.
-    at = expected.index(("break-mirrors", ["break-mirrors/mailstore", "break-mirrors/metadata"]))
-    expected[at] = (
-        "break-mirrors",
-        ["break-mirrors/mailstore", "break-mirrors/metadata", "dns/promote/corp.example.net."],
-    )
+    breaks = ["break-mirrors/mailstore", "break-mirrors/metadata", "break-mirrors/index"]
+    at = expected.index(("break-mirrors", breaks))
+    expected[at] = ("break-mirrors", [*breaks, "dns/promote/corp.example.net."])
     assert _shape(plan) == expected
     old_site_steps = [s for s in plan.steps() if s.site == "dc1"]
     assert old_site_steps and all(s.if_unreachable == "skip" for s in old_site_steps)
@@ -120,6 +118,7 @@ def test_moving_back_needs_the_mirrors_reversed_first(topo: Topology) -> None:
         mirrors={
             "mailstore": MirrorView("dc2", "dc1"),
             "metadata": MirrorView("dc2", "dc1"),
+            "index": MirrorView("dc2", "dc1"),
         },
     )
     plan = build_plan(topo, reprotected, "switchover", "dc1")
@@ -206,13 +205,19 @@ def test_reprotect_reverses_every_mirror_towards_the_standby(topo: Topology) -> 
         ),
         (
             "reprotect",
-            ["reprotect/mailstore", "reprotect/metadata", "reprotect/object-store/zimbra-blobs"],
+            [
+                "reprotect/mailstore",
+                "reprotect/metadata",
+                "reprotect/index",
+                "reprotect/object-store/zimbra-blobs",
+            ],
         ),
         ("reprotect", ["reprotect/dns/corp.example.net."]),
     ]
     assert {s.action for s in plan.groups[0].steps} == {Action.APP_STOP}
     assert all(s.site == "dc1" for s in plan.groups[0].steps)
     assert [s.action for s in plan.groups[1].steps] == [
+        Action.MIRROR_REVERSE,
         Action.MIRROR_REVERSE,
         Action.MIRROR_REVERSE,
         Action.OBJECT_STORE_REVERSE,
