@@ -16,6 +16,7 @@ import typer
 from kazoo.client import KazooClient
 
 from orchestrator.audit import identity
+from orchestrator.checks.zookeeper import reporting_client
 from orchestrator.cli.exitcodes import ExitCode
 from orchestrator.cli.options import ConfigOption, load
 from orchestrator.cli.output import console, fail
@@ -133,7 +134,9 @@ def run(
             server = serve(*address, controller.metrics, controller.board, controller.health)
             log.info("serving /metrics /status /healthz on %s:%d", *address)
         log.info("controller of %s started as %s", site, controller.identifier)
-        controller.run()
+        # Its health sweeps' ZooKeeper check reports this session.
+        with reporting_client(client):
+            controller.run()
         if server is not None:
             server.shutdown()
     finally:

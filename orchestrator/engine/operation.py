@@ -19,6 +19,7 @@ from typing import Any
 from kazoo.client import KazooClient
 
 from orchestrator.audit import AuditLog, identity, os_user
+from orchestrator.checks.zookeeper import reporting_client
 from orchestrator.config.model import Topology
 from orchestrator.coordination.client import connect
 from orchestrator.coordination.lease import Lease
@@ -80,7 +81,9 @@ def session(topo: Topology) -> Iterator[Session]:
     client = connect(topo)
     try:
         paths = ZkPaths.for_cluster(topo.zookeeper.chroot, topo.cluster)
-        yield Session(topo, client, ZkStore(client, paths))
+        # Pre-flight's ZooKeeper check reports this session ("we hold a session").
+        with reporting_client(client):
+            yield Session(topo, client, ZkStore(client, paths))
     finally:
         client.stop()
         client.close()

@@ -13,6 +13,7 @@ from typing import Any
 from orchestrator.adapters.ansible import PlaybookCall, PlaybookResult, TaskHook, run_playbook
 from orchestrator.adapters.probes import ProbeResult, canary_subject, find_message, probe
 from orchestrator.adapters.secrets import read_secret
+from orchestrator.checks.application import probe_login
 from orchestrator.config.model import Host, Topology
 from orchestrator.coordination.paths import encode_step_id
 from orchestrator.engine.handlers import StepContext
@@ -97,11 +98,20 @@ def hosts_named(topo: Topology, names: tuple[str, ...]) -> list[Host]:
 
 
 def role_probes(topo: Topology, role: str, names: tuple[str, ...]) -> list[ProbeResult]:
-    """Every probe of `role` on each of the named hosts."""
+    """Every probe of `role` on each of the named hosts; IMAP logs in as the probe user
+    (as the health check does), so "up" means a user can read mail there."""
+    probes = topo.roles[role].probes
+    login = probe_login(topo) if any(p.kind == "imap" for p in probes) else None
     return [
-        probe(p.kind, host.address, p.port, PROBE_TIMEOUT_S)
+        probe(
+            p.kind,
+            host.address,
+            p.port,
+            PROBE_TIMEOUT_S,
+            login=login if p.kind == "imap" else None,
+        )
         for host in hosts_named(topo, names)
-        for p in topo.roles[role].probes
+        for p in probes
     ]
 
 
