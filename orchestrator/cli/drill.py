@@ -26,7 +26,7 @@ from orchestrator.engine.executor import Events
 from orchestrator.plan import Plan
 
 drill_app = typer.Typer(
-    help="Rehearse a site move with evidence: canaries, RTO/RPO, a report.",
+    # No help= here: it would replace the callback's docstring, and with it the example.
     invoke_without_command=True,
     no_args_is_help=False,
 )

@@ -238,8 +238,21 @@ def inventory(
 
     [b]Example:[/b] sitectl inventory -c topology.yaml -o hosts.yml
     """
-    # The inventory may not exist yet: it is what this command writes.
-    topo, _ = load(config, check_filesystem=False)
+    # Checked like every command (a world-readable key is refused here too), except the
+    # inventory itself: it may be missing or stale, and writing it is this command's job.
+    topo, path = load(config, check_filesystem=False)
+    try:
+        load_topology(path)
+    except InvalidTopology as exc:
+        # Only the file checks can fail now: the inventory's own are on ansible.inventory
+        # (missing, not YAML) and hosts.N.name (a host not in its group).
+        others = [
+            str(p)
+            for p in exc.problems
+            if p.field != "ansible.inventory" and not p.field.startswith("hosts.")
+        ]
+        if others:
+            fail(others, ExitCode.BAD_INPUT)
     text = render_inventory_text(topo)
     if output is None:
         typer.echo(text, nl=False)

@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from orchestrator.cli.main import app
+from tests.unit.cli_tree import verbs
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "inventories" / "example-zimbra"
 LINE = re.compile(
@@ -334,3 +335,74 @@ def test_group_readable_key_file_is_refused_with_the_chmod_to_run(tmp_path: Path
 
     key.chmod(0o600)
     assert CliRunner().invoke(app, ["validate", "-c", str(topo)]).exit_code == 0
+
+
+# What each verb that reads the topology needs besides -c to get as far as reading it. A
+# verb added later without an entry here fails the coverage test below.
+VERB_ARGS: dict[str, list[str]] = {
+    "validate": [],
+    "plan": ["--to", "dc2"],
+    "runbook": ["--to", "dc2", "-o", "runbook.md"],
+    "inventory": ["-o", "hosts-out.yml"],
+    "switchover": ["--to", "dc2", "--yes"],
+    "failover": ["--to", "dc2", "--yes"],
+    "reprotect": ["--yes"],
+    "resume": [],
+    "abort": [],
+    "status": [],
+    "health": [],
+    "readiness": ["--to", "dc2"],
+    "pause": ["--reason", "test"],
+    "unpause": [],
+    "ack": [],
+    "drill": ["--to", "dc2", "--yes", "--report-dir", "drills"],
+    "drill history": [],
+    "controller run": ["--site", "dc1"],
+}
+TOPOLOGY_VERBS = [v for v in verbs() if v.runs_something and "--config" in v.options()]
+
+# Invalid in two ways: a secret every reader could take (found only by the file checks),
+# and a cross-reference (found before any file is looked at).
+INVALID = {
+    "world-readable key": (
+        "tsig: {name: ddns-corp, secret: {env: DDNS_CORP_SECRET}}",
+        "tsig: {key_file: ddns.key}",
+    ),
+    "active site is the witness": ("active_site: dc1", "active_site: witness"),
+}
+
+
+def test_every_verb_that_reads_the_topology_is_covered() -> None:
+    assert {v.name for v in TOPOLOGY_VERBS} == set(VERB_ARGS)
+
+
+def _tree(root: Path) -> dict[str, tuple[int, bytes]]:
+    return {
+        str(p.relative_to(root)): (p.stat().st_mode, p.read_bytes() if p.is_file() else b"")
+        for p in sorted(root.rglob("*"))
+    }
+
+
+@pytest.mark.parametrize("broken", INVALID, ids=list(INVALID))
+@pytest.mark.parametrize("verb", sorted(VERB_ARGS))
+def test_every_verb_refuses_an_invalid_topology_as_validate_does(
+    verb: str, broken: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old, new = INVALID[broken]
+    original = (EXAMPLE / "topology.yaml").read_text(encoding="utf-8")
+    assert original.count(old) == 1
+    key = tmp_path / "ddns.key"
+    key.write_text('key "ddns-corp" { algorithm hmac-sha256; secret "c2VjcmV0"; };\n')
+    key.chmod(0o644)
+    topo = _write(tmp_path, original.replace(old, new))
+    monkeypatch.chdir(tmp_path)  # relative outputs (-o, --report-dir) land in tmp_path
+    expected = CliRunner().invoke(app, ["validate", "-c", str(topo)])
+    assert expected.exit_code == 2 and expected.stderr.strip(), expected.output
+    before = _tree(tmp_path)
+
+    result = CliRunner().invoke(app, [*verb.split(), "-c", str(topo), *VERB_ARGS[verb]])
+
+    assert result.exit_code == 2, result.output
+    assert result.stderr == expected.stderr
+    assert result.stdout == ""
+    assert _tree(tmp_path) == before, "an invalid topology must change nothing"
