@@ -26,6 +26,7 @@ def check_references(topo: Topology) -> list[Finding]:
         _ldap,
         _object_store,
         _zookeeper,
+        _parity,
     ):
         findings.extend(rule(topo))
     return findings
@@ -233,3 +234,15 @@ def _zookeeper(topo: Topology) -> Iterator[Finding]:
                 "loses the quorum; spread them so no site holds a majority"
             ),
         )
+
+
+def _parity(topo: Topology) -> Iterator[Finding]:
+    """A setting compares the two datacenters: each must say where it reads it."""
+    for index, setting in enumerate(topo.parity):
+        base: FieldPath = ("parity", index, "sites")
+        for site in setting.sites:
+            yield from _datacenter(topo, site, (*base, site), "a parity site")
+        for site in topo.datacenters():
+            if site not in setting.sites:
+                yield base, f"no source for datacenter {site!r} — add sites.{site}"
+

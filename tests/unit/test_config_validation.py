@@ -48,6 +48,14 @@ CASES = [
         "site 'dc3' is not defined",
     ),
     Broken(
+        "parity setting read at the witness",
+        '      dc2: {command: "ssh zimbra@mbox1.dc2.example.net zmprov gc default zimbraMailTrashLifetime",',
+        '      witness: {command: "ssh zimbra@mbox1.dc2.example.net zmprov gc default zimbraMailTrashLifetime",',
+        "parity.0.sites.witness",
+        "a parity site is the witness site 'witness', which only votes",
+        line_of="witness: {command:",
+    ),
+    Broken(
         "volume mirrored to the witness",
         "    mirror: {source: dc1, destination: dc2}\n    sites:\n      dc1: {cluster: ontap.dc1.example.net, svm: svm_mail_dc1, volume: zstore,",
         "    mirror: {source: dc1, destination: witness}\n    sites:\n      dc1: {cluster: ontap.dc1.example.net, svm: svm_mail_dc1, volume: zstore,",
