@@ -9,6 +9,7 @@ operation the leader is running (a failover takes many probe intervals).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import threading
 import time
@@ -17,6 +18,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from kazoo.client import KazooClient
+from kazoo.exceptions import KazooException
 
 from orchestrator.audit import identity
 from orchestrator.checks import Readiness, readiness
@@ -53,6 +55,16 @@ log = logging.getLogger("sitectl.controller")
 
 UNFINISHED = {OpStatus.RUNNING.value, OpStatus.FAILED.value, OpStatus.INTERRUPTED.value}
 ReadinessFn = Callable[[Topology, str], Readiness]
+
+
+def decisive(report: dict[str, Any] | None, needed: int) -> bool:
+    """A vantage report in which some site has failed `needed` probes in a row: the one
+    that may complete a quorum of vantage points, worth deciding on at once (pure)."""
+    sites = (report or {}).get("sites") or {}
+    return any(
+        isinstance(view, dict) and int(view.get("streak") or 0) >= needed
+        for view in sites.values()
+    )
 
 
 def timing_of(topo: Topology) -> Timing:
@@ -105,6 +117,10 @@ class Controller:
         self._freshness = Freshness()
         self._readiness = readiness_fn
         self._stop = threading.Event()
+        # Set when a vantage report shows a site down for the whole streak: the leader
+        # decides then, not at its next tick (up to an interval later).
+        self._wake = threading.Event()
+        self._watching: int | None = None  # the session whose report watches are set
         self._active = topo.active_site  # last known; probing goes on without ZooKeeper
         self._last_probe = self._last_cycle = time.monotonic()
         self._busy = False  # running an operation: the leader loop is not stuck
@@ -131,6 +147,7 @@ class Controller:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
 
     def health(self) -> tuple[bool, str]:
         now, limit = time.monotonic(), self.timing.stale_after + 2 * probe_timeout(self.topo)
@@ -157,6 +174,8 @@ class Controller:
                 self._active = self.store.active_site() or self.topo.active_site
         report = self._prober.probe(self._active, probe_timeout(self.topo))
         self._last_probe = time.monotonic()
+        if decisive(report.to_json(), self.timing.consecutive_failures):
+            self._wake.set()
         self.metrics.observed(dict(report.sites), report.seconds)
         self.board.update(vantage=report.to_json())
         if not self.leadership.connected:
@@ -226,11 +245,39 @@ class Controller:
             leading = self.leadership.contend(timeout=interval)
             if self._stop.is_set():
                 break
+            if leading:
+                self._watch_reports()
             decision = self.cycle(leading)
             self._act(decision)
             self._last_cycle = time.monotonic()
             next_at = max(next_at + interval, time.monotonic())
-            self._stop.wait(next_at - time.monotonic())
+            if self._wake.wait(max(0.0, next_at - time.monotonic())):
+                # A decisive report: decide now, though at most four times an interval
+                # (a site down for long keeps every report decisive).
+                next_at = self._last_cycle + interval / 4
+                self._stop.wait(max(0.0, next_at - time.monotonic()))
+            self._wake.clear()
+
+    def _watch_reports(self) -> None:
+        """Once per session: be told when another vantage point publishes (kazoo keeps
+        the watches across reconnects of the session)."""
+        session = self.client.client_id[0] if self.client.client_id else None
+        if session is None or session == self._watching:
+            return
+
+        def published(data: bytes | None, _stat: object) -> bool:
+            with contextlib.suppress(ValueError, TypeError, AttributeError):
+                if data and decisive(json.loads(data), self.timing.consecutive_failures):
+                    self._wake.set()
+            return not self._stop.is_set()
+
+        try:
+            for site in self.topo.sites:
+                self.client.DataWatch(f"{self.state.vantage_path}/{site}", published)
+        except KazooException as exc:
+            log.info("cannot watch the vantage reports yet: %s", exc)
+            return
+        self._watching = session
 
     def cycle(self, leading: bool) -> Decision:
         """One snapshot, one decision, one sentence."""

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import pytest
 import yaml
 
 from orchestrator.checks import CheckResult, Status, Sweep
 from orchestrator.config.loader import validate_text
+from orchestrator.controller.daemon import decisive
 from orchestrator.controller.decision import SiteView
 from orchestrator.controller.vantage import Prober, judge_site, service_targets
 from tests.controller.conftest import topology_doc
@@ -54,3 +56,20 @@ def test_the_streak_counts_consecutive_down_probes_and_resets() -> None:
     reports = [prober.probe("dc1", 1.0) for _ in range(4)]
     assert [r.sites["dc1"].streak for r in reports] == [1, 2, 0, 1]
     assert [r.seq for r in reports] == [1, 2, 3, 4]  # the leader sees each one change
+
+
+@pytest.mark.parametrize(
+    ("sites", "wakes"),
+    [
+        ({"dc1": {"status": "down", "streak": 3}, "dc2": {"status": "ok", "streak": 0}}, True),
+        ({"dc1": {"status": "down", "streak": 4}}, True),
+        ({"dc1": {"status": "down", "streak": 2}, "dc2": {"status": "down", "streak": 1}}, False),
+        ({"dc1": {"status": "ok", "streak": 0}}, False),
+        ({}, False),
+        ({"dc1": "garbage"}, False),
+    ],
+)
+def test_a_report_wakes_the_leader_once_a_streak_is_complete(sites, wakes) -> None:
+    # Three failures in a row are the policy here: that report may complete a quorum.
+    assert decisive({"vantage": "witness", "sites": sites}, 3) is wakes
+    assert decisive(None, 3) is False
