@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from orchestrator.adapters.dns import RecordChange, fence_name, verify
+from orchestrator.adapters.dns import RecordChange, fence_name, soa_serials, verify
 from orchestrator.adapters.dns.rfc2136 import FenceClaim, Rfc2136Provider
 from orchestrator.errors import Failed, LeaseLost
 from tests.adapters.bindlab import BindPair
@@ -130,3 +130,52 @@ def test_racing_claims_leave_the_newest_epoch_holding_the_fence(bind: BindPair, 
         older.apply([RecordChange(MAIL, "A", 60, "192.0.2.20")], epoch=20)
     newer.apply([RecordChange(MAIL, "A", 60, "198.51.100.21")], epoch=21)
     assert _answers(bind, "198.51.100.21")
+
+
+def _serial(bind: BindPair) -> int:
+    return soa_serials(ZONE, [bind.servers[0]])[0].serial
+
+
+def test_a_claiming_update_moves_fence_and_records_in_one_transaction(bind: BindPair,
+                                                                      leader) -> None:
+    leader.claim_fence(30)
+    before = _serial(bind)
+    result = leader.apply_claiming([RecordChange(MAIL, "A", 60, "198.51.100.31")], epoch=31)
+    assert (result.epoch, result.messages) == (31, 1)
+    assert leader.read_fence().epoch == 31
+    assert _serial(bind) == before + 1, "one transaction: the claim and the change together"
+    assert _answers(bind, "198.51.100.31")
+    # Our own epoch already there: a plain fenced update, no second claim.
+    again = leader.apply_claiming([RecordChange(MAIL, "A", 60, "198.51.100.32")], epoch=31)
+    assert again.epoch == 31 and leader.read_fence().epoch == 31
+    assert _answers(bind, "198.51.100.32")
+
+
+def test_a_stale_claiming_update_changes_nothing(bind: BindPair, leader, provider) -> None:
+    provider(ZONE).claim_fence(41)
+    provider(ZONE).apply([RecordChange(MAIL, "A", 60, "198.51.100.41")], epoch=41)
+    before = _serial(bind)
+    with pytest.raises(LeaseLost, match=r"the fence holds epoch=41, newer than ours \(40\)"):
+        leader.apply_claiming([RecordChange(MAIL, "A", 60, "192.0.2.40")], epoch=40)
+    assert _serial(bind) == before
+    assert _answers(bind, "198.51.100.41")
+
+
+def test_a_claiming_update_that_loses_the_race_reads_again_and_stops(bind: BindPair, leader,
+                                                                     provider) -> None:
+    """The fence moves to a newer epoch between our read and our message: the server
+    refuses the message (its prerequisite no longer holds), and the next read stops us."""
+    _set_fence(leader, '"epoch=50"')
+    newer = provider(ZONE)
+    original = leader.read_fence
+
+    def read_then_lose_the_race():
+        seen = original()
+        if seen.epoch == 50:
+            newer.claim_fence(52)
+        return seen
+
+    leader.read_fence = read_then_lose_the_race  # type: ignore[method-assign]
+    with pytest.raises(LeaseLost, match=r"the fence holds epoch=52, newer than ours \(51\)"):
+        leader.apply_claiming([RecordChange(MAIL, "A", 60, "192.0.2.51")], epoch=51)
+    assert original().epoch == 52

@@ -3,8 +3,9 @@
 What the engine calls (one provider per zone):
 
     provider = provider_for(topology, zone)             # Rfc2136Provider | Route53Provider
-    provider.claim_fence(epoch)                         # rfc2136 only; LeaseLost if stale
-    provider.apply(changes_from_params(step.params), epoch=epoch, tag=f"{op}/{step.id}")
+    provider.apply_claiming(changes, epoch=epoch, tag=f"{op}/{step.id}")  # rfc2136:
+                                     # the fence claimed in the same message; LeaseLost if stale
+    provider.apply(changes, epoch=None, tag=...)        # route53
     verify(zone.name, changes, zone.verify_servers, timeout=...)  # → VerifyResult
 
 Errors: Unavailable (silence: retry / next server), Failed (refused, bad key, bad input),

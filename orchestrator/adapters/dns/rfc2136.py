@@ -126,6 +126,53 @@ class Rfc2136Provider:
         log.info("%s", result.describe())
         return result
 
+    def apply_claiming(
+        self, changes: Sequence[RecordChange], *, epoch: int, tag: str | None = None
+    ) -> ApplyResult:
+        """`claim_fence(epoch)` and `apply(changes, epoch=epoch)` in one message where
+        the changes fit in one: the claim's compare-and-set is that message's
+        prerequisite, so it is as atomic as the claim alone. One change for the
+        secondaries to transfer, not two: BIND defers a NOTIFY that comes while it still
+        transfers the previous change, by about half a second."""
+        items = in_zone(changes, self.zone)
+        if any(c.owner() == fence_name(self.zone) for c in items):
+            raise Failed(f"zone {self.zone}: records may not touch the fence record")
+        groups = batches(items, self.batch_bytes) or [[]]
+        for _ in range(_CLAIM_ROUNDS):
+            seen = self.read_fence()
+            if seen.epoch is not None and seen.epoch > epoch:
+                raise LeaseLost(
+                    f"zone {self.zone}: the fence holds epoch={seen.epoch}, newer "
+                    f"than ours ({epoch}) — another leader has taken over; stopping"
+                )
+            if seen.epoch == epoch:
+                return self.apply(changes, epoch=epoch, tag=tag)
+            try:
+                server = self._send_with_retry(
+                    "fenced update",
+                    lambda s=seen: self._update(groups[0], epoch, tag, claiming=s),
+                    fenced=True,
+                )
+            except LeaseLost:
+                log.info(
+                    "zone %s: fence changed while claiming epoch %d; reading it again",
+                    self.zone,
+                    epoch,
+                )
+                continue
+            log.info("%s", FenceClaim(self.zone, epoch, seen.epoch, server).describe())
+            for group in groups[1:]:
+                server = self._send_with_retry(
+                    "update", lambda g=group: self._update(g, epoch, tag), fenced=True
+                )
+            result = ApplyResult(self.zone, server, len(items), len(groups), epoch)
+            log.info("%s", result.describe())
+            return result
+        raise LeaseLost(
+            f"zone {self.zone}: the fence kept changing while claiming epoch "
+            f"{epoch} — another leader is active; stopping"
+        )
+
     def check_key(self) -> str:
         """A signed update that changes nothing, to prove the key is accepted and granted.
 
@@ -213,11 +260,24 @@ class Rfc2136Provider:
         )
 
     def _update(
-        self, group: Sequence[RecordChange], epoch: int | None, tag: str | None
+        self,
+        group: Sequence[RecordChange],
+        epoch: int | None,
+        tag: str | None,
+        claiming: FenceState | None = None,
     ) -> dns.update.Update:
+        """An update of `group`: fenced by `epoch`, or, `claiming` the fence as it was
+        read, moving it to `epoch` in the same message."""
         message = self._message()
-        if epoch is not None:
-            message.present(fence_name(self.zone), fence_rdataset(epoch))
+        name = fence_name(self.zone)
+        if claiming is not None and epoch is not None:
+            if claiming.rdataset is None:
+                message.absent(name, "TXT")
+            else:
+                message.present(name, claiming.rdataset)
+            message.replace(name, FENCE_TTL, "TXT", fence_text(epoch))
+        elif epoch is not None:
+            message.present(name, fence_rdataset(epoch))
         for change in group:
             message.replace(change.owner(), change.ttl, change.rdata())
         if tag is not None:

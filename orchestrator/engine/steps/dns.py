@@ -58,16 +58,14 @@ class DnsUpdateHandler:
                 raise Unavailable(f"{zone.name}: none of {', '.join(candidates)} takes updates")
             zone = zone.model_copy(update={"update_servers": _servers(primaries[:1])})
         provider = provider_for(ctx.topology, zone)
-        epoch = None
-        if isinstance(provider, Rfc2136Provider):
-            # Claim the zone's fence for our epoch, so a deposed leader's later update
-            # is refused by the DNS server itself.
-            provider.claim_fence(ctx.fence.epoch)
-            epoch = ctx.fence.epoch
+        changes, tag = changes_from_params(step.params), f"{ctx.operation.id}/{step.id}"
         ctx.fence.ensure()
-        provider.apply(
-            changes_from_params(step.params), epoch=epoch, tag=f"{ctx.operation.id}/{step.id}"
-        )
+        if isinstance(provider, Rfc2136Provider):
+            # Claim the zone's fence for our epoch in the same message as the change, so
+            # a deposed leader's later update is refused by the DNS server itself.
+            provider.apply_claiming(changes, epoch=ctx.fence.epoch, tag=tag)
+        else:
+            provider.apply(changes, epoch=None, tag=tag)
 
     def verify(self, step: Step, ctx: StepContext) -> None:
         zone, servers = self._expected(step, ctx)
