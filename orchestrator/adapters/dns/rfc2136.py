@@ -127,13 +127,20 @@ class Rfc2136Provider:
         return result
 
     def apply_claiming(
-        self, changes: Sequence[RecordChange], *, epoch: int, tag: str | None = None
+        self,
+        changes: Sequence[RecordChange],
+        *,
+        epoch: int,
+        tag: str | None = None,
+        before_write: Callable[[], None] | None = None,
     ) -> ApplyResult:
         """`claim_fence(epoch)` and `apply(changes, epoch=epoch)` in one message where
         the changes fit in one: the claim's compare-and-set is that message's
         prerequisite, so it is as atomic as the claim alone. One change for the
         secondaries to transfer, not two: BIND defers a NOTIFY that comes while it still
-        transfers the previous change, by about half a second."""
+        transfers the previous change, by about half a second. `before_write` (the
+        caller's own lease check) runs once the fence is read and found not newer,
+        before anything is sent."""
         items = in_zone(changes, self.zone)
         if any(c.owner() == fence_name(self.zone) for c in items):
             raise Failed(f"zone {self.zone}: records may not touch the fence record")
@@ -145,6 +152,8 @@ class Rfc2136Provider:
                     f"zone {self.zone}: the fence holds epoch={seen.epoch}, newer "
                     f"than ours ({epoch}) — another leader has taken over; stopping"
                 )
+            if before_write is not None:
+                before_write()
             if seen.epoch == epoch:
                 return self.apply(changes, epoch=epoch, tag=tag)
             try:

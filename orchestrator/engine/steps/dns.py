@@ -59,12 +59,15 @@ class DnsUpdateHandler:
             zone = zone.model_copy(update={"update_servers": _servers(primaries[:1])})
         provider = provider_for(ctx.topology, zone)
         changes, tag = changes_from_params(step.params), f"{ctx.operation.id}/{step.id}"
-        ctx.fence.ensure()
         if isinstance(provider, Rfc2136Provider):
             # Claim the zone's fence for our epoch in the same message as the change, so
-            # a deposed leader's later update is refused by the DNS server itself.
-            provider.apply_claiming(changes, epoch=ctx.fence.epoch, tag=tag)
+            # a deposed leader's later update is refused by the DNS server itself: a
+            # newer epoch found there stops us before our own lease check even runs.
+            provider.apply_claiming(
+                changes, epoch=ctx.fence.epoch, tag=tag, before_write=ctx.fence.ensure
+            )
         else:
+            ctx.fence.ensure()
             provider.apply(changes, epoch=None, tag=tag)
 
     def verify(self, step: Step, ctx: StepContext) -> None:
