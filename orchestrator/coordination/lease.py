@@ -56,7 +56,8 @@ class Lease:
         if state == KazooState.LOST:
             self._lost = True
             self._connected.clear()
-            log.warning("lost the ZooKeeper session: the lease is gone")
+            if self._lock.is_acquired:  # a process that never took it has nothing to lose
+                log.warning("lost the ZooKeeper session: the lease is gone")
         elif state == KazooState.SUSPENDED:
             self._connected.clear()
             log.warning("ZooKeeper connection suspended: no side effect until re-verified")
