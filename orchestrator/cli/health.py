@@ -8,9 +8,10 @@ input.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated
 
@@ -45,10 +46,22 @@ def _topology(config: Path | None) -> Topology:
     return as_recorded(load(config)[0])
 
 
-def _quiet_adapters() -> None:
-    # Adapters log each refused attempt as a warning for the engine's log; here every
-    # failure is already a result with its reason, so the warnings would only repeat it.
-    logging.getLogger("orchestrator.adapters").setLevel(logging.ERROR)
+def _quiet_adapters(command: Callable[..., None]) -> Callable[..., None]:
+    """Adapters log each refused attempt as a warning for the engine's log; here every
+    failure is already a result with its reason, so the warnings would only repeat it.
+    Quiet for the command only: sitectl may run in a process that logs on (tests)."""
+
+    @functools.wraps(command)
+    def quietly(*args: object, **kwargs: object) -> None:
+        adapters = logging.getLogger("orchestrator.adapters")
+        level = adapters.level
+        adapters.setLevel(logging.ERROR)
+        try:
+            command(*args, **kwargs)
+        finally:
+            adapters.setLevel(level)
+
+    return quietly
 
 
 def _check_sites(topo: Topology, sites: list[str]) -> None:
@@ -60,6 +73,7 @@ def _check_sites(topo: Topology, sites: list[str]) -> None:
         )
 
 
+@_quiet_adapters
 def health(
     config: ConfigOption = None,
     site: Annotated[
@@ -102,7 +116,6 @@ def health(
 
     [b]Example:[/b] sitectl health -c lab/topology.yaml --site dc2
     """
-    _quiet_adapters()
     topo = _topology(config)
     _check_sites(topo, site or [])
     bad = [s for s in system or [] if s not in SYSTEMS]
@@ -178,6 +191,7 @@ def figures_text(figures: Mapping[str, float]) -> str:
     )
 
 
+@_quiet_adapters
 def readiness_command(
     to: Annotated[str, typer.Option("--to", help="The site a failover would move to.")],
     config: ConfigOption = None,
@@ -192,7 +206,6 @@ def readiness_command(
 
     [b]Example:[/b] sitectl readiness --to dc2
     """
-    _quiet_adapters()
     topo = _topology(config)
     if to not in topo.datacenters():
         fail(
