@@ -22,6 +22,7 @@ from orchestrator.adapters.probes import Answer, Login, probe
 from orchestrator.checks import Status, application
 from orchestrator.config.model import Topology
 from tests.checks.topologies import topology
+from tests.loopback import listener, serving
 
 USER = "sitectl-probe@example.com"
 PASSWORD = 'pa ss"word'  # a space and a quote: imaplib must quote it, the server unquote it
@@ -37,20 +38,13 @@ class FakeImap:
 
     @contextlib.contextmanager
     def running(self) -> Iterator[FakeImap]:
-        server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        server.bind(("127.0.0.1", 0))
-        server.listen(8)
+        server = listener()
         server.settimeout(0.05)
         self.port = server.getsockname()[1]
-        stop = threading.Event()
-        thread = threading.Thread(target=self._serve, args=(server, stop), daemon=True)
-        thread.start()
         try:
-            yield self
+            with serving(lambda stop: self._serve(server, stop)):
+                yield self
         finally:
-            stop.set()
-            thread.join(timeout=5)
             server.close()
 
     def _serve(self, server: socket.socket, stop: threading.Event) -> None:

@@ -16,6 +16,8 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from tests.loopback import listener, serving
+
 # What the DNS peer sends back over TCP for one message: bytes sent as they are (the
 # caller frames them, or deliberately does not), or None to close the connection.
 TcpReply = Callable[[bytes], bytes | None]
@@ -53,14 +55,10 @@ class HostileDns:
     def running(self) -> Iterator[HostileDns]:
         tcp, udp = _pair(self.address)
         self.port = tcp.getsockname()[1]
-        stop = threading.Event()
-        thread = threading.Thread(target=self._serve, args=(tcp, udp, stop), daemon=True)
-        thread.start()
         try:
-            yield self
+            with serving(lambda stop: self._serve(tcp, udp, stop)):
+                yield self
         finally:
-            stop.set()
-            thread.join(timeout=5)
             tcp.close()
             udp.close()
 
@@ -140,20 +138,13 @@ class HostileHttp:
 
     @contextlib.contextmanager
     def running(self) -> Iterator[HostileHttp]:
-        server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        server.bind(("127.0.0.1", 0))
-        server.listen(16)
+        server = listener(16)
         self.port = server.getsockname()[1]
-        stop = threading.Event()
         held: list[socket.socket] = []
-        thread = threading.Thread(target=self._serve, args=(server, stop, held), daemon=True)
-        thread.start()
         try:
-            yield self
+            with serving(lambda stop: self._serve(server, stop, held)):
+                yield self
         finally:
-            stop.set()
-            thread.join(timeout=5)
             for conn in held:
                 conn.close()
             server.close()
