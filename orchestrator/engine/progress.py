@@ -78,6 +78,13 @@ def changed_anything(plan: Plan, records: Records) -> bool:
 def where_is_the_service(plan: Plan, records: Records) -> str:
     """One sentence: which site holds the data and serves, judged from the checkpoints."""
     old, new = plan.from_site, plan.to_site
+    if plan.mode == "reprotect":
+        # A reprotect never stops the active site: only its mirrors' direction moves.
+        if _finished(plan, records, Phase.REPROTECT):
+            return f"{old} is active and protects towards {new}"
+        if not _started(plan, records, {Phase.REPROTECT}):
+            return f"{old} is active and serves: nothing was changed yet"
+        return f"{old} is active and serves; its protection towards {new} is half-done"
     if all(status_of(records, s) in FINISHED_STEP for s in plan.steps()):
         return f"{new} is active: every step finished"
     if not _started(plan, records, _SIDE_EFFECTS):
@@ -99,13 +106,9 @@ def where_is_the_service(plan: Plan, records: Records) -> str:
 
 def recovery_advice(plan: Plan, records: Records, op_id: str) -> str:
     """What to run next: resume forward, or roll back while the old site still can."""
-    resume = f"`sitectl resume {op_id}` continues from the last checkpoint"
-    if not _started(plan, records, {Phase.BREAK_MIRRORS, Phase.MOUNT}):
-        return (
-            f"{resume}; or roll back: mount the volumes and start the application on "
-            f"{plan.from_site} again (`sitectl runbook` lists the commands) — no data has moved"
-        )
-    return f"{resume}; rolling back now would need the mirrors reversed, so go forward"
+    return _forward_or_back(
+        plan, records, f"`sitectl resume {op_id}` continues from the last checkpoint"
+    )
 
 
 def abort_advice(plan: Plan, records: Records) -> str:
@@ -119,7 +122,14 @@ def abort_advice(plan: Plan, records: Records) -> str:
     )
     if not _started(plan, records, _SIDE_EFFECTS | {Phase.REPROTECT}):
         return f"nothing to roll back; `{again}` starts it again"
-    forward = f"to go forward, run `{again}` again: it skips what is already done"
+    return _forward_or_back(
+        plan, records, f"to go forward, run `{again}` again: it skips what is already done"
+    )
+
+
+def _forward_or_back(plan: Plan, records: Records, forward: str) -> str:
+    if plan.mode == "reprotect":
+        return f"{forward}; the service on {plan.from_site} is not affected meanwhile"
     if not _started(plan, records, {Phase.BREAK_MIRRORS, Phase.MOUNT}):
         return (
             f"{forward}; or roll back: mount the volumes and start the application on "

@@ -374,7 +374,7 @@ def test_a_reprotect_facing_a_failing_store_fails_whole_and_says_where(
     assert SECRET not in (record.detail or "") + done.op.message
     assert done.op.message.startswith(f"step {step} failed: "), done.op.message
     assert f"sitectl resume {done.op.id}" in done.op.message, done.op.message
-    assert "dc2 is still active" in done.op.message, done.op.message  # a reprotect's where
+    assert "dc2 is active and serves" in done.op.message, done.op.message  # a reprotect's where
     # The active store is as it was but for sitectl's fence: the same objects, and
     # replicating nowhere (the new direction is set only after the old one is gone).
     assert objects() == before

@@ -18,7 +18,7 @@ from orchestrator.engine.records import (
     StepStatus,
 )
 from orchestrator.errors import Failed, LeaseLost, Unavailable
-from orchestrator.plan import Action, Plan, assumed_state, build_plan
+from orchestrator.plan import Action, Plan, assumed_state, build_plan, build_reprotect_plan
 from tests.unit.engine_fakes import FakeFence, MemoryStore, ScriptedHandler, operation_record
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "inventories/example-zimbra/topology.yaml"
@@ -287,6 +287,26 @@ def test_where_the_service_is_after_a_stop(topo, finished_phases, where, rollbac
         "roll back: mount the volumes and start the application on dc1"
         in recovery_advice(plan, records, "op")
     ) is rollback
+
+
+@pytest.mark.parametrize(
+    ("finished", "where"),
+    [
+        (0, "dc1 is active and serves: nothing was changed yet"),
+        (1, "dc1 is active and serves; its protection towards dc2 is half-done"),
+        (None, "dc1 is active and protects towards dc2"),
+    ],
+)
+def test_where_a_reprotect_leaves_the_service(topo, finished, where) -> None:
+    """A reprotect never stops the active site: it is never "still" active as if a move
+    had begun, and there is nothing to roll back."""
+    plan = build_reprotect_plan(topo, assumed_state(topo))
+    steps = list(plan.steps())[:finished] if finished is not None else list(plan.steps())
+    records = {s.id: StepRecord(s.id, StepStatus.DONE) for s in steps}
+    assert where_is_the_service(plan, records) == where
+    advice = recovery_advice(plan, records, "op")
+    assert advice.startswith("`sitectl resume op` continues")
+    assert "roll back" not in advice and "dc1 is not affected" in advice
 
 
 def test_the_digest_changes_when_the_plan_does(topo) -> None:
