@@ -147,11 +147,7 @@ class Rfc2136Provider:
         groups = batches(items, self.batch_bytes) or [[]]
         for _ in range(_CLAIM_ROUNDS):
             seen = self.read_fence()
-            if seen.epoch is not None and seen.epoch > epoch:
-                raise LeaseLost(
-                    f"zone {self.zone}: the fence holds epoch={seen.epoch}, newer "
-                    f"than ours ({epoch}) — another leader has taken over; stopping"
-                )
+            self._refuse_newer(seen, epoch)
             if before_write is not None:
                 before_write()
             if seen.epoch == epoch:
@@ -177,10 +173,7 @@ class Rfc2136Provider:
             result = ApplyResult(self.zone, server, len(items), len(groups), epoch)
             log.info("%s", result.describe())
             return result
-        raise LeaseLost(
-            f"zone {self.zone}: the fence kept changing while claiming epoch "
-            f"{epoch} — another leader is active; stopping"
-        )
+        raise self._kept_changing(epoch)
 
     def check_key(self) -> str:
         """A signed update that changes nothing, to prove the key is accepted and granted.
@@ -238,11 +231,7 @@ class Rfc2136Provider:
         """
         for _ in range(_CLAIM_ROUNDS):
             seen = self.read_fence()
-            if seen.epoch is not None and seen.epoch > epoch:
-                raise LeaseLost(
-                    f"zone {self.zone}: the fence holds epoch={seen.epoch}, newer "
-                    f"than ours ({epoch}) — another leader has taken over; stopping"
-                )
+            self._refuse_newer(seen, epoch)
             if seen.epoch == epoch:
                 return FenceClaim(self.zone, epoch, epoch, "-", already_held=True)
             server = self._cas(seen, epoch)
@@ -253,7 +242,17 @@ class Rfc2136Provider:
             log.info(
                 "zone %s: fence changed while claiming epoch %d; reading it again", self.zone, epoch
             )
-        raise LeaseLost(
+        raise self._kept_changing(epoch)
+
+    def _refuse_newer(self, seen: FenceState, epoch: int) -> None:
+        if seen.epoch is not None and seen.epoch > epoch:
+            raise LeaseLost(
+                f"zone {self.zone}: the fence holds epoch={seen.epoch}, newer "
+                f"than ours ({epoch}) — another leader has taken over; stopping"
+            )
+
+    def _kept_changing(self, epoch: int) -> LeaseLost:
+        return LeaseLost(
             f"zone {self.zone}: the fence kept changing while claiming epoch "
             f"{epoch} — another leader is active; stopping"
         )
