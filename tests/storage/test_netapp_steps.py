@@ -17,7 +17,14 @@ from orchestrator.plan.build import build_plan, build_reprotect_plan
 from orchestrator.plan.model import Plan
 from orchestrator.plan.observed import ObservedState, assumed_state
 from tests.checks.topologies import topology
-from tests.storage.ontap_fake import FakeOntap, install, netapp_topology, record
+from tests.storage.ontap_fake import (
+    CLUSTERS,
+    PATHS,
+    FakeOntap,
+    install,
+    netapp_topology,
+    record,
+)
 from tests.unit.engine_fakes import FakeFence, operation_record
 
 STARTED = 1_800_000_000.0
@@ -162,6 +169,33 @@ def test_a_paused_reverse_is_not_verified(ontap: FakeOntap, tmp_path: Path) -> N
     assert MirrorHandler("reverse").check(step, ctx) is False
     with pytest.raises(Unavailable, match="not yet mirrored from dc2"):
         MirrorHandler("reverse").verify(step, ctx)
+
+
+def test_reverse_names_the_standby_as_destination_and_the_active_copy_as_source(
+    tmp_path: Path,
+) -> None:
+    # playbooks/tasks/netapp.yml resyncs the standby's copy from the active one, and reads
+    # the active copy's cluster first to find the failover's break; secrets stay named.
+    plan, ctx = reprotect(netapp_topology(), tmp_path)
+    extra = MirrorHandler("reverse").call(plan.step("reprotect/mail"), ctx).extravars
+    assert {k: v for k, v in extra.items() if k.startswith("netapp_")} == {
+        "netapp_cluster": CLUSTERS["dc1"],
+        "netapp_destination_path": PATHS["dc1"],
+        "netapp_credentials_env": "ONTAP_DC1_TEST",
+        "netapp_credentials_file": "",
+        "netapp_export": "nfs-dc2:/mail",
+        "netapp_source_cluster": CLUSTERS["dc2"],
+        "netapp_source_path": PATHS["dc2"],
+        "netapp_source_credentials_env": "ONTAP_DC2_TEST",
+        "netapp_source_credentials_file": "",
+    }
+
+
+def test_only_a_reverse_names_a_source(tmp_path: Path) -> None:
+    plan, ctx = switchover(netapp_topology(), tmp_path, [])
+    extra = MirrorHandler("break").call(plan.step("break-mirrors/mail"), ctx).extravars
+    assert extra["netapp_destination_path"] == PATHS["dc2"]
+    assert not [k for k in extra if k.startswith("netapp_source")]
 
 
 # --- mounts and the command driver ------------------------------------------------

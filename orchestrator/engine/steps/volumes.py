@@ -68,6 +68,18 @@ def _extravars(topo: Topology, vol: Volume, action: str, site: str, plan_to: str
             "netapp_credentials_file": str(topo.resolve(creds.file)) if creds.file else "",
             "netapp_export": vol.sites[site].export if site in vol.sites else "",
         }
+        if action == "reverse":
+            # The reversed relationship's source is the active site's copy; the playbook
+            # reads that copy's cluster to check the failover's break before resyncing.
+            src = vol.sites[site]
+            extra |= {
+                "netapp_source_cluster": src.cluster,
+                "netapp_source_path": f"{src.svm}:{src.volume}",
+                "netapp_source_credentials_env": src.credentials.env or "",
+                "netapp_source_credentials_file": (
+                    str(topo.resolve(src.credentials.file)) if src.credentials.file else ""
+                ),
+            }
     return extra
 
 
