@@ -1,19 +1,25 @@
 """Every playbook and task file parses, and ansible-lint passes on playbooks/.
 
 The NetApp tasks cannot run here (no ONTAP cluster), so parsing and linting are what
-keeps them honest. ``include_tasks`` is dynamic: ``--syntax-check`` does not open the
-file it names, so each task file is also checked through a wrapper play that imports it
-statically.
+keeps them honest. They use the netapp.ontap collection, which the ``ansible`` package
+(a runtime dependency) ships: a venv without it fails here, never skips, since a syntax
+check that cannot resolve a module proves nothing about its arguments.
+``include_tasks`` is dynamic: ``--syntax-check`` does not open the file it names, so each
+task file is also checked through a wrapper play that imports it statically.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOKS = ROOT / "playbooks"
@@ -21,6 +27,9 @@ BIN = Path(sys.executable).parent
 PLAYBOOK_FILES = sorted(PLAYBOOKS.glob("*.yml"))
 TASK_FILES = sorted((PLAYBOOKS / "tasks").rglob("*.yml"))
 LINT_TIMEOUT_S = 120
+NETAPP_TASKS = PLAYBOOKS / "tasks" / "netapp.yml"
+# A task's module key, e.g. "    netapp.ontap.na_ontap_snapmirror:".
+NETAPP_MODULE = re.compile(r"^\s*(netapp\.ontap\.\w+):", re.M)
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
@@ -67,6 +76,73 @@ def test_the_files_to_check_are_found() -> None:
     # A moved directory must fail here, not turn the checks below into nothing.
     assert {p.name for p in PLAYBOOK_FILES} >= {"app.yml", "dns-role.yml", "volume.yml"}
     assert PLAYBOOKS / "tasks" / "netapp.yml" in TASK_FILES
+
+
+def netapp_module_docs(tmp_path: Path) -> tuple[list[str], dict[str, Any]]:
+    """The netapp.ontap modules netapp.yml uses, and the docs ansible-doc finds for them."""
+    used = sorted(set(NETAPP_MODULE.findall(NETAPP_TASKS.read_text())))
+    run = subprocess.run(
+        [str(BIN / "ansible-doc"), "--json", "-t", "module", *used],
+        capture_output=True,
+        text=True,
+        env=_env(tmp_path),
+        timeout=120,
+        check=False,
+    )
+    docs = json.loads(run.stdout or "{}")
+    missing = [m for m in used if m not in docs]
+    assert not missing, (
+        f"playbooks/tasks/netapp.yml uses {', '.join(missing)}, which this venv cannot "
+        f"resolve: install sitectl's dependencies (the ansible package ships netapp.ontap)"
+        f"\n{run.stderr}"
+    )
+    return used, docs
+
+
+def unknown_options(args: dict[str, Any], options: dict[str, Any], where: str) -> list[str]:
+    """`where.key` for each key of `args` that `options` (ansible-doc's) does not name."""
+    known = {name: spec for name, spec in options.items()}
+    for spec in options.values():
+        known |= {alias: spec for alias in spec.get("aliases") or []}
+    found = []
+    for key, value in args.items():
+        if key not in known:
+            found.append(f"{where}.{key}")
+        elif isinstance(value, dict) and known[key].get("suboptions"):
+            found += unknown_options(value, known[key]["suboptions"], f"{where}.{key}")
+    return found
+
+
+def netapp_tasks(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every task of `tasks`, blocks opened (block, rescue, always)."""
+    found = []
+    for task in tasks:
+        found.append(task)
+        for part in ("block", "rescue", "always"):
+            found += netapp_tasks(task.get(part) or [])
+    return found
+
+
+def test_the_netapp_ontap_modules_resolve(tmp_path: Path) -> None:
+    used, _ = netapp_module_docs(tmp_path)
+    assert "netapp.ontap.na_ontap_snapmirror" in used
+
+
+def test_the_netapp_tasks_pass_only_options_the_modules_have(tmp_path: Path) -> None:
+    # Neither --syntax-check nor ansible-lint checks a collection module's options when
+    # its values are templated, and nothing here can run them against ONTAP.
+    used, docs = netapp_module_docs(tmp_path)
+    options = {m: docs[m]["doc"]["options"] for m in used}
+    unknown = []
+    for task in netapp_tasks(yaml.safe_load(NETAPP_TASKS.read_text())):
+        for module in used:
+            if module in task:
+                unknown += unknown_options(task[module], options[module], task["name"])
+        for group, defaults in (task.get("module_defaults") or {}).items():
+            assert group == "group/netapp.ontap.netapp_ontap", group
+            for module in used:
+                unknown += unknown_options(defaults, options[module], f"{group} for {module}")
+    assert not unknown, f"options the netapp.ontap modules do not have: {unknown}"
 
 
 @pytest.mark.parametrize("playbook", PLAYBOOK_FILES, ids=lambda p: p.name)
