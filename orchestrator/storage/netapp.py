@@ -13,9 +13,10 @@ none here. What it does:
 * `volume_status()`: the relationship a topology volume names, found on the
   destination's cluster by its ``svm:volume`` path (`OntapDestination`), its ends named
   by site; the mirror health check and the engine's mirror steps read it.
-* Not done here: `reverse()` (ONTAP's reverse resync needs the relationship recreated
-  from the other cluster; do it with the array's runbook), `mount()`/`unmount()` (a host
-  operation, done by the playbooks). They raise `Failed` saying so.
+* Not done here: `reverse()` (ONTAP's reverse resync recreates the relationship from
+  the other cluster: the netapp playbook does it with the netapp.ontap collection),
+  `mount()`/`unmount()` (a host operation, done by the playbooks). They raise `Failed`
+  saying so.
 
 Errors: timeouts, connection errors, 429 and 5xx are `Unavailable`; other 4xx are
 `Failed` with ONTAP's own ``error.message``.
@@ -191,8 +192,8 @@ class OntapSnapMirror:
         return self.status()
 
     def reverse(self, new_source: str | None = None) -> MirrorStatus:
-        raise Failed("reverse resync is not implemented by the ONTAP client: follow the "
-                     "array runbook (snapmirror resync from the other cluster)")
+        raise Failed("reverse resync is not done by the ONTAP client: the netapp playbook "
+                     "(playbooks/tasks/netapp.yml) does it with the netapp.ontap collection")
 
     def mount(self, site: str) -> None:
         raise Failed("mounting is a host operation: use the mount playbook, not the array")
