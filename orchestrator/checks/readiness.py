@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from orchestrator.checks import ldap, mirrors, object_store
@@ -43,10 +43,14 @@ class Readiness:
     limits: Mapping[str, float]
     reasons: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()  # how upper bounds were obtained
+    # Each replicator's own figure (a volume's mirror, an LDAP writer, a bucket), of which
+    # `loss` keeps the worst per kind; None: unknown.
+    replicators: Mapping[str, float | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "loss", MappingProxyType(dict(self.loss)))
         object.__setattr__(self, "limits", MappingProxyType(dict(self.limits)))
+        object.__setattr__(self, "replicators", MappingProxyType(dict(self.replicators)))
 
     def describe(self) -> str:
         if not self.ready:
@@ -62,6 +66,7 @@ class Readiness:
             "ready": self.ready,
             "loss": dict(self.loss),
             "limits": dict(self.limits),
+            "replicators": dict(self.replicators),
             "reasons": list(self.reasons),
             "notes": list(self.notes),
             "verdict": self.describe(),
@@ -85,16 +90,20 @@ def readiness(
     if sweep is None:
         sweep = run_checks(topo, SYSTEMS)
     estimates: dict[str, Estimate] = {}
+    each: dict[str, float | None] = {}
     if topo.volumes:
-        estimates["volume"] = volume_loss(topo, to_site, sweep.for_system(mirrors.SYSTEM))
+        estimates["volume"] = volume_loss(topo, to_site, sweep.for_system(mirrors.SYSTEM), each)
     if topo.ldap is not None:
-        estimates["ldap"] = ldap_loss(topo, to_site, sweep.for_system(ldap.SYSTEM), clock())
+        estimates["ldap"] = ldap_loss(
+            topo, to_site, sweep.for_system(ldap.SYSTEM), clock(), each
+        )
     if topo.object_store is not None:
         estimates["object_store"] = object_store_loss(
-            topo, to_site, sweep.for_system(object_store.SYSTEM)
+            topo, to_site, sweep.for_system(object_store.SYSTEM), each
         )
     bounds = {"volume": limits.volume, "ldap": limits.ldap, "object_store": limits.object_store}
-    return verdict(to_site, estimates, {k: bounds[k] for k in estimates})
+    found = verdict(to_site, estimates, {k: bounds[k] for k in estimates})
+    return replace(found, replicators=each)
 
 
 def verdict(
@@ -133,16 +142,27 @@ def _label(kind: str) -> str:
 # --- volumes --------------------------------------------------------------------
 
 
-def volume_loss(topo: Topology, to_site: str, results: Sequence[CheckResult]) -> Estimate:
-    worst = Estimate(0.0)
+def volume_loss(
+    topo: Topology,
+    to_site: str,
+    results: Sequence[CheckResult],
+    each: dict[str, float | None] | None = None,
+) -> Estimate:
+    """The worst volume's estimate (an unknown one first); `each` gets every volume's."""
+    ones = []
     for volume in topo.volumes:
         found = next((r for r in results if r.target == mirrors.target(volume.name)), None)
-        one = _one_volume(volume.name, to_site, found)
-        if one.seconds is None:
-            return one
-        if worst.seconds is not None and one.seconds > worst.seconds:
-            worst = one
-    return worst
+        ones.append(_one_volume(volume.name, to_site, found))
+        if each is not None:
+            each[f"volume mirror {volume.name}"] = ones[-1].seconds
+    return _worst(ones)
+
+
+def _worst(ones: Sequence[Estimate]) -> Estimate:
+    unknown = [one for one in ones if one.seconds is None]
+    if unknown:
+        return unknown[0]
+    return max(ones, key=lambda one: one.seconds or 0.0, default=Estimate(0.0))
 
 
 def _one_volume(name: str, to_site: str, result: CheckResult | None) -> Estimate:
@@ -162,8 +182,16 @@ def _one_volume(name: str, to_site: str, result: CheckResult | None) -> Estimate
 # --- LDAP -----------------------------------------------------------------------
 
 
-def ldap_loss(topo: Topology, to_site: str, results: Sequence[CheckResult], now: float) -> Estimate:
+def ldap_loss(
+    topo: Topology,
+    to_site: str,
+    results: Sequence[CheckResult],
+    now: float,
+    each: dict[str, float | None] | None = None,
+) -> Estimate:
+    """The worst writer's loss; `each` gets every writer's (sid) of the other site."""
     assert topo.ldap is not None
+    each = {} if each is None else each
     seen = ldap.views(results)
     masters = topo.ldap.masters
     held_by_target = [seen[m.uri] for m in masters if m.site == to_site and m.uri in seen]
@@ -173,20 +201,26 @@ def ldap_loss(topo: Topology, to_site: str, results: Sequence[CheckResult], now:
     for writer in (m for m in masters if m.site != to_site):
         sid = writer.server_id
         held = max((v[sid] for v in held_by_target if sid in v), default=None)
+        name = f"LDAP sid {sid} ({writer.uri})"
         if writer.uri in seen:
             own = seen[writer.uri].get(sid)
             if own is None:
+                each[name] = 0.0
                 continue  # it never wrote: nothing of it to lose
             if held is None:
+                each[name] = None
                 return Estimate(None, why=f"{to_site} holds no change written at sid {sid}")
+            each[name] = max(0.0, own - held)
             if own - held > worst:
-                worst, subject = own - held, f"LDAP sid {sid} ({writer.uri})"
+                worst, subject = own - held, name
         elif held is not None:
             # The writer is silent: everything after the newest change we hold may be lost.
+            each[name] = max(0.0, now - held)
             if now - held > worst:
-                worst, subject = now - held, f"LDAP sid {sid} ({writer.uri})"
+                worst, subject = now - held, name
             bounded.append(sid)
         elif any(sid in v for v in seen.values()):
+            each[name] = None
             return Estimate(
                 None, why=f"sid {sid} does not answer and {to_site} holds none of its changes"
             )
@@ -204,18 +238,22 @@ def ldap_loss(topo: Topology, to_site: str, results: Sequence[CheckResult], now:
 # --- object store ---------------------------------------------------------------
 
 
-def object_store_loss(topo: Topology, to_site: str, results: Sequence[CheckResult]) -> Estimate:
+def object_store_loss(
+    topo: Topology,
+    to_site: str,
+    results: Sequence[CheckResult],
+    each: dict[str, float | None] | None = None,
+) -> Estimate:
+    """The worst replicated bucket's estimate; `each` gets every bucket's."""
     assert topo.object_store is not None
     if to_site == topo.active_site:
         return Estimate(0.0)
-    worst = Estimate(0.0)
+    ones = []
     for bucket in (b for b in topo.object_store.buckets if b.replicated):
-        one = _one_bucket(bucket.name, topo.active_site, to_site, results)
-        if one.seconds is None:
-            return one
-        if worst.seconds is not None and one.seconds >= worst.seconds:
-            worst = one
-    return worst
+        ones.append(_one_bucket(bucket.name, topo.active_site, to_site, results))
+        if each is not None:
+            each[f"bucket {bucket.name}"] = ones[-1].seconds
+    return _worst(ones)
 
 
 def _one_bucket(bucket: str, source: str, to_site: str, results: Sequence[CheckResult]) -> Estimate:

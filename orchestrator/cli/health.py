@@ -220,6 +220,9 @@ def readiness_command(
         for kind, loss in verdict.loss.items():
             shown = "unknown" if loss is None else f"{loss:.1f} s"
             console.print(f"{kind:<13} loss {shown:>10}   limit {verdict.limits[kind]:g} s")
+        for name, loss in verdict.replicators.items():  # the figures behind the worst
+            shown = "unknown" if loss is None else f"{loss:.1f} s"
+            console.print(f"  {name:<48} {shown:>10}", markup=False)
         for note in verdict.notes:
             console.print(f"note: {note}", markup=False)
         console.print(verdict.describe(), markup=False)

@@ -155,6 +155,25 @@ def test_ldap_lag_is_the_writer_minus_the_best_target_master() -> None:
     )
 
 
+def test_each_replicator_has_its_own_figure_behind_the_worst() -> None:
+    verdict_ = judge(
+        mirror_result(2.0),
+        *healthy_store(0.5),
+        master(1, s1=NOW - 10),
+        master(2, s2=NOW - 30),
+        master(3, s1=NOW - 15, s2=NOW - 90),
+        master(4, s1=NOW - 12),
+    )
+    assert verdict_.replicators == {
+        "volume mirror mailstore": 2.0,
+        "LDAP sid 1 (ldap://127.0.1.11:389)": 2.0,  # dc2's best master holds NOW - 12
+        "LDAP sid 2 (ldap://127.0.1.12:389)": 60.0,
+        "bucket mail-blobs": 0.5,
+    }
+    assert verdict_.loss == {"volume": 2.0, "ldap": 60.0, "object_store": 0.5}
+    assert verdict_.to_json()["replicators"] == dict(verdict_.replicators)
+
+
 def test_with_the_old_site_gone_ldap_is_bounded_by_what_the_target_holds() -> None:
     verdict_ = judge(
         mirror_result(1.0),
