@@ -22,7 +22,7 @@ from orchestrator.drill.measure import BadTargets, parse_targets, targets, verdi
 from orchestrator.drill.model import DrillRecord
 from orchestrator.drill.report import ReportPaths, report_json, when_text, write_reports
 from orchestrator.drill.run import DrillOptions, Watcher, run_drill
-from orchestrator.engine.executor import Events
+from orchestrator.engine.executor import Events, NoEvents
 from orchestrator.plan import Plan
 
 drill_app = typer.Typer(
@@ -59,15 +59,7 @@ class _CliWatcher(Watcher):
     @contextmanager
     def engine(self, plan: Plan) -> Iterator[Events]:  # type: ignore[override]
         with _live(plan, quiet=self.quiet) as spinners:
-            yield spinners or _Quiet()
-
-
-class _Quiet:
-    def step_started(self, step: object) -> None:
-        pass
-
-    def step_finished(self, step: object, record: object) -> None:
-        pass
+            yield spinners or NoEvents()
 
 
 def _summary(record: DrillRecord, paths: ReportPaths) -> None:

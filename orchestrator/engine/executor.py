@@ -48,7 +48,6 @@ from orchestrator.engine.records import (
     StepRecord,
     StepStatus,
 )
-from orchestrator.engine.steps.common import reporting_tasks
 from orchestrator.errors import Failed, LeaseLost, Unavailable
 from orchestrator.plan.model import Action, Plan, Step
 
@@ -262,15 +261,14 @@ class Executor:
         if record.status in FINISHED_STEP:
             return record
         record, version = self.begin(op, step, record, version)
-        with reporting_tasks(lambda host, task: self.task_started(step.id, host, task)):
-            status, detail = self._attempt(step, self.handlers[step.action], self.context(op))
+        ctx = replace(
+            self.context(op), on_task=lambda host, task: self.task_started(step.id, host, task)
+        )
+        status, detail = self._attempt(step, self.handlers[step.action], ctx)
         return self.finish(op, step, record, version, status, detail)
 
     def task_started(self, step_id: str, host: str, task: str) -> None:
-        # An Events written before this hook existed (the drill's quiet one) lacks it.
-        hook = getattr(self.events, "task_started", None)
-        if hook is not None:
-            hook(step_id, host, task)
+        self.events.task_started(step_id, host, task)
 
     def context(self, op: OperationRecord) -> StepContext:
         return StepContext(

@@ -29,6 +29,9 @@ class StepContext:
     log: Callable[[str], None]
     # Figures a step measured, for the summary and the drill report (e.g. lag seconds).
     figures: dict[str, object] = field(default_factory=dict)
+    # on_task(host, task): a task of the step's own playbook run started on a host (the
+    # progress display); set by the executor for the step it runs.
+    on_task: Callable[[str, str], None] | None = None
 
 
 class StepHandler(Protocol):

@@ -4,13 +4,10 @@ hosts and probes in the topology."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from orchestrator.adapters.ansible import PlaybookCall, PlaybookResult, TaskHook, run_playbook
+from orchestrator.adapters.ansible import PlaybookCall, PlaybookResult, run_playbook
 from orchestrator.adapters.probes import ProbeResult, canary_subject, find_message, probe
 from orchestrator.adapters.secrets import read_secret
 from orchestrator.checks.application import probe_login
@@ -21,20 +18,6 @@ from orchestrator.errors import Failed
 from orchestrator.plan.model import Step
 
 PROBE_TIMEOUT_S = 3.0
-# Where the tasks of a playbook a step runs on its own are reported (the progress
-# display). Set by the executor around each step, in the thread that runs it: the
-# handlers' StepContext (engine/handlers.py) has no place for it.
-_TASK_HOOK: ContextVar[TaskHook | None] = ContextVar("sitectl_task_hook", default=None)
-
-
-@contextmanager
-def reporting_tasks(hook: TaskHook) -> Iterator[None]:
-    """Report the tasks of the playbooks run in this block to `hook(host, task)`."""
-    token = _TASK_HOOK.set(hook)
-    try:
-        yield
-    finally:
-        _TASK_HOOK.reset(token)
 
 
 def step_timeout(topo: Topology, step: Step) -> float:
@@ -71,7 +54,7 @@ def run_call(ctx: StepContext, step: Step, call: PlaybookCall) -> PlaybookResult
         extravars=call.extravars,
         artifacts=ctx.artifacts / encode_step_id(step.id),
         timeout=step_timeout(topo, step),
-        on_task=_TASK_HOOK.get(),
+        on_task=ctx.on_task,
     )
 
 
