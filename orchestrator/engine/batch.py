@@ -532,11 +532,9 @@ class BatchRun:
         record = self.records.get(step.id) or StepRecord(step_id=step.id)
         record, version = ex.begin(self.op, step, record, self.versions.get(step.id))
         try:
-            if ex.retrying(step, lambda: handler.check(step, ctx)):
+            if ex.already_true(step, handler, ctx):
                 ex.finish(self.op, step, record, version, StepStatus.DONE, "already true")
                 return GateAnswer("skip", "already true"), None
-            ex.lease.ensure()  # the last word before changing anything
-            ex.faults.before_apply(step.id)
             handler.starting(step, ctx)
         except Exception as exc:
             status, detail = ex.judge(step, exc)

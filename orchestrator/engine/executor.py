@@ -326,16 +326,23 @@ class Executor:
                 f"skipped: unreachable ({step.site} did not answer when the operation was planned)",
             )
         try:
-            if self.retrying(step, lambda: handler.check(step, ctx)):
+            if self.already_true(step, handler, ctx):
                 return StepStatus.DONE, "already true"
-            self.lease.ensure()  # the last word before changing anything
-            self.faults.before_apply(step.id)
             self.retrying(step, lambda: handler.apply(step, ctx))
             self.faults.inside_step(step.id)
             self.verifying(step, lambda: handler.verify(step, ctx))
             return StepStatus.DONE, "applied and verified"
         except Exception as exc:
             return self.judge(step, exc)
+
+    def already_true(self, step: Step, handler: StepHandler, ctx: StepContext) -> bool:
+        """Ask "already true?" (with retries); if not, make sure we still lead: after
+        False the caller changes the world, here or in a shared playbook run."""
+        if self.retrying(step, lambda: handler.check(step, ctx)):
+            return True
+        self.lease.ensure()  # the last word before changing anything
+        self.faults.before_apply(step.id)
+        return False
 
     def judge(self, step: Step, exc: Exception) -> tuple[StepStatus, str]:
         """What an error raised inside a step means for it; LeaseLost stops everything."""
