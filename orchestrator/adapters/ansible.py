@@ -30,7 +30,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -58,6 +58,9 @@ class PlaybookCall:
     playbook: Path
     hosts: tuple[str, ...]
     extravars: Mapping[str, Any] = field(default_factory=dict)
+    # Tags of the playbook's tasks this call never runs (their `when` is false for it),
+    # left out with --skip-tags: a task skipped by `when` still costs a worker fork.
+    skip_tags: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,7 @@ def run_playbook(
     *,
     timeout: float,
     on_task: TaskHook | None = None,
+    skip_tags: Collection[str] = (),
 ) -> PlaybookResult:
     """Run `playbook` limited to `hosts`; raise Failed/Unavailable unless all are ok."""
     if not hosts:
@@ -122,6 +126,7 @@ def run_playbook(
         artifacts,
         timeout=timeout,
         on_task=on_task,
+        skip_tags=skip_tags,
     )
     missing = set(hosts) - processed
     if missing:
@@ -245,6 +250,7 @@ def run_batch(
             timeout=timeout,
             on_task=step_task if on_task is not None else None,
             batch=True,
+            skip_tags=shared_skips(calls),
         )
     finally:
         server.shutdown()
@@ -252,6 +258,11 @@ def run_batch(
         shutil.rmtree(sockets, ignore_errors=True)
     _raise_for(result)
     return result
+
+
+def shared_skips(calls: Sequence[PlaybookCall]) -> frozenset[str]:
+    """The tags a run of all `calls` may leave out: those none of them runs (pure)."""
+    return frozenset.intersection(*(call.skip_tags for call in calls)) if calls else frozenset()
 
 
 def _sweep_gate_dirs() -> None:
@@ -300,6 +311,7 @@ def _run(
     timeout: float,
     on_task: TaskHook | None = None,
     batch: bool = False,
+    skip_tags: Collection[str] = (),
 ) -> tuple[PlaybookResult, set[str]]:
     artifacts.mkdir(parents=True, exist_ok=True)
     messages: dict[str, str] = {}
@@ -334,6 +346,7 @@ def _run(
         timeout=max(1, int(timeout)),
         event_handler=handle,
         rotate_artifacts=20,
+        skip_tags=",".join(sorted(skip_tags)) or None,
     )
     duration = time.monotonic() - started
     stats = runner.stats or {}

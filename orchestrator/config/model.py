@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -196,6 +196,11 @@ class CommandVolume(_VolumeBase):
 
 
 Volume = Annotated[BtrfsVolume | NetappVolume | CommandVolume, Field(discriminator="driver")]
+# Each kind's `driver` literal, e.g. "btrfs".
+VOLUME_DRIVERS = tuple(
+    get_args(kind.model_fields["driver"].annotation)[0]
+    for kind in (BtrfsVolume, NetappVolume, CommandVolume)
+)
 
 
 class Tsig(Frozen):

@@ -13,6 +13,8 @@ from orchestrator.adapters.ansible import PlaybookCall
 from orchestrator.adapters.probes import Answer, send_canary
 from orchestrator.engine.handlers import StepContext
 from orchestrator.engine.steps.common import (
+    APP_COMMANDS_TAG,
+    APP_SERVICES_TAG,
     PlaybookStep,
     canary_count,
     describe,
@@ -56,6 +58,8 @@ class AppHandler(PlaybookStep):
                 "app_services": list(role.services),
                 "app_commands": role.commands.model_dump() if role.commands else {},
             },
+            # app.yml starts and stops by the role's commands or by its services
+            runs_tags=[APP_COMMANDS_TAG if role.commands else APP_SERVICES_TAG],
         )
 
     def verify(self, step: Step, ctx: StepContext) -> None:

@@ -4,6 +4,7 @@ hosts and probes in the topology."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ from orchestrator.adapters.ansible import PlaybookCall, PlaybookResult, run_play
 from orchestrator.adapters.probes import ProbeResult, canary_subject, find_message, probe
 from orchestrator.adapters.secrets import read_secret
 from orchestrator.checks.application import probe_login
-from orchestrator.config.model import Host, Topology
+from orchestrator.config.model import VOLUME_DRIVERS, Host, Topology
 from orchestrator.coordination.paths import encode_step_id
 from orchestrator.engine.handlers import StepContext
 from orchestrator.errors import Failed
@@ -28,9 +29,34 @@ def step_timeout(topo: Topology, step: Step) -> float:
     )
 
 
+# Tags of our playbooks' tasks that not every call runs (see playbooks/volume.yml): the
+# guard only a person running a playbook by hand needs (sitectl composes each action
+# itself), each volume driver's tasks, and app.yml's two ways to start and stop a role.
+# A call leaves out those it does not run; a task skipped by `when` still costs a fork.
+BY_HAND_TAG = "sitectl_by_hand"
+APP_COMMANDS_TAG = "sitectl_app_commands"
+APP_SERVICES_TAG = "sitectl_app_services"
+
+
+def driver_tag(driver: str) -> str:
+    return f"sitectl_driver_{driver}"
+
+
+TASK_TAGS = frozenset(
+    [BY_HAND_TAG, APP_COMMANDS_TAG, APP_SERVICES_TAG, *map(driver_tag, VOLUME_DRIVERS)]
+)
+
+
 def playbook_call(
-    ctx: StepContext, step: Step, name: str, hosts: tuple[str, ...], extravars: dict[str, Any]
+    ctx: StepContext,
+    step: Step,
+    name: str,
+    hosts: tuple[str, ...],
+    extravars: dict[str, Any],
+    runs_tags: Iterable[str] = (),
 ) -> PlaybookCall:
+    """The call of playbook `name` for `step`; `runs_tags`: the TASK_TAGS of its tasks
+    that may run for it."""
     topo = ctx.topology
     tags = {
         "sitectl_op": ctx.operation.id,
@@ -41,6 +67,7 @@ def playbook_call(
         playbook=topo.resolve(topo.ansible.playbook_dir) / name,
         hosts=hosts,
         extravars={**extravars, **tags},
+        skip_tags=TASK_TAGS - set(runs_tags),
     )
 
 
@@ -55,6 +82,7 @@ def run_call(ctx: StepContext, step: Step, call: PlaybookCall) -> PlaybookResult
         artifacts=ctx.artifacts / encode_step_id(step.id),
         timeout=step_timeout(topo, step),
         on_task=ctx.on_task,
+        skip_tags=call.skip_tags,
     )
 
 

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from orchestrator.adapters.ansible import PlaybookCall
 from orchestrator.config.model import BtrfsVolume, CommandVolume, NetappVolume, Topology, fill
 from orchestrator.engine.handlers import StepContext
-from orchestrator.engine.steps.common import PlaybookStep, playbook_call
+from orchestrator.engine.steps.common import PlaybookStep, driver_tag, playbook_call
 from orchestrator.errors import Failed, Unavailable
 from orchestrator.plan.model import Step
 from orchestrator.storage import BtrfsMirror, MirrorConfig, MirrorState, MirrorStatus, netapp
@@ -149,6 +149,7 @@ class MirrorHandler(PlaybookStep):
             "volume.yml",
             _storage_host(ctx.topology, vol, site),
             _extravars(ctx.topology, vol, self.action, site, ctx.plan.to_site),
+            runs_tags=[driver_tag(vol.driver)],
         )
 
     def verify(self, step: Step, ctx: StepContext) -> None:
@@ -219,6 +220,7 @@ class MountHandler(PlaybookStep):
             "volume.yml",
             step.hosts,
             _extravars(ctx.topology, vol, self.action, site, ctx.plan.to_site),
+            runs_tags=[driver_tag(vol.driver)],
         )
 
     def verify(self, step: Step, ctx: StepContext) -> None:
