@@ -109,9 +109,12 @@ def _key_reader(topo: Topology, zone: DnsZone) -> Callable[[float], CheckResult]
     from orchestrator.adapters.dns.primary import accepting, candidates
 
     def run(timeout: float) -> CheckResult:
-        accepted, refusals = accepting(zone, candidates(zone), topo.base_dir, timeout)
+        accepted, refusals, silent = accepting(zone, candidates(zone), topo.base_dir, timeout)
         refusals = [one_line(r, 200) for r in refusals]
-        first = accepted[0] if accepted else (zone.update_servers or (None,))[0]
+        # With none taking updates, the loss is where a server said nothing (its site
+        # lost the primary: a failover away from it promotes another), not where a
+        # secondary answered that it is not the primary.
+        first = (accepted or silent or [*zone.update_servers, None])[0]
         site = site_of(topo, first.address) if first is not None else None
         where = (SYSTEM, site, f"{UPDATE_PREFIX}{zone.name}")
         if not accepted:

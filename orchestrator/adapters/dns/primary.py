@@ -8,12 +8,14 @@ two primaries, which a reprotect resolves.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
+from typing import NamedTuple
 
 from orchestrator.adapters.dns.retry import NO_RETRY
 from orchestrator.adapters.dns.rfc2136 import Rfc2136Provider
 from orchestrator.config.model import DnsServer, DnsZone
-from orchestrator.errors import SitectlError
+from orchestrator.errors import SitectlError, Unavailable
 
 
 def candidates(zone: DnsZone) -> list[DnsServer]:
@@ -25,18 +27,69 @@ def candidates(zone: DnsZone) -> list[DnsServer]:
     return found
 
 
+class Acceptance(NamedTuple):
+    accepted: list[DnsServer]  # take signed updates: the primary (two: a stale one too)
+    refusals: list[str]  # one reason per server that does not
+    silent: list[DnsServer]  # gave no answer at all: a primary there may be lost
+
+
+def _refusal(
+    zone: DnsZone, server: DnsServer, base_dir: Path, timeout: float
+) -> SitectlError | None:
+    """None if `server` accepts a signed no-op update for the zone, else why not."""
+    single = zone.model_copy(update={"update_servers": (server,)})
+    try:
+        Rfc2136Provider.from_zone(single, base_dir, retry=NO_RETRY, timeout=timeout).check_key()
+    except SitectlError as exc:
+        return exc
+    return None
+
+
 def accepting(
     zone: DnsZone, servers: Sequence[DnsServer], base_dir: Path, timeout: float = 3.0
-) -> tuple[list[DnsServer], list[str]]:
-    """(the servers that accept a signed no-op update, one reason per server that did not)."""
-    accepted: list[DnsServer] = []
-    refusals: list[str] = []
-    for server in servers:
-        single = zone.model_copy(update={"update_servers": (server,)})
-        try:
-            Rfc2136Provider.from_zone(single, base_dir, retry=NO_RETRY, timeout=timeout).check_key()
-        except SitectlError as exc:
-            refusals.append(f"{server}: {exc}")
-            continue
-        accepted.append(server)
-    return accepted, refusals
+) -> Acceptance:
+    """Which of `servers` take signed updates, and why the others do not.
+
+    All are asked at once: a dead site's server costs one timeout, not one each."""
+    if not servers:
+        return Acceptance([], [], [])
+    with ThreadPoolExecutor(max_workers=len(servers)) as pool:
+        answers = list(pool.map(lambda s: _refusal(zone, s, base_dir, timeout), servers))
+    pairs = list(zip(servers, answers, strict=True))
+    return Acceptance(
+        accepted=[s for s, why in pairs if why is None],
+        refusals=[f"{s}: {why}" for s, why in pairs if why is not None],
+        silent=[s for s, why in pairs if isinstance(why, Unavailable)],
+    )
+
+
+def first_accepting(
+    zone: DnsZone, servers: Sequence[DnsServer], base_dir: Path, timeout: float = 3.0
+) -> tuple[DnsServer | None, list[str]]:
+    """(the first of `servers`, in their order, that accepts a signed no-op update; the
+    reasons of those before it that did not).
+
+    All are asked at once, and the answer comes as soon as it is known: the servers after
+    the one found are not waited for, so a dead site's server listed after the primary
+    (the old site's, in a failover) costs nothing."""
+    if not servers:
+        return None, []
+    pool = ThreadPoolExecutor(max_workers=len(servers))
+    try:
+        futures = [pool.submit(_refusal, zone, s, base_dir, timeout) for s in servers]
+        pending: set[Future[SitectlError | None]] = set(futures)
+        while True:
+            refusals: list[str] = []
+            for server, future in zip(servers, futures, strict=True):
+                if not future.done():
+                    break
+                why = future.result()
+                if why is None:
+                    return server, refusals
+                refusals.append(f"{server}: {why}")
+            else:
+                return None, refusals
+            pending = {f for f in pending if not f.done()}
+            wait(pending, return_when=FIRST_COMPLETED)
+    finally:
+        pool.shutdown(wait=False)  # a check still waiting on a dead server ends on its own

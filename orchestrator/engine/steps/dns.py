@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from orchestrator.adapters.ansible import PlaybookCall
 from orchestrator.adapters.dns import changes_for_site, changes_from_params, provider_for, verify
-from orchestrator.adapters.dns.primary import accepting
+from orchestrator.adapters.dns.primary import accepting, first_accepting
 from orchestrator.adapters.dns.rfc2136 import Rfc2136Provider
 from orchestrator.config.model import DnsServer, DnsZone, fill, parse_server
 from orchestrator.engine.handlers import StepContext
@@ -33,7 +33,7 @@ def _servers(texts: Sequence[str]) -> tuple[DnsServer, ...]:
 
 def accepting_now(ctx: StepContext, zone: DnsZone, servers: Sequence[str]) -> list[str]:
     """The given servers that take updates for the zone now (the primary, normally one)."""
-    accepted, refusals = accepting(zone, _servers(servers), ctx.topology.base_dir)
+    accepted, refusals, _ = accepting(zone, _servers(servers), ctx.topology.base_dir)
     for reason in refusals:
         ctx.log(f"{zone.name}: {reason}")
     return [str(s) for s in accepted]
@@ -53,10 +53,18 @@ class DnsUpdateHandler:
         zone = _zone(ctx, step.target)
         if zone.provider == "rfc2136":
             candidates = step.params.get("servers") or [str(s) for s in zone.update_servers]
-            primaries = accepting_now(ctx, zone, candidates)
-            if not primaries:
-                raise Unavailable(f"{zone.name}: none of {', '.join(candidates)} takes updates")
-            zone = zone.model_copy(update={"update_servers": _servers(primaries[:1])})
+            primary, refusals = first_accepting(zone, _servers(candidates), ctx.topology.base_dir)
+            if primary is None:
+                raise Unavailable(
+                    f"{zone.name}: none of {', '.join(candidates)} takes updates: "
+                    + "; ".join(refusals)
+                )
+            if refusals:  # a secondary, or a site that is gone: said, not alarming
+                ctx.log(
+                    f"{zone.name}: {primary} takes updates, as the primary; "
+                    f"{len(refusals)} server(s) listed before it do not ({'; '.join(refusals)})"
+                )
+            zone = zone.model_copy(update={"update_servers": (primary,)})
         provider = provider_for(ctx.topology, zone)
         changes, tag = changes_from_params(step.params), f"{ctx.operation.id}/{step.id}"
         if isinstance(provider, Rfc2136Provider):
