@@ -294,7 +294,15 @@ def heal_site(root: Path, site: str) -> list[str]:
     site = _site(site)
     with lab_state.locked(_existing_lab(root)) as state:
         _require_lab(state)
-        # The application comes back only where the writable volume is: after a failover
+        healed = []
+        # A hung site that comes back resumes everything it ran, as a real one would: its
+        # old application too, which a reprotect then stops (a stop that came while it
+        # hung takes effect now). Left stopped, it would hold its ports and never answer.
+        for comp in state.of_site(site):
+            if procs.state_of(comp) is ProcState.PAUSED:
+                procs.signal_group(comp, signal.SIGCONT)
+                healed.append(comp.name)
+        # What was killed comes back only where the writable volume is: after a failover
         # the old site's Postfix/Dovecot would otherwise serve a stale copy (split brain).
         writable = volumes.writable_site(state)
         comps = [
@@ -302,13 +310,8 @@ def heal_site(root: Path, site: str) -> list[str]:
             for c in state.of_site(site)
             if c.wanted and not (c.kind in mail.KINDS and site != writable)
         ]
-        healed = []
         for comp in comps:
-            current = procs.state_of(comp)
-            if current is ProcState.PAUSED:
-                procs.signal_group(comp, signal.SIGCONT)
-                healed.append(comp.name)
-            elif current is ProcState.DOWN:
+            if comp.name not in healed and procs.state_of(comp) is ProcState.DOWN:
                 procs.stop(comp)  # reap any worker the dead leader left behind
                 procs.spawn(comp)
                 state.save()

@@ -172,8 +172,9 @@ def build_plan(topo: Topology, observed: ObservedState, mode: Mode, to_site: str
     ]
     if promotions:
         notes.append(
-            f"the primary DNS server of {', '.join(z.name for z in promotions)} lives in "
-            f"{from_site}: {to_site}'s server is promoted to primary while the mirrors break"
+            f"{to_site}'s DNS server is promoted to primary of "
+            f"{', '.join(z.name for z in promotions)} while the mirrors break, unless it "
+            f"already is: the primary may have been lost with {from_site}"
         )
     if volumes:
         groups.append(
@@ -442,9 +443,12 @@ def _verify(topo: Topology, mode: Mode, from_site: str, to_site: str) -> Group:
 
 
 def _needs_promotion(zone: DnsZone, mode: Mode, from_site: str, to_site: str) -> bool:
-    """A failover whose lost site holds every update server of the zone."""
-    sites = {server.site for server in zone.update_servers}
-    return mode == "failover" and to_site in zone.promote and sites == {from_site}
+    """A failover to a site that can promote its own server. The primary may be on the
+    lost site even when the topology names the new site's server: an earlier failover
+    promoted the other one, and reprotect demoted this one. A server that already is
+    the primary is found so when the step runs, which then changes nothing."""
+    del from_site
+    return mode == "failover" and to_site in zone.promote
 
 
 def _update_candidates(zone: DnsZone, promoted_site: str | None) -> list[str]:

@@ -243,9 +243,30 @@ def test_failover_promotes_the_standby_dns_server_and_updates_it_first(topo: Top
     assert update.params["servers"] == ["198.51.100.53:53", "192.0.2.53:53"]
     assert update.params["verify_servers"] == ["198.51.100.53:53"]  # dc1's may be gone
     assert plan.step("verify/dns").params["zones"]["corp.example.net."] == ["198.51.100.53:53"]
-    assert any("promoted to primary while the mirrors break" in note for note in plan.notes)
+    assert any("promoted to primary of corp.example.net." in note for note in plan.notes)
     group_of = {s.id: i for i, g in enumerate(plan.groups) for s in g.steps}
     assert group_of[promote.id] < group_of[update.id], "the update goes to the promoted server"
+
+
+def test_a_second_failover_back_promotes_the_server_the_topology_names_primary(
+    topo: Topology,
+) -> None:
+    """dc1 lost, failover to dc2 (dc2's server promoted), reprotect (dc1's demoted), then
+    dc2 lost: dc1's server is a secondary now although the topology names it, so the
+    failover back must promote it, or no record could be repointed."""
+    observed = ObservedState(
+        active_site="dc2",
+        unreachable_sites=frozenset({"dc2"}),
+        mirrors={v.name: MirrorView("dc2", "dc1") for v in topo.volumes},  # reprotected
+    )
+    plan = build_plan(topo, observed, "failover", "dc1")
+    promote = plan.step("dns/promote/corp.example.net.")
+    assert (promote.site, promote.hosts, promote.params["server"]) == (
+        "dc1",
+        ("ns1.dc1",),
+        "192.0.2.53:53",
+    )
+    assert plan.step("dns/corp.example.net.").params["servers"][0] == "192.0.2.53:53"
 
 
 def test_switchover_keeps_the_live_primary_and_verifies_every_server(topo: Topology) -> None:
