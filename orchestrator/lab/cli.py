@@ -104,12 +104,12 @@ def status(
 
     [b]Example:[/b] sitectl lab status --json
     """
-    rows = lifecycle.status(_root(state_dir))
+    try:
+        rows = lifecycle.status(_root(state_dir))
+    except lifecycle.LabError as exc:  # no lab there: a script must not read "all down"
+        raise _fail(exc) from None
     if as_json:
         emit_json([asdict(r) for r in rows])
-        return
-    if not rows:
-        out.print(f"no lab in {_root(state_dir)}", markup=False)
         return
     table = Table("site", "component", "address", "pid", "state")
     for row in rows:

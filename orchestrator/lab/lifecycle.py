@@ -220,7 +220,7 @@ class ComponentStatus:
 
 
 def status(root: Path) -> list[ComponentStatus]:
-    state = lab_state.load(root.absolute())
+    state = lab_state.load(_existing_lab(root))
     rows = []
     for comp in state.components.values():
         proc_state = procs.state_of(comp)

@@ -31,6 +31,8 @@ def _lab(args: list[str], state_dir: Path):
         ["heal-site", "witness"],
         ["env"],
         ["env", "--json"],
+        ["status"],
+        ["status", "--json"],
     ],
 )
 def test_no_lab_is_one_line_and_creates_nothing(args: list[str], tmp_path: Path) -> None:
