@@ -13,6 +13,7 @@ import pytest
 
 from orchestrator.drill import canaries
 from orchestrator.lab import layout
+from tests.conftest import eventually
 from tests.drill.chromium import screenshot
 from tests.drill.conftest import DrillRun, Drills, port_taken
 
@@ -44,6 +45,7 @@ def test_full_drill_with_failback_passes_and_matches_the_audit_log_and_servers(
     # The evidence first, whatever the verdict: a report must be true even when it fails.
     _steps_match_the_audit_log(drills, run)
     _found_writes_are_on_the_active_site(drills, run)
+    _ldap_canaries_are_tidied_away(drills, run)
     _reports_parse_and_render(drills, run)
     # Then the verdict: there and back, every figure within its target, dc1 serving.
     assert run.code == 0, run.failures
@@ -111,6 +113,20 @@ def _found_writes_are_on_the_active_site(drills: Drills, run: DrillRun) -> None:
         assert _mail_found(run, leg["name"]) <= on_site, leg["name"]
         for c in (c for c in leg["canaries"] if c["kind"] == "s3" and c["found"]):
             assert canaries.object_present(drills.cluster.topology, site, c["key"]), c["key"]
+
+
+def _ldap_canaries_are_tidied_away(drills: Drills, run: DrillRun) -> None:
+    """The drill writes LDAP canaries and deletes them at the end: no value of this
+    drill is left on any master of either site once replication carried the delete."""
+    topo = drills.cluster.topology
+    tokens = [c["key"] for leg in run.report["legs"] for c in leg["canaries"] if c["kind"] == "ldap"]
+    assert tokens, "the drill writes LDAP canaries"
+    for master in canaries.masters(topo):
+        assert canaries.ldap_reachable(topo, master), master.uri
+        eventually(
+            lambda m=master: not any(canaries.ldap_shows(topo, m, t) for t in tokens),
+            f"{master.uri} holds no value of drill {run.report['id']}",
+        )
 
 
 def _reports_parse_and_render(drills: Drills, run: DrillRun) -> None:
