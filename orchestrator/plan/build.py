@@ -153,7 +153,7 @@ def build_plan(topo: Topology, observed: ObservedState, mode: Mode, to_site: str
                 ],
             )
         )
-    promotions = [z for z in topo.dns.zones if _needs_promotion(z, mode, from_site, to_site)]
+    promotions = [z for z in topo.dns.zones if _needs_promotion(z, mode, to_site)]
     promote_steps = [
         Step(
             id=f"dns/promote/{zone.name}",
@@ -442,12 +442,11 @@ def _verify(topo: Topology, mode: Mode, from_site: str, to_site: str) -> Group:
     return _group(Phase.VERIFY, steps)
 
 
-def _needs_promotion(zone: DnsZone, mode: Mode, from_site: str, to_site: str) -> bool:
+def _needs_promotion(zone: DnsZone, mode: Mode, to_site: str) -> bool:
     """A failover to a site that can promote its own server. The primary may be on the
     lost site even when the topology names the new site's server: an earlier failover
     promoted the other one, and reprotect demoted this one. A server that already is
     the primary is found so when the step runs, which then changes nothing."""
-    del from_site
     return mode == "failover" and to_site in zone.promote
 
 
