@@ -18,9 +18,6 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import boto3
-from botocore.config import Config
-
 from orchestrator.lab import layout
 from orchestrator.lab.credentials import ensure_password
 from orchestrator.lab.state import Component, LabState
@@ -81,6 +78,11 @@ def prepare(state: LabState, programs: dict[str, str]) -> list[Component]:
 
 
 def client(state: LabState, site: str) -> Any:  # boto3 clients have no static type
+    # Here, not at the top: every `sitectl` command imports this module (the lab's CLI),
+    # and boto3 costs about 0.15 s to import.
+    import boto3
+    from botocore.config import Config
+
     return boto3.client(
         "s3",
         endpoint_url=layout.s3_endpoint(site),

@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import boto3
-import botocore.config
 import botocore.exceptions
 
 from orchestrator.adapters.dns.authoritative import Mismatch, VerifyResult
@@ -170,6 +168,11 @@ def make_client(
 ) -> Any:
     """A route53 client from the zone's settings; botocore's own retries are off because
     ours are bounded, jittered and logged."""
+    # Here, not at the top: boto3's session machinery costs every sitectl process about
+    # 0.15 s to import, and only a zone on Route 53 needs it.
+    import boto3.session
+    import botocore.config
+
     settings = zone.route53
     assert settings is not None
     config = botocore.config.Config(
