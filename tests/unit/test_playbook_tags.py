@@ -176,9 +176,14 @@ def test_sitectl_runs_a_playbook_without_the_tasks_its_call_leaves_out(tmp_path)
     def run(skip: set[str]) -> list[str]:
         mark.unlink(missing_ok=True)
         run_playbook(
-            playbook, inventory, ("h1",), {"mark": str(mark)}, tmp_path / "art",
-            timeout=60, skip_tags=skip,
-        )  # fmt: skip
+            playbook,
+            inventory,
+            ("h1",),
+            {"mark": str(mark)},
+            tmp_path / "art",
+            timeout=60,
+            skip_tags=skip,
+        )
         return mark.read_text().split()
 
     assert run(set()) == ["kept", "left-out"]

@@ -8,7 +8,7 @@ two primaries, which a reprotect resolves.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
@@ -77,19 +77,12 @@ def first_accepting(
     pool = ThreadPoolExecutor(max_workers=len(servers))
     try:
         futures = [pool.submit(_refusal, zone, s, base_dir, timeout) for s in servers]
-        pending: set[Future[SitectlError | None]] = set(futures)
-        while True:
-            refusals: list[str] = []
-            for server, future in zip(servers, futures, strict=True):
-                if not future.done():
-                    break
-                why = future.result()
-                if why is None:
-                    return server, refusals
-                refusals.append(f"{server}: {why}")
-            else:
-                return None, refusals
-            pending = {f for f in pending if not f.done()}
-            wait(pending, return_when=FIRST_COMPLETED)
+        refusals: list[str] = []
+        for server, future in zip(servers, futures, strict=True):
+            why = future.result()  # in order; the later ones keep running meanwhile
+            if why is None:
+                return server, refusals
+            refusals.append(f"{server}: {why}")
+        return None, refusals
     finally:
         pool.shutdown(wait=False)  # a check still waiting on a dead server ends on its own
