@@ -5,6 +5,7 @@ executor's in-memory store and fence (tests/unit/engine_fakes.py)."""
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -247,6 +248,16 @@ def test_a_chain_runs_in_one_playbook_run_with_a_checkpoint_per_step(
     assert [records[s.id].status for s in chain] == [StepStatus.DONE] * len(chain)
     assert records[chain[2].id].detail == "already true"
     assert not handler.mark(chain[2]).exists(), "an already-true step is not applied"
+    # Not even skipped task by task (a worker fork each): its plays matched no host.
+    events = [
+        json.loads(e.read_text())
+        for e in (tmp_path / "artifacts").glob("*/artifacts/*/job_events/*.json")
+    ]
+    plays_with_tasks = {
+        e["event_data"].get("play") for e in events if e.get("event") == "runner_on_start"
+    }
+    assert f"mark {handler.mark(chain[1])}" in plays_with_tasks
+    assert f"mark {handler.mark(chain[2])}" not in plays_with_tasks
     assert sorted(handler.mark(chain[1]).read_text().split()) == ["h1", "h2"]
     group_of = {s.id: g for g, group in enumerate(run.plan.groups) for s in group.steps}
     # A group's siblings run side by side, each in a lane; groups stay in plan order.
