@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from dataclasses import replace
 from enum import StrEnum
@@ -283,4 +284,11 @@ def run() -> None:
     # kazoo logs every refused connection attempt; sitectl reports the outcome itself in
     # one line ("unavailable: ZooKeeper … did not answer"), so keep the terminal clean.
     logging.getLogger("kazoo").setLevel(logging.CRITICAL)
-    app()
+    # The cyclic garbage collector need never walk what the imports made (it lives as
+    # long as the process), nor, at exit, what the command made: Python's collections
+    # while it shuts down took 0.2 to 0.35 s after a switchover, with the operation over.
+    gc.freeze()
+    try:
+        app()
+    finally:
+        gc.freeze()
