@@ -199,15 +199,19 @@ class Executor:
             reason=op.reason,
             detail=op.message,
         )
-        for run in self._winding:  # no step left to it: only its end is awaited
-            run.join()
-        self._winding.clear()
+        self.wound_down()
         return op
 
     def wind_down(self, runs: list[threading.Thread]) -> None:
         """Playbook runs whose every step is checkpointed and that only end now: the
         operation goes on meanwhile, and they are joined once its outcome is written."""
         self._winding.extend(runs)
+
+    def wound_down(self) -> None:
+        """Wait for the runs handed to `wind_down` to end (no step is left to them)."""
+        for run in self._winding:
+            run.join()
+        self._winding.clear()
 
     def run_group(
         self,
