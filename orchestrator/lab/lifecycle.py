@@ -151,6 +151,7 @@ def _converge(state: LabState, programs: dict[str, str], fresh: bool) -> list[st
                 # Keep what is live: the running process and whether it should run.
                 comp.pid, comp.start_time, comp.wanted = old.pid, old.start_time, old.wanted
             state.components[comp.name] = comp
+    volumes.clear_array_faults(state)  # every site comes back, its array with it
     if fresh:
         volumes.create(state)
         mail.prepare_mailstore(state, volumes.writable_site(state))
@@ -268,6 +269,7 @@ def kill_site(root: Path, site: str) -> list[str]:
     site = _site(site)
     with lab_state.locked(_existing_lab(root)) as state:
         _require_lab(state)
+        volumes.mark_array_down(state, site, "killed")
         hit = [c for c in state.of_site(site) if procs.signal_group(c, signal.SIGKILL)]
         # Signals are delivered asynchronously: return only once the site is really dead,
         # so a drill's next step observes the fault, not a race with it.
@@ -282,6 +284,7 @@ def pause_site(root: Path, site: str) -> list[str]:
     site = _site(site)
     with lab_state.locked(_existing_lab(root)) as state:
         _require_lab(state)
+        volumes.mark_array_down(state, site, "paused")
         hit = [c for c in state.of_site(site) if procs.signal_group(c, signal.SIGSTOP)]
         deadline = time.monotonic() + procs.STOP_GRACE_S
         for comp in hit:
@@ -294,6 +297,7 @@ def heal_site(root: Path, site: str) -> list[str]:
     site = _site(site)
     with lab_state.locked(_existing_lab(root)) as state:
         _require_lab(state)
+        volumes.mark_array_up(state, site)
         healed = []
         # A hung site that comes back resumes everything it ran, as a real one would: its
         # old application too, which a reprotect then stops (a stop that came while it

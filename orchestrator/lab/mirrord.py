@@ -9,6 +9,9 @@ Command line::
                `orchestrator.storage.btrfs_mirror`); the relationship must be initialised
                (`BtrfsMirror.initialize()`) before the daemon starts, or it exits with 1.
 ``--interval`` seconds between transfers; default: the config's ``interval_seconds`` (2).
+``--down-dir`` where the lab marks a lost site's array (``<site>.down``, written by
+               ``lab kill-site``/``pause-site``): no transfer starts from or to such a
+               site, so the lag grows as it would behind a real SAN that went away.
 
 Every interval it calls `BtrfsMirror.scheduled_transfer()`: an incremental transfer when
 the relationship is mirrored, nothing while quiesced or broken. The direction is read from
@@ -48,12 +51,28 @@ from orchestrator.storage.btrfs_mirror import BtrfsMirror, MirrorConfig
 log = logging.getLogger("sitectl.lab.mirrord")
 
 
-def run_loop(mirror: BtrfsMirror, interval: float, stop: threading.Event) -> None:
+def unreachable_end(mirror: BtrfsMirror, down_dir: Path | None) -> str | None:
+    """Which end of the relationship the lab has marked lost, as the reason to skip."""
+    if down_dir is None:
+        return None
+    status = mirror.status()
+    for end, site in (("source", status.source), ("destination", status.destination)):
+        try:
+            how = (down_dir / f"{site}.down").read_text().strip()
+        except FileNotFoundError:
+            continue
+        return f"skipped: the {end} {site}'s array does not answer (lab: {how})"
+    return None
+
+
+def run_loop(
+    mirror: BtrfsMirror, interval: float, stop: threading.Event, down_dir: Path | None = None
+) -> None:
     """Transfer every `interval` seconds until `stop` is set."""
     last_outcome = ""
     while not stop.is_set():
         try:
-            outcome = mirror.scheduled_transfer()
+            outcome = unreachable_end(mirror, down_dir) or mirror.scheduled_transfer()
             kind = outcome.split(" ", 1)[0]  # "transferred" / "skipped: ..." without figures
             summary = outcome if kind != "transferred" else kind
             if summary != last_outcome:
@@ -80,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                                      description="Lab mirror daemon (btrfs send/receive).")
     parser.add_argument("--config", required=True, type=Path)
     parser.add_argument("--interval", type=float)
+    parser.add_argument("--down-dir", type=Path)
     args = parser.parse_args(argv)
     if args.interval is not None and args.interval <= 0:
         parser.error("--interval must be a positive number of seconds")
@@ -97,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
              status.source, status.destination, interval)
 
     stop = threading.Event()
-    worker = threading.Thread(target=run_loop, args=(mirror, interval, stop),
+    worker = threading.Thread(target=run_loop, args=(mirror, interval, stop, args.down_dir),
                               name="mirror-transfers")
     worker.start()
     signal.sigwait(signals)

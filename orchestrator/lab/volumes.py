@@ -14,6 +14,13 @@ The relationship `mail` (config `<state>/volumes/mirror-mail.config.json`, state
 `mirror-mail.json`) starts dc1 → dc2. The mirror daemon is recorded under dc2, as a
 SnapMirror destination pulls on its schedule: `kill-site dc2` or `pause-site dc2` stops
 the transfers and the lag grows, which is what a drill wants to see.
+
+Both sites' pools sit on this machine, so a killed or hung site's data would still be
+readable. A lost site's array is not, and a mirror cannot copy what its source no longer
+serves: `kill-site` and `pause-site` leave `<state>/volumes/<site>.down` (saying which),
+and the daemon sends nothing from or to a site marked so. Without it the standby would
+go on receiving the dead site's last writes, and every failover would look loss-free.
+`heal-site`, `up` and `down` take the mark away.
 """
 
 from __future__ import annotations
@@ -44,6 +51,28 @@ def mount_point(state: LabState, site: str) -> Path:
 
 def config_path(state: LabState) -> Path:
     return state.root / "volumes" / f"mirror-{MIRROR}.config.json"
+
+
+def faults_dir(state: LabState) -> Path:
+    """Where `<site>.down` marks a site whose array no longer answers (see the module doc)."""
+    return state.root / "volumes"
+
+
+def mark_array_down(state: LabState, site: str, how: str) -> None:
+    """Written before the site's processes are signalled: no transfer starts after it."""
+    if site in layout.DATACENTERS:
+        faults_dir(state).mkdir(parents=True, exist_ok=True)
+        (faults_dir(state) / f"{site}.down").write_text(f"{how}\n")
+
+
+def mark_array_up(state: LabState, site: str) -> None:
+    (faults_dir(state) / f"{site}.down").unlink(missing_ok=True)
+
+
+def clear_array_faults(state: LabState) -> None:
+    """Every site's array answers again: `up` brings every site back, `down` ends them."""
+    for site in layout.DATACENTERS:
+        mark_array_up(state, site)
 
 
 def mirror_config(state: LabState) -> MirrorConfig:
@@ -110,6 +139,8 @@ def prepare(state: LabState, programs: dict[str, str]) -> list[Component]:
                 "orchestrator.lab.mirrord",
                 "--config",
                 str(config_path(state)),
+                "--down-dir",
+                str(faults_dir(state)),
             ],
             cwd=str(home),
             log=str(home / "mirrord.log"),
@@ -127,4 +158,5 @@ def destroy(state: LabState) -> None:
     """Unmount everything on the sites' loop devices and detach them (images are kept)."""
     for site in layout.DATACENTERS:
         destroy_site_volume(state.root, site)
+    clear_array_faults(state)
     state.resources.pop("volumes", None)

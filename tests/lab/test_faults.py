@@ -8,15 +8,17 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
 import ldap3
 import pytest
 
-from orchestrator.lab import layout, s3, zookeeper
+from orchestrator.lab import layout, s3, volumes, zookeeper
 from orchestrator.lab.ldap import connect
 from orchestrator.lab.procs import group_members
+from orchestrator.storage.btrfs_mirror import BtrfsMirror
 from tests.conftest import LabHandle, eventually
 
 pytestmark = pytest.mark.lab
@@ -44,8 +46,20 @@ def test_kill_site_kills_every_process_and_heal_restarts_them_as_they_were(
         # The other two sites keep a ZooKeeper quorum.
         answer = zookeeper.four_letter(layout.service_ip(standby), layout.ZK_CLIENT_PORT, "srvr")
         assert "Mode: leader" in answer or "Mode: follower" in answer
+        # The lost site's array went with it: the standby receives nothing more, and the
+        # mirror's lag grows (else every failover would look loss-free).
+        mirror = volumes.mirror(after_kill)
+        last = _settled_transfer(mirror)
+        time.sleep(2 * volumes.INTERVAL_S + 1)
+        assert mirror.status().last_transfer_at == last
+        assert f"the source {active}'s array does not answer (lab: killed)" in _mirrord_log(lab)
     finally:
         lab.ok("heal-site", active)
+    eventually(
+        lambda: (mirror.status().last_transfer_at or 0) > last,
+        "the mirror transfers again after heal-site",
+        within=4 * volumes.INTERVAL_S + 5,
+    )
     healed = lab.state()
     for name in running:
         comp = healed.components[name]
@@ -63,6 +77,17 @@ def test_kill_site_kills_every_process_and_heal_restarts_them_as_they_were(
         ),
         f"an object put at {active} after heal-site replicated to {standby}",
     )
+
+
+def _settled_transfer(mirror: BtrfsMirror) -> float | None:
+    """The last transfer's time, once one in flight when the site died has ended."""
+    time.sleep(volumes.INTERVAL_S + 0.5)  # the lab's small deltas take well under a second
+    return mirror.status().last_transfer_at
+
+
+def _mirrord_log(lab: LabHandle) -> str:
+    comp = lab.state().components[f"{volumes.MIRROR_SITE}-mirrord"]
+    return Path(comp.log).read_text()
 
 
 def test_pause_site_hangs_servers_that_still_accept_tcp(lab: LabHandle) -> None:
