@@ -109,7 +109,7 @@ def _key_reader(topo: Topology, zone: DnsZone) -> Callable[[float], CheckResult]
     from orchestrator.adapters.dns.primary import accepting, candidates
 
     def run(timeout: float) -> CheckResult:
-        accepted, refusals, silent = accepting(zone, candidates(zone), topo.base_dir, timeout)
+        accepted, refusals, silent, _ = accepting(zone, candidates(zone), topo.base_dir, timeout)
         refusals = [one_line(r, 200) for r in refusals]
         # With none taking updates, the loss is where a server said nothing (its site
         # lost the primary: a failover away from it promotes another), not where a

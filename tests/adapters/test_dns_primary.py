@@ -4,9 +4,11 @@ secondary) and a blackhole that never answers, standing for a site that is gone.
 from __future__ import annotations
 
 import threading
+from types import SimpleNamespace
 
 from orchestrator.adapters.dns.primary import accepting, first_accepting
 from orchestrator.config.model import DnsRecord, DnsServer, DnsZone, Tsig
+from orchestrator.engine.steps.dns import accepting_now
 from tests.adapters.bindlab import BindPair
 from tests.adapters.conftest import Blackhole
 
@@ -73,9 +75,9 @@ def test_every_server_is_asked_and_all_that_accept_are_named(
     bind: BindPair, blackhole: Blackhole, tmp_path
 ) -> None:
     servers = (blackhole.server, bind.primary, bind.secondary)
-    accepted, refusals, _ = accepting(_zone(bind, servers), servers, tmp_path, timeout=0.5)
-    assert accepted == [bind.primary]
-    assert len(refusals) == 2
+    found = accepting(_zone(bind, servers), servers, tmp_path, timeout=0.5)
+    assert found.accepted == [bind.primary]
+    assert len(found.refusals) == 2
 
 
 def test_a_server_that_says_nothing_is_told_from_one_that_refuses(
@@ -84,6 +86,20 @@ def test_a_server_that_says_nothing_is_told_from_one_that_refuses(
     # Health attributes a zone without a primary to where a server said nothing (the
     # primary lost with its site), not to a secondary that answered REFUSED.
     servers = (bind.secondary, blackhole.server)
-    accepted, refusals, silent = accepting(_zone(bind, servers), servers, tmp_path, timeout=0.5)
-    assert (accepted, silent) == ([], [blackhole.server])
-    assert len(refusals) == 2
+    found = accepting(_zone(bind, servers), servers, tmp_path, timeout=0.5)
+    assert (found.accepted, found.silent) == ([], [blackhole.server])
+    assert found.declined == [bind.secondary]
+    assert len(found.refusals) == 2
+
+
+def test_a_secondary_refusing_is_said_plainly_when_asking_who_is_primary(
+    bind: BindPair, tmp_path
+) -> None:
+    # A promotion or demotion step asks this before acting: the secondary's REFUSED is
+    # the answer it expects, not a hint that the TSIG key is not granted.
+    servers = (bind.primary, bind.secondary)
+    logs: list[str] = []
+    ctx = SimpleNamespace(topology=SimpleNamespace(base_dir=tmp_path), log=logs.append)
+    primaries = accepting_now(ctx, _zone(bind, servers), [str(s) for s in servers])  # type: ignore[arg-type]
+    assert primaries == [str(bind.primary)]
+    assert logs == [f"alpha.test.: {bind.secondary} refuses updates, as a secondary does"]

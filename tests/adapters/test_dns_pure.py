@@ -173,7 +173,8 @@ def test_exceptions_map_to_one_line_errors(exc, kind, says) -> None:
 
 RCODES = [
     (dns.rcode.NOERROR, False, None, None),
-    (dns.rcode.REFUSED, False, Failed, "failed: REFUSED — the server refused it"),
+    # A Failed that callers can tell apart: REFUSED is also how a secondary says no.
+    (dns.rcode.REFUSED, False, outcomes.UpdateRefused, "failed: REFUSED — the server refused it"),
     (dns.rcode.NOTAUTH, False, Failed, "failed: NOTAUTH — the server is not authoritative"),
     (dns.rcode.NOTZONE, False, Failed, "failed: NOTZONE"),
     (dns.rcode.SERVFAIL, False, Unavailable, "SERVFAIL"),

@@ -51,6 +51,11 @@ _PERMANENT = (
 )
 
 
+class UpdateRefused(Failed):
+    """The server answered REFUSED: a secondary's answer to an update, so a server that is
+    not the zone's primary says this; for the primary it means the key is not granted."""
+
+
 def where(action: str, server: object, zone: str) -> str:
     return f"{action} of zone {zone} at {server}"
 
@@ -101,4 +106,5 @@ def from_rcode(
     if rcode == dns.rcode.SERVFAIL:
         return Unavailable(f"{place}: SERVFAIL (the server could not process it now)")
     hint = _RCODE_HINTS.get(rcode, "")
-    return Failed(f"{place} failed: {text}" + (f" — {hint}" if hint else ""))
+    kind = UpdateRefused if rcode == dns.rcode.REFUSED else Failed
+    return kind(f"{place} failed: {text}" + (f" — {hint}" if hint else ""))

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
+from orchestrator.adapters.dns.outcomes import UpdateRefused
 from orchestrator.adapters.dns.retry import NO_RETRY
 from orchestrator.adapters.dns.rfc2136 import Rfc2136Provider
 from orchestrator.config.model import DnsServer, DnsZone
@@ -31,6 +32,7 @@ class Acceptance(NamedTuple):
     accepted: list[DnsServer]  # take signed updates: the primary (two: a stale one too)
     refusals: list[str]  # one reason per server that does not
     silent: list[DnsServer]  # gave no answer at all: a primary there may be lost
+    declined: list[DnsServer]  # answered REFUSED, as a secondary does
 
 
 def _refusal(
@@ -52,7 +54,7 @@ def accepting(
 
     All are asked at once: a dead site's server costs one timeout, not one each."""
     if not servers:
-        return Acceptance([], [], [])
+        return Acceptance([], [], [], [])
     with ThreadPoolExecutor(max_workers=len(servers)) as pool:
         answers = list(pool.map(lambda s: _refusal(zone, s, base_dir, timeout), servers))
     pairs = list(zip(servers, answers, strict=True))
@@ -60,6 +62,7 @@ def accepting(
         accepted=[s for s, why in pairs if why is None],
         refusals=[f"{s}: {why}" for s, why in pairs if why is not None],
         silent=[s for s, why in pairs if isinstance(why, Unavailable)],
+        declined=[s for s, why in pairs if isinstance(why, UpdateRefused)],
     )
 
 

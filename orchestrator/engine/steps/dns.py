@@ -33,10 +33,17 @@ def _servers(texts: Sequence[str]) -> tuple[DnsServer, ...]:
 
 def accepting_now(ctx: StepContext, zone: DnsZone, servers: Sequence[str]) -> list[str]:
     """The given servers that take updates for the zone now (the primary, normally one)."""
-    accepted, refusals, _ = accepting(zone, _servers(servers), ctx.topology.base_dir)
-    for reason in refusals:
-        ctx.log(f"{zone.name}: {reason}")
-    return [str(s) for s in accepted]
+    found = accepting(zone, _servers(servers), ctx.topology.base_dir)
+    # REFUSED is how a secondary answers an update: expected here, so said plainly; a
+    # TSIG error or silence is not, and keeps its own words.
+    declined = [str(s) for s in found.declined]
+    if declined:
+        verb = "refuses" if len(declined) == 1 else "refuse"
+        ctx.log(f"{zone.name}: {', '.join(declined)} {verb} updates, as a secondary does")
+    for reason in found.refusals:
+        if not any(reason.startswith(f"{d}: ") for d in declined):
+            ctx.log(f"{zone.name}: {reason}")
+    return [str(s) for s in found.accepted]
 
 
 class DnsUpdateHandler:
