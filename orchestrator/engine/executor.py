@@ -413,7 +413,9 @@ class Executor:
         if record.status is StepStatus.RUNNING and record.attempts > 1:
             sentence += f" (attempt {record.attempts})"
         if record.detail:
-            sentence += f": {record.detail}"
+            # A skip's detail names its status for readers of the record alone; the
+            # sentence already did ("skipped: skipped: unreachable" otherwise).
+            sentence += f": {record.detail.removeprefix(record.status.value + ': ')}"
         if record.duration is not None:
             sentence += f" in {record.duration:.2f} s"
         self.say(sentence)

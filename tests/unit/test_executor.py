@@ -93,7 +93,8 @@ def test_a_transient_error_is_retried_with_the_reason_logged(topo, tmp_path, cap
     )
 
 
-def test_an_unreachable_old_site_is_skipped_in_a_failover(topo, tmp_path) -> None:
+def test_an_unreachable_old_site_is_skipped_in_a_failover(topo, tmp_path, caplog) -> None:
+    caplog.set_level(logging.INFO)
     plan, op, store = _setup(topo, tmp_path, "failover", frozenset({"dc1"}))
     old_site = [s.id for s in plan.steps() if s.site == "dc1"]
     handler = ScriptedHandler(always=dict.fromkeys(old_site, Unavailable("dc1 does not answer")))
@@ -108,6 +109,11 @@ def test_an_unreachable_old_site_is_skipped_in_a_failover(topo, tmp_path) -> Non
             "skipped: unreachable (dc1 did not answer when the operation was planned)"
         )
     assert not set(old_site) & set(handler.applied), "a site known to be down was touched"
+    said = [m for m in caplog.messages if m.startswith(f"step {old_site[0]} skipped")]
+    assert [m.rsplit(" in ", 1)[0] for m in said] == [
+        f"step {old_site[0]} skipped: unreachable "
+        "(dc1 did not answer when the operation was planned)"
+    ]
 
 
 def test_an_old_site_that_dies_mid_way_is_tried_briefly_then_skipped(topo, tmp_path) -> None:
