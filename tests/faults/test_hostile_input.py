@@ -43,6 +43,7 @@ from orchestrator.adapters.dns import (
     soa_serials,
     verify,
 )
+from orchestrator.adapters.dns.outcomes import UpdateRefused
 from orchestrator.adapters.s3 import (
     keys_with_etags,
     replication_destination,
@@ -357,7 +358,7 @@ DNS_PEERS = [
     (
         "REFUSED",
         lambda q: framed(_signed(q, dns.rcode.REFUSED)),
-        Failed,
+        UpdateRefused,  # a Failed the promotion checks can tell from a TSIG error
         "failed: REFUSED — the server refused it",
     ),
     (
