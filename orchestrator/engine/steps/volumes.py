@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Literal
 
 from orchestrator.adapters.ansible import PlaybookCall
@@ -196,8 +195,17 @@ class MountHandler(PlaybookStep):
     def _mounted(self, ctx: StepContext, vol: Volume, site: str) -> bool | None:
         if not isinstance(vol, BtrfsVolume):
             return None
-        service: Path = btrfs_mirror(ctx.topology, vol).config.sites[site].service_path
-        return mount_at(service) is not None
+        paths = btrfs_mirror(ctx.topology, vol).config.sites[site]
+        # The btrfs driver's mounts are this machine's. Where its pool is not mounted (a
+        # sitectl in another mount namespace, or on a host without the pool), an empty
+        # service path says nothing: taken as "unmounted", the old site's copy could stay
+        # mounted while the new one is.
+        if mount_at(paths.pool) is None:
+            raise Unavailable(
+                f"volume {vol.name}: {site}'s pool {paths.pool} is not mounted where sitectl "
+                f"runs, so whether {paths.service_path} is mounted cannot be seen from here"
+            )
+        return mount_at(paths.service_path) is not None
 
     def check(self, step: Step, ctx: StepContext) -> bool:
         vol = _volume(ctx.topology, step.target)
