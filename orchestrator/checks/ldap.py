@@ -26,6 +26,7 @@ SYSTEM = "ldap"
 CSN_FIGURE = "csn_sid_"  # + sid: the newest change time of that writer this master holds
 LAG_FIGURE = "sid_{}_lag_seconds"
 CANARY_TARGET = "canary"  # the canary's result (ldap_canary), not a master's reading
+STARTTLS_RETRY_PAUSE_S = 0.1  # see open_with_starttls
 
 
 def checks(topo: Topology, timeout: float, clock: Callable[[], float] = time.time) -> list[Check]:
@@ -106,24 +107,32 @@ def connect(topo: Topology, master: LdapMaster, timeout: float) -> ldap3.Connect
     # get_info=NONE: the checks read contextCSN by name; fetching the server's schema and
     # root DSE on every bind was most of what remained of an idle controller's CPU.
     server = ldap3.Server(master.uri, tls=tls, connect_timeout=timeout, get_info=ldap3.NONE)
-    conn = ldap3.Connection(
-        server,
-        user=master.bind_dn or section.bind_dn,
-        password=password,
-        receive_timeout=wait,
-        raise_exceptions=False,
-    )
+
+    def fresh() -> ldap3.Connection:
+        return ldap3.Connection(
+            server,
+            user=master.bind_dn or section.bind_dn,
+            password=password,
+            receive_timeout=wait,
+            raise_exceptions=False,
+        )
+
+    conn: ldap3.Connection | None = None
     try:
-        conn.open()
-        if starttls and not master.uri.startswith("ldaps://") and not conn.start_tls():
-            raise Unusable(f"StartTLS refused: {_result_text(conn)}")
+        if starttls and not master.uri.startswith("ldaps://"):
+            conn = open_with_starttls(fresh)  # closes what it opened if it fails
+        else:
+            conn = fresh()
+            conn.open()
         if not conn.bind():
             raise Unusable(f"bind as {conn.user} refused: {_result_text(conn)}")
     except Unusable:
-        close(conn)
+        if conn is not None:
+            close(conn)
         raise
     except Exception as exc:  # ldap3 raises a wide tree; every branch means "unusable"
-        close(conn)
+        if conn is not None:
+            close(conn)
         raise Unusable(describe_error(exc, timeout)) from None
     return conn
 
@@ -169,6 +178,28 @@ def _result_text(conn: ldap3.Connection) -> str:
     result = conn.result or {}
     message = one_line(result.get("message", ""))
     return f"{result.get('description', 'no answer')}" + (f" ({message})" if message else "")
+
+
+def open_with_starttls(fresh: Callable[[], ldap3.Connection]) -> ldap3.Connection:
+    """A connection from `fresh()`, opened, with TLS started.
+
+    slapd under load can refuse a brand-new connection's StartTLS with operationsError
+    ("cannot start TLS when operations are outstanding"): it still counts the operations
+    of a connection just closed on the same descriptor. That answer is asked once more,
+    on a new connection, after a moment; any other refusal stands."""
+    for attempt in (1, 2):
+        conn = fresh()
+        conn.open()
+        try:
+            if conn.start_tls():
+                return conn
+            raise ldap_exc.LDAPStartTLSError(f"StartTLS not started: {_result_text(conn)}")
+        except ldap_exc.LDAPStartTLSError:
+            close(conn)
+            if attempt == 2 or (conn.result or {}).get("description") != "operationsError":
+                raise
+        time.sleep(STARTTLS_RETRY_PAUSE_S)
+    raise AssertionError("unreachable: the second attempt returns or raises")
 
 
 def close(conn: ldap3.Connection) -> None:

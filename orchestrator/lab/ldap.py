@@ -19,6 +19,7 @@ from pathlib import Path
 
 import ldap3
 
+from orchestrator.checks.ldap import open_with_starttls
 from orchestrator.lab import layout
 from orchestrator.lab.credentials import ensure_password, ensure_server_cert
 from orchestrator.lab.state import Component, LabState
@@ -124,12 +125,11 @@ def connect(uri: str, ca: Path, password: str) -> ldap3.Connection:
     """An admin connection over StartTLS with bounded timeouts."""
     tls = ldap3.Tls(ca_certs_file=str(ca), validate=2)  # ssl.CERT_REQUIRED
     server = ldap3.Server(uri, tls=tls, connect_timeout=PROBE_TIMEOUT_S)
-    conn = ldap3.Connection(
-        server, user=layout.ADMIN_DN, password=password, receive_timeout=PROBE_TIMEOUT_S
+    conn = open_with_starttls(
+        lambda: ldap3.Connection(
+            server, user=layout.ADMIN_DN, password=password, receive_timeout=PROBE_TIMEOUT_S
+        )
     )
-    conn.open()
-    if not conn.start_tls():
-        raise ldap3.core.exceptions.LDAPStartTLSError(f"{uri}: StartTLS refused")
     # ldap3 reports a refused bind as False, not as an exception: never carry on anonymous.
     if not conn.bind():
         conn.unbind()
