@@ -203,6 +203,8 @@ def edited_text(draw: st.DrawFn) -> str:
     YAML trick or random text dropped in."""
     lines = BASE_TEXT.split("\n")
     for _ in range(draw(st.integers(1, 3))):
+        if not lines:
+            break  # cut, then deleted, down to nothing: the empty file is the case
         at = draw(st.integers(0, len(lines) - 1))
         action = draw(st.sampled_from(["repeat", "delete", "trick", "text", "cut"]))
         if action == "repeat":
