@@ -189,14 +189,18 @@ def open_with_starttls(fresh: Callable[[], ldap3.Connection]) -> ldap3.Connectio
     on a new connection, after a moment; any other refusal stands."""
     for attempt in (1, 2):
         conn = fresh()
-        conn.open()
         try:
+            conn.open()
             if conn.start_tls():
                 return conn
             raise ldap_exc.LDAPStartTLSError(f"StartTLS not started: {_result_text(conn)}")
-        except ldap_exc.LDAPStartTLSError:
-            close(conn)
-            if attempt == 2 or (conn.result or {}).get("description") != "operationsError":
+        except BaseException as exc:
+            close(conn)  # whatever went wrong: no socket is left to the garbage collector
+            spurious = (
+                isinstance(exc, ldap_exc.LDAPStartTLSError)
+                and (conn.result or {}).get("description") == "operationsError"
+            )
+            if attempt == 2 or not spurious:
                 raise
         time.sleep(STARTTLS_RETRY_PAUSE_S)
     raise AssertionError("unreachable: the second attempt returns or raises")

@@ -14,7 +14,7 @@ from orchestrator.checks import ldap as ldap_checks
 
 
 class ScriptedConnection:
-    """Answers StartTLS with the next scripted result: "success" or an LDAP description."""
+    """Answers StartTLS as scripted: "success", an LDAP result description, or "hung"."""
 
     def __init__(self, answer: str) -> None:
         self.answer = answer
@@ -26,6 +26,8 @@ class ScriptedConnection:
 
     def start_tls(self) -> bool:
         self.result = {"description": self.answer}
+        if self.answer == "hung":
+            raise ldap_exc.LDAPSocketReceiveError("timed out")
         if self.answer != "success":
             raise ldap_exc.LDAPStartTLSError(f"startTLS failed - {self.answer}")
         return True
@@ -56,6 +58,7 @@ def _factory(made: list[ScriptedConnection], answers: list[str]):
         (["operationsError", "operationsError"], 2, False),  # asked once more, no more
         (["protocolError", "success"], 1, False),  # any other refusal stands
         (["unavailable", "success"], 1, False),  # slapd without TLS: no retry either
+        (["hung", "success"], 1, False),  # no answer in time: not retried, and closed
     ],
 )
 def test_starttls_is_asked_again_only_after_operations_error(
@@ -66,9 +69,10 @@ def test_starttls_is_asked_again_only_after_operations_error(
         conn = ldap_checks.open_with_starttls(fresh)  # type: ignore[arg-type]
         assert conn is made[-1] and not conn.unbound
     else:
-        with pytest.raises(ldap_exc.LDAPStartTLSError, match=answers[tries - 1]):
+        with pytest.raises(ldap_exc.LDAPException):
             ldap_checks.open_with_starttls(fresh)  # type: ignore[arg-type]
     assert len(made) == tries
     # Every refused connection was closed, each retry on a new one.
     assert all(c.opened for c in made)
     assert [c.unbound for c in made] == [c.answer != "success" for c in made]
+    assert [c.result["description"] for c in made] == answers[:tries]
