@@ -126,13 +126,11 @@ def connect(topo: Topology, master: LdapMaster, timeout: float) -> ldap3.Connect
             conn.open()
         if not conn.bind():
             raise Unusable(f"bind as {conn.user} refused: {_result_text(conn)}")
-    except Unusable:
-        if conn is not None:
-            close(conn)
-        raise
     except Exception as exc:  # ldap3 raises a wide tree; every branch means "unusable"
         if conn is not None:
             close(conn)
+        if isinstance(exc, Unusable):
+            raise
         raise Unusable(describe_error(exc, timeout)) from None
     return conn
 
@@ -187,23 +185,26 @@ def open_with_starttls(fresh: Callable[[], ldap3.Connection]) -> ldap3.Connectio
     ("cannot start TLS when operations are outstanding"): it still counts the operations
     of a connection just closed on the same descriptor. That answer is asked once more,
     on a new connection, after a moment; any other refusal stands."""
-    for attempt in (1, 2):
-        conn = fresh()
-        try:
-            conn.open()
-            if conn.start_tls():
-                return conn
+    first = fresh()
+    try:
+        return _tls_started(first)
+    except ldap_exc.LDAPStartTLSError:
+        if (first.result or {}).get("description") != "operationsError":
+            raise
+    time.sleep(STARTTLS_RETRY_PAUSE_S)
+    return _tls_started(fresh())
+
+
+def _tls_started(conn: ldap3.Connection) -> ldap3.Connection:
+    """`conn` opened with TLS started; else closed, whatever went wrong, and raised."""
+    try:
+        conn.open()
+        if not conn.start_tls():
             raise ldap_exc.LDAPStartTLSError(f"StartTLS not started: {_result_text(conn)}")
-        except BaseException as exc:
-            close(conn)  # whatever went wrong: no socket is left to the garbage collector
-            spurious = (
-                isinstance(exc, ldap_exc.LDAPStartTLSError)
-                and (conn.result or {}).get("description") == "operationsError"
-            )
-            if attempt == 2 or not spurious:
-                raise
-        time.sleep(STARTTLS_RETRY_PAUSE_S)
-    raise AssertionError("unreachable: the second attempt returns or raises")
+    except BaseException:
+        close(conn)  # no socket is left to the garbage collector
+        raise
+    return conn
 
 
 def close(conn: ldap3.Connection) -> None:
