@@ -18,8 +18,13 @@ from typing import Any
 
 
 def lab_command(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "orchestrator.lab", *args],
-                          capture_output=True, text=True, timeout=300, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator.lab", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 @contextlib.contextmanager
@@ -77,9 +82,22 @@ class ControllerLab:
         self.logs.mkdir(parents=True, exist_ok=True)
         log = open(self.logs / f"{site}.log", "ab")  # noqa: SIM115 - the process owns it
         self.procs[site] = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator.cli.controller", "controller", "run",
-             "--site", site, "--listen", f"{LISTEN[site]}:{PORT}", "-c", str(self.topology)],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "orchestrator.cli.controller",
+                "controller",
+                "run",
+                "--site",
+                site,
+                "--listen",
+                f"{LISTEN[site]}:{PORT}",
+                "-c",
+                str(self.topology),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
             env={**self.env, **(extra_env or {})},
         )
 
@@ -91,8 +109,14 @@ class ControllerLab:
         return (self.logs / f"{site}.log").read_text()
 
     def sitectl(self, *args: str) -> dict[str, Any]:
-        done = subprocess.run([SITECTL, *args, "--json"], capture_output=True, text=True,
-                              env=self.env, timeout=600, check=False)
+        done = subprocess.run(
+            [SITECTL, *args, "--json"],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=600,
+            check=False,
+        )
         if done.returncode != 0:
             raise SystemExit(f"sitectl {' '.join(args)}: {done.stdout[-2000:]}{done.stderr}")
         return dict(json.loads(done.stdout))

@@ -88,10 +88,12 @@ class Idle:
     log: str
 
 
-def measure(state_dir: Path, site: str, warmup: float, seconds: float,
-            follower: bool = False) -> Idle:
-    controllers = ControllerLab(state_dir, state_dir / "topology.yaml",
-                                Path(tempfile.mkdtemp(prefix="bench-p6-")))
+def measure(
+    state_dir: Path, site: str, warmup: float, seconds: float, follower: bool = False
+) -> Idle:
+    controllers = ControllerLab(
+        state_dir, state_dir / "topology.yaml", Path(tempfile.mkdtemp(prefix="bench-p6-"))
+    )
     if follower:
         controllers.start("witness")
         wait(lambda: controllers.status("witness").get("leader"), "the witness leads", 60)
@@ -130,8 +132,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--state-dir", type=Path, help="a running lab; default: start one")
     parser.add_argument("--site", default="dc1", choices=sorted(LISTEN))
-    parser.add_argument("--follower", action="store_true",
-                        help="measure SITE's controller as a follower (the witness's leads)")
+    parser.add_argument(
+        "--follower",
+        action="store_true",
+        help="measure SITE's controller as a follower (the witness's leads)",
+    )
     parser.add_argument("--warmup", type=float, default=30.0)
     parser.add_argument("--seconds", type=float, default=60.0)
     args = parser.parse_args()

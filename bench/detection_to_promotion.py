@@ -41,8 +41,9 @@ from orchestrator.controller.canary import canary_interval, intervals
 from orchestrator.lab import lifecycle
 
 TARGET_S = 10.0
-STARTING = re.compile(r"^(\S+ \S+) sitectl\.controller INFO .*starting automatic failover to dc2$",
-                      re.M)
+STARTING = re.compile(
+    r"^(\S+ \S+) sitectl\.controller INFO .*starting automatic failover to dc2$", re.M
+)
 
 
 def once(state_dir: Path, topology: Path) -> tuple[float, float]:
@@ -53,8 +54,14 @@ def once(state_dir: Path, topology: Path) -> tuple[float, float]:
         wait(lambda: run.status("witness")["leader"], "the witness leads", 60)
         run.start("dc2")
         run.start("dc1")
-        wait(lambda: run.status("witness")["decision"]
-             == "dc1 up from 3 of 3 vantage points; nothing to do", "all three report", 60)
+        wait(
+            lambda: (
+                run.status("witness")["decision"]
+                == "dc1 up from 3 of 3 vantage points; nothing to do"
+            ),
+            "all three report",
+            60,
+        )
         # An operator's site is never lost a moment after an election: the leader has
         # written every kind of canary, with a tick for them to reach dc2 (once dc1 is
         # gone the gate bounds the loss by the newest canary dc2 holds).
@@ -62,19 +69,33 @@ def once(state_dir: Path, topology: Path) -> tuple[float, float]:
         tick = canary_interval(topo)
         settle = max(intervals(topo).values()) + tick
         since = time.time()
-        wait(lambda: time.time() - since > settle
-             and (s := run.status("witness")).get("canary_at", 0) > since + settle - tick
-             and not s.get("canary_problems"), "the leader's canaries settled", settle + 60)
+        wait(
+            lambda: (
+                time.time() - since > settle
+                and (s := run.status("witness")).get("canary_at", 0) > since + settle - tick
+                and not s.get("canary_problems")
+            ),
+            "the leader's canaries settled",
+            settle + 60,
+        )
         # The site dies at these SIGKILLs: `lab kill-site` in this process, so the clock
         # does not include starting its CLI (about 0.6 s, counted before 2026-11-22 21:40).
         killed = time.time()
         os.killpg(run.procs["dc1"].pid, signal.SIGKILL)
         lifecycle.kill_site(state_dir, "dc1")
-        op = wait(lambda: (o := run.sitectl("status")["operation"]) and o["automatic"]
-                  and o["status"] == "succeeded" and o, "automatic failover succeeded", 300,
-                  # Each poll starts a Python: seldom, not to steal CPU from the timed
-                  # controllers. The figures come from their log and the record.
-                  every=1.0)
+        op = wait(
+            lambda: (
+                (o := run.sitectl("status")["operation"])
+                and o["automatic"]
+                and o["status"] == "succeeded"
+                and o
+            ),
+            "automatic failover succeeded",
+            300,
+            # Each poll starts a Python: seldom, not to steal CPU from the timed
+            # controllers. The figures come from their log and the record.
+            every=1.0,
+        )
         found = STARTING.search((logs / "witness.log").read_text())
         if not found:
             raise SystemExit(f"no promotion sentence in {logs}/witness.log")
@@ -115,19 +136,30 @@ def main() -> int:
             detections.append(detect)
             promotions.append(promote)
             failovers.append(promote - detect)
-            print(f"run {n}: kill → decision {detect:.1f} s, kill → dc2 active {promote:.1f} s "
-                  f"(load {os.getloadavg()[0]:.1f})", flush=True)
-        print(f"\nP1 detection → promotion, {platform.node()} ({os.cpu_count()} cores), "
-              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, probe interval "
-              f"{policy.probe_interval:g} s, {policy.consecutive_failures} consecutive failures, "
-              f"{args.runs} runs")
+            print(
+                f"run {n}: kill → decision {detect:.1f} s, kill → dc2 active {promote:.1f} s "
+                f"(load {os.getloadavg()[0]:.1f})",
+                flush=True,
+            )
+        print(
+            f"\nP1 detection → promotion, {platform.node()} ({os.cpu_count()} cores), "
+            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, probe interval "
+            f"{policy.probe_interval:g} s, {policy.consecutive_failures} consecutive failures, "
+            f"{args.runs} runs"
+        )
         print("| figure | median | max | target |\n| --- | --- | --- | --- |")
-        print(f"| kill → decision | {statistics.median(detections):.1f} s | "
-              f"{max(detections):.1f} s | |")
-        print(f"| decision → dc2 active (the failover run) | {statistics.median(failovers):.1f} s "
-              f"| {max(failovers):.1f} s | |")
-        print(f"| kill → dc2 active | {statistics.median(promotions):.1f} s | "
-              f"{max(promotions):.1f} s | ≤ {TARGET_S:g} s |")
+        print(
+            f"| kill → decision | {statistics.median(detections):.1f} s | "
+            f"{max(detections):.1f} s | |"
+        )
+        print(
+            f"| decision → dc2 active (the failover run) | {statistics.median(failovers):.1f} s "
+            f"| {max(failovers):.1f} s | |"
+        )
+        print(
+            f"| kill → dc2 active | {statistics.median(promotions):.1f} s | "
+            f"{max(promotions):.1f} s | ≤ {TARGET_S:g} s |"
+        )
     return 0
 
 

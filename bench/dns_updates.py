@@ -57,22 +57,31 @@ def one_run(providers: dict[str, Rfc2136Provider], pair: BindPair, site: str) ->
         list(pool.map(lambda z: providers[z].apply(wanted[z]), ZONES))
     applied = time.perf_counter()
     with ThreadPoolExecutor(max_workers=len(ZONES)) as pool:
-        results = list(pool.map(lambda z: verify(z, wanted[z], pair.servers, timeout=10,
-                                                 interval=0.02), ZONES))
+        results = list(
+            pool.map(lambda z: verify(z, wanted[z], pair.servers, timeout=10, interval=0.02), ZONES)
+        )
     done = time.perf_counter()
     for result in results:
         if not result.ok:
             raise SystemExit(f"verify failed: {result.describe()}")
-    return {"apply_s": applied - start, "verify_s": done - applied, "total_s": done - start,
-            "verify_rounds": max(r.rounds for r in results)}
+    return {
+        "apply_s": applied - start,
+        "verify_s": done - applied,
+        "total_s": done - start,
+        "verify_rounds": max(r.rounds for r in results),
+    }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--serial-query-rate", type=int, default=SERIAL_QUERY_RATE,
-                        help="the secondary's serial-query-rate; 0 = BIND's default (20/s)")
+    parser.add_argument(
+        "--serial-query-rate",
+        type=int,
+        default=SERIAL_QUERY_RATE,
+        help="the secondary's serial-query-rate; 0 = BIND's default (20/s)",
+    )
     args = parser.parse_args()
     home = scratch_dir()
     try:
@@ -81,8 +90,9 @@ def main() -> int:
         with BindPair.running(home, zones, serial_query_rate=rate) as pair:
             key = load_key_file(pair.ddns_key_file)
             providers = {z: Rfc2136Provider(z, [pair.primary], key) for z in ZONES}
-            runs = [one_run(providers, pair, "dc2" if n % 2 == 0 else "dc1")
-                    for n in range(args.runs)]
+            runs = [
+                one_run(providers, pair, "dc2" if n % 2 == 0 else "dc1") for n in range(args.runs)
+            ]
     finally:
         remove(home)
     totals = [r["total_s"] for r in runs]
@@ -91,7 +101,7 @@ def main() -> int:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "serial_query_rate": args.serial_query_rate or "BIND default (20)",
         "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cpu, "
-                   f"Python {platform.python_version()}",
+        f"Python {platform.python_version()}",
         "runs": runs,
         "median_total_s": statistics.median(totals),
         "max_total_s": max(totals),
@@ -102,13 +112,19 @@ def main() -> int:
         print(json.dumps(report, indent=2))
     else:
         print(report["figure"])
-        print(f"  {report['machine']}, {report['date']}, secondary serial-query-rate "
-              f"{report['serial_query_rate']}")
+        print(
+            f"  {report['machine']}, {report['date']}, secondary serial-query-rate "
+            f"{report['serial_query_rate']}"
+        )
         for n, run in enumerate(runs, 1):
-            print(f"  run {n}: apply {run['apply_s']:.3f} s + verify {run['verify_s']:.3f} s "
-                  f"= {run['total_s']:.3f} s ({run['verify_rounds']} verify round(s))")
-        print(f"  median {report['median_total_s']:.3f} s, max {report['max_total_s']:.3f} s, "
-              f"target ≤ {TARGET_S:.1f} s: {'met' if report['met'] else 'NOT met'}")
+            print(
+                f"  run {n}: apply {run['apply_s']:.3f} s + verify {run['verify_s']:.3f} s "
+                f"= {run['total_s']:.3f} s ({run['verify_rounds']} verify round(s))"
+            )
+        print(
+            f"  median {report['median_total_s']:.3f} s, max {report['max_total_s']:.3f} s, "
+            f"target ≤ {TARGET_S:.1f} s: {'met' if report['met'] else 'NOT met'}"
+        )
     return 0
 
 

@@ -76,9 +76,17 @@ def running_ensemble(root: Path, ips: tuple[str, ...]) -> Iterator[Ensemble]:
         )
         log = open(data / "zk.log", "wb")  # noqa: SIM115 - lives as long as the process
         procs[ip] = subprocess.Popen(
-            ["java", *JVM_FLAGS, "-cp", CLASSPATH,
-             "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(cfg)],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                "java",
+                *JVM_FLAGS,
+                "-cp",
+                CLASSPATH,
+                "org.apache.zookeeper.server.quorum.QuorumPeerMain",
+                str(cfg),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         deadline = time.monotonic() + 60

@@ -103,8 +103,9 @@ def read(conn: ldap3.Connection, dn: str) -> tuple[bool, list[str]]:
     raise Failed(f"reading the epoch of {dn}: {_said(conn)}")
 
 
-def raise_epoch(conn: ldap3.Connection, dn: str, epoch: int, object_class: str,
-                attributes: dict[str, Any]) -> int | None:
+def raise_epoch(
+    conn: ldap3.Connection, dn: str, epoch: int, object_class: str, attributes: dict[str, Any]
+) -> int | None:
     """Move the entry's epoch up to `epoch` by compare-and-set; return the epoch it held.
     An absent entry is created holding it (`attributes` besides). `Stale` if it holds a
     newer one."""
@@ -130,8 +131,14 @@ def raise_epoch(conn: ldap3.Connection, dn: str, epoch: int, object_class: str,
     raise LeaseLost(f"{dn}: the epoch kept changing while raising it to {epoch}")
 
 
-def fenced_modify(conn: ldap3.Connection, dn: str, changes: dict[str, Any], epoch: int,
-                  object_class: str, attributes: dict[str, Any]) -> None:
+def fenced_modify(
+    conn: ldap3.Connection,
+    dn: str,
+    changes: dict[str, Any],
+    epoch: int,
+    object_class: str,
+    attributes: dict[str, Any],
+) -> None:
     """Apply `changes` only if the entry holds our epoch, which the server checks.
 
     An entry that holds an older epoch or none (we have not raised it yet, or it was

@@ -107,8 +107,14 @@ def replication_destination(s3: Any, bucket: str) -> str | None:
     return None
 
 
-def replicate(s3: Any, bucket: str, role: str, destination_bucket: str, rule_id: str,
-              fence: FenceHold | None = None) -> None:
+def replicate(
+    s3: Any,
+    bucket: str,
+    role: str,
+    destination_bucket: str,
+    rule_id: str,
+    fence: FenceHold | None = None,
+) -> None:
     """Replicate the whole bucket to `destination_bucket` (same name at the peer site)."""
     _check(fence, f"setting the replication of {bucket}")
     with translated(f"setting the replication of {bucket}"):
@@ -227,8 +233,9 @@ def hold_fence(s3: Any, bucket: str, epoch: int) -> FenceHold:
         condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
         with translated(f"claiming the fence of {bucket}"):
             try:
-                put = s3.put_object(Bucket=bucket, Key=FENCE_KEY, Body=f"epoch={epoch}".encode(),
-                                    **condition)
+                put = s3.put_object(
+                    Bucket=bucket, Key=FENCE_KEY, Body=f"epoch={epoch}".encode(), **condition
+                )
             except botocore.exceptions.ClientError as exc:
                 if error_code(exc) in ("PreconditionFailed", "ConditionalRequestConflict"):
                     continue  # changed between our read and our put: read it again
@@ -242,8 +249,9 @@ def _check(fence: FenceHold | None, write: str) -> None:
         fence.check(write)
 
 
-def copy_missing(source: Any, target: Any, bucket: str,
-                 fence: FenceHold | None = None) -> list[str]:
+def copy_missing(
+    source: Any, target: Any, bucket: str, fence: FenceHold | None = None
+) -> list[str]:
     """Copy objects the target lacks or holds differently; return their keys.
 
     Bucket replication only covers objects written after its rule exists: what the new

@@ -50,8 +50,9 @@ def read_stamp(s3: Any, bucket: str, key: str) -> tuple[int | None, str | None, 
     return (int(text) if text.isdigit() else None), str(head["ETag"]), metadata
 
 
-def put_stamped(s3: Any, bucket: str, key: str, body: bytes, metadata: dict[str, str],
-                epoch: int) -> dict[str, Any]:
+def put_stamped(
+    s3: Any, bucket: str, key: str, body: bytes, metadata: dict[str, str], epoch: int
+) -> dict[str, Any]:
     """Put the object under `epoch` by compare-and-set; boto's answer. `Stale` if a
     newer epoch wrote it."""
     for _ in range(_ROUNDS):
@@ -62,8 +63,11 @@ def put_stamped(s3: Any, bucket: str, key: str, body: bytes, metadata: dict[str,
         with translated(f"writing {bucket}/{key}"):
             try:
                 answer: dict[str, Any] = s3.put_object(
-                    Bucket=bucket, Key=key, Body=body,
-                    Metadata={**metadata, EPOCH_META: str(epoch)}, **condition,
+                    Bucket=bucket,
+                    Key=key,
+                    Body=body,
+                    Metadata={**metadata, EPOCH_META: str(epoch)},
+                    **condition,
                 )
                 return answer
             except botocore.exceptions.ClientError as exc:

@@ -240,8 +240,12 @@ def _canary(
                 epoch,
             )
         except s3_stamp.Stale as exc:  # a newer leader's epoch: an answer, never retried
-            return CheckResult(*where, Status.DOWN, f"canary at {source.url} refused: {exc}",
-                               {FENCED_BY: float(exc.held)})
+            return CheckResult(
+                *where,
+                Status.DOWN,
+                f"canary at {source.url} refused: {exc}",
+                {FENCED_BY: float(exc.held)},
+            )
         except Exception as exc:  # mapped like every other S3 call
             status, reason = describe_error(exc, timeout)
             return CheckResult(*where, status, f"canary: {reason}", {})
@@ -286,15 +290,17 @@ def replicate_canary(
     return None, f"source says {said}"
 
 
-def put_canary(s3: Any, bucket: str, site: str, written: float,
-               epoch: int | None = None) -> dict[str, Any]:
+def put_canary(
+    s3: Any, bucket: str, site: str, written: float, epoch: int | None = None
+) -> dict[str, Any]:
     """Write `site`'s canary object, stamped `written` (UNIX time); boto's answer. With
     the leader's `epoch`, the put is conditional (s3_stamp.Stale if a newer one wrote)."""
     key = CANARY_PREFIX + site
     metadata = {WRITTEN_AT: f"{written:.6f}"}
     if epoch is None:
-        answer: dict[str, Any] = s3.put_object(Bucket=bucket, Key=key, Body=b"sitectl canary\n",
-                                               Metadata=metadata)
+        answer: dict[str, Any] = s3.put_object(
+            Bucket=bucket, Key=key, Body=b"sitectl canary\n", Metadata=metadata
+        )
         return answer
     body = f"sitectl canary epoch={epoch}\n".encode()
     return s3_stamp.put_stamped(s3, bucket, key, body, metadata, epoch)

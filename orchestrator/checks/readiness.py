@@ -94,9 +94,7 @@ def readiness(
     if topo.volumes:
         estimates["volume"] = volume_loss(topo, to_site, sweep.for_system(mirrors.SYSTEM), each)
     if topo.ldap is not None:
-        estimates["ldap"] = ldap_loss(
-            topo, to_site, sweep.for_system(ldap.SYSTEM), clock(), each
-        )
+        estimates["ldap"] = ldap_loss(topo, to_site, sweep.for_system(ldap.SYSTEM), clock(), each)
     if topo.object_store is not None:
         estimates["object_store"] = object_store_loss(
             topo, to_site, sweep.for_system(object_store.SYSTEM), each

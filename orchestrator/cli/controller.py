@@ -58,8 +58,7 @@ def _with_zookeeper(topo: Topology, connect_string: str | None) -> Topology:
         return topo
     # The site of an override node is not known and nothing reads it: only the address.
     hosts = tuple(ZkHost(address=a, site="override") for a in connect_string.split(","))
-    return topo.model_copy(update={"zookeeper": topo.zookeeper.model_copy(
-        update={"hosts": hosts})})
+    return topo.model_copy(update={"zookeeper": topo.zookeeper.model_copy(update={"hosts": hosts})})
 
 
 @controller_app.command("run")
@@ -104,10 +103,12 @@ def run(
     except ValueError as exc:
         fail(str(exc), ExitCode.BAD_INPUT)
     if site not in topo.sites:
-        fail(f"--site {site}: no such site — use one of {', '.join(topo.sites)}",
-             ExitCode.BAD_INPUT)
+        fail(
+            f"--site {site}: no such site — use one of {', '.join(topo.sites)}", ExitCode.BAD_INPUT
+        )
     logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr,
+        level=logging.INFO,
+        stream=sys.stderr,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
     logging.getLogger("kazoo").setLevel(logging.ERROR)
@@ -216,17 +217,23 @@ class _errors:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: object) -> bool:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> bool:
         if isinstance(exc, SitectlError):
-            fail(f"unavailable: {exc}" if isinstance(exc, Unavailable) else f"failed: {exc}",
-                 ExitCode.OPERATION_FAILED)
+            fail(
+                f"unavailable: {exc}" if isinstance(exc, Unavailable) else f"failed: {exc}",
+                ExitCode.OPERATION_FAILED,
+            )
         return False
 
 
 def register(app: typer.Typer) -> None:
-    app.add_typer(controller_app, name="controller",
-                  help="The controller daemon (one per site and on the witness).")
+    app.add_typer(
+        controller_app,
+        name="controller",
+        help="The controller daemon (one per site and on the witness).",
+    )
     app.command()(pause)
     app.command()(unpause)
     app.command()(ack)

@@ -67,32 +67,57 @@ def _summary(record: DrillRecord, paths: ReportPaths) -> None:
     result = verdict(record)
     mark = "[bold green]PASSED[/]" if result.passed else "[bold red]FAILED[/]"
     route = f"{record.from_site}→{record.to_site}" + (
-        f"→{record.from_site}" if record.failback else "")
+        f"→{record.from_site}" if record.failback else ""
+    )
     console.print(f"drill {record.id} {route}: {mark}")
     table = Table(title_justify="left", show_edge=False)
-    for column in ("move", "RTO", f"target {record.targets.rto_s:g} s", "writes lost", "RPO",
-                   f"target {record.targets.rpo_s:g} s", "verified"):
+    for column in (
+        "move",
+        "RTO",
+        f"target {record.targets.rto_s:g} s",
+        "writes lost",
+        "RPO",
+        f"target {record.targets.rpo_s:g} s",
+        "verified",
+    ):
         table.add_column(column)
     for leg in result.legs:
         rto = "—" if leg.rto.seconds is None else f"{leg.rto.seconds:.1f} s"
-        rpo = "unknown" if leg.rpo.seconds is None else (
-            f"{'≥ ' if leg.rpo.lower_bound else ''}{leg.rpo.seconds:.1f} s")
-        table.add_row(f"{leg.from_site}→{leg.to_site}", rto, _ok(leg.rto_ok),
-                      f"{leg.rpo.lost}/{leg.rpo.checked}", rpo, _ok(leg.rpo_ok),
-                      "[green]passed[/]" if leg.verifications_ok else "[red]failed[/]")
+        rpo = (
+            "unknown"
+            if leg.rpo.seconds is None
+            else (f"{'≥ ' if leg.rpo.lower_bound else ''}{leg.rpo.seconds:.1f} s")
+        )
+        table.add_row(
+            f"{leg.from_site}→{leg.to_site}",
+            rto,
+            _ok(leg.rto_ok),
+            f"{leg.rpo.lost}/{leg.rpo.checked}",
+            rpo,
+            _ok(leg.rpo_ok),
+            "[green]passed[/]" if leg.verifications_ok else "[red]failed[/]",
+        )
     if result.legs:
         console.print(table)
     for leg in (lg for lg in record.legs if not lg.moves):
         # The failback's last reprotect: no figures, but the service is only back as it
         # was once the other site is a standby again.
-        protected = bool(leg.verifications) and all(v.ok for v in leg.verifications) and all(
-            op.status == "succeeded" for op in leg.operations)
-        console.print(f"{leg.from_site} protected towards {leg.to_site} again: "
-                      + ("[green]yes[/]" if protected else "[red]no[/]"))
+        protected = (
+            bool(leg.verifications)
+            and all(v.ok for v in leg.verifications)
+            and all(op.status == "succeeded" for op in leg.operations)
+        )
+        console.print(
+            f"{leg.from_site} protected towards {leg.to_site} again: "
+            + ("[green]yes[/]" if protected else "[red]no[/]")
+        )
     goal = record.targets
-    console.print(f"targets: RTO {goal.rto_s:g} s ({goal.source.get('rto', 'unknown')}), "
-                  f"RPO {goal.rpo_s:g} s ({goal.source.get('rpo', 'unknown')})",
-                  markup=False, highlight=False)
+    console.print(
+        f"targets: RTO {goal.rto_s:g} s ({goal.source.get('rto', 'unknown')}), "
+        f"RPO {goal.rpo_s:g} s ({goal.source.get('rpo', 'unknown')})",
+        markup=False,
+        highlight=False,
+    )
     for failure in result.failures:
         console.print(f"  ✗ {failure}", markup=False)
     console.print(f"active site: [b]{record.active_site or 'unknown'}[/b] as sitectl recorded it")
@@ -114,9 +139,7 @@ def register(app: typer.Typer) -> None:
 @drill_app.callback()
 def drill(
     ctx: typer.Context,
-    to: Annotated[
-        str | None, typer.Option("--to", help="The site to move the service to.")
-    ] = None,
+    to: Annotated[str | None, typer.Option("--to", help="The site to move the service to.")] = None,
     failback: Annotated[
         bool,
         typer.Option("--failback", help="Then reprotect, wait in sync and move back, verified."),
@@ -124,14 +147,20 @@ def drill(
     report_dir: ReportDirOption = None,
     targets_text: Annotated[
         str | None,
-        typer.Option("--targets", help="Pass/fail targets, e.g. rto=90s,rpo=0s; each "
-                     "overrides the topology's policy.drill_targets (default: RTO 5 min, "
-                     "RPO 0: a drill expects no loss)."),
+        typer.Option(
+            "--targets",
+            help="Pass/fail targets, e.g. rto=90s,rpo=0s; each "
+            "overrides the topology's policy.drill_targets (default: RTO 5 min, "
+            "RPO 0: a drill expects no loss).",
+        ),
     ] = None,
     mode: Annotated[
         str,
-        typer.Option("--mode", help="switchover (planned) or failover (no final sync: "
-                     "rehearses a disaster, losses possible)."),
+        typer.Option(
+            "--mode",
+            help="switchover (planned) or failover (no final sync: "
+            "rehearses a disaster, losses possible).",
+        ),
     ] = "switchover",
     config: ConfigOption = None,
     reason: ReasonOption = "",
@@ -159,20 +188,33 @@ def drill(
     topo, _ = load(config)
     goal = targets(given, topo.policy.drill_targets)
     if to not in topo.datacenters():
-        fail(f"--to {to}: not a datacenter — use one of: {', '.join(topo.datacenters())}",
-             ExitCode.BAD_INPUT)
+        fail(
+            f"--to {to}: not a datacenter — use one of: {', '.join(topo.datacenters())}",
+            ExitCode.BAD_INPUT,
+        )
     if not (yes or json_output):
         if not _interactive():
-            fail("refused: no terminal to confirm on — pass --yes to run without a prompt",
-                 ExitCode.BAD_INPUT)
-        typer.confirm(f"run a DR drill: {mode} to {to}{' and back' if failback else ''}?",
-                      abort=True)
+            fail(
+                "refused: no terminal to confirm on — pass --yes to run without a prompt",
+                ExitCode.BAD_INPUT,
+            )
+        typer.confirm(
+            f"run a DR drill: {mode} to {to}{' and back' if failback else ''}?", abort=True
+        )
     options = DrillOptions(to, goal, failback, mode, reason)
     record = run_drill(topo, options, _CliWatcher(quiet=json_output))
     paths = write_reports(record, _reports_root(topo, report_dir) / record.id)
     if json_output:
-        emit_json({**report_json(record), "reports": {
-            "html": str(paths.html), "json": str(paths.json), "junit": str(paths.junit)}})
+        emit_json(
+            {
+                **report_json(record),
+                "reports": {
+                    "html": str(paths.html),
+                    "json": str(paths.json),
+                    "junit": str(paths.junit),
+                },
+            }
+        )
     else:
         _summary(record, paths)
     if not verdict(record).passed:
@@ -205,8 +247,10 @@ def drill_history(
     # paste into an audit ticket as they are.
     mark = {True: "[green]passed[/]", False: "[red]failed[/]", None: "[yellow]unreadable[/]"}
     for e in entries:
-        console.print(f"{when_text(e.started)}  {mark[e.passed]}  {e.route}  {e.id}  by {e.by}",
-                      highlight=False)
+        console.print(
+            f"{when_text(e.started)}  {mark[e.passed]}  {e.route}  {e.id}  by {e.by}",
+            highlight=False,
+        )
         console.print(f"    {e.summary}", markup=False)
         console.print(f"    {e.report}", markup=False)
     console.print(f"reports in {root}", markup=False)

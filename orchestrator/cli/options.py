@@ -34,8 +34,7 @@ def free_text(value: str | None) -> str | None:
     would otherwise record "--json" as the reason for accepting a loss, and lose --json."""
     if value is not None and value.startswith("-"):
         raise typer.BadParameter(
-            f"{value!r} is an option, not a reason: give the reason as text, "
-            'e.g. "dc1 lost power"'
+            f'{value!r} is an option, not a reason: give the reason as text, e.g. "dc1 lost power"'
         )
     return value
 

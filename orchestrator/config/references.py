@@ -245,4 +245,3 @@ def _parity(topo: Topology) -> Iterator[Finding]:
         for site in topo.datacenters():
             if site not in setting.sites:
                 yield base, f"no source for datacenter {site!r} — add sites.{site}"
-

@@ -69,8 +69,12 @@ class Canaries:
     """The leader's canary writer: which kinds are due, and the LDAP connections kept
     between canaries. Used by one thread (the canary loop); `close` when it ends."""
 
-    def __init__(self, topo: Topology, clock: Callable[[], float] = time.monotonic,
-                 writers: Mapping[str, Writer] | None = None) -> None:
+    def __init__(
+        self,
+        topo: Topology,
+        clock: Callable[[], float] = time.monotonic,
+        writers: Mapping[str, Writer] | None = None,
+    ) -> None:
         self.tick = canary_interval(topo)
         self._every = intervals(topo)
         self._clock = clock
@@ -78,8 +82,9 @@ class Canaries:
         self._written: dict[str, float] = {}
         self._links = LdapLinks()
 
-    def write(self, topo: Topology, active_site: str, timeout: float,
-              fence: LeaderFence) -> list[str]:
+    def write(
+        self, topo: Topology, active_site: str, timeout: float, fence: LeaderFence
+    ) -> list[str]:
         """Write the canaries that are due, as write_canaries does; a kind that failed
         is due again at the next tick."""
         now = self._clock()
@@ -98,8 +103,13 @@ class Canaries:
         self._links.close()
 
 
-def write_canaries(topo: Topology, active_site: str, timeout: float, fence: LeaderFence,
-                   links: LdapLinks | None = None) -> list[str]:
+def write_canaries(
+    topo: Topology,
+    active_site: str,
+    timeout: float,
+    fence: LeaderFence,
+    links: LdapLinks | None = None,
+) -> list[str]:
     """Write every canary of `active_site` under the leader's epoch (`fence`); return one
     sentence per failure (bounded). Once a newer epoch refused one, write nothing more.
     `links`: LDAP connections kept between calls; without, each master gets one for
@@ -117,8 +127,9 @@ def write_canaries(topo: Topology, active_site: str, timeout: float, fence: Lead
             own.close()
 
 
-def _ldap_canaries(topo: Topology, active_site: str, timeout: float, fence: LeaderFence,
-                   links: LdapLinks) -> list[str]:
+def _ldap_canaries(
+    topo: Topology, active_site: str, timeout: float, fence: LeaderFence, links: LdapLinks
+) -> list[str]:
     if topo.ldap is None:
         return []
     active = topo.model_copy(update={"active_site": active_site})
@@ -134,19 +145,22 @@ def _ldap_canaries(topo: Topology, active_site: str, timeout: float, fence: Lead
     return problems
 
 
-def _object_canaries(topo: Topology, active_site: str, timeout: float, fence: LeaderFence,
-                     links: LdapLinks) -> list[str]:
+def _object_canaries(
+    topo: Topology, active_site: str, timeout: float, fence: LeaderFence, links: LdapLinks
+) -> list[str]:
     del links
     store = topo.object_store
-    source = None if store is None else next(
-        (e for e in store.endpoints if e.site == active_site), None)
+    source = (
+        None if store is None else next((e for e in store.endpoints if e.site == active_site), None)
+    )
     if store is None or source is None:
         return []  # nothing to write: the active site keeps no object store
     problems = []
     for bucket in (b for b in store.buckets if b.replicated):
         try:
-            object_store.put_canary(s3_client(topo, source, timeout), bucket.name, active_site,
-                                    time.time(), fence.epoch)
+            object_store.put_canary(
+                s3_client(topo, source, timeout), bucket.name, active_site, time.time(), fence.epoch
+            )
         except s3_stamp.Stale as exc:
             fence.refused(f"object store canary at {source.url} refused: {exc}")
             return []
@@ -159,8 +173,9 @@ def _object_canaries(topo: Topology, active_site: str, timeout: float, fence: Le
 _WRITERS: dict[str, Writer] = {"ldap": _ldap_canaries, "object_store": _object_canaries}
 
 
-def _ldap_canary(topo: Topology, master: LdapMaster, timeout: float, now: float,
-                 epoch: int, links: LdapLinks) -> str:
+def _ldap_canary(
+    topo: Topology, master: LdapMaster, timeout: float, now: float, epoch: int, links: LdapLinks
+) -> str:
     """One canary, asserting our epoch (LeaseLost once a newer leader's holds the entry)."""
     assert topo.ldap is not None
     dn = ldap_canary_dn(topo, master)

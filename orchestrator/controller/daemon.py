@@ -62,15 +62,13 @@ def decisive(report: dict[str, Any] | None, needed: int) -> bool:
     that may complete a quorum of vantage points, worth deciding on at once (pure)."""
     sites = (report or {}).get("sites") or {}
     return any(
-        isinstance(view, dict) and int(view.get("streak") or 0) >= needed
-        for view in sites.values()
+        isinstance(view, dict) and int(view.get("streak") or 0) >= needed for view in sites.values()
     )
 
 
 def timing_of(topo: Topology) -> Timing:
     p = topo.policy
-    return Timing(p.probe_interval, p.consecutive_failures, p.automatic_promotion,
-                  p.block_period)
+    return Timing(p.probe_interval, p.consecutive_failures, p.automatic_promotion, p.block_period)
 
 
 def probe_timeout(topo: Topology) -> float:
@@ -85,8 +83,9 @@ def readiness_summary(verdict: Readiness) -> str:
     if not verdict.loss:
         return "no replicated data configured"
     labels = {"volume": "mirror lag", "ldap": "LDAP lag", "object_store": "object store lag"}
-    return ", ".join(f"{labels.get(k, k)} {v:.0f} s" for k, v in verdict.loss.items()
-                     if v is not None)
+    return ", ".join(
+        f"{labels.get(k, k)} {v:.0f} s" for k, v in verdict.loss.items() if v is not None
+    )
 
 
 class Controller:
@@ -182,13 +181,14 @@ class Controller:
             return  # nothing can be published; the leader counts us absent, as it should
         try:
             session = self.client.client_id[0] if self.client.client_id else None
-            if self._joined != session and self.state.join(self.site, {
-                "identity": self.identifier, "started": time.time()
-            }):
+            if self._joined != session and self.state.join(
+                self.site, {"identity": self.identifier, "started": time.time()}
+            ):
                 self._joined = session
             if not self.state.publish(self.site, report.to_json()):
-                log.warning("another live controller publishes for %s: not overwriting it",
-                            self.site)
+                log.warning(
+                    "another live controller publishes for %s: not overwriting it", self.site
+                )
         except SitectlError as exc:
             log.info("could not publish the vantage report: %s", exc)
 
@@ -210,8 +210,7 @@ class Controller:
                 continue  # a follower never writes
             if not self._busy:  # an operation moves the active site
                 # Each canary stamps our epoch on its own entry or object first if needed.
-                problems = canaries.write(self.topo, self._active, probe_timeout(self.topo),
-                                          fence)
+                problems = canaries.write(self.topo, self._active, probe_timeout(self.topo), fence)
                 if problems != said:
                     log.info("canaries: %s", "; ".join(problems) or "written again")
                     said = problems
@@ -221,9 +220,13 @@ class Controller:
             # so that a dead site's timeouts never delay them.
             missing = fence.stamp_everywhere(self.topo, probe_timeout(self.topo))
             if missing != unfenced:
-                log.info("epoch %d %s", fence.epoch,
-                         f"not stamped yet: {'; '.join(missing)}" if missing
-                         else "stamped on every canary entry and object")
+                log.info(
+                    "epoch %d %s",
+                    fence.epoch,
+                    f"not stamped yet: {'; '.join(missing)}"
+                    if missing
+                    else "stamped on every canary entry and object",
+                )
                 unfenced = missing
 
     def _term_fence(self) -> LeaderFence | None:
@@ -293,8 +296,7 @@ class Controller:
             except SitectlError as exc:
                 decision = Decision(
                     Action.STAND_BY,
-                    f"could not read the cluster state from ZooKeeper ({exc}): taking no "
-                    "decision",
+                    f"could not read the cluster state from ZooKeeper ({exc}): taking no decision",
                 )
             else:
                 decision = decide(snapshot, self.timing, time.time())
@@ -303,8 +305,11 @@ class Controller:
 
     def _bare(self) -> Snapshot:
         return Snapshot(
-            connected=self.leadership.connected, leader=False, active_site=self._active,
-            home_site=self.topo.active_site, datacenters=tuple(self.topo.datacenters()),
+            connected=self.leadership.connected,
+            leader=False,
+            active_site=self._active,
+            home_site=self.topo.active_site,
+            datacenters=tuple(self.topo.datacenters()),
             vantage_sites=tuple(self.topo.sites),
         )
 
@@ -321,21 +326,28 @@ class Controller:
             acknowledged=self.state.acknowledged(),
             failed_attempt=self._failed_attempt,
         )
-        self.metrics.fresh.set(sum(1 for v in snapshot.views if v.age is not None
-                                   and v.age <= self.timing.stale_after))
+        self.metrics.fresh.set(
+            sum(1 for v in snapshot.views if v.age is not None and v.age <= self.timing.stale_after)
+        )
         self.metrics.operation.set(1 if snapshot.operation else 0)
         target = failover_target(snapshot)
         # The readiness gate runs sweeps of LDAP, mirrors and the object store: only
         # when its answer can change the decision, and still into this cycle's snapshot.
-        if (target and snapshot.operation is None and snapshot.paused is None
-                and self.timing.automatic_promotion and down_by_quorum(snapshot, self.timing)):
+        if (
+            target
+            and snapshot.operation is None
+            and snapshot.paused is None
+            and self.timing.automatic_promotion
+            and down_by_quorum(snapshot, self.timing)
+        ):
             active_topo = self.topo.model_copy(update={"active_site": snapshot.active_site})
             verdict = self._readiness(active_topo, target)
             for kind, seconds in verdict.loss.items():
                 if seconds is not None:
                     self.metrics.loss.labels(kind).set(seconds)
-            snapshot = replace(snapshot, readiness=ReadinessView(verdict.ready,
-                                                                  readiness_summary(verdict)))
+            snapshot = replace(
+                snapshot, readiness=ReadinessView(verdict.ready, readiness_summary(verdict))
+            )
         return snapshot
 
     def _current_operation(self) -> OperationView | None:
@@ -345,14 +357,19 @@ class Controller:
         op, _ = self.store.operation(op_id)
         if op.status.value not in UNFINISHED:
             return None
-        return OperationView(op.id, op.mode, op.from_site, op.to_site, op.status.value,
-                             op.automatic, op.failed_step)
+        return OperationView(
+            op.id, op.mode, op.from_site, op.to_site, op.status.value, op.automatic, op.failed_step
+        )
 
     def _say(self, decision: Decision, verified: bool) -> None:
         self.metrics.decisions.labels(decision.action.value).inc()
-        self.board.update(leader=verified, action=decision.action.value,
-                          decision=decision.sentence, decided_at=time.time(),
-                          connected=self.leadership.connected)
+        self.board.update(
+            leader=verified,
+            action=decision.action.value,
+            decision=decision.sentence,
+            decided_at=time.time(),
+            connected=self.leadership.connected,
+        )
         # Every cycle decides; the log gets the sentence when it changes, so an outage
         # reads as a short story rather than one line per second.
         if decision.sentence != self._last_sentence:
@@ -404,8 +421,9 @@ class Controller:
             try:
                 # Faults from the environment, as `sitectl failover` takes them: drills
                 # and tests kill the leader mid-operation exactly where they choose.
-                outcome = engine.start_operation(s, plan, reason=decision.sentence,
-                                                 automatic=True, faults=Faults.from_env())
+                outcome = engine.start_operation(
+                    s, plan, reason=decision.sentence, automatic=True, faults=Faults.from_env()
+                )
             except (Locked, engine.OperationPending) as exc:
                 self.state.forget_automatic(previous)
                 self._could_not_start(str(exc))
@@ -436,8 +454,14 @@ class Controller:
         except SitectlError as exc:
             self._tell(f"could not resume {op_id}: {exc}")
             return
-        self._finished(outcome, {"from_site": outcome.op.from_site,
-                                 "to_site": outcome.op.to_site, "sentence": outcome.op.reason})
+        self._finished(
+            outcome,
+            {
+                "from_site": outcome.op.from_site,
+                "to_site": outcome.op.to_site,
+                "sentence": outcome.op.reason,
+            },
+        )
 
     def _finished(self, outcome: engine.Outcome, base: dict[str, Any]) -> None:
         op = outcome.op

@@ -233,8 +233,7 @@ def _unfinished(s: Snapshot, op: OperationView) -> Decision:
         )
     return Decision(
         Action.RESUME,
-        f"{what} was left {op.status} by a leader that is gone: resuming it from its "
-        "checkpoints",
+        f"{what} was left {op.status} by a leader that is gone: resuming it from its checkpoints",
         operation=op.id,
     )
 
@@ -251,10 +250,7 @@ def _promotion(s: Snapshot, timing: Timing, now: float) -> Decision:
     if len(t.confirming) < t.majority:
         return _not_enough(s, t, timing)
     streak = min(v.sites[active].streak for v in t.confirming)
-    seen = (
-        f"{active} down for {streak} probes from {len(t.confirming)} of {t.total} "
-        f"vantage points"
-    )
+    seen = f"{active} down for {streak} probes from {len(t.confirming)} of {t.total} vantage points"
     target = failover_target(s)
     if target is None:
         return Decision(Action.HOLD, f"{seen}; no single other datacenter to fail over to")

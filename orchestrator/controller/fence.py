@@ -59,8 +59,7 @@ class LeaderFence:
         with self._lock:
             first, self.deposed = not self.deposed, self.deposed or sentence
         if first:
-            log.warning("%s: this controller writes no canary again until it leads anew",
-                        sentence)
+            log.warning("%s: this controller writes no canary again until it leads anew", sentence)
 
     def stamp_everywhere(self, topo: Topology, timeout: float) -> list[str]:
         """Stamp our epoch wherever it is not yet; one sentence per place that could
@@ -85,27 +84,41 @@ class LeaderFence:
             return f"{place}: {type(exc).__name__}"
         self._stamped.add(place)
         if before != self.epoch:
-            log.info("%s now holds epoch %d (was %s)", place, self.epoch,
-                     "none" if before is None else before)
+            log.info(
+                "%s now holds epoch %d (was %s)",
+                place,
+                self.epoch,
+                "none" if before is None else before,
+            )
         return ""
 
     def _places(self, topo: Topology, timeout: float) -> list[tuple[str, Callable[[], int | None]]]:
         places: list[tuple[str, Callable[[], int | None]]] = []
         if topo.ldap is not None:
             for master in topo.ldap.masters:
-                places.append((f"LDAP fence on {master.uri}",
-                               lambda m=master: self._stamp_ldap(topo, m, timeout)))
+                places.append(
+                    (
+                        f"LDAP fence on {master.uri}",
+                        lambda m=master: self._stamp_ldap(topo, m, timeout),
+                    )
+                )
         store = topo.object_store
         if store is not None:
             for endpoint in store.endpoints:
                 for bucket in (b for b in store.buckets if b.replicated):
                     key = s3_canary_key(endpoint.site)
-                    places.append((
-                        f"object store fence on {bucket.name}/{key}@{endpoint.site}",
-                        lambda e=endpoint, b=bucket.name, k=key: s3_stamp.raise_stamp(
-                            s3_client(topo, e, timeout), b, k, self.epoch,
-                            keep=(object_store.WRITTEN_AT,)),
-                    ))
+                    places.append(
+                        (
+                            f"object store fence on {bucket.name}/{key}@{endpoint.site}",
+                            lambda e=endpoint, b=bucket.name, k=key: s3_stamp.raise_stamp(
+                                s3_client(topo, e, timeout),
+                                b,
+                                k,
+                                self.epoch,
+                                keep=(object_store.WRITTEN_AT,),
+                            ),
+                        )
+                    )
         return places
 
     def _stamp_ldap(self, topo: Topology, master: LdapMaster, timeout: float) -> int | None:
@@ -114,7 +127,12 @@ class LeaderFence:
         except ldap_checks.Unusable as exc:
             raise Unavailable(str(exc)) from None
         try:
-            return ldap_fence.raise_epoch(conn, ldap_canary_dn(topo, master), self.epoch,
-                                          LDAP_CLASS, {"description": "sitectl canary"})
+            return ldap_fence.raise_epoch(
+                conn,
+                ldap_canary_dn(topo, master),
+                self.epoch,
+                LDAP_CLASS,
+                {"description": "sitectl canary"},
+            )
         finally:
             ldap_checks.close(conn)

@@ -51,8 +51,7 @@ class Hooks:
             event, sep, command = spec.partition("=")
             if not sep or event not in EVENTS or not command.strip():
                 raise ValueError(
-                    f"--hook {spec!r}: write EVENT=COMMAND with EVENT one of "
-                    f"{', '.join(EVENTS)}"
+                    f"--hook {spec!r}: write EVENT=COMMAND with EVENT one of {', '.join(EVENTS)}"
                 )
             found[event] = command.strip()
         return cls(found, timeout)

@@ -23,31 +23,53 @@ class Metrics:
     def __init__(self, site: str) -> None:
         self.registry = CollectorRegistry()
         labels = {"registry": self.registry}
-        self.info = Gauge("sitectl_controller_info", "This controller's site.", ["site"],
-                          **labels)
+        self.info = Gauge("sitectl_controller_info", "This controller's site.", ["site"], **labels)
         self.info.labels(site).set(1)
-        self.leader = Gauge("sitectl_controller_leader", "1 while the verified leader.",
-                            **labels)
-        self.connected = Gauge("sitectl_controller_zookeeper_connected",
-                               "1 while the ZooKeeper session is connected.", **labels)
-        self.site_down = Gauge("sitectl_controller_site_down",
-                               "1 if this vantage point's latest probe found the site down.",
-                               ["site"], **labels)
-        self.streak = Gauge("sitectl_controller_site_down_streak",
-                            "Consecutive probes that found the site down.", ["site"], **labels)
-        self.probes = Counter("sitectl_controller_probes", "Site verdicts by status.",
-                              ["site", "status"], **labels)
-        self.probe_seconds = Gauge("sitectl_controller_probe_duration_seconds",
-                                   "How long the latest probe sweep took.", **labels)
-        self.decisions = Counter("sitectl_controller_decisions",
-                                 "Leader decisions by action.", ["action"], **labels)
-        self.fresh = Gauge("sitectl_controller_vantage_points_fresh",
-                           "Vantage points that reported recently (leader only).", **labels)
-        self.operation = Gauge("sitectl_controller_operation_in_progress",
-                               "1 while an operation is recorded as in progress.", **labels)
-        self.loss = Gauge("sitectl_controller_estimated_loss_seconds",
-                          "Readiness gate's estimated data loss of the target, per kind.",
-                          ["kind"], **labels)
+        self.leader = Gauge("sitectl_controller_leader", "1 while the verified leader.", **labels)
+        self.connected = Gauge(
+            "sitectl_controller_zookeeper_connected",
+            "1 while the ZooKeeper session is connected.",
+            **labels,
+        )
+        self.site_down = Gauge(
+            "sitectl_controller_site_down",
+            "1 if this vantage point's latest probe found the site down.",
+            ["site"],
+            **labels,
+        )
+        self.streak = Gauge(
+            "sitectl_controller_site_down_streak",
+            "Consecutive probes that found the site down.",
+            ["site"],
+            **labels,
+        )
+        self.probes = Counter(
+            "sitectl_controller_probes", "Site verdicts by status.", ["site", "status"], **labels
+        )
+        self.probe_seconds = Gauge(
+            "sitectl_controller_probe_duration_seconds",
+            "How long the latest probe sweep took.",
+            **labels,
+        )
+        self.decisions = Counter(
+            "sitectl_controller_decisions", "Leader decisions by action.", ["action"], **labels
+        )
+        self.fresh = Gauge(
+            "sitectl_controller_vantage_points_fresh",
+            "Vantage points that reported recently (leader only).",
+            **labels,
+        )
+        self.operation = Gauge(
+            "sitectl_controller_operation_in_progress",
+            "1 while an operation is recorded as in progress.",
+            **labels,
+        )
+        self.loss = Gauge(
+            "sitectl_controller_estimated_loss_seconds",
+            "Readiness gate's estimated data loss of the target, per kind.",
+            ["kind"],
+            **labels,
+        )
         for action in Action:
             self.decisions.labels(action.value)
 
@@ -81,16 +103,18 @@ class Board:
 Health = Callable[[], tuple[bool, str]]
 
 
-def serve(address: str, port: int, metrics: Metrics, board: Board,
-          health: Health) -> ThreadingHTTPServer:
+def serve(
+    address: str, port: int, metrics: Metrics, board: Board, health: Health
+) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
                 self._send(200, metrics.render(), CONTENT_TYPE_LATEST)
             elif path == "/status":
-                self._send(200, json.dumps(board.read(), indent=2).encode() + b"\n",
-                           "application/json")
+                self._send(
+                    200, json.dumps(board.read(), indent=2).encode() + b"\n", "application/json"
+                )
             elif path == "/healthz":
                 ok, why = health()
                 self._send(200 if ok else 503, (why + "\n").encode(), "text/plain")

@@ -43,14 +43,22 @@ class _Kept:
 
 
 class LdapLinks:
-    def __init__(self, connect: Connect = ldap_checks.connect,
-                 clock: Callable[[], float] = time.monotonic,
-                 max_age: float = MAX_AGE_S) -> None:
+    def __init__(
+        self,
+        connect: Connect = ldap_checks.connect,
+        clock: Callable[[], float] = time.monotonic,
+        max_age: float = MAX_AGE_S,
+    ) -> None:
         self._connect, self._clock, self._max_age = connect, clock, max_age
         self._kept: dict[tuple[str, float], _Kept] = {}
 
-    def run(self, topo: Topology, master: LdapMaster, timeout: float,
-            work: Callable[[ldap3.Connection], T]) -> T:
+    def run(
+        self,
+        topo: Topology,
+        master: LdapMaster,
+        timeout: float,
+        work: Callable[[ldap3.Connection], T],
+    ) -> T:
         """`work(conn)` on the master's kept connection, opened first if there is none.
         ldap_checks.Unusable (with the reason) when the master cannot be used: no
         connection could be opened, or it broke under `work`; anything else `work`
@@ -67,16 +75,18 @@ class LdapLinks:
             except (LDAPCommunicationError, OSError) as exc:
                 if self._clock() - started >= timeout:  # hung: a retry would wait again
                     raise ldap_checks.Unusable(ldap_checks.describe_error(exc, timeout)) from None
-                log.debug("the kept connection to %s broke (%s): opening a new one",
-                          master.uri, type(exc).__name__)
+                log.debug(
+                    "the kept connection to %s broke (%s): opening a new one",
+                    master.uri,
+                    type(exc).__name__,
+                )
         fresh = _Kept(self._connect(topo, master, timeout), self._clock())
         try:
             return self._use(key, fresh, work)
         except (LDAPCommunicationError, OSError) as exc:
             raise ldap_checks.Unusable(ldap_checks.describe_error(exc, timeout)) from None
 
-    def _use(self, key: tuple[str, float], kept: _Kept,
-             work: Callable[[ldap3.Connection], T]) -> T:
+    def _use(self, key: tuple[str, float], kept: _Kept, work: Callable[[ldap3.Connection], T]) -> T:
         try:
             answer = work(kept.conn)
         except BaseException:

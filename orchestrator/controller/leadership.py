@@ -68,8 +68,12 @@ class Leadership:
         session = self._client.client_id[0] if self._client.client_id else None
         renewed = session is not None and self._lock is not None and session != self._session
         if self._lost or renewed:
-            log.info("contending afresh: %s", "the session was lost" if self._lost else
-                     f"new session {session} (was {self._session})")
+            log.info(
+                "contending afresh: %s",
+                "the session was lost"
+                if self._lost
+                else f"new session {session} (was {self._session})",
+            )
             self._drop()  # that session's nodes died with it
             self._lost = False
         if not self.connected:

@@ -36,8 +36,9 @@ def service_targets(topo: Topology, site: str) -> frozenset[str]:
     )
 
 
-def judge_site(results: Sequence[CheckResult], site: str,
-               targets: frozenset[str] | None = None) -> SiteView:
+def judge_site(
+    results: Sequence[CheckResult], site: str, targets: frozenset[str] | None = None
+) -> SiteView:
     """The verdict of one site from one sweep (pure; the streak is added by the Prober).
     `targets`: the results that count (`service_targets`); None: every result."""
     mine = [r for r in results if r.site == site and (targets is None or r.target in targets)]
@@ -100,8 +101,13 @@ class Prober:
     """Runs one sweep per call and remembers, per site, how many sweeps in a row found
     it down. Not thread-safe: one vantage thread owns it."""
 
-    def __init__(self, topo: Topology, vantage: str, sweeper: Sweeper = application_sweep,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        topo: Topology,
+        vantage: str,
+        sweeper: Sweeper = application_sweep,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._topo = topo
         self.vantage = vantage
         self._sweeper = sweeper

@@ -98,19 +98,24 @@ class ControllerState:
         found = []
         for site, info in self.members().items():
             probed = views.get(site, {}).get("probed_at")  # absent until its first probe
-            found.append({
-                "site": site,
-                "identity": info.get("identity", site),
-                "leader": leader is not None and leader == info.get("identity"),
-                "last_report": probed,
-                "sees": {name: v.get("status") for name, v in
-                         views.get(site, {}).get("sites", {}).items()},
-            })
+            found.append(
+                {
+                    "site": site,
+                    "identity": info.get("identity", site),
+                    "leader": leader is not None and leader == info.get("identity"),
+                    "last_report": probed,
+                    "sees": {
+                        name: v.get("status")
+                        for name, v in views.get(site, {}).get("sites", {}).items()
+                    },
+                }
+            )
         return found
 
     def vantage_reports(self) -> list[Published]:
-        return [Published(site, data, mzxid) for site, data, mzxid in
-                self._children(self.vantage_path)]
+        return [
+            Published(site, data, mzxid) for site, data, mzxid in self._children(self.vantage_path)
+        ]
 
     def _children(self, path: str) -> list[tuple[str, dict[str, Any], int]]:
         found = []
@@ -153,9 +158,7 @@ class ControllerState:
     def forget_automatic(self, previous: AutomaticFailover | None) -> None:
         """Undo `record_automatic` when nothing was started after all."""
         if previous is None:
-            with translated("forgetting the automatic failover"), contextlib.suppress(
-                NoNodeError
-            ):
+            with translated("forgetting the automatic failover"), contextlib.suppress(NoNodeError):
                 self._client.delete(self.automatic_path)
         else:
             self._upsert(self.automatic_path, json.dumps(previous.__dict__).encode())
@@ -171,8 +174,9 @@ class ControllerState:
         last = self.last_automatic()
         if last is None:
             return None
-        self._upsert(self.ack_path, json.dumps(
-            {"id": last.id, "by": who, "at": time.time()}).encode())
+        self._upsert(
+            self.ack_path, json.dumps({"id": last.id, "by": who, "at": time.time()}).encode()
+        )
         return last
 
     def acknowledged(self) -> str | None:

@@ -189,8 +189,9 @@ def ldap_shows(topo: Topology, master: LdapMaster, token: str, timeout: float = 
     except ldap_check.Unusable:
         return False
     try:
-        found = conn.search(entry_dn(topo), "(objectClass=*)", search_scope=ldap3.BASE,
-                            attributes=["description"])
+        found = conn.search(
+            entry_dn(topo), "(objectClass=*)", search_scope=ldap3.BASE, attributes=["description"]
+        )
         if not found or not conn.entries:
             return False
         return token in conn.entries[0].entry_attributes_as_dict.get("description", [])
@@ -239,8 +240,9 @@ def put_object(topo: Topology, site: str, key: str) -> Canary:
     try:
         s3.put_object(Bucket=bucket, Key=key, Body=key.encode())  # type: ignore[attr-defined]
     except Exception as exc:  # boto3's tree is wide; describe_error names it
-        raise Unavailable(f"S3 put at {site}: {object_store.describe_error(exc, TIMEOUT_S)[1]}") \
-            from None
+        raise Unavailable(
+            f"S3 put at {site}: {object_store.describe_error(exc, TIMEOUT_S)[1]}"
+        ) from None
     return Canary("s3", key, site, time.time(), detail=f"bucket {bucket}")
 
 

@@ -42,21 +42,39 @@ def _entry(path: Path) -> Entry:
     try:
         record = load(path)
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        return Entry(path.parent.name, None, "?", None, f"unreadable report: {exc}", "", "",
-                     path.parent / HTML)
+        return Entry(
+            path.parent.name,
+            None,
+            "?",
+            None,
+            f"unreadable report: {exc}",
+            "",
+            "",
+            path.parent / HTML,
+        )
     result = verdict(record)
     route = f"{record.from_site}→{record.to_site}" + (
-        f"→{record.from_site}" if record.failback else "")
-    return Entry(record.id, record.started, route, result.passed,
-                 result.failures[0] if result.failures else _figures(record), record.by,
-                 record.reason, path.parent / HTML)
+        f"→{record.from_site}" if record.failback else ""
+    )
+    return Entry(
+        record.id,
+        record.started,
+        route,
+        result.passed,
+        result.failures[0] if result.failures else _figures(record),
+        record.by,
+        record.reason,
+        path.parent / HTML,
+    )
 
 
 def _figures(record: DrillRecord) -> str:
     legs = verdict(record).legs
     return "; ".join(
         f"{leg.from_site}→{leg.to_site} RTO {leg.rto.seconds:.1f} s, RPO "
-        f"{leg.rpo.seconds or 0:.1f} s" for leg in legs if leg.rto.seconds is not None
+        f"{leg.rpo.seconds or 0:.1f} s"
+        for leg in legs
+        if leg.rto.seconds is not None
     )
 
 

@@ -25,8 +25,12 @@ def render(record: DrillRecord, result: Verdict) -> str:
         for op in leg.operations:
             suite = _suite(root, f"{op.mode} {op.from_site}→{op.to_site} ({op.id})")
             for step in op.steps:
-                case = _case(suite, f"{op.mode}.{op.id}", step.step_id,
-                             (step.finished or 0) - (step.started or 0) if step.started else 0)
+                case = _case(
+                    suite,
+                    f"{op.mode}.{op.id}",
+                    step.step_id,
+                    (step.finished or 0) - (step.started or 0) if step.started else 0,
+                )
                 if step.status == "failed":
                     ET.SubElement(case, "failure", message=step.detail or "failed", type="step")
                 elif step.status not in ("done", "skipped"):
@@ -35,8 +39,9 @@ def render(record: DrillRecord, result: Verdict) -> str:
                     ET.SubElement(case, "skipped", message=step.detail or "skipped")
         suite = _suite(root, f"verification at {leg.to_site} ({leg.name})")
         for v in leg.verifications:
-            case = _case(suite, f"verify.{leg.name}", f"{v.name} on {v.site}",
-                         v.finished - v.started)
+            case = _case(
+                suite, f"verify.{leg.name}", f"{v.name} on {v.site}", v.finished - v.started
+            )
             if not v.ok:
                 ET.SubElement(case, "failure", message=v.detail, type="verification")
             else:
@@ -47,14 +52,28 @@ def render(record: DrillRecord, result: Verdict) -> str:
         rto = _case(suite, "figures", f"RTO {where} ≤ {record.targets.rto_s:g} s")
         if not figures.rto_ok:
             got = figures.rto.seconds
-            ET.SubElement(rto, "failure", type="target", message=(
-                f"RTO {got:.1f} s" if got is not None else f"RTO not measured: {figures.rto.why}"))
+            ET.SubElement(
+                rto,
+                "failure",
+                type="target",
+                message=(
+                    f"RTO {got:.1f} s"
+                    if got is not None
+                    else f"RTO not measured: {figures.rto.why}"
+                ),
+            )
         rpo = _case(suite, "figures", f"RPO {where} ≤ {record.targets.rpo_s:g} s")
         if not figures.rpo_ok:
             p = figures.rpo
-            ET.SubElement(rpo, "failure", type="target", message=(
-                f"{p.lost} of {p.checked} writes lost; RPO "
-                f"{'unknown' if p.seconds is None else f'{p.seconds:.1f} s'}"))
+            ET.SubElement(
+                rpo,
+                "failure",
+                type="target",
+                message=(
+                    f"{p.lost} of {p.checked} writes lost; RPO "
+                    f"{'unknown' if p.seconds is None else f'{p.seconds:.1f} s'}"
+                ),
+            )
     if record.stopped:
         case = _case(_suite(root, "drill"), "drill", "ran to the end")
         ET.SubElement(case, "failure", type="stopped", message=record.stopped)
@@ -73,5 +92,6 @@ def _suite(root: ET.Element, name: str) -> ET.Element:
 
 
 def _case(suite: ET.Element, classname: str, name: str, seconds: float = 0.0) -> ET.Element:
-    return ET.SubElement(suite, "testcase", classname=classname, name=name,
-                         time=f"{max(seconds, 0.0):.3f}")
+    return ET.SubElement(
+        suite, "testcase", classname=classname, name=name, time=f"{max(seconds, 0.0):.3f}"
+    )

@@ -46,8 +46,10 @@ def parse_targets(text: str) -> dict[str, float]:
         found[match.group(1)] = float(match.group(2)) * _UNIT[match.group(3)]
     if found.get("rto") == 0:
         # No move is instant: a zero RTO would fail every drill, whatever it showed.
-        raise BadTargets("--targets: an RTO of 0 cannot be met — give the longest outage a "
-                         "drill may show, e.g. rto=5m")
+        raise BadTargets(
+            "--targets: an RTO of 0 cannot be met — give the longest outage a "
+            "drill may show, e.g. rto=5m"
+        )
     return found
 
 
@@ -58,8 +60,7 @@ _DEFAULT = {
 }
 
 
-def targets(given: dict[str, float] | None = None,
-            policy: DrillTargets | None = None) -> Targets:
+def targets(given: dict[str, float] | None = None, policy: DrillTargets | None = None) -> Targets:
     """Each target from `--targets` (this drill's own), else the topology's policy, else the
     default; `source` says which, so a report never passes off a default as policy."""
     given = given or {}
@@ -72,8 +73,9 @@ def targets(given: dict[str, float] | None = None,
             chosen[name] = (from_topology, TOPOLOGY_SOURCE)
         else:
             chosen[name] = fallback
-    return Targets(chosen["rto"][0], chosen["rpo"][0],
-                   {name: source for name, (_, source) in chosen.items()})
+    return Targets(
+        chosen["rto"][0], chosen["rpo"][0], {name: source for name, (_, source) in chosen.items()}
+    )
 
 
 @dataclass(frozen=True)
@@ -146,8 +148,10 @@ def rpo(leg: Leg) -> Rpo:
     # Each replicator has its own recovery point: an LDAP change that survived says
     # nothing about mail the volume mirror did not carry. The worst replicator sets RPO.
     spans = [
-        _lost_span([c for c in lost if REPLICATOR[c.kind] == name],
-                   [c for c in checked if REPLICATOR[c.kind] == name])
+        _lost_span(
+            [c for c in lost if REPLICATOR[c.kind] == name],
+            [c for c in checked if REPLICATOR[c.kind] == name],
+        )
         for name in sorted({REPLICATOR[c.kind] for c in lost})
     ]
     seconds, bound = max(spans)
@@ -219,8 +223,9 @@ def verdict(record: DrillRecord) -> Verdict:
         failures.append(f"{len(legs)} of {expected_legs} legs ran")
     figures = iter(legs)  # in the order of `moving`
     for leg in record.legs:
-        failures += (_leg_failures(leg, next(figures), record.targets) if leg.moves
-                     else _check_failures(leg))
+        failures += (
+            _leg_failures(leg, next(figures), record.targets) if leg.moves else _check_failures(leg)
+        )
     if not record.stopped:  # a stop names its failed phase already
         failures += [f"phase {p.name} failed: {p.detail}" for p in record.phases if p.ok is False]
     home = record.from_site if record.failback else record.to_site
@@ -232,10 +237,11 @@ def verdict(record: DrillRecord) -> Verdict:
 def _check_failures(leg: Leg) -> list[str]:
     """The leg's engine operations that did not succeed and its checks that failed."""
     where = f"{leg.from_site}→{leg.to_site}"
-    return [f"{op.mode} {where} {op.status} at step {op.failed_step}"
-            for op in leg.operations if op.status != "succeeded"] + [
-        f"{where}: {v.name} on {v.site} failed: {v.detail}" for v in leg.verifications
-        if not v.ok]
+    return [
+        f"{op.mode} {where} {op.status} at step {op.failed_step}"
+        for op in leg.operations
+        if op.status != "succeeded"
+    ] + [f"{where}: {v.name} on {v.site} failed: {v.detail}" for v in leg.verifications if not v.ok]
 
 
 def _leg_failures(leg: Leg, figures: LegFigures, goal: Targets) -> list[str]:
@@ -247,9 +253,11 @@ def _leg_failures(leg: Leg, figures: LegFigures, goal: Targets) -> list[str]:
         # and the failed step, not a missing figure, is the finding.
         return out
     if not figures.rto_ok:
-        out.append(f"{where}: RTO {_seconds(figures.rto.seconds)} over the {goal.rto_s:g} s target"
-                   if figures.rto.seconds is not None else f"{where}: RTO not measured "
-                   f"({figures.rto.why})")
+        out.append(
+            f"{where}: RTO {_seconds(figures.rto.seconds)} over the {goal.rto_s:g} s target"
+            if figures.rto.seconds is not None
+            else f"{where}: RTO not measured ({figures.rto.why})"
+        )
     if not figures.rpo_ok:
         p = figures.rpo
         out.append(

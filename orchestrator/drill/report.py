@@ -37,9 +37,11 @@ class ReportPaths:
 
 def report_json(record: DrillRecord, result: Verdict | None = None) -> dict[str, Any]:
     result = result or verdict(record)
-    return {**record.to_json(), "verdict": {"passed": result.passed,
-                                            "failures": list(result.failures)},
-            "figures": [_plain(leg) for leg in result.to_json()["legs"]]}
+    return {
+        **record.to_json(),
+        "verdict": {"passed": result.passed, "failures": list(result.failures)},
+        "figures": [_plain(leg) for leg in result.to_json()["legs"]],
+    }
 
 
 def load(path: Path) -> DrillRecord:
@@ -49,11 +51,19 @@ def load(path: Path) -> DrillRecord:
 def render_html(record: DrillRecord, result: Verdict | None = None) -> str:
     result = result or verdict(record)
     return _env.get_template("report.html.j2").render(
-        r=record, v=result, tl=timeline.build(record), T=timeline,
-        when=when_text, secs=_secs, target=_target,
+        r=record,
+        v=result,
+        tl=timeline.build(record),
+        T=timeline,
+        when=when_text,
+        secs=_secs,
+        target=_target,
         systems=list(dict.fromkeys(c.system for snap in record.snapshots for c in snap.checks)),
         failed_steps=[
-            (op, step) for leg in record.legs for op in leg.operations for step in op.steps
+            (op, step)
+            for leg in record.legs
+            for op in leg.operations
+            for step in op.steps
             if step.status == "failed"
         ],
     )

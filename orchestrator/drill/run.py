@@ -86,9 +86,16 @@ def run_drill(topo: Topology, options: DrillOptions, watcher: Watcher | None = N
     watcher = watcher or Watcher()
     now = time.time()
     record = DrillRecord(
-        id=new_drill_id(now), cluster=topo.cluster, from_site="", to_site=options.to_site,
-        failback=options.failback, started=now, by=os_user(), host=socket.gethostname(),
-        reason=options.reason or "(no reason given)", targets=options.targets,
+        id=new_drill_id(now),
+        cluster=topo.cluster,
+        from_site="",
+        to_site=options.to_site,
+        failback=options.failback,
+        started=now,
+        by=os_user(),
+        host=socket.gethostname(),
+        reason=options.reason or "(no reason given)",
+        targets=options.targets,
     )
     try:
         with engine.session(topo) as s:
@@ -105,8 +112,10 @@ def run_drill(topo: Topology, options: DrillOptions, watcher: Watcher | None = N
             except KeyboardInterrupt:
                 # The engine has stopped at a checkpoint; the report must say where.
                 record.stopped = "interrupted by the operator (Ctrl-C)"
-                record.advice.append("`sitectl status` shows the operation it left; "
-                                     "`sitectl resume` or `sitectl abort` it")
+                record.advice.append(
+                    "`sitectl status` shows the operation it left; "
+                    "`sitectl resume` or `sitectl abort` it"
+                )
             _closing(s, record, watcher)
     except SitectlError as exc:  # ZooKeeper unreachable: nothing ran
         record.stopped = record.stopped or f"{type(exc).__name__}: {exc}"
@@ -118,8 +127,14 @@ def _drill(s: engine.Session, record: DrillRecord, options: DrillOptions, watche
     topo = s.topology
     home = engine.describe(s)["active_site"]
     record.from_site = home
-    s.audit().write("drill.started", drill=record.id, from_site=home, to_site=options.to_site,
-                    failback=options.failback, reason=record.reason)
+    s.audit().write(
+        "drill.started",
+        drill=record.id,
+        from_site=home,
+        to_site=options.to_site,
+        failback=options.failback,
+        reason=record.reason,
+    )
     if options.to_site == home or options.to_site not in topo.datacenters():
         others = ", ".join(d for d in topo.datacenters() if d != home)
         raise DrillStopped(
@@ -150,8 +165,14 @@ def _drill(s: engine.Session, record: DrillRecord, options: DrillOptions, watche
     _reprotect(s, record, home_again, watcher)
 
 
-def _move(s: engine.Session, record: DrillRecord, leg: Leg, mode: str, options: DrillOptions,
-          watcher: Watcher) -> list[Canary]:
+def _move(
+    s: engine.Session,
+    record: DrillRecord,
+    leg: Leg,
+    mode: str,
+    options: DrillOptions,
+    watcher: Watcher,
+) -> list[Canary]:
     """One move with its canaries and verification; returns the new site's writes."""
     topo = s.topology
     with _phase(record, f"canaries at {leg.from_site}", watcher) as phase:
@@ -178,8 +199,10 @@ def _move(s: engine.Session, record: DrillRecord, leg: Leg, mode: str, options: 
             raise DrillStopped(
                 f"{leg.to_site} took over but does not work end to end: "
                 + "; ".join(f"{v.name}: {v.detail}" for v in failed),
-                [f"{leg.to_site} is active (the move succeeded); fix what failed, then move "
-                 f"back with `sitectl reprotect` and `sitectl switchover --to {leg.from_site}`"],
+                [
+                    f"{leg.to_site} is active (the move succeeded); fix what failed, then move "
+                    f"back with `sitectl reprotect` and `sitectl switchover --to {leg.from_site}`"
+                ],
             )
     return carried + writes
 
@@ -187,8 +210,10 @@ def _move(s: engine.Session, record: DrillRecord, leg: Leg, mode: str, options: 
 def _reprotect(s: engine.Session, record: DrillRecord, leg: Leg, watcher: Watcher) -> None:
     with _phase(record, "reprotect", watcher) as phase:
         outcome = _operate(s, record, leg, "reprotect", None, watcher)
-        phase.detail = (f"mirrors reversed: {leg.from_site} protects towards {leg.to_site} "
-                        f"({len(outcome.steps)} steps)")
+        phase.detail = (
+            f"mirrors reversed: {leg.from_site} protects towards {leg.to_site} "
+            f"({len(outcome.steps)} steps)"
+        )
     with _phase(record, f"in sync {leg.from_site}→{leg.to_site}", watcher) as phase:
         at = s.topology.model_copy(update={"active_site": leg.from_site})
         ready = canaries.poll(lambda: readiness(at, leg.to_site).ready, SYNC_WAIT_S, 1.0)
@@ -196,31 +221,44 @@ def _reprotect(s: engine.Session, record: DrillRecord, leg: Leg, watcher: Watche
         back = verify.replicated_back(s.topology, leg.to_site, leg.canaries)
         leg.verifications.append(back)
         problems = ([] if ready else [last.describe()]) + (
-            [] if back.ok else [f"the object store: {back.detail}"])
+            [] if back.ok else [f"the object store: {back.detail}"]
+        )
         phase.detail = "; ".join(problems) or f"{last.describe()} {back.detail}"
         if problems:
-            copy = [] if back.ok else [
-                f"S3 replication does not carry objects written before its rule existed: "
-                f"copy the objects named above to {leg.to_site} (a batch replication job)"]
+            copy = (
+                []
+                if back.ok
+                else [
+                    f"S3 replication does not carry objects written before its rule existed: "
+                    f"copy the objects named above to {leg.to_site} (a batch replication job)"
+                ]
+            )
             if not leg.moves:
                 # The failback is done: the service is home; only its protection is unproven.
                 raise DrillStopped(
                     f"{leg.to_site} is not in sync after the last reprotect — {phase.detail}",
-                    [f"{leg.from_site} is active and serving, as before the drill; "
-                     f"{leg.to_site} is not yet a standby it can move to", *copy,
-                     f"`sitectl readiness --to {leg.to_site}` says when it is"],
+                    [
+                        f"{leg.from_site} is active and serving, as before the drill; "
+                        f"{leg.to_site} is not yet a standby it can move to",
+                        *copy,
+                        f"`sitectl readiness --to {leg.to_site}` says when it is",
+                    ],
                 )
             raise DrillStopped(
                 f"{leg.to_site} is not in sync after the reprotect — {phase.detail}",
-                [f"{leg.from_site} is active and stays so: switching back now would lose what "
-                 f"{leg.to_site} lacks", *copy,
-                 f"then, once `sitectl readiness --to {leg.to_site}` is ready, run "
-                 f"`sitectl switchover --to {leg.to_site}`"],
+                [
+                    f"{leg.from_site} is active and stays so: switching back now would lose what "
+                    f"{leg.to_site} lacks",
+                    *copy,
+                    f"then, once `sitectl readiness --to {leg.to_site}` is ready, run "
+                    f"`sitectl switchover --to {leg.to_site}`",
+                ],
             )
 
 
-def _operate(s: engine.Session, record: DrillRecord, leg: Leg, mode: str, to: str | None,
-             watcher: Watcher) -> engine.Outcome:
+def _operate(
+    s: engine.Session, record: DrillRecord, leg: Leg, mode: str, to: str | None, watcher: Watcher
+) -> engine.Outcome:
     plan = engine.plan_operation(s, mode, to)  # type: ignore[arg-type]
     with watcher.engine(plan) as events:
         outcome = engine.start_operation(
@@ -245,9 +283,19 @@ def operation_run(outcome: engine.Outcome) -> OperationRun:
         for step in outcome.plan.steps()
         if (r := outcome.steps.get(step.id)) is not None
     ]
-    return OperationRun(op.id, op.mode, op.from_site, op.to_site, op.status.value, op.started,
-                        op.finished, op.failed_step, op.message, steps,
-                        {k: v for k, v in outcome.figures.items() if _plain(v)})
+    return OperationRun(
+        op.id,
+        op.mode,
+        op.from_site,
+        op.to_site,
+        op.status.value,
+        op.started,
+        op.finished,
+        op.failed_step,
+        op.message,
+        steps,
+        {k: v for k, v in outcome.figures.items() if _plain(v)},
+    )
 
 
 def _plain(value: object) -> bool:
@@ -259,11 +307,15 @@ def _failure(outcome: engine.Outcome) -> str:
     return step.detail if step is not None and step.detail else outcome.op.message
 
 
-def _write_canaries(topo: Topology, leg: Leg, drill_id: str, options: DrillOptions
-                    ) -> list[Canary]:
+def _write_canaries(topo: Topology, leg: Leg, drill_id: str, options: DrillOptions) -> list[Canary]:
     site = leg.from_site
-    out = canaries.write_series(canaries.mail_endpoint(topo, site), drill_id, leg.name,
-                                options.canary_count, options.canary_spacing_s)
+    out = canaries.write_series(
+        canaries.mail_endpoint(topo, site),
+        drill_id,
+        leg.name,
+        options.canary_count,
+        options.canary_spacing_s,
+    )
     if topo.ldap is not None:
         out.append(canaries.write_ldap(topo, site, f"{drill_id} {leg.name} canary at {site}"))
     if topo.object_store is not None:
@@ -272,8 +324,10 @@ def _write_canaries(topo: Topology, leg: Leg, drill_id: str, options: DrillOptio
     refused = [c for c in out if c.found is False]
     if refused:
         # The old site refusing writes before the move is a finding, not a loss to count.
-        raise DrillStopped(f"{site} refused canary writes before the move: {refused[0].detail}",
-                           [f"{site} is still active; nothing was moved"])
+        raise DrillStopped(
+            f"{site} refused canary writes before the move: {refused[0].detail}",
+            [f"{site} is still active; nothing was moved"],
+        )
     return out
 
 
@@ -298,9 +352,14 @@ def _closing(s: engine.Session, record: DrillRecord, watcher: Watcher) -> None:
         record.advice.append(f"the state after the drill could not be read: {exc}")
     record.finished = time.time()
     result = verdict(record)
-    s.audit().write("drill.finished", drill=record.id, passed=result.passed,
-                    active_site=record.active_site, stopped=record.stopped,
-                    failures=list(result.failures))
+    s.audit().write(
+        "drill.finished",
+        drill=record.id,
+        passed=result.passed,
+        active_site=record.active_site,
+        stopped=record.stopped,
+        failures=list(result.failures),
+    )
     with contextlib.suppress(SitectlError):
         tokens = [c.key for leg in record.legs for c in leg.canaries if c.kind == "ldap"]
         if record.active_site and tokens:
@@ -308,8 +367,7 @@ def _closing(s: engine.Session, record: DrillRecord, watcher: Watcher) -> None:
 
 
 @contextmanager
-def _phase(record: DrillRecord, name: str, watcher: Watcher, fatal: bool = True
-           ) -> Iterator[Phase]:
+def _phase(record: DrillRecord, name: str, watcher: Watcher, fatal: bool = True) -> Iterator[Phase]:
     phase = Phase(name, time.time())
     record.phases.append(phase)
     watcher.say(f"{name} …")

@@ -62,24 +62,46 @@ def build(record: DrillRecord) -> Timeline:
     for phase in record.phases:
         stop = phase.finished or end
         status = "running" if phase.ok is None else ("ok" if phase.ok else "failed")
-        bars.append(Bar(len(bars), phase.name, x(phase.started), max(x(stop) - x(phase.started),
-                        1.5), "drill", status, f"{phase.name}: {stop - phase.started:.1f} s"))
+        bars.append(
+            Bar(
+                len(bars),
+                phase.name,
+                x(phase.started),
+                max(x(stop) - x(phase.started), 1.5),
+                "drill",
+                status,
+                f"{phase.name}: {stop - phase.started:.1f} s",
+            )
+        )
     for leg in record.legs:
         for op in leg.operations:
             for group, (start, stop, failed) in _groups(op).items():
                 label = f"{op.mode} {op.from_site}→{op.to_site} · {group}"
-                bars.append(Bar(len(bars), label, x(start), max(x(stop) - x(start), 1.5),
-                                "engine", "failed" if failed else "ok",
-                                f"{label}: {stop - start:.1f} s"))
+                bars.append(
+                    Bar(
+                        len(bars),
+                        label,
+                        x(start),
+                        max(x(stop) - x(start), 1.5),
+                        "engine",
+                        "failed" if failed else "ok",
+                        f"{label}: {stop - start:.1f} s",
+                    )
+                )
     ticks = [
-        Tick(x(a.at), _tick_status(a.accepted, a.site, leg.from_site),
-             f"{a.at - t0:.1f} s: {'accepted' if a.accepted else 'refused'} at "
-             f"{a.site or '?'} {a.address} {a.detail}".strip())
-        for leg in record.legs for a in leg.attempts
+        Tick(
+            x(a.at),
+            _tick_status(a.accepted, a.site, leg.from_site),
+            f"{a.at - t0:.1f} s: {'accepted' if a.accepted else 'refused'} at "
+            f"{a.site or '?'} {a.address} {a.detail}".strip(),
+        )
+        for leg in record.legs
+        for a in leg.attempts
     ]
     rows = len(bars) + 1  # the write-probe lane sits under the bars
-    return Timeline(tuple(bars), tuple(ticks), _axis(span, x, t0), rows, TOP + rows * ROW_H + 8,
-                    span)
+    return Timeline(
+        tuple(bars), tuple(ticks), _axis(span, x, t0), rows, TOP + rows * ROW_H + 8, span
+    )
 
 
 def _ends(record: DrillRecord) -> list[float]:
@@ -112,8 +134,9 @@ def _tick_status(accepted: bool, site: str | None, old: str) -> str:
 
 
 def _axis(span: float, x: Callable[[float], float], t0: float) -> tuple[tuple[float, str], ...]:
-    step = next(s for s in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600, 1e9)
-                if span / s <= 10)
+    step = next(
+        s for s in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600, 1e9) if span / s <= 10
+    )
     marks = []
     t = 0.0
     while t <= span + 1e-9:

@@ -48,9 +48,11 @@ def check_canaries(topo: Topology, site: str, drill_id: str, written: list[Canar
     lost = [c for c in written if c.found is False]
     if not lost:
         return f"all {len(written)} writes made at the old site are present at {site}"
-    return f"{len(lost)} of {len(written)} writes lost at {site}: " + ", ".join(
-        c.key for c in lost[:5]
-    ) + (" …" if len(lost) > 5 else "")
+    return (
+        f"{len(lost)} of {len(written)} writes lost at {site}: "
+        + ", ".join(c.key for c in lost[:5])
+        + (" …" if len(lost) > 5 else "")
+    )
 
 
 def _ldap_at_site(topo: Topology, site: str, token: str) -> bool:
@@ -71,13 +73,17 @@ def new_site_works(
     topo: Topology, site: str, drill_id: str, leg: str
 ) -> tuple[list[Verification], list[Canary]]:
     """The three end-to-end checks; also returns the writes they made (for the next leg)."""
-    checks = [_mail(topo, site, drill_id, leg), _ldap(topo, site, drill_id, leg),
-              _s3(topo, site, drill_id, leg)]
+    checks = [
+        _mail(topo, site, drill_id, leg),
+        _ldap(topo, site, drill_id, leg),
+        _s3(topo, site, drill_id, leg),
+    ]
     return [v for v, _ in checks], [c for _, c in checks if c is not None]
 
 
-def _timed(name: str, site: str, body: Callable[[], tuple[bool, str, Canary | None]]
-           ) -> tuple[Verification, Canary | None]:
+def _timed(
+    name: str, site: str, body: Callable[[], tuple[bool, str, Canary | None]]
+) -> tuple[Verification, Canary | None]:
     started = time.time()
     try:
         ok, detail, canary = body()
@@ -93,10 +99,17 @@ def _mail(topo: Topology, site: str, drill_id: str, leg: str) -> tuple[Verificat
         at = canaries.send(*endpoint.smtp, endpoint.recipient, title)
         canary = Canary("smtp", title, site, at)
         if _safe_poll(lambda: title in canaries.subjects_present(endpoint, title), MAIL_WAIT_S):
-            return True, f"sent over SMTP {endpoint.smtp[0]}:{endpoint.smtp[1]}, read over " \
-                f"IMAP {endpoint.imap[0]}:{endpoint.imap[1]}", canary
-        return False, f"accepted over SMTP but not readable over IMAP within {MAIL_WAIT_S:g} s", \
-            canary
+            return (
+                True,
+                f"sent over SMTP {endpoint.smtp[0]}:{endpoint.smtp[1]}, read over "
+                f"IMAP {endpoint.imap[0]}:{endpoint.imap[1]}",
+                canary,
+            )
+        return (
+            False,
+            f"accepted over SMTP but not readable over IMAP within {MAIL_WAIT_S:g} s",
+            canary,
+        )
 
     return _timed("mail delivered over SMTP and read over IMAP", site, body)
 
@@ -108,9 +121,11 @@ def _ldap(topo: Topology, site: str, drill_id: str, leg: str) -> tuple[Verificat
         token = f"{drill_id} {leg} written at {site} {uuid.uuid4().hex[:8]}"
         canary = canaries.write_ldap(topo, site, token)
         reachable = [m for m in canaries.masters(topo) if canaries.ldap_reachable(topo, m)]
-        missing = [m.uri for m in reachable
-                   if not canaries.poll(lambda m=m: canaries.ldap_shows(topo, m, token),
-                                        LDAP_WAIT_S)]
+        missing = [
+            m.uri
+            for m in reachable
+            if not canaries.poll(lambda m=m: canaries.ldap_shows(topo, m, token), LDAP_WAIT_S)
+        ]
         silent = len(canaries.masters(topo)) - len(reachable)
         note = f"; {silent} master(s) did not answer" if silent else ""
         if missing:
@@ -137,12 +152,22 @@ def replicated_back(topo: Topology, to_site: str, written: list[Canary]) -> Veri
     """After a reprotect: the S3 objects written at the active site reached `to_site`."""
     started = time.time()
     objects = [c for c in written if c.kind == "s3"]
-    missing = [c.key for c in objects
-               if not canaries.poll(lambda c=c: canaries.object_present(topo, to_site, c.key),
-                                    S3_WAIT_S)]
-    detail = (f"{len(objects)} object(s) written at the active site are in {to_site}"
-              if not missing else
-              f"{len(missing)} object(s) written at the active site not in {to_site} after "
-              f"{S3_WAIT_S:g} s: {', '.join(missing)}")
-    return Verification("S3 objects replicated back once reprotected", to_site, not missing,
-                        detail, started, time.time())
+    missing = [
+        c.key
+        for c in objects
+        if not canaries.poll(lambda c=c: canaries.object_present(topo, to_site, c.key), S3_WAIT_S)
+    ]
+    detail = (
+        f"{len(objects)} object(s) written at the active site are in {to_site}"
+        if not missing
+        else f"{len(missing)} object(s) written at the active site not in {to_site} after "
+        f"{S3_WAIT_S:g} s: {', '.join(missing)}"
+    )
+    return Verification(
+        "S3 objects replicated back once reprotected",
+        to_site,
+        not missing,
+        detail,
+        started,
+        time.time(),
+    )

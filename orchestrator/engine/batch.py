@@ -406,11 +406,13 @@ class BatchRun:
         unit = self.units[index]
         self._lock.notify_all()  # the main lane may wait for the step just finished
         self._lock.wait_for(
-            lambda: unit.name in self.passed
-            or self._trouble() is not None
-            or self.halted is not None
-            or self.aborted is not None
-            or MAIN in self.lanes_over
+            lambda: (
+                unit.name in self.passed
+                or self._trouble() is not None
+                or self.halted is not None
+                or self.aborted is not None
+                or MAIN in self.lanes_over
+            )
         )
         if unit.name not in self.passed or self._trouble() is not None or self.halted:
             return GateAnswer("stop", f"the shared run stopped before {name}")
@@ -510,9 +512,7 @@ class BatchRun:
         return None
 
     def _group(self, unit: Unit) -> StepRecord | None:
-        return self.executor.run_group(
-            self.op, unit.steps, dict(self.records), dict(self.versions)
-        )
+        return self.executor.run_group(self.op, unit.steps, dict(self.records), dict(self.versions))
 
     def _abort_requested(self) -> bool:
         self.aborted = self.aborted or self.executor.store.abort_requested(self.op.id)

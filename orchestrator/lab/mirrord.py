@@ -95,16 +95,21 @@ def main(argv: list[str] | None = None) -> int:
     # Python signal handler setting an Event can cause).
     signals = {signal.SIGTERM, signal.SIGINT}
     signal.pthread_sigmask(signal.SIG_BLOCK, signals)
-    parser = argparse.ArgumentParser(prog="python -m orchestrator.lab.mirrord",
-                                     description="Lab mirror daemon (btrfs send/receive).")
+    parser = argparse.ArgumentParser(
+        prog="python -m orchestrator.lab.mirrord",
+        description="Lab mirror daemon (btrfs send/receive).",
+    )
     parser.add_argument("--config", required=True, type=Path)
     parser.add_argument("--interval", type=float)
     parser.add_argument("--down-dir", type=Path)
     args = parser.parse_args(argv)
     if args.interval is not None and args.interval <= 0:
         parser.error("--interval must be a positive number of seconds")
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s mirrord %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s mirrord %(levelname)s %(message)s",
+    )
     try:
         config = MirrorConfig.load(args.config)
         mirror = BtrfsMirror(config)
@@ -113,12 +118,19 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", exc)
         return 1
     interval = args.interval or config.interval_seconds
-    log.info("mirror %s: %s %s→%s, every %.1f s", config.name, status.state.value,
-             status.source, status.destination, interval)
+    log.info(
+        "mirror %s: %s %s→%s, every %.1f s",
+        config.name,
+        status.state.value,
+        status.source,
+        status.destination,
+        interval,
+    )
 
     stop = threading.Event()
-    worker = threading.Thread(target=run_loop, args=(mirror, interval, stop, args.down_dir),
-                              name="mirror-transfers")
+    worker = threading.Thread(
+        target=run_loop, args=(mirror, interval, stop, args.down_dir), name="mirror-transfers"
+    )
     worker.start()
     signal.sigwait(signals)
     stop.set()

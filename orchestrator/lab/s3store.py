@@ -396,8 +396,9 @@ class Replicator:
         self._last_error[bucket] = reason
         if st.attempts >= self.max_attempts:
             if st.status != FAILED:
-                log.warning("replication of %s/%s (%s) FAILED: %s",
-                            bucket, key.name, key.version_id, reason)
+                log.warning(
+                    "replication of %s/%s (%s) FAILED: %s", bucket, key.name, key.version_id, reason
+                )
             st.status, st.failed_at = FAILED, self.clock()
 
     def _copy(self, key: FakeKey, st: VersionState) -> None:
@@ -405,7 +406,7 @@ class Replicator:
         if client is None:
             raise _CopyRefused("no --peer configured")
         user_meta = {
-            k[len("x-amz-meta-"):]: str(v)
+            k[len("x-amz-meta-") :]: str(v)
             for k, v in key.metadata.items()
             if k.lower().startswith("x-amz-meta-")
         }
@@ -422,10 +423,12 @@ class Replicator:
             args["ContentType"] = content_type
         try:
             client.put_object(**args)
-        except (botocore.exceptions.EndpointConnectionError,
-                botocore.exceptions.ConnectTimeoutError,
-                botocore.exceptions.ReadTimeoutError,
-                botocore.exceptions.ConnectionClosedError) as exc:
+        except (
+            botocore.exceptions.EndpointConnectionError,
+            botocore.exceptions.ConnectTimeoutError,
+            botocore.exceptions.ReadTimeoutError,
+            botocore.exceptions.ConnectionClosedError,
+        ) as exc:
             raise _PeerUnreachable(f"{self.peer.name if self.peer else '?'}: {exc}") from exc
         except botocore.exceptions.ClientError as exc:
             raise _CopyRefused(f"peer refused: {exc}") from exc
@@ -488,8 +491,9 @@ def _status_app(replicator: Replicator, inner: Any) -> Any:
                     "buckets": {n: vars(c) for n, c in replicator.counters().items()},
                 }
             ).encode()
-            start_response("200 OK", [("Content-Type", "application/json"),
-                                      ("Content-Length", str(len(body)))])
+            start_response(
+                "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+            )
             return [body]
         return inner(environ, start_response)
 
@@ -514,10 +518,16 @@ def enforce_credentials(access_key: str, secret_key: str) -> None:
     """
     iam = iam_backends[DEFAULT_ACCOUNT_ID]["aws"]
     user = iam.create_user(REGION, LAB_USER)
-    iam.put_user_policy(LAB_USER, "lab-s3-full-access", json.dumps({
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
-    }))
+    iam.put_user_policy(
+        LAB_USER,
+        "lab-s3-full-access",
+        json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+            }
+        ),
+    )
     key = user.create_access_key(prefix="AKIA")
     key.access_key_id, key.secret_access_key = access_key, secret_key
     moto_settings.INITIAL_NO_AUTH_ACTION_COUNT = 0
@@ -529,8 +539,10 @@ def _read_secret(path: str) -> str:
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m orchestrator.lab.s3store",
-                                description="Lab S3 endpoint (moto) with cross-site replication.")
+    p = argparse.ArgumentParser(
+        prog="python -m orchestrator.lab.s3store",
+        description="Lab S3 endpoint (moto) with cross-site replication.",
+    )
     p.add_argument("--site", required=True)
     p.add_argument("--listen", required=True, help="HOST:PORT (port 0: any free port)")
     p.add_argument("--peer", help="NAME=URL of the other site's S3 endpoint")
@@ -583,10 +595,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"--buckets: not valid S3 bucket names: {args.buckets!r}", file=sys.stderr)
         return 2
     replicator = Replicator(
-        site=args.site, peer=peer,
+        site=args.site,
+        peer=peer,
         access_key=access_key,
         secret_key=secret_key,
-        max_attempts=args.max_attempts, failed_retry_interval=args.failed_retry_interval,
+        max_attempts=args.max_attempts,
+        failed_retry_interval=args.failed_retry_interval,
     )
     app = _status_app(replicator, DomainDispatcherApplication(create_backend_app))
     # Bind the socket ourselves: werkzeug's make_server prints two lines of its own and
@@ -598,24 +612,37 @@ def main(argv: list[str] | None = None) -> int:
         listener.listen(128)
     except OSError as exc:  # port in use, address not on any interface...
         listener.close()
-        print(f"s3store {args.site}: cannot listen on {args.listen}: {exc.strerror}",
-              file=sys.stderr)
+        print(
+            f"s3store {args.site}: cannot listen on {args.listen}: {exc.strerror}", file=sys.stderr
+        )
         return 1
-    server = make_server(host, int(port), app, threaded=True,
-                         request_handler=MotoRequestHandler, fd=listener.fileno())
+    server = make_server(
+        host,
+        int(port),
+        app,
+        threaded=True,
+        request_handler=MotoRequestHandler,
+        fd=listener.fileno(),
+    )
     listener.close()  # make_server holds its own duplicate of the descriptor
     bound_host, bound_port = server.server_address[:2]
     print(f"listening on http://{bound_host}:{bound_port}", flush=True)
 
     stop = threading.Event()
-    http = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
-                            name="s3-http", daemon=True)
-    worker = threading.Thread(target=replicator.loop, args=(stop, args.scan_interval),
-                              name="s3-replication", daemon=True)
+    http = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="s3-http", daemon=True
+    )
+    worker = threading.Thread(
+        target=replicator.loop, args=(stop, args.scan_interval), name="s3-replication", daemon=True
+    )
     http.start()
     worker.start()
-    log.info("serving S3 on %s:%s, replicating to %s", bound_host, bound_port,
-             f"{peer.name} at {peer.url}" if peer else "nobody")
+    log.info(
+        "serving S3 on %s:%s, replicating to %s",
+        bound_host,
+        bound_port,
+        f"{peer.name} at {peer.url}" if peer else "nobody",
+    )
     signal.sigwait(signals)
     stop.set()
     server.shutdown()  # returns once serve_forever has left its poll loop

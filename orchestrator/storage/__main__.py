@@ -36,7 +36,8 @@ def _snapshot(mirror: BtrfsMirror) -> dict[str, Any]:
     status = dataclasses.asdict(mirror.status())
     status["state"] = str(status["state"])
     status["mounted"] = sorted(
-        site for site, paths in mirror.config.sites.items()
+        site
+        for site, paths in mirror.config.sites.items()
         if btrfs.mount_at(paths.service_path) is not None
     )
     return status
@@ -69,8 +70,9 @@ def run(config: Path, operation: str, site: str | None) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m orchestrator.storage",
-                                     description="Operate the lab's btrfs mirror.")
+    parser = argparse.ArgumentParser(
+        prog="python -m orchestrator.storage", description="Operate the lab's btrfs mirror."
+    )
     parser.add_argument("--config", required=True, type=Path)
     parser.add_argument("operation", choices=OPERATIONS)
     parser.add_argument("site", nargs="?")

@@ -23,8 +23,9 @@ def run(argv: list[str], timeout: float = TIMEOUT_S) -> str:
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
     except FileNotFoundError as exc:
-        raise Failed(f"{argv[0]} is not installed (apt-get install -y btrfs-progs util-linux)") \
-            from exc
+        raise Failed(
+            f"{argv[0]} is not installed (apt-get install -y btrfs-progs util-linux)"
+        ) from exc
     except subprocess.TimeoutExpired as exc:
         raise Unavailable(f"{' '.join(argv)} timed out after {timeout:.0f} s") from exc
     if proc.returncode != 0:
@@ -91,13 +92,16 @@ def subvolume_delete(path: Path) -> None:
     run(["btrfs", "subvolume", "delete", str(path)])
 
 
-def send_receive(snap: Path, parent: Path | None, dest_dir: Path,
-                 timeout: float = TIMEOUT_S) -> None:
+def send_receive(
+    snap: Path, parent: Path | None, dest_dir: Path, timeout: float = TIMEOUT_S
+) -> None:
     """`btrfs send [-p parent] snap | btrfs receive dest_dir`, failing if either side fails."""
     send_argv = ["btrfs", "send", "-q", *(["-p", str(parent)] if parent else []), str(snap)]
     recv_argv = ["btrfs", "receive", "-q", str(dest_dir)]
-    with subprocess.Popen(send_argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as send, \
-            subprocess.Popen(recv_argv, stdin=send.stdout, stderr=subprocess.PIPE) as recv:
+    with (
+        subprocess.Popen(send_argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as send,
+        subprocess.Popen(recv_argv, stdin=send.stdout, stderr=subprocess.PIPE) as recv,
+    ):
         assert send.stdout is not None
         send.stdout.close()  # so that send gets SIGPIPE if receive dies
         try:
@@ -106,8 +110,9 @@ def send_receive(snap: Path, parent: Path | None, dest_dir: Path,
         except subprocess.TimeoutExpired as exc:
             send.kill()
             recv.kill()
-            raise Unavailable(f"btrfs send|receive of {snap} timed out after "
-                              f"{timeout:.0f} s") from exc
+            raise Unavailable(
+                f"btrfs send|receive of {snap} timed out after {timeout:.0f} s"
+            ) from exc
     if send.returncode != 0 or recv.returncode != 0:
         detail = "; ".join(e.decode(errors="replace").strip() for e in (send_err, recv_err) if e)
         raise Failed(f"btrfs send {snap} | receive {dest_dir} failed: {detail}")
@@ -133,8 +138,12 @@ class MountEntry:
 
 def _unescape(field: str) -> str:
     # /proc/mounts escapes space, tab, newline and backslash as octal.
-    return (field.replace("\\040", " ").replace("\\011", "\t")
-            .replace("\\012", "\n").replace("\\134", "\\"))
+    return (
+        field.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
+    )
 
 
 def parse_mounts(text: str) -> list[MountEntry]:
@@ -193,8 +202,7 @@ def fs_type(device: str) -> str | None:
     """
     argv = ["blkid", "-p", "-o", "value", "-s", "TYPE", device]
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT_S,
-                              check=False)
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
     except FileNotFoundError as exc:
         raise Failed("blkid is not installed (apt-get install -y util-linux)") from exc
     except subprocess.TimeoutExpired as exc:

@@ -79,16 +79,20 @@ class MirrorConfig:
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["state_file"] = str(self.state_file)
-        data["sites"] = {s: {"pool": str(p.pool), "service_path": str(p.service_path)}
-                         for s, p in self.sites.items()}
+        data["sites"] = {
+            s: {"pool": str(p.pool), "service_path": str(p.service_path)}
+            for s, p in self.sites.items()
+        }
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> MirrorConfig:
         values = dict(data)
         values["state_file"] = Path(values["state_file"])
-        values["sites"] = {s: SitePaths(Path(p["pool"]), Path(p["service_path"]))
-                           for s, p in values["sites"].items()}
+        values["sites"] = {
+            s: SitePaths(Path(p["pool"]), Path(p["service_path"]))
+            for s, p in values["sites"].items()
+        }
         return cls(**values)
 
     def save(self, path: Path) -> None:
@@ -109,13 +113,18 @@ class BtrfsMirror:
     """A `MirrorDriver` over two btrfs pools on this machine."""
 
     def __init__(self, config: MirrorConfig, clock: Callable[[], float] = time.time) -> None:
-        if config.source == config.destination or not {config.source,
-                                                       config.destination} <= set(config.sites):
-            raise Failed(f"mirror {config.name}: source and destination must be two of "
-                         f"the configured sites {sorted(config.sites)}")
+        if config.source == config.destination or not {config.source, config.destination} <= set(
+            config.sites
+        ):
+            raise Failed(
+                f"mirror {config.name}: source and destination must be two of "
+                f"the configured sites {sorted(config.sites)}"
+            )
         if config.keep_snapshots < 1:
-            raise Failed(f"mirror {config.name}: keep_snapshots must be at least 1 (the "
-                         "common snapshot every incremental transfer needs)")
+            raise Failed(
+                f"mirror {config.name}: keep_snapshots must be at least 1 (the "
+                "common snapshot every incremental transfer needs)"
+            )
         self.config = config
         self.clock = clock
         self._snap_re = re.compile(rf"^{re.escape(config.subvolume)}@(\d+)$")
@@ -126,8 +135,10 @@ class BtrfsMirror:
         try:
             return self.config.sites[site]
         except KeyError:
-            raise Failed(f"mirror {self.config.name} has no site {site!r}; "
-                         f"it has {sorted(self.config.sites)}") from None
+            raise Failed(
+                f"mirror {self.config.name} has no site {site!r}; "
+                f"it has {sorted(self.config.sites)}"
+            ) from None
 
     def _live(self, site: str) -> Path:
         return self._paths(site).pool / self.config.subvolume
@@ -147,8 +158,9 @@ class BtrfsMirror:
     def _load(self) -> Relationship:
         rel = statefile.load(self.config.state_file)
         if rel is None:
-            raise Failed(f"mirror {self.config.name} is not initialised "
-                         f"(no {self.config.state_file})")
+            raise Failed(
+                f"mirror {self.config.name} is not initialised (no {self.config.state_file})"
+            )
         return rel
 
     def _save(self, rel: Relationship) -> MirrorStatus:
@@ -191,8 +203,10 @@ class BtrfsMirror:
                 return f"skipped: {decision.reason}"
             new = self._transfer(rel, Op.TRANSFER)
             self._save(new)
-            return (f"transferred {new.last_snapshot} {new.source}→{new.destination} "
-                    f"in {new.last_transfer_duration:.3f} s")
+            return (
+                f"transferred {new.last_snapshot} {new.source}→{new.destination} "
+                f"in {new.last_transfer_duration:.3f} s"
+            )
 
     def quiesce(self) -> MirrorStatus:
         return self._set_state(Op.QUIESCE)
@@ -224,8 +238,9 @@ class BtrfsMirror:
                 self._retire(dest, rel.seq)
             if not btrfs.is_subvolume(live):
                 btrfs.snapshot(last, live, readonly=False)
-            return self._save(rel.with_state(MirrorState.BROKEN, self.clock(),
-                                             Op.BREAK, decision.reason))
+            return self._save(
+                rel.with_state(MirrorState.BROKEN, self.clock(), Op.BREAK, decision.reason)
+            )
 
     def reverse(self, new_source: str | None = None) -> MirrorStatus:
         with statefile.locked(self.config.state_file):
@@ -241,17 +256,24 @@ class BtrfsMirror:
                 self._retire(new_dst, rel.seq)
             swapped = dataclasses.replace(rel, source=new_src, destination=new_dst)
             transferred = self._transfer(swapped, Op.REVERSE, record_errors_on=rel)
-            return self._save(transferred.with_state(MirrorState.MIRRORED, self.clock(),
-                                                     Op.REVERSE, f"reversed: now "
-                                                     f"{new_src}→{new_dst}"))
+            return self._save(
+                transferred.with_state(
+                    MirrorState.MIRRORED,
+                    self.clock(),
+                    Op.REVERSE,
+                    f"reversed: now {new_src}→{new_dst}",
+                )
+            )
 
     def mount(self, site: str) -> None:
         with statefile.locked(self.config.state_file):
             writable = self.status().writable_site
             if site != writable:
-                raise Failed(f"{site} is not the writable side of mirror {self.config.name} "
-                             f"({writable} is): mounting it would split the brain; break or "
-                             "reverse first")
+                raise Failed(
+                    f"{site} is not the writable side of mirror {self.config.name} "
+                    f"({writable} is): mounting it would split the brain; break or "
+                    "reverse first"
+                )
             live, service = self._live(site), self._paths(site).service_path
             if not btrfs.is_subvolume(live):
                 raise Failed(f"{site}: no live subvolume {live} to mount")
@@ -260,8 +282,9 @@ class BtrfsMirror:
             if current is not None:
                 if current.source == device and current.subvol == self.config.subvolume:
                     return
-                raise Failed(f"{service} already has {current.source} "
-                             f"(subvol {current.subvol}) mounted")
+                raise Failed(
+                    f"{service} already has {current.source} (subvol {current.subvol}) mounted"
+                )
             btrfs.mount(device, service, subvol=self.config.subvolume)
 
     def unmount(self, site: str) -> None:
@@ -307,8 +330,9 @@ class BtrfsMirror:
         target = retired / f"{self.config.subvolume}@{seq}-{int(self.clock())}"
         os.rename(self._live(site), target)  # renaming a subvolume is a plain rename(2)
 
-    def _transfer(self, rel: Relationship, op: Op,
-                  record_errors_on: Relationship | None = None) -> Relationship:
+    def _transfer(
+        self, rel: Relationship, op: Op, record_errors_on: Relationship | None = None
+    ) -> Relationship:
         """Snapshot the source's live subvolume and send it (incrementally if possible)."""
         seq = rel.seq + 1
         name = f"{self.config.subvolume}@{seq}"
@@ -317,8 +341,10 @@ class BtrfsMirror:
         if parent is not None:
             for site in (rel.source, rel.destination):
                 if not btrfs.is_subvolume(self._snap(site, parent.name)):
-                    raise Failed(f"{site}: common snapshot {parent.name} is missing; the "
-                                 "mirror needs a new baseline")
+                    raise Failed(
+                        f"{site}: common snapshot {parent.name} is missing; the "
+                        "mirror needs a new baseline"
+                    )
         # A snapshot numbered `seq` can only be the leftover of a crashed, unrecorded
         # transfer (possibly half received): start it again from scratch.
         for leftover in (src_snap, dst_snap):
@@ -330,8 +356,10 @@ class BtrfsMirror:
             btrfs.snapshot(self._live(rel.source), src_snap, readonly=True)
             btrfs.send_receive(src_snap, parent, dst_snap.parent)
         except Exception as exc:
-            statefile.save(self.config.state_file,
-                           (record_errors_on or rel).with_error(self.clock(), op, str(exc)))
+            statefile.save(
+                self.config.state_file,
+                (record_errors_on or rel).with_error(self.clock(), op, str(exc)),
+            )
             raise
         duration = time.monotonic() - started
         done = rel.with_transfer(name, seq, created, self.clock(), duration, op)
@@ -342,9 +370,8 @@ class BtrfsMirror:
     def _prune(self, site: str, keep_also: str) -> None:
         snaps_dir = self._paths(site).pool / SNAPS_DIR
         numbered = sorted(
-            (int(m.group(1)), p) for p in snaps_dir.iterdir()
-            if (m := self._snap_re.match(p.name))
+            (int(m.group(1)), p) for p in snaps_dir.iterdir() if (m := self._snap_re.match(p.name))
         )
-        for _, path in numbered[:-self.config.keep_snapshots]:
+        for _, path in numbered[: -self.config.keep_snapshots]:
             if path.name != keep_also:
                 btrfs.subvolume_delete(path)

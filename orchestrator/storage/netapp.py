@@ -70,16 +70,22 @@ def parse_duration(text: str) -> float:
     if not match or text in ("P", "PT"):
         raise Failed(f"ONTAP returned an unreadable duration {text!r}")
     parts = {k: float(v) for k, v in match.groupdict().items() if v}
-    return (parts.get("days", 0) * 86400 + parts.get("hours", 0) * 3600
-            + parts.get("minutes", 0) * 60 + parts.get("seconds", 0))
+    return (
+        parts.get("days", 0) * 86400
+        + parts.get("hours", 0) * 3600
+        + parts.get("minutes", 0) * 60
+        + parts.get("seconds", 0)
+    )
 
 
 def parse_relationship(record: dict[str, Any], name: str) -> MirrorStatus:
     """One ``snapmirror/relationships`` record → `MirrorStatus`. Pure."""
     ontap_state = record.get("state", "")
     if ontap_state not in _STATES:
-        raise Failed(f"SnapMirror {name} is {ontap_state or 'in an unknown state'}: "
-                     "not usable for failover until it is initialised")
+        raise Failed(
+            f"SnapMirror {name} is {ontap_state or 'in an unknown state'}: "
+            "not usable for failover until it is initialised"
+        )
     transfer = record.get("transfer") or {}
     end = transfer.get("end_time")
     duration = transfer.get("total_duration")
@@ -113,8 +119,11 @@ def request_for(op: str, uuid: str) -> Request:
         return Request("GET", f"{base}?fields={FIELDS}")
     if op == "update":
         return Request("POST", f"{base}/transfers", {})
-    targets = {"quiesce": MirrorState.QUIESCED, "resume": MirrorState.MIRRORED,
-               "break": MirrorState.BROKEN}
+    targets = {
+        "quiesce": MirrorState.QUIESCED,
+        "resume": MirrorState.MIRRORED,
+        "break": MirrorState.BROKEN,
+    }
     if op in targets:
         return Request("PATCH", base, {"state": _TARGET[targets[op]]})
     raise Failed(f"the ONTAP client does not implement {op!r}")
@@ -123,8 +132,16 @@ def request_for(op: str, uuid: str) -> Request:
 class OntapSnapMirror:
     """One SnapMirror relationship on an ONTAP cluster (the destination's cluster)."""
 
-    def __init__(self, base_url: str, uuid: str, username: str, password: str,
-                 name: str = "", cafile: str | None = None, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        uuid: str,
+        username: str,
+        password: str,
+        name: str = "",
+        cafile: str | None = None,
+        timeout: float = 10.0,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.uuid = uuid
         self.name = name or uuid
@@ -136,9 +153,14 @@ class OntapSnapMirror:
     def _call(self, req: Request) -> dict[str, Any]:
         data = None if req.body is None else json.dumps(req.body).encode()
         http = urllib.request.Request(
-            self.base_url + req.path, data=data, method=req.method,
-            headers={"Authorization": self._auth, "Accept": "application/json",
-                     "Content-Type": "application/json"},
+            self.base_url + req.path,
+            data=data,
+            method=req.method,
+            headers={
+                "Authorization": self._auth,
+                "Accept": "application/json",
+                "Content-Type": "application/json",
+            },
         )
         try:
             with urllib.request.urlopen(http, timeout=self.timeout, context=self._tls) as resp:
@@ -178,9 +200,13 @@ class OntapSnapMirror:
         the destination since the break.
         """
         current = self.status()
-        rel = Relationship(name=self.name, source=current.source,
-                           destination=current.destination, state=current.state,
-                           last_snapshot=current.last_snapshot)
+        rel = Relationship(
+            name=self.name,
+            source=current.source,
+            destination=current.destination,
+            state=current.state,
+            last_snapshot=current.last_snapshot,
+        )
         decision = decide(rel, op)
         if decision.verdict is Verdict.REFUSE:
             raise Failed(f"SnapMirror {self.name}: {decision.reason}")
@@ -192,8 +218,10 @@ class OntapSnapMirror:
         return self.status()
 
     def reverse(self, new_source: str | None = None) -> MirrorStatus:
-        raise Failed("reverse resync is not done by the ONTAP client: the netapp playbook "
-                     "(playbooks/tasks/netapp.yml) does it with the netapp.ontap collection")
+        raise Failed(
+            "reverse resync is not done by the ONTAP client: the netapp playbook "
+            "(playbooks/tasks/netapp.yml) does it with the netapp.ontap collection"
+        )
 
     def mount(self, site: str) -> None:
         raise Failed("mounting is a host operation: use the mount playbook, not the array")
@@ -229,10 +257,19 @@ class OntapDestination(OntapSnapMirror):
     """The relationship into one destination path; its UUID is read on every `status()`
     (which every operation calls first), so a recreated relationship is followed."""
 
-    def __init__(self, base_url: str, destination_path: str, username: str, password: str,
-                 name: str = "", cafile: str | None = None, timeout: float = 10.0) -> None:
-        super().__init__(base_url, "", username, password, name or destination_path, cafile,
-                         timeout)
+    def __init__(
+        self,
+        base_url: str,
+        destination_path: str,
+        username: str,
+        password: str,
+        name: str = "",
+        cafile: str | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        super().__init__(
+            base_url, "", username, password, name or destination_path, cafile, timeout
+        )
         self.destination_path = destination_path
 
     def status(self) -> MirrorStatus:
@@ -266,19 +303,34 @@ def for_site(topo: Topology, volume: NetappVolume, site: str, timeout: float) ->
             f"volume {volume.name}: the ONTAP credentials of {site} ({secret.source}) are not "
             "'user:password' — store them in that form"
         )
-    return OntapDestination(cluster_url(settings.cluster), f"{settings.svm}:{settings.volume}",
-                            user, password, name=volume.name, timeout=timeout)
+    return OntapDestination(
+        cluster_url(settings.cluster),
+        f"{settings.svm}:{settings.volume}",
+        user,
+        password,
+        name=volume.name,
+        timeout=timeout,
+    )
 
 
 def in_site_terms(status: MirrorStatus, volume: NetappVolume) -> MirrorStatus:
     """ONTAP names the ends ``svm:volume``; the rest of sitectl names sites."""
     sites = {f"{s.svm}:{s.volume}": name for name, s in volume.sites.items()}
-    return replace(status, source=sites.get(status.source, status.source),
-                   destination=sites.get(status.destination, status.destination))
+    return replace(
+        status,
+        source=sites.get(status.source, status.source),
+        destination=sites.get(status.destination, status.destination),
+    )
 
 
-def volume_status(topo: Topology, volume: NetappVolume, *, destination: str, timeout: float,
-                  either_way: bool = False) -> MirrorStatus:
+def volume_status(
+    topo: Topology,
+    volume: NetappVolume,
+    *,
+    destination: str,
+    timeout: float,
+    either_way: bool = False,
+) -> MirrorStatus:
     """The relationship into `destination`'s copy, with its ends named by site.
 
     `either_way`: when `destination`'s cluster holds no relationship into it, read the

@@ -92,8 +92,9 @@ class Relationship:
             last_transfer_at=finished,
             last_transfer_duration=duration,
             last_error=None,
-            history=self._log(finished, op, f"transferred {snapshot} "
-                                            f"{self.source}→{self.destination}"),
+            history=self._log(
+                finished, op, f"transferred {snapshot} {self.source}→{self.destination}"
+            ),
         )
 
     def with_error(self, at: float, op: Op, error: str) -> Relationship:
@@ -120,8 +121,10 @@ def decide(rel: Relationship, op: Op, new_source: str | None = None) -> Decision
             return Decision(Verdict.APPLY, "resume scheduled transfers")
         if state is MirrorState.MIRRORED:
             return Decision(Verdict.NOOP, "already mirrored")
-        return Decision(Verdict.REFUSE, "broken: resuming would overwrite a writable "
-                                        "destination; reverse instead")
+        return Decision(
+            Verdict.REFUSE,
+            "broken: resuming would overwrite a writable destination; reverse instead",
+        )
     if op is Op.BREAK:
         if state is MirrorState.BROKEN:
             return Decision(Verdict.NOOP, "already broken")
@@ -135,9 +138,11 @@ def decide(rel: Relationship, op: Op, new_source: str | None = None) -> Decision
         if state is not MirrorState.BROKEN:
             return Decision(Verdict.REFUSE, f"{state.value}: break the relationship first")
         if target != rel.destination:
-            return Decision(Verdict.REFUSE,
-                            f"only {rel.destination} (the broken-off destination) can "
-                            f"become the source, not {target}")
+            return Decision(
+                Verdict.REFUSE,
+                f"only {rel.destination} (the broken-off destination) can "
+                f"become the source, not {target}",
+            )
         return Decision(Verdict.APPLY, f"mirror {rel.destination} back to {rel.source}")
     raise ValueError(f"unknown operation {op!r}")  # pragma: no cover - Op is closed
 

@@ -59,8 +59,9 @@ def create_site_volume(state_dir: Path, site: str, size_mb: int = 256) -> SiteVo
     if kind is None:
         btrfs.mkfs(loopdev, label=f"lab-{site}")
     elif kind != "btrfs":
-        raise Failed(f"{image} holds a {kind} filesystem, not btrfs: remove it or pick "
-                     "another state dir")
+        raise Failed(
+            f"{image} holds a {kind} filesystem, not btrfs: remove it or pick another state dir"
+        )
 
     current = btrfs.mount_at(pool)
     if current is None:

@@ -39,8 +39,9 @@ LOCK = Path("/run/lock/sitectl-dns-adapter-tests.lock")
 
 
 def tsig_keygen(path: Path, name: str, algorithm: str = "hmac-sha256") -> Path:
-    out = subprocess.run(["tsig-keygen", "-a", algorithm, name], check=True,
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["tsig-keygen", "-a", algorithm, name], check=True, capture_output=True, text=True
+    ).stdout
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(out)
@@ -124,8 +125,12 @@ class BindPair:
 
     @classmethod
     @contextlib.contextmanager
-    def running(cls, home: Path, zones: Mapping[str, Mapping[str, str]],
-                serial_query_rate: int | None = SERIAL_QUERY_RATE) -> Iterator[BindPair]:
+    def running(
+        cls,
+        home: Path,
+        zones: Mapping[str, Mapping[str, str]],
+        serial_query_rate: int | None = SERIAL_QUERY_RATE,
+    ) -> Iterator[BindPair]:
         pair = cls(home, zones, serial_query_rate)
         try:
             pair.start()
@@ -161,12 +166,14 @@ class BindPair:
         self.stopped.extend(self.procs)
         self.procs.clear()
         for ip in self.added_addresses:
-            subprocess.run(["ip", "addr", "del", f"{ip}/32", "dev", "lo"], check=False,
-                           capture_output=True)
+            subprocess.run(
+                ["ip", "addr", "del", f"{ip}/32", "dev", "lo"], check=False, capture_output=True
+            )
         self.added_addresses.clear()
         # Checked before the lock is released: afterwards another run may add them again.
-        shown = subprocess.run(["ip", "-o", "addr", "show", "dev", "lo"], check=True,
-                               capture_output=True, text=True).stdout
+        shown = subprocess.run(
+            ["ip", "-o", "addr", "show", "dev", "lo"], check=True, capture_output=True, text=True
+        ).stdout
         self.leftover = [ip for ip in (PRIMARY, SECONDARY) if f" {ip}/" in shown]
         if self._lock is not None:
             os.close(self._lock)  # releases the flock
@@ -179,8 +186,9 @@ class BindPair:
     # -- internals -----------------------------------------------------------------------
 
     def _add_address(self, ip: str) -> None:
-        shown = subprocess.run(["ip", "-o", "addr", "show", "dev", "lo"], check=True,
-                               capture_output=True, text=True).stdout
+        shown = subprocess.run(
+            ["ip", "-o", "addr", "show", "dev", "lo"], check=True, capture_output=True, text=True
+        ).stdout
         if f" {ip}/" not in shown:
             subprocess.run(["ip", "addr", "add", f"{ip}/32", "dev", "lo"], check=True)
         # Removed on stop even if a crashed earlier run left it: it is ours either way.
@@ -227,17 +235,25 @@ class BindPair:
         log = open(home / "named.log", "wb")  # noqa: SIM115 - named holds it while it runs
         with log:
             # -g: foreground, logs to stderr; -n 1: one worker is plenty for tests.
-            self.procs.append(subprocess.Popen(
-                ["named", "-g", "-n", "1", "-c", str(conf)], cwd=home,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+            self.procs.append(
+                subprocess.Popen(
+                    ["named", "-g", "-n", "1", "-c", str(conf)],
+                    cwd=home,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
 
     def _wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for proc in self.procs:
                 if proc.poll() is not None:
-                    raise RuntimeError(f"named exited ({proc.returncode}):\n"
-                                       f"{self.log('primary')}\n{self.log('secondary')}")
+                    raise RuntimeError(
+                        f"named exited ({proc.returncode}):\n"
+                        f"{self.log('primary')}\n{self.log('secondary')}"
+                    )
             if all(self._serves(ip, zone) for ip in (PRIMARY, SECONDARY) for zone in self.zones):
                 return
             time.sleep(0.05)

@@ -48,19 +48,32 @@ def sleeps() -> Sleeps:
 @pytest.fixture
 def provider(bind: BindPair, sleeps: Sleeps):
     """A provider factory: zone, servers and key may be overridden per test."""
-    def make(zone: str = "alpha.test.", servers: tuple[DnsServer, ...] | None = None,
-             key_file: Path | None = None, timeout: float = 2.0) -> Rfc2136Provider:
+
+    def make(
+        zone: str = "alpha.test.",
+        servers: tuple[DnsServer, ...] | None = None,
+        key_file: Path | None = None,
+        timeout: float = 2.0,
+    ) -> Rfc2136Provider:
         key = load_key_file(key_file or bind.ddns_key_file)
-        return Rfc2136Provider(zone, servers or (bind.primary,), key, timeout=timeout,
-                               retry=RetryPolicy(attempts=3, sleep=sleeps))
+        return Rfc2136Provider(
+            zone,
+            servers or (bind.primary,),
+            key,
+            timeout=timeout,
+            retry=RetryPolicy(attempts=3, sleep=sleeps),
+        )
+
     return make
 
 
 @pytest.fixture
 def foreign_key(tmp_path: Path):
     """Key files the server does not accept: `(name)` → a fresh tsig-keygen file."""
+
     def make(name: str) -> Path:
         return tsig_keygen(tmp_path / f"{name}.key", name)
+
     return make
 
 

@@ -51,10 +51,14 @@ def test_a_plan_step_becomes_the_changes_the_topology_names() -> None:
     plan = build_plan(topo, assumed_state(topo), "switchover", "dc2")
     step = plan.step("dns/corp.example.net.")
     zone = next(z for z in topo.dns.zones if z.name == "corp.example.net.")
-    assert changes_from_params(step.params) == changes_for_site(zone, "dc2") == [
-        RecordChange("mail.corp.example.net.", "A", 60, "198.51.100.21"),
-        RecordChange("smtp.corp.example.net.", "A", 60, "198.51.100.11"),
-    ]
+    assert (
+        changes_from_params(step.params)
+        == changes_for_site(zone, "dc2")
+        == [
+            RecordChange("mail.corp.example.net.", "A", 60, "198.51.100.21"),
+            RecordChange("smtp.corp.example.net.", "A", 60, "198.51.100.11"),
+        ]
+    )
 
 
 @pytest.mark.parametrize("params", [{}, {"records": [{"type": "A"}]}, {"records": None}])
@@ -93,8 +97,9 @@ def test_records_outside_the_zone_are_refused_before_sending() -> None:
 
 
 def _many(n: int, zone: str = "alpha.test.") -> list[RecordChange]:
-    return [RecordChange(f"host{i:04d}.{zone}", "A", 60, f"10.0.{i // 250}.{i % 250}")
-            for i in range(n)]
+    return [
+        RecordChange(f"host{i:04d}.{zone}", "A", 60, f"10.0.{i // 250}.{i % 250}") for i in range(n)
+    ]
 
 
 def test_one_message_when_it_fits_several_when_it_would_not() -> None:
@@ -108,8 +113,9 @@ def test_one_message_when_it_fits_several_when_it_would_not() -> None:
 def test_every_batch_renders_under_the_limit_with_tsig(limit: int) -> None:
     keyring = {dns.name.from_text("k."): dns.tsig.Key("k.", b"0" * 32, dns.tsig.HMAC_SHA512)}
     for batch in batches(_many(2000), limit):
-        update = dns.update.Update("alpha.test.", keyring=keyring, keyname="k.",
-                                   keyalgorithm=dns.tsig.HMAC_SHA512)
+        update = dns.update.Update(
+            "alpha.test.", keyring=keyring, keyname="k.", keyalgorithm=dns.tsig.HMAC_SHA512
+        )
         update.present("_sitectl-fence.alpha.test.", fence_rdataset(123456789))
         for change in batch:
             update.replace(change.owner(), change.ttl, change.rdata())
@@ -117,6 +123,7 @@ def test_every_batch_renders_under_the_limit_with_tsig(limit: int) -> None:
 
 
 # -- fence values -------------------------------------------------------------------------
+
 
 def _txt(*texts: str) -> dns.rrset.RRset:
     return dns.rrset.from_text("_sitectl-fence.z.", 0, "IN", "TXT", *texts)
@@ -130,10 +137,11 @@ def test_fence_values(rdataset, epoch) -> None:
     assert parse_fence("z.", rdataset).epoch == epoch
 
 
-@pytest.mark.parametrize("texts", [['"epoch=x"'], ['"epoch=1"', '"epoch=2"'], ['"hello"'],
-                                   ['"epoch=-1"']])
+@pytest.mark.parametrize(
+    "texts", [['"epoch=x"'], ['"epoch=1"', '"epoch=2"'], ['"hello"'], ['"epoch=-1"']]
+)
 def test_a_fence_that_is_not_one_epoch_is_refused(texts) -> None:
-    with pytest.raises(Failed, match="not one \"epoch=N\" — make sure no other sitectl"):
+    with pytest.raises(Failed, match='not one "epoch=N" — make sure no other sitectl'):
         parse_fence("z.", _txt(*texts))
 
 
@@ -161,8 +169,9 @@ EXCEPTIONS = [
 ]
 
 
-@pytest.mark.parametrize(("exc", "kind", "says"), EXCEPTIONS,
-                         ids=[type(e[0]).__name__ for e in EXCEPTIONS])
+@pytest.mark.parametrize(
+    ("exc", "kind", "says"), EXCEPTIONS, ids=[type(e[0]).__name__ for e in EXCEPTIONS]
+)
 def test_exceptions_map_to_one_line_errors(exc, kind, says) -> None:
     error = outcomes.from_exception(exc, "update", "127.0.10.1:53", "alpha.test.")
     assert type(error) is kind
@@ -184,8 +193,11 @@ RCODES = [
 ]
 
 
-@pytest.mark.parametrize(("rcode", "fenced", "kind", "says"), RCODES,
-                         ids=[f"{dns.rcode.to_text(r[0])}-{r[1]}" for r in RCODES])
+@pytest.mark.parametrize(
+    ("rcode", "fenced", "kind", "says"),
+    RCODES,
+    ids=[f"{dns.rcode.to_text(r[0])}-{r[1]}" for r in RCODES],
+)
 def test_response_codes_map_to_errors(rcode, fenced, kind, says) -> None:
     error = outcomes.from_rcode(rcode, "update", "127.0.10.1:53", "alpha.test.", fenced=fenced)
     if kind is None:
@@ -198,7 +210,8 @@ def test_response_codes_map_to_errors(rcode, fenced, kind, says) -> None:
 def _client_error(code: str, status: int) -> botocore.exceptions.ClientError:
     return botocore.exceptions.ClientError(
         {"Error": {"Code": code, "Message": "msg"}, "ResponseMetadata": {"HTTPStatusCode": status}},
-        "ChangeResourceRecordSets")
+        "ChangeResourceRecordSets",
+    )
 
 
 BOTO = [
@@ -228,8 +241,10 @@ def test_route53_batches_stay_within_the_api_limits() -> None:
 
 # -- verdicts and rendering ---------------------------------------------------------------
 
-def _answer(rcode: int = dns.rcode.NOERROR, aa: bool = True,
-            *rrsets: dns.rrset.RRset) -> dns.message.Message:
+
+def _answer(
+    rcode: int = dns.rcode.NOERROR, aa: bool = True, *rrsets: dns.rrset.RRset
+) -> dns.message.Message:
     query = dns.message.make_query(MAIL.name, dns.rdatatype.A)
     response = dns.message.make_response(query)
     response.set_rcode(rcode)
@@ -252,8 +267,11 @@ VERDICTS = [
     ("REFUSED", _answer(dns.rcode.REFUSED), "REFUSED"),
     ("NODATA", _answer(), "no A record (NODATA)"),
     ("CNAME instead", _answer(dns.rcode.NOERROR, True, CNAME), "CNAME elsewhere.test."),
-    ("not authoritative", _answer(dns.rcode.NOERROR, False, A_NEW),
-     "not authoritative for the zone (referral or cache)"),
+    (
+        "not authoritative",
+        _answer(dns.rcode.NOERROR, False, A_NEW),
+        "not authoritative for the zone (referral or cache)",
+    ),
     ("silence", "timeout", "timeout"),
 ]
 
@@ -266,10 +284,19 @@ def test_judging_one_answer(case, answer, said) -> None:
 def test_a_verify_result_names_each_server_and_what_it_said() -> None:
     ok = VerifyResult("alpha.test.", ("a:53", "b:53"), 2, 1, ())
     assert ok.ok and ok.describe() == "zone alpha.test.: all 2 server(s) answer the 2 new value(s)"
-    bad = VerifyResult("alpha.test.", ("a:53", "b:53", "c:53"), 5, 7, (
-        Mismatch("b:53", "mail.alpha.test.", "A", "198.51.100.1", "192.0.2.1"),
-        *(Mismatch("c:53", f"h{i}.alpha.test.", "A", "198.51.100.1", "timeout") for i in range(5)),
-    ))
+    bad = VerifyResult(
+        "alpha.test.",
+        ("a:53", "b:53", "c:53"),
+        5,
+        7,
+        (
+            Mismatch("b:53", "mail.alpha.test.", "A", "198.51.100.1", "192.0.2.1"),
+            *(
+                Mismatch("c:53", f"h{i}.alpha.test.", "A", "198.51.100.1", "timeout")
+                for i in range(5)
+            ),
+        ),
+    )
     assert not bad.ok
     assert bad.disagreeing() == ["b:53", "c:53"]
     assert bad.describe() == (
@@ -281,7 +308,9 @@ def test_a_verify_result_names_each_server_and_what_it_said() -> None:
     )
 
 
-@pytest.mark.parametrize(("case", "answer", "said"), VERDICTS[:-1], ids=[v[0] for v in VERDICTS[:-1]])
+@pytest.mark.parametrize(
+    ("case", "answer", "said"), VERDICTS[:-1], ids=[v[0] for v in VERDICTS[:-1]]
+)
 def test_the_byte_level_verdict_agrees_with_the_parsed_one(case, answer, said) -> None:
     """quick_verdict decides from bytes or says UNSURE; when it decides, judge agrees."""
     question = Question(MAIL.owner(), dns.rdatatype.A)
@@ -311,6 +340,7 @@ def test_servers_may_be_named_by_address_or_host_name() -> None:
 
 # -- hostile input (issue 8, R7): garbage never escapes as anything but our errors --------
 
+
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=600))
 def test_garbage_answers_are_judged_not_raised(wire: bytes) -> None:
@@ -335,12 +365,17 @@ _KEY_PART = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_si
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.text(max_size=300) | st.builds(
-    lambda name, algorithm, secret: (
-        f'key "{name}" {{ algorithm {algorithm}; secret "{secret}"; }};'),
-    _KEY_PART, st.sampled_from(["hmac-sha256", "hmac-sha512", "hmac-md5", "rot13"]) | _KEY_PART,
-    _KEY_PART | st.just("c2VjcmV0LWNhbmFyeQ=="),
-))
+@given(
+    st.text(max_size=300)
+    | st.builds(
+        lambda name, algorithm, secret: (
+            f'key "{name}" {{ algorithm {algorithm}; secret "{secret}"; }};'
+        ),
+        _KEY_PART,
+        st.sampled_from(["hmac-sha256", "hmac-sha512", "hmac-md5", "rot13"]) | _KEY_PART,
+        _KEY_PART | st.just("c2VjcmV0LWNhbmFyeQ=="),
+    )
+)
 def test_hostile_key_files_fail_only_as_one_line_tsig_errors(text: str) -> None:
     for chosen in (None, "ddns-key", "a..b"):
         try:
@@ -351,6 +386,7 @@ def test_hostile_key_files_fail_only_as_one_line_tsig_errors(text: str) -> None:
 
 
 # -- the INSYNC wait, with a scripted client (moto is always INSYNC) --------------------
+
 
 @dataclass
 class Scripted:
@@ -373,16 +409,29 @@ class Clock:
 
 def test_waits_for_insync_within_its_bound() -> None:
     clock = Clock()
-    provider = Route53Provider("example.test.", "Z1", Scripted(["PENDING", "PENDING", "INSYNC"]),
-                               sync_timeout=10, poll_interval=2, clock=clock,
-                               sleep=clock.sleep)
+    provider = Route53Provider(
+        "example.test.",
+        "Z1",
+        Scripted(["PENDING", "PENDING", "INSYNC"]),
+        sync_timeout=10,
+        poll_interval=2,
+        clock=clock,
+        sleep=clock.sleep,
+    )
     provider.wait_insync("C1")
     assert clock.now == 4
 
 
 def test_gives_up_when_a_change_stays_pending() -> None:
     clock = Clock()
-    provider = Route53Provider("example.test.", "Z1", Scripted(["PENDING"] * 10), sync_timeout=5,
-                               poll_interval=2, clock=clock, sleep=clock.sleep)
+    provider = Route53Provider(
+        "example.test.",
+        "Z1",
+        Scripted(["PENDING"] * 10),
+        sync_timeout=5,
+        poll_interval=2,
+        clock=clock,
+        sleep=clock.sleep,
+    )
     with pytest.raises(Unavailable, match=r"change C1 still PENDING after 5s"):
         provider.wait_insync("C1")

@@ -45,7 +45,9 @@ def _answers(bind: BindPair, value: str) -> bool:
 def test_a_fresh_claim_then_fenced_updates_pass(bind: BindPair, leader) -> None:
     claim = leader.claim_fence(3)
     assert (claim.previous, claim.epoch, claim.already_held) == (None, 3, False)
-    assert claim.describe() == f"zone {ZONE}: fence moved from no fence to epoch 3 at {bind.primary}"
+    assert (
+        claim.describe() == f"zone {ZONE}: fence moved from no fence to epoch 3 at {bind.primary}"
+    )
     assert leader.read_fence().epoch == 3
     result = leader.apply([RecordChange(MAIL, "A", 60, "198.51.100.3")], epoch=3)
     assert result.epoch == 3
@@ -63,7 +65,8 @@ def test_a_stale_leader_is_refused_by_the_server(bind: BindPair, leader, provide
         old.apply([RecordChange(MAIL, "A", 60, "192.0.2.44")], epoch=4)
     assert str(raised.value) == (
         f"update of zone {ZONE} at {bind.primary} refused by the server's fence check "
-        "(NXRRSET): the fence now holds epoch=5 — stopping")
+        "(NXRRSET): the fence now holds epoch=5 — stopping"
+    )
     with pytest.raises(LeaseLost, match=r"the fence holds epoch=5, newer than ours \(4\)"):
         old.claim_fence(4)
     assert _answers(bind, "198.51.100.5")
@@ -85,7 +88,9 @@ def test_a_fenced_apply_with_no_records_still_checks_the_fence(leader, provider)
 def test_claiming_our_own_epoch_again_is_a_no_op(leader) -> None:
     leader.claim_fence(7)
     again = leader.claim_fence(7)
-    assert again.already_held and again.describe() == f"zone {ZONE}: fence already at epoch 7 (ours)"
+    assert (
+        again.already_held and again.describe() == f"zone {ZONE}: fence already at epoch 7 (ours)"
+    )
 
 
 def test_a_fence_that_is_not_one_epoch_stops_the_claim(leader) -> None:
@@ -95,8 +100,9 @@ def test_a_fence_that_is_not_one_epoch_stops_the_claim(leader) -> None:
 
 
 @pytest.mark.parametrize("round_", range(10))
-def test_two_writers_racing_one_compare_and_set_have_one_winner(leader, provider,
-                                                                round_: int) -> None:
+def test_two_writers_racing_one_compare_and_set_have_one_winner(
+    leader, provider, round_: int
+) -> None:
     """Both read the same fence, then both send their CAS at once: one must lose."""
     base = 100 + 10 * round_
     _set_fence(leader, f'"epoch={base}"')
@@ -109,15 +115,17 @@ def test_two_writers_racing_one_compare_and_set_have_one_winner(leader, provider
         start.wait()
         return writer.compare_and_set_fence(seen, epoch)
 
-    won = run_together(lambda: cas(first, seen_first, base + 1),
-                       lambda: cas(second, seen_second, base + 2))
+    won = run_together(
+        lambda: cas(first, seen_first, base + 1), lambda: cas(second, seen_second, base + 2)
+    )
     assert sorted(won) == [False, True], won
     winner = base + 1 if won[0] else base + 2
     assert leader.read_fence().epoch == winner
 
 
-def test_racing_claims_leave_the_newest_epoch_holding_the_fence(bind: BindPair, leader,
-                                                                provider) -> None:
+def test_racing_claims_leave_the_newest_epoch_holding_the_fence(
+    bind: BindPair, leader, provider
+) -> None:
     """Whatever the interleaving, epoch 21 ends up holding the fence and 20 is refused."""
     leader.claim_fence(19)
     older, newer = leader, provider(ZONE)
@@ -136,8 +144,9 @@ def _serial(bind: BindPair) -> int:
     return soa_serials(ZONE, [bind.servers[0]])[0].serial
 
 
-def test_a_claiming_update_moves_fence_and_records_in_one_transaction(bind: BindPair,
-                                                                      leader) -> None:
+def test_a_claiming_update_moves_fence_and_records_in_one_transaction(
+    bind: BindPair, leader
+) -> None:
     leader.claim_fence(30)
     before = _serial(bind)
     result = leader.apply_claiming([RecordChange(MAIL, "A", 60, "198.51.100.31")], epoch=31)
@@ -161,8 +170,9 @@ def test_a_stale_claiming_update_changes_nothing(bind: BindPair, leader, provide
     assert _answers(bind, "198.51.100.41")
 
 
-def test_a_claiming_update_that_loses_the_race_reads_again_and_stops(bind: BindPair, leader,
-                                                                     provider) -> None:
+def test_a_claiming_update_that_loses_the_race_reads_again_and_stops(
+    bind: BindPair, leader, provider
+) -> None:
     """The fence moves to a newer epoch between our read and our message: the server
     refuses the message (its prerequisite no longer holds), and the next read stops us."""
     _set_fence(leader, '"epoch=50"')

@@ -42,8 +42,9 @@ def entries(topo: Topology) -> Iterator[dict[LdapMaster, str]]:
     """An entry per master, written only on that master, as the controller's canaries
     are; deleted afterwards."""
     assert topo.ldap is not None
-    made = {m: f"cn=sitectl-fence-test-sid{m.server_id},{topo.ldap.suffix}"
-            for m in topo.ldap.masters}
+    made = {
+        m: f"cn=sitectl-fence-test-sid{m.server_id},{topo.ldap.suffix}" for m in topo.ldap.masters
+    }
     yield made
     for master, dn in made.items():
         with connection(topo, master) as conn:
@@ -56,8 +57,9 @@ def change(text: str) -> dict[str, Any]:
 
 def shown(topo: Topology, master: LdapMaster, dn: str) -> dict[str, list[str]]:
     with connection(topo, master) as conn:
-        assert conn.search(dn, "(objectClass=*)", search_scope=ldap3.BASE,
-                           attributes=["description", "ou"]), conn.result
+        assert conn.search(
+            dn, "(objectClass=*)", search_scope=ldap3.BASE, attributes=["description", "ou"]
+        ), conn.result
         found = conn.entries[0].entry_attributes_as_dict
         return {k: sorted(str(v) for v in found.get(k, [])) for k in ("description", "ou")}
 
@@ -94,8 +96,10 @@ def test_a_new_leaders_raise_refuses_the_old_leaders_next_canary(
     # Replication carries the epoch to the other masters, which then refuse it too
     # (only the entry's own master is relied on: it holds the epoch before any write).
     others = [m for m in entries if m != master]
-    eventually(lambda: all(shown(topo, m, dn)["ou"] == ["sitectl-epoch=6"] for m in others),
-               "the raised epoch replicated to every master")
+    eventually(
+        lambda: all(shown(topo, m, dn)["ou"] == ["sitectl-epoch=6"] for m in others),
+        "the raised epoch replicated to every master",
+    )
     for other in others:
         with connection(topo, other) as conn, pytest.raises(Stale):
             fenced_modify(conn, dn, change("old, elsewhere"), 5, CLASS, {})
@@ -147,6 +151,7 @@ def test_the_assertion_is_the_ber_filter_of_rfc_4528() -> None:
     """The control's value is an RFC 4511 Filter: equality on `ou`, or NOT present."""
     oid, critical, value = ldap_fence.asserting("sitectl-epoch=5")
     assert (oid, critical) == ("1.3.6.1.1.12", True)
-    assert value == bytes([0xA3, 0x15, 0x04, 0x02]) + b"ou" + bytes([0x04, 0x0F]) + \
-        b"sitectl-epoch=5"
+    assert (
+        value == bytes([0xA3, 0x15, 0x04, 0x02]) + b"ou" + bytes([0x04, 0x0F]) + b"sitectl-epoch=5"
+    )
     assert ldap_fence.asserting(None)[2] == bytes([0xA2, 0x04, 0x87, 0x02]) + b"ou"

@@ -44,15 +44,20 @@ def _settled(bind: BindPair, zone: str, changes) -> None:
 
 def test_apply_reaches_primary_and_secondary(bind: BindPair, provider) -> None:
     before = _serials(bind, "alpha.test.")
-    changes = [RecordChange("mail.alpha.test.", "A", 60, "198.51.100.21"),
-               RecordChange("smtp.alpha.test.", "A", 60, "198.51.100.11")]
+    changes = [
+        RecordChange("mail.alpha.test.", "A", 60, "198.51.100.21"),
+        RecordChange("smtp.alpha.test.", "A", 60, "198.51.100.11"),
+    ]
     result = provider().apply(changes, tag="op-1/dns/alpha.test.")
     assert (result.server, result.records, result.messages) == (str(bind.primary), 2, 1)
     outcome = verify("alpha.test.", changes, bind.servers, timeout=10)
     assert outcome.ok, outcome.describe()
     assert outcome.describe() == "zone alpha.test.: all 2 server(s) answer the 2 new value(s)"
-    _settled(bind, "alpha.test.", [RecordChange("_sitectl-op.alpha.test.", "TXT", 0,
-                                                "op-1/dns/alpha.test.")])
+    _settled(
+        bind,
+        "alpha.test.",
+        [RecordChange("_sitectl-op.alpha.test.", "TXT", 0, "op-1/dns/alpha.test.")],
+    )
     after = _serials(bind, "alpha.test.")
     assert after[0] == after[1] and after[0] > before[0]
 
@@ -67,9 +72,11 @@ def test_applying_the_same_values_again_changes_nothing(bind: BindPair, provider
 
 
 def test_every_record_type_the_topology_allows(bind: BindPair, provider) -> None:
-    changes = [RecordChange("v6.beta.test.", "AAAA", 60, "2001:db8::21"),
-               RecordChange("alias.beta.test.", "CNAME", 60, "mail.beta.test."),
-               RecordChange("note.beta.test.", "TXT", 60, 'active site is "dc2"')]
+    changes = [
+        RecordChange("v6.beta.test.", "AAAA", 60, "2001:db8::21"),
+        RecordChange("alias.beta.test.", "CNAME", 60, "mail.beta.test."),
+        RecordChange("note.beta.test.", "TXT", 60, 'active site is "dc2"'),
+    ]
     provider("beta.test.").apply(changes)
     _settled(bind, "beta.test.", changes)
 
@@ -78,9 +85,15 @@ def test_the_old_value_is_reported_until_the_bound(bind: BindPair, provider) -> 
     provider().apply([RecordChange("stale.alpha.test.", "A", 60, "192.0.2.99")])
     _settled(bind, "alpha.test.", {"stale.alpha.test.": "192.0.2.99"})
     clock = FakeClock()
-    result = verify("alpha.test.", {"stale.alpha.test.": "198.51.100.99",
-                                    "missing.alpha.test.": "198.51.100.98"},
-                    bind.servers, timeout=1.0, interval=0.25, clock=clock, sleep=clock.sleep)
+    result = verify(
+        "alpha.test.",
+        {"stale.alpha.test.": "198.51.100.99", "missing.alpha.test.": "198.51.100.98"},
+        bind.servers,
+        timeout=1.0,
+        interval=0.25,
+        clock=clock,
+        sleep=clock.sleep,
+    )
     assert not result.ok
     assert result.rounds == 5 and sum(clock.sleeps) == pytest.approx(1.0)
     assert result.disagreeing() == [str(bind.primary), str(bind.secondary)]
@@ -93,16 +106,22 @@ def test_the_old_value_is_reported_until_the_bound(bind: BindPair, provider) -> 
     }
 
 
-def test_a_wrong_secret_is_badsig_and_changes_nothing(bind: BindPair, provider,
-                                                      foreign_key) -> None:
+def test_a_wrong_secret_is_badsig_and_changes_nothing(
+    bind: BindPair, provider, foreign_key
+) -> None:
     wrong = provider(key_file=foreign_key("sitectl-ddns"))  # same name, other secret
     with pytest.raises(Failed) as raised:
         wrong.apply([RecordChange("mail.alpha.test.", "A", 60, "203.0.113.66")])
     assert str(raised.value) == (
         f"update of zone alpha.test. at {bind.primary} failed: BADSIG: the TSIG secret does "
-        "not match the server's")
-    assert verify("alpha.test.", {"mail.alpha.test.": "203.0.113.66"}, [bind.primary],
-                  timeout=0).mismatches[0].answered != "203.0.113.66"
+        "not match the server's"
+    )
+    assert (
+        verify("alpha.test.", {"mail.alpha.test.": "203.0.113.66"}, [bind.primary], timeout=0)
+        .mismatches[0]
+        .answered
+        != "203.0.113.66"
+    )
     with pytest.raises(Failed, match="BADSIG"):
         wrong.check_key()
 
@@ -110,7 +129,8 @@ def test_a_wrong_secret_is_badsig_and_changes_nothing(bind: BindPair, provider,
 def test_an_unknown_key_is_badkey(bind: BindPair, provider, foreign_key) -> None:
     with pytest.raises(Failed, match=r"failed: BADKEY: the server does not know this TSIG key"):
         provider(key_file=foreign_key("nobody-knows")).apply(
-            [RecordChange("mail.alpha.test.", "A", 60, "203.0.113.67")])
+            [RecordChange("mail.alpha.test.", "A", 60, "203.0.113.67")]
+        )
 
 
 def test_an_unsigned_update_is_refused(bind: BindPair) -> None:
@@ -125,10 +145,12 @@ def test_an_unsigned_update_is_refused(bind: BindPair) -> None:
 def test_a_key_without_a_grant_is_refused(bind: BindPair, provider) -> None:
     with pytest.raises(Failed) as raised:
         provider(key_file=bind.readonly_key_file).apply(
-            [RecordChange("mail.alpha.test.", "A", 60, "203.0.113.71")])
+            [RecordChange("mail.alpha.test.", "A", 60, "203.0.113.71")]
+        )
     assert str(raised.value) == (
         f"update of zone alpha.test. at {bind.primary} failed: REFUSED — the server refused "
-        "it — is the TSIG key granted in the zone's update-policy, and is this the primary?")
+        "it — is the TSIG key granted in the zone's update-policy, and is this the primary?"
+    )
     with pytest.raises(Failed, match="REFUSED"):
         provider(key_file=bind.readonly_key_file).check_key()
 
@@ -137,22 +159,27 @@ def test_a_zone_the_server_does_not_serve_is_notauth(bind: BindPair, provider) -
     with pytest.raises(Failed) as raised:
         provider("nowhere.test.").apply([RecordChange("mail.nowhere.test.", "A", 60, "1.2.3.4")])
     assert str(raised.value).startswith(
-        f"update of zone nowhere.test. at {bind.primary} failed: NOTAUTH — ")
+        f"update of zone nowhere.test. at {bind.primary} failed: NOTAUTH — "
+    )
 
 
 def test_an_update_sent_to_the_secondary_is_refused(bind: BindPair, provider) -> None:
     with pytest.raises(Failed, match=r"at 127\.0\.10\.2:53 failed: REFUSED .* is this the primary"):
         provider(servers=(bind.secondary,)).apply(
-            [RecordChange("mail.alpha.test.", "A", 60, "203.0.113.69")])
+            [RecordChange("mail.alpha.test.", "A", 60, "203.0.113.69")]
+        )
 
 
-def test_a_blackholed_server_is_unavailable_after_bounded_retries(provider, blackhole,
-                                                                   sleeps) -> None:
+def test_a_blackholed_server_is_unavailable_after_bounded_retries(
+    provider, blackhole, sleeps
+) -> None:
     with pytest.raises(Unavailable) as raised:
         provider(servers=(blackhole.server,), timeout=0.3).apply(
-            [RecordChange("mail.alpha.test.", "A", 60, "203.0.113.70")])
+            [RecordChange("mail.alpha.test.", "A", 60, "203.0.113.70")]
+        )
     assert str(raised.value) == (
-        f"update of zone alpha.test. at {BLACKHOLE}:53: no answer within the timeout")
+        f"update of zone alpha.test. at {BLACKHOLE}:53: no answer within the timeout"
+    )
     assert len(sleeps.calls) == 2  # three attempts, jittered waits between them
     assert all(0 < s <= 2.2 for s in sleeps.calls)
 
@@ -164,8 +191,9 @@ def test_nothing_listening_is_unavailable(provider, sleeps) -> None:
     assert len(sleeps.calls) == 2
 
 
-def test_the_next_server_is_tried_when_one_is_silent(bind: BindPair, provider, blackhole,
-                                                      sleeps) -> None:
+def test_the_next_server_is_tried_when_one_is_silent(
+    bind: BindPair, provider, blackhole, sleeps
+) -> None:
     changes = [RecordChange("failover.alpha.test.", "A", 60, "198.51.100.77")]
     result = provider(servers=(blackhole.server, bind.primary), timeout=0.3).apply(changes)
     assert result.server == str(bind.primary)
@@ -175,9 +203,16 @@ def test_the_next_server_is_tried_when_one_is_silent(bind: BindPair, provider, b
 
 def test_verify_names_a_silent_server_within_its_bound(bind: BindPair, blackhole) -> None:
     clock = FakeClock()
-    result = verify("alpha.test.", {"ns1.alpha.test.": "127.0.10.1"},
-                    [bind.primary, blackhole.server], timeout=0.5, interval=0.25,
-                    query_timeout=0.2, clock=clock, sleep=clock.sleep)
+    result = verify(
+        "alpha.test.",
+        {"ns1.alpha.test.": "127.0.10.1"},
+        [bind.primary, blackhole.server],
+        timeout=0.5,
+        interval=0.25,
+        query_timeout=0.2,
+        clock=clock,
+        sleep=clock.sleep,
+    )
     assert result.disagreeing() == [str(blackhole.server)]
     assert [m.answered for m in result.mismatches] == ["timeout"]
 
@@ -201,8 +236,10 @@ def test_soa_serials_report_silence_per_server(bind: BindPair, blackhole) -> Non
 def test_a_thousand_records_in_two_zones(bind: BindPair, provider) -> None:
     """Correctness of the bench's workload (P4); its time is measured by bench/, not here."""
     for zone in ("alpha.test.", "beta.test."):
-        changes = [RecordChange(f"bulk{i:03d}.{zone}", "A", 60, f"10.20.{i // 200}.{i % 200}")
-                   for i in range(500)]
+        changes = [
+            RecordChange(f"bulk{i:03d}.{zone}", "A", 60, f"10.20.{i // 200}.{i % 200}")
+            for i in range(500)
+        ]
         result = provider(zone).apply(changes)
         assert (result.records, result.messages) == (500, 1)
         _settled(bind, zone, changes)
@@ -219,8 +256,9 @@ def test_a_truncated_answer_is_asked_again_over_tcp(bind: BindPair, provider) ->
     assert mismatch.answered == ", ".join(sorted(texts))  # the whole RRset, via TCP
 
 
-def test_secrets_stay_out_of_logs_and_errors(bind: BindPair, provider, blackhole, foreign_key,
-                                            caplog: pytest.LogCaptureFixture) -> None:
+def test_secrets_stay_out_of_logs_and_errors(
+    bind: BindPair, provider, blackhole, foreign_key, caplog: pytest.LogCaptureFixture
+) -> None:
     """R8: exercise failures that log (retries) and raise, then look for the secret."""
     caplog.set_level("DEBUG")
     secrets = [bind.ddns_key_file.read_text().split('secret "')[1].split('"')[0]]
@@ -228,7 +266,9 @@ def test_secrets_stay_out_of_logs_and_errors(bind: BindPair, provider, blackhole
     secrets.append(wrong.read_text().split('secret "')[1].split('"')[0])
     messages = []
     for attempt in (
-        lambda: provider(key_file=wrong).apply([RecordChange("mail.alpha.test.", "A", 60, "1.2.3.4")]),
+        lambda: provider(key_file=wrong).apply(
+            [RecordChange("mail.alpha.test.", "A", 60, "1.2.3.4")]
+        ),
         lambda: provider(servers=(blackhole.server,), timeout=0.2).check_key(),
         lambda: provider(servers=(blackhole.server, bind.primary), timeout=0.2).claim_fence(1),
     ):

@@ -44,18 +44,29 @@ def moto_url() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def hosted_zone(moto_url: str) -> str:
-    client = boto3.client("route53", endpoint_url=moto_url, region_name="us-east-1",
-                          aws_access_key_id="x", aws_secret_access_key="y")
+    client = boto3.client(
+        "route53",
+        endpoint_url=moto_url,
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="y",
+    )
     created = client.create_hosted_zone(Name=ZONE, CallerReference="sitectl-tests")
     return str(created["HostedZone"]["Id"]).rsplit("/", 1)[-1]
 
 
 def _zone(url: str, hosted_zone_id: str) -> DnsZone:
     return DnsZone(
-        name=ZONE, scope="external", provider="route53", verify_servers=["127.0.0.1"],
-        route53=Route53(hosted_zone_id=hosted_zone_id, endpoint_url=url,
-                        access_key=SecretRef(env="R53_ACCESS"),
-                        secret_key=SecretRef(env="R53_SECRET")),
+        name=ZONE,
+        scope="external",
+        provider="route53",
+        verify_servers=["127.0.0.1"],
+        route53=Route53(
+            hosted_zone_id=hosted_zone_id,
+            endpoint_url=url,
+            access_key=SecretRef(env="R53_ACCESS"),
+            secret_key=SecretRef(env="R53_SECRET"),
+        ),
         records=(DnsRecord(name="mail", values={"dc1": "192.0.2.1", "dc2": "198.51.100.1"}),),
     )
 
@@ -63,17 +74,25 @@ def _zone(url: str, hosted_zone_id: str) -> DnsZone:
 @pytest.fixture
 def route53(moto_url: str, hosted_zone: str, sleeps, tmp_path):
     def make(url: str = moto_url, zone_id: str = hosted_zone) -> Route53Provider:
-        return Route53Provider.from_zone(_zone(url, zone_id), tmp_path, environ=ENV, timeout=2,
-                                         retry=RetryPolicy(attempts=3, sleep=sleeps),
-                                         sleep=sleeps)
+        return Route53Provider.from_zone(
+            _zone(url, zone_id),
+            tmp_path,
+            environ=ENV,
+            timeout=2,
+            retry=RetryPolicy(attempts=3, sleep=sleeps),
+            sleep=sleeps,
+        )
+
     return make
 
 
 def test_upsert_then_read_back(route53) -> None:
     provider = route53()
-    first = [RecordChange("mail.example.test.", "A", 60, "192.0.2.1"),
-             RecordChange("alias.example.test.", "CNAME", 60, "mail.example.test."),
-             RecordChange("note.example.test.", "TXT", 60, "active dc1")]
+    first = [
+        RecordChange("mail.example.test.", "A", 60, "192.0.2.1"),
+        RecordChange("alias.example.test.", "CNAME", 60, "mail.example.test."),
+        RecordChange("note.example.test.", "TXT", 60, "active dc1"),
+    ]
     result = provider.apply(first, epoch=3, tag="op-7/dns/example.test.")
     assert (result.server, result.records, result.messages) == ("route53", 4, 1)
     assert provider.read_back(first).ok
@@ -83,20 +102,26 @@ def test_upsert_then_read_back(route53) -> None:
     stale = provider.read_back(first[:1])
     assert stale.describe() == (
         "zone example.test.: 1 of 1 server(s) disagree after 1 round(s): route53 API — "
-        "mail.example.test. A: 198.51.100.1 (expected 192.0.2.1)")
+        "mail.example.test. A: 198.51.100.1 (expected 192.0.2.1)"
+    )
 
 
 def test_a_thousand_records_go_in_several_batches(route53) -> None:
-    changes = [RecordChange(f"bulk{i:04d}.example.test.", "A", 60, f"10.30.{i // 200}.{i % 200}")
-               for i in range(1000)]
+    changes = [
+        RecordChange(f"bulk{i:04d}.example.test.", "A", 60, f"10.30.{i // 200}.{i % 200}")
+        for i in range(1000)
+    ]
     result = route53().apply(changes)
     assert result.messages == 3
     assert route53().read_back(changes).ok
 
 
 def test_an_unknown_hosted_zone_fails_plainly(route53) -> None:
-    with pytest.raises(Failed, match=r"^Route 53 change_resource_record_sets of zone "
-                                     r"example\.test\.: NoSuchHostedZone"):
+    with pytest.raises(
+        Failed,
+        match=r"^Route 53 change_resource_record_sets of zone "
+        r"example\.test\.: NoSuchHostedZone",
+    ):
         route53(zone_id="ZNOTTHERE").apply([RecordChange("mail.example.test.", "A", 60, "1.2.3.4")])
 
 

@@ -31,8 +31,13 @@ BUCKET = "mail-blobs"
 
 @pytest.fixture
 def s3(moto_url: str) -> Iterator[Any]:
-    client = boto3.client("s3", endpoint_url=moto_url, region_name="us-east-1",
-                          aws_access_key_id="test", aws_secret_access_key="test-secret")
+    client = boto3.client(
+        "s3",
+        endpoint_url=moto_url,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test-secret",
+    )
     client.create_bucket(Bucket=BUCKET)
     yield client
     empty(client, BUCKET)
@@ -127,8 +132,11 @@ def standby(s3: Any) -> Iterator[Renamed]:
 
 
 STANDBY_BUCKET = "mail-blobs-standby"
-RULE = {"role": "arn:aws:iam::123456789012:role/replication", "destination_bucket": BUCKET,
-        "rule_id": "sitectl-dc1-to-dc2"}
+RULE = {
+    "role": "arn:aws:iam::123456789012:role/replication",
+    "destination_bucket": BUCKET,
+    "rule_id": "sitectl-dc1-to-dc2",
+}
 
 
 def test_after_a_newer_claim_the_stale_holders_writes_are_refused(s3: Any) -> None:
@@ -191,8 +199,11 @@ def test_a_canary_under_an_older_epoch_is_refused_after_a_newer_stamp(s3: Any) -
     # The new leader stamps the place without changing what the canary says.
     assert raise_stamp(s3, BUCKET, CANARY, 7, keep=("sitectl-written-at",)) == 5
     assert stamp_of(s3)[1] == {**WRITTEN_AT, "sitectl-epoch": "7"}
-    with pytest.raises(Stale, match=r"^mail-blobs/_sitectl/canary/dc1: epoch 7 holds the "
-                                    r"fence, we are 5$"):
+    with pytest.raises(
+        Stale,
+        match=r"^mail-blobs/_sitectl/canary/dc1: epoch 7 holds the "
+        r"fence, we are 5$",
+    ):
         put_stamped(s3, BUCKET, CANARY, b"sitectl canary epoch=5\n", {}, 5)
     with pytest.raises(Stale):
         raise_stamp(s3, BUCKET, CANARY, 6)
@@ -212,8 +223,12 @@ def test_a_canary_losing_the_race_to_a_newer_leader_reads_again_and_stops(s3: An
         answer = original(**kwargs)
         if not raced:
             raced.append(True)
-            s3.put_object(Bucket=BUCKET, Key=CANARY, Body=b"sitectl canary epoch=8\n",
-                          Metadata={"sitectl-epoch": "8"})
+            s3.put_object(
+                Bucket=BUCKET,
+                Key=CANARY,
+                Body=b"sitectl canary epoch=8\n",
+                Metadata={"sitectl-epoch": "8"},
+            )
         return answer
 
     s3.head_object = read_then_lose_the_race

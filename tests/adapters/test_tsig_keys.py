@@ -16,26 +16,42 @@ from orchestrator.config.model import SecretRef, Tsig
 from orchestrator.errors import Failed
 
 SECRET = "70SCDhkhVT3+Mg6el+ohDaVDhPeLLKnFaF3b9rvM+Lo="
-SECRET512 = ("BDS2RC9yS7eBZ/YPf9O60vWQn7kAX1RsAV/td0O4RK99Ms4Yoc4pjbmd1T+buJ74TtNfKekbaaRr"
-             "wpAOQu6lHg==")
+SECRET512 = (
+    "BDS2RC9yS7eBZ/YPf9O60vWQn7kAX1RsAV/td0O4RK99Ms4Yoc4pjbmd1T+buJ74TtNfKekbaaRrwpAOQu6lHg=="
+)
 KEYGEN = f'key "ddns-key" {{\n\talgorithm hmac-sha256;\n\tsecret "{SECRET}";\n}};\n'
 
 GOOD = [
     ("tsig-keygen output", KEYGEN, None, "ddns-key.", "hmac-sha256"),
-    ("unquoted name, sha512, comments",
-     f'# made by hand\nkey k.example. {{ // the ddns key\n algorithm HMAC-SHA512; '
-     f'/* rotated */ secret "{SECRET512}"; }};', None, "k.example.", "hmac-sha512"),
+    (
+        "unquoted name, sha512, comments",
+        f"# made by hand\nkey k.example. {{ // the ddns key\n algorithm HMAC-SHA512; "
+        f'/* rotated */ secret "{SECRET512}"; }};',
+        None,
+        "k.example.",
+        "hmac-sha512",
+    ),
     # base64 holds "//" in about one key in a hundred; it is not a comment inside quotes.
-    ("a secret with // in it, then a comment",
-     KEYGEN.replace(SECRET, "ab//cdef" + SECRET[8:]).replace("};\n", "}; // end\n"), None,
-     "ddns-key.", "hmac-sha256"),
-    ("two keys, one chosen by name",
-     KEYGEN + KEYGEN.replace("ddns-key", "xfer-key"), "xfer-key", "xfer-key.", "hmac-sha256"),
+    (
+        "a secret with // in it, then a comment",
+        KEYGEN.replace(SECRET, "ab//cdef" + SECRET[8:]).replace("};\n", "}; // end\n"),
+        None,
+        "ddns-key.",
+        "hmac-sha256",
+    ),
+    (
+        "two keys, one chosen by name",
+        KEYGEN + KEYGEN.replace("ddns-key", "xfer-key"),
+        "xfer-key",
+        "xfer-key.",
+        "hmac-sha256",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("case", "text", "name", "keyname", "algorithm"), GOOD,
-                         ids=[g[0] for g in GOOD])
+@pytest.mark.parametrize(
+    ("case", "text", "name", "keyname", "algorithm"), GOOD, ids=[g[0] for g in GOOD]
+)
 def test_key_files_that_load(tmp_path: Path, case, text, name, keyname, algorithm) -> None:
     path = _private(tmp_path / "k.key", text)
     key = load_key_file(path, name)
@@ -52,12 +68,19 @@ BAD = [
     ("not BIND syntax", "ddns-key:" + SECRET, None, "holds no key statement"),
     ("no algorithm", f'key "a" {{ secret "{SECRET}"; }};', None, "has no algorithm"),
     ("no secret", 'key "a" { algorithm hmac-sha256; };', None, "has no secret"),
-    ("unknown algorithm", f'key "a" {{ algorithm hmac-rot13; secret "{SECRET}"; }};', None,
-     "does not know"),
-    ("secret not base64", f'key "a" {{ algorithm hmac-sha256; secret "{SECRET[:-3]}!!"; }};',
-     None, "not valid base64"),
-    ("several keys, none chosen", KEYGEN + KEYGEN.replace("ddns-key", "b"), None,
-     "set tsig.name"),
+    (
+        "unknown algorithm",
+        f'key "a" {{ algorithm hmac-rot13; secret "{SECRET}"; }};',
+        None,
+        "does not know",
+    ),
+    (
+        "secret not base64",
+        f'key "a" {{ algorithm hmac-sha256; secret "{SECRET[:-3]}!!"; }};',
+        None,
+        "not valid base64",
+    ),
+    ("several keys, none chosen", KEYGEN + KEYGEN.replace("ddns-key", "b"), None, "set tsig.name"),
     ("chosen key absent", KEYGEN, "other", "has no key named other"),
 ]
 
@@ -86,8 +109,9 @@ def test_the_secret_never_shows_in_reprs_or_strings(tmp_path: Path) -> None:
         assert "ddns-key" in text
 
 
-def test_name_and_secret_from_the_environment(monkeypatch: pytest.MonkeyPatch,
-                                              tmp_path: Path) -> None:
+def test_name_and_secret_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("DDNS_SECRET", SECRET + "\n")
     key = load_tsig(Tsig(name="ddns-corp", secret=SecretRef(env="DDNS_SECRET")), tmp_path)
     assert key.name.to_text() == "ddns-corp."
@@ -114,15 +138,17 @@ SECRET_CASES = [
     ("env keeps inner spaces", SecretRef(env="S"), {"S": " p w "}, None, " p w ", "$S"),
     ("file", SecretRef(file="s.txt"), {}, "pw\r\n", "pw", "file "),
     ("env unset", SecretRef(env="S"), {}, None, "environment variable S is not set", None),
-    ("env empty", SecretRef(env="S"), {"S": "\n"}, None, "environment variable S is empty",
-     None),
+    ("env empty", SecretRef(env="S"), {"S": "\n"}, None, "environment variable S is empty", None),
     ("file missing", SecretRef(file="none.txt"), {}, None, "does not exist", None),
     ("file empty", SecretRef(file="s.txt"), {}, "\n", "is empty", None),
 ]
 
 
-@pytest.mark.parametrize(("case", "ref", "env", "content", "expect", "source"), SECRET_CASES,
-                         ids=[c[0] for c in SECRET_CASES])
+@pytest.mark.parametrize(
+    ("case", "ref", "env", "content", "expect", "source"),
+    SECRET_CASES,
+    ids=[c[0] for c in SECRET_CASES],
+)
 def test_read_secret(tmp_path: Path, case, ref, env, content, expect, source) -> None:
     if content is not None:
         (tmp_path / "s.txt").write_text(content)

@@ -57,8 +57,11 @@ def wait_for(condition: Any, what: str, within: float = 30.0) -> Any:
 def ensemble(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ensemble]:
     # Another session running these tests holds the addresses; using its ensemble would
     # make freezing "our" nodes a no-op. Wait for it (bounded), as the lab fixture does.
-    wait_for(lambda: not any(serving(ip) for ip in ZK_IPS),
-             f"{', '.join(ZK_IPS)} free of another session's ZooKeeper", within=900)
+    wait_for(
+        lambda: not any(serving(ip) for ip in ZK_IPS),
+        f"{', '.join(ZK_IPS)} free of another session's ZooKeeper",
+        within=900,
+    )
     with running_ensemble(tmp_path_factory.mktemp("zk"), ZK_IPS) as ens:
         yield ens
 
@@ -117,23 +120,49 @@ def topology_doc(cluster: str, zk_hosts: str, *, automatic: bool = False) -> dic
         "cluster": cluster,
         "active_site": "dc1",
         "local_state": "state",
-        "sites": {"dc1": {"kind": "datacenter"}, "dc2": {"kind": "datacenter"},
-                  "witness": {"kind": "witness"}},
+        "sites": {
+            "dc1": {"kind": "datacenter"},
+            "dc2": {"kind": "datacenter"},
+            "witness": {"kind": "witness"},
+        },
         "ansible": {"inventory": "hosts.yml"},
-        "hosts": [{"name": f"{site}-app", "site": site, "roles": ["app"], "address": ip}
-                  for site, ip in APP_IPS.items()],
-        "roles": {"app": {"start_order": 1, "services": ["app"],
-                          "probes": [{"kind": "tcp", "port": APP_PORT}]}},
-        "dns": {"zones": [{"name": "example.test.", "scope": "external",
-                           "provider": "route53", "route53": {"hosted_zone_id": "Z1"},
-                           "verify_servers": ["127.0.21.9:5353"],
-                           "records": [{"name": "mail", "values": APP_IPS}]}]},
-        "zookeeper": {"hosts": [{"address": a, "site": s} for a, s in
-                                zip(zk_hosts.split(","), ("dc1", "dc2", "witness"),
-                                    strict=True)],
-                      "chroot": "/sitectl-controller-tests", "session_timeout": "4s"},
-        "policy": {"probe_interval": "500ms", "consecutive_failures": 3,
-                   "automatic_promotion": automatic, "block_period": "1h"},
+        "hosts": [
+            {"name": f"{site}-app", "site": site, "roles": ["app"], "address": ip}
+            for site, ip in APP_IPS.items()
+        ],
+        "roles": {
+            "app": {
+                "start_order": 1,
+                "services": ["app"],
+                "probes": [{"kind": "tcp", "port": APP_PORT}],
+            }
+        },
+        "dns": {
+            "zones": [
+                {
+                    "name": "example.test.",
+                    "scope": "external",
+                    "provider": "route53",
+                    "route53": {"hosted_zone_id": "Z1"},
+                    "verify_servers": ["127.0.21.9:5353"],
+                    "records": [{"name": "mail", "values": APP_IPS}],
+                }
+            ]
+        },
+        "zookeeper": {
+            "hosts": [
+                {"address": a, "site": s}
+                for a, s in zip(zk_hosts.split(","), ("dc1", "dc2", "witness"), strict=True)
+            ],
+            "chroot": "/sitectl-controller-tests",
+            "session_timeout": "4s",
+        },
+        "policy": {
+            "probe_interval": "500ms",
+            "consecutive_failures": 3,
+            "automatic_promotion": automatic,
+            "block_period": "1h",
+        },
     }
 
 
@@ -149,18 +178,34 @@ class Controllers:
     def start(self, site: str, *extra: str, extra_env: dict[str, str] | None = None) -> None:
         log = open(self.dir / f"{site}.log", "ab")  # noqa: SIM115 - the process owns it
         self.procs[site] = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator.cli.controller", "controller", "run",
-             "--site", site, "--listen", f"{HTTP_IPS[site]}:{HTTP_PORT}",
-             "-c", str(self.topology), *extra],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "orchestrator.cli.controller",
+                "controller",
+                "run",
+                "--site",
+                site,
+                "--listen",
+                f"{HTTP_IPS[site]}:{HTTP_PORT}",
+                "-c",
+                str(self.topology),
+                *extra,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
             env={**(self.env or os.environ), **(extra_env or {})},
         )
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         """`sitectl pause|unpause|ack` against this topology."""
         return subprocess.run(
-            [sys.executable, "-m", "orchestrator.cli.controller", *args, "-c",
-             str(self.topology)], capture_output=True, text=True, timeout=60, check=False,
+            [sys.executable, "-m", "orchestrator.cli.controller", *args, "-c", str(self.topology)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
             env=self.env,
         )
 

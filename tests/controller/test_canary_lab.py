@@ -43,8 +43,9 @@ def fence(cluster: Cluster) -> Iterator[LeaderFence]:
     topo = cluster.topology
     client = connect(topo, timeout=30)
     try:
-        leadership = Leadership(client, ZkPaths.for_cluster(topo.zookeeper.chroot, topo.cluster),
-                                "canary lab test")
+        leadership = Leadership(
+            client, ZkPaths.for_cluster(topo.zookeeper.chroot, topo.cluster), "canary lab test"
+        )
         assert leadership.contend(timeout=30) and leadership.epoch is not None
         yield LeaderFence(leadership.epoch)
         leadership.resign()
@@ -56,8 +57,12 @@ def fence(cluster: Cluster) -> Iterator[LeaderFence]:
 def canary_text(topo: Topology, master: LdapMaster) -> str:
     conn = ldap_checks.connect(topo, master, TIMEOUT)
     try:
-        conn.search(ldap_canary_dn(topo, master), "(objectClass=*)",
-                    search_scope=ldap3.BASE, attributes=["description"])
+        conn.search(
+            ldap_canary_dn(topo, master),
+            "(objectClass=*)",
+            search_scope=ldap3.BASE,
+            attributes=["description"],
+        )
         return str(conn.entries[0].entry_attributes_as_dict["description"][0])
     finally:
         ldap_checks.close(conn)
@@ -89,8 +94,9 @@ def active(lab: LabHandle, cluster: Cluster) -> Iterator[Master]:
     topo = cluster.topology
     site = lab.active_site()
     master = next(m for m in topo.ldap.masters if m.site == site)  # type: ignore[union-attr]
-    slapd = next(c for c in lab.state().components.values()
-                 if c.kind == "slapd" and c.address in master.uri)
+    slapd = next(
+        c for c in lab.state().components.values() if c.kind == "slapd" and c.address in master.uri
+    )
     links = LdapLinks()
     try:
         yield Master(topo, site, master, slapd, links)
@@ -120,5 +126,7 @@ def test_a_hung_master_is_reported_not_waited_for(active: Master, fence: LeaderF
     procs.signal_group(active.slapd, signal.SIGSTOP)
     assert procs.wait_stopped(active.slapd, time.monotonic() + 10)  # SIGSTOP is asynchronous
     said = write_canaries(topo, site, TIMEOUT, fence, links)
-    assert said == [f"LDAP canary on {master.uri}: accepted the connection but did not "
-                    f"answer within {TIMEOUT:g} s (hung?)"]
+    assert said == [
+        f"LDAP canary on {master.uri}: accepted the connection but did not "
+        f"answer within {TIMEOUT:g} s (hung?)"
+    ]

@@ -49,8 +49,11 @@ class Writes:
 def test_the_object_store_canary_is_written_at_its_own_pace() -> None:
     topo = topology()
     writes = Writes()
-    canaries = Canaries(topo, clock=lambda: writes.now,
-                        writers={k: writes.writer(k) for k in ("ldap", "object_store")})
+    canaries = Canaries(
+        topo,
+        clock=lambda: writes.now,
+        writers={k: writes.writer(k) for k in ("ldap", "object_store")},
+    )
     fence = LeaderFence(7)
     for tick in range(13):
         writes.now = tick * canaries.tick
@@ -63,8 +66,11 @@ def test_the_object_store_canary_is_written_at_its_own_pace() -> None:
 def test_a_failed_canary_is_written_again_at_the_next_tick() -> None:
     topo = topology()
     writes = Writes()
-    canaries = Canaries(topo, clock=lambda: writes.now,
-                        writers={k: writes.writer(k) for k in ("ldap", "object_store")})
+    canaries = Canaries(
+        topo,
+        clock=lambda: writes.now,
+        writers={k: writes.writer(k) for k in ("ldap", "object_store")},
+    )
     fence = LeaderFence(7)
     writes.failing.add("object_store")
     assert canaries.write(topo, "dc1", 1.0, fence) == ["object_store canary failed"]

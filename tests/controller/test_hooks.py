@@ -29,11 +29,13 @@ def test_a_zero_exit_allows_and_sees_the_event(tmp_path) -> None:
 
 def test_a_non_zero_exit_vetoes_and_says_why() -> None:
     result = Hooks({"pre-failover": "sh -c 'echo change freeze >&2; exit 3'"}).run(
-        "pre-failover", EVENT)
+        "pre-failover", EVENT
+    )
     assert not result.ok
     assert result.sentence() == (
         "pre-failover hook refused: \"sh -c 'echo change freeze >&2; exit 3'\" exited 3: "
-        "change freeze")
+        "change freeze"
+    )
 
 
 def test_a_hook_that_hangs_is_cut_off_and_vetoes() -> None:
@@ -82,7 +84,8 @@ def test_a_webhook_gets_the_event_and_its_status_decides(webhook) -> None:
 
 def test_a_webhook_nobody_answers_vetoes() -> None:
     result = Hooks({"pre-failover": "http://127.0.0.1:9/hook"}, timeout=1).run(
-        "pre-failover", EVENT)
+        "pre-failover", EVENT
+    )
     assert not result.ok and result.detail.startswith("http://127.0.0.1:9/hook did not answer")
 
 

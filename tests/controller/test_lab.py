@@ -134,9 +134,7 @@ def flap(lab: LabHandle, site: str, seconds: float) -> float:
     sits on the hung node would neither publish nor read a probe until the flap is over,
     so whether a flap is seen would depend on which node each session picked (the
     loss of a ZooKeeper node has scenarios of its own: R2, R3)."""
-    components = [
-        c for c in lab_state.load(lab.state_dir).of_site(site) if c.kind != "zookeeper"
-    ]
+    components = [c for c in lab_state.load(lab.state_dir).of_site(site) if c.kind != "zookeeper"]
     began = time.monotonic()
     for comp in components:
         procs.signal_group(comp, signal.SIGSTOP)

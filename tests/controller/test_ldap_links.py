@@ -121,9 +121,7 @@ def test_a_refusal_is_never_retried(links: LdapLinks, directory: Directory) -> N
     assert len(directory.opened) == 1
 
 
-def test_a_master_that_cannot_be_reached_says_why(
-    links: LdapLinks, directory: Directory
-) -> None:
+def test_a_master_that_cannot_be_reached_says_why(links: LdapLinks, directory: Directory) -> None:
     directory.refuse = "connection refused (slapd not running)"
     with pytest.raises(Unusable, match="slapd not running"):
         links.run(TOPO, MASTER, 1.0, number)

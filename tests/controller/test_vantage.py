@@ -14,10 +14,15 @@ from orchestrator.controller.vantage import Prober, judge_site, service_targets
 from tests.controller.conftest import topology_doc
 
 DOC = topology_doc("t", "127.0.11.1:2181,127.0.11.2:2181,127.0.11.3:2181")
-DOC["hosts"].append({"name": "dc1-ldap", "site": "dc1", "roles": ["ldap"],
-                     "address": "127.0.21.11"})
-DOC["roles"]["ldap"] = {"start_order": 0, "services": ["slapd"], "moves": False,
-                        "probes": [{"kind": "tcp", "port": 389}]}
+DOC["hosts"].append(
+    {"name": "dc1-ldap", "site": "dc1", "roles": ["ldap"], "address": "127.0.21.11"}
+)
+DOC["roles"]["ldap"] = {
+    "start_order": 0,
+    "services": ["slapd"],
+    "moves": False,
+    "probes": [{"kind": "tcp", "port": 389}],
+}
 TOPO = validate_text(yaml.safe_dump(DOC), "topology.yaml", check_filesystem=False)
 
 APP = "app tcp://127.0.21.1:2525"
@@ -33,11 +38,15 @@ def test_only_the_roles_that_move_judge_a_site() -> None:
 
 
 def test_a_hung_site_whose_ldap_still_accepts_tcp_is_down() -> None:
-    results = [result(APP, Status.DOWN, reason="accepts connections but did not answer"),
-               result(LDAP, Status.OK)]
+    results = [
+        result(APP, Status.DOWN, reason="accepts connections but did not answer"),
+        result(LDAP, Status.OK),
+    ]
     assert judge_site(results, "dc1", service_targets(TOPO, "dc1")) == SiteView(
-        "down", reason="application dc1 app tcp://127.0.21.1:2525: down — accepts "
-        "connections but did not answer")
+        "down",
+        reason="application dc1 app tcp://127.0.21.1:2525: down — accepts "
+        "connections but did not answer",
+    )
 
 
 def test_verdicts() -> None:
@@ -45,14 +54,18 @@ def test_verdicts() -> None:
     assert judge_site(two, "dc1").status == "degraded"
     assert judge_site([result(APP, Status.OK)], "dc1") == SiteView("up")
     assert judge_site([result(APP, Status.DOWN, site="dc2")], "dc1") == SiteView(
-        "up", reason="nothing to probe")
+        "up", reason="nothing to probe"
+    )
 
 
 def test_the_streak_counts_consecutive_down_probes_and_resets() -> None:
     answers = iter([Status.DOWN, Status.DOWN, Status.OK, Status.DOWN])
-    prober = Prober(TOPO, "witness",
-                    sweeper=lambda topo, timeout: Sweep((result(APP, next(answers)),)),
-                    clock=lambda: 1.0)
+    prober = Prober(
+        TOPO,
+        "witness",
+        sweeper=lambda topo, timeout: Sweep((result(APP, next(answers)),)),
+        clock=lambda: 1.0,
+    )
     reports = [prober.probe("dc1", 1.0) for _ in range(4)]
     assert [r.sites["dc1"].streak for r in reports] == [1, 2, 0, 1]
     assert [r.seq for r in reports] == [1, 2, 3, 4]  # the leader sees each one change

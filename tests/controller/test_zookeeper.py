@@ -27,13 +27,15 @@ from tests.controller.conftest import ZK_IPS, Controllers, Ensemble, wait_for
 pytestmark = pytest.mark.lab
 SITECTL = str(Path(sys.executable).with_name("sitectl"))
 
-SUSPENDED = ("ZooKeeper session suspended: taking no decision until reconnected and "
-             "re-verified as leader")
+SUSPENDED = (
+    "ZooKeeper session suspended: taking no decision until reconnected and re-verified as leader"
+)
 
 
 def one_leader(controllers: Controllers) -> str:
-    leaders = wait_for(lambda: (found := controllers.leaders()) and len(found) == 1 and found,
-                       "exactly one leader")
+    leaders = wait_for(
+        lambda: (found := controllers.leaders()) and len(found) == 1 and found, "exactly one leader"
+    )
     return leaders[0]
 
 
@@ -43,28 +45,50 @@ def test_three_controllers_elect_one_leader_and_replace_it_when_killed(
     for site in ("dc1", "dc2", "witness"):
         controllers.start(site)
     first = one_leader(controllers)
-    wait_for(lambda: controllers.status(first)["decision"]
-             == "dc1 up from 3 of 3 vantage points; nothing to do", "all three reporting")
+    wait_for(
+        lambda: (
+            controllers.status(first)["decision"]
+            == "dc1 up from 3 of 3 vantage points; nothing to do"
+        ),
+        "all three reporting",
+    )
     for site in {"dc1", "dc2", "witness"} - {first}:
-        wait_for(lambda site=site: controllers.status(site).get("decision")
-                 == "not the leader: probing and publishing only", f"{site} follows")
+        wait_for(
+            lambda site=site: (
+                controllers.status(site).get("decision")
+                == "not the leader: probing and publishing only"
+            ),
+            f"{site} follows",
+        )
 
     # `sitectl status` names them, the leader and what each sees.
-    shown = subprocess.run([SITECTL, "status", "--json", "-c", str(controllers.topology)],
-                           capture_output=True, text=True, timeout=60, check=False)
+    shown = subprocess.run(
+        [SITECTL, "status", "--json", "-c", str(controllers.topology)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert shown.returncode == 0, shown.stderr
     running = {c["site"]: c for c in json.loads(shown.stdout)["controllers"]}
     assert set(running) == {"dc1", "dc2", "witness"}
     assert [site for site, c in running.items() if c["leader"]] == [first]
     assert all(c["sees"]["dc1"] == "up" and "dc2" in c["sees"] for c in running.values()), running
-    human = subprocess.run([SITECTL, "status", "-c", str(controllers.topology)],
-                           capture_output=True, text=True, timeout=60, check=False)
+    human = subprocess.run(
+        [SITECTL, "status", "-c", str(controllers.topology)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert f"{first} (leader): dc1 up, dc2 " in human.stdout, human.stdout
 
     metrics = controllers.get(first, "/metrics")
     assert "sitectl_controller_leader 1.0" in metrics
     assert 'sitectl_controller_site_down{site="dc1"} 0.0' in metrics
-    assert controllers.get(first, "/healthz") == "dc1 up from 3 of 3 vantage points; nothing to do\n"
+    assert (
+        controllers.get(first, "/healthz") == "dc1 up from 3 of 3 vantage points; nothing to do\n"
+    )
 
     controllers.kill(first)
 
@@ -72,9 +96,13 @@ def test_three_controllers_elect_one_leader_and_replace_it_when_killed(
     assert second != first
     # The dead controller's report lingers until its session expires, but it never
     # changes again: the new leader counts it absent, not as a view.
-    wait_for(lambda: controllers.status(second)["decision"]
-             == f"dc1 up from 2 of 3 vantage points ({first} absent); nothing to do",
-             "the new leader decides without the dead one")
+    wait_for(
+        lambda: (
+            controllers.status(second)["decision"]
+            == f"dc1 up from 2 of 3 vantage points ({first} absent); nothing to do"
+        ),
+        "the new leader decides without the dead one",
+    )
 
 
 def test_a_suspended_leader_stops_deciding_until_reverified(
@@ -83,29 +111,41 @@ def test_a_suspended_leader_stops_deciding_until_reverified(
     for site in ("dc1", "dc2", "witness"):
         controllers.start(site)
     leader = one_leader(controllers)
-    wait_for(lambda: controllers.status(leader)["decision"]
-             == "dc1 up from 3 of 3 vantage points; nothing to do", "all three reporting")
+    wait_for(
+        lambda: (
+            controllers.status(leader)["decision"]
+            == "dc1 up from 3 of 3 vantage points; nothing to do"
+        ),
+        "all three reporting",
+    )
     frozen = ZK_IPS[:2]
     try:
         for ip in frozen:  # no quorum: every client is dropped and stays SUSPENDED
             ensemble.signal(ip, signal.SIGSTOP)
-        wait_for(lambda: controllers.status(leader)["decision"] == SUSPENDED,
-                 "the leader stands by")
+        wait_for(
+            lambda: controllers.status(leader)["decision"] == SUSPENDED, "the leader stands by"
+        )
         status = controllers.status(leader)
         assert status["leader"] is False and status["action"] == "stand-by"
         apps["dc1"].down()  # the outage it must not act on while suspended
-        wait_for(lambda: controllers.status(leader)["vantage"]["sites"]["dc1"]["streak"] >= 3,
-                 "the leader's own probes see dc1 down")
+        wait_for(
+            lambda: controllers.status(leader)["vantage"]["sites"]["dc1"]["streak"] >= 3,
+            "the leader's own probes see dc1 down",
+        )
         assert controllers.status(leader)["decision"] == SUSPENDED
         assert controllers.leaders() == []
     finally:
         for ip in frozen:
             ensemble.signal(ip, signal.SIGCONT)
     back = one_leader(controllers)
-    held = re.compile(r"dc1 down for \d+ probes from 3 of 3 vantage points; automatic promotion "
-                      r"is off in the policy: a person decides \(`sitectl failover --to dc2`\)")
-    wait_for(lambda: held.fullmatch(controllers.status(back)["decision"]),
-             "decisions again once re-verified, on all three views")
+    held = re.compile(
+        r"dc1 down for \d+ probes from 3 of 3 vantage points; automatic promotion "
+        r"is off in the policy: a person decides \(`sitectl failover --to dc2`\)"
+    )
+    wait_for(
+        lambda: held.fullmatch(controllers.status(back)["decision"]),
+        "decisions again once re-verified, on all three views",
+    )
 
 
 def test_flaps_shorter_than_the_threshold_never_reach_a_majority(
@@ -114,8 +154,13 @@ def test_flaps_shorter_than_the_threshold_never_reach_a_majority(
     for site in ("dc1", "dc2", "witness"):
         controllers.start(site)
     leader = one_leader(controllers)
-    wait_for(lambda: controllers.status(leader)["decision"]
-             == "dc1 up from 3 of 3 vantage points; nothing to do", "all three reporting")
+    wait_for(
+        lambda: (
+            controllers.status(leader)["decision"]
+            == "dc1 up from 3 of 3 vantage points; nothing to do"
+        ),
+        "all three reporting",
+    )
     for _ in range(5):  # down for about one probe interval (0.5 s), then back
         apps["dc1"].down()
         time.sleep(0.5)
@@ -139,9 +184,11 @@ def test_vantage_reports_are_published_and_read_back(ensemble: Ensemble, topolog
         freshness = Freshness(clock=iter([10.0, 11.0, 12.0]).__next__)
         first = freshness.views(theirs.vantage_reports())
         assert [(v.vantage, v.age, v.sites["dc1"]) for v in first] == [
-            ("dc2", None, SiteView("down", 1, "refused"))]
-        assert mine.publish("dc2", Report("dc2", "dc1", 2, 2.0, 0.1,
-                                          {"dc1": SiteView("down", 2)}).to_json())
+            ("dc2", None, SiteView("down", 1, "refused"))
+        ]
+        assert mine.publish(
+            "dc2", Report("dc2", "dc1", 2, 2.0, 0.1, {"dc1": SiteView("down", 2)}).to_json()
+        )
         second = freshness.views(theirs.vantage_reports())
         assert [(v.age, v.sites["dc1"].streak) for v in second] == [(0.0, 2)]
         assert [v.age for v in freshness.views(theirs.vantage_reports())] == [1.0]
@@ -153,9 +200,13 @@ def test_vantage_reports_are_published_and_read_back(ensemble: Ensemble, topolog
 
 
 def cli(topology_file, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "orchestrator.cli.controller", *args,
-                           "-c", str(topology_file)], capture_output=True, text=True,
-                          timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli.controller", *args, "-c", str(topology_file)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_pause_unpause_and_ack(ensemble: Ensemble, topology_file) -> None:
@@ -176,8 +227,10 @@ def test_pause_unpause_and_ack(ensemble: Ensemble, topology_file) -> None:
         assert cli(topology_file, "ack").stdout == "no automatic failover to acknowledge\n"
         last = state.record_automatic("dc2", 1_800_000_000.0)
         acked = cli(topology_file, "ack")
-        assert acked.stdout == (f"acknowledged automatic failover {last.id} to dc2: another "
-                                "automatic failover may run within the block period\n")
+        assert acked.stdout == (
+            f"acknowledged automatic failover {last.id} to dc2: another "
+            "automatic failover may run within the block period\n"
+        )
         assert state.acknowledged() == last.id
         newer = state.record_automatic("dc2", 1_800_000_100.0)
         assert state.acknowledged() != newer.id  # an ack covers one failover, not the next

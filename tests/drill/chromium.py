@@ -14,9 +14,16 @@ from pathlib import Path
 import pytest
 
 FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-    "--enable-logging=stderr", "--v=0", "--window-size=1200,2600",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--enable-logging=stderr",
+    "--v=0",
+    "--window-size=1200,2600",
 )
 
 
@@ -36,9 +43,17 @@ def screenshot(page: Path, png: Path) -> Shot:
         pytest.fail("chromium is not installed: run ./scripts/install (it adds the package)")
     with tempfile.TemporaryDirectory(prefix="drill-chromium-") as profile:
         done = subprocess.run(
-            [binary, *FLAGS, f"--user-data-dir={profile}", f"--screenshot={png}",
-             page.resolve().as_uri()],
-            capture_output=True, text=True, timeout=120, check=False,
+            [
+                binary,
+                *FLAGS,
+                f"--user-data-dir={profile}",
+                f"--screenshot={png}",
+                page.resolve().as_uri(),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
         )
     assert done.returncode == 0, done.stderr[-2000:]
     width, height, colours = _png_facts(png)
@@ -50,7 +65,8 @@ def _complaints(stderr: str) -> list[str]:
     # nor are console lines of its own UI pages (source: chrome://…, e.g. "Slow network
     # is detected" from its compose box on a loaded machine).
     return [
-        line for line in stderr.splitlines()
+        line
+        for line in stderr.splitlines()
         if ("CONSOLE" in line or "net::ERR_" in line or "Uncaught" in line)
         and "source: chrome://" not in line
     ]
@@ -62,9 +78,9 @@ def _png_facts(path: Path) -> tuple[int, int, int]:
     width, height = struct.unpack(">II", data[16:24])
     pos, idat = 8, b""
     while pos < len(data):
-        length = struct.unpack(">I", data[pos:pos + 4])[0]
-        kind = data[pos + 4:pos + 8]
+        length = struct.unpack(">I", data[pos : pos + 4])[0]
+        kind = data[pos + 4 : pos + 8]
         if kind == b"IDAT":
-            idat += data[pos + 8:pos + 8 + length]
+            idat += data[pos + 8 : pos + 8 + length]
         pos += 12 + length
     return width, height, len(set(zlib.decompress(idat)))

@@ -63,22 +63,52 @@ class Drills:
 
     def run(self, *args: str) -> DrillRun:
         done = subprocess.run(
-            [sys.executable, "-c", LAUNCHER, "drill", *args, "--yes", "--json",
-             "--report-dir", str(self.reports)],
-            capture_output=True, text=True, env=self.cluster.env(), timeout=600,
-            stdin=subprocess.DEVNULL, check=False,
+            [
+                sys.executable,
+                "-c",
+                LAUNCHER,
+                "drill",
+                *args,
+                "--yes",
+                "--json",
+                "--report-dir",
+                str(self.reports),
+            ],
+            capture_output=True,
+            text=True,
+            env=self.cluster.env(),
+            timeout=600,
+            stdin=subprocess.DEVNULL,
+            check=False,
         )
         assert done.stdout.strip(), f"no JSON from the drill: {done.stderr[-3000:]}"
         printed = json.loads(done.stdout)
         report = json.loads(Path(printed["reports"]["json"]).read_text())
-        return DrillRun(done.returncode, done.stdout, done.stderr, report,
-                        Path(printed["reports"]["json"]).parent)
+        return DrillRun(
+            done.returncode,
+            done.stdout,
+            done.stderr,
+            report,
+            Path(printed["reports"]["json"]).parent,
+        )
 
     def history(self) -> list[dict[str, Any]]:
         done = subprocess.run(
-            [sys.executable, "-c", LAUNCHER, "drill", "history", "--json",
-             "--report-dir", str(self.reports)],
-            capture_output=True, text=True, env=self.cluster.env(), timeout=60, check=True,
+            [
+                sys.executable,
+                "-c",
+                LAUNCHER,
+                "drill",
+                "history",
+                "--json",
+                "--report-dir",
+                str(self.reports),
+            ],
+            capture_output=True,
+            text=True,
+            env=self.cluster.env(),
+            timeout=60,
+            check=True,
         )
         return list(json.loads(done.stdout))
 
@@ -87,8 +117,12 @@ class Drills:
 
     def mirror(self, operation: str, *, check: bool = True) -> None:
         config = self.cluster.lab.state_dir / "volumes" / "mirror-mail.config.json"
-        subprocess.run([sys.executable, "-m", "orchestrator.storage", "--config", str(config),
-                        operation], check=check, capture_output=True, timeout=60)
+        subprocess.run(
+            [sys.executable, "-m", "orchestrator.storage", "--config", str(config), operation],
+            check=check,
+            capture_output=True,
+            timeout=60,
+        )
 
 
 @contextmanager

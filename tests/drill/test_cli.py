@@ -87,8 +87,7 @@ def _with_recorded(monkeypatch: pytest.MonkeyPatch, record: DrillRecord) -> list
     """`sitectl drill` as the operator runs it, with the drill itself replaced by a recording."""
     seen: list[DrillOptions] = []
 
-    def run(topo: Topology, options: DrillOptions, watcher: Watcher | None = None
-            ) -> DrillRecord:
+    def run(topo: Topology, options: DrillOptions, watcher: Watcher | None = None) -> DrillRecord:
         seen.append(options)
         record.targets = options.targets  # as run_drill records what it was given
         return record
@@ -98,15 +97,30 @@ def _with_recorded(monkeypatch: pytest.MonkeyPatch, record: DrillRecord) -> list
 
 
 def _summary(tmp_path: Path, *args: str) -> tuple[int, list[str]]:
-    code, out = _run("--to", "dc2", "--failback", "-c", str(EXAMPLE), "--yes",
-                     "--report-dir", str(tmp_path), *args)
+    code, out = _run(
+        "--to",
+        "dc2",
+        "--failback",
+        "-c",
+        str(EXAMPLE),
+        "--yes",
+        "--report-dir",
+        str(tmp_path),
+        *args,
+    )
     return code, out.rstrip("\n").splitlines()
 
 
 def test_summary_of_a_passed_failback_fits_one_screen_and_ends_with_the_report(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    passed = recorded(leg("there", "dc1", "dc2", 0), leg("back", "dc2", "dc1", 60),
-                      protect("dc1", "dc2", 90), failback=True, active="dc1")
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    passed = recorded(
+        leg("there", "dc1", "dc2", 0),
+        leg("back", "dc2", "dc1", 60),
+        protect("dc1", "dc2", 90),
+        failback=True,
+        active="dc1",
+    )
     _with_recorded(monkeypatch, passed)
 
     code, lines = _summary(tmp_path)
@@ -116,8 +130,10 @@ def test_summary_of_a_passed_failback_fits_one_screen_and_ends_with_the_report(
     assert "active site: dc1 as sitectl recorded it" in lines
     assert "dc1 protected towards dc2 again: yes" in lines
     # The example topology's policy.drill_targets, said to be policy.
-    assert ("targets: RTO 900 s (topology: policy.drill_targets), "
-            "RPO 0 s (topology: policy.drill_targets)") in lines
+    assert (
+        "targets: RTO 900 s (topology: policy.drill_targets), "
+        "RPO 0 s (topology: policy.drill_targets)"
+    ) in lines
     assert not any("✗" in line or "→ " in line for line in lines), lines  # no failure, no advice
     assert lines[-1] == f"report: {tmp_path / passed.id / 'report.html'}"
     assert (tmp_path / passed.id / "report.html").is_file()
@@ -125,35 +141,45 @@ def test_summary_of_a_passed_failback_fits_one_screen_and_ends_with_the_report(
 
 
 def test_summary_of_a_stopped_drill_says_where_the_service_is_and_what_to_run(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     stopped = recorded(
         leg("there", "dc1", "dc2", 0, status="failed", failed_step="start-services/dc2/mta"),
-        failback=True, active="dc1",
-        stopped="switchover dc1→dc2 failed at step start-services/dc2/mta: port 2525 in use")
+        failback=True,
+        active="dc1",
+        stopped="switchover dc1→dc2 failed at step start-services/dc2/mta: port 2525 in use",
+    )
     stopped.where = "dc2 holds the data and DNS points at it; its services are not all verified"
-    stopped.advice = ["fix what failed, then `sitectl resume op-switchover-dc1-dc2`",
-                      "or `sitectl abort op-switchover-dc1-dc2` to stop where it is"]
+    stopped.advice = [
+        "fix what failed, then `sitectl resume op-switchover-dc1-dc2`",
+        "or `sitectl abort op-switchover-dc1-dc2` to stop where it is",
+    ]
     _with_recorded(monkeypatch, stopped)
 
     code, lines = _summary(tmp_path, "--targets", "rto=90s")
 
     assert code == 1, lines
     assert lines[0] == f"drill {stopped.id} dc1→dc2→dc1: FAILED"
-    assert ("  ✗ stopped early: switchover dc1→dc2 failed at step start-services/dc2/mta: "
-            "port 2525 in use") in lines
+    assert (
+        "  ✗ stopped early: switchover dc1→dc2 failed at step start-services/dc2/mta: "
+        "port 2525 in use"
+    ) in lines
     assert "active site: dc1 as sitectl recorded it" in lines
     assert f"  the engine says: {stopped.where}" in lines
     assert [line for line in lines if line.startswith("  → ")] == [
-        f"  → {advice}" for advice in stopped.advice]
-    assert ("targets: RTO 90 s (--targets), RPO 0 s (topology: policy.drill_targets)"
-            in lines)
+        f"  → {advice}" for advice in stopped.advice
+    ]
+    assert "targets: RTO 90 s (--targets), RPO 0 s (topology: policy.drill_targets)" in lines
     assert lines[-1] == f"report: {tmp_path / stopped.id / 'report.html'}"
     assert len(lines) <= SCREEN_LINES, "\n".join(lines)
 
 
 def test_scripts_drill_ends_with_the_drill_so_its_last_line_is_the_report() -> None:
     script = Path(__file__).parents[2] / "scripts" / "drill"
-    commands = [line.strip() for line in script.read_text().splitlines()
-                if line.strip() and not line.lstrip().startswith("#")]
+    commands = [
+        line.strip()
+        for line in script.read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
     # Whatever follows the drill would push its `report:` line off the end.
     assert commands[-1].startswith("exec sitectl drill --to dc2 --failback"), commands[-1]

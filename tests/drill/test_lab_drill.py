@@ -29,8 +29,9 @@ def _ops(run: DrillRun) -> list[dict[str, Any]]:
 
 
 def _mail_found(run: DrillRun, leg: str) -> set[str]:
-    return {c["key"] for c in run.leg(leg)["canaries"]
-            if c["kind"] in ("smtp", "probe") and c["found"]}
+    return {
+        c["key"] for c in run.leg(leg)["canaries"] if c["kind"] in ("smtp", "probe") and c["found"]
+    }
 
 
 def _present(drills: Drills, site: str, run: DrillRun) -> set[str]:
@@ -39,7 +40,8 @@ def _present(drills: Drills, site: str, run: DrillRun) -> set[str]:
 
 
 def test_full_drill_with_failback_passes_and_matches_the_audit_log_and_servers(
-        drills: Drills) -> None:
+    drills: Drills,
+) -> None:
     run = drills.run("--to", "dc2", "--failback", "--reason", "lab test: full drill")
 
     # The evidence first, whatever the verdict: a report must be true even when it fails.
@@ -51,10 +53,13 @@ def test_full_drill_with_failback_passes_and_matches_the_audit_log_and_servers(
     assert run.code == 0, run.failures
     assert run.report["verdict"]["passed"] is True
     # There, back, and the last reprotect that leaves dc1 protected towards dc2 again.
-    assert [(leg["name"], [o["mode"] for o in leg["operations"]])
-            for leg in run.report["legs"]] == [
-        ("there", ["switchover"]), ("back", ["reprotect", "switchover"]),
-        ("protect", ["reprotect"])]
+    assert [
+        (leg["name"], [o["mode"] for o in leg["operations"]]) for leg in run.report["legs"]
+    ] == [
+        ("there", ["switchover"]),
+        ("back", ["reprotect", "switchover"]),
+        ("protect", ["reprotect"]),
+    ]
     assert [f["name"] for f in run.report["figures"]] == ["there", "back"]
     for leg in ("there", "back"):
         assert run.figures(leg)["rpo"]["lost"] == 0
@@ -64,8 +69,11 @@ def test_full_drill_with_failback_passes_and_matches_the_audit_log_and_servers(
     protect = run.leg("protect")
     written = [c["key"] for c in protect["canaries"] if c["kind"] == "s3"]
     assert written
-    (check,) = [v for v in protect["verifications"]
-                if v["name"] == "S3 objects replicated back once reprotected"]
+    (check,) = [
+        v
+        for v in protect["verifications"]
+        if v["name"] == "S3 objects replicated back once reprotected"
+    ]
     assert check["ok"] and check["site"] == "dc2"
     assert check["detail"].startswith(f"{len(written)} object(s) written at the active site")
     for key in written:
@@ -77,30 +85,44 @@ def test_full_drill_with_failback_passes_and_matches_the_audit_log_and_servers(
 def _steps_match_the_audit_log(drills: Drills, run: DrillRun) -> None:
     audit = drills.audit()
     for op in _ops(run):
-        done = {e["step"]: e for e in audit if e.get("op") == op["id"]
-                and e["event"] == "step.done"}
+        done = {
+            e["step"]: e for e in audit if e.get("op") == op["id"] and e["event"] == "step.done"
+        }
         assert {s["step_id"] for s in op["steps"] if s["status"] == "done"} == set(done)
         for step in (s for s in op["steps"] if s["status"] == "done"):
             assert step["finished"] - step["started"] == pytest.approx(
-                done[step["step_id"]]["duration"], abs=1e-3)
-        started = next(e for e in audit if e["event"] == "operation.started"
-                       and e["op"] == op["id"])
+                done[step["step_id"]]["duration"], abs=1e-3
+            )
+        started = next(
+            e for e in audit if e["event"] == "operation.started" and e["op"] == op["id"]
+        )
         assert run.report["id"] in started["reason"]
         if op["mode"] == "reprotect" or op["status"] != "succeeded":
             continue
         # The RTO window brackets the engine's stop of the old MTA and start of the new.
         figures = run.figures("there" if op["to_site"] == run.report["to_site"] else "back")
-        stop = next(e for e in audit if e.get("op") == op["id"] and e["event"] == "step.done"
-                    and e["step"] == f"disable-application/{op['from_site']}/mta")
-        start = next(e for e in audit if e.get("op") == op["id"]
-                     and e["event"] == "step.running"
-                     and e["step"] == f"start-services/{op['to_site']}/mta")
+        stop = next(
+            e
+            for e in audit
+            if e.get("op") == op["id"]
+            and e["event"] == "step.done"
+            and e["step"] == f"disable-application/{op['from_site']}/mta"
+        )
+        start = next(
+            e
+            for e in audit
+            if e.get("op") == op["id"]
+            and e["event"] == "step.running"
+            and e["step"] == f"start-services/{op['to_site']}/mta"
+        )
         assert figures["rto"]["last_old"] < _ts(stop) + 1  # audit times are whole seconds
         assert figures["rto"]["first_new"] >= _ts(start)
         assert figures["rto"]["seconds"] == pytest.approx(
-            figures["rto"]["first_new"] - figures["rto"]["last_old"])
-    finished = [e for e in audit if e["event"] == "drill.finished"
-                and e["drill"] == run.report["id"]]
+            figures["rto"]["first_new"] - figures["rto"]["last_old"]
+        )
+    finished = [
+        e for e in audit if e["event"] == "drill.finished" and e["drill"] == run.report["id"]
+    ]
     assert [e["passed"] for e in finished] == [run.report["verdict"]["passed"]]
 
 
@@ -119,7 +141,9 @@ def _ldap_canaries_are_tidied_away(drills: Drills, run: DrillRun) -> None:
     """The drill writes LDAP canaries and deletes them at the end: no value of this
     drill is left on any master of either site once replication carried the delete."""
     topo = drills.cluster.topology
-    tokens = [c["key"] for leg in run.report["legs"] for c in leg["canaries"] if c["kind"] == "ldap"]
+    tokens = [
+        c["key"] for leg in run.report["legs"] for c in leg["canaries"] if c["kind"] == "ldap"
+    ]
     assert tokens, "the drill writes LDAP canaries"
     for master in canaries.masters(topo):
         assert canaries.ldap_reachable(topo, master), master.uri
@@ -162,7 +186,8 @@ def test_a_quiesced_mirror_loses_nothing_in_a_switchover(drills: Drills) -> None
 
 
 def test_a_drill_whose_new_site_cannot_start_its_mta_stops_and_says_where_it_stands(
-        drills: Drills) -> None:
+    drills: Drills,
+) -> None:
     with port_taken("dc2", layout.SMTP_PORT):
         run = drills.run("--to", "dc2", "--failback", "--reason", "lab test: dc2 cannot start")
 
@@ -178,8 +203,10 @@ def test_a_drill_whose_new_site_cannot_start_its_mta_stops_and_says_where_it_sta
     html = run.report_path("report.html").read_text()
     assert f"<code>{failed[0]}</code>" in html
     junit = ET.parse(run.report_path("junit.xml")).getroot()
-    assert next(c for c in junit.iter("testcase") if c.get("name") == failed[0]).find(
-        "failure") is not None
+    assert (
+        next(c for c in junit.iter("testcase") if c.get("name") == failed[0]).find("failure")
+        is not None
+    )
     # The advice works: with the port free again, resume finishes the move to dc2.
     resumed = drills.cluster.ok("resume")
     assert resumed["status"] == "succeeded"
@@ -191,8 +218,14 @@ def test_a_drill_whose_new_site_cannot_start_its_mta_stops_and_says_where_it_sta
 def test_a_failover_drill_over_a_quiesced_mirror_counts_the_lost_writes(drills: Drills) -> None:
     drills.mirror("quiesce")
     try:
-        run = drills.run("--to", "dc2", "--mode", "failover",
-                         "--reason", "lab test: failover with transfers stopped")
+        run = drills.run(
+            "--to",
+            "dc2",
+            "--mode",
+            "failover",
+            "--reason",
+            "lab test: failover with transfers stopped",
+        )
     finally:
         drills.mirror("resume", check=False)
 
@@ -202,8 +235,11 @@ def test_a_failover_drill_over_a_quiesced_mirror_counts_the_lost_writes(drills: 
     assert there["rpo_ok"] is False
     assert any("writes lost" in f for f in run.failures), run.failures
     # What the report calls lost is really absent at dc2, and what it calls found is there.
-    lost = {c["key"] for c in run.leg("there")["canaries"]
-            if c["kind"] in ("smtp", "probe") and c["found"] is False}
+    lost = {
+        c["key"]
+        for c in run.leg("there")["canaries"]
+        if c["kind"] in ("smtp", "probe") and c["found"] is False
+    }
     on_dc2 = _present(drills, "dc2", run)
     assert lost and not lost & on_dc2
     assert _mail_found(run, "there") <= on_dc2

@@ -60,14 +60,21 @@ DEFAULT = "default"
         # --targets overrides the topology figure by figure
         ({"rto": 60.0}, DrillTargets(rto=120, rpo=5), (60.0, "--targets"), (5.0, TOPOLOGY)),
         ({"rpo": 1.0}, DrillTargets(rto=120), (120.0, TOPOLOGY), (1.0, "--targets")),
-        ({"rto": 60.0, "rpo": 0.0}, DrillTargets(rto=120, rpo=5), (60.0, "--targets"),
-         (0.0, "--targets")),
+        (
+            {"rto": 60.0, "rpo": 0.0},
+            DrillTargets(rto=120, rpo=5),
+            (60.0, "--targets"),
+            (0.0, "--targets"),
+        ),
         ({"rto": 60.0}, None, (60.0, "--targets"), (0.0, DEFAULT)),
     ],
 )
 def test_targets_come_from_the_command_line_then_the_topology_then_the_default(
-        given: dict[str, float], policy: DrillTargets | None, rto: tuple[float, str],
-        rpo: tuple[float, str]) -> None:
+    given: dict[str, float],
+    policy: DrillTargets | None,
+    rto: tuple[float, str],
+    rpo: tuple[float, str],
+) -> None:
     got = measure.targets(given, policy)
     assert (got.rto_s, got.rpo_s) == (rto[0], rpo[0])
     assert got.source["rto"].startswith(rto[1]), got.source
@@ -91,11 +98,23 @@ def _attempt(t: float, site: str | None, ok: bool) -> Attempt:
     ("attempts", "seconds", "why"),
     [
         # accepted at dc1 until 6, refused, accepted at dc2 from 15.5
-        ([_attempt(5, "dc1", True), _attempt(6, "dc1", True), _attempt(9, "dc1", False),
-          _attempt(15.5, "dc2", True), _attempt(16, "dc2", True)], 9.5, ""),
+        (
+            [
+                _attempt(5, "dc1", True),
+                _attempt(6, "dc1", True),
+                _attempt(9, "dc1", False),
+                _attempt(15.5, "dc2", True),
+                _attempt(16, "dc2", True),
+            ],
+            9.5,
+            "",
+        ),
         # DNS flapped to dc2 early: the RTO still runs from the LAST write at dc1
-        ([_attempt(3, "dc2", True), _attempt(6, "dc1", True), _attempt(15.5, "dc2", True)],
-         9.5, ""),
+        (
+            [_attempt(3, "dc2", True), _attempt(6, "dc1", True), _attempt(15.5, "dc2", True)],
+            9.5,
+            "",
+        ),
         ([_attempt(5, "dc1", False), _attempt(15, "dc2", True)], None, "never reached dc1"),
         ([_attempt(5, "dc1", True), _attempt(15, None, False)], None, "no write was accepted"),
         ([], None, "never reached dc1"),
@@ -125,8 +144,7 @@ def _series(found: list[bool | None], start: float = 0.0) -> list[Canary]:
         ([True, True, None], None, False, 0),
     ],
 )
-def test_rpo(found: list[bool | None], seconds: float | None, lower_bound: bool,
-             lost: int) -> None:
+def test_rpo(found: list[bool | None], seconds: float | None, lower_bound: bool, lost: int) -> None:
     got = measure.rpo(Leg("there", "dc1", "dc2", canaries=_series(found)))
     assert (got.seconds, got.lower_bound, got.lost) == (seconds, lower_bound, lost)
 
@@ -145,11 +163,17 @@ def test_rpo_counts_only_writes_made_at_the_old_site() -> None:
     assert (got.lost, got.checked, got.by_kind) == (0, 1, {"smtp": [0, 1]})
 
 
-PASSING = drill(leg("there", "dc1", "dc2", 0), leg("back", "dc2", "dc1", 60),
-                failback=True, active="dc1")
+PASSING = drill(
+    leg("there", "dc1", "dc2", 0), leg("back", "dc2", "dc1", 60), failback=True, active="dc1"
+)
 # As run_drill records a failback since the last reprotect is part of the report.
-PROTECTED = drill(leg("there", "dc1", "dc2", 0), leg("back", "dc2", "dc1", 60),
-                  protect("dc1", "dc2", 90), failback=True, active="dc1")
+PROTECTED = drill(
+    leg("there", "dc1", "dc2", 0),
+    leg("back", "dc2", "dc1", 60),
+    protect("dc1", "dc2", 90),
+    failback=True,
+    active="dc1",
+)
 
 
 @pytest.mark.parametrize(
@@ -158,26 +182,63 @@ PROTECTED = drill(leg("there", "dc1", "dc2", 0), leg("back", "dc2", "dc1", 60),
         (PASSING, True, None),
         (PROTECTED, True, None),
         # home again, but the writes made there since never reached dc2: not protected
-        (drill(leg("there", "dc1", "dc2", 0), leg("back", "dc2", "dc1", 60),
-               protect("dc1", "dc2", 90, replicated=False), failback=True, active="dc1"),
-         False, "dc1→dc2: S3 objects replicated back once reprotected on dc2 failed: 1 object"),
-        (drill(leg("there", "dc1", "dc2", 0), leg("back", "dc2", "dc1", 60),
-               protect("dc1", "dc2", 90, status="failed"), failback=True, active="dc1",
-               stopped="reprotect dc1→dc2 failed"),
-         False, "reprotect dc1→dc2 failed at step reprotect/object-store/mail-blobs"),
+        (
+            drill(
+                leg("there", "dc1", "dc2", 0),
+                leg("back", "dc2", "dc1", 60),
+                protect("dc1", "dc2", 90, replicated=False),
+                failback=True,
+                active="dc1",
+            ),
+            False,
+            "dc1→dc2: S3 objects replicated back once reprotected on dc2 failed: 1 object",
+        ),
+        (
+            drill(
+                leg("there", "dc1", "dc2", 0),
+                leg("back", "dc2", "dc1", 60),
+                protect("dc1", "dc2", 90, status="failed"),
+                failback=True,
+                active="dc1",
+                stopped="reprotect dc1→dc2 failed",
+            ),
+            False,
+            "reprotect dc1→dc2 failed at step reprotect/object-store/mail-blobs",
+        ),
         (drill(leg("there", "dc1", "dc2", 0)), True, None),
-        (drill(leg("there", "dc1", "dc2", 0, lost=frozenset({4, 5}))), False,
-         "dc1→dc2: 3 of 6 writes lost, RPO"),
+        (
+            drill(leg("there", "dc1", "dc2", 0, lost=frozenset({4, 5}))),
+            False,
+            "dc1→dc2: 3 of 6 writes lost, RPO",
+        ),
         # the same loss within a looser target passes the RPO (span 0.4 s ≤ 10 s)
         (drill(leg("there", "dc1", "dc2", 0, lost=frozenset({5})), rpo=10), True, None),
-        (drill(leg("there", "dc1", "dc2", 0), rto=5), False,
-         "dc1→dc2: RTO 9.5 s over the 5 s target"),
-        (drill(leg("there", "dc1", "dc2", 0, status="failed",
-                   failed_step="start-services/dc2/mta"), stopped="switchover failed"),
-         False, "switchover dc1→dc2 failed at step start-services/dc2/mta"),
+        (
+            drill(leg("there", "dc1", "dc2", 0), rto=5),
+            False,
+            "dc1→dc2: RTO 9.5 s over the 5 s target",
+        ),
+        (
+            drill(
+                leg(
+                    "there", "dc1", "dc2", 0, status="failed", failed_step="start-services/dc2/mta"
+                ),
+                stopped="switchover failed",
+            ),
+            False,
+            "switchover dc1→dc2 failed at step start-services/dc2/mta",
+        ),
         (drill(leg("there", "dc1", "dc2", 0), failback=True), False, "1 of 2 legs ran"),
-        (drill(leg("there", "dc1", "dc2", 0), leg("back", "dc2", "dc1", 60),
-               failback=True, active="dc2"), False, "dc2 is active at the end, not dc1"),
+        (
+            drill(
+                leg("there", "dc1", "dc2", 0),
+                leg("back", "dc2", "dc1", 60),
+                failback=True,
+                active="dc2",
+            ),
+            False,
+            "dc2 is active at the end, not dc1",
+        ),
     ],
 )
 def test_verdict(record: object, passed: bool, failure: str | None) -> None:
@@ -190,8 +251,12 @@ def test_verdict(record: object, passed: bool, failure: str | None) -> None:
 
 
 def test_a_leg_the_drill_never_reached_adds_no_figures_of_its_own() -> None:
-    stopped = drill(leg("there", "dc1", "dc2", 0), Leg("back", "dc2", "dc1"), failback=True,
-                    stopped="dc1 is not in sync after the reprotect")
+    stopped = drill(
+        leg("there", "dc1", "dc2", 0),
+        Leg("back", "dc2", "dc1"),
+        failback=True,
+        stopped="dc1 is not in sync after the reprotect",
+    )
     result = measure.verdict(stopped)
     assert not result.passed
     assert not any("RTO" in f or "RPO" in f for f in result.failures), result.failures

@@ -15,17 +15,24 @@ from orchestrator.drill.model import DrillRecord
 from tests.drill.chromium import screenshot
 from tests.drill.recorded import REPROTECT_STEPS, at, drill, leg, protect
 
-PASSED = drill(leg("there", "dc1", "dc2", 0), leg("back", "dc2", "dc1", 60), failback=True,
-               active="dc1")
+PASSED = drill(
+    leg("there", "dc1", "dc2", 0), leg("back", "dc2", "dc1", 60), failback=True, active="dc1"
+)
 FAILED = drill(
     leg("there", "dc1", "dc2", 0, status="failed", failed_step="start-services/dc2/mta"),
-    failback=True, active="dc1",
+    failback=True,
+    active="dc1",
     stopped="switchover dc1→dc2 failed at step start-services/dc2/mta: port 2525 in use",
 )
 FAILED.where = "dc2 holds the data and DNS points at it; its services are not all verified"
 LOSSY = drill(leg("there", "dc1", "dc2", 0, lost=frozenset({4, 5})))
-PROTECTED = drill(leg("there", "dc1", "dc2", 0), leg("back", "dc2", "dc1", 60),
-                  protect("dc1", "dc2", 90), failback=True, active="dc1")
+PROTECTED = drill(
+    leg("there", "dc1", "dc2", 0),
+    leg("back", "dc2", "dc1", 60),
+    protect("dc1", "dc2", 90),
+    failback=True,
+    active="dc1",
+)
 
 
 class _Tags(HTMLParser):
@@ -60,8 +67,9 @@ def _well_formed(html: str) -> None:
     assert not parser.bad and not parser.open, (parser.bad, parser.open)
 
 
-@pytest.mark.parametrize("record", [PASSED, FAILED, LOSSY, PROTECTED],
-                         ids=["passed", "failed", "lossy", "protected"])
+@pytest.mark.parametrize(
+    "record", [PASSED, FAILED, LOSSY, PROTECTED], ids=["passed", "failed", "lossy", "protected"]
+)
 def test_html_is_well_formed_and_escapes_what_people_typed(record: DrillRecord) -> None:
     html = report.render_html(record)
     _well_formed(html)
@@ -74,7 +82,10 @@ def test_html_of_a_failed_drill_names_the_step_the_site_and_what_next() -> None:
     html = report.render_html(FAILED)
     assert ">FAILED<" in html
     assert "<code>start-services/dc2/mta</code>" in html
-    assert "<strong>Active site:</strong> dc1 as sitectl recorded it; the engine says: dc2 holds" in html
+    assert (
+        "<strong>Active site:</strong> dc1 as sitectl recorded it; the engine says: dc2 holds"
+        in html
+    )
     assert "port 2525 in use" in html
 
 
@@ -88,8 +99,16 @@ def test_html_of_a_lossy_drill_lists_the_lost_writes() -> None:
 def test_timeline_has_a_bar_per_phase_and_step_group_inside_the_plot() -> None:
     tl = timeline.build(PASSED)
     groups = {b.label.split(" · ")[-1] for b in tl.bars if b.kind == "engine"}
-    assert groups == {"preflight", "readiness", "disable-application", "final-sync", "mount",
-                      "dns", "start-services", "verify"}
+    assert groups == {
+        "preflight",
+        "readiness",
+        "disable-application",
+        "final-sync",
+        "mount",
+        "dns",
+        "start-services",
+        "verify",
+    }
     assert len([b for b in tl.bars if b.kind == "drill"]) == len(PASSED.phases)
     for b in tl.bars:
         assert b.x >= timeline.LABEL_W and b.x + b.w <= timeline.WIDTH + 0.5, b
@@ -123,15 +142,19 @@ def test_junit_has_a_case_per_check_and_step_and_fails_the_failed_step(tmp_path:
     for suite in root.iter("testsuite"):
         listed = suite.findall("testcase")
         assert int(suite.get("tests", "-1")) == len(listed)
-        assert int(suite.get("failures", "-1")) == sum(c.find("failure") is not None
-                                                       for c in listed)
+        assert int(suite.get("failures", "-1")) == sum(
+            c.find("failure") is not None for c in listed
+        )
 
 
 def test_the_last_reprotect_is_in_every_report(tmp_path: Path) -> None:
     paths = report.write_reports(PROTECTED, tmp_path)
     data = json.loads(paths.json.read_text())
     assert [(lg["name"], lg["moves"]) for lg in data["legs"]] == [
-        ("there", True), ("back", True), ("protect", False)]
+        ("there", True),
+        ("back", True),
+        ("protect", False),
+    ]
     assert [f["name"] for f in data["figures"]] == ["there", "back"]
     assert report.load(paths.json) == PROTECTED
 
@@ -144,16 +167,21 @@ def test_the_last_reprotect_is_in_every_report(tmp_path: Path) -> None:
     assert check.find("failure") is None
     # Figures only for moves: no RTO or RPO case for the reprotect.
     figures = [c.get("name") for c in suites["figures against targets"].iter("testcase")]
-    assert figures == ["RTO dc1→dc2 ≤ 300 s", "RPO dc1→dc2 ≤ 0 s", "RTO dc2→dc1 ≤ 300 s",
-                       "RPO dc2→dc1 ≤ 0 s"]
+    assert figures == [
+        "RTO dc1→dc2 ≤ 300 s",
+        "RPO dc1→dc2 ≤ 0 s",
+        "RTO dc2→dc1 ≤ 300 s",
+        "RPO dc2→dc1 ≤ 0 s",
+    ]
 
     html = paths.html.read_text()
-    assert "<td>dc1→dc2 (last reprotect)</td><td>S3 objects replicated back once reprotected" in html
+    assert (
+        "<td>dc1→dc2 (last reprotect)</td><td>S3 objects replicated back once reprotected" in html
+    )
     assert "<code>reprotect/object-store/mail-blobs</code>" in html
 
 
-def test_a_report_written_before_protect_legs_were_recorded_still_loads(
-        tmp_path: Path) -> None:
+def test_a_report_written_before_protect_legs_were_recorded_still_loads(tmp_path: Path) -> None:
     paths = report.write_reports(PASSED, tmp_path)
     data = json.loads(paths.json.read_text())
     for lg in data["legs"]:
@@ -162,8 +190,7 @@ def test_a_report_written_before_protect_legs_were_recorded_still_loads(
     assert report.load(paths.json) == PASSED
 
 
-def test_history_lists_drills_newest_first_and_says_which_it_could_not_read(
-        tmp_path: Path) -> None:
+def test_history_lists_drills_newest_first_and_says_which_it_could_not_read(tmp_path: Path) -> None:
     older = drill(leg("there", "dc1", "dc2", 0))
     older.id, older.started = "drill-older", at(-3600)
     report.write_reports(older, tmp_path / older.id)
@@ -190,11 +217,15 @@ def test_the_page_renders_in_headless_chromium(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("row", "subject"),
     [
-        ((b"1 (BODY[HEADER.FIELDS (SUBJECT)] {30}", b"Subject: sitectl-drill d1 x\r\n\r\n"),
-         "sitectl-drill d1 x"),
+        (
+            (b"1 (BODY[HEADER.FIELDS (SUBJECT)] {30}", b"Subject: sitectl-drill d1 x\r\n\r\n"),
+            "sitectl-drill d1 x",
+        ),
         # long subjects arrive folded onto a continuation line
-        ((b"2 (...)", b"Subject: sitectl-drill d1 there\r\n probe 00001\r\n\r\n"),
-         "sitectl-drill d1 there probe 00001"),
+        (
+            (b"2 (...)", b"Subject: sitectl-drill d1 there\r\n probe 00001\r\n\r\n"),
+            "sitectl-drill d1 there probe 00001",
+        ),
         ((b"3 (...)", b"SUBJECT:   spaced  \r\n"), "spaced"),
         (b")", ""),
         ((b"4 (...)", b"From: someone\r\n"), ""),

@@ -137,8 +137,12 @@ def canary_places(topo: Topology) -> dict[str, str]:
         try:
             for writer in topo.ldap.masters:
                 dn = ldap_canary_dn(topo, writer)
-                assert conn.search(dn, "(objectClass=*)", search_scope=ldap3.BASE,
-                                   attributes=["entryCSN", "ou", "description"]), conn.result
+                assert conn.search(
+                    dn,
+                    "(objectClass=*)",
+                    search_scope=ldap3.BASE,
+                    attributes=["entryCSN", "ou", "description"],
+                ), conn.result
                 values = conn.entries[0].entry_attributes_as_dict
                 found[f"{master.uri} {dn}"] = repr(sorted(values.items()))
         finally:
@@ -177,26 +181,30 @@ def test_a_deposed_controllers_canaries_are_refused_everywhere(cluster: Cluster)
         fence = LeaderFence(new_epoch)
         assert fence.stamp_everywhere(topo, 5) == []
         eventually(
-            lambda: all(f"sitectl-epoch={new_epoch}" in held
-                        for place, held in canary_places(topo).items() if "ldap://" in place),
+            lambda: all(
+                f"sitectl-epoch={new_epoch}" in held
+                for place, held in canary_places(topo).items()
+                if "ldap://" in place
+            ),
             "the successor's epoch on every canary entry of every master",
         )
         before = canary_places(topo)
 
         refusal = f"epoch {new_epoch} holds the fence, we are {old_epoch}"
         for master in topo.ldap.masters:
-            alone = topo.model_copy(update={
-                "ldap": topo.ldap.model_copy(update={"masters": (master,)}),
-                "object_store": None,
-            })
+            alone = topo.model_copy(
+                update={
+                    "ldap": topo.ldap.model_copy(update={"masters": (master,)}),
+                    "object_store": None,
+                }
+            )
             stale = LeaderFence(old_epoch)
             said = write_canaries(alone, master.site, 5, stale)
             assert said == [f"LDAP canary on {master.uri} refused: {refusal}"]
             assert write_canaries(alone, master.site, 5, stale) == said  # nothing tried again
         for believed_active in ("dc1", "dc2"):
             stale = LeaderFence(old_epoch)
-            said = write_canaries(topo.model_copy(update={"ldap": None}), believed_active, 5,
-                                  stale)
+            said = write_canaries(topo.model_copy(update={"ldap": None}), believed_active, 5, stale)
             assert len(said) == 1 and said[0].startswith("object store canary at "), said
             assert said[0].endswith(f"/_sitectl/canary/{believed_active}: {refusal}"), said
         stale = LeaderFence(old_epoch)

@@ -71,16 +71,27 @@ class Site:
 
     def start(self) -> None:
         cmd = [
-            sys.executable, "-m", "orchestrator.lab.s3store",
-            "--site", self.name,
-            "--listen", f"127.0.0.1:{self.port}",
-            "--peer", f"{self.peer_name}=http://127.0.0.1:{self.peer_port}",
-            "--access-key-file", str(self.keys[0]),
-            "--secret-key-file", str(self.keys[1]),
-            "--buckets", BUCKET,
-            "--scan-interval", "0.1",
-            "--max-attempts", "3",
-            "--failed-retry-interval", "1",
+            sys.executable,
+            "-m",
+            "orchestrator.lab.s3store",
+            "--site",
+            self.name,
+            "--listen",
+            f"127.0.0.1:{self.port}",
+            "--peer",
+            f"{self.peer_name}=http://127.0.0.1:{self.peer_port}",
+            "--access-key-file",
+            str(self.keys[0]),
+            "--secret-key-file",
+            str(self.keys[1]),
+            "--buckets",
+            BUCKET,
+            "--scan-interval",
+            "0.1",
+            "--max-attempts",
+            "3",
+            "--failed-retry-interval",
+            "1",
         ]
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=log)
@@ -95,7 +106,9 @@ class Site:
 
     def client(self) -> Any:
         return boto3.client(
-            "s3", endpoint_url=self.url, region_name="us-east-1",
+            "s3",
+            endpoint_url=self.url,
+            region_name="us-east-1",
             aws_access_key_id=self.keys[0].read_text().strip(),
             aws_secret_access_key=self.keys[1].read_text().strip(),
         )
@@ -113,12 +126,16 @@ class Site:
             Bucket=BUCKET,
             ReplicationConfiguration={
                 "Role": "arn:aws:iam::123456789012:role/lab-replication",
-                "Rules": [{
-                    "ID": f"to-{dest}", "Priority": 1, "Status": "Enabled",
-                    "Filter": {"Prefix": ""},
-                    "DeleteMarkerReplication": {"Status": "Disabled"},
-                    "Destination": {"Bucket": f"arn:aws:s3:::{BUCKET}"},
-                }],
+                "Rules": [
+                    {
+                        "ID": f"to-{dest}",
+                        "Priority": 1,
+                        "Status": "Enabled",
+                        "Filter": {"Prefix": ""},
+                        "DeleteMarkerReplication": {"Status": "Disabled"},
+                        "Destination": {"Bucket": f"arn:aws:s3:::{BUCKET}"},
+                    }
+                ],
             },
         )
 
@@ -160,7 +177,10 @@ def test_put_at_dc1_is_readable_at_dc2_with_replication_status(
     dc1, dc2 = sites
     dc1.replicate_to("dc2")
     put = dc1.client().put_object(
-        Bucket=BUCKET, Key="mail/1", Body=b"hello", ContentType="message/rfc822",
+        Bucket=BUCKET,
+        Key="mail/1",
+        Body=b"hello",
+        ContentType="message/rfc822",
         Metadata={"sitectl-op": "op-1"},
     )
     assert status(dc1, "mail/1") in ("PENDING", "COMPLETED")
@@ -251,13 +271,21 @@ def test_sigterm_stops_the_process(sites: tuple[Site, Site]) -> None:
 
 def test_credentials_are_enforced(sites: tuple[Site, Site]) -> None:
     dc1, _ = sites
-    stranger = boto3.client("s3", endpoint_url=dc1.url, region_name="us-east-1",
-                            aws_access_key_id="SOMEONEELSE", aws_secret_access_key="guess")
+    stranger = boto3.client(
+        "s3",
+        endpoint_url=dc1.url,
+        region_name="us-east-1",
+        aws_access_key_id="SOMEONEELSE",
+        aws_secret_access_key="guess",
+    )
     with pytest.raises(botocore.exceptions.ClientError, match="InvalidAccessKeyId"):
         stranger.list_buckets()
     wrong_secret = boto3.client(
-        "s3", endpoint_url=dc1.url, region_name="us-east-1",
-        aws_access_key_id=dc1.keys[0].read_text().strip(), aws_secret_access_key="guess",
+        "s3",
+        endpoint_url=dc1.url,
+        region_name="us-east-1",
+        aws_access_key_id=dc1.keys[0].read_text().strip(),
+        aws_secret_access_key="guess",
     )
     with pytest.raises(botocore.exceptions.ClientError, match="SignatureDoesNotMatch"):
         wrong_secret.list_buckets()
@@ -270,21 +298,28 @@ def test_prefix_filter_multipart_and_a_burst(sites: tuple[Site, Site]) -> None:
         Bucket=BUCKET,
         ReplicationConfiguration={
             "Role": "arn:aws:iam::123456789012:role/lab-replication",
-            "Rules": [{
-                "ID": "mail-only", "Priority": 1, "Status": "Enabled",
-                "Filter": {"Prefix": "mail/"},
-                "DeleteMarkerReplication": {"Status": "Disabled"},
-                "Destination": {"Bucket": f"arn:aws:s3:::{BUCKET}"},
-            }],
+            "Rules": [
+                {
+                    "ID": "mail-only",
+                    "Priority": 1,
+                    "Status": "Enabled",
+                    "Filter": {"Prefix": "mail/"},
+                    "DeleteMarkerReplication": {"Status": "Disabled"},
+                    "Destination": {"Bucket": f"arn:aws:s3:::{BUCKET}"},
+                }
+            ],
         },
     )
     c1 = dc1.client()
     c1.put_object(Bucket=BUCKET, Key="scratch/tmp", Body=b"local only")
     upload = c1.create_multipart_upload(Bucket=BUCKET, Key="mail/big")
-    part = c1.upload_part(Bucket=BUCKET, Key="mail/big", UploadId=upload["UploadId"],
-                          PartNumber=1, Body=b"m" * 4096)
+    part = c1.upload_part(
+        Bucket=BUCKET, Key="mail/big", UploadId=upload["UploadId"], PartNumber=1, Body=b"m" * 4096
+    )
     c1.complete_multipart_upload(
-        Bucket=BUCKET, Key="mail/big", UploadId=upload["UploadId"],
+        Bucket=BUCKET,
+        Key="mail/big",
+        UploadId=upload["UploadId"],
         MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]},
     )
     for i in range(40):
@@ -307,10 +342,23 @@ def test_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         result = subprocess.run(
-            [sys.executable, "-m", "orchestrator.lab.s3store", "--site", "dc1",
-             "--listen", f"127.0.0.1:{port}", "--access-key-file", str(keys),
-             "--secret-key-file", str(keys)],
-            cwd=REPO, capture_output=True, text=True, timeout=60,
+            [
+                sys.executable,
+                "-m",
+                "orchestrator.lab.s3store",
+                "--site",
+                "dc1",
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--access-key-file",
+                str(keys),
+                "--secret-key-file",
+                str(keys),
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [

@@ -41,17 +41,33 @@ def _rule(**kw: Any) -> dict[str, Any]:
 # Shapes as moto stores them: xmltodict output, a single rule is a dict, empty <Prefix/> is None.
 CASES: list[tuple[str, dict[str, Any] | None, list[Rule]]] = [
     ("no configuration", None, []),
-    ("single rule as dict, empty filter prefix",
-     {"Rule": _rule(Filter={"Prefix": None})}, [Rule("r", 1, "", "dst")]),
+    (
+        "single rule as dict, empty filter prefix",
+        {"Rule": _rule(Filter={"Prefix": None})},
+        [Rule("r", 1, "", "dst")],
+    ),
     ("legacy top-level prefix", {"Rule": _rule(Prefix="mail/")}, [Rule("r", 1, "mail/", "dst")]),
-    ("And filter", {"Rule": _rule(Filter={"And": {"Prefix": "a/", "Tag": {}}})},
-     [Rule("r", 1, "a/", "dst")]),
+    (
+        "And filter",
+        {"Rule": _rule(Filter={"And": {"Prefix": "a/", "Tag": {}}})},
+        [Rule("r", 1, "a/", "dst")],
+    ),
     ("disabled rules are ignored", {"Rule": [_rule(Status="Disabled")]}, []),
-    ("highest priority first",
-     {"Rule": [_rule(ID="low", Priority="1", Filter={"Prefix": ""}),
-               _rule(ID="high", Priority="5", Filter={"Prefix": "x/"},
-                     Destination={"Bucket": "arn:aws:s3:::other"})]},
-     [Rule("high", 5, "x/", "other"), Rule("low", 1, "", "dst")]),
+    (
+        "highest priority first",
+        {
+            "Rule": [
+                _rule(ID="low", Priority="1", Filter={"Prefix": ""}),
+                _rule(
+                    ID="high",
+                    Priority="5",
+                    Filter={"Prefix": "x/"},
+                    Destination={"Bucket": "arn:aws:s3:::other"},
+                ),
+            ]
+        },
+        [Rule("high", 5, "x/", "other"), Rule("low", 1, "", "dst")],
+    ),
 ]
 
 

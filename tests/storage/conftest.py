@@ -27,8 +27,9 @@ def mounts_under(path: Path) -> list[str]:
 
 
 def loops_for(image: Path) -> str:
-    return subprocess.run(["losetup", "-j", str(image)], capture_output=True, text=True,
-                          check=True).stdout.strip()
+    return subprocess.run(
+        ["losetup", "-j", str(image)], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 @dataclass
@@ -76,9 +77,16 @@ def lab(state_dir: Path) -> Lab:
     for site in ("dc1", "dc2"):
         vol = create_site_volume(state_dir, site, SIZE_MB)
         sites[site] = SitePaths(pool=vol.mountpoint, service_path=state_dir / site / "mail")
-    config = MirrorConfig(name="mail", source="dc1", destination="dc2", sites=sites,
-                          state_file=state_dir / "volumes" / "mirror-mail.json",
-                          keep_snapshots=3, interval_seconds=0.3, max_lag_seconds=30)
+    config = MirrorConfig(
+        name="mail",
+        source="dc1",
+        destination="dc2",
+        sites=sites,
+        state_file=state_dir / "volumes" / "mirror-mail.json",
+        keep_snapshots=3,
+        interval_seconds=0.3,
+        max_lag_seconds=30,
+    )
     config_path = state_dir / "volumes" / "mirror-mail.config.json"
     config.save(config_path)
     lab = Lab(state_dir, config, config_path, Clock())

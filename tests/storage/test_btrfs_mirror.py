@@ -98,16 +98,18 @@ def test_reverse_mirrors_back_incrementally_and_fails_back(lab: Lab) -> None:
     common = newest_snapshot(lab)
 
     status = lab.mirror().reverse()
-    assert (status.state, status.source, status.destination) == (
-        MirrorState.MIRRORED, "dc2", "dc1")
+    assert (status.state, status.source, status.destination) == (MirrorState.MIRRORED, "dc2", "dc1")
     sent = newest_snapshot(lab)
     assert (lab.snap("dc1", sent) / "at-dc2").read_text() == "new mail"
     # Incremental from the common snapshot: dc1 received a child of its own `common`.
-    assert btrfs.subvolume_show(lab.snap("dc1", sent)).parent_uuid == \
-        btrfs.subvolume_show(lab.snap("dc1", common)).uuid
+    assert (
+        btrfs.subvolume_show(lab.snap("dc1", sent)).parent_uuid
+        == btrfs.subvolume_show(lab.snap("dc1", common)).uuid
+    )
     # The old live volume was set aside, not deleted.
-    assert [p.name.split("-")[0] for p in (lab.config.sites["dc1"].pool / "retired").iterdir()]\
-        == [f"data@{common.split('@')[1]}"]
+    assert [p.name.split("-")[0] for p in (lab.config.sites["dc1"].pool / "retired").iterdir()] == [
+        f"data@{common.split('@')[1]}"
+    ]
 
     # Fail back: dc1 active again, and reverse once more to protect it.
     m = lab.mirror()

@@ -19,7 +19,11 @@ REPO = Path(__file__).resolve().parents[2]
 def storage(lab: Lab, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "orchestrator.storage", "--config", str(lab.config_path), *args],
-        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 

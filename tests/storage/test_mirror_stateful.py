@@ -52,8 +52,13 @@ class MirrorMachine(RuleBasedStateMachine):
         for site in SITES:
             vol = create_site_volume(self.dir, site, 160)
             sites[site] = SitePaths(vol.mountpoint, self.dir / site / "mail")
-        self.config = MirrorConfig(name="mail", source="dc1", destination="dc2", sites=sites,
-                                   state_file=self.dir / "volumes" / "mirror-mail.json")
+        self.config = MirrorConfig(
+            name="mail",
+            source="dc1",
+            destination="dc2",
+            sites=sites,
+            state_file=self.dir / "volumes" / "mirror-mail.json",
+        )
         self.mirror = BtrfsMirror(self.config)
         self.mirror.initialize()
         self.mirror.mount("dc1")
@@ -162,7 +167,9 @@ class MirrorMachine(RuleBasedStateMachine):
 
 
 MirrorMachine.TestCase.settings = settings(
-    max_examples=20, stateful_step_count=25, deadline=None,
+    max_examples=20,
+    stateful_step_count=25,
+    deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
 test_mirror_operations_in_any_order = MirrorMachine.TestCase

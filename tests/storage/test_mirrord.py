@@ -51,7 +51,9 @@ def daemon(lab: Lab) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
     with log.open("wb") as fh:
         proc = subprocess.Popen(
             [sys.executable, "-m", "orchestrator.lab.mirrord", "--config", str(lab.config_path)],
-            cwd=REPO, stdout=fh, stderr=subprocess.STDOUT,
+            cwd=REPO,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
         )
     try:
         yield proc, log
@@ -72,8 +74,10 @@ def test_daemon_transfers_honours_quiesce_and_break_and_follows_reverse(
     m.quiesce()
     seq = json.loads(lab.config.state_file.read_text())["seq"]
     (lab.service("dc1") / "m2").write_text("two")
-    wait_for("the daemon to skip while quiesced",
-             lambda: "no scheduled transfer while quiesced" in log.read_text())
+    wait_for(
+        "the daemon to skip while quiesced",
+        lambda: "no scheduled transfer while quiesced" in log.read_text(),
+    )
     assert json.loads(lab.config.state_file.read_text())["seq"] == seq
 
     m.resume()
@@ -84,8 +88,10 @@ def test_daemon_transfers_honours_quiesce_and_break_and_follows_reverse(
     m.update()
     m.break_()
     m.mount("dc2")
-    wait_for("the daemon to skip while broken",
-             lambda: "no scheduled transfer while broken" in log.read_text())
+    wait_for(
+        "the daemon to skip while broken",
+        lambda: "no scheduled transfer while broken" in log.read_text(),
+    )
 
     m.reverse()
     (lab.service("dc2") / "m3").write_text("three")
@@ -98,7 +104,9 @@ def test_daemon_transfers_honours_quiesce_and_break_and_follows_reverse(
 
 def test_daemon_refuses_an_uninitialised_relationship(tmp_path: Path) -> None:
     config = MirrorConfig(
-        name="mail", source="dc1", destination="dc2",
+        name="mail",
+        source="dc1",
+        destination="dc2",
         sites={s: SitePaths(tmp_path / s / "pool", tmp_path / s / "mail") for s in ("dc1", "dc2")},
         state_file=tmp_path / "mirror-mail.json",
     )
@@ -106,7 +114,10 @@ def test_daemon_refuses_an_uninitialised_relationship(tmp_path: Path) -> None:
     config.save(path)
     result = subprocess.run(
         [sys.executable, "-m", "orchestrator.lab.mirrord", "--config", str(path)],
-        cwd=REPO, capture_output=True, text=True, timeout=60,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 1
     assert "not initialised" in result.stderr

@@ -23,8 +23,14 @@ def payload(name: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("PT2S", 2), ("PT2M31S", 151), ("P1DT4H5M", 101_100), ("PT10M0.5S", 600.5),
-     ("P2D", 172_800), ("PT0S", 0)],
+    [
+        ("PT2S", 2),
+        ("PT2M31S", 151),
+        ("P1DT4H5M", 101_100),
+        ("PT10M0.5S", 600.5),
+        ("P2D", 172_800),
+        ("PT0S", 0),
+    ],
 )
 def test_parse_duration(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
@@ -45,8 +51,14 @@ CASES = [
 
 
 @pytest.mark.parametrize(("name", "state", "healthy", "lag", "duration", "error"), CASES)
-def test_parse_relationship(name: str, state: MirrorState, healthy: bool, lag: float,
-                            duration: float | None, error: str | None) -> None:
+def test_parse_relationship(
+    name: str,
+    state: MirrorState,
+    healthy: bool,
+    lag: float,
+    duration: float | None,
+    error: str | None,
+) -> None:
     status = parse_relationship(payload(name), "mail")
     assert (status.state, status.healthy, status.lag_seconds) == (state, healthy, lag)
     assert status.last_transfer_duration == duration
@@ -70,12 +82,15 @@ def test_uninitialized_relationship_is_refused() -> None:
 @pytest.mark.parametrize(
     ("op", "expected"),
     [
-        ("quiesce", Request("PATCH", f"/api/snapmirror/relationships/{UUID}",
-                            {"state": "paused"})),
-        ("resume", Request("PATCH", f"/api/snapmirror/relationships/{UUID}",
-                           {"state": "snapmirrored"})),
-        ("break", Request("PATCH", f"/api/snapmirror/relationships/{UUID}",
-                          {"state": "broken_off"})),
+        ("quiesce", Request("PATCH", f"/api/snapmirror/relationships/{UUID}", {"state": "paused"})),
+        (
+            "resume",
+            Request("PATCH", f"/api/snapmirror/relationships/{UUID}", {"state": "snapmirrored"}),
+        ),
+        (
+            "break",
+            Request("PATCH", f"/api/snapmirror/relationships/{UUID}", {"state": "broken_off"}),
+        ),
         ("update", Request("POST", f"/api/snapmirror/relationships/{UUID}/transfers", {})),
     ],
 )
@@ -99,7 +114,14 @@ def test_both_drivers_satisfy_the_interface(tmp_path: Path) -> None:
 
     ontap = OntapSnapMirror("https://cluster.example.test", UUID, "admin", "secret")
     sites = {s: SitePaths(tmp_path / s, tmp_path / s / "mail") for s in ("dc1", "dc2")}
-    lab = BtrfsMirror(MirrorConfig(name="mail", source="dc1", destination="dc2", sites=sites,
-                                   state_file=tmp_path / "state.json"))
+    lab = BtrfsMirror(
+        MirrorConfig(
+            name="mail",
+            source="dc1",
+            destination="dc2",
+            sites=sites,
+            state_file=tmp_path / "state.json",
+        )
+    )
     assert isinstance(ontap, MirrorDriver)
     assert isinstance(lab, MirrorDriver)

@@ -13,8 +13,15 @@ APPLY, NOOP, SKIP, REFUSE = Verdict.APPLY, Verdict.NOOP, Verdict.SKIP, Verdict.R
 
 
 def rel(state: MirrorState, last: str | None = "data@3") -> Relationship:
-    return Relationship(name="mail", source="dc1", destination="dc2", state=state, seq=3,
-                        last_snapshot=last, last_snapshot_created=1000.0 if last else None)
+    return Relationship(
+        name="mail",
+        source="dc1",
+        destination="dc2",
+        state=state,
+        seq=3,
+        last_snapshot=last,
+        last_snapshot_created=1000.0 if last else None,
+    )
 
 
 # (state, op, new_source, verdict): the specification of every driver's idempotency.
@@ -45,8 +52,11 @@ DECISIONS = [
 ]
 
 
-@pytest.mark.parametrize(("state", "op", "new_source", "verdict"), DECISIONS,
-                         ids=[f"{s.value}-{o.value}-{n}" for s, o, n, _ in DECISIONS])
+@pytest.mark.parametrize(
+    ("state", "op", "new_source", "verdict"),
+    DECISIONS,
+    ids=[f"{s.value}-{o.value}-{n}" for s, o, n, _ in DECISIONS],
+)
 def test_decide(state: MirrorState, op: Op, new_source: str | None, verdict: Verdict) -> None:
     decision = decide(rel(state), op, new_source)
     assert decision.verdict is verdict
@@ -70,10 +80,19 @@ HEALTH = [
 
 
 @pytest.mark.parametrize(("state", "age", "error", "healthy"), HEALTH)
-def test_status_health_and_lag(state: MirrorState, age: float, error: str | None,
-                               healthy: bool) -> None:
-    r = Relationship(name="mail", source="dc1", destination="dc2", state=state, seq=3,
-                     last_snapshot="data@3", last_snapshot_created=1000.0, last_error=error)
+def test_status_health_and_lag(
+    state: MirrorState, age: float, error: str | None, healthy: bool
+) -> None:
+    r = Relationship(
+        name="mail",
+        source="dc1",
+        destination="dc2",
+        state=state,
+        seq=3,
+        last_snapshot="data@3",
+        last_snapshot_created=1000.0,
+        last_error=error,
+    )
     status = status_of(r, now=1000.0 + age, max_lag_seconds=30.0)
     assert status.lag_seconds == age
     assert status.healthy is healthy

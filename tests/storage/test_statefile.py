@@ -19,8 +19,15 @@ def test_missing_file_means_not_initialised(tmp_path: Path) -> None:
 
 def test_save_then_load_round_trips_and_leaves_no_temp_file(tmp_path: Path) -> None:
     path = tmp_path / "mirror-mail.json"
-    rel = Relationship(name="mail", source="dc1", destination="dc2", state=MirrorState.QUIESCED,
-                       seq=4, last_snapshot="data@4", last_snapshot_created=10.0)
+    rel = Relationship(
+        name="mail",
+        source="dc1",
+        destination="dc2",
+        state=MirrorState.QUIESCED,
+        seq=4,
+        last_snapshot="data@4",
+        last_snapshot_created=10.0,
+    )
     statefile.save(path, rel)
     statefile.save(path, rel)  # replacing an existing file
     assert statefile.load(path) == rel
@@ -42,8 +49,10 @@ def test_lock_held_elsewhere_is_unavailable(tmp_path: Path) -> None:
     fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR)
     fcntl.flock(fd, fcntl.LOCK_EX)
     try:
-        with pytest.raises(Unavailable, match="held by another operation"), \
-                statefile.locked(path, timeout=0.2):
+        with (
+            pytest.raises(Unavailable, match="held by another operation"),
+            statefile.locked(path, timeout=0.2),
+        ):
             pass
     finally:
         os.close(fd)

@@ -123,9 +123,7 @@ def _holder_sees_the_abort(setup: Setup, tmp_path: Path) -> None:
     setup.lease.holder = None
 
 
-def test_abort_waits_for_the_running_operation_and_says_what_is_half_done(
-    setup, tmp_path
-) -> None:
+def test_abort_waits_for_the_running_operation_and_says_what_is_half_done(setup, tmp_path) -> None:
     fake = FakeTime()
 
     def sleep(seconds: float) -> None:

@@ -213,4 +213,7 @@ def test_plan_says_when_zookeeper_does_not_answer() -> None:
     result = runner.invoke(app, ["plan", "-c", TOPOLOGY, "--to", "dc2", "--json"])
     assert result.exit_code == 0
     assert json.loads(result.stdout)["from_site"] == "dc1"
-    assert "ZooKeeper did not answer within 2 s: planning from the topology file's active site dc1" in result.stderr
+    assert (
+        "ZooKeeper did not answer within 2 s: planning from the topology file's active site dc1"
+        in result.stderr
+    )

@@ -47,7 +47,10 @@ def test_a_step_run_on_its_own_reports_its_tasks_and_hosts(local, tmp_path) -> N
     failed = run.executor.run_group(run.op, (step,), {}, {})
 
     assert failed is None
-    assert sorted(events.tasks) == [(step.id, "h1", "write the mark"), (step.id, "h2", "write the mark")]
+    assert sorted(events.tasks) == [
+        (step.id, "h1", "write the mark"),
+        (step.id, "h2", "write the mark"),
+    ]
 
 
 def test_a_shared_run_reports_each_steps_tasks_under_that_step(local, tmp_path) -> None:

@@ -63,9 +63,11 @@ class ObjectStoreReverseHandler:
             fences[site] = hold_fence(client, step.target, ctx.fence.epoch)
             before = fences[site].before
             if before != ctx.fence.epoch:
-                ctx.log(f"bucket {step.target}@{site}: fence moved from "
-                        f"{'no fence' if before is None else f'epoch {before}'} to epoch "
-                        f"{ctx.fence.epoch}")
+                ctx.log(
+                    f"bucket {step.target}@{site}: fence moved from "
+                    f"{'no fence' if before is None else f'epoch {before}'} to epoch "
+                    f"{ctx.fence.epoch}"
+                )
         # Stop the old direction first: for a moment nothing replicates, rather than
         # both sites replicating into each other.
         stop_replicating(target, step.target, fence=fences[standby])
