@@ -1,5 +1,10 @@
 """What the benchmarks share: the lab they run on (the running one named by --state-dir,
-or their own, started for the run and taken down at the end), and controllers on it."""
+or their own, started for the run and taken down at the end), and controllers on it.
+
+The controllers run where `sitectl lab controllers up` runs them, each in its site's
+network namespace on the site's address; the benchmarks start them one by one (the
+witness first, so it leads) and with fault points of their own, which `lab controllers
+up` does not offer."""
 
 from __future__ import annotations
 
@@ -15,6 +20,8 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+from orchestrator.lab import controllers, layout, netns
 
 
 def lab_command(*args: str) -> subprocess.CompletedProcess[str]:
@@ -47,9 +54,9 @@ def bench_lab(state_dir: Path | None, name: str) -> Iterator[Path]:
 
 
 SITECTL = str(Path(sys.executable).with_name("sitectl"))
-# Where each site's controller serves /status in the lab (as in tests/controller).
-LISTEN = {"dc1": "127.0.22.1", "dc2": "127.0.22.2", "witness": "127.0.22.3"}
-PORT = 9400
+# Where each site's controller serves /status in the lab (as `lab controllers up` does).
+LISTEN = {site: layout.service_ip(site) for site in layout.SITES}
+PORT = controllers.PORT
 
 
 def wait(condition: Callable[[], Any], what: str, within: float, every: float = 0.05) -> Any:
@@ -83,6 +90,7 @@ class ControllerLab:
         log = open(self.logs / f"{site}.log", "ab")  # noqa: SIM115 - the process owns it
         self.procs[site] = subprocess.Popen(
             [
+                *netns.enter(self.state_dir, site),
                 sys.executable,
                 "-m",
                 "orchestrator.cli.controller",

@@ -175,7 +175,7 @@ def baseline_leg(lab: Lab, to: str) -> dict[str, Any]:
     lab.run(
         str(BIN / "ansible-playbook"),
         "-i",
-        str(REPO / "inventories/lab/hosts.yml"),
+        str(lab.state_dir / "hosts.yml"),
         str(BASELINE / "switchover.yml"),
         "-e",
         f"from_site={frm}",

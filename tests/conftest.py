@@ -3,7 +3,7 @@
 Any test suite that needs real servers takes `lab` (a LabHandle): the state dir, the
 `lab env --json` document, and helpers to run lab commands and read credentials. The
 lab is torn down with `lab down --purge` at the end of the session, and the teardown
-checks that nothing was left behind (process, mount, loop device, lo address).
+checks that nothing was left behind (process, mount, loop device, namespace, link).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import IO, Any, TypeVar
 
 import pytest
 
-from orchestrator.lab import layout, volumes
+from orchestrator.lab import hosts, layout, netns, volumes
 from orchestrator.lab import state as lab_state
 from orchestrator.lab.credentials import TsigKey, read_tsig_key
 from orchestrator.lab.procs import ProcState, state_of
@@ -131,16 +131,16 @@ def leftovers(state_dir: Path, pids: list[int]) -> list[str]:
     found += [f"mount {line.split()[1]}" for line in mounts.splitlines() if str(state_dir) in line]
     loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
     found += [f"loop {line.split(':')[0]}" for line in loops.splitlines() if str(state_dir) in line]
-    if _other_lab_running():
-        return found  # the lo addresses are now that lab's (one lab per machine)
-    addresses = subprocess.run(
-        ["ip", "-o", "-4", "addr", "show", "dev", "lo"], capture_output=True, text=True
-    ).stdout
+    # The networks: namespaces (the router's nft table goes with its namespace), the ops
+    # link, the resolver files of the sites' clients and the SSH control sockets.
+    found += [f"network {name}" for name in netns.leftovers(state_dir)]
     found += [
-        f"lo address {ip}"
-        for ip in (layout.service_ip(site) for site in layout.SITES)
-        if f" {ip}/" in addresses
+        f"resolver {netns.ETC_NETNS / netns.namespace(state_dir, site)}"
+        for site in layout.SITES
+        if (netns.ETC_NETNS / netns.namespace(state_dir, site)).exists()
     ]
+    if hosts.control_dir(state_dir).exists():
+        found.append(f"ssh control dir {hosts.control_dir(state_dir)}")
     return found
 
 

@@ -94,7 +94,7 @@ def run(
     when elected leader decides once per cycle whether to fail over; every decision is
     logged as one sentence.
 
-    [b]Example:[/b] sitectl controller run --site witness --listen 127.0.3.1:9400
+    [b]Example:[/b] sitectl controller run --site witness --listen 198.18.3.1:9400
     """
     topo = _with_zookeeper(_topology(config), zookeeper)
     address = _listen(listen)

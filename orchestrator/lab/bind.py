@@ -5,7 +5,7 @@
 - `example.test.` (external): primary at the witness, standing in for the DNS provider
   outside both datacenters; secondaries in dc1 and dc2 receive NOTIFY/IXFR.
 
-Both hold `mail.<zone>` A → the active site's service address (127.0.1.1 after up).
+Both hold `mail.<zone>` A → the active site's service address (198.18.1.1 after up).
 Updates need the zone's TSIG key (`<zone>-ddns`), transfers and NOTIFY the shared
 `lab-xfer` key; each named has its own rndc key on <site ip>:953.
 """

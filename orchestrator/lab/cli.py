@@ -5,6 +5,7 @@ Every failure is one line on stderr and a documented exit code (orchestrator.cli
 
 from __future__ import annotations
 
+import subprocess
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
@@ -19,7 +20,7 @@ from orchestrator.lab.state import default_state_dir
 
 lab_app = typer.Typer(
     name="lab",
-    help="A two-datacenter + witness lab of real servers on loopback.",
+    help="A two-datacenter + witness lab of real servers, each site a network namespace.",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -116,6 +117,8 @@ def status(
         shown = row.state if row.wanted or row.state != "down" else "down (standby)"
         table.add_row(row.site, row.component, row.address, str(row.pid or "-"), shown)
     out.print(table)
+    cuts = lifecycle.network_cuts(_root(state_dir))
+    out.print(f"WAN cuts: {', '.join(cuts) if cuts else 'none'}", markup=False)
 
 
 @lab_app.command()
@@ -178,3 +181,136 @@ def heal_site(site: Site, state_dir: StateDir = None) -> None:
     [b]Example:[/b] sitectl lab heal-site dc1
     """
     _fault("healed", site, state_dir)
+
+
+@lab_app.command()
+def partition(
+    site: Annotated[str, typer.Argument(help="dc1, dc2, witness or ops.")],
+    from_: Annotated[
+        str | None,
+        typer.Option("--from", help="Cut only the links to these (comma-separated)."),
+    ] = None,
+    oneway: Annotated[
+        bool, typer.Option("--oneway", help="Drop only what SITE sends (asymmetric).")
+    ] = False,
+    state_dir: StateDir = None,
+) -> None:
+    """Cut SITE off at the WAN router, both ways: from every other site and from ops.
+
+    Its servers keep running and keep serving clients inside SITE (`lab exec`).
+
+    [b]Example:[/b] sitectl lab partition dc1 --from dc2   (dc1 and dc2 still see the witness)
+    """
+    others = [o.strip() for o in from_.split(",") if o.strip()] if from_ else []
+    try:
+        cuts = lifecycle.partition(_root(state_dir), site, others, oneway)
+    except lifecycle.LabError as exc:
+        raise _fail(exc) from None
+    out.print(f"WAN cuts: {', '.join(cuts)}", markup=False)
+
+
+@lab_app.command("heal-network")
+def heal_network(
+    site: Annotated[str | None, typer.Argument(help="Heal only SITE's links.")] = None,
+    state_dir: StateDir = None,
+) -> None:
+    """Undo every WAN cut, or only those touching SITE.
+
+    [b]Example:[/b] sitectl lab heal-network
+    """
+    try:
+        cuts = lifecycle.heal_network(_root(state_dir), site)
+    except lifecycle.LabError as exc:
+        raise _fail(exc) from None
+    out.print(f"WAN cuts: {', '.join(cuts) if cuts else 'none'}", markup=False)
+
+
+@lab_app.command(
+    "exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+)
+def exec_(ctx: typer.Context, site: Site, state_dir: StateDir = None) -> None:
+    """Run a command as a client inside SITE: its network, its DNS server as resolver.
+
+    What a user at that site sees, during a partition too. The exit code is the command's.
+
+    [b]Example:[/b] sitectl lab exec dc1 -- dig +short mail.lab.internal
+    """
+    argv = list(ctx.args)
+    if argv[:1] == ["--"]:
+        argv = argv[1:]
+    if not argv:
+        err.print("sitectl lab exec: name a command after --, e.g. `lab exec dc1 -- dig mail`")
+        raise typer.Exit(2)
+    try:
+        full = lifecycle.client_argv(_root(state_dir), site, argv)
+    except lifecycle.LabError as exc:
+        raise _fail(exc) from None
+    raise typer.Exit(subprocess.run(full).returncode)
+
+
+controllers_app = typer.Typer(
+    name="controllers",
+    help="sitectl's controllers, one per site, each in its site's network.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+lab_app.add_typer(controllers_app)
+
+
+@controllers_app.command("up")
+def controllers_up(
+    state_dir: StateDir = None,
+    topology: Annotated[
+        Path | None,
+        typer.Option(
+            "--topology",
+            help="Run them on this topology (a copy of the lab's with other policies); "
+            "default: the lab's own.",
+        ),
+    ] = None,
+) -> None:
+    """Start `sitectl controller run` in every site (dc1, dc2, witness); wait until served.
+
+    [b]Example:[/b] sitectl lab controllers up --topology .lab/topology-automatic.yaml
+    """
+    try:
+        names = lifecycle.controllers_up(_root(state_dir), topology)
+    except lifecycle.LabError as exc:
+        raise _fail(exc) from None
+    out.print(f"controllers up (started: {', '.join(names) or 'nothing'})", markup=False)
+
+
+@controllers_app.command("down")
+def controllers_down(state_dir: StateDir = None) -> None:
+    """Stop every site's controller (by PID) and keep them stopped.
+
+    [b]Example:[/b] sitectl lab controllers down
+    """
+    try:
+        names = lifecycle.controllers_down(_root(state_dir))
+    except lifecycle.LabError as exc:
+        raise _fail(exc) from None
+    out.print(f"controllers down (stopped: {', '.join(names) or 'nothing'})", markup=False)
+
+
+@controllers_app.command("status")
+def controllers_status(
+    state_dir: StateDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Each site's controller: address (/metrics, /status, /healthz), pid and state.
+
+    [b]Example:[/b] sitectl lab controllers status --json
+    """
+    try:
+        rows = lifecycle.controllers_status(_root(state_dir))
+    except lifecycle.LabError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        emit_json([asdict(r) for r in rows])
+        return
+    table = Table("site", "controller", "address", "pid", "state")
+    for row in rows:
+        shown = row.state if row.wanted or row.state != "down" else "down (not started)"
+        table.add_row(row.site, row.component, row.address, str(row.pid or "-"), shown)
+    out.print(table)

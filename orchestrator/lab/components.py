@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from orchestrator.lab import bind, layout, ldap, mail, s3, volumes, zookeeper
+from orchestrator.lab import bind, controllers, ldap, mail, netns, s3, sshd, volumes, zookeeper
 from orchestrator.lab.state import Component, LabState
 
 Prepare = Callable[[LabState, dict[str, str]], list[Component]]
@@ -20,27 +20,16 @@ PREPARERS: tuple[Prepare, ...] = (
     s3.prepare,
     volumes.prepare,
     mail.prepare,
+    sshd.prepare,
+    controllers.prepare,
 )
 
-
-def ports() -> list[tuple[str, str, int, bool]]:
-    """(component, address, port, udp) for every socket `lab up` will have bound.
-
-    Taken from the layout alone, so it can be checked before anything is written.
-    """
-    out: list[tuple[str, str, int, bool]] = []
-    for site in layout.SITES:
-        out += [(f"{site}-zookeeper", ip, port, False) for ip, port in zookeeper.ports(site)]
-        out += [(f"{site}-named", ip, port, udp) for ip, port, udp in bind.ports(site)]
-    for node in layout.ldap_nodes():
-        out.append((node.name, node.ip, layout.LDAP_PORT, False))
-    for site in layout.DATACENTERS:
-        out += [(f"{site}-s3", ip, port, False) for ip, port in s3.ports(site)]
-    active = layout.ACTIVE_SITE
-    out += [(f"{active}-mail", ip, port, False) for ip, port in mail.ports(active)]
-    return out
+# What runs outside every site's network: the mirror daemon stands in for the arrays'
+# own replication link (the lab's WAN cuts reach it through its marks, see volumes).
+NO_NETWORK = frozenset({"mirrord"})
 
 
-def lo_addresses() -> list[str]:
-    """Addresses named must find on an interface: each site's service address."""
-    return [layout.service_ip(site) for site in layout.SITES]
+def place(state: LabState, comp: Component) -> Component:
+    """Put `comp` in its site's network namespace (unless it has no network)."""
+    comp.netns = None if comp.kind in NO_NETWORK else netns.namespace(state.root, comp.site)
+    return comp

@@ -4,7 +4,7 @@ What the project's `playbooks/dns-role.yml` runs on the lab when a failover lose
 zone's primary site (the lab's stand-in for an operator's own zone-role script):
 
     python -m orchestrator.lab.dnsrole promote --site dc2 --zone lab.internal. [--state-dir DIR]
-    python -m orchestrator.lab.dnsrole demote  --site dc1 --zone lab.internal. --primary 127.0.2.1
+    python -m orchestrator.lab.dnsrole demote  --site dc1 --zone lab.internal. --primary 198.18.2.1
 
 Both rewrite only that zone's stanza in the site's named.conf and `rndc reconfig`, and
 are idempotent. Promotion keeps the data the secondary transferred (BIND stores it in

@@ -11,10 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from orchestrator.lab import bind, layout, ldap, mail, s3, volumes, zookeeper
+from orchestrator.lab import bind, hosts, layout, ldap, mail, netns, s3, volumes, zookeeper
 from orchestrator.lab.state import LabState
-
-INVENTORY = Path(__file__).resolve().parents[2] / "inventories" / "lab"
 
 
 def topology_path(root: Path) -> Path:
@@ -27,7 +25,14 @@ def describe(root: Path) -> dict[str, Any]:
     return {
         "state_dir": str(state.root),
         "topology": str(topology_path(state.root)),
-        "inventory": str(INVENTORY),
+        "inventory": str(hosts.path(state.root)),
+        "network": {
+            "ops": layout.ops_ip(),
+            "namespaces": {
+                site: netns.namespace(state.root, site) for site in (*layout.SITES, netns.ROUTER)
+            },
+            "sites": {site: layout.network(site) for site in layout.SITES},
+        },
         "python": sys.executable,
         "active_site": layout.ACTIVE_SITE,
         "sites": list(layout.SITES),

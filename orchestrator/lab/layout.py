@@ -2,6 +2,10 @@
 
 Every lab module takes addresses from here, so the map in the package docstring, the
 rendered configs, `lab env` and the generated topology cannot disagree.
+
+Each site is a network namespace with its own /24 in 198.18.0.0/15 (RFC 2544's
+benchmark range: plainly ours, routed nowhere else); the WAN router holds `.254` in every
+site's network and in the operator's ("ops", 198.18.0.0/24, where `lab up` runs).
 """
 
 from __future__ import annotations
@@ -13,6 +17,14 @@ SITES: tuple[str, ...] = (*DATACENTERS, "witness")
 ACTIVE_SITE = "dc1"  # where the application runs right after `lab up`
 
 _SITE_OCTET = {"dc1": 1, "dc2": 2, "witness": 3}
+
+NETWORK_PREFIX = "198.18"
+WAN_RANGE = "198.18.0.0/15"  # every site and ops route this range via the router, nothing else
+OPS = "ops"  # the operator's network: the namespace `lab up` runs in
+OPS_OCTET = 0
+OPS_HOST = 1  # the operator's address in the ops network
+ROUTER_HOST = 254  # the router's address in every network
+SSH_PORT = 22
 
 ZK_CLIENT_PORT = 2181
 ZK_PEER_PORT = 2888
@@ -44,8 +56,40 @@ def check_site(site: str) -> str:
 
 
 def site_ip(site: str, host: int = 1) -> str:
-    """Address `host` in the site's /24, e.g. site_ip("dc2") == "127.0.2.1"."""
-    return f"127.0.{_SITE_OCTET[check_site(site)]}.{host}"
+    """Address `host` in the site's /24, e.g. site_ip("dc2") == "198.18.2.1"."""
+    return f"{NETWORK_PREFIX}.{_SITE_OCTET[check_site(site)]}.{host}"
+
+
+def network(site_or_ops: str) -> str:
+    """The /24 of a site or of ops, e.g. network("dc1") == "198.18.1.0/24"."""
+    octet = OPS_OCTET if site_or_ops == OPS else _SITE_OCTET[check_site(site_or_ops)]
+    return f"{NETWORK_PREFIX}.{octet}.0/24"
+
+
+def router_ip(site_or_ops: str) -> str:
+    """The router's address in a site's or in the ops network (each network's gateway)."""
+    return network(site_or_ops).replace(".0/24", f".{ROUTER_HOST}")
+
+
+def ops_ip() -> str:
+    return f"{NETWORK_PREFIX}.{OPS_OCTET}.{OPS_HOST}"
+
+
+def site_addresses(site: str) -> list[str]:
+    """Every address a site's servers listen on; the first is the site's own (its
+    outgoing connections leave from it, so the router can tell the sites apart)."""
+    hosts = [1, *LDAP_HOSTS] if site in DATACENTERS else [1]
+    if site in DATACENTERS:
+        hosts.append(S3_HOST)
+    return [site_ip(site, host) for host in hosts]
+
+
+def site_of_address(address: str) -> str | None:
+    """The site whose network holds `address` (None for ops or a foreign one)."""
+    for site, octet in _SITE_OCTET.items():
+        if address.startswith(f"{NETWORK_PREFIX}.{octet}."):
+            return site
+    return None
 
 
 def service_ip(site: str) -> str:

@@ -1,6 +1,6 @@
 """OpenLDAP: four slapd multi-providers, two per datacenter.
 
-dc1: 127.0.1.11 (serverID 1), 127.0.1.12 (2); dc2: 127.0.2.11 (3), 127.0.2.12 (4); all
+dc1: 198.18.1.11 (serverID 1), 198.18.1.12 (2); dc2: 198.18.2.11 (3), 198.18.2.12 (4); all
 on port 389 with StartTLS (certificates from the lab CA). Each pulls from the three
 others with syncrepl refreshAndPersist over StartTLS, bound as the admin DN.
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import shutil
 import signal
 import stat
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,14 +18,17 @@ from orchestrator.cli.exitcodes import ExitCode
 from orchestrator.errors import SitectlError
 from orchestrator.lab import (
     components,
+    controllers,
+    hosts,
     layout,
     mail,
-    net,
+    netns,
     prereqs,
     procs,
     s3,
     topology,
     volumes,
+    wan,
 )
 from orchestrator.lab import state as lab_state
 from orchestrator.lab.credentials import ensure_ca
@@ -78,12 +80,14 @@ def _fully_up(state: LabState) -> bool:
     )
 
 
-def _check_ports() -> None:
-    for name, address, port, udp in components.ports():
-        try:
-            net.check_free(address, port, udp)
-        except net.PortInUse as exc:
-            raise LabError(f"cannot start {name}: {exc}") from exc
+def _check_network(root: Path) -> None:
+    try:
+        netns.check_free(root)
+    except netns.NetworkInUse as exc:
+        raise LabError(
+            f"cannot make the lab's networks: {exc} (another lab? `sitectl lab down` it, "
+            "or run this one in a network namespace of its own)"
+        ) from exc
 
 
 def _start(state: LabState, comps: list[Component]) -> None:
@@ -108,8 +112,8 @@ def up(root: Path) -> UpResult:
             return UpResult(root, changed=False, started=[], seconds=time.monotonic() - began)
         fresh = not _any_alive(existing)
         if fresh:
-            # Checked before anything is written or started: a busy port leaves nothing.
-            _check_ports()
+            # Checked before anything is written or started: a busy network leaves nothing.
+            _check_network(root)
         with lab_state.locked(root) as state:
             started = _converge_or_roll_back(state, programs, fresh)
     return UpResult(root, changed=True, started=started, seconds=time.monotonic() - began)
@@ -136,16 +140,14 @@ def _converge(state: LabState, programs: dict[str, str], fresh: bool) -> list[st
     deadline = time.monotonic() + READY_TIMEOUT_S
     lab_state.write_marker(state.root)
     state.complete = False
-    for address in components.lo_addresses():
-        if not net.lo_has(address):
-            # Recorded before it is added: a crash in between must not leave it behind.
-            if address not in state.lo_addresses:
-                state.lo_addresses.append(address)
-                state.save()
-            net.lo_add(address)
+    try:
+        netns.create(state)
+    except netns.NetworkError as exc:
+        raise LabError(f"cannot make the lab's networks: {exc}") from exc
     ensure_ca(state.pki, programs["openssl"])
     for prepare in components.PREPARERS:
         for comp in prepare(state, programs):
+            components.place(state, comp)
             old = state.components.get(comp.name)
             if old is not None:
                 # Keep what is live: the running process and whether it should run.
@@ -166,6 +168,8 @@ def _converge(state: LabState, programs: dict[str, str], fresh: bool) -> list[st
     _start(state, to_start)
     wait_components(state, [c for c in state.components.values() if c.wanted], deadline)
     _restore_replication(state, to_start)
+    volumes.mark_cuts(state, netns.cuts(state))
+    hosts.write(state)
     topology.write(state)
     state.complete = True
     return [c.name for c in to_start]
@@ -178,7 +182,8 @@ def _stop_all(comps: list[Component]) -> None:
 
 
 def _teardown(state: LabState) -> None:
-    """Stop, unmount, detach, remove addresses: every step runs even if one fails."""
+    """Stop, unmount, detach, remove the networks: every step runs even if one fails."""
+    hosts.remove_connections(state.root)
     _stop_all(list(state.components.values()))
     problems = []
     try:
@@ -186,12 +191,7 @@ def _teardown(state: LabState) -> None:
     except SitectlError as exc:
         # Typically a busy mount (a shell inside the volume): say so, finish the rest.
         problems.append(f"volumes: {exc}")
-    for address in list(state.lo_addresses):
-        try:
-            net.lo_remove(address)
-            state.lo_addresses.remove(address)
-        except subprocess.CalledProcessError as exc:
-            problems.append(f"lo address {address}: {exc}")
+    problems += netns.destroy(state)
     state.complete = False
     if problems:
         raise LabError(f"teardown incomplete, run `lab down` again: {'; '.join(problems)}")
@@ -320,8 +320,12 @@ def heal_site(root: Path, site: str) -> list[str]:
                 procs.spawn(comp)
                 state.save()
                 healed.append(comp.name)
-        wait_components(state, comps, time.monotonic() + READY_TIMEOUT_S)
-        restarted = [c for c in comps if c.name in healed and c.kind == "s3store"]
+        # From here (ops), a site cut off from ops cannot be probed: what is behind a cut
+        # is left to come up on its own, as it would be in a real partition.
+        cut = {link[1] for link in netns.cuts(state) if link[0] == layout.OPS}
+        reachable = [c for c in comps if c.netns is None or c.site not in cut]
+        wait_components(state, reachable, time.monotonic() + READY_TIMEOUT_S)
+        restarted = [c for c in reachable if c.name in healed and c.kind == "s3store"]
         _restore_replication(state, restarted)
         return healed
 
@@ -338,3 +342,98 @@ def _restore_replication(state: LabState, started: list[Component]) -> None:
         if comp.kind == "s3store" and comp.site == active:
             (peer,) = (site for site in layout.DATACENTERS if site != active)
             s3.replicate(state, active, peer)
+
+
+def _endpoint(name: str) -> str:
+    try:
+        return wan.check_endpoint(name)
+    except ValueError as exc:
+        raise LabError(str(exc), ExitCode.BAD_INPUT) from exc
+
+
+def _set_cuts(state: LabState, links: set[wan.Link]) -> None:
+    try:
+        netns.apply_cuts(state, links)
+    except netns.NetworkError as exc:
+        raise LabError(f"cannot change the WAN's cuts: {exc}") from exc
+    volumes.mark_cuts(state, links)
+
+
+def partition(
+    root: Path, site: str, others: list[str] | None = None, oneway: bool = False
+) -> list[str]:
+    """Cut SITE's links at the router (every other network, or `others`); the cuts after."""
+    site = _endpoint(site)
+    try:
+        links = wan.partition_links(site, [_endpoint(o) for o in others or []], oneway)
+    except ValueError as exc:
+        raise LabError(str(exc), ExitCode.BAD_INPUT) from exc
+    with lab_state.locked(_existing_lab(root)) as state:
+        _set_cuts(state, netns.cuts(state) | links)
+        return wan.describe(netns.cuts(state))
+
+
+def heal_network(root: Path, site: str | None = None) -> list[str]:
+    """Undo every cut (or every cut touching SITE); the cuts left after."""
+    if site is not None:
+        site = _endpoint(site)
+    with lab_state.locked(_existing_lab(root)) as state:
+        _set_cuts(state, wan.healed(netns.cuts(state), site))
+        return wan.describe(netns.cuts(state))
+
+
+def network_cuts(root: Path) -> list[str]:
+    return wan.describe(netns.cuts(lab_state.load(_existing_lab(root))))
+
+
+def client_argv(root: Path, site: str, argv: list[str]) -> list[str]:
+    """How `lab exec SITE -- CMD` runs CMD: inside SITE, its DNS server as resolver."""
+    site = _site(site)
+    root = _existing_lab(root)
+    if not netns.exists(netns.namespace(root, site)):
+        raise LabError(f"{site}'s network is not up in {root}: run `sitectl lab up`")
+    return netns.client_argv(root, site, argv)
+
+
+def _controllers(state: LabState) -> list[Component]:
+    return [c for c in state.components.values() if c.kind == controllers.KIND]
+
+
+def controllers_up(root: Path, topology: Path | None = None) -> list[str]:
+    """Start every site's controller on `topology` (default: the lab's), restarting one
+    that runs on another file, and wait until each serves."""
+    if topology is not None and not topology.is_file():
+        raise LabError(f"--topology {topology}: no such file", ExitCode.BAD_INPUT)
+    with lab_state.locked(_existing_lab(root)) as state:
+        comps = _controllers(state)
+        started = []
+        for comp in comps:
+            comp.wanted = True
+            wanted_argv = controllers.argv(state, comp.site, topology)
+            if comp.argv != wanted_argv:
+                procs.stop(comp)
+                comp.argv = wanted_argv
+            if procs.state_of(comp) is ProcState.DOWN:
+                procs.stop(comp)
+                procs.spawn(comp)
+                state.save()
+                started.append(comp.name)
+        cut = {link[1] for link in netns.cuts(state) if link[0] == layout.OPS}
+        reachable = [c for c in comps if c.site not in cut]
+        wait_components(state, reachable, time.monotonic() + READY_TIMEOUT_S)
+        return started
+
+
+def controllers_down(root: Path) -> list[str]:
+    """Stop every site's controller and keep them stopped."""
+    with lab_state.locked(_existing_lab(root)) as state:
+        comps = _controllers(state)
+        stopped = [c.name for c in comps if procs.state_of(c) is not ProcState.DOWN]
+        for comp in comps:
+            comp.wanted = False
+        _stop_all(comps)
+        return stopped
+
+
+def controllers_status(root: Path) -> list[ComponentStatus]:
+    return [row for row in status(root) if row.component.endswith("-" + controllers.KIND)]

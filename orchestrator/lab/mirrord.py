@@ -39,6 +39,7 @@ Lab recipe (what `sitectl lab up/down` does with these pieces)::
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
@@ -49,6 +50,7 @@ from orchestrator.errors import SitectlError
 from orchestrator.storage.btrfs_mirror import BtrfsMirror, MirrorConfig
 
 log = logging.getLogger("sitectl.lab.mirrord")
+CUTS_FILE = "wan-cuts.json"
 
 
 def unreachable_end(mirror: BtrfsMirror, down_dir: Path | None) -> str | None:
@@ -62,6 +64,14 @@ def unreachable_end(mirror: BtrfsMirror, down_dir: Path | None) -> str | None:
         except FileNotFoundError:
             continue
         return f"skipped: the {end} {site}'s array does not answer (lab: {how})"
+    # A mirror's transfers cross the WAN: a cut link between its ends stops them as it
+    # stops any other connection (`lab partition` writes the cuts here).
+    try:
+        cuts = {tuple(link) for link in json.loads((down_dir / CUTS_FILE).read_text())}
+    except (FileNotFoundError, ValueError):
+        cuts = set()
+    if (status.source, status.destination) in cuts or (status.destination, status.source) in cuts:
+        return f"skipped: the WAN link {status.source} <-> {status.destination} is cut (lab)"
     return None
 
 

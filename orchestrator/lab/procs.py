@@ -17,6 +17,7 @@ import time
 from enum import StrEnum
 from pathlib import Path
 
+from orchestrator.lab.netns import enter_namespace
 from orchestrator.lab.state import Component
 
 STOP_GRACE_S = 5.0  # every lab server stops on SIGTERM within ~2 s (lab notes)
@@ -61,9 +62,12 @@ def spawn(comp: Component) -> None:
     for stale in comp.stale_files:  # only ever called for a component that is down
         Path(stale).unlink(missing_ok=True)
     env = {**os.environ, **comp.env}
+    # nsenter execs the server in place: its PID, start time and command line are the
+    # server's own, which is what state_of, recover and stop go by.
+    argv = comp.argv if comp.netns is None else [*enter_namespace(comp.netns), *comp.argv]
     with open(comp.log, "ab") as log:
         proc = subprocess.Popen(
-            comp.argv,
+            argv,
             cwd=comp.cwd,
             env=env,
             stdin=subprocess.DEVNULL,

@@ -46,6 +46,14 @@ def probe(comp: Component, state: LabState) -> bool:
         from orchestrator.lab import s3
 
         return s3.ready(comp)
+    if comp.kind == "controller":
+        from orchestrator.lab import controllers
+
+        return controllers.ready(comp)
+    if comp.kind == "sshd":
+        from orchestrator.lab import sshd
+
+        return sshd.ready(comp)
     if comp.kind == "mirrord":
         from orchestrator.lab import volumes
 

@@ -1,6 +1,6 @@
 """The object store: one S3 endpoint per datacenter (orchestrator.lab.s3store).
 
-dc1 at http://127.0.1.21:9000, dc2 at http://127.0.2.21:9000; each is the other's
+dc1 at http://198.18.1.21:9000, dc2 at http://198.18.2.21:9000; each is the other's
 replication peer. `lab up` creates the versioned bucket `mail-blobs` on both and puts a
 replication rule from the active site (dc1 → dc2; reversed by a reprotect). The
 replication itself is the lab's stand-in for the store's own; see s3store's docstring.

@@ -9,8 +9,8 @@ moto's in-process structures (``moto.s3.models.s3_backends`` → ``FakeBucket.ke
 
 Command line (one process per datacenter)::
 
-    python -m orchestrator.lab.s3store --site dc1 --listen 127.0.1.21:9000 \\
-        --peer dc2=http://127.0.2.21:9000 \\
+    python -m orchestrator.lab.s3store --site dc1 --listen 198.18.1.21:9000 \\
+        --peer dc2=http://198.18.2.21:9000 \\
         --access-key-file KEYFILE --secret-key-file SECRETFILE \\
         [--buckets mail-blobs,archive] [--no-auth] [--scan-interval 0.2] [--max-attempts 3] \\
         [--failed-retry-interval 5]

@@ -2,15 +2,15 @@
 
 `state.json` is the single source of truth for teardown and fault injection: every
 process `lab up` starts is recorded (argv, cwd, log, pid and the kernel start time that
-guards against PID reuse) *before* anything waits on it, as is every `lo` address and
+guards against PID reuse) *before* anything waits on it, as is every namespace, link and
 volume resource. So `lab down` after a crash or a half-finished `up` knows exactly what
 to stop, and `heal-site` can restart a killed process exactly as it was.
 
 Mutations happen under an flock on `<state>/lock`: `lab` commands, the app helper run by
 playbooks and tests may touch the record concurrently.
 
-A marker at /run/sitectl-lab.json names the state dir of the lab running on this
-machine; two labs would fight over the same addresses and ports.
+A marker at /run/sitectl-lab.json names the state dir of the lab running in this
+namespace; two labs would fight over the ops network's addresses and route.
 """
 
 from __future__ import annotations
@@ -54,13 +54,15 @@ class Component:
     # to start while its master.pid names a live PID, and after a SIGKILL that PID may
     # well be reused (by any process, or a thread) by the time the site is healed.
     stale_files: list[str] = field(default_factory=list)
+    # The network namespace it runs in (its site's), entered with nsenter at each start;
+    # None for what has no network of its own (the mirror daemon, standing in for arrays).
+    netns: str | None = None
 
 
 @dataclass
 class LabState:
     root: Path
     components: dict[str, Component] = field(default_factory=dict)
-    lo_addresses: list[str] = field(default_factory=list)  # only those we added
     resources: dict[str, Any] = field(default_factory=dict)  # volumes, mirror, …
     complete: bool = False  # every component came up and passed its probe
 
@@ -86,7 +88,6 @@ class LabState:
         data = {
             "version": 1,
             "complete": self.complete,
-            "lo_addresses": self.lo_addresses,
             "resources": self.resources,
             "components": [asdict(c) for c in self.components.values()],
         }
@@ -102,7 +103,6 @@ def load(root: Path) -> LabState:
         return state
     data = json.loads(state.path.read_text())
     state.complete = bool(data.get("complete"))
-    state.lo_addresses = list(data.get("lo_addresses", []))
     state.resources = dict(data.get("resources", {}))
     for raw in data.get("components", []):
         comp = Component(**raw)

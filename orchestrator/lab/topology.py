@@ -17,11 +17,11 @@ from typing import Any
 import yaml
 
 from orchestrator.config.loader import validate_text
-from orchestrator.lab import bind, layout, ldap, mail, s3, volumes, zookeeper
-from orchestrator.lab.environment import INVENTORY, topology_path
+from orchestrator.lab import bind, hosts, layout, ldap, mail, s3, volumes, zookeeper
+from orchestrator.lab.environment import topology_path
 from orchestrator.lab.state import LabState
 
-REPO = INVENTORY.parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # Roles of the application; each maps onto `orchestrator.lab.app --role`.
 APP_ROLES = {
     "mailbox": ("dovecot", layout.IMAP_PORT, "imap"),
@@ -81,16 +81,19 @@ def _parity(state: LabState) -> list[dict[str, Any]]:
 
 
 def build(state: LabState) -> dict[str, Any]:
-    hosts: list[dict[str, Any]] = []
+    members: list[dict[str, Any]] = []
     for site in layout.DATACENTERS:
         ip = layout.service_ip(site)
-        hosts.append({"name": f"{site}-mta", "site": site, "roles": ["mta"], "address": ip})
-        hosts.append({"name": f"{site}-mailbox", "site": site, "roles": ["mailbox"], "address": ip})
+        members.append({"name": f"{site}-mta", "site": site, "roles": ["mta"], "address": ip})
+        members.append(
+            {"name": f"{site}-mailbox", "site": site, "roles": ["mailbox"], "address": ip}
+        )
         for node in (n for n in layout.ldap_nodes() if n.site == site):
-            hosts.append({"name": node.name, "site": site, "roles": ["ldap"], "address": node.ip})
-        hosts.append({"name": f"{site}-dns", "site": site, "roles": ["dns"], "address": ip})
-    for host in hosts:
-        host["vars"] = {"ansible_connection": "local", "lab_dir": str(state.root)}
+            members.append({"name": node.name, "site": site, "roles": ["ldap"], "address": node.ip})
+        members.append({"name": f"{site}-dns", "site": site, "roles": ["dns"], "address": ip})
+    for host in members:
+        # As the lab's inventory reaches them (`sitectl inventory` renders these).
+        host["vars"] = {**hosts.ssh_vars(state), "lab_dir": str(state.root)}
 
     roles: dict[str, Any] = {
         # Each datacenter's named runs all the time; a failover may promote it.
@@ -161,12 +164,12 @@ def build(state: LabState) -> dict[str, Any]:
         "local_state": "sitectl",
         "active_site": layout.ACTIVE_SITE,
         "sites": {
-            "dc1": {"kind": "datacenter", "description": "lab datacenter 1 (127.0.1.0/24)"},
-            "dc2": {"kind": "datacenter", "description": "lab datacenter 2 (127.0.2.0/24)"},
-            "witness": {"kind": "witness", "description": "lab witness (127.0.3.0/24)"},
+            "dc1": {"kind": "datacenter", "description": "lab datacenter 1 (198.18.1.0/24)"},
+            "dc2": {"kind": "datacenter", "description": "lab datacenter 2 (198.18.2.0/24)"},
+            "witness": {"kind": "witness", "description": "lab witness (198.18.3.0/24)"},
         },
         "ansible": {
-            "inventory": str(INVENTORY / "hosts.yml"),
+            "inventory": str(hosts.path(state.root)),
             "playbook_dir": str(REPO / "playbooks"),
         },
         "roles": roles,
@@ -178,7 +181,7 @@ def build(state: LabState) -> dict[str, Any]:
                 "address": f"{layout.MAIL_USER}@{layout.MAIL_DOMAIN}",
             },
         },
-        "hosts": hosts,
+        "hosts": members,
         "volumes": [
             {
                 "name": "mailstore",

@@ -25,10 +25,13 @@ go on receiving the dead site's last writes, and every failover would look loss-
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 from pathlib import Path
 
 from orchestrator.lab import layout
+from orchestrator.lab.mirrord import CUTS_FILE
 from orchestrator.lab.state import Component, LabState
 from orchestrator.storage.btrfs_mirror import BtrfsMirror, MirrorConfig, SitePaths
 from orchestrator.storage.volumes import create_site_volume, destroy_site_volume, volume_paths
@@ -69,10 +72,20 @@ def mark_array_up(state: LabState, site: str) -> None:
     (faults_dir(state) / f"{site}.down").unlink(missing_ok=True)
 
 
+def mark_cuts(state: LabState, cuts: set[tuple[str, str]]) -> None:
+    """Tell the mirror daemon which WAN links are cut (its transfers cross the WAN)."""
+    faults_dir(state).mkdir(parents=True, exist_ok=True)
+    target = faults_dir(state) / CUTS_FILE
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text(json.dumps(sorted([a, b] for a, b in cuts)) + "\n")
+    os.replace(tmp, target)
+
+
 def clear_array_faults(state: LabState) -> None:
     """Every site's array answers again: `up` brings every site back, `down` ends them."""
     for site in layout.DATACENTERS:
         mark_array_up(state, site)
+    (faults_dir(state) / CUTS_FILE).unlink(missing_ok=True)
 
 
 def mirror_config(state: LabState) -> MirrorConfig:

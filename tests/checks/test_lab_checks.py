@@ -175,7 +175,7 @@ def test_a_paused_slapd_shows_its_lag_in_seconds(lab: LabHandle, topo: Topology)
         (reading,) = [
             r
             for r in run_checks(topo, ["ldap"], timeout=1).results
-            if r.target == "ldap://127.0.2.12:389"
+            if r.target == "ldap://198.18.2.12:389"
         ]
         assert reading.status is Status.DOWN
         resume.start()
@@ -229,7 +229,7 @@ def test_cli_on_the_lab(lab_topology_file: Callable[..., Path]) -> None:
         return result.output
 
     text = eventually(healthy_metrics, "sitectl health exits 0", within=60)
-    assert 'sitectl_check_up{site="dc2",system="ldap",target="ldap://127.0.2.11:389"} 1.0' in text
+    assert 'sitectl_check_up{site="dc2",system="ldap",target="ldap://198.18.2.11:389"} 1.0' in text
     assert "sitectl_ldap_replication_lag_seconds{" in text
     assert "sitectl_mirror_lag_seconds{" in text
     result = runner.invoke(app, ["readiness", "--to", "dc2", "-c", config, "--json"])

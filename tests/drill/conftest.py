@@ -4,7 +4,6 @@ world back (IMAP, S3, the audit log) to hold the report to what really happened.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ from typing import Any
 import pytest
 
 from orchestrator.audit import AuditLog
-from orchestrator.lab import layout
+from orchestrator.lab import layout, netns
 from tests.conftest import LabHandle
 from tests.engine.conftest import Cluster
 
@@ -126,19 +125,45 @@ class Drills:
 
 
 @contextmanager
-def port_taken(site: str, port: int) -> Iterator[socket.socket]:
+def port_taken(lab: LabHandle, site: str, port: int) -> Iterator[None]:
     """A listener on the site's SMTP address: the site's Postfix cannot bind it. It never
-    accepts, so a client's connection is queued and never greeted, like a wedged MTA."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    accepts, so a client's connection is queued and never greeted, like a wedged MTA.
+
+    Held by a small process inside the site's network namespace (where that address
+    lives), which closes its socket when its stdin closes."""
+    holder = subprocess.Popen(
+        [
+            *netns.enter(lab.state_dir, site),
+            sys.executable,
+            "-c",
+            _HOLD_PORT,
+            layout.service_ip(site),
+            str(port),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "bound"
+        yield
+    finally:
+        if holder.stdin is not None:
+            holder.stdin.close()
+        holder.wait(timeout=10)
+
+
+_HOLD_PORT = (
+    "import socket, sys\n"
+    "sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)\n"
     # Earlier SMTP sessions leave the port in TIME_WAIT; that must not stop this bind.
     # Postfix still cannot bind it: Linux allows one listener per address and port.
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((layout.service_ip(site), port))
-        sock.listen(64)
-        yield sock
-    finally:
-        sock.close()
+    "sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+    "sock.bind((sys.argv[1], int(sys.argv[2])))\n"
+    "sock.listen(64)\n"
+    "print('bound', flush=True)\n"
+    "sys.stdin.read()\n"
+)
 
 
 @pytest.fixture(scope="session")

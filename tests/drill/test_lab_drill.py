@@ -188,7 +188,7 @@ def test_a_quiesced_mirror_loses_nothing_in_a_switchover(drills: Drills) -> None
 def test_a_drill_whose_new_site_cannot_start_its_mta_stops_and_says_where_it_stands(
     drills: Drills,
 ) -> None:
-    with port_taken("dc2", layout.SMTP_PORT):
+    with port_taken(drills.cluster.lab, "dc2", layout.SMTP_PORT):
         run = drills.run("--to", "dc2", "--failback", "--reason", "lab test: dc2 cannot start")
 
     assert run.code == 1

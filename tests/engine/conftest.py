@@ -45,7 +45,6 @@ class Cluster:
         env = {
             **os.environ,
             "SITECTL_CONFIG": str(self.topology_file),
-            "SITECTL_LAB_DIR": str(self.lab.state_dir),
             "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
         }
         env.pop("SITECTL_FAULT_KILL_AFTER_STEPS", None)

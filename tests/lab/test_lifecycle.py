@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.lab import layout, prereqs
+from orchestrator.lab import layout, prereqs, zookeeper
 from orchestrator.lab.mail import send_test_mail
 from tests.conftest import LabHandle, eventually, lab_command, leftovers, recorded_pids
 
@@ -62,9 +62,9 @@ def test_a_missing_binary_names_the_apt_get_line(lab: LabHandle, tmp_path: Path)
     assert not other.exists()
 
 
-def test_a_port_in_use_is_one_line_and_starts_nothing(lab: LabHandle, tmp_path: Path) -> None:
+def test_a_network_in_use_is_one_line_and_starts_nothing(lab: LabHandle, tmp_path: Path) -> None:
     # Another marker file, so this `up` does not see the session's lab as "elsewhere"
-    # and meets its ports instead.
+    # and meets its ops network (address and route) instead.
     other = _other_dir(lab)
     env = {"SITECTL_LAB_MARKER": str(tmp_path / "marker.json")}
     pids_before = recorded_pids(lab.state_dir)
@@ -74,6 +74,9 @@ def test_a_port_in_use_is_one_line_and_starts_nothing(lab: LabHandle, tmp_path: 
     assert "already in use" in line
     assert not other.exists()
     assert recorded_pids(lab.state_dir) == pids_before
+    # The session's lab still answers from here: its route was not taken.
+    assert lab.status()["dc2-ldap1"]["state"] == "up"
+    zookeeper.four_letter(layout.service_ip("dc2"), layout.ZK_CLIENT_PORT, "ruok")
 
 
 def test_a_state_dir_other_users_cannot_reach_is_refused(tmp_path: Path) -> None:

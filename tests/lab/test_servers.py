@@ -209,22 +209,30 @@ def test_mail_sent_over_smtp_is_read_over_imap_and_reaches_the_mirror(lab: LabHa
 
 def test_status_lists_every_component_up_except_the_standby_app(lab: LabHandle) -> None:
     rows = lab.status()
-    standby = {f"{lab.standby_site()}-postfix", f"{lab.standby_site()}-dovecot"}
+    # Down: the standby's application, and the controllers, configured but started only
+    # by `lab controllers up`; neither is wanted. Everything else runs.
+    controllers = {f"{site}-controller" for site in layout.SITES}
+    standby = {f"{lab.standby_site()}-postfix", f"{lab.standby_site()}-dovecot"} | controllers
     assert {name for name, row in rows.items() if row["state"] != "up"} == standby
+    assert {name for name, row in rows.items() if not row["wanted"]} == standby
     for name, row in rows.items():
         assert row["site"] in layout.SITES
         assert (row["pid"] is None) == (name in standby)
-    assert rows["dc1-ldap2"]["address"] == "127.0.1.12:389"
-    assert rows["witness-zookeeper"]["address"] == "127.0.3.1:2181"
+    assert rows["dc1-ldap2"]["address"] == "198.18.1.12:389"
+    assert rows["witness-zookeeper"]["address"] == "198.18.3.1:2181"
 
 
 def test_secrets_are_private_and_env_points_at_them(lab: LabHandle) -> None:
     secrets = Path(lab.env["state_dir"]) / "secrets"
     assert stat.S_IMODE(secrets.stat().st_mode) == 0o700
-    files = list(secrets.iterdir())
+    files = [path for path in secrets.rglob("*") if path.is_file()]
     assert files
     for path in files:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    for directory in (path for path in secrets.rglob("*") if path.is_dir()):
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o700, directory
+    # The SSH client key is there (with its host keys and known_hosts), private too.
+    assert secrets / "ssh" / "id_ed25519" in files
     referenced = [
         lab.env["ldap"]["password_file"],
         lab.env["s3"]["access_key_file"],

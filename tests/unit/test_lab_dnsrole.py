@@ -34,7 +34,7 @@ def test_promotion_rewrites_only_that_zone_and_keeps_its_data_file() -> None:
     assert 'file "lab-internal.secondary.db";' in block
     assert "masterfile-format raw;" in block
     assert f"grant {zone.ddns_key} zonesub ANY;" in block
-    assert "127.0.1.1 port 53 key lab-xfer;" in block  # notifies dc1 when it is back
+    assert "198.18.1.1 port 53 key lab-xfer;" in block  # notifies dc1 when it is back
     assert promoted.count('zone "') == 2
 
 

@@ -1,0 +1,67 @@
+"""sitectl's own controllers, one per site, where they live: in that site's network.
+
+`sitectl lab controllers up` starts `sitectl controller run --site SITE` in each site's
+namespace against the lab's topology (automatic promotion as the topology says; a copy
+with other policies, e.g. automatic promotion on, through `--topology`), serving
+/metrics, /status and /healthz on the site's address. They are lab components like the
+servers: recorded by PID, stopped by `lab down`, killed with their site by `kill-site`
+and brought back by `heal-site`. `lab up` configures them but leaves them stopped
+(`wanted` false) until asked, so scenarios that run their own never meet them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import urllib.request
+from pathlib import Path
+
+from orchestrator.lab import layout
+from orchestrator.lab.environment import topology_path
+from orchestrator.lab.state import Component, LabState
+
+KIND = "controller"
+PORT = 9400
+
+
+def listen(site: str) -> str:
+    return f"{layout.service_ip(site)}:{PORT}"
+
+
+def _sitectl() -> str:
+    # The console script beside this interpreter (the venv's), so no PATH is assumed.
+    return str(Path(sys.executable).with_name("sitectl"))
+
+
+def argv(state: LabState, site: str, topology: Path | None = None) -> list[str]:
+    """The controller's command line, on `topology` (default: the lab's own)."""
+    topology = topology or topology_path(state.root)
+    command = [_sitectl(), "controller", "run", "--site", site, "--listen", listen(site)]
+    return [*command, "-c", str(topology.absolute())]
+
+
+def prepare(state: LabState, programs: dict[str, str]) -> list[Component]:
+    del programs  # sitectl itself, from this venv
+    comps = []
+    for site in layout.SITES:
+        home = state.site_dir(site, "controller")
+        home.mkdir(parents=True, exist_ok=True)
+        comps.append(
+            Component(
+                name=f"{site}-controller",
+                site=site,
+                kind=KIND,
+                address=listen(site),
+                argv=argv(state, site),
+                cwd=str(home),
+                log=str(home / "controller.log"),
+                wanted=False,  # until `lab controllers up`
+            )
+        )
+    return comps
+
+
+def ready(comp: Component) -> bool:
+    """The controller serves /status (it has its ZooKeeper session and its endpoint)."""
+    with urllib.request.urlopen(f"http://{comp.address}/status", timeout=2) as answer:
+        return isinstance(json.loads(answer.read()), dict)
