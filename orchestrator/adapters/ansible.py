@@ -407,7 +407,10 @@ def _environment(batch: bool = False) -> dict[str, str]:
     # Keep ansible from writing retry files and from reading a user's ~/.ansible.cfg
     # settings that would change behaviour between operators.
     env["ANSIBLE_RETRY_FILES_ENABLED"] = "0"
-    env["ANSIBLE_HOST_KEY_CHECKING"] = "False"
+    # Host keys are checked. Said explicitly: ansible-runner turns checking off for every
+    # run that does not set it. An inventory may turn it off for its own hosts
+    # (ansible_host_key_checking: false); sitectl never does it for them.
+    env["ANSIBLE_HOST_KEY_CHECKING"] = "True"
     if batch:
         env["ANSIBLE_ACTION_PLUGINS"] = str(ACTION_PLUGINS)
         # A failed host ends the whole run: the next step's play must not start on the
