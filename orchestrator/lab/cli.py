@@ -114,11 +114,17 @@ def status(
         return
     table = Table("site", "component", "address", "pid", "state")
     for row in rows:
-        shown = row.state if row.wanted or row.state != "down" else "down (standby)"
-        table.add_row(row.site, row.component, row.address, str(row.pid or "-"), shown)
+        table.add_row(row.site, row.component, row.address, str(row.pid or "-"), _shown(row))
     out.print(table)
     cuts = lifecycle.network_cuts(_root(state_dir))
     out.print(f"WAN cuts: {', '.join(cuts) if cuts else 'none'}", markup=False)
+
+
+def _shown(row: lifecycle.ComponentStatus) -> str:
+    """The state, and why a component that is down is meant to be."""
+    if row.wanted or row.state != "down":
+        return row.state
+    return "down (not started)" if row.kind == "controller" else "down (standby)"
 
 
 @lab_app.command()
@@ -311,6 +317,5 @@ def controllers_status(
         return
     table = Table("site", "controller", "address", "pid", "state")
     for row in rows:
-        shown = row.state if row.wanted or row.state != "down" else "down (not started)"
-        table.add_row(row.site, row.component, row.address, str(row.pid or "-"), shown)
+        table.add_row(row.site, row.component, row.address, str(row.pid or "-"), _shown(row))
     out.print(table)

@@ -56,7 +56,8 @@ def _check_not_running_elsewhere(root: Path) -> None:
     if other.exists() and _any_alive(lab_state.load(other)):
         raise LabError(
             f"a lab is already running from {other}: run `sitectl lab down --state-dir {other}` "
-            "first (two labs would fight over the same addresses)",
+            "first, or start this one from a network namespace of its own (two labs in one "
+            "namespace would fight over the ops network)",
             ExitCode.LOCKED,
         )
 
@@ -218,6 +219,7 @@ class ComponentStatus:
     pid: int | None
     state: str
     wanted: bool
+    kind: str
 
 
 def status(root: Path) -> list[ComponentStatus]:
@@ -227,7 +229,9 @@ def status(root: Path) -> list[ComponentStatus]:
         proc_state = procs.state_of(comp)
         pid = comp.pid if proc_state is not ProcState.DOWN else None
         rows.append(
-            ComponentStatus(comp.site, comp.name, comp.address, pid, proc_state.value, comp.wanted)
+            ComponentStatus(
+                comp.site, comp.name, comp.address, pid, proc_state.value, comp.wanted, comp.kind
+            )
         )
     return rows
 

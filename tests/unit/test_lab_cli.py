@@ -101,6 +101,7 @@ def test_json_and_errors_print_a_state_dir_as_written(tmp_path: Path) -> None:
             "pid": None,
             "state": "down",
             "wanted": True,
+            "kind": "zookeeper",
         }
     ]
 
