@@ -28,6 +28,8 @@ import yaml
 
 from orchestrator.config import load_topology
 from orchestrator.inventory import render_inventory_text
+from orchestrator.lab import controllers as lab_controllers
+from orchestrator.lab import netns
 from tests.zkensemble import Ensemble, running_ensemble, serving
 
 ZK_IPS = ("127.0.11.1", "127.0.11.2", "127.0.11.3")
@@ -174,11 +176,21 @@ class Controllers:
     topology: Path
     env: dict[str, str] | None = None
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    # On the lab: each controller runs in its site's network namespace, on the site's
+    # address, as `sitectl lab controllers up` runs them (a WAN cut reaches it).
+    lab_root: Path | None = None
+
+    def address(self, site: str) -> str:
+        if self.lab_root is not None:
+            return lab_controllers.listen(site)
+        return f"{HTTP_IPS[site]}:{HTTP_PORT}"
 
     def start(self, site: str, *extra: str, extra_env: dict[str, str] | None = None) -> None:
         log = open(self.dir / f"{site}.log", "ab")  # noqa: SIM115 - the process owns it
+        where = netns.enter(self.lab_root, site) if self.lab_root is not None else []
         self.procs[site] = subprocess.Popen(
             [
+                *where,
                 sys.executable,
                 "-m",
                 "orchestrator.cli.controller",
@@ -187,7 +199,7 @@ class Controllers:
                 "--site",
                 site,
                 "--listen",
-                f"{HTTP_IPS[site]}:{HTTP_PORT}",
+                self.address(site),
                 "-c",
                 str(self.topology),
                 *extra,
@@ -210,7 +222,7 @@ class Controllers:
         )
 
     def get(self, site: str, path: str) -> str:
-        url = f"http://{HTTP_IPS[site]}:{HTTP_PORT}{path}"
+        url = f"http://{self.address(site)}{path}"
         with urllib.request.urlopen(url, timeout=2) as answer:
             return str(answer.read().decode())
 

@@ -26,7 +26,6 @@ from orchestrator.lab import layout, procs
 from orchestrator.lab import state as lab_state
 from tests.conftest import LabHandle
 from tests.controller.conftest import Controllers, wait_for
-from tests.controller.proxy import BlackholeProxy
 from tests.engine.conftest import Cluster
 
 pytestmark = pytest.mark.lab
@@ -73,7 +72,7 @@ def lab_controllers(
         if wide
         else controller_topology(cluster, "controllers", ldap="30s")
     )
-    running = Controllers(tmp_path, topology, env=cluster.env())
+    running = Controllers(tmp_path, topology, env=cluster.env(), lab_root=cluster.lab.state_dir)
     try:
         yield running
     finally:
@@ -253,19 +252,14 @@ def test_flaps_shorter_than_the_threshold_never_promote(
 def test_dc2_cut_off_from_zookeeper_never_promotes(
     cluster: Cluster, lab_controllers: Controllers
 ) -> None:
-    """R3: the cut is the issue's, both halves: dc2's ZooKeeper node is frozen (SIGSTOP)
-    and the proxy dc2's controller talks through goes silent; both end at the heal."""
+    """R3: dc2, leading, is cut off at the WAN from dc1 and the witness (ops still sees
+    it): its controller and its ZooKeeper node lose the others alike. It stands by and
+    never leads again while cut; the majority elects another leader, and nobody promotes."""
     cluster.assert_active("dc1")
     before = len(automatic_operations(cluster))
-    zk_dc2 = (layout.service_ip("dc2"), layout.ZK_CLIENT_PORT)
-    (zk_node,) = [
-        c for c in lab_state.load(cluster.lab.state_dir).of_site("dc2") if c.kind == "zookeeper"
-    ]
-    proxy = BlackholeProxy(("127.0.22.20", layout.ZK_CLIENT_PORT), zk_dc2)
-    frozen = False
+    cut = False
     try:
-        # dc2's controller reaches ZooKeeper only through the proxy, and leads.
-        lab_controllers.start("dc2", "--zookeeper", proxy.address)
+        lab_controllers.start("dc2")
         wait_for(lambda: lab_controllers.leaders() == ["dc2"], "dc2 leads")
         lab_controllers.start("witness")
         lab_controllers.start("dc1")
@@ -278,9 +272,8 @@ def test_dc2_cut_off_from_zookeeper_never_promotes(
             within=60,
         )
 
-        proxy.blackhole()
-        frozen = procs.signal_group(zk_node, signal.SIGSTOP)
-        assert frozen, f"{zk_node.name} was not running"
+        cluster.lab.ok("partition", "dc2", "--from", "dc1,witness")
+        cut = True
 
         wait_for(
             lambda: lab_controllers.status("dc2")["decision"] == SUSPENDED,
@@ -303,9 +296,8 @@ def test_dc2_cut_off_from_zookeeper_never_promotes(
             assert status["leader"] is False and status["action"] == "stand-by", status
             time.sleep(0.5)
 
-        procs.signal_group(zk_node, signal.SIGCONT)
-        frozen = False
-        proxy.heal()
+        cluster.lab.ok("heal-network")
+        cut = False
 
         # Back, its session expired: it follows and does not pick up where it was.
         wait_for(
@@ -314,14 +306,14 @@ def test_dc2_cut_off_from_zookeeper_never_promotes(
                 == "not the leader: probing and publishing only"
             ),
             "dc2 follows",
+            within=60,
         )
         assert lab_controllers.leaders() == [successor]
         assert len(automatic_operations(cluster)) == before
         cluster.assert_active("dc1")
     finally:
-        if frozen:  # never leave the lab's ensemble a node short for the next scenario
-            procs.signal_group(zk_node, signal.SIGCONT)
-        proxy.close()
+        if cut:  # never leave the lab cut for the next scenario
+            cluster.lab.ok("heal-network")
 
 
 def test_leader_killed_mid_failover_is_resumed(
