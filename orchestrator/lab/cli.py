@@ -109,15 +109,22 @@ def status(
         rows = lifecycle.status(_root(state_dir))
     except lifecycle.LabError as exc:  # no lab there: a script must not read "all down"
         raise _fail(exc) from None
+    _print_components(rows, "component", as_json)
+    if as_json:
+        return
+    cuts = lifecycle.network_cuts(_root(state_dir))
+    out.print(f"WAN cuts: {', '.join(cuts) if cuts else 'none'}", markup=False)
+
+
+def _print_components(rows: list[lifecycle.ComponentStatus], noun: str, as_json: bool) -> None:
+    """The rows as JSON, or as a table naming each `noun`."""
     if as_json:
         emit_json([asdict(r) for r in rows])
         return
-    table = Table("site", "component", "address", "pid", "state")
+    table = Table("site", noun, "address", "pid", "state")
     for row in rows:
         table.add_row(row.site, row.component, row.address, str(row.pid or "-"), _shown(row))
     out.print(table)
-    cuts = lifecycle.network_cuts(_root(state_dir))
-    out.print(f"WAN cuts: {', '.join(cuts) if cuts else 'none'}", markup=False)
 
 
 def _shown(row: lifecycle.ComponentStatus) -> str:
@@ -312,10 +319,4 @@ def controllers_status(
         rows = lifecycle.controllers_status(_root(state_dir))
     except lifecycle.LabError as exc:
         raise _fail(exc) from None
-    if as_json:
-        emit_json([asdict(r) for r in rows])
-        return
-    table = Table("site", "controller", "address", "pid", "state")
-    for row in rows:
-        table.add_row(row.site, row.component, row.address, str(row.pid or "-"), _shown(row))
-    out.print(table)
+    _print_components(rows, "controller", as_json)
