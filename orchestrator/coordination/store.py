@@ -15,7 +15,7 @@ from kazoo.recipe.lock import Lock
 from orchestrator.coordination.client import translated
 from orchestrator.coordination.lease import Lease
 from orchestrator.coordination.paths import ZkPaths, decode_step_id
-from orchestrator.engine.records import OperationRecord, StepRecord
+from orchestrator.records import OperationRecord, StepRecord
 
 
 class ZkStore:

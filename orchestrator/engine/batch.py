@@ -20,13 +20,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Any, Protocol
 
 from orchestrator.adapters.ansible import END_GATE, BatchItem, GateAnswer, run_batch
+from orchestrator.config.model import Topology
 from orchestrator.coordination.paths import encode_step_id
+from orchestrator.engine.faults import Faults
 from orchestrator.engine.handlers import StepContext, StepHandler
 from orchestrator.engine.progress import steps_to_run
 from orchestrator.engine.records import OperationRecord, StepRecord, StepStatus
@@ -34,10 +37,51 @@ from orchestrator.engine.steps.common import PlaybookStep, step_timeout
 from orchestrator.errors import Failed, LeaseLost, SitectlError, Unavailable
 from orchestrator.plan.model import Action, Plan, Step
 
-if TYPE_CHECKING:
-    from orchestrator.engine.executor import Executor
-
 log = logging.getLogger("sitectl.engine")
+
+
+class _Aborts(Protocol):
+    def abort_requested(self, op_id: str) -> str | None: ...
+
+
+class Engine(Protocol):
+    """What a shared run needs of the executor: a step's lifecycle (begin, already true?,
+    verify, judge, finish) and the group runner for the groups it runs in Python. The
+    executor is one; naming it here keeps this module from importing the executor."""
+
+    topology: Topology
+    store: _Aborts
+    handlers: Mapping[Action, StepHandler]
+    artifacts: Path
+    faults: Faults
+
+    def context(self, op: OperationRecord) -> StepContext: ...
+    def say(self, sentence: str) -> None: ...
+    def task_started(self, step_id: str, host: str, task: str) -> None: ...
+    def begin(
+        self, op: OperationRecord, step: Step, record: StepRecord, version: int | None
+    ) -> tuple[StepRecord, int]: ...
+    def finish(
+        self,
+        op: OperationRecord,
+        step: Step,
+        record: StepRecord,
+        version: int,
+        status: StepStatus,
+        detail: str,
+    ) -> StepRecord: ...
+    def already_true(self, step: Step, handler: StepHandler, ctx: StepContext) -> bool: ...
+    def retrying(self, step: Step, call: Callable[[], Any]) -> Any: ...
+    def verifying(self, step: Step, call: Callable[[], Any]) -> Any: ...
+    def judge(self, step: Step, exc: Exception) -> tuple[StepStatus, str]: ...
+    def run_group(
+        self,
+        op: OperationRecord,
+        steps: tuple[Step, ...],
+        records: dict[str, StepRecord],
+        versions: dict[str, int],
+    ) -> StepRecord | None: ...
+    def wind_down(self, runs: list[threading.Thread]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -110,7 +154,7 @@ MAIN = 0  # the lane of the units; lane n > 0 carries each unit's n-th sibling
 
 @dataclass
 class BatchRun:
-    executor: Executor
+    executor: Engine
     op: OperationRecord
     units: list[Unit]
     records: Mapping[str, StepRecord]
