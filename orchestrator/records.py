@@ -10,6 +10,14 @@ from enum import StrEnum
 from typing import Any
 
 
+class Mode(StrEnum):
+    """What an operation does: the plan's kind, recorded with the operation."""
+
+    SWITCHOVER = "switchover"  # both sites up: stop, final sync, break, start
+    FAILOVER = "failover"  # the active site may be gone: no final sync, loss possible
+    REPROTECT = "reprotect"  # after a failover: mirror back towards the old site
+
+
 class StepStatus(StrEnum):
     PENDING = "pending"
     RUNNING = "running"  # started; a crash leaves it here and resume runs it again
@@ -93,7 +101,7 @@ class StepRecord:
 @dataclass(frozen=True)
 class OperationRecord:
     id: str
-    mode: str
+    mode: Mode
     from_site: str
     to_site: str
     started: float
@@ -111,6 +119,9 @@ class OperationRecord:
     message: str = ""
     abort_requested: bool = False
     history: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mode", Mode(self.mode))  # "failover" from JSON or a caller
 
     def with_status(self, status: OpStatus, *, now: float, **changes: Any) -> OperationRecord:
         finished = now if status is not OpStatus.RUNNING else None

@@ -63,6 +63,10 @@ class ZkStore:
                 found[decode_step_id(node)] = (StepRecord.from_json(raw), stat.version)
         return found
 
+    def records(self, op_id: str) -> dict[str, StepRecord]:
+        """The operation's checkpoints by step id, without their versions."""
+        return {step_id: record for step_id, (record, _) in self.steps(op_id).items()}
+
     def _read_text(self, path: str) -> str | None:
         with translated(f"reading {path}"):
             try:

@@ -43,6 +43,7 @@ from orchestrator.engine.progress import (
 )
 from orchestrator.engine.records import (
     FINISHED_STEP,
+    Mode,
     OperationRecord,
     OpStatus,
     StepRecord,
@@ -60,6 +61,7 @@ class Store(Protocol):
     def operation(self, op_id: str) -> tuple[OperationRecord, int]: ...
     def update_operation(self, lease: Any, op: OperationRecord, version: int) -> int: ...
     def steps(self, op_id: str) -> dict[str, tuple[StepRecord, int]]: ...
+    def records(self, op_id: str) -> dict[str, StepRecord]: ...
     def write_step(
         self, lease: Any, op_id: str, record: StepRecord, version: int | None
     ) -> int: ...
@@ -149,7 +151,7 @@ class Executor:
             if upcoming is None:
                 outcome = (
                     f"{self.plan.from_site} is active and protects towards {self.plan.to_site}"
-                    if self.plan.mode == "reprotect"
+                    if self.plan.mode is Mode.REPROTECT
                     else f"{self.plan.to_site} is active"
                 )
                 op = op.with_status(OpStatus.SUCCEEDED, now=self.clock(), message=outcome)
@@ -168,7 +170,7 @@ class Executor:
             else:
                 failed = self.run_group(op, group.steps, records, versions)
             if failed is not None:
-                after = {k: r for k, (r, _) in self.store.steps(op_id).items()}
+                after = self.store.records(op_id)
                 if not changed_anything(self.plan, after):
                     # Nothing changed: the operation is over, and a new one (say, with
                     # --accept-data-loss) may start at once.

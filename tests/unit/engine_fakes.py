@@ -33,6 +33,9 @@ class MemoryStore:
     def steps(self, op_id: str) -> dict[str, tuple[StepRecord, int]]:
         return dict(self.step_records.get(op_id, {}))
 
+    def records(self, op_id: str) -> dict[str, StepRecord]:
+        return {k: r for k, (r, _) in self.steps(op_id).items()}
+
     def write_step(self, lease: Any, op_id: str, record: StepRecord, version: int | None) -> int:
         lease.ensure()
         existing = self.step_records.setdefault(op_id, {}).get(record.step_id)
