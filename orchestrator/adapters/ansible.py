@@ -38,6 +38,7 @@ from typing import Any, Literal
 import ansible_runner
 import yaml
 
+from orchestrator.adapters.secrets import scrub
 from orchestrator.errors import Failed, Unavailable
 
 # The storage CLI's "try again" exit status (EX_TEMPFAIL), seen through a failed task.
@@ -50,6 +51,9 @@ GATE_PLAY = "sitectl gate: "
 END_GATE = "sitectl:end"
 GATE_DIR_PREFIX = "sitectl-gate-"
 GATE_SERVER_POLL_S = 0.02
+# A failed task's message carries the last lines of its output, within this many characters.
+TAIL_LINES = 5
+MESSAGE_CHARS = 500
 
 
 @dataclass(frozen=True)
@@ -417,9 +421,25 @@ def _environment(batch: bool = False) -> dict[str, str]:
 
 
 def _message(task: str, res: Mapping[str, Any]) -> str:
-    text = res.get("msg") or res.get("stderr") or res.get("stdout") or "failed"
-    text = " ".join(str(text).split())
-    return f"{task}: {text[:300]}" if task else text[:300]
+    """What a failed task says, on one line: its message and the last lines of its output.
+
+    A command that fails says only "non-zero return code" in `msg`; what went wrong is in
+    its stderr (or stdout, for tools that print errors there), so the tail of that comes
+    too, secrets replaced by <hidden>."""
+    said = " ".join(str(res.get("msg") or "").split())
+    tail = _tail(res.get("stderr") or res.get("stdout") or "")
+    text = f"{said}: {tail}" if said and tail and tail not in said else said or tail or "failed"
+    text = scrub(text)
+    if len(text) > MESSAGE_CHARS:
+        # The end of a command's output is where its error is; a message alone, its start.
+        text = "…" + text[-MESSAGE_CHARS:] if tail else text[:MESSAGE_CHARS]
+    return f"{task}: {text}" if task else text
+
+
+def _tail(output: object) -> str:
+    """The last non-empty lines of a command's output, joined with " | "."""
+    lines = [" ".join(line.split()) for line in str(output).splitlines()]
+    return " | ".join([line for line in lines if line][-TAIL_LINES:])
 
 
 def _describe(problems: Mapping[str, str]) -> str:
