@@ -347,19 +347,28 @@ def register(app: typer.Typer) -> None:
                 help="How long to wait for a running operation to stop (0: do not wait).",
             ),
         ] = engine.ABORT_WAIT_S,
+        now: Annotated[
+            bool,
+            typer.Option(
+                "--now",
+                help="Also stop the step under way at once: its playbook is killed and the "
+                "step is left half-done, to be redone by the next operation.",
+            ),
+        ] = False,
     ) -> None:
         """Stop an operation at its next safe point and say which site is active.
 
-        A running operation finishes the step under way first; abort waits for it (up to
-        --wait seconds), then says which site is active, what is left half-done and how
-        to go forward or roll back. Exit 0 once it has stopped, or at once with --wait 0;
-        exit 3 if it still runs when the wait is over (the abort stays requested).
+        A running operation finishes the step under way first (with --now, its playbook
+        is killed within a second instead); abort waits for it (up to --wait seconds),
+        then says which site is active, what is left half-done and how to go forward or
+        roll back. Exit 0 once it has stopped, or at once with --wait 0; exit 3 if it
+        still runs when the wait is over (the abort stays requested).
 
         [b]Example:[/b] sitectl abort --wait 120
         """
         topo = _topology(config)
         with _engine_errors(), engine.session(topo) as s:
-            result = engine.abort_operation(s, operation, wait=wait)
+            result = engine.abort_operation(s, operation, wait=wait, now=now)
         console.print(result.message, markup=False)
         if not result.stopped and wait > 0:
             raise typer.Exit(int(ExitCode.LOCKED))

@@ -104,6 +104,16 @@ class Lease:
             self._lock.release()
         self._client.remove_listener(self._on_state)
 
+    def interrupted(self) -> str | None:
+        """Why the lease cannot be trusted this instant, or None: a running playbook is
+        cancelled on it. Never blocks and never calls ZooKeeper (it is asked every tenth
+        of a second); `ensure` is the full check."""
+        if self._lost:
+            return "the ZooKeeper session expired: another controller may lead now"
+        if not self._connected.is_set():
+            return "ZooKeeper connection suspended: stopping before any further change"
+        return None
+
     @property
     def held(self) -> bool:
         return self._lock.is_acquired and not self._lost

@@ -114,12 +114,21 @@ class ZkStore:
 
     # Unfenced: an operator may ask any running operation to stop, lease or not.
 
-    def request_abort(self, op_id: str, who: str) -> None:
+    def request_abort(self, op_id: str, who: str, *, now: bool = False) -> None:
+        """Ask the operation to stop at its next safe point; `now`: also stop the step
+        under way at once (its playbook killed, the step left half-done)."""
         with translated(f"requesting abort of {op_id}"), contextlib.suppress(NodeExistsError):
             self._client.create(f"{self.paths.operation(op_id)}/abort", who.encode())
+        if now:
+            with translated(f"requesting abort of {op_id}"), contextlib.suppress(NodeExistsError):
+                self._client.create(f"{self.paths.operation(op_id)}/abort-now", who.encode())
 
     def abort_requested(self, op_id: str) -> str | None:
         return self._read_text(f"{self.paths.operation(op_id)}/abort")
+
+    def abort_now(self, op_id: str) -> str | None:
+        """Who asked to stop the step under way at once, if anyone did."""
+        return self._read_text(f"{self.paths.operation(op_id)}/abort-now")
 
     def lock_holders(self) -> list[str]:
         """Who holds (first) or waits for the operation lease."""

@@ -210,12 +210,15 @@ def abort_operation(
     op_id: str | None = None,
     *,
     wait: float = ABORT_WAIT_S,
+    now: bool = False,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> AbortResult:
     """Ask the operation to stop at its next safe point and wait up to `wait` seconds
-    until it has (0: do not wait). If nobody holds the lease, or its holder goes away
-    meanwhile (a killed sitectl), close the operation record here."""
+    until it has (0: do not wait). `now`: the step under way stops at once too, its
+    playbook killed and the step left half-done (running), instead of finishing first.
+    If nobody holds the lease, or its holder goes away meanwhile (a killed sitectl),
+    close the operation record here."""
     op_id = op_id or s.store.current_operation()
     if not op_id:
         raise ResumeRefused("no operation in progress to abort")
@@ -223,7 +226,7 @@ def abort_operation(
     if op.status not in UNFINISHED:
         raise ResumeRefused(f"operation {op.id} is {op.status.value}: nothing to abort")
     who = identity()
-    s.store.request_abort(op.id, who)
+    s.store.request_abort(op.id, who, now=now)
     deadline = clock() + max(wait, 0.0)
     lease = Lease(s.client, s.paths, who)  # one, tried at each look: one session listener
     try:

@@ -6,7 +6,8 @@ keys any more.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from enum import Enum
 from typing import Any
 
 from orchestrator.records import (
@@ -17,6 +18,24 @@ from orchestrator.records import (
     StepRecord,
     StepStatus,
 )
+
+
+def _json(view: Any) -> dict[str, Any]:
+    """A view's fields in their order, as JSON values."""
+    return {f.name: _plain(getattr(view, f.name)) for f in fields(view)}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Enum):
+        return value.value
+    return list(value) if isinstance(value, tuple) else value
+
+
+# The operation record's fields an OperationView shows as they are, in its order.
+_FROM_RECORD = (
+    "id", "mode", "from_site", "to_site", "status", "started", "finished", "by", "host",
+    "reason", "accept_data_loss", "automatic", "epoch",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -32,13 +51,7 @@ class StepView:
         return cls(record.step_id, record.status, record.duration, record.detail, record.attempts)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "status": self.status.value,
-            "seconds": self.seconds,
-            "detail": self.detail,
-            "attempts": self.attempts,
-        }
+        return _json(self)
 
 
 @dataclass(frozen=True)
@@ -69,19 +82,7 @@ class OperationView:
         cls, op: OperationRecord, records: Mapping[str, StepRecord], *, in_progress: bool
     ) -> OperationView:
         return cls(
-            id=op.id,
-            mode=op.mode,
-            from_site=op.from_site,
-            to_site=op.to_site,
-            status=op.status,
-            started=op.started,
-            finished=op.finished,
-            by=op.by,
-            host=op.host,
-            reason=op.reason,
-            accept_data_loss=op.accept_data_loss,
-            automatic=op.automatic,
-            epoch=op.epoch,
+            **{name: getattr(op, name) for name in _FROM_RECORD},
             in_progress=in_progress,
             running_steps=tuple(
                 sorted(k for k, r in records.items() if r.status is StepStatus.RUNNING)
@@ -92,26 +93,7 @@ class OperationView:
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "mode": self.mode.value,
-            "from_site": self.from_site,
-            "to_site": self.to_site,
-            "status": self.status.value,
-            "started": self.started,
-            "finished": self.finished,
-            "by": self.by,
-            "host": self.host,
-            "reason": self.reason,
-            "accept_data_loss": self.accept_data_loss,
-            "automatic": self.automatic,
-            "epoch": self.epoch,
-            "in_progress": self.in_progress,
-            "running_steps": list(self.running_steps),
-            "steps_finished": self.steps_finished,
-            "failed_step": self.failed_step,
-            "message": self.message,
-        }
+        return _json(self)
 
 
 @dataclass(frozen=True)

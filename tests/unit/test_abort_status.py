@@ -81,6 +81,9 @@ def setup(topo, tmp_path, monkeypatch) -> Setup:
         def ensure(self) -> None:
             pass
 
+        def interrupted(self) -> str | None:
+            return None
+
         def release(self) -> None:
             pass
 
@@ -215,7 +218,7 @@ def _cli_session(setup: Setup) -> Iterator[engine.Session]:
 def test_abort_exit_codes(setup, monkeypatch, stopped, wait, code) -> None:
     seen: dict[str, Any] = {}
 
-    def abort(s: Any, op_id: str | None, *, wait: float) -> engine.AbortResult:
+    def abort(s: Any, op_id: str | None, *, wait: float, now: bool = False) -> engine.AbortResult:
         seen["wait"] = wait
         return engine.AbortResult(stopped, "the operation's sentence")
 
