@@ -17,14 +17,23 @@ Each task starting on a host is handed to an optional `on_task` hook (host, task
 which the engine forwards to the progress display; a shared run also names the step
 whose gate last let it go.
 
+A run stops at once when its `cancel` check says so (the engine's lease, an abort, a
+step's deadline) or when its own timeout passes: every process of the run is killed —
+ansible-playbook, its workers (each makes a session of its own, so killing ansible-
+playbook's process group alone would leave them and their commands running) and the
+commands they started — found by a marker in their environment.
+
 Secrets are never passed as extra vars: ansible-runner writes them to its artifacts.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
 import shutil
+import signal
 import socketserver
 import sys
 import tempfile
@@ -33,35 +42,54 @@ import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import ansible_runner
 import yaml
 
+from orchestrator.adapters.secrets import scrub
 from orchestrator.errors import Failed, Unavailable
+from orchestrator.gates import (
+    END_GATE,
+    BatchItem,
+    Cancel,
+    Gate,
+    GateAnswer,
+    PlaybookCall,
+    StepTaskHook,
+    Verdict,
+)
+
+__all__ = [  # the shared run's vocabulary (orchestrator.gates), as this module always had it
+    "END_GATE",
+    "BatchItem",
+    "Cancel",
+    "Gate",
+    "GateAnswer",
+    "PlaybookCall",
+    "PlaybookResult",
+    "StepTaskHook",
+    "Verdict",
+    "compose_batch",
+    "run_batch",
+    "run_playbook",
+    "shared_skips",
+]
 
 # The storage CLI's "try again" exit status (EX_TEMPFAIL), seen through a failed task.
 EX_TEMPFAIL = 75
 ACTION_PLUGINS = Path(__file__).with_name("ansible_action")
 GATE_PLAY = "sitectl gate: "
-# The gate after a run's last step: the engine verifies and checkpoints that step while
-# ansible-playbook is still alive, and carries on as soon as it answers, instead of
-# waiting for ansible-playbook to wind down (a few tenths of a second).
-END_GATE = "sitectl:end"
 GATE_DIR_PREFIX = "sitectl-gate-"
 GATE_SERVER_POLL_S = 0.02
-
-
-@dataclass(frozen=True)
-class PlaybookCall:
-    """One step's playbook, the hosts it runs on and its extra vars (never secrets)."""
-
-    playbook: Path
-    hosts: tuple[str, ...]
-    extravars: Mapping[str, Any] = field(default_factory=dict)
-    # Tags of the playbook's tasks this call never runs (their `when` is false for it),
-    # left out with --skip-tags: a task skipped by `when` still costs a worker fork.
-    skip_tags: frozenset[str] = frozenset()
+# How often ansible-runner asks whether to cancel a run (its default, 5 s, would let a
+# deposed engine's playbook go on that long).
+CANCEL_POLL_S = 0.1
+# In the environment of every process of a run: what a cancelled run's kill looks for.
+RUN_MARKER = "SITECTL_PLAYBOOK_RUN"
+# A failed task's message carries the last lines of its output, within this many characters.
+TAIL_LINES = 5
+MESSAGE_CHARS = 500
 
 
 @dataclass(frozen=True)
@@ -75,31 +103,8 @@ class PlaybookResult:
     duration: float = 0.0
 
 
-@dataclass(frozen=True)
-class BatchItem:
-    """One gate of a shared run and, unless the engine does the work itself while
-    ansible-playbook waits (`call` None), the step's playbook behind it."""
-
-    name: str
-    call: PlaybookCall | None
-
-
-Verdict = Literal["go", "skip", "stop"]
-
-
-@dataclass(frozen=True)
-class GateAnswer:
-    verdict: Verdict
-    message: str = ""
-
-
-# gate(step, after, hosts): `after` is the step the run did just before (None first);
-# `hosts` are the hosts the step's play matched in the inventory.
-Gate = Callable[[str, "str | None", tuple[str, ...]], GateAnswer]
 # on_task(host, task): a task started on a host (for the progress display).
 TaskHook = Callable[[str, str], None]
-# on_task(step, host, task) in a shared run: `step` is the gate that last said "go".
-StepTaskHook = Callable[[str, str, str], None]
 # Only task starts reach the hooks: one event per task and host, and nothing to parse.
 TASK_STARTED = "runner_on_start"
 
@@ -114,8 +119,10 @@ def run_playbook(
     timeout: float,
     on_task: TaskHook | None = None,
     skip_tags: Collection[str] = (),
+    cancel: Cancel | None = None,
 ) -> PlaybookResult:
-    """Run `playbook` limited to `hosts`; raise Failed/Unavailable unless all are ok."""
+    """Run `playbook` limited to `hosts`; raise Failed/Unavailable unless all are ok, or
+    what `cancel` returned once it asked to stop."""
     if not hosts:
         raise Failed(f"{playbook.name}: no host to run on — check the inventory groups")
     result, processed = _run(
@@ -128,6 +135,7 @@ def run_playbook(
         timeout=timeout,
         on_task=on_task,
         skip_tags=skip_tags,
+        cancel=cancel,
     )
     missing = set(hosts) - processed
     if missing:
@@ -220,6 +228,7 @@ def run_batch(
     timeout: float,
     gate_timeout: float,
     on_task: StepTaskHook | None = None,
+    cancel: Cancel | None = None,
 ) -> PlaybookResult:
     """Run several steps' playbooks in one ansible-playbook run, each behind `gate`.
 
@@ -273,6 +282,7 @@ def run_batch(
             on_task=step_task if on_task is not None else None,
             batch=True,
             skip_tags=shared_skips(calls),
+            cancel=cancel,
         )
     finally:
         server.shutdown()
@@ -317,9 +327,10 @@ class _GateRequest(socketserver.StreamRequestHandler):
             )
         except (ValueError, KeyError, TypeError) as exc:
             answer = GateAnswer("stop", f"a gate request sitectl cannot read: {exc}")
-        self.wfile.write(
-            json.dumps({"verdict": answer.verdict, "message": answer.message}).encode() + b"\n"
-        )
+        reply = json.dumps({"verdict": answer.verdict, "message": answer.message}).encode()
+        # A cancelled run's ansible-playbook is gone: nobody reads the answer any more.
+        with contextlib.suppress(OSError):
+            self.wfile.write(reply + b"\n")
 
 
 def _run(
@@ -334,6 +345,7 @@ def _run(
     on_task: TaskHook | None = None,
     batch: bool = False,
     skip_tags: Collection[str] = (),
+    cancel: Cancel | None = None,
 ) -> tuple[PlaybookResult, set[str]]:
     artifacts.mkdir(parents=True, exist_ok=True)
     messages: dict[str, str] = {}
@@ -357,23 +369,36 @@ def _run(
         return True
 
     started = time.monotonic()
+    marker = f"{os.getpid()}-{secrets.token_hex(6)}"
+    late = Unavailable(f"{name} did not finish within {timeout:.0f} s on {limit}")
+    stop = _Stop(marker, cancel, started + timeout, late)
+    # ansible-runner prefers the envvars file an earlier run in this directory left (a
+    # resumed step's) to the ones it is given: this run's marker must be the one it uses.
+    (artifacts / "env" / "envvars").unlink(missing_ok=True)
     runner = ansible_runner.run(
         private_data_dir=str(artifacts),
         playbook=str(playbook),
         inventory=str(inventory.resolve()),
         limit=limit,
         extravars=dict(extravars),
-        envvars=_environment(batch),
+        envvars={**_environment(batch), RUN_MARKER: marker},
         quiet=True,
-        timeout=max(1, int(timeout)),
+        # A backstop only: the cancel check ends the run at `timeout`, and kills all of it.
+        timeout=max(1, int(timeout)) + 5,
         event_handler=handle,
+        cancel_callback=stop,
+        settings={"pexpect_timeout": CANCEL_POLL_S},
         rotate_artifacts=20,
         skip_tags=",".join(sorted(skip_tags)) or None,
     )
     duration = time.monotonic() - started
     stats = runner.stats or {}
+    if stop.error is not None:
+        _kill_run(marker)  # anything started between the kill and ansible-playbook's end
+        raise stop.error
     if runner.status == "timeout":
-        raise Unavailable(f"{name} did not finish within {timeout:.0f} s on {limit}")
+        _kill_run(marker)
+        raise late
     if not stats:
         raise Failed(
             f"{name} did not run ({runner.status}): see {artifacts}/artifacts "
@@ -390,6 +415,48 @@ def _run(
         duration=duration,
     )
     return result, set(stats.get("processed", {}))
+
+
+class _Stop:
+    """ansible-runner's cancel_callback for one run: stop when `cancel` says so or once
+    `deadline` (monotonic) has passed, killing every process of the run first."""
+
+    def __init__(
+        self, marker: str, cancel: Cancel | None, deadline: float, late: Exception
+    ) -> None:
+        self.marker = marker
+        self.cancel = cancel
+        self.deadline = deadline
+        self.late = late
+        self.error: Exception | None = None
+
+    def __call__(self) -> bool:
+        if self.error is None:
+            try:
+                self.error = self.cancel() if self.cancel is not None else None
+            except Exception as exc:  # ansible-runner would only say "callback error"
+                self.error = exc
+            if self.error is None and time.monotonic() > self.deadline:
+                self.error = self.late
+            if self.error is None:
+                return False
+        _kill_run(self.marker)
+        return True
+
+
+def _kill_run(marker: str) -> None:
+    """SIGKILL every process whose environment carries the run's marker: ansible-playbook,
+    its workers (each a session of its own) and the commands they started."""
+    needle = f"{RUN_MARKER}={marker}".encode()
+    for _ in range(2):  # a process forked while the first pass ran
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                if needle in (proc / "environ").read_bytes().split(b"\0"):
+                    os.kill(int(proc.name), signal.SIGKILL)
+            except (OSError, ValueError):
+                continue  # gone meanwhile, or not ours to read
 
 
 def _raise_for(result: PlaybookResult) -> None:
@@ -420,9 +487,25 @@ def _environment(batch: bool = False) -> dict[str, str]:
 
 
 def _message(task: str, res: Mapping[str, Any]) -> str:
-    text = res.get("msg") or res.get("stderr") or res.get("stdout") or "failed"
-    text = " ".join(str(text).split())
-    return f"{task}: {text[:300]}" if task else text[:300]
+    """What a failed task says, on one line: its message and the last lines of its output.
+
+    A command that fails says only "non-zero return code" in `msg`; what went wrong is in
+    its stderr (or stdout, for tools that print errors there), so the tail of that comes
+    too, secrets replaced by <hidden>."""
+    said = " ".join(str(res.get("msg") or "").split())
+    tail = _tail(res.get("stderr") or res.get("stdout") or "")
+    text = f"{said}: {tail}" if said and tail and tail not in said else said or tail or "failed"
+    text = scrub(text)
+    if len(text) > MESSAGE_CHARS:
+        # The end of a command's output is where its error is; a message alone, its start.
+        text = "…" + text[-MESSAGE_CHARS:] if tail else text[:MESSAGE_CHARS]
+    return f"{task}: {text}" if task else text
+
+
+def _tail(output: object) -> str:
+    """The last non-empty lines of a command's output, joined with " | "."""
+    lines = [" ".join(line.split()) for line in str(output).splitlines()]
+    return " | ".join([line for line in lines if line][-TAIL_LINES:])
 
 
 def _describe(problems: Mapping[str, str]) -> str:

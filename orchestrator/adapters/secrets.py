@@ -8,7 +8,8 @@ ends up in a log line, an exception or a dataclass repr prints as a placeholder.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from orchestrator.config.model import SecretRef
@@ -109,3 +110,34 @@ def _from_file(relative: str, base_dir: Path) -> Secret:
 def is_private(path: Path) -> bool:
     """True if group and others have no access (the 0600 rule for key files)."""
     return path.stat().st_mode & 0o077 == 0
+
+
+# What a secret looks like in a command's output: `password=…`, `secret: …`, a TSIG key
+# statement, an HTTP Authorization header, a PEM private key. The value is replaced, the
+# name kept, so the operator still sees which setting the command complained about.
+_SECRET_SHAPES = (
+    re.compile(
+        r"(?i)\b((?:[\w.-]*(?:password|passwd|secret|token|api[_-]?key|access[_-]?key)[\w.-]*)"
+        r"[\"']?\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|\S+)"
+    ),
+    re.compile(r"(?i)\b(secret\s+)(\"[^\"]*\"|\S+)"),
+    re.compile(r"(?i)\b(authorization:\s*\w+\s+)(\S+)"),
+    re.compile(r"(?i)(\bbindpw\s+|(?<!\S)-w\s+)(\S+)"),
+)
+_PEM_KEY = re.compile(
+    r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(-----END [A-Z ]*PRIVATE KEY-----|$)", re.S
+)
+HIDDEN = "<hidden>"
+
+
+def scrub(text: str, known: Iterable[Secret | str] = ()) -> str:
+    """`text` (a command's output, an error) with secrets replaced by <hidden>: the values
+    in `known`, wherever they appear, and anything shaped like a secret setting."""
+    for secret in known:
+        value = secret.reveal() if isinstance(secret, Secret) else secret
+        if len(value) >= 4:  # a shorter "secret" would blank out ordinary words
+            text = text.replace(value, HIDDEN)
+    text = _PEM_KEY.sub(HIDDEN, text)
+    for shape in _SECRET_SHAPES:
+        text = shape.sub(lambda m: m.group(1) + HIDDEN, text)
+    return text

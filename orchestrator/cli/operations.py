@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -32,7 +33,8 @@ from orchestrator.controller.leadership import current_leader
 from orchestrator.controller.zkstate import ControllerState
 from orchestrator.engine import operation as engine
 from orchestrator.engine.faults import Faults
-from orchestrator.engine.records import OpStatus, StepRecord
+from orchestrator.engine.records import Mode, OpStatus, StepRecord
+from orchestrator.engine.views import StatusView
 from orchestrator.errors import ConfigError, LeaseLost, Locked, SitectlError, Unavailable
 from orchestrator.plan import Plan, PlanRefused
 from orchestrator.plan.model import Step
@@ -162,38 +164,9 @@ def _summary(outcome: engine.Outcome) -> None:
     console.print(f"{op.status.value}{total}: {op.message}", markup=False)
 
 
-def _outcome_json(outcome: engine.Outcome) -> dict[str, Any]:
-    op = outcome.op
-    return {
-        "id": op.id,
-        "mode": op.mode,
-        "from_site": op.from_site,
-        "to_site": op.to_site,
-        "status": op.status.value,
-        "started": op.started,
-        "finished": op.finished,
-        "failed_step": op.failed_step,
-        "message": op.message,
-        "accept_data_loss": op.accept_data_loss,
-        "epoch": op.epoch,
-        "steps": [
-            {
-                "id": s.id,
-                "status": r.status.value,
-                "seconds": r.duration,
-                "detail": r.detail,
-                "attempts": r.attempts,
-            }
-            for s in outcome.plan.steps()
-            if (r := outcome.steps.get(s.id)) is not None
-        ],
-        "figures": {k: v for k, v in outcome.figures.items()},
-    }
-
-
 def _finish(outcome: engine.Outcome, json_output: bool) -> None:
     if json_output:
-        emit_json(_outcome_json(outcome))
+        emit_json(outcome.view().to_json())
     else:
         _summary(outcome)
     if outcome.op.status is OpStatus.SUCCEEDED:
@@ -215,7 +188,7 @@ def _operate(
 ) -> None:
     topo = _topology(config)
     with _engine_errors(), engine.session(topo) as s:
-        plan = engine.plan_operation(s, mode, to)  # type: ignore[arg-type]
+        plan = engine.plan_operation(s, Mode(mode), to)
         if dry_run:
             if json_output:
                 emit_json({"dry_run": True, "plan": plan.to_dict()})
@@ -374,19 +347,28 @@ def register(app: typer.Typer) -> None:
                 help="How long to wait for a running operation to stop (0: do not wait).",
             ),
         ] = engine.ABORT_WAIT_S,
+        now: Annotated[
+            bool,
+            typer.Option(
+                "--now",
+                help="Also stop the step under way at once: its playbook is killed and the "
+                "step is left half-done, to be redone by the next operation.",
+            ),
+        ] = False,
     ) -> None:
         """Stop an operation at its next safe point and say which site is active.
 
-        A running operation finishes the step under way first; abort waits for it (up to
-        --wait seconds), then says which site is active, what is left half-done and how
-        to go forward or roll back. Exit 0 once it has stopped, or at once with --wait 0;
-        exit 3 if it still runs when the wait is over (the abort stays requested).
+        A running operation finishes the step under way first (with --now, its playbook
+        is killed within a second instead); abort waits for it (up to --wait seconds),
+        then says which site is active, what is left half-done and how to go forward or
+        roll back. Exit 0 once it has stopped, or at once with --wait 0; exit 3 if it
+        still runs when the wait is over (the abort stays requested).
 
         [b]Example:[/b] sitectl abort --wait 120
         """
         topo = _topology(config)
         with _engine_errors(), engine.session(topo) as s:
-            result = engine.abort_operation(s, operation, wait=wait)
+            result = engine.abort_operation(s, operation, wait=wait, now=now)
         console.print(result.message, markup=False)
         if not result.stopped and wait > 0:
             raise typer.Exit(int(ExitCode.LOCKED))
@@ -399,41 +381,43 @@ def register(app: typer.Typer) -> None:
         """
         topo = _topology(config)
         with _engine_errors(), engine.session(topo) as s:
-            info = engine.describe(s)
             leader = current_leader(s.client, s.paths)
-            info["controllers"] = ControllerState(s.client, s.paths).running(leader)
+            info = replace(
+                engine.describe(s),
+                controllers=tuple(ControllerState(s.client, s.paths).running(leader)),
+            )
         if json_output:
-            emit_json(info)
+            emit_json(info.to_json())
             return
         _print_status(info)
 
 
-def _print_status(info: dict[str, Any]) -> None:
+def _print_status(info: StatusView) -> None:
     """`sitectl status` for people."""
     recorded = (
-        "" if info["active_site_recorded"] else " (from the topology: no operation recorded yet)"
+        "" if info.active_site_recorded else " (from the topology: no operation recorded yet)"
     )
-    console.print(f"cluster {info['cluster']}: [b]{info['active_site']}[/b] is active{recorded}")
-    holders = info["lock_holders"]
+    console.print(f"cluster {info.cluster}: [b]{info.active_site}[/b] is active{recorded}")
+    holders = info.lock_holders
     console.print(f"lease: {holders[0] if holders else 'free'}", markup=False)
-    if info["paused"]:
-        console.print(f"automation paused: {info['paused']}", markup=False)
-    console.print(_controllers_line(info["controllers"]), markup=False)
-    op = info["operation"]
+    if info.paused:
+        console.print(f"automation paused: {info.paused}", markup=False)
+    console.print(_controllers_line(list(info.controllers or ())), markup=False)
+    op = info.operation
     if not op:
         return
-    state = "in progress" if op["in_progress"] else "last operation"
+    state = "in progress" if op.in_progress else "last operation"
     console.print(
-        f"{state}: {op['id']} {op['mode']} {op['from_site']}→{op['to_site']} "
-        f"{op['status']}, started {_when(op['started'])} by {op['by']} ({op['reason']}); "
-        f"{op['steps_finished']} steps finished"
-        + (f"; running {', '.join(op['running_steps'])}" if op["running_steps"] else ""),
+        f"{state}: {op.id} {op.mode} {op.from_site}→{op.to_site} "
+        f"{op.status}, started {_when(op.started)} by {op.by} ({op.reason}); "
+        f"{op.steps_finished} steps finished"
+        + (f"; running {', '.join(op.running_steps)}" if op.running_steps else ""),
         markup=False,
     )
-    if op.get("accept_data_loss"):
-        console.print(f"data loss accepted: {op['accept_data_loss']}", markup=False)
-    if op["message"]:
-        console.print(op["message"], markup=False)
+    if op.accept_data_loss:
+        console.print(f"data loss accepted: {op.accept_data_loss}", markup=False)
+    if op.message:
+        console.print(op.message, markup=False)
 
 
 def _when(timestamp: float) -> str:

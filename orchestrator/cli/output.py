@@ -1,30 +1,6 @@
-"""How commands speak: JSON for scripts, rich tables for people, errors as one line each."""
+"""How commands speak, re-exported: it lives in the leaf module orchestrator.output, which
+the lab's commands use without importing the CLI."""
 
-from __future__ import annotations
+from orchestrator.output import console, emit_json, err_console, fail
 
-import json
-import sys
-from collections.abc import Iterable
-from typing import Any, NoReturn
-
-import typer
-from rich.console import Console
-
-from orchestrator.cli.exitcodes import ExitCode
-
-# soft_wrap: a log line or an error must stay one line. emoji=False: "topology.yaml:100:"
-# must not become an emoji (rich reads ":100:" as one).
-console = Console(highlight=False, soft_wrap=True, emoji=False)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
-
-
-def emit_json(data: Any) -> None:
-    # Plain print, not rich: JSON must stay byte-exact for scripts and pipes.
-    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
-
-
-def fail(lines: Iterable[str] | str, code: ExitCode) -> NoReturn:
-    for line in [lines] if isinstance(lines, str) else lines:
-        # markup=False: messages quote file content, which may contain [brackets].
-        err_console.print(line, markup=False, soft_wrap=True)
-    raise typer.Exit(int(code))
+__all__ = ["console", "emit_json", "err_console", "fail"]

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from orchestrator.config import model
 from orchestrator.config.files import check_files
+from orchestrator.config.inventory import check_inventory
 from orchestrator.config.problems import FieldPath, Problem, dotted
 from orchestrator.config.references import check_references
 from orchestrator.config.yamlsource import YamlSource, parse
@@ -81,9 +82,6 @@ def validate_text(
     findings = check_references(topo)
     if check_filesystem:
         findings.extend(check_files(topo))
-        # Imported here: the inventory module imports this one's models.
-        from orchestrator.inventory import check_inventory
-
         findings.extend(check_inventory(topo))
     problems.extend(Problem(shown, source.line_of(p), dotted(p), m) for p, m in findings)
     if problems:

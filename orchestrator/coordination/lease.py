@@ -5,6 +5,8 @@ Why an epoch and not just the lock: a leader frozen past its session timeout (SI
 long GC pause, a partition) still believes it holds the lock when it wakes. Every write
 it makes is a ZooKeeper transaction that first checks the epoch znode's version; the
 successor bumped that version when it took the lease, so the stale write fails as a whole.
+The same transaction also checks that our own lock node still exists: between a successor
+taking the lock and bumping the epoch, the epoch alone would still let the stale write in.
 
 kazoo does not interrupt us on SUSPENDED or LOST (lab notes), so the lease watches the
 session itself: while suspended, `ensure()` waits (bounded) for the connection and then
@@ -82,9 +84,17 @@ class Lease:
             if not got:
                 holders = [h for h in self._lock.contenders() if h != self.identifier]
                 raise Locked(holders[0] if holders else "another sitectl (unnamed)")
-            with contextlib.suppress(NodeExistsError):
-                self._client.create(self._paths.epoch, self.identifier.encode())
-            stat = self._client.set(self._paths.epoch, self.identifier.encode())
+        try:
+            with translated("bumping the fencing epoch"):
+                with contextlib.suppress(NodeExistsError):
+                    self._client.create(self._paths.epoch, self.identifier.encode())
+                stat = self._client.set(self._paths.epoch, self.identifier.encode())
+        except BaseException:
+            # Without a new epoch the lock is no lease: held on, it would only keep every
+            # other sitectl out until this session ends.
+            with contextlib.suppress(Exception):
+                self._lock.release()
+            raise
         self.epoch = stat.version
         log.info("took the operation lease as %s with epoch %d", self.identifier, self.epoch)
         return self.epoch
@@ -93,6 +103,16 @@ class Lease:
         with translated("releasing the operation lease"):
             self._lock.release()
         self._client.remove_listener(self._on_state)
+
+    def interrupted(self) -> str | None:
+        """Why the lease cannot be trusted this instant, or None: a running playbook is
+        cancelled on it. Never blocks and never calls ZooKeeper (it is asked every tenth
+        of a second); `ensure` is the full check."""
+        if self._lost:
+            return "the ZooKeeper session expired: another controller may lead now"
+        if not self._connected.is_set():
+            return "ZooKeeper connection suspended: stopping before any further change"
+        return None
 
     @property
     def held(self) -> bool:
@@ -146,7 +166,8 @@ class Lease:
             current = "none" if stat is None else str(stat.version)
             raise LeaseLost(f"fencing epoch moved from {self.epoch} to {current}")
 
-    # Fenced writes: each is one transaction whose first operation checks the epoch.
+    # Fenced writes: each is one transaction whose first operations check the epoch and
+    # our lock node.
 
     def set(self, path: str, data: bytes, version: int = -1) -> int:
         """Set `path` if the epoch is ours and (given a version) nobody changed it."""
@@ -192,14 +213,20 @@ class Lease:
             return stat is not None and self._client.get(path)[0] == data
 
     def _commit_once(self, add: Callable[[Any], None], path: str) -> Any:
+        # A lease that never took the lock checks a node no lock has: ZooKeeper refuses
+        # it, by the epoch first if that moved too.
+        node = self._lock.node or "no-lock-held"
         with translated(f"writing {path}"):
             tx = self._client.transaction()
             tx.check(self._paths.epoch, self.epoch)
+            tx.check(f"{self._paths.lock}/{node}", -1)  # -1: any version, as long as it exists
             add(tx)
             results = tx.commit()
-        epoch_result, write_result = results
+        epoch_result, lock_result, write_result = results
         if isinstance(epoch_result, BadVersionError | NoNodeError):
             raise LeaseLost(f"write to {path} refused: the fencing epoch is no longer {self.epoch}")
+        if isinstance(lock_result, NoNodeError):
+            raise LeaseLost(f"write to {path} refused: our lock node is gone")
         if isinstance(write_result, BadVersionError):
             raise Conflict(f"{path} changed since it was read")
         if isinstance(write_result, NodeExistsError):

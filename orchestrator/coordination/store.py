@@ -15,7 +15,7 @@ from kazoo.recipe.lock import Lock
 from orchestrator.coordination.client import translated
 from orchestrator.coordination.lease import Lease
 from orchestrator.coordination.paths import ZkPaths, decode_step_id
-from orchestrator.engine.records import OperationRecord, StepRecord
+from orchestrator.records import OperationRecord, StepRecord
 
 
 class ZkStore:
@@ -62,6 +62,10 @@ class ZkStore:
                 raw, stat = self._client.get(f"{self.paths.steps(op_id)}/{node}")
                 found[decode_step_id(node)] = (StepRecord.from_json(raw), stat.version)
         return found
+
+    def records(self, op_id: str) -> dict[str, StepRecord]:
+        """The operation's checkpoints by step id, without their versions."""
+        return {step_id: record for step_id, (record, _) in self.steps(op_id).items()}
 
     def _read_text(self, path: str) -> str | None:
         with translated(f"reading {path}"):
@@ -110,12 +114,21 @@ class ZkStore:
 
     # Unfenced: an operator may ask any running operation to stop, lease or not.
 
-    def request_abort(self, op_id: str, who: str) -> None:
+    def request_abort(self, op_id: str, who: str, *, now: bool = False) -> None:
+        """Ask the operation to stop at its next safe point; `now`: also stop the step
+        under way at once (its playbook killed, the step left half-done)."""
         with translated(f"requesting abort of {op_id}"), contextlib.suppress(NodeExistsError):
             self._client.create(f"{self.paths.operation(op_id)}/abort", who.encode())
+        if now:
+            with translated(f"requesting abort of {op_id}"), contextlib.suppress(NodeExistsError):
+                self._client.create(f"{self.paths.operation(op_id)}/abort-now", who.encode())
 
     def abort_requested(self, op_id: str) -> str | None:
         return self._read_text(f"{self.paths.operation(op_id)}/abort")
+
+    def abort_now(self, op_id: str) -> str | None:
+        """Who asked to stop the step under way at once, if anyone did."""
+        return self._read_text(f"{self.paths.operation(op_id)}/abort-now")
 
     def lock_holders(self) -> list[str]:
         """Who holds (first) or waits for the operation lease."""

@@ -39,7 +39,7 @@ from orchestrator.drill.writeprobe import WriteProbe
 from orchestrator.engine import operation as engine
 from orchestrator.engine.executor import Events, NoEvents
 from orchestrator.engine.progress import recovery_advice, where_is_the_service
-from orchestrator.engine.records import OpStatus
+from orchestrator.engine.records import Mode, OpStatus
 from orchestrator.errors import SitectlError
 from orchestrator.plan import Plan
 
@@ -125,7 +125,7 @@ def run_drill(topo: Topology, options: DrillOptions, watcher: Watcher | None = N
 
 def _drill(s: engine.Session, record: DrillRecord, options: DrillOptions, watcher: Watcher) -> None:
     topo = s.topology
-    home = engine.describe(s)["active_site"]
+    home = engine.describe(s).active_site
     record.from_site = home
     s.audit().write(
         "drill.started",
@@ -259,7 +259,7 @@ def _reprotect(s: engine.Session, record: DrillRecord, leg: Leg, watcher: Watche
 def _operate(
     s: engine.Session, record: DrillRecord, leg: Leg, mode: str, to: str | None, watcher: Watcher
 ) -> engine.Outcome:
-    plan = engine.plan_operation(s, mode, to)  # type: ignore[arg-type]
+    plan = engine.plan_operation(s, Mode(mode), to)
     with watcher.engine(plan) as events:
         outcome = engine.start_operation(
             s, plan, reason=f"DR drill {record.id}: {record.reason}", events=events
@@ -343,7 +343,7 @@ def _snapshot(topo: Topology, label: str, active: str, other: str) -> Snapshot:
 def _closing(s: engine.Session, record: DrillRecord, watcher: Watcher) -> None:
     """Record where the service is now and the health around it; never raises."""
     try:
-        active = engine.describe(s)["active_site"]
+        active = engine.describe(s).active_site
         record.active_site = active
         other = next(d for d in s.topology.datacenters() if d != active)
         with _phase(record, "checks after", watcher, fatal=False):

@@ -2,14 +2,16 @@
 
 Starting ansible-playbook costs about a second, and a switchover has eight host steps
 (stop, unmount, final sync, break, mount, start), with DNS between the mounts and the
-starts. The executor therefore hands such a stretch of the plan to one run
-(adapters/ansible.run_batch) and keeps its guarantees per step through the run's gates.
+starts. The executor therefore hands such a stretch of the plan to one run that waits at
+gates (orchestrator.gates.GatedRun; the playbook step handlers give the Ansible one,
+adapters/ansible.run_batch) and keeps its guarantees per step through the run's gates.
 Before each step's plays, the gate asks this module, which does what the executor does
 for a step on its own: verify and checkpoint the step before, check the lease,
 checkpoint this step as running, ask "already true?", check the lease again; only then
 does it answer "go". Groups that are not playbooks (DNS) run here, in Python, while
 ansible-playbook waits at their gate. A frozen or deposed engine therefore starts
-nothing.
+nothing; and what already runs is killed at once when the lease is suspended or lost, an
+`abort --now` is asked or the step's deadline passes (engine/cancel.py).
 
 A step that fails ends the run and is checkpointed as failed. A step that meets
 transient trouble (an unreachable host, a temporary failure) is left running and taken
@@ -23,19 +25,18 @@ import threading
 from collections.abc import Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-from orchestrator.adapters.ansible import END_GATE, BatchItem, GateAnswer, run_batch
 from orchestrator.coordination.paths import encode_step_id
+from orchestrator.engine.cancel import AbortRequested, DeadlinePassed, Watch
+from orchestrator.engine.groups import run_group
 from orchestrator.engine.handlers import StepContext, StepHandler
+from orchestrator.engine.lifecycle import StepLife
 from orchestrator.engine.progress import steps_to_run
 from orchestrator.engine.records import OperationRecord, StepRecord, StepStatus
 from orchestrator.engine.steps.common import PlaybookStep, step_timeout
 from orchestrator.errors import Failed, LeaseLost, SitectlError, Unavailable
+from orchestrator.gates import END_GATE, BatchItem, GateAnswer
 from orchestrator.plan.model import Action, Plan, Step
-
-if TYPE_CHECKING:
-    from orchestrator.engine.executor import Executor
 
 log = logging.getLogger("sitectl.engine")
 
@@ -110,7 +111,7 @@ MAIN = 0  # the lane of the units; lane n > 0 carries each unit's n-th sibling
 
 @dataclass
 class BatchRun:
-    executor: Executor
+    executor: StepLife  # the steps' lifecycle, and where the runs wind down
     op: OperationRecord
     units: list[Unit]
     records: Mapping[str, StepRecord]
@@ -129,6 +130,9 @@ class BatchRun:
     inline: set[str] = field(default_factory=set)  # siblings already true: no lane
     side_done: set[str] = field(default_factory=set)
     lanes_over: set[int] = field(default_factory=set)  # lanes whose ansible-playbook ended
+    # What kills every lane's ansible-playbook at once: the lease, an abort, a deadline.
+    watch: Watch | None = None
+    main_error: SitectlError | None = None  # how the main lane's ansible-playbook ended
     _prelude_done: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Condition = field(default_factory=threading.Condition)
 
@@ -139,8 +143,37 @@ class BatchRun:
 
     def run(self) -> StepRecord | None:
         """Run the stretch; return the failed step's record, if one failed."""
-        ex = self.executor
-        ctx = ex.context(self.op)
+        self.watch = self.executor.watch(self.op)
+        laid_out = self._lay_out(self.executor.context(self.op))
+        if laid_out is None:
+            return None  # the executor's loop runs what is left, group by group
+        items, lanes = laid_out
+        steps = [s for u in self.units for s in (*u.steps, *u.side)]
+        bound = sum(step_timeout(self.executor.topology, s) for s in steps)
+        self.executor.say(
+            f"running {len(steps)} steps in "
+            + (f"{1 + len(lanes)} side-by-side playbook runs" if lanes else "one playbook run")
+            + ": "
+            + ", ".join(s.id for s in steps)
+        )
+        workers = [
+            threading.Thread(
+                target=self._lane,
+                args=(lane, run_items, bound),
+                name=f"playbook-lane-{lane}",
+                daemon=True,
+            )
+            for lane, run_items in {MAIN: items, **lanes}.items()
+        ]
+        for worker in workers:
+            worker.start()
+        return self._wait(workers)
+
+    def _lay_out(
+        self, ctx: StepContext
+    ) -> tuple[list[BatchItem], dict[int, list[BatchItem]]] | None:
+        """The main lane's gates and each side lane's, for the units that can share the
+        run; None when fewer than two playbook steps are left to share it."""
         items: list[BatchItem] = []
         lanes: dict[int, list[BatchItem]] = {}
         self.inline = self._already_true([s for u in self.units for s in u.side], ctx)
@@ -163,56 +196,44 @@ class BatchRun:
         while self.units and not self.units[-1].playbook:
             self.units.pop()
         if sum(1 + len(u.side) for u in self.units if u.playbook) < 2:
-            return None  # the executor's loop runs what is left, group by group
-        prelude = self.prelude
-        items = items[len(prelude) : len(self.units)]
+            return None
+        items = items[len(self.prelude) : len(self.units)]
         kept = {s.id for u in self.units for s in u.side}
         lanes = {n: [i for i in beside if i.name in kept] for n, beside in lanes.items()}
-        lanes = {n: beside for n, beside in lanes.items() if beside}
-        topo = ex.topology
-        steps = [s for u in self.units for s in (*u.steps, *u.side)]
-        bound = sum(step_timeout(topo, s) for s in steps)
-        ex.say(
-            f"running {len(steps)} steps in "
-            + (f"{1 + len(lanes)} side-by-side playbook runs" if lanes else "one playbook run")
-            + ": "
-            + ", ".join(s.id for s in steps)
-        )
-        outcome: list[SitectlError | None] = [None]
+        return items, {n: beside for n, beside in lanes.items() if beside}
 
-        def playbooks(lane: int, run_items: list[BatchItem]) -> None:
-            error: SitectlError | None = None
-            suffix = "" if lane == MAIN else f"-lane{lane}"
-            try:
-                run_batch(
-                    run_items,
-                    topo.resolve(topo.ansible.inventory),
-                    ex.artifacts / ("batch-" + encode_step_id(self.units[0].name) + suffix),
-                    lambda name, after, hosts: self.gate(lane, name, after, hosts),
-                    # Checks, verifies and Python groups run while the playbook waits.
-                    timeout=2 * bound,
-                    gate_timeout=2 * bound + 30,
-                    on_task=ex.task_started,
-                )
-            except (Failed, Unavailable) as exc:
-                error = exc
-            except Exception as exc:  # a bug: the steps left run on their own
-                log.exception("the shared playbook run broke")
-                error = Failed(f"the shared playbook run broke: {exc!r}")
-            if lane == MAIN:
-                outcome[0] = error
-            self._lane_over(lane, error)
-
-        workers = [
-            threading.Thread(
-                target=playbooks, args=(lane, run_items), name=f"playbook-lane-{lane}", daemon=True
-            )
-            for lane, run_items in {MAIN: items, **lanes}.items()
-        ]
-        for worker in workers:
-            worker.start()
+    def _lane(self, lane: int, run_items: list[BatchItem], bound: float) -> None:
+        """One lane's ansible-playbook run, from its start to its end (a thread)."""
+        ex, topo = self.executor, self.executor.topology
+        assert self.watch is not None
+        error: SitectlError | None = None
+        suffix = "" if lane == MAIN else f"-lane{lane}"
+        first = next(u for u in self.units if u.playbook).steps[0]
         try:
-            self._run_prelude(prelude)
+            self._handler(first).gated_run()(
+                run_items,
+                topo.resolve(topo.ansible.inventory),
+                ex.artifacts / ("batch-" + encode_step_id(self.units[0].name) + suffix),
+                lambda name, after, hosts: self.gate(lane, name, after, hosts),
+                # Checks, verifies and Python groups run while the playbook waits.
+                timeout=2 * bound,
+                gate_timeout=2 * bound + 30,
+                on_task=ex.task_started,
+                cancel=self.watch.check(),
+            )
+        except (Failed, Unavailable, LeaseLost, AbortRequested) as exc:
+            error = exc
+        except Exception as exc:  # a bug: the steps left run on their own
+            log.exception("the shared playbook run broke")
+            error = Failed(f"the shared playbook run broke: {exc!r}")
+        if lane == MAIN:
+            self.main_error = error
+        self._lane_over(lane, error)
+
+    def _wait(self, workers: list[threading.Thread]) -> StepRecord | None:
+        """Run the prelude while ansible-playbook starts, then wait for the main lane."""
+        try:
+            self._run_prelude(self.prelude)
         except BaseException as exc:
             self.broken = exc  # the gates now stop the run; the error is raised below
             self._prelude_done.set()
@@ -225,12 +246,12 @@ class BatchRun:
             if self.ended:
                 # Every step is verified and checkpointed; ansible-playbook only winds
                 # down now. The executor goes on and joins it before its last word.
-                ex.wind_down(workers)
+                self.executor.wind_down(workers)
                 return None
         for worker in workers:
             worker.join()
         with self._lock:
-            return self._conclude(outcome[0])
+            return self._conclude(self.main_error)
 
     def _run_prelude(self, prelude: list[Unit]) -> None:
         """Run the groups before the first playbook step while ansible-playbook starts;
@@ -284,7 +305,12 @@ class BatchRun:
 
     def _gave_up(self, going: _Going, error: SitectlError) -> StepRecord | None:
         """A step whose run ended under it: transient trouble gives it back to run on its
-        own (its record stays running); anything else fails it."""
+        own (its record stays running); a run cancelled for the lease, an abort or another
+        step's deadline leaves it running where it was cut off; anything else fails it."""
+        if isinstance(error, LeaseLost | AbortRequested) or (
+            isinstance(error, DeadlinePassed) and error.step_id != going.step.id
+        ):
+            return None
         if isinstance(error, Unavailable):
             self.solo.add(going.step.id)
             self.executor.say(
@@ -298,14 +324,20 @@ class BatchRun:
 
     def gate(self, lane: int, name: str, after: str | None, hosts: tuple[str, ...]) -> GateAnswer:
         """Answer ansible-playbook: may `name` start in `lane`? Called between the plays."""
+        assert self.watch is not None
+        self.watch.gone(lane)  # the lane's step before has ended its plays
         self._prelude_done.wait()
         with self._lock:
             try:
                 if self.broken is not None:
                     return GateAnswer("stop", f"sitectl stopped: {self.broken!r}")
-                if lane == MAIN:
-                    return self._gate(name, hosts)
-                return self._side_gate(lane, name, hosts)
+                answer = (
+                    self._gate(name, hosts) if lane == MAIN else self._side_gate(lane, name, hosts)
+                )
+                if answer.verdict == "go":
+                    step = self._step(name)
+                    self.watch.going(lane, name, step_timeout(self.executor.topology, step))
+                return answer
             except LeaseLost as exc:
                 self.lost = exc
                 return GateAnswer("stop", f"sitectl lost its lease: {exc}")
@@ -483,6 +515,10 @@ class BatchRun:
     def _lane_over(self, lane: int, error: SitectlError | None) -> None:
         """A lane's ansible-playbook ended; settle the step it was running, if any."""
         with self._lock:
+            if isinstance(error, LeaseLost):
+                self.lost = self.lost or error
+            elif isinstance(error, AbortRequested):
+                self.aborted = self.aborted or error.who
             try:
                 going = self.side_going.pop(lane, None) if lane != MAIN else None
                 if going is not None:
@@ -512,7 +548,9 @@ class BatchRun:
         return None
 
     def _group(self, unit: Unit) -> StepRecord | None:
-        return self.executor.run_group(self.op, unit.steps, dict(self.records), dict(self.versions))
+        return run_group(
+            self.executor, self.op, unit.steps, dict(self.records), dict(self.versions)
+        )
 
     def _abort_requested(self) -> bool:
         self.aborted = self.aborted or self.executor.store.abort_requested(self.op.id)
@@ -560,6 +598,9 @@ class BatchRun:
         record = self.records.get(step.id) or StepRecord(step_id=step.id)
         record, version = ex.begin(self.op, step, record, self.versions.get(step.id))
         return ex.finish(self.op, step, record, version, StepStatus.FAILED, detail)
+
+    def _step(self, step_id: str) -> Step:
+        return next(s for u in self.units for s in (*u.steps, *u.side) if s.id == step_id)
 
     def _handler(self, step: Step) -> PlaybookStep:
         handler = self.executor.handlers[step.action]

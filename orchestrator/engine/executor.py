@@ -1,39 +1,21 @@
 """The executor: the only code that changes the world.
 
-For each group of the plan, in order, and for each step of the group in parallel:
-make sure we still hold the lease → skip it if its checkpoint says finished → `check`
-(already true?) → `apply` → `verify` → write the checkpoint, fenced by the epoch. A
-crash anywhere leaves checkpoints from which the next run continues; a finished step is
+For each group of the plan, in order: run its steps through their lifecycle
+(engine/lifecycle.py) — on their own, side by side (engine/groups.py), or a stretch of
+host steps in one shared ansible-playbook run that waits at gates (engine/batch.py). Each
+step: make sure we still hold the lease → skip it if its checkpoint says finished →
+`check` (already true?) → `apply` → `verify` → write the checkpoint, fenced by the epoch.
+A crash anywhere leaves checkpoints from which the next run continues; a finished step is
 never run again.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
-import time
-import traceback
-from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Any, Protocol
 
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential,
-    wait_random_exponential,
-)
-from tenacity.stop import stop_base
-
-from orchestrator.audit import AuditLog, identity
-from orchestrator.config.model import Topology
 from orchestrator.engine.batch import BatchRun, batch_chain
-from orchestrator.engine.faults import Faults
-from orchestrator.engine.handlers import Fence, StepContext, StepHandler
+from orchestrator.engine.groups import run_group
+from orchestrator.engine.lifecycle import VERIFY_POLLS, Events, NoEvents, StepLife, Store
 from orchestrator.engine.progress import (
     abort_advice,
     changed_anything,
@@ -41,177 +23,106 @@ from orchestrator.engine.progress import (
     recovery_advice,
     where_is_the_service,
 )
-from orchestrator.engine.records import (
-    FINISHED_STEP,
-    OperationRecord,
-    OpStatus,
-    StepRecord,
-    StepStatus,
-)
-from orchestrator.errors import Failed, LeaseLost, Unavailable
-from orchestrator.plan.model import Action, Plan, Step
+from orchestrator.engine.records import Mode, OperationRecord, OpStatus, StepRecord
+from orchestrator.plan.model import Step
 
-log = logging.getLogger("sitectl.engine")
-# verify polls after 0.05 s, 0.1, 0.2, … then every 2 s (the step's bound comes first)
-VERIFY_POLLS = 100
-
-
-class Store(Protocol):
-    def operation(self, op_id: str) -> tuple[OperationRecord, int]: ...
-    def update_operation(self, lease: Any, op: OperationRecord, version: int) -> int: ...
-    def steps(self, op_id: str) -> dict[str, tuple[StepRecord, int]]: ...
-    def write_step(
-        self, lease: Any, op_id: str, record: StepRecord, version: int | None
-    ) -> int: ...
-    def abort_requested(self, op_id: str) -> str | None: ...
-    def clear_current(self, lease: Any) -> None: ...
-
-
-class Events(Protocol):
-    """Progress for people: the CLI draws it, tests record it."""
-
-    def step_started(self, step: Step) -> None: ...
-    def step_finished(self, step: Step, record: StepRecord) -> None: ...
-    def task_started(self, step_id: str, host: str, task: str) -> None:
-        """A playbook task of the step started on a host."""
-
-
-class NoEvents:
-    def step_started(self, step: Step) -> None:
-        pass
-
-    def step_finished(self, step: Step, record: StepRecord) -> None:
-        pass
-
-    def task_started(self, step_id: str, host: str, task: str) -> None:
-        pass
-
-
-class _StopAfter(stop_base):
-    """Tenacity's stop_after_delay on the executor's clock: tenacity's own is the real
-    monotonic clock, which a test's fake sleep never moves. The clock is first read when
-    an attempt fails (a call that succeeds at once costs no read); the first attempt's own
-    duration, which only tenacity timed, counts towards the bound."""
-
-    def __init__(self, clock: Callable[[], float], bound: float) -> None:
-        self.clock = clock
-        self.bound = bound
-        self.deadline: float | None = None
-
-    def __call__(self, retry_state: RetryCallState) -> bool:
-        now = self.clock()
-        if self.deadline is None:
-            self.deadline = now - (retry_state.seconds_since_start or 0.0) + self.bound
-        return now >= self.deadline
+__all__ = ["VERIFY_POLLS", "Events", "Executor", "NoEvents", "Store"]
 
 
 @dataclass
-class Executor:
-    plan: Plan
-    topology: Topology
-    store: Store
-    lease: Fence
-    handlers: Mapping[Action, StepHandler]
-    audit: AuditLog
-    artifacts: Path
-    events: Events = field(default_factory=NoEvents)
-    faults: Faults = field(default_factory=Faults)
-    clock: Callable[[], float] = time.time
-    sleep: Callable[[float], None] = time.sleep
-    attempts: int = 3
-    figures: dict[str, object] = field(default_factory=dict)
+class Executor(StepLife):
     # Consecutive playbook steps share one ansible-playbook run (engine/batch.py).
     batch: bool = True
     _solo: set[str] = field(default_factory=set)  # steps batching gave back to run alone
-    _winding: list[threading.Thread] = field(default_factory=list)  # see wind_down
 
     def run(self, op_id: str) -> OperationRecord:
         op, op_version = self.store.operation(op_id)
         op = replace(op, status=OpStatus.RUNNING, epoch=self.lease.epoch, finished=None)
         op_version = self.store.update_operation(self.lease, op, op_version)
-        versions: dict[str, int] = {}
-        while True:
-            found = self.store.steps(op_id)
-            records = {k: r for k, (r, _) in found.items()}
-            versions = {k: v for k, (_, v) in found.items()}
-            who = self.store.abort_requested(op_id)
-            if who is not None:
-                op = op.with_status(
-                    OpStatus.ABORTED,
-                    now=self.clock(),
-                    message=f"aborted by {who}: {where_is_the_service(self.plan, records)}; "
-                    + abort_advice(self.plan, records),
-                )
-                self.store.clear_current(self.lease)  # over: a new operation may start
-                self.say(f"operation {op.id} stopped at a safe point because {who} asked")
-                break
-            upcoming = next_group(self.plan, records)
-            if upcoming is None:
-                outcome = (
-                    f"{self.plan.from_site} is active and protects towards {self.plan.to_site}"
-                    if self.plan.mode == "reprotect"
-                    else f"{self.plan.to_site} is active"
-                )
-                op = op.with_status(OpStatus.SUCCEEDED, now=self.clock(), message=outcome)
-                self.store.clear_current(self.lease)
-                took = f" after {op.finished - op.started:.1f} s" if op.finished else ""
-                self.say(f"operation {op.id} finished: {outcome}{took}")
-                break
-            index, group = upcoming
-            units = (
-                batch_chain(self.plan, index, records, self.handlers, self._solo)
-                if self.batch
-                else []
-            )
-            if units:
-                failed = BatchRun(self, op, units, records, versions, self._solo).run()
-            else:
-                failed = self.run_group(op, group.steps, records, versions)
-            if failed is not None:
-                after = {k: r for k, (r, _) in self.store.steps(op_id).items()}
-                if not changed_anything(self.plan, after):
-                    # Nothing changed: the operation is over, and a new one (say, with
-                    # --accept-data-loss) may start at once.
-                    op = op.with_status(
-                        OpStatus.REFUSED,
-                        now=self.clock(),
-                        failed_step=failed.step_id,
-                        message=f"refused before any change: {failed.detail}",
-                    )
-                    self.store.clear_current(self.lease)
-                    self.say(f"operation {op.id} refused by {failed.step_id}: nothing changed")
-                    break
-                op = op.with_status(
-                    OpStatus.FAILED,
-                    now=self.clock(),
-                    failed_step=failed.step_id,
-                    message=f"step {failed.step_id} failed: {failed.detail}. "
-                    f"{where_is_the_service(self.plan, after)}; "
-                    + recovery_advice(self.plan, after, op.id),
-                )
-                self.say(f"operation {op.id} stopped: step {failed.step_id} failed")
-                break
-        self.store.update_operation(self.lease, op, op_version)
+        closed = None
+        while closed is None:
+            closed = self._next(op)
+        self.store.update_operation(self.lease, closed, op_version)
         self.audit.write(
-            "operation." + op.status.value,
-            op=op.id,
+            "operation." + closed.status.value,
+            op=closed.id,
             epoch=self.lease.epoch,
-            reason=op.reason,
-            detail=op.message,
+            reason=closed.reason,
+            detail=closed.message,
         )
         self.wound_down()
+        return closed
+
+    def _next(self, op: OperationRecord) -> OperationRecord | None:
+        """Run the next stretch of the plan; the closed operation once it is over."""
+        found = self.store.steps(op.id)
+        records = {k: r for k, (r, _) in found.items()}
+        versions = {k: v for k, (_, v) in found.items()}
+        who = self.store.abort_requested(op.id)
+        if who is not None:
+            return self._aborted(op, who, records)
+        upcoming = next_group(self.plan, records)
+        if upcoming is None:
+            return self._succeeded(op)
+        index, group = upcoming
+        units = (
+            batch_chain(self.plan, index, records, self.handlers, self._solo) if self.batch else []
+        )
+        if units:
+            failed = BatchRun(self, op, units, records, versions, self._solo).run()
+        else:
+            failed = self.run_group(op, group.steps, records, versions)
+        return None if failed is None else self._failed(op, failed)
+
+    def _aborted(
+        self, op: OperationRecord, who: str, records: dict[str, StepRecord]
+    ) -> OperationRecord:
+        op = op.with_status(
+            OpStatus.ABORTED,
+            now=self.clock(),
+            message=f"aborted by {who}: {where_is_the_service(self.plan, records)}; "
+            + abort_advice(self.plan, records),
+        )
+        self.store.clear_current(self.lease)  # over: a new operation may start
+        self.say(f"operation {op.id} stopped at a safe point because {who} asked")
         return op
 
-    def wind_down(self, runs: list[threading.Thread]) -> None:
-        """Playbook runs whose every step is checkpointed and that only end now: the
-        operation goes on meanwhile, and they are joined once its outcome is written."""
-        self._winding.extend(runs)
+    def _succeeded(self, op: OperationRecord) -> OperationRecord:
+        outcome = (
+            f"{self.plan.from_site} is active and protects towards {self.plan.to_site}"
+            if self.plan.mode is Mode.REPROTECT
+            else f"{self.plan.to_site} is active"
+        )
+        op = op.with_status(OpStatus.SUCCEEDED, now=self.clock(), message=outcome)
+        self.store.clear_current(self.lease)
+        took = f" after {op.finished - op.started:.1f} s" if op.finished else ""
+        self.say(f"operation {op.id} finished: {outcome}{took}")
+        return op
 
-    def wound_down(self) -> None:
-        """Wait for the runs handed to `wind_down` to end (no step is left to them)."""
-        for run in self._winding:
-            run.join()
-        self._winding.clear()
+    def _failed(self, op: OperationRecord, failed: StepRecord) -> OperationRecord:
+        after = self.store.records(op.id)
+        if not changed_anything(self.plan, after):
+            # Nothing changed: the operation is over, and a new one (say, with
+            # --accept-data-loss) may start at once.
+            op = op.with_status(
+                OpStatus.REFUSED,
+                now=self.clock(),
+                failed_step=failed.step_id,
+                message=f"refused before any change: {failed.detail}",
+            )
+            self.store.clear_current(self.lease)
+            self.say(f"operation {op.id} refused by {failed.step_id}: nothing changed")
+            return op
+        op = op.with_status(
+            OpStatus.FAILED,
+            now=self.clock(),
+            failed_step=failed.step_id,
+            message=f"step {failed.step_id} failed: {failed.detail}. "
+            f"{where_is_the_service(self.plan, after)}; "
+            + recovery_advice(self.plan, after, op.id),
+        )
+        self.say(f"operation {op.id} stopped: step {failed.step_id} failed")
+        return op
 
     def run_group(
         self,
@@ -221,215 +132,4 @@ class Executor:
         versions: dict[str, int],
     ) -> StepRecord | None:
         """Run the unfinished steps of one group; return the first failure, if any."""
-        pending = [
-            s for s in steps if s.id not in records or records[s.id].status not in FINISHED_STEP
-        ]
-        if len(pending) == 1:
-            outcomes = [self._outcome(op, pending[0], records, versions)]
-        else:
-            with ThreadPoolExecutor(max_workers=len(pending)) as pool:
-                futures = [
-                    pool.submit(self._outcome, op, step, records, versions) for step in pending
-                ]
-                outcomes = [f.result() for f in futures]
-        for outcome in outcomes:
-            if isinstance(outcome, LeaseLost):
-                raise outcome
-        failures = [
-            o for o in outcomes if isinstance(o, StepRecord) and o.status is StepStatus.FAILED
-        ]
-        return failures[0] if failures else None
-
-    def _outcome(
-        self,
-        op: OperationRecord,
-        step: Step,
-        records: dict[str, StepRecord],
-        versions: dict[str, int],
-    ) -> StepRecord | LeaseLost:
-        # Returned, not raised: a parallel sibling must get to write its own checkpoint.
-        try:
-            return self._run_step(op, step, records.get(step.id), versions.get(step.id))
-        except LeaseLost as exc:
-            self.say(f"step {step.id} not run: {exc}")
-            return exc
-
-    def _run_step(
-        self,
-        op: OperationRecord,
-        step: Step,
-        record: StepRecord | None,
-        version: int | None,
-    ) -> StepRecord:
-        record = record or StepRecord(step_id=step.id)
-        if record.status in FINISHED_STEP:
-            return record
-        record, version = self.begin(op, step, record, version)
-        ctx = replace(
-            self.context(op), on_task=lambda host, task: self.task_started(step.id, host, task)
-        )
-        status, detail = self._attempt(step, self.handlers[step.action], ctx)
-        return self.finish(op, step, record, version, status, detail)
-
-    def task_started(self, step_id: str, host: str, task: str) -> None:
-        self.events.task_started(step_id, host, task)
-
-    def context(self, op: OperationRecord) -> StepContext:
-        return StepContext(
-            topology=self.topology,
-            plan=self.plan,
-            operation=op,
-            fence=self.lease,
-            artifacts=self.artifacts,
-            log=self.say,
-            figures=self.figures,
-        )
-
-    def begin(
-        self, op: OperationRecord, step: Step, record: StepRecord, version: int | None
-    ) -> tuple[StepRecord, int]:
-        """Check the lease and checkpoint the step as running."""
-        self.lease.ensure()
-        record = record.advance(
-            StepStatus.RUNNING, now=self.clock(), epoch=self.lease.epoch, host=identity()
-        )
-        version = self.store.write_step(self.lease, op.id, record, version)
-        self._transition(op, record)
-        self.events.step_started(step)
-        return record, version
-
-    def finish(
-        self,
-        op: OperationRecord,
-        step: Step,
-        record: StepRecord,
-        version: int,
-        status: StepStatus,
-        detail: str,
-    ) -> StepRecord:
-        """Checkpoint the step's outcome (fenced by the epoch it started under)."""
-        record = record.advance(status, now=self.clock(), epoch=record.epoch, detail=detail)
-        self.store.write_step(self.lease, op.id, record, version)
-        self._transition(op, record)
-        self.events.step_finished(step, record)
-        self.faults.step_checkpointed()
-        return record
-
-    def _attempt(
-        self, step: Step, handler: StepHandler, ctx: StepContext
-    ) -> tuple[StepStatus, str]:
-        if (
-            step.if_unreachable == "skip"
-            and step.site == self.plan.from_site
-            and not self.plan.old_site_reachable
-        ):
-            # Observed down when planned: do not touch it (it may come back mid-way with
-            # stale data), and do not spend the timeout finding out again.
-            return (
-                StepStatus.SKIPPED,
-                f"skipped: unreachable ({step.site} did not answer when the operation was planned)",
-            )
-        try:
-            if self.already_true(step, handler, ctx):
-                return StepStatus.DONE, "already true"
-            self.retrying(step, lambda: handler.apply(step, ctx))
-            self.faults.inside_step(step.id)
-            self.verifying(step, lambda: handler.verify(step, ctx))
-            return StepStatus.DONE, "applied and verified"
-        except Exception as exc:
-            return self.judge(step, exc)
-
-    def already_true(self, step: Step, handler: StepHandler, ctx: StepContext) -> bool:
-        """Ask "already true?" (with retries); if not, make sure we still lead: after
-        False the caller changes the world, here or in a shared playbook run."""
-        if self.retrying(step, lambda: handler.check(step, ctx)):
-            return True
-        self.lease.ensure()  # the last word before changing anything
-        self.faults.before_apply(step.id)
-        return False
-
-    def judge(self, step: Step, exc: Exception) -> tuple[StepStatus, str]:
-        """What an error raised inside a step means for it; LeaseLost stops everything."""
-        if isinstance(exc, LeaseLost):
-            raise exc
-        if isinstance(exc, Unavailable):
-            if step.if_unreachable == "skip":
-                return StepStatus.SKIPPED, f"skipped: unreachable ({exc})"
-            return StepStatus.FAILED, str(exc)
-        if isinstance(exc, Failed):
-            return StepStatus.FAILED, str(exc)
-        # A bug, not an outage: keep the traceback in the log.
-        log.error(
-            "step %s raised %r\n%s",
-            step.id,
-            exc,
-            "".join(traceback.format_exception(exc)),
-        )
-        return StepStatus.FAILED, f"unexpected error {exc.__class__.__name__}: {exc}"
-
-    def _bound(self, step: Step) -> float:
-        return (
-            self.topology.policy.unreachable_timeout
-            if step.if_unreachable == "skip"
-            else self.topology.policy.step_timeout
-        )
-
-    def retrying(self, step: Step, call: Callable[[], Any]) -> Any:
-        """`call` again after transient trouble: a few times, spaced out."""
-        retrying = Retrying(
-            retry=retry_if_exception_type(Unavailable),
-            stop=stop_after_attempt(self.attempts) | _StopAfter(self.clock, self._bound(step)),
-            wait=wait_random_exponential(multiplier=0.5, max=5),
-            sleep=self.sleep,
-            before_sleep=lambda state: self._retry_said(step, state),
-            reraise=True,
-        )
-        return retrying(call)
-
-    def verifying(self, step: Step, call: Callable[[], Any]) -> Any:
-        """Poll `verify` until it holds, within the step's bound. A started service or a
-        breaking mirror converges in a moment: soon after the first look, then less
-        often, rather than the few spaced-out tries of `retrying`, which could give up
-        on a service that needed three seconds and waited a second for one that needed
-        a tenth."""
-        polling = Retrying(
-            retry=retry_if_exception_type(Unavailable),
-            stop=stop_after_attempt(VERIFY_POLLS) | _StopAfter(self.clock, self._bound(step)),
-            wait=wait_exponential(multiplier=0.05, max=2),
-            sleep=self.sleep,
-            reraise=True,
-        )
-        return polling(call)
-
-    def _retry_said(self, step: Step, state: RetryCallState) -> None:
-        error = state.outcome.exception() if state.outcome else None
-        self.say(
-            f"step {step.id} attempt {state.attempt_number} failed ({error}); "
-            f"retrying in {state.next_action.sleep if state.next_action else 0:.1f} s"
-        )
-
-    def _transition(self, op: OperationRecord, record: StepRecord) -> None:
-        sentence = f"step {record.step_id} {record.status.value}"
-        if record.status is StepStatus.RUNNING and record.attempts > 1:
-            sentence += f" (attempt {record.attempts})"
-        if record.detail:
-            # A skip's detail names its status for readers of the record alone; the
-            # sentence already did ("skipped: skipped: unreachable" otherwise).
-            sentence += f": {record.detail.removeprefix(record.status.value + ': ')}"
-        if record.duration is not None:
-            sentence += f" in {record.duration:.2f} s"
-        self.say(sentence)
-        self.audit.write(
-            "step." + record.status.value,
-            op=op.id,
-            step=record.step_id,
-            epoch=record.epoch,
-            reason=op.reason,
-            automatic=op.automatic,
-            detail=record.detail,
-            attempts=record.attempts,
-            duration=record.duration,
-        )
-
-    def say(self, sentence: str) -> None:
-        log.info(sentence)
+        return run_group(self, op, steps, records, versions)

@@ -18,6 +18,10 @@ class Fence(Protocol):
     def ensure(self) -> None:
         """Raise LeaseLost unless we still lead at our epoch."""
 
+    def interrupted(self) -> str | None:
+        """Why the lease cannot be trusted this instant (suspended, lost), or None; must
+        not block: a running playbook is cancelled on it."""
+
 
 @dataclass
 class StepContext:
@@ -32,6 +36,9 @@ class StepContext:
     # on_task(host, task): a task of the step's own playbook run started on a host (the
     # progress display); set by the executor for the step it runs.
     on_task: Callable[[str, str], None] | None = None
+    # cancel(): None while the step's playbook may run on, else the error to stop it with
+    # (engine/cancel.py); set by the executor for the step it runs.
+    cancel: Callable[[], Exception | None] | None = None
 
 
 class StepHandler(Protocol):

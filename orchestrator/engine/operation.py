@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from kazoo.client import KazooClient
 
@@ -29,11 +28,11 @@ from orchestrator.engine.executor import Events, Executor, NoEvents
 from orchestrator.engine.faults import Faults
 from orchestrator.engine.observe import observe
 from orchestrator.engine.progress import abort_advice, plan_digest, where_is_the_service
-from orchestrator.engine.records import FINISHED_OP, OperationRecord, OpStatus, StepRecord
+from orchestrator.engine.records import FINISHED_OP, Mode, OperationRecord, OpStatus, StepRecord
 from orchestrator.engine.steps import default_handlers
+from orchestrator.engine.views import OperationView, OutcomeView, StatusView
 from orchestrator.errors import ConfigError, SitectlError
 from orchestrator.plan import MirrorView, ObservedState, Plan, build_plan, build_reprotect_plan
-from orchestrator.plan.model import Mode
 
 UNFINISHED = frozenset({OpStatus.RUNNING, OpStatus.FAILED, OpStatus.INTERRUPTED})
 # How long `sitectl abort` waits for a running operation to reach its safe point: a step
@@ -101,6 +100,9 @@ class Outcome:
         """Refused by the readiness gate or a pre-flight check: nothing changed (exit 4)."""
         return self.op.status is OpStatus.REFUSED
 
+    def view(self) -> OutcomeView:
+        return OutcomeView.of(self.op, (s.id for s in self.plan.steps()), self.steps, self.figures)
+
 
 def new_operation_id(now: float) -> str:
     # Sortable by time, unique without coordination.
@@ -110,7 +112,7 @@ def new_operation_id(now: float) -> str:
 def plan_operation(s: Session, mode: Mode, to_site: str | None) -> Plan:
     """The plan as things stand now (read-only; for --dry-run and before starting)."""
     observed = observe(s.topology, s.store)
-    if mode == "reprotect":
+    if mode is Mode.REPROTECT:
         return build_reprotect_plan(s.topology, observed)
     return build_plan(s.topology, observed, mode, to_site or "")
 
@@ -208,12 +210,15 @@ def abort_operation(
     op_id: str | None = None,
     *,
     wait: float = ABORT_WAIT_S,
+    now: bool = False,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> AbortResult:
     """Ask the operation to stop at its next safe point and wait up to `wait` seconds
-    until it has (0: do not wait). If nobody holds the lease, or its holder goes away
-    meanwhile (a killed sitectl), close the operation record here."""
+    until it has (0: do not wait). `now`: the step under way stops at once too, its
+    playbook killed and the step left half-done (running), instead of finishing first.
+    If nobody holds the lease, or its holder goes away meanwhile (a killed sitectl),
+    close the operation record here."""
     op_id = op_id or s.store.current_operation()
     if not op_id:
         raise ResumeRefused("no operation in progress to abort")
@@ -221,7 +226,7 @@ def abort_operation(
     if op.status not in UNFINISHED:
         raise ResumeRefused(f"operation {op.id} is {op.status.value}: nothing to abort")
     who = identity()
-    s.store.request_abort(op.id, who)
+    s.store.request_abort(op.id, who, now=now)
     deadline = clock() + max(wait, 0.0)
     lease = Lease(s.client, s.paths, who)  # one, tried at each look: one session listener
     try:
@@ -265,7 +270,7 @@ def _close_if_free(s: Session, lease: Lease, op_id: str, who: str) -> AbortResul
     op, version = s.store.operation(op_id)  # as its last holder left it
     if op.status in FINISHED_OP:
         return _stopped(op)
-    records = {k: r for k, (r, _) in s.store.steps(op.id).items()}
+    records = s.store.records(op.id)
     try:
         plan = replan(s.topology, op)
     except ResumeRefused:  # the checkpoints no longer match the topology's plan
@@ -283,45 +288,24 @@ def _close_if_free(s: Session, lease: Lease, op_id: str, who: str) -> AbortResul
     return _stopped(closed)
 
 
-def describe(s: Session) -> dict[str, Any]:
+def describe(s: Session) -> StatusView:
     """What `sitectl status` shows."""
     current = s.store.current_operation()
     op_id = current or _last(s, missing_ok=True)
-    info: dict[str, Any] = {
-        "cluster": s.topology.cluster,
-        "active_site": s.store.active_site() or s.topology.active_site,
-        "active_site_recorded": s.store.active_site() is not None,
-        "lock_holders": s.store.lock_holders(),
-        "paused": s.store.paused(),
-        "operation": None,
-    }
+    recorded = s.store.active_site()
+    operation = None
     if op_id:
         op, _ = s.store.operation(op_id)
-        steps = {k: r for k, (r, _) in s.store.steps(op.id).items()}
-        running = sorted(k for k, r in steps.items() if r.status.value == "running")
-        info["operation"] = {
-            "id": op.id,
-            "mode": op.mode,
-            "from_site": op.from_site,
-            "to_site": op.to_site,
-            "status": op.status.value,
-            "started": op.started,
-            "finished": op.finished,
-            "by": op.by,
-            "host": op.host,
-            "reason": op.reason,
-            "accept_data_loss": op.accept_data_loss,
-            "automatic": op.automatic,
-            "epoch": op.epoch,
-            "in_progress": current is not None,
-            "running_steps": running,
-            "steps_finished": sum(
-                1 for r in steps.values() if r.status.value in ("done", "skipped")
-            ),
-            "failed_step": op.failed_step,
-            "message": op.message,
-        }
-    return info
+        records = s.store.records(op.id)
+        operation = OperationView.of(op, records, in_progress=current is not None)
+    return StatusView(
+        cluster=s.topology.cluster,
+        active_site=recorded or s.topology.active_site,
+        active_site_recorded=recorded is not None,
+        lock_holders=tuple(s.store.lock_holders()),
+        paused=s.store.paused(),
+        operation=operation,
+    )
 
 
 def replan(topo: Topology, op: OperationRecord) -> Plan:
@@ -330,10 +314,10 @@ def replan(topo: Topology, op: OperationRecord) -> Plan:
         unreachable_sites=frozenset(op.unreachable),
         mirrors={v.name: MirrorView(op.from_site, op.to_site) for v in topo.volumes},
     )
-    if op.mode == "reprotect":
+    if op.mode is Mode.REPROTECT:
         plan = build_reprotect_plan(topo, ObservedState(active_site=op.from_site))
     else:
-        plan = build_plan(topo, observed, op.mode, op.to_site)  # type: ignore[arg-type]
+        plan = build_plan(topo, observed, op.mode, op.to_site)
     digest = plan_digest(plan)
     if digest != op.plan_digest:
         raise ResumeRefused(
@@ -363,7 +347,7 @@ def _execute(
         faults=faults or Faults(),
     )
     op = executor.run(op_id)
-    steps = {k: r for k, (r, _) in s.store.steps(op_id).items()}
+    steps = s.store.records(op_id)
     return Outcome(op=op, plan=plan, steps=steps, figures=executor.figures)
 
 

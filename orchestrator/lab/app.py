@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from orchestrator.cli.exitcodes import ExitCode
+from orchestrator.exitcodes import ExitCode
 from orchestrator.lab import layout, mail, procs
 from orchestrator.lab import state as lab_state
 from orchestrator.lab.procs import ProcState

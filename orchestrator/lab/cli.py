@@ -1,6 +1,6 @@
 """`sitectl lab …`: the lab's commands (mounted by the main CLI; `python -m orchestrator.lab`).
 
-Every failure is one line on stderr and a documented exit code (orchestrator.cli.exitcodes).
+Every failure is one line on stderr and a documented exit code (orchestrator.exitcodes).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from orchestrator.cli.output import emit_json
 from orchestrator.lab import environment, lifecycle
 from orchestrator.lab.state import default_state_dir
+from orchestrator.output import emit_json
 
 lab_app = typer.Typer(
     name="lab",

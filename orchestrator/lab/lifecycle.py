@@ -14,8 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.cli.exitcodes import ExitCode
 from orchestrator.errors import SitectlError
+from orchestrator.exitcodes import ExitCode
 from orchestrator.lab import (
     components,
     controllers,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from orchestrator.cli.exitcodes import ExitCode
+from orchestrator.exitcodes import ExitCode
 from orchestrator.lab import procs
 from orchestrator.lab.probes import NotReady, wait_until
 from orchestrator.lab.procs import ProcState

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
 
-PLAN_SCHEMA = "sitectl.plan/v1"
+# The plan's kind, defined with the records that keep it (a leaf module).
+from orchestrator.records import Mode as Mode
 
-Mode = Literal["switchover", "failover", "reprotect"]
+PLAN_SCHEMA = "sitectl.plan/v1"
 IfUnreachable = Literal["fail", "skip"]
 
 
@@ -105,6 +106,9 @@ class Plan:
     groups: tuple[Group, ...]
     notes: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mode", Mode(self.mode))  # a caller's "switchover" too
+
     def steps(self) -> Iterator[Step]:
         for group in self.groups:
             yield from group.steps
@@ -122,7 +126,7 @@ class Plan:
         return {
             "schema": PLAN_SCHEMA,
             "cluster": self.cluster,
-            "mode": self.mode,
+            "mode": self.mode.value,
             "from_site": self.from_site,
             "to_site": self.to_site,
             "old_site_reachable": self.old_site_reachable,

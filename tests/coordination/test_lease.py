@@ -7,10 +7,12 @@ import signal
 
 import pytest
 from kazoo.client import KazooState
+from kazoo.recipe.lock import Lock
+from kazoo.security import make_acl
 
 from orchestrator.coordination.lease import Lease
 from orchestrator.coordination.paths import ZkPaths
-from orchestrator.errors import Conflict, LeaseLost, Locked
+from orchestrator.errors import Conflict, Failed, LeaseLost, Locked
 from tests.coordination.conftest import IPS, wait_for
 
 pytestmark = pytest.mark.lab
@@ -71,6 +73,52 @@ def test_a_stale_leader_is_refused_by_zookeeper_itself(ensemble, chroot) -> None
         assert new_client.get(f"{chroot}/record")[0] == b"v2"
     finally:
         old_client.stop(), new_client.stop()
+
+
+def test_a_stale_write_is_refused_between_the_successors_lock_and_its_epoch(
+    ensemble, chroot
+) -> None:
+    """The successor holds the lock but has not bumped the epoch yet: the epoch alone would
+    let the old leader's write in; its lock node, gone with its session, keeps it out."""
+    paths = ZkPaths(chroot)
+    old_client, new_client = ensemble.client(), ensemble.client()
+    try:
+        old = Lease(old_client, paths, "old-leader")
+        old.acquire()
+        old.create(f"{chroot}/record", b"v1")
+        ensemble.expire(old_client)
+        wait_for(lambda: old_client.state == KazooState.CONNECTED, "old client reconnects")
+        successor = Lock(new_client, paths.lock, "new-leader")  # the lock, not yet the epoch
+        wait_for(lambda: successor.acquire(blocking=False), "successor takes the lock")
+        assert new_client.exists(paths.epoch).version == old.epoch
+
+        old.ensure = lambda: None  # type: ignore[method-assign]  # a writer skipping its checks
+        with pytest.raises(LeaseLost, match="our lock node is gone"):
+            old.set(f"{chroot}/record", b"stale")
+        with pytest.raises(LeaseLost, match="our lock node is gone"):
+            old.create(f"{chroot}/other", b"stale")
+        assert new_client.get(f"{chroot}/record")[0] == b"v1"
+        assert new_client.exists(f"{chroot}/other") is None
+    finally:
+        old_client.stop(), new_client.stop()
+
+
+def test_a_failed_epoch_bump_gives_the_lock_back(ensemble, chroot) -> None:
+    """Taking the lock worked, bumping the epoch did not: the error leaves `acquire` with
+    the lock released, so nobody waits for a lease nobody holds."""
+    paths = ZkPaths(chroot)
+    client, other = ensemble.client(), ensemble.client()
+    try:
+        other.ensure_path(paths.root)
+        # An epoch this client may read but not write: the bump is refused.
+        other.create(paths.epoch, b"x", acl=[make_acl("world", "anyone", read=True)])
+        lease = Lease(client, paths, "unlucky")
+        with pytest.raises(Failed, match="ZooKeeper refused our credentials"):
+            lease.acquire()
+        assert not lease.held
+        assert Lock(other, paths.lock).contenders() == []
+    finally:
+        client.stop(), other.stop()
 
 
 def _try_acquire(lease: Lease) -> bool:

@@ -17,6 +17,7 @@ class MemoryStore:
     ops: dict[str, tuple[OperationRecord, int]] = field(default_factory=dict)
     step_records: dict[str, dict[str, tuple[StepRecord, int]]] = field(default_factory=dict)
     aborted_by: str | None = None
+    aborted_now: bool = False  # the abort asked the step under way to stop at once
     current: str | None = None
     writes: list[StepRecord] = field(default_factory=list)
 
@@ -33,6 +34,9 @@ class MemoryStore:
     def steps(self, op_id: str) -> dict[str, tuple[StepRecord, int]]:
         return dict(self.step_records.get(op_id, {}))
 
+    def records(self, op_id: str) -> dict[str, StepRecord]:
+        return {k: r for k, (r, _) in self.steps(op_id).items()}
+
     def write_step(self, lease: Any, op_id: str, record: StepRecord, version: int | None) -> int:
         lease.ensure()
         existing = self.step_records.setdefault(op_id, {}).get(record.step_id)
@@ -46,6 +50,9 @@ class MemoryStore:
     def abort_requested(self, op_id: str) -> str | None:
         return self.aborted_by
 
+    def abort_now(self, op_id: str) -> str | None:
+        return self.aborted_by if self.aborted_now else None
+
     def clear_current(self, lease: Any) -> None:
         self.current = None
 
@@ -56,8 +63,9 @@ class MemoryStore:
     def current_operation(self) -> str | None:
         return self.current
 
-    def request_abort(self, op_id: str, who: str) -> None:
+    def request_abort(self, op_id: str, who: str, *, now: bool = False) -> None:
         self.aborted_by = self.aborted_by or who  # the first request stands
+        self.aborted_now = self.aborted_now or now
 
     def operation_ids(self) -> list[str]:
         return sorted(self.ops)
@@ -82,6 +90,9 @@ class FakeFence:
         self.ensures += 1
         if self.lost_after_ensures is not None and self.ensures > self.lost_after_ensures:
             raise LeaseLost("fencing epoch moved from 7 to 8")
+
+    def interrupted(self) -> str | None:
+        return None
 
 
 @dataclass

@@ -81,6 +81,9 @@ def setup(topo, tmp_path, monkeypatch) -> Setup:
         def ensure(self) -> None:
             pass
 
+        def interrupted(self) -> str | None:
+            return None
+
         def release(self) -> None:
             pass
 
@@ -215,7 +218,7 @@ def _cli_session(setup: Setup) -> Iterator[engine.Session]:
 def test_abort_exit_codes(setup, monkeypatch, stopped, wait, code) -> None:
     seen: dict[str, Any] = {}
 
-    def abort(s: Any, op_id: str | None, *, wait: float) -> engine.AbortResult:
+    def abort(s: Any, op_id: str | None, *, wait: float, now: bool = False) -> engine.AbortResult:
         seen["wait"] = wait
         return engine.AbortResult(stopped, "the operation's sentence")
 
@@ -236,9 +239,9 @@ def test_status_shows_when_it_started_and_the_accepted_data_loss(setup, capsys) 
 
     info = engine.describe(setup.session)
 
-    assert info["operation"]["accept_data_loss"] == reason
-    assert info["operation"]["started"] == 1000.0
-    cli_operations._print_status({**info, "controllers": []})
+    assert info.to_json()["operation"]["accept_data_loss"] == reason
+    assert info.to_json()["operation"]["started"] == 1000.0
+    cli_operations._print_status(replace(info, controllers=()))
     out = capsys.readouterr().out
     assert f"started {cli_operations._when(1000.0)} by ops" in out
     assert cli_operations._when(1000.0).startswith("1970-01-01")
@@ -249,7 +252,7 @@ def test_the_json_outcome_carries_the_accepted_data_loss(setup) -> None:
     reason = "dc1 lost power"
     op = replace(setup.store.ops[setup.op_id][0], accept_data_loss=reason)
 
-    outcome = cli_operations._outcome_json(engine.Outcome(op=op, plan=setup.plan))
+    outcome = engine.Outcome(op=op, plan=setup.plan).view().to_json()
 
     assert json.loads(json.dumps(outcome))["accept_data_loss"] == reason
 

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from orchestrator.adapters.ansible import PlaybookCall, PlaybookResult, run_playbook
+from orchestrator.adapters.ansible import PlaybookCall, PlaybookResult, run_batch, run_playbook
 from orchestrator.adapters.probes import ProbeResult, canary_subject, find_message, probe
 from orchestrator.adapters.secrets import read_secret
 from orchestrator.checks.application import probe_login
@@ -16,6 +16,7 @@ from orchestrator.config.model import VOLUME_DRIVERS, Host, Topology
 from orchestrator.coordination.paths import encode_step_id
 from orchestrator.engine.handlers import StepContext
 from orchestrator.errors import Failed
+from orchestrator.gates import GatedRun
 from orchestrator.plan.model import Step
 
 PROBE_TIMEOUT_S = 3.0
@@ -83,6 +84,7 @@ def run_call(ctx: StepContext, step: Step, call: PlaybookCall) -> PlaybookResult
         timeout=step_timeout(topo, step),
         on_task=ctx.on_task,
         skip_tags=call.skip_tags,
+        cancel=ctx.cancel,
     )
 
 
@@ -102,6 +104,11 @@ class PlaybookStep(ABC):
     def apply(self, step: Step, ctx: StepContext) -> None:
         self.starting(step, ctx)
         run_call(ctx, step, self.call(step, ctx))
+
+    def gated_run(self) -> GatedRun:
+        """What runs a stretch of such steps in one run that waits at the engine's gates
+        (engine/batch.py): ansible-playbook, with a gate play before each step's plays."""
+        return run_batch
 
 
 def hosts_named(topo: Topology, names: tuple[str, ...]) -> list[Host]:

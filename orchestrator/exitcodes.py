@@ -1,0 +1,13 @@
+"""Exit codes scripts can rely on. Documented in README's CLI reference."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    OPERATION_FAILED = 1  # an operation failed; its state is kept for resume/abort
+    BAD_INPUT = 2  # bad arguments or an invalid topology file; nothing was changed
+    LOCKED = 3  # another operation or leader holds the lock
+    GATE_REFUSED = 4  # a readiness gate refused the operation
