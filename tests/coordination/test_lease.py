@@ -86,8 +86,17 @@ def test_a_stale_write_is_refused_between_the_successors_lock_and_its_epoch(
         old = Lease(old_client, paths, "old-leader")
         old.acquire()
         old.create(f"{chroot}/record", b"v1")
+        expired_session = old_client.client_id[0]
         ensemble.expire(old_client)
-        wait_for(lambda: old_client.state == KazooState.CONNECTED, "old client reconnects")
+        # On a new session: right after the expiry it may still read CONNECTED on the old
+        # one, and a write sent then meets the expiry, not the check under test.
+        wait_for(
+            lambda: (
+                old_client.state == KazooState.CONNECTED
+                and old_client.client_id[0] != expired_session
+            ),
+            "old client reconnects on a new session",
+        )
         successor = Lock(new_client, paths.lock, "new-leader")  # the lock, not yet the epoch
         wait_for(lambda: successor.acquire(blocking=False), "successor takes the lock")
         assert new_client.exists(paths.epoch).version == old.epoch
