@@ -91,17 +91,7 @@ class ControllerLab:
         self.procs[site] = subprocess.Popen(
             [
                 *netns.enter(self.state_dir, site),
-                sys.executable,
-                "-m",
-                "orchestrator.cli.controller",
-                "controller",
-                "run",
-                "--site",
-                site,
-                "--listen",
-                f"{LISTEN[site]}:{PORT}",
-                "-c",
-                str(self.topology),
+                *controllers.command(site, f"{LISTEN[site]}:{PORT}", self.topology),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

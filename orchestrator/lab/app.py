@@ -56,9 +56,7 @@ def start(root: Path, site: str, role: str | None = None) -> list[str]:
         started = []
         for comp in comps:
             comp.wanted = True
-            if procs.state_of(comp) is ProcState.DOWN:
-                procs.stop(comp)  # reap workers a killed leader may have left
-                procs.spawn(comp)
+            if procs.restart_if_down(comp):
                 state.save()
                 started.append(comp.name)
         wait_components(state, comps, time.monotonic() + READY_TIMEOUT_S)

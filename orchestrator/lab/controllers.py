@@ -28,16 +28,18 @@ def listen(site: str) -> str:
     return f"{layout.service_ip(site)}:{PORT}"
 
 
-def _sitectl() -> str:
-    # The console script beside this interpreter (the venv's), so no PATH is assumed.
-    return str(Path(sys.executable).with_name("sitectl"))
+def command(site: str, listen_at: str, topology: Path, *extra: str) -> list[str]:
+    """`sitectl controller run` for `site` on this interpreter (the venv's, so no PATH is
+    assumed): what the lab, the controller scenarios and the benchmarks start."""
+    return [
+        *(sys.executable, "-m", "orchestrator.cli.controller", "controller", "run"),
+        *("--site", site, "--listen", listen_at, "-c", str(topology.absolute()), *extra),
+    ]
 
 
 def argv(state: LabState, site: str, topology: Path | None = None) -> list[str]:
-    """The controller's command line, on `topology` (default: the lab's own)."""
-    topology = topology or topology_path(state.root)
-    command = [_sitectl(), "controller", "run", "--site", site, "--listen", listen(site)]
-    return [*command, "-c", str(topology.absolute())]
+    """The lab's controller command line, on `topology` (default: the lab's own)."""
+    return command(site, listen(site), topology or topology_path(state.root))
 
 
 def prepare(state: LabState, programs: dict[str, str]) -> list[Component]:

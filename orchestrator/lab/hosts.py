@@ -121,7 +121,7 @@ def build(state: LabState) -> dict[str, Any]:
         children[site] = {"vars": _site_vars(state, site), "hosts": _hosts_of(site)}
     # sitectl targets the <site>_<role> groups (dc1_mta, dc2_mailbox, …).
     for site in layout.SITES:
-        for host in _hosts_of(site):
+        for host in children[site]["hosts"]:
             group = _GROUPS.get(host.removeprefix(f"{site}-"))
             if group:
                 children.setdefault(f"{site}_{group}", {"hosts": {}})["hosts"][host] = None

@@ -319,19 +319,22 @@ def heal_site(root: Path, site: str) -> list[str]:
             if c.wanted and not (c.kind in mail.KINDS and site != writable)
         ]
         for comp in comps:
-            if comp.name not in healed and procs.state_of(comp) is ProcState.DOWN:
-                procs.stop(comp)  # reap any worker the dead leader left behind
-                procs.spawn(comp)
+            if comp.name not in healed and procs.restart_if_down(comp):
                 state.save()
                 healed.append(comp.name)
-        # From here (ops), a site cut off from ops cannot be probed: what is behind a cut
-        # is left to come up on its own, as it would be in a real partition.
-        cut = {link[1] for link in netns.cuts(state) if link[0] == layout.OPS}
-        reachable = [c for c in comps if c.netns is None or c.site not in cut]
+        reachable = _reachable_from_ops(state, comps)
         wait_components(state, reachable, time.monotonic() + READY_TIMEOUT_S)
         restarted = [c for c in reachable if c.name in healed and c.kind == "s3store"]
         _restore_replication(state, restarted)
         return healed
+
+
+def _reachable_from_ops(state: LabState, comps: list[Component]) -> list[Component]:
+    """Those of `comps` that `lab` (in ops) can probe: a site whose link to ops is cut
+    either way cannot be, and what is behind the cut is left to come up on its own, as
+    it would in a real partition."""
+    cuts = netns.cuts(state)
+    return [c for c in comps if c.netns is None or not wan.link_cut(cuts, layout.OPS, c.site)]
 
 
 def _restore_replication(state: LabState, started: list[Component]) -> None:
@@ -417,14 +420,12 @@ def controllers_up(root: Path, topology: Path | None = None) -> list[str]:
             if comp.argv != wanted_argv:
                 procs.stop(comp)
                 comp.argv = wanted_argv
-            if procs.state_of(comp) is ProcState.DOWN:
-                procs.stop(comp)
-                procs.spawn(comp)
+            if procs.restart_if_down(comp):
                 state.save()
                 started.append(comp.name)
-        cut = {link[1] for link in netns.cuts(state) if link[0] == layout.OPS}
-        reachable = [c for c in comps if c.site not in cut]
-        wait_components(state, reachable, time.monotonic() + READY_TIMEOUT_S)
+        wait_components(
+            state, _reachable_from_ops(state, comps), time.monotonic() + READY_TIMEOUT_S
+        )
         return started
 
 

@@ -23,8 +23,11 @@ removes exactly what `up` made, after a crash too.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import shutil
+import signal
 import subprocess
 from collections.abc import Iterable
 from pathlib import Path
@@ -192,7 +195,8 @@ def destroy(state: LabState) -> list[str]:
     for name in list(made.get("namespaces", [])):
         for pid in _run(["ip", "netns", "pids", name], check=False).split():
             # Only a process we started can be in a namespace named after our state dir.
-            subprocess.run(["kill", "-9", pid], capture_output=True)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
         try:
             if exists(name):
                 _run(["ip", "netns", "del", name])

@@ -81,6 +81,16 @@ def spawn(comp: Component) -> None:
     comp.start_time = stat[1] if stat else None
 
 
+def restart_if_down(comp: Component) -> bool:
+    """Start `comp` again if it is down (reaping any worker its dead leader left behind);
+    True if it was started. The caller records the new PID (`state.save()`) at once."""
+    if state_of(comp) is not ProcState.DOWN:
+        return False
+    stop(comp)
+    spawn(comp)
+    return True
+
+
 def adopt(comp: Component) -> None:
     """Track the daemon named by `comp.pid_file` instead of its launcher, once it exists.
 

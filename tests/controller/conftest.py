@@ -189,21 +189,7 @@ class Controllers:
         log = open(self.dir / f"{site}.log", "ab")  # noqa: SIM115 - the process owns it
         where = netns.enter(self.lab_root, site) if self.lab_root is not None else []
         self.procs[site] = subprocess.Popen(
-            [
-                *where,
-                sys.executable,
-                "-m",
-                "orchestrator.cli.controller",
-                "controller",
-                "run",
-                "--site",
-                site,
-                "--listen",
-                self.address(site),
-                "-c",
-                str(self.topology),
-                *extra,
-            ],
+            [*where, *lab_controllers.command(site, self.address(site), self.topology, *extra)],
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
