@@ -33,6 +33,7 @@ from orchestrator.engine.handlers import StepContext, StepHandler
 from orchestrator.engine.lifecycle import StepLife
 from orchestrator.engine.progress import steps_to_run
 from orchestrator.engine.records import OperationRecord, StepRecord, StepStatus
+from orchestrator.engine.runstate import RunEvent, RunState, advance
 from orchestrator.engine.steps.common import PlaybookStep, step_timeout
 from orchestrator.errors import Failed, LeaseLost, SitectlError, Unavailable
 from orchestrator.gates import END_GATE, BatchItem, GateAnswer
@@ -108,6 +109,28 @@ class _Going:
 
 MAIN = 0  # the lane of the units; lane n > 0 carries each unit's n-th sibling
 
+# Why a run stopped, by its state: the failed step's record (STOPPED), the error raised
+# where the executor would have raised it (LOST, BROKEN), who asked to abort (ABORTED),
+# why the run halted (HALTED).
+Cause = StepRecord | BaseException | str | None
+
+
+@dataclass
+class Lane:
+    """One ansible-playbook run of a shared run, from its start to its end."""
+
+    number: int
+    items: list[BatchItem]
+    going: _Going | None = None  # the step whose plays run now
+    passed: list[str] = field(default_factory=list)  # gates opened, in order
+    done: set[str] = field(default_factory=set)  # steps verified and checkpointed
+    over: bool = False  # its ansible-playbook ended
+    error: SitectlError | None = None  # how it ended
+
+    def take_going(self) -> _Going | None:
+        going, self.going = self.going, None
+        return going
+
 
 @dataclass
 class BatchRun:
@@ -117,22 +140,13 @@ class BatchRun:
     records: Mapping[str, StepRecord]
     versions: Mapping[str, int]
     solo: set[str]
-    going: _Going | None = None  # the main lane's step whose plays run now
-    passed: list[str] = field(default_factory=list)  # main-lane gates answered, in order
-    stopped: StepRecord | None = None
-    lost: LeaseLost | None = None
-    aborted: str | None = None
-    broken: BaseException | None = None  # raised where the executor would have raised
-    ended: bool = False  # the main lane passed its end gate: every step is checkpointed
-    halted: str | None = None  # why the run stopped early for the executor to go on alone
-    side_going: dict[int, _Going] = field(default_factory=dict)
+    state: RunState = RunState.PRELUDE
+    cause: Cause = None  # why the run is in its state, if it stopped
+    lanes: dict[int, Lane] = field(default_factory=dict)
     lane_of: dict[str, int] = field(default_factory=dict)  # sibling → its lane
     inline: set[str] = field(default_factory=set)  # siblings already true: no lane
-    side_done: set[str] = field(default_factory=set)
-    lanes_over: set[int] = field(default_factory=set)  # lanes whose ansible-playbook ended
     # What kills every lane's ansible-playbook at once: the lease, an abort, a deadline.
     watch: Watch | None = None
-    main_error: SitectlError | None = None  # how the main lane's ansible-playbook ended
     _prelude_done: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Condition = field(default_factory=threading.Condition)
 
@@ -141,46 +155,57 @@ class BatchRun:
         first = next(i for i, u in enumerate(self.units) if u.playbook)
         return self.units[:first]
 
+    @property
+    def main(self) -> Lane:
+        return self.lanes[MAIN]
+
+    def on(self, event: RunEvent, cause: Cause = None) -> None:
+        """Move the run on `event`; the cause of a state is the first that led to it."""
+        state = advance(self.state, event)
+        if state is not self.state:
+            self.state, self.cause = state, cause
+            log.debug("the shared run is now %s", state)
+
     def run(self) -> StepRecord | None:
         """Run the stretch; return the failed step's record, if one failed."""
         self.watch = self.executor.watch(self.op)
-        laid_out = self._lay_out(self.executor.context(self.op))
-        if laid_out is None:
+        if not self._lay_out(self.executor.context(self.op)):
             return None  # the executor's loop runs what is left, group by group
-        items, lanes = laid_out
         steps = [s for u in self.units for s in (*u.steps, *u.side)]
         bound = sum(step_timeout(self.executor.topology, s) for s in steps)
         self.executor.say(
             f"running {len(steps)} steps in "
-            + (f"{1 + len(lanes)} side-by-side playbook runs" if lanes else "one playbook run")
+            + (
+                f"{len(self.lanes)} side-by-side playbook runs"
+                if len(self.lanes) > 1
+                else "one playbook run"
+            )
             + ": "
             + ", ".join(s.id for s in steps)
         )
         workers = [
             threading.Thread(
                 target=self._lane,
-                args=(lane, run_items, bound),
-                name=f"playbook-lane-{lane}",
+                args=(lane, bound),
+                name=f"playbook-lane-{lane.number}",
                 daemon=True,
             )
-            for lane, run_items in {MAIN: items, **lanes}.items()
+            for lane in self.lanes.values()
         ]
         for worker in workers:
             worker.start()
         return self._wait(workers)
 
-    def _lay_out(
-        self, ctx: StepContext
-    ) -> tuple[list[BatchItem], dict[int, list[BatchItem]]] | None:
-        """The main lane's gates and each side lane's, for the units that can share the
-        run; None when fewer than two playbook steps are left to share it."""
+    def _lay_out(self, ctx: StepContext) -> bool:
+        """The lanes and their gates, for the units that can share the run; False when
+        fewer than two playbook steps are left to share it."""
         items: list[BatchItem] = []
-        lanes: dict[int, list[BatchItem]] = {}
+        beside: dict[int, list[BatchItem]] = {}
         self.inline = self._already_true([s for u in self.units for s in u.side], ctx)
         for unit in self.units:
             try:
                 item = self._item(unit, ctx)
-                beside = [
+                siblings = [
                     BatchItem(s.id, self._handler(s).call(s, ctx))
                     for s in unit.side
                     if s.id not in self.inline
@@ -189,32 +214,35 @@ class BatchRun:
                 self.solo.update(s.id for s in (*unit.steps, *unit.side))
                 break  # on its own it fails with its own message
             items.append(item)
-            for lane, side in enumerate(beside, start=1):
-                lanes.setdefault(lane, []).append(side)
-                self.lane_of[side.name] = lane
+            for number, side in enumerate(siblings, start=1):
+                beside.setdefault(number, []).append(side)
+                self.lane_of[side.name] = number
         self.units = self.units[: len(items)]
         while self.units and not self.units[-1].playbook:
             self.units.pop()
         if sum(1 + len(u.side) for u in self.units if u.playbook) < 2:
-            return None
-        items = items[len(self.prelude) : len(self.units)]
+            return False
         kept = {s.id for u in self.units for s in u.side}
-        lanes = {n: [i for i in beside if i.name in kept] for n, beside in lanes.items()}
-        return items, {n: beside for n, beside in lanes.items() if beside}
+        self.lanes = {MAIN: Lane(MAIN, items[len(self.prelude) : len(self.units)])}
+        for number, siblings in beside.items():
+            lane_items = [i for i in siblings if i.name in kept]
+            if lane_items:
+                self.lanes[number] = Lane(number, lane_items)
+        return True
 
-    def _lane(self, lane: int, run_items: list[BatchItem], bound: float) -> None:
+    def _lane(self, lane: Lane, bound: float) -> None:
         """One lane's ansible-playbook run, from its start to its end (a thread)."""
         ex, topo = self.executor, self.executor.topology
         assert self.watch is not None
         error: SitectlError | None = None
-        suffix = "" if lane == MAIN else f"-lane{lane}"
+        suffix = "" if lane.number == MAIN else f"-lane{lane.number}"
         first = next(u for u in self.units if u.playbook).steps[0]
         try:
             self._handler(first).gated_run()(
-                run_items,
+                lane.items,
                 topo.resolve(topo.ansible.inventory),
                 ex.artifacts / ("batch-" + encode_step_id(self.units[0].name) + suffix),
-                lambda name, after, hosts: self.gate(lane, name, after, hosts),
+                lambda name, after, hosts: self.gate(lane.number, name, after, hosts),
                 # Checks, verifies and Python groups run while the playbook waits.
                 timeout=2 * bound,
                 gate_timeout=2 * bound + 30,
@@ -226,8 +254,6 @@ class BatchRun:
         except Exception as exc:  # a bug: the steps left run on their own
             log.exception("the shared playbook run broke")
             error = Failed(f"the shared playbook run broke: {exc!r}")
-        if lane == MAIN:
-            self.main_error = error
         self._lane_over(lane, error)
 
     def _wait(self, workers: list[threading.Thread]) -> StepRecord | None:
@@ -235,15 +261,18 @@ class BatchRun:
         try:
             self._run_prelude(self.prelude)
         except BaseException as exc:
-            self.broken = exc  # the gates now stop the run; the error is raised below
+            with self._lock:
+                self.on(RunEvent.BROKE, exc)  # the gates now stop the run
             self._prelude_done.set()
             for worker in workers:
                 worker.join()
             raise
+        with self._lock:
+            self.on(RunEvent.PRELUDE_OVER)
         self._prelude_done.set()
         with self._lock:
-            self._lock.wait_for(lambda: self.ended or MAIN in self.lanes_over)
-            if self.ended:
+            self._lock.wait_for(lambda: self.state is RunState.ENDED or self.main.over)
+            if self.state is RunState.ENDED:
                 # Every step is verified and checkpointed; ansible-playbook only winds
                 # down now. The executor goes on and joins it before its last word.
                 self.executor.wind_down(workers)
@@ -251,7 +280,7 @@ class BatchRun:
         for worker in workers:
             worker.join()
         with self._lock:
-            return self._conclude(self.main_error)
+            return self._conclude(self.main.error)
 
     def _run_prelude(self, prelude: list[Unit]) -> None:
         """Run the groups before the first playbook step while ansible-playbook starts;
@@ -262,10 +291,12 @@ class BatchRun:
                     return
                 failed = self._group(unit)
                 if failed is not None:
-                    self.stopped = failed
+                    with self._lock:
+                        self.on(RunEvent.STEP_FAILED, failed)
                     return
         except LeaseLost as exc:
-            self.lost = exc
+            with self._lock:
+                self.on(RunEvent.LEASE_LOST, exc)
 
     def _item(self, unit: Unit, ctx: StepContext) -> BatchItem:
         if unit.playbook:
@@ -273,33 +304,33 @@ class BatchRun:
         return BatchItem(unit.name, None)  # a gate alone: sitectl runs the group
 
     def _conclude(self, error: SitectlError | None) -> StepRecord | None:
-        if self.lost is not None:
-            raise self.lost
-        if self.broken is not None:
-            raise self.broken
-        going, self.going = self.going, None
+        """What the run comes to once every lane is over (main lane ended by `error`)."""
+        if self.state in (RunState.LOST, RunState.BROKEN):
+            assert isinstance(self.cause, BaseException)
+            raise self.cause
+        going = self.main.take_going()
         if going is not None:
             # The step its run was doing, settled even when a sibling failed meanwhile.
             record = self._finish(going) if error is None else self._gave_up(going, error)
             if record is not None and record.status is StepStatus.FAILED:
-                self.stopped = self.stopped or record
-        if self.stopped is not None:
-            return self.stopped
-        if self.halted is not None:
-            self.executor.say(f"the shared playbook run stopped early: {self.halted}")
+                self.on(RunEvent.STEP_FAILED, record)
+        if self.state is RunState.STOPPED:
+            assert isinstance(self.cause, StepRecord)
+            return self.cause
+        if self.state is RunState.HALTED:
+            self.executor.say(f"the shared playbook run stopped early: {self.cause}")
             return None  # the executor runs what is left on its own
         if going is not None:
             return self._never_ran(len(self.units)) if error is None else None
-        if self.aborted is not None:
+        if self.state is RunState.ABORTED:
             return None  # the executor's loop sees the request and closes the operation
         if error is None:
             return self._never_ran(len(self.units))
         # The run failed before a step went (the inventory, a gate): the executor runs
         # the next step on its own, which names the trouble precisely.
-        done = len(self.prelude) + len(self.passed)
-        unit = self.units[done] if done < len(self.units) else None
-        if unit is not None:
-            self.solo.update(s.id for s in unit.steps)
+        done = len(self.prelude) + len(self.main.passed)
+        if done < len(self.units):
+            self.solo.update(s.id for s in self.units[done].steps)
         self.executor.say(f"the shared playbook run stopped between steps: {error}")
         return None
 
@@ -329,91 +360,102 @@ class BatchRun:
         self._prelude_done.wait()
         with self._lock:
             try:
-                if self.broken is not None:
-                    return GateAnswer("stop", f"sitectl stopped: {self.broken!r}")
+                if self.state is RunState.BROKEN:
+                    return GateAnswer("stop", f"sitectl stopped: {self.cause!r}")
                 answer = (
-                    self._gate(name, hosts) if lane == MAIN else self._side_gate(lane, name, hosts)
+                    self._gate(name, hosts)
+                    if lane == MAIN
+                    else self._side_gate(self.lanes[lane], name, hosts)
                 )
                 if answer.verdict == "go":
                     step = self._step(name)
                     self.watch.going(lane, name, step_timeout(self.executor.topology, step))
                 return answer
             except LeaseLost as exc:
-                self.lost = exc
+                self.on(RunEvent.LEASE_LOST, exc)
                 return GateAnswer("stop", f"sitectl lost its lease: {exc}")
             except Exception as exc:  # e.g. ZooKeeper gone while checkpointing
-                self.broken = exc
+                self.on(RunEvent.BROKE, exc)
                 return GateAnswer("stop", f"sitectl stopped: {exc!r}")
             finally:
                 self._lock.notify_all()
 
     def _trouble(self) -> str | None:
-        if self.lost is not None:
-            return f"sitectl lost its lease: {self.lost}"
-        if self.broken is not None:
-            return f"sitectl stopped: {self.broken!r}"
-        if self.stopped is not None:
-            return f"step {self.stopped.step_id} {self.stopped.status.value}: {self.stopped.detail}"
+        """Why no further gate may open, when a lease, sitectl or a step stopped the run."""
+        cause = self.cause
+        if self.state is RunState.LOST:
+            return f"sitectl lost its lease: {cause}"
+        if self.state is RunState.BROKEN:
+            return f"sitectl stopped: {cause!r}"
+        if self.state is RunState.STOPPED:
+            assert isinstance(cause, StepRecord)
+            return f"step {cause.step_id} {cause.status.value}: {cause.detail}"
         return None
 
     def _gate(self, name: str, hosts: tuple[str, ...]) -> GateAnswer:
         names = [u.name for u in self.units]
-        if name != END_GATE and (name not in names or name in self.passed):
+        if name != END_GATE and (name not in names or name in self.main.passed):
             return GateAnswer("stop", f"{name} is not a step this run may start now")
-        if self.going is not None and self.lost is None:
+        going = self.main.take_going() if self.state is not RunState.LOST else None
+        if going is not None:
             # Verified and checkpointed even when a sibling failed meanwhile.
-            going, self.going = self.going, None
             record = self._finish(going)
             if record.status is StepStatus.FAILED:
-                self.stopped = self.stopped or record
-        trouble = self._trouble()
-        if trouble is not None:
-            return GateAnswer("stop", trouble)
-        if self.halted is not None:
-            return GateAnswer("stop", self.halted)
+                self.on(RunEvent.STEP_FAILED, record)
         index = len(self.units) if name == END_GATE else names.index(name)
-        # The siblings of the steps before must be over too: a group ends with its last step.
-        answer = self._sides_settled(index)
+        answer = self._may_pass(name, index)
         if answer is not None:
             return answer
-        if name != END_GATE and (self.aborted is not None or self._abort_requested()):
-            # Every gate is a safe point: nothing of the next step has started.
-            return GateAnswer("stop", f"{self.aborted} asked to abort")
-        failed = self._never_ran(index)
-        if failed is not None:
-            self.stopped = failed
-            return GateAnswer("stop", f"step {failed.step_id} never ran")
         if name == END_GATE:
-            self.ended = True
+            self.on(RunEvent.END_PASSED)
             return GateAnswer("skip", "every step of the run is over")
-        self.passed.append(name)
+        self.main.passed.append(name)
         unit = self.units[index]
         if not unit.playbook:
             return self._run_group(unit)
         missing = sorted(set(self._hosts(unit.steps[0])) - set(hosts))
         if missing:
-            self.stopped = self._fail(
-                unit.steps[0], f"host(s) {', '.join(missing)} not in the inventory"
-            )
-            return GateAnswer("stop", self.stopped.detail or "")
-        answer, self.going = self._begin(unit.steps[0])
+            failed = self._fail(unit.steps[0], f"host(s) {', '.join(missing)} not in the inventory")
+            self.on(RunEvent.STEP_FAILED, failed)
+            return GateAnswer("stop", failed.detail or "")
+        answer, self.main.going = self._begin(unit.steps[0])
         if answer.verdict != "stop":
             self._settle_inline(unit)
         return answer
 
+    def _may_pass(self, name: str, index: int) -> GateAnswer | None:
+        """A stop answer when the main lane's gate before unit `index` may not open."""
+        trouble = self._trouble()
+        if trouble is not None:
+            return GateAnswer("stop", trouble)
+        if self.state is RunState.HALTED:
+            return GateAnswer("stop", str(self.cause))
+        # The siblings of the steps before must be over too: a group ends with its last step.
+        answer = self._sides_settled(index)
+        if answer is not None:
+            return answer
+        if name != END_GATE and self._abort_requested():
+            # Every gate is a safe point: nothing of the next step has started.
+            return GateAnswer("stop", f"{self._aborted_by()} asked to abort")
+        failed = self._never_ran(index)
+        if failed is not None:
+            self.on(RunEvent.STEP_FAILED, failed)
+            return GateAnswer("stop", f"step {failed.step_id} never ran")
+        return None
+
     def _sides_settled(self, upto: int) -> GateAnswer | None:
         """Wait until the siblings of units before `upto` are checkpointed; a stop answer
         when the run cannot go on."""
-        needed = {
-            (self.lane_of[step.id], step.id)
+        needed = [
+            (self.lanes[self.lane_of[step.id]], step.id)
             for unit in self.units[:upto]
             for step in unit.side
             if step.id in self.lane_of
-        }
+        ]
 
         def settled() -> bool:
             return self._trouble() is not None or all(
-                sid in self.side_done or lane in self.lanes_over for lane, sid in needed
+                sid in lane.done or lane.over for lane, sid in needed
             )
 
         self._lock.notify_all()  # what this gate did may be what another lane waits for
@@ -421,14 +463,14 @@ class BatchRun:
         trouble = self._trouble()
         if trouble is not None:
             return GateAnswer("stop", trouble)
-        unfinished = sorted(sid for _, sid in needed if sid not in self.side_done)
+        unfinished = sorted(sid for lane, sid in needed if sid not in lane.done)
         if unfinished:
             # Its lane ended without it (e.g. transient trouble): the executor runs it alone.
-            self.halted = f"{', '.join(unfinished)} did not finish beside the others"
-            return GateAnswer("stop", self.halted)
+            self.on(RunEvent.HALT, f"{', '.join(unfinished)} did not finish beside the others")
+            return GateAnswer("stop", str(self.cause))
         return None
 
-    def _side_gate(self, lane: int, name: str, hosts: tuple[str, ...]) -> GateAnswer:
+    def _side_gate(self, lane: Lane, name: str, hosts: tuple[str, ...]) -> GateAnswer:
         answer = self._side_finish(lane)
         if answer is not None or name == END_GATE:
             return answer or GateAnswer("skip", "every step of the lane is over")
@@ -439,25 +481,25 @@ class BatchRun:
         self._lock.notify_all()  # the main lane may wait for the step just finished
         self._lock.wait_for(
             lambda: (
-                unit.name in self.passed
-                or self._trouble() is not None
-                or self.halted is not None
-                or self.aborted is not None
-                or MAIN in self.lanes_over
+                unit.name in self.main.passed
+                or self.state is not RunState.RUNNING
+                or self.main.over
             )
         )
-        if unit.name not in self.passed or self._trouble() is not None or self.halted:
+        if unit.name not in self.main.passed or self.state not in (
+            RunState.RUNNING,
+            RunState.ABORTED,  # a sibling of a step that went goes too: a group ends whole
+        ):
             return GateAnswer("stop", f"the shared run stopped before {name}")
         step = next(s for s in unit.side if s.id == name)
         missing = sorted(set(self._hosts(step)) - set(hosts))
         if missing:
-            self.stopped = self._fail(step, f"host(s) {', '.join(missing)} not in the inventory")
-            return GateAnswer("stop", self.stopped.detail or "")
-        answer, going = self._begin(step)
-        if going is not None:
-            self.side_going[lane] = going
-        elif answer.verdict == "skip":
-            self.side_done.add(step.id)
+            failed = self._fail(step, f"host(s) {', '.join(missing)} not in the inventory")
+            self.on(RunEvent.STEP_FAILED, failed)
+            return GateAnswer("stop", failed.detail or "")
+        answer, lane.going = self._begin(step)
+        if answer.verdict == "skip":
+            lane.done.add(step.id)
         return answer
 
     def _already_true(self, steps: list[Step], ctx: StepContext) -> set[str]:
@@ -491,50 +533,52 @@ class BatchRun:
             try:
                 if ex.retrying(step, lambda s=step, h=handler: h.check(s, ctx)):
                     ex.finish(self.op, step, record, version, StepStatus.DONE, "already true")
-                    self.side_done.add(step.id)
                     continue
             except Exception as exc:
                 status, detail = ex.judge(step, exc)
-                self.stopped = ex.finish(self.op, step, record, version, status, detail)
+                self.on(
+                    RunEvent.STEP_FAILED, ex.finish(self.op, step, record, version, status, detail)
+                )
                 return
             self.solo.add(step.id)  # left running: the executor's next pass runs it
-            self.halted = f"{step.id} is no longer true and runs on its own"
+            self.on(RunEvent.HALT, f"{step.id} is no longer true and runs on its own")
 
-    def _side_finish(self, lane: int) -> GateAnswer | None:
+    def _side_finish(self, lane: Lane) -> GateAnswer | None:
         """Verify and checkpoint the step the lane just ran."""
-        going = self.side_going.pop(lane, None)
+        going = lane.take_going()
         if going is None:
             return None
         record = self._finish(going)
         if record.status is StepStatus.FAILED:
-            self.stopped = record
+            self.on(RunEvent.STEP_FAILED, record)
             return GateAnswer("stop", f"step {record.step_id} failed: {record.detail}")
-        self.side_done.add(going.step.id)
+        lane.done.add(going.step.id)
         return None
 
-    def _lane_over(self, lane: int, error: SitectlError | None) -> None:
+    def _lane_over(self, lane: Lane, error: SitectlError | None) -> None:
         """A lane's ansible-playbook ended; settle the step it was running, if any."""
         with self._lock:
+            lane.error = error
             if isinstance(error, LeaseLost):
-                self.lost = self.lost or error
+                self.on(RunEvent.LEASE_LOST, error)
             elif isinstance(error, AbortRequested):
-                self.aborted = self.aborted or error.who
+                self.on(RunEvent.ABORT_ASKED, error.who)
             try:
-                going = self.side_going.pop(lane, None) if lane != MAIN else None
+                going = lane.take_going() if lane.number != MAIN else None
                 if going is not None:
                     if error is None:
-                        self.side_going[lane] = going
+                        lane.going = going
                         self._side_finish(lane)
                     else:
                         record = self._gave_up(going, error)
                         if record is not None:
-                            self.stopped = self.stopped or record
+                            self.on(RunEvent.STEP_FAILED, record)
             except LeaseLost as exc:
-                self.lost = exc
+                self.on(RunEvent.LEASE_LOST, exc)
             except Exception as exc:
-                self.broken = self.broken or exc
+                self.on(RunEvent.BROKE, exc)
             finally:
-                self.lanes_over.add(lane)
+                lane.over = True
                 self._lock.notify_all()
 
     def _never_ran(self, before: int) -> StepRecord | None:
@@ -542,7 +586,7 @@ class BatchRun:
         hosts matched nothing in the inventory, so ansible-playbook skipped its plays."""
         for unit in self.units[len(self.prelude) : before]:
             # A Python group's gate runs on localhost, which always matches.
-            if unit.playbook and unit.name not in self.passed:
+            if unit.playbook and unit.name not in self.main.passed:
                 hosts = ", ".join(self._hosts(unit.steps[0]))
                 return self._fail(unit.steps[0], f"none of {hosts} is in the inventory")
         return None
@@ -553,13 +597,21 @@ class BatchRun:
         )
 
     def _abort_requested(self) -> bool:
-        self.aborted = self.aborted or self.executor.store.abort_requested(self.op.id)
-        return self.aborted is not None
+        """Whether an abort was asked: the run is ABORTED, or the store says so now."""
+        with self._lock:
+            if self.state in (RunState.PRELUDE, RunState.RUNNING):
+                who = self.executor.store.abort_requested(self.op.id)
+                if who is not None:
+                    self.on(RunEvent.ABORT_ASKED, who)
+            return self.state is RunState.ABORTED
+
+    def _aborted_by(self) -> str:
+        return str(self.cause) if self.state is RunState.ABORTED else "someone"
 
     def _run_group(self, unit: Unit) -> GateAnswer:
         failed = self._group(unit)
         if failed is not None:
-            self.stopped = failed
+            self.on(RunEvent.STEP_FAILED, failed)
             return GateAnswer("stop", f"step {failed.step_id} failed: {failed.detail}")
         return GateAnswer("skip", "run by sitectl")
 
@@ -576,7 +628,7 @@ class BatchRun:
             handler.starting(step, ctx)
         except Exception as exc:
             status, detail = ex.judge(step, exc)
-            self.stopped = ex.finish(self.op, step, record, version, status, detail)
+            self.on(RunEvent.STEP_FAILED, ex.finish(self.op, step, record, version, status, detail))
             return GateAnswer("stop", f"step {step.id} {status.value}: {detail}"), None
         return GateAnswer("go"), _Going(step, record, version)
 

@@ -19,6 +19,7 @@ from orchestrator.config import Topology, load_topology
 from orchestrator.engine.batch import BatchRun, Unit, batch_chain
 from orchestrator.engine.executor import Executor
 from orchestrator.engine.records import OperationRecord, OpStatus, StepRecord, StepStatus
+from orchestrator.engine.runstate import RunState
 from orchestrator.engine.steps import default_handlers
 from orchestrator.engine.steps.common import PlaybookStep
 from orchestrator.errors import Failed, LeaseLost, Unavailable
@@ -241,9 +242,11 @@ def test_a_chain_runs_in_one_playbook_run_with_a_checkpoint_per_step(
     handler.already = {chain[2].id}
     caplog.set_level(logging.INFO, "sitectl.engine")
 
-    failed = BatchRun(run.executor, run.op, run.units, {}, {}, set()).run()
+    batch = BatchRun(run.executor, run.op, run.units, {}, {}, set())
+    failed = batch.run()
 
     assert failed is None
+    assert batch.state is RunState.ENDED
     records = _status(run.store, run.op)
     assert [records[s.id].status for s in chain] == [StepStatus.DONE] * len(chain)
     assert records[chain[2].id].detail == "already true"
@@ -300,8 +303,10 @@ def test_a_failed_verify_stops_the_run_before_the_next_step(local, tmp_path) -> 
     chain = _playbook_steps(run.units)
     handler.verify_errors = {chain[1].id: Failed("the MTA still answers on dc1")}
 
-    failed = BatchRun(run.executor, run.op, run.units, {}, {}, set()).run()
+    batch = BatchRun(run.executor, run.op, run.units, {}, {}, set())
+    failed = batch.run()
 
+    assert batch.state is RunState.STOPPED and batch.cause == failed
     assert failed is not None and failed.step_id == chain[1].id
     assert failed.detail == "the MTA still answers on dc1"
     records = _status(run.store, run.op)
