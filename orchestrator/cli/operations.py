@@ -402,6 +402,8 @@ def _print_status(info: StatusView) -> None:
     console.print(f"lease: {holders[0] if holders else 'free'}", markup=False)
     if info.paused:
         console.print(f"automation paused: {info.paused}", markup=False)
+    ticket = info.ticket.describe(time.time()) if info.ticket else "none recorded yet"
+    console.print(f"site ticket: {ticket}", markup=False)
     console.print(_controllers_line(list(info.controllers or ())), markup=False)
     op = info.operation
     if not op:

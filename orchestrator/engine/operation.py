@@ -305,6 +305,7 @@ def describe(s: Session) -> StatusView:
         lock_holders=tuple(s.store.lock_holders()),
         paused=s.store.paused(),
         operation=operation,
+        ticket=s.store.ticket(),
     )
 
 
