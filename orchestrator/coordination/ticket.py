@@ -67,14 +67,14 @@ class Ticket:
     def describe(self, now: float) -> str:
         """One line for people: who holds it, and until when."""
         if self.holder is None:
-            return f"released at {_clock(self.released_at or self.renewed_at)}: nobody holds it"
+            return f"released at {clock_text(self.released_at or self.renewed_at)}: nobody holds it"
         left = self.expires_at - now
         state = f"expires in {left:.1f} s" if left > 0 else f"expired {-left:.1f} s ago"
-        revoked = f", revoked at {_clock(self.revoked_at)}" if self.revoked_at else ""
+        revoked = f", revoked at {clock_text(self.revoked_at)}" if self.revoked_at else ""
         forced = f", granted by force ({self.forced})" if self.forced else ""
         return (
-            f"held by {self.holder} (epoch {self.epoch}), renewed at {_clock(self.renewed_at)}, "
-            f"ttl {self.ttl:g} s: {state}{revoked}{forced}"
+            f"held by {self.holder} (epoch {self.epoch}), renewed at "
+            f"{clock_text(self.renewed_at)}, ttl {self.ttl:g} s: {state}{revoked}{forced}"
         )
 
 
@@ -107,8 +107,8 @@ def fence_wait(
         )
     until = ticket.passes_at(drift)
     arithmetic = (
-        f"last renewal {_clock(ticket.renewed_at)} + ttl {ticket.ttl:g} s + clock drift "
-        f"{drift:g} s = {_clock(until)}"
+        f"last renewal {clock_text(ticket.renewed_at)} + ttl {ticket.ttl:g} s + clock drift "
+        f"{drift:g} s = {clock_text(until)}"
     )
     if now >= until:
         return Wait(None, f"{old_site}'s ticket has expired: {arithmetic}, passed")
@@ -138,13 +138,13 @@ def refuse_grant(ticket: Ticket | None, site: str, now: float, drift: float) -> 
         return f"{site} holds a live ticket ({ticket.describe(now)}) — nothing to grant"
     if ticket.revoked_at is not None:
         return (
-            f"{site}'s ticket was revoked by a failover at {_clock(ticket.revoked_at)} — "
+            f"{site}'s ticket was revoked by a failover at {clock_text(ticket.revoked_at)} — "
             "giving it back may make two sites active; use --force REASON"
         )
     return None
 
 
-def _clock(at: float | None) -> str:
+def clock_text(at: float | None) -> str:
     """A ticket time as logs show it: UTC, to the tenth of a second."""
     if at is None:
         return "never"

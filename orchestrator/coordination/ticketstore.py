@@ -120,6 +120,26 @@ class TicketStore:
         raise Failed(f"the site ticket kept changing under {MOVE_ATTEMPTS} attempts to write it")
 
 
+class LeasedTickets:
+    """The ticket as an operation moves it: the store bound to the operation's lease."""
+
+    def __init__(self, store: TicketStore, lease: Lease) -> None:
+        self._store, self._lease = store, lease
+
+    def read(self) -> Ticket | None:
+        found = self._store.read()
+        return found[0] if found else None
+
+    def grant(self, site: str, now: float, ttl: float) -> Ticket:
+        return self._store.grant(self._lease, site, now, ttl)
+
+    def release(self, site: str, now: float) -> Ticket | None:
+        return self._store.release(self._lease, site, now)
+
+    def revoke(self, site: str, now: float) -> Ticket | None:
+        return self._store.revoke(self._lease, site, now)
+
+
 def read_quietly(store: TicketStore) -> Found | None:
     """The ticket for a display: None when ZooKeeper cannot say."""
     with contextlib.suppress(SitectlError):

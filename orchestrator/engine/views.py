@@ -165,6 +165,7 @@ class OutcomeView:
             "failed_step": op.failed_step,
             "message": op.message,
             "accept_data_loss": op.accept_data_loss,
+            "no_fence_wait": op.no_fence_wait,
             "epoch": op.epoch,
             "steps": [s.to_json() for s in self.steps],
             "figures": dict(self.figures),

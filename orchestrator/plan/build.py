@@ -132,6 +132,7 @@ def build_plan(topo: Topology, observed: ObservedState, mode: Mode, to_site: str
                 ],
             )
         )
+    groups.append(_ticket_leaves(topo, mode, from_site, to_site, groups))
     if mode == "switchover" and volumes:
         groups.append(
             _group(
@@ -256,6 +257,7 @@ def build_plan(topo: Topology, observed: ObservedState, mode: Mode, to_site: str
             ],
         )
     )
+    groups.append(_ticket_grant(topo, to_site))
     for order, names in _by_order(topo.roles):
         groups.append(
             _group(
@@ -303,6 +305,73 @@ def build_plan(topo: Topology, observed: ObservedState, mode: Mode, to_site: str
         old_site_reachable=old_up,
         groups=tuple(groups),
         notes=tuple(notes),
+    )
+
+
+def _ticket_leaves(
+    topo: Topology, mode: Mode, from_site: str, to_site: str, before: list[Group]
+) -> Group:
+    """The old site gives up the site ticket once its application has stopped. In a
+    switchover it releases it. In a failover it may be gone or cut off, so nothing at the
+    new site becomes writable (break, mount, DNS) until the old site is known stopped
+    (its stop steps succeeded) or its ticket has expired: last renewal + ttl + drift."""
+    if mode == "switchover":
+        return _group(
+            Phase.TICKET,
+            [
+                Step(
+                    id=f"ticket/release/{from_site}",
+                    phase=Phase.TICKET,
+                    action=Action.TICKET_RELEASE,
+                    site=from_site,
+                    target="ticket",
+                    description=(
+                        f"release {from_site}'s site ticket now that its application has "
+                        "stopped: nothing there may serve again without a new grant"
+                    ),
+                )
+            ],
+        )
+    stops = [s.id for g in before for s in g.steps if s.site == from_site]
+    drift = topo.policy.clock_drift
+    return _group(
+        Phase.TICKET,
+        [
+            Step(
+                id=f"fence/wait/{from_site}",
+                phase=Phase.TICKET,
+                action=Action.FENCE_WAIT,
+                # Run for the new site, which waits: never skipped with the old site.
+                site=to_site,
+                target=from_site,
+                description=(
+                    f"make nothing at {to_site} writable until {from_site} cannot be serving: "
+                    f"at once if {from_site}'s stop steps succeeded, else once its site "
+                    f"ticket's last renewal + ttl + {drift:g} s clock drift has passed"
+                ),
+                params={"old_site": from_site, "stop_steps": stops, "clock_drift": drift},
+            )
+        ],
+    )
+
+
+def _ticket_grant(topo: Topology, to_site: str) -> Group:
+    return _group(
+        Phase.TICKET,
+        [
+            Step(
+                id=f"ticket/grant/{to_site}",
+                phase=Phase.TICKET,
+                action=Action.TICKET_GRANT,
+                site=to_site,
+                target="ticket",
+                description=(
+                    f"grant the site ticket to {to_site} before its application starts "
+                    f"(ttl {topo.ticket_ttl:g} s, renewed by {to_site}'s controllers)"
+                ),
+                params={"ttl": topo.ticket_ttl, "clock_drift": topo.policy.clock_drift},
+            )
+        ],
     )
 
 
