@@ -264,12 +264,13 @@ def inventory(
 
 def _mount_subcommands() -> None:
     """Sub-apps live in their own packages; the CLI only gathers them."""
-    from orchestrator.cli import controller, drill, health, operations
+    from orchestrator.cli import controller, drill, health, operations, ticket
 
     operations.register(app)
     health.register(app)
     drill.register(app)
     controller.register(app)
+    ticket.register(app)
     try:
         from orchestrator.lab.cli import lab_app
     except ImportError:  # the lab package is optional in a slim install

@@ -174,7 +174,7 @@ def start_operation(
         )
         return _execute(s, plan, op.id, lease, events, faults)
     finally:
-        _release(lease)
+        release_quietly(lease)
 
 
 def resume_operation(
@@ -200,7 +200,7 @@ def resume_operation(
         s.audit().write("operation.resumed", op=op.id, epoch=lease.epoch, reason=op.reason)
         return _execute(s, plan, op.id, lease, events, faults)
     finally:
-        _release(lease)
+        release_quietly(lease)
 
 
 @dataclass(frozen=True)
@@ -246,7 +246,7 @@ def abort_operation(
                 break
             sleep(min(ABORT_POLL_S, left))
     finally:
-        _release(lease)
+        release_quietly(lease)
     late = f", but operation {op_id} had not stopped after {wait:g} s:" if wait > 0 else ":"
     return AbortResult(
         False,
@@ -368,6 +368,6 @@ def _last(s: Session, *, missing_ok: bool = False) -> str:
     raise ResumeRefused("no operation recorded yet")
 
 
-def _release(lease: Lease) -> None:
+def release_quietly(lease: Lease) -> None:
     with contextlib.suppress(SitectlError):  # a lost session already released it
         lease.release()
