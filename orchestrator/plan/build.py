@@ -316,63 +316,62 @@ def _ticket_leaves(
     new site becomes writable (break, mount, DNS) until the old site is known stopped
     (its stop steps succeeded) or its ticket has expired: last renewal + ttl + drift."""
     if mode == "switchover":
-        return _group(
-            Phase.TICKET,
-            [
-                Step(
-                    id=f"ticket/release/{from_site}",
-                    phase=Phase.TICKET,
-                    action=Action.TICKET_RELEASE,
-                    site=from_site,
-                    target="ticket",
-                    description=(
-                        f"release {from_site}'s site ticket now that its application has "
-                        "stopped: nothing there may serve again without a new grant"
-                    ),
-                )
-            ],
+        return _ticket_step(
+            f"ticket/release/{from_site}",
+            Action.TICKET_RELEASE,
+            from_site,
+            f"release {from_site}'s site ticket now that its application has stopped: "
+            "nothing there may serve again without a new grant",
         )
-    stops = [s.id for g in before for s in g.steps if s.site == from_site]
     drift = topo.policy.clock_drift
-    return _group(
-        Phase.TICKET,
-        [
-            Step(
-                id=f"fence/wait/{from_site}",
-                phase=Phase.TICKET,
-                action=Action.FENCE_WAIT,
-                # Run for the new site, which waits: never skipped with the old site.
-                site=to_site,
-                target=from_site,
-                description=(
-                    f"make nothing at {to_site} writable until {from_site} cannot be serving: "
-                    f"at once if {from_site}'s stop steps succeeded, else once its site "
-                    f"ticket's last renewal + ttl + {drift:g} s clock drift has passed"
-                ),
-                params={"old_site": from_site, "stop_steps": stops, "clock_drift": drift},
-            )
-        ],
+    return _ticket_step(
+        f"fence/wait/{from_site}",
+        Action.FENCE_WAIT,
+        # Run for the new site, which waits: never skipped with the old site.
+        to_site,
+        f"make nothing at {to_site} writable until {from_site} cannot be serving: at once "
+        f"if {from_site}'s stop steps succeeded, else once its site ticket's last renewal "
+        f"+ ttl + {drift:g} s clock drift has passed",
+        target=from_site,
+        params={
+            "old_site": from_site,
+            "stop_steps": [s.id for g in before for s in g.steps if s.site == from_site],
+            "clock_drift": drift,
+        },
     )
 
 
 def _ticket_grant(topo: Topology, to_site: str) -> Group:
-    return _group(
-        Phase.TICKET,
-        [
-            Step(
-                id=f"ticket/grant/{to_site}",
-                phase=Phase.TICKET,
-                action=Action.TICKET_GRANT,
-                site=to_site,
-                target="ticket",
-                description=(
-                    f"grant the site ticket to {to_site} before its application starts "
-                    f"(ttl {topo.ticket_ttl:g} s, renewed by {to_site}'s controllers)"
-                ),
-                params={"ttl": topo.ticket_ttl, "clock_drift": topo.policy.clock_drift},
-            )
-        ],
+    return _ticket_step(
+        f"ticket/grant/{to_site}",
+        Action.TICKET_GRANT,
+        to_site,
+        f"grant the site ticket to {to_site} before its application starts (ttl "
+        f"{topo.ticket_ttl:g} s, renewed by {to_site}'s controllers)",
+        params={"ttl": topo.ticket_ttl, "clock_drift": topo.policy.clock_drift},
     )
+
+
+def _ticket_step(
+    step_id: str,
+    action: Action,
+    site: str,
+    description: str,
+    *,
+    target: str = "ticket",
+    params: Mapping[str, object] | None = None,
+) -> Group:
+    """A group of one step that moves or waits for the site ticket."""
+    step = Step(
+        id=step_id,
+        phase=Phase.TICKET,
+        action=action,
+        site=site,
+        target=target,
+        description=description,
+        params=params or {},
+    )
+    return _group(Phase.TICKET, [step])
 
 
 def _refuse_if_impossible(
