@@ -96,8 +96,12 @@ class TicketStore:
         return self._move(lease, lambda t: t.released(now) if t and t.holder == site else None)
 
     def revoke(self, lease: Lease, site: str, now: float) -> Ticket | None:
-        """Stop `site` renewing its ticket; None (nothing written) if it does not hold it."""
-        return self._move(lease, lambda t: t.revoked(now) if t and t.holder == site else None)
+        """Stop `site` renewing its ticket; None (nothing written) if it does not hold it
+        or it is revoked already (a resumed fence/wait)."""
+        return self._move(
+            lease,
+            lambda t: t.revoked(now) if t and t.holder == site and t.revoked_at is None else None,
+        )
 
     def _move(
         self, lease: Lease, change: Callable[[Ticket | None], Ticket | None]

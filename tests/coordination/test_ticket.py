@@ -90,8 +90,11 @@ def test_a_revoked_ticket_is_not_renewed_and_its_last_renewal_stands(ensemble, c
         assert dc1.renew_read(read_before, "dc1", 107.0) is None
         assert dc1.renew("dc1", 108.0) is None
         assert dc1.read()[0].renewed_at == 105.0
-        # Moves are idempotent: revoking or releasing a ticket dc1 does not hold writes nothing.
+        # Moves are idempotent: revoking again, or a ticket dc2 does not hold, writes nothing.
+        version = dc1.read()[1]
+        assert TicketStore(ops, paths).revoke(lease, "dc1", 109.0) is None
         assert TicketStore(ops, paths).revoke(lease, "dc2", 109.0) is None
+        assert dc1.read() == (revoked, version)
     finally:
         ops.stop(), dc1_client.stop()
 

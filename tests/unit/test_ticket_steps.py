@@ -46,7 +46,7 @@ class FakeTickets:
         return self.ticket
 
     def revoke(self, site: str, now: float) -> Ticket | None:
-        if self.ticket is None or self.ticket.holder != site:
+        if self.ticket is None or self.ticket.holder != site or self.ticket.revoked_at:
             return None
         self.ticket = self.ticket.revoked(now)
         return self.ticket
@@ -190,3 +190,13 @@ def test_a_switchover_releases_the_old_sites_ticket_once(topo, tmp_path) -> None
     grant = TicketGrantHandler(tickets, Clock(T0 + 2))
     grant.apply(plan.step("ticket/grant/dc2"), ctx)  # a released ticket: no wait needed
     assert tickets.ticket.holder == "dc2"
+
+
+def test_a_resumed_wait_waits_only_what_is_left_and_revokes_nothing_again(topo, tmp_path) -> None:
+    plan, logs, clock = _failover(topo), [], Clock(T0 + 12)
+    tickets = FakeTickets(granted("dc1", 7, T0, 14.0).revoked(T0 + 3))  # by the first run
+    wait = FenceWaitHandler(tickets, clock, clock.sleep)
+    wait.apply(plan.step("fence/wait/dc1"), _ctx(topo, plan, tmp_path, logs, StepStatus.SKIPPED))
+    assert clock.slept == pytest.approx(4.0)
+    assert tickets.ticket.revoked_at == T0 + 3
+    assert not any(line.startswith("revoked") for line in logs)
