@@ -374,6 +374,8 @@ VERB_ARGS: dict[str, list[str]] = {
     "drill": ["--to", "dc2", "--yes", "--report-dir", "drills"],
     "drill history": [],
     "controller run": ["--site", "dc1"],
+    "ticket show": [],
+    "ticket grant": ["dc1", "--force", "test"],
 }
 TOPOLOGY_VERBS = [v for v in verbs() if v.runs_something and "--config" in v.options()]
 
