@@ -112,6 +112,8 @@ class OperationRecord:
     plan_digest: str  # resume refuses a plan that changed under it
     unreachable: tuple[str, ...] = ()
     accept_data_loss: str | None = None
+    # A failover told not to wait for the old site's ticket: the operator's reason.
+    no_fence_wait: str | None = None
     status: OpStatus = OpStatus.RUNNING
     epoch: int = 0
     finished: float | None = None

@@ -68,7 +68,7 @@ UnreachableOption = Annotated[
 
 def _plan(
     topo: Topology, mode: str, to: str, unreachable: list[str] | None, from_site: str | None
-) -> Plan:
+) -> tuple[Plan, ObservedState]:
     for site in unreachable or []:
         if site not in topo.sites:
             fail(
@@ -77,7 +77,7 @@ def _plan(
             )
     observed = _observed(topo, from_site, frozenset(unreachable or []))
     try:
-        return build_plan(topo, observed, mode.value, to)
+        return build_plan(topo, observed, mode.value, to), observed
     except PlanRefused as exc:
         fail(f"refused: {exc}", ExitCode.GATE_REFUSED if exc.gate else ExitCode.BAD_INPUT)
 
@@ -178,7 +178,7 @@ def plan(
     [b]Example:[/b] sitectl plan --to dc2 --mode failover --unreachable dc1 --json
     """
     topo, _ = load(config)
-    the_plan = _plan(topo, mode, to, unreachable, from_site)
+    the_plan, _ = _plan(topo, mode, to, unreachable, from_site)
     if json_output:
         emit_json(the_plan.to_dict())
         return
@@ -219,8 +219,8 @@ def runbook(
     [b]Example:[/b] sitectl runbook --to dc2 --mode failover -o failover-dc2.md
     """
     topo, path = load(config)
-    the_plan = _plan(topo, mode, to, unreachable, from_site)
-    text = render_runbook(topo, the_plan, str(path))
+    the_plan, observed = _plan(topo, mode, to, unreachable, from_site)
+    text = render_runbook(topo, the_plan, str(path), observed.ticket)
     if output is None:
         typer.echo(text, nl=False)
     else:
@@ -264,12 +264,13 @@ def inventory(
 
 def _mount_subcommands() -> None:
     """Sub-apps live in their own packages; the CLI only gathers them."""
-    from orchestrator.cli import controller, drill, health, operations
+    from orchestrator.cli import controller, drill, health, operations, ticket
 
     operations.register(app)
     health.register(app)
     drill.register(app)
     controller.register(app)
+    ticket.register(app)
     try:
         from orchestrator.lab.cli import lab_app
     except ImportError:  # the lab package is optional in a slim install

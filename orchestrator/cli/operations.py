@@ -160,6 +160,8 @@ def _summary(outcome: engine.Outcome) -> None:
     op = outcome.op
     if op.accept_data_loss:
         console.print(f"data loss accepted: {op.accept_data_loss}", markup=False)
+    if op.no_fence_wait:
+        console.print(f"fence wait skipped: {op.no_fence_wait}", markup=False)
     total = f" in {op.finished - op.started:.1f} s" if op.finished else ""
     console.print(f"{op.status.value}{total}: {op.message}", markup=False)
 
@@ -185,6 +187,7 @@ def _operate(
     dry_run: bool,
     yes: bool,
     json_output: bool,
+    no_fence_wait: str | None = None,
 ) -> None:
     topo = _topology(config)
     with _engine_errors(), engine.session(topo) as s:
@@ -201,12 +204,20 @@ def _operate(
                         console.print(f"  {g_index:>2} {step.id}: {step.description}", markup=False)
             return
         _confirm(plan, yes)
+        if no_fence_wait:
+            err_console.print(
+                f"WARNING: --no-fence-wait: {plan.to_site} becomes writable without waiting "
+                f"for {plan.from_site}'s site ticket to expire, so both sites may serve at "
+                f"once if {plan.from_site} still runs; recorded with your reason",
+                markup=False,
+            )
         with _live(plan, quiet=json_output) as spinners:
             outcome = engine.start_operation(
                 s,
                 plan,
                 reason=reason or "(no reason given)",
                 accept_data_loss=accept_data_loss,
+                no_fence_wait=no_fence_wait,
                 events=spinners,
                 faults=Faults.from_env(),
             )
@@ -267,6 +278,17 @@ def register(app: typer.Typer) -> None:
                 callback=free_text,
             ),
         ] = None,
+        no_fence_wait: Annotated[
+            str | None,
+            typer.Option(
+                "--no-fence-wait",
+                help="Do not wait for the old site's ticket to expire before the new site "
+                "becomes writable (both sites may serve at once if the old one still runs); "
+                "the reason is recorded and warned about.",
+                metavar="REASON",
+                callback=free_text,
+            ),
+        ] = None,
         dry_run: DryRunOption = False,
         yes: YesOption = False,
         json_output: JsonOption = False,
@@ -275,14 +297,26 @@ def register(app: typer.Typer) -> None:
 
         Steps on the old site are tried with short timeouts and recorded as skipped. A
         readiness gate refuses (exit 4) when the loss would exceed the RPO limits, unless
-        --accept-data-loss says why.
+        --accept-data-loss says why. Before anything at the new site becomes writable,
+        fence/wait waits until the old site's ticket has expired (last renewal + ttl +
+        clock drift) unless the old site's stop steps succeeded; --no-fence-wait skips it.
 
         Asks before it starts unless --yes, with --json too (the question goes to stderr);
         with no terminal to answer on it refuses (exit 2) and changes nothing.
 
         [b]Example:[/b] sitectl failover --to dc2 --reason "dc1 power loss" --yes
         """
-        _operate("failover", to, config, reason, accept_data_loss, dry_run, yes, json_output)
+        _operate(
+            "failover",
+            to,
+            config,
+            reason,
+            accept_data_loss,
+            dry_run,
+            yes,
+            json_output,
+            no_fence_wait,
+        )
 
     @app.command()
     def reprotect(
@@ -402,6 +436,8 @@ def _print_status(info: StatusView) -> None:
     console.print(f"lease: {holders[0] if holders else 'free'}", markup=False)
     if info.paused:
         console.print(f"automation paused: {info.paused}", markup=False)
+    ticket = info.ticket.describe(time.time()) if info.ticket else "none recorded yet"
+    console.print(f"site ticket: {ticket}", markup=False)
     console.print(_controllers_line(list(info.controllers or ())), markup=False)
     op = info.operation
     if not op:

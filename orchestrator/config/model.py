@@ -51,6 +51,10 @@ Seconds = Annotated[float, BeforeValidator(_seconds), Field(ge=0)]
 SiteName = Annotated[str, Field(pattern=_NAME)]
 
 
+# The default ticket ttl is the ZooKeeper session timeout plus this.
+TICKET_TTL_ABOVE_SESSION = 4.0
+
+
 class Frozen(BaseModel):
     # extra="forbid" turns a misspelt field into an error instead of a silent default.
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -432,6 +436,12 @@ class Policy(Frozen):
     step_timeout: Seconds = 300.0
     unreachable_timeout: Seconds = 10.0  # bound on old-site steps in a failover
     drill_targets: DrillTargets = DrillTargets()
+    # The site ticket (coordination/ticket.py). Unset: derived from the ZooKeeper session
+    # timeout (Topology.ticket_ttl, Topology.fence_after); cross-checked in references.py.
+    ticket_ttl: Seconds | None = None
+    fence_after: Seconds | None = None
+    # How far apart two machines' clocks may be: added to every wait for a ticket.
+    clock_drift: Seconds = 2.0
 
 
 class Ansible(Frozen):
@@ -517,3 +527,21 @@ class Topology(Frozen):
 
     def resolve(self, relative: str) -> Path:
         return (self.base_dir / relative).resolve()
+
+    @property
+    def ticket_ttl(self) -> float:
+        """How long the site ticket lives without a renewal: the policy's, else a few
+        seconds above the ZooKeeper session timeout, so the holder's session expires (and
+        its controller knows it is cut off) before its ticket may be granted elsewhere."""
+        if self.policy.ticket_ttl is not None:
+            return self.policy.ticket_ttl
+        return self.zookeeper.session_timeout + TICKET_TTL_ABOVE_SESSION
+
+    @property
+    def fence_after(self) -> float:
+        """How long the holder's site goes without a renewal before it fences itself: the
+        policy's, else the ZooKeeper session timeout: once it has passed unrenewed, the
+        holder's session is gone too."""
+        if self.policy.fence_after is not None:
+            return self.policy.fence_after
+        return self.zookeeper.session_timeout

@@ -26,6 +26,7 @@ def check_references(topo: Topology) -> list[Finding]:
         _ldap,
         _object_store,
         _zookeeper,
+        _ticket,
         _parity,
     ):
         findings.extend(rule(topo))
@@ -209,6 +210,30 @@ def _object_store(topo: Topology) -> Iterator[Finding]:
     for index, endpoint in enumerate(topo.object_store.endpoints):
         yield from _datacenter(
             topo, endpoint.site, ("object_store", "endpoints", index, "site"), "an S3 endpoint"
+        )
+
+
+def _ticket(topo: Topology) -> Iterator[Finding]:
+    policy, ttl, fence_after = topo.policy, topo.ticket_ttl, topo.fence_after
+    session = topo.zookeeper.session_timeout
+    if policy.ticket_ttl is not None and ttl <= session:
+        yield (
+            ("policy", "ticket_ttl"),
+            f"{ttl:g} s is not above zookeeper.session_timeout ({session:g} s) — the ticket "
+            f"must outlive its holder's session; set it to {session + 4:g}s or more",
+        )
+    if fence_after >= ttl:
+        yield (
+            ("policy", "fence_after"),
+            f"{fence_after:g} s is not below the ticket's ttl ({ttl:g} s) — a site must fence "
+            f"itself before its ticket may be granted elsewhere; set it below {ttl:g}s",
+        )
+    elif fence_after <= policy.probe_interval:
+        yield (
+            ("policy", "fence_after" if policy.fence_after is not None else "probe_interval"),
+            f"fence_after ({fence_after:g} s) is not above probe_interval "
+            f"({policy.probe_interval:g} s) — the ticket is renewed once per probe interval, "
+            "so the site would fence itself between renewals; lengthen fence_after",
         )
 
 

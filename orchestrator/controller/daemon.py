@@ -4,6 +4,12 @@ decision, logs its sentence and carries it out through the engine.
 
 Two threads, not one, so that publishing this site's view never waits behind an
 operation the leader is running (a failover takes many probe intervals).
+
+The vantage thread also renews the site ticket while this controller's site holds it
+(controller/ticketing.py), first thing in each cycle. `Controller.renew_ticket()` is that
+renewal and returns True when it succeeded; a dead-man agent is fed from
+`Controller.on_renewal` (callbacks given each renewed ticket), exactly where a renewal
+succeeds and nowhere else.
 """
 
 from __future__ import annotations
@@ -40,10 +46,13 @@ from orchestrator.controller.fence import LeaderFence
 from orchestrator.controller.hooks import Hooks
 from orchestrator.controller.http import Board, Metrics
 from orchestrator.controller.leadership import Leadership
+from orchestrator.controller.ticketing import TicketKeeper
 from orchestrator.controller.vantage import Freshness, Prober, Sweeper, application_sweep
 from orchestrator.controller.zkstate import ControllerState
 from orchestrator.coordination.paths import ZkPaths
 from orchestrator.coordination.store import ZkStore
+from orchestrator.coordination.ticket import Ticket
+from orchestrator.coordination.ticketstore import TicketStore
 from orchestrator.engine.faults import Faults
 from orchestrator.engine.records import OpStatus
 from orchestrator.errors import LeaseLost, Locked, SitectlError
@@ -129,6 +138,18 @@ class Controller:
         self._verified = False  # the last cycle's verdict: only the leader writes canaries
         self._fence: LeaderFence | None = None  # the canaries' epoch (controller/fence.py)
         self._failed_attempt: FailedAttempt | None = None
+        self.tickets = TicketKeeper(
+            topo, site, TicketStore(client, self.paths), self.metrics, self.board
+        )
+
+    @property
+    def on_renewal(self) -> list[Callable[[Ticket], None]]:
+        """Called with the ticket after each successful renewal: feed a dead-man agent here."""
+        return self.tickets.on_renewal
+
+    def renew_ticket(self) -> bool:
+        """Renew the site ticket if this site holds it; True when the renewal succeeded."""
+        return self.tickets.cycle(self._active, self.leadership.connected)
 
     # ---- lifecycle -----------------------------------------------------------
 
@@ -171,6 +192,8 @@ class Controller:
             # Unreadable: keep probing the last known active site.
             with contextlib.suppress(SitectlError):
                 self._active = self.store.active_site() or self.topo.active_site
+        # Before the probes, whose timeouts must never delay a renewal.
+        self.renew_ticket()
         report = self._prober.probe(self._active, probe_timeout(self.topo))
         self._last_probe = time.monotonic()
         if decisive(report.to_json(), self.timing.consecutive_failures):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client.exposition import generate_latest
 
 from orchestrator.controller.decision import Action, SiteView
+from orchestrator.coordination.ticket import Ticket
 
 
 class Metrics:
@@ -70,6 +71,27 @@ class Metrics:
             ["kind"],
             **labels,
         )
+        self.ticket_holder = Gauge(
+            "sitectl_ticket_holder",
+            "1 for the site that holds the site ticket, 0 for the others.",
+            ["site"],
+            **labels,
+        )
+        self.ticket_renewed = Gauge(
+            "sitectl_ticket_renewed_timestamp_seconds",
+            "When the site ticket was last renewed (its holder's clock).",
+            **labels,
+        )
+        self.ticket_expiry = Gauge(
+            "sitectl_ticket_expiry_seconds",
+            "Seconds until the site ticket expires unrenewed (negative: expired).",
+            **labels,
+        )
+        self.ticket_renewals = Counter(
+            "sitectl_ticket_renewals",
+            "Renewals of the site ticket this controller made.",
+            **labels,
+        )
         for action in Action:
             self.decisions.labels(action.value)
 
@@ -79,6 +101,13 @@ class Metrics:
             self.site_down.labels(name).set(1 if view.status == "down" else 0)
             self.streak.labels(name).set(view.streak)
             self.probes.labels(name, view.status).inc()
+
+    def ticket(self, sites: Iterable[str], ticket: Ticket | None, now: float) -> None:
+        for site in sites:
+            self.ticket_holder.labels(site).set(1 if ticket and ticket.holder == site else 0)
+        if ticket is not None:
+            self.ticket_renewed.set(ticket.renewed_at)
+            self.ticket_expiry.set(ticket.expires_at - now)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

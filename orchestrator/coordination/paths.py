@@ -6,6 +6,7 @@ epoch           its version is the fencing epoch, bumped on every lease acquisit
 active-site     the site that serves (plain text)
 current         the id of the operation in progress, if any
 paused          present while automatic promotion is paused
+ticket          the site ticket (JSON, coordination/ticket.py): who may serve, until when
 operations/ID   the operation record (JSON); operations/ID/steps/STEP its checkpoints
 """
 
@@ -45,6 +46,10 @@ class ZkPaths:
     @property
     def paused(self) -> str:
         return f"{self.root}/paused"
+
+    @property
+    def ticket(self) -> str:
+        return f"{self.root}/ticket"
 
     @property
     def operations(self) -> str:

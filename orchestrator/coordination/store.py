@@ -15,6 +15,8 @@ from kazoo.recipe.lock import Lock
 from orchestrator.coordination.client import translated
 from orchestrator.coordination.lease import Lease
 from orchestrator.coordination.paths import ZkPaths, decode_step_id
+from orchestrator.coordination.ticket import Ticket
+from orchestrator.coordination.ticketstore import TicketStore
 from orchestrator.records import OperationRecord, StepRecord
 
 
@@ -34,6 +36,11 @@ class ZkStore:
     def paused(self) -> str | None:
         """The reason automation is paused, or None when it is not."""
         return self._read_text(self.paths.paused)
+
+    def ticket(self) -> Ticket | None:
+        """The site ticket, None when none is recorded yet."""
+        found = TicketStore(self._client, self.paths).read()
+        return found[0] if found else None
 
     def operation(self, op_id: str) -> tuple[OperationRecord, int]:
         with translated(f"reading operation {op_id}"):

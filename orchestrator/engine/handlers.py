@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from orchestrator.audit import AuditLog
 from orchestrator.config.model import Topology
-from orchestrator.engine.records import OperationRecord
+from orchestrator.engine.records import OperationRecord, StepRecord
 from orchestrator.plan.model import Plan, Step
 
 
@@ -39,6 +40,11 @@ class StepContext:
     # cancel(): None while the step's playbook may run on, else the error to stop it with
     # (engine/cancel.py); set by the executor for the step it runs.
     cancel: Callable[[], Exception | None] | None = None
+    # records(): the operation's checkpoints as they stand now (a step that depends on
+    # how earlier ones ended, e.g. fence/wait); set by the engine.
+    records: Callable[[], Mapping[str, StepRecord]] = dict
+    # Where a step records a decision of its own beside its transitions (the engine's).
+    audit: AuditLog | None = None
 
 
 class StepHandler(Protocol):

@@ -170,6 +170,8 @@ class StepLife:
             artifacts=self.artifacts,
             log=self.say,
             figures=self.figures,
+            records=lambda: self.store.records(op.id),
+            audit=self.audit,
         )
 
     def begin(

@@ -3,6 +3,7 @@ way each mirror points. Read-only and bounded."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from concurrent.futures import ThreadPoolExecutor
 
@@ -71,8 +72,14 @@ def mirror_views(topo: Topology) -> dict[str, MirrorView]:
 def observe(topo: Topology, store: ZkStore) -> ObservedState:
     active = store.active_site() or topo.active_site
     unreachable = frozenset(set(topo.datacenters()) - reachable_sites(topo))
+    ticket = None
+    with contextlib.suppress(SitectlError):  # only the runbook's arithmetic needs it
+        ticket = store.ticket()
     return ObservedState(
-        active_site=active, unreachable_sites=unreachable, mirrors=mirror_views(topo)
+        active_site=active,
+        unreachable_sites=unreachable,
+        mirrors=mirror_views(topo),
+        ticket=ticket,
     )
 
 

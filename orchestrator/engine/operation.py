@@ -24,6 +24,7 @@ from orchestrator.coordination.client import connect
 from orchestrator.coordination.lease import Lease
 from orchestrator.coordination.paths import ZkPaths
 from orchestrator.coordination.store import ZkStore
+from orchestrator.coordination.ticketstore import LeasedTickets, TicketStore
 from orchestrator.engine.executor import Events, Executor, NoEvents
 from orchestrator.engine.faults import Faults
 from orchestrator.engine.observe import observe
@@ -131,6 +132,7 @@ def start_operation(
     *,
     reason: str,
     accept_data_loss: str | None = None,
+    no_fence_wait: str | None = None,
     automatic: bool = False,
     events: Events | None = None,
     faults: Faults | None = None,
@@ -154,6 +156,7 @@ def start_operation(
             plan_digest=plan_digest(plan),
             unreachable=() if plan.old_site_reachable else (plan.from_site,),
             accept_data_loss=accept_data_loss,
+            no_fence_wait=no_fence_wait,
             epoch=lease.epoch,
         )
         s.store.start_operation(lease, op)
@@ -166,11 +169,12 @@ def start_operation(
             reason=reason,
             automatic=automatic,
             accept_data_loss=accept_data_loss,
+            no_fence_wait=no_fence_wait,
             epoch=lease.epoch,
         )
         return _execute(s, plan, op.id, lease, events, faults)
     finally:
-        _release(lease)
+        release_quietly(lease)
 
 
 def resume_operation(
@@ -196,7 +200,7 @@ def resume_operation(
         s.audit().write("operation.resumed", op=op.id, epoch=lease.epoch, reason=op.reason)
         return _execute(s, plan, op.id, lease, events, faults)
     finally:
-        _release(lease)
+        release_quietly(lease)
 
 
 @dataclass(frozen=True)
@@ -242,7 +246,7 @@ def abort_operation(
                 break
             sleep(min(ABORT_POLL_S, left))
     finally:
-        _release(lease)
+        release_quietly(lease)
     late = f", but operation {op_id} had not stopped after {wait:g} s:" if wait > 0 else ":"
     return AbortResult(
         False,
@@ -305,6 +309,7 @@ def describe(s: Session) -> StatusView:
         lock_holders=tuple(s.store.lock_holders()),
         paused=s.store.paused(),
         operation=operation,
+        ticket=s.store.ticket(),
     )
 
 
@@ -340,7 +345,10 @@ def _execute(
         topology=s.topology,
         store=s.store,
         lease=lease,
-        handlers=default_handlers(lambda site: s.store.set_active_site(lease, site)),
+        handlers=default_handlers(
+            lambda site: s.store.set_active_site(lease, site),
+            LeasedTickets(TicketStore(s.client, s.paths), lease),
+        ),
         audit=s.audit(),
         artifacts=s.local_state / "artifacts" / op_id,
         events=events or NoEvents(),
@@ -360,6 +368,6 @@ def _last(s: Session, *, missing_ok: bool = False) -> str:
     raise ResumeRefused("no operation recorded yet")
 
 
-def _release(lease: Lease) -> None:
+def release_quietly(lease: Lease) -> None:
     with contextlib.suppress(SitectlError):  # a lost session already released it
         lease.release()

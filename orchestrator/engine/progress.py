@@ -63,6 +63,7 @@ _SIDE_EFFECTS = {
     Phase.FINAL_SYNC,
     Phase.BREAK_MIRRORS,
     Phase.UNMOUNT,
+    Phase.TICKET,
     Phase.MOUNT,
     Phase.DNS,
     Phase.START_SERVICES,

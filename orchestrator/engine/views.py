@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Any
 
+from orchestrator.coordination.ticket import Ticket
 from orchestrator.records import (
     FINISHED_STEP,
     Mode,
@@ -108,6 +109,7 @@ class StatusView:
     operation: OperationView | None
     # The controllers' own reports (controller/zkstate), as they publish them.
     controllers: tuple[dict[str, Any], ...] | None = None
+    ticket: Ticket | None = None  # the site ticket, None when none is recorded yet
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -117,10 +119,18 @@ class StatusView:
             "lock_holders": list(self.lock_holders),
             "paused": self.paused,
             "operation": self.operation.to_json() if self.operation else None,
+            "ticket": ticket_json(self.ticket),
         }
         if self.controllers is not None:
             data["controllers"] = list(self.controllers)
         return data
+
+
+def ticket_json(ticket: Ticket | None) -> dict[str, Any] | None:
+    """The site ticket for scripts: as recorded, with its expiry."""
+    if ticket is None:
+        return None
+    return {**_json(ticket), "expires_at": ticket.expires_at}
 
 
 @dataclass(frozen=True)
@@ -155,6 +165,7 @@ class OutcomeView:
             "failed_step": op.failed_step,
             "message": op.message,
             "accept_data_loss": op.accept_data_loss,
+            "no_fence_wait": op.no_fence_wait,
             "epoch": op.epoch,
             "steps": [s.to_json() for s in self.steps],
             "figures": dict(self.figures),

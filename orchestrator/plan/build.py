@@ -132,6 +132,7 @@ def build_plan(topo: Topology, observed: ObservedState, mode: Mode, to_site: str
                 ],
             )
         )
+    groups.append(_ticket_leaves(topo, mode, from_site, to_site, groups))
     if mode == "switchover" and volumes:
         groups.append(
             _group(
@@ -256,6 +257,7 @@ def build_plan(topo: Topology, observed: ObservedState, mode: Mode, to_site: str
             ],
         )
     )
+    groups.append(_ticket_grant(topo, to_site))
     for order, names in _by_order(topo.roles):
         groups.append(
             _group(
@@ -304,6 +306,72 @@ def build_plan(topo: Topology, observed: ObservedState, mode: Mode, to_site: str
         groups=tuple(groups),
         notes=tuple(notes),
     )
+
+
+def _ticket_leaves(
+    topo: Topology, mode: Mode, from_site: str, to_site: str, before: list[Group]
+) -> Group:
+    """The old site gives up the site ticket once its application has stopped. In a
+    switchover it releases it. In a failover it may be gone or cut off, so nothing at the
+    new site becomes writable (break, mount, DNS) until the old site is known stopped
+    (its stop steps succeeded) or its ticket has expired: last renewal + ttl + drift."""
+    if mode == "switchover":
+        return _ticket_step(
+            f"ticket/release/{from_site}",
+            Action.TICKET_RELEASE,
+            from_site,
+            f"release {from_site}'s site ticket now that its application has stopped: "
+            "nothing there may serve again without a new grant",
+        )
+    drift = topo.policy.clock_drift
+    return _ticket_step(
+        f"fence/wait/{from_site}",
+        Action.FENCE_WAIT,
+        # Run for the new site, which waits: never skipped with the old site.
+        to_site,
+        f"make nothing at {to_site} writable until {from_site} cannot be serving: at once "
+        f"if {from_site}'s stop steps succeeded, else once its site ticket's last renewal "
+        f"+ ttl + {drift:g} s clock drift has passed",
+        target=from_site,
+        params={
+            "old_site": from_site,
+            "stop_steps": [s.id for g in before for s in g.steps if s.site == from_site],
+            "clock_drift": drift,
+        },
+    )
+
+
+def _ticket_grant(topo: Topology, to_site: str) -> Group:
+    return _ticket_step(
+        f"ticket/grant/{to_site}",
+        Action.TICKET_GRANT,
+        to_site,
+        f"grant the site ticket to {to_site} before its application starts (ttl "
+        f"{topo.ticket_ttl:g} s, renewed by {to_site}'s controllers)",
+        params={"ttl": topo.ticket_ttl, "clock_drift": topo.policy.clock_drift},
+    )
+
+
+def _ticket_step(
+    step_id: str,
+    action: Action,
+    site: str,
+    description: str,
+    *,
+    target: str = "ticket",
+    params: Mapping[str, object] | None = None,
+) -> Group:
+    """A group of one step that moves or waits for the site ticket."""
+    step = Step(
+        id=step_id,
+        phase=Phase.TICKET,
+        action=action,
+        site=site,
+        target=target,
+        description=description,
+        params=params or {},
+    )
+    return _group(Phase.TICKET, [step])
 
 
 def _refuse_if_impossible(

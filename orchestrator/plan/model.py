@@ -26,6 +26,7 @@ class Phase(StrEnum):
     FINAL_SYNC = "final-sync"
     BREAK_MIRRORS = "break-mirrors"
     UNMOUNT = "unmount"
+    TICKET = "ticket"  # the site ticket moves: release, fence/wait, grant
     MOUNT = "mount"
     DNS = "dns"
     START_SERVICES = "start-services"
@@ -53,6 +54,9 @@ class Action(StrEnum):
     DNS_DEMOTE = "dns.demote"
     DNS_UPDATE = "dns.update"
     APP_START = "app.start"
+    TICKET_RELEASE = "ticket.release"
+    FENCE_WAIT = "fence.wait"
+    TICKET_GRANT = "ticket.grant"
     VERIFY_DNS = "verify.dns"
     VERIFY_APPLICATION = "verify.application"
     VERIFY_CANARY = "verify.canary"

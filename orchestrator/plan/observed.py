@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from orchestrator.config.model import Topology
+from orchestrator.coordination.ticket import Ticket
 
 MirrorState = Literal["mirrored", "quiesced", "broken", "unknown"]
 
@@ -25,6 +26,9 @@ class ObservedState:
     active_site: str
     unreachable_sites: frozenset[str] = frozenset()
     mirrors: Mapping[str, MirrorView] = field(default_factory=dict)
+    # The site ticket as read, for the runbook's fence/wait arithmetic; never planned on
+    # (a resume replans without it and must find the same steps).
+    ticket: Ticket | None = None
 
     def reachable(self, site: str) -> bool:
         return site not in self.unreachable_sites

@@ -8,6 +8,7 @@ Paths are as written in the topology file: the runbook says to run from its dire
 from __future__ import annotations
 
 import json
+import math
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from orchestrator.config.model import (
     parse_server,
 )
 from orchestrator.coordination.paths import ZkPaths
+from orchestrator.coordination.ticket import Ticket, clock_text
 from orchestrator.inventory import group_name
 from orchestrator.plan.model import Action, Plan, Step
 
@@ -35,7 +37,10 @@ class ManualStep:
     done_when: str  # how to tell the step worked
 
 
-def manual_step(topo: Topology, plan: Plan, step: Step) -> ManualStep:
+def manual_step(topo: Topology, plan: Plan, step: Step, ticket: Ticket | None = None) -> ManualStep:
+    """`ticket`: the site ticket as read when the runbook was made, if it could be."""
+    if step.action is Action.FENCE_WAIT:
+        return _fence_wait(topo, step, ticket)
     return _RENDERERS[step.action](topo, plan, step)
 
 
@@ -590,6 +595,80 @@ def _activate(topo: Topology, plan: Plan, step: Step) -> ManualStep:
     )
 
 
+def _zk_cli(topo: Topology, *args: str) -> str:
+    hosts = topo.zookeeper.connect_string()
+    return f"/usr/share/zookeeper/bin/zkCli.sh -server {hosts} " + " ".join(args)
+
+
+def _ticket_znode(topo: Topology) -> str:
+    return ZkPaths.for_cluster(topo.zookeeper.chroot, topo.cluster).ticket
+
+
+def _fence_wait(topo: Topology, step: Step, ticket: Ticket | None) -> ManualStep:
+    old, drift = step.params["old_site"], float(step.params["clock_drift"])
+    stops = ", ".join(step.params["stop_steps"]) or "none"
+    if ticket is not None and ticket.holder == old:
+        until = ticket.passes_at(drift)
+        arithmetic = (
+            f"last renewal {clock_text(ticket.renewed_at)} + ttl {ticket.ttl:g} s + clock drift "
+            f"{drift:g} s = {clock_text(until)} ({math.ceil(until)} s since the epoch), as read "
+            "when this runbook was made: read it again now, a renewal since moves it later"
+        )
+    else:
+        arithmetic = (
+            f"renewed_at + ttl + {drift:g} s (clock drift), both as `get` prints them "
+            "(seconds since the epoch)"
+        )
+    return ManualStep(
+        (
+            _zk_cli(topo, "get", _ticket_znode(topo)),
+            "# then wait until $(date -u +%s) is past the instant computed below",
+        ),
+        f'a JSON ticket with "holder": "{old}", "renewed_at" and "ttl"',
+        f"every stop step on {old} above succeeded ({stops}): nothing to wait for; "
+        f"otherwise `date -u +%s` has passed {arithmetic}. Until then {old} may still be "
+        f"serving: make nothing at {step.site} writable",
+    )
+
+
+def _ticket_release(topo: Topology, plan: Plan, step: Step) -> ManualStep:
+    znode = _ticket_znode(topo)
+    return ManualStep(
+        (
+            _zk_cli(topo, "get", znode),
+            _zk_cli(
+                topo,
+                "set",
+                znode,
+                '"{\\"holder\\": null, \\"epoch\\": 0, \\"granted_at\\": 0, '
+                '\\"renewed_at\\": $(date +%s), \\"released_at\\": $(date +%s), '
+                f'\\"ttl\\": {topo.ticket_ttl:g}}}"',
+            ),
+        ),
+        f'the first prints the ticket with "holder": "{step.site}"',
+        f'`get {znode}` prints "holder": null',
+    )
+
+
+def _ticket_grant(topo: Topology, plan: Plan, step: Step) -> ManualStep:
+    znode = _ticket_znode(topo)
+    return ManualStep(
+        (
+            _zk_cli(
+                topo,
+                "set",
+                znode,
+                f'"{{\\"holder\\": \\"{step.site}\\", \\"epoch\\": 0, '
+                '\\"granted_at\\": $(date +%s), \\"renewed_at\\": $(date +%s), '
+                f'\\"ttl\\": {topo.ticket_ttl:g}}}"',
+            ),
+        ),
+        "no error",
+        f'`get {znode}` prints "holder": "{step.site}"; {step.site}\'s controllers renew it '
+        "from now on (start them if they do not run)",
+    )
+
+
 _RENDERERS: dict[Action, Callable[[Topology, Plan, Step], ManualStep]] = {
     Action.CHECK_ZOOKEEPER: _check_zookeeper,
     Action.CHECK_LDAP: _check_ldap,
@@ -610,6 +689,8 @@ _RENDERERS: dict[Action, Callable[[Topology, Plan, Step], ManualStep]] = {
     Action.DNS_DEMOTE: _dns_demote,
     Action.DNS_UPDATE: _dns_update,
     Action.APP_START: _app_start,
+    Action.TICKET_RELEASE: _ticket_release,
+    Action.TICKET_GRANT: _ticket_grant,
     Action.VERIFY_DNS: _verify_dns,
     Action.VERIFY_APPLICATION: _verify_application,
     Action.VERIFY_CANARY: _verify_canary,

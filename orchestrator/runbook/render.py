@@ -7,6 +7,7 @@ from pathlib import Path
 import jinja2
 
 from orchestrator.config.model import Topology
+from orchestrator.coordination.ticket import Ticket
 from orchestrator.plan.model import Plan
 from orchestrator.runbook.manual import manual_step
 
@@ -20,7 +21,10 @@ _ENV = jinja2.Environment(
 _ENV.filters["sentence"] = lambda text: text[:1].upper() + text[1:]
 
 
-def render_runbook(topo: Topology, plan: Plan, topology_file: str) -> str:
+def render_runbook(
+    topo: Topology, plan: Plan, topology_file: str, ticket: Ticket | None = None
+) -> str:
+    """`ticket`: the site ticket as read now, for a failover's fence/wait arithmetic."""
     groups = []
     for g_index, group in enumerate(plan.groups, start=1):
         groups.append(
@@ -32,7 +36,7 @@ def render_runbook(topo: Topology, plan: Plan, topology_file: str) -> str:
                     {
                         "number": f"{g_index}.{s_index}",
                         "step": step,
-                        "manual": manual_step(topo, plan, step),
+                        "manual": manual_step(topo, plan, step, ticket),
                     }
                     for s_index, step in enumerate(group.steps, start=1)
                 ],

@@ -61,6 +61,15 @@ def test_full_drill_with_failback_passes_and_matches_the_audit_log_and_servers(
         ("protect", ["reprotect"]),
     ]
     assert [f["name"] for f in run.report["figures"]] == ["there", "back"]
+    # The site ticket moved with each switchover, as steps the report lists.
+    switchovers = [op for op in _ops(run) if op["mode"] == "switchover"]
+    assert [
+        [(s["step_id"], s["status"]) for s in op["steps"] if s["step_id"].startswith("ticket/")]
+        for op in switchovers
+    ] == [
+        [("ticket/release/dc1", "done"), ("ticket/grant/dc2", "done")],
+        [("ticket/release/dc2", "done"), ("ticket/grant/dc1", "done")],
+    ]
     for leg in ("there", "back"):
         assert run.figures(leg)["rpo"]["lost"] == 0
         assert run.figures(leg)["rpo"]["checked"] >= 7
@@ -230,6 +239,11 @@ def test_a_failover_drill_over_a_quiesced_mirror_counts_the_lost_writes(drills: 
         drills.mirror("resume", check=False)
 
     assert run.code == 1
+    # The report lists the wait for dc1's ticket, before dc2's first writable step.
+    (failover,) = [op for op in _ops(run) if op["mode"] == "failover"]
+    ids = [s["step_id"] for s in failover["steps"]]
+    assert ids.index("fence/wait/dc1") < ids.index("break-mirrors/mailstore")
+    assert ids.index("ticket/grant/dc2") < ids.index("start-services/dc2/mailbox")
     there = run.figures("there")
     assert there["rpo"]["lost"] > 0 and there["rpo"]["seconds"] > 0
     assert there["rpo_ok"] is False

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.coordination.ticket import Ticket
 from orchestrator.engine.progress import plan_digest
 from orchestrator.engine.records import OperationRecord, StepRecord
 from orchestrator.errors import Conflict, LeaseLost
@@ -77,6 +78,9 @@ class MemoryStore:
         return []
 
     def paused(self) -> str | None:
+        return None
+
+    def ticket(self) -> Ticket | None:
         return None
 
 

@@ -74,9 +74,14 @@ def test_a_switchover_shares_one_run_from_the_stops_to_the_starts(topo) -> None:
     ]
     assert [s.id for s in _playbook_steps(units)] == [s.id for s in host_steps], "plan order"
     # DNS runs in sitectl while the playbook waits at its gate, as one unit (its zones
-    # still in parallel); the stretch ends with the last start, before the verifies.
+    # still in parallel), and so do the ticket's release after the unmounts and its
+    # grant before the starts; the stretch ends with the last start, before the verifies.
     python = [u for u in units if not u.playbook]
-    assert [[s.phase for s in u.steps] for u in python] == [[Phase.DNS, Phase.DNS]]
+    assert [[s.id for s in u.steps] for u in python] == [
+        ["ticket/release/dc1"],
+        ["dns/corp.example.net.", "dns/example.com."],
+        ["ticket/grant/dc2"],
+    ]
     assert units[-1].steps[0].phase is Phase.START_SERVICES
 
 
@@ -86,7 +91,7 @@ def test_a_switchover_shares_one_run_from_the_stops_to_the_starts(topo) -> None:
         # Pre-flight, the gate and the canary run while ansible-playbook starts.
         (Phase.PREFLIGHT, [Phase.PREFLIGHT, Phase.READINESS, Phase.DISABLE_APPLICATION]),
         (Phase.READINESS, [Phase.READINESS, Phase.DISABLE_APPLICATION]),
-        (Phase.DNS, [Phase.DNS]),
+        (Phase.DNS, [Phase.DNS, Phase.TICKET]),  # the grant, before the starts
     ],
 )
 def test_groups_before_the_first_playbook_step_are_the_prelude(topo, phase, prelude) -> None:

@@ -139,6 +139,30 @@ CASES = [
         "an RPO of -5 s is negative — give the span of writes a drill may lose, 0s for none",
     ),
     Broken(
+        "ticket ttl not above the ZooKeeper session",
+        "  unreachable_timeout: 15s",
+        "  unreachable_timeout: 15s\n  ticket_ttl: 8s",
+        "policy.ticket_ttl",
+        "8 s is not above zookeeper.session_timeout (10 s) — the ticket must outlive",
+        line_of="ticket_ttl: 8s",
+    ),
+    Broken(
+        "fence_after not below the ticket ttl",
+        "  unreachable_timeout: 15s",
+        "  unreachable_timeout: 15s\n  fence_after: 14s",
+        "policy.fence_after",
+        "14 s is not below the ticket's ttl (14 s) — a site must fence itself before",
+        line_of="fence_after: 14s",
+    ),
+    Broken(
+        "fence_after not above the probe interval",
+        "  unreachable_timeout: 15s",
+        "  unreachable_timeout: 15s\n  fence_after: 4s",
+        "policy.fence_after",
+        "fence_after (4 s) is not above probe_interval (5 s)",
+        line_of="fence_after: 4s",
+    ),
+    Broken(
         "unknown volume driver",
         "    driver: netapp\n    role: mailbox\n    mount_point: /opt/zimbra/db",
         "    driver: emc\n    role: mailbox\n    mount_point: /opt/zimbra/db",
@@ -350,6 +374,8 @@ VERB_ARGS: dict[str, list[str]] = {
     "drill": ["--to", "dc2", "--yes", "--report-dir", "drills"],
     "drill history": [],
     "controller run": ["--site", "dc1"],
+    "ticket show": [],
+    "ticket grant": ["dc1", "--force", "test"],
 }
 TOPOLOGY_VERBS = [v for v in verbs() if v.runs_something and "--config" in v.options()]
 

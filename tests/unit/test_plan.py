@@ -49,10 +49,12 @@ SWITCHOVER = [
     ("disable-application", ["disable-application/dc1/mta", "disable-application/dc1/proxy"]),
     ("disable-application", ["disable-application/dc1/mailbox"]),
     ("unmount", ["unmount/dc1/mailstore", "unmount/dc1/metadata", "unmount/dc1/index"]),
+    ("ticket", ["ticket/release/dc1"]),
     ("final-sync", ["final-sync/mailstore", "final-sync/metadata", "final-sync/index"]),
     ("break-mirrors", ["break-mirrors/mailstore", "break-mirrors/metadata", "break-mirrors/index"]),
     ("mount", ["mount/dc2/mailstore", "mount/dc2/metadata", "mount/dc2/index"]),
     ("dns", ["dns/corp.example.net.", "dns/example.com."]),
+    ("ticket", ["ticket/grant/dc2"]),
     ("start-services", ["start-services/dc2/dns", "start-services/dc2/ldap"]),
     ("start-services", ["start-services/dc2/mailbox"]),
     ("start-services", ["start-services/dc2/mta", "start-services/dc2/proxy"]),
@@ -76,6 +78,9 @@ def test_failover_takes_no_final_sync_and_skips_an_unreachable_old_site(topo: To
         for phase, ids in SWITCHOVER
         if phase != "final-sync" and ids != ["disable-application/dc1/canary"]
     ]
+    # Not a release by a site that may be gone: a wait for its ticket, before anything
+    # at dc2 becomes writable.
+    expected[expected.index(("ticket", ["ticket/release/dc1"]))] = ("ticket", ["fence/wait/dc1"])
     # dc1 holds the internal zone's only primary: dc2's server is promoted before the
     # updates, side by side with the mirrors' break.
     breaks = ["break-mirrors/mailstore", "break-mirrors/metadata", "break-mirrors/index"]
@@ -87,6 +92,47 @@ def test_failover_takes_no_final_sync_and_skips_an_unreachable_old_site(topo: To
     new_site_steps = [s for s in plan.steps() if s.site == "dc2"]
     assert all(s.if_unreachable == "fail" for s in new_site_steps)
     assert any("dc1 did not answer" in note for note in plan.notes)
+
+
+@pytest.mark.parametrize("unreachable", [frozenset(), frozenset({"dc1"})])
+def test_failover_waits_for_the_old_sites_ticket_before_dc2_becomes_writable(
+    topo: Topology, unreachable: frozenset[str]
+) -> None:
+    plan = build_plan(topo, assumed_state(topo, unreachable), "failover", "dc2")
+    order = [s.id for s in plan.steps()]
+    wait = plan.step("fence/wait/dc1")
+    assert (wait.action, wait.site, wait.if_unreachable) == (Action.FENCE_WAIT, "dc2", "fail")
+    writable = {Phase.BREAK_MIRRORS, Phase.MOUNT, Phase.DNS, Phase.START_SERVICES}
+    first_writable = min(order.index(s.id) for s in plan.steps() if s.phase in writable)
+    assert order.index(wait.id) < first_writable
+    # It passes at once only if every stop step on dc1 succeeded: all of them, by id.
+    assert wait.params["stop_steps"] == [
+        "disable-application/dc1/mta",
+        "disable-application/dc1/proxy",
+        "disable-application/dc1/mailbox",
+        "unmount/dc1/mailstore",
+        "unmount/dc1/metadata",
+        "unmount/dc1/index",
+    ]
+    assert wait.params["clock_drift"] == topo.policy.clock_drift
+    grant = plan.step("ticket/grant/dc2")
+    starts = [order.index(s.id) for s in plan.steps() if s.phase is Phase.START_SERVICES]
+    assert order.index(wait.id) < order.index(grant.id) < min(starts)
+    assert grant.params["ttl"] == topo.ticket_ttl == 14.0
+    assert "ticket/release/dc1" not in order
+
+
+def test_switchover_releases_the_ticket_after_the_stop_and_grants_it_before_the_start(
+    topo: Topology,
+) -> None:
+    plan = build_plan(topo, assumed_state(topo), "switchover", "dc2")
+    order = [s.id for s in plan.steps()]
+    release, grant = plan.step("ticket/release/dc1"), plan.step("ticket/grant/dc2")
+    assert (release.action, release.site) == (Action.TICKET_RELEASE, "dc1")
+    stops = [order.index(s.id) for s in plan.steps() if s.action is Action.APP_STOP]
+    starts = [order.index(s.id) for s in plan.steps() if s.action is Action.APP_START]
+    assert max(stops) < order.index(release.id) < order.index(grant.id) < min(starts)
+    assert "fence/wait/dc1" not in order
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,9 @@ from typer.testing import CliRunner
 
 from orchestrator.cli.main import app
 from orchestrator.config import load_topology
+from orchestrator.coordination.ticket import granted
 from orchestrator.plan import assumed_state, build_plan
+from orchestrator.runbook import render_runbook
 
 ROOT = Path(__file__).resolve().parents[2]
 TOPOLOGY = "inventories/example-zimbra/topology.yaml"
@@ -61,3 +63,20 @@ def test_switchover_runbook_has_every_step_with_a_check() -> None:
         "ansible -i hosts.yml dc2_mailbox -m ansible.builtin.service -a 'name=zimbra-mailbox state=started'"
         in text
     )
+
+
+def test_the_failover_runbook_shows_the_fence_wait_arithmetic_from_the_ticket() -> None:
+    topo = load_topology(ROOT / TOPOLOGY)
+    plan = build_plan(topo, assumed_state(topo, frozenset({"dc1"})), "failover", "dc2")
+    # dc1's controllers last renewed its ticket at 08:00:00.0Z (ttl 14 s).
+    ticket = granted("dc1", 3, 1_800_000_000.0, 14.0)
+    text = render_runbook(topo, plan, TOPOLOGY, ticket)
+    assert (
+        "last renewal 08:00:00.0Z + ttl 14 s + clock drift 2 s = 08:00:16.0Z "
+        "(1800000016 s since the epoch)"
+    ) in text
+    assert "make nothing at dc2 writable" in text
+    wait, first_break = text.index("`fence/wait/dc1`"), text.index("`break-mirrors/")
+    assert wait < first_break < text.index("`ticket/grant/dc2`")
+    # Without a ticket read, the formula stands in for the numbers.
+    assert "renewed_at + ttl + 2 s (clock drift)" in render_runbook(topo, plan, TOPOLOGY)

@@ -52,7 +52,9 @@ def test_the_status_json_keeps_its_keys_in_order() -> None:
         "lock_holders",
         "paused",
         "operation",
+        "ticket",
     ]
+    assert data["ticket"] is None  # none recorded yet
     assert list(data["operation"]) == [
         "id", "mode", "from_site", "to_site", "status", "started", "finished", "by", "host",
         "reason", "accept_data_loss", "automatic", "epoch", "in_progress", "running_steps",

@@ -15,12 +15,22 @@ from orchestrator.engine.steps.dns import (
 )
 from orchestrator.engine.steps.objects import ObjectStoreReverseHandler
 from orchestrator.engine.steps.preflight import PreflightHandler, ReadinessGate
+from orchestrator.engine.steps.ticket import (
+    FenceWaitHandler,
+    TicketGrantHandler,
+    TicketMoves,
+    TicketReleaseHandler,
+)
 from orchestrator.engine.steps.verify import AppVerifyHandler, CanaryVerifyHandler
 from orchestrator.engine.steps.volumes import MirrorHandler, MountHandler
 from orchestrator.plan.model import Action
 
 
-def default_handlers(set_active_site: Callable[[str], None]) -> dict[Action, StepHandler]:
+def default_handlers(
+    set_active_site: Callable[[str], None], tickets: TicketMoves | None = None
+) -> dict[Action, StepHandler]:
+    """`tickets`: the site ticket bound to the operation's lease (without it the ticket
+    steps fail, saying so)."""
     preflight = PreflightHandler()
     return {
         Action.CHECK_ZOOKEEPER: preflight,
@@ -42,6 +52,9 @@ def default_handlers(set_active_site: Callable[[str], None]) -> dict[Action, Ste
         Action.DNS_DEMOTE: DnsDemoteHandler(),
         Action.DNS_UPDATE: DnsUpdateHandler(),
         Action.APP_START: AppHandler("start"),
+        Action.TICKET_RELEASE: TicketReleaseHandler(tickets),
+        Action.FENCE_WAIT: FenceWaitHandler(tickets),
+        Action.TICKET_GRANT: TicketGrantHandler(tickets),
         Action.VERIFY_DNS: DnsVerifyHandler(),
         Action.VERIFY_APPLICATION: AppVerifyHandler(),
         Action.VERIFY_CANARY: CanaryVerifyHandler(),

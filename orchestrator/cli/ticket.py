@@ -1,0 +1,86 @@
+"""`sitectl ticket show|grant`: thin wrappers over engine.tickets."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import typer
+
+from orchestrator.cli.exitcodes import ExitCode
+from orchestrator.cli.options import ConfigOption, JsonOption, free_text, load
+from orchestrator.cli.output import console, emit_json, err_console, fail
+from orchestrator.engine import operation as engine
+from orchestrator.engine import tickets
+from orchestrator.engine.views import ticket_json
+from orchestrator.errors import Locked, SitectlError
+
+ticket_app = typer.Typer(
+    help="The site ticket: which site may serve, until when (and the lone survivor's override).",
+    no_args_is_help=True,
+)
+
+
+@ticket_app.command("show")
+def show(config: ConfigOption = None, json_output: JsonOption = False) -> None:
+    """Show who holds the site ticket, its last renewal and when it expires.
+
+    [b]Example:[/b] sitectl ticket show --json
+    """
+    topo = load(config)[0]
+    try:
+        with engine.session(topo) as s:
+            ticket = tickets.show_ticket(s)
+    except SitectlError as exc:
+        fail(f"unavailable: {exc}", ExitCode.OPERATION_FAILED)
+    if json_output:
+        emit_json({"ticket": ticket_json(ticket)})
+        return
+    said = ticket.describe(time.time()) if ticket else "none recorded yet"
+    console.print(f"site ticket: {said}", markup=False)
+
+
+@ticket_app.command("grant")
+def grant(
+    site: Annotated[str, typer.Argument(help="The datacenter to give the ticket to.")],
+    force: Annotated[
+        str | None,
+        typer.Option(
+            "--force",
+            metavar="REASON",
+            help="Grant it even though another site holds it or it has not expired: the "
+            "operator's override (two sites may serve at once); the reason is audited.",
+            callback=free_text,
+        ),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Give the site ticket to SITE by hand (the lone survivor's way back).
+
+    Without --force only an expired ticket (last renewal + ttl + clock drift passed) goes
+    back to the site that held it; anything else is refused with one line. With --force
+    it is granted whoever holds it, audited with who, when and why.
+
+    [b]Example:[/b] sitectl ticket grant dc1 --force "dc2 and the witness lost; CHG-4711"
+    """
+    topo = load(config)[0]
+    try:
+        with engine.session(topo) as s:
+            ticket = tickets.grant_by_hand(s, site, force)
+    except tickets.GrantRefused as exc:
+        fail(f"refused: {exc}", ExitCode.BAD_INPUT)
+    except Locked as exc:
+        fail(f"busy: {exc}", ExitCode.LOCKED)
+    except SitectlError as exc:
+        fail(f"failed: {exc}", ExitCode.OPERATION_FAILED)
+    if force:
+        err_console.print(
+            f"WARNING: the site ticket was granted to {site} by force ({force}): if another "
+            "site still serves, both do; recorded in the audit log",
+            markup=False,
+        )
+    console.print(f"site ticket: {ticket.describe(time.time())}", markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(ticket_app, name="ticket")
