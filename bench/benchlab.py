@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from orchestrator.config import load_topology
+from orchestrator.controller.canary import canary_interval, intervals
 from orchestrator.lab import controllers, layout, netns
 
 
@@ -136,3 +138,24 @@ class ControllerLab:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         self.procs.clear()
+
+
+def canaries_settled(status: Callable[[], dict[str, Any]], topology: Path) -> None:
+    """Wait until the leader (`status`: its /status) has written every kind of canary and
+    they have had a tick to reach dc2: an operator's site is never lost a moment after an
+    election, and once dc1 is gone the readiness gate bounds the loss by the newest
+    canary dc2 holds."""
+    topo = load_topology(topology)
+    tick = canary_interval(topo)
+    settle = max(intervals(topo).values()) + tick
+    since = time.time()
+    wait(
+        lambda: (
+            time.time() - since > settle
+            and (s := status()).get("canary_at", 0) > since + settle - tick
+            and not s.get("canary_problems")
+        ),
+        "the leader's canaries settled",
+        settle + 60,
+        every=0.5,
+    )

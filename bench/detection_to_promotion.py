@@ -34,10 +34,9 @@ from datetime import datetime
 from pathlib import Path
 
 import yaml
-from benchlab import ControllerLab, bench_lab, wait
+from benchlab import ControllerLab, bench_lab, canaries_settled, wait
 
 from orchestrator.config import load_topology
-from orchestrator.controller.canary import canary_interval, intervals
 from orchestrator.lab import lifecycle
 
 TARGET_S = 10.0
@@ -62,22 +61,7 @@ def once(state_dir: Path, topology: Path) -> tuple[float, float]:
             "all three report",
             60,
         )
-        # An operator's site is never lost a moment after an election: the leader has
-        # written every kind of canary, with a tick for them to reach dc2 (once dc1 is
-        # gone the gate bounds the loss by the newest canary dc2 holds).
-        topo = load_topology(topology)
-        tick = canary_interval(topo)
-        settle = max(intervals(topo).values()) + tick
-        since = time.time()
-        wait(
-            lambda: (
-                time.time() - since > settle
-                and (s := run.status("witness")).get("canary_at", 0) > since + settle - tick
-                and not s.get("canary_problems")
-            ),
-            "the leader's canaries settled",
-            settle + 60,
-        )
+        canaries_settled(lambda: run.status("witness"), topology)
         # The site dies at these SIGKILLs: `lab kill-site` in this process, so the clock
         # does not include starting its CLI (about 0.6 s, counted before 2026-11-22 21:40).
         killed = time.time()

@@ -264,13 +264,14 @@ def inventory(
 
 def _mount_subcommands() -> None:
     """Sub-apps live in their own packages; the CLI only gathers them."""
-    from orchestrator.cli import controller, drill, health, operations, ticket
+    from orchestrator.cli import controller, deadman, drill, health, operations, ticket
 
     operations.register(app)
     health.register(app)
     drill.register(app)
     controller.register(app)
     ticket.register(app)
+    deadman.register(app)
     try:
         from orchestrator.lab.cli import lab_app
     except ImportError:  # the lab package is optional in a slim install
@@ -293,3 +294,7 @@ def run() -> None:
         app()
     finally:
         gc.freeze()
+
+
+if __name__ == "__main__":
+    run()

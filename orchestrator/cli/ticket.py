@@ -10,6 +10,7 @@ import typer
 from orchestrator.cli.exitcodes import ExitCode
 from orchestrator.cli.options import ConfigOption, JsonOption, free_text, load
 from orchestrator.cli.output import console, emit_json, err_console, fail
+from orchestrator.coordination.ticket import refuse_start
 from orchestrator.engine import operation as engine
 from orchestrator.engine import tickets
 from orchestrator.engine.views import ticket_json
@@ -38,6 +39,30 @@ def show(config: ConfigOption = None, json_output: JsonOption = False) -> None:
         return
     said = ticket.describe(time.time()) if ticket else "none recorded yet"
     console.print(f"site ticket: {said}", markup=False)
+
+
+@ticket_app.command("check")
+def check(
+    site: Annotated[str, typer.Argument(help="The site that wants to start its application.")],
+    config: ConfigOption = None,
+) -> None:
+    """Exit 0 if SITE may start its application now (it holds a live site ticket), else
+    say why and exit 4: the gate before an application starts (a systemd unit's
+    `ExecStartPre=`; the lab's role start command). ZooKeeper unreachable: refused.
+
+    [b]Example:[/b] sitectl ticket check dc1
+    """
+    topo = load(config)[0]
+    try:
+        with engine.session(topo) as s:
+            ticket = tickets.show_ticket(s)
+            active = s.store.active_site() or topo.active_site
+    except SitectlError as exc:
+        fail(f"{site} may not start: the ticket cannot be read ({exc})", ExitCode.GATE_REFUSED)
+    refused = refuse_start(ticket, site, active, time.time())
+    if refused is not None:
+        fail(f"{site} may not start: {refused}", ExitCode.GATE_REFUSED)
+    console.print(f"{site} may start: it holds the site ticket", markup=False)
 
 
 @ticket_app.command("grant")

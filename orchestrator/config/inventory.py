@@ -40,6 +40,40 @@ def groups_in(inventory: Any) -> dict[str, set[str]]:
     return groups
 
 
+def host_vars_in(inventory: Any) -> dict[str, dict[str, Any]]:
+    """Host name → its variables, from an Ansible YAML inventory, merged as Ansible does:
+    the vars of every group the host is in, shallower groups first and groups at one
+    depth by name, then the host's own."""
+    groups: dict[str, set[tuple[int, str]]] = {}
+    own: dict[str, dict[str, Any]] = {}
+    group_vars: dict[tuple[int, str], dict[str, Any]] = {}
+
+    def visit(name: str, body: Any, depth: int, path: tuple[tuple[int, str], ...]) -> None:
+        if not isinstance(body, dict):
+            return
+        here = (*path, (depth, name))
+        group_vars[(depth, name)] = {
+            **group_vars.get((depth, name), {}),
+            **(body.get("vars") or {}),
+        }
+        for host, host_body in (body.get("hosts") or {}).items():
+            groups.setdefault(host, set()).update(here)
+            own[host] = {**own.get(host, {}), **(host_body or {})}
+        for child, child_body in (body.get("children") or {}).items():
+            visit(child, child_body, depth + 1, here)
+
+    if isinstance(inventory, dict):
+        for name, body in inventory.items():
+            visit(name, body, 0, ())
+    found: dict[str, dict[str, Any]] = {}
+    for host, member_of in groups.items():
+        merged: dict[str, Any] = {}
+        for key in sorted(member_of):
+            merged.update(group_vars[key])
+        found[host] = {**merged, **own[host]}
+    return found
+
+
 def check_inventory(topo: Topology) -> Iterator[Finding]:
     try:
         path = topo.resolve(topo.ansible.inventory)

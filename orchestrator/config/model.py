@@ -444,6 +444,19 @@ class Policy(Frozen):
     clock_drift: Seconds = 2.0
 
 
+class Deadman(Frozen):
+    """The dead-man agents that fence a site its controller can no longer vouch for.
+
+    One agent per host (per site address in the lab) listens on `port` for the signed
+    feeds of its site's controller (`key`, shared by both)."""
+
+    port: int = Field(default=9401, ge=1, le=65535)
+    key: SecretRef
+    # Run on a fenced site's DNS host for each zone it serves, with {zone} and {primary}
+    # (the primary to follow once reachable): it must drop the site's copy of the zone.
+    dns_fence_command: str | None = None
+
+
 class Ansible(Frozen):
     inventory: str  # relative to the topology file
     playbook_dir: str = "../../playbooks"
@@ -509,6 +522,7 @@ class Topology(Frozen):
     dns: Dns
     ldap: Ldap | None = None
     object_store: ObjectStore | None = None
+    deadman: Deadman | None = None
     zookeeper: ZooKeeper
     policy: Policy = Policy()
     # Settings compared between the datacenters by the `parity` health check.

@@ -53,6 +53,7 @@ from orchestrator.coordination.paths import ZkPaths
 from orchestrator.coordination.store import ZkStore
 from orchestrator.coordination.ticket import Ticket
 from orchestrator.coordination.ticketstore import TicketStore
+from orchestrator.deadman.feeder import Feeder
 from orchestrator.engine.faults import Faults
 from orchestrator.engine.records import OpStatus
 from orchestrator.errors import LeaseLost, Locked, SitectlError
@@ -141,6 +142,10 @@ class Controller:
         self.tickets = TicketKeeper(
             topo, site, TicketStore(client, self.paths), self.metrics, self.board
         )
+        # The site's dead-man agents, fed after each renewal of the site's ticket.
+        self._feeder = Feeder(topo, site) if topo.deadman and site in topo.datacenters() else None
+        if self._feeder is not None:
+            self.on_renewal.append(lambda _ticket: self._feed(holder=True))
 
     @property
     def on_renewal(self) -> list[Callable[[Ticket], None]]:
@@ -151,6 +156,10 @@ class Controller:
         """Renew the site ticket if this site holds it; True when the renewal succeeded."""
         return self.tickets.cycle(self._active, self.leadership.connected)
 
+    def _feed(self, holder: bool, fence: bool = False) -> None:
+        if self._feeder is not None:
+            self._feeder.feed(holder, fence)
+
     # ---- lifecycle -----------------------------------------------------------
 
     def run(self) -> None:
@@ -158,6 +167,7 @@ class Controller:
         vantage.start()
         if self._canaries:
             threading.Thread(target=self._canary_loop, name="canary", daemon=True).start()
+        threading.Thread(target=self._ticket_loop, name="ticket", daemon=True).start()
         try:
             self._leader_loop()
         finally:
@@ -192,8 +202,6 @@ class Controller:
             # Unreadable: keep probing the last known active site.
             with contextlib.suppress(SitectlError):
                 self._active = self.store.active_site() or self.topo.active_site
-        # Before the probes, whose timeouts must never delay a renewal.
-        self.renew_ticket()
         report = self._prober.probe(self._active, probe_timeout(self.topo))
         self._last_probe = time.monotonic()
         if decisive(report.to_json(), self.timing.consecutive_failures):
@@ -214,6 +222,39 @@ class Controller:
                 )
         except SitectlError as exc:
             log.info("could not publish the vantage report: %s", exc)
+
+    # ---- the dead-man agents ---------------------------------------------------
+
+    def _ticket_loop(self) -> None:
+        """Renew the site ticket four times per `fence_after` (at least every second),
+        on a thread of its own: neither a slow probe nor a long operation may delay a
+        renewal, since the site's dead-man agents fence it when renewals stop. A site
+        confirmed not to hold the ticket tells its agents to stand down; a renewal that
+        fails for want of a quorum tells them nothing, and that silence is what fences. A
+        site that reads it lost the ticket to a failover has its agents fence it at once:
+        a site coming back after a failover is fenced within a renewal interval."""
+        fence_after = self.topo.fence_after
+        every = min(1.0, fence_after / 4)
+        renewed_at, failing = time.monotonic(), False
+        while not self._stop.wait(every):
+            if self.renew_ticket():
+                if failing:
+                    log.info(
+                        "%s renewed its site ticket again after %.1f s without a renewal "
+                        "(its agents fence after %g s)",
+                        self.site,
+                        time.monotonic() - renewed_at,
+                        fence_after,
+                    )
+                renewed_at, failing = time.monotonic(), False
+            else:
+                failing = failing or self.tickets.held_here
+                if self.tickets.lost_here:
+                    self._feed(holder=False, fence=True)  # fence on return
+                elif self.tickets.held_elsewhere:
+                    self._feed(holder=False)
+        if self._feeder is not None:
+            self._feeder.close()
 
     # ---- canaries (leader only) ----------------------------------------------
 

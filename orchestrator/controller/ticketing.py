@@ -39,9 +39,36 @@ class TicketKeeper:
     # Called after each successful renewal with the ticket as written (see above).
     on_renewal: list[Callable[[Ticket], None]] = field(default_factory=list)
     _said: str = ""
+    # What the last cycle read (None: no ticket, or not read) and whether it could read.
+    _last: Ticket | None = None
+    _read: bool = False
+
+    @property
+    def held_here(self) -> bool:
+        """This site held the ticket when last read: a failed renewal now counts."""
+        return self._last is not None and self._last.holder == self.site
+
+    @property
+    def lost_here(self) -> bool:
+        """The last cycle read that this site lost the ticket to a failover (revoked, or
+        taken without a release): it must be fenced, whatever it runs now."""
+        ticket = self._last
+        if not self._read or ticket is None:
+            return False
+        revoked_here = ticket.holder == self.site and ticket.revoked_at is not None
+        return revoked_here or ticket.lost_by == self.site
+
+    @property
+    def held_elsewhere(self) -> bool:
+        """The last cycle read the ticket and it is not this site's to renew."""
+        if not self._read:
+            return False
+        ticket = self._last
+        return ticket is None or ticket.holder != self.site or ticket.revoked_at is not None
 
     def cycle(self, active_site: str, connected: bool) -> bool:
         """Renew this site's ticket if it holds it; True on a successful renewal."""
+        self._read = False
         if not connected:
             self._say(f"{self.site} cannot renew or read the site ticket: no ZooKeeper session")
             return False
@@ -56,6 +83,7 @@ class TicketKeeper:
             self._say(f"{self.site} could not renew the site ticket: {exc}")
             return False
         ticket = renewed or (found[0] if found else None)
+        self._last, self._read = ticket, renewed is None
         self._show(ticket, now)
         if renewed is not None:
             self._say(f"{self.site} holds the site ticket and renews it every cycle")

@@ -29,6 +29,10 @@ class Ticket:
     revoked_at: float | None = None
     released_at: float | None = None
     forced: str | None = None  # the reason of `sitectl ticket grant --force`, if forced
+    # The site this ticket was taken from without a release (a failover revoked it, or
+    # it expired or was forced away): that site must stay fenced, and its controller has
+    # its dead-man agents fence it the moment it can read this (fence on return).
+    lost_by: str | None = None
 
     @property
     def expires_at(self) -> float:
@@ -78,8 +82,22 @@ class Ticket:
         )
 
 
-def granted(site: str, epoch: int, now: float, ttl: float, forced: str | None = None) -> Ticket:
-    return Ticket(site, epoch, granted_at=now, renewed_at=now, ttl=ttl, forced=forced)
+def granted(
+    site: str,
+    epoch: int,
+    now: float,
+    ttl: float,
+    forced: str | None = None,
+    before: Ticket | None = None,
+) -> Ticket:
+    """A new ticket for `site`, replacing `before`: a holder that did not release it lost
+    it, and is named so (`lost_by`)."""
+    lost_by = before.lost_by if before is not None and before.holder == site else None
+    if before is not None and before.holder not in (None, site):
+        lost_by = before.holder
+    return Ticket(
+        site, epoch, granted_at=now, renewed_at=now, ttl=ttl, forced=forced, lost_by=lost_by
+    )
 
 
 @dataclass(frozen=True)
@@ -141,6 +159,25 @@ def refuse_grant(ticket: Ticket | None, site: str, now: float, drift: float) -> 
             f"{site}'s ticket was revoked by a failover at {clock_text(ticket.revoked_at)} — "
             "giving it back may make two sites active; use --force REASON"
         )
+    return None
+
+
+def refuse_start(ticket: Ticket | None, site: str, active_site: str, now: float) -> str | None:
+    """Why `site` may not start its application now, or None: the start gate (a unit's
+    `ExecStartPre=`, the lab's role start command), so that a site that boots or heals
+    after losing a failover never accepts a write. It may start only while it holds a
+    live ticket; before any ticket exists (a cluster set up before tickets, or no
+    controller yet), only the active site may."""
+    if ticket is None:
+        if site == active_site:
+            return None
+        return f"no ticket is recorded and {active_site}, not {site}, is the active site"
+    if ticket.holder != site:
+        return f"{site} does not hold the site ticket ({ticket.holder or 'nobody'} does)"
+    if ticket.revoked_at is not None:
+        return f"{site}'s ticket was revoked by a failover at {clock_text(ticket.revoked_at)}"
+    if now >= ticket.expires_at:
+        return f"{site}'s ticket expired at {clock_text(ticket.expires_at)} (not renewed)"
     return None
 
 

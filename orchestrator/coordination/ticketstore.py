@@ -87,7 +87,9 @@ class TicketStore:
     ) -> Ticket:
         """Give the ticket to `site` at the lease's epoch, whoever held it: the caller
         decided it may (a fence/wait passed, a release, or a person's --force)."""
-        ticket = self._move(lease, lambda _: granted(site, lease.epoch, now, ttl, forced))
+        ticket = self._move(
+            lease, lambda before: granted(site, lease.epoch, now, ttl, forced, before)
+        )
         assert ticket is not None
         return ticket
 

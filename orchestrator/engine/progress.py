@@ -134,6 +134,8 @@ def _forward_or_back(plan: Plan, records: Records, forward: str) -> str:
     if not _started(plan, records, {Phase.BREAK_MIRRORS, Phase.MOUNT}):
         return (
             f"{forward}; or roll back: mount the volumes and start the application on "
-            f"{plan.from_site} again (`sitectl runbook` lists the commands) — no data has moved"
+            f"{plan.from_site} again (`sitectl runbook` lists the commands; if its site "
+            f"ticket was released, `sitectl ticket grant {plan.from_site} --force REASON` "
+            "first, or its start gate refuses) — no data has moved"
         )
     return f"{forward}; rolling back now would need the mirrors reversed, so go forward"

@@ -7,7 +7,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from orchestrator.lab import bind, controllers, ldap, mail, netns, s3, sshd, volumes, zookeeper
+from orchestrator.lab import (
+    bind,
+    controllers,
+    deadman,
+    ldap,
+    mail,
+    netns,
+    s3,
+    sshd,
+    volumes,
+    zookeeper,
+)
 from orchestrator.lab.state import Component, LabState
 
 Prepare = Callable[[LabState, dict[str, str]], list[Component]]
@@ -22,6 +33,7 @@ PREPARERS: tuple[Prepare, ...] = (
     mail.prepare,
     sshd.prepare,
     controllers.prepare,
+    deadman.prepare,
 )
 
 # What runs outside every site's network: the mirror daemon stands in for the arrays'

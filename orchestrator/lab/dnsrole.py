@@ -5,6 +5,7 @@ zone's primary site (the lab's stand-in for an operator's own zone-role script):
 
     python -m orchestrator.lab.dnsrole promote --site dc2 --zone lab.internal. [--state-dir DIR]
     python -m orchestrator.lab.dnsrole demote  --site dc1 --zone lab.internal. --primary 198.18.2.1
+    python -m orchestrator.lab.dnsrole fence   --site dc1 --zone lab.internal. --primary 198.18.2.1
 
 Both rewrite only that zone's stanza in the site's named.conf and `rndc reconfig`, and
 are idempotent. Promotion keeps the data the secondary transferred (BIND stores it in
@@ -131,23 +132,44 @@ def promote(root: Path, site: str, zone_name: str) -> bool:
 
 def demote(root: Path, site: str, zone_name: str, primary_ip: str) -> bool:
     zone = _zone(zone_name)
-    home = lab_state.load(root).site_dir(site, "named")
-    conf_path = home / "named.conf"
-    conf = conf_path.read_text()
+    conf = _conf_path(root, site).read_text()
     block = zone_block(conf, zone.name).group(1)
     if current_type(conf, zone.name) == "secondary" and primary_ip in block:
         return False
-    new_file = f"{zone.label}.secondary.db"
-    for stale in (home / new_file, home / f"{new_file}.jnl"):
+    _follow(root, site, zone, primary_ip, f"{zone.label}.secondary.db")
+    return True
+
+
+def fence(root: Path, site: str, zone_name: str, primary_ip: str) -> bool:
+    """Drop the site's copy of the zone, whatever its role: the site's server answers
+    nothing for it until a transfer from `primary_ip` brings the current data. A
+    secondary keeps the zone it last transferred in memory through a reconfig, so the
+    copy moves to a new file name, which makes BIND load the zone afresh (empty)."""
+    zone = _zone(zone_name)
+    current = data_file(_conf_path(root, site).read_text(), zone.name)
+    kind = "secondary" if ".fenced." in current else "fenced"
+    _follow(root, site, zone, primary_ip, f"{zone.label}.{kind}.db")
+    return True
+
+
+def _conf_path(root: Path, site: str) -> Path:
+    return lab_state.load(root).site_dir(site, "named") / "named.conf"
+
+
+def _follow(root: Path, site: str, zone: bind.Zone, primary_ip: str, new_file: str) -> None:
+    """Make the site's server a secondary of `primary_ip` for `zone`, from an empty copy
+    in `new_file`."""
+    conf_path = _conf_path(root, site)
+    for stale in (conf_path.parent / new_file, conf_path.parent / f"{new_file}.jnl"):
         stale.unlink(missing_ok=True)
+    conf = conf_path.read_text()
     conf_path.write_text(rewrite(conf, zone.name, secondary_body(primary_ip, new_file)))
     _reconfig(root, site)
-    return True
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m orchestrator.lab.dnsrole")
-    parser.add_argument("action", choices=["promote", "demote"])
+    parser.add_argument("action", choices=["promote", "demote", "fence"])
     parser.add_argument("--site", required=True)
     parser.add_argument("--zone", required=True)
     parser.add_argument("--primary", help="demote: the address of the primary to follow")
@@ -156,13 +178,14 @@ def main(argv: list[str] | None = None) -> int:
     root = (args.state_dir or default_state_dir()).absolute()
     try:
         layout.check_site(args.site)
-        if args.action == "demote" and not args.primary:
-            raise RoleError("demote needs --primary ADDRESS")
-        changed = (
-            promote(root, args.site, args.zone)
-            if args.action == "promote"
-            else demote(root, args.site, args.zone, args.primary)
-        )
+        if args.action in ("demote", "fence") and not args.primary:
+            raise RoleError(f"{args.action} needs --primary ADDRESS")
+        if args.action == "promote":
+            changed = promote(root, args.site, args.zone)
+        elif args.action == "demote":
+            changed = demote(root, args.site, args.zone, args.primary)
+        else:
+            changed = fence(root, args.site, args.zone, args.primary)
     except (RoleError, ValueError, OSError) as exc:
         print(f"dnsrole: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ValueError) else 1

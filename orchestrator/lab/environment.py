@@ -12,11 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.lab import bind, hosts, layout, ldap, mail, netns, s3, volumes, zookeeper
-from orchestrator.lab.state import LabState
-
-
-def topology_path(root: Path) -> Path:
-    return root / "topology.yaml"
+from orchestrator.lab.state import LabState, topology_path
 
 
 def describe(root: Path) -> dict[str, Any]:

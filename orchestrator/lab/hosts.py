@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from orchestrator.lab import layout, netns, sshd
-from orchestrator.lab.state import LabState
+from orchestrator.lab.state import LabState, topology_path
 
 # Role of each application host → (lab component, port) — `lab_app --role` takes the role.
 APP_HOSTS = {"mta": ("postfix", layout.SMTP_PORT), "mailbox": ("dovecot", layout.IMAP_PORT)}
@@ -64,6 +64,9 @@ def _site_vars(state: LabState, site: str) -> dict[str, Any]:
         "lab_volume": str(root / site / "volume"),
         # start|stop|status of the site's application, e.g. "{{ lab_app }} stop".
         "lab_app": f"{python} -m orchestrator.lab.app --site {site} --state-dir {root}",
+        # The application's start gate: `sitectl ticket check SITE` (lab/startgate.py).
+        "lab_start_gate": f"{python} -m orchestrator.cli.main ticket check {site} -c "
+        f"{topology_path(root)}",
         # promote|demote the site's named for a zone, e.g. "{{ lab_dnsrole }} promote …".
         "lab_dnsrole": f"{python} -m orchestrator.lab.dnsrole --site {site} --state-dir {root}",
     }

@@ -19,6 +19,7 @@ from orchestrator.exitcodes import ExitCode
 from orchestrator.lab import (
     components,
     controllers,
+    deadman,
     hosts,
     layout,
     mail,
@@ -26,6 +27,7 @@ from orchestrator.lab import (
     prereqs,
     procs,
     s3,
+    startgate,
     topology,
     volumes,
     wan,
@@ -297,7 +299,8 @@ def pause_site(root: Path, site: str) -> list[str]:
 
 
 def heal_site(root: Path, site: str) -> list[str]:
-    """SIGCONT what is paused, restart (same argv) what was killed; wait until ready."""
+    """SIGCONT what is paused, restart (same argv) what was killed; wait until ready.
+    The last entry says so when the start gate kept the application down."""
     site = _site(site)
     with lab_state.locked(_existing_lab(root)) as state:
         _require_lab(state)
@@ -310,14 +313,18 @@ def heal_site(root: Path, site: str) -> list[str]:
             if procs.state_of(comp) is ProcState.PAUSED:
                 procs.signal_group(comp, signal.SIGCONT)
                 healed.append(comp.name)
-        # What was killed comes back only where the writable volume is: after a failover
-        # the old site's Postfix/Dovecot would otherwise serve a stale copy (split brain).
-        writable = volumes.writable_site(state)
-        comps = [
-            c
-            for c in state.of_site(site)
-            if c.wanted and not (c.kind in mail.KINDS and site != writable)
-        ]
+        # What was killed comes back as services enabled at boot would, the application
+        # only through its start gate: a site that lost a failover must not serve, and it
+        # is sitectl's ticket that says so (lab/startgate.py), not the lab.
+        comps = [c for c in state.of_site(site) if c.wanted and c.kind not in mail.KINDS]
+        kept_down = ""
+        app = [c for c in state.of_site(site) if c.wanted and c.kind in mail.KINDS]
+        if app and any(procs.state_of(c) is ProcState.DOWN for c in app):
+            refused = startgate.refused(state.root, site)
+            if refused is None:
+                comps += app
+            else:
+                kept_down = f"(the application stays down: {refused})"
         for comp in comps:
             if comp.name not in healed and procs.restart_if_down(comp):
                 state.save()
@@ -326,7 +333,7 @@ def heal_site(root: Path, site: str) -> list[str]:
         wait_components(state, reachable, time.monotonic() + READY_TIMEOUT_S)
         restarted = [c for c in reachable if c.name in healed and c.kind == "s3store"]
         _restore_replication(state, restarted)
-        return healed
+        return healed + ([kept_down] if kept_down else [])
 
 
 def _reachable_from_ops(state: LabState, comps: list[Component]) -> list[Component]:
@@ -406,39 +413,52 @@ def _controllers(state: LabState) -> list[Component]:
     return [c for c in state.components.values() if c.kind == controllers.KIND]
 
 
+def _agents(state: LabState) -> list[Component]:
+    return [c for c in state.components.values() if c.kind == deadman.KIND]
+
+
 def controllers_up(root: Path, topology: Path | None = None) -> list[str]:
-    """Start every site's controller on `topology` (default: the lab's), restarting one
-    that runs on another file, and wait until each serves."""
+    """Start every datacenter's dead-man agent, then every site's controller on
+    `topology` (default: the lab's), restarting one that runs on another file, and wait
+    until each serves."""
     if topology is not None and not topology.is_file():
         raise LabError(f"--topology {topology}: no such file", ExitCode.BAD_INPUT)
     with lab_state.locked(_existing_lab(root)) as state:
-        comps = _controllers(state)
+        agents, comps = _agents(state), _controllers(state)
         started = []
-        for comp in comps:
+        for comp in [*agents, *comps]:
             comp.wanted = True
-            wanted_argv = controllers.argv(state, comp.site, topology)
-            if comp.argv != wanted_argv:
-                procs.stop(comp)
-                comp.argv = wanted_argv
+            if comp.kind == controllers.KIND:
+                wanted_argv = controllers.argv(state, comp.site, topology)
+                if comp.argv != wanted_argv:
+                    procs.stop(comp)
+                    comp.argv = wanted_argv
             if procs.restart_if_down(comp):
                 state.save()
                 started.append(comp.name)
         wait_components(
-            state, _reachable_from_ops(state, comps), time.monotonic() + READY_TIMEOUT_S
+            state,
+            [*agents, *_reachable_from_ops(state, comps)],
+            time.monotonic() + READY_TIMEOUT_S,
         )
         return started
 
 
 def controllers_down(root: Path) -> list[str]:
-    """Stop every site's controller and keep them stopped."""
+    """Stop the dead-man agents (forgetting what they were fed, so none fences a site
+    when they start again), then every controller, and keep them stopped."""
     with lab_state.locked(_existing_lab(root)) as state:
-        comps = _controllers(state)
-        stopped = [c.name for c in comps if procs.state_of(c) is not ProcState.DOWN]
-        for comp in comps:
+        agents, comps = _agents(state), _controllers(state)
+        stopped = [c.name for c in [*agents, *comps] if procs.state_of(c) is not ProcState.DOWN]
+        for comp in [*agents, *comps]:
             comp.wanted = False
+        _stop_all(agents)
+        for agent in agents:
+            deadman.forget(state, agent.site)
         _stop_all(comps)
         return stopped
 
 
 def controllers_status(root: Path) -> list[ComponentStatus]:
-    return [row for row in status(root) if row.component.endswith("-" + controllers.KIND)]
+    kinds = ("-" + controllers.KIND, "-" + deadman.KIND)
+    return [row for row in status(root) if row.component.endswith(kinds)]

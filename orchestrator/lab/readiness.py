@@ -50,6 +50,10 @@ def probe(comp: Component, state: LabState) -> bool:
         from orchestrator.lab import controllers
 
         return controllers.ready(comp)
+    if comp.kind == "deadman":
+        from orchestrator.lab import deadman
+
+        return deadman.ready(comp)
     if comp.kind == "sshd":
         from orchestrator.lab import sshd
 

@@ -32,6 +32,11 @@ def default_state_dir() -> Path:
     return Path(os.environ.get("SITECTL_LAB_DIR") or ".lab").absolute()
 
 
+def topology_path(root: Path) -> Path:
+    """Where `lab up` writes the lab's topology file."""
+    return root / "topology.yaml"
+
+
 @dataclass
 class Component:
     """One server process of the lab."""

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from orchestrator.config.loader import validate_text
-from orchestrator.lab import bind, hosts, layout, ldap, mail, s3, volumes, zookeeper
+from orchestrator.lab import bind, deadman, hosts, layout, ldap, mail, s3, volumes, zookeeper
 from orchestrator.lab.environment import topology_path
 from orchestrator.lab.state import LabState
 
@@ -37,7 +37,9 @@ def _app_commands(role: str) -> dict[str, str]:
     # Jinja in the command: Ansible fills in the host's python, site and state dir from
     # the lab inventory's host vars.
     base = "{{ lab_app }} --role " + role
-    return {"start": f"{base} start", "stop": f"{base} stop", "status": f"{base} status"}
+    # The start goes through the start gate, as a unit's ExecStartPre= would.
+    start = "{{ lab_start_gate }} && " + f"{base} start"
+    return {"start": start, "stop": f"{base} stop", "status": f"{base} status"}
 
 
 def _dns_server(site: str) -> dict[str, Any]:
@@ -222,6 +224,11 @@ def build(state: LabState) -> dict[str, Any]:
             "buckets": [{"name": s3.BUCKET, "versioned": True, "replicated": True}],
         },
         "parity": _parity(state),
+        "deadman": {
+            "port": deadman.PORT,
+            "key": {"file": _rel(state, deadman.key_file(state))},
+            "dns_fence_command": "{{ lab_dnsrole }} fence --zone {zone} --primary {primary}",
+        },
         "zookeeper": {
             "hosts": [
                 {"address": f"{layout.service_ip(site)}:{layout.ZK_CLIENT_PORT}", "site": site}
@@ -240,6 +247,14 @@ def build(state: LabState) -> dict[str, Any]:
             "block_period": "5m",
             "step_timeout": "60s",
             "unreachable_timeout": "5s",
+            # Past what a ZooKeeper leader election costs the active site's controller
+            # here (up to 5 s between renewals when the leader's site is cut off): a
+            # leader lost elsewhere must not fence a healthy active site. The ticket
+            # outlives it by the fence's own duration (about 1.5 s) and a margin, so the
+            # old site is fenced before a failover's wait lets the new one write.
+            "fence_after": "8s",
+            "ticket_ttl": "10s",
+            "clock_drift": "1s",
             # Lab drills measured an RTO of 22-31 s on a shared 2-core machine: 2 min leaves
             # room for a busy CI host and still fails a move that hangs. A switchover loses
             # nothing, so any lost write fails the drill.

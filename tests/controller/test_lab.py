@@ -7,12 +7,16 @@ own file keeps it off, so no other test is ever surprised by a controller).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import signal
 import time
+import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -22,6 +26,7 @@ from orchestrator.config import load_topology
 from orchestrator.controller.canary import canary_interval, intervals
 from orchestrator.coordination.client import connect
 from orchestrator.coordination.paths import ZkPaths
+from orchestrator.lab import controllers as lab_daemons
 from orchestrator.lab import layout, procs
 from orchestrator.lab import state as lab_state
 from tests.conftest import LabHandle
@@ -146,11 +151,19 @@ def flap(lab: LabHandle, site: str, seconds: float) -> float:
 
 
 def lose_dc1(cluster: Cluster, controllers: Controllers) -> None:
-    """The whole of dc1 goes: its controller with it. Not before the leader has written
-    every kind of canary and they have had a tick to reach dc2: once dc1 is gone the
-    readiness gate bounds the loss by the newest canary dc2 holds, and a kill a moment
-    after an election races the new leader's first canaries (the newest dc2 holds, from
-    an earlier scenario or the lab's start, may be older than the RPO limit)."""
+    """The whole of dc1 goes: its controller with it. Not before the leader's canaries
+    have settled (`canaries_settled`)."""
+    canaries_settled(controllers)
+    controllers.kill("dc1")
+    cluster.lab.ok("kill-site", "dc1")
+
+
+def canaries_settled(controllers: Controllers | LabControllers) -> None:
+    """Wait until the leader has written every kind of canary and they have had a tick
+    to reach dc2: once dc1 is lost the readiness gate bounds the loss by the newest
+    canary dc2 holds, and a loss a moment after an election races the new leader's first
+    canaries (the newest dc2 holds, from an earlier scenario or the lab's start, may be
+    older than the RPO limit)."""
     leader = controllers.leaders()[0]
     topo = load_topology(controllers.topology)
     tick = canary_interval(topo)
@@ -166,8 +179,39 @@ def lose_dc1(cluster: Cluster, controllers: Controllers) -> None:
         )
 
     wait_for(settled, f"{leader}'s canaries written and replicated", within=settle + 60)
-    controllers.kill("dc1")
-    cluster.lab.ok("kill-site", "dc1")
+
+
+@dataclass(frozen=True)
+class LabControllers:
+    """The controllers `sitectl lab controllers up --topology FILE` runs, seen from ops."""
+
+    topology: Path
+
+    def status(self, site: str) -> dict[str, Any]:
+        url = f"http://{lab_daemons.listen(site)}/status"
+        with urllib.request.urlopen(url, timeout=2) as answer:
+            return dict(json.loads(answer.read()))
+
+    def leaders(self) -> list[str]:
+        found = []
+        for site in layout.SITES:
+            with contextlib.suppress(OSError):
+                if self.status(site).get("leader"):
+                    found.append(site)
+        return found
+
+
+def automatic_failover_succeeded(cluster: Cluster) -> None:
+    wait_for(
+        lambda: (
+            (op := cluster.status()["operation"])
+            and op["automatic"]
+            and op["status"] == "succeeded"
+            and op["to_site"] == "dc2"
+        ),
+        "an automatic failover to dc2 succeeded",
+        within=180,
+    )
 
 
 def automatic_operations(cluster: Cluster) -> list[dict]:
@@ -192,16 +236,7 @@ def test_site_loss_promotes_the_standby(cluster: Cluster, lab_controllers: Contr
 
     lose_dc1(cluster, lab_controllers)
 
-    wait_for(
-        lambda: (
-            (op := cluster.status()["operation"])
-            and op["automatic"]
-            and op["status"] == "succeeded"
-            and op["to_site"] == "dc2"
-        ),
-        "an automatic failover to dc2 succeeded",
-        within=180,
-    )
+    automatic_failover_succeeded(cluster)
     assert_dc2_serves(cluster)
     started = automatic_operations(cluster)[before:]
     assert len(started) == 1, started

@@ -4,7 +4,8 @@
 
 prints one JSON object {target: "ok" | error}. Kinds are real protocol exchanges, not
 bare connects: `smtp` (EHLO answered 250), `imap` (the server's greeting), `dns` (an
-answer for mail.example.test., a zone every site serves), `zk` (the node serves as a
+answer for mail.example.test., a zone every site serves, or for NAME with
+`dns:NAME@…`), `zk` (the node serves as a
 quorum member), `tcp` (a connect). Run inside a site with `sitectl lab exec SITE -- …` to see what a user
 there sees.
 """
@@ -36,8 +37,8 @@ def _imap(host: str, port: int) -> None:
     imap.logout()
 
 
-def _dns(host: str, port: int) -> None:
-    query = dns.message.make_query("mail.example.test.", "A")
+def _dns(host: str, port: int, name: str = "mail.example.test.") -> None:
+    query = dns.message.make_query(name, "A")
     answer = dns.query.udp(query, host, port=port, timeout=TIMEOUT_S)
     if not answer.answer:
         raise RuntimeError(f"no answer ({dns.rcode.to_text(answer.rcode())})")
@@ -60,10 +61,12 @@ KINDS = {"smtp": _smtp, "imap": _imap, "dns": _dns, "zk": _zk, "tcp": _tcp}
 
 
 def probe(target: str) -> str:
+    """`KIND@ADDRESS:PORT`, or `dns:NAME@ADDRESS:PORT` for another name than the default."""
     kind, _, address = target.partition("@")
+    kind, _, arg = kind.partition(":")
     host, _, port = address.rpartition(":")
     try:
-        KINDS[kind](host, int(port))
+        KINDS[kind](host, int(port), *([arg] if arg else []))
     except Exception as exc:
         return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     return "ok"

@@ -375,7 +375,16 @@ VERB_ARGS: dict[str, list[str]] = {
     "drill history": [],
     "controller run": ["--site", "dc1"],
     "ticket show": [],
+    "ticket check": ["dc1"],
     "ticket grant": ["dc1", "--force", "test"],
+    "deadman run": [
+        "--site",
+        "dc1",
+        "--address",
+        "10.1.0.5",
+        "--state-file",
+        "/nonexistent/memory.json",
+    ],
 }
 TOPOLOGY_VERBS = [v for v in verbs() if v.runs_something and "--config" in v.options()]
 

@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 
 from orchestrator.config import load_topology
-from orchestrator.coordination.ticket import Ticket, fence_wait, granted, refuse_grant
+from orchestrator.coordination.ticket import (
+    Ticket,
+    clock_text,
+    fence_wait,
+    granted,
+    refuse_grant,
+    refuse_start,
+)
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "inventories" / "example-zimbra" / "topology.yaml"
 T0 = 1_800_000_000.0  # a renewal instant
@@ -111,3 +118,42 @@ def test_the_defaults_sit_a_few_seconds_above_the_zookeeper_session() -> None:
         update={"policy": topo.policy.model_copy(update={"ticket_ttl": 20.0, "fence_after": 9.0})}
     )
     assert (set_.ticket_ttl, set_.fence_after) == (20.0, 9.0)
+
+
+@pytest.mark.parametrize(
+    ("ticket", "site", "refused"),
+    [
+        (None, "dc1", None),
+        (None, "dc2", "no ticket is recorded and dc1, not dc2, is the active site"),
+        (granted("dc1", 3, 100.0, 10.0), "dc1", None),
+        (granted("dc1", 3, 100.0, 10.0), "dc2", "dc2 does not hold the site ticket (dc1 does)"),
+        (
+            granted("dc1", 3, 100.0, 10.0).revoked(104.0),
+            "dc1",
+            "dc1's ticket was revoked by a failover at " + clock_text(104.0),
+        ),
+        (
+            granted("dc1", 3, 90.0, 10.0),
+            "dc1",
+            "dc1's ticket expired at " + clock_text(100.0) + " (not renewed)",
+        ),
+        (
+            granted("dc1", 3, 100.0, 10.0).released(101.0),
+            "dc1",
+            "dc1 does not hold the site ticket (nobody does)",
+        ),
+    ],
+)
+def test_the_start_gate(ticket: Ticket | None, site: str, refused: str | None) -> None:
+    assert refuse_start(ticket, site, active_site="dc1", now=105.0) == refused
+
+
+def test_a_grant_names_the_site_that_lost_the_ticket_without_releasing_it() -> None:
+    held = granted("dc1", 3, 100.0, 10.0)
+    assert granted("dc2", 4, 120.0, 10.0, before=held.revoked(110.0)).lost_by == "dc1"
+    assert granted("dc2", 4, 120.0, 10.0, before=held).lost_by == "dc1", "expired or forced"
+    assert granted("dc2", 4, 120.0, 10.0, before=held.released(110.0)).lost_by is None
+    assert granted("dc2", 4, 120.0, 10.0).lost_by is None
+    lost = granted("dc2", 4, 120.0, 10.0, before=held)
+    assert lost.renewed(130.0).lost_by == "dc1", "renewals keep it"
+    assert granted("dc1", 5, 140.0, 10.0, before=lost.released(135.0)).lost_by is None

@@ -1,0 +1,87 @@
+"""`sitectl deadman run`: the dead-man agent of one site (or one host), a thin wrapper
+over orchestrator.deadman."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+
+from orchestrator.adapters.secrets import read_secret
+from orchestrator.cli.exitcodes import ExitCode
+from orchestrator.cli.options import ConfigOption, load
+from orchestrator.cli.output import fail
+from orchestrator.config.inventory import host_vars_in
+from orchestrator.deadman.actions import fence_actions, guarded_hosts
+from orchestrator.deadman.agent import Agent
+from orchestrator.errors import SitectlError
+
+deadman_app = typer.Typer(
+    help="The dead-man agent: fences its site when the controller stops vouching for it.",
+    no_args_is_help=True,
+)
+log = logging.getLogger("sitectl.deadman")
+
+
+@deadman_app.command("run")
+def run(
+    site: Annotated[str, typer.Option("--site", help="The site whose hosts it guards.")],
+    address: Annotated[
+        str,
+        typer.Option("--address", help="The address it guards and listens on (a host's)."),
+    ],
+    state_file: Annotated[
+        Path, typer.Option("--state-file", help="Where it keeps its memory across restarts.")
+    ],
+    config: ConfigOption = None,
+) -> None:
+    """Run the dead-man agent for the hosts of SITE at ADDRESS.
+
+    Fed as the holder by its site's controller, it fences those hosts (application
+    stopped, DNS data dropped, volumes unmounted) once no feed has come for
+    policy.fence_after seconds.
+
+    [b]Example:[/b] sitectl deadman run --site dc1 --address 10.1.0.5 --state-file deadman.json
+    """
+    topo = load(config)[0]
+    if topo.deadman is None:
+        fail(f"{topo.base_dir}: the topology has no 'deadman' section: add one", ExitCode.BAD_INPUT)
+    hosts = guarded_hosts(topo, site, address)
+    if not hosts:
+        fail(f"--site {site} --address {address}: no topology host there", ExitCode.BAD_INPUT)
+    try:
+        inventory = yaml.safe_load(topo.resolve(topo.ansible.inventory).read_text())
+        actions = fence_actions(topo, site, hosts, host_vars_in(inventory))
+        key = read_secret(topo.deadman.key, topo.base_dir).reveal().strip().encode()
+    except (OSError, ValueError, yaml.YAMLError, SitectlError) as exc:
+        fail(f"the dead-man agent of {site} cannot start: {exc}", ExitCode.BAD_INPUT)
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((address, topo.deadman.port))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    for action in actions:
+        log.info("fence action: %s: %s", action.what, action.command)
+    Agent(site, actions, key, sock, state_file).serve(stop)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(deadman_app, name="deadman")
+
+
+if __name__ == "__main__":
+    standalone = typer.Typer(no_args_is_help=True)
+    register(standalone)
+    standalone()

@@ -1,0 +1,150 @@
+"""What fencing a host means, read from the topology (pure).
+
+An agent guards the hosts of one site at one address (each host in production; the
+lab's one address per site). Fencing them, in this order:
+1. stop every application role that moves, last-started first: the role's `stop`
+   command, or its services with systemctl;
+2. drop the site's copy of every zone its DNS server serves, by `deadman.dns_fence_command`
+   with {zone} and {primary} (the primary to follow once reachable: the zone's update
+   server when it lives elsewhere, else the server another datacenter would promote),
+   so that a client at the site is no longer sent to it;
+3. unmount the mirrored volumes the site's hosts mount.
+
+Commands may name the host's inventory variables as `{{ name }}`, as they do for
+Ansible; nothing else of Jinja is evaluated.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from orchestrator.config.model import (
+    BtrfsVolume,
+    CommandVolume,
+    DnsZone,
+    Host,
+    Topology,
+    fill,
+)
+
+VarsOf = Callable[[Host], Mapping[str, object]]
+_VAR = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+
+
+@dataclass(frozen=True)
+class FenceAction:
+    what: str  # "stop role mta on dc1-mta", for the log
+    argv: tuple[str, ...] = ()  # run as is
+    shell: str = ""  # an operator's command line, run by /bin/sh
+
+    @property
+    def command(self) -> str:
+        return self.shell or " ".join(self.argv)
+
+
+def render(template: str, host_vars: Mapping[str, object]) -> str:
+    """Fill `{{ name }}` from the host's variables; a name it does not have is an error."""
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in host_vars:
+            raise ValueError(f"{template!r} names {{{{ {name} }}}}, which the host does not set")
+        return str(host_vars[name])
+
+    return _VAR.sub(value, template)
+
+
+def guarded_hosts(topo: Topology, site: str, address: str | None) -> list[Host]:
+    return [h for h in topo.hosts if h.site == site and (address is None or h.address == address)]
+
+
+def fence_actions(
+    topo: Topology, site: str, hosts: list[Host], inventory_vars: Mapping[str, Mapping[str, object]]
+) -> list[FenceAction]:
+    """Everything that fences `hosts` of `site`, in order. `inventory_vars`: each host's
+    variables as Ansible would see them (the topology's vars under the inventory's)."""
+
+    def vars_of(host: Host) -> Mapping[str, object]:
+        return {**host.vars, **inventory_vars.get(host.name, {})}
+
+    return [
+        *_stop_roles(topo, hosts, vars_of),
+        *_drop_zones(topo, site, hosts, vars_of),
+        *_unmount_volumes(topo, site, hosts, vars_of),
+    ]
+
+
+def _stop_roles(topo: Topology, hosts: list[Host], vars_of: VarsOf) -> list[FenceAction]:
+    actions: list[FenceAction] = []
+    moving = sorted(
+        ((name, role) for name, role in topo.roles.items() if role.moves),
+        key=lambda item: -item[1].start_order,
+    )
+    for name, role in moving:
+        for host in (h for h in hosts if name in h.roles):
+            what = f"stop role {name} on {host.name}"
+            if role.commands is not None:
+                actions.append(FenceAction(what, shell=render(role.commands.stop, vars_of(host))))
+            else:
+                for service in reversed(role.services):
+                    actions.append(FenceAction(what, argv=("systemctl", "stop", service)))
+    return actions
+
+
+def primary_to_follow(zone: DnsZone, site: str) -> str | None:
+    """The address a fenced site's server should take the zone from once reachable."""
+    for server in zone.update_servers:
+        if server.site != site:
+            return server.address
+    for other, promotion in zone.promote.items():
+        if other != site:
+            return promotion.server.address
+    return None
+
+
+def _drop_zones(topo: Topology, site: str, hosts: list[Host], vars_of: VarsOf) -> list[FenceAction]:
+    command = topo.deadman.dns_fence_command if topo.deadman else None
+    addresses = {h.address: h for h in hosts}
+    actions: list[FenceAction] = []
+    for zone in topo.dns.zones:
+        if zone.provider != "rfc2136" or command is None:
+            continue
+        for server in zone.verify_servers:
+            host = addresses.get(server.address)
+            primary = primary_to_follow(zone, site)
+            if server.site != site or host is None or primary is None:
+                continue
+            line = render(fill(command, zone=zone.name, primary=primary), vars_of(host))
+            actions.append(FenceAction(f"drop zone {zone.name} on {host.name}", shell=line))
+    return actions
+
+
+def _unmount_volumes(
+    topo: Topology, site: str, hosts: list[Host], vars_of: VarsOf
+) -> list[FenceAction]:
+    actions: list[FenceAction] = []
+    for volume in topo.volumes:
+        mounting = [h for h in hosts if volume.role in h.roles]
+        if not mounting:
+            continue
+        what = f"unmount volume {volume.name} at {site}"
+        if isinstance(volume, BtrfsVolume):
+            if volume.mirror_config is None or site not in volume.sites:
+                continue
+            config = str(topo.resolve(volume.mirror_config))
+            argv = (sys.executable, "-m", "orchestrator.storage", "--config", config)
+            actions.append(FenceAction(what, argv=(*argv, "unmount", site)))
+        elif isinstance(volume, CommandVolume):
+            line = fill(
+                volume.commands["unmount"],
+                volume=volume.name,
+                site=site,
+                mount_point=volume.mount_point_at(site),
+            )
+            actions.append(FenceAction(what, shell=render(line, vars_of(mounting[0]))))
+        else:
+            actions.append(FenceAction(what, argv=("umount", volume.mount_point_at(site))))
+    return actions

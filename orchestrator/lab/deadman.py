@@ -1,0 +1,71 @@
+"""The dead-man agents of the lab's datacenters, one per site, in the site's network.
+
+`sitectl lab controllers up` starts them with the controllers and `controllers down`
+stops them first, forgetting what they remembered (a lab convenience: in production a
+stopped controller leaves its agent armed, and the agent fences the site). Each guards
+its site's service address, where the application, the DNS server and the volume live,
+and runs `sitectl deadman run` on the lab's topology.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from orchestrator.lab import layout
+from orchestrator.lab.credentials import ensure_password
+from orchestrator.lab.environment import topology_path
+from orchestrator.lab.state import Component, LabState
+
+KIND = "deadman"
+PORT = 9401
+
+
+def key_file(state: LabState) -> Path:
+    return state.root / "secrets" / "deadman.key"
+
+
+def state_file(state: LabState, site: str) -> Path:
+    return state.site_dir(site, KIND) / "memory.json"
+
+
+def argv(state: LabState, site: str) -> list[str]:
+    return [
+        *(sys.executable, "-m", "orchestrator.cli.deadman", "deadman", "run", "--site", site),
+        *("--address", layout.service_ip(site), "--state-file", str(state_file(state, site))),
+        *("-c", str(topology_path(state.root))),
+    ]
+
+
+def prepare(state: LabState, programs: dict[str, str]) -> list[Component]:
+    del programs  # sitectl itself, from this venv
+    ensure_password(key_file(state))
+    comps = []
+    for site in layout.DATACENTERS:
+        home = state.site_dir(site, KIND)
+        home.mkdir(parents=True, exist_ok=True)
+        comps.append(
+            Component(
+                name=f"{site}-{KIND}",
+                site=site,
+                kind=KIND,
+                address=f"{layout.service_ip(site)}:{PORT}",
+                argv=argv(state, site),
+                cwd=str(home),
+                log=str(home / "deadman.log"),
+                wanted=False,  # until `lab controllers up`
+            )
+        )
+    return comps
+
+
+def forget(state: LabState, site: str) -> None:
+    state_file(state, site).unlink(missing_ok=True)
+
+
+def ready(comp: Component) -> bool:
+    """Its UDP socket is bound: /proc/PID/net/udp shows the process's own network."""
+    if comp.pid is None:
+        return False
+    rows = Path(f"/proc/{comp.pid}/net/udp").read_text().splitlines()[1:]
+    return any(row.split()[1].endswith(f":{PORT:04X}") for row in rows)

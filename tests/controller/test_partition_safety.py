@@ -1,0 +1,187 @@
+"""Never two active sites (issue 18) on the namespace lab, with real clients.
+
+A partition isolates the active site dc1 while it serves: a client inside dc1 and a
+client inside dc2 each send numbered mail every 100 ms to their own site's MTA and log
+each acknowledgement with its time. The controllers (with automatic promotion) and the
+dead-man agents run as `sitectl lab controllers up` runs them. Invariants:
+- dc2 is promoted, and the last message dc1 acknowledged comes before the first one
+  dc2 acknowledged: no instant where both sites accept writes;
+- once dc2 serves, no DNS server answers dc1's address: dc2's and the witness's answer
+  dc2's, dc1's own (cut off) answers nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import dns.message
+import dns.query
+import pytest
+
+from orchestrator.lab import bind, layout
+from tests.conftest import LabHandle
+from tests.controller.conftest import wait_for
+from tests.controller.test_lab import (
+    LabControllers,
+    automatic_failover_succeeded,
+    canaries_settled,
+    controller_topology,
+)
+from tests.engine.conftest import Cluster
+from tests.lab.test_partition import answering, seen_from
+
+pytestmark = pytest.mark.lab
+
+REPO = Path(__file__).resolve().parents[2]
+LAB_EXEC = (sys.executable, "-m", "orchestrator.lab", "exec")
+RECIPIENT = f"{layout.MAIL_USER}@{layout.MAIL_DOMAIN}"
+
+
+@pytest.fixture(scope="module")
+def cluster(lab: LabHandle) -> Cluster:
+    return Cluster(lab)
+
+
+@pytest.fixture
+def guarded(cluster: Cluster) -> Iterator[LabControllers]:
+    """Controllers with automatic promotion and the dead-man agents, dc1 active; a new
+    lab afterwards (a failover leaves dc2 active)."""
+    if not cluster.at_home():
+        cluster.lab.renew()
+    topology = controller_topology(cluster, "partition-safety", ldap="30s")
+    cluster.lab.ok("controllers", "up", "--topology", str(topology))
+    controllers = LabControllers(topology)
+    try:
+        wait_for(
+            lambda: any(
+                controllers.status(s).get("decision")
+                == "dc1 up from 3 of 3 vantage points; nothing to do"
+                for s in controllers.leaders()
+            ),
+            "the leader decides on all three views",
+            within=60,
+        )
+        yield controllers
+    finally:
+        cluster.lab.ok("heal-network")
+        cluster.lab.ok("controllers", "down")
+        cluster.lab.renew()
+
+
+class Writer:
+    """tests/lab/writer.py inside `site`, sending to that site's MTA."""
+
+    def __init__(self, cluster: Cluster, site: str, out: Path) -> None:
+        lab = cluster.lab
+        self.out = out
+        server = f"{layout.service_ip(site)}:{layout.SMTP_PORT}"
+        argv = [sys.executable, "-m", "tests.lab.writer", "--server", server]
+        argv += ["--to", RECIPIENT, "--tag", site, "--every", "0.1", "--out", str(out)]
+        self.proc = subprocess.Popen(
+            [*LAB_EXEC, "--state-dir", str(lab.state_dir), site, "--", *argv],
+            cwd=REPO,
+            env=cluster.env(PYTHONPATH=str(REPO)),
+            start_new_session=True,
+        )
+
+    def acks(self) -> list[dict]:
+        if not self.out.exists():
+            return []
+        return [json.loads(line) for line in self.out.read_text().splitlines() if line]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=15)
+
+
+def answers(server: str, name: str) -> set[str]:
+    query = dns.message.make_query(name, "A")
+    reply = dns.query.udp(query, server, port=layout.DNS_PORT, timeout=2)
+    return {item.address for rrset in reply.answer for item in rrset}
+
+
+def test_a_partitioned_active_site_and_the_promoted_one_never_both_take_mail(
+    cluster: Cluster, guarded: LabControllers, tmp_path: Path
+) -> None:
+    lab = cluster.lab
+    canaries_settled(guarded)
+    writers = {s: Writer(cluster, s, tmp_path / f"{s}.jsonl") for s in layout.DATACENTERS}
+    try:
+        wait_for(lambda: len(writers["dc1"].acks()) >= 5, "dc1 takes mail")
+        assert not writers["dc2"].acks(), "the standby took mail before the partition"
+        cut_at = time.time()
+        lab.ok("partition", "dc1")
+        wait_for(
+            lambda: len(writers["dc2"].acks()) >= 10, "dc2 takes mail after promotion", within=180
+        )
+    finally:
+        for writer in writers.values():
+            writer.stop()
+    dc1, dc2 = writers["dc1"].acks(), writers["dc2"].acks()
+    last_dc1 = max(a["acked_at"] for a in dc1)
+    first_dc2 = min(a["acked_at"] for a in dc2)
+    print(  # the partition figures, for BENCHMARKS.md
+        f"partition → dc1 stopped taking mail: {last_dc1 - cut_at:.1f} s; "
+        f"partition → dc2 taking mail: {first_dc2 - cut_at:.1f} s"
+    )
+    assert last_dc1 < first_dc2, (
+        f"dc1 acknowledged message {max(dc1, key=lambda a: a['acked_at'])['n']} "
+        f"{last_dc1 - first_dc2:.2f} s after dc2 acknowledged its first"
+    )
+    assert cluster.status()["active_site"] == "dc2"
+    dc2_ip = layout.service_ip("dc2")
+    for zone in bind.ZONES:
+        name = f"{layout.MAIL_RECORD}.{zone.name}"
+        for site in (s for s in zone.sites() if s != "dc1"):
+            server = layout.service_ip(site)
+            wait_for(
+                lambda s=server, n=name: answers(s, n) == {dc2_ip}, f"{site} sends {name} to dc2"
+            )
+    own = f"{layout.service_ip('dc1')}:{layout.DNS_PORT}"
+    zones = (layout.INTERNAL_ZONE, layout.EXTERNAL_ZONE)
+    inside = seen_from(lab, "dc1", [f"dns:{layout.MAIL_RECORD}.{z}@{own}" for z in zones])
+    assert not answering(inside), f"dc1's own DNS server still answers: {inside}"
+
+
+def test_a_site_back_after_losing_a_failover_takes_no_mail_and_sends_nobody_to_itself(
+    cluster: Cluster, guarded: LabControllers, tmp_path: Path
+) -> None:
+    """`heal-site` brings dc1 back as a real site comes back after a power loss: every
+    process that ran, its application included (which its start gate refuses), its DNS
+    server with the zone data it had. Its controller reads that dc1 lost the ticket to
+    a failover and has its dead-man agent fence it."""
+    lab = cluster.lab
+    canaries_settled(guarded)
+    lab.ok("kill-site", "dc1")
+    automatic_failover_succeeded(cluster)
+    writer = Writer(cluster, "dc1", tmp_path / "dc1.jsonl")
+    try:
+        healing = time.monotonic()
+        healed = lab.ok("heal-site", "dc1")
+        assert "the application stays down: dc1 may not start: dc1 does not hold the site " in (
+            healed
+        )
+        dc1_ip, dns_server = layout.service_ip("dc1"), layout.service_ip("dc1")
+        names = [f"{layout.MAIL_RECORD}.{zone.name}" for zone in bind.served_zones("dc1")]
+
+        def sends_nobody_to_dc1() -> bool:
+            try:
+                return all(dc1_ip not in answers(dns_server, name) for name in names)
+            except OSError:
+                return False
+
+        wait_for(sends_nobody_to_dc1, "dc1's DNS server no longer answers dc1", within=30)
+        took = time.monotonic() - healing
+        time.sleep(3)  # the probing client goes on a while after the fence
+    finally:
+        writer.stop()
+    assert not writer.acks(), f"dc1 took mail after it came back: {writer.acks()[:3]}"
+    assert took <= 10, f"dc1's DNS server answered dc1 for {took:.1f} s after the heal began"

@@ -1,0 +1,194 @@
+"""The dead-man agent's pure parts: the signed feed, the decision table by its sentences,
+the fence actions read from the lab's and the example's topologies, and the agent's
+loop driven by a fake clock and fake actions (no servers)."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+from orchestrator.config import load_topology
+from orchestrator.config.inventory import host_vars_in
+from orchestrator.deadman.actions import FenceAction, fence_actions, guarded_hosts, render
+from orchestrator.deadman.agent import Agent
+from orchestrator.deadman.decision import Memory, Verdict, judge
+from orchestrator.deadman.feed import BadFeed, Feed, decode, encode
+
+KEY = b"k" * 24
+EXAMPLE = Path(__file__).resolve().parents[2] / "inventories/example-zimbra/topology.yaml"
+
+
+def test_a_feed_round_trips_and_nothing_else_passes() -> None:
+    feed = Feed("dc1", True, 17, 5.0)
+    assert decode(encode(feed, KEY), KEY) == feed
+    with pytest.raises(BadFeed, match="bad signature"):
+        decode(encode(feed, b"other key"), KEY)
+    body = encode(feed, KEY).replace(b'"holder": true', b'"holder": false')
+    with pytest.raises(BadFeed, match="bad signature"):
+        decode(body, KEY)
+    with pytest.raises(BadFeed, match="no signature"):
+        decode(b'{"site": "dc1"}', KEY)
+    with pytest.raises(BadFeed, match="fence_after must be positive"):
+        decode(encode(Feed("dc1", True, 1, 0.0), KEY), KEY)
+
+
+ARMED = Memory("dc1", armed=True, fed_at=100.0, fence_after=5.0, seq=1)
+
+
+@pytest.mark.parametrize(
+    ("memory", "now", "verdict", "sentence"),
+    [
+        (
+            Memory("dc1"),
+            500.0,
+            Verdict.IDLE,
+            "dc1 does not hold the right to serve: nothing to guard",
+        ),
+        (
+            Memory("dc1", armed=False, fed_at=100.0, fence_after=5.0, seq=3),
+            500.0,
+            Verdict.IDLE,
+            "dc1 does not hold the right to serve: nothing to guard",
+        ),
+        (ARMED, 103.25, Verdict.SERVE, "dc1 was confirmed 3.2 s ago: it may serve"),
+        (ARMED, 105.0, Verdict.SERVE, "dc1 was confirmed 5.0 s ago: it may serve"),
+        (
+            ARMED,
+            105.5,
+            Verdict.FENCE,
+            "dc1's controller has not confirmed the site for 5.5 s (fence after 5 s): fencing dc1",
+        ),
+        (
+            Memory("dc1", armed=True, fed_at=100.0, fence_after=5.0, seq=1, fenced=True),
+            900.0,
+            Verdict.FENCED,
+            "dc1 is fenced: waiting for its controller",
+        ),
+        (
+            Memory("dc1", fed_at=100.0, fence_after=5.0, seq=4, lost=True),
+            100.5,
+            Verdict.FENCE,
+            "dc1 lost the site ticket to a failover: fencing dc1",
+        ),
+        (
+            Memory("dc1", fed_at=100.0, fence_after=5.0, seq=4, lost=True, fenced=True),
+            100.5,
+            Verdict.FENCED,
+            "dc1 is fenced: waiting for its controller",
+        ),
+    ],
+)
+def test_the_agents_decision(memory: Memory, now: float, verdict: Verdict, sentence: str) -> None:
+    assert judge(memory, now) == (verdict, sentence)
+
+
+def test_a_replayed_feed_feeds_nothing_and_a_new_one_clears_a_fence() -> None:
+    fenced = Memory("dc1", armed=True, fed_at=100.0, fence_after=5.0, seq=9, fenced=True)
+    assert fenced.fed(holder=True, seq=9, fence_after=5.0, now=200.0) is fenced
+    assert fenced.fed(holder=True, seq=8, fence_after=5.0, now=200.0) is fenced
+    fresh = fenced.fed(holder=True, seq=10, fence_after=5.0, now=200.0)
+    assert (fresh.fenced, fresh.fed_at, fresh.seq) == (False, 200.0, 10)
+    assert not fresh.fed(holder=False, seq=11, fence_after=5.0, now=201.0).armed
+
+
+def test_a_site_that_lost_the_ticket_is_fenced_on_the_first_feed_saying_so(
+    tmp_path: Path,
+) -> None:
+    ran: list[str] = []
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    actions = [FenceAction("stop role mta on dc1-mta", argv=("true",))]
+    agent = Agent("dc1", actions, KEY, sock, tmp_path / "m.json", clock=lambda: 0.0,
+                  run=lambda a: ran.append(a.what))  # fmt: skip
+    agent.heard(encode(Feed("dc1", False, 1, 5.0), KEY))
+    assert agent.tick() is Verdict.IDLE, "a site that handed the ticket over stands down"
+    agent.heard(encode(Feed("dc1", False, 2, 5.0, fence=True), KEY))
+    assert agent.tick() is Verdict.FENCE and ran == ["stop role mta on dc1-mta"]
+    agent.heard(encode(Feed("dc1", False, 3, 5.0, fence=True), KEY))
+    assert agent.tick() is Verdict.FENCED and len(ran) == 1, "fenced once"
+    sock.close()
+
+
+def test_render_fills_host_variables_and_refuses_an_unknown_one() -> None:
+    assert render("{{ lab_app }} stop", {"lab_app": "/x/app"}) == "/x/app stop"
+    with pytest.raises(ValueError, match=r"names \{\{ nope \}\}, which the host does not set"):
+        render("{{ nope }} stop", {})
+
+
+def test_the_example_fences_its_application_and_volumes_host_by_host() -> None:
+    topo = load_topology(EXAMPLE)
+    actions = fence_actions(topo, "dc1", guarded_hosts(topo, "dc1", None), {})
+    whats = [a.what for a in actions]
+    stops = [w for w in whats if w.startswith("stop role")]
+    assert stops, "the application's moving roles are stopped"
+    # Last started first: the order of the roles' start_order, reversed.
+    orders = [topo.roles[w.split()[2]].start_order for w in stops]
+    assert orders == sorted(orders, reverse=True)
+    assert not any(w.startswith("stop role ldap") for w in whats), "LDAP does not move"
+    assert {w for w in whats if w.startswith("unmount")} == {
+        f"unmount volume {v.name} at dc1" for v in topo.volumes
+    }
+    assert whats.index(stops[-1]) < whats.index(next(w for w in whats if w.startswith("unmount")))
+
+
+def test_an_agent_fences_once_when_starved_and_remembers_it(tmp_path: Path) -> None:
+    now = [0.0]
+    ran: list[str] = []
+    actions = [
+        FenceAction("stop role mta on dc1-mta", argv=("true",)),
+        FenceAction("boom", shell="x"),
+    ]
+
+    def run(action: FenceAction) -> str | None:
+        ran.append(action.what)
+        return "exit 1: no such command" if action.what == "boom" else None
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    memory = tmp_path / "memory.json"
+    agent = Agent("dc1", actions, KEY, sock, memory, clock=lambda: now[0], run=run)
+    assert agent.tick() is Verdict.IDLE
+    agent.heard(encode(Feed("dc2", True, 1, 5.0), KEY))  # another site's feed
+    assert agent.tick() is Verdict.IDLE
+    agent.heard(encode(Feed("dc1", True, 2, 5.0), KEY))
+    now[0] = 4.0
+    assert agent.tick() is Verdict.SERVE
+    now[0] = 5.5
+    assert agent.tick() is Verdict.FENCE
+    assert ran == ["stop role mta on dc1-mta", "boom"], "a failed action does not stop the next"
+    assert agent.tick() is Verdict.FENCED and len(ran) == 2
+    assert json.loads(memory.read_text())["fenced"] is True
+    # Restarted, it stays fenced; fed again, it serves.
+    again = Agent("dc1", actions, KEY, sock, memory, clock=lambda: now[0], run=run)
+    assert again.tick() is Verdict.FENCED
+    again.heard(encode(Feed("dc1", True, 3, 5.0), KEY))
+    assert again.tick() is Verdict.SERVE
+    sock.close()
+
+
+def test_an_agent_restarted_while_armed_fences_unless_fed_in_time(tmp_path: Path) -> None:
+    memory = tmp_path / "memory.json"
+    memory.write_text(json.dumps({"armed": True, "seq": 5, "fence_after": 5.0, "fenced": False}))
+    now = [1000.0]
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    agent = Agent("dc1", [], KEY, sock, memory, clock=lambda: now[0], run=lambda a: None)
+    assert agent.tick() is Verdict.SERVE
+    now[0] = 1005.1
+    assert agent.tick() is Verdict.FENCE
+    sock.close()
+
+
+def test_host_vars_merge_groups_outer_first() -> None:
+    inventory = {
+        "all": {
+            "vars": {"a": 1, "b": 1},
+            "children": {
+                "dc1": {"vars": {"b": 2}, "hosts": {"h1": {"c": 3}, "h2": None}},
+                "dc1_mta": {"hosts": {"h1": None}},
+            },
+        }
+    }
+    found = host_vars_in(inventory)
+    assert found["h1"] == {"a": 1, "b": 2, "c": 3}
+    assert found["h2"] == {"a": 1, "b": 2}
