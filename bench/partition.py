@@ -105,13 +105,14 @@ def fence_wait(topology: Path) -> float:
     client = connect(topo, timeout=10)
     try:
         store = ZkStore(client, ZkPaths.for_cluster(topo.zookeeper.chroot, topo.cluster))
-        op_id = store.current_operation() or ""
-        steps = {k: r for k, (r, _) in store.steps(op_id).items()} if op_id else {}
+        last = max(store.operation_ids())  # ids begin with their start time
+        record = store.records(last).get("fence/wait/dc1")
     finally:
         client.stop()
         client.close()
-    record = steps.get("fence/wait/dc1")
-    return record.duration or 0.0 if record is not None else float("nan")
+    if record is None or record.duration is None:
+        return float("nan")
+    return record.duration
 
 
 def once(state_dir: Path, topology: Path) -> dict[str, float]:

@@ -46,9 +46,10 @@ def check(
     site: Annotated[str, typer.Argument(help="The site that wants to start its application.")],
     config: ConfigOption = None,
 ) -> None:
-    """Exit 0 if SITE may start its application now (it holds a live site ticket), else
-    say why and exit 4: the gate before an application starts (a systemd unit's
-    `ExecStartPre=`; the lab's role start command). ZooKeeper unreachable: refused.
+    """Exit 0 if SITE may start its application now (it holds the site ticket and no
+    failover revoked it), else say why and exit 4: the gate before an application
+    starts (a systemd unit's `ExecStartPre=`; the lab's role start command). ZooKeeper
+    unreachable: refused.
 
     [b]Example:[/b] sitectl ticket check dc1
     """

@@ -165,9 +165,9 @@ def refuse_grant(ticket: Ticket | None, site: str, now: float, drift: float) -> 
 def refuse_start(ticket: Ticket | None, site: str, active_site: str, now: float) -> str | None:
     """Why `site` may not start its application now, or None: the start gate (a unit's
     `ExecStartPre=`, the lab's role start command), so that a site that boots or heals
-    after losing a failover never accepts a write. It may start only while it holds a
-    live ticket; before any ticket exists (a cluster set up before tickets, or no
-    controller yet), only the active site may."""
+    after losing a failover never accepts a write. It may start only while it holds the
+    ticket and no failover has revoked it; before any ticket exists (a cluster set up
+    before tickets, or no controller yet), only the active site may."""
     if ticket is None:
         if site == active_site:
             return None
@@ -176,8 +176,10 @@ def refuse_start(ticket: Ticket | None, site: str, active_site: str, now: float)
         return f"{site} does not hold the site ticket ({ticket.holder or 'nobody'} does)"
     if ticket.revoked_at is not None:
         return f"{site}'s ticket was revoked by a failover at {clock_text(ticket.revoked_at)}"
-    if now >= ticket.expires_at:
-        return f"{site}'s ticket expired at {clock_text(ticket.expires_at)} (not renewed)"
+    # An expired ticket still held and not revoked: no failover has taken it. Expiry is
+    # the dead-man agent's business (it fences a site whose renewals stop); refusing here
+    # would keep an operation run without controllers from ever starting its site.
+    del now
     return None
 
 

@@ -1,10 +1,14 @@
 """Command line over the lab's mirror driver, for playbooks and operators.
 
-    python -m orchestrator.storage --config <mirror config JSON> OPERATION [SITE]
+    python -m orchestrator.storage --config <mirror config JSON> [--epoch N] OPERATION [SITE]
 
 OPERATION: ``status``, ``update``, ``quiesce``, ``resume``, ``break``, ``reverse``
 (optionally ``reverse SITE``: SITE must end up the source), ``mount SITE``,
 ``unmount SITE``.
+
+With --epoch (the operation lease's epoch; the playbooks pass it), a changing operation
+first compares-and-sets it on this host (storage/epochfence.py) and is refused if a
+newer epoch has already acted.
 
 Prints one JSON object on stdout: ``{"changed": bool, "status": {...}}``, where
 ``changed`` says whether the operation changed anything (for Ansible's ``changed_when``;
@@ -24,6 +28,7 @@ from typing import Any
 from orchestrator.errors import SitectlError, Unavailable
 from orchestrator.storage import btrfs
 from orchestrator.storage.btrfs_mirror import BtrfsMirror, MirrorConfig
+from orchestrator.storage.epochfence import fenced
 
 EX_TEMPFAIL = 75
 _NEEDS_SITE = {"mount", "unmount"}
@@ -74,13 +79,19 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m orchestrator.storage", description="Operate the lab's btrfs mirror."
     )
     parser.add_argument("--config", required=True, type=Path)
+    parser.add_argument("--epoch", type=int, help="the operation's fencing epoch")
     parser.add_argument("operation", choices=OPERATIONS)
     parser.add_argument("site", nargs="?")
     args = parser.parse_args(argv)
     if args.operation in _NEEDS_SITE and not args.site:
         parser.error(f"{args.operation} needs a SITE")
     try:
-        result = run(args.config, args.operation, args.site)
+        if args.epoch is None or args.operation == "status":
+            result = run(args.config, args.operation, args.site)
+        else:
+            state_file = MirrorConfig.load(args.config).state_file
+            with fenced(state_file, args.epoch, args.operation, args.site):
+                result = run(args.config, args.operation, args.site)
     except Unavailable as exc:
         print(f"unavailable, retry: {exc}", file=sys.stderr)
         return EX_TEMPFAIL

@@ -7,30 +7,28 @@ own file keeps it off, so no other test is ever surprised by a controller).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import signal
 import time
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
 from orchestrator.audit import AuditLog
-from orchestrator.config import load_topology
-from orchestrator.controller.canary import canary_interval, intervals
 from orchestrator.coordination.client import connect
 from orchestrator.coordination.paths import ZkPaths
-from orchestrator.lab import controllers as lab_daemons
 from orchestrator.lab import layout, procs
 from orchestrator.lab import state as lab_state
 from tests.conftest import LabHandle
 from tests.controller.conftest import Controllers, wait_for
+from tests.controller.scenarios import (
+    automatic_failover_succeeded,
+    automatic_operations,
+    canaries_settled,
+    controller_topology,
+)
 from tests.engine.conftest import Cluster
 
 pytestmark = pytest.mark.lab
@@ -47,18 +45,6 @@ SUSPENDED = (
 @pytest.fixture(scope="module")
 def cluster(lab: LabHandle) -> Cluster:
     return Cluster(lab)
-
-
-def controller_topology(cluster: Cluster, name: str, **rpo_limits: str) -> Path:
-    """The lab's topology with automatic promotion on, beside it (its relative paths
-    to keys and state stay valid)."""
-    doc = yaml.safe_load(cluster.topology_file.read_text())
-    doc["policy"]["automatic_promotion"] = True
-    doc["policy"]["rpo_limits"].update(rpo_limits)
-    path = cluster.topology_file.with_name(f"topology-{name}.yaml")
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    load_topology(path)  # the copy must still be valid
-    return path
 
 
 @pytest.fixture
@@ -156,67 +142,6 @@ def lose_dc1(cluster: Cluster, controllers: Controllers) -> None:
     canaries_settled(controllers)
     controllers.kill("dc1")
     cluster.lab.ok("kill-site", "dc1")
-
-
-def canaries_settled(controllers: Controllers | LabControllers) -> None:
-    """Wait until the leader has written every kind of canary and they have had a tick
-    to reach dc2: once dc1 is lost the readiness gate bounds the loss by the newest
-    canary dc2 holds, and a loss a moment after an election races the new leader's first
-    canaries (the newest dc2 holds, from an earlier scenario or the lab's start, may be
-    older than the RPO limit)."""
-    leader = controllers.leaders()[0]
-    topo = load_topology(controllers.topology)
-    tick = canary_interval(topo)
-    settle = max(intervals(topo).values()) + tick
-    since = time.time()
-
-    def settled() -> bool:
-        status = controllers.status(leader)
-        return (
-            time.time() - since > settle
-            and (status.get("canary_at") or 0) > since + settle - tick
-            and not status.get("canary_problems")
-        )
-
-    wait_for(settled, f"{leader}'s canaries written and replicated", within=settle + 60)
-
-
-@dataclass(frozen=True)
-class LabControllers:
-    """The controllers `sitectl lab controllers up --topology FILE` runs, seen from ops."""
-
-    topology: Path
-
-    def status(self, site: str) -> dict[str, Any]:
-        url = f"http://{lab_daemons.listen(site)}/status"
-        with urllib.request.urlopen(url, timeout=2) as answer:
-            return dict(json.loads(answer.read()))
-
-    def leaders(self) -> list[str]:
-        found = []
-        for site in layout.SITES:
-            with contextlib.suppress(OSError):
-                if self.status(site).get("leader"):
-                    found.append(site)
-        return found
-
-
-def automatic_failover_succeeded(cluster: Cluster) -> None:
-    wait_for(
-        lambda: (
-            (op := cluster.status()["operation"])
-            and op["automatic"]
-            and op["status"] == "succeeded"
-            and op["to_site"] == "dc2"
-        ),
-        "an automatic failover to dc2 succeeded",
-        within=180,
-    )
-
-
-def automatic_operations(cluster: Cluster) -> list[dict]:
-    audit = AuditLog(cluster.lab.state_dir / "sitectl" / "audit.jsonl").read()
-    return [e for e in audit if e["event"] == "operation.started" and e.get("automatic")]
 
 
 def assert_dc2_serves(cluster: Cluster) -> None:

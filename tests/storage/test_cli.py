@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from orchestrator.storage.epochfence import ledger_path
+
 from .conftest import Lab
 
 pytestmark = pytest.mark.lab
@@ -58,3 +60,23 @@ def test_refusal_exits_1_with_the_reason(lab: Lab) -> None:
 
 def test_mount_without_a_site_is_bad_usage(lab: Lab) -> None:
     assert storage(lab, "mount").returncode == 2
+
+
+def test_an_older_epoch_never_acts_after_a_newer_one(lab: Lab) -> None:
+    """A playbook task released by a leader that then froze carries its old epoch: once a
+    newer epoch has acted on the mirror, it is refused on the host and changes nothing."""
+    assert ok(lab, "--epoch", "5", "quiesce")["status"]["state"] == "quiesced"
+    stale = storage(lab, "--epoch", "4", "resume")
+    assert stale.returncode == 1
+    assert "epoch 4 is stale: epoch 5 has already acted on this mirror" in stale.stderr
+    assert ok(lab, "status")["status"]["state"] == "quiesced", "the stale resume changed it"
+    assert ok(lab, "--epoch", "5", "quiesce")["changed"] is False, "the same epoch goes on"
+    assert ok(lab, "--epoch", "7", "resume")["status"]["state"] != "quiesced"
+    ledger = ledger_path(Path(json.loads(lab.config_path.read_text())["state_file"]))
+    acted = [json.loads(line) for line in ledger.read_text().splitlines()]
+    assert [(e["epoch"], e["action"]) for e in acted] == [
+        (5, "quiesce"),
+        (5, "quiesce"),
+        (7, "resume"),
+    ]
+    assert ok(lab, "--epoch", "3", "status")["changed"] is False, "reading is never fenced"

@@ -16,6 +16,7 @@ from orchestrator.deadman.actions import FenceAction, fence_actions, guarded_hos
 from orchestrator.deadman.agent import Agent
 from orchestrator.deadman.decision import Memory, Verdict, judge
 from orchestrator.deadman.feed import BadFeed, Feed, decode, encode
+from orchestrator.storage.epochfence import refused
 
 KEY = b"k" * 24
 EXAMPLE = Path(__file__).resolve().parents[2] / "inventories/example-zimbra/topology.yaml"
@@ -192,3 +193,18 @@ def test_host_vars_merge_groups_outer_first() -> None:
     found = host_vars_in(inventory)
     assert found["h1"] == {"a": 1, "b": 2, "c": 3}
     assert found["h2"] == {"a": 1, "b": 2}
+
+
+@pytest.mark.parametrize(
+    ("newest", "epoch", "refused_text"),
+    [
+        (None, 0, None),
+        (5, 5, None),
+        (5, 6, None),
+        (5, 4, "epoch 4 is stale: epoch 5 has already acted on this mirror"),
+    ],
+)
+def test_the_hosts_epoch_fence(newest: int | None, epoch: int, refused_text: str | None) -> None:
+    said = refused(newest, epoch)
+    assert (said is None) == (refused_text is None)
+    assert refused_text is None or (said is not None and said.startswith(refused_text))

@@ -1,4 +1,6 @@
-"""Never two active sites (issue 18) on the namespace lab, with real clients.
+"""Never two active sites (issue 18) on the namespace lab, with real clients. (In the
+engine's lane of scripts/test: its invariants are orderings with seconds of margin, not
+the 1 s probe timings the controller scenarios run alone for.)
 
 A partition isolates the active site dc1 while it serves: a client inside dc1 and a
 client inside dc2 each send numbered mail every 100 ms to their own site's MTA and log
@@ -25,12 +27,14 @@ import dns.message
 import dns.query
 import pytest
 
+from orchestrator.config import load_topology
 from orchestrator.lab import bind, layout
 from tests.conftest import LabHandle
 from tests.controller.conftest import wait_for
-from tests.controller.test_lab import (
+from tests.controller.scenarios import (
     LabControllers,
     automatic_failover_succeeded,
+    automatic_operations,
     canaries_settled,
     controller_topology,
 )
@@ -108,8 +112,18 @@ def answers(server: str, name: str) -> set[str]:
     return {item.address for rrset in reply.answer for item in rrset}
 
 
+@pytest.mark.parametrize(
+    "cut",
+    [
+        ("dc1",),
+        # Only what dc1 sends is dropped: dc1 cannot renew (TCP needs both ways) and the
+        # others see it down, so it goes as a full partition does: nothing unsafe.
+        ("dc1", "--oneway"),
+    ],
+    ids=["full", "oneway"],
+)
 def test_a_partitioned_active_site_and_the_promoted_one_never_both_take_mail(
-    cluster: Cluster, guarded: LabControllers, tmp_path: Path
+    cluster: Cluster, guarded: LabControllers, tmp_path: Path, cut: tuple[str, ...]
 ) -> None:
     lab = cluster.lab
     canaries_settled(guarded)
@@ -118,7 +132,7 @@ def test_a_partitioned_active_site_and_the_promoted_one_never_both_take_mail(
         wait_for(lambda: len(writers["dc1"].acks()) >= 5, "dc1 takes mail")
         assert not writers["dc2"].acks(), "the standby took mail before the partition"
         cut_at = time.time()
-        lab.ok("partition", "dc1")
+        lab.ok("partition", *cut)
         wait_for(
             lambda: len(writers["dc2"].acks()) >= 10, "dc2 takes mail after promotion", within=180
         )
@@ -151,6 +165,33 @@ def test_a_partitioned_active_site_and_the_promoted_one_never_both_take_mail(
     assert not answering(inside), f"dc1's own DNS server still answers: {inside}"
 
 
+@pytest.mark.parametrize("other", ["dc2", "witness"])
+def test_a_cut_that_leaves_the_active_site_a_majority_moves_nothing(
+    cluster: Cluster, guarded: LabControllers, tmp_path: Path, other: str
+) -> None:
+    """dc1 cut from one other site only: it still renews its ticket through the
+    ZooKeeper majority it is in, so nothing promotes dc2 and nothing fences dc1."""
+    lab = cluster.lab
+    canaries_settled(guarded)
+    before = len(automatic_operations(cluster))
+    writer = Writer(cluster, "dc1", tmp_path / "dc1.jsonl")
+    try:
+        wait_for(lambda: len(writer.acks()) >= 5, "dc1 takes mail")
+        cut_at = time.time()
+        lab.ok("partition", "dc1", "--from", other)
+        topo = load_topology(guarded.topology)
+        # Longer than detection and the dead-man agent's bound together.
+        time.sleep(
+            topo.policy.consecutive_failures * topo.policy.probe_interval + topo.fence_after + 4
+        )
+    finally:
+        writer.stop()
+    assert len(automatic_operations(cluster)) == before, "a failover started"
+    assert cluster.status()["active_site"] == "dc1"
+    late = [a for a in writer.acks() if a["acked_at"] > cut_at + topo.fence_after + 2]
+    assert late, "dc1 stopped taking mail while it kept a majority"
+
+
 def test_a_site_back_after_losing_a_failover_takes_no_mail_and_sends_nobody_to_itself(
     cluster: Cluster, guarded: LabControllers, tmp_path: Path
 ) -> None:
@@ -180,6 +221,7 @@ def test_a_site_back_after_losing_a_failover_takes_no_mail_and_sends_nobody_to_i
 
         wait_for(sends_nobody_to_dc1, "dc1's DNS server no longer answers dc1", within=30)
         took = time.monotonic() - healing
+        print(f"heal → dc1's DNS server no longer answers dc1: {took:.1f} s")
         time.sleep(3)  # the probing client goes on a while after the fence
     finally:
         writer.stop()
