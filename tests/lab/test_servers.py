@@ -209,9 +209,12 @@ def test_mail_sent_over_smtp_is_read_over_imap_and_reaches_the_mirror(lab: LabHa
 
 def test_status_lists_every_component_up_except_the_standby_app(lab: LabHandle) -> None:
     rows = lab.status()
-    # Down: the standby's application, and the controllers, configured but started only
-    # by `lab controllers up`; neither is wanted. Everything else runs.
-    controllers = {f"{site}-controller" for site in layout.SITES}
+    # Down: the standby's application, and the controllers and dead-man agents,
+    # configured but started only by `lab controllers up`; none is wanted. Everything
+    # else runs.
+    controllers = {f"{site}-controller" for site in layout.SITES} | {
+        f"{site}-deadman" for site in layout.DATACENTERS
+    }
     standby = {f"{lab.standby_site()}-postfix", f"{lab.standby_site()}-dovecot"} | controllers
     assert {name for name, row in rows.items() if row["state"] != "up"} == standby
     assert {name for name, row in rows.items() if not row["wanted"]} == standby
