@@ -5,11 +5,9 @@ decision, logs its sentence and carries it out through the engine.
 Two threads, not one, so that publishing this site's view never waits behind an
 operation the leader is running (a failover takes many probe intervals).
 
-The vantage thread also renews the site ticket while this controller's site holds it
-(controller/ticketing.py), first thing in each cycle. `Controller.renew_ticket()` is that
-renewal and returns True when it succeeded; a dead-man agent is fed from
-`Controller.on_renewal` (callbacks given each renewed ticket), exactly where a renewal
-succeeds and nowhere else.
+A third thread renews the site ticket while this controller's site holds it
+(controller/ticketing.py), four times per `fence_after`, and feeds the site's dead-man
+agents after each renewal that succeeded and at no other time (`_ticket_loop`).
 """
 
 from __future__ import annotations

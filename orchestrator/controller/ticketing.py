@@ -1,15 +1,15 @@
 """The controller's part of the site ticket: renew it while this site holds it, show it.
 
-Every controller runs `TicketKeeper.cycle` once per probe interval from its vantage
-thread (controller/daemon.py): that thread runs on every controller, leader or not, and
-never waits behind an operation the leader runs, whereas a failover keeps the leader
-loop busy for many intervals. Only a controller of the holder's site renews, only over
+Every controller runs `TicketKeeper.cycle` four times per `fence_after` from a thread of
+its own (controller/daemon.py `_ticket_loop`), leader or not: neither a slow probe nor
+an operation the leader runs (a failover keeps the leader loop busy for many intervals)
+may delay a renewal. Only a controller of the holder's site renews, only over
 a live ZooKeeper session, and only by a compare-and-set that a write without a quorum
 cannot pass (coordination/ticketstore.py): a site cut off in a minority stops renewing.
 
 Each successful renewal is reported to every callback in `on_renewal`, with the ticket
-as written: that is the one point from which a dead-man agent (issue 18, item 2) is to
-be fed, so that the agent starves exactly when renewals stop, whatever the reason.
+as written: that is the one point from which the dead-man agents are fed as the holder,
+so that they starve exactly when renewals stop, whatever the reason.
 """
 
 from __future__ import annotations

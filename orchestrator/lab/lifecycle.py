@@ -409,12 +409,8 @@ def client_argv(root: Path, site: str, argv: list[str]) -> list[str]:
     return netns.client_argv(root, site, argv)
 
 
-def _controllers(state: LabState) -> list[Component]:
-    return [c for c in state.components.values() if c.kind == controllers.KIND]
-
-
-def _agents(state: LabState) -> list[Component]:
-    return [c for c in state.components.values() if c.kind == deadman.KIND]
+def _of_kind(state: LabState, kind: str) -> list[Component]:
+    return [c for c in state.components.values() if c.kind == kind]
 
 
 def controllers_up(root: Path, topology: Path | None = None) -> list[str]:
@@ -424,7 +420,7 @@ def controllers_up(root: Path, topology: Path | None = None) -> list[str]:
     if topology is not None and not topology.is_file():
         raise LabError(f"--topology {topology}: no such file", ExitCode.BAD_INPUT)
     with lab_state.locked(_existing_lab(root)) as state:
-        agents, comps = _agents(state), _controllers(state)
+        agents, comps = _of_kind(state, deadman.KIND), _of_kind(state, controllers.KIND)
         started = []
         for comp in [*agents, *comps]:
             comp.wanted = True
@@ -448,7 +444,7 @@ def controllers_down(root: Path) -> list[str]:
     """Stop the dead-man agents (forgetting what they were fed, so none fences a site
     when they start again), then every controller, and keep them stopped."""
     with lab_state.locked(_existing_lab(root)) as state:
-        agents, comps = _agents(state), _controllers(state)
+        agents, comps = _of_kind(state, deadman.KIND), _of_kind(state, controllers.KIND)
         stopped = [c.name for c in [*agents, *comps] if procs.state_of(c) is not ProcState.DOWN]
         for comp in [*agents, *comps]:
             comp.wanted = False
