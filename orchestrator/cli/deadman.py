@@ -19,7 +19,7 @@ from orchestrator.cli.exitcodes import ExitCode
 from orchestrator.cli.options import ConfigOption, load
 from orchestrator.cli.output import fail
 from orchestrator.config.inventory import host_vars_in
-from orchestrator.deadman.actions import fence_actions, guarded_hosts
+from orchestrator.deadman.actions import fence_actions, guarded_hosts, restore_actions
 from orchestrator.deadman.agent import Agent
 from orchestrator.errors import SitectlError
 
@@ -59,6 +59,7 @@ def run(
     try:
         inventory = yaml.safe_load(topo.resolve(topo.ansible.inventory).read_text())
         actions = fence_actions(topo, site, hosts, host_vars_in(inventory))
+        restores = restore_actions(topo, site, hosts, host_vars_in(inventory))
         key = read_secret(topo.deadman.key, topo.base_dir).reveal().strip().encode()
     except (OSError, ValueError, yaml.YAMLError, SitectlError) as exc:
         fail(f"the dead-man agent of {site} cannot start: {exc}", ExitCode.BAD_INPUT)
@@ -74,7 +75,11 @@ def run(
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     for action in actions:
         log.info("fence action: %s: %s", action.what, action.command)
-    Agent(site, actions, key, sock, state_file).serve(stop)
+    for action in restores:
+        log.info(
+            "restore action (an operator's override only): %s: %s", action.what, action.command
+        )
+    Agent(site, actions, key, sock, state_file, restore_actions=restores).serve(stop)
 
 
 def register(app: typer.Typer) -> None:

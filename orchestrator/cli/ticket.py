@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -10,11 +11,13 @@ import typer
 from orchestrator.cli.exitcodes import ExitCode
 from orchestrator.cli.options import ConfigOption, JsonOption, free_text, load
 from orchestrator.cli.output import console, emit_json, err_console, fail
+from orchestrator.config.model import Topology
 from orchestrator.coordination.ticket import refuse_start
+from orchestrator.deadman.agent import override_in
 from orchestrator.engine import operation as engine
 from orchestrator.engine import tickets
 from orchestrator.engine.views import ticket_json
-from orchestrator.errors import Locked, SitectlError
+from orchestrator.errors import Locked, SitectlError, Unavailable
 
 ticket_app = typer.Typer(
     help="The site ticket: which site may serve, until when (and the lone survivor's override).",
@@ -44,14 +47,23 @@ def show(config: ConfigOption = None, json_output: JsonOption = False) -> None:
 @ticket_app.command("check")
 def check(
     site: Annotated[str, typer.Argument(help="The site that wants to start its application.")],
+    agent_state: Annotated[
+        Path | None,
+        typer.Option(
+            "--agent-state",
+            help="The site's dead-man agent's state file: with ZooKeeper unreachable, an "
+            "operator's override recorded there (ticket grant --force --no-quorum) lets "
+            "the application start.",
+        ),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Exit 0 if SITE may start its application now (it holds the site ticket and no
     failover revoked it), else say why and exit 4: the gate before an application
     starts (a systemd unit's `ExecStartPre=`; the lab's role start command). ZooKeeper
-    unreachable: refused.
+    unreachable: refused, unless the site's dead-man agent took the operator's override.
 
-    [b]Example:[/b] sitectl ticket check dc1
+    [b]Example:[/b] sitectl ticket check dc1 --agent-state /var/lib/sitectl/deadman.json
     """
     topo = load(config)[0]
     try:
@@ -59,6 +71,14 @@ def check(
             ticket = tickets.show_ticket(s)
             active = s.store.active_site() or topo.active_site
     except SitectlError as exc:
+        reason = override_in(agent_state, site) if agent_state else None
+        if reason is not None:
+            console.print(
+                f"{site} may start: by the operator's override ({reason}); the ticket "
+                f"cannot be read ({exc})",
+                markup=False,
+            )
+            return
         fail(f"{site} may not start: the ticket cannot be read ({exc})", ExitCode.GATE_REFUSED)
     refused = refuse_start(ticket, site, active, time.time())
     if refused is not None:
@@ -79,17 +99,30 @@ def grant(
             callback=free_text,
         ),
     ] = None,
+    no_quorum: Annotated[
+        bool,
+        typer.Option(
+            "--no-quorum",
+            help="With --force, when no ZooKeeper quorum exists anywhere: tell SITE's "
+            "dead-man agents directly, which restore the site and stop fencing it until "
+            "the cluster decides again.",
+        ),
+    ] = False,
     config: ConfigOption = None,
 ) -> None:
     """Give the site ticket to SITE by hand (the lone survivor's way back).
 
     Without --force only an expired ticket (last renewal + ttl + clock drift passed) goes
     back to the site that held it; anything else is refused with one line. With --force
-    it is granted whoever holds it, audited with who, when and why.
+    it is granted whoever holds it, audited with who, when and why. With no quorum at
+    all, --force --no-quorum restores SITE through its dead-man agents instead.
 
     [b]Example:[/b] sitectl ticket grant dc1 --force "dc2 and the witness lost; CHG-4711"
     """
     topo = load(config)[0]
+    if no_quorum:
+        _grant_without_quorum(topo, site, force)
+        return
     try:
         with engine.session(topo) as s:
             ticket = tickets.grant_by_hand(s, site, force)
@@ -97,15 +130,40 @@ def grant(
         fail(f"refused: {exc}", ExitCode.BAD_INPUT)
     except Locked as exc:
         fail(f"busy: {exc}", ExitCode.LOCKED)
+    except Unavailable as exc:
+        fail(
+            f"failed: {exc} — with no ZooKeeper quorum anywhere, `--force REASON --no-quorum` "
+            f"restores {site} through its dead-man agents",
+            ExitCode.OPERATION_FAILED,
+        )
     except SitectlError as exc:
         fail(f"failed: {exc}", ExitCode.OPERATION_FAILED)
     if force:
-        err_console.print(
-            f"WARNING: the site ticket was granted to {site} by force ({force}): if another "
-            "site still serves, both do; recorded in the audit log",
-            markup=False,
-        )
+        _warn_forced(site, force)
     console.print(f"site ticket: {ticket.describe(time.time())}", markup=False)
+
+
+def _warn_forced(site: str, reason: str, how: str = "the site ticket was granted") -> None:
+    err_console.print(
+        f"WARNING: {how} to {site} by force ({reason}): if another site still serves, both "
+        "do; recorded in the audit log",
+        markup=False,
+    )
+
+
+def _grant_without_quorum(topo: Topology, site: str, force: str | None) -> None:
+    try:
+        result = tickets.grant_without_quorum(topo, site, force)
+    except tickets.GrantRefused as exc:
+        fail(f"refused: {exc}", ExitCode.BAD_INPUT)
+    except SitectlError as exc:
+        fail(f"failed: {exc}", ExitCode.OPERATION_FAILED)
+    _warn_forced(site, force or "", how="the right to serve was given without a quorum")
+    if not result.acknowledged:
+        fail(f"failed: {result.sentence()}", ExitCode.OPERATION_FAILED)
+    console.print(result.sentence(), markup=False)
+    if result.silent:
+        raise typer.Exit(ExitCode.OPERATION_FAILED)
 
 
 def register(app: typer.Typer) -> None:

@@ -455,6 +455,10 @@ class Deadman(Frozen):
     # Run on a fenced site's DNS host for each zone it serves, with {zone} and {primary}
     # (the primary to follow once reachable): it must drop the site's copy of the zone.
     dns_fence_command: str | None = None
+    # Run on the same DNS host for each zone, with {zone}, when the operator restores a
+    # fenced lone survivor (`ticket grant --force --no-quorum`): it takes the zone back as
+    # its primary.
+    dns_restore_command: str | None = None
 
 
 class Ansible(Frozen):

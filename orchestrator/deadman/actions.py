@@ -10,6 +10,11 @@ lab's one address per site). Fencing them, in this order:
    so that a client at the site is no longer sent to it;
 3. unmount the mirrored volumes the site's hosts mount.
 
+Restoring them (the lone survivor's override, `ticket grant --force --no-quorum`) is the
+reverse: mount the volumes, take the zones back by `deadman.dns_restore_command` with
+{zone}, start the roles that move, first-started first. The roles' start goes through
+the same start gate as any other start, which honours the override.
+
 Commands may name the host's inventory variables as `{{ name }}`, as they do for
 Ansible; nothing else of Jinja is evaluated.
 """
@@ -57,6 +62,14 @@ def render(template: str, host_vars: Mapping[str, object]) -> str:
     return _VAR.sub(value, template)
 
 
+def needs_agent(topo: Topology, host: Host) -> bool:
+    """Whether fencing touches `host`: it runs a role that moves, serves a zone the fence
+    drops, or mounts a mirrored volume (LDAP masters, which never move, do not)."""
+    moving = any(topo.roles[r].moves for r in host.roles if r in topo.roles)
+    volume = any(v.role in host.roles for v in topo.volumes)
+    return moving or volume or any(h is host for _, h in _zones_served(topo, host.site, [host]))
+
+
 def guarded_hosts(topo: Topology, site: str, address: str | None) -> list[Host]:
     return [h for h in topo.hosts if h.site == site and (address is None or h.address == address)]
 
@@ -77,20 +90,52 @@ def fence_actions(
     ]
 
 
-def _stop_roles(topo: Topology, hosts: list[Host], vars_of: VarsOf) -> list[FenceAction]:
-    actions: list[FenceAction] = []
+def restore_actions(
+    topo: Topology, site: str, hosts: list[Host], inventory_vars: Mapping[str, Mapping[str, object]]
+) -> list[FenceAction]:
+    """Everything that brings fenced `hosts` of `site` back to serving, in order."""
+
+    def vars_of(host: Host) -> Mapping[str, object]:
+        return {**host.vars, **inventory_vars.get(host.name, {})}
+
+    return [
+        *_mount_volumes(topo, site, hosts, vars_of),
+        *_take_zones(topo, site, hosts, vars_of),
+        *_start_roles(topo, hosts, vars_of),
+    ]
+
+
+def _moving_roles(topo: Topology, hosts: list[Host], last_first: bool) -> list[tuple[str, Host]]:
     moving = sorted(
         ((name, role) for name, role in topo.roles.items() if role.moves),
-        key=lambda item: -item[1].start_order,
+        key=lambda item: -item[1].start_order if last_first else item[1].start_order,
     )
-    for name, role in moving:
-        for host in (h for h in hosts if name in h.roles):
-            what = f"stop role {name} on {host.name}"
-            if role.commands is not None:
-                actions.append(FenceAction(what, shell=render(role.commands.stop, vars_of(host))))
-            else:
-                for service in reversed(role.services):
-                    actions.append(FenceAction(what, argv=("systemctl", "stop", service)))
+    return [(name, host) for name, _ in moving for host in hosts if name in host.roles]
+
+
+def _start_roles(topo: Topology, hosts: list[Host], vars_of: VarsOf) -> list[FenceAction]:
+    actions: list[FenceAction] = []
+    for name, host in _moving_roles(topo, hosts, last_first=False):
+        role = topo.roles[name]
+        what = f"start role {name} on {host.name}"
+        if role.commands is not None:
+            actions.append(FenceAction(what, shell=render(role.commands.start, vars_of(host))))
+        else:
+            for service in role.services:
+                actions.append(FenceAction(what, argv=("systemctl", "start", service)))
+    return actions
+
+
+def _stop_roles(topo: Topology, hosts: list[Host], vars_of: VarsOf) -> list[FenceAction]:
+    actions: list[FenceAction] = []
+    for name, host in _moving_roles(topo, hosts, last_first=True):
+        role = topo.roles[name]
+        what = f"stop role {name} on {host.name}"
+        if role.commands is not None:
+            actions.append(FenceAction(what, shell=render(role.commands.stop, vars_of(host))))
+        else:
+            for service in reversed(role.services):
+                actions.append(FenceAction(what, argv=("systemctl", "stop", service)))
     return actions
 
 
@@ -107,44 +152,79 @@ def primary_to_follow(zone: DnsZone, site: str) -> str | None:
 
 def _drop_zones(topo: Topology, site: str, hosts: list[Host], vars_of: VarsOf) -> list[FenceAction]:
     command = topo.deadman.dns_fence_command if topo.deadman else None
-    addresses = {h.address: h for h in hosts}
     actions: list[FenceAction] = []
+    for zone, host in _zones_served(topo, site, hosts):
+        primary = primary_to_follow(zone, site)
+        if command is None or primary is None:
+            continue
+        line = render(fill(command, zone=zone.name, primary=primary), vars_of(host))
+        actions.append(FenceAction(f"drop zone {zone.name} on {host.name}", shell=line))
+    return actions
+
+
+def _take_zones(topo: Topology, site: str, hosts: list[Host], vars_of: VarsOf) -> list[FenceAction]:
+    command = topo.deadman.dns_restore_command if topo.deadman else None
+    actions: list[FenceAction] = []
+    for zone, host in _zones_served(topo, site, hosts):
+        if command is None:
+            continue
+        line = render(fill(command, zone=zone.name), vars_of(host))
+        actions.append(FenceAction(f"take zone {zone.name} on {host.name}", shell=line))
+    return actions
+
+
+def _zones_served(topo: Topology, site: str, hosts: list[Host]) -> list[tuple[DnsZone, Host]]:
+    """Each RFC 2136 zone with the host of `hosts` whose DNS server at `site` serves it."""
+    addresses = {h.address: h for h in hosts}
+    served = []
     for zone in topo.dns.zones:
-        if zone.provider != "rfc2136" or command is None:
+        if zone.provider != "rfc2136":
             continue
         for server in zone.verify_servers:
             host = addresses.get(server.address)
-            primary = primary_to_follow(zone, site)
-            if server.site != site or host is None or primary is None:
-                continue
-            line = render(fill(command, zone=zone.name, primary=primary), vars_of(host))
-            actions.append(FenceAction(f"drop zone {zone.name} on {host.name}", shell=line))
-    return actions
+            if server.site == site and host is not None:
+                served.append((zone, host))
+    return served
 
 
 def _unmount_volumes(
     topo: Topology, site: str, hosts: list[Host], vars_of: VarsOf
+) -> list[FenceAction]:
+    return _volume_actions(topo, site, hosts, vars_of, "unmount")
+
+
+def _mount_volumes(
+    topo: Topology, site: str, hosts: list[Host], vars_of: VarsOf
+) -> list[FenceAction]:
+    return _volume_actions(topo, site, hosts, vars_of, "mount")
+
+
+def _volume_actions(
+    topo: Topology, site: str, hosts: list[Host], vars_of: VarsOf, verb: str
 ) -> list[FenceAction]:
     actions: list[FenceAction] = []
     for volume in topo.volumes:
         mounting = [h for h in hosts if volume.role in h.roles]
         if not mounting:
             continue
-        what = f"unmount volume {volume.name} at {site}"
+        what = f"{verb} volume {volume.name} at {site}"
         if isinstance(volume, BtrfsVolume):
             if volume.mirror_config is None or site not in volume.sites:
                 continue
             config = str(topo.resolve(volume.mirror_config))
             argv = (sys.executable, "-m", "orchestrator.storage", "--config", config)
-            actions.append(FenceAction(what, argv=(*argv, "unmount", site)))
+            actions.append(FenceAction(what, argv=(*argv, verb, site)))
         elif isinstance(volume, CommandVolume):
             line = fill(
-                volume.commands["unmount"],
+                volume.commands[verb],
                 volume=volume.name,
                 site=site,
                 mount_point=volume.mount_point_at(site),
             )
             actions.append(FenceAction(what, shell=render(line, vars_of(mounting[0]))))
         else:
-            actions.append(FenceAction(what, argv=("umount", volume.mount_point_at(site))))
+            point = volume.mount_point_at(site)
+            actions.append(
+                FenceAction(what, argv=("umount", point) if verb == "unmount" else ("mount", point))
+            )
     return actions

@@ -2,10 +2,14 @@
 
     sitectl deadman run --site dc1 --address 198.18.1.1 [-c topology.yaml]
 
-It keeps its memory (armed, last sequence number, fenced) in a small state file, so an
-agent restarted while its site held the right to serve is still armed: it fences unless
-a feed arrives within `fence_after` of its start. Each fence action runs with its own
-bound and a failed one does not stop the next: a fence does all it can.
+It keeps its memory (armed, last sequence number, fenced, an operator's override) in a
+small state file, so an agent restarted while its site held the right to serve is still
+armed: it fences unless a feed arrives within `fence_after` of its start. Each fence
+action runs with its own bound and a failed one does not stop the next: a fence does all
+it can. An override (the lone survivor's) is acknowledged to its sender, restores the
+site once (`restore` actions) and stops the agent fencing on silence; the state file is
+also what `sitectl ticket check SITE --agent-state FILE` reads to let the application
+start under it.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from pathlib import Path
 
 from orchestrator.deadman.actions import FenceAction
 from orchestrator.deadman.decision import Memory, Verdict, judge
-from orchestrator.deadman.feed import BadFeed, decode
+from orchestrator.deadman.feed import Ack, BadFeed, decode, encode_ack
 
 log = logging.getLogger("sitectl.deadman")
 
@@ -50,6 +54,19 @@ def run_action(action: FenceAction, timeout: float = ACTION_TIMEOUT) -> str | No
     return f"exit {done.returncode}: {' / '.join(tail)}"
 
 
+def override_in(state_file: Path, site: str) -> str | None:
+    """The operator's override recorded in an agent's state file for `site`, or None
+    (no file, unreadable, another site's, no override)."""
+    try:
+        saved = json.loads(state_file.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(saved, dict) or saved.get("site") != site:
+        return None
+    reason = saved.get("override")
+    return str(reason) if reason else None
+
+
 @dataclass
 class Agent:
     site: str
@@ -57,6 +74,7 @@ class Agent:
     key: bytes
     sock: socket.socket
     state_file: Path
+    restore_actions: list[FenceAction] = field(default_factory=list)
     clock: Callable[[], float] = time.monotonic
     run: Callable[[FenceAction], str | None] = run_action
     memory: Memory = field(init=False)
@@ -75,7 +93,7 @@ class Agent:
         )
         while not stop.is_set():
             try:
-                self.heard(self.sock.recv(4096))
+                self.heard(*self.sock.recvfrom(4096))
             except TimeoutError:
                 pass
             except OSError as exc:
@@ -83,7 +101,7 @@ class Agent:
                 stop.wait(TICK)
             self.tick()
 
-    def heard(self, datagram: bytes) -> None:
+    def heard(self, datagram: bytes, sender: object = None) -> None:
         try:
             feed = decode(datagram, self.key)
         except BadFeed as exc:
@@ -99,9 +117,20 @@ class Agent:
             fence_after=feed.fence_after,
             now=self.clock(),
             lost=feed.fence,
+            override=feed.override,
         )
-        if (before.armed, before.fenced) != (self.memory.armed, self.memory.fenced):
+        if self._kept(before) != self._kept(self.memory):
             self._save()
+        if feed.override is not None and sender is not None:
+            log.warning("the operator's override for %s: %s", self.site, feed.override)
+            try:
+                self.sock.sendto(encode_ack(Ack(self.site, feed.seq), self.key), sender)
+            except OSError as exc:
+                log.warning("could not acknowledge the override to %s: %s", sender, exc)
+
+    @staticmethod
+    def _kept(memory: Memory) -> tuple[object, ...]:
+        return (memory.armed, memory.fenced, memory.override, memory.restored)
 
     def tick(self) -> Verdict:
         verdict, sentence = judge(self.memory, self.clock())
@@ -110,26 +139,36 @@ class Agent:
             self._last = verdict
         if verdict is Verdict.FENCE:
             self.fence()
+        elif verdict is Verdict.RESTORE:
+            self.restore()
         return verdict
 
     def fence(self) -> None:
+        self.memory = replace(self.memory, fenced=True)
+        self._run_all("fence", self.actions, "fenced")
+
+    def restore(self) -> None:
+        self.memory = replace(self.memory, restored=True)
+        self._run_all("restore", self.restore_actions, "restored")
+
+    def _run_all(self, kind: str, actions: list[FenceAction], done: str) -> None:
         started = self.clock()
         failed = 0
-        for action in self.actions:
+        for action in actions:
             error = self.run(action)
             if error is None:
-                log.info("fence: %s: done", action.what)
+                log.info("%s: %s: done", kind, action.what)
             else:
                 failed += 1
-                log.error("fence: %s failed (%s): %s", action.what, action.command, error)
-        self.memory = replace(self.memory, fenced=True)
+                log.error("%s: %s failed (%s): %s", kind, action.what, action.command, error)
         self._save()
         log.info(
-            "%s fenced in %.1f s: %d of %d actions done",
+            "%s %s in %.1f s: %d of %d actions done",
             self.site,
+            done,
             self.clock() - started,
-            len(self.actions) - failed,
-            len(self.actions),
+            len(actions) - failed,
+            len(actions),
         )
 
     def _load(self) -> Memory:
@@ -142,6 +181,8 @@ class Agent:
                 seq=int(saved["seq"]),
                 fence_after=float(saved["fence_after"]),
                 fenced=bool(saved["fenced"]),
+                override=None if saved.get("override") is None else str(saved["override"]),
+                restored=bool(saved.get("restored", False)),
             )
         except FileNotFoundError:
             return memory

@@ -2,13 +2,17 @@
 
 Pure, and table-tested by its sentences, which are also its log lines. The rules, in
 order:
-1. already fenced since the last feed as the holder: stay fenced (nothing undoes a fence
-   but the engine starting the application again);
-2. told that the site lost the ticket to a failover: fence now (fence on return);
-3. never fed as the holder (a standby, a site that handed the ticket over, a fresh
+1. the operator's override (the lone survivor's `ticket grant --force --no-quorum`):
+   restore the site once, then never fence it on silence until the cluster decides
+   again (a feed as the holder ends the override; a feed saying the site lost the ticket
+   to a failover ends it and fences);
+2. already fenced since the last feed as the holder: stay fenced (nothing undoes a fence
+   but the engine starting the application again, or an override);
+3. told that the site lost the ticket to a failover: fence now (fence on return);
+4. never fed as the holder (a standby, a site that handed the ticket over, a fresh
    install): idle;
-4. fed as the holder within `fence_after`: the site may serve;
-5. otherwise: fence now.
+5. fed as the holder within `fence_after`: the site may serve;
+6. otherwise: fence now.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ class Verdict(StrEnum):
     SERVE = "serve"
     FENCE = "fence"
     FENCED = "fenced"
+    RESTORE = "restore"
+    OVERRIDDEN = "overridden"
 
 
 @dataclass(frozen=True)
@@ -35,25 +41,54 @@ class Memory:
     seq: int = 0  # the last feed's, so a replayed datagram feeds nothing
     fenced: bool = False  # fenced since the last feed as the holder
     lost: bool = False  # the last feed said the site lost the ticket to a failover
+    override: str | None = None  # the operator's reason to serve without the ticket
+    restored: bool = False  # the override's restore actions ran
 
     def fed(
-        self, *, holder: bool, seq: int, fence_after: float, now: float, lost: bool = False
+        self,
+        *,
+        holder: bool,
+        seq: int,
+        fence_after: float,
+        now: float,
+        lost: bool = False,
+        override: str | None = None,
     ) -> Memory:
         if seq <= self.seq:
             return self
+        if override is not None:
+            # A new override restores again: the site may have been fenced since.
+            keep, restored = override, False
+        elif self.override is not None and not (holder or lost):
+            # The cluster has not decided yet (no quorum, or it does not vouch for the
+            # site): the operator's word stands.
+            keep, restored = self.override, self.restored
+        else:
+            keep, restored = None, False
         return replace(
             self,
-            armed=holder,
+            armed=holder or override is not None,
             fed_at=now,
             fence_after=fence_after,
             seq=seq,
-            fenced=self.fenced and not holder,
+            fenced=self.fenced and not holder and override is None,
             lost=lost,
+            override=keep,
+            restored=restored,
         )
 
 
 def judge(memory: Memory, now: float) -> tuple[Verdict, str]:
     site = memory.site
+    if memory.override is not None:
+        if not memory.restored:
+            return Verdict.RESTORE, (
+                f"{site} serves by the operator's override ({memory.override}): restoring {site}"
+            )
+        return Verdict.OVERRIDDEN, (
+            f"{site} serves by the operator's override ({memory.override}) without the "
+            "cluster's ticket: not fencing it"
+        )
     if memory.fenced:
         return Verdict.FENCED, f"{site} is fenced: waiting for its controller"
     if memory.lost:

@@ -15,16 +15,18 @@ from collections.abc import Callable
 
 from orchestrator.adapters.secrets import read_secret
 from orchestrator.config.model import Topology
+from orchestrator.deadman.actions import needs_agent
 from orchestrator.deadman.feed import Feed, encode
 
 log = logging.getLogger("sitectl.deadman")
 
 
 def agent_addresses(topo: Topology, site: str) -> list[tuple[str, int]]:
-    """Where the site's agents listen: each address of a host at the site."""
+    """Where the site's agents listen: each address of a host at the site that a fence
+    touches."""
     if topo.deadman is None:
         return []
-    addresses = sorted({h.address for h in topo.hosts if h.site == site})
+    addresses = sorted({h.address for h in topo.hosts if h.site == site and needs_agent(topo, h)})
     return [(address, topo.deadman.port) for address in addresses]
 
 

@@ -72,8 +72,14 @@ class Session:
         return self.topology.resolve(self.topology.local_state)
 
     def audit(self) -> AuditLog:
-        override = os.environ.get("SITECTL_AUDIT_LOG")
-        return AuditLog(Path(override) if override else self.local_state / "audit.jsonl")
+        return audit_log(self.topology)
+
+
+def audit_log(topo: Topology) -> AuditLog:
+    """The audit log of this machine's sitectl: `SITECTL_AUDIT_LOG`, else beside the
+    local state; also written where no ZooKeeper session exists."""
+    override = os.environ.get("SITECTL_AUDIT_LOG")
+    return AuditLog(Path(override) if override else topo.resolve(topo.local_state) / "audit.jsonl")
 
 
 @contextmanager

@@ -14,10 +14,12 @@ import time
 from collections.abc import Callable
 
 from orchestrator.audit import identity, os_user
+from orchestrator.config.model import Topology
 from orchestrator.coordination.lease import Lease
 from orchestrator.coordination.ticket import Ticket, refuse_grant
 from orchestrator.coordination.ticketstore import TicketStore
-from orchestrator.engine.operation import Session, release_quietly
+from orchestrator.deadman.override import OverrideResult, send_override
+from orchestrator.engine.operation import Session, audit_log, release_quietly
 from orchestrator.errors import ConfigError
 
 
@@ -63,3 +65,32 @@ def grant_by_hand(
         return ticket
     finally:
         release_quietly(lease)
+
+
+def grant_without_quorum(topo: Topology, site: str, reason: str | None) -> OverrideResult:
+    """The lone survivor's override with no ZooKeeper quorum anywhere: sent to `site`'s
+    dead-man agents, audited here (no ZooKeeper to record it). GrantRefused (one line)
+    when it may not be sent."""
+    if reason is None:
+        raise GrantRefused("--no-quorum needs --force REASON: say why the site may serve alone")
+    if site not in topo.datacenters():
+        raise GrantRefused(
+            f"{site!r} is not a datacenter — name one of: {', '.join(topo.datacenters())}"
+        )
+    if topo.deadman is None:
+        raise GrantRefused(
+            f"{topo.base_dir}: the topology has no 'deadman' section, so no agent fenced "
+            f"{site}: start its application as usual"
+        )
+    result = send_override(topo, site, reason)
+    audit_log(topo).write(
+        "ticket.granted",
+        site=site,
+        by=os_user(),
+        forced=reason,
+        reason=reason,
+        no_quorum=True,
+        acknowledged=list(result.acknowledged),
+        silent=list(result.silent),
+    )
+    return result

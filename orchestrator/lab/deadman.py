@@ -14,8 +14,7 @@ from pathlib import Path
 
 from orchestrator.lab import layout
 from orchestrator.lab.credentials import ensure_password
-from orchestrator.lab.environment import topology_path
-from orchestrator.lab.state import Component, LabState
+from orchestrator.lab.state import Component, LabState, topology_path
 
 KIND = "deadman"
 PORT = 9401
@@ -26,7 +25,12 @@ def key_file(state: LabState) -> Path:
 
 
 def state_file(state: LabState, site: str) -> Path:
-    return state.site_dir(site, KIND) / "memory.json"
+    return memory_file(state.root, site)
+
+
+def memory_file(root: Path, site: str) -> Path:
+    """The site's agent's state file, which the start gate reads for an override."""
+    return root / site / KIND / "memory.json"
 
 
 def argv(state: LabState, site: str) -> list[str]:

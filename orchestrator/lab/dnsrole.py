@@ -6,6 +6,7 @@ zone's primary site (the lab's stand-in for an operator's own zone-role script):
     python -m orchestrator.lab.dnsrole promote --site dc2 --zone lab.internal. [--state-dir DIR]
     python -m orchestrator.lab.dnsrole demote  --site dc1 --zone lab.internal. --primary 198.18.2.1
     python -m orchestrator.lab.dnsrole fence   --site dc1 --zone lab.internal. --primary 198.18.2.1
+    python -m orchestrator.lab.dnsrole restore --site dc1 --zone lab.internal.
 
 Both rewrite only that zone's stanza in the site's named.conf and `rndc reconfig`, and
 are idempotent. Promotion keeps the data the secondary transferred (BIND stores it in
@@ -36,7 +37,7 @@ def _stanza(zone: str, body: str) -> str:
     return f'zone "{zone}" {{\n{body}}};\n'
 
 
-def primary_body(zone: bind.Zone, site: str, data_file: str) -> str:
+def primary_body(zone: bind.Zone, site: str, data_file: str, raw: bool = True) -> str:
     peers = " ".join(
         f"{layout.service_ip(s)} port {layout.DNS_PORT} key {bind.XFER_KEY};"
         for s in zone.sites()
@@ -45,9 +46,10 @@ def primary_body(zone: bind.Zone, site: str, data_file: str) -> str:
     return (
         "    type primary;\n"
         f'    file "{data_file}";\n'
-        "    // The transferred copy is in raw format, as BIND writes secondaries.\n"
-        "    masterfile-format raw;\n"
-        f"    update-policy {{ grant {zone.ddns_key} zonesub ANY; }};\n"
+        # A transferred copy is in raw format, as BIND writes secondaries; the site's own
+        # rendered zone file is text.
+        + ("    masterfile-format raw;\n" if raw else "")
+        + f"    update-policy {{ grant {zone.ddns_key} zonesub ANY; }};\n"
         f"    allow-transfer {{ key {bind.XFER_KEY}; }};\n"
         "    notify explicit;\n"
         f"    also-notify {{ {peers} }};\n"
@@ -152,6 +154,29 @@ def fence(root: Path, site: str, zone_name: str, primary_ip: str) -> bool:
     return True
 
 
+def restore(root: Path, site: str, zone_name: str) -> bool:
+    """Undo a fence with nobody to follow (the lone survivor's override): primary again,
+    from the newest copy the site had before the fence, which the fence left in place."""
+    zone = _zone(zone_name)
+    conf_path = _conf_path(root, site)
+    conf = conf_path.read_text()
+    if current_type(conf, zone.name) == "primary":
+        return False
+    copies = [
+        path
+        for path in conf_path.parent.glob(f"{zone.label}.*db")
+        if ".fenced." not in path.name and path.name.endswith(".db")
+    ]
+    if not copies:
+        raise RoleError(f"{site} kept no copy of {zone.name} to serve from")
+    newest = max(copies, key=lambda path: path.stat().st_mtime)
+    own = newest.name == f"{zone.label}.db"  # rendered by the lab, text (bind._zone_file)
+    body = primary_body(zone, site, newest.name, raw=not own)
+    conf_path.write_text(rewrite(conf, zone.name, body))
+    _reconfig(root, site)
+    return True
+
+
 def _conf_path(root: Path, site: str) -> Path:
     return lab_state.load(root).site_dir(site, "named") / "named.conf"
 
@@ -169,7 +194,7 @@ def _follow(root: Path, site: str, zone: bind.Zone, primary_ip: str, new_file: s
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m orchestrator.lab.dnsrole")
-    parser.add_argument("action", choices=["promote", "demote", "fence"])
+    parser.add_argument("action", choices=["promote", "demote", "fence", "restore"])
     parser.add_argument("--site", required=True)
     parser.add_argument("--zone", required=True)
     parser.add_argument("--primary", help="demote: the address of the primary to follow")
@@ -182,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
             raise RoleError(f"{args.action} needs --primary ADDRESS")
         if args.action == "promote":
             changed = promote(root, args.site, args.zone)
+        elif args.action == "restore":
+            changed = restore(root, args.site, args.zone)
         elif args.action == "demote":
             changed = demote(root, args.site, args.zone, args.primary)
         else:

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from orchestrator.lab import layout, netns, sshd
+from orchestrator.lab import deadman, layout, netns, sshd
 from orchestrator.lab.state import LabState, topology_path
 
 # Role of each application host → (lab component, port) — `lab_app --role` takes the role.
@@ -66,7 +66,7 @@ def _site_vars(state: LabState, site: str) -> dict[str, Any]:
         "lab_app": f"{python} -m orchestrator.lab.app --site {site} --state-dir {root}",
         # The application's start gate: `sitectl ticket check SITE` (lab/startgate.py).
         "lab_start_gate": f"{python} -m orchestrator.cli.main ticket check {site} -c "
-        f"{topology_path(root)}",
+        f"{topology_path(root)} --agent-state {deadman.memory_file(root, site)}",
         # promote|demote the site's named for a zone, e.g. "{{ lab_dnsrole }} promote …".
         "lab_dnsrole": f"{python} -m orchestrator.lab.dnsrole --site {site} --state-dir {root}",
     }

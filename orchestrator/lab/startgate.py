@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from orchestrator.lab import netns
+from orchestrator.lab import deadman, netns
 from orchestrator.lab.environment import topology_path
 
 
@@ -22,6 +22,7 @@ def argv(root: Path, site: str) -> list[str]:
     return [
         *(sys.executable, "-m", "orchestrator.cli.main", "ticket", "check", site),
         *("-c", str(topology_path(root))),
+        *("--agent-state", str(deadman.memory_file(root, site))),
     ]
 
 

@@ -228,6 +228,7 @@ def build(state: LabState) -> dict[str, Any]:
             "port": deadman.PORT,
             "key": {"file": _rel(state, deadman.key_file(state))},
             "dns_fence_command": "{{ lab_dnsrole }} fence --zone {zone} --primary {primary}",
+            "dns_restore_command": "{{ lab_dnsrole }} restore --zone {zone}",
         },
         "zookeeper": {
             "hosts": [

@@ -10,8 +10,10 @@ standby cut off), nothing is fenced.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +29,7 @@ from orchestrator.config import load_topology
 from orchestrator.lab import layout, volumes
 from orchestrator.lab.deadman import KIND
 from orchestrator.lab.environment import topology_path
-from tests.conftest import LabHandle, eventually
+from tests.conftest import LabHandle, eventually, lab_command
 from tests.lab.test_partition import answering, seen_from
 
 pytestmark = pytest.mark.lab
@@ -182,7 +184,7 @@ def test_cuts_that_leave_the_active_site_a_majority_fence_nothing(guarded: LabHa
     assert f"{standby} does not hold the right to serve" in agent_log(lab, standby)
 
 
-def test_the_lone_survivor_fences_itself(guarded: LabHandle) -> None:
+def test_the_lone_survivor_fences_itself(guarded: LabHandle, tmp_path: Path) -> None:
     """dc2 and the witness lost at once: no quorum anywhere, so dc1's controller cannot
     renew the ticket, and dc1 fences itself (safety first, as booth does)."""
     lab, site = guarded, layout.ACTIVE_SITE
@@ -200,3 +202,40 @@ def test_the_lone_survivor_fences_itself(guarded: LabHandle) -> None:
         f"{lost - started:.1f} s)"
     )
     assert_fenced_by_its_agent(lab, site)
+
+    # The operator's way back, from inside the site: no quorum can record a grant, so
+    # the override goes to the site's agent, which restores the site.
+    audit = tmp_path / "audit.jsonl"
+    reason = "test: dc2 and the witness lost for good, CHG-18"
+    sitectl = [sys.executable, "-m", "orchestrator.cli.main", "ticket", "grant", site]
+    without = lab_command(
+        *("exec", "--state-dir", str(lab.state_dir), site, "--", *sitectl),
+        *("-c", str(topology_path(lab.state_dir))),
+        env={"SITECTL_AUDIT_LOG": str(audit)},
+    )
+    assert without.returncode == 1 and "--no-quorum" in without.stderr, without.stderr
+    granted = lab_command(
+        *("exec", "--state-dir", str(lab.state_dir), site, "--", *sitectl, "--force", reason),
+        *("--no-quorum", "-c", str(topology_path(lab.state_dir))),
+        env={"SITECTL_AUDIT_LOG": str(audit)},
+    )
+    assert granted.returncode == 0, granted.stderr + granted.stdout
+    assert "WARNING: the right to serve was given without a quorum" in granted.stderr
+    assert f"1 of 1 dead-man agents of {site} took the override" in granted.stdout
+    eventually(
+        lambda: answering(seen_from(lab, site, service(site))) == set(service(site)),
+        f"{site} serves again",
+        within=60,
+    )
+    assert f"{site} restored in" in agent_log(lab, site)
+    assert mounted(lab, site), f"{site}'s volume is mounted again"
+    assert takes_updates(lab, site, layout.INTERNAL_ZONE), "its DNS server is the primary again"
+    (audited,) = [
+        json.loads(line) for line in audit.read_text().splitlines() if "ticket.granted" in line
+    ]
+    assert (audited["site"], audited["reason"], audited["no_quorum"]) == (site, reason, True)
+    assert audited["user"] and audited["acknowledged"]
+    # Still no quorum: the agent does not fence the site it was told to keep serving.
+    time.sleep(fence_after(lab) + 2)
+    assert answering(seen_from(lab, site, service(site))) == set(service(site))
+    assert agent_log(lab, site).count(f"{site} fenced in") == 1

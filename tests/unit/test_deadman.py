@@ -6,16 +6,24 @@ from __future__ import annotations
 
 import json
 import socket
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from orchestrator.config import load_topology
 from orchestrator.config.inventory import host_vars_in
-from orchestrator.deadman.actions import FenceAction, fence_actions, guarded_hosts, render
-from orchestrator.deadman.agent import Agent
+from orchestrator.deadman.actions import (
+    FenceAction,
+    fence_actions,
+    guarded_hosts,
+    render,
+    restore_actions,
+)
+from orchestrator.deadman.agent import Agent, override_in
 from orchestrator.deadman.decision import Memory, Verdict, judge
-from orchestrator.deadman.feed import BadFeed, Feed, decode, encode
+from orchestrator.deadman.feed import Ack, BadFeed, Feed, decode, decode_ack, encode, encode_ack
+from orchestrator.deadman.feeder import agent_addresses
 from orchestrator.storage.epochfence import refused
 
 KEY = b"k" * 24
@@ -80,6 +88,27 @@ ARMED = Memory("dc1", armed=True, fed_at=100.0, fence_after=5.0, seq=1)
             Verdict.FENCED,
             "dc1 is fenced: waiting for its controller",
         ),
+        (
+            Memory("dc1", armed=True, fed_at=100.0, fence_after=5.0, seq=5, override="CHG-1"),
+            900.0,
+            Verdict.RESTORE,
+            "dc1 serves by the operator's override (CHG-1): restoring dc1",
+        ),
+        (
+            Memory(
+                "dc1",
+                armed=True,
+                fed_at=100.0,
+                fence_after=5.0,
+                seq=5,
+                override="CHG-1",
+                restored=True,
+            ),
+            900.0,
+            Verdict.OVERRIDDEN,
+            "dc1 serves by the operator's override (CHG-1) without the cluster's ticket: "
+            "not fencing it",
+        ),
     ],
 )
 def test_the_agents_decision(memory: Memory, now: float, verdict: Verdict, sentence: str) -> None:
@@ -110,6 +139,88 @@ def test_a_site_that_lost_the_ticket_is_fenced_on_the_first_feed_saying_so(
     agent.heard(encode(Feed("dc1", False, 3, 5.0, fence=True), KEY))
     assert agent.tick() is Verdict.FENCED and len(ran) == 1, "fenced once"
     sock.close()
+
+
+def test_an_override_stands_until_the_cluster_decides() -> None:
+    fenced = Memory("dc1", armed=True, fed_at=100.0, fence_after=5.0, seq=9, fenced=True)
+    over = fenced.fed(holder=True, seq=10, fence_after=5.0, now=200.0, override="CHG-1")
+    assert (over.override, over.fenced, over.restored, over.armed) == ("CHG-1", False, False, True)
+    restored = replace(over, restored=True)
+    # The controller without a quorum, or not vouching for the site: the override stands.
+    standing = restored.fed(holder=False, seq=11, fence_after=5.0, now=300.0)
+    assert (standing.override, standing.restored) == ("CHG-1", True)
+    assert judge(standing, 10_000.0)[0] is Verdict.OVERRIDDEN, "silence fences nothing"
+    # A quorum back and the site the holder: the ordinary rules again.
+    held = standing.fed(holder=True, seq=12, fence_after=5.0, now=400.0)
+    assert (held.override, judge(held, 401.0)[0]) == (None, Verdict.SERVE)
+    # The site lost the ticket to a failover meanwhile: fenced at once.
+    lost = standing.fed(holder=False, seq=12, fence_after=5.0, now=400.0, lost=True)
+    assert (lost.override, judge(lost, 400.0)[0]) == (None, Verdict.FENCE)
+    # A second override restores again (the site may have been fenced since).
+    again = restored.fed(holder=True, seq=13, fence_after=5.0, now=500.0, override="CHG-2")
+    assert (again.override, again.restored) == ("CHG-2", False)
+
+
+def test_an_override_and_its_acknowledgement_are_signed() -> None:
+    feed = Feed("dc1", True, 17, 5.0, override="dc2 lost; CHG-4711")
+    assert decode(encode(feed, KEY), KEY) == feed
+    assert decode_ack(encode_ack(Ack("dc1", 17), KEY), KEY) == Ack("dc1", 17)
+    with pytest.raises(BadFeed, match="bad signature"):
+        decode_ack(encode_ack(Ack("dc1", 17), b"other key"), KEY)
+
+
+def test_an_agent_takes_an_override_acknowledges_it_and_restores_once(tmp_path: Path) -> None:
+    now = [0.0]
+    ran: list[str] = []
+    fence = [FenceAction("stop role mta on dc1-mta", argv=("true",))]
+    restore = [
+        FenceAction("mount volume mail at dc1", argv=("true",)),
+        FenceAction("start role mta on dc1-mta", argv=("true",)),
+    ]
+    agent_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    agent_sock.bind(("127.0.0.1", 0))
+    operator = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    operator.bind(("127.0.0.1", 0))
+    operator.settimeout(2)
+    memory = tmp_path / "memory.json"
+    agent = Agent("dc1", fence, KEY, agent_sock, memory, restore_actions=restore,
+                  clock=lambda: now[0], run=lambda a: ran.append(a.what))  # fmt: skip
+    agent.heard(encode(Feed("dc1", True, 1, 5.0), KEY))
+    now[0] = 6.0
+    assert agent.tick() is Verdict.FENCE and ran == ["stop role mta on dc1-mta"]
+    assert override_in(memory, "dc1") is None
+    agent.heard(encode(Feed("dc1", True, 2, 5.0, override="CHG-1"), KEY),
+                operator.getsockname())  # fmt: skip
+    assert decode_ack(operator.recv(4096), KEY) == Ack("dc1", 2)
+    assert override_in(memory, "dc1") == "CHG-1", "the start gate reads it before the roles start"
+    assert override_in(memory, "dc2") is None
+    assert agent.tick() is Verdict.RESTORE
+    assert ran[1:] == ["mount volume mail at dc1", "start role mta on dc1-mta"]
+    now[0] = 1000.0
+    assert agent.tick() is Verdict.OVERRIDDEN and len(ran) == 3, "restored once, never fenced"
+    # Restarted, it remembers the override and does not fence on silence.
+    again = Agent("dc1", fence, KEY, agent_sock, memory, restore_actions=restore,
+                  clock=lambda: now[0], run=lambda a: ran.append(a.what))  # fmt: skip
+    assert again.tick() is Verdict.OVERRIDDEN and len(ran) == 3
+    agent_sock.close()
+    operator.close()
+
+
+def test_a_restore_undoes_each_fence_action_volumes_first_roles_in_start_order() -> None:
+    topo = load_topology(EXAMPLE)
+    hosts = guarded_hosts(topo, "dc1", None)
+    undo = [a.what for a in restore_actions(topo, "dc1", hosts, {})]
+    done = [a.what for a in fence_actions(topo, "dc1", hosts, {})]
+    opposite = {"stop": "start", "unmount": "mount", "drop": "take"}
+    assert sorted(undo) == sorted(
+        f"{opposite[verb]} {rest}" for verb, rest in (w.split(" ", 1) for w in done)
+    )
+    starts = [w for w in undo if w.startswith("start role")]
+    mounts = [w for w in undo if w.startswith("mount volume")]
+    assert starts and mounts
+    assert max(undo.index(w) for w in mounts) < min(undo.index(w) for w in starts)
+    orders = [topo.roles[w.split()[2]].start_order for w in starts]
+    assert orders == sorted(orders), "first-started first"
 
 
 def test_render_fills_host_variables_and_refuses_an_unknown_one() -> None:
@@ -208,3 +319,15 @@ def test_the_hosts_epoch_fence(newest: int | None, epoch: int, refused_text: str
     said = refused(newest, epoch)
     assert (said is None) == (refused_text is None)
     assert refused_text is None or (said is not None and said.startswith(refused_text))
+
+
+def test_only_hosts_a_fence_touches_run_an_agent() -> None:
+    topo = load_topology(EXAMPLE)
+    fed = {address for address, _ in agent_addresses(topo, "dc1")}
+    for host in (h for h in topo.hosts if h.site == "dc1"):
+        touched = bool(fence_actions(topo, "dc1", [host], {}))
+        assert (host.address in fed) is touched or any(
+            other.address == host.address for other in topo.hosts if other is not host
+        ), host.name
+    ldap_only = [h for h in topo.hosts if h.site == "dc1" and set(h.roles) == {"ldap"}]
+    assert ldap_only and not {h.address for h in ldap_only} & fed, "LDAP never moves"
