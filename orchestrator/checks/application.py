@@ -5,15 +5,18 @@ stopped (a refused connection is the healthy answer there); roles that run on bo
 sites at all times (`moves: false`, e.g. LDAP) must answer everywhere. Where IMAP must
 answer and the topology names a probe user, the probe logs in as that user: a mailbox
 server that greets but refuses logins serves nobody.
+
+Two sites answering for a role that moves is a finding of its own (`summarize`): a split
+brain, down, whatever each probe says on its own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from orchestrator.adapters.probes import Answer, Login, ProbeResult, probe
 from orchestrator.adapters.secrets import SecretError, read_secret
-from orchestrator.checks.result import Check, CheckResult, Status, one_line
+from orchestrator.checks.result import SPLIT_BRAIN, Check, CheckResult, Status, one_line
 from orchestrator.config.model import Host, Probe, Topology
 
 SYSTEM = "application"
@@ -96,3 +99,29 @@ def judge(answer: ProbeResult, expect_up: bool) -> tuple[Status, str]:
     return Status.DEGRADED, (
         f"running on the standby site: both sites may be serving ({answer.describe()})"
     )
+
+
+SPLIT_TARGET = "split-brain"
+
+
+def summarize(topo: Topology, results: Sequence[CheckResult]) -> list[CheckResult]:
+    """Adds one down finding when the roles that move answer on two sites (pure)."""
+    moving = {name for name, role in topo.roles.items() if role.moves}
+    serving: dict[str, list[str]] = {}
+    for r in results:
+        role = r.target.split(" ", 1)[0]
+        if r.system == SYSTEM and r.site and role in moving and r.figures.get("up") == 1.0:
+            serving.setdefault(r.site, []).append(r.target)
+    if len(serving) < 2:
+        return list(results)
+    where = "; ".join(f"{site}: {', '.join(sorted(t))}" for site, t in sorted(serving.items()))
+    finding = CheckResult(
+        SYSTEM,
+        None,
+        SPLIT_TARGET,
+        Status.DOWN,
+        f"split brain: {len(serving)} sites serve the application ({where}); stop it where "
+        f"{topo.active_site} is not, or fail over",
+        {SPLIT_BRAIN: 1.0},
+    )
+    return [*results, finding]

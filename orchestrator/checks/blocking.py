@@ -9,6 +9,7 @@ Only `down` blocks; `degraded` is the operator's call. What blocks:
 - in a switchover, anything down on the old site: a planned move stops the old site
   cleanly and syncs it one last time, which needs it reachable.
 In a failover nothing on the old site blocks: its loss is the reason for the failover.
+A split brain (two sites serving) never blocks: moving the service is how it ends.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ def blocking_problems(
 
 
 def _why_blocking(result: CheckResult, from_site: str, to_site: str, mode: str) -> str | None:
+    if result.split_brain:
+        return None
     if result.site == to_site:
         return f"the new site {to_site} needs it"
     if result.site is None:

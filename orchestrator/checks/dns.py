@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from orchestrator.checks.places import site_of
-from orchestrator.checks.result import Check, CheckResult, Status, one_line
+from orchestrator.checks.result import SPLIT_BRAIN, Check, CheckResult, Status, one_line
 from orchestrator.config.model import DnsServer, DnsZone, Topology
 from orchestrator.errors import SitectlError
 
@@ -104,7 +104,7 @@ def _key_reader(topo: Topology, zone: DnsZone) -> Callable[[float], CheckResult]
 
     After a failover promoted another site's server, that one is the primary; the one
     configured first may rightly refuse (it was demoted). Two that both accept are two
-    primaries, which a reprotect resolves.
+    primaries: a split brain (down), which a reprotect resolves.
     """
     from orchestrator.adapters.dns.primary import accepting, candidates
 
@@ -123,9 +123,10 @@ def _key_reader(topo: Topology, zone: DnsZone) -> Callable[[float], CheckResult]
             both = " and ".join(str(s) for s in accepted)
             return CheckResult(
                 *where,
-                Status.DEGRADED,
-                f"two primaries take updates: {both} (`sitectl reprotect` demotes the stale one)",
-                {},
+                Status.DOWN,
+                f"split brain: two primaries take updates: {both} (`sitectl reprotect` "
+                "demotes the stale one)",
+                {SPLIT_BRAIN: 1.0},
             )
         return CheckResult(*where, Status.OK, "", {})
 

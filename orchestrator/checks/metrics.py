@@ -71,6 +71,11 @@ def families(sweep: Sweep) -> list[Metric]:
         "1 when both datacenters hold the same value of the setting, 0 when they differ.",
         labels=["setting"],
     )
+    split = GaugeMetricFamily(
+        "sitectl_split_brain",
+        "1 while the sweep finds two sites serving (application or DNS primaries), else 0.",
+    )
+    split.add_metric([], 1.0 if sweep.split_brains() else 0.0)
     duration = GaugeMetricFamily("sitectl_sweep_duration_seconds", "How long the sweep took.")
     duration.add_metric([], sweep.seconds)
     bucket_lags: dict[str, float] = {}
@@ -92,7 +97,7 @@ def families(sweep: Sweep) -> list[Metric]:
             equal.add_metric([r.target.removeprefix("setting ")], r.figures[parity.EQUAL])
     for bucket, lag in bucket_lags.items():
         s3_lag.add_metric([bucket], lag)
-    return [up, status, ldap_lag, mirror_lag, s3_lag, equal, duration]
+    return [up, status, ldap_lag, mirror_lag, s3_lag, equal, split, duration]
 
 
 def exposition(sweep: Sweep) -> str:

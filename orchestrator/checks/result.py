@@ -25,6 +25,12 @@ def worst_of(statuses: list[Status] | tuple[Status, ...]) -> Status:
     return max(statuses, key=_RANK.__getitem__, default=Status.OK)
 
 
+# The figure that marks a finding of two sites serving (two application sites answering,
+# two DNS primaries for a zone): down, told to the `split-brain` hook, counted by the
+# `sitectl_split_brain` metric, never a reason to refuse the operation that ends it.
+SPLIT_BRAIN = "split_brain"
+
+
 @dataclass(frozen=True)
 class CheckResult:
     system: str  # one of sweep.SYSTEMS: "zookeeper", "ldap", ..., "application", "parity"
@@ -42,6 +48,10 @@ class CheckResult:
         where = f"{self.site} " if self.site else ""
         text = f"{self.system} {where}{self.target}: {self.status.value}"
         return f"{text} — {self.reason}" if self.reason else text
+
+    @property
+    def split_brain(self) -> bool:
+        return self.figures.get(SPLIT_BRAIN, 0.0) > 0
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -61,6 +71,9 @@ class Sweep:
 
     def worst(self) -> Status:
         return worst_of([r.status for r in self.results])
+
+    def split_brains(self) -> list[CheckResult]:
+        return [r for r in self.results if r.split_brain]
 
     def for_system(self, system: str) -> list[CheckResult]:
         return [r for r in self.results if r.system == system]

@@ -105,6 +105,7 @@ def summarize(topo: Topology, results: Sequence[CheckResult]) -> list[CheckResul
     """The judgements across nodes of one system (pure)."""
     out = ldap.summarize(results, topo.policy.rpo_limits.ldap)
     out = dns.summarize(out)
+    out = application.summarize(topo, out)
     return zookeeper.summarize(out) if any(r.system == "zookeeper" for r in out) else out
 
 

@@ -128,6 +128,7 @@ class Controller:
         # decides then, not at its next tick (up to an interval later).
         self._wake = threading.Event()
         self._watching: int | None = None  # the session whose report watches are set
+        self._split_seen = False  # the latest probe found two sites serving
         self._active = topo.active_site  # last known; probing goes on without ZooKeeper
         self._last_probe = self._last_cycle = time.monotonic()
         self._busy = False  # running an operation: the leader loop is not stuck
@@ -205,6 +206,7 @@ class Controller:
         if decisive(report.to_json(), self.timing.consecutive_failures):
             self._wake.set()
         self.metrics.observed(dict(report.sites), report.seconds)
+        self._split_brain(self._prober.split_brains)
         self.board.update(vantage=report.to_json())
         if not self.leadership.connected:
             return  # nothing can be published; the leader counts us absent, as it should
@@ -220,6 +222,20 @@ class Controller:
                 )
         except SitectlError as exc:
             log.info("could not publish the vantage report: %s", exc)
+
+    def _split_brain(self, findings: tuple[str, ...]) -> None:
+        """Say once when this vantage point starts and stops seeing two sites serving;
+        the `split-brain` hook is told on its own thread, so a slow hook delays no probe."""
+        self.metrics.split_brain.set(1 if findings else 0)
+        if bool(findings) == self._split_seen:
+            return
+        self._split_seen = bool(findings)
+        if not findings:
+            log.info("%s no longer sees two sites serving", self.site)
+            return
+        log.warning("%s sees two sites serving: %s", self.site, "; ".join(findings))
+        payload = {"vantage": self.site, "active_site": self._active, "findings": list(findings)}
+        threading.Thread(target=self.hooks.run, args=("split-brain", payload), daemon=True).start()
 
     # ---- the dead-man agents ---------------------------------------------------
 

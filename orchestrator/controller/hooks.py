@@ -2,7 +2,9 @@
 
 Events: `pre-failover` (runs before an automatic failover; a non-zero exit, a non-2xx
 answer, a timeout or a hook that cannot run at all vetoes it: when the hook cannot say
-yes, the safe answer is no), `post-failover` and `failover-failed` (told, never asked).
+yes, the safe answer is no), `post-failover` and `failover-failed` (told, never asked),
+and `split-brain` (told, never asked: each controller whose probes find two sites
+serving, once when it starts seeing it, with `vantage`, `active_site` and `findings`).
 
 A command gets the event as JSON on stdin and as SITECTL_* environment variables; a
 webhook (a value starting with http:// or https://) gets the same JSON in a POST.
@@ -23,7 +25,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-EVENTS = ("pre-failover", "post-failover", "failover-failed")
+EVENTS = ("pre-failover", "post-failover", "failover-failed", "split-brain")
 
 
 @dataclass(frozen=True)

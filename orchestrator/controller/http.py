@@ -87,6 +87,11 @@ class Metrics:
             "Seconds until the site ticket expires unrenewed (negative: expired).",
             **labels,
         )
+        self.split_brain = Gauge(
+            "sitectl_split_brain",
+            "1 while this vantage point's latest probe found two sites serving, else 0.",
+            **labels,
+        )
         self.ticket_renewals = Counter(
             "sitectl_ticket_renewals",
             "Renewals of the site ticket this controller made.",

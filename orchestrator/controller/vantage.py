@@ -114,12 +114,15 @@ class Prober:
         self._clock = clock
         self._streaks: dict[str, int] = {}
         self._seq = 0
+        # The latest sweep's findings of two sites serving, as sentences.
+        self.split_brains: tuple[str, ...] = ()
 
     def probe(self, active_site: str, timeout: float) -> Report:
         # The checks judge the application against the topology's active site; the one
         # that counts is the one recorded in ZooKeeper, which moves with every failover.
         topo = self._topo.model_copy(update={"active_site": active_site})
         sweep = self._sweeper(topo, timeout)
+        self.split_brains = tuple(r.reason for r in sweep.split_brains())
         sites = {}
         for site in topo.datacenters():
             verdict = judge_site(sweep.results, site, service_targets(topo, site))

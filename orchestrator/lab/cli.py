@@ -281,13 +281,22 @@ def controllers_up(
             "default: the lab's own.",
         ),
     ] = None,
+    hook: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--hook",
+            metavar="EVENT=COMMAND",
+            help="Passed to every controller (repeatable), e.g. "
+            "split-brain='logger -t sitectl'; run inside the controller's site.",
+        ),
+    ] = None,
 ) -> None:
     """Start `sitectl controller run` in every site (dc1, dc2, witness); wait until served.
 
     [b]Example:[/b] sitectl lab controllers up --topology .lab/topology-automatic.yaml
     """
     try:
-        names = lifecycle.controllers_up(_root(state_dir), topology)
+        names = lifecycle.controllers_up(_root(state_dir), topology, tuple(hook or ()))
     except lifecycle.LabError as exc:
         raise _fail(exc) from None
     out.print(f"controllers up (started: {', '.join(names) or 'nothing'})", markup=False)

@@ -37,9 +37,13 @@ def command(site: str, listen_at: str, topology: Path, *extra: str) -> list[str]
     ]
 
 
-def argv(state: LabState, site: str, topology: Path | None = None) -> list[str]:
-    """The lab's controller command line, on `topology` (default: the lab's own)."""
-    return command(site, listen(site), topology or topology_path(state.root))
+def argv(
+    state: LabState, site: str, topology: Path | None = None, hooks: tuple[str, ...] = ()
+) -> list[str]:
+    """The lab's controller command line, on `topology` (default: the lab's own), with
+    `hooks` as its `--hook EVENT=COMMAND` options."""
+    extra = [arg for hook in hooks for arg in ("--hook", hook)]
+    return command(site, listen(site), topology or topology_path(state.root), *extra)
 
 
 def prepare(state: LabState, programs: dict[str, str]) -> list[Component]:

@@ -413,10 +413,12 @@ def _of_kind(state: LabState, kind: str) -> list[Component]:
     return [c for c in state.components.values() if c.kind == kind]
 
 
-def controllers_up(root: Path, topology: Path | None = None) -> list[str]:
+def controllers_up(
+    root: Path, topology: Path | None = None, hooks: tuple[str, ...] = ()
+) -> list[str]:
     """Start every datacenter's dead-man agent, then every site's controller on
-    `topology` (default: the lab's), restarting one that runs on another file, and wait
-    until each serves."""
+    `topology` (default: the lab's) with `hooks`, restarting one that runs otherwise,
+    and wait until each serves."""
     if topology is not None and not topology.is_file():
         raise LabError(f"--topology {topology}: no such file", ExitCode.BAD_INPUT)
     with lab_state.locked(_existing_lab(root)) as state:
@@ -425,7 +427,7 @@ def controllers_up(root: Path, topology: Path | None = None) -> list[str]:
         for comp in [*agents, *comps]:
             comp.wanted = True
             if comp.kind == controllers.KIND:
-                wanted_argv = controllers.argv(state, comp.site, topology)
+                wanted_argv = controllers.argv(state, comp.site, topology, hooks)
                 if comp.argv != wanted_argv:
                     procs.stop(comp)
                     comp.argv = wanted_argv

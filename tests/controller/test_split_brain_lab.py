@@ -1,0 +1,95 @@
+"""Two sites serving, on the namespace lab with its controllers: the application started
+by hand on the standby (past its start gate, as a careless operator would) while the
+active site serves. What a user checks: `sitectl health` says down, naming the split;
+the controllers' `split-brain` hook is told once, with the findings; `/metrics` counts
+it; and it ends when the stray application stops."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from orchestrator.lab import controllers as lab_daemons
+from orchestrator.lab import layout
+from tests.conftest import LabHandle
+from tests.controller.conftest import wait_for
+from tests.engine.conftest import Cluster
+
+pytestmark = pytest.mark.lab
+
+
+@pytest.fixture(scope="module")
+def cluster(lab: LabHandle) -> Cluster:
+    return Cluster(lab)
+
+
+def lab_app(cluster: Cluster, action: str, site: str) -> None:
+    """The site's MTA only: the standby's mailbox server has no volume to serve from."""
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "orchestrator.lab.app", action, "--site", site),
+            *("--role", "mta"),
+            *("--state-dir", str(cluster.lab.state_dir)),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def controller_log(cluster: Cluster, site: str) -> str:
+    return Path(cluster.lab.state().components[f"{site}-controller"].log).read_text()
+
+
+def split_gauge(site: str) -> float | None:
+    url = f"http://{lab_daemons.listen(site)}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        for line in answer.read().decode().splitlines():
+            if line.startswith("sitectl_split_brain "):
+                return float(line.split()[1])
+    return None
+
+
+def test_two_sites_serving_is_down_told_to_the_hook_and_counted(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    lab = cluster.lab
+    if not cluster.at_home():
+        lab.renew()
+    told = tmp_path / "told.jsonl"
+    lab.ok("controllers", "up", "--hook", f"split-brain=sh -c '{{ cat; echo; }} >> {told}'")
+    stray = layout.DATACENTERS[1]
+    try:
+        wait_for(lambda: split_gauge("dc1") == 0.0, "the controllers probe", within=60)
+        lab_app(cluster, "start", stray)
+
+        health = cluster.sitectl("health", "--system", "application", "--json")
+        assert health.returncode == 2, health.stdout + health.stderr
+        findings = [r for r in json.loads(health.stdout)["results"] if r["target"] == "split-brain"]
+        assert [(f["status"], f["figures"]) for f in findings] == [("down", {"split_brain": 1.0})]
+        assert findings[0]["reason"].startswith("split brain: 2 sites serve the application (")
+
+        wait_for(lambda: told.exists() and told.read_text().strip(), "the hook is told", within=30)
+        wait_for(lambda: all(split_gauge(s) == 1.0 for s in layout.SITES), "every view counts it")
+        events = [json.loads(line) for line in told.read_text().splitlines() if line]
+        assert {e["event"] for e in events} == {"split-brain"}
+        assert {e["vantage"] for e in events} <= set(layout.SITES)
+        assert all(e["active_site"] == "dc1" and e["findings"] for e in events), events
+        assert f"{stray} sees two sites serving" in controller_log(cluster, stray)
+
+        lab_app(cluster, "stop", stray)
+        wait_for(lambda: split_gauge("witness") == 0.0, "the split ends", within=30)
+        assert "witness no longer sees two sites serving" in controller_log(cluster, "witness")
+        # Once per episode: the hook was not told again while it lasted.
+        told_once = [json.loads(line) for line in told.read_text().splitlines() if line]
+        assert len(told_once) == len({e["vantage"] for e in told_once})
+    finally:
+        lab_app(cluster, "stop", stray)
+        lab.ok("controllers", "down")
