@@ -233,3 +233,65 @@ def test_a_site_back_after_losing_a_failover_takes_no_mail_and_sends_nobody_to_i
         writer.stop()
     assert not writer.acks(), f"dc1 took mail after it came back: {writer.acks()[:3]}"
     assert took <= 10, f"dc1's DNS server answered dc1 for {took:.1f} s after the heal began"
+
+
+@pytest.fixture
+def manual(cluster: Cluster) -> Iterator[None]:
+    """The lab's own controllers (automatic promotion off) and dead-man agents, dc1
+    active and renewing its ticket; a new lab afterwards (the scenario moves the service)."""
+    if not cluster.at_home():
+        cluster.lab.renew()
+    cluster.lab.ok("controllers", "up")
+    try:
+        wait_for(
+            lambda: "dc1 was confirmed" in agent_log(cluster.lab, "dc1"),
+            "dc1's agent is fed",
+            within=60,
+        )
+        yield
+    finally:
+        cluster.lab.ok("heal-network")
+        cluster.lab.ok("controllers", "down")
+        cluster.lab.renew()
+
+
+@pytest.mark.parametrize(
+    ("cut", "said"),
+    [
+        # Nobody reaches dc1, the operator neither: the failover waits out its ticket.
+        (("dc1",), "dc1's stop steps did not succeed: waiting until dc1's ticket has expired"),
+        # dc1 cut from dc2 and the witness only: the operator's failover stops it itself.
+        (("dc1", "--from", "dc2,witness"), "dc1's stop steps succeeded"),
+    ],
+    ids=["unreachable", "reachable-from-ops"],
+)
+def test_a_manual_failover_while_dc1_is_isolated_waits_the_bound_or_fences_it(
+    cluster: Cluster, manual: None, tmp_path: Path, cut: tuple[str, ...], said: str
+) -> None:
+    lab = cluster.lab
+    writers = {s: Writer(cluster, s, tmp_path / f"{s}.jsonl") for s in layout.DATACENTERS}
+    audit = tmp_path / "audit.jsonl"
+    try:
+        wait_for(lambda: len(writers["dc1"].acks()) >= 5, "dc1 takes mail")
+        lab.ok("partition", *cut)
+        # As an operator runs it: its sentences on stderr say what it waits for.
+        failover = cluster.sitectl("failover", "--to", "dc2", "--yes", SITECTL_AUDIT_LOG=str(audit))
+        assert failover.returncode == 0, failover.stderr + failover.stdout
+        wait_for(lambda: len(writers["dc2"].acks()) >= 5, "dc2 takes mail", within=60)
+    finally:
+        for writer in writers.values():
+            writer.stop()
+    told = " ".join(failover.stderr.split())  # unwrapped: rich wraps at 80 columns
+    assert f"fence/wait dc1: {said}" in told, failover.stderr
+    (waited,) = [
+        json.loads(line) for line in audit.read_text().splitlines() if '"fence.wait"' in line
+    ]
+    assert said in waited["detail"]
+    if waited["passes_at"] is not None:
+        assert waited["passes_at"] >= waited["renewed_at"] + waited["ttl"] + waited["clock_drift"]
+    dc1, dc2 = writers["dc1"].acks(), writers["dc2"].acks()
+    last_dc1 = max(a["acked_at"] for a in dc1)
+    first_dc2 = min(a["acked_at"] for a in dc2)
+    assert last_dc1 < first_dc2, f"dc1 acknowledged {last_dc1 - first_dc2:.2f} s after dc2"
+    if waited["passes_at"] is not None:
+        assert first_dc2 >= waited["passes_at"], "dc2 took mail before the wait passed"
