@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import botocore.exceptions
@@ -20,7 +20,12 @@ from hypothesis import strategies as st
 
 from orchestrator.adapters.dns import outcomes
 from orchestrator.adapters.dns.authoritative import Mismatch, VerifyResult, judge, verify
-from orchestrator.adapters.dns.fence import fence_rdataset, fence_text, parse_fence
+from orchestrator.adapters.dns.fence import (
+    fence_rdataset,
+    fence_text,
+    parse_fence,
+    route53_fence_epoch,
+)
 from orchestrator.adapters.dns.query import Question, Unsure, quick_verdict, resolve
 from orchestrator.adapters.dns.records import (
     RecordChange,
@@ -435,3 +440,86 @@ def test_gives_up_when_a_change_stays_pending() -> None:
     )
     with pytest.raises(Unavailable, match=r"change C1 still PENDING after 5s"):
         provider.wait_insync("C1")
+
+
+# -- the Route 53 fence's compare-and-set, on a client that matches DELETEs exactly -----
+
+
+@dataclass
+class StrictRoute53:
+    """Route 53's documented batch semantics: atomic; a DELETE must match the record's
+    current TTL and values exactly; a CREATE must not find the record. moto checks the
+    DELETE against any value the record ever had, which hides the race tested here."""
+
+    records: dict = field(default_factory=dict)  # (name, type) → (ttl, sorted values)
+    refused: int = 0
+
+    def change_resource_record_sets(self, HostedZoneId: str, ChangeBatch: dict) -> dict:
+        after = dict(self.records)
+        for change in ChangeBatch["Changes"]:
+            rrset = change["ResourceRecordSet"]
+            key = (rrset["Name"], rrset["Type"])
+            value = (rrset["TTL"], sorted(r["Value"] for r in rrset["ResourceRecords"]))
+            if change["Action"] == "DELETE":
+                if after.get(key) != value:
+                    self.refused += 1
+                    raise _client_error("InvalidChangeBatch", 400)
+                del after[key]
+            elif change["Action"] == "CREATE" and key in after:
+                self.refused += 1
+                raise _client_error("InvalidChangeBatch", 400)
+            else:
+                after[key] = value
+        self.records = after
+        return {"ChangeInfo": {"Id": "C1", "Status": "INSYNC"}}
+
+    def get_change(self, Id: str) -> dict:
+        return {"ChangeInfo": {"Id": Id, "Status": "INSYNC"}}
+
+    def list_resource_record_sets(self, **query: str) -> dict:
+        key = (query["StartRecordName"], query["StartRecordType"])
+        if key not in self.records:
+            return {"ResourceRecordSets": []}
+        ttl, values = self.records[key]
+        rrset = {"Name": key[0], "Type": key[1], "TTL": ttl}
+        return {
+            "ResourceRecordSets": [{**rrset, "ResourceRecords": [{"Value": v} for v in values]}]
+        }
+
+
+def test_a_route53_batch_whose_fence_changed_after_its_read_is_refused_whole() -> None:
+    api = StrictRoute53()
+    old, new = (Route53Provider("example.test.", "Z1", api) for _ in range(2))
+    to_dc1 = [RecordChange("mail.example.test.", "A", 60, "192.0.2.1")]
+    to_dc2 = [RecordChange("mail.example.test.", "A", 60, "198.51.100.1")]
+    old.apply_claiming(to_dc1, epoch=5)
+    old.apply_claiming(to_dc1, epoch=5)  # its own next batch matches what it read
+    took_over: list[bool] = []
+
+    def newer_leader_writes_between_our_read_and_our_batch() -> None:
+        if not took_over:
+            took_over.append(True)
+            new.apply_claiming(to_dc2, epoch=6)
+
+    with pytest.raises(LeaseLost, match=r"the fence holds epoch=6, newer than ours \(5\)"):
+        old.apply_claiming(
+            to_dc1, epoch=5, before_write=newer_leader_writes_between_our_read_and_our_batch
+        )
+    assert api.refused == 1, "the stale batch was sent once and refused whole"
+    assert api.records[("mail.example.test.", "A")] == (60, ["198.51.100.1"])
+    (fence,) = api.records[("_sitectl-fence.example.test.", "TXT")][1]
+    assert fence.startswith('"epoch=6" "write=')
+
+
+@pytest.mark.parametrize(
+    ("values", "epoch"),
+    [([], None), (['"epoch=7" "write=17f"'], 7), (['"epoch=7"'], 7)],
+)
+def test_the_route53_fence_value_is_read_strictly(values: list[str], epoch: int | None) -> None:
+    assert route53_fence_epoch("z.", values) == epoch
+
+
+@pytest.mark.parametrize("values", [['"epoch=x"'], ['"epoch=1"', '"epoch=2"'], ["epoch=1"]])
+def test_a_route53_fence_it_cannot_read_is_refused(values: list[str]) -> None:
+    with pytest.raises(Failed, match='not one "epoch=N"'):
+        route53_fence_epoch("z.", values)

@@ -17,7 +17,7 @@ from moto.server import ThreadedMotoServer
 
 from orchestrator.adapters.dns import RecordChange, RetryPolicy, Route53Provider
 from orchestrator.config.model import DnsRecord, DnsZone, Route53, SecretRef
-from orchestrator.errors import Failed, Unavailable
+from orchestrator.errors import Failed, LeaseLost, Unavailable
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(120)]
 ZONE = "example.test."
@@ -136,3 +136,41 @@ def test_an_api_that_does_not_answer_is_unavailable(route53, sleeps) -> None:
 def test_records_outside_the_zone_are_refused(route53) -> None:
     with pytest.raises(Failed, match=r"not in zone example\.test\."):
         route53().apply([RecordChange("mail.other.test.", "A", 60, "1.2.3.4")])
+
+
+def _fence(provider: Route53Provider) -> list[str]:
+    return provider._read_fence()
+
+
+def test_the_fence_goes_in_each_batch_and_a_stale_epoch_is_refused_by_the_service(
+    route53,
+) -> None:
+    """A newer leader's batch rewrites the fence with its epoch; an older leader's next
+    batch is refused, its records untouched. (The race where the older leader read the
+    fence before the newer one wrote it needs Route 53's exact DELETE match, which moto
+    does not check: test_dns_pure.py runs it on a client that does.)"""
+    provider = route53()
+    older = [RecordChange("mail.example.test.", "A", 60, "192.0.2.1")]
+    newer = [RecordChange("mail.example.test.", "A", 60, "198.51.100.1")]
+    provider.apply_claiming(older, epoch=5, tag="op-1/dns")
+    provider.apply_claiming(older, epoch=5, tag="op-1/dns")  # the same leader again
+    (held,) = _fence(provider)
+    assert held.startswith('"epoch=5" "write=')
+    provider.apply_claiming(newer, epoch=6, tag="op-2/dns")
+    assert _fence(provider)[0].startswith('"epoch=6" ')
+
+    with pytest.raises(LeaseLost, match=r"the fence holds epoch=6, newer than ours \(5\)"):
+        provider.apply_claiming(older, epoch=5, tag="op-1/dns")
+    assert provider.read_back(newer).ok, "the stale leader changed nothing"
+
+
+def test_a_lease_check_before_the_batch_stops_it(route53) -> None:
+    def lost() -> None:
+        raise LeaseLost("our ZooKeeper lease is gone")
+
+    before = _fence(route53())
+    with pytest.raises(LeaseLost, match="lease is gone"):
+        route53().apply_claiming(
+            [RecordChange("gone.example.test.", "A", 60, "192.0.2.9")], epoch=99, before_write=lost
+        )
+    assert _fence(route53()) == before

@@ -3,9 +3,8 @@
 What the engine calls (one provider per zone):
 
     provider = provider_for(topology, zone)             # Rfc2136Provider | Route53Provider
-    provider.apply_claiming(changes, epoch=epoch, tag=f"{op}/{step.id}")  # rfc2136:
-                                     # the fence claimed in the same message; LeaseLost if stale
-    provider.apply(changes, epoch=None, tag=...)        # route53
+    provider.apply_claiming(changes, epoch=epoch, tag=f"{op}/{step.id}")
+        # the fence claimed in the same RFC 2136 message or Route 53 batch; LeaseLost if stale
     verify(zone.name, changes, zone.verify_servers, timeout=...)  # → VerifyResult
 
 Errors: Unavailable (silence: retry / next server), Failed (refused, bad key, bad input),

@@ -4,6 +4,12 @@ A leader claims the zone's fence with its ZooKeeper epoch by compare-and-set, an
 later update carries the prerequisite "the fence holds exactly epoch=N". Once a newer
 leader has claimed the fence, the server itself refuses the old leader's updates, even
 if that leader wakes up from a pause believing it still leads.
+
+Route 53 has no prerequisites, but a change batch is atomic and its DELETE must match
+the record's current value exactly: DELETE the fence as read and CREATE the new one in
+the same batch as the records, and the service refuses the whole batch when another
+leader wrote the fence in between. Each write's value also carries a write id
+(`"epoch=N" "write=ID"`), so every claim is a CREATE of a value never written before.
 """
 
 from __future__ import annotations
@@ -65,3 +71,28 @@ def parse_fence(zone: str, rdataset: dns.rdataset.Rdataset | None) -> FenceState
             "claim it again"
         )
     return FenceState(zone, rdataset, int(matches[0].group(1)))
+
+
+_ROUTE53 = re.compile(r'^"epoch=(\d{1,18})"(?: "write=[0-9a-z-]{1,40}")?$')
+
+
+def route53_fence_value(epoch: int, write: str) -> str:
+    """The fence's TXT value as the Route 53 API takes it (quoted strings)."""
+    if epoch < 0:
+        raise ValueError("a fencing epoch is never negative")
+    return f'{fence_text(epoch)} "write={write}"'
+
+
+def route53_fence_epoch(zone: str, values: list[str]) -> int | None:
+    """The epoch in the fence record's values as the Route 53 API returns them; None
+    when there is no fence yet; Failed for anything else, as `parse_fence`."""
+    if not values:
+        return None
+    matches = [_ROUTE53.match(v) for v in values]
+    if len(values) != 1 or matches[0] is None:
+        raise Failed(
+            f'zone {zone}: {FENCE_LABEL} holds {values!r}, not one "epoch=N" — make sure '
+            "no other sitectl leader runs, then delete the record and let the leader "
+            "claim it again"
+        )
+    return int(matches[0].group(1))

@@ -6,10 +6,15 @@ in for the AWS API. moto reports changes INSYNC at once and serves no DNS, so th
 waiting loop and the API read-back are exercised, propagation to AWS's name servers is
 not.
 
-Fencing: Route 53 has no conditional writes (no prerequisite, no compare-and-set on a
-record), so `apply(epoch=N)` cannot be refused by the service the way an RFC 2136
-prerequisite is. For Route 53 zones fencing relies on ZooKeeper alone: the engine must
-re-check its lease right before calling `apply`.
+Fencing (`apply_claiming`): Route 53 has no prerequisites, but a change batch is atomic
+and a DELETE must match the record's current value exactly. Each batch DELETEs the fence
+record `_sitectl-fence.<zone>` as it was read and CREATEs it with this leader's epoch,
+beside the records: a batch whose fence was rewritten in between is refused whole by
+the service (a server-side compare-and-set), and a fence holding a newer epoch stops us
+before anything is sent. Each fence value carries a write id, so even the same leader's
+next batch DELETEs exactly what it read. moto checks a DELETE against any value the
+record ever had, not the current one, so the race itself is tested on a client that
+matches exactly, as Route 53 documents (tests/adapters/test_dns_pure.py).
 """
 
 from __future__ import annotations
@@ -24,12 +29,13 @@ from typing import Any
 import botocore.exceptions
 
 from orchestrator.adapters.dns.authoritative import Mismatch, VerifyResult
+from orchestrator.adapters.dns.fence import FENCE_LABEL, route53_fence_epoch, route53_fence_value
 from orchestrator.adapters.dns.records import RecordChange, in_zone
 from orchestrator.adapters.dns.retry import RetryPolicy
 from orchestrator.adapters.dns.rfc2136 import TAG_LABEL, ApplyResult
 from orchestrator.adapters.secrets import read_secret
 from orchestrator.config.model import DnsZone
-from orchestrator.errors import Failed, SitectlError, Unavailable
+from orchestrator.errors import Failed, LeaseLost, SitectlError, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +51,10 @@ _TRANSIENT_CODES = {
     "InternalError",
     "RequestTimeout",
 }
+# A batch refused because a record was not as read (DELETE) or already there (CREATE):
+# for the fence, another leader wrote it in between.
+_CONFLICT_CODES = {"InvalidChangeBatch", "InvalidInput"}
+_CLAIM_ROUNDS = 3
 
 
 @dataclass
@@ -97,6 +107,91 @@ class Route53Provider:
         log.info("%s", result.describe())
         return result
 
+    def apply_claiming(
+        self,
+        changes: Sequence[RecordChange],
+        *,
+        epoch: int,
+        tag: str | None = None,
+        before_write: Callable[[], None] | None = None,
+    ) -> ApplyResult:
+        """UPSERT every record with the fence's compare-and-set in the same batch (see
+        the module doc); LeaseLost when the fence holds a newer epoch or another leader
+        kept rewriting it. `before_write` (the caller's lease check) runs once the fence
+        is read and found not newer, before each batch is sent."""
+        items = in_zone(changes, self.zone)
+        fence = f"{FENCE_LABEL}.{self.zone}"
+        if any(_absolute(c.name) == fence for c in items):
+            raise Failed(f"zone {self.zone}: records may not touch the fence record")
+        if tag is not None:
+            items.append(RecordChange(f"{TAG_LABEL}.{self.zone}", "TXT", 0, tag))
+        groups = change_batches(items) or [[]]
+        for group in groups:
+            change_id = self._claim_and_submit(group, epoch, before_write)
+            self.wait_insync(change_id)
+        result = ApplyResult(self.zone, "route53", len(items), len(groups), epoch)
+        log.info("%s", result.describe())
+        return result
+
+    def _claim_and_submit(
+        self,
+        group: Sequence[RecordChange],
+        epoch: int,
+        before_write: Callable[[], None] | None,
+    ) -> str:
+        for _ in range(_CLAIM_ROUNDS):
+            held = self.retry.call(f"Route 53 fence read of zone {self.zone}", self._read_fence)
+            held_epoch = route53_fence_epoch(self.zone, held)
+            if held_epoch is not None and held_epoch > epoch:
+                raise LeaseLost(
+                    f"Route 53 zone {self.zone}: the fence holds epoch={held_epoch}, newer "
+                    f"than ours ({epoch}): another leader took over — stopping"
+                )
+            if before_write is not None:
+                before_write()
+            fence = self._fence_changes(held, epoch)
+            try:
+                return self.retry.call(
+                    f"Route 53 change of zone {self.zone}",
+                    lambda f=fence: self._submit(group, f),
+                )
+            except _Conflict:
+                log.info(
+                    "zone %s: the fence changed while claiming epoch %d; reading it again",
+                    self.zone,
+                    epoch,
+                )
+        raise LeaseLost(
+            f"Route 53 zone {self.zone}: the fence kept changing under epoch {epoch} "
+            f"({_CLAIM_ROUNDS} tries): another leader is writing — stopping"
+        )
+
+    def _fence_changes(self, held: list[str], epoch: int) -> list[dict[str, Any]]:
+        name = f"{FENCE_LABEL}.{self.zone}"
+        new = route53_fence_value(epoch, f"{time.time_ns():x}")
+        out = []
+        if held:
+            out.append(_rrset("DELETE", name, "TXT", 0, held))
+        out.append(_rrset("CREATE", name, "TXT", 0, [new]))
+        return out
+
+    def _read_fence(self) -> list[str]:
+        name = f"{FENCE_LABEL}.{self.zone}"
+
+        def read() -> list[str]:
+            page = self.client.list_resource_record_sets(
+                HostedZoneId=self.hosted_zone_id,
+                StartRecordName=name,
+                StartRecordType="TXT",
+                MaxItems="1",
+            )
+            for rrset in page["ResourceRecordSets"]:
+                if _absolute(rrset["Name"]) == name and rrset["Type"] == "TXT":
+                    return sorted(r["Value"] for r in rrset.get("ResourceRecords", []))
+            return []
+
+        return list(self._call("list_resource_record_sets", read))
+
     def wait_insync(self, change_id: str) -> None:
         deadline = self.clock() + self.sync_timeout
         while True:
@@ -126,17 +221,22 @@ class Route53Provider:
                 )
         return VerifyResult(self.zone, ("route53 API",), len(changes), 1, tuple(mismatches))
 
-    def _submit(self, group: Sequence[RecordChange]) -> str:
+    def _submit(self, group: Sequence[RecordChange], fence: Sequence[dict[str, Any]] = ()) -> str:
         batch = {
             "Comment": f"sitectl: {len(group)} record(s)",
-            "Changes": [_upsert(c) for c in group],
+            "Changes": [*fence, *(_upsert(c) for c in group)],
         }
-        response = self._call(
-            "change_resource_record_sets",
-            lambda: self.client.change_resource_record_sets(
+        try:
+            response = self.client.change_resource_record_sets(
                 HostedZoneId=self.hosted_zone_id, ChangeBatch=batch
-            ),
-        )
+            )
+        except botocore.exceptions.ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if fence and code in _CONFLICT_CODES:
+                raise _Conflict(str(exc)) from None
+            raise from_boto_error(exc, "change_resource_record_sets", self.zone) from None
+        except Exception as exc:  # mapped: nothing raw leaves the adapter
+            raise from_boto_error(exc, "change_resource_record_sets", self.zone) from None
         return str(response["ChangeInfo"]["Id"])
 
     def _status(self, change_id: str) -> str:
@@ -249,14 +349,22 @@ def change_batches(changes: Sequence[RecordChange]) -> list[list[RecordChange]]:
     return [b for b in result if b]
 
 
+class _Conflict(Exception):
+    """The fence's compare-and-set lost: the batch was refused whole."""
+
+
 def _upsert(change: RecordChange) -> dict[str, Any]:
+    return _rrset("UPSERT", change.name, change.type, change.ttl, [_api_value(change)])
+
+
+def _rrset(action: str, name: str, rtype: str, ttl: int, values: Sequence[str]) -> dict[str, Any]:
     return {
-        "Action": "UPSERT",
+        "Action": action,
         "ResourceRecordSet": {
-            "Name": change.name,
-            "Type": change.type,
-            "TTL": change.ttl,
-            "ResourceRecords": [{"Value": _api_value(change)}],
+            "Name": name,
+            "Type": rtype,
+            "TTL": ttl,
+            "ResourceRecords": [{"Value": v} for v in values],
         },
     }
 

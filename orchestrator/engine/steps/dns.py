@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from orchestrator.adapters.ansible import PlaybookCall
 from orchestrator.adapters.dns import changes_for_site, changes_from_params, provider_for, verify
 from orchestrator.adapters.dns.primary import accepting, first_accepting
-from orchestrator.adapters.dns.rfc2136 import Rfc2136Provider
 from orchestrator.config.model import DnsServer, DnsZone, fill, parse_server
 from orchestrator.engine.handlers import StepContext
 from orchestrator.engine.steps.common import PlaybookStep, playbook_call, run_call
@@ -74,16 +73,13 @@ class DnsUpdateHandler:
             zone = zone.model_copy(update={"update_servers": (primary,)})
         provider = provider_for(ctx.topology, zone)
         changes, tag = changes_from_params(step.params), f"{ctx.operation.id}/{step.id}"
-        if isinstance(provider, Rfc2136Provider):
-            # Claim the zone's fence for our epoch in the same message as the change, so
-            # a deposed leader's later update is refused by the DNS server itself: a
-            # newer epoch found there stops us before our own lease check even runs.
-            provider.apply_claiming(
-                changes, epoch=ctx.fence.epoch, tag=tag, before_write=ctx.fence.ensure
-            )
-        else:
-            ctx.fence.ensure()
-            provider.apply(changes, epoch=None, tag=tag)
+        # Claim the zone's fence for our epoch in the same message or batch as the
+        # change, so a deposed leader's later write is refused by the DNS service itself
+        # (an RFC 2136 prerequisite; Route 53's atomic DELETE-and-CREATE): a newer epoch
+        # found there stops us before our own lease check even runs.
+        provider.apply_claiming(
+            changes, epoch=ctx.fence.epoch, tag=tag, before_write=ctx.fence.ensure
+        )
 
     def verify(self, step: Step, ctx: StepContext) -> None:
         zone, servers = self._expected(step, ctx)
