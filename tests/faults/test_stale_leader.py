@@ -14,6 +14,10 @@ old one, whichever site it believes active.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import json
+import os
 import signal
 import subprocess
 import time
@@ -36,6 +40,8 @@ from orchestrator.controller.fence import LeaderFence, ldap_canary_dn, s3_canary
 from orchestrator.controller.leadership import Leadership
 from orchestrator.coordination.client import connect
 from orchestrator.coordination.paths import ZkPaths
+from orchestrator.lab import bind
+from orchestrator.storage.epochfence import ledger_path
 from tests.conftest import eventually
 from tests.engine.conftest import SITECTL, Cluster
 
@@ -217,3 +223,118 @@ def test_a_deposed_controllers_canaries_are_refused_everywhere(cluster: Cluster)
         for client in (old_zk, new_zk):
             client.stop()
             client.close()
+
+
+def storage_tasks(epoch: int | None = None) -> list[int]:
+    """PIDs of the storage CLI processes running on the lab's hosts (any operation's, or
+    one epoch's)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        words = [w.decode(errors="replace") for w in argv if w]
+        if "orchestrator.storage" not in words or "--epoch" not in words:
+            continue
+        if epoch is None or words[words.index("--epoch") + 1] == str(epoch):
+            found.append(int(proc.name))
+    return found
+
+
+def fence_epochs_in_journals(cluster: Cluster, zone: str) -> dict[str, list[int]]:
+    """The zone's own ledgers: per server's journal, each `_sitectl-fence` value it
+    added, in the order the server took the changes (named-journalprint)."""
+    (label,) = [z.label for z in bind.ZONES if z.name == zone]
+    found: dict[str, list[int]] = {}
+    for journal in cluster.lab.state_dir.glob(f"*/named/{label}.*.jnl"):
+        printed = subprocess.run(
+            ["named-journalprint", str(journal)], capture_output=True, text=True, check=True
+        ).stdout
+        found[str(journal)] = [
+            int(line.split('"epoch=')[1].split('"')[0])
+            for line in printed.splitlines()
+            if line.startswith("add _sitectl-fence.") and '"epoch=' in line
+        ]
+    return found
+
+
+def test_a_storage_task_released_by_a_frozen_leader_never_acts_after_its_successor(
+    cluster: Cluster,
+) -> None:
+    """The leader's playbook has released a storage task to the host, where it waits
+    (the host is busy: the test holds the mirror's epoch lock). The leader and that task
+    freeze; the host frees up; the successor takes over under a newer epoch and finishes
+    the move; then everything is let go. The host's storage ledger and the zone's journal
+    never show the older epoch acting after the newer one."""
+    (volume,) = cluster.topology.volumes
+    config = json.loads(cluster.topology.resolve(volume.mirror_config).read_text())
+    state_file = Path(config["state_file"])
+    ledger = ledger_path(state_file)
+    acted_before = len(ledger.read_text().splitlines()) if ledger.exists() else 0
+    busy = os.open(
+        state_file.with_name(state_file.name + ".epoch.lock"), os.O_RDWR | os.O_CREAT, 0o600
+    )
+    fcntl.flock(busy, fcntl.LOCK_EX)
+    stale = subprocess.Popen(
+        [SITECTL, "switchover", "--to", "dc2", "--yes", "--reason", "R4 stale storage task"],
+        env=cluster.env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    released: list[int] = []
+    try:
+        released = eventually(storage_tasks, "a storage task waits on the host", within=120)
+        os.kill(stale.pid, signal.SIGSTOP)
+        for pid in released:
+            os.kill(pid, signal.SIGSTOP)
+        frozen = cluster.status()["operation"]
+        os.close(busy)  # the host is free: only the frozen task still waits to act
+
+        deadline = time.monotonic() + 90
+        while (successor := cluster.sitectl("resume")).returncode == 3:
+            assert time.monotonic() < deadline, successor.stderr
+            time.sleep(0.5)
+        assert successor.returncode == 0, successor.stderr + successor.stdout
+        done = cluster.status()["operation"]
+        assert (done["id"], done["status"]) == (frozen["id"], "succeeded")
+        assert done["epoch"] > frozen["epoch"]
+        cluster.assert_active("dc2")
+        before = zone_state(cluster)
+
+        for pid in released:
+            os.kill(pid, signal.SIGCONT)
+        eventually(lambda: not storage_tasks(frozen["epoch"]), "the released task ends", 60)
+        stale.send_signal(signal.SIGCONT)
+        _, stderr = stale.communicate(timeout=120)
+    finally:
+        for pid in released:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        if stale.poll() is None:
+            stale.send_signal(signal.SIGCONT)
+            stale.kill()
+            stale.wait()
+
+    assert stale.returncode == 1, stderr
+    acted = [json.loads(line) for line in ledger.read_text().splitlines()[acted_before:]]
+    epochs = [entry["epoch"] for entry in acted]
+    assert done["epoch"] in epochs, acted
+    assert epochs == sorted(epochs), f"an older epoch acted after a newer one: {acted}"
+    assert frozen["epoch"] not in epochs, f"the frozen leader's task acted: {acted}"
+    time.sleep(2)
+    assert zone_state(cluster) == before, "the frozen leader changed DNS"
+    journals = {
+        path: epochs
+        for zone in cluster.topology.dns.zones
+        if zone.provider == "rfc2136"
+        for path, epochs in fence_epochs_in_journals(cluster, zone.name).items()
+    }
+    assert any(done["epoch"] in epochs for epochs in journals.values()), journals
+    for path, epochs in journals.items():
+        assert epochs == sorted(epochs), f"{path}: a fence epoch went back: {epochs}"
+    cluster.assert_active("dc2")
