@@ -5,8 +5,14 @@ An engine frozen after its playbook released a task can wake up after a newer le
 acted. This module, run on the host, takes an exclusive lock on a ledger of the epochs
 that acted on one thing (`<ledger>.lock`), refuses an epoch older than the newest one
 there, appends its own, and runs `shell` (if given) while it still holds the lock, so a
-released task of an older epoch cannot act once a newer one has. Only the standard
-library: it runs with the host's Python, as every Ansible module does.
+released task of an older epoch cannot act once a newer one has.
+
+A task still holding the lock when a later one arrives was left behind by a run that
+was killed (its engine lost the lease, an abort, a deadline: killing ansible-playbook
+does not end a command already running on the host). The later task stops it, command
+and all, unless it belongs to a newer epoch, in which case the later task is the stale
+one and is refused. Only the standard library: it runs with the host's Python, as every
+Ansible module does.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import signal
+import subprocess
 import time
 
 from ansible.module_utils.basic import AnsibleModule
@@ -48,6 +56,68 @@ def newest_in(ledger: str) -> int | None:
     return max(epochs, default=None)
 
 
+HOLDER_WAIT_S = 30.0  # how long a later task waits for a stopped holder to let go
+
+
+def started_at(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (/proc/PID/stat, field 22):
+    with the pid, it names one process, whatever reuses the pid later."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def holder_of(ledger: str) -> dict | None:
+    """The task holding the lock, as it wrote itself down, if that process still lives."""
+    try:
+        with open(ledger + ".holder", encoding="utf-8") as text:
+            holder = json.load(text)
+        pid = int(holder["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if started_at(pid) != holder.get("started"):
+        return None  # gone, and the pid perhaps reused
+    return holder
+
+
+def take_lock(fd: int, ledger: str, epoch: int, action: str, module: AnsibleModule) -> list:
+    """Hold the ledger's lock, stopping a left-behind holder of this or an older epoch."""
+    stopped = []
+    deadline = time.monotonic() + HOLDER_WAIT_S
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return stopped
+        except BlockingIOError:
+            pass
+        holder = holder_of(ledger)
+        if holder is not None and int(holder["epoch"]) > epoch:
+            module.fail_json(msg=refused(int(holder["epoch"]), epoch, action), refused=True)
+        if holder is not None and holder not in stopped:
+            for group in (holder.get("command_pgid"), None):
+                try:
+                    if group:
+                        os.killpg(int(group), signal.SIGKILL)
+                    else:
+                        os.kill(int(holder["pid"]), signal.SIGKILL)
+                except (ProcessLookupError, PermissionError, ValueError):
+                    pass
+            stopped.append(holder)
+        if time.monotonic() > deadline:
+            module.fail_json(msg=f"{action}: the ledger {ledger} stays locked by another task")
+        time.sleep(0.1)
+
+
+def write_holder(ledger: str, epoch: int, command_pgid: int | None) -> None:
+    pid = os.getpid()
+    holder = {"pid": pid, "started": started_at(pid), "epoch": epoch, "command_pgid": command_pgid}
+    with open(ledger + ".holder.tmp", "w", encoding="utf-8") as out:
+        json.dump(holder, out)
+    os.replace(ledger + ".holder.tmp", ledger + ".holder")
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
@@ -63,22 +133,32 @@ def main() -> None:
     os.makedirs(os.path.dirname(ledger) or ".", mode=0o700, exist_ok=True)
     fd = os.open(ledger + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # bounded by the step's deadline: the engine kills us
+        stopped = take_lock(fd, ledger, epoch, action, module)
+        write_holder(ledger, epoch, None)
         why = refused(newest_in(ledger), epoch, action)
         if why is not None:
             module.fail_json(msg=why, refused=True)
         entry = {"epoch": epoch, "action": action, "at": time.time()}
         with open(ledger, "a", encoding="utf-8") as out:
             out.write(json.dumps(entry, sort_keys=True) + "\n")
-        result = {"changed": True, "epoch": epoch, "action": action}
+        result = {"changed": True, "epoch": epoch, "action": action, "stopped": stopped}
         if module.params["shell"]:
-            env = {k: str(v) for k, v in (module.params["environment"] or {}).items()}
-            rc, stdout, stderr = module.run_command(
-                module.params["shell"], use_unsafe_shell=True, environ_update=env
+            env = {**os.environ, **{k: str(v) for k, v in module.params["environment"].items()}}
+            command = subprocess.Popen(
+                module.params["shell"],
+                shell=True,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                start_new_session=True,  # its own group: a later task can stop it whole
             )
-            result.update(rc=rc, stdout=stdout, stderr=stderr)
-            if rc != 0:
-                module.fail_json(msg=f"{action}: exit {rc}", **result)
+            write_holder(ledger, epoch, command.pid)
+            stdout, stderr = command.communicate()
+            result.update(rc=command.returncode, stdout=stdout, stderr=stderr)
+            if command.returncode != 0:
+                module.fail_json(msg=f"{action}: exit {command.returncode}", **result)
         module.exit_json(**result)
     finally:
         os.close(fd)

@@ -109,7 +109,9 @@ def _stop(engine: subprocess.Popen[str]) -> None:
         engine.wait()
 
 
-def test_a_frozen_leaders_playbook_is_killed_when_it_wakes(cluster: Cluster, tmp_path) -> None:
+def test_a_frozen_leaders_task_is_stopped_on_the_host_by_its_successor(
+    cluster: Cluster, tmp_path
+) -> None:
     topology, ledger = _hanging_topology(cluster, tmp_path)
     stale = _start(cluster, topology, "frozen inside a host step")
     try:
@@ -126,18 +128,18 @@ def test_a_frozen_leaders_playbook_is_killed_when_it_wakes(cluster: Cluster, tmp
             time.sleep(0.5)
         assert successor.returncode == 0, successor.stderr + successor.stdout
         cluster.assert_active("dc2")
-        assert _group(group), "the stale run's ansible-playbook still hangs in its task"
+        # The successor's first task on the MTA stopped the stale task still running on
+        # the host (playbooks/library/sitectl_epoch.py), so the stale run's playbook has
+        # ended before its engine wakes.
+        eventually(lambda: not _group(group), "the stale run's playbook ends", within=10)
         successors_first = next(n for n, line in enumerate(_lines(ledger)) if line[1] != old_epoch)
 
-        woke = time.monotonic()
         stale.send_signal(signal.SIGCONT)
-        eventually(lambda: not _group(group), "the stale run's processes are gone", within=5)
-        killed_after = time.monotonic() - woke
         _, stderr = stale.communicate(timeout=60)
     finally:
         _stop(stale)
 
-    assert killed_after < 2.0, f"killed {killed_after:.1f} s after the engine woke"
+    # Woken, the stale engine finds its lease gone and stops, changing nothing more.
     assert stale.returncode == 1, stderr
     assert "stopped:" in stderr, stderr
     late = [line for line in _lines(ledger)[successors_first:] if line[1] == old_epoch]
