@@ -1,0 +1,381 @@
+"""The salvage steps of a reprotect (orchestrator/salvage): snapshot the old site's copy,
+copy what only it holds into the active site, report LDAP changes, and decide.
+
+Every step is idempotent: each run lists both sides again and copies only what the
+active site still lacks, so a resumed or repeated salvage adds no duplicates. The old
+site is the plan's `to_site` (the standby a reprotect turns into the destination); the
+active site is its `from_site`. What each step found and did goes into its checkpoint's
+detail, the operation's figures (the drill report) and the audit log, one event per step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from orchestrator.adapters.s3 import hold_fence, s3_client
+from orchestrator.config.model import BtrfsVolume, S3Endpoint
+from orchestrator.engine.handlers import StepContext
+from orchestrator.engine.steps.volumes import btrfs_mirror
+from orchestrator.errors import Failed, Unavailable
+from orchestrator.plan.model import Step
+from orchestrator.salvage import directory, maildir, objects, report
+from orchestrator.salvage.divergence import (
+    LdapState,
+    MailItem,
+    ObjectCopy,
+    Residual,
+    decide,
+    divergent_mail,
+    divergent_objects,
+    identities,
+    ldap_changes,
+    newest_csns,
+)
+from orchestrator.storage import BtrfsMirror, btrfs
+from orchestrator.storage.epochfence import fenced
+
+# When the active site took over (the start of the last move to it), or None if no move
+# is recorded; the engine reads it from the operation records.
+Takeover = Callable[[], float | None]
+SHOWN = 5  # identities named in a step's detail; the audit log has them all
+
+
+def _shown(items: list[str]) -> str:
+    more = f" and {len(items) - SHOWN} more" if len(items) > SHOWN else ""
+    return ", ".join(items[:SHOWN]) + more
+
+
+def _audit(ctx: StepContext, event: str, step: Step, **fields: Any) -> None:
+    if ctx.audit is not None:
+        ctx.audit.write(event, op=ctx.operation.id, step=step.id, epoch=ctx.fence.epoch, **fields)
+
+
+class _Summaries:
+    """A handler's one-line result per step, which the engine adds to the checkpoint."""
+
+    def __init__(self) -> None:
+        self._said: dict[str, str] = {}
+
+    def said(self, step: Step, sentence: str, ctx: StepContext) -> None:
+        self._said[step.id] = sentence
+        ctx.log(sentence)
+
+    def summary(self, step: Step, ctx: StepContext) -> str | None:
+        return self._said.get(step.id)
+
+
+# -- volumes ------------------------------------------------------------------------
+
+
+def _btrfs(ctx: StepContext, name: str) -> BtrfsMirror:
+    vol = next((v for v in ctx.topology.volumes if v.name == name), None)
+    if not isinstance(vol, BtrfsVolume):
+        raise Failed(f"volume {name}: salvage reads btrfs copies only")
+    mirror = btrfs_mirror(ctx.topology, vol)
+    for site, paths in mirror.config.sites.items():
+        if btrfs.mount_at(paths.pool) is None:
+            raise Unavailable(
+                f"volume {name}: {site}'s pool {paths.pool} is not mounted where sitectl "
+                "runs, so its copy cannot be read from here"
+            )
+    return mirror
+
+
+@dataclass(frozen=True)
+class MailCopies:
+    snapshot: Path | None  # the old site's copy as the snapshot step took it
+    active: Path  # the active site's live copy
+    divergent: list[MailItem]
+
+
+def mail_divergence(ctx: StepContext, name: str, old_site: str) -> MailCopies:
+    """What the old site's snapshot of volume `name` holds that neither the last common
+    snapshot nor the active site's live copy does."""
+    mirror = _btrfs(ctx, name)
+    active = mirror.live_path(ctx.plan.from_site)
+    snapshot = mirror.salvage_path(old_site, ctx.operation.id)
+    if not btrfs.is_subvolume(snapshot):
+        if btrfs.is_subvolume(mirror.live_path(old_site)):
+            raise Failed(f"volume {name}: no salvage snapshot {snapshot} of {old_site}'s copy")
+        return MailCopies(None, active, [])  # no live copy there: nothing outside the mirror
+    base = mirror.common_snapshot(old_site)
+    found = divergent_mail(
+        maildir.scan(snapshot),
+        identities(maildir.scan(base)) if base is not None else None,
+        identities(maildir.scan(active)),
+    )
+    return MailCopies(snapshot, active, found)
+
+
+class SnapshotHandler(_Summaries):
+    """salvage/snapshot/<volume>: a read-only snapshot of the old site's live copy, under
+    the operation's id, through the storage driver (fenced by the epoch like its other
+    actions)."""
+
+    def check(self, step: Step, ctx: StepContext) -> bool:
+        mirror = _btrfs(ctx, step.target)
+        return btrfs.is_subvolume(mirror.salvage_path(step.site or "", ctx.operation.id))
+
+    def apply(self, step: Step, ctx: StepContext) -> None:
+        mirror = _btrfs(ctx, step.target)
+        site = step.site or ""
+        with fenced(mirror.config.state_file, ctx.fence.epoch, "salvage-snapshot", site):
+            taken = mirror.salvage_snapshot(site, ctx.operation.id)
+        if taken is None:
+            self.said(
+                step,
+                f"volume {step.target}: {site} has no live copy, so it holds nothing outside "
+                "the mirror's snapshots",
+                ctx,
+            )
+        else:
+            self.said(step, f"volume {step.target}: {site}'s copy snapshotted at {taken}", ctx)
+
+    def verify(self, step: Step, ctx: StepContext) -> None:
+        mirror = _btrfs(ctx, step.target)
+        site = step.site or ""
+        if btrfs.is_subvolume(mirror.live_path(site)) and not btrfs.is_subvolume(
+            mirror.salvage_path(site, ctx.operation.id)
+        ):
+            raise Unavailable(f"volume {step.target}: {site}'s snapshot is not there yet")
+
+
+class MailHandler(_Summaries):
+    """salvage/mail/<volume>: each divergent message copied into the same Maildir of the
+    active site's live copy, as new mail."""
+
+    def check(self, step: Step, ctx: StepContext) -> bool:
+        return False  # the listing is the work: apply lists and copies what is missing
+
+    def apply(self, step: Step, ctx: StepContext) -> None:
+        old_site = step.params["old_site"]
+        copies = mail_divergence(ctx, step.target, old_site)
+        delivered, present = [], []
+        for item in copies.divergent:
+            ctx.fence.ensure()
+            assert copies.snapshot is not None  # divergent only when there is a snapshot
+            if maildir.deliver(item, copies.snapshot, copies.active):
+                delivered.append(item.identity)
+            else:
+                present.append(item.identity)
+        ctx.figures[report.mail_copied(step.target)] = len(delivered)
+        ctx.figures[f"salvage/mail/{step.target}/ids"] = " ".join(delivered)
+        _audit(ctx, "salvage.mail", step, old_site=old_site, copied=delivered, present=present)
+        if not copies.divergent:
+            sentence = (
+                f"volume {step.target}: {old_site} holds no message {ctx.plan.from_site} lacks"
+            )
+        else:
+            sentence = (
+                f"volume {step.target}: copied {len(delivered)} message(s) only {old_site} held "
+                f"into {ctx.plan.from_site}: {_shown(delivered) or 'none'}"
+            )
+            if present:
+                sentence += f"; {len(present)} already there under their file names"
+        self.said(step, sentence, ctx)
+
+    def verify(self, step: Step, ctx: StepContext) -> None:
+        left = mail_divergence(ctx, step.target, step.params["old_site"]).divergent
+        if left:
+            raise Unavailable(
+                f"volume {step.target}: {len(left)} message(s) still missing at "
+                f"{ctx.plan.from_site}: {_shown([i.identity for i in left])}"
+            )
+
+
+# -- objects --------------------------------------------------------------------------
+
+
+def _endpoint(ctx: StepContext, site: str) -> S3Endpoint:
+    store = ctx.topology.object_store
+    endpoint = next((e for e in store.endpoints if e.site == site), None) if store else None
+    if endpoint is None:
+        raise Failed(f"no object-store endpoint in {site}")
+    return endpoint
+
+
+def object_divergence(
+    ctx: StepContext, bucket: str, old_site: str
+) -> tuple[Any, Any, list[ObjectCopy]]:
+    old = s3_client(ctx.topology, _endpoint(ctx, old_site))
+    active = s3_client(ctx.topology, _endpoint(ctx, ctx.plan.from_site))
+    return (
+        old,
+        active,
+        divergent_objects(objects.listing(old, bucket), objects.listing(active, bucket)),
+    )
+
+
+class ObjectsHandler(_Summaries):
+    """salvage/objects/<bucket>: each object only the old site holds copied to the active
+    site; one the active site holds differently copied beside it (never overwritten)."""
+
+    def check(self, step: Step, ctx: StepContext) -> bool:
+        return False
+
+    def apply(self, step: Step, ctx: StepContext) -> None:
+        old_site, bucket = step.params["old_site"], step.target
+        old, active, copies = object_divergence(ctx, bucket, old_site)
+        fence = hold_fence(active, bucket, ctx.fence.epoch) if copies else None
+        copied, raced = [], []
+        for item in copies:
+            if objects.copy(old, active, bucket, item, fence):
+                copied.append(item)
+            else:
+                raced.append(item.key)
+        conflicts = [f"{c.key} → {c.target_key}" for c in copied if c.kind == "conflict"]
+        keys = [c.target_key for c in copied]
+        ctx.figures[report.objects_copied(bucket)] = len(copied)
+        ctx.figures[f"salvage/objects/{bucket}/keys"] = " ".join(keys)
+        _audit(
+            ctx, "salvage.objects", step, old_site=old_site, copied=keys, conflicts=conflicts,
+            changed_meanwhile=raced,
+        )  # fmt: skip
+        if not copies:
+            sentence = f"bucket {bucket}: {old_site} holds no object {ctx.plan.from_site} lacks"
+        else:
+            sentence = (
+                f"bucket {bucket}: copied {len(copied)} object(s) only {old_site} held into "
+                f"{ctx.plan.from_site}: {_shown(keys) or 'none'}"
+            )
+            if conflicts:
+                sentence += (
+                    f"; {len(conflicts)} key(s) {ctx.plan.from_site} holds differently kept "
+                    f"beside them: {_shown(conflicts)}"
+                )
+            if raced:
+                sentence += f"; {len(raced)} changed meanwhile, listed again: {_shown(raced)}"
+        self.said(step, sentence, ctx)
+
+    def verify(self, step: Step, ctx: StepContext) -> None:
+        _, _, left = object_divergence(ctx, step.target, step.params["old_site"])
+        if left:
+            raise Unavailable(
+                f"bucket {step.target}: {len(left)} object(s) still missing at "
+                f"{ctx.plan.from_site}: {_shown([c.key for c in left])}"
+            )
+
+
+# -- LDAP -----------------------------------------------------------------------------
+
+
+class LdapReportHandler(_Summaries):
+    """salvage/ldap-report: the entries the old site's masters changed since the takeover,
+    each compared with the active site's masters. Reported, never written."""
+
+    def __init__(self, takeover: Takeover | None = None) -> None:
+        super().__init__()
+        self.takeover = takeover
+
+    def check(self, step: Step, ctx: StepContext) -> bool:
+        return False
+
+    def apply(self, step: Step, ctx: StepContext) -> None:
+        ldap = ctx.topology.ldap
+        assert ldap is not None  # the plan has this step only with LDAP
+        old_site, active_site = step.site or "", step.params["active"]
+        since = self.takeover() if self.takeover else None
+        if since is None:
+            self.said(
+                step,
+                f"LDAP: no move to {active_site} is recorded, so no takeover to compare "
+                f"{old_site}'s changes with: nothing listed",
+                ctx,
+            )
+            return
+        old_masters = [m for m in ldap.masters if m.site == old_site]
+        listings, unread = [], []
+        for master in old_masters:
+            try:
+                listings.append(directory.changed_since(ctx.topology, master, since, ldap.timeout))
+            except Unavailable as exc:
+                unread.append(str(exc))
+        if old_masters and not listings:
+            raise Unavailable(f"no LDAP master of {old_site} answered: {'; '.join(unread)}")
+        old = newest_csns(listings)
+        active_listings = []
+        for master in (m for m in ldap.masters if m.site == active_site):
+            try:
+                active_listings.append(directory.csns_of(ctx.topology, master, old, ldap.timeout))
+            except Unavailable as exc:
+                unread.append(str(exc))
+        changes = ldap_changes(
+            old, newest_csns(active_listings), since, [m.server_id for m in old_masters]
+        )
+        review = [c for c in changes if c.state is not LdapState.REPLICATED]
+        ctx.figures["salvage/ldap/changed"] = len(changes)
+        ctx.figures[report.LDAP_TO_REVIEW] = len(review)
+        ctx.figures["salvage/ldap/dns"] = " ".join(f"{c.dn} ({c.state})" for c in changes)
+        _audit(
+            ctx, "salvage.ldap", step, old_site=old_site, since=since,
+            changes=[{"dn": c.dn, "csn": c.csn, "active_csn": c.active_csn, "state": c.state.value}
+                     for c in changes],
+            unread=unread,
+        )  # fmt: skip
+        sentence = (
+            f"LDAP: {old_site}'s masters changed {len(changes)} entr(y/ies) after the takeover; "
+            f"{len(review)} differ at {active_site} and need a person's review"
+        )
+        if review:
+            sentence += ": " + _shown([f"{c.dn} ({c.state})" for c in review])
+        if unread:
+            sentence += f"; not read: {'; '.join(unread)}"
+        self.said(step, sentence, ctx)
+
+    def verify(self, step: Step, ctx: StepContext) -> None:
+        return None
+
+
+# -- the decision -----------------------------------------------------------------------
+
+
+class SalvageRefused(Failed):
+    """Something only the old site holds was not salvaged and nobody said to discard it."""
+
+
+def residual(ctx: StepContext, step: Step) -> Residual:
+    """What is still divergent, listed again from both sides."""
+    old_site = step.params["old_site"]
+    mail = [
+        f"{name}: {item.path} ({item.identity})"
+        for name in step.params["volumes"]
+        for item in mail_divergence(ctx, name, old_site).divergent
+    ]
+    found = [
+        f"{bucket}/{item.key}"
+        for bucket in step.params["buckets"]
+        for item in object_divergence(ctx, bucket, old_site)[2]
+    ]
+    return Residual(tuple(mail), tuple(found), tuple(step.params["uninspected"]))
+
+
+class DecideHandler(_Summaries):
+    """salvage/decide: the reprotect goes on only when nothing divergent is left, or the
+    operator gave --discard-divergent with a reason (audited, warned about)."""
+
+    def check(self, step: Step, ctx: StepContext) -> bool:
+        return False
+
+    def apply(self, step: Step, ctx: StepContext) -> None:
+        pass
+
+    def verify(self, step: Step, ctx: StepContext) -> None:
+        left = residual(ctx, step)
+        decision = decide(left, step.params["old_site"], ctx.operation.discard_divergent)
+        ctx.figures["salvage/unsalvaged"] = (
+            len(left.mail) + len(left.objects) + len(left.uninspected)
+        )
+        if not decision.proceed:
+            _audit(ctx, "salvage.refused", step, left=left.describe())
+            raise SalvageRefused(decision.sentence)
+        if decision.discarded:
+            ctx.log(f"WARNING: {decision.sentence}")
+            _audit(
+                ctx, "salvage.discarded", step, reason=ctx.operation.discard_divergent,
+                mail=list(left.mail), objects=list(left.objects),
+                uninspected=list(left.uninspected),
+            )  # fmt: skip
+        self.said(step, decision.sentence, ctx)
