@@ -18,6 +18,7 @@ from orchestrator.config import load_topology
 from orchestrator.engine.handlers import StepContext
 from orchestrator.engine.steps.salvage import DecideHandler, SalvageRefused
 from orchestrator.plan import assumed_state, build_reprotect_plan
+from orchestrator.runbook.render import render_runbook
 from orchestrator.salvage import maildir, report
 from orchestrator.salvage.divergence import (
     CopyKind,
@@ -350,3 +351,15 @@ def test_the_decision_step_goes_on_with_a_reason_warned_and_audited(tmp_path: Pa
 )
 def test_the_salvage_sentence_of_a_reprotect(figures: dict, expected: str | None) -> None:
     assert report.summarize(figures, "dc1") == expected
+
+
+def test_the_salvage_steps_render_as_a_runbook_a_person_can_follow() -> None:
+    """Every salvage step has manual commands, NetApp volumes named as left to a person."""
+    topo = load_topology(Path(__file__).parents[2] / "inventories/example-zimbra/topology.yaml")
+    plan = build_reprotect_plan(topo, assumed_state(topo))
+    text = render_runbook(topo, plan, "topology.yaml")
+    for step in ("salvage/objects/zimbra-blobs", "salvage/ldap-report", "salvage/decide"):
+        assert step in text, step
+    assert "comm -23 /tmp/salvage-old.objects /tmp/salvage-active.objects" in text
+    assert "(entryCSN>=" in text
+    assert "# volume mailstore (netapp): sitectl cannot read dc2's copy" in text
