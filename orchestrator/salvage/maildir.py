@@ -87,11 +87,15 @@ def deliver(item: MailItem, source_root: Path, target_root: Path) -> bool:
         stat = source.stat()
         _make_maildir(maildir, source_root / item.maildir)
         tmp = maildir / "tmp" / f"{name}.sitectl-salvage"
-        tmp.write_bytes(source.read_bytes())
-        os.chown(tmp, stat.st_uid, stat.st_gid)
-        os.chmod(tmp, stat.st_mode & 0o7777)
-        os.utime(tmp, (stat.st_atime, stat.st_mtime))
-        os.rename(tmp, target)
+        try:
+            tmp.write_bytes(source.read_bytes())
+            os.chown(tmp, stat.st_uid, stat.st_gid)
+            os.chmod(tmp, stat.st_mode & 0o7777)
+            os.utime(tmp, (stat.st_atime, stat.st_mtime))
+            os.rename(tmp, target)
+        except OSError:
+            tmp.unlink(missing_ok=True)  # no half-made copy left behind in tmp/
+            raise
     except OSError as exc:
         raise Unavailable(f"copying {item.path} into {maildir}: {exc}") from exc
     return True

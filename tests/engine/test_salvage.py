@@ -14,6 +14,7 @@ import imaplib
 import json
 import signal
 import smtplib
+import subprocess
 import uuid
 from collections import Counter
 from email.message import EmailMessage
@@ -23,6 +24,7 @@ import pytest
 from orchestrator.adapters.s3 import s3_client
 from orchestrator.drill import canaries
 from orchestrator.lab import layout
+from orchestrator.storage import MirrorConfig
 from tests.conftest import eventually
 from tests.engine.conftest import Cluster
 from tests.engine.test_failover import _mirror
@@ -63,15 +65,9 @@ def message_ids(cluster: Cluster, site: str) -> Counter[str]:
         imap.logout()
 
 
-def test_reprotect_salvages_what_only_the_old_site_acknowledged_once(cluster: Cluster) -> None:
-    cluster.assert_protected("dc1")
-    topo = cluster.topology
-    assert topo.object_store is not None
-    bucket = topo.object_store.buckets[0].name
-    store = {e.site: s3_client(topo, e) for e in topo.object_store.endpoints}
-    tag = uuid.uuid4().hex[:8]
-    acked = [f"<{n}.salvage-{tag}@writer.test>" for n in range(1, 6)]
-    lone, clash = f"salvage-{tag}/only-at-dc1", f"salvage-{tag}/both"
+def _split(cluster: Cluster, acked: list[str]) -> None:
+    """dc1 acknowledges `acked` after its mirror's last transfer, then a failover to dc2
+    without a final transfer: only dc1's copy holds them."""
     try:
         _mirror(cluster, "quiesce")  # dc1's copy now runs ahead of the last transfer
         for message_id in acked:
@@ -96,6 +92,27 @@ def test_reprotect_salvages_what_only_the_old_site_acknowledged_once(cluster: Cl
         if cluster.status()["active_site"] == "dc1":
             _mirror(cluster, "resume")
     assert not set(acked) & set(message_ids(cluster, "dc2")), "dc2 got them without salvage"
+
+
+def _audit(cluster: Cluster, tag: str) -> list[dict]:
+    log = cluster.lab.state_dir / "sitectl" / "audit.jsonl"
+    return [
+        json.loads(line)
+        for line in log.read_text().splitlines()
+        if '"salvage.' in line and tag in line
+    ]
+
+
+def test_reprotect_salvages_what_only_the_old_site_acknowledged_once(cluster: Cluster) -> None:
+    cluster.assert_protected("dc1")
+    topo = cluster.topology
+    assert topo.object_store is not None
+    bucket = topo.object_store.buckets[0].name
+    store = {e.site: s3_client(topo, e) for e in topo.object_store.endpoints}
+    tag = uuid.uuid4().hex[:8]
+    acked = [f"<{n}.salvage-{tag}@writer.test>" for n in range(1, 6)]
+    lone, clash = f"salvage-{tag}/only-at-dc1", f"salvage-{tag}/both"
+    _split(cluster, acked)
 
     # What dc1 took after the takeover and its store never replicated (the lab's store
     # would retry a failed copy; S3's own does not: without a rule it never copies).
@@ -158,10 +175,59 @@ def test_reprotect_salvages_what_only_the_old_site_acknowledged_once(cluster: Cl
     assert again["status"] == "succeeded"
     at_dc2 = message_ids(cluster, "dc2")
     assert {m: at_dc2[m] for m in acked} == dict.fromkeys(acked, 1)
-    audit = [
-        json.loads(line)
-        for line in (cluster.lab.state_dir / "sitectl" / "audit.jsonl").read_text().splitlines()
-        if '"salvage.' in line
-    ]
+    audit = _audit(cluster, tag)
     copied = [m for e in audit if e["event"] == "salvage.mail" for m in e["copied"] if tag in m]
     assert sorted(copied) == sorted(acked), "each message copied exactly once"
+
+
+def test_reprotect_refuses_to_discard_a_message_it_cannot_salvage_without_a_reason(
+    cluster: Cluster,
+) -> None:
+    """dc2's Maildir refuses the copy (its new/ made immutable: even root cannot add to
+    it): reprotect refuses, exit 4, the mirror untouched; with --discard-divergent it
+    goes on, warned about, and the audit log names what was discarded and why."""
+    cluster.assert_protected("dc1")
+    tag = uuid.uuid4().hex[:8]
+    acked = [f"<1.refused-{tag}@writer.test>"]
+    _split(cluster, acked)
+    config = MirrorConfig.load(cluster.lab.state_dir / "volumes" / "mirror-mail.config.json")
+    new = (
+        config.sites["dc2"].pool / config.subvolume / "mail" / layout.MAIL_USER / "Maildir" / "new"
+    )
+    subprocess.run(["chattr", "+i", str(new)], check=True)
+    try:
+        refused = cluster.sitectl("reprotect", "--yes", "--json", "--reason", "scenario: refuse")
+        assert refused.returncode == 4, refused.stderr + refused.stdout
+        outcome = json.loads(refused.stdout)
+        assert (outcome["status"], outcome["failed_step"]) == ("refused", "salvage/decide")
+        assert outcome["message"].startswith(
+            "refused before the mirrors were touched: dc1 holds what the active site lacks "
+            "and salvage could not carry: 1 mail message(s) (mailstore: mail/alice/Maildir/"
+        ), outcome["message"]
+        assert f"({acked[0]})" in outcome["message"]
+        assert outcome["message"].endswith('rerun with --discard-divergent "REASON" to discard it')
+        steps = {s["id"]: s["detail"] for s in outcome["steps"]}
+        assert "copied 0 message(s)" in steps["salvage/mail/mailstore"]
+        assert "1 could not be copied" in steps["salvage/mail/mailstore"]
+        assert cluster.mirror() == {"source": "dc1", "destination": "dc2", "state": "broken"}
+        assert cluster.status()["operation"]["status"] == "refused"
+
+        reason = f"scenario {tag}: the message was re-sent by its author"
+        discarded = cluster.sitectl(
+            "reprotect", "--yes", "--json", "--reason", "scenario: discard",
+            "--discard-divergent", reason,
+        )  # fmt: skip
+        assert discarded.returncode == 0, discarded.stderr + discarded.stdout
+    finally:
+        subprocess.run(["chattr", "-i", str(new)], check=True)
+    assert "WARNING: --discard-divergent: whatever dc1 alone holds" in discarded.stderr
+    outcome = json.loads(discarded.stdout)
+    assert outcome["discard_divergent"] == reason
+    decided = {s["id"]: s["detail"] for s in outcome["steps"]}["salvage/decide"]
+    assert decided.startswith(
+        "applied and verified: discarding what dc1 holds unsalvaged — 1 mail message(s)"
+    ), decided
+    (event,) = [e for e in _audit(cluster, tag) if e["event"] == "salvage.discarded"]
+    assert event["reason"] == reason and acked[0] in event["mail"][0]
+    assert message_ids(cluster, "dc2")[acked[0]] == 0, "discarded, as the operator said"
+    cluster.assert_protected("dc2")

@@ -17,6 +17,7 @@ from orchestrator.audit import AuditLog
 from orchestrator.config import load_topology
 from orchestrator.engine.handlers import StepContext
 from orchestrator.engine.steps.salvage import DecideHandler, SalvageRefused
+from orchestrator.errors import Unavailable
 from orchestrator.plan import assumed_state, build_reprotect_plan
 from orchestrator.runbook.render import render_runbook
 from orchestrator.salvage import maildir, report
@@ -363,3 +364,15 @@ def test_the_salvage_steps_render_as_a_runbook_a_person_can_follow() -> None:
     assert "comm -23 /tmp/salvage-old.objects /tmp/salvage-active.objects" in text
     assert "(entryCSN>=" in text
     assert "# volume mailstore (netapp): sitectl cannot read dc2's copy" in text
+
+
+def test_a_copy_that_cannot_land_leaves_nothing_half_made(tmp_path: Path) -> None:
+    old, active = tmp_path / "old", tmp_path / "active"
+    _message(_maildir(old) / "new" / "1.x", "<1@w>")
+    target = _maildir(active)
+    (item,) = maildir.scan(old)
+    (target / "new").rmdir()
+    (target / "new").write_text("not a directory")  # the rename into new/ fails
+    with pytest.raises(Unavailable, match=r"copying mail/alice/Maildir/new/1\.x into"):
+        maildir.deliver(item, old, active)
+    assert not list((target / "tmp").iterdir())

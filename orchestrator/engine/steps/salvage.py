@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from orchestrator.adapters.s3 import hold_fence, s3_client
 from orchestrator.config.model import BtrfsVolume, S3Endpoint
@@ -41,6 +41,7 @@ from orchestrator.storage.epochfence import fenced
 # is recorded; the engine reads it from the operation records.
 Takeover = Callable[[], float | None]
 SHOWN = 5  # identities named in a step's detail; the audit log has them all
+T = TypeVar("T")
 
 
 def _shown(items: list[str]) -> str:
@@ -51,6 +52,21 @@ def _shown(items: list[str]) -> str:
 def _audit(ctx: StepContext, event: str, step: Step, **fields: Any) -> None:
     if ctx.audit is not None:
         ctx.audit.write(event, op=ctx.operation.id, step=step.id, epoch=ctx.fence.epoch, **fields)
+
+
+def _listed(ctx: StepContext, what: str, list_it: Callable[[], T]) -> T | None:
+    """`list_it()`; when it fails and the operator gave --discard-divergent, None (said
+    and left to salvage/decide, which lists again and names it as not inspected).
+    Without that reason the error stands: retried if transient, then the step fails
+    and, before the mirrors were touched, the reprotect is refused."""
+    try:
+        return list_it()
+    except (Unavailable, Failed) as exc:
+        reason = ctx.operation.discard_divergent
+        if not reason:
+            raise
+        ctx.log(f"{what} could not be listed ({exc}); going on: --discard-divergent {reason!r}")
+        return None
 
 
 class _Summaries:
@@ -151,39 +167,48 @@ class MailHandler(_Summaries):
         return False  # the listing is the work: apply lists and copies what is missing
 
     def apply(self, step: Step, ctx: StepContext) -> None:
-        old_site = step.params["old_site"]
-        copies = mail_divergence(ctx, step.target, old_site)
-        delivered, present = [], []
+        old_site, active = step.params["old_site"], ctx.plan.from_site
+        copies = _listed(
+            ctx,
+            f"volume {step.target}",
+            lambda: mail_divergence(ctx, step.target, old_site),
+        )
+        if copies is None:
+            self.said(step, f"volume {step.target}: not listed, nothing copied", ctx)
+            return
+        delivered, present, failed = [], [], []
         for item in copies.divergent:
             ctx.fence.ensure()
             assert copies.snapshot is not None  # divergent only when there is a snapshot
-            if maildir.deliver(item, copies.snapshot, copies.active):
-                delivered.append(item.identity)
-            else:
-                present.append(item.identity)
+            try:
+                if maildir.deliver(item, copies.snapshot, copies.active):
+                    delivered.append(item.identity)
+                else:
+                    present.append(item.identity)
+            except (Unavailable, Failed) as exc:  # left for salvage/decide to judge
+                failed.append(f"{item.identity}: {exc}")
         ctx.figures[report.mail_copied(step.target)] = len(delivered)
         ctx.figures[f"salvage/mail/{step.target}/ids"] = " ".join(delivered)
-        _audit(ctx, "salvage.mail", step, old_site=old_site, copied=delivered, present=present)
+        _audit(
+            ctx, "salvage.mail", step, old_site=old_site, copied=delivered, present=present,
+            not_copied=failed,
+        )  # fmt: skip
         if not copies.divergent:
-            sentence = (
-                f"volume {step.target}: {old_site} holds no message {ctx.plan.from_site} lacks"
-            )
+            sentence = f"volume {step.target}: {old_site} holds no message {active} lacks"
         else:
             sentence = (
                 f"volume {step.target}: copied {len(delivered)} message(s) only {old_site} held "
-                f"into {ctx.plan.from_site}: {_shown(delivered) or 'none'}"
+                f"into {active}: {_shown(delivered) or 'none'}"
             )
             if present:
                 sentence += f"; {len(present)} already there under their file names"
+            if failed:
+                sentence += f"; {len(failed)} could not be copied: {_shown(failed)}"
         self.said(step, sentence, ctx)
 
     def verify(self, step: Step, ctx: StepContext) -> None:
-        left = mail_divergence(ctx, step.target, step.params["old_site"]).divergent
-        if left:
-            raise Unavailable(
-                f"volume {step.target}: {len(left)} message(s) still missing at "
-                f"{ctx.plan.from_site}: {_shown([i.identity for i in left])}"
-            )
+        """Nothing to wait for: each copy was renamed into place before apply returned.
+        What could not be copied is judged by salvage/decide, which lists again."""
 
 
 # -- objects --------------------------------------------------------------------------
@@ -217,46 +242,50 @@ class ObjectsHandler(_Summaries):
         return False
 
     def apply(self, step: Step, ctx: StepContext) -> None:
-        old_site, bucket = step.params["old_site"], step.target
-        old, active, copies = object_divergence(ctx, bucket, old_site)
+        old_site, bucket, active_site = step.params["old_site"], step.target, ctx.plan.from_site
+        listed = _listed(ctx, f"bucket {bucket}", lambda: object_divergence(ctx, bucket, old_site))
+        if listed is None:
+            self.said(step, f"bucket {bucket}: not listed, nothing copied", ctx)
+            return
+        old, active, copies = listed
         fence = hold_fence(active, bucket, ctx.fence.epoch) if copies else None
-        copied, raced = [], []
+        copied, raced, failed = [], [], []
         for item in copies:
-            if objects.copy(old, active, bucket, item, fence):
-                copied.append(item)
-            else:
-                raced.append(item.key)
+            try:
+                if objects.copy(old, active, bucket, item, fence):
+                    copied.append(item)
+                else:
+                    raced.append(item.key)
+            except (Unavailable, Failed) as exc:  # left for salvage/decide to judge
+                failed.append(f"{item.key}: {exc}")
         conflicts = [f"{c.key} → {c.target_key}" for c in copied if c.kind == "conflict"]
         keys = [c.target_key for c in copied]
         ctx.figures[report.objects_copied(bucket)] = len(copied)
         ctx.figures[f"salvage/objects/{bucket}/keys"] = " ".join(keys)
         _audit(
             ctx, "salvage.objects", step, old_site=old_site, copied=keys, conflicts=conflicts,
-            changed_meanwhile=raced,
+            changed_meanwhile=raced, not_copied=failed,
         )  # fmt: skip
         if not copies:
-            sentence = f"bucket {bucket}: {old_site} holds no object {ctx.plan.from_site} lacks"
+            sentence = f"bucket {bucket}: {old_site} holds no object {active_site} lacks"
         else:
             sentence = (
                 f"bucket {bucket}: copied {len(copied)} object(s) only {old_site} held into "
-                f"{ctx.plan.from_site}: {_shown(keys) or 'none'}"
+                f"{active_site}: {_shown(keys) or 'none'}"
             )
             if conflicts:
                 sentence += (
-                    f"; {len(conflicts)} key(s) {ctx.plan.from_site} holds differently kept "
+                    f"; {len(conflicts)} key(s) {active_site} holds differently kept "
                     f"beside them: {_shown(conflicts)}"
                 )
             if raced:
-                sentence += f"; {len(raced)} changed meanwhile, listed again: {_shown(raced)}"
+                sentence += f"; {len(raced)} changed meanwhile: {_shown(raced)}"
+            if failed:
+                sentence += f"; {len(failed)} could not be copied: {_shown(failed)}"
         self.said(step, sentence, ctx)
 
     def verify(self, step: Step, ctx: StepContext) -> None:
-        _, _, left = object_divergence(ctx, step.target, step.params["old_site"])
-        if left:
-            raise Unavailable(
-                f"bucket {step.target}: {len(left)} object(s) still missing at "
-                f"{ctx.plan.from_site}: {_shown([c.key for c in left])}"
-            )
+        """As for mail: salvage/decide lists again and judges what is left."""
 
 
 # -- LDAP -----------------------------------------------------------------------------
@@ -337,19 +366,28 @@ class SalvageRefused(Failed):
 
 
 def residual(ctx: StepContext, step: Step) -> Residual:
-    """What is still divergent, listed again from both sides."""
+    """What is still divergent, listed again from both sides; a copy that cannot be
+    listed counts as not inspected when the operator gave a reason to discard (else the
+    error stands, and is retried)."""
     old_site = step.params["old_site"]
-    mail = [
-        f"{name}: {item.path} ({item.identity})"
-        for name in step.params["volumes"]
-        for item in mail_divergence(ctx, name, old_site).divergent
-    ]
-    found = [
-        f"{bucket}/{item.key}"
-        for bucket in step.params["buckets"]
-        for item in object_divergence(ctx, bucket, old_site)[2]
-    ]
-    return Residual(tuple(mail), tuple(found), tuple(step.params["uninspected"]))
+    mail: list[str] = []
+    found: list[str] = []
+    unlisted = list(step.params["uninspected"])
+    for name in step.params["volumes"]:
+        copies = _listed(ctx, f"volume {name}", lambda n=name: mail_divergence(ctx, n, old_site))
+        if copies is None:
+            unlisted.append(f"volume {name}: {old_site}'s copy could not be listed")
+            continue
+        mail += [f"{name}: {item.path} ({item.identity})" for item in copies.divergent]
+    for bucket in step.params["buckets"]:
+        listed = _listed(
+            ctx, f"bucket {bucket}", lambda b=bucket: object_divergence(ctx, b, old_site)
+        )
+        if listed is None:
+            unlisted.append(f"bucket {bucket}: {old_site}'s bucket could not be listed")
+            continue
+        found += [f"{bucket}/{item.key}" for item in listed[2]]
+    return Residual(tuple(mail), tuple(found), tuple(unlisted))
 
 
 class DecideHandler(_Summaries):
