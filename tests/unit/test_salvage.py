@@ -16,11 +16,11 @@ import pytest
 from orchestrator.audit import AuditLog
 from orchestrator.config import load_topology
 from orchestrator.engine.handlers import StepContext
-from orchestrator.engine.steps.salvage import DecideHandler, SalvageRefused
+from orchestrator.engine.steps.salvage import DecideHandler, LdapReportHandler, SalvageRefused
 from orchestrator.errors import Unavailable
 from orchestrator.plan import assumed_state, build_reprotect_plan
 from orchestrator.runbook.render import render_runbook
-from orchestrator.salvage import maildir, report
+from orchestrator.salvage import directory, maildir, report
 from orchestrator.salvage.divergence import (
     CopyKind,
     LdapState,
@@ -376,3 +376,67 @@ def test_a_copy_that_cannot_land_leaves_nothing_half_made(tmp_path: Path) -> Non
     with pytest.raises(Unavailable, match=r"copying mail/alice/Maildir/new/1\.x into"):
         maildir.deliver(item, old, active)
     assert not list((target / "tmp").iterdir())
+
+
+# -- the LDAP report step, its directory reads replaced by tables ---------------------
+
+
+def _ldap_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, old, active, takeover):
+    """The example's reprotect with dc1 active: dc2 (servers 3 and 4) is the old site.
+    `old`/`active`: uri → DN → entryCSN, or an error to raise for that master."""
+    _, ctx, _, events = _decide_context(tmp_path, None)
+    step = ctx.plan.step("salvage/ldap-report")
+
+    def read(listing):
+        def answer(topo, master, *args):
+            found = listing.get(master.uri, {})
+            if isinstance(found, Exception):
+                raise found
+            return found
+
+        return answer
+
+    monkeypatch.setattr(directory, "changed_since", read(old))
+    monkeypatch.setattr(directory, "csns_of", read(active))
+    handler = LdapReportHandler(lambda: takeover)
+    handler.apply(step, ctx)
+    return handler.summary(step, ctx), ctx.figures, events
+
+
+DC2_A, DC2_B = "ldap://ldap1.dc2.example.net:389", "ldap://ldap2.dc2.example.net:389"
+DC1_A = "ldap://ldap1.dc1.example.net:389"
+
+
+def test_the_ldap_report_lists_the_old_sites_changes_since_the_takeover(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = {
+        DC2_A: {"uid=a": csn(5, 3), "uid=z": csn(-5, 3)},  # z: before the takeover
+        DC2_B: {"uid=b": csn(7, 4), "uid=c": csn(8, 1)},  # c: dc1's write, replicated
+    }
+    active = {DC1_A: {"uid=a": csn(5, 3), "uid=b": csn(9, 1)}}
+    said, figures, events = _ldap_step(tmp_path, monkeypatch, old, active, TAKEOVER)
+    assert said == (
+        "LDAP: dc2's masters changed 2 entr(y/ies) after the takeover; 1 differ at dc1 and "
+        "need a person's review: uid=b (differs)"
+    )
+    assert (figures["salvage/ldap/changed"], figures["salvage/ldap/to_review"]) == (2, 1)
+    (event,) = events()
+    assert [c["dn"] for c in event["changes"]] == ["uid=a", "uid=b"]
+
+
+def test_the_ldap_report_says_what_it_could_not_read_and_never_stops_the_reprotect(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    down = Unavailable("LDAP ldap://ldap1.dc2.example.net:389: connection refused")
+    old = {DC2_A: down, DC2_B: Unavailable("LDAP ldap://ldap2.dc2.example.net:389: timed out")}
+    said, _, _ = _ldap_step(tmp_path, monkeypatch, old, {}, TAKEOVER)
+    assert said is not None and said.startswith(
+        "LDAP: no master of dc2 answered, so its changes since the takeover could not be "
+        "listed; review them by hand (LDAP ldap://ldap1.dc2.example.net:389: connection refused"
+    )
+    said, _, _ = _ldap_step(tmp_path, monkeypatch, {}, {}, None)
+    assert said == (
+        "LDAP: no move to dc1 is recorded, so no takeover to compare dc2's changes with: "
+        "nothing listed"
+    )

@@ -293,7 +293,8 @@ class ObjectsHandler(_Summaries):
 
 class LdapReportHandler(_Summaries):
     """salvage/ldap-report: the entries the old site's masters changed since the takeover,
-    each compared with the active site's masters. Reported, never written."""
+    each compared with the active site's masters. Reported, never written, and never a
+    reason to stop: what cannot be read is said in the report."""
 
     def __init__(self, takeover: Takeover | None = None) -> None:
         super().__init__()
@@ -323,7 +324,15 @@ class LdapReportHandler(_Summaries):
             except Unavailable as exc:
                 unread.append(str(exc))
         if old_masters and not listings:
-            raise Unavailable(f"no LDAP master of {old_site} answered: {'; '.join(unread)}")
+            # A report, not a guard: the reprotect leaves LDAP alone, so nothing is lost by
+            # going on; the person reviewing is told what could not be read.
+            self.said(
+                step,
+                f"LDAP: no master of {old_site} answered, so its changes since the takeover "
+                f"could not be listed; review them by hand ({'; '.join(unread)})",
+                ctx,
+            )
+            return
         old = newest_csns(listings)
         active_listings = []
         for master in (m for m in ldap.masters if m.site == active_site):
