@@ -24,12 +24,29 @@ _SUBDIRS = ("cur", "new")
 
 def identity_of(data: bytes) -> str:
     """The Message-ID of a message's bytes, else the digest of the bytes."""
+    return _message_id(data) or "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def identity_of_file(path: Path) -> str:
+    """identity_of the file's bytes, reading only its head when that has a Message-ID."""
+    with path.open("rb") as fh:
+        head = fh.read(HEADER_LIMIT)
+        found = _message_id(head)
+        if found:
+            return found
+        digest = hashlib.sha256(head)
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return "sha256:" + digest.hexdigest()
+
+
+def _message_id(data: bytes) -> str | None:
     head = data[:HEADER_LIMIT].split(b"\n\n", 1)[0].split(b"\r\n\r\n", 1)[0]
     headers = BytesHeaderParser(policy=compat32).parsebytes(head + b"\n\n")
     message_id = headers.get("Message-ID")
     if message_id and str(message_id).strip():
         return " ".join(str(message_id).split())
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+    return None
 
 
 def _maildirs(root: Path) -> Iterator[Path]:
@@ -53,8 +70,8 @@ def scan(root: Path) -> list[MailItem]:
                 for entry in os.scandir(maildir / subdir):
                     if not entry.is_file(follow_symlinks=False):
                         continue
-                    data = Path(entry.path).read_bytes()
-                    items.append(MailItem(relative, entry.name, subdir, identity_of(data)))
+                    identity = identity_of_file(Path(entry.path))
+                    items.append(MailItem(relative, entry.name, subdir, identity))
     except OSError as exc:
         raise Unavailable(f"reading mail under {root}: {exc}") from exc
     return sorted(items)
@@ -79,7 +96,7 @@ def deliver(item: MailItem, source_root: Path, target_root: Path) -> bool:
             if holder is None:
                 name = candidate
                 break
-            if identity_of(holder.read_bytes()) == item.identity:
+            if identity_of_file(holder) == item.identity:
                 return False  # delivered before (read since, perhaps)
         if name is None:
             return False

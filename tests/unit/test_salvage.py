@@ -440,3 +440,19 @@ def test_the_ldap_report_says_what_it_could_not_read_and_never_stops_the_reprote
         "LDAP: no move to dc1 is recorded, so no takeover to compare dc2's changes with: "
         "nothing listed"
     )
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"Message-ID: <a@b>\n\nbody",
+        b"Message-ID:\n  <folded@b>\r\n\r\nbody",
+        b"Subject: none\n\n" + b"x" * (3 << 20),  # no Message-ID, longer than one read
+        b"",
+    ],
+    ids=["plain", "folded-crlf", "no-id-long", "empty"],
+)
+def test_a_files_identity_is_that_of_its_bytes(tmp_path: Path, data: bytes) -> None:
+    path = tmp_path / "m"
+    path.write_bytes(data)
+    assert maildir.identity_of_file(path) == maildir.identity_of(data)
