@@ -16,7 +16,8 @@ import pytest
 from orchestrator.audit import AuditLog
 from orchestrator.config import load_topology
 from orchestrator.engine.handlers import StepContext
-from orchestrator.engine.steps.salvage import DecideHandler, LdapReportHandler, SalvageRefused
+from orchestrator.engine.steps.salvage import DecideHandler, SalvageRefused
+from orchestrator.engine.steps.salvage_ldap import LdapReportHandler
 from orchestrator.errors import Unavailable
 from orchestrator.plan import assumed_state, build_reprotect_plan
 from orchestrator.runbook.render import render_runbook

@@ -17,12 +17,12 @@ from orchestrator.engine.steps.objects import ObjectStoreReverseHandler
 from orchestrator.engine.steps.preflight import PreflightHandler, ReadinessGate
 from orchestrator.engine.steps.salvage import (
     DecideHandler,
-    LdapReportHandler,
     MailHandler,
     ObjectsHandler,
     SnapshotHandler,
     Takeover,
 )
+from orchestrator.engine.steps.salvage_ldap import LdapReportHandler
 from orchestrator.engine.steps.ticket import (
     FenceWaitHandler,
     TicketGrantHandler,

@@ -1,5 +1,6 @@
 """The salvage steps of a reprotect (orchestrator/salvage): snapshot the old site's copy,
-copy what only it holds into the active site, report LDAP changes, and decide.
+copy what only it holds into the active site, and decide (the LDAP report is in
+salvage_ldap.py).
 
 Every step is idempotent: each run lists both sides again and copies only what the
 active site still lacks, so a resumed or repeated salvage adds no duplicates. The old
@@ -21,9 +22,8 @@ from orchestrator.engine.handlers import StepContext
 from orchestrator.engine.steps.volumes import btrfs_mirror
 from orchestrator.errors import Failed, Unavailable
 from orchestrator.plan.model import Step
-from orchestrator.salvage import directory, maildir, objects, report
+from orchestrator.salvage import maildir, objects, report
 from orchestrator.salvage.divergence import (
-    LdapState,
     MailItem,
     ObjectCopy,
     Residual,
@@ -31,8 +31,6 @@ from orchestrator.salvage.divergence import (
     divergent_mail,
     divergent_objects,
     identities,
-    ldap_changes,
-    newest_csns,
 )
 from orchestrator.storage import BtrfsMirror, btrfs
 from orchestrator.storage.epochfence import fenced
@@ -44,12 +42,12 @@ SHOWN = 5  # identities named in a step's detail; the audit log has them all
 T = TypeVar("T")
 
 
-def _shown(items: list[str]) -> str:
+def shown(items: list[str]) -> str:
     more = f" and {len(items) - SHOWN} more" if len(items) > SHOWN else ""
     return ", ".join(items[:SHOWN]) + more
 
 
-def _audit(ctx: StepContext, event: str, step: Step, **fields: Any) -> None:
+def audit_event(ctx: StepContext, event: str, step: Step, **fields: Any) -> None:
     if ctx.audit is not None:
         ctx.audit.write(event, op=ctx.operation.id, step=step.id, epoch=ctx.fence.epoch, **fields)
 
@@ -69,7 +67,7 @@ def _listed(ctx: StepContext, what: str, list_it: Callable[[], T]) -> T | None:
         return None
 
 
-class _Summaries:
+class Summaries:
     """A handler's one-line result per step, which the engine adds to the checkpoint."""
 
     def __init__(self) -> None:
@@ -126,7 +124,7 @@ def mail_divergence(ctx: StepContext, name: str, old_site: str) -> MailCopies:
     return MailCopies(snapshot, active, found)
 
 
-class SnapshotHandler(_Summaries):
+class SnapshotHandler(Summaries):
     """salvage/snapshot/<volume>: a read-only snapshot of the old site's live copy, under
     the operation's id, through the storage driver (fenced by the epoch like its other
     actions)."""
@@ -159,7 +157,7 @@ class SnapshotHandler(_Summaries):
             raise Unavailable(f"volume {step.target}: {site}'s snapshot is not there yet")
 
 
-class MailHandler(_Summaries):
+class MailHandler(Summaries):
     """salvage/mail/<volume>: each divergent message copied into the same Maildir of the
     active site's live copy, as new mail."""
 
@@ -189,7 +187,7 @@ class MailHandler(_Summaries):
                 failed.append(f"{item.identity}: {exc}")
         ctx.figures[report.mail_copied(step.target)] = len(delivered)
         ctx.figures[f"salvage/mail/{step.target}/ids"] = " ".join(delivered)
-        _audit(
+        audit_event(
             ctx, "salvage.mail", step, old_site=old_site, copied=delivered, present=present,
             not_copied=failed,
         )  # fmt: skip
@@ -198,12 +196,12 @@ class MailHandler(_Summaries):
         else:
             sentence = (
                 f"volume {step.target}: copied {len(delivered)} message(s) only {old_site} held "
-                f"into {active}: {_shown(delivered) or 'none'}"
+                f"into {active}: {shown(delivered) or 'none'}"
             )
             if present:
                 sentence += f"; {len(present)} already there under their file names"
             if failed:
-                sentence += f"; {len(failed)} could not be copied: {_shown(failed)}"
+                sentence += f"; {len(failed)} could not be copied: {shown(failed)}"
         self.said(step, sentence, ctx)
 
     def verify(self, step: Step, ctx: StepContext) -> None:
@@ -234,7 +232,7 @@ def object_divergence(
     )
 
 
-class ObjectsHandler(_Summaries):
+class ObjectsHandler(Summaries):
     """salvage/objects/<bucket>: each object only the old site holds copied to the active
     site; one the active site holds differently copied beside it (never overwritten)."""
 
@@ -262,7 +260,7 @@ class ObjectsHandler(_Summaries):
         keys = [c.target_key for c in copied]
         ctx.figures[report.objects_copied(bucket)] = len(copied)
         ctx.figures[f"salvage/objects/{bucket}/keys"] = " ".join(keys)
-        _audit(
+        audit_event(
             ctx, "salvage.objects", step, old_site=old_site, copied=keys, conflicts=conflicts,
             changed_meanwhile=raced, not_copied=failed,
         )  # fmt: skip
@@ -271,100 +269,21 @@ class ObjectsHandler(_Summaries):
         else:
             sentence = (
                 f"bucket {bucket}: copied {len(copied)} object(s) only {old_site} held into "
-                f"{active_site}: {_shown(keys) or 'none'}"
+                f"{active_site}: {shown(keys) or 'none'}"
             )
             if conflicts:
                 sentence += (
                     f"; {len(conflicts)} key(s) {active_site} holds differently kept "
-                    f"beside them: {_shown(conflicts)}"
+                    f"beside them: {shown(conflicts)}"
                 )
             if raced:
-                sentence += f"; {len(raced)} changed meanwhile: {_shown(raced)}"
+                sentence += f"; {len(raced)} changed meanwhile: {shown(raced)}"
             if failed:
-                sentence += f"; {len(failed)} could not be copied: {_shown(failed)}"
+                sentence += f"; {len(failed)} could not be copied: {shown(failed)}"
         self.said(step, sentence, ctx)
 
     def verify(self, step: Step, ctx: StepContext) -> None:
         """As for mail: salvage/decide lists again and judges what is left."""
-
-
-# -- LDAP -----------------------------------------------------------------------------
-
-
-class LdapReportHandler(_Summaries):
-    """salvage/ldap-report: the entries the old site's masters changed since the takeover,
-    each compared with the active site's masters. Reported, never written, and never a
-    reason to stop: what cannot be read is said in the report."""
-
-    def __init__(self, takeover: Takeover | None = None) -> None:
-        super().__init__()
-        self.takeover = takeover
-
-    def check(self, step: Step, ctx: StepContext) -> bool:
-        return False
-
-    def apply(self, step: Step, ctx: StepContext) -> None:
-        ldap = ctx.topology.ldap
-        assert ldap is not None  # the plan has this step only with LDAP
-        old_site, active_site = step.site or "", step.params["active"]
-        since = self.takeover() if self.takeover else None
-        if since is None:
-            self.said(
-                step,
-                f"LDAP: no move to {active_site} is recorded, so no takeover to compare "
-                f"{old_site}'s changes with: nothing listed",
-                ctx,
-            )
-            return
-        old_masters = [m for m in ldap.masters if m.site == old_site]
-        listings, unread = [], []
-        for master in old_masters:
-            try:
-                listings.append(directory.changed_since(ctx.topology, master, since, ldap.timeout))
-            except Unavailable as exc:
-                unread.append(str(exc))
-        if old_masters and not listings:
-            # A report, not a guard: the reprotect leaves LDAP alone, so nothing is lost by
-            # going on; the person reviewing is told what could not be read.
-            self.said(
-                step,
-                f"LDAP: no master of {old_site} answered, so its changes since the takeover "
-                f"could not be listed; review them by hand ({'; '.join(unread)})",
-                ctx,
-            )
-            return
-        old = newest_csns(listings)
-        active_listings = []
-        for master in (m for m in ldap.masters if m.site == active_site):
-            try:
-                active_listings.append(directory.csns_of(ctx.topology, master, old, ldap.timeout))
-            except Unavailable as exc:
-                unread.append(str(exc))
-        changes = ldap_changes(
-            old, newest_csns(active_listings), since, [m.server_id for m in old_masters]
-        )
-        review = [c for c in changes if c.state is not LdapState.REPLICATED]
-        ctx.figures["salvage/ldap/changed"] = len(changes)
-        ctx.figures[report.LDAP_TO_REVIEW] = len(review)
-        ctx.figures["salvage/ldap/dns"] = " ".join(f"{c.dn} ({c.state})" for c in changes)
-        _audit(
-            ctx, "salvage.ldap", step, old_site=old_site, since=since,
-            changes=[{"dn": c.dn, "csn": c.csn, "active_csn": c.active_csn, "state": c.state.value}
-                     for c in changes],
-            unread=unread,
-        )  # fmt: skip
-        sentence = (
-            f"LDAP: {old_site}'s masters changed {len(changes)} entr(y/ies) after the takeover; "
-            f"{len(review)} differ at {active_site} and need a person's review"
-        )
-        if review:
-            sentence += ": " + _shown([f"{c.dn} ({c.state})" for c in review])
-        if unread:
-            sentence += f"; not read: {'; '.join(unread)}"
-        self.said(step, sentence, ctx)
-
-    def verify(self, step: Step, ctx: StepContext) -> None:
-        return None
 
 
 # -- the decision -----------------------------------------------------------------------
@@ -399,7 +318,7 @@ def residual(ctx: StepContext, step: Step) -> Residual:
     return Residual(tuple(mail), tuple(found), tuple(unlisted))
 
 
-class DecideHandler(_Summaries):
+class DecideHandler(Summaries):
     """salvage/decide: the reprotect goes on only when nothing divergent is left, or the
     operator gave --discard-divergent with a reason (audited, warned about)."""
 
@@ -416,11 +335,11 @@ class DecideHandler(_Summaries):
             len(left.mail) + len(left.objects) + len(left.uninspected)
         )
         if not decision.proceed:
-            _audit(ctx, "salvage.refused", step, left=left.describe())
+            audit_event(ctx, "salvage.refused", step, left=left.describe())
             raise SalvageRefused(decision.sentence)
         if decision.discarded:
             ctx.log(f"WARNING: {decision.sentence}")
-            _audit(
+            audit_event(
                 ctx, "salvage.discarded", step, reason=ctx.operation.discard_divergent,
                 mail=list(left.mail), objects=list(left.objects),
                 uninspected=list(left.uninspected),
