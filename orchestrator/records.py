@@ -114,6 +114,9 @@ class OperationRecord:
     accept_data_loss: str | None = None
     # A failover told not to wait for the old site's ticket: the operator's reason.
     no_fence_wait: str | None = None
+    # A reprotect told to go on although the old site holds what salvage could not
+    # carry to the active site: the operator's reason.
+    discard_divergent: str | None = None
     status: OpStatus = OpStatus.RUNNING
     epoch: int = 0
     finished: float | None = None

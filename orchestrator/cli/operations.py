@@ -162,6 +162,8 @@ def _summary(outcome: engine.Outcome) -> None:
         console.print(f"data loss accepted: {op.accept_data_loss}", markup=False)
     if op.no_fence_wait:
         console.print(f"fence wait skipped: {op.no_fence_wait}", markup=False)
+    if op.discard_divergent:
+        console.print(f"divergent data discarded: {op.discard_divergent}", markup=False)
     total = f" in {op.finished - op.started:.1f} s" if op.finished else ""
     console.print(f"{op.status.value}{total}: {op.message}", markup=False)
 
@@ -188,6 +190,7 @@ def _operate(
     yes: bool,
     json_output: bool,
     no_fence_wait: str | None = None,
+    discard_divergent: str | None = None,
 ) -> None:
     topo = _topology(config)
     with _engine_errors(), engine.session(topo) as s:
@@ -211,6 +214,13 @@ def _operate(
                 f"once if {plan.from_site} still runs; recorded with your reason",
                 markup=False,
             )
+        if discard_divergent:
+            err_console.print(
+                f"WARNING: --discard-divergent: whatever {plan.to_site} alone holds that "
+                f"salvage cannot copy to {plan.from_site} is discarded when the mirrors "
+                "reverse; recorded with your reason",
+                markup=False,
+            )
         with _live(plan, quiet=json_output) as spinners:
             outcome = engine.start_operation(
                 s,
@@ -218,6 +228,7 @@ def _operate(
                 reason=reason or "(no reason given)",
                 accept_data_loss=accept_data_loss,
                 no_fence_wait=no_fence_wait,
+                discard_divergent=discard_divergent,
                 events=spinners,
                 faults=Faults.from_env(),
             )
@@ -322,6 +333,17 @@ def register(app: typer.Typer) -> None:
     def reprotect(
         config: ConfigOption = None,
         reason: ReasonOption = "",
+        discard_divergent: Annotated[
+            str | None,
+            typer.Option(
+                "--discard-divergent",
+                help="Reverse the mirrors even if the old site holds mail or objects that "
+                "salvage could not copy to the active site (they are lost); the reason is "
+                "recorded and warned about.",
+                metavar="REASON",
+                callback=free_text,
+            ),
+        ] = None,
         dry_run: DryRunOption = False,
         yes: YesOption = False,
         json_output: JsonOption = False,
@@ -331,12 +353,28 @@ def register(app: typer.Typer) -> None:
         Needed after a switchover or failover before the service can move back: until
         then the old site's copy is stale and sitectl refuses to move there.
 
+        First it salvages: the old site's copy is snapshotted, mail and objects only it
+        holds are copied into the active site (by Message-ID, by key and ETag), and the
+        LDAP entries it changed since the takeover are reported. It refuses (exit 4,
+        mirrors untouched) while anything divergent is left, unless --discard-divergent
+        says why.
+
         Asks before it starts unless --yes, with --json too (the question goes to stderr);
         with no terminal to answer on it refuses (exit 2) and changes nothing.
 
         [b]Example:[/b] sitectl reprotect --reason "failback after the drill" --yes
         """
-        _operate("reprotect", None, config, reason, None, dry_run, yes, json_output)
+        _operate(
+            "reprotect",
+            None,
+            config,
+            reason,
+            None,
+            dry_run,
+            yes,
+            json_output,
+            discard_divergent=discard_divergent,
+        )
 
     @app.command()
     def resume(

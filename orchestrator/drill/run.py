@@ -42,6 +42,7 @@ from orchestrator.engine.progress import recovery_advice, where_is_the_service
 from orchestrator.engine.records import Mode, OpStatus
 from orchestrator.errors import SitectlError
 from orchestrator.plan import Plan
+from orchestrator.salvage import report as salvage_report
 
 log = logging.getLogger("sitectl.drill")
 
@@ -214,6 +215,9 @@ def _reprotect(s: engine.Session, record: DrillRecord, leg: Leg, watcher: Watche
             f"mirrors reversed: {leg.from_site} protects towards {leg.to_site} "
             f"({len(outcome.steps)} steps)"
         )
+        salvaged = salvage_report.summarize(outcome.figures, leg.to_site)
+        if salvaged:
+            phase.detail += f"; {salvaged}"
     with _phase(record, f"in sync {leg.from_site}→{leg.to_site}", watcher) as phase:
         at = s.topology.model_copy(update={"active_site": leg.from_site})
         ready = canaries.poll(lambda: readiness(at, leg.to_site).ready, SYNC_WAIT_S, 1.0)

@@ -108,7 +108,13 @@ class Executor(StepLife):
                 OpStatus.REFUSED,
                 now=self.clock(),
                 failed_step=failed.step_id,
-                message=f"refused before any change: {failed.detail}",
+                message=(
+                    # Salvage may have added to the active site what only the old one
+                    # held; the protection itself is as it was.
+                    f"refused before the mirrors were touched: {failed.detail}"
+                    if self.plan.mode is Mode.REPROTECT
+                    else f"refused before any change: {failed.detail}"
+                ),
             )
             self.store.clear_current(self.lease)
             self.say(f"operation {op.id} refused by {failed.step_id}: nothing changed")

@@ -224,7 +224,7 @@ class StepLife:
             self.retrying(step, lambda: handler.apply(step, ctx))
             self.faults.inside_step(step.id)
             self.verifying(step, lambda: handler.verify(step, ctx))
-            return StepStatus.DONE, "applied and verified"
+            return StepStatus.DONE, _with_summary("applied and verified", handler, step, ctx)
         except Exception as exc:
             return self.judge(step, exc)
 
@@ -323,3 +323,11 @@ class StepLife:
 
     def say(self, sentence: str) -> None:
         log.info(sentence)
+
+
+def _with_summary(detail: str, handler: StepHandler, step: Step, ctx: StepContext) -> str:
+    """A handler may say in one sentence what the step found and did (`summary`, e.g. what
+    salvage copied): it goes into the checkpoint beside how the step ended."""
+    summary = getattr(handler, "summary", None)
+    said = summary(step, ctx) if callable(summary) else None
+    return f"{detail}: {said}" if said else detail

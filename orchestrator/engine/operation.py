@@ -139,6 +139,7 @@ def start_operation(
     reason: str,
     accept_data_loss: str | None = None,
     no_fence_wait: str | None = None,
+    discard_divergent: str | None = None,
     automatic: bool = False,
     events: Events | None = None,
     faults: Faults | None = None,
@@ -163,6 +164,7 @@ def start_operation(
             unreachable=() if plan.old_site_reachable else (plan.from_site,),
             accept_data_loss=accept_data_loss,
             no_fence_wait=no_fence_wait,
+            discard_divergent=discard_divergent,
             epoch=lease.epoch,
         )
         s.store.start_operation(lease, op)
@@ -176,6 +178,7 @@ def start_operation(
             automatic=automatic,
             accept_data_loss=accept_data_loss,
             no_fence_wait=no_fence_wait,
+            discard_divergent=discard_divergent,
             epoch=lease.epoch,
         )
         return _execute(s, plan, op.id, lease, events, faults)
@@ -354,6 +357,7 @@ def _execute(
         handlers=default_handlers(
             lambda site: s.store.set_active_site(lease, site),
             LeasedTickets(TicketStore(s.client, s.paths), lease),
+            lambda: takeover_time(s, plan.from_site),
         ),
         audit=s.audit(),
         artifacts=s.local_state / "artifacts" / op_id,
@@ -363,6 +367,17 @@ def _execute(
     op = executor.run(op_id)
     steps = s.store.records(op_id)
     return Outcome(op=op, plan=plan, steps=steps, figures=executor.figures)
+
+
+def takeover_time(s: Session, site: str) -> float | None:
+    """When `site` took over: the start of the last move to it that succeeded (its first
+    moment as a candidate, so nothing the old site wrote since is missed); None when no
+    such move is recorded."""
+    for op_id in reversed(s.store.operation_ids()):
+        op, _ = s.store.operation(op_id)
+        if op.mode is not Mode.REPROTECT and op.status is OpStatus.SUCCEEDED:
+            return op.started if op.to_site == site else None
+    return None
 
 
 def _last(s: Session, *, missing_ok: bool = False) -> str:

@@ -72,8 +72,28 @@ _SIDE_EFFECTS = {
 
 
 def changed_anything(plan: Plan, records: Records) -> bool:
-    """Whether any step that changes the world has started (checks and the gate do not)."""
+    """Whether any step that changes the world has started (checks and the gate do not).
+
+    A reprotect's salvage only adds to the active site what the old site alone held, and
+    its first steps make sure the standby's application is stopped: one that found it
+    stopped already ("already true") changed nothing. So a reprotect refused by its
+    salvage decision after those is still refused before any change to what it protects."""
+    if plan.mode == "reprotect":
+        return any(
+            status_of(records, s) is not StepStatus.PENDING and not _found_done(records, s)
+            for s in plan.steps()
+            if s.phase is Phase.REPROTECT
+        )
     return _started(plan, records, _SIDE_EFFECTS | {Phase.REPROTECT})
+
+
+def _found_done(records: Records, step: Step) -> bool:
+    record = records.get(step.id)
+    return (
+        record is not None
+        and record.status is StepStatus.DONE
+        and record.detail.startswith("already true")
+    )
 
 
 def where_is_the_service(plan: Plan, records: Records) -> str:

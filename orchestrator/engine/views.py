@@ -166,6 +166,7 @@ class OutcomeView:
             "message": op.message,
             "accept_data_loss": op.accept_data_loss,
             "no_fence_wait": op.no_fence_wait,
+            "discard_divergent": op.discard_divergent,
             "epoch": op.epoch,
             "steps": [s.to_json() for s in self.steps],
             "figures": dict(self.figures),

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from itertools import groupby
 
-from orchestrator.config.model import DnsZone, Role, Topology
+from orchestrator.config.model import BtrfsVolume, DnsZone, Role, Topology
 from orchestrator.errors import ConfigError
 from orchestrator.plan.model import Action, Group, Mode, Phase, Plan, Step
 from orchestrator.plan.observed import ObservedState
@@ -636,6 +636,7 @@ def build_reprotect_plan(topo: Topology, observed: ObservedState) -> Plan:
         for name in names
     ]
     groups = [Group(phase=Phase.REPROTECT, steps=tuple(fence))] if fence else []
+    groups += _salvage(topo, active, standby)
     groups.append(Group(phase=Phase.REPROTECT, steps=tuple(steps)))
     if demotions:
         groups.append(Group(phase=Phase.REPROTECT, steps=tuple(demotions)))
@@ -648,3 +649,101 @@ def build_reprotect_plan(topo: Topology, observed: ObservedState) -> Plan:
         groups=tuple(groups),
         notes=(f"{active} stays active; {standby} becomes the mirrors' destination",),
     )
+
+
+def _salvage(topo: Topology, active: str, standby: str) -> list[Group]:
+    """Before the mirrors turn: snapshot the standby's (old site's) copy of each volume
+    sitectl can read, copy what only it holds into the active site (mail by Message-ID,
+    objects by key and ETag), report its LDAP changes since the takeover, and refuse to go
+    on while anything divergent is left, unless the operator said why to discard it."""
+    readable = [v for v in topo.volumes if isinstance(v, BtrfsVolume)]
+    uninspected = [
+        f"volume {v.name} ({v.driver}): sitectl cannot read {standby}'s copy"
+        for v in topo.volumes
+        if not isinstance(v, BtrfsVolume)
+    ]
+    buckets = (
+        [b.name for b in topo.object_store.buckets if b.replicated] if topo.object_store else []
+    )
+    snapshots = [
+        Step(
+            id=f"salvage/snapshot/{vol.name}",
+            phase=Phase.SALVAGE,
+            action=Action.SALVAGE_SNAPSHOT,
+            site=standby,
+            target=vol.name,
+            description=(
+                f"take a read-only snapshot of {standby}'s copy of volume {vol.name} before "
+                "the mirror reverses it"
+            ),
+            params={"active": active},
+        )
+        for vol in readable
+    ]
+    listings = [
+        Step(
+            id=f"salvage/mail/{vol.name}",
+            phase=Phase.SALVAGE,
+            action=Action.SALVAGE_MAIL,
+            site=active,
+            target=vol.name,
+            description=(
+                f"copy into {active}'s Maildirs every message {standby}'s snapshot of "
+                f"{vol.name} holds that {active} lacks (by Message-ID)"
+            ),
+            params={"old_site": standby},
+        )
+        for vol in readable
+    ]
+    listings += [
+        Step(
+            id=f"salvage/objects/{bucket}",
+            phase=Phase.SALVAGE,
+            action=Action.SALVAGE_OBJECTS,
+            site=active,
+            target=bucket,
+            description=(
+                f"copy into {active}'s bucket {bucket} every object {standby}'s holds that "
+                f"{active}'s lacks (by key and ETag; a differing key goes under salvaged/)"
+            ),
+            params={"old_site": standby},
+        )
+        for bucket in buckets
+    ]
+    if topo.ldap is not None:
+        listings.append(
+            Step(
+                id="salvage/ldap-report",
+                phase=Phase.SALVAGE,
+                action=Action.SALVAGE_LDAP,
+                site=standby,
+                target="ldap",
+                description=(
+                    f"list the LDAP entries {standby}'s masters changed after {active} took "
+                    "over, for a person to review"
+                ),
+                params={"active": active},
+            )
+        )
+    decide = Step(
+        id="salvage/decide",
+        phase=Phase.SALVAGE,
+        action=Action.SALVAGE_DECIDE,
+        site=active,
+        target="divergence",
+        description=(
+            f"refuse to reverse the mirrors while {standby} holds mail or objects {active} "
+            'lacks, unless --discard-divergent "REASON" was given'
+        ),
+        params={
+            "old_site": standby,
+            "volumes": [v.name for v in readable],
+            "buckets": buckets,
+            "uninspected": uninspected,
+        },
+    )
+    groups = [_group(Phase.SALVAGE, snapshots)] if snapshots else []
+    if listings:
+        groups.append(_group(Phase.SALVAGE, listings))
+    groups.append(_group(Phase.SALVAGE, [decide]))
+    return groups

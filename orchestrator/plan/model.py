@@ -31,6 +31,9 @@ class Phase(StrEnum):
     DNS = "dns"
     START_SERVICES = "start-services"
     VERIFY = "verify"
+    # Before a reprotect reverses the mirrors: what the old site alone holds is listed,
+    # copied into the active site where it can be, and reported (orchestrator/salvage).
+    SALVAGE = "salvage"
     REPROTECT = "reprotect"
 
 
@@ -61,6 +64,11 @@ class Action(StrEnum):
     VERIFY_APPLICATION = "verify.application"
     VERIFY_CANARY = "verify.canary"
     ACTIVATE = "cluster.activate"
+    SALVAGE_SNAPSHOT = "salvage.snapshot"
+    SALVAGE_MAIL = "salvage.mail"
+    SALVAGE_OBJECTS = "salvage.objects"
+    SALVAGE_LDAP = "salvage.ldap_report"
+    SALVAGE_DECIDE = "salvage.decide"
 
 
 @dataclass(frozen=True)

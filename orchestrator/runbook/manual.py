@@ -28,6 +28,7 @@ from orchestrator.coordination.paths import ZkPaths
 from orchestrator.coordination.ticket import Ticket, clock_text
 from orchestrator.inventory import group_name
 from orchestrator.plan.model import Action, Plan, Step
+from orchestrator.runbook import salvage
 
 
 @dataclass(frozen=True)
@@ -695,4 +696,9 @@ _RENDERERS: dict[Action, Callable[[Topology, Plan, Step], ManualStep]] = {
     Action.VERIFY_APPLICATION: _verify_application,
     Action.VERIFY_CANARY: _verify_canary,
     Action.ACTIVATE: _activate,
+    Action.SALVAGE_SNAPSHOT: lambda t, p, s: ManualStep(*salvage.snapshot(t, p, s)),
+    Action.SALVAGE_MAIL: lambda t, p, s: ManualStep(*salvage.mail(t, p, s)),
+    Action.SALVAGE_OBJECTS: lambda t, p, s: ManualStep(*salvage.objects(t, p, s)),
+    Action.SALVAGE_LDAP: lambda t, p, s: ManualStep(*salvage.ldap_report(t, p, s)),
+    Action.SALVAGE_DECIDE: lambda t, p, s: ManualStep(*salvage.decide(t, p, s)),
 }

@@ -18,7 +18,9 @@ Entry points::
 On disk, per site pool: ``<subvol>`` (the live, writable volume: only on the writable
 side), ``snaps/<subvol>@N`` (read-only snapshots, the same N on both sides) and
 ``retired/`` (a live subvolume set aside by break/reverse instead of deleted, so writes
-that never reached the other side can still be recovered by hand).
+that never reached the other side can still be recovered by hand) and ``salvage/``
+(read-only snapshots of a site's live subvolume taken before a reprotect, which
+sitectl's salvage reads: `salvage_snapshot`).
 
 Semantics (pure rules in `relationship.decide`, shared by every driver):
 
@@ -55,7 +57,7 @@ from orchestrator.storage.relationship import (
     decide,
     status_of,
 )
-from orchestrator.storage.volumes import RETIRED_DIR, SNAPS_DIR
+from orchestrator.storage.volumes import RETIRED_DIR, SALVAGE_DIR, SNAPS_DIR
 
 
 @dataclass(frozen=True)
@@ -290,6 +292,40 @@ class BtrfsMirror:
     def unmount(self, site: str) -> None:
         with statefile.locked(self.config.state_file):
             self._unmount(site)
+
+    # --- salvage (read-only views of a site's copy) ---
+
+    def live_path(self, site: str) -> Path:
+        """The site's live subvolume as a directory of its pool (it exists only on the
+        writable side, or on a source not yet reversed)."""
+        return self._live(site)
+
+    def salvage_path(self, site: str, name: str) -> Path:
+        return self._paths(site).pool / SALVAGE_DIR / f"{self.config.subvolume}@{name}"
+
+    def common_snapshot(self, site: str) -> Path | None:
+        """The last snapshot both sites received (the last common point), on `site`."""
+        rel = self._load()
+        if rel.last_snapshot is None:
+            return None
+        path = self._snap(site, rel.last_snapshot)
+        return path if btrfs.is_subvolume(path) else None
+
+    def salvage_snapshot(self, site: str, name: str) -> Path | None:
+        """A read-only snapshot of `site`'s live subvolume, taken once under `name` (taken
+        again it is the same one); None when `site` has no live subvolume (nothing was
+        written there outside the mirror's snapshots)."""
+        with statefile.locked(self.config.state_file):
+            target = self.salvage_path(site, name)
+            if btrfs.is_subvolume(target):
+                return target
+            live = self._live(site)
+            self._device(site)  # the pool must be mounted
+            if not btrfs.is_subvolume(live):
+                return None
+            target.parent.mkdir(exist_ok=True)
+            btrfs.snapshot(live, target, readonly=True)
+            return target
 
     # --- helpers ---
 

@@ -28,6 +28,7 @@ from orchestrator.storage import btrfs
 
 SNAPS_DIR = "snaps"
 RETIRED_DIR = "retired"
+SALVAGE_DIR = "salvage"  # read-only copies of an old site's live subvolume (salvage)
 
 
 class SiteVolume(NamedTuple):

@@ -70,6 +70,16 @@ def test_full_drill_with_failback_passes_and_matches_the_audit_log_and_servers(
         [("ticket/release/dc1", "done"), ("ticket/grant/dc2", "done")],
         [("ticket/release/dc2", "done"), ("ticket/grant/dc1", "done")],
     ]
+    # Each reprotect salvaged before it reversed anything (after a switchover nothing is
+    # left behind), and the report says so.
+    reprotects = [op for op in _ops(run) if op["mode"] == "reprotect"]
+    assert len(reprotects) == 2
+    for op in reprotects:
+        steps = {s["step_id"]: s for s in op["steps"]}
+        assert steps["salvage/decide"]["status"] == "done"
+        assert f"nothing divergent is left on {op['to_site']}" in steps["salvage/decide"]["detail"]
+    phases = [p["detail"] for p in run.report["phases"] if p["name"] == "reprotect"]
+    assert len(phases) == 2 and all("; salvaged from dc" in d for d in phases), phases
     for leg in ("there", "back"):
         assert run.figures(leg)["rpo"]["lost"] == 0
         assert run.figures(leg)["rpo"]["checked"] >= 7

@@ -9,7 +9,10 @@ dead-man agents run as `sitectl lab controllers up` runs them. Invariants:
 - dc2 is promoted, and the last message dc1 acknowledged comes before the first one
   dc2 acknowledged: no instant where both sites accept writes;
 - once dc2 serves, no DNS server answers dc1's address: dc2's and the witness's answer
-  dc2's, dc1's own (cut off) answers nothing.
+  dc2's, dc1's own (cut off) answers nothing;
+- after `heal-network` and `reprotect`, every message either site acknowledged is
+  readable at dc2 (over IMAP), once: what dc1 took after its mirror's last transfer is
+  salvaged before the mirror turns.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from tests.controller.scenarios import (
     controller_topology,
 )
 from tests.engine.conftest import Cluster
+from tests.engine.test_salvage import message_ids
 from tests.lab.test_deadman import agent_log
 from tests.lab.test_partition import answering, seen_from
 
@@ -167,6 +171,20 @@ def test_a_partitioned_active_site_and_the_promoted_one_never_both_take_mail(
     zones = (layout.INTERNAL_ZONE, layout.EXTERNAL_ZONE)
     inside = seen_from(lab, "dc1", [f"dns:{layout.MAIL_RECORD}.{z}@{own}" for z in zones])
     assert not answering(inside), f"dc1's own DNS server still answers: {inside}"
+
+    # Healed, and reprotected: what dc1 acknowledged after its mirror's last transfer is
+    # salvaged first, so every message either site acknowledged is readable at dc2, once.
+    lab.ok("heal-network")
+    reprotected = cluster.ok("reprotect", "--yes", "--reason", "scenario: after the partition")
+    assert reprotected["status"] == "succeeded", reprotected["message"]
+    salvaged = {s["id"]: s["detail"] for s in reprotected["steps"]}["salvage/mail/mailstore"]
+    print(f"after the partition: {salvaged}")
+    at_dc2 = message_ids(cluster, "dc2")
+    acked = [a["message_id"] for a in dc1 + dc2]
+    missing = [m for m in acked if at_dc2[m] == 0]
+    assert not missing, f"{len(missing)} acknowledged message(s) not at dc2: {missing[:5]}"
+    twice = [m for m in acked if at_dc2[m] > 1]
+    assert not twice, f"at dc2 more than once: {twice[:5]}"
 
 
 @pytest.mark.parametrize("other", ["dc2", "witness"])

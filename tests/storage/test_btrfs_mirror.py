@@ -201,3 +201,31 @@ def test_initialize_refuses_a_state_file_from_recreated_volumes(lab: Lab) -> Non
     btrfs.subvolume_delete(lab.snap("dc2", "data@1"))  # as if dc2's volume was recreated
     with pytest.raises(Failed, match="remove the state file"):
         lab.mirror().initialize()
+
+
+def test_a_salvage_snapshot_keeps_what_the_old_source_took_after_the_last_transfer(
+    lab: Lab,
+) -> None:
+    """A failover without a final transfer: dc1's write after the last transfer is in its
+    live copy only. The salvage snapshot keeps it readable (read-only, taken once per
+    name); the last common snapshot does not have it; once reversed, dc1 has no live copy
+    left to snapshot (it was retired)."""
+    (lab.service("dc1") / "synced").write_text("both")
+    lab.mirror().update()
+    (lab.service("dc1") / "late").write_text("acknowledged by dc1 only")
+    m = lab.mirror()
+    m.unmount("dc1")  # as the dead-man agent fences it
+    m.break_()  # the failover: no final transfer
+
+    taken = m.salvage_snapshot("dc1", "op1")
+    assert taken == m.salvage_path("dc1", "op1")
+    assert (taken / "late").read_text() == "acknowledged by dc1 only"
+    assert btrfs.subvolume_show(taken).readonly
+    assert m.salvage_snapshot("dc1", "op1") == taken  # once per name
+    common = m.common_snapshot("dc1")
+    assert common is not None and (common / "synced").exists() and not (common / "late").exists()
+    assert (m.live_path("dc2") / "synced").exists() and not (m.live_path("dc2") / "late").exists()
+
+    m.reverse()
+    assert m.salvage_snapshot("dc1", "op2") is None
+    assert (taken / "late").exists(), "a reverse leaves the salvage snapshot alone"

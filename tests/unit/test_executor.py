@@ -336,6 +336,49 @@ def test_a_refusal_before_any_change_ends_the_operation(topo, tmp_path) -> None:
     assert set(handler.applied) == {s.id for s in plan.groups[0].steps}  # only the checks ran
 
 
+def _reprotect(topo: Topology):
+    plan = build_reprotect_plan(topo, assumed_state(topo))
+    op = operation_record(plan)
+    return plan, op, MemoryStore(ops={op.id: (op, 0)}, current=op.id)
+
+
+LEFT = "dc2 holds what the active site lacks and salvage could not carry: 1 object(s)"
+
+
+def test_a_reprotect_refused_by_its_salvage_decision_leaves_the_mirrors_untouched(
+    topo, tmp_path
+) -> None:
+    """The standby's application was already stopped and salvage only added to the active
+    site: the refusal ends the operation (exit 4), so a rerun with --discard-divergent
+    may start at once."""
+    plan, op, store = _reprotect(topo)
+    stops = {s.id for s in plan.steps() if s.action is Action.APP_STOP}
+    handler = ScriptedHandler(already=stops, always={"salvage/decide": Failed(LEFT)})
+
+    result = _executor(plan, topo, store, handler, tmp_path).run(op.id)
+
+    assert result.status is OpStatus.REFUSED
+    assert result.message == f"refused before the mirrors were touched: {LEFT}"
+    assert store.current is None
+    statuses = _statuses(store, op.id)
+    assert not [s for s in plan.steps() if s.action is Action.MIRROR_REVERSE and s.id in statuses]
+
+
+def test_a_reprotect_that_stopped_the_standby_and_then_is_refused_stays_open(
+    topo, tmp_path
+) -> None:
+    """Stopping an application that ran is a change: the refusal is a failure to resume
+    (after salvaging by hand) or abort."""
+    plan, op, store = _reprotect(topo)
+    handler = ScriptedHandler(always={"salvage/decide": Failed(LEFT)})
+
+    result = _executor(plan, topo, store, handler, tmp_path).run(op.id)
+
+    assert result.status is OpStatus.FAILED
+    assert result.failed_step == "salvage/decide"
+    assert store.current == op.id
+
+
 def test_a_failure_after_a_change_keeps_the_operation_open(topo, tmp_path) -> None:
     plan, op, store = _setup(topo, tmp_path)
     handler = ScriptedHandler(always={"unmount/dc1/mailstore": Failed("umount: busy")})

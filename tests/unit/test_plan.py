@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.config import Topology, load_topology
+from orchestrator.config.model import BtrfsSite, BtrfsVolume, Mirror
 from orchestrator.plan import (
     Action,
     MirrorView,
@@ -249,6 +250,11 @@ def test_reprotect_reverses_every_mirror_towards_the_standby(topo: Topology) -> 
                 "reprotect/disable-application/dc1/mailbox",
             ],
         ),
+        # Before anything turns: what only dc1 holds is salvaged into dc2 or reported.
+        # The example's volumes are NetApp's, which sitectl cannot read: no snapshot or
+        # mail step, and the decision names them.
+        ("salvage", ["salvage/objects/zimbra-blobs", "salvage/ldap-report"]),
+        ("salvage", ["salvage/decide"]),
         (
             "reprotect",
             [
@@ -262,19 +268,72 @@ def test_reprotect_reverses_every_mirror_towards_the_standby(topo: Topology) -> 
     ]
     assert {s.action for s in plan.groups[0].steps} == {Action.APP_STOP}
     assert all(s.site == "dc1" for s in plan.groups[0].steps)
-    assert [s.action for s in plan.groups[1].steps] == [
+    assert [s.action for s in plan.groups[3].steps] == [
         Action.MIRROR_REVERSE,
         Action.MIRROR_REVERSE,
         Action.MIRROR_REVERSE,
         Action.OBJECT_STORE_REVERSE,
     ]
-    assert all(s.site == "dc2" for s in plan.groups[1].steps)
+    assert all(s.site == "dc2" for s in plan.groups[3].steps)
+    decide = plan.step("salvage/decide")
+    assert decide.params["old_site"] == "dc1"
+    assert decide.params["buckets"] == ["zimbra-blobs"]
+    assert decide.params["uninspected"] == [
+        f"volume {v} (netapp): sitectl cannot read dc1's copy"
+        for v in ("mailstore", "metadata", "index")
+    ]
     with pytest.raises(PlanRefused, match="dc1 is unreachable") as refused:
         build_plan_unreachable = ObservedState(
             active_site="dc2", unreachable_sites=frozenset({"dc1"})
         )
         build_reprotect_plan(topo, build_plan_unreachable)
     assert refused.value.gate
+
+
+def test_reprotect_snapshots_and_salvages_each_btrfs_volume_before_reversing_it(
+    topo: Topology,
+) -> None:
+    """A volume sitectl can read (btrfs): its old copy is snapshotted first, then its mail
+    salvaged beside the objects and the LDAP report, and only then reversed."""
+    btrfs = topo.model_copy(
+        update={
+            "volumes": (
+                BtrfsVolume(
+                    name="mailstore",
+                    driver="btrfs",
+                    role="mailbox",
+                    mount_point="/opt/zimbra/store",
+                    mirror=Mirror(source="dc1", destination="dc2"),
+                    sites={s: BtrfsSite(pool=f"/pools/{s}") for s in ("dc1", "dc2")},
+                ),
+            )
+        }
+    )
+    plan = build_reprotect_plan(btrfs, ObservedState(active_site="dc2"))
+    order = {s.id: i for i, g in enumerate(plan.groups) for s in g.steps}
+    assert (
+        order["reprotect/disable-application/dc1/mailbox"]
+        < order["salvage/snapshot/mailstore"]
+        < order["salvage/mail/mailstore"]
+        == order["salvage/objects/zimbra-blobs"]
+        == order["salvage/ldap-report"]
+        < order["salvage/decide"]
+        < order["reprotect/mailstore"]
+    )
+    snapshot = plan.step("salvage/snapshot/mailstore")
+    assert (snapshot.action, snapshot.site) == (Action.SALVAGE_SNAPSHOT, "dc1")
+    mail = plan.step("salvage/mail/mailstore")
+    assert (mail.action, mail.site, mail.params) == (
+        Action.SALVAGE_MAIL,
+        "dc2",
+        {"old_site": "dc1"},
+    )
+    assert plan.step("salvage/decide").params == {
+        "old_site": "dc1",
+        "volumes": ["mailstore"],
+        "buckets": ["zimbra-blobs"],
+        "uninspected": [],
+    }
 
 
 def test_failover_promotes_the_standby_dns_server_and_updates_it_first(topo: Topology) -> None:

@@ -15,6 +15,14 @@ from orchestrator.engine.steps.dns import (
 )
 from orchestrator.engine.steps.objects import ObjectStoreReverseHandler
 from orchestrator.engine.steps.preflight import PreflightHandler, ReadinessGate
+from orchestrator.engine.steps.salvage import (
+    DecideHandler,
+    MailHandler,
+    ObjectsHandler,
+    SnapshotHandler,
+    Takeover,
+)
+from orchestrator.engine.steps.salvage_ldap import LdapReportHandler
 from orchestrator.engine.steps.ticket import (
     FenceWaitHandler,
     TicketGrantHandler,
@@ -27,10 +35,13 @@ from orchestrator.plan.model import Action
 
 
 def default_handlers(
-    set_active_site: Callable[[str], None], tickets: TicketMoves | None = None
+    set_active_site: Callable[[str], None],
+    tickets: TicketMoves | None = None,
+    takeover: Takeover | None = None,
 ) -> dict[Action, StepHandler]:
     """`tickets`: the site ticket bound to the operation's lease (without it the ticket
-    steps fail, saying so)."""
+    steps fail, saying so). `takeover`: when the active site took over (the LDAP salvage
+    report lists the old site's changes since; without it, it lists none)."""
     preflight = PreflightHandler()
     return {
         Action.CHECK_ZOOKEEPER: preflight,
@@ -59,4 +70,9 @@ def default_handlers(
         Action.VERIFY_APPLICATION: AppVerifyHandler(),
         Action.VERIFY_CANARY: CanaryVerifyHandler(),
         Action.ACTIVATE: ActivateHandler(set_active_site),
+        Action.SALVAGE_SNAPSHOT: SnapshotHandler(),
+        Action.SALVAGE_MAIL: MailHandler(),
+        Action.SALVAGE_OBJECTS: ObjectsHandler(),
+        Action.SALVAGE_LDAP: LdapReportHandler(takeover),
+        Action.SALVAGE_DECIDE: DecideHandler(),
     }
