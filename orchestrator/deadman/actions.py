@@ -114,28 +114,29 @@ def _moving_roles(topo: Topology, hosts: list[Host], last_first: bool) -> list[t
 
 
 def _start_roles(topo: Topology, hosts: list[Host], vars_of: VarsOf) -> list[FenceAction]:
-    actions: list[FenceAction] = []
-    for name, host in _moving_roles(topo, hosts, last_first=False):
-        role = topo.roles[name]
-        what = f"start role {name} on {host.name}"
-        if role.commands is not None:
-            actions.append(FenceAction(what, shell=render(role.commands.start, vars_of(host))))
-        else:
-            for service in role.services:
-                actions.append(FenceAction(what, argv=("systemctl", "start", service)))
-    return actions
+    return _role_actions(topo, hosts, vars_of, "start")
 
 
 def _stop_roles(topo: Topology, hosts: list[Host], vars_of: VarsOf) -> list[FenceAction]:
+    return _role_actions(topo, hosts, vars_of, "stop")
+
+
+def _role_actions(
+    topo: Topology, hosts: list[Host], vars_of: VarsOf, verb: str
+) -> list[FenceAction]:
+    """`verb` (start or stop) each moving role on `hosts`: stop last-started first, each
+    role's services in reverse; by the role's command, or systemctl."""
+    stopping = verb == "stop"
     actions: list[FenceAction] = []
-    for name, host in _moving_roles(topo, hosts, last_first=True):
+    for name, host in _moving_roles(topo, hosts, last_first=stopping):
         role = topo.roles[name]
-        what = f"stop role {name} on {host.name}"
+        what = f"{verb} role {name} on {host.name}"
         if role.commands is not None:
-            actions.append(FenceAction(what, shell=render(role.commands.stop, vars_of(host))))
+            command = role.commands.stop if stopping else role.commands.start
+            actions.append(FenceAction(what, shell=render(command, vars_of(host))))
         else:
-            for service in reversed(role.services):
-                actions.append(FenceAction(what, argv=("systemctl", "stop", service)))
+            services = reversed(role.services) if stopping else role.services
+            actions += [FenceAction(what, argv=("systemctl", verb, s)) for s in services]
     return actions
 
 

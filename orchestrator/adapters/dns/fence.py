@@ -63,14 +63,20 @@ def parse_fence(zone: str, rdataset: dns.rdataset.Rdataset | None) -> FenceState
     if rdataset is None or len(rdataset) == 0:
         return FenceState(zone, None, None)
     texts = sorted(b"".join(rd.strings).decode("ascii", "replace") for rd in rdataset)
-    matches = [_EPOCH.match(t) for t in texts]
-    if len(texts) != 1 or matches[0] is None:
+    return FenceState(zone, rdataset, _one_epoch(zone, texts, _EPOCH))
+
+
+def _one_epoch(zone: str, values: list[str], pattern: re.Pattern[str]) -> int:
+    """The epoch of the one value `pattern` reads; Failed for anything else, because
+    guessing would let a stale leader through."""
+    matches = [pattern.match(v) for v in values]
+    if len(values) != 1 or matches[0] is None:
         raise Failed(
-            f'zone {zone}: {FENCE_LABEL} holds {texts!r}, not one "epoch=N" — make sure '
+            f'zone {zone}: {FENCE_LABEL} holds {values!r}, not one "epoch=N" — make sure '
             "no other sitectl leader runs, then delete the record and let the leader "
             "claim it again"
         )
-    return FenceState(zone, rdataset, int(matches[0].group(1)))
+    return int(matches[0].group(1))
 
 
 _ROUTE53 = re.compile(r'^"epoch=(\d{1,18})"(?: "write=[0-9a-z-]{1,40}")?$')
@@ -86,13 +92,4 @@ def route53_fence_value(epoch: int, write: str) -> str:
 def route53_fence_epoch(zone: str, values: list[str]) -> int | None:
     """The epoch in the fence record's values as the Route 53 API returns them; None
     when there is no fence yet; Failed for anything else, as `parse_fence`."""
-    if not values:
-        return None
-    matches = [_ROUTE53.match(v) for v in values]
-    if len(values) != 1 or matches[0] is None:
-        raise Failed(
-            f'zone {zone}: {FENCE_LABEL} holds {values!r}, not one "epoch=N" — make sure '
-            "no other sitectl leader runs, then delete the record and let the leader "
-            "claim it again"
-        )
-    return int(matches[0].group(1))
+    return _one_epoch(zone, values, _ROUTE53) if values else None

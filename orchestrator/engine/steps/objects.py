@@ -18,7 +18,8 @@ from orchestrator.errors import Failed, Unavailable
 from orchestrator.plan.model import Step
 
 
-def _endpoint(ctx: StepContext, site: str) -> S3Endpoint:
+def endpoint_of(ctx: StepContext, site: str) -> S3Endpoint:
+    """The object-store endpoint of `site`; Failed when the topology has none there."""
     store = ctx.topology.object_store
     endpoint = next((e for e in store.endpoints if e.site == site), None) if store else None
     if endpoint is None:
@@ -32,16 +33,16 @@ class ObjectStoreReverseHandler:
 
     def _state(self, step: Step, ctx: StepContext) -> tuple[str | None, str | None]:
         active, standby = step.site or "", step.params["destination"]
-        source = s3_client(ctx.topology, _endpoint(ctx, active))
-        target = s3_client(ctx.topology, _endpoint(ctx, standby))
+        source = s3_client(ctx.topology, endpoint_of(ctx, active))
+        target = s3_client(ctx.topology, endpoint_of(ctx, standby))
         return (
             replication_destination(source, step.target),
             replication_destination(target, step.target),
         )
 
     def _in_sync(self, step: Step, ctx: StepContext) -> bool:
-        active = s3_client(ctx.topology, _endpoint(ctx, step.site or ""))
-        standby = s3_client(ctx.topology, _endpoint(ctx, step.params["destination"]))
+        active = s3_client(ctx.topology, endpoint_of(ctx, step.site or ""))
+        standby = s3_client(ctx.topology, endpoint_of(ctx, step.params["destination"]))
         wanted = keys_with_etags(active, step.target)
         present = keys_with_etags(standby, step.target)
         return all(present.get(key) == etag for key, etag in wanted.items())
@@ -54,8 +55,8 @@ class ObjectStoreReverseHandler:
         store = ctx.topology.object_store
         assert store is not None  # the plan has this step only with an object store
         active, standby = step.site or "", step.params["destination"]
-        source = s3_client(ctx.topology, _endpoint(ctx, active))
-        target = s3_client(ctx.topology, _endpoint(ctx, standby))
+        source = s3_client(ctx.topology, endpoint_of(ctx, active))
+        target = s3_client(ctx.topology, endpoint_of(ctx, standby))
         # Both stores first refuse a leader older than one that already wrote here, and
         # each write below first checks that no newer one has claimed them since.
         fences: dict[str, FenceHold] = {}

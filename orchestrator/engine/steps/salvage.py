@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from orchestrator.adapters.s3 import hold_fence, s3_client
-from orchestrator.config.model import BtrfsVolume, S3Endpoint
+from orchestrator.config.model import BtrfsVolume
 from orchestrator.engine.handlers import StepContext
+from orchestrator.engine.steps.objects import endpoint_of
 from orchestrator.engine.steps.volumes import btrfs_mirror
 from orchestrator.errors import Failed, Unavailable
 from orchestrator.plan.model import Step
@@ -212,19 +213,11 @@ class MailHandler(Summaries):
 # -- objects --------------------------------------------------------------------------
 
 
-def _endpoint(ctx: StepContext, site: str) -> S3Endpoint:
-    store = ctx.topology.object_store
-    endpoint = next((e for e in store.endpoints if e.site == site), None) if store else None
-    if endpoint is None:
-        raise Failed(f"no object-store endpoint in {site}")
-    return endpoint
-
-
 def object_divergence(
     ctx: StepContext, bucket: str, old_site: str
 ) -> tuple[Any, Any, list[ObjectCopy]]:
-    old = s3_client(ctx.topology, _endpoint(ctx, old_site))
-    active = s3_client(ctx.topology, _endpoint(ctx, ctx.plan.from_site))
+    old = s3_client(ctx.topology, endpoint_of(ctx, old_site))
+    active = s3_client(ctx.topology, endpoint_of(ctx, ctx.plan.from_site))
     return (
         old,
         active,
