@@ -187,6 +187,33 @@ def test_a_partitioned_active_site_and_the_promoted_one_never_both_take_mail(
     assert not twice, f"at dc2 more than once: {twice[:5]}"
 
 
+def test_with_its_controller_dead_a_partitioned_dc1_is_still_fenced_before_dc2_serves(
+    cluster: Cluster, guarded: LabControllers, tmp_path: Path
+) -> None:
+    """dc1's controller killed, then dc1 cut off: nothing on dc1 can renew or feed, so its
+    dead-man agent alone must stop it, before the failover's wait lets dc2 serve."""
+    lab = cluster.lab
+    canaries_settled(guarded)
+    writers = {s: Writer(cluster, s, tmp_path / f"{s}.jsonl") for s in layout.DATACENTERS}
+    try:
+        wait_for(lambda: len(writers["dc1"].acks()) >= 5, "dc1 takes mail")
+        controller = lab.state().components["dc1-controller"]
+        assert controller.pid is not None
+        os.kill(controller.pid, signal.SIGKILL)
+        lab.ok("partition", "dc1")
+        wait_for(
+            lambda: len(writers["dc2"].acks()) >= 5, "dc2 takes mail after promotion", within=180
+        )
+    finally:
+        for writer in writers.values():
+            writer.stop()
+    dc1, dc2 = writers["dc1"].acks(), writers["dc2"].acks()
+    last_dc1, first_dc2 = max(a["acked_at"] for a in dc1), min(a["acked_at"] for a in dc2)
+    assert last_dc1 < first_dc2, f"dc1 acknowledged {last_dc1 - first_dc2:.2f} s after dc2"
+    assert "fencing dc1" in agent_log(lab, "dc1")
+    assert cluster.status()["active_site"] == "dc2"
+
+
 @pytest.mark.parametrize("other", ["dc2", "witness"])
 def test_a_cut_that_leaves_the_active_site_a_majority_moves_nothing(
     cluster: Cluster, guarded: LabControllers, tmp_path: Path, other: str
