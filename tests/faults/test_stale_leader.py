@@ -226,8 +226,8 @@ def test_a_deposed_controllers_canaries_are_refused_everywhere(cluster: Cluster)
 
 
 def storage_tasks(epoch: int | None = None) -> list[int]:
-    """PIDs of the storage CLI processes running on the lab's hosts (any operation's, or
-    one epoch's)."""
+    """PIDs of the storage CLI processes that change a mirror, running on the lab's hosts
+    (any operation's, or one epoch's); a `status` read takes no lock and is left out."""
     found = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -237,11 +237,37 @@ def storage_tasks(epoch: int | None = None) -> list[int]:
         except OSError:
             continue
         words = [w.decode(errors="replace") for w in argv if w]
-        if "orchestrator.storage" not in words or "--epoch" not in words:
+        if "orchestrator.storage" not in words or "--epoch" not in words or "status" in words:
             continue
         if epoch is None or words[words.index("--epoch") + 1] == str(epoch):
             found.append(int(proc.name))
     return found
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (children first found, then theirs)."""
+    parents: dict[int, list[int]] = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                stat = (proc / "stat").read_text()
+            except OSError:
+                continue
+            parents.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(proc.name))
+    found, queue = [], [pid]
+    while queue:
+        children = parents.get(queue.pop(0), [])
+        found += children
+        queue += children
+    return found
+
+
+def mux_master(pid: int) -> bool:
+    """An SSH connection master ("ssh: PATH [mux]"), which every run's tasks share."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ssh: ")
+    except OSError:
+        return False
 
 
 def fence_epochs_in_journals(cluster: Cluster, zone: str) -> dict[str, list[int]]:
@@ -288,10 +314,18 @@ def test_a_storage_task_released_by_a_frozen_leader_never_acts_after_its_success
     )
     released: list[int] = []
     try:
-        released = eventually(storage_tasks, "a storage task waits on the host", within=120)
-        os.kill(stale.pid, signal.SIGSTOP)
+        eventually(storage_tasks, "a storage task waits on the host", within=120)
+        # The leader freezes with everything it started here (ansible-playbook, ssh), so
+        # it releases nothing more; then every task already on the host freezes too.
+        released = [stale.pid, *(p for p in descendants(stale.pid) if not mux_master(p))]
         for pid in released:
             os.kill(pid, signal.SIGSTOP)
+        time.sleep(0.5)
+        on_host = storage_tasks()
+        assert on_host, "the released task ended before it was frozen"
+        for pid in on_host:
+            os.kill(pid, signal.SIGSTOP)
+        released += on_host
         frozen = cluster.status()["operation"]
         os.close(busy)  # the host is free: only the frozen task still waits to act
 
@@ -306,10 +340,10 @@ def test_a_storage_task_released_by_a_frozen_leader_never_acts_after_its_success
         cluster.assert_active("dc2")
         before = zone_state(cluster)
 
-        for pid in released:
-            os.kill(pid, signal.SIGCONT)
+        for pid in reversed(released):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
         eventually(lambda: not storage_tasks(frozen["epoch"]), "the released task ends", 60)
-        stale.send_signal(signal.SIGCONT)
         _, stderr = stale.communicate(timeout=120)
     finally:
         for pid in released:
