@@ -8,12 +8,11 @@ from typing import Annotated
 
 import typer
 
+from orchestrator import startgate
 from orchestrator.cli.exitcodes import ExitCode
 from orchestrator.cli.options import ConfigOption, JsonOption, free_text, load
 from orchestrator.cli.output import console, emit_json, err_console, fail
 from orchestrator.config.model import Topology
-from orchestrator.coordination.ticket import refuse_start
-from orchestrator.deadman.agent import override_in
 from orchestrator.engine import operation as engine
 from orchestrator.engine import tickets
 from orchestrator.engine.views import ticket_json
@@ -66,24 +65,10 @@ def check(
     [b]Example:[/b] sitectl ticket check dc1 --agent-state /var/lib/sitectl/deadman.json
     """
     topo = load(config)[0]
-    try:
-        with engine.session(topo) as s:
-            ticket = tickets.show_ticket(s)
-            active = s.store.active_site() or topo.active_site
-    except SitectlError as exc:
-        reason = override_in(agent_state, site) if agent_state else None
-        if reason is not None:
-            console.print(
-                f"{site} may start: by the operator's override ({reason}); the ticket "
-                f"cannot be read ({exc})",
-                markup=False,
-            )
-            return
-        fail(f"{site} may not start: the ticket cannot be read ({exc})", ExitCode.GATE_REFUSED)
-    refused = refuse_start(ticket, site, active, time.time())
-    if refused is not None:
-        fail(f"{site} may not start: {refused}", ExitCode.GATE_REFUSED)
-    console.print(f"{site} may start: it holds the site ticket", markup=False)
+    may, sentence = startgate.decide(topo, site, agent_state)
+    if not may:
+        fail(sentence, ExitCode.GATE_REFUSED)
+    console.print(sentence, markup=False)
 
 
 @ticket_app.command("grant")

@@ -66,8 +66,9 @@ def _site_vars(state: LabState, site: str) -> dict[str, Any]:
         "lab_volume": str(root / site / "volume"),
         # start|stop|status of the site's application, e.g. "{{ lab_app }} stop".
         "lab_app": f"{python} -m orchestrator.lab.app --site {site} --state-dir {root}",
-        # The application's start gate: `sitectl ticket check SITE` (lab/startgate.py).
-        "lab_start_gate": f"{python} -m orchestrator.cli.main ticket check {site} -c "
+        # The application's start gate: `sitectl ticket check SITE`'s decision, without the
+        # CLI's start-up (orchestrator/startgate.py).
+        "lab_start_gate": f"{python} -m orchestrator.startgate {site} -c "
         f"{topology_path(root)} --agent-state {deadman.memory_file(root, site)}",
         # promote|demote the site's named for a zone, e.g. "{{ lab_dnsrole }} promote …".
         "lab_dnsrole": f"{python} -m orchestrator.lab.dnsrole --site {site} --state-dir {root}",

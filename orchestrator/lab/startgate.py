@@ -18,9 +18,10 @@ from orchestrator.lab.environment import topology_path
 
 
 def argv(root: Path, site: str) -> list[str]:
-    """`sitectl ticket check SITE` on the lab's topology, with this interpreter."""
+    """`sitectl ticket check SITE`'s decision (orchestrator/startgate.py, without the
+    CLI's start-up) on the lab's topology, with this interpreter."""
     return [
-        *(sys.executable, "-m", "orchestrator.cli.main", "ticket", "check", site),
+        *(sys.executable, "-m", "orchestrator.startgate", site),
         *("-c", str(topology_path(root))),
         *("--agent-state", str(deadman.memory_file(root, site))),
     ]

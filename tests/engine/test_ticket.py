@@ -7,6 +7,8 @@ without --force and audited with it."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -135,6 +137,22 @@ def test_a_switchover_releases_and_grants_the_ticket_and_a_grant_by_hand_is_audi
     assert [e["site"] for e in _audit(audit, "ticket.granted")] == ["dc2"]
     ticket = _renewed_by(cluster, "dc2")
     assert ticket["epoch"] == outcome["epoch"]
+
+    # The start gate, as the CLI and as the lean module the hosts run: the same words.
+    holder = cluster.sitectl("ticket", "check", "dc2")
+    assert (holder.returncode, holder.stdout.strip()) == (
+        0,
+        "dc2 may start: it holds the site ticket",
+    )
+    loser = cluster.sitectl("ticket", "check", "dc1")
+    assert loser.returncode == 4 and loser.stderr.startswith("dc1 may not start: "), loser.stderr
+    lean = subprocess.run(
+        [sys.executable, "-m", "orchestrator.startgate", "dc1", "-c", str(cluster.topology_file)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (lean.returncode, lean.stderr) == (4, loser.stderr), lean.stderr
 
     # By hand: a live ticket is not moved without --force, in one line, and changes nothing.
     refused = cluster.sitectl("ticket", "grant", "dc1", SITECTL_AUDIT_LOG=str(audit))
