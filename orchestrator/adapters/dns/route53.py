@@ -90,22 +90,16 @@ class Route53Provider:
     def apply(
         self, changes: Sequence[RecordChange], *, epoch: int | None = None, tag: str | None = None
     ) -> ApplyResult:
-        """UPSERT every record, then wait until Route 53 reports the change INSYNC.
+        """UPSERT every record without the fence (a person's write, or a test's), then
+        wait until Route 53 reports the change INSYNC. The engine writes through
+        `apply_claiming`; `epoch` here is only reported."""
 
-        `epoch` is accepted for the engine's sake but not enforced: see the module doc.
-        """
-        items = in_zone(changes, self.zone)
-        if tag is not None:
-            items.append(RecordChange(f"{TAG_LABEL}.{self.zone}", "TXT", 0, tag))
-        groups = change_batches(items)
-        for group in groups:
-            change_id = self.retry.call(
-                f"Route 53 change of zone {self.zone}", lambda g=group: self._submit(g)
+        def submit(group: Sequence[RecordChange]) -> str:
+            return self.retry.call(
+                f"Route 53 change of zone {self.zone}", lambda: self._submit(group)
             )
-            self.wait_insync(change_id)
-        result = ApplyResult(self.zone, "route53", len(items), len(groups), epoch)
-        log.info("%s", result.describe())
-        return result
+
+        return self._apply(changes, tag, epoch, submit, fenced=False)
 
     def apply_claiming(
         self,
@@ -119,16 +113,34 @@ class Route53Provider:
         the module doc); LeaseLost when the fence holds a newer epoch or another leader
         kept rewriting it. `before_write` (the caller's lease check) runs once the fence
         is read and found not newer, before each batch is sent."""
+        return self._apply(
+            changes,
+            tag,
+            epoch,
+            lambda group: self._claim_and_submit(group, epoch, before_write),
+            fenced=True,
+        )
+
+    def _apply(
+        self,
+        changes: Sequence[RecordChange],
+        tag: str | None,
+        epoch: int | None,
+        submit: Callable[[Sequence[RecordChange]], str],
+        *,
+        fenced: bool,
+    ) -> ApplyResult:
+        """The records (and the operation's tag) in batches, each submitted, then INSYNC.
+        A fenced write claims the fence even with no record to change."""
         items = in_zone(changes, self.zone)
         fence = f"{FENCE_LABEL}.{self.zone}"
-        if any(_absolute(c.name) == fence for c in items):
+        if fenced and any(_absolute(c.name) == fence for c in items):
             raise Failed(f"zone {self.zone}: records may not touch the fence record")
         if tag is not None:
             items.append(RecordChange(f"{TAG_LABEL}.{self.zone}", "TXT", 0, tag))
-        groups = change_batches(items) or [[]]
+        groups = change_batches(items) or ([[]] if fenced else [])
         for group in groups:
-            change_id = self._claim_and_submit(group, epoch, before_write)
-            self.wait_insync(change_id)
+            self.wait_insync(submit(group))
         result = ApplyResult(self.zone, "route53", len(items), len(groups), epoch)
         log.info("%s", result.describe())
         return result
