@@ -18,6 +18,8 @@ from orchestrator.errors import Failed, LeaseLost, Unavailable
 # sitectl's own objects in a bucket: never application data, never copied or compared.
 OWN_PREFIX = ".sitectl/"
 FENCE_KEY = OWN_PREFIX + "fence"
+# What S3 answers a conditional write whose condition no longer holds.
+LOST_RACE = ("PreconditionFailed", "ConditionalRequestConflict", "412")
 # The controller's canaries are sitectl's own too. Each site's carries the epoch of the
 # leader that wrote it (adapters/s3_stamp.py): copying one site's over another's would
 # hand that place back to an older leader.
@@ -237,7 +239,7 @@ def hold_fence(s3: Any, bucket: str, epoch: int) -> FenceHold:
                     Bucket=bucket, Key=FENCE_KEY, Body=f"epoch={epoch}".encode(), **condition
                 )
             except botocore.exceptions.ClientError as exc:
-                if error_code(exc) in ("PreconditionFailed", "ConditionalRequestConflict"):
+                if error_code(exc) in LOST_RACE:
                     continue  # changed between our read and our put: read it again
                 raise
         return FenceHold(s3, bucket, epoch, str(put["ETag"]), held)
@@ -249,29 +251,52 @@ def _check(fence: FenceHold | None, write: str) -> None:
         fence.check(write)
 
 
+@dataclass(frozen=True)
+class CopyOutcome:
+    copied: list[str]
+    # Written at the target by someone else between our listing and our put: theirs is
+    # newer than what we read, so it stays.
+    kept: list[str]
+
+
 def copy_missing(
     source: Any, target: Any, bucket: str, fence: FenceHold | None = None
-) -> list[str]:
-    """Copy objects the target lacks or holds differently; return their keys.
+) -> CopyOutcome:
+    """Copy objects the target lacks or holds differently.
 
     Bucket replication only covers objects written after its rule exists: what the new
     active site took in before a reprotect must be copied once (S3 Batch Replication's
     job on AWS; this is the small-scale equivalent).
+
+    Each put is one conditional write on the object itself: If-None-Match when the
+    target had no such key, If-Match the ETag we listed when it held another copy. A
+    write that landed there after our listing (the application's, or a newer leader's)
+    therefore makes ours fail instead of being overwritten by it, even from a leader
+    that froze between the fence check and the put.
     """
     wanted = keys_with_etags(source, bucket)
     present = keys_with_etags(target, bucket)
-    copied = []
+    copied: list[str] = []
+    kept: list[str] = []
     for key, etag in sorted(wanted.items()):
         if present.get(key) == etag:
             continue
         _check(fence, f"copying {bucket}/{key}")
+        condition = {"IfMatch": present[key]} if key in present else {"IfNoneMatch": "*"}
         with translated(f"copying {bucket}/{key}"):
             body = source.get_object(Bucket=bucket, Key=key)
-            target.put_object(
-                Bucket=bucket,
-                Key=key,
-                Body=body["Body"].read(),
-                Metadata=body.get("Metadata", {}),
-            )
+            try:
+                target.put_object(
+                    Bucket=bucket,
+                    Key=key,
+                    Body=body["Body"].read(),
+                    Metadata=body.get("Metadata", {}),
+                    **condition,
+                )
+            except botocore.exceptions.ClientError as exc:
+                if error_code(exc) not in LOST_RACE:
+                    raise
+                kept.append(key)
+                continue
         copied.append(key)
-    return copied
+    return CopyOutcome(copied, kept)

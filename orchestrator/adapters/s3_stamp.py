@@ -19,12 +19,11 @@ from typing import Any
 
 import botocore.exceptions
 
-from orchestrator.adapters.s3 import error_code, translated
+from orchestrator.adapters.s3 import LOST_RACE, error_code, translated
 from orchestrator.errors import LeaseLost
 
 EPOCH_META = "sitectl-epoch"
 _ROUNDS = 3
-_LOST_RACE = ("PreconditionFailed", "ConditionalRequestConflict", "412")
 
 
 class Stale(LeaseLost):
@@ -71,7 +70,7 @@ def put_stamped(
                 )
                 return answer
             except botocore.exceptions.ClientError as exc:
-                if error_code(exc) not in _LOST_RACE:
+                if error_code(exc) not in LOST_RACE:
                     raise
                 # Written by someone else between our read and our put: read it again.
     raise LeaseLost(f"{bucket}/{key}: kept changing while writing it under epoch {epoch}")

@@ -172,6 +172,35 @@ def test_a_copy_stops_at_the_first_object_after_a_newer_claim(s3: Any, standby: 
     assert set(keys_with_etags(standby, BUCKET)) == {"msg/1"}
 
 
+def test_a_copy_never_overwrites_what_was_written_there_after_the_listing(
+    s3: Any, standby: Renamed
+) -> None:
+    """Each copy is one put conditional on the target object as listed (absent, or the
+    ETag read): what the application, or a newer leader, wrote there in between stays,
+    even though the fence check before the put passed (a leader frozen between the two
+    requests lands nothing over a newer write)."""
+    for key in ("msg/1", "msg/2", "msg/3"):
+        s3.put_object(Bucket=BUCKET, Key=key, Body=f"old {key}".encode())
+    standby.put_object(Bucket=BUCKET, Key="msg/3", Body=b"an older copy of msg/3")
+    held = hold_fence(standby, BUCKET, 3)
+
+    def application_writes_at_the_standby() -> None:
+        if not written:
+            written.append(True)
+            for key in ("msg/2", "msg/3"):
+                s3.put_object(Bucket=STANDBY_BUCKET, Key=key, Body=f"new {key}".encode())
+
+    written: list[bool] = []
+    standby._after_put = application_writes_at_the_standby
+    outcome = copy_missing(s3, standby, BUCKET, fence=held)
+    assert (outcome.copied, outcome.kept) == (["msg/1"], ["msg/2", "msg/3"])
+    bodies = {
+        key: standby.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+        for key in ("msg/1", "msg/2", "msg/3")
+    }
+    assert bodies == {"msg/1": b"old msg/1", "msg/2": b"new msg/2", "msg/3": b"new msg/3"}
+
+
 def test_the_fence_rewritten_under_our_own_epoch_is_still_ours(s3: Any) -> None:
     """A fence object rewritten with our epoch (a replica of our own claim; a store whose
     ETags are not the body's digest) has a new ETag but no newer leader behind it."""

@@ -81,8 +81,15 @@ class ObjectStoreReverseHandler:
             fence=fences[active],
         )
         # What the new site took in before this rule existed is never replicated by it.
-        copied = copy_missing(source, target, step.target, fence=fences[standby])
-        ctx.log(f"bucket {step.target}: copied {len(copied)} object(s) {active} → {standby}")
+        outcome = copy_missing(source, target, step.target, fence=fences[standby])
+        ctx.log(
+            f"bucket {step.target}: copied {len(outcome.copied)} object(s) {active} → {standby}"
+        )
+        if outcome.kept:
+            ctx.log(
+                f"bucket {step.target}: left {len(outcome.kept)} object(s) at {standby} "
+                f"as written there after the listing: {', '.join(outcome.kept[:5])}"
+            )
 
     def verify(self, step: Step, ctx: StepContext) -> None:
         if not self.check(step, ctx):
