@@ -59,7 +59,8 @@ def load_topology(path: str | os.PathLike[str], *, check_filesystem: bool = True
     except OSError as exc:
         fix = "check the path and that the sitectl user may read it"
         raise InvalidTopology([Problem(shown, 0, "", f"cannot read it: {exc} — {fix}")]) from None
-    return validate_text(text, shown, base_dir=file.parent, check_filesystem=check_filesystem)
+    topo = validate_text(text, shown, base_dir=file.parent, check_filesystem=check_filesystem)
+    return topo.model_copy(update={"source_file": file.resolve()})
 
 
 def validate_text(

@@ -536,6 +536,8 @@ class Topology(Frozen):
     local_state: str = "/var/lib/sitectl"
     # Where the file was read from: relative paths inside it are relative to this.
     base_dir: Path = Field(default=Path("."), exclude=True)
+    # The file itself, when read from one: what a helper process loads it from again.
+    source_file: Path | None = Field(default=None, exclude=True)
 
     def datacenters(self) -> list[str]:
         return [name for name, site in self.sites.items() if site.kind == "datacenter"]

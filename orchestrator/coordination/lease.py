@@ -236,3 +236,24 @@ class Lease:
         if isinstance(write_result, Exception):
             raise write_result
         return write_result
+
+
+def newest_epoch(client: KazooClient, paths: ZkPaths) -> int | None:
+    """The fencing epoch as the quorum holds it now (None before any lease was taken):
+    sync() first, so a server that lags behind a newer lease cannot answer for it."""
+    with translated("reading the fencing epoch"):
+        client.sync(paths.epoch)
+        stat = client.exists(paths.epoch)
+    return None if stat is None else int(stat.version)
+
+
+def stale_epoch(ours: int, newest: int | None, doing: str) -> str | None:
+    """Why a step at epoch `ours` may not go on to `doing`, or None (pure)."""
+    if newest == ours:
+        return None
+    held = "no epoch at all" if newest is None else f"epoch {newest}"
+    return (
+        f"epoch {ours} is stale: ZooKeeper holds {held} (a newer operation has taken the "
+        f"lease); not {doing}"
+    )
+

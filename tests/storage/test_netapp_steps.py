@@ -176,9 +176,13 @@ def test_reverse_names_the_standby_as_destination_and_the_active_copy_as_source(
 ) -> None:
     # playbooks/tasks/netapp.yml resyncs the standby's copy from the active one, and reads
     # the active copy's cluster first to find the failover's break; secrets stay named.
-    plan, ctx = reprotect(netapp_topology(), tmp_path)
+    loaded_from = tmp_path / "topology.yaml"
+    topo = netapp_topology().model_copy(update={"source_file": loaded_from})
+    plan, ctx = reprotect(topo, tmp_path)
     extra = MirrorHandler("reverse").call(plan.step("reprotect/mail"), ctx).extravars
     assert {k: v for k, v in extra.items() if k.startswith("netapp_")} == {
+        # The epoch check before each ONTAP change loads the same file again.
+        "netapp_topology": str(loaded_from),
         "netapp_cluster": CLUSTERS["dc1"],
         "netapp_destination_path": PATHS["dc1"],
         "netapp_credentials_env": "ONTAP_DC1_TEST",

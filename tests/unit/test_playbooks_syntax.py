@@ -39,6 +39,10 @@ def _env(tmp_path: Path) -> dict[str, str]:
         "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
         "ANSIBLE_HOME": str(tmp_path / "ansible-home"),
         "ANSIBLE_NOCOLOR": "1",
+        # What ansible finds beside a playbook in playbooks/; the wrapper plays below
+        # live elsewhere.
+        "ANSIBLE_ACTION_PLUGINS": str(PLAYBOOKS / "action_plugins"),
+        "ANSIBLE_LIBRARY": str(PLAYBOOKS / "library"),
     }
 
 
@@ -192,3 +196,22 @@ def test_ansible_lint_passes(tmp_path: Path) -> None:
     assert run.returncode == 0, (
         f"ansible-lint found problems in playbooks/:\n{run.stdout}{run.stderr}"
     )
+
+
+def test_every_ontap_change_is_preceded_by_the_epoch_check() -> None:
+    """ONTAP cannot check our epoch, so each task that changes a relationship must come
+    right after a sitectl_lease task asked under the same condition: a check that could
+    be skipped while its call runs would be no fence."""
+    block = yaml.safe_load(NETAPP_TASKS.read_text())[0]["block"]
+    changes = [
+        (index, task)
+        for index, task in enumerate(block)
+        if any(k.startswith("netapp.ontap.") for k in task)
+        and "netapp.ontap.na_ontap_rest_info" not in task
+    ]
+    assert len(changes) == 4, [task["name"] for _, task in changes]
+    for index, task in changes:
+        check = block[index - 1]
+        assert "sitectl_lease" in check, f"no epoch check right before {task['name']!r}"
+        assert check["sitectl_lease"]["epoch"] == "{{ sitectl_epoch }}"
+        assert check["when"].endswith(f"({task['when']})"), (check["when"], task["when"])

@@ -66,6 +66,9 @@ def _extravars(topo: Topology, vol: Volume, action: str, site: str, plan_to: str
             "netapp_credentials_env": creds.env or "",
             "netapp_credentials_file": str(topo.resolve(creds.file)) if creds.file else "",
             "netapp_export": vol.sites[site].export if site in vol.sites else "",
+            # Read again by the epoch check before each ONTAP change (sitectl_lease);
+            # empty, the check fails closed.
+            "netapp_topology": str(topo.source_file or ""),
         }
         if action == "reverse":
             # The reversed relationship's source is the active site's copy; the playbook
