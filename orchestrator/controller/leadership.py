@@ -9,7 +9,9 @@ off from the quorum can never pass it, whatever it sees locally.
 
 This is separate from the operation lease (`ZkPaths.lock`): leading decides *whether*
 to act; the lease, taken by the engine, decides who may change the world, so a leader
-and an operator's manual operation can never run two operations at once.
+and an operator's manual operation can never run two operations at once. A leadership
+term does take its fencing epoch from the lease's counter, though (`take_term_epoch`):
+one counter orders every leader's and every operation's writes, on every ledger.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from kazoo.exceptions import LockTimeout, NoNodeError
 from kazoo.recipe.lock import Lock
 
 from orchestrator.coordination.client import translated
+from orchestrator.coordination.lease import take_term_epoch
 from orchestrator.coordination.paths import ZkPaths
-from orchestrator.errors import SitectlError
+from orchestrator.errors import Locked, SitectlError
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,8 @@ class Leadership:
         self._lost = False
         self._lock: Lock | None = None
         self._session: int | None = None
+        self._term: int | None = None  # this term's fencing epoch, once taken
+        self._term_said = ""
         self._said = "not elected"  # the last reason logged, so each is logged once
         client.add_listener(self._on_state)
 
@@ -82,6 +87,7 @@ class Leadership:
             self._lock = Lock(self._client, self._paths.election, self.identifier)
             self._session = session
         if self._lock.is_acquired:
+            self._take_term()
             return True
         try:
             with translated("contending for leadership"):
@@ -94,7 +100,29 @@ class Leadership:
             got = False
         if got:
             log.info("won the election as %s", self.identifier)
+            self._take_term()
         return bool(got)
+
+    def _take_term(self) -> None:
+        """This term's fencing epoch, if not taken yet: asked on every cycle until it is."""
+        if self._term is not None:
+            return
+        try:
+            self._term = take_term_epoch(self._client, self._paths, self.identifier)
+        except Locked as exc:
+            why = (
+                f"this term's fencing epoch waits for the operation lease, held by {exc.holder}: "
+                "no canary is written until then"
+            )
+        except SitectlError as exc:
+            why = f"could not take this term's fencing epoch: {exc}"
+        else:
+            log.info("leading with fencing epoch %d", self._term)
+            self._term_said = ""
+            return
+        if why != self._term_said:
+            log.info("%s", why)
+            self._term_said = why
 
     def verified(self) -> bool:
         """Whether we lead now, checked against ZooKeeper (a quorum read)."""
@@ -131,17 +159,17 @@ class Leadership:
 
     @property
     def epoch(self) -> int | None:
-        """This leadership's term: the sequence number of our election node, or None
-        while we hold none. ZooKeeper numbers a parent's children in creation order and
-        the leader is always the live contender with the lowest number, so every later
-        leader holds a higher one: the order fences need (adapters/ldap_fence.py), with no
-        extra write to get it. A leader frozen past its session keeps its old number,
-        which is exactly what its late writes must carry to be refused."""
+        """This leadership term's fencing epoch, or None while we lead without one (an
+        operation held the lease when we won) or do not lead. It comes from the same
+        counter as every operation's epoch (`coordination/lease.py`), bumped once when
+        the term began: every later leader and every later operation holds a higher one,
+        the order fences need (adapters/ldap_fence.py), and the storage, DNS and LDAP
+        ledgers speak of one sequence. A leader frozen past its session keeps its old
+        epoch, which is exactly what its late writes must carry to be refused."""
         lock = self._lock
-        if lock is None or not lock.is_acquired or not lock.node:
+        if lock is None or not lock.is_acquired:
             return None
-        digits = lock.node[-10:]  # kazoo: "<uuid>__lock__<10-digit sequence>"
-        return int(digits) if digits.isdigit() else None
+        return self._term
 
     def leader(self) -> str | None:
         return current_leader(self._client, self._paths)
@@ -153,7 +181,7 @@ class Leadership:
     def _drop(self) -> None:
         if self._lock is not None:
             self._best_effort_release(self._lock)
-        self._lock, self._session = None, None
+        self._lock, self._session, self._term = None, None, None
 
     @staticmethod
     def _best_effort_release(lock: Lock) -> None:

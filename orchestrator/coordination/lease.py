@@ -257,3 +257,17 @@ def stale_epoch(ours: int, newest: int | None, doing: str) -> str | None:
         f"lease); not {doing}"
     )
 
+
+def take_term_epoch(client: KazooClient, paths: ZkPaths, identifier: str) -> int:
+    """A new fencing epoch for a leadership term, from the same counter as operations:
+    take the operation lease without waiting, which bumps the epoch, and give it back.
+    Locked (naming the holder) while an operation runs: its epoch must not move under
+    it, so the term waits for it to end."""
+    lease = Lease(client, paths, identifier)
+    try:
+        epoch = lease.acquire()
+    except BaseException:
+        client.remove_listener(lease._on_state)
+        raise
+    lease.release()
+    return epoch
