@@ -442,6 +442,8 @@ class Policy(Frozen):
     fence_after: Seconds | None = None
     # How far apart two machines' clocks may be: added to every wait for a ticket.
     clock_drift: Seconds = 2.0
+    # Salvage snapshots (reprotect) kept per volume and site, the newest; older go.
+    salvage_snapshots_kept: int = Field(default=3, ge=1)
 
 
 class Deadman(Frozen):

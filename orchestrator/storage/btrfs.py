@@ -45,6 +45,9 @@ class SubvolumeInfo:
     parent_uuid: str | None
     received_uuid: str | None
     readonly: bool
+    # The filesystem's transaction count when it was created ("Gen at creation"): orders
+    # the subvolumes of one pool by creation, where "Creation time" has whole seconds.
+    created_generation: int = 0
 
 
 def _none_if_dash(value: str) -> str | None:
@@ -65,6 +68,7 @@ def parse_subvolume_show(text: str) -> SubvolumeInfo:
         parent_uuid=_none_if_dash(fields.get("Parent UUID", "-")),
         received_uuid=_none_if_dash(fields.get("Received UUID", "-")),
         readonly="readonly" in fields.get("Flags", ""),
+        created_generation=int(fields.get("Gen at creation", "0") or 0),
     )
 
 

@@ -327,6 +327,26 @@ class BtrfsMirror:
             btrfs.snapshot(live, target, readonly=True)
             return target
 
+    def prune_salvage(self, site: str, keep: int, current: str) -> list[Path]:
+        """Delete `site`'s salvage snapshots but the newest `keep` and `current`'s;
+        return what was deleted. Each is evidence of what an isolated site accepted,
+        read by its reprotect; older ones only fill the pool."""
+        with statefile.locked(self.config.state_file):
+            folder = self._paths(site).pool / SALVAGE_DIR
+            if not folder.is_dir():
+                return []
+            taken = [
+                path
+                for path in folder.glob(f"{self.config.subvolume}@*")
+                if btrfs.is_subvolume(path)
+            ]
+            taken.sort(key=lambda p: btrfs.subvolume_show(p).created_generation, reverse=True)
+            kept = {*taken[:keep], self.salvage_path(site, current)}
+            gone = [path for path in taken if path not in kept]
+            for path in gone:
+                btrfs.subvolume_delete(path)
+            return gone
+
     # --- helpers ---
 
     def _check(self, decision: Decision) -> Verdict:

@@ -229,3 +229,18 @@ def test_a_salvage_snapshot_keeps_what_the_old_source_took_after_the_last_transf
     m.reverse()
     assert m.salvage_snapshot("dc1", "op2") is None
     assert (taken / "late").exists(), "a reverse leaves the salvage snapshot alone"
+
+
+def test_only_the_newest_salvage_snapshots_are_kept(lab: Lab) -> None:
+    """Each reprotect leaves a snapshot of the old site's copy; the newest `keep` stay,
+    and the current operation's always, whatever its name sorts as."""
+    m = lab.mirror()
+    for name in ("op-c", "op-a", "op-d", "op-b"):  # taken in this order
+        (lab.service("dc1") / name).write_text(name)
+        assert m.salvage_snapshot("dc1", name) is not None
+    gone = m.prune_salvage("dc1", 2, current="op-c")
+    assert sorted(p.name for p in gone) == ["data@op-a"]
+    left = sorted(p.name for p in (m.salvage_path("dc1", "x").parent).iterdir())
+    assert left == ["data@op-b", "data@op-c", "data@op-d"]
+    assert (m.salvage_path("dc1", "op-d") / "op-d").read_text() == "op-d"
+    assert m.prune_salvage("dc1", 2, current="op-b") == [m.salvage_path("dc1", "op-c")]

@@ -128,6 +128,8 @@ SHOW_RECEIVED = """snaps/data@4
 \tParent UUID: \t\t7f1c0a4e-1111-4a4a-9a9a-000000000000
 \tReceived UUID: \t\tcefdfb36-42e6-4443-87cd-699fa5952b10
 \tCreation time: \t\t2026-11-22 13:52:26 +0000
+\tGeneration: \t\t31
+\tGen at creation: \t29
 \tFlags: \t\t\treadonly
 \tSnapshot(s):
 """
@@ -149,6 +151,7 @@ def test_parse_subvolume_show() -> None:
     assert received.parent_uuid and received.parent_uuid.endswith("0000")
     assert received.received_uuid == "cefdfb36-42e6-4443-87cd-699fa5952b10"
     assert received.readonly
+    assert received.created_generation == 29  # not the current "Generation"
     live = parse_subvolume_show(SHOW_LIVE)
     assert (live.parent_uuid, live.received_uuid, live.readonly) == (None, None, False)
 

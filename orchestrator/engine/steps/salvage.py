@@ -137,8 +137,18 @@ class SnapshotHandler(Summaries):
     def apply(self, step: Step, ctx: StepContext) -> None:
         mirror = _btrfs(ctx, step.target)
         site = step.site or ""
+        keep = ctx.topology.policy.salvage_snapshots_kept
         with fenced(mirror.config.state_file, ctx.fence.epoch, "salvage-snapshot", site):
             taken = mirror.salvage_snapshot(site, ctx.operation.id)
+            pruned = mirror.prune_salvage(site, keep, ctx.operation.id)
+        if pruned:
+            self.said(
+                step,
+                f"volume {step.target}: removed {len(pruned)} older salvage snapshot(s) of "
+                f"{site} (policy.salvage_snapshots_kept: {keep}): "
+                + ", ".join(p.name for p in pruned),
+                ctx,
+            )
         if taken is None:
             self.said(
                 step,
