@@ -54,7 +54,7 @@ from orchestrator.coordination.ticketstore import TicketStore
 from orchestrator.deadman.feeder import Feeder
 from orchestrator.engine.faults import Faults
 from orchestrator.engine.records import OpStatus
-from orchestrator.errors import LeaseLost, Locked, SitectlError
+from orchestrator.errors import Failed, LeaseLost, Locked, SitectlError
 
 if TYPE_CHECKING:
     from orchestrator.engine import operation as engine
@@ -191,8 +191,16 @@ class Controller:
     def _vantage_loop(self) -> None:
         interval = self.timing.probe_interval
         next_at = time.monotonic()
+        said = ""
         while not self._stop.is_set():
-            self._probe_once()
+            try:
+                self._probe_once()
+                said = ""
+            except Exception as exc:  # one bad cycle must not end the vantage point
+                sentence = f"this probe cycle failed ({type(exc).__name__}: {one_line(str(exc))})"
+                if sentence != said:
+                    log.warning("%s: probing again next cycle", sentence)
+                    said = sentence
             next_at = max(next_at + interval, time.monotonic())
             self._stop.wait(next_at - time.monotonic())
 
@@ -200,7 +208,7 @@ class Controller:
         if self.leadership.connected:
             # Unreadable: keep probing the last known active site.
             with contextlib.suppress(SitectlError):
-                self._active = self.store.active_site() or self.topo.active_site
+                self._active = self._active_site()
         report = self._prober.probe(self._active, probe_timeout(self.topo))
         self._last_probe = time.monotonic()
         if decisive(report.to_json(), self.timing.consecutive_failures):
@@ -376,6 +384,12 @@ class Controller:
                     Action.STAND_BY,
                     f"could not read the cluster state from ZooKeeper ({exc}): taking no decision",
                 )
+            except Exception as exc:  # data anyone could have written: never crash the loop
+                decision = Decision(
+                    Action.STAND_BY,
+                    "could not make sense of the cluster state in ZooKeeper "
+                    f"({type(exc).__name__}: {one_line(str(exc))}): taking no decision",
+                )
             else:
                 decision = decide(snapshot, self.timing, time.time())
         self._say(decision, verified)
@@ -395,7 +409,7 @@ class Controller:
         snapshot = replace(
             self._bare(),
             leader=True,
-            active_site=self.store.active_site() or self.topo.active_site,
+            active_site=self._active_site(),
             views=self._freshness.views(self.state.vantage_reports()),
             paused=self.store.paused(),
             operation=self._current_operation(),
@@ -427,6 +441,17 @@ class Controller:
                 snapshot, readiness=ReadinessView(verdict.ready, readiness_summary(verdict))
             )
         return snapshot
+
+    def _active_site(self) -> str:
+        recorded = self.store.active_site()
+        if recorded is None:
+            return self.topo.active_site
+        if recorded not in self.topo.datacenters():
+            raise Failed(
+                f"{self.paths.active_site} names {recorded[:60]!r}, not a datacenter of the "
+                "topology — make sure only sitectl may write there (zookeeper.auth)"
+            )
+        return recorded
 
     def _current_operation(self) -> OperationView | None:
         op_id = self.store.current_operation()
@@ -555,3 +580,9 @@ class Controller:
     def _tell(self, sentence: str) -> None:
         log.info("%s", sentence)
         self.board.update(last_action=sentence, last_action_at=time.time())
+
+
+def one_line(text: str, limit: int = 200) -> str:
+    """`text` on one line, at most `limit` characters: a log sentence, whatever it holds."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,7 @@ from kazoo.exceptions import NodeExistsError, NoNodeError
 from orchestrator.controller.decision import AutomaticFailover
 from orchestrator.coordination.client import translated
 from orchestrator.coordination.paths import ZkPaths
+from orchestrator.errors import Failed
 
 
 @dataclass(frozen=True)
@@ -97,16 +99,17 @@ class ControllerState:
         views = {p.site: p.data for p in self.vantage_reports()}
         found = []
         for site, info in self.members().items():
-            probed = views.get(site, {}).get("probed_at")  # absent until its first probe
+            view = views.get(site, {})
+            sites = view.get("sites")
             found.append(
                 {
                     "site": site,
-                    "identity": info.get("identity", site),
+                    "identity": str(info.get("identity", site)),
                     "leader": leader is not None and leader == info.get("identity"),
-                    "last_report": probed,
+                    "last_report": view.get("probed_at"),  # absent until its first probe
                     "sees": {
-                        name: v.get("status")
-                        for name, v in views.get(site, {}).get("sites", {}).items()
+                        str(name): v.get("status") if isinstance(v, dict) else None
+                        for name, v in (sites.items() if isinstance(sites, dict) else ())
                     },
                 }
             )
@@ -130,7 +133,9 @@ class ControllerState:
                 except NoNodeError:
                     continue  # its session ended between the listing and the read
                 with contextlib.suppress(ValueError):
-                    found.append((name, json.loads(raw), stat.mzxid))
+                    data = json.loads(raw)
+                    if isinstance(data, dict):  # anything else is no report at all
+                        found.append((name, data, stat.mzxid))
         return found
 
     # Pause: the reason text at ZkPaths.paused, what `sitectl status` already shows.
@@ -164,10 +169,22 @@ class ControllerState:
             self._upsert(self.automatic_path, json.dumps(previous.__dict__).encode())
 
     def last_automatic(self) -> AutomaticFailover | None:
-        data = self._read_json(self.automatic_path)
-        if data is None:
-            return None
-        return AutomaticFailover(str(data["id"]), float(data["at"]), str(data["to_site"]))
+        try:
+            data = self._read_json(self.automatic_path)
+            if data is None:
+                return None
+            at = float(data["at"])
+            if not math.isfinite(at):
+                raise ValueError(f"at is {at}")
+            return AutomaticFailover(str(data["id"]), at, str(data["to_site"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            # It holds back the next automatic failover (policy.block_period): unreadable,
+            # no decision may be taken as if there had been none.
+            raise Failed(
+                f"{self.automatic_path} is not a record sitectl wrote ({type(exc).__name__}: "
+                f"{exc}) — make sure only sitectl may write there (zookeeper.auth), then "
+                "delete it or run sitectl acknowledge"
+            ) from None
 
     def acknowledge(self, who: str) -> AutomaticFailover | None:
         """Acknowledge the last automatic failover; None when there is none."""
@@ -180,8 +197,13 @@ class ControllerState:
         return last
 
     def acknowledged(self) -> str | None:
-        data = self._read_json(self.ack_path)
-        return None if data is None else str(data["id"])
+        """The id of the acknowledged automatic failover; None when there is none, or
+        when the record is unreadable: unacknowledged is the cautious reading."""
+        try:
+            data = self._read_json(self.ack_path)
+        except ValueError:
+            return None
+        return None if data is None or "id" not in data else str(data["id"])
 
     def _read_json(self, path: str) -> dict[str, Any] | None:
         with translated(f"reading {path}"):
@@ -189,10 +211,10 @@ class ControllerState:
                 raw, _ = self._client.get(path)
             except NoNodeError:
                 return None
-        try:
-            return dict(json.loads(raw))
-        except ValueError:
-            return None
+        data = json.loads(raw)  # ValueError (UnicodeDecodeError too) for the caller
+        if not isinstance(data, dict):
+            raise ValueError(f"a JSON object was expected, not {type(data).__name__}")
+        return data
 
     def _upsert(self, path: str, raw: bytes) -> None:
         with translated(f"writing {path}"):

@@ -17,6 +17,7 @@ from orchestrator.coordination.lease import Lease
 from orchestrator.coordination.paths import ZkPaths, decode_step_id
 from orchestrator.coordination.ticket import Ticket
 from orchestrator.coordination.ticketstore import TicketStore
+from orchestrator.errors import Failed
 from orchestrator.records import OperationRecord, StepRecord
 
 
@@ -80,7 +81,10 @@ class ZkStore:
                 raw, _ = self._client.get(path)
             except NoNodeError:
                 return None
-        return raw.decode()
+        try:
+            return raw.decode()
+        except UnicodeDecodeError:
+            raise Failed(f"{path} holds bytes that are not text: not written by sitectl") from None
 
     # Fenced writes
 

@@ -13,6 +13,7 @@ clock-drift margin covers the difference between two machines' clocks.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, replace
 
@@ -64,9 +65,21 @@ class Ticket:
 
     @classmethod
     def from_json(cls, raw: bytes) -> Ticket:
+        """The ticket as written; ValueError naming the field for anything else (a node
+        anyone could write must not reach the arithmetic below as a string)."""
         data = json.loads(raw)
+        if not isinstance(data, dict):
+            raise ValueError(f"a JSON object was expected, not {type(data).__name__}")
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
-        return cls(**known)
+        for name, value in known.items():
+            kinds = _FIELD_KINDS[name]
+            wrong = not isinstance(value, kinds) or isinstance(value, bool)
+            if wrong or (isinstance(value, float) and not math.isfinite(value)):
+                raise ValueError(f"field {name!r} holds {value!r}")
+        try:
+            return cls(**known)
+        except TypeError as exc:  # a field that must be there is missing
+            raise ValueError(str(exc)) from None
 
     def describe(self, now: float) -> str:
         """One line for people: who holds it, and until when."""
@@ -181,6 +194,21 @@ def refuse_start(ticket: Ticket | None, site: str, active_site: str, now: float)
     # would keep an operation run without controllers from ever starting its site.
     del now
     return None
+
+
+_TEXT_OR_NONE = (str, type(None))
+_TIME = (int, float)
+_FIELD_KINDS: dict[str, tuple[type, ...]] = {
+    "holder": _TEXT_OR_NONE,
+    "epoch": (int,),
+    "granted_at": _TIME,
+    "renewed_at": _TIME,
+    "ttl": _TIME,
+    "revoked_at": (*_TIME, type(None)),
+    "released_at": (*_TIME, type(None)),
+    "forced": _TEXT_OR_NONE,
+    "lost_by": _TEXT_OR_NONE,
+}
 
 
 def clock_text(at: float | None) -> str:

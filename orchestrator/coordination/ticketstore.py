@@ -42,7 +42,14 @@ class TicketStore:
                 raw, stat = self._client.get(self.path)
             except NoNodeError:
                 return None
-        return Ticket.from_json(raw), stat.version
+        try:
+            return Ticket.from_json(raw), stat.version
+        except ValueError as exc:  # json's errors and UnicodeDecodeError are ValueErrors
+            raise Failed(
+                f"the site ticket at {self.path} is not one sitectl wrote ({exc}) — make sure "
+                "only sitectl may write under its ZooKeeper root (zookeeper.auth), then "
+                "grant the ticket again (sitectl ticket grant)"
+            ) from None
 
     # The holder's controllers: unfenced, compare-and-set on the version.
 
