@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -38,15 +39,27 @@ _reported_lock = threading.Lock()
 
 def checks(topo: Topology, timeout: float) -> list[Check]:
     del timeout
-    nodes = [Check(SYSTEM, h.site, h.address, _reader(h)) for h in topo.zookeeper.hosts]
+    tls = _tls_context(topo)
+    nodes = [Check(SYSTEM, h.site, h.address, _reader(h, tls)) for h in topo.zookeeper.hosts]
     return [*nodes, Check(SYSTEM, None, SESSION_TARGET, _session_reader)]
 
 
-def _reader(host: ZkHost) -> Callable[[float], CheckResult]:
+def _tls_context(topo: Topology) -> ssl.SSLContext | None:
+    """The secure port's TLS, as sessions speak it (the server's certificate verified)."""
+    tls = topo.zookeeper.tls
+    if tls is None:
+        return None
+    context = ssl.create_default_context(cafile=str(topo.resolve(tls.ca_file)))
+    if tls.cert_file and tls.key_file:
+        context.load_cert_chain(str(topo.resolve(tls.cert_file)), str(topo.resolve(tls.key_file)))
+    return context
+
+
+def _reader(host: ZkHost, tls: ssl.SSLContext | None) -> Callable[[float], CheckResult]:
     def run(timeout: float) -> CheckResult:
         address, _, port = host.address.rpartition(":")
         try:
-            text = four_letter_word(address, int(port), "srvr", timeout)
+            text = four_letter_word(address, int(port), "srvr", timeout, tls)
         except TimeoutError:
             return CheckResult(
                 SYSTEM,
@@ -71,10 +84,14 @@ def _reader(host: ZkHost) -> Callable[[float], CheckResult]:
     return run
 
 
-def four_letter_word(address: str, port: int, word: str, timeout: float) -> str:
-    """The whole answer to `word`; the server closes the connection when done."""
+def four_letter_word(
+    address: str, port: int, word: str, timeout: float, tls: ssl.SSLContext | None = None
+) -> str:
+    """The whole answer to `word`; the server closes the connection when done. Over TLS
+    on a secure client port (ZooKeeper answers four-letter words there too)."""
     deadline = time.monotonic() + timeout
-    with socket.create_connection((address, port), timeout=timeout) as sock:
+    with socket.create_connection((address, port), timeout=timeout) as plain:
+        sock = tls.wrap_socket(plain, server_hostname=address) if tls else plain
         sock.sendall(word.encode())
         chunks = []
         while True:

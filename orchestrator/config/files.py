@@ -28,6 +28,13 @@ def check_files(topo: Topology) -> list[Finding]:
     findings.extend(_plain_file(topo, topo.ansible.inventory, ("ansible", "inventory")))
     if topo.ldap is not None and topo.ldap.ca_file:
         findings.extend(_plain_file(topo, topo.ldap.ca_file, ("ldap", "ca_file")))
+    tls = topo.zookeeper.tls
+    if tls is not None:
+        findings.extend(_plain_file(topo, tls.ca_file, ("zookeeper", "tls", "ca_file")))
+        if tls.cert_file:
+            findings.extend(_plain_file(topo, tls.cert_file, ("zookeeper", "tls", "cert_file")))
+        if tls.key_file:
+            findings.extend(_secret_file(topo, tls.key_file, ("zookeeper", "tls", "key_file")))
     return findings
 
 

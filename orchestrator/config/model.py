@@ -381,11 +381,23 @@ class ZkAuth(Frozen):
     credentials: SecretRef  # "user:password"
 
 
+class ZkTls(Frozen):
+    """TLS to the ensemble's secureClientPort: the server's certificate is verified
+    against `ca_file`; a client certificate is sent when the ensemble asks for one."""
+
+    ca_file: str
+    cert_file: str | None = None
+    key_file: str | None = None
+
+
 class ZooKeeper(Frozen):
     hosts: tuple[ZkHost, ...] = Field(min_length=1)
     chroot: Annotated[str, Field(pattern=r"^/[^\s]*$")] = "/sitectl"
     session_timeout: Seconds = 10.0
     auth: ZkAuth | None = None
+    tls: ZkTls | None = None
+    # Written explicitly to run without auth or without TLS (a private test ensemble).
+    insecure: bool = False
 
     def connect_string(self) -> str:
         return ",".join(h.address for h in self.hosts)

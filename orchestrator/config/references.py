@@ -26,6 +26,7 @@ def check_references(topo: Topology) -> list[Finding]:
         _ldap,
         _object_store,
         _zookeeper,
+        _zookeeper_security,
         _ticket,
         _parity,
     ):
@@ -258,6 +259,32 @@ def _zookeeper(topo: Topology) -> Iterator[Finding]:
                 f"{count} of {len(hosts)} ZooKeeper hosts sit in {site!r} — losing that site "
                 "loses the quorum; spread them so no site holds a majority"
             ),
+        )
+
+
+def _zookeeper_security(topo: Topology) -> Iterator[Finding]:
+    zk = topo.zookeeper
+    if zk.insecure:
+        return
+    if zk.auth is None:
+        yield (
+            ("zookeeper",),
+            "no auth: anyone who reaches the ensemble could forge vantage reports (and so "
+            "a failover), pause automation or delete the fencing epoch — add auth: "
+            '{credentials: {file: keys/zookeeper}} (a "user:password" file, mode 0600), '
+            "or set insecure: true on zookeeper if you accept that",
+        )
+    if zk.tls is None:
+        yield (
+            ("zookeeper",),
+            "no tls: the digest credentials and every record would cross the network in "
+            "clear — add tls: {ca_file: …} and point hosts at the ensemble's "
+            "secureClientPort, or set insecure: true on zookeeper if you accept that",
+        )
+    if zk.tls is not None and (zk.tls.cert_file is None) != (zk.tls.key_file is None):
+        yield (
+            ("zookeeper", "tls"),
+            "cert_file and key_file go together — give both for a client certificate, or neither",
         )
 
 

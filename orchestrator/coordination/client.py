@@ -55,6 +55,15 @@ def connect(topo: Topology, *, timeout: float = 10.0) -> KazooClient:
         auth_data = [("digest", credentials)]
         # Only sitectl's own identity may read or change its znodes.
         default_acl = [make_digest_acl(user, password, all=True)]
+    tls: dict[str, Any] = {}
+    if zk.tls is not None:
+        tls = {
+            "use_ssl": True,
+            "verify_certs": True,
+            "ca": str(topo.resolve(zk.tls.ca_file)),
+            "certfile": str(topo.resolve(zk.tls.cert_file)) if zk.tls.cert_file else None,
+            "keyfile": str(topo.resolve(zk.tls.key_file)) if zk.tls.key_file else None,
+        }
     client = KazooClient(
         hosts=zk.connect_string(),
         timeout=zk.session_timeout,
@@ -66,13 +75,16 @@ def connect(topo: Topology, *, timeout: float = 10.0) -> KazooClient:
         auth_data=auth_data or None,
         default_acl=default_acl,
         logger=logging.getLogger("kazoo"),
+        **tls,
     )
     try:
         client.start(timeout=timeout)
     except KazooTimeoutError:
         client.close()
+        over = " over TLS (is it the secureClientPort, and does tls.ca_file sign its certificate?)"
         raise Unavailable(
             f"ZooKeeper ({zk.connect_string()}) did not answer within {timeout:.0f} s"
+            + (over if zk.tls is not None else "")
         ) from None
     return client
 

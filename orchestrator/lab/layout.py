@@ -27,6 +27,8 @@ ROUTER_HOST = 254  # the router's address in every network
 SSH_PORT = 22
 
 ZK_CLIENT_PORT = 2181
+# TLS (sitectl's sessions); the plain port stays for the lab's own four-letter words.
+ZK_SECURE_PORT = 2281
 ZK_PEER_PORT = 2888
 ZK_ELECTION_PORT = 3888
 DNS_PORT = 53

@@ -232,13 +232,14 @@ def build(state: LabState) -> dict[str, Any]:
         },
         "zookeeper": {
             "hosts": [
-                {"address": f"{layout.service_ip(site)}:{layout.ZK_CLIENT_PORT}", "site": site}
+                {"address": f"{layout.service_ip(site)}:{layout.ZK_SECURE_PORT}", "site": site}
                 for site in layout.SITES
             ],
             "chroot": "/sitectl/lab",
             # tickTime 500 ms bounds sessions to 1-10 s; 4 s notices a lost site quickly.
             "session_timeout": "4s",
             "auth": {"credentials": {"file": _rel(state, zookeeper.digest_file(state))}},
+            "tls": {"ca_file": _rel(state, zookeeper.ca_cert(state))},
         },
         "policy": {
             "rpo_limits": {"volume": "30s", "ldap": "10s", "object_store": "60s"},

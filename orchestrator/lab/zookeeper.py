@@ -10,11 +10,24 @@ import socket
 from pathlib import Path
 
 from orchestrator.lab import layout
-from orchestrator.lab.credentials import ensure_password
+from orchestrator.lab.credentials import ensure_password, ensure_server_cert
 from orchestrator.lab.state import Component, LabState
 from orchestrator.lab.templates import render
 
-CLASSPATH = "/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar"
+JAVA_DIR = Path("/usr/share/java")
+# The secure client port runs on Netty (lab notes): its jars, by their unversioned names.
+NETTY_JARS = (
+    "netty-buffer",
+    "netty-codec",
+    "netty-common",
+    "netty-handler",
+    "netty-resolver",
+    "netty-transport",
+    "netty-transport-native-unix-common",
+)
+CLASSPATH = ":".join(
+    str(JAVA_DIR / f"{name}.jar") for name in ("zookeeper", "slf4j-simple", *NETTY_JARS)
+)
 JVM_FLAGS = [
     "-Xms16m",
     "-Xmx64m",
@@ -34,13 +47,22 @@ def connect_string() -> str:
 
 def ports(site: str) -> list[tuple[str, int]]:
     ip = layout.service_ip(site)
-    return [(ip, layout.ZK_CLIENT_PORT), (ip, layout.ZK_PEER_PORT), (ip, layout.ZK_ELECTION_PORT)]
+    return [
+        (ip, layout.ZK_CLIENT_PORT),
+        (ip, layout.ZK_SECURE_PORT),
+        (ip, layout.ZK_PEER_PORT),
+        (ip, layout.ZK_ELECTION_PORT),
+    ]
 
 
 def digest_file(state: LabState) -> Path:
     """sitectl's ZooKeeper identity, "user:password": its znodes carry a digest ACL for
     this identity only, so nothing else on the ensemble can read or move them."""
     return state.secrets / "zookeeper.digest"
+
+
+def ca_cert(state: LabState) -> Path:
+    return state.pki / "ca.crt"
 
 
 def prepare(state: LabState, programs: dict[str, str]) -> list[Component]:
@@ -52,6 +74,13 @@ def prepare(state: LabState, programs: dict[str, str]) -> list[Component]:
         data = home / "data"
         data.mkdir(parents=True, exist_ok=True)
         (data / "myid").write_text(f"{layout.zk_myid(site)}\n")
+        cert, key = ensure_server_cert(
+            state.pki, f"{site}-zookeeper", [layout.service_ip(site)], programs["openssl"]
+        )
+        # ZooKeeper's PEM key store is one file: the private key, then the certificate.
+        keystore = home / "keystore.pem"
+        keystore.touch(mode=0o600)
+        keystore.write_text(key.read_text() + cert.read_text())
         cfg = render(
             "zoo.cfg.j2",
             home / "zoo.cfg",
@@ -60,6 +89,9 @@ def prepare(state: LabState, programs: dict[str, str]) -> list[Component]:
             data_dir=data,
             client_ip=layout.service_ip(site),
             client_port=layout.ZK_CLIENT_PORT,
+            secure_port=layout.ZK_SECURE_PORT,
+            keystore=keystore,
+            truststore=ca_cert(state),
             peers=peers,
             peer_port=layout.ZK_PEER_PORT,
             election_port=layout.ZK_ELECTION_PORT,

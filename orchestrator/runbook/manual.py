@@ -7,6 +7,7 @@ Paths are as written in the topology file: the runbook says to run from its dire
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import shlex
@@ -102,14 +103,31 @@ def _expect_probes(kinds: set[str]) -> str:
 
 def _check_zookeeper(topo: Topology, plan: Plan, step: Step) -> ManualStep:
     commands = []
+    tls = topo.zookeeper.tls
     for host in topo.zookeeper.hosts:
         address, _, port = host.address.rpartition(":")
-        commands.append(f"echo srvr | nc -w 3 {address} {port} | grep Mode")
+        if tls is None:
+            commands.append(f"echo srvr | nc -w 3 {address} {port} | grep Mode")
+        else:
+            verify = "-verify_ip" if _is_ip(address) else "-verify_hostname"
+            commands.append(
+                f"echo srvr | openssl s_client -quiet -connect {address}:{port} -CAfile "
+                f"{shlex.quote(tls.ca_file)} {verify} {address} -verify_return_error "
+                "2>/dev/null | grep Mode"
+            )
     return ManualStep(
         tuple(commands),
         "exactly one 'Mode: leader', the others 'Mode: follower'",
         "a majority of the nodes answer and one of them leads",
     )
+
+
+def _is_ip(address: str) -> bool:
+    try:
+        ipaddress.ip_address(address.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def _ldapsearch(topo: Topology, index: int) -> str:
@@ -587,18 +605,51 @@ def _first_probe(topo: Topology, site: str, kind: str) -> tuple[str, int] | None
 
 
 def _activate(topo: Topology, plan: Plan, step: Step) -> ManualStep:
-    hosts = topo.zookeeper.connect_string()
     znode = ZkPaths.for_cluster(topo.zookeeper.chroot, topo.cluster).active_site
     return ManualStep(
-        (f"/usr/share/zookeeper/bin/zkCli.sh -server {hosts} set {znode} {plan.to_site}",),
-        "no error",
+        (_zk_cli(topo, f"set {znode} {plan.to_site}", f"get {znode}"),),
+        f"no error, and the last line printed is {plan.to_site}",
         f"`get {znode}` prints {plan.to_site}; tell the on-call channel the service runs there",
     )
 
 
-def _zk_cli(topo: Topology, *args: str) -> str:
-    hosts = topo.zookeeper.connect_string()
-    return f"/usr/share/zookeeper/bin/zkCli.sh -server {hosts} " + " ".join(args)
+# zookeeper.jar's manifest names the other Netty jars; TLS needs these besides.
+_ZK_CLIENT_JARS = (
+    "zookeeper",
+    "netty-codec",
+    "netty-resolver",
+    "netty-transport-native-unix-common",
+)
+
+
+def _zk_cli(topo: Topology, *commands: str) -> str:
+    """ZooKeeper's own client running `commands`, one per line on its input: as sitectl
+    connects (TLS verified against zookeeper.tls.ca_file, authenticated as
+    zookeeper.auth), and without the credentials on any command line (the shell reads
+    them into the here-document)."""
+    zk = topo.zookeeper
+    if zk.tls is None:
+        client = "/usr/share/zookeeper/bin/zkCli.sh"
+    else:
+        classpath = ":".join(f"/usr/share/java/{jar}.jar" for jar in _ZK_CLIENT_JARS)
+        flags = {
+            "zookeeper.clientCnxnSocket": "org.apache.zookeeper.ClientCnxnSocketNetty",
+            "zookeeper.client.secure": "true",
+            "zookeeper.ssl.trustStore.location": zk.tls.ca_file,
+            "zookeeper.ssl.trustStore.type": "PEM",
+        }
+        if zk.tls.cert_file and zk.tls.key_file:
+            # ZooKeeper reads a PEM key store as one file: the key, then the certificate.
+            bundle = f"<(cat {shlex.quote(zk.tls.key_file)} {shlex.quote(zk.tls.cert_file)})"
+            flags["zookeeper.ssl.keyStore.location"] = bundle
+            flags["zookeeper.ssl.keyStore.type"] = "PEM"
+        defines = " ".join(
+            f"-D{k}={v if v.startswith('<(') else shlex.quote(v)}" for k, v in flags.items()
+        )
+        client = f"java -cp {classpath} {defines} org.apache.zookeeper.ZooKeeperMain"
+    lines = [f"addauth digest {_secret_shell(zk.auth.credentials)}"] if zk.auth else []
+    body = "\n".join([*lines, *commands])
+    return f"{client} -server {zk.connect_string()} <<EOF\n{body}\nEOF"
 
 
 def _ticket_znode(topo: Topology) -> str:
@@ -622,7 +673,7 @@ def _fence_wait(topo: Topology, step: Step, ticket: Ticket | None) -> ManualStep
         )
     return ManualStep(
         (
-            _zk_cli(topo, "get", _ticket_znode(topo)),
+            _zk_cli(topo, f"get {_ticket_znode(topo)}"),
             "# then wait until $(date -u +%s) is past the instant computed below",
         ),
         f'a JSON ticket with "holder": "{old}", "renewed_at" and "ttl"',
@@ -634,18 +685,12 @@ def _fence_wait(topo: Topology, step: Step, ticket: Ticket | None) -> ManualStep
 
 def _ticket_release(topo: Topology, plan: Plan, step: Step) -> ManualStep:
     znode = _ticket_znode(topo)
+    released = (
+        '{"holder": null, "epoch": 0, "granted_at": 0, "renewed_at": $(date +%s), '
+        f'"released_at": $(date +%s), "ttl": {topo.ticket_ttl:g}}}'
+    )
     return ManualStep(
-        (
-            _zk_cli(topo, "get", znode),
-            _zk_cli(
-                topo,
-                "set",
-                znode,
-                '"{\\"holder\\": null, \\"epoch\\": 0, \\"granted_at\\": 0, '
-                '\\"renewed_at\\": $(date +%s), \\"released_at\\": $(date +%s), '
-                f'\\"ttl\\": {topo.ticket_ttl:g}}}"',
-            ),
-        ),
+        (_zk_cli(topo, f"get {znode}"), _zk_cli(topo, f"set {znode} '{released}'")),
         f'the first prints the ticket with "holder": "{step.site}"',
         f'`get {znode}` prints "holder": null',
     )
@@ -653,17 +698,12 @@ def _ticket_release(topo: Topology, plan: Plan, step: Step) -> ManualStep:
 
 def _ticket_grant(topo: Topology, plan: Plan, step: Step) -> ManualStep:
     znode = _ticket_znode(topo)
+    granted = (
+        f'{{"holder": "{step.site}", "epoch": 0, "granted_at": $(date +%s), '
+        f'"renewed_at": $(date +%s), "ttl": {topo.ticket_ttl:g}}}'
+    )
     return ManualStep(
-        (
-            _zk_cli(
-                topo,
-                "set",
-                znode,
-                f'"{{\\"holder\\": \\"{step.site}\\", \\"epoch\\": 0, '
-                '\\"granted_at\\": $(date +%s), \\"renewed_at\\": $(date +%s), '
-                f'\\"ttl\\": {topo.ticket_ttl:g}}}"',
-            ),
-        ),
+        (_zk_cli(topo, f"set {znode} '{granted}'"),),
         "no error",
         f'`get {znode}` prints "holder": "{step.site}"; {step.site}\'s controllers renew it '
         "from now on (start them if they do not run)",

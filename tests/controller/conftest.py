@@ -158,6 +158,8 @@ def topology_doc(cluster: str, zk_hosts: str, *, automatic: bool = False) -> dic
             ],
             "chroot": "/sitectl-controller-tests",
             "session_timeout": "4s",
+            # The tests' private ensemble speaks plain TCP without auth, said explicitly.
+            "insecure": True,
         },
         "policy": {
             "probe_interval": "500ms",

@@ -236,9 +236,14 @@ def test_sitectl_znodes_are_sitectl_s_alone(cluster: Cluster) -> None:
     try:
         user = cluster.lab.secret(str(topo.base_dir / topo.zookeeper.auth.credentials.file))
         user = user.partition(":")[0]
-        anonymous = KazooClient(hosts=topo.zookeeper.connect_string())
+        # Over the lab's TLS port, as sitectl itself connects: the CA is public.
+        assert topo.zookeeper.tls is not None
+        tls = {"use_ssl": True, "ca": str(topo.resolve(topo.zookeeper.tls.ca_file))}
+        anonymous = KazooClient(hosts=topo.zookeeper.connect_string(), **tls)
         intruder = KazooClient(
-            hosts=topo.zookeeper.connect_string(), auth_data=[("digest", f"{user}:guessed")]
+            hosts=topo.zookeeper.connect_string(),
+            auth_data=[("digest", f"{user}:guessed")],
+            **tls,
         )
         for client in (anonymous, intruder):
             client.start(timeout=15)

@@ -156,6 +156,9 @@ def dns_topology(home: Path, port: int) -> Topology:
     key.write_text(f'key "{KEY_NAME}" {{\n\talgorithm hmac-sha256;\n\tsecret "{SECRET}";\n}};\n')
     key.chmod(0o600)
     shutil.copy(EXAMPLE.with_name("hosts.yml"), home / "hosts.yml")
+    shutil.copytree(
+        EXAMPLE.with_name("pki"), home / "pki", dirs_exist_ok=True
+    )  # zookeeper.tls.ca_file
     path = home / "topology.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return load_topology(path)
@@ -320,6 +323,9 @@ def s3_topology(home: Path, bucket: str, active_url: str, standby_url: str) -> T
         endpoint["url"] = active_url if endpoint["site"] == "dc2" else standby_url
     doc["object_store"]["buckets"][0]["name"] = bucket
     shutil.copy(EXAMPLE.with_name("hosts.yml"), home / "hosts.yml")
+    shutil.copytree(
+        EXAMPLE.with_name("pki"), home / "pki", dirs_exist_ok=True
+    )  # zookeeper.tls.ca_file
     path = home / "topology.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return load_topology(path, check_filesystem=False)

@@ -73,6 +73,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the example's directory: the topology is rewritten per example."""
     home = tmp_path_factory.mktemp("topology")
     shutil.copy(EXAMPLE / "hosts.yml", home / "hosts.yml")
+    shutil.copytree(EXAMPLE / "pki", home / "pki", dirs_exist_ok=True)  # zookeeper.tls.ca_file
     return home
 
 
@@ -290,6 +291,7 @@ def test_the_cli_refuses_nasty_files_without_a_traceback(tmp_path: Path) -> None
     """The real `sitectl validate` (a subprocess, as an operator runs it): exit 2, every
     line names the file, no traceback — also with --json and for unreadable paths."""
     shutil.copy(EXAMPLE / "hosts.yml", tmp_path / "hosts.yml")
+    shutil.copytree(EXAMPLE / "pki", tmp_path / "pki", dirs_exist_ok=True)  # zookeeper.tls.ca_file
     runs: list[tuple[Path, bool]] = []
     for index, name in enumerate(
         ["recursive alias", "python tag", "NUL in a secret path", "line break in a key"]

@@ -21,6 +21,11 @@ import ldap3
 import pytest
 from kazoo.client import KazooClient
 
+from orchestrator.checks import zookeeper as zk_checks
+from orchestrator.checks.result import Status
+from orchestrator.config import load_topology
+from orchestrator.coordination.client import connect as zk_connect
+from orchestrator.errors import Unavailable
 from orchestrator.lab import layout, s3, volumes, zookeeper
 from orchestrator.lab.ldap import connect
 from orchestrator.lab.mail import send_test_mail
@@ -53,6 +58,58 @@ def test_zookeeper_is_a_three_node_quorum(lab: LabHandle) -> None:
         writer.stop()
         reader.stop()
     assert lab.env["zookeeper"]["connect"] == zookeeper.connect_string()
+
+
+def test_sitectl_reaches_zookeeper_only_over_verified_tls(lab: LabHandle, tmp_path: Path) -> None:
+    """The lab's topology points sitectl at the secure client port: a session and a
+    four-letter word go through with the lab's CA, and both are refused under a CA that
+    did not sign the servers' certificates (verification is real, not decoration)."""
+    topo = load_topology(lab.env["topology"])
+    assert topo.zookeeper.tls is not None and not topo.zookeeper.insecure
+    assert all(h.address.endswith(f":{layout.ZK_SECURE_PORT}") for h in topo.zookeeper.hosts)
+    client = zk_connect(topo, timeout=10)
+    try:
+        assert client.exists("/") is not None
+    finally:
+        client.stop()
+        client.close()
+    nodes = [c for c in zk_checks.checks(topo, 3) if c.site]
+    assert {c.site: c.run(3).status for c in nodes} == dict.fromkeys(layout.SITES, Status.OK)
+
+    stranger = tmp_path / "other-ca.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            str(tmp_path / "other-ca.key"),
+            "-subj",
+            "/CN=not the lab CA",
+            "-days",
+            "1",
+            "-out",
+            str(stranger),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    wrong = topo.model_copy(
+        update={
+            "zookeeper": topo.zookeeper.model_copy(
+                update={"tls": topo.zookeeper.tls.model_copy(update={"ca_file": str(stranger)})}
+            )
+        }
+    )
+    with pytest.raises(Unavailable, match="over TLS"):
+        zk_connect(wrong, timeout=3)
+    refused = [c.run(3) for c in zk_checks.checks(wrong, 3) if c.site]
+    assert refused and all(r.status is Status.DOWN for r in refused), refused
 
 
 def _a_record(server: str, name: str) -> tuple[bool, list[str]]:

@@ -193,11 +193,35 @@ CASES = [
     ),
     Broken(
         "even ZooKeeper ensemble",
-        '    - {address: "zk.witness.example.net:2181", site: witness}\n',
+        '    - {address: "zk.witness.example.net:2281", site: witness}\n',
         "",
         "zookeeper.hosts",
         "even ensemble",
         line_of='  hosts:\n    - {address: "zk.dc1',
+    ),
+    Broken(
+        "ZooKeeper without auth",
+        '  auth: {credentials: {env: SITECTL_ZK_CREDENTIALS}}  # "user:password"\n',
+        "",
+        "zookeeper",
+        "no auth: anyone who reaches the ensemble could forge vantage reports",
+        line_of="zookeeper:",
+    ),
+    Broken(
+        "ZooKeeper without TLS",
+        "  tls: {ca_file: pki/ca.pem}",
+        "  # no tls",
+        "zookeeper",
+        "no tls: the digest credentials and every record would cross the network in clear",
+        line_of="zookeeper:",
+    ),
+    Broken(
+        "ZooKeeper client certificate without its key",
+        "  tls: {ca_file: pki/ca.pem}",
+        "  tls: {ca_file: pki/ca.pem, cert_file: pki/ca.pem}",
+        "zookeeper.tls",
+        "cert_file and key_file go together",
+        line_of="  tls: {ca_file",
     ),
     Broken(
         "witness as the active site",
@@ -236,6 +260,7 @@ def _line_number(text: str, fragment: str) -> int:
 
 def _write(tmp_path: Path, text: str) -> Path:
     shutil.copy(EXAMPLE / "hosts.yml", tmp_path / "hosts.yml")
+    shutil.copytree(EXAMPLE / "pki", tmp_path / "pki", dirs_exist_ok=True)  # zookeeper.tls.ca_file
     topo = tmp_path / "topology.yaml"
     topo.write_text(text, encoding="utf-8")
     return topo
@@ -288,6 +313,14 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "server_id 3 is used twice" in result.output
     assert "active_site: the active site is the witness" in result.output
+
+
+def test_an_insecure_zookeeper_is_accepted_only_when_written(tmp_path: Path) -> None:
+    original = (EXAMPLE / "topology.yaml").read_text(encoding="utf-8")
+    bare = original.replace(
+        '  auth: {credentials: {env: SITECTL_ZK_CREDENTIALS}}  # "user:password"\n', ""
+    ).replace("  tls: {ca_file: pki/ca.pem}", "  insecure: true")
+    assert CliRunner().invoke(app, ["validate", "-c", str(_write(tmp_path, bare))]).exit_code == 0
 
 
 def test_example_topology_is_valid() -> None:
