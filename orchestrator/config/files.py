@@ -7,6 +7,8 @@ from collections.abc import Iterator
 
 from orchestrator.config.model import SecretRef, Topology
 from orchestrator.config.problems import FieldPath
+from orchestrator.config.references import weak_tsig
+from orchestrator.config.weak import KEY_FILE_ALGORITHM, WEAK_TSIG
 
 Finding = tuple[FieldPath, str]
 
@@ -18,13 +20,10 @@ def check_files(topo: Topology) -> list[Finding]:
             findings.extend(_secret_file(topo, ref.file, (*path, "file")))
     for z_index, zone in enumerate(topo.dns.zones):
         if zone.tsig is not None and zone.tsig.key_file is not None:
-            findings.extend(
-                _secret_file(
-                    topo,
-                    zone.tsig.key_file,
-                    ("dns", "zones", z_index, "tsig", "key_file"),
-                )
-            )
+            where = ("dns", "zones", z_index, "tsig", "key_file")
+            findings.extend(_secret_file(topo, zone.tsig.key_file, where))
+            if not zone.tsig.insecure:
+                findings.extend(_weak_key_file(topo, zone.tsig.key_file, where))
     findings.extend(_plain_file(topo, topo.ansible.inventory, ("ansible", "inventory")))
     if topo.ldap is not None and topo.ldap.ca_file:
         findings.extend(_plain_file(topo, topo.ldap.ca_file, ("ldap", "ca_file")))
@@ -36,6 +35,17 @@ def check_files(topo: Topology) -> list[Finding]:
         if tls.key_file:
             findings.extend(_secret_file(topo, tls.key_file, ("zookeeper", "tls", "key_file")))
     return findings
+
+
+def _weak_key_file(topo: Topology, written: str, path: FieldPath) -> Iterator[Finding]:
+    try:
+        text = topo.resolve(written).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return  # _secret_file says why it cannot be read
+    for found in KEY_FILE_ALGORITHM.findall(text):
+        if found.lower() in WEAK_TSIG:
+            yield path, f"{written}: {weak_tsig(found.lower())}"
+            return
 
 
 def _secret_refs(topo: Topology) -> Iterator[tuple[FieldPath, SecretRef]]:

@@ -213,8 +213,12 @@ class Tsig(Frozen):
 
     key_file: str | None = None
     name: str | None = None
-    algorithm: Literal["hmac-sha256", "hmac-sha512"] = "hmac-sha256"
+    algorithm: Literal[
+        "hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224", "hmac-sha1", "hmac-md5"
+    ] = "hmac-sha256"
     secret: SecretRef | None = None
+    # Written explicitly to keep a weak algorithm (hmac-md5, hmac-sha1) while migrating.
+    insecure: bool = False
 
     @model_validator(mode="after")
     def _one_form(self) -> Tsig:
@@ -336,6 +340,7 @@ class LdapMaster(Frozen):
     password: SecretRef | None = None
     starttls: bool | None = None
     ca_file: str | None = None
+    insecure: bool | None = None  # unset: the section's
 
 
 class Ldap(Frozen):
@@ -344,6 +349,8 @@ class Ldap(Frozen):
     password: SecretRef
     starttls: bool = True
     ca_file: str | None = None
+    # Written explicitly to bind in clear (ldap:// without StartTLS).
+    insecure: bool = False
     timeout: Seconds = 3.0
     masters: tuple[LdapMaster, ...] = Field(min_length=2)
 
@@ -355,6 +362,8 @@ class S3Endpoint(Frozen):
     access_key: SecretRef
     secret_key: SecretRef
     ca_file: str | None = None
+    # Written explicitly to sign requests over plain http:// (a lab's moto server).
+    insecure: bool = False
 
 
 class Bucket(Frozen):

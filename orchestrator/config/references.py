@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 from orchestrator.config.model import Topology
 from orchestrator.config.problems import FieldPath
+from orchestrator.config.weak import WEAK_TSIG
 
 Finding = tuple[FieldPath, str]
 
@@ -27,6 +28,7 @@ def check_references(topo: Topology) -> list[Finding]:
         _object_store,
         _zookeeper,
         _zookeeper_security,
+        _weak_options,
         _ticket,
         _parity,
     ):
@@ -286,6 +288,43 @@ def _zookeeper_security(topo: Topology) -> Iterator[Finding]:
             ("zookeeper", "tls"),
             "cert_file and key_file go together — give both for a client certificate, or neither",
         )
+
+
+def _weak_options(topo: Topology) -> Iterator[Finding]:
+    for index, zone in enumerate(topo.dns.zones):
+        tsig = zone.tsig
+        weak = tsig is not None and tsig.key_file is None and tsig.algorithm in WEAK_TSIG
+        if tsig is not None and weak and not tsig.insecure:
+            yield ("dns", "zones", index, "tsig", "algorithm"), weak_tsig(tsig.algorithm)
+    ldap = topo.ldap
+    if ldap is not None:
+        for index, master in enumerate(ldap.masters):
+            starttls = ldap.starttls if master.starttls is None else master.starttls
+            insecure = ldap.insecure if master.insecure is None else master.insecure
+            if master.uri.lower().startswith("ldap://") and not starttls and not insecure:
+                yield (
+                    ("ldap", "masters", index, "uri"),
+                    f"{master.uri} without StartTLS would send the bind password in clear — "
+                    "set starttls: true (or use ldaps://), or set insecure: true on this "
+                    "master if you accept that",
+                )
+    if topo.object_store is not None:
+        for index, endpoint in enumerate(topo.object_store.endpoints):
+            if endpoint.url.lower().startswith("http://") and not endpoint.insecure:
+                yield (
+                    ("object_store", "endpoints", index, "url"),
+                    f"{endpoint.url} is plain http: signed requests and every object would "
+                    "cross the network in clear — use https:// (with ca_file for a private "
+                    "CA), or set insecure: true on this endpoint if you accept that",
+                )
+
+
+def weak_tsig(algorithm: str) -> str:
+    return (
+        f"TSIG algorithm {algorithm} is weak (RFC 8945 says not to use it) — generate a new "
+        "key with `tsig-keygen -a hmac-sha256 NAME`, or set insecure: true on this tsig "
+        "while you migrate"
+    )
 
 
 def _parity(topo: Topology) -> Iterator[Finding]:

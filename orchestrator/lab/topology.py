@@ -218,7 +218,15 @@ def build(state: LabState) -> dict[str, Any]:
             # The role the lab's replication stand-in is configured with (see lab/s3.py).
             "replication_role": "arn:aws:iam::123456789012:role/sitectl-lab-replication",
             "endpoints": [
-                {"site": site, "url": layout.s3_endpoint(site), "region": s3.REGION, **s3_keys}
+                # moto's server, the stand-in for an S3 store (none is packaged here), speaks
+                # plain http; said explicitly.
+                {
+                    "site": site,
+                    "url": layout.s3_endpoint(site),
+                    "region": s3.REGION,
+                    "insecure": True,
+                    **s3_keys,
+                }
                 for site in layout.DATACENTERS
             ],
             "buckets": [{"name": s3.BUCKET, "versioned": True, "replicated": True}],

@@ -224,6 +224,28 @@ CASES = [
         line_of="  tls: {ca_file",
     ),
     Broken(
+        "a weak TSIG algorithm",
+        "tsig: {name: ddns-corp, secret: {env: DDNS_CORP_SECRET}}",
+        "tsig: {name: ddns-corp, algorithm: hmac-sha1, secret: {env: DDNS_CORP_SECRET}}",
+        "dns.zones.0.tsig.algorithm",
+        "TSIG algorithm hmac-sha1 is weak",
+    ),
+    Broken(
+        "an LDAP bind in clear",
+        "  starttls: true",
+        "  starttls: false",
+        "ldap.masters.0.uri",
+        "without StartTLS would send the bind password in clear",
+        line_of='    - {uri: "ldap://ldap1.dc1',
+    ),
+    Broken(
+        "a plain-http object store",
+        "      url: https://s3.dc1.example.net",
+        "      url: http://s3.dc1.example.net",
+        "object_store.endpoints.0.url",
+        "is plain http",
+    ),
+    Broken(
         "witness as the active site",
         "active_site: dc1",
         "active_site: witness",
@@ -321,6 +343,55 @@ def test_an_insecure_zookeeper_is_accepted_only_when_written(tmp_path: Path) -> 
         '  auth: {credentials: {env: SITECTL_ZK_CREDENTIALS}}  # "user:password"\n', ""
     ).replace("  tls: {ca_file: pki/ca.pem}", "  insecure: true")
     assert CliRunner().invoke(app, ["validate", "-c", str(_write(tmp_path, bare))]).exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (
+            "tsig: {name: ddns-corp, secret: {env: DDNS_CORP_SECRET}}",
+            "tsig: {name: ddns-corp, algorithm: hmac-md5, insecure: true, "
+            "secret: {env: DDNS_CORP_SECRET}}",
+        ),
+        ("  starttls: true", "  starttls: false\n  insecure: true"),
+        (
+            "      url: https://s3.dc1.example.net",
+            "      url: http://s3.dc1.example.net\n      insecure: true",
+        ),
+    ],
+    ids=["tsig", "ldap", "s3"],
+)
+def test_a_weak_option_is_accepted_only_when_marked_insecure(
+    tmp_path: Path, old: str, new: str
+) -> None:
+    original = (EXAMPLE / "topology.yaml").read_text(encoding="utf-8")
+    assert original.count(old) == 1
+    marked = _write(tmp_path, original.replace(old, new))
+    result = CliRunner().invoke(app, ["validate", "-c", str(marked)])
+    assert result.exit_code == 0, result.output
+
+
+def test_a_tsig_key_file_with_a_weak_algorithm_is_refused(tmp_path: Path) -> None:
+    original = (EXAMPLE / "topology.yaml").read_text(encoding="utf-8")
+    broken = original.replace(
+        "tsig: {name: ddns-corp, secret: {env: DDNS_CORP_SECRET}}", "tsig: {key_file: ddns.key}"
+    )
+    key = tmp_path / "ddns.key"
+    key.write_text('key "ddns-corp" { algorithm hmac-md5; secret "c2VjcmV0"; };\n')
+    key.chmod(0o600)
+    topo = _write(tmp_path, broken)
+    result = CliRunner().invoke(app, ["validate", "-c", str(topo)])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        f"{topo}:{_line_number(broken, 'key_file: ddns.key')}: dns.zones.0.tsig.key_file: "
+        "ddns.key: TSIG algorithm hmac-md5 is weak (RFC 8945 says not to use it) — generate "
+        "a new key with `tsig-keygen -a hmac-sha256 NAME`, or set insecure: true on this "
+        "tsig while you migrate"
+    ], result.output
+    allowed = _write(
+        tmp_path, broken.replace("{key_file: ddns.key}", "{key_file: ddns.key, insecure: true}")
+    )
+    assert CliRunner().invoke(app, ["validate", "-c", str(allowed)]).exit_code == 0
 
 
 def test_example_topology_is_valid() -> None:

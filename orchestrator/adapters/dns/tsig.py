@@ -19,6 +19,7 @@ import dns.tsig
 
 from orchestrator.adapters.secrets import Secret, is_private, read_secret
 from orchestrator.config.model import Tsig
+from orchestrator.config.weak import KEY_FILE_ALGORITHM
 from orchestrator.errors import Failed
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,6 @@ _FIX = "write the output of `tsig-keygen -a hmac-sha256 NAME` into it (mode 0600
 # one key in a hundred) is kept as text rather than cutting the secret short.
 _COMMENTS = re.compile(r'"[^"]*"|/\*.*?\*/|//[^\n]*|#[^\n]*', re.S)
 _KEY_BLOCK = re.compile(r'\bkey\s+("([^"]+)"|([A-Za-z0-9_.\-]+))\s*\{(.*?)\}\s*;', re.S)
-_ALGORITHM = re.compile(r'\balgorithm\s+"?([A-Za-z0-9.\-]+)"?\s*;')
 _SECRET = re.compile(r'\bsecret\s+"([^"]*)"\s*;')
 
 
@@ -82,7 +82,7 @@ def parse_key_text(text: str, source: str) -> list[_ParsedKey]:
     keys = []
     for match in _KEY_BLOCK.finditer(stripped):
         body = match.group(4)
-        algorithm = _ALGORITHM.search(body)
+        algorithm = KEY_FILE_ALGORITHM.search(body)
         secret = _SECRET.search(body)
         keys.append(
             _ParsedKey(
