@@ -93,7 +93,9 @@ class ControllerLab:
         self.procs[site] = subprocess.Popen(
             [
                 *netns.enter(self.state_dir, site),
-                *controllers.command(site, f"{LISTEN[site]}:{PORT}", self.topology),
+                *controllers.command(
+                    site, f"{LISTEN[site]}:{PORT}", self.topology, lab_root=self.state_dir
+                ),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -15,18 +15,19 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from kazoo.client import KazooClient
 
+from orchestrator.adapters.secrets import read_secret
 from orchestrator.audit import identity
 from orchestrator.checks.zookeeper import reporting_client
 from orchestrator.cli.exitcodes import ExitCode
 from orchestrator.cli.options import ConfigOption, load
 from orchestrator.cli.output import console, fail
 from orchestrator.config import Topology
-from orchestrator.config.model import ZkHost
+from orchestrator.config.model import SecretRef, ZkHost
 from orchestrator.controller.daemon import Controller
 from orchestrator.controller.hooks import EVENTS, Hooks
 from orchestrator.controller.http import serve
 from orchestrator.controller.zkstate import ControllerState
-from orchestrator.coordination.client import connect
+from orchestrator.coordination.client import connect, digest_id
 from orchestrator.errors import SitectlError, Unavailable
 
 if TYPE_CHECKING:
@@ -86,6 +87,14 @@ def run(
             help="Connect to these ZooKeeper nodes (HOST:PORT,...) instead of the topology's.",
         ),
     ] = None,
+    identity_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--identity",
+            help="This site's controller identity, a 0600 file holding USER:PASSWORD "
+            "(its id is the one zookeeper.controller_ids names for --site).",
+        ),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Run the controller of one site (each datacenter and the witness run one).
@@ -106,6 +115,7 @@ def run(
         fail(
             f"--site {site}: no such site — use one of {', '.join(topo.sites)}", ExitCode.BAD_INPUT
         )
+    own, own_id = _own_identity(topo, site, identity_file)
     logging.basicConfig(
         level=logging.INFO,
         stream=sys.stderr,
@@ -122,11 +132,11 @@ def run(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    client = _connect_until_stopped(topo, stop_requested)
+    client = _connect_until_stopped(topo, stop_requested, own)
     if client is None:
         return
     try:
-        controller = Controller(topo, site, client, hooks=hooks)
+        controller = Controller(topo, site, client, hooks=hooks, own_id=own_id)
         stopping.append(controller)
         if stop_requested[0]:
             return
@@ -146,12 +156,63 @@ def run(
     log.info("controller of %s stopped", site)
 
 
-def _connect_until_stopped(topo: Topology, stop: list[bool]) -> KazooClient | None:
+def _own_identity(
+    topo: Topology, site: str, identity_file: Path | None
+) -> tuple[str | None, str | None]:
+    """(USER:PASSWORD, its digest id) of this site's controller, checked against the
+    topology's zookeeper.controller_ids; (None, None) when neither names one."""
+    expected = topo.zookeeper.controller_ids.get(site)
+    if identity_file is None:
+        if expected is not None:
+            fail(
+                f"--identity FILE is required: zookeeper.controller_ids names {site}'s "
+                f"controller identity ({expected.partition(':')[0]})",
+                ExitCode.BAD_INPUT,
+            )
+        return None, None
+    try:
+        credentials = read_secret(SecretRef(file=str(identity_file)), Path.cwd()).reveal()
+    except SitectlError as exc:
+        fail(f"--identity {identity_file}: {exc}", ExitCode.BAD_INPUT)
+    own_id = digest_id(credentials)
+    if expected is not None and own_id != expected:
+        fail(
+            f"--identity {identity_file}: {own_id.partition(':')[0]}'s id is not the one "
+            f"zookeeper.controller_ids names for {site} — print it with `sitectl controller "
+            "identity FILE` and correct the topology, or use the right file",
+            ExitCode.BAD_INPUT,
+        )
+    return credentials, own_id
+
+
+@controller_app.command("identity")
+def identity_id(
+    identity_file: Annotated[Path, typer.Argument(help="A 0600 file holding USER:PASSWORD.")],
+) -> None:
+    """Print the ZooKeeper id of a controller identity, for zookeeper.controller_ids.
+
+    The id is USER:base64(sha1(USER:PASSWORD)): the topology holds it, and only the
+    controller host of its site holds the file.
+
+    [b]Example:[/b] sitectl controller identity /etc/sitectl/controller-dc1.digest
+    """
+    try:
+        credentials = read_secret(SecretRef(file=str(identity_file)), Path.cwd()).reveal()
+    except SitectlError as exc:
+        fail(f"{identity_file}: {exc}", ExitCode.BAD_INPUT)
+    if ":" not in credentials:
+        fail(f"{identity_file}: write USER:PASSWORD in it", ExitCode.BAD_INPUT)
+    console.print(digest_id(credentials), highlight=False)
+
+
+def _connect_until_stopped(
+    topo: Topology, stop: list[bool], own: str | None = None
+) -> KazooClient | None:
     """A daemon outlives a ZooKeeper outage at start-up: retry, each wait bounded."""
     said = False
     while not stop[0]:
         try:
-            return connect(topo, timeout=5.0)
+            return connect(topo, timeout=5.0, identity=own)
         except Unavailable as exc:
             if not said:
                 log.warning("%s; retrying until it answers", exc)

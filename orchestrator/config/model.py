@@ -405,7 +405,12 @@ class ZooKeeper(Frozen):
     session_timeout: Seconds = 10.0
     auth: ZkAuth | None = None
     tls: ZkTls | None = None
-    # Written explicitly to run without auth or without TLS (a private test ensemble).
+    # Each site's controller identity as ZooKeeper names it, "user:base64(sha1(user:password))"
+    # (`sitectl controller identity` prints it): only that identity may write the site's
+    # vantage report. The password stays on that site's controller host (--identity).
+    controller_ids: dict[SiteName, str] = {}
+    # Written explicitly to run without auth, TLS or controller identities (a private
+    # test ensemble).
     insecure: bool = False
 
     def connect_string(self) -> str:

@@ -6,6 +6,7 @@ paths into line numbers.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterator
 
@@ -14,6 +15,7 @@ from orchestrator.config.problems import FieldPath
 from orchestrator.config.weak import WEAK_TSIG
 
 Finding = tuple[FieldPath, str]
+_DIGEST_ID = re.compile(r"^[^:\s]+:[A-Za-z0-9+/]{27}=$")
 
 
 def check_references(topo: Topology) -> list[Finding]:
@@ -266,6 +268,14 @@ def _zookeeper(topo: Topology) -> Iterator[Finding]:
 
 def _zookeeper_security(topo: Topology) -> Iterator[Finding]:
     zk = topo.zookeeper
+    for site, digest_id in zk.controller_ids.items():
+        yield from _site_exists(topo, site, ("zookeeper", "controller_ids", site))
+        if not _DIGEST_ID.match(digest_id):
+            yield (
+                ("zookeeper", "controller_ids", site),
+                f"{digest_id!r} is not a digest id (USER:BASE64 of 28 characters) — paste "
+                "what `sitectl controller identity FILE` prints",
+            )
     if zk.insecure:
         return
     if zk.auth is None:
@@ -282,6 +292,15 @@ def _zookeeper_security(topo: Topology) -> Iterator[Finding]:
             "no tls: the digest credentials and every record would cross the network in "
             "clear — add tls: {ca_file: …} and point hosts at the ensemble's "
             "secureClientPort, or set insecure: true on zookeeper if you accept that",
+        )
+    missing = [site for site in topo.sites if site not in zk.controller_ids]
+    if missing:
+        yield (
+            ("zookeeper", "controller_ids"),
+            f"no controller identity for {', '.join(missing)}: any controller could then "
+            "publish another site's vantage report (and so vote for a failover) — run "
+            "`sitectl controller identity USER:PASSWORD-FILE` on each site's controller host "
+            "and list the ids here, or set insecure: true on zookeeper if you accept that",
         )
     if zk.tls is not None and (zk.tls.cert_file is None) != (zk.tls.key_file is None):
         yield (

@@ -46,7 +46,8 @@ from orchestrator.controller.http import Board, Metrics
 from orchestrator.controller.leadership import Leadership
 from orchestrator.controller.ticketing import TicketKeeper
 from orchestrator.controller.vantage import Freshness, Prober, Sweeper, application_sweep
-from orchestrator.controller.zkstate import ControllerState
+from orchestrator.controller.zkstate import ControllerState, Published, VantageIdentities
+from orchestrator.coordination.client import sitectl_id
 from orchestrator.coordination.paths import ZkPaths
 from orchestrator.coordination.store import ZkStore
 from orchestrator.coordination.ticket import Ticket
@@ -107,13 +108,24 @@ class Controller:
         sweeper: Sweeper = application_sweep,
         readiness_fn: ReadinessFn = readiness,
         canaries: bool = True,
+        own_id: str | None = None,
     ) -> None:
         if site not in topo.sites:
             raise ValueError(f"--site {site}: no such site — use one of {', '.join(topo.sites)}")
         self.topo, self.site, self.client = topo, site, client
         self.paths = ZkPaths.for_cluster(topo.zookeeper.chroot, topo.cluster)
         self.store = ZkStore(client, self.paths)
-        self.state = ControllerState(client, self.paths)
+        sitectl = sitectl_id(topo)
+        self.state = ControllerState(
+            client,
+            self.paths,
+            VantageIdentities(
+                dict(topo.zookeeper.controller_ids),
+                own=own_id,
+                readers=(sitectl,) if sitectl else (),
+            ),
+        )
+        self._untrusted_said: dict[str, str] = {}
         self.identifier = f"{site} {identity()}"
         self.leadership = Leadership(client, self.paths, self.identifier)
         self.timing = timing_of(topo)
@@ -362,7 +374,7 @@ class Controller:
 
         try:
             for site in self.topo.sites:
-                self.client.DataWatch(f"{self.state.vantage_path}/{site}", published)
+                self.client.DataWatch(f"{self.state.vantage_path}/{site}/report", published)
         except KazooException as exc:
             log.info("cannot watch the vantage reports yet: %s", exc)
             return
@@ -410,7 +422,7 @@ class Controller:
             self._bare(),
             leader=True,
             active_site=self._active_site(),
-            views=self._freshness.views(self.state.vantage_reports()),
+            views=self._freshness.views(self._trusted_reports()),
             paused=self.store.paused(),
             operation=self._current_operation(),
             lock_holders=tuple(self.store.lock_holders()),
@@ -441,6 +453,15 @@ class Controller:
                 snapshot, readiness=ReadinessView(verdict.ready, readiness_summary(verdict))
             )
         return snapshot
+
+    def _trusted_reports(self) -> list[Published]:
+        reports = self.state.vantage_reports()
+        untrusted = self.state.untrusted
+        for site, why in untrusted.items():
+            if self._untrusted_said.get(site) != why:
+                log.warning("the vantage report of %s is not counted: %s", site, why)
+        self._untrusted_said = dict(untrusted)
+        return reports
 
     def _active_site(self) -> str:
         recorded = self.store.active_site()

@@ -1,10 +1,19 @@
 """The controllers' own znodes, under `ZkPaths.root`:
 
 controller/members/SITE   ephemeral: a controller of SITE is running (who, where)
-controller/vantage/SITE   ephemeral: its latest probe report (JSON, `vantage.Report`)
+controller/vantage/SITE   SITE's controller's own node (ACL: only its identity writes)
+  .../report              ephemeral: its latest probe report (JSON, `vantage.Report`)
 controller/automatic      the last automatic failover the leader started (intent, JSON)
 controller/ack            which automatic failover a person acknowledged (JSON)
 paused                    `ZkPaths.paused`: present while automatic promotion is paused
+
+Why a node per site under the report: anyone holding sitectl's identity may create and
+delete under `controller/vantage`, so the report's own ACL proves nothing (its creator
+chose it). `controller/vantage/SITE` is created with an ACL that lets only SITE's
+controller identity write or add children, and is trusted only if its ACL never changed
+(aversion 0): whoever else makes that node cannot then add a report under it, and a node
+made open and closed afterwards shows its ACL change. So a controller host holding
+sitectl's identity and its own still cannot vote in another site's name.
 
 None of these is written under the operation lease: they steer automation, they do not
 change the world. Operations (and their fencing) stay the engine's; a stale leader that
@@ -15,18 +24,22 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from kazoo.client import KazooClient
-from kazoo.exceptions import NodeExistsError, NoNodeError
+from kazoo.exceptions import NoAuthError, NodeExistsError, NoNodeError
+from kazoo.security import ACL, Id, Permissions
 
 from orchestrator.controller.decision import AutomaticFailover
 from orchestrator.coordination.client import translated
 from orchestrator.coordination.paths import ZkPaths
 from orchestrator.errors import Failed
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -38,11 +51,59 @@ class Published:
     mzxid: int  # ZooKeeper's id of the last write: changes on every publication
 
 
+@dataclass(frozen=True)
+class VantageIdentities:
+    """Who may write which site's vantage node (digest ids, "user:base64"); empty
+    `expected`: the topology names none (insecure), reports are trusted as read."""
+
+    expected: dict[str, str]
+    own: str | None = None  # this controller's identity, to create its site's node
+    readers: tuple[str, ...] = ()  # may read every report: sitectl's identity
+
+    def node_acl(self) -> list[ACL]:
+        if self.own is None:
+            return []
+        user, _, digest = self.own.partition(":")
+        acl = [ACL(Permissions.ALL, Id("digest", f"{user}:{digest}"))]
+        # ADMIN as well: ZooKeeper shows a node's digest ids only to those that hold it
+        # ("user:x" to the others), and a reader must see the writer's id in full to
+        # tell dc2's real identity from a stranger's `addauth digest ctl-dc2:anything`.
+        # ADMIN allows changing the ACL, which shows as a new ACL version: distrusted.
+        read_admin = Permissions.READ | Permissions.ADMIN
+        acl += [ACL(read_admin, Id("digest", reader)) for reader in self.readers]
+        return acl
+
+    def why_untrusted(self, site: str, acl: list[ACL], acl_version: int) -> str | None:
+        """Why `site`'s node may not be believed, or None (pure)."""
+        if not self.expected:
+            return None
+        wanted = self.expected.get(site)
+        if wanted is None:
+            return f"the topology names no controller identity for {site}"
+        if acl_version != 0:
+            return f"its ACL was changed after it was made (version {acl_version})"
+        # ADMIN is left out: using it changes the ACL version, distrusted above.
+        changes = Permissions.WRITE | Permissions.CREATE | Permissions.DELETE
+        writers = {f"{e.id.scheme}:{e.id.id}" for e in acl if e.perms & changes}
+        if writers != {f"digest:{wanted}"}:
+            shown = ", ".join(sorted(writers)) or "nobody"
+            return f"it may be written by {shown}, not by {site}'s controller identity alone"
+        return None
+
+
 class ControllerState:
-    def __init__(self, client: KazooClient, paths: ZkPaths) -> None:
+    def __init__(
+        self,
+        client: KazooClient,
+        paths: ZkPaths,
+        identities: VantageIdentities | None = None,
+    ) -> None:
         self._client = client
         self.paths = paths
         self.base = f"{paths.root}/controller"
+        self.identities = identities or VantageIdentities({})
+        # Reports not believed this time, one sentence each (the daemon logs them).
+        self.untrusted: dict[str, str] = {}
 
     @property
     def members_path(self) -> str:
@@ -67,14 +128,41 @@ class ControllerState:
         return self._put_ephemeral(f"{self.members_path}/{site}", info)
 
     def publish(self, site: str, report: dict[str, Any]) -> bool:
-        return self._put_ephemeral(f"{self.vantage_path}/{site}", report)
+        node = f"{self.vantage_path}/{site}"
+        acl = self.identities.node_acl() or None
+        with translated(f"preparing {node}"):
+            if acl is not None and self._client.exists(node) is not None:
+                self._remake_if_untrusted(site, node)
+            if self._client.exists(node) is None:
+                # Its parents with the default ACL first: `makepath` would give them ours.
+                self._client.ensure_path(self.vantage_path)
+                with contextlib.suppress(NodeExistsError):
+                    self._client.create(node, b"", acl=acl)
+        return self._put_ephemeral(f"{node}/report", report, acl)
 
-    def _put_ephemeral(self, path: str, data: dict[str, Any]) -> bool:
+    def _remake_if_untrusted(self, site: str, node: str) -> None:
+        """Our site's node as the leader would distrust it (made by someone else, or its
+        ACL changed since): delete it and what it holds, so that ours is made again."""
+        try:
+            found, stat = self._client.get_acls(node)
+        except NoAuthError:
+            found, stat = [], None
+        why = self.identities.why_untrusted(site, found, stat.aversion if stat else -1)
+        if why is None:
+            return
+        log.warning("%s is not trustworthy (%s): making it again", node, why)
+        with contextlib.suppress(NoNodeError):
+            for child in self._client.get_children(node):
+                with contextlib.suppress(NoNodeError):
+                    self._client.delete(f"{node}/{child}")
+            self._client.delete(node)
+
+    def _put_ephemeral(self, path: str, data: dict[str, Any], acl: list[ACL] | None = None) -> bool:
         raw = json.dumps(data, sort_keys=True).encode()
         session = self._client.client_id[0] if self._client.client_id else None
         with translated(f"publishing {path}"):
             try:
-                self._client.create(path, raw, ephemeral=True, makepath=True)
+                self._client.create(path, raw, acl=acl, ephemeral=True, makepath=acl is None)
                 return True
             except NodeExistsError:
                 pass
@@ -116,9 +204,35 @@ class ControllerState:
         return found
 
     def vantage_reports(self) -> list[Published]:
-        return [
-            Published(site, data, mzxid) for site, data, mzxid in self._children(self.vantage_path)
-        ]
+        """Every site's report that its own controller identity wrote; the others are
+        left out, each with its reason in `untrusted`."""
+        found, untrusted = [], {}
+        with translated(f"reading {self.vantage_path}"):
+            try:
+                sites = sorted(self._client.get_children(self.vantage_path))
+            except NoNodeError:
+                sites = []
+            for site in sites:
+                node = f"{self.vantage_path}/{site}"
+                try:
+                    if self.identities.expected:
+                        acl, stat = self._client.get_acls(node)
+                        why = self.identities.why_untrusted(site, acl, stat.aversion)
+                        if why is not None:
+                            untrusted[site] = why
+                            continue
+                    raw, stat = self._client.get(f"{node}/report")
+                except NoNodeError:
+                    continue  # no live report: its session ended, or it never published
+                except NoAuthError:
+                    untrusted[site] = "sitectl's identity may not read it"
+                    continue
+                with contextlib.suppress(ValueError):
+                    data = json.loads(raw)
+                    if isinstance(data, dict):
+                        found.append(Published(site, data, stat.mzxid))
+        self.untrusted = untrusted
+        return found
 
     def _children(self, path: str) -> list[tuple[str, dict[str, Any], int]]:
         found = []

@@ -18,7 +18,7 @@ from kazoo.exceptions import (
 )
 from kazoo.handlers.threading import KazooTimeoutError, SequentialThreadingHandler
 from kazoo.retry import KazooRetry
-from kazoo.security import make_digest_acl
+from kazoo.security import make_digest_acl, make_digest_acl_credential
 
 from orchestrator.adapters.secrets import read_secret
 from orchestrator.config.model import Topology
@@ -44,8 +44,9 @@ class BoundedConnectHandler(SequentialThreadingHandler):
         return super().create_connection(*args, **kwargs)
 
 
-def connect(topo: Topology, *, timeout: float = 10.0) -> KazooClient:
-    """A started client for the topology's ensemble, or Unavailable within `timeout`."""
+def connect(topo: Topology, *, timeout: float = 10.0, identity: str | None = None) -> KazooClient:
+    """A started client for the topology's ensemble, or Unavailable within `timeout`.
+    `identity` ("user:password"): a controller's own identity, added to sitectl's."""
     zk = topo.zookeeper
     auth_data = []
     default_acl = None
@@ -55,6 +56,8 @@ def connect(topo: Topology, *, timeout: float = 10.0) -> KazooClient:
         auth_data = [("digest", credentials)]
         # Only sitectl's own identity may read or change its znodes.
         default_acl = [make_digest_acl(user, password, all=True)]
+    if identity is not None:
+        auth_data.append(("digest", identity))
     tls: dict[str, Any] = {}
     if zk.tls is not None:
         tls = {
@@ -102,3 +105,16 @@ def translated(what: str) -> Iterator[None]:
         raise Failed(f"{what}: ZooKeeper refused our credentials — check zookeeper.auth") from None
     except KazooException as exc:
         raise Failed(f"{what}: {exc.__class__.__name__} {exc}") from None
+
+
+def digest_id(credentials: str) -> str:
+    """ZooKeeper's name for the digest identity "user:password": user:base64(sha1(...))."""
+    user, _, password = credentials.partition(":")
+    return str(make_digest_acl_credential(user, password))
+
+
+def sitectl_id(topo: Topology) -> str | None:
+    """sitectl's own digest identity (zookeeper.auth), as ZooKeeper names it."""
+    if topo.zookeeper.auth is None:
+        return None
+    return digest_id(read_secret(topo.zookeeper.auth.credentials, topo.base_dir).reveal())

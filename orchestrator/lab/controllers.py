@@ -16,7 +16,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from orchestrator.lab import layout
+from orchestrator.lab import layout, zookeeper
 from orchestrator.lab.environment import topology_path
 from orchestrator.lab.state import Component, LabState
 
@@ -28,13 +28,23 @@ def listen(site: str) -> str:
     return f"{layout.service_ip(site)}:{PORT}"
 
 
-def command(site: str, listen_at: str, topology: Path, *extra: str) -> list[str]:
+def command(
+    site: str, listen_at: str, topology: Path, *extra: str, lab_root: Path | None = None
+) -> list[str]:
     """`sitectl controller run` for `site` on this interpreter (the venv's, so no PATH is
-    assumed): what the lab, the controller scenarios and the benchmarks start."""
+    assumed): what the lab, the controller scenarios and the benchmarks start. With
+    `lab_root`, as the lab's controller of `site`, with its own ZooKeeper identity."""
+    identity = ["--identity", str(identity_file(lab_root, site))] if lab_root is not None else []
     return [
         *(sys.executable, "-m", "orchestrator.cli.controller", "controller", "run"),
-        *("--site", site, "--listen", listen_at, "-c", str(topology.absolute()), *extra),
+        *("--site", site, "--listen", listen_at, "-c", str(topology.absolute())),
+        *identity,
+        *extra,
     ]
+
+
+def identity_file(lab_root: Path, site: str) -> Path:
+    return zookeeper.controller_identity_file(LabState(root=lab_root), site)
 
 
 def argv(
@@ -43,7 +53,9 @@ def argv(
     """The lab's controller command line, on `topology` (default: the lab's own), with
     `hooks` as its `--hook EVENT=COMMAND` options."""
     extra = [arg for hook in hooks for arg in ("--hook", hook)]
-    return command(site, listen(site), topology or topology_path(state.root), *extra)
+    return command(
+        site, listen(site), topology or topology_path(state.root), *extra, lab_root=state.root
+    )
 
 
 def prepare(state: LabState, programs: dict[str, str]) -> list[Component]:

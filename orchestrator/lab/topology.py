@@ -248,6 +248,7 @@ def build(state: LabState) -> dict[str, Any]:
             "session_timeout": "4s",
             "auth": {"credentials": {"file": _rel(state, zookeeper.digest_file(state))}},
             "tls": {"ca_file": _rel(state, zookeeper.ca_cert(state))},
+            "controller_ids": zookeeper.controller_ids(state),
         },
         "policy": {
             "rpo_limits": {"volume": "30s", "ldap": "10s", "object_store": "60s"},

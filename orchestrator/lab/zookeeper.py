@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+from orchestrator.coordination.client import digest_id
 from orchestrator.lab import layout
 from orchestrator.lab.credentials import ensure_password, ensure_server_cert
 from orchestrator.lab.state import Component, LabState
@@ -59,6 +60,20 @@ def digest_file(state: LabState) -> Path:
     """sitectl's ZooKeeper identity, "user:password": its znodes carry a digest ACL for
     this identity only, so nothing else on the ensemble can read or move them."""
     return state.secrets / "zookeeper.digest"
+
+
+def controller_identity_file(state: LabState, site: str) -> Path:
+    """`site`'s controller identity, "ctl-SITE:password": only it may write that site's
+    vantage report (controller/zkstate.py)."""
+    return state.secrets / f"controller-{site}.digest"
+
+
+def controller_ids(state: LabState) -> dict[str, str]:
+    """Each site's controller identity as ZooKeeper names it (made on first use)."""
+    return {
+        site: digest_id(ensure_password(controller_identity_file(state, site), f"ctl-{site}:"))
+        for site in layout.SITES
+    }
 
 
 def ca_cert(state: LabState) -> Path:

@@ -191,7 +191,12 @@ class Controllers:
         log = open(self.dir / f"{site}.log", "ab")  # noqa: SIM115 - the process owns it
         where = netns.enter(self.lab_root, site) if self.lab_root is not None else []
         self.procs[site] = subprocess.Popen(
-            [*where, *lab_controllers.command(site, self.address(site), self.topology, *extra)],
+            [
+                *where,
+                *lab_controllers.command(
+                    site, self.address(site), self.topology, *extra, lab_root=self.lab_root
+                ),
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -71,7 +71,7 @@ def nodes(controller: Controller) -> dict[str, str]:
         "paused": paths.paused,
         "current": paths.current,
         "operation": paths.operation("op-1"),
-        "vantage": f"{state.vantage_path}/dc2",
+        "vantage": f"{state.vantage_path}/dc2/report",
         "member": f"{state.members_path}/dc2",
         "automatic": state.automatic_path,
         "ack": state.ack_path,

@@ -246,6 +246,21 @@ CASES = [
         "is plain http",
     ),
     Broken(
+        "a site without a controller identity",
+        '    dc2: "sitectl-controller-dc2:C2QXhv2yZzFYghZ+pAn7h9fv+Lo="  # replace\n',
+        "",
+        "zookeeper.controller_ids",
+        "no controller identity for dc2",
+        line_of="  controller_ids:",
+    ),
+    Broken(
+        "a controller identity that is not a digest id",
+        '    dc2: "sitectl-controller-dc2:C2QXhv2yZzFYghZ+pAn7h9fv+Lo="  # replace',
+        '    dc2: "sitectl-controller-dc2:password"',
+        "zookeeper.controller_ids.dc2",
+        "is not a digest id",
+    ),
+    Broken(
         "witness as the active site",
         "active_site: dc1",
         "active_site: witness",
