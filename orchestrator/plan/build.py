@@ -125,7 +125,10 @@ def build_plan(topo: Topology, observed: ObservedState, mode: Mode, to_site: str
                         target=v.name,
                         hosts=_host_names(topo, from_site, v.role),
                         if_unreachable=skip_old,
-                        description=f"unmount volume {v.name} from {v.mount_point} on {from_site}",
+                        description=(
+                            f"unmount volume {v.name} from {v.mount_point_at(from_site)} on "
+                            f"{from_site}"
+                        ),
                         params={"driver": v.driver, "mount_point": v.mount_point},
                     )
                     for v in volumes
@@ -212,7 +215,9 @@ def build_plan(topo: Topology, observed: ObservedState, mode: Mode, to_site: str
                         site=to_site,
                         target=v.name,
                         hosts=_host_names(topo, to_site, v.role),
-                        description=f"mount volume {v.name} at {v.mount_point} on {to_site}",
+                        description=(
+                            f"mount volume {v.name} at {v.mount_point_at(to_site)} on {to_site}"
+                        ),
                         params={"driver": v.driver, "mount_point": v.mount_point},
                     )
                     for v in volumes

@@ -30,6 +30,8 @@ from orchestrator.coordination.ticket import Ticket, clock_text
 from orchestrator.inventory import group_name
 from orchestrator.plan.model import Action, Plan, Step
 from orchestrator.runbook import salvage
+from orchestrator.runbook.aws import s3api
+from orchestrator.runbook.aws import secret_shell as _secret_shell
 
 
 @dataclass(frozen=True)
@@ -50,11 +52,6 @@ def _secret_arg(ref: SecretRef, file_flag: str, value_flag: str) -> str:
     if ref.file:
         return f"{file_flag} {shlex.quote(ref.file)}"
     return f'{value_flag} "${ref.env}"'
-
-
-def _secret_shell(ref: SecretRef) -> str:
-    """The secret as a shell expansion, to be used inside double quotes."""
-    return f"$(cat {shlex.quote(ref.file)})" if ref.file else f"${ref.env}"
 
 
 def _secret_value(ref: SecretRef) -> str:
@@ -158,25 +155,20 @@ def _check_ldap(topo: Topology, plan: Plan, step: Step) -> ManualStep:
     )
 
 
-def _s3(endpoint_url: str, sub: str) -> str:
-    return f"aws --endpoint-url {endpoint_url} s3api {sub}"
-
-
 def _check_object_store(topo: Topology, plan: Plan, step: Step) -> ManualStep:
     store = topo.object_store
     assert store is not None
     commands = []
     for endpoint in store.endpoints:
         for bucket in store.buckets:
-            commands.append(_s3(endpoint.url, f"get-bucket-versioning --bucket {bucket.name}"))
+            commands.append(s3api(endpoint, f"get-bucket-versioning --bucket {bucket.name}"))
             if bucket.replicated and endpoint.site == plan.from_site:
-                commands.append(_s3(endpoint.url, f"get-bucket-replication --bucket {bucket.name}"))
+                commands.append(s3api(endpoint, f"get-bucket-replication --bucket {bucket.name}"))
     return ManualStep(
         tuple(commands),
         '"Status": "Enabled" for versioning; a replication rule with "Status": "Enabled" '
         f"towards {plan.to_site}",
-        "every endpoint answers with its keys (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY "
-        "per endpoint) and replicated buckets carry their rule",
+        "every endpoint answers with its own keys and replicated buckets carry their rule",
     )
 
 
@@ -192,6 +184,18 @@ def _netapp_path(vol: NetappVolume, site: str) -> str:
 
 def _volume(topo: Topology, name: str) -> BtrfsVolume | NetappVolume | CommandVolume:
     return next(v for v in topo.volumes if v.name == name)
+
+
+def _btrfs_driver(
+    topo: Topology, vol: BtrfsVolume, site: str, action: str, argument: str = ""
+) -> str:
+    """The btrfs mirror's own command, as the engine's playbook runs it on a host of the
+    volume's role: the driver keeps the mirror's state file, which raw btrfs commands
+    would leave behind (and a later sitectl run would then refuse)."""
+    host = topo.hosts_of(site, vol.role)[0].name
+    config = topo.resolve(vol.mirror_config or "")
+    args = f"{{{{ ansible_playbook_python }}}} -m orchestrator.storage --config {config} {action}"
+    return _ansible(topo, host, "ansible.builtin.command", f"{args} {argument}".rstrip())
 
 
 def _command_volume(topo: Topology, vol: CommandVolume, site: str, action: str) -> str:
@@ -272,6 +276,21 @@ def _services(topo: Topology, step: Step, state: str, verb: str) -> ManualStep:
             for svc in services
         ]
         check = ""
+    probes = [
+        _probe_command(host.address, probe)
+        for host in topo.hosts_of(step.site or "", step.target)
+        for probe in role.probes
+    ]
+    if state == "started" and not role.moves and probes:
+        # As the engine does: a role that runs on both sites is started only if it does
+        # not answer already (its service name may also be the machine's own instance's).
+        answering = " && ".join(f"{{ {probe}; }}" for probe in probes)
+        commands = [f"{{ {answering}; }} || {{ {' && '.join(commands)}; }}"]
+        return ManualStep(
+            (*commands, check) if check else tuple(commands),
+            "its probes answer (nothing is started), or every host reports CHANGED or SUCCESS",
+            f"{step.target} answers its probes on {step.site}",
+        )
     return ManualStep(
         (*commands, check) if check else tuple(commands),
         "every host reports CHANGED or SUCCESS; none FAILED or UNREACHABLE",
@@ -296,6 +315,9 @@ def _mirror_update(topo: Topology, plan: Plan, step: Step) -> ManualStep:
             _netapp(vol, plan.to_site, f"snapmirror show -destination-path {path} -fields status"),
         )
         expect = "the update is queued, then status goes Transferring → Idle"
+    elif isinstance(vol, BtrfsVolume) and vol.mirror_config:
+        commands = (_btrfs_driver(topo, vol, plan.to_site, "update"),)
+        expect = 'a JSON line with "changed": true and the new snapshot as last_snapshot'
     elif isinstance(vol, BtrfsVolume):
         src, dst = vol.sites[plan.from_site].pool, vol.sites[plan.to_site].pool
         commands = (
@@ -320,6 +342,9 @@ def _mirror_break(topo: Topology, plan: Plan, step: Step) -> ManualStep:
             _netapp(vol, plan.to_site, f"snapmirror show -destination-path {path} -fields state"),
         )
         done = "state is Broken-off and the destination volume is read-write"
+    elif isinstance(vol, BtrfsVolume) and vol.mirror_config:
+        commands = (_btrfs_driver(topo, vol, plan.to_site, "break"),)
+        done = f'a JSON line with "state": "broken": {plan.to_site}\'s copy is writable'
     elif isinstance(vol, BtrfsVolume):
         dst = vol.sites[plan.to_site].pool
         commands = (
@@ -344,6 +369,8 @@ def _mirror_reverse(topo: Topology, plan: Plan, step: Step) -> ManualStep:
                 f"-destination-path {_netapp_path(vol, old)}",
             ),
         )
+    elif isinstance(vol, BtrfsVolume) and vol.mirror_config:
+        commands = (_btrfs_driver(topo, vol, plan.from_site, "reverse", plan.from_site),)
     elif isinstance(vol, BtrfsVolume):
         src, dst = vol.sites[plan.from_site].pool, vol.sites[plan.to_site].pool
         commands = (
@@ -363,7 +390,7 @@ def _mirror_reverse(topo: Topology, plan: Plan, step: Step) -> ManualStep:
 def _object_store_reverse(topo: Topology, plan: Plan, step: Step) -> ManualStep:
     store = topo.object_store
     assert store is not None  # the plan has this step only with an object store
-    urls = {e.site: e.url for e in store.endpoints}
+    endpoints = {e.site: e for e in store.endpoints}
     active, standby = plan.from_site, plan.to_site
     rule = {
         "Role": store.replication_role,
@@ -380,9 +407,9 @@ def _object_store_reverse(topo: Topology, plan: Plan, step: Step) -> ManualStep:
     }
     return ManualStep(
         (
-            _s3(urls[standby], f"delete-bucket-replication --bucket {step.target}"),
-            _s3(
-                urls[active],
+            s3api(endpoints[standby], f"delete-bucket-replication --bucket {step.target}"),
+            s3api(
+                endpoints[active],
                 f"put-bucket-replication --bucket {step.target} --replication-configuration "
                 + shlex.quote(json.dumps(rule)),
             ),
@@ -415,7 +442,7 @@ def _unmount(topo: Topology, plan: Plan, step: Step) -> ManualStep:
             ),
         ),
         "every host reports CHANGED or SUCCESS",
-        f"`findmnt {vol.mount_point}` prints nothing on {site}'s hosts",
+        f"`findmnt {vol.mount_point_at(site)}` prints nothing on {site}'s hosts",
     )
 
 
@@ -428,11 +455,13 @@ def _mount(topo: Topology, plan: Plan, step: Step) -> ManualStep:
                 topo,
                 group_name(site, vol.role),
                 "ansible.builtin.shell",
-                f"mountpoint -q {vol.mount_point_at(site)} || {_mount_command(vol, site)}",
+                # The mount point may not exist yet on a site that never mounted it.
+                f"mountpoint -q {vol.mount_point_at(site)} || "
+                f"{{ mkdir -p {vol.mount_point_at(site)} && {_mount_command(vol, site)}; }}",
             ),
         ),
         "every host reports CHANGED or SUCCESS",
-        f"`findmnt {vol.mount_point}` shows the volume read-write on {site}'s hosts",
+        f"`findmnt {vol.mount_point_at(site)}` shows the volume read-write on {site}'s hosts",
     )
 
 
@@ -607,7 +636,7 @@ def _first_probe(topo: Topology, site: str, kind: str) -> tuple[str, int] | None
 def _activate(topo: Topology, plan: Plan, step: Step) -> ManualStep:
     znode = ZkPaths.for_cluster(topo.zookeeper.chroot, topo.cluster).active_site
     return ManualStep(
-        (_zk_cli(topo, f"set {znode} {plan.to_site}", f"get {znode}"),),
+        (_zk_cli(topo, *_zk_put(topo, znode, plan.to_site), f"get {znode}"),),
         f"no error, and the last line printed is {plan.to_site}",
         f"`get {znode}` prints {plan.to_site}; tell the on-call channel the service runs there",
     )
@@ -620,6 +649,20 @@ _ZK_CLIENT_JARS = (
     "netty-resolver",
     "netty-transport-native-unix-common",
 )
+
+
+def _zk_put(topo: Topology, znode: str, value: str) -> list[str]:
+    """Client lines that leave `value` at `znode`, made (parents too) if absent, with
+    the ACL sitectl gives its own nodes (the identity authenticated as: `auth::`). On an
+    existing node `create` only says so, and `set` does the work."""
+    acl = " auth::cdrwa" if topo.zookeeper.auth else ""
+    parts = znode.strip("/").split("/")
+    parents = ["/" + "/".join(parts[:n]) for n in range(1, len(parts))]
+    return [
+        *(f"create {parent} '' {acl.strip()}".rstrip() for parent in parents),
+        f"create {znode} '{value}'{acl}",
+        f"set {znode} '{value}'",
+    ]
 
 
 def _zk_cli(topo: Topology, *commands: str) -> str:
@@ -690,8 +733,8 @@ def _ticket_release(topo: Topology, plan: Plan, step: Step) -> ManualStep:
         f'"released_at": $(date +%s), "ttl": {topo.ticket_ttl:g}}}'
     )
     return ManualStep(
-        (_zk_cli(topo, f"get {znode}"), _zk_cli(topo, f"set {znode} '{released}'")),
-        f'the first prints the ticket with "holder": "{step.site}"',
+        (_zk_cli(topo, *_zk_put(topo, znode, released), f"get {znode}"),),
+        'the last line printed is the ticket with "holder": null',
         f'`get {znode}` prints "holder": null',
     )
 
@@ -703,7 +746,7 @@ def _ticket_grant(topo: Topology, plan: Plan, step: Step) -> ManualStep:
         f'"renewed_at": $(date +%s), "ttl": {topo.ticket_ttl:g}}}'
     )
     return ManualStep(
-        (_zk_cli(topo, f"set {znode} '{granted}'"),),
+        (_zk_cli(topo, *_zk_put(topo, znode, granted), f"get {znode}"),),
         "no error",
         f'`get {znode}` prints "holder": "{step.site}"; {step.site}\'s controllers renew it '
         "from now on (start them if they do not run)",

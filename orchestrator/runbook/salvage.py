@@ -8,6 +8,7 @@ import shlex
 
 from orchestrator.config.model import BtrfsVolume, Topology
 from orchestrator.plan.model import Plan, Step
+from orchestrator.runbook.aws import s3api
 
 Rendered = tuple[tuple[str, ...], str, str]
 _IDS = "grep -rih -m1 '^message-id:' {} | sed 's/^[^:]*: *//' | sort -u > {}"
@@ -61,16 +62,23 @@ def mail(topo: Topology, plan: Plan, step: Step) -> Rendered:
 def objects(topo: Topology, plan: Plan, step: Step) -> Rendered:
     store = topo.object_store
     assert store is not None
-    urls = {e.site: e.url for e in store.endpoints}
+    endpoints = {e.site: e for e in store.endpoints}
     old, active = step.params["old_site"], plan.from_site
-    listing = (
-        "aws --endpoint-url {} s3api list-objects-v2 --bucket {} "
-        "--query 'Contents[].[Key,ETag]' --output text | sort > {}"
-    )
+
+    def listing(site: str, into: str) -> str:
+        return (
+            s3api(
+                endpoints[site],
+                f"list-objects-v2 --bucket {step.target} --query 'Contents[].[Key,ETag]' "
+                "--output text",
+            )
+            + f" | sort > {into}"
+        )
+
     return (
         (
-            listing.format(urls[old], step.target, "/tmp/salvage-old.objects"),
-            listing.format(urls[active], step.target, "/tmp/salvage-active.objects"),
+            listing(old, "/tmp/salvage-old.objects"),
+            listing(active, "/tmp/salvage-active.objects"),
             "comm -23 /tmp/salvage-old.objects /tmp/salvage-active.objects",
         ),
         "key and ETag of each object only the old site holds, or holds differently",

@@ -16,7 +16,7 @@ import pytest
 from orchestrator.config import load_topology
 from orchestrator.coordination.client import connect
 from orchestrator.coordination.paths import ZkPaths
-from orchestrator.runbook.manual import _check_zookeeper, _zk_cli
+from orchestrator.runbook.manual import _check_zookeeper, _zk_cli, _zk_put
 from tests.conftest import LabHandle
 
 pytestmark = pytest.mark.lab
@@ -54,6 +54,20 @@ def test_the_runbooks_zookeeper_commands_work_over_tls_with_auth(lab: LabHandle)
         assert before - 2 <= written["renewed_at"] <= time.time() + 2
         assert done.stdout.strip().splitlines()[-1] == raw.decode()
         client.delete(znode)
+    finally:
+        client.stop()
+        client.close()
+    # A node that does not exist yet, nor its parent (a cluster that never ran an
+    # operation has no ticket): made with sitectl's ACL, then read back by sitectl.
+    fresh = f"{znode}-parent/ticket"
+    done = bash(_zk_cli(topo, *_zk_put(topo, fresh, value)), home)
+    assert done.returncode == 0, done.stderr
+    client = connect(topo, timeout=10)
+    try:
+        assert json.loads(client.get(fresh)[0])["holder"] == "dc2"
+        acl, _ = client.get_acls(fresh)
+        assert [(a.id.scheme, a.perms) for a in acl] == [("digest", 31)], acl
+        client.delete(f"{znode}-parent", recursive=True)
     finally:
         client.stop()
         client.close()
