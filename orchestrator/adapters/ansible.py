@@ -24,6 +24,14 @@ playbook's process group alone would leave them and their commands running) and 
 commands they started — found by a marker in their environment.
 
 Secrets are never passed as extra vars: ansible-runner writes them to its artifacts.
+
+Extra vars are never templated by Ansible, whatever they hold: every string sitectl
+passes (a name, a path, a site from the topology) is marked unsafe, in the JSON form of
+YAML's `!unsafe` (`{"__ansible_unsafe": "..."}`, which keeps "", "123" or "null" the
+strings they are), so `{{ lookup('pipe', ...) }}` in a mount point stays text. The one
+exception is `AnsibleTemplate`: an operator's command line from the topology, whose
+`{{ host_var }}` are meant for Ansible; the values sitectl puts into such a command go
+in unsafe variables of their own, quoted by the playbook (config.model.fill_for_ansible).
 """
 
 from __future__ import annotations
@@ -45,7 +53,6 @@ from pathlib import Path
 from typing import Any
 
 import ansible_runner
-import yaml
 
 from orchestrator.adapters.secrets import scrub
 from orchestrator.errors import Failed, Unavailable
@@ -62,6 +69,7 @@ from orchestrator.gates import (
 
 __all__ = [  # the shared run's vocabulary (orchestrator.gates), as this module always had it
     "END_GATE",
+    "AnsibleTemplate",
     "BatchItem",
     "Cancel",
     "Gate",
@@ -71,6 +79,7 @@ __all__ = [  # the shared run's vocabulary (orchestrator.gates), as this module 
     "StepTaskHook",
     "Verdict",
     "compose_batch",
+    "marked",
     "run_batch",
     "run_playbook",
     "shared_skips",
@@ -101,6 +110,30 @@ class PlaybookResult:
     unreachable: Mapping[str, str] = field(default_factory=dict)
     tempfail: frozenset[str] = frozenset()
     duration: float = 0.0
+
+
+class AnsibleTemplate(str):
+    """An extra var's string that Ansible may template: an operator's command line from
+    the topology (its `{{ host_var }}` are written for Ansible). Every other string an
+    extra var holds is passed unsafe (see `marked`)."""
+
+    __slots__ = ()
+
+
+def marked(value: Any) -> Any:
+    """`value` as sitectl hands it to Ansible, as JSON data (pure): each string marked
+    unsafe, `{"__ansible_unsafe": text}` (Ansible's own JSON form of `!unsafe`; YAML's
+    tag would turn "", "123" or "yes" into null, a number or a boolean), except an
+    AnsibleTemplate's. Mapping keys stay as they are (Ansible never templates a key)."""
+    if isinstance(value, AnsibleTemplate):
+        return str(value)
+    if isinstance(value, str):
+        return {"__ansible_unsafe": value}
+    if isinstance(value, Mapping):
+        return {str(k): marked(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [marked(v) for v in value]
+    return value
 
 
 # on_task(host, task): a task started on a host (for the progress display).
@@ -148,7 +181,8 @@ def compose_batch(
     items: Sequence[BatchItem], socket_path: str, gate_timeout: float
 ) -> list[dict[str, Any]]:
     """The plays of one run doing `items` in order, each behind its gate, then the end
-    gate (pure)."""
+    gate (pure). Step names (which hold names from the topology) and the steps' vars
+    are marked unsafe; only sitectl's own expressions are templated."""
     plays: list[dict[str, Any]] = []
     before: str | None = None
     for index, item in enumerate(items):
@@ -157,16 +191,16 @@ def compose_batch(
         verdict = f"sitectl_gate_{index}"
         plays.append(
             {
-                "name": GATE_PLAY + item.name,
-                "hosts": pattern,
+                "name": marked(GATE_PLAY + item.name),
+                "hosts": marked(pattern),
                 "gather_facts": False,
                 "tasks": [
                     {
-                        "name": f"may {item.name} start?",
+                        "name": marked(f"may {item.name} start?"),
                         "sitectl_gate": {
-                            "socket": socket_path,
-                            "step": item.name,
-                            "after": before,
+                            "socket": marked(socket_path),
+                            "step": marked(item.name),
+                            "after": marked(before),
                             "timeout": gate_timeout,
                         },
                         "run_once": True,
@@ -180,7 +214,7 @@ def compose_batch(
                 {
                     "import_playbook": str(item.call.playbook.resolve()),
                     "vars": {
-                        **item.call.extravars,
+                        **marked(item.call.extravars),
                         "sitectl_hosts": _pattern_if_go(pattern, item.call.hosts[0], verdict),
                     },
                     # Also per task: a playbook whose plays ignore sitectl_hosts stays gated.
@@ -197,9 +231,9 @@ def compose_batch(
                 {
                     "name": "are the steps over?",
                     "sitectl_gate": {
-                        "socket": socket_path,
+                        "socket": marked(socket_path),
                         "step": END_GATE,
-                        "after": before,
+                        "after": marked(before),
                         "timeout": gate_timeout,
                     },
                 }
@@ -265,8 +299,10 @@ def run_batch(
         daemon=True,
     ).start()
     try:
+        # JSON (which Ansible reads as the YAML it is): the steps' vars are marked unsafe
+        # in JSON's form (see `marked`).
         composite = artifacts / "batch.yml"
-        composite.write_text(yaml.safe_dump(compose_batch(items, socket_path, gate_timeout)))
+        composite.write_text(json.dumps(compose_batch(items, socket_path, gate_timeout), indent=1))
         # localhost: the end gate's play, and any gate that runs a group in sitectl.
         everyone = [h for call in calls for h in call.hosts] + ["localhost"]
         result, _ = _run(
@@ -375,12 +411,14 @@ def _run(
     # ansible-runner prefers the envvars file an earlier run in this directory left (a
     # resumed step's) to the ones it is given: this run's marker must be the one it uses.
     (artifacts / "env" / "envvars").unlink(missing_ok=True)
+    # The extra vars are written here, not handed to ansible-runner, which would write
+    # them as plain JSON (every string templated) and keep an earlier run's file.
+    _write_extravars(artifacts, extravars)
     runner = ansible_runner.run(
         private_data_dir=str(artifacts),
         playbook=str(playbook),
         inventory=str(inventory.resolve()),
         limit=limit,
-        extravars=dict(extravars),
         envvars={**_environment(batch), RUN_MARKER: marker},
         quiet=True,
         # A backstop only: the cancel check ends the run at `timeout`, and kills all of it.
@@ -415,6 +453,17 @@ def _run(
         duration=duration,
     )
     return result, set(stats.get("processed", {}))
+
+
+def _write_extravars(artifacts: Path, extravars: Mapping[str, Any]) -> None:
+    """env/extravars, the file ansible-runner passes as `-e @file`: this run's vars,
+    marked (see `marked`); none at all when there are none."""
+    path = artifacts / "env" / "extravars"
+    if not extravars:
+        path.unlink(missing_ok=True)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(marked(dict(extravars)), indent=1))
 
 
 class _Stop:

@@ -111,8 +111,9 @@ def _data_path(loc: tuple[Any, ...], data: Any) -> FieldPath:
         if in_dict or in_list:
             node = node[part]
             path.append(part)
-        elif last and isinstance(part, str) and part != "__root__":
+        elif last and isinstance(part, str) and part not in ("__root__", "[key]"):
             path.append(part)  # a missing or unknown field: name it
+        # "[key]": the key itself was refused (a role's name): the path names it already.
     return tuple(path)
 
 

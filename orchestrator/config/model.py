@@ -9,10 +9,13 @@ be tested on its own.
 from __future__ import annotations
 
 import re
+import shlex
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Literal, get_args
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -26,12 +29,127 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, No
 _NAME = r"^[a-z][a-z0-9-]{0,30}$"
 
 
+_PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
+
+
 def fill(template: str, **values: str) -> str:
-    """Replace {name} placeholders, and nothing else: operators' commands may hold Jinja
-    ({{ var }}) for Ansible or shell braces, which str.format would mangle or reject."""
-    for name, value in values.items():
-        template = template.replace("{" + name + "}", value)
-    return template
+    """Replace {name} placeholders with their value, shell-quoted, and nothing else:
+    operators' commands may hold Jinja ({{ var }}) for Ansible or shell braces, which
+    str.format would mangle or reject.
+
+    The template is the operator's shell on purpose; the values are sitectl's (a volume,
+    a site, a mount point, a zone, an address) and stay one word whatever they hold.
+    One pass: a value that looks like a placeholder is not filled in again. A value that
+    needs no quoting (as `validate` makes every one) is written as it is, so write
+    {mount_point}, not "{mount_point}"."""
+    return _PLACEHOLDER.sub(
+        lambda m: shlex.quote(values[m[1]]) if m[1] in values else m[0], template
+    )
+
+
+def fill_for_ansible(template: str, variable: str, names: Iterable[str]) -> str:
+    """The template with each {name} of `names` replaced by a reference to
+    `variable`[name], shell-quoted by Ansible's `quote` filter (one pass).
+
+    For a command Ansible templates (the operator's `{{ host_var }}` are meant for it):
+    sitectl passes the values themselves in `variable`, marked unsafe, so a value is
+    never templated, however it reads, and stays one shell word."""
+    wanted = set(names)
+    return _PLACEHOLDER.sub(
+        lambda m: f"{{{{ {variable}.{m[1]} | quote }}}}" if m[1] in wanted else m[0], template
+    )
+
+
+# What a name, an address or a path written in the topology may hold. Each reaches
+# command lines (the playbooks' shell tasks, the runbook's commands, the dead-man's
+# fence commands), Ansible's templating and host patterns: a character a shell or Jinja
+# would read ($, `, ;, |, &, <, >, quotes, spaces, braces...) or a control character
+# (a newline ends a command, or an nsupdate line) is refused in the topology itself.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_SHELL_META = set(" \t|&;<>()$`\\\"'*?[]#~!{}^")
+_KINDS: dict[str, tuple[str, str]] = {
+    # kind: (allowed characters as a regex class body, the same in words)
+    "name": (r"A-Za-z0-9_.-", "letters, digits, '.', '_' and '-'"),
+    "role name": (r"A-Za-z0-9_-", "letters, digits, '_' and '-'"),
+    "service name": (r"A-Za-z0-9_.@:-", "letters, digits, '.', '_', '@', ':' and '-'"),
+    "address": (r"A-Za-z0-9_.:%-", "letters, digits, '.', ':', '_', '%' and '-'"),
+    "path": (r"A-Za-z0-9_.,:@%+=/-", "letters, digits and . _ - / + , : @ % ="),
+    "URL": (r"A-Za-z0-9_.,:@%+=/-", "letters, digits and . _ - / + , : @ % ="),
+    "zone name": (r"A-Za-z0-9_.-", "letters, digits, '.', '_' and '-'"),
+    "record name": (r"A-Za-z0-9_.*@-", "letters, digits, '.', '_' and '-' ('@' alone, '*.' first)"),
+    "host name": (r"A-Za-z0-9_.-", "letters, digits, '.', '_' and '-', a letter or digit first"),
+    "identifier": (r"A-Za-z0-9_./:-", "letters, digits, '.', '/', ':', '_' and '-'"),
+}
+
+
+def _describe_char(char: str) -> str:
+    if char in "{}":
+        return f"{char!r}, a template brace"
+    if char.isspace():
+        return "whitespace"
+    if char in _SHELL_META:
+        return f"{char!r}, a shell metacharacter"
+    return f"{char!r}"
+
+
+def _no_control(value: str, kind: str) -> str:
+    found = _CONTROL.search(value)
+    if found:
+        raise ValueError(
+            f"{kind} {value!r} holds a control character (U+{ord(found[0]):04X}) — remove it"
+        )
+    return value
+
+
+def _plain(kind: str) -> AfterValidator:
+    """A validator refusing in a value of `kind` what a shell or Ansible would read."""
+    body, words = _KINDS[kind]
+    bad = re.compile(f"[^{body}]")
+
+    def check(value: str) -> str:
+        _no_control(value, kind)
+        found = bad.search(value)
+        if found:
+            article = "an" if kind[0] in "aeiouAEIOU" else "a"
+            raise ValueError(
+                f"{kind} {value!r} holds {_describe_char(found[0])} — "
+                f"{article} {kind} may hold only {words}"
+            )
+        if value.startswith("-"):
+            raise ValueError(
+                f"{kind} {value!r} starts with '-', which a command takes for an option — rename it"
+            )
+        if kind == "host name" and not value[:1].isalnum():
+            raise ValueError(f"host name {value!r} must start with a letter or digit — rename it")
+        return value
+
+    return AfterValidator(check)
+
+
+def _record_name(value: str) -> str:
+    rest = "" if value in ("@", "*") else value.removeprefix("*.")
+    if "@" in rest or "*" in rest:
+        raise ValueError(
+            f"record name {value!r} puts '@' or '*' elsewhere than alone or as the first "
+            "label — write '@' for the apex, '*.name' or '*' for a wildcard"
+        )
+    return value
+
+
+def _text(kind: str) -> AfterValidator:
+    return AfterValidator(lambda value: _no_control(value, kind))
+
+
+Name = Annotated[str, _plain("name")]
+HostName = Annotated[str, _plain("host name")]
+RoleName = Annotated[str, _plain("role name")]
+ServiceName = Annotated[str, _plain("service name")]
+Address = Annotated[str, _plain("address")]
+PathText = Annotated[str, _plain("path")]
+Url = Annotated[str, _plain("URL")]
+# Quoted wherever a command holds it (DNs hold spaces; a login may hold anything).
+Text = Annotated[str, _text("value")]
+RecordName = Annotated[str, _plain("record name"), AfterValidator(_record_name)]
 
 
 def _seconds(value: object) -> object:
@@ -64,7 +182,7 @@ class SecretRef(Frozen):
     """A secret is named, never inlined: a file path (relative to the topology file) or
     an environment variable."""
 
-    file: str | None = None
+    file: PathText | None = None
     env: str | None = None
 
     @model_validator(mode="after")
@@ -88,10 +206,10 @@ class Site(Frozen):
 
 
 class Host(Frozen):
-    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+    name: HostName
     site: SiteName
-    roles: tuple[str, ...] = Field(min_length=1)
-    address: str
+    roles: tuple[RoleName, ...] = Field(min_length=1)
+    address: Address
     # Extra host vars handed to Ansible as they are (ansible_connection, paths...).
     vars: dict[str, str | int | bool] = Field(default_factory=dict)
 
@@ -112,7 +230,7 @@ class Probe(Frozen):
 class Role(Frozen):
     # Roles with the same start_order start together; lower first. Stop runs in reverse.
     start_order: int = Field(ge=0)
-    services: tuple[str, ...] = Field(min_length=1)
+    services: tuple[ServiceName, ...] = Field(min_length=1)
     # False for roles that run on both sites at all times (LDAP multi-master): they are
     # verified on the new site but never stopped on the old one.
     moves: bool = True
@@ -127,8 +245,8 @@ class Mirror(Frozen):
 
 class _VolumeBase(Frozen):
     name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$")]
-    role: str  # the hosts of this role on the active site mount the volume
-    mount_point: str
+    role: RoleName  # the hosts of this role on the active site mount the volume
+    mount_point: PathText
     mirror: Mirror
 
     @field_validator("mount_point")
@@ -146,26 +264,33 @@ class _VolumeBase(Frozen):
 class BtrfsSite(Frozen):
     # The state directory of the lab's btrfs driver for this site (image, loop device,
     # snapshots); the driver reads mirror state and lag from it.
-    pool: str
+    pool: PathText
     # Where this site mounts the volume, when it differs from the volume's mount_point
     # (the lab's two "sites" share one machine, so their paths must differ).
-    mount_point: str | None = None
+    mount_point: PathText | None = None
+
+    @field_validator("mount_point")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
+            raise ValueError(f"{value!r} is relative — a mount point must be an absolute path")
+        return value
 
 
 class BtrfsVolume(_VolumeBase):
     driver: Literal["btrfs"]
-    subvolume: str = "data"
+    subvolume: Name = "data"
     # The relationship's config file (what `sitectl lab up` writes): its state file,
     # pools and service paths. The driver reads mirror state and lag through it.
-    mirror_config: str | None = None
+    mirror_config: PathText | None = None
     sites: dict[SiteName, BtrfsSite]
 
 
 class NetappSite(Frozen):
-    cluster: str  # ONTAP cluster management address
-    svm: str
-    volume: str
-    export: str  # what the hosts mount, e.g. "nfs-dc1:/zstore"
+    cluster: Address  # ONTAP cluster management address
+    svm: Name
+    volume: Name
+    export: PathText  # what the hosts mount, e.g. "nfs-dc1:/zstore"
     credentials: SecretRef
 
 
@@ -211,8 +336,8 @@ class Tsig(Frozen):
     """Either the file tsig-keygen writes (BIND syntax: it names key and algorithm), or a
     key name with its base64 secret held elsewhere (a vault-fed environment variable)."""
 
-    key_file: str | None = None
-    name: str | None = None
+    key_file: PathText | None = None
+    name: Name | None = None
     algorithm: Literal[
         "hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224", "hmac-sha1", "hmac-md5"
     ] = "hmac-sha256"
@@ -231,7 +356,7 @@ class Tsig(Frozen):
 
 
 class DnsServer(Frozen):
-    address: str
+    address: Address
     port: int = Field(default=53, ge=1, le=65535)
     # The site the server lives in: a failover stops expecting answers from a lost site.
     site: SiteName | None = None
@@ -259,10 +384,12 @@ def parse_server(text: str) -> DnsServer:
 
 
 class DnsRecord(Frozen):
-    name: str  # relative to the zone, or "@" for the apex
+    name: RecordName  # relative to the zone, or "@" for the apex
     type: Literal["A", "AAAA", "CNAME", "TXT"] = "A"
     ttl: int = Field(default=60, ge=0)
-    values: dict[SiteName, str] = Field(min_length=1)
+    # Written into nsupdate's input line by line: a line break would start another
+    # command; TXT values may hold spaces.
+    values: dict[SiteName, Text] = Field(min_length=1)
 
 
 class DnsPromotion(Frozen):
@@ -273,21 +400,21 @@ class DnsPromotion(Frozen):
     """
 
     server: Server
-    host: str
+    host: HostName
     promote_command: str
     demote_command: str
 
 
 class Route53(Frozen):
-    hosted_zone_id: str
-    credentials_profile: str | None = None
+    hosted_zone_id: Annotated[str, _plain("identifier")]  # Z0EXAMPLE or /hostedzone/Z0EXAMPLE
+    credentials_profile: Name | None = None
     access_key: SecretRef | None = None
     secret_key: SecretRef | None = None
-    endpoint_url: str | None = None
+    endpoint_url: Url | None = None
 
 
 class DnsZone(Frozen):
-    name: str
+    name: Annotated[str, _plain("zone name")]
     scope: Literal["internal", "external"]
     provider: Literal["rfc2136", "route53"]
     update_servers: tuple[Server, ...] = ()
@@ -332,23 +459,23 @@ class Dns(Frozen):
 
 
 class LdapMaster(Frozen):
-    uri: Annotated[str, Field(pattern=r"^ldaps?://")]
+    uri: Annotated[Url, Field(pattern=r"^ldaps?://")]
     server_id: int = Field(ge=1, le=4095)  # OpenLDAP serverID range
     site: SiteName
     # Per-master overrides of the section's defaults.
-    bind_dn: str | None = None
+    bind_dn: Text | None = None
     password: SecretRef | None = None
     starttls: bool | None = None
-    ca_file: str | None = None
+    ca_file: PathText | None = None
     insecure: bool | None = None  # unset: the section's
 
 
 class Ldap(Frozen):
-    suffix: str
-    bind_dn: str
+    suffix: Text
+    bind_dn: Text
     password: SecretRef
     starttls: bool = True
-    ca_file: str | None = None
+    ca_file: PathText | None = None
     # Written explicitly to bind in clear (ldap:// without StartTLS).
     insecure: bool = False
     timeout: Seconds = 3.0
@@ -357,17 +484,17 @@ class Ldap(Frozen):
 
 class S3Endpoint(Frozen):
     site: SiteName
-    url: Annotated[str, Field(pattern=r"^https?://")]
-    region: str = "us-east-1"
+    url: Annotated[Url, Field(pattern=r"^https?://")]
+    region: Name = "us-east-1"
     access_key: SecretRef
     secret_key: SecretRef
-    ca_file: str | None = None
+    ca_file: PathText | None = None
     # Written explicitly to sign requests over plain http:// (a lab's moto server).
     insecure: bool = False
 
 
 class Bucket(Frozen):
-    name: str
+    name: Name
     versioned: bool = True
     replicated: bool = True
 
@@ -377,11 +504,11 @@ class ObjectStore(Frozen):
     buckets: tuple[Bucket, ...] = Field(min_length=1)
     # The IAM role the store replicates with (S3 CRR needs one); reprotect puts the
     # reversed rule with it.
-    replication_role: str = "arn:aws:iam::000000000000:role/sitectl-replication"
+    replication_role: Text = "arn:aws:iam::000000000000:role/sitectl-replication"
 
 
 class ZkHost(Frozen):
-    address: str  # host:port
+    address: Address  # host:port
     site: SiteName
 
 
@@ -394,14 +521,14 @@ class ZkTls(Frozen):
     """TLS to the ensemble's secureClientPort: the server's certificate is verified
     against `ca_file`; a client certificate is sent when the ensemble asks for one."""
 
-    ca_file: str
-    cert_file: str | None = None
-    key_file: str | None = None
+    ca_file: PathText
+    cert_file: PathText | None = None
+    key_file: PathText | None = None
 
 
 class ZooKeeper(Frozen):
     hosts: tuple[ZkHost, ...] = Field(min_length=1)
-    chroot: Annotated[str, Field(pattern=r"^/[^\s]*$")] = "/sitectl"
+    chroot: Annotated[PathText, Field(pattern=r"^/")] = "/sitectl"
     session_timeout: Seconds = 10.0
     auth: ZkAuth | None = None
     tls: ZkTls | None = None
@@ -490,14 +617,14 @@ class Deadman(Frozen):
 
 
 class Ansible(Frozen):
-    inventory: str  # relative to the topology file
-    playbook_dir: str = "../../playbooks"
+    inventory: PathText  # relative to the topology file
+    playbook_dir: PathText = "../../playbooks"
 
 
 class ProbeUser(Frozen):
-    user: str  # the IMAP login
+    user: Text  # the IMAP login
     password: SecretRef
-    address: str | None = None  # where the canary is sent; default: the login, if an address
+    address: Text | None = None  # where the canary is sent; default: the login, if an address
 
     def mail_address(self) -> str:
         if self.address:
@@ -519,7 +646,7 @@ class ParitySource(Frozen):
     the last line `key = value` or `key: value` of that text, as Postfix, Dovecot and
     zmprov write them; without, the whole text, stripped."""
 
-    file: str | None = None
+    file: PathText | None = None
     command: Annotated[str, Field(min_length=1)] | None = None
     key: Annotated[str, Field(min_length=1)] | None = None
 
@@ -548,7 +675,7 @@ class Topology(Frozen):
     active_site: SiteName
     ansible: Ansible
     hosts: tuple[Host, ...] = Field(min_length=1)
-    roles: dict[str, Role] = Field(min_length=1)
+    roles: dict[RoleName, Role] = Field(min_length=1)
     application: Application = Application()
     volumes: tuple[Volume, ...] = ()
     dns: Dns
@@ -561,7 +688,7 @@ class Topology(Frozen):
     parity: tuple[ParitySetting, ...] = ()
     # This machine's own records: the audit log and per-operation artifacts (Ansible
     # runs). Relative to the topology file, like every other path in it.
-    local_state: str = "/var/lib/sitectl"
+    local_state: PathText = "/var/lib/sitectl"
     # Where the file was read from: relative paths inside it are relative to this.
     base_dir: Path = Field(default=Path("."), exclude=True)
     # The file itself, when read from one: what a helper process loads it from again.

@@ -158,7 +158,8 @@ def _drop_zones(topo: Topology, site: str, hosts: list[Host], vars_of: VarsOf) -
         primary = primary_to_follow(zone, site)
         if command is None or primary is None:
             continue
-        line = render(fill(command, zone=zone.name, primary=primary), vars_of(host))
+        # The operator's {{ host_var }} first: a value filled in is never read again.
+        line = fill(render(command, vars_of(host)), zone=zone.name, primary=primary)
         actions.append(FenceAction(f"drop zone {zone.name} on {host.name}", shell=line))
     return actions
 
@@ -169,7 +170,7 @@ def _take_zones(topo: Topology, site: str, hosts: list[Host], vars_of: VarsOf) -
     for zone, host in _zones_served(topo, site, hosts):
         if command is None:
             continue
-        line = render(fill(command, zone=zone.name), vars_of(host))
+        line = fill(render(command, vars_of(host)), zone=zone.name)
         actions.append(FenceAction(f"take zone {zone.name} on {host.name}", shell=line))
     return actions
 
@@ -217,12 +218,12 @@ def _volume_actions(
             actions.append(FenceAction(what, argv=(*argv, verb, site)))
         elif isinstance(volume, CommandVolume):
             line = fill(
-                volume.commands[verb],
+                render(volume.commands[verb], vars_of(mounting[0])),
                 volume=volume.name,
                 site=site,
                 mount_point=volume.mount_point_at(site),
             )
-            actions.append(FenceAction(what, shell=render(line, vars_of(mounting[0]))))
+            actions.append(FenceAction(what, shell=line))
         else:
             point = volume.mount_point_at(site)
             actions.append(

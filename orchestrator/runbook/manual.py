@@ -3,6 +3,12 @@
 Commands use only standard tools (ansible, nsupdate, dig, ldapsearch, aws, nc, curl,
 the storage vendor's CLI), so the runbook still works when sitectl itself cannot run.
 Paths are as written in the topology file: the runbook says to run from its directory.
+
+No command holds a secret on its command line, where `ps` shows it to every user of the
+machine: nsupdate reads a key file (-k), ldapsearch a password file (-y), curl a netrc
+file. Those the topology does not hold as such files are made once, before the first
+step, by the commands of `secret_files` (printf, the shell's builtin, writes each into a
+private directory: no process's arguments and no history line hold the value).
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import math
+import re
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,8 +37,8 @@ from orchestrator.coordination.ticket import Ticket, clock_text
 from orchestrator.inventory import group_name
 from orchestrator.plan.model import Action, Plan, Step
 from orchestrator.runbook import salvage
-from orchestrator.runbook.aws import s3api
-from orchestrator.runbook.aws import secret_shell as _secret_shell
+from orchestrator.runbook.aws import SECRETS_VAR, make_credentials, s3api
+from orchestrator.runbook.aws import made as _made
 
 
 @dataclass(frozen=True)
@@ -41,21 +48,117 @@ class ManualStep:
     done_when: str  # how to tell the step worked
 
 
+MAKE_SECRETS_DIR = f'export {SECRETS_VAR}="$(mktemp -d)"'
+REMOVE_SECRETS_DIR = f'rm -r "${SECRETS_VAR}"'
+
+
+CAT_NOTE = "# $(cat FILE) drops the file's trailing newlines, as sitectl does"
+
+
+def _secret_text(ref: SecretRef) -> str:
+    """The secret as one double-quoted shell word, for printf (a builtin: the value is in
+    no process's arguments). A file's trailing newlines go, as sitectl drops them."""
+    return f'"$(cat {shlex.quote(ref.file)})"' if ref.file else f'"${ref.env}"'
+
+
+def _private(command: str, name: str) -> str:
+    return f"(umask 077 && {command} > {_made(name)})"
+
+
+def _tsig_key_name(zone: DnsZone) -> str:
+    """The file made for the zone's key (named after it, in the characters `validate`
+    allows a key's name anyway: the name sits in a double-quoted word)."""
+    assert zone.tsig is not None
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", zone.tsig.name or "tsig") + ".key"
+
+
+def _tsig_key(zone: DnsZone) -> str:
+    """The key file nsupdate -k reads for the zone: the topology's, or the one made."""
+    assert zone.tsig is not None
+    if zone.tsig.key_file:
+        return shlex.quote(zone.tsig.key_file)
+    return _made(_tsig_key_name(zone))
+
+
+def _make_tsig_key(zone: DnsZone) -> str | None:
+    tsig = zone.tsig
+    if tsig is None or tsig.key_file or tsig.secret is None:
+        return None
+    # The statement tsig-keygen writes, which nsupdate -k reads.
+    line = 'printf \'key "%s" { algorithm %s; secret "%s"; };\\n\' '
+    args = f"{shlex.quote(tsig.name or '')} {tsig.algorithm} {_secret_text(tsig.secret)}"
+    return _private(line + args, _tsig_key_name(zone))
+
+
+def _ldap_passwords(topo: Topology) -> list[SecretRef]:
+    """The LDAP bind passwords, each once, the section's first."""
+    assert topo.ldap is not None
+    found: list[SecretRef] = []
+    for ref in (topo.ldap.password, *(m.password for m in topo.ldap.masters)):
+        if ref is not None and ref not in found:
+            found.append(ref)
+    return found
+
+
+def _ldap_password_file(topo: Topology, ref: SecretRef) -> str:
+    index = _ldap_passwords(topo).index(ref)
+    return "ldap.pw" if index == 0 else f"ldap-{index + 1}.pw"
+
+
+PROBE_NETRC = "probe.netrc"
+ZK_IDENTITY = "zookeeper.digest"
+
+
+def secret_files(topo: Topology, plan: Plan) -> tuple[str, ...]:
+    """The commands that make the secret files the plan's steps read, the directory's
+    first; none when no step reads a secret the topology holds in another form."""
+    actions = {step.action for step in plan.steps()}
+    made: list[str] = []
+    if Action.CHECK_LDAP in actions and topo.ldap is not None:
+        for ref in _ldap_passwords(topo):
+            # ldapsearch -y reads the whole file: no newline after the password.
+            made.append(
+                _private(f"printf '%s' {_secret_text(ref)}", _ldap_password_file(topo, ref))
+            )
+    updated = {step.target for step in plan.steps() if step.action is Action.DNS_UPDATE}
+    for zone in topo.dns.zones:
+        command = _make_tsig_key(zone) if zone.name in updated else None
+        if command and command not in made:
+            made.append(command)
+    user = topo.application.probe_user
+    if (
+        Action.VERIFY_CANARY in actions
+        and user is not None
+        and _first_probe(topo, plan.to_site, "imap") is not None
+    ):
+        # curl takes the login and password of the `default` entry for any host.
+        made.append("# a .netrc cannot hold a password with a space or a tab")
+        made.append(
+            _private(
+                "printf 'default login %s password %s\\n' "
+                f"{shlex.quote(user.user)} {_secret_text(user.password)}",
+                PROBE_NETRC,
+            )
+        )
+    zk_steps = {Action.TICKET_RELEASE, Action.FENCE_WAIT, Action.TICKET_GRANT, Action.ACTIVATE}
+    if topo.zookeeper.auth is not None and actions & zk_steps:
+        # ZooKeeper's client reads it into its `addauth` line, inside a here-document.
+        made.append(
+            _private(f"printf '%s' {_secret_text(topo.zookeeper.auth.credentials)}", ZK_IDENTITY)
+        )
+    s3_steps = {Action.CHECK_OBJECT_STORE, Action.OBJECT_STORE_REVERSE, Action.SALVAGE_OBJECTS}
+    if topo.object_store is not None and actions & s3_steps:
+        made.append(make_credentials(topo.object_store))
+    if any("$(cat " in command for command in made):
+        made.insert(0, CAT_NOTE)
+    return (MAKE_SECRETS_DIR, *made) if made else ()
+
+
 def manual_step(topo: Topology, plan: Plan, step: Step, ticket: Ticket | None = None) -> ManualStep:
     """`ticket`: the site ticket as read when the runbook was made, if it could be."""
     if step.action is Action.FENCE_WAIT:
         return _fence_wait(topo, step, ticket)
     return _RENDERERS[step.action](topo, plan, step)
-
-
-def _secret_arg(ref: SecretRef, file_flag: str, value_flag: str) -> str:
-    if ref.file:
-        return f"{file_flag} {shlex.quote(ref.file)}"
-    return f'{value_flag} "${ref.env}"'
-
-
-def _secret_value(ref: SecretRef) -> str:
-    return f'"{_secret_shell(ref)}"'
 
 
 def _ansible(topo: Topology, group: str, module: str, args: str) -> str:
@@ -137,9 +240,10 @@ def _ldapsearch(topo: Topology, index: int) -> str:
     password = master.password or ldap.password
     prefix = f"LDAPTLS_CACERT={shlex.quote(ca_file)} " if ca_file else ""
     return (
-        f"{prefix}ldapsearch -LLL -o nettimeout={int(ldap.timeout)} -H {master.uri}"
+        f"{prefix}ldapsearch -LLL -o nettimeout={int(ldap.timeout)} -H {shlex.quote(master.uri)}"
         f"{' -ZZ' if starttls else ''} -x -D {shlex.quote(bind_dn)} "
-        f"{_secret_arg(password, '-y', '-w')} -b {shlex.quote(ldap.suffix)} -s base contextCSN"
+        f"-y {_made(_ldap_password_file(topo, password))} -b {shlex.quote(ldap.suffix)} "
+        "-s base contextCSN"
     )
 
 
@@ -420,11 +524,12 @@ def _object_store_reverse(topo: Topology, plan: Plan, step: Step) -> ManualStep:
 
 
 def _mount_command(vol: BtrfsVolume | NetappVolume | CommandVolume, site: str) -> str:
+    target = shlex.quote(vol.mount_point_at(site))
     if isinstance(vol, NetappVolume):
-        return f"mount -t nfs {vol.sites[site].export} {vol.mount_point_at(site)}"
+        return f"mount -t nfs {shlex.quote(vol.sites[site].export)} {target}"
     if isinstance(vol, BtrfsVolume):
-        pool, target = vol.sites[site].pool, vol.mount_point_at(site)
-        return f"mount -o subvol={vol.subvolume} $(findmnt -no SOURCE {pool}) {target}"
+        pool, subvol = shlex.quote(vol.sites[site].pool), shlex.quote(vol.subvolume)
+        return f'mount -o subvol={subvol} "$(findmnt -no SOURCE {pool})" {target}'
     return fill(vol.commands["mount"], volume=vol.name, site=site, mount_point=vol.mount_point)
 
 
@@ -437,8 +542,8 @@ def _unmount(topo: Topology, plan: Plan, step: Step) -> ManualStep:
                 topo,
                 group_name(site, vol.role),
                 "ansible.builtin.shell",
-                f"mountpoint -q {vol.mount_point_at(site)} && umount {vol.mount_point_at(site)}"
-                " || true",
+                f"mountpoint -q {shlex.quote(vol.mount_point_at(site))} && "
+                f"umount {shlex.quote(vol.mount_point_at(site))} || true",
             ),
         ),
         "every host reports CHANGED or SUCCESS",
@@ -456,8 +561,9 @@ def _mount(topo: Topology, plan: Plan, step: Step) -> ManualStep:
                 group_name(site, vol.role),
                 "ansible.builtin.shell",
                 # The mount point may not exist yet on a site that never mounted it.
-                f"mountpoint -q {vol.mount_point_at(site)} || "
-                f"{{ mkdir -p {vol.mount_point_at(site)} && {_mount_command(vol, site)}; }}",
+                f"mountpoint -q {shlex.quote(vol.mount_point_at(site))} || "
+                f"{{ mkdir -p {shlex.quote(vol.mount_point_at(site))} && "
+                f"{_mount_command(vol, site)}; }}",
             ),
         ),
         "every host reports CHANGED or SUCCESS",
@@ -470,12 +576,7 @@ def _zone(topo: Topology, name: str) -> DnsZone:
 
 
 def _nsupdate(zone: DnsZone, step: Step) -> str:
-    assert zone.tsig is not None
-    if zone.tsig.key_file:
-        auth = f"-k {shlex.quote(zone.tsig.key_file)}"
-    else:
-        assert zone.tsig.secret is not None
-        auth = f'-y "{zone.tsig.algorithm}:{zone.tsig.name}:{_secret_shell(zone.tsig.secret)}"'
+    auth = f"-k {_tsig_key(zone)}"
     server = parse_server(step.params.get("servers", [str(zone.update_servers[0])])[0])
     lines = [f"server {server.address} {server.port}", f"zone {zone.name}"]
     for record in step.params["records"]:
@@ -541,16 +642,13 @@ def _dns_demote(topo: Topology, plan: Plan, step: Step) -> ManualStep:
     zone = _zone(topo, step.target)
     promotion = zone.promote[step.site or ""]
     primary = zone.promote.get(plan.from_site)
-    primary_address = primary.server.address if primary else "<the current primary>"
+    command = (
+        fill(promotion.demote_command, primary=primary.server.address)
+        if primary
+        else promotion.demote_command.replace("{primary}", "<the current primary>")
+    )
     return ManualStep(
-        (
-            _ansible(
-                topo,
-                promotion.host,
-                "ansible.builtin.shell",
-                fill(promotion.demote_command, primary=primary_address),
-            ),
-        ),
+        (_ansible(topo, promotion.host, "ansible.builtin.shell", command),),
         f"{promotion.host} reports CHANGED (or nothing to do if it is already a secondary)",
         f"only one server takes updates for {zone.name}; {promotion.server} answers the "
         "primary's serial",
@@ -594,7 +692,7 @@ def _verify_canary(topo: Topology, plan: Plan, step: Step) -> ManualStep:
         )
     return ManualStep(
         (
-            f"curl -s --user {shlex.quote(user.user)}:{_secret_value(user.password)} "
+            f"curl -s --netrc-file {_made(PROBE_NETRC)} "
             f'\'imap://{imap[0]}:{imap[1]}/INBOX\' -X "SEARCH SUBJECT \\"$CANARY\\""',
         ),
         "'* SEARCH' followed by message numbers",
@@ -690,7 +788,7 @@ def _zk_cli(topo: Topology, *commands: str) -> str:
             f"-D{k}={v if v.startswith('<(') else shlex.quote(v)}" for k, v in flags.items()
         )
         client = f"java -cp {classpath} {defines} org.apache.zookeeper.ZooKeeperMain"
-    lines = [f"addauth digest {_secret_shell(zk.auth.credentials)}"] if zk.auth else []
+    lines = [f"addauth digest $(cat {_made(ZK_IDENTITY)})"] if zk.auth else []
     body = "\n".join([*lines, *commands])
     return f"{client} -server {zk.connect_string()} <<EOF\n{body}\nEOF"
 

@@ -9,7 +9,7 @@ import jinja2
 from orchestrator.config.model import Topology
 from orchestrator.coordination.ticket import Ticket
 from orchestrator.plan.model import Plan
-from orchestrator.runbook.manual import manual_step
+from orchestrator.runbook.manual import REMOVE_SECRETS_DIR, manual_step, secret_files
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("orchestrator.runbook", "templates"),
@@ -48,6 +48,8 @@ def render_runbook(
         topology_file=topology_file,
         topology_dir=str(Path(topology_file).parent),
         secret_sources=_secret_sources(topo),
+        secret_files=secret_files(topo, plan),
+        remove_secret_files=REMOVE_SECRETS_DIR,
         unreachable_timeout=int(topo.policy.unreachable_timeout),
     )
 

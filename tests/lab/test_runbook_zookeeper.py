@@ -22,9 +22,22 @@ from tests.conftest import LabHandle
 pytestmark = pytest.mark.lab
 
 
-def bash(command: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+# What the runbook's "Secret files" block makes for these commands (manual.secret_files).
+SECRETS = (
+    'export RUNBOOK_SECRETS="$(mktemp -d)"; trap \'rm -r "$RUNBOOK_SECRETS"\' EXIT; '
+    '(umask 077 && printf \'%s\' "$(cat {file})" > "$RUNBOOK_SECRETS/zookeeper.digest")\n'
+)
+
+
+def bash(command: str, cwd: Path, identity: str = "") -> subprocess.CompletedProcess[str]:
+    prefix = SECRETS.format(file=identity) if identity else ""
     return subprocess.run(
-        ["bash", "-c", command], cwd=cwd, capture_output=True, text=True, timeout=60, check=False
+        ["bash", "-c", prefix + command],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -32,6 +45,7 @@ def test_the_runbooks_zookeeper_commands_work_over_tls_with_auth(lab: LabHandle)
     topo = load_topology(lab.env["topology"])
     assert topo.zookeeper.tls is not None and topo.zookeeper.auth is not None
     home = topo.base_dir
+    identity = str(topo.zookeeper.auth.credentials.file)
 
     for command in _check_zookeeper(topo, None, None).commands:  # type: ignore[arg-type]
         done = bash(command, home)
@@ -45,7 +59,7 @@ def test_the_runbooks_zookeeper_commands_work_over_tls_with_auth(lab: LabHandle)
         # runbook authenticates as may change it.
         client.create(znode, b"{}", makepath=True)
         before = time.time()
-        done = bash(_zk_cli(topo, f"set {znode} '{value}'", f"get {znode}"), home)
+        done = bash(_zk_cli(topo, f"set {znode} '{value}'", f"get {znode}"), home, identity)
         assert done.returncode == 0, done.stderr
         assert "Insufficient permission" not in done.stdout + done.stderr, done.stdout
         raw, _ = client.get(znode)
@@ -60,7 +74,7 @@ def test_the_runbooks_zookeeper_commands_work_over_tls_with_auth(lab: LabHandle)
     # A node that does not exist yet, nor its parent (a cluster that never ran an
     # operation has no ticket): made with sitectl's ACL, then read back by sitectl.
     fresh = f"{znode}-parent/ticket"
-    done = bash(_zk_cli(topo, *_zk_put(topo, fresh, value)), home)
+    done = bash(_zk_cli(topo, *_zk_put(topo, fresh, value)), home, identity)
     assert done.returncode == 0, done.stderr
     client = connect(topo, timeout=10)
     try:

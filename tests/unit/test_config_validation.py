@@ -285,6 +285,128 @@ CASES = [
     ),
 ]
 
+# Names, addresses and paths reach command lines (playbooks' shell tasks, the runbook,
+# the dead-man's fence commands) and Ansible's templating: what a shell or Jinja would
+# read there, or a control character, is refused where it is written.
+HOSTILE = [
+    Broken(
+        "command substitution in a mount point",
+        "mount_point: /opt/zimbra/store",
+        'mount_point: "/opt/zimbra/store$(reboot)"',
+        "volumes.0.mount_point",
+        "path '/opt/zimbra/store$(reboot)' holds '$', a shell metacharacter — a path may "
+        "hold only letters, digits and . _ - / + , : @ % =",
+    ),
+    Broken(
+        "semicolon in a host name",
+        "{name: mta2.dc2, site: dc2, roles: [mta]",
+        '{name: "mta2.dc2;id", site: dc2, roles: [mta]',
+        "hosts.9.name",
+        "host name 'mta2.dc2;id' holds ';', a shell metacharacter — a host name may hold only",
+    ),
+    Broken(
+        "backquote in a role's name",
+        "  mta:\n    start_order: 2",
+        '  "mta`id`":\n    start_order: 2',
+        "roles.mta`id`",
+        "role name 'mta`id`' holds '`', a shell metacharacter — a role name may hold only "
+        "letters, digits, '_' and '-'",
+    ),
+    Broken(
+        "pipe in a host's role",
+        "{name: mta1.dc2, site: dc2, roles: [mta]",
+        '{name: mta1.dc2, site: dc2, roles: ["mta|id"]',
+        "hosts.8.roles.0",
+        "role name 'mta|id' holds '|', a shell metacharacter",
+    ),
+    Broken(
+        "two commands in a service's name",
+        "services: [zimbra-mta]",
+        'services: ["zimbra-mta && reboot"]',
+        "roles.mta.services.0",
+        "service name 'zimbra-mta && reboot' holds whitespace — a service name may hold only",
+    ),
+    Broken(
+        "semicolon in a volume's name",
+        "  - name: mailstore",
+        '  - name: "mailstore;id"',
+        "volumes.0.name",
+        "'mailstore;id' has characters that are not allowed",
+    ),
+    Broken(
+        "Jinja in a zone's name",
+        "- name: corp.example.net.",
+        "- name: \"{{ lookup('pipe', 'id') }}.\"",
+        "dns.zones.0.name",
+        "zone name \"{{ lookup('pipe', 'id') }}.\" holds '{', a template brace — a zone name "
+        "may hold only letters, digits, '.', '_' and '-'",
+    ),
+    Broken(
+        "line break in a record's name",
+        "{name: smtp, type: A",
+        '{name: "smtp\\nupdate delete corp.example.net. ANY", type: A',
+        "dns.zones.0.records.1.name",
+        "record name 'smtp\\nupdate delete corp.example.net. ANY' holds a control character "
+        "(U+000A) — remove it",
+    ),
+    Broken(
+        "a wildcard inside a record's name",
+        "{name: smtp, type: A",
+        "{name: 'mail*', type: A",
+        "dns.zones.0.records.1.name",
+        "record name 'mail*' puts '@' or '*' elsewhere than alone or as the first label",
+    ),
+    Broken(
+        "line break in a record's value",
+        "values: {dc1: 192.0.2.11, dc2: 198.51.100.11}",
+        'values: {dc1: 192.0.2.11, dc2: "198.51.100.11\\nsend"}',
+        "dns.zones.0.records.1.values.dc2",
+        "holds a control character (U+000A) — remove it",
+    ),
+    Broken(
+        "semicolon in a DNS server's address",
+        "update_servers: [{address: 192.0.2.53, site: dc1}]",
+        'update_servers: [{address: "192.0.2.53;id", site: dc1}]',
+        "dns.zones.0.update_servers.0.address",
+        "address '192.0.2.53;id' holds ';', a shell metacharacter — an address may hold only",
+    ),
+    Broken(
+        "whitespace in a secret file's path",
+        "password: {env: ZIMBRA_LDAP_PASSWORD}",
+        'password: {file: "secrets/ldap pw"}',
+        "ldap.password.file",
+        "path 'secrets/ldap pw' holds whitespace — a path may hold only",
+    ),
+    Broken(
+        "an option for a path",
+        "  inventory: hosts.yml",
+        "  inventory: -oProxyCommand=id",
+        "ansible.inventory",
+        "path '-oProxyCommand=id' starts with '-', which a command takes for an option — rename it",
+    ),
+    Broken(
+        "command in a NetApp export",
+        'export: "nfs.dc1.example.net:/zstore",',
+        'export: "nfs.dc1.example.net:/zstore;reboot",',
+        "volumes.0.sites.dc1.export",
+        "holds ';', a shell metacharacter",
+    ),
+    Broken(
+        "command substitution in an LDAP master's URI",
+        '{uri: "ldap://ldap1.dc1.example.net:389", server_id: 1',
+        '{uri: "ldap://ldap1.dc1.example.net:389/$(id)", server_id: 1',
+        "ldap.masters.0.uri",
+        "URL 'ldap://ldap1.dc1.example.net:389/$(id)' holds '$', a shell metacharacter",
+    ),
+    Broken(
+        "backquote in a TSIG key's name",
+        "tsig: {name: ddns-corp,",
+        'tsig: {name: "ddns-corp`id`",',
+        "dns.zones.0.tsig.name",
+        "name 'ddns-corp`id`' holds '`', a shell metacharacter",
+    ),
+]
+
 
 def _line_number(text: str, fragment: str) -> int:
     index = text.index(fragment)
@@ -303,7 +425,7 @@ def _write(tmp_path: Path, text: str) -> Path:
     return topo
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+@pytest.mark.parametrize("case", CASES + HOSTILE, ids=[c.name for c in CASES + HOSTILE])
 def test_broken_file_gives_one_line_naming_file_line_field_and_fix(
     case: Broken, tmp_path: Path
 ) -> None:
@@ -515,6 +637,10 @@ INVALID = {
         "tsig: {key_file: ddns.key}",
     ),
     "active site is the witness": ("active_site: dc1", "active_site: witness"),
+    "shell in a mount point": (
+        "mount_point: /opt/zimbra/store",
+        'mount_point: "/opt/zimbra/store;touch /tmp/sitectl-hostile"',
+    ),
 }
 
 

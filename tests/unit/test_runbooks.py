@@ -3,16 +3,31 @@ follows a stale runbook during an outage runs yesterday's procedure."""
 
 from __future__ import annotations
 
+import base64
 import os
+import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
+from orchestrator.adapters.dns.tsig import load_key_file
 from orchestrator.cli.main import app
-from orchestrator.config import load_topology
+from orchestrator.config import Topology, load_topology
+from orchestrator.config.loader import validate_text
 from orchestrator.coordination.ticket import granted
-from orchestrator.plan import assumed_state, build_plan
+from orchestrator.lab import topology as lab_topology
+from orchestrator.lab.state import LabState
+from orchestrator.plan import (
+    ObservedState,
+    Plan,
+    assumed_state,
+    build_plan,
+    build_reprotect_plan,
+)
 from orchestrator.runbook import render_runbook
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,7 +58,7 @@ def test_failover_runbook_tells_the_operator_what_to_skip_and_how_to_update_dns(
     assert 'If dc1 does not answer within 15 s, write "skipped: unreachable" and go on.' in text
     assert "snapmirror update" not in text  # no final transfer from a lost site
     assert "snapmirror break -destination-path svm_mail_dc2:zstore_dst" in text
-    assert "nsupdate -y \"hmac-sha256:ddns-corp:$DDNS_CORP_SECRET\" <<'EOF'" in text
+    assert "nsupdate -k \"$RUNBOOK_SECRETS/ddns-corp.key\" <<'EOF'" in text
     assert "update add mail.corp.example.net. 60 A 198.51.100.21" in text
     assert "dig @198.51.100.53 -p 53 +norec +short mail.corp.example.net. A" in text
 
@@ -80,3 +95,159 @@ def test_the_failover_runbook_shows_the_fence_wait_arithmetic_from_the_ticket() 
     assert wait < first_break < text.index("`ticket/grant/dc2`")
     # Without a ticket read, the formula stands in for the numbers.
     assert "renewed_at + ttl + 2 s (clock drift)" in render_runbook(topo, plan, TOPOLOGY)
+
+
+# --- secrets never on a command line -------------------------------------------------
+#
+# What a command line holds, `ps` shows every user of the machine for as long as the
+# command runs: the runbook's commands read each secret from a file (nsupdate -k,
+# ldapsearch -y, curl --netrc-file), made once by the "Secret files" block, whose
+# printf is the shell's builtin.
+
+# Values no real secret has, to look for in what the runbook prints. Quotes, a dollar,
+# a percent and a backslash: printf and the shell must pass them through untouched.
+TSIG_SECRET = base64.b64encode(b"tsig-secret-for-the-runbook-test").decode()
+SECRET = 'pa$$ "w%s\\rd'
+
+
+def _secret_refs(node: object) -> list[dict[str, str | None]]:
+    """Every {file, env} secret reference the topology holds."""
+    if isinstance(node, dict):
+        own = [node] if set(node) == {"file", "env"} else []
+        return own + [r for value in node.values() for r in _secret_refs(value)]
+    if isinstance(node, list):
+        return [r for value in node for r in _secret_refs(value)]
+    return []
+
+
+def _example(root: Path, monkeypatch: pytest.MonkeyPatch) -> Topology:
+    topo = load_topology(ROOT / TOPOLOGY)
+    for ref in _secret_refs(topo.model_dump(mode="json")):
+        value = TSIG_SECRET if ref["env"] == "DDNS_CORP_SECRET" else f"{SECRET}-{ref['env']}"
+        monkeypatch.setenv(str(ref["env"]), value)
+    shutil.copytree(ROOT / "inventories/example-zimbra", root, dirs_exist_ok=True)
+    return topo.model_copy(update={"base_dir": root})
+
+
+def _lab(root: Path, monkeypatch: pytest.MonkeyPatch) -> Topology:
+    """The topology `lab up` writes (no lab running), its secret files made here."""
+    text = yaml.safe_dump(lab_topology.build(LabState(root)), sort_keys=False)
+    topo = validate_text(text, str(root / "topology.yaml"), base_dir=root, check_filesystem=False)
+    for ref in _secret_refs(topo.model_dump(mode="json")):
+        path = root / str(ref["file"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Trailing newlines, as an editor leaves them: sitectl drops them, so must the runbook.
+        path.write_text(f"{SECRET}-{path.name}\n\n")
+        path.chmod(0o600)
+    return topo
+
+
+TOPOLOGIES = {"example": _example, "lab": _lab}
+
+
+def _plans(topo: Topology) -> dict[str, Plan]:
+    return {
+        "switchover": build_plan(topo, assumed_state(topo), "switchover", "dc2"),
+        "failover": build_plan(topo, assumed_state(topo, frozenset({"dc1"})), "failover", "dc2"),
+        "reprotect": build_reprotect_plan(topo, ObservedState(active_site="dc2")),
+    }
+
+
+def _blocks(text: str) -> list[list[str]]:
+    """The lines of each ```sh block: what an operator pastes into a shell."""
+    return [block.splitlines() for block in re.findall(r"```sh\n(.*?)```", text, re.S)]
+
+
+def _secret_values(topo: Topology) -> list[str]:
+    values = []
+    for ref in _secret_refs(topo.model_dump(mode="json")):
+        if ref["env"]:
+            values.append(os.environ[str(ref["env"])])
+        else:
+            values.append(topo.resolve(str(ref["file"])).read_text().rstrip("\n"))
+    return values
+
+
+@pytest.mark.parametrize("mode", ["switchover", "failover", "reprotect"])
+@pytest.mark.parametrize("name", list(TOPOLOGIES))
+def test_no_runbook_command_line_holds_a_secret(
+    name: str, mode: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    topo = TOPOLOGIES[name](tmp_path, monkeypatch)
+    text = render_runbook(topo, _plans(topo)[mode], "topology.yaml")
+    refs = _secret_refs(topo.model_dump(mode="json"))
+    blocks = _blocks(text)
+    setup = blocks[0] if blocks and blocks[0][0].startswith("export RUNBOOK_SECRETS=") else []
+    steps = [line for block in blocks if block is not setup for line in block]
+    assert steps, "the runbook has commands"
+    for value in _secret_values(topo):
+        assert value not in text
+    for line in steps:
+        # The secret forms the runbook used to print: a TSIG secret after -y, an LDAP
+        # password after -w, curl's --user login:password.
+        assert not re.search(r"(^|\s)-y\s+[\"']?[\w-]+:", line), line
+        if "ldapsearch" in line:
+            assert not re.search(r"(^|\s)-w(\s|$)", line), line
+            assert re.search(r' -(y "\$RUNBOOK_SECRETS/[\w.-]+"|W) ', line), line
+        if line.startswith("nsupdate"):
+            assert re.match(r'nsupdate -k ("\$RUNBOOK_SECRETS/[\w.-]+\.key"|\S+) <<', line), line
+        if line.startswith("curl") and "imap://" in line:
+            assert '--netrc-file "$RUNBOOK_SECRETS/probe.netrc"' in line, line
+        assert not re.search(r"(--user|-u)\s+\S*:", line), line
+        # Nor the expansions that would put one there when the line runs.
+        for ref in refs:
+            if ref["env"]:
+                assert f"${ref['env']}" not in line and f"${{{ref['env']}}}" not in line, line
+            else:
+                assert f"cat {ref['file']}" not in line, line
+    # Only printf, the shell's builtin, ever sees a secret, and only in the setup block.
+    for line in setup[1:]:
+        assert line.startswith(("# ", "(umask 077 && printf ")), line
+    # Each file a step reads is one the block makes.
+    made = {m for line in setup for m in re.findall(r'> "\$RUNBOOK_SECRETS/([\w.-]+)"\)$', line)}
+    read = {m for line in steps for m in re.findall(r'"\$RUNBOOK_SECRETS/([\w.-]+)"', line)}
+    assert read == made
+    if made:
+        assert 'remove them: `rm -r "$RUNBOOK_SECRETS"`' in text
+
+
+@pytest.mark.parametrize("shell", ["bash", "sh"])
+@pytest.mark.parametrize("name", list(TOPOLOGIES))
+def test_the_secret_files_block_makes_private_files_the_tools_read(
+    name: str, shell: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pasted into a shell from the topology's directory, as the runbook says, the
+    block makes each file as its tool reads it: ldapsearch -y the whole file as the
+    password, nsupdate -k a BIND key statement, curl a netrc's default entry."""
+    said = subprocess.run([shell, "-c", "type printf"], capture_output=True, text=True)
+    assert "builtin" in said.stdout, said
+    topo = TOPOLOGIES[name](tmp_path, monkeypatch)
+    text = render_runbook(topo, _plans(topo)["switchover"], "topology.yaml")
+    setup = _blocks(text)[0]
+    out = tmp_path / "made"
+    script = "\n".join([*setup, f'cp -p "$RUNBOOK_SECRETS"/* {out}/', 'rm -r "$RUNBOOK_SECRETS"'])
+    out.mkdir()
+    subprocess.run([shell, "-c", script], cwd=topo.base_dir, check=True)
+
+    assert topo.ldap is not None
+    ldap_password = _secret_of(topo, topo.ldap.password)
+    assert (out / "ldap.pw").read_text() == ldap_password  # no newline: -y takes it all
+    user = topo.application.probe_user
+    assert user is not None
+    assert (out / "probe.netrc").read_text() == (
+        f"default login {user.user} password {_secret_of(topo, user.password)}\n"
+    )
+    for zone in topo.dns.zones:
+        if zone.tsig is not None and zone.tsig.secret is not None:
+            key = load_key_file(out / f"{zone.tsig.name}.key", zone.tsig.name)
+            assert (key.algorithm, str(key.name)) == (zone.tsig.algorithm, f"{zone.tsig.name}.")
+            assert key.keyring[key.name].secret == base64.b64decode(TSIG_SECRET)
+    for made in out.iterdir():
+        assert made.stat().st_mode & 0o777 == 0o600, made
+
+
+def _secret_of(topo: Topology, ref: object) -> str:
+    file, env = getattr(ref, "file", None), getattr(ref, "env", None)
+    if env:
+        return os.environ[env]
+    return topo.resolve(str(file)).read_text().rstrip("\n")

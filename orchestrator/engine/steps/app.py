@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from orchestrator.adapters.ansible import PlaybookCall
+from orchestrator.adapters.ansible import AnsibleTemplate, PlaybookCall
 from orchestrator.adapters.probes import Answer, send_canary
 from orchestrator.engine.handlers import StepContext
 from orchestrator.engine.steps.common import (
@@ -56,7 +56,13 @@ class AppHandler(PlaybookStep):
                 "app_action": self.action,
                 "app_role": step.target,
                 "app_services": list(role.services),
-                "app_commands": role.commands.model_dump() if role.commands else {},
+                # The operator's command lines, templated by Ansible on purpose (their
+                # {{ host_var }}); every other value is passed unsafe.
+                "app_commands": (
+                    {k: AnsibleTemplate(v) for k, v in role.commands.model_dump().items()}
+                    if role.commands
+                    else {}
+                ),
             },
             # app.yml starts and stops by the role's commands or by its services
             runs_tags=[APP_COMMANDS_TAG if role.commands else APP_SERVICES_TAG],

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from orchestrator.adapters.ansible import PlaybookCall
+from orchestrator.adapters.ansible import AnsibleTemplate, PlaybookCall
 from orchestrator.adapters.dns import changes_for_site, changes_from_params, provider_for, verify
 from orchestrator.adapters.dns.primary import accepting, first_accepting
-from orchestrator.config.model import DnsServer, DnsZone, fill, parse_server
+from orchestrator.config.model import DnsServer, DnsZone, fill_for_ansible, parse_server
 from orchestrator.engine.handlers import StepContext
 from orchestrator.engine.steps.common import PlaybookStep, playbook_call, run_call
 from orchestrator.errors import Failed, Unavailable
@@ -108,7 +108,8 @@ class DnsPromoteHandler(PlaybookStep):
             {
                 "dns_zone": zone.name,
                 "dns_action": "promote",
-                "dns_command": promotion.promote_command,
+                # The topology's command line, templated by Ansible on purpose.
+                "dns_command": AnsibleTemplate(promotion.promote_command),
             },
         )
 
@@ -143,7 +144,11 @@ class DnsDemoteHandler:
         demote = {
             "dns_zone": zone.name,
             "dns_action": "demote",
-            "dns_command": fill(stale.demote_command, primary=primary.address),
+            # {primary} reaches the command from dns_fill, unsafe and shell-quoted.
+            "dns_command": AnsibleTemplate(
+                fill_for_ansible(stale.demote_command, "dns_fill", ["primary"])
+            ),
+            "dns_fill": {"primary": primary.address},
         }
         run_call(ctx, step, playbook_call(ctx, step, "dns-role.yml", (stale.host,), demote))
 

@@ -13,8 +13,14 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal
 
-from orchestrator.adapters.ansible import PlaybookCall
-from orchestrator.config.model import BtrfsVolume, CommandVolume, NetappVolume, Topology, fill
+from orchestrator.adapters.ansible import AnsibleTemplate, PlaybookCall
+from orchestrator.config.model import (
+    BtrfsVolume,
+    CommandVolume,
+    NetappVolume,
+    Topology,
+    fill_for_ansible,
+)
 from orchestrator.engine.handlers import StepContext
 from orchestrator.engine.steps.common import PlaybookStep, driver_tag, playbook_call
 from orchestrator.errors import Failed, Unavailable
@@ -54,9 +60,11 @@ def _extravars(topo: Topology, vol: Volume, action: str, site: str, plan_to: str
         command = vol.commands.get(action)
         if command is None:
             raise Failed(f"volume {vol.name}: no '{action}' command in the topology — add it")
-        extra["volume_command"] = fill(
-            command, volume=vol.name, site=site, mount_point=vol.mount_point
-        )
+        # The operator's command, templated by Ansible on purpose; sitectl's values
+        # reach it from volume_fill, unsafe and shell-quoted (volume.yml).
+        values = {"volume": vol.name, "site": site, "mount_point": vol.mount_point_at(site)}
+        extra["volume_command"] = AnsibleTemplate(fill_for_ansible(command, "volume_fill", values))
+        extra["volume_fill"] = values
     elif isinstance(vol, NetappVolume):
         dest = vol.sites[plan_to]
         creds = dest.credentials
