@@ -16,7 +16,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -94,7 +93,11 @@ class ControllerLab:
             [
                 *netns.enter(self.state_dir, site),
                 *controllers.command(
-                    site, f"{LISTEN[site]}:{PORT}", self.topology, lab_root=self.state_dir
+                    site,
+                    f"{LISTEN[site]}:{PORT}",
+                    self.topology,
+                    self.token,
+                    lab_root=self.state_dir,
                 ),
             ],
             stdout=log,
@@ -103,9 +106,13 @@ class ControllerLab:
             env={**self.env, **(extra_env or {})},
         )
 
+    @property
+    def token(self) -> Path:
+        """The lab's bearer token for the controllers' endpoints."""
+        return controllers.token_file(self.state_dir)
+
     def status(self, site: str) -> dict[str, Any]:
-        with urllib.request.urlopen(f"http://{LISTEN[site]}:{PORT}/status", timeout=5) as r:
-            return dict(json.loads(r.read()))
+        return controllers.status(f"{LISTEN[site]}:{PORT}", self.token, timeout=5)
 
     def log(self, site: str) -> str:
         return (self.logs / f"{site}.log").read_text()

@@ -30,7 +30,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from datetime import datetime
 from pathlib import Path
 
@@ -51,15 +50,15 @@ STARTING = re.compile(
 )
 
 
-def status(site: str) -> dict:
-    with urllib.request.urlopen(f"http://{controllers.listen(site)}/status", timeout=2) as r:
-        return dict(json.loads(r.read()))
+def status(state_dir: Path, site: str) -> dict:
+    """The site's controller's /status, with the lab's bearer token."""
+    return controllers.status(controllers.listen(site), controllers.token_file(state_dir))
 
 
-def leader() -> str | None:
+def leader(state_dir: Path) -> str | None:
     for site in layout.SITES:
         try:
-            if status(site).get("leader"):
+            if status(state_dir, site).get("leader"):
                 return site
         except OSError:
             continue
@@ -85,18 +84,18 @@ def acks(out: Path) -> list[float]:
     return [json.loads(line)["acked_at"] for line in out.read_text().splitlines() if line]
 
 
-def settle(topology: Path) -> None:
-    wait(lambda: leader() is not None, "a leader", 60, every=0.5)
+def settle(state_dir: Path, topology: Path) -> None:
+    wait(lambda: leader(state_dir) is not None, "a leader", 60, every=0.5)
     wait(
         lambda: (
-            status(leader() or "witness").get("decision")
+            status(state_dir, leader(state_dir) or "witness").get("decision")
             == "dc1 up from 3 of 3 vantage points; nothing to do"
         ),
         "all three report",
         60,
         every=0.5,
     )
-    canaries_settled(lambda: status(leader() or "witness"), topology)
+    canaries_settled(lambda: status(state_dir, leader(state_dir) or "witness"), topology)
 
 
 def fence_wait(topology: Path) -> float:
@@ -124,7 +123,7 @@ def once(state_dir: Path, topology: Path) -> dict[str, float]:
         raise SystemExit(f"controllers up: {up.stderr}")
     writers = {}
     try:
-        settle(topology)
+        settle(state_dir, topology)
         writers = {s: writer(state_dir, s, logs / f"{s}.jsonl") for s in layout.DATACENTERS}
         wait(lambda: len(acks(logs / "dc1.jsonl")) >= 5, "dc1 takes mail", 30, every=0.2)
         cut = time.time()

@@ -121,12 +121,30 @@ def run_command(command: str, cwd: Path, timeout: float) -> str:
     except subprocess.TimeoutExpired:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
+        _reap(proc)
         raise Unreadable(f"`{command}` did not finish within {timeout:g} s") from None
     if proc.returncode != 0:
         said = one_line(err.decode("utf-8", "replace") or out.decode("utf-8", "replace"), 120)
         raise Unreadable(f"`{command}` exited {proc.returncode}" + (f": {said}" if said else ""))
     return out.decode("utf-8", "replace")
+
+
+_REAP_WAIT = 0.5  # seconds for a killed group's pipes to close, and for its reaping
+
+
+def _reap(proc: subprocess.Popen[bytes]) -> None:
+    """Collect a killed command and close its pipes, in bounded time: a process it left
+    in another session or group (a daemonizing ssh, `setsid`) escapes the kill and may
+    hold the pipes open for ever, and an unbounded communicate() would then hold this
+    thread and both pipes for as long, once per check run in a long-lived controller."""
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.communicate(timeout=_REAP_WAIT)
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None:
+            with contextlib.suppress(OSError):
+                pipe.close()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=_REAP_WAIT)  # SIGKILLed: it is gone, or the kernel is
 
 
 def pick(text: str, key: str | None, where: str) -> str:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from kazoo.client import KazooClient
 
-from orchestrator.adapters.secrets import read_secret
+from orchestrator.adapters.secrets import SecretError, read_secret
 from orchestrator.audit import identity
 from orchestrator.checks.zookeeper import reporting_client
 from orchestrator.cli.exitcodes import ExitCode
@@ -25,7 +25,7 @@ from orchestrator.config import Topology
 from orchestrator.config.model import SecretRef, ZkHost
 from orchestrator.controller.daemon import Controller
 from orchestrator.controller.hooks import EVENTS, Hooks
-from orchestrator.controller.http import serve
+from orchestrator.controller.http import Access, access_of, serve
 from orchestrator.controller.zkstate import ControllerState
 from orchestrator.coordination.client import connect, digest_id
 from orchestrator.errors import SitectlError, Unavailable
@@ -45,12 +45,36 @@ def _topology(config: Path | None) -> Topology:
 
 
 def _listen(value: str | None) -> tuple[str, int] | None:
+    """ADDR:PORT (or [V6ADDR]:PORT): the address is always written out, so every
+    interface (0.0.0.0, [::]) is served only when asked for by name."""
     if value is None:
         return None
     host, _, port = value.rpartition(":")
-    if not host or not port.isdigit():
-        fail(f"--listen {value!r}: write ADDR:PORT, e.g. 127.0.0.1:9400", ExitCode.BAD_INPUT)
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not host or host.strip() != host or not port.isdigit() or not 0 < int(port) < 65536:
+        fail(
+            f"--listen {value!r}: write ADDR:PORT, e.g. 127.0.0.1:9400 or [::1]:9400; the "
+            "address is required (0.0.0.0:9400 serves every interface, written out)",
+            ExitCode.BAD_INPUT,
+        )
     return host, int(port)
+
+
+def _access(topo: Topology, token_file: Path | None) -> Access:
+    """Who may read what the endpoint serves: the token file of `--token-file`, else of
+    the topology's controller.http; read now, so an unusable one stops the start."""
+    settings = topo.controller.http
+    path = token_file or (topo.resolve(settings.token_file) if settings.token_file else None)
+    if path is None:
+        log.warning(
+            "no token file (controller.http.token_file or --token-file): %s refused to everyone",
+            ", ".join(f"/{e}" for e in sorted(settings.token_for)),
+        )
+    try:
+        return access_of(path, settings.token_for)
+    except SecretError as exc:
+        fail(str(exc), ExitCode.BAD_INPUT)
 
 
 def _with_zookeeper(topo: Topology, connect_string: str | None) -> Topology:
@@ -67,7 +91,19 @@ def run(
     site: Annotated[str, typer.Option("--site", help="The site this controller runs in.")],
     listen: Annotated[
         str | None,
-        typer.Option("--listen", help="Serve /metrics, /status and /healthz on ADDR:PORT."),
+        typer.Option(
+            "--listen",
+            help="Serve /metrics, /status and /healthz on ADDR:PORT (the address is "
+            "required: 0.0.0.0:PORT for every interface).",
+        ),
+    ] = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--token-file",
+            help="The bearer token /status (and controller.http.token_for) requires: a "
+            "file of mode 0600; default: the topology's controller.http.token_file.",
+        ),
     ] = None,
     hook: Annotated[
         list[str] | None,
@@ -103,6 +139,9 @@ def run(
     when elected leader decides once per cycle whether to fail over; every decision is
     logged as one sentence.
 
+    /status needs `Authorization: Bearer TOKEN`, the token in the token file; without
+    one, /status is refused.
+
     [b]Example:[/b] sitectl controller run --site witness --listen 198.18.3.1:9400
     """
     topo = _with_zookeeper(_topology(config), zookeeper)
@@ -122,6 +161,7 @@ def run(
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
     logging.getLogger("kazoo").setLevel(logging.ERROR)
+    access = _access(topo, token_file) if address is not None else None
     stopping: list[Controller] = []
     stop_requested = [False]
 
@@ -142,14 +182,32 @@ def run(
             return
         server = None
         if address is not None:
-            server = serve(*address, controller.metrics, controller.board, controller.health)
-            log.info("serving /metrics /status /healthz on %s:%d", *address)
+            settings = topo.controller.http
+            try:
+                server = serve(
+                    *address,
+                    controller.metrics,
+                    controller.board,
+                    controller.health,
+                    access=access,
+                    read_timeout=settings.read_timeout,
+                    max_connections=settings.max_connections,
+                )
+            except OSError as exc:
+                fail(f"--listen {listen}: {exc.strerror or exc}", ExitCode.BAD_INPUT)
+            log.info(
+                "serving /metrics /status /healthz on %s:%d (bearer token for %s)",
+                *address,
+                ", ".join(f"/{e}" for e in sorted(settings.token_for)),
+            )
         log.info("controller of %s started as %s", site, controller.identifier)
         # Its health sweeps' ZooKeeper check reports this session.
-        with reporting_client(client):
-            controller.run()
-        if server is not None:
-            server.shutdown()
+        try:
+            with reporting_client(client):
+                controller.run()
+        finally:
+            if server is not None:
+                server.shutdown()
     finally:
         client.stop()
         client.close()

@@ -24,6 +24,9 @@ def check_files(topo: Topology) -> list[Finding]:
             findings.extend(_secret_file(topo, zone.tsig.key_file, where))
             if not zone.tsig.insecure:
                 findings.extend(_weak_key_file(topo, zone.tsig.key_file, where))
+    token = topo.controller.http.token_file
+    if token is not None:
+        findings.extend(_secret_file(topo, token, ("controller", "http", "token_file")))
     findings.extend(_plain_file(topo, topo.ansible.inventory, ("ansible", "inventory")))
     if topo.ldap is not None and topo.ldap.ca_file:
         findings.extend(_plain_file(topo, topo.ldap.ca_file, ("ldap", "ca_file")))

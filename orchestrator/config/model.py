@@ -616,6 +616,42 @@ class Deadman(Frozen):
     dns_restore_command: str | None = None
 
 
+class ControllerHttp(Frozen):
+    """The controller's HTTP endpoint (`sitectl controller run --listen ADDR:PORT`).
+
+    /status names hosts and operations, so it is served only to a client that presents
+    the bearer token held in `token_file` (relative to the topology file, mode 0600,
+    checked each time it is read; `--token-file` overrides it); `token_for` may add
+    /metrics and /healthz. Each connection has `read_timeout` to send its whole request
+    and at most `max_connections` are open at once: an idle connection holds no thread."""
+
+    token_file: str | None = None
+    token_for: tuple[Literal["status", "metrics", "healthz"], ...] = ("status",)
+    read_timeout: Seconds = 5.0
+    max_connections: int = Field(default=64, ge=4, le=4096)
+
+    @field_validator("token_for")
+    @classmethod
+    def _status_always(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if "status" not in value:
+            raise ValueError(
+                "/status names hosts and operations and always needs the token — list "
+                "status, e.g. token_for: [status, metrics]"
+            )
+        return tuple(dict.fromkeys(value))  # each once, in the order written
+
+    @field_validator("read_timeout")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("a read timeout of 0 s would refuse every request — e.g. 5s")
+        return value
+
+
+class ControllerSettings(Frozen):
+    http: ControllerHttp = ControllerHttp()
+
+
 class Ansible(Frozen):
     inventory: PathText  # relative to the topology file
     playbook_dir: PathText = "../../playbooks"
@@ -682,6 +718,7 @@ class Topology(Frozen):
     ldap: Ldap | None = None
     object_store: ObjectStore | None = None
     deadman: Deadman | None = None
+    controller: ControllerSettings = ControllerSettings()
     zookeeper: ZooKeeper
     policy: Policy = Policy()
     # Settings compared between the datacenters by the `parity` health check.

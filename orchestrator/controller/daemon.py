@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from kazoo.client import KazooClient
 from kazoo.exceptions import KazooException
+from kazoo.recipe.watchers import DataWatch
 
 from orchestrator.audit import identity
 from orchestrator.checks import Readiness, readiness
@@ -139,7 +140,7 @@ class Controller:
         # Set when a vantage report shows a site down for the whole streak: the leader
         # decides then, not at its next tick (up to an interval later).
         self._wake = threading.Event()
-        self._watching: int | None = None  # the session whose report watches are set
+        self._report_watches: dict[str, DataWatch] = {}  # per site, for good
         self._split_seen = False  # the latest probe found two sites serving
         self._active = topo.active_site  # last known; probing goes on without ZooKeeper
         self._last_probe = self._last_cycle = time.monotonic()
@@ -360,25 +361,36 @@ class Controller:
             self._wake.clear()
 
     def _watch_reports(self) -> None:
-        """Once per session: be told when another vantage point publishes (kazoo keeps
-        the watches across reconnects of the session)."""
-        session = self.client.client_id[0] if self.client.client_id else None
-        if session is None or session == self._watching:
-            return
+        """Be told when another vantage point publishes: one DataWatch per site for the
+        controller's whole life, made on its first term. kazoo keeps each across
+        reconnects and sets it again on every new session itself (its session listener
+        reads the node again, with a watch), so one is enough; one per session, as this
+        once did, left one more watcher and one more session listener per site after
+        each session expiry, every one of them reading its node again at each reconnect."""
+        for site in self.topo.sites:
+            if site not in self._report_watches:
+                watch = self._watch_report(site)
+                if watch is None:
+                    return  # the next cycle tries the rest
+                self._report_watches[site] = watch
 
-        def published(data: bytes | None, _stat: object) -> bool:
-            with contextlib.suppress(ValueError, TypeError, AttributeError):
-                if data and decisive(json.loads(data), self.timing.consecutive_failures):
-                    self._wake.set()
-            return not self._stop.is_set()
-
+    def _watch_report(self, site: str) -> DataWatch | None:
+        watch = DataWatch(self.client, f"{self.state.vantage_path}/{site}/report")
         try:
-            for site in self.topo.sites:
-                self.client.DataWatch(f"{self.state.vantage_path}/{site}/report", published)
+            watch(self._published)  # registers its session listener, then reads
         except KazooException as exc:
             log.info("cannot watch the vantage reports yet: %s", exc)
-            return
-        self._watching = session
+            # kazoo registered the listener before the read failed: unregister it, or
+            # each failed attempt would leave one behind.
+            self.client.remove_listener(watch._session_watcher)
+            return None
+        return watch
+
+    def _published(self, data: bytes | None, _stat: object) -> bool:
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            if data and decisive(json.loads(data), self.timing.consecutive_failures):
+                self._wake.set()
+        return not self._stop.is_set()  # False: kazoo drops the watch
 
     def cycle(self, leading: bool) -> Decision:
         """One snapshot, one decision, one sentence."""

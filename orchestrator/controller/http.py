@@ -1,23 +1,52 @@
 """Per-controller HTTP endpoint: /metrics (Prometheus), /status (JSON), /healthz.
 
 Its own CollectorRegistry, so several controllers in one process (tests) and the
-process's default collectors never mix; http.server on a daemon thread, because three
-read-only endpoints do not justify a web framework.
+process's default collectors never mix.
+
+Serving (`Endpoint`): one thread watches every open connection at once (selectors) until
+its request head has arrived, which must happen within `read_timeout` of the accept;
+only then does one of a few worker threads answer it. An idle or slow client (a
+slowloris) therefore costs a file descriptor for at most `read_timeout`, never a thread,
+and at most `max_connections` are open: for a new one, the oldest whose request is still
+incomplete is dropped. /healthz goes on answering everyone else meanwhile.
+
+Access (`Access`): /status names hosts and operations, so it is served only to a
+request carrying `Authorization: Bearer TOKEN`, the token held in a file only its owner
+may read (`TokenFile`: mode 0600 or stricter, checked each time it is read, and read
+again whenever the file changes, so a rotation needs no restart); /metrics and /healthz
+may be added (`controller.http.token_for`). A controller without a token file refuses
+/status. Prometheus sends the token with
+`authorization: {type: Bearer, credentials_file: /etc/prometheus/sitectl-controller.token}`.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import hmac
+import http
 import json
+import logging
+import os
+import selectors
+import socket
+import stat
 import threading
-from collections.abc import Callable, Iterable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge
 from prometheus_client.exposition import generate_latest
 
+from orchestrator.adapters.secrets import SecretError
 from orchestrator.controller.decision import Action, SiteView
 from orchestrator.coordination.ticket import Ticket
+
+log = logging.getLogger("sitectl.controller")
 
 
 class Metrics:
@@ -136,36 +165,451 @@ class Board:
 
 Health = Callable[[], tuple[bool, str]]
 
+# ---- the bearer token ----------------------------------------------------------------
+
+MIN_TOKEN = 16  # characters: `openssl rand -hex 32` writes 64
+_MAX_TOKEN_FILE = 4096
+
+
+def read_token(path: Path) -> str:
+    """The bearer token in `path`: a regular file that neither its group nor others may
+    read or write (checked on the file as opened, not on its name), holding one line of
+    at least MIN_TOKEN characters without spaces. SecretError says what to fix."""
+    fix = f"e.g. `umask 077; openssl rand -hex 32 > {path}`"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise SecretError(
+            f"token file {path} does not exist — write a token into it, {fix}"
+        ) from None
+    except PermissionError:
+        raise SecretError(
+            f"token file {path} is not readable by this user — fix its owner or mode (0600)"
+        ) from None
+    except OSError as exc:
+        raise SecretError(f"token file {path} cannot be opened: {exc.strerror or exc}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise SecretError(f"token file {path} is not a regular file — name the file")
+        if mode & 0o077:
+            raise SecretError(
+                f"token file {path} is readable or writable by its group or others (mode "
+                f"{stat.S_IMODE(mode):04o}) — chmod 600 {path}"
+            )
+        data = os.read(fd, _MAX_TOKEN_FILE + 1)
+    finally:
+        os.close(fd)
+    if len(data) > _MAX_TOKEN_FILE:
+        raise SecretError(f"token file {path} is longer than {_MAX_TOKEN_FILE} bytes — one line")
+    try:
+        token = data.decode("ascii").rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise SecretError(f"token file {path} is not ASCII text — {fix}") from None
+    if not token:
+        raise SecretError(f"token file {path} is empty — {fix}")
+    if any(not c.isprintable() or c.isspace() for c in token):
+        raise SecretError(f"token file {path} holds more than one word or line — {fix}")
+    if len(token) < MIN_TOKEN:
+        raise SecretError(
+            f"the token in {path} is shorter than {MIN_TOKEN} characters, too easy to guess — {fix}"
+        )
+    return token
+
+
+class TokenFile:
+    """A token file, read again whenever it changes (content, owner or mode), its mode
+    checked at each reading: a file opened up to others is refused, not used."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._seen: tuple[int, ...] | None = None
+        self._token: str | None = None
+        self._error = ""
+
+    def current(self) -> str:
+        """The token now; SecretError when the file is unusable (every request is refused
+        then: fail closed)."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            st = None
+        seen = (
+            ()
+            if st is None
+            else (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)
+        )
+        with self._lock:
+            if seen != self._seen:
+                self._seen = seen
+                try:
+                    self._token, self._error = read_token(self.path), ""
+                except SecretError as exc:
+                    self._token, self._error = None, str(exc)
+                    log.warning("refusing every request that needs the token: %s", exc)
+            if self._token is None:
+                raise SecretError(self._error)
+            return self._token
+
+
+ENDPOINTS = {"/status": "status", "/metrics": "metrics", "/healthz": "healthz"}
+
+
+@dataclass(frozen=True)
+class Access:
+    """Which endpoints need the bearer token, and the token (None: none configured, so
+    those endpoints are refused to everyone)."""
+
+    token: TokenFile | None
+    token_for: frozenset[str] = frozenset({"status"})
+
+    def refusal(self, endpoint: str, authorization: str | None) -> tuple[int, str] | None:
+        """None to serve `endpoint`, else the status code and sentence to answer."""
+        if endpoint not in self.token_for:
+            return None
+        if self.token is None:
+            return 403, (
+                f"/{endpoint} needs a bearer token and this controller has none: set "
+                "controller.http.token_file in the topology or run it with --token-file"
+            )
+        try:
+            token = self.token.current()
+        except SecretError:
+            return 503, "the controller's token file is unusable: see its log"
+        scheme, _, presented = (authorization or "").strip().partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(
+            presented.strip().encode(), token.encode()
+        ):
+            return None
+        return 401, f"/{endpoint} needs the controller's bearer token (Authorization: Bearer …)"
+
+
+# ---- serving -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    target: str
+    headers: Mapping[str, str]  # names in lower case
+
+    @property
+    def path(self) -> str:
+        return self.target.split("?", 1)[0]
+
+
+@dataclass(frozen=True)
+class Response:
+    code: int
+    body: bytes
+    content_type: str = "text/plain; charset=utf-8"
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def encode(self, head_only: bool) -> bytes:
+        phrase = http.HTTPStatus(self.code).phrase
+        lines = [
+            f"HTTP/1.1 {self.code} {phrase}",
+            f"Content-Type: {self.content_type}",
+            f"Content-Length: {len(self.body)}",
+            "Connection: close",
+            *(f"{name}: {value}" for name, value in self.headers.items()),
+        ]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (
+            b"" if head_only else self.body
+        )
+
+
+def text(code: int, sentence: str, **headers: str) -> Response:
+    return Response(code, (sentence + "\n").encode(), headers=headers)
+
+
+def parse_head(head: bytes) -> Request | None:
+    """The request line and headers of `head` (without the blank line), or None when it
+    is not HTTP/1.x (pure)."""
+    lines = head.decode("latin-1").replace("\r\n", "\n").split("\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or not parts[2].startswith("HTTP/1.") or not parts[1].startswith("/"):
+        return None
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if not sep or not name or name != name.strip() or " " in name:
+            return None
+        headers[name.lower()] = value.strip()
+    return Request(parts[0], parts[1], headers)
+
+
+Respond = Callable[[Request], Response]
+MAX_HEAD = 8192  # bytes of request line and headers; a scrape sends a few hundred
+_ACCEPTS_PER_TURN = 16  # then read what arrived, so a flood of connects starves no one
+
+
+@dataclass
+class _Waiting:
+    """A connection whose request head has not arrived yet."""
+
+    deadline: float
+    head: bytearray = field(default_factory=bytearray)
+
+
+class Endpoint:
+    """An HTTP/1.1 server answering one request per connection: one thread waits for
+    request heads on every connection at once, `workers` threads answer complete ones.
+    Threads: 1 + `workers`, whatever the clients do; open connections: at most
+    `max_connections`, each given `read_timeout` from its accept to send its head."""
+
+    def __init__(
+        self,
+        address: str,
+        port: int,
+        respond: Respond,
+        *,
+        read_timeout: float = 5.0,
+        max_connections: int = 64,
+        workers: int = 4,
+    ) -> None:
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        self._listener = socket.create_server((address, port), family=family, backlog=128)
+        self._listener.setblocking(False)
+        self.server_address: tuple[str, int] = self._listener.getsockname()[:2]
+        self._respond = respond
+        self.read_timeout = read_timeout
+        self.max_connections = max_connections
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="controller http worker")
+        self._waiting: collections.OrderedDict[socket.socket, _Waiting] = collections.OrderedDict()
+        self._lock = threading.Lock()  # guards _open, _answering
+        self._open = 0  # accepted and not yet closed: waiting, queued or being answered
+        self._answering: set[socket.socket] = set()
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
+        self._listening = False
+        self._resume_at = 0.0  # after an accept failed (out of file descriptors)
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="controller http", daemon=True)
+
+    def start(self) -> Endpoint:
+        self._listen(True)
+        self._thread.start()
+        return self
+
+    def shutdown(self) -> None:
+        """Stop serving: close the listener and every connection, end every thread."""
+        self._stopping.set()
+        self._wake()
+        if self._thread.ident is not None:
+            self._thread.join(timeout=10)
+        else:  # never started: its loop would have closed these
+            self._selector.close()
+            self._listener.close()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            left, self._answering = list(self._answering), set()
+        for conn in left:  # queued for an answer when the pool was stopped
+            conn.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+    # ---- the waiting thread ----------------------------------------------------
+
+    def _loop(self) -> None:
+        try:
+            while not self._stopping.is_set():
+                try:
+                    self._turn()
+                except Exception:  # a bug here must not end serving (nor spin)
+                    log.exception("the HTTP endpoint's waiting thread")
+                    time.sleep(0.1)
+        finally:
+            self._selector.close()
+            self._listener.close()
+            for conn in list(self._waiting):
+                self._drop(conn)
+
+    def _turn(self) -> None:
+        now = time.monotonic()
+        if not self._listening and now >= self._resume_at and self._has_room():
+            self._listen(True)
+        timeout = 1.0
+        if self._waiting:
+            timeout = min(timeout, next(iter(self._waiting.values())).deadline - now)
+        if not self._listening and self._resume_at > now:
+            timeout = min(timeout, self._resume_at - now)
+        for key, _ in self._selector.select(max(0.0, timeout)):
+            if key.data == "listen":
+                self._accept()
+            elif key.data == "wake":
+                with contextlib.suppress(OSError):
+                    while self._wake_r.recv(512):
+                        pass
+            elif key.fileobj in self._waiting:
+                self._read(key.fileobj)  # type: ignore[arg-type]
+        self._expire(time.monotonic())
+
+    def _listen(self, on: bool) -> None:
+        if on and not self._listening:
+            self._selector.register(self._listener, selectors.EVENT_READ, "listen")
+        elif not on and self._listening:
+            self._selector.unregister(self._listener)
+        self._listening = on
+
+    def _has_room(self) -> bool:
+        with self._lock:
+            return self._open < self.max_connections
+
+    def _accept(self) -> None:
+        for _ in range(_ACCEPTS_PER_TURN):
+            try:
+                conn, _peer = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # EMFILE, ENFILE, ENOBUFS: try again shortly
+                log.warning("the HTTP endpoint cannot accept a connection: %s", exc)
+                self._listen(False)
+                self._resume_at = time.monotonic() + 0.5
+                return
+            conn.setblocking(False)
+            with self._lock:
+                self._open += 1
+            self._waiting[conn] = _Waiting(time.monotonic() + self.read_timeout)
+            self._selector.register(conn, selectors.EVENT_READ)
+            self._read(conn)  # a client usually sends at once: it may be complete already
+            # Over the limit: the oldest still waiting goes (a slowloris's, not the
+            # client that was just read whole), else accept no more until one closes.
+            while not self._has_room() and self._waiting:
+                self._drop(next(iter(self._waiting)))
+            if not self._has_room():
+                self._listen(False)
+                return
+
+    def _read(self, conn: socket.socket) -> None:
+        waiting = self._waiting[conn]
+        try:
+            chunk = conn.recv(4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            chunk = b""
+        if not chunk:
+            self._drop(conn)
+            return
+        waiting.head += chunk
+        end = waiting.head.find(b"\r\n\r\n")
+        if end < 0:
+            end = waiting.head.find(b"\n\n")
+        if end < 0 and len(waiting.head) <= MAX_HEAD:
+            return
+        head = bytes(waiting.head[:end]) if 0 <= end <= MAX_HEAD else None
+        self._selector.unregister(conn)
+        del self._waiting[conn]
+        with self._lock:
+            self._answering.add(conn)
+        self._pool.submit(self._answer, conn, head)
+
+    def _expire(self, now: float) -> None:
+        while self._waiting:
+            conn, waiting = next(iter(self._waiting.items()))
+            if waiting.deadline > now:
+                return
+            with contextlib.suppress(OSError):
+                conn.send(text(408, "the request did not arrive in time").encode(False))
+            self._drop(conn)
+
+    def _drop(self, conn: socket.socket) -> None:
+        self._waiting.pop(conn, None)
+        with contextlib.suppress(KeyError, ValueError):
+            self._selector.unregister(conn)
+        conn.close()
+        with self._lock:
+            self._open -= 1
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"x")
+
+    # ---- the workers -------------------------------------------------------------
+
+    def _answer(self, conn: socket.socket, head: bytes | None) -> None:
+        try:
+            request = None if head is None else parse_head(head)
+            if head is None:
+                response = text(431, f"the request head is longer than {MAX_HEAD} bytes")
+            elif request is None:
+                response = text(400, "not an HTTP/1.x request")
+            elif request.method not in ("GET", "HEAD"):
+                response = text(405, "only GET and HEAD", Allow="GET, HEAD")
+            else:
+                try:
+                    response = self._respond(request)
+                except Exception:
+                    log.exception("answering %s", request.path)
+                    response = text(500, "the controller failed to answer: see its log")
+            # Blocking, bounded: a client that reads nothing holds a worker no longer.
+            conn.settimeout(self.read_timeout)
+            conn.sendall(response.encode(request is not None and request.method == "HEAD"))
+        except OSError:
+            pass  # the client went away or stopped reading
+        finally:
+            with self._lock:
+                self._answering.discard(conn)
+                full = self._open >= self.max_connections
+                self._open -= 1
+            conn.close()
+            if full:
+                self._wake()  # the waiting thread may accept again
+
+
+def responder(metrics: Metrics, board: Board, health: Health, access: Access) -> Respond:
+    """What each endpoint answers, after the access check."""
+
+    def respond(request: Request) -> Response:
+        endpoint = ENDPOINTS.get(request.path)
+        if endpoint is None:
+            return text(404, "try /metrics, /status or /healthz")
+        refused = access.refusal(endpoint, request.headers.get("authorization"))
+        if refused is not None:
+            code, sentence = refused
+            if code == 401:
+                return text(code, sentence, **{"WWW-Authenticate": 'Bearer realm="sitectl"'})
+            return text(code, sentence)
+        if endpoint == "metrics":
+            return Response(200, metrics.render(), CONTENT_TYPE_LATEST)
+        if endpoint == "status":
+            body = json.dumps(board.read(), indent=2).encode() + b"\n"
+            return Response(200, body, "application/json")
+        ok, why = health()
+        return text(200 if ok else 503, why)
+
+    return respond
+
 
 def serve(
-    address: str, port: int, metrics: Metrics, board: Board, health: Health
-) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            path = self.path.split("?", 1)[0]
-            if path == "/metrics":
-                self._send(200, metrics.render(), CONTENT_TYPE_LATEST)
-            elif path == "/status":
-                self._send(
-                    200, json.dumps(board.read(), indent=2).encode() + b"\n", "application/json"
-                )
-            elif path == "/healthz":
-                ok, why = health()
-                self._send(200 if ok else 503, (why + "\n").encode(), "text/plain")
-            else:
-                self._send(404, b"try /metrics, /status or /healthz\n", "text/plain")
+    address: str,
+    port: int,
+    metrics: Metrics,
+    board: Board,
+    health: Health,
+    *,
+    access: Access | None = None,
+    read_timeout: float = 5.0,
+    max_connections: int = 64,
+) -> Endpoint:
+    """Serve /metrics, /status and /healthz on `address`:`port` until `shutdown()`;
+    without `access`, /status is refused (no token configured)."""
+    respond = responder(metrics, board, health, access or Access(None))
+    return Endpoint(
+        address, port, respond, read_timeout=read_timeout, max_connections=max_connections
+    ).start()
 
-        def _send(self, code: int, body: bytes, content_type: str) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
 
-        def log_message(self, format: str, *args: Any) -> None:
-            pass  # scrapes every few seconds would drown the decisions in the log
-
-    server = ThreadingHTTPServer((address, port), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="controller http", daemon=True).start()
-    return server
+def access_of(token_file: Path | None, token_for: Iterable[str]) -> Access:
+    """The endpoint's access rule; the token file is read at once, so an unusable one
+    stops the controller at start (SecretError) rather than refusing every scrape."""
+    token = None
+    if token_file is not None:
+        token = TokenFile(token_file)
+        token.current()
+    return Access(token, frozenset({"status", *token_for}))

@@ -100,9 +100,15 @@ class Lease:
         return self.epoch
 
     def release(self) -> None:
-        with translated("releasing the operation lease"):
-            self._lock.release()
-        self._client.remove_listener(self._on_state)
+        """Give the lock back and stop listening to the session, even when the release
+        fails (its node then dies with the session): a listener left behind would be
+        called on every state change for the rest of a long-running controller's life,
+        one more for each leadership term."""
+        try:
+            with translated("releasing the operation lease"):
+                self._lock.release()
+        finally:
+            self._client.remove_listener(self._on_state)
 
     def interrupted(self) -> str | None:
         """Why the lease cannot be trusted this instant, or None: a running playbook is

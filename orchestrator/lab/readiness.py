@@ -49,7 +49,7 @@ def probe(comp: Component, state: LabState) -> bool:
     if comp.kind == "controller":
         from orchestrator.lab import controllers
 
-        return controllers.ready(comp)
+        return controllers.ready(comp, state)
     if comp.kind == "deadman":
         from orchestrator.lab import deadman
 

@@ -6,8 +6,12 @@ The reads are real (files in a temp dir, processes started with the same code pa
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shlex
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -204,6 +208,43 @@ def test_hung_commands_are_cut_at_the_timeout_and_both_sites_read_at_once(tmp_pa
     )
     # One after the other would take 3 s or more.
     assert took < 2.8, took
+
+
+def test_a_hung_command_whose_child_escaped_the_kill_still_ends_in_bounded_time(
+    tmp_path: Path,
+) -> None:
+    """A command that left a process in a session of its own (a daemonizing ssh) with
+    its output pipes: killing the command's group cannot reach that process, and reading
+    the pipes to their end would wait for it, the check's thread and both pipes held
+    as long (leaked, in a long-running controller). The read gives up on them."""
+    pid_file = tmp_path / "escaped.pid"
+    script = (
+        "import subprocess, sys, time; "
+        "p = subprocess.Popen(['sleep', '60'], start_new_session=True); "
+        f"open({str(pid_file)!r}, 'w').write(str(p.pid)); time.sleep(60)"
+    )
+    command = shlex.join([sys.executable, "-c", script])
+    outcome: list[object] = []
+
+    def read() -> None:
+        try:
+            parity.run_command(command, tmp_path, timeout=1.0)
+        except parity.Unreadable as exc:
+            outcome.append(exc)
+
+    reader = threading.Thread(target=read, daemon=True)
+    started = time.monotonic()
+    try:
+        reader.start()
+        reader.join(timeout=10)
+        took = time.monotonic() - started
+        assert not reader.is_alive(), "still waiting for the escaped process's pipes"
+        assert [str(e) for e in outcome] == [f"`{command}` did not finish within 1 s"]
+        assert took < 4, took
+    finally:
+        if pid_file.exists():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)
 
 
 def test_parity_is_part_of_the_sweep_and_its_metrics(tmp_path: Path) -> None:

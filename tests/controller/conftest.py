@@ -11,13 +11,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,6 +181,16 @@ class Controllers:
     # On the lab: each controller runs in its site's network namespace, on the site's
     # address, as `sitectl lab controllers up` runs them (a WAN cut reaches it).
     lab_root: Path | None = None
+    # The bearer token of their endpoints (default: the lab's, else beside the topology).
+    token: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.token is None:
+            self.token = (
+                lab_controllers.token_file(self.lab_root)
+                if self.lab_root is not None
+                else token_file(self.topology.parent)
+            )
 
     def address(self, site: str) -> str:
         if self.lab_root is not None:
@@ -194,7 +204,12 @@ class Controllers:
             [
                 *where,
                 *lab_controllers.command(
-                    site, self.address(site), self.topology, *extra, lab_root=self.lab_root
+                    site,
+                    self.address(site),
+                    self.topology,
+                    self.token_path,
+                    *extra,
+                    lab_root=self.lab_root,
                 ),
             ],
             stdout=log,
@@ -214,10 +229,14 @@ class Controllers:
             env=self.env,
         )
 
+    @property
+    def token_path(self) -> Path:
+        assert self.token is not None
+        return self.token
+
     def get(self, site: str, path: str) -> str:
-        url = f"http://{self.address(site)}{path}"
-        with urllib.request.urlopen(url, timeout=2) as answer:
-            return str(answer.read().decode())
+        """`path` from the site's controller, with the bearer token."""
+        return lab_controllers.get(self.address(site), path, self.token_path).decode()
 
     def status(self, site: str) -> dict[str, Any]:
         return dict(json.loads(self.get(site, "/status")))
@@ -257,6 +276,16 @@ class Controllers:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+
+
+def token_file(directory: Path) -> Path:
+    """The controllers' bearer token beside their topology (made once, mode 0600)."""
+    path = directory / "controller.token"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(32) + "\n")
+    return path
 
 
 @pytest.fixture

@@ -5,9 +5,7 @@ import them."""
 from __future__ import annotations
 
 import contextlib
-import json
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,11 +61,11 @@ class LabControllers:
     """The controllers `sitectl lab controllers up --topology FILE` runs, seen from ops."""
 
     topology: Path
+    lab_root: Path  # the lab's state dir: its controllers' bearer token
 
     def status(self, site: str) -> dict[str, Any]:
-        url = f"http://{lab_daemons.listen(site)}/status"
-        with urllib.request.urlopen(url, timeout=2) as answer:
-            return dict(json.loads(answer.read()))
+        token = lab_daemons.token_file(self.lab_root)
+        return lab_daemons.status(lab_daemons.listen(site), token)
 
     def leaders(self) -> list[str]:
         found = []

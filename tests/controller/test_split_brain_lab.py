@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -48,12 +47,12 @@ def controller_log(cluster: Cluster, site: str) -> str:
     return Path(cluster.lab.state().components[f"{site}-controller"].log).read_text()
 
 
-def split_gauge(site: str) -> float | None:
-    url = f"http://{lab_daemons.listen(site)}/metrics"
-    with urllib.request.urlopen(url, timeout=5) as answer:
-        for line in answer.read().decode().splitlines():
-            if line.startswith("sitectl_split_brain "):
-                return float(line.split()[1])
+def split_gauge(cluster: Cluster, site: str) -> float | None:
+    token = lab_daemons.token_file(cluster.lab.state_dir)  # the lab's /metrics needs it
+    text = lab_daemons.get(lab_daemons.listen(site), "/metrics", token, timeout=5).decode()
+    for line in text.splitlines():
+        if line.startswith("sitectl_split_brain "):
+            return float(line.split()[1])
     return None
 
 
@@ -67,7 +66,7 @@ def test_two_sites_serving_is_down_told_to_the_hook_and_counted(
     lab.ok("controllers", "up", "--hook", f"split-brain=sh -c '{{ cat; echo; }} >> {told}'")
     stray = layout.DATACENTERS[1]
     try:
-        wait_for(lambda: split_gauge("dc1") == 0.0, "the controllers probe", within=60)
+        wait_for(lambda: split_gauge(cluster, "dc1") == 0.0, "the controllers probe", within=60)
         lab_app(cluster, "start", stray)
 
         health = cluster.sitectl("health", "--system", "application", "--json")
@@ -77,7 +76,10 @@ def test_two_sites_serving_is_down_told_to_the_hook_and_counted(
         assert findings[0]["reason"].startswith("split brain: 2 sites serve the application (")
 
         wait_for(lambda: told.exists() and told.read_text().strip(), "the hook is told", within=30)
-        wait_for(lambda: all(split_gauge(s) == 1.0 for s in layout.SITES), "every view counts it")
+        wait_for(
+            lambda: all(split_gauge(cluster, s) == 1.0 for s in layout.SITES),
+            "every view counts it",
+        )
         events = [json.loads(line) for line in told.read_text().splitlines() if line]
         assert {e["event"] for e in events} == {"split-brain"}
         assert {e["vantage"] for e in events} <= set(layout.SITES)
@@ -85,7 +87,7 @@ def test_two_sites_serving_is_down_told_to_the_hook_and_counted(
         assert f"{stray} sees two sites serving" in controller_log(cluster, stray)
 
         lab_app(cluster, "stop", stray)
-        wait_for(lambda: split_gauge("witness") == 0.0, "the split ends", within=30)
+        wait_for(lambda: split_gauge(cluster, "witness") == 0.0, "the split ends", within=30)
         assert "witness no longer sees two sites serving" in controller_log(cluster, "witness")
         # Once per episode: the hook was not told again while it lasted.
         told_once = [json.loads(line) for line in told.read_text().splitlines() if line]

@@ -10,7 +10,7 @@ from kazoo.client import KazooState
 from kazoo.recipe.lock import Lock
 from kazoo.security import make_acl
 
-from orchestrator.coordination.lease import Lease
+from orchestrator.coordination.lease import Lease, take_term_epoch
 from orchestrator.coordination.paths import ZkPaths
 from orchestrator.errors import Conflict, Failed, LeaseLost, Locked
 from tests.coordination.conftest import IPS, wait_for
@@ -198,3 +198,43 @@ def test_a_waiting_acquirer_gets_the_lease_when_the_holder_dies(ensemble, chroot
         assert lease.held
     finally:
         dead.stop(), waiter.stop()
+
+
+def _no_delete_under(client, path: str) -> None:
+    """Children of `path` may be made and read, never deleted: a release fails."""
+    client.ensure_path(path)
+    client.set_acls(path, [make_acl("world", "anyone", read=True, create=True)])
+
+
+def test_a_failed_release_still_stops_listening_to_the_session(ensemble, chroot) -> None:
+    """A release that fails (ZooKeeper refuses or drops the delete; the node then dies
+    with the session) must not leave the lease's session listener behind: a controller
+    takes and gives back a lease every leadership term, for months."""
+    paths = ZkPaths(chroot)
+    client = ensemble.client()
+    try:
+        listeners = len(client.state_listeners)
+        lease = Lease(client, paths, "op")
+        lease.acquire()
+        assert len(client.state_listeners) == listeners + 1
+        _no_delete_under(client, paths.lock)
+        with pytest.raises(Failed, match="releasing the operation lease"):
+            lease.release()
+        assert len(client.state_listeners) == listeners
+    finally:
+        client.stop()
+        client.close()
+
+
+def test_a_terms_epoch_whose_release_fails_leaves_no_listener(ensemble, chroot) -> None:
+    paths = ZkPaths(chroot)
+    client = ensemble.client()
+    try:
+        _no_delete_under(client, paths.lock)
+        listeners = len(client.state_listeners)
+        with pytest.raises(Failed, match="releasing the operation lease"):
+            take_term_epoch(client, paths, "controller dc1")
+        assert len(client.state_listeners) == listeners
+    finally:
+        client.stop()
+        client.close()

@@ -66,7 +66,7 @@ def guarded(cluster: Cluster) -> Iterator[LabControllers]:
         cluster.lab.renew()
     topology = controller_topology(cluster, "partition-safety", ldap="30s")
     cluster.lab.ok("controllers", "up", "--topology", str(topology))
-    controllers = LabControllers(topology)
+    controllers = LabControllers(topology, cluster.lab.state_dir)
     try:
         wait_for(
             lambda: any(

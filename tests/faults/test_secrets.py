@@ -27,7 +27,6 @@ import signal
 import subprocess
 import threading
 import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +35,9 @@ import pytest
 
 from orchestrator.adapters.secrets import read_secret
 from orchestrator.config import Topology
+from orchestrator.controller.http import read_token
 from orchestrator.coordination.client import connect
+from orchestrator.lab import controllers as lab_controllers
 from orchestrator.lab.credentials import read_tsig_key
 from tests.controller.conftest import wait_for
 from tests.engine.conftest import SITECTL, Cluster
@@ -99,6 +100,8 @@ def lab_canaries(topo: Topology) -> list[Canary]:
                 "ZooKeeper digest", read_secret(topo.zookeeper.auth.credentials, base).reveal()
             )
         )
+    # The lab's topology sits in its state dir, beside the controllers' token.
+    found.append(Canary.of("controller bearer token", read_token(lab_controllers.token_file(base))))
     # Distinct, and long enough that finding one by chance is impossible.
     for canary in found:
         assert min(len(f) for f in canary.forms) >= 16, f"{canary.name} is too short to search for"
@@ -317,10 +320,10 @@ def zookeeper_records(topo: Topology) -> Iterator[tuple[str, bytes]]:
 CONTROLLER_LISTEN = "127.0.23.3:9401"  # no lab server uses it
 
 
-def controller_status() -> dict:
-    url = f"http://{CONTROLLER_LISTEN}/status"
-    with urllib.request.urlopen(url, timeout=2) as answer:
-        return dict(json.loads(answer.read()))
+def controller_status(cluster: Cluster) -> dict:
+    """Its /status, with the lab's bearer token (which it was started with)."""
+    token = lab_controllers.token_file(cluster.lab.state_dir)
+    return lab_controllers.status(CONTROLLER_LISTEN, token)
 
 
 def test_secrets_appear_nowhere_in_a_drills_reports_or_a_controllers_log(
@@ -330,9 +333,13 @@ def test_secrets_appear_nowhere_in_a_drills_reports_or_a_controllers_log(
     scanner = Scanner(canaries)
     reports = tmp_path / "reports"
     log = tmp_path / "controller.log"
+    token = lab_controllers.token_file(cluster.lab.state_dir)
     with open(log, "wb") as sink:
         controller = subprocess.Popen(
-            [SITECTL, "controller", "run", "--site", "witness", "--listen", CONTROLLER_LISTEN],
+            [
+                *(SITECTL, "controller", "run", "--site", "witness"),
+                *("--listen", CONTROLLER_LISTEN, "--token-file", str(token)),
+            ],
             stdout=sink,
             stderr=subprocess.STDOUT,
             env=cluster.env(),
@@ -343,7 +350,8 @@ def test_secrets_appear_nowhere_in_a_drills_reports_or_a_controllers_log(
         # and throughout the drill.
         wait_for(
             lambda: (
-                (status := controller_status())["leader"] and status.get("canary_problems") == []
+                (status := controller_status(cluster))["leader"]
+                and status.get("canary_problems") == []
             ),
             "the controller leads and has written its canaries",
             within=90,
