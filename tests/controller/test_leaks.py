@@ -54,7 +54,7 @@ def new_session(ensemble: Ensemble, client: KazooClient) -> int:
 
 
 def report_paths(controller: Controller) -> list[str]:
-    return [f"{controller.state.vantage_path}/{site}" for site in controller.topo.sites]
+    return [f"{controller.state.vantage_path}/{site}/report" for site in controller.topo.sites]
 
 
 def test_the_report_watches_are_set_once_not_once_per_session(
