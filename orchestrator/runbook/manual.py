@@ -734,7 +734,14 @@ def _first_probe(topo: Topology, site: str, kind: str) -> tuple[str, int] | None
 def _activate(topo: Topology, plan: Plan, step: Step) -> ManualStep:
     znode = ZkPaths.for_cluster(topo.zookeeper.chroot, topo.cluster).active_site
     return ManualStep(
-        (_zk_cli(topo, *_zk_put(topo, znode, plan.to_site), f"get {znode}"),),
+        (
+            _zk_cli(
+                topo,
+                *_zk_put(topo, znode, plan.to_site),
+                f"get {znode}",
+                then=f"tail -n 1 | grep -Fx -- {plan.to_site}",
+            ),
+        ),
         f"no error, and the last line printed is {plan.to_site}",
         f"`get {znode}` prints {plan.to_site}; tell the on-call channel the service runs there",
     )
@@ -763,7 +770,7 @@ def _zk_put(topo: Topology, znode: str, value: str) -> list[str]:
     ]
 
 
-def _zk_cli(topo: Topology, *commands: str) -> str:
+def _zk_cli(topo: Topology, *commands: str, then: str = "") -> str:
     """ZooKeeper's own client running `commands`, one per line on its input: as sitectl
     connects (TLS verified against zookeeper.tls.ca_file, authenticated as
     zookeeper.auth), and without the credentials on any command line (the shell reads
@@ -790,7 +797,10 @@ def _zk_cli(topo: Topology, *commands: str) -> str:
         client = f"java -cp {classpath} {defines} org.apache.zookeeper.ZooKeeperMain"
     lines = [f"addauth digest $(cat {_made(ZK_IDENTITY)})"] if zk.auth else []
     body = "\n".join([*lines, *commands])
-    return f"{client} -server {zk.connect_string()} <<EOF\n{body}\nEOF"
+    # `then`: a pipeline the client's output goes on to (its own exit status does not
+    # tell a refused `set`: the last line read back does).
+    pipe = f" | {then}" if then else ""
+    return f"{client} -server {zk.connect_string()} <<EOF{pipe}\n{body}\nEOF"
 
 
 def _ticket_znode(topo: Topology) -> str:
@@ -831,7 +841,14 @@ def _ticket_release(topo: Topology, plan: Plan, step: Step) -> ManualStep:
         f'"released_at": $(date +%s), "ttl": {topo.ticket_ttl:g}}}'
     )
     return ManualStep(
-        (_zk_cli(topo, *_zk_put(topo, znode, released), f"get {znode}"),),
+        (
+            _zk_cli(
+                topo,
+                *_zk_put(topo, znode, released),
+                f"get {znode}",
+                then="tail -n 1 | grep -F '\"holder\": null'",
+            ),
+        ),
         'the last line printed is the ticket with "holder": null',
         f'`get {znode}` prints "holder": null',
     )
@@ -844,7 +861,14 @@ def _ticket_grant(topo: Topology, plan: Plan, step: Step) -> ManualStep:
         f'"renewed_at": $(date +%s), "ttl": {topo.ticket_ttl:g}}}'
     )
     return ManualStep(
-        (_zk_cli(topo, *_zk_put(topo, znode, granted), f"get {znode}"),),
+        (
+            _zk_cli(
+                topo,
+                *_zk_put(topo, znode, granted),
+                f"get {znode}",
+                then=f'tail -n 1 | grep -F \'"holder": "{step.site}"\'',
+            ),
+        ),
         "no error",
         f'`get {znode}` prints "holder": "{step.site}"; {step.site}\'s controllers renew it '
         "from now on (start them if they do not run)",

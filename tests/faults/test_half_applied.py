@@ -321,6 +321,7 @@ def s3_topology(home: Path, bucket: str, active_url: str, standby_url: str) -> T
     doc = yaml.safe_load(EXAMPLE.read_text())
     for endpoint in doc["object_store"]["endpoints"]:
         endpoint["url"] = active_url if endpoint["site"] == "dc2" else standby_url
+        endpoint["insecure"] = True  # moto's plain-http servers, said explicitly
     doc["object_store"]["buckets"][0]["name"] = bucket
     shutil.copy(EXAMPLE.with_name("hosts.yml"), home / "hosts.yml")
     shutil.copytree(

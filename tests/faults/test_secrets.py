@@ -339,6 +339,10 @@ def test_secrets_appear_nowhere_in_a_drills_reports_or_a_controllers_log(
             [
                 *(SITECTL, "controller", "run", "--site", "witness"),
                 *("--listen", CONTROLLER_LISTEN, "--token-file", str(token)),
+                *(
+                    "--identity",
+                    str(lab_controllers.identity_file(cluster.lab.state_dir, "witness")),
+                ),
             ],
             stdout=sink,
             stderr=subprocess.STDOUT,
