@@ -23,7 +23,17 @@ ansible-playbook, its workers (each makes a session of its own, so killing ansib
 playbook's process group alone would leave them and their commands running) and the
 commands they started — found by a marker in their environment.
 
-Secrets are never passed as extra vars: ansible-runner writes them to its artifacts.
+Secrets are never passed as extra vars, nor in the environment: ansible-runner writes
+both into its artifacts (env/extravars; `artifacts/<id>/command` holds the environment of
+the ansible-playbook it starts). ansible-playbook gets an allow-listed environment
+(orchestrator/childenv.py), never sitectl's, where the operator's `{env: …}` secrets are.
+What a playbook needs of them (a NetApp step's credentials, its epoch check's ZooKeeper
+digest) is handed over in files: one per variable name, mode 0600, in a private directory
+(0700, in /dev/shm when there is one: memory, not disk) that SITECTL_SECRETS_DIR names and
+that is removed when the run ends (a sitectl killed meanwhile leaves it to the next run,
+which removes it: its name holds the dead process's pid). The artifact directories are
+0700 and sitectl's own files in them are written without following links
+(orchestrator/safefiles.py).
 """
 
 from __future__ import annotations
@@ -39,15 +49,16 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import ansible_runner
+import ansible_runner.interface
 import yaml
 
 from orchestrator.adapters.secrets import scrub
+from orchestrator.childenv import SECRETS_DIR, allowed_for_ansible, secret_names
 from orchestrator.errors import Failed, Unavailable
 from orchestrator.gates import (
     END_GATE,
@@ -55,10 +66,12 @@ from orchestrator.gates import (
     Cancel,
     Gate,
     GateAnswer,
+    HandedOver,
     PlaybookCall,
     StepTaskHook,
     Verdict,
 )
+from orchestrator.safefiles import private_dir, write_atomic
 
 __all__ = [  # the shared run's vocabulary (orchestrator.gates), as this module always had it
     "END_GATE",
@@ -81,6 +94,9 @@ EX_TEMPFAIL = 75
 ACTION_PLUGINS = Path(__file__).with_name("ansible_action")
 GATE_PLAY = "sitectl gate: "
 GATE_DIR_PREFIX = "sitectl-gate-"
+SECRETS_DIR_PREFIX = "sitectl-secrets-"
+# Where a run's secrets are handed over: memory-backed when the machine has it.
+SECRETS_PARENTS = (Path("/dev/shm"),)
 GATE_SERVER_POLL_S = 0.02
 # How often ansible-runner asks whether to cancel a run (its default, 5 s, would let a
 # deposed engine's playbook go on that long).
@@ -120,9 +136,11 @@ def run_playbook(
     on_task: TaskHook | None = None,
     skip_tags: Collection[str] = (),
     cancel: Cancel | None = None,
+    handover: Mapping[str, HandedOver] | None = None,
 ) -> PlaybookResult:
     """Run `playbook` limited to `hosts`; raise Failed/Unavailable unless all are ok, or
-    what `cancel` returned once it asked to stop."""
+    what `cancel` returned once it asked to stop. `handover`: secrets given to the run in
+    files (see the module's docstring), by the environment variable each is read from."""
     if not hosts:
         raise Failed(f"{playbook.name}: no host to run on — check the inventory groups")
     result, processed = _run(
@@ -136,6 +154,7 @@ def run_playbook(
         on_task=on_task,
         skip_tags=skip_tags,
         cancel=cancel,
+        handover=handover or {},
     )
     missing = set(hosts) - processed
     if missing:
@@ -237,8 +256,8 @@ def run_batch(
     calls = [item.call for item in items if item.call is not None]
     if not calls or any(not call.hosts for call in calls):
         raise Failed("a shared run needs playbook steps, each with a host to run on")
-    artifacts.mkdir(parents=True, exist_ok=True)
-    _sweep_gate_dirs()
+    private_dir(artifacts)
+    _sweep_dirs(GATE_DIR_PREFIX)
     # A private directory: only this user may connect and answer for the engine.
     sockets = Path(tempfile.mkdtemp(prefix=f"{GATE_DIR_PREFIX}{os.getpid()}-"))
     socket_path = str(sockets / "gate.sock")
@@ -266,7 +285,7 @@ def run_batch(
     ).start()
     try:
         composite = artifacts / "batch.yml"
-        composite.write_text(yaml.safe_dump(compose_batch(items, socket_path, gate_timeout)))
+        write_atomic(composite, yaml.safe_dump(compose_batch(items, socket_path, gate_timeout)))
         # localhost: the end gate's play, and any gate that runs a group in sitectl.
         everyone = [h for call in calls for h in call.hosts] + ["localhost"]
         result, _ = _run(
@@ -283,6 +302,7 @@ def run_batch(
             batch=True,
             skip_tags=shared_skips(calls),
             cancel=cancel,
+            handover={name: value for call in calls for name, value in call.secrets.items()},
         )
     finally:
         server.shutdown()
@@ -297,13 +317,41 @@ def shared_skips(calls: Sequence[PlaybookCall]) -> frozenset[str]:
     return frozenset.intersection(*(call.skip_tags for call in calls)) if calls else frozenset()
 
 
-def _sweep_gate_dirs() -> None:
-    """Remove gate directories left by sitectl processes that were killed (SIGKILL
-    skips every finally): their name holds the pid, and that process is gone."""
-    for path in Path(tempfile.gettempdir()).glob(GATE_DIR_PREFIX + "*"):
-        pid = path.name.removeprefix(GATE_DIR_PREFIX).split("-", 1)[0]
-        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
-            shutil.rmtree(path, ignore_errors=True)
+def _sweep_dirs(prefix: str) -> None:
+    """Remove gate and secret directories left by sitectl processes that were killed
+    (SIGKILL skips every finally): their name holds the pid, and that process is gone."""
+    for parent in {Path(tempfile.gettempdir()), *SECRETS_PARENTS}:
+        for path in parent.glob(prefix + "*"):
+            pid = path.name.removeprefix(prefix).split("-", 1)[0]
+            if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+                shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _handed_over(handover: Mapping[str, HandedOver]) -> Iterator[dict[str, str]]:
+    """The environment naming a private directory that holds the secrets of `handover`,
+    one 0600 file per variable name, for as long as the block runs; {} when none."""
+    if not handover:
+        yield {}
+        return
+    _sweep_dirs(SECRETS_DIR_PREFIX)
+    usable = [p for p in SECRETS_PARENTS if p.is_dir() and os.access(p, os.W_OK | os.X_OK)]
+    # mkdtemp: mode 0700, a name nobody could have prepared.
+    directory = Path(
+        tempfile.mkdtemp(
+            prefix=f"{SECRETS_DIR_PREFIX}{os.getpid()}-",
+            dir=usable[0] if usable else None,
+        )
+    )
+    try:
+        for name, source in handover.items():
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            # `name` is an environment variable's name (SecretRef checks it): no "/".
+            with os.fdopen(os.open(directory / name, flags, 0o600), "w") as out:
+                out.write(source.reveal())
+        yield {SECRETS_DIR: str(directory)}
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 class _GateServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -346,8 +394,9 @@ def _run(
     batch: bool = False,
     skip_tags: Collection[str] = (),
     cancel: Cancel | None = None,
+    handover: Mapping[str, HandedOver] | None = None,
 ) -> tuple[PlaybookResult, set[str]]:
-    artifacts.mkdir(parents=True, exist_ok=True)
+    private_dir(artifacts)
     messages: dict[str, str] = {}
     rcs: dict[str, int] = {}
 
@@ -375,22 +424,28 @@ def _run(
     # ansible-runner prefers the envvars file an earlier run in this directory left (a
     # resumed step's) to the ones it is given: this run's marker must be the one it uses.
     (artifacts / "env" / "envvars").unlink(missing_ok=True)
-    runner = ansible_runner.run(
-        private_data_dir=str(artifacts),
-        playbook=str(playbook),
-        inventory=str(inventory.resolve()),
-        limit=limit,
-        extravars=dict(extravars),
-        envvars={**_environment(batch), RUN_MARKER: marker},
-        quiet=True,
-        # A backstop only: the cancel check ends the run at `timeout`, and kills all of it.
-        timeout=max(1, int(timeout)) + 5,
-        event_handler=handle,
-        cancel_callback=stop,
-        settings={"pexpect_timeout": CANCEL_POLL_S},
-        rotate_artifacts=20,
-        skip_tags=",".join(sorted(skip_tags)) or None,
-    )
+    with _handed_over(handover or {}) as where:
+        envvars = {**_environment(batch), RUN_MARKER: marker, **where}
+        runner = ansible_runner.interface.init_runner(
+            private_data_dir=str(artifacts),
+            playbook=str(playbook),
+            inventory=str(inventory.resolve()),
+            limit=limit,
+            extravars=dict(extravars),
+            envvars=envvars,
+            quiet=True,
+            # A backstop only: the cancel check ends the run at `timeout`, and kills all.
+            timeout=max(1, int(timeout)) + 5,
+            event_handler=handle,
+            cancel_callback=stop,
+            settings={"pexpect_timeout": CANCEL_POLL_S},
+            rotate_artifacts=20,
+            skip_tags=",".join(sorted(skip_tags)) or None,
+        )
+        # ansible-runner seeds the run's environment with all of ours (os.environ) and
+        # writes it into artifacts/<id>/command: what it starts gets the allow-list only.
+        runner.config.env = run_environment(runner.config.env, envvars)
+        runner.run()
     duration = time.monotonic() - started
     stats = runner.stats or {}
     if stop.error is not None:
@@ -465,6 +520,25 @@ def _raise_for(result: PlaybookResult) -> None:
         raise Unavailable(f"{result.playbook}: {_describe(trouble)}")
     if result.failed:
         raise Failed(f"{result.playbook} failed: {_describe(result.failed)}")
+
+
+def run_environment(
+    prepared: Mapping[str, str],
+    ours: Mapping[str, str],
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment of ansible-playbook, from the one ansible-runner `prepared` (all of
+    `environ`, os.environ by default, plus its own settings and `ours`): what sitectl set,
+    what ansible-runner set or changed (its callback plugin, …), and of the inherited
+    rest only what childenv allows; never a variable a secret is read from (pure)."""
+    inherited = os.environ if environ is None else environ
+    hidden = secret_names()
+    return {
+        name: value
+        for name, value in prepared.items()
+        if name not in hidden
+        and (name in ours or allowed_for_ansible(name) or inherited.get(name) != value)
+    }
 
 
 def _environment(batch: bool = False) -> dict[str, str]:
