@@ -1,5 +1,9 @@
 """The audit log: one JSON line per step transition and per operation event, recording
-who (OS user and host), what, when, under which fencing epoch, why, and the result."""
+who (OS user and host), what, when, under which fencing epoch, why, and the result.
+
+Written as root, usually: the file is opened without following a link (a link planted
+there is refused, naming it, rather than appended through to its target) and created
+0600, in a directory created 0700 (orchestrator/safefiles.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +14,9 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+from orchestrator.safefiles import open_append, private_dir
 
 DEFAULT_PATH = Path("/var/log/sitectl/audit.jsonl")
 ENV_VAR = "SITECTL_AUDIT_LOG"
@@ -42,13 +48,23 @@ class AuditLog:
             **fields,
         }
         line = json.dumps(record, sort_keys=True, default=str) + "\n"
-        with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock, self._open() as out:
             # Append and fsync: after a crash the log must show the last transition.
-            with open(self.path, "a", encoding="utf-8") as out:
-                out.write(line)
-                out.flush()
-                os.fsync(out.fileno())
+            out.write(line)
+            out.flush()
+            os.fsync(out.fileno())
+
+    def check(self) -> None:
+        """Raise UnsafePath now, before an operation changes anything, if the log cannot
+        be written safely (a link planted in its place); creates it if missing."""
+        with self._lock, self._open():
+            pass
+
+    def _open(self) -> IO[str]:
+        # The directory is where the operator put the log (a link there is theirs);
+        # created 0700 when missing.
+        private_dir(self.path.parent, root=self.path.parent)
+        return os.fdopen(open_append(self.path, "audit log"), "a", encoding="utf-8")
 
     def read(self) -> list[dict[str, Any]]:
         if not self.path.exists():

@@ -21,6 +21,12 @@ END_GATE = "sitectl:end"
 Cancel = Callable[[], "Exception | None"]
 
 
+class HandedOver(Protocol):
+    """A secret a run needs, read only when the run starts (adapters/secrets.SecretSource)."""
+
+    def reveal(self) -> str: ...
+
+
 @dataclass(frozen=True)
 class PlaybookCall:
     """One step's playbook, the hosts it runs on and its extra vars (never secrets)."""
@@ -31,6 +37,10 @@ class PlaybookCall:
     # Tags of the playbook's tasks this call never runs (their `when` is false for it),
     # left out with --skip-tags: a task skipped by `when` still costs a worker fork.
     skip_tags: frozenset[str] = frozenset()
+    # Secrets the topology reads from the environment that the playbook needs, by that
+    # variable's name: handed over to the run in files, never in its environment or
+    # extra vars (adapters/ansible.py).
+    secrets: Mapping[str, HandedOver] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,18 @@ strings they are), so `{{ lookup('pipe', ...) }}` in a mount point stays text. T
 exception is `AnsibleTemplate`: an operator's command line from the topology, whose
 `{{ host_var }}` are meant for Ansible; the values sitectl puts into such a command go
 in unsafe variables of their own, quoted by the playbook (config.model.fill_for_ansible).
+
+Secrets are never passed as extra vars, nor in the environment: ansible-runner writes
+both into its artifacts (env/extravars; `artifacts/<id>/command` holds the environment of
+the ansible-playbook it starts). ansible-playbook gets an allow-listed environment
+(orchestrator/childenv.py), never sitectl's, where the operator's `{env: …}` secrets are.
+What a playbook needs of them (a NetApp step's credentials, its epoch check's ZooKeeper
+digest) is handed over in files: one per variable name, mode 0600, in a private directory
+(0700, in /dev/shm when there is one: memory, not disk) that SITECTL_SECRETS_DIR names and
+that is removed when the run ends (a sitectl killed meanwhile leaves it to the next run,
+which removes it: its name holds the dead process's pid). The artifact directories are
+0700 and sitectl's own files in them are written without following links
+(orchestrator/safefiles.py).
 """
 
 from __future__ import annotations
@@ -47,14 +59,15 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import ansible_runner
+import ansible_runner.interface
 
 from orchestrator.adapters.secrets import scrub
+from orchestrator.childenv import SECRETS_DIR, allowed_for_ansible, secret_names
 from orchestrator.errors import Failed, Unavailable
 from orchestrator.gates import (
     END_GATE,
@@ -62,10 +75,12 @@ from orchestrator.gates import (
     Cancel,
     Gate,
     GateAnswer,
+    HandedOver,
     PlaybookCall,
     StepTaskHook,
     Verdict,
 )
+from orchestrator.safefiles import private_dir, write_atomic
 
 __all__ = [  # the shared run's vocabulary (orchestrator.gates), as this module always had it
     "END_GATE",
@@ -90,6 +105,9 @@ EX_TEMPFAIL = 75
 ACTION_PLUGINS = Path(__file__).with_name("ansible_action")
 GATE_PLAY = "sitectl gate: "
 GATE_DIR_PREFIX = "sitectl-gate-"
+SECRETS_DIR_PREFIX = "sitectl-secrets-"
+# Where a run's secrets are handed over: memory-backed when the machine has it.
+SECRETS_PARENTS = (Path("/dev/shm"),)
 GATE_SERVER_POLL_S = 0.02
 # How often ansible-runner asks whether to cancel a run (its default, 5 s, would let a
 # deposed engine's playbook go on that long).
@@ -153,9 +171,11 @@ def run_playbook(
     on_task: TaskHook | None = None,
     skip_tags: Collection[str] = (),
     cancel: Cancel | None = None,
+    handover: Mapping[str, HandedOver] | None = None,
 ) -> PlaybookResult:
     """Run `playbook` limited to `hosts`; raise Failed/Unavailable unless all are ok, or
-    what `cancel` returned once it asked to stop."""
+    what `cancel` returned once it asked to stop. `handover`: secrets given to the run in
+    files (see the module's docstring), by the environment variable each is read from."""
     if not hosts:
         raise Failed(f"{playbook.name}: no host to run on — check the inventory groups")
     result, processed = _run(
@@ -169,6 +189,7 @@ def run_playbook(
         on_task=on_task,
         skip_tags=skip_tags,
         cancel=cancel,
+        handover=handover or {},
     )
     missing = set(hosts) - processed
     if missing:
@@ -271,8 +292,8 @@ def run_batch(
     calls = [item.call for item in items if item.call is not None]
     if not calls or any(not call.hosts for call in calls):
         raise Failed("a shared run needs playbook steps, each with a host to run on")
-    artifacts.mkdir(parents=True, exist_ok=True)
-    _sweep_gate_dirs()
+    private_dir(artifacts)
+    _sweep_dirs(GATE_DIR_PREFIX)
     # A private directory: only this user may connect and answer for the engine.
     sockets = Path(tempfile.mkdtemp(prefix=f"{GATE_DIR_PREFIX}{os.getpid()}-"))
     socket_path = str(sockets / "gate.sock")
@@ -302,7 +323,9 @@ def run_batch(
         # JSON (which Ansible reads as the YAML it is): the steps' vars are marked unsafe
         # in JSON's form (see `marked`).
         composite = artifacts / "batch.yml"
-        composite.write_text(json.dumps(compose_batch(items, socket_path, gate_timeout), indent=1))
+        write_atomic(
+            composite, json.dumps(compose_batch(items, socket_path, gate_timeout), indent=1)
+        )
         # localhost: the end gate's play, and any gate that runs a group in sitectl.
         everyone = [h for call in calls for h in call.hosts] + ["localhost"]
         result, _ = _run(
@@ -319,6 +342,7 @@ def run_batch(
             batch=True,
             skip_tags=shared_skips(calls),
             cancel=cancel,
+            handover={name: value for call in calls for name, value in call.secrets.items()},
         )
     finally:
         server.shutdown()
@@ -333,13 +357,41 @@ def shared_skips(calls: Sequence[PlaybookCall]) -> frozenset[str]:
     return frozenset.intersection(*(call.skip_tags for call in calls)) if calls else frozenset()
 
 
-def _sweep_gate_dirs() -> None:
-    """Remove gate directories left by sitectl processes that were killed (SIGKILL
-    skips every finally): their name holds the pid, and that process is gone."""
-    for path in Path(tempfile.gettempdir()).glob(GATE_DIR_PREFIX + "*"):
-        pid = path.name.removeprefix(GATE_DIR_PREFIX).split("-", 1)[0]
-        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
-            shutil.rmtree(path, ignore_errors=True)
+def _sweep_dirs(prefix: str) -> None:
+    """Remove gate and secret directories left by sitectl processes that were killed
+    (SIGKILL skips every finally): their name holds the pid, and that process is gone."""
+    for parent in {Path(tempfile.gettempdir()), *SECRETS_PARENTS}:
+        for path in parent.glob(prefix + "*"):
+            pid = path.name.removeprefix(prefix).split("-", 1)[0]
+            if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+                shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _handed_over(handover: Mapping[str, HandedOver]) -> Iterator[dict[str, str]]:
+    """The environment naming a private directory that holds the secrets of `handover`,
+    one 0600 file per variable name, for as long as the block runs; {} when none."""
+    if not handover:
+        yield {}
+        return
+    _sweep_dirs(SECRETS_DIR_PREFIX)
+    usable = [p for p in SECRETS_PARENTS if p.is_dir() and os.access(p, os.W_OK | os.X_OK)]
+    # mkdtemp: mode 0700, a name nobody could have prepared.
+    directory = Path(
+        tempfile.mkdtemp(
+            prefix=f"{SECRETS_DIR_PREFIX}{os.getpid()}-",
+            dir=usable[0] if usable else None,
+        )
+    )
+    try:
+        for name, source in handover.items():
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            # `name` is an environment variable's name (SecretRef checks it): no "/".
+            with os.fdopen(os.open(directory / name, flags, 0o600), "w") as out:
+                out.write(source.reveal())
+        yield {SECRETS_DIR: str(directory)}
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 class _GateServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -382,8 +434,9 @@ def _run(
     batch: bool = False,
     skip_tags: Collection[str] = (),
     cancel: Cancel | None = None,
+    handover: Mapping[str, HandedOver] | None = None,
 ) -> tuple[PlaybookResult, set[str]]:
-    artifacts.mkdir(parents=True, exist_ok=True)
+    private_dir(artifacts)
     messages: dict[str, str] = {}
     rcs: dict[str, int] = {}
 
@@ -414,21 +467,27 @@ def _run(
     # The extra vars are written here, not handed to ansible-runner, which would write
     # them as plain JSON (every string templated) and keep an earlier run's file.
     _write_extravars(artifacts, extravars)
-    runner = ansible_runner.run(
-        private_data_dir=str(artifacts),
-        playbook=str(playbook),
-        inventory=str(inventory.resolve()),
-        limit=limit,
-        envvars={**_environment(batch), RUN_MARKER: marker},
-        quiet=True,
-        # A backstop only: the cancel check ends the run at `timeout`, and kills all of it.
-        timeout=max(1, int(timeout)) + 5,
-        event_handler=handle,
-        cancel_callback=stop,
-        settings={"pexpect_timeout": CANCEL_POLL_S},
-        rotate_artifacts=20,
-        skip_tags=",".join(sorted(skip_tags)) or None,
-    )
+    with _handed_over(handover or {}) as where:
+        envvars = {**_environment(batch), RUN_MARKER: marker, **where}
+        runner = ansible_runner.interface.init_runner(
+            private_data_dir=str(artifacts),
+            playbook=str(playbook),
+            inventory=str(inventory.resolve()),
+            limit=limit,
+            envvars=envvars,
+            quiet=True,
+            # A backstop only: the cancel check ends the run at `timeout`, and kills all.
+            timeout=max(1, int(timeout)) + 5,
+            event_handler=handle,
+            cancel_callback=stop,
+            settings={"pexpect_timeout": CANCEL_POLL_S},
+            rotate_artifacts=20,
+            skip_tags=",".join(sorted(skip_tags)) or None,
+        )
+        # ansible-runner seeds the run's environment with all of ours (os.environ) and
+        # writes it into artifacts/<id>/command: what it starts gets the allow-list only.
+        runner.config.env = run_environment(runner.config.env, envvars)
+        runner.run()
     duration = time.monotonic() - started
     stats = runner.stats or {}
     if stop.error is not None:
@@ -462,8 +521,8 @@ def _write_extravars(artifacts: Path, extravars: Mapping[str, Any]) -> None:
     if not extravars:
         path.unlink(missing_ok=True)
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(marked(dict(extravars)), indent=1))
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    write_atomic(path, json.dumps(marked(dict(extravars)), indent=1))
 
 
 class _Stop:
@@ -514,6 +573,25 @@ def _raise_for(result: PlaybookResult) -> None:
         raise Unavailable(f"{result.playbook}: {_describe(trouble)}")
     if result.failed:
         raise Failed(f"{result.playbook} failed: {_describe(result.failed)}")
+
+
+def run_environment(
+    prepared: Mapping[str, str],
+    ours: Mapping[str, str],
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment of ansible-playbook, from the one ansible-runner `prepared` (all of
+    `environ`, os.environ by default, plus its own settings and `ours`): what sitectl set,
+    what ansible-runner set or changed (its callback plugin, …), and of the inherited
+    rest only what childenv allows; never a variable a secret is read from (pure)."""
+    inherited = os.environ if environ is None else environ
+    hidden = secret_names()
+    return {
+        name: value
+        for name, value in prepared.items()
+        if name not in hidden
+        and (name in ours or allowed_for_ansible(name) or inherited.get(name) != value)
+    }
 
 
 def _environment(batch: bool = False) -> dict[str, str]:

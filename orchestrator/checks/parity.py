@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from orchestrator.checks.result import Check, CheckResult, Status, one_line
+from orchestrator.childenv import command_env
 from orchestrator.config.model import ParitySetting, ParitySource, Topology
 
 SYSTEM = "parity"
@@ -113,6 +114,7 @@ def run_command(command: str, cwd: Path, timeout: float) -> str:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
+            env=command_env(),  # never sitectl's own: its secrets stay in it
         )
     except OSError as exc:
         raise Unreadable(f"cannot run `{command}`: {exc.strerror or exc}") from None

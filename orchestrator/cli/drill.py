@@ -23,7 +23,9 @@ from orchestrator.drill.model import DrillRecord
 from orchestrator.drill.report import ReportPaths, report_json, when_text, write_reports
 from orchestrator.drill.run import DrillOptions, Watcher, run_drill
 from orchestrator.engine.executor import Events, NoEvents
+from orchestrator.errors import SitectlError
 from orchestrator.plan import Plan
+from orchestrator.safefiles import private_dir
 
 drill_app = typer.Typer(
     # No help= here: it would replace the callback's docstring, and with it the example.
@@ -201,9 +203,21 @@ def drill(
         typer.confirm(
             f"run a DR drill: {mode} to {to}{' and back' if failback else ''}?", abort=True
         )
+    reports = _reports_root(topo, report_dir)
+    try:  # before the drill: where its report goes must be usable (created 0700 if new)
+        private_dir(reports, root=reports)
+    except (SitectlError, OSError) as exc:
+        fail(f"refused: the drill's reports cannot go to {reports}: {exc}", ExitCode.BAD_INPUT)
     options = DrillOptions(to, goal, failback, mode, reason)
     record = run_drill(topo, options, _CliWatcher(quiet=json_output))
-    paths = write_reports(record, _reports_root(topo, report_dir) / record.id)
+    try:
+        paths = write_reports(record, reports / record.id)
+    except (SitectlError, OSError) as exc:
+        fail(
+            f"the drill ran ({'passed' if verdict(record).passed else 'failed'}) but its "
+            f"report was not written: {exc}",
+            ExitCode.OPERATION_FAILED,
+        )
     if json_output:
         emit_json(
             {

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import stat
 from collections.abc import Iterator
+
+from pydantic import BaseModel
 
 from orchestrator.config.model import SecretRef, Topology
 from orchestrator.config.problems import FieldPath
@@ -15,7 +18,7 @@ Finding = tuple[FieldPath, str]
 
 def check_files(topo: Topology) -> list[Finding]:
     findings: list[Finding] = []
-    for path, ref in _secret_refs(topo):
+    for path, ref in secret_refs(topo):
         if ref.file is not None:
             findings.extend(_secret_file(topo, ref.file, (*path, "file")))
     for z_index, zone in enumerate(topo.dns.zones):
@@ -51,28 +54,24 @@ def _weak_key_file(topo: Topology, written: str, path: FieldPath) -> Iterator[Fi
             return
 
 
-def _secret_refs(topo: Topology) -> Iterator[tuple[FieldPath, SecretRef]]:
-    if topo.ldap is not None:
-        yield ("ldap", "password"), topo.ldap.password
-        for index, master in enumerate(topo.ldap.masters):
-            if master.password is not None:
-                yield ("ldap", "masters", index, "password"), master.password
-    if topo.object_store is not None:
-        for index, ep in enumerate(topo.object_store.endpoints):
-            yield ("object_store", "endpoints", index, "access_key"), ep.access_key
-            yield ("object_store", "endpoints", index, "secret_key"), ep.secret_key
-    for index, zone in enumerate(topo.dns.zones):
-        if zone.tsig is not None and zone.tsig.secret is not None:
-            yield ("dns", "zones", index, "tsig", "secret"), zone.tsig.secret
-    if topo.zookeeper.auth is not None:
-        yield ("zookeeper", "auth", "credentials"), topo.zookeeper.auth.credentials
-    if topo.application.probe_user is not None:
-        yield ("application", "probe_user", "password"), topo.application.probe_user.password
-    for index, vol in enumerate(topo.volumes):
-        for site, settings in getattr(vol, "sites", {}).items():
-            creds = getattr(settings, "credentials", None)
-            if creds is not None:
-                yield ("volumes", index, "sites", site, "credentials"), creds
+def secret_refs(topo: Topology) -> Iterator[tuple[FieldPath, SecretRef]]:
+    """Every secret reference of the topology, with where it is written: found by walking
+    the model, so a section that gains a secret is covered without a line here."""
+    yield from _walk(topo, ())
+
+
+def _walk(node: object, path: FieldPath) -> Iterator[tuple[FieldPath, SecretRef]]:
+    if isinstance(node, SecretRef):
+        yield path, node
+    elif isinstance(node, BaseModel):
+        for name in type(node).model_fields:
+            yield from _walk(getattr(node, name), (*path, name))
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            yield from _walk(value, (*path, key))
+    elif isinstance(node, list | tuple):
+        for index, value in enumerate(node):
+            yield from _walk(value, (*path, index))
 
 
 def _plain_file(topo: Topology, relative: str, path: FieldPath) -> Iterator[Finding]:
@@ -92,7 +91,7 @@ def _unusable(written: str, exc: Exception) -> str:
 
 def _secret_file(topo: Topology, written: str, path: FieldPath) -> Iterator[Finding]:
     try:
-        mode = topo.resolve(written).stat().st_mode
+        found = topo.resolve(written).stat()
     except FileNotFoundError:
         yield path, f"file {written} does not exist (relative to the topology file) — fix the path"
         return
@@ -102,8 +101,18 @@ def _secret_file(topo: Topology, written: str, path: FieldPath) -> Iterator[Find
     except (OSError, ValueError) as exc:
         yield path, _unusable(written, exc)
         return
-    # Secret files must be 0600, the rule the TSIG loader applies at run time
-    # (adapters/secrets.is_private): a group bit shares the secret with a whole group.
+    # Secret files must be 0600 and this user's (or root's), the rule every read applies
+    # again at run time (adapters/secrets.read_private_text): a group bit shares the
+    # secret with a whole group, another owner may change it under sitectl.
+    mode = found.st_mode
+    if found.st_uid not in (os.geteuid(), 0):
+        yield (
+            path,
+            (
+                f"secret file {written} belongs to uid {found.st_uid}, not to this user "
+                f"(uid {os.geteuid()}) or root — chown it to the user sitectl runs as"
+            ),
+        )
     if mode & 0o077:
         who = "everyone" if mode & 0o007 else "its group"
         what = "readable or writable" if mode & 0o066 else "executable"

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import difflib
 import os
+import stat
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from orchestrator.childenv import note_secret_names
 from orchestrator.config import model
-from orchestrator.config.files import check_files
+from orchestrator.config.files import check_files, secret_refs
 from orchestrator.config.inventory import check_inventory
 from orchestrator.config.problems import FieldPath, Problem, dotted
 from orchestrator.config.references import check_references
@@ -44,10 +46,15 @@ def config_path(given: str | os.PathLike[str] | None) -> Path:
 
 
 def load_topology(path: str | os.PathLike[str], *, check_filesystem: bool = True) -> model.Topology:
+    """The topology in `path`; InvalidTopology with every problem, one per line.
+
+    A topology file anyone may write is refused before it is parsed, whatever else is
+    asked (`validate` and every command load it here): it says which hosts sitectl acts
+    on, which commands it runs and where it writes, as root."""
     file = Path(path)
     shown = str(path)
     try:
-        text = file.read_text(encoding="utf-8")
+        text = _read(file, shown)
     except FileNotFoundError:
         raise InvalidTopology(
             [Problem(shown, 0, "", "file not found — check the path or $SITECTL_CONFIG")]
@@ -61,6 +68,26 @@ def load_topology(path: str | os.PathLike[str], *, check_filesystem: bool = True
         raise InvalidTopology([Problem(shown, 0, "", f"cannot read it: {exc} — {fix}")]) from None
     topo = validate_text(text, shown, base_dir=file.parent, check_filesystem=check_filesystem)
     return topo.model_copy(update={"source_file": file.resolve()})
+
+
+def _read(file: Path, shown: str) -> str:
+    """The file's text, its mode checked on the descriptor read from (a link is
+    followed: the file that counts is the one read)."""
+    with open(file, "rb") as handle:
+        mode = os.fstat(handle.fileno()).st_mode
+        if mode & stat.S_IWOTH:
+            raise InvalidTopology(
+                [
+                    Problem(
+                        shown,
+                        0,
+                        "",
+                        f"the topology file is writable by everyone (mode "
+                        f"{stat.S_IMODE(mode):04o}) — chmod o-w {shown}",
+                    )
+                ]
+            )
+        return handle.read().decode("utf-8")
 
 
 def validate_text(
@@ -80,6 +107,8 @@ def validate_text(
     except ValidationError as exc:
         problems.extend(_from_pydantic(exc, source, shown))
         raise InvalidTopology(problems) from None
+    # No child sitectl starts inherits a variable a secret is read from (childenv.py).
+    note_secret_names(ref.env for _, ref in secret_refs(topo) if ref.env is not None)
     findings = check_references(topo)
     if check_filesystem:
         findings.extend(check_files(topo))

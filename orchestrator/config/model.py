@@ -597,6 +597,9 @@ class Policy(Frozen):
     clock_drift: Seconds = 2.0
     # Salvage snapshots (reprotect) kept per volume and site, the newest; older go.
     salvage_snapshots_kept: int = Field(default=3, ge=1)
+    # Operations whose Ansible artifacts (<local_state>/artifacts/<operation>) are kept,
+    # the newest; older ones are removed as each operation starts.
+    artifacts_kept: int = Field(default=20, ge=1)
 
 
 class Deadman(Frozen):

@@ -8,13 +8,17 @@ serving, once when it starts seeing it, with `vantage`, `active_site` and `findi
 
 A command gets the event as JSON on stdin and as SITECTL_* environment variables; a
 webhook (a value starting with http:// or https://) gets the same JSON in a POST.
+
+A command's environment is PATH, HOME, LANG, LANGUAGE, LC_*, TZ from the controller's
+and the event's SITECTL_EVENT and SITECTL_<FIELD> variables: nothing else of the
+controller's, where the secrets the topology reads from the environment are
+(orchestrator/childenv.py). A hook that needs a credential reads it from its own file.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import shlex
 import subprocess
 import urllib.error
@@ -22,6 +26,8 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from orchestrator.childenv import hook_env
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +77,12 @@ class Hooks:
         return result
 
     def _exec(self, event: str, command: str, body: dict[str, Any]) -> HookResult:
-        env = {
-            **os.environ,
-            "SITECTL_EVENT": event,
-            **{f"SITECTL_{k.upper()}": str(v) for k, v in body.items() if v is not None},
-        }
+        env = hook_env(
+            {
+                "SITECTL_EVENT": event,
+                **{f"SITECTL_{k.upper()}": str(v) for k, v in body.items() if v is not None},
+            }
+        )
         try:
             done = subprocess.run(
                 shlex.split(command),

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from orchestrator.childenv import command_env
 from orchestrator.deadman.actions import FenceAction
 from orchestrator.deadman.decision import Memory, Verdict, judge
 from orchestrator.deadman.feed import Ack, BadFeed, decode, encode_ack
@@ -45,6 +46,7 @@ def run_action(action: FenceAction, timeout: float = ACTION_TIMEOUT) -> str | No
             timeout=timeout,
             check=False,
             stdin=subprocess.DEVNULL,
+            env=command_env(),  # never the agent's own: its feed key may be in it
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return str(exc)

@@ -15,6 +15,7 @@ import jinja2
 from orchestrator.drill import junit, timeline
 from orchestrator.drill.measure import Verdict, verdict
 from orchestrator.drill.model import DrillRecord
+from orchestrator.safefiles import private_dir, write_atomic
 
 HTML, JSON, JUNIT = "report.html", "report.json", "junit.xml"
 
@@ -70,8 +71,15 @@ def render_html(record: DrillRecord, result: Verdict | None = None) -> str:
 
 
 def write_reports(record: DrillRecord, directory: Path) -> ReportPaths:
-    """Write the three files into `directory` (created); each replaced atomically."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """Write the three files into `directory` (created 0700, as is any missing folder
+    above it; `directory` itself may not be a link); each replaced atomically.
+
+    Each file is written under a fresh name in `directory` and renamed over its own
+    (orchestrator/safefiles.write_atomic): a link planted at report.json is replaced by
+    the report, and its target — any file root may write — is left untouched. Replaced,
+    not refused: the report is sitectl's to write there, and what the link named is not
+    touched either way."""
+    private_dir(directory)
     result = verdict(record)
     paths = ReportPaths(directory, directory / HTML, directory / JSON, directory / JUNIT)
     _atomic(paths.json, json.dumps(report_json(record, result), indent=2) + "\n")
@@ -81,9 +89,7 @@ def write_reports(record: DrillRecord, directory: Path) -> ReportPaths:
 
 
 def _atomic(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)  # a reader never sees half a report
+    write_atomic(path, text)  # a reader never sees half a report
 
 
 def _plain(value: Any) -> Any:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -34,6 +36,7 @@ from orchestrator.engine.steps import default_handlers
 from orchestrator.engine.views import OperationView, OutcomeView, StatusView
 from orchestrator.errors import ConfigError, SitectlError
 from orchestrator.plan import MirrorView, ObservedState, Plan, build_plan, build_reprotect_plan
+from orchestrator.safefiles import private_dir
 
 UNFINISHED = frozenset({OpStatus.RUNNING, OpStatus.FAILED, OpStatus.INTERRUPTED})
 # How long `sitectl abort` waits for a running operation to reach its safe point: a step
@@ -111,6 +114,10 @@ class Outcome:
         return OutcomeView.of(self.op, (s.id for s in self.plan.steps()), self.steps, self.figures)
 
 
+ARTIFACTS = "artifacts"  # under local_state: one directory per operation
+OPERATION_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{4}")
+
+
 def new_operation_id(now: float) -> str:
     # Sortable by time, unique without coordination.
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now)) + "-" + secrets.token_hex(2)
@@ -145,6 +152,10 @@ def start_operation(
     faults: Faults | None = None,
 ) -> Outcome:
     _refuse_if_pending(s)
+    # A log or an artifact directory that cannot be written safely (a link planted in
+    # its place) refuses the operation here, before anything is recorded or changed.
+    s.audit().check()
+    private_dir(s.local_state / ARTIFACTS, root=s.local_state)
     lease = Lease(s.client, s.paths, identity())
     lease.acquire()
     try:
@@ -349,6 +360,7 @@ def _execute(
     events: Events | None,
     faults: Faults | None,
 ) -> Outcome:
+    artifacts = operation_artifacts(s.local_state, op_id, s.topology.policy.artifacts_kept)
     executor = Executor(
         plan=plan,
         topology=s.topology,
@@ -360,13 +372,42 @@ def _execute(
             lambda: takeover_time(s, plan.from_site),
         ),
         audit=s.audit(),
-        artifacts=s.local_state / "artifacts" / op_id,
+        artifacts=artifacts,
         events=events or NoEvents(),
         faults=faults or Faults(),
     )
     op = executor.run(op_id)
     steps = s.store.records(op_id)
     return Outcome(op=op, plan=plan, steps=steps, figures=executor.figures)
+
+
+def operation_artifacts(local_state: Path, op_id: str, kept: int) -> Path:
+    """The artifact directory of operation `op_id` (ansible-runner's runs of its steps),
+    created 0700 under `local_state` (no part of it below may be a link); the artifacts of
+    all but the newest `kept` operations, this one always among them, are removed."""
+    root = local_state / ARTIFACTS
+    here = private_dir(root / op_id, root=local_state)
+    prune_artifacts(root, kept, op_id)
+    return here
+
+
+def prune_artifacts(root: Path, kept: int, current: str) -> list[str]:
+    """Remove the artifact directories of all but the newest `kept` operations (by their
+    ids, which sort by start time) under `root`, never `current`'s; return the ids removed.
+
+    The artifacts hold each run's output (events, stdout, the extra vars) and nothing
+    else needs them once an operation is over: its record is in ZooKeeper, its story in
+    the audit log. Anything under `root` that is not an operation's directory is left."""
+    found = sorted(
+        entry.name
+        for entry in root.iterdir()
+        if OPERATION_ID.fullmatch(entry.name) and entry.is_dir() and not entry.is_symlink()
+    )
+    older = [op for op in found if op != current]
+    removed = older[: max(0, len(older) - (kept - 1))]
+    for op in removed:
+        shutil.rmtree(root / op, ignore_errors=True)
+    return removed
 
 
 def takeover_time(s: Session, site: str) -> float | None:

@@ -288,4 +288,6 @@ def write(state: LabState) -> Path:
     validate_text(text, str(path), base_dir=state.root)
     if not path.exists() or path.read_text() != text:
         path.write_text(text)
+    # Whatever the umask: sitectl refuses a topology anyone may write (config/loader.py).
+    path.chmod(0o644)
     return path

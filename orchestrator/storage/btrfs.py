@@ -3,6 +3,7 @@
 Each function runs one command and maps its failure onto the project's error tree:
 a timeout or a busy mount point is `Unavailable` (retrying may help); anything else the
 tool refuses is `Failed`, with the tool's own message so an operator can act on it.
+Each runs with an allow-listed environment (orchestrator/childenv.py), not sitectl's.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestrator.childenv import command_env
 from orchestrator.errors import Failed, Unavailable
 
 TIMEOUT_S = 60.0
@@ -21,7 +23,9 @@ _BUSY = ("target is busy", "device is busy", "resource busy")
 def run(argv: list[str], timeout: float = TIMEOUT_S) -> str:
     """Run a command; return its stdout or raise Failed/Unavailable naming the command."""
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+        proc = subprocess.run(
+            argv, capture_output=True, text=True, timeout=timeout, check=False, env=command_env()
+        )
     except FileNotFoundError as exc:
         raise Failed(
             f"{argv[0]} is not installed (apt-get install -y btrfs-progs util-linux)"
@@ -103,8 +107,12 @@ def send_receive(
     send_argv = ["btrfs", "send", "-q", *(["-p", str(parent)] if parent else []), str(snap)]
     recv_argv = ["btrfs", "receive", "-q", str(dest_dir)]
     with (
-        subprocess.Popen(send_argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as send,
-        subprocess.Popen(recv_argv, stdin=send.stdout, stderr=subprocess.PIPE) as recv,
+        subprocess.Popen(
+            send_argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=command_env()
+        ) as send,
+        subprocess.Popen(
+            recv_argv, stdin=send.stdout, stderr=subprocess.PIPE, env=command_env()
+        ) as recv,
     ):
         assert send.stdout is not None
         send.stdout.close()  # so that send gets SIGPIPE if receive dies
@@ -206,7 +214,9 @@ def fs_type(device: str) -> str | None:
     """
     argv = ["blkid", "-p", "-o", "value", "-s", "TYPE", device]
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
+        proc = subprocess.run(
+            argv, capture_output=True, text=True, timeout=TIMEOUT_S, check=False, env=command_env()
+        )
     except FileNotFoundError as exc:
         raise Failed("blkid is not installed (apt-get install -y util-linux)") from exc
     except subprocess.TimeoutExpired as exc:

@@ -151,7 +151,7 @@ SECRET_CASES = [
 )
 def test_read_secret(tmp_path: Path, case, ref, env, content, expect, source) -> None:
     if content is not None:
-        (tmp_path / "s.txt").write_text(content)
+        _private(tmp_path / "s.txt", content)
     if source is None:
         with pytest.raises(SecretError, match=expect):
             read_secret(ref, tmp_path, environ=env)

@@ -93,3 +93,22 @@ def test_bad_hook_specs_are_refused_with_the_fix() -> None:
     with pytest.raises(ValueError, match="write EVENT=COMMAND with EVENT one of pre-failover"):
         Hooks.parse(["on-failover=/bin/true"], 5)
     assert Hooks.parse(["pre-failover=/bin/true"], 5).commands == {"pre-failover": "/bin/true"}
+
+
+def test_a_hook_gets_the_allow_list_and_its_event_not_the_controllers_secrets(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hook that dumps its environment: what the controller exported (a secret the
+    topology reads from the environment, a token no topology names) is not in it."""
+    planted = {"ZIMBRA_LDAP_PASSWORD": "hook-r8-ldap-pw-canary", "VENDOR_TOKEN": "hook-r8-token"}
+    for name, value in planted.items():
+        monkeypatch.setenv(name, value)
+    dump = tmp_path / "env.txt"
+    result = Hooks({"post-failover": f"sh -c 'env > {dump}'"}).run("post-failover", EVENT)
+    assert result.ok, result.detail
+    seen = dict(line.split("=", 1) for line in dump.read_text().splitlines() if "=" in line)
+    assert seen["SITECTL_EVENT"] == "post-failover" and seen["SITECTL_TO_SITE"] == "dc2"
+    assert "PATH" in seen
+    assert not [v for v in planted.values() if v in dump.read_text()]
+    allowed = {"PATH", "HOME", "LANG", "LANGUAGE", "TZ", "PWD", "SHLVL", "_"}  # sh adds 3
+    assert {k for k in seen if not k.startswith(("SITECTL_", "LC_"))} <= allowed, seen

@@ -12,6 +12,16 @@ records of the operations, and the sampled command lines. A second scenario runs
 drill while a controller leads (it writes its canaries to LDAP and S3) and searches the
 drill's report folder (report.html, report.json, junit.xml) and the controller's log.
 
+A third scenario (issue 19) takes every one of those secrets from the environment
+instead, as the example topology does (`{env: NAME}`): a copy of the lab topology names
+variables, the values are exported to `sitectl` alone, with one more secret-looking
+variable no topology names, and a drill with failback (four real operations) runs on it.
+While it runs, the environment of every other process (/proc/PID/environ: ansible-
+playbook, its workers, ssh, whatever they start) is sampled besides the command lines;
+afterwards every file under the local state (audit log, artifacts, everything) and the
+drill's report folder is searched for each value. Only sitectl's own process may hold
+them. The hooks' part (a hook dumping its environment) is the last test here.
+
 The scanner is proved with a positive control first, so a search that could not find
 anything cannot pass.
 """
@@ -32,9 +42,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import yaml
 
+from orchestrator.adapters.ansible import RUN_MARKER
 from orchestrator.adapters.secrets import read_secret
 from orchestrator.config import Topology
+from orchestrator.config.model import SecretRef
+from orchestrator.controller.hooks import Hooks
 from orchestrator.controller.http import read_token
 from orchestrator.coordination.client import connect
 from orchestrator.lab import controllers as lab_controllers
@@ -168,6 +182,106 @@ class CommandLines:
         return [line for line in self.seen if word in line]
 
 
+class Environs:
+    """Samples /proc/*/environ of every process while an operation runs: each distinct
+    environment, with the processes it was seen in (pid → parent pid and command line)."""
+
+    def __init__(self) -> None:
+        self.seen: dict[bytes, dict[int, tuple[int, bytes]]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Environs:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(0.02)
+
+    def sample(self) -> None:
+        me = os.getpid()
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == me:
+                continue
+            try:
+                environ = (entry / "environ").read_bytes()
+                cmdline = (entry / "cmdline").read_bytes()
+                # "pid (comm) state ppid …": comm may hold spaces, so split after it.
+                ppid = int((entry / "stat").read_bytes().rpartition(b")")[2].split()[1])
+            except (OSError, ValueError, IndexError):  # gone between listing and reading
+                continue
+            if environ:
+                self.seen.setdefault(environ, {})[int(entry.name)] = (ppid, cmdline)
+
+    def of_others(self, excluded: set[int]) -> dict[bytes, dict[int, str]]:
+        """The environments seen in processes other than `excluded` and their copies: a
+        child forked by one of them that has not yet exec'd its program is still that
+        process (same memory, same command line), caught in the instant between fork
+        and exec; what it then runs gets the environment sitectl gives it."""
+        cmdlines = {pid: line for procs in self.seen.values() for pid, (_, line) in procs.items()}
+        theirs = set(excluded)
+        grew = True
+        while grew:
+            copies = {
+                pid
+                for procs in self.seen.values()
+                for pid, (ppid, line) in procs.items()
+                if pid not in theirs and ppid in theirs and line == cmdlines.get(ppid)
+            }
+            grew = bool(copies)
+            theirs |= copies
+        found = {}
+        for environ, procs in self.seen.items():
+            others = {
+                pid: f"pid {pid} (parent {ppid}): "
+                + line.replace(b"\0", b" ").decode(errors="replace")[:120]
+                for pid, (ppid, line) in procs.items()
+                if pid not in theirs
+            }
+            if others:
+                found[environ] = others
+        return found
+
+
+def write_env_topology(cluster: Cluster) -> tuple[Path, dict[str, str]]:
+    """The lab topology with every secret read from an environment variable instead of
+    its file, beside the real one; and those variables' values (the lab's own secrets,
+    so the operations work)."""
+    topo = cluster.topology
+    base = topo.base_dir
+    data = yaml.safe_load(cluster.topology_file.read_text())
+    env: dict[str, str] = {}
+
+    def to_env(ref: dict[str, str], name: str) -> dict[str, str]:
+        env[name] = read_secret(SecretRef(**ref), base).reveal()
+        return {"env": name}
+
+    data["ldap"]["password"] = to_env(data["ldap"]["password"], "R8_LDAP_PASSWORD")
+    for endpoint in data["object_store"]["endpoints"]:
+        endpoint["access_key"] = to_env(endpoint["access_key"], "R8_S3_ACCESS_KEY")
+        endpoint["secret_key"] = to_env(endpoint["secret_key"], "R8_S3_SECRET_KEY")
+    probe = data["application"]["probe_user"]
+    probe["password"] = to_env(probe["password"], "R8_PROBE_PASSWORD")
+    auth = data["zookeeper"]["auth"]
+    auth["credentials"] = to_env(auth["credentials"], "R8_ZK_DIGEST")
+    data["deadman"]["key"] = to_env(data["deadman"]["key"], "R8_DEADMAN_KEY")
+    for index, zone in enumerate(data["dns"]["zones"]):
+        key = read_tsig_key(topo.resolve(zone["tsig"]["key_file"]))
+        name = f"R8_TSIG_SECRET_{index}"
+        env[name] = key.secret
+        zone["tsig"] = {"name": key.name, "algorithm": key.algorithm, "secret": {"env": name}}
+    path = cluster.topology_file.parent / "r8-env-topology.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    path.chmod(0o644)
+    return path, env
+
+
 def write_wrong_topology(cluster: Cluster, wrong: dict[str, str]) -> Path:
     """The lab topology with its TSIG key, LDAP password and S3 secret key replaced by
     other (wrong) values, beside the real one so its other relative paths still work."""
@@ -201,6 +315,7 @@ def cluster(cluster: Cluster) -> Iterator[Cluster]:
     """From home (tests/faults/conftest.py); the test leaves dc2 active and protected."""
     yield cluster
     for name in (
+        "r8-env-topology.yaml",
         "r8-wrong-topology.yaml",
         "secrets/r8-wrong-ddns.key",
         "secrets/r8-wrong-ldap.password",
@@ -227,6 +342,20 @@ def test_the_scanner_finds_a_planted_secret(tmp_path: Path) -> None:
     with CommandLines() as lines:
         lines.sample()
     assert lines.matching(b"pytest") or lines.matching(b"python")
+    # A child holding a secret in its environment is found by the environment sampler.
+    child = subprocess.Popen(["sleep", "5"], env={"PATH": os.environ["PATH"], "PW": text})
+    try:
+        with Environs() as environs:
+            environs.sample()
+    finally:
+        child.kill()
+        child.wait()
+    scanner = Scanner([canary])
+    for environ, procs in environs.of_others(set()).items():
+        scanner.text(f"the environment of {[p.split(': ')[1] for p in procs.values()]}", environ)
+    assert scanner.leaks == ["planted in the environment of ['sleep 5 ']"]
+    # Excluded, the child's environment is not searched.
+    assert not [e for e in environs.of_others({child.pid}) if text.encode() in e]
 
 
 def test_secrets_appear_nowhere_sitectl_writes(cluster: Cluster) -> None:
@@ -260,11 +389,11 @@ def test_secrets_appear_nowhere_sitectl_writes(cluster: Cluster) -> None:
     absent = cluster.topology_file.parent / "absent.yaml"
     wrong_switchover = f"switchover --to dc1 --yes --reason r8-wrong -c {wrong_topology}"
     with CommandLines() as lines:
-        assert run("switchover --to dc2 --yes --json --reason r8") == 0
-        assert run("status --json") == 0
-        assert run("status") == 0
+        assert run("switchover --to dc2 --yes --json --reason r8") == 0, outputs
+        assert run("status --json") == 0, outputs
+        assert run("status") == 0, outputs
         run("health --json")  # whatever it finds, it must not print a secret
-        assert run("reprotect --yes --reason r8") == 0
+        assert run("reprotect --yes --reason r8") == 0, outputs
         # Forced failures: the error paths print the most detail.
         assert run(f"switchover --to dc1 --yes -c {absent}") == 2
         run(f"health --json -c {wrong_topology}")
@@ -397,3 +526,97 @@ def test_secrets_appear_nowhere_in_a_drills_reports_or_a_controllers_log(
         scanner.text(f"the command line of pid {pid} ({program} …)", line)
     assert lines.matching(b"drill"), "the drill was not seen running"
     assert scanner.leaks == [], "secrets leaked:\n" + "\n".join(scanner.leaks)
+
+
+def test_secrets_read_from_the_environment_reach_no_child_and_no_file(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    topology, exported = write_env_topology(cluster)
+    # Named by no topology: only an allow-list keeps it from the children too.
+    exported["R8_UNRELATED_API_TOKEN"] = "tok-" + secrets.token_urlsafe(24)
+    canaries = [Canary.of(f"${name}", value) for name, value in exported.items()]
+    canaries += [
+        Canary.of(f"${name} (raw)", value, base64.b64decode(value))
+        for name, value in exported.items()
+        if name.startswith("R8_TSIG_SECRET")
+    ]
+    assert min(len(f) for c in canaries for f in c.forms) >= 16
+    scanner = Scanner(canaries)
+    reports = tmp_path / "reports"
+    ours: set[int] = set()  # the sitectl processes started here: they hold the secrets
+    outputs: dict[str, tuple[int, str, str]] = {}
+
+    def run(*args: str, timeout: float = 300) -> int:
+        proc = subprocess.Popen(
+            [SITECTL, *args, "-c", str(topology)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env=cluster.env(**exported),
+        )
+        ours.add(proc.pid)
+        out, err = proc.communicate(timeout=timeout)
+        outputs[" ".join(args)] = (proc.returncode, out, err)
+        return proc.returncode
+
+    assert run("validate") == 0, outputs
+    with CommandLines() as lines, Environs() as environs:
+        drill = ("drill", "--to", "dc2", "--failback", "--yes", "--json", "--reason", "r8 env")
+        drill = (*drill, "--report-dir", str(reports))
+        code = run(*drill, timeout=600)
+        assert run("status", "--json") == 0
+        run("health", "--json")
+    said = outputs[" ".join(drill)]
+    assert code == 0, said  # the secrets from the environment worked: the drill passed
+    cluster.assert_protected("dc1")
+
+    # What the scan covered: ansible-playbook ran and its environment was sampled, as
+    # were the commands it started on the hosts (the storage CLI over ssh).
+    others = environs.of_others(ours)
+    runs = [e for e in others if f"{RUN_MARKER}=".encode() in e]
+    assert runs, sorted({n for p in others.values() for n in p.values()})[:30]
+    assert any(b"ansible-playbook" in line for e in runs for _, line in environs.seen[e].values())
+    assert lines.matching(b"ansible-playbook") and lines.matching(b"orchestrator.storage")
+    # sitectl itself held them (what was searched for is what was exported).
+    mine = [e for e, pids in environs.seen.items() if set(pids) & ours]
+    assert mine and all(exported["R8_LDAP_PASSWORD"].encode() in e for e in mine)
+
+    for label, (_, out, err) in outputs.items():
+        scanner.text(f"stdout of `sitectl {label}`", out)
+        scanner.text(f"stderr of `sitectl {label}`", err)
+    for environ, procs in others.items():
+        scanner.text(f"the environment of {sorted(procs.values())[:3]}", environ)
+    for line, pid in lines.seen.items():
+        program = line.split(b"\0")[0].decode(errors="replace")
+        scanner.text(f"the command line of pid {pid} ({program} …)", line)
+    local = cluster.lab.state_dir / "sitectl"
+    assert scanner.tree(local) > 50  # the audit log and every operation's artifacts
+    assert scanner.tree(reports) >= 3
+    assert (local / "audit.jsonl").read_text().count("r8 env") >= 4
+
+    assert scanner.places > 200
+    assert scanner.leaks == [], "secrets leaked:\n" + "\n".join(sorted(set(scanner.leaks)))
+
+
+def test_a_hook_holds_no_secret_of_the_controllers_environment(
+    cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A controller run on the environment topology holds its secrets in its own
+    environment; a hook it runs dumps its environment: none of them is in it."""
+    _, exported = write_env_topology(cluster)
+    exported["R8_UNRELATED_API_TOKEN"] = "tok-" + secrets.token_urlsafe(24)
+    for name, value in exported.items():
+        monkeypatch.setenv(name, value)
+    dump = tmp_path / "hook-env.txt"
+    hooks = Hooks({event: f"sh -c 'env >> {dump}; cat >> {dump}'" for event in EVENTS_TOLD})
+    for event in EVENTS_TOLD:
+        assert hooks.run(event, {"from_site": "dc1", "to_site": "dc2"}).ok
+    said = dump.read_text()
+    assert said.count("SITECTL_EVENT=") == len(EVENTS_TOLD) and "PATH=" in said
+    scanner = Scanner([Canary.of(f"${name}", value) for name, value in exported.items()])
+    scanner.text(str(dump), said)
+    assert scanner.leaks == [], "secrets leaked:\n" + "\n".join(scanner.leaks)
+
+
+EVENTS_TOLD = ("pre-failover", "post-failover", "failover-failed", "split-brain")

@@ -195,6 +195,27 @@ def test_reverse_names_the_standby_as_destination_and_the_active_copy_as_source(
     }
 
 
+def test_a_netapp_step_hands_its_playbook_the_credentials_it_reads_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Not in ansible-playbook's environment, nor in the extra vars: named here and
+    # written to private files for the run (adapters/ansible.py), read when it starts.
+    monkeypatch.setenv("ONTAP_DC1_TEST", "admin:dc1-r8")
+    monkeypatch.setenv("ONTAP_DC2_TEST", "admin:dc2-r8")
+    plan, ctx = reprotect(netapp_topology(), tmp_path)
+    call = MirrorHandler("reverse").call(plan.step("reprotect/mail"), ctx)
+    assert {name: s.reveal() for name, s in call.secrets.items()} == {
+        "ONTAP_DC1_TEST": "admin:dc1-r8",
+        "ONTAP_DC2_TEST": "admin:dc2-r8",
+    }
+    assert "r8" not in repr(call) and "r8" not in str(call.extravars)
+    plan, ctx = switchover(netapp_topology(), tmp_path, [])
+    assert set(MirrorHandler("break").call(plan.step("break-mirrors/mail"), ctx).secrets) == {
+        "ONTAP_DC2_TEST"
+    }
+    assert MountHandler("mount").call(plan.step("mount/dc2/mail"), ctx).secrets == {}
+
+
 def test_only_a_reverse_names_a_source(tmp_path: Path) -> None:
     plan, ctx = switchover(netapp_topology(), tmp_path, [])
     extra = MirrorHandler("break").call(plan.step("break-mirrors/mail"), ctx).extravars

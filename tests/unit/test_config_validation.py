@@ -678,3 +678,35 @@ def test_every_verb_refuses_an_invalid_topology_as_validate_does(
     assert result.stderr == expected.stderr
     assert result.stdout == ""
     assert _tree(tmp_path) == before, "an invalid topology must change nothing"
+
+
+def test_a_topology_anyone_may_write_is_refused_in_one_line(tmp_path: Path) -> None:
+    topo = _write(tmp_path, (EXAMPLE / "topology.yaml").read_text(encoding="utf-8"))
+    topo.chmod(0o666)
+
+    result = CliRunner().invoke(app, ["validate", "-c", str(topo)])
+
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        f"{topo}:0: (top level): the topology file is writable by everyone (mode 0666) "
+        f"— chmod o-w {topo}"
+    )
+    topo.chmod(0o664)  # a group may write it: its members are trusted as the owner is
+    assert CliRunner().invoke(app, ["validate", "-c", str(topo)]).exit_code == 0
+
+
+@pytest.mark.parametrize("verb", sorted(VERB_ARGS))
+def test_every_verb_refuses_a_world_writable_topology(
+    verb: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    topo = _write(tmp_path, (EXAMPLE / "topology.yaml").read_text(encoding="utf-8"))
+    topo.chmod(0o646)
+    monkeypatch.chdir(tmp_path)
+    before = _tree(tmp_path)
+
+    result = CliRunner().invoke(app, [*verb.split(), "-c", str(topo), *VERB_ARGS[verb]])
+
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip().endswith(f"— chmod o-w {topo}"), result.output
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert _tree(tmp_path) == before

@@ -249,7 +249,8 @@ def calls(
 
 
 def _words(out: Path, name: str, host: str) -> list[str]:
-    return (out / f"{name}-{host}").read_text(encoding="utf-8").split("\0")[:-1]
+    # Bytes, not text: reading text would turn a value's "\r" into "\n" on the way in.
+    return (out / f"{name}-{host}").read_bytes().decode("utf-8").split("\0")[:-1]
 
 
 def check_arrived(

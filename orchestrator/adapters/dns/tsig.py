@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,12 +16,10 @@ import dns.exception
 import dns.name
 import dns.tsig
 
-from orchestrator.adapters.secrets import Secret, is_private, read_secret
+from orchestrator.adapters.secrets import Secret, SecretError, read_private_text, read_secret
 from orchestrator.config.model import Tsig
 from orchestrator.config.weak import KEY_FILE_ALGORITHM
 from orchestrator.errors import Failed
-
-log = logging.getLogger(__name__)
 
 # BIND's spellings → dnspython's algorithm names. hmac-md5 and sha1 are still found in
 # old key files; refusing them would strand operators mid-migration.
@@ -128,19 +125,16 @@ def make_key(name: str, algorithm: str | None, secret: Secret | str | None, sour
 
 
 def load_key_file(path: Path, name: str | None = None) -> TsigKey:
-    """The key in a BIND key file; `name` picks one when the file holds several."""
+    """The key in a BIND key file; `name` picks one when the file holds several.
+
+    The file is checked as every secret file is (adapters/secrets.read_private_text):
+    one its group or others may read is refused, not warned about."""
+    if not path.exists() and not path.is_symlink():
+        raise TsigError(f"TSIG key file {path} does not exist — {_FIX}")
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise TsigError(f"TSIG key file {path} does not exist — {_FIX}") from None
-    except PermissionError:
-        raise TsigError(
-            f"TSIG key file {path} is not readable by this user — fix its owner or mode (0600)"
-        ) from None
-    except (IsADirectoryError, UnicodeDecodeError):
-        raise TsigError(f"TSIG key file {path} is not a text file — {_FIX}") from None
-    if not is_private(path):
-        log.warning("TSIG key file %s is readable by group or others — chmod 0600 it", path)
+        text = read_private_text(path, "TSIG key file")
+    except SecretError as exc:
+        raise TsigError(str(exc)) from None
     return select_key(parse_key_text(text, f"TSIG key file {path}"), name, f"TSIG key file {path}")
 
 

@@ -4,7 +4,7 @@ hosts and probes in the topology."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from orchestrator.config.model import VOLUME_DRIVERS, Host, Topology
 from orchestrator.coordination.paths import encode_step_id
 from orchestrator.engine.handlers import StepContext
 from orchestrator.errors import Failed
-from orchestrator.gates import GatedRun
+from orchestrator.gates import GatedRun, HandedOver
 from orchestrator.plan.model import Step
 
 PROBE_TIMEOUT_S = 3.0
@@ -55,9 +55,10 @@ def playbook_call(
     hosts: tuple[str, ...],
     extravars: dict[str, Any],
     runs_tags: Iterable[str] = (),
+    secrets: Mapping[str, HandedOver] | None = None,
 ) -> PlaybookCall:
     """The call of playbook `name` for `step`; `runs_tags`: the TASK_TAGS of its tasks
-    that may run for it."""
+    that may run for it; `secrets`: those it reads by an environment variable's name."""
     topo = ctx.topology
     tags = {
         "sitectl_op": ctx.operation.id,
@@ -69,6 +70,7 @@ def playbook_call(
         hosts=hosts,
         extravars={**extravars, **tags},
         skip_tags=TASK_TAGS - set(runs_tags),
+        secrets=dict(secrets or {}),
     )
 
 
@@ -85,6 +87,7 @@ def run_call(ctx: StepContext, step: Step, call: PlaybookCall) -> PlaybookResult
         on_task=ctx.on_task,
         skip_tags=call.skip_tags,
         cancel=ctx.cancel,
+        handover=call.secrets,
     )
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from orchestrator.adapters.ansible import AnsibleTemplate, PlaybookCall
+from orchestrator.adapters.secrets import SecretSource
 from orchestrator.config.model import (
     BtrfsVolume,
     CommandVolume,
@@ -32,6 +33,8 @@ from orchestrator.storage.netapp import RelationshipNotFound
 Volume = BtrfsVolume | NetappVolume | CommandVolume
 # One ONTAP REST call; verify polls, so a slow answer is asked again, not waited out.
 ONTAP_TIMEOUT_S = 10.0
+# The actions playbooks/tasks/netapp.yml takes to ONTAP (with credentials).
+ONTAP_ACTIONS = frozenset({"update", "quiesce", "resume", "break", "reverse"})
 
 
 def _volume(topo: Topology, name: str) -> Volume:
@@ -91,6 +94,23 @@ def _extravars(topo: Topology, vol: Volume, action: str, site: str, plan_to: str
                 ),
             }
     return extra
+
+
+def _handover(
+    topo: Topology, vol: Volume, action: str, site: str, plan_to: str
+) -> dict[str, SecretSource]:
+    """The secrets a NetApp step's playbook reads that the topology takes from the
+    environment, by variable name: the ONTAP credentials it names in its extra vars and
+    the ZooKeeper digest its epoch check (sitectl_lease) connects with. Handed over to
+    the run in files (adapters/ansible.py); ansible-playbook's environment has none."""
+    if not isinstance(vol, NetappVolume) or action not in ONTAP_ACTIONS:
+        return {}  # a mount or unmount of the export: no ONTAP call, no credentials
+    refs = [vol.sites[plan_to].credentials]
+    if action == "reverse":
+        refs.append(vol.sites[site].credentials)
+    if topo.zookeeper.auth is not None:
+        refs.append(topo.zookeeper.auth.credentials)
+    return {ref.env: SecretSource(ref, topo.base_dir) for ref in refs if ref.env is not None}
 
 
 def _storage_host(topo: Topology, vol: Volume, site: str) -> tuple[str, ...]:
@@ -160,6 +180,7 @@ class MirrorHandler(PlaybookStep):
             _storage_host(ctx.topology, vol, site),
             _extravars(ctx.topology, vol, self.action, site, ctx.plan.to_site),
             runs_tags=[driver_tag(vol.driver)],
+            secrets=_handover(ctx.topology, vol, self.action, site, ctx.plan.to_site),
         )
 
     def verify(self, step: Step, ctx: StepContext) -> None:
@@ -240,6 +261,7 @@ class MountHandler(PlaybookStep):
             step.hosts,
             _extravars(ctx.topology, vol, self.action, site, ctx.plan.to_site),
             runs_tags=[driver_tag(vol.driver)],
+            secrets=_handover(ctx.topology, vol, self.action, site, ctx.plan.to_site),
         )
 
     def verify(self, step: Step, ctx: StepContext) -> None:
