@@ -28,6 +28,11 @@ def check_files(topo: Topology) -> list[Finding]:
     findings.extend(_plain_file(topo, topo.ansible.inventory, ("ansible", "inventory")))
     if topo.ldap is not None and topo.ldap.ca_file:
         findings.extend(_plain_file(topo, topo.ldap.ca_file, ("ldap", "ca_file")))
+    for name, role in topo.roles.items():
+        for index, probe in enumerate(role.probes):
+            if probe.ca_file:
+                path = ("roles", name, "probes", index, "ca_file")
+                findings.extend(_plain_file(topo, probe.ca_file, path))
     return findings
 
 
