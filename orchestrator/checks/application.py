@@ -4,7 +4,8 @@ On the active site every probe must answer. On the standby, roles that move must
 stopped (a refused connection is the healthy answer there); roles that run on both
 sites at all times (`moves: false`, e.g. LDAP) must answer everywhere. Where IMAP must
 answer and the topology names a probe user, the probe logs in as that user: a mailbox
-server that greets but refuses logins serves nobody.
+server that greets but refuses logins serves nobody. Probes speak TLS as the topology's
+`tls` says, the certificate verified (`probe_tls`).
 
 Two sites answering for a role that moves is a finding of its own (`summarize`): a split
 brain, down, whatever each probe says on its own.
@@ -14,10 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from orchestrator.adapters.probes import Answer, Login, ProbeResult, probe
+from orchestrator.adapters.probes import Answer, Login, ProbeResult, Tls, probe
 from orchestrator.adapters.secrets import SecretError, read_secret
 from orchestrator.checks.result import SPLIT_BRAIN, Check, CheckResult, Status, one_line
-from orchestrator.config.model import Host, Probe, Topology
+from orchestrator.config.model import Host, Probe, Topology, fill
 
 SYSTEM = "application"
 
@@ -38,6 +39,7 @@ def checks(topo: Topology, timeout: float) -> list[Check]:
                     # be stopped, any answer at all is already the finding.
                     logs_in = expect_up and p.kind == "imap"
                     prober = _prober(
+                        topo,
                         name,
                         host,
                         p,
@@ -58,15 +60,34 @@ def probe_login(topo: Topology) -> Login | None:
     return Login(user.user, read_secret(user.password, topo.base_dir).reveal())
 
 
+def probe_tls(topo: Topology, p: Probe, host: str | None = None) -> Tls | None:
+    """How probe `p` speaks TLS to `host` (a host's name in the topology; None: an
+    address no host has, whose server_name cannot hold {host}); None: in clear."""
+    if p.tls is None:
+        return None
+    name = p.server_name
+    if name is not None and "{host}" in name:
+        name = fill(name, host=host) if host is not None else None
+    return Tls(p.tls, str(topo.resolve(p.ca_file)) if p.ca_file else None, name)
+
+
 def target(role: str, host: Host, p: Probe) -> str:
     return f"{role} {p.kind}://{host.address}:{p.port}"
 
 
 def _prober(
-    role: str, host: Host, p: Probe, expect_up: bool, login: Login | None, unusable: str
+    topo: Topology,
+    role: str,
+    host: Host,
+    p: Probe,
+    expect_up: bool,
+    login: Login | None,
+    unusable: str,
 ) -> Callable[[float], CheckResult]:
+    tls = probe_tls(topo, p, host.name)
+
     def run(timeout: float) -> CheckResult:
-        answer = probe(p.kind, host.address, p.port, timeout, login=login)
+        answer = probe(p.kind, host.address, p.port, timeout, login=login, tls=tls)
         status, reason = judge(answer, expect_up)
         if status is Status.OK and unusable:
             status, reason = Status.DEGRADED, f"answers, but the login was not tried: {unusable}"

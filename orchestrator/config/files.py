@@ -40,6 +40,11 @@ def check_files(topo: Topology) -> list[Finding]:
             findings.extend(_plain_file(topo, tls.cert_file, ("zookeeper", "tls", "cert_file")))
         if tls.key_file:
             findings.extend(_secret_file(topo, tls.key_file, ("zookeeper", "tls", "key_file")))
+    for name, role in topo.roles.items():
+        for index, probe in enumerate(role.probes):
+            if probe.ca_file:
+                path = ("roles", name, "probes", index, "ca_file")
+                findings.extend(_plain_file(topo, probe.ca_file, path))
     return findings
 
 

@@ -222,9 +222,48 @@ class RoleCommands(Frozen):
     status: str
 
 
+# How a mail probe speaks TLS: implicit on connecting (IMAPS, SMTPS) or STARTTLS on the
+# protocol's own port. Unset: in clear.
+MAIL_TLS = {"imap": ("imaps", "starttls"), "smtp": ("smtps", "starttls")}
+
+
 class Probe(Frozen):
     kind: Literal["smtp", "imap", "tcp", "http"]
     port: int = Field(ge=1, le=65535)
+    # TLS for smtp and imap probes, the server's certificate always verified: against
+    # ca_file (relative to the topology file) if given, else this machine's trust store,
+    # for server_name if given ({host}: the host's name in this file), else the address
+    # probed (an IP address must then be in the certificate's subjectAltName).
+    tls: Literal["imaps", "smtps", "starttls"] | None = None
+    ca_file: str | None = None
+    server_name: Annotated[str, Field(min_length=1)] | None = None
+    # Accepts what validate refuses by default: the probe user's password sent in clear
+    # (an imap probe without tls, when application.probe_user is set).
+    insecure: bool = False
+
+    @model_validator(mode="after")
+    def _tls_fits_kind(self) -> Probe:
+        allowed = MAIL_TLS.get(self.kind, ())
+        if self.tls is not None and self.tls not in allowed:
+            fix = (
+                f"use tls: {' or '.join(allowed)}"
+                if allowed
+                else "remove it (tls is for smtp and imap probes)"
+            )
+            raise ValueError(f"tls {self.tls!r} does not fit a {self.kind} probe — {fix}")
+        if self.tls is None and (self.ca_file is not None or self.server_name is not None):
+            fix = f"add tls: {' or '.join(allowed)}" if allowed else "remove them"
+            raise ValueError(
+                f"ca_file and server_name verify a TLS certificate, and this {self.kind} "
+                f"probe speaks no TLS — {fix}"
+            )
+        return self
+
+    @property
+    def sends_login(self) -> bool:
+        """Whether sitectl logs in over this probe when the topology has a probe user
+        (the IMAP probes, the canary's read)."""
+        return self.kind == "imap"
 
 
 class Role(Frozen):

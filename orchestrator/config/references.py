@@ -24,6 +24,7 @@ def check_references(topo: Topology) -> list[Finding]:
         _sites,
         _hosts,
         _roles,
+        _probes,
         _volumes,
         _dns,
         _ldap,
@@ -101,6 +102,40 @@ def _roles(topo: Topology) -> Iterator[Finding]:
                     (
                         f"role {name!r} has no host in datacenter {dc!r} — the service cannot "
                         f"start there after a failover; add a host with this role to {dc}"
+                    ),
+                )
+
+
+# Ports the IANA gives to TLS from the first byte: a probe there must say so.
+IMPLICIT_TLS_PORTS = {"imap": (993, "imaps"), "smtp": (465, "smtps")}
+
+
+def _probes(topo: Topology) -> Iterator[Finding]:
+    """No probe sends the probe user's password in clear unless it says it may; none
+    speaks plain text to a port that expects a TLS handshake (it could never pass)."""
+    user = topo.application.probe_user
+    for name, role in topo.roles.items():
+        for index, probe in enumerate(role.probes):
+            base: FieldPath = ("roles", name, "probes", index)
+            implicit = IMPLICIT_TLS_PORTS.get(probe.kind)
+            if implicit and probe.port == implicit[0] and probe.tls != implicit[1]:
+                spoken = "STARTTLS" if probe.tls else "plain text"
+                yield (
+                    (*base, "tls"),
+                    (
+                        f"port {probe.port} is {implicit[1].upper()}, TLS from the first byte, "
+                        f"and this {probe.kind} probe speaks {spoken} to it (it can never "
+                        f"pass) — set tls: {implicit[1]}"
+                    ),
+                )
+            elif user and probe.sends_login and probe.tls is None and not probe.insecure:
+                yield (
+                    (*base, "tls"),
+                    (
+                        f"this {probe.kind} probe logs in as {user.user!r} over clear text: "
+                        "the probe user's password would cross the network readable by "
+                        "anyone on the path — use tls: imaps/starttls with a ca_file, or set "
+                        "insecure: true on this probe if you accept sending it in clear"
                     ),
                 )
 

@@ -20,10 +20,12 @@ from email.message import EmailMessage
 
 import ldap3
 
+from orchestrator.adapters.probes import Tls, TlsUnusable, imap_session, smtp_session
 from orchestrator.adapters.secrets import read_secret
 from orchestrator.checks import ldap as ldap_check
 from orchestrator.checks import object_store
-from orchestrator.config.model import LdapMaster, Topology
+from orchestrator.checks.application import probe_tls
+from orchestrator.config.model import Host, LdapMaster, Probe, Topology
 from orchestrator.drill.model import Canary
 from orchestrator.errors import Failed, Unavailable
 
@@ -41,7 +43,8 @@ def subject(drill_id: str, label: str) -> str:
 
 @dataclass(frozen=True)
 class MailEndpoint:
-    """Where a site's application takes and serves mail, from the topology's probes."""
+    """Where a site's application takes and serves mail, from the topology's probes, and
+    how each speaks TLS (as the probe does)."""
 
     site: str
     smtp: tuple[str, int]
@@ -49,46 +52,72 @@ class MailEndpoint:
     user: str
     password: str
     recipient: str
+    smtp_tls: Tls | None = None
+    imap_tls: Tls | None = None
 
 
 def mail_endpoint(topo: Topology, site: str) -> MailEndpoint:
     user = topo.application.probe_user
     if user is None:
         raise Failed("the topology names no application.probe_user: a drill needs a mailbox")
+    smtp_host, smtp = _probe_of(topo, site, "smtp")
+    imap_host, imap = _probe_of(topo, site, "imap")
     return MailEndpoint(
         site,
-        _probe_address(topo, site, "smtp"),
-        _probe_address(topo, site, "imap"),
+        (smtp_host.address, smtp.port),
+        (imap_host.address, imap.port),
         user.user,
         read_secret(user.password, topo.base_dir).reveal(),
         user.address or user.user,
+        probe_tls(topo, smtp, smtp_host.name),
+        probe_tls(topo, imap, imap_host.name),
     )
 
 
 def smtp_port(topo: Topology) -> int:
-    return next(p.port for r in topo.roles.values() for p in r.probes if p.kind == "smtp")
+    return smtp_probe(topo).port
 
 
-def _probe_address(topo: Topology, site: str, kind: str) -> tuple[str, int]:
+def smtp_probe(topo: Topology) -> Probe:
+    """The topology's first SMTP probe: what the write probe sends with."""
+    return next(p for r in topo.roles.values() for p in r.probes if p.kind == "smtp")
+
+
+def smtp_tls_at(topo: Topology, address: str) -> Tls | None:
+    """How the write probe speaks TLS to `address` (where DNS sent it): as the first SMTP
+    probe does, for the host at that address if the topology has one."""
+    host = next((h.name for h in topo.hosts if h.address == address), None)
+    return probe_tls(topo, smtp_probe(topo), host)
+
+
+def _probe_of(topo: Topology, site: str, kind: str) -> tuple[Host, Probe]:
     for name, role in topo.roles.items():
         for probe in role.probes:
             hosts = topo.hosts_of(site, name)
             if probe.kind == kind and hosts:
-                return hosts[0].address, probe.port
+                return hosts[0], probe
     raise Failed(f"no host of {site} has a role with an {kind} probe: add one to the topology")
 
 
-def send(address: str, port: int, recipient: str, title: str, timeout: float = TIMEOUT_S) -> float:
-    """Send one message; return when the server accepted it. Unavailable if it did not."""
+def send(
+    address: str,
+    port: int,
+    recipient: str,
+    title: str,
+    timeout: float = TIMEOUT_S,
+    tls: Tls | None = None,
+) -> float:
+    """Send one message; return when the server accepted it. Unavailable if it did not
+    (a certificate that does not verify included: no message goes to an impostor)."""
     message = EmailMessage()
     message["From"] = f"sitectl@{recipient.partition('@')[2] or 'localhost'}"
     message["To"] = recipient
     message["Subject"] = title
     message.set_content("Written by a sitectl DR drill to prove that writes survive a move.\n")
     try:
-        with smtplib.SMTP(address, port, timeout=timeout) as smtp:
+        with smtp_session(address, port, timeout, tls) as smtp:
             smtp.send_message(message)
-    except (OSError, smtplib.SMTPException) as exc:
+    except (OSError, smtplib.SMTPException, TlsUnusable) as exc:
         raise Unavailable(f"SMTP {address}:{port}: {exc.__class__.__name__}: {exc}") from None
     return time.time()
 
@@ -101,7 +130,7 @@ def write_series(
     for number in range(1, count + 1):
         title = subject(drill_id, f"{leg} canary {number:03d}/{count:03d}")
         try:
-            at = send(*endpoint.smtp, endpoint.recipient, title)
+            at = send(*endpoint.smtp, endpoint.recipient, title, tls=endpoint.smtp_tls)
             out.append(Canary("smtp", title, endpoint.site, at))
         except Unavailable as exc:
             out.append(Canary("smtp", title, endpoint.site, time.time(), False, str(exc)))
@@ -113,8 +142,8 @@ def subjects_present(endpoint: MailEndpoint, prefix: str, timeout: float = TIMEO
     """Subjects in INBOX that start with `prefix`; Unavailable if IMAP does not answer."""
     address, port = endpoint.imap
     try:
-        imap = imaplib.IMAP4(address, port, timeout=timeout)
-    except OSError as exc:
+        imap = imap_session(address, port, timeout, endpoint.imap_tls)
+    except (OSError, imaplib.IMAP4.error, TlsUnusable) as exc:
         raise Unavailable(f"IMAP {address}:{port}: {exc}") from None
     try:
         imap.login(endpoint.user, endpoint.password)

@@ -96,7 +96,7 @@ def _mail(topo: Topology, site: str, drill_id: str, leg: str) -> tuple[Verificat
     def body() -> tuple[bool, str, Canary | None]:
         endpoint = canaries.mail_endpoint(topo, site)
         title = canaries.subject(drill_id, f"{leg} delivery check at {site}")
-        at = canaries.send(*endpoint.smtp, endpoint.recipient, title)
+        at = canaries.send(*endpoint.smtp, endpoint.recipient, title, tls=endpoint.smtp_tls)
         canary = Canary("smtp", title, site, at)
         if _safe_poll(lambda: title in canaries.subjects_present(endpoint, title), MAIL_WAIT_S):
             return (

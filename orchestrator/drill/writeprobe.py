@@ -2,9 +2,9 @@
 
 Each try asks DNS where the service is (the authoritative servers of one of the
 service's records, as a client after its cache expires would), then sends a numbered
-message there over SMTP. Every answer is an `Attempt`; the accepted ones at the old site
-also become canaries, because they are the last writes the old site took. The RTO is
-read from these attempts by `measure.rto`.
+message there over SMTP, with TLS as the topology's SMTP probe says. Every answer is an
+`Attempt`; the accepted ones at the old site also become canaries, because they are the
+last writes the old site took. The RTO is read from these attempts by `measure.rto`.
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ class WriteProbe:
     """Run the loop on a thread between `start()` and `stop()`."""
 
     def __init__(self, topo: Topology, drill_id: str, leg: str) -> None:
+        self.topo = topo
         self.resolver = Resolver(topo)
         self.port = canaries.smtp_port(topo)
         self.recipient = canaries.mail_endpoint(topo, topo.datacenters()[0]).recipient
@@ -102,7 +103,8 @@ class WriteProbe:
             return Attempt(time.time(), None, "", False, f"no answer for {self.resolver.name}")
         title = canaries.subject(self.drill_id, f"{self.leg} probe {number:05d}")
         try:
-            at = canaries.send(address, self.port, self.recipient, title, TIMEOUT_S)
+            tls = canaries.smtp_tls_at(self.topo, address)
+            at = canaries.send(address, self.port, self.recipient, title, TIMEOUT_S, tls)
         except Unavailable as exc:
             return Attempt(time.time(), site, address, False, str(exc)[:160])
         return Attempt(at, site, address, True, key=title)

@@ -13,9 +13,9 @@ Address and port map (fixed; `layout.py` is the single source; docs/lab.md draws
     dc2      198.18.2.1  :2181; :2888/:3888         :53, rndc :953  198.18.2.11, .12
     witness  198.18.3.1  :2181; :2888/:3888         :53, rndc :953  -
 
-    site     S3 (s3store)        SMTP (Postfix)      IMAP (Dovecot)     volume
-    dc1      198.18.1.21:9000    198.18.1.1:2525     198.18.1.1:1143    <state>/dc1/volume
-    dc2      198.18.2.21:9000    198.18.2.1:2525     198.18.2.1:1143    <state>/dc2/volume
+    site     S3 (s3store)        SMTP; SMTPS (Postfix)   IMAP; IMAPS (Dovecot)   volume
+    dc1      198.18.1.21:9000    198.18.1.1:2525; :4465  198.18.1.1:1143; :1993  <state>/dc1/volume
+    dc2      198.18.2.21:9000    198.18.2.1:2525; :4465  198.18.2.1:1143; :1993  <state>/dc2/volume
 
     sshd on :22 of every site address; controllers (when started) on .1:9400;
     the operator ("ops") at 198.18.0.1, the router at .254 of every network.
@@ -27,7 +27,9 @@ Address and port map (fixed; `layout.py` is the single source; docs/lab.md draws
   `rndc-<site>`.
 - LDAP: suffix dc=example,dc=test, admin cn=admin,dc=example,dc=test; serverIDs 1 to 4
   in the order above; StartTLS with the lab CA (<state>/pki/ca.crt).
-- Mail: alice@example.test (login `alice`); only the active site's app runs.
+- Mail: alice@example.test (login `alice`); only the active site's app runs. TLS with
+  the lab CA: STARTTLS on :2525 (offered) and :1143 (required before a login), TLS from
+  the first byte on :4465 and :1993.
 
 State dir (default $SITECTL_LAB_DIR or ./.lab): state.json (what runs, by PID, and which
 namespaces and links exist), secrets/ (0600 keys and passwords, SSH keys), pki/,

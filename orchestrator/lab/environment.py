@@ -82,7 +82,9 @@ def describe(root: Path) -> dict[str, Any]:
         "mail": {
             site: {
                 "smtp": f"{layout.service_ip(site)}:{layout.SMTP_PORT}",
+                "smtps": f"{layout.service_ip(site)}:{layout.SMTPS_PORT}",
                 "imap": f"{layout.service_ip(site)}:{layout.IMAP_PORT}",
+                "imaps": f"{layout.service_ip(site)}:{layout.IMAPS_PORT}",
                 "volume": str(volumes.mount_point(state, site)),
                 "maildir": str(mail.mail_root(state, site) / layout.MAIL_USER / "Maildir"),
             }
@@ -92,6 +94,9 @@ def describe(root: Path) -> dict[str, Any]:
             "user": mail.mail_address(),
             "login": layout.MAIL_USER,
             "password_file": str(mail.password_file(state)),
+            # STARTTLS on smtp/imap, TLS from the first byte on smtps/imaps; IMAP takes
+            # no login before TLS. The certificates name each site's address.
+            "ca_file": str(state.pki / "ca.crt"),
         },
     }
 

@@ -54,9 +54,15 @@ def ssh_vars(state: LabState) -> dict[str, Any]:
     }
 
 
+# The code this lab runs, which its hosts' commands must run too: an SSH session starts
+# without the caller's environment, so a checkout's lab (a git worktree beside another
+# installed sitectl) would otherwise run the interpreter's installed copy on its hosts.
+CODE = Path(__file__).resolve().parents[2]
+
+
 def _site_vars(state: LabState, site: str) -> dict[str, Any]:
     root = state.root
-    python = sys.executable
+    python = f"env PYTHONPATH={shlex.quote(str(CODE))} {sys.executable}"
     return {
         "lab_site": site,
         "lab_dir": str(root),

@@ -35,8 +35,10 @@ DNS_PORT = 53
 RNDC_PORT = 953
 LDAP_PORT = 389
 LDAP_HOSTS = (11, 12)  # last octet of the two slapd providers in each datacenter
-SMTP_PORT = 2525
-IMAP_PORT = 1143
+SMTP_PORT = 2525  # STARTTLS offered (a client sending mail may skip it; no login here)
+IMAP_PORT = 1143  # STARTTLS required before any login
+SMTPS_PORT = 4465  # TLS from the first byte (as 465)
+IMAPS_PORT = 1993  # TLS from the first byte (as 993)
 S3_HOST = 21  # last octet of each datacenter's S3 endpoint
 S3_PORT = 9000
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Callable
 
@@ -11,13 +10,6 @@ POLL_S = 0.1
 
 class NotReady(Exception):
     """A component did not pass its readiness probe before the deadline."""
-
-
-def tcp_banner(host: str, port: int, timeout: float = 1.0) -> bytes:
-    """Connect and read the greeting (SMTP, IMAP); raises OSError if none arrives."""
-    with socket.create_connection((host, port), timeout=timeout) as sock:
-        sock.settimeout(timeout)
-        return sock.recv(512)
 
 
 def wait_until(

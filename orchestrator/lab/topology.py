@@ -22,10 +22,12 @@ from orchestrator.lab.environment import topology_path
 from orchestrator.lab.state import LabState
 
 REPO = Path(__file__).resolve().parents[2]
-# Roles of the application; each maps onto `orchestrator.lab.app --role`.
+# Roles of the application; each maps onto `orchestrator.lab.app --role`. Their probes
+# speak TLS as a Zimbra site's would: IMAPS to the mailbox (the probe logs in), STARTTLS
+# to the MTA, both verified against the lab CA.
 APP_ROLES = {
-    "mailbox": ("dovecot", layout.IMAP_PORT, "imap"),
-    "mta": ("postfix", layout.SMTP_PORT, "smtp"),
+    "mailbox": ("dovecot", {"kind": "imap", "port": layout.IMAPS_PORT, "tls": "imaps"}),
+    "mta": ("postfix", {"kind": "smtp", "port": layout.SMTP_PORT, "tls": "starttls"}),
 }
 
 
@@ -112,12 +114,13 @@ def build(state: LabState) -> dict[str, Any]:
             "probes": [{"kind": "tcp", "port": layout.LDAP_PORT}],
         },
     }
-    for order, (role, (service, port, kind)) in enumerate(APP_ROLES.items(), start=1):
+    ca_file = _rel(state, state.pki / "ca.crt")
+    for order, (role, (service, probe)) in enumerate(APP_ROLES.items(), start=1):
         roles[role] = {
             "start_order": order,
             "services": [service],
             "commands": _app_commands(role),
-            "probes": [{"kind": kind, "port": port}],
+            "probes": [{**probe, "ca_file": ca_file}],
         }
 
     pools = {site: volumes.pool(state, site) for site in layout.DATACENTERS}
@@ -207,7 +210,7 @@ def build(state: LabState) -> dict[str, Any]:
             "bind_dn": layout.ADMIN_DN,
             "password": {"file": _rel(state, ldap.password_file(state))},
             "starttls": True,
-            "ca_file": _rel(state, state.pki / "ca.crt"),
+            "ca_file": ca_file,
             "timeout": ldap.PROBE_TIMEOUT_S,
             "masters": [
                 {"uri": node.uri, "server_id": node.server_id, "site": node.site}

@@ -1,7 +1,9 @@
 """What a person types to carry out each plan step by hand. Pure: no I/O.
 
 Commands use only standard tools (ansible, nsupdate, dig, ldapsearch, aws, nc, curl,
-the storage vendor's CLI), so the runbook still works when sitectl itself cannot run.
+openssl, the storage vendor's CLI), so the runbook still works when sitectl itself
+cannot run. Mail probes with `tls` go through `openssl s_client` (curl for the canary),
+the certificate verified as sitectl verifies it, so a person checks what sitectl checks.
 Paths are as written in the topology file: the runbook says to run from its directory.
 
 No command holds a secret on its command line, where `ps` shows it to every user of the
@@ -25,6 +27,7 @@ from orchestrator.config.model import (
     BtrfsVolume,
     CommandVolume,
     DnsZone,
+    Host,
     NetappVolume,
     Probe,
     SecretRef,
@@ -168,11 +171,52 @@ def _ansible(topo: Topology, group: str, module: str, args: str) -> str:
     )
 
 
-def _probe_command(address: str, probe: Probe) -> str:
-    if probe.kind == "smtp":
-        return f"printf 'EHLO runbook\\r\\nQUIT\\r\\n' | nc -w 5 {address} {probe.port}"
-    if probe.kind == "imap":
-        return f"printf 'a1 CAPABILITY\\r\\na2 LOGOUT\\r\\n' | nc -w 5 {address} {probe.port}"
+_PROBE_TALK = {
+    "smtp": "printf 'EHLO runbook\\r\\nQUIT\\r\\n'",
+    "imap": "printf 'a1 CAPABILITY\\r\\na2 LOGOUT\\r\\n'",
+}
+
+
+def _server_name(host: Host, probe: Probe) -> str:
+    """The name the certificate must hold, as the probe verifies it."""
+    return fill(probe.server_name, host=host.name) if probe.server_name else host.address
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _hostport(address: str, port: int) -> str:
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+def _s_client(host: Host, probe: Probe) -> str:
+    """`openssl s_client` that verifies the certificate as the probe does and stops at
+    one it does not trust."""
+    name = _server_name(host, probe)
+    check = (
+        f"-verify_ip {name}"
+        if _is_ip(name)
+        else f"-servername {shlex.quote(name)} -verify_hostname {shlex.quote(name)}"
+    )
+    starttls = f"-starttls {probe.kind} " if probe.tls == "starttls" else ""
+    ca = f" -CAfile {shlex.quote(probe.ca_file)}" if probe.ca_file else ""
+    return (
+        f"timeout 5 openssl s_client -quiet -verify_return_error {starttls}"
+        f"-connect {_hostport(host.address, probe.port)}{ca} {check}"
+    )
+
+
+def _probe_command(host: Host, probe: Probe) -> str:
+    address = host.address
+    if probe.kind in _PROBE_TALK and probe.tls:
+        return f"{_PROBE_TALK[probe.kind]} | {_s_client(host, probe)}"
+    if probe.kind in _PROBE_TALK:
+        return f"{_PROBE_TALK[probe.kind]} | nc -w 5 {address} {probe.port}"
     if probe.kind == "http":
         return f"curl -fsS -o /dev/null -w '%{{http_code}}\\n' http://{address}:{probe.port}/"
     return f"nc -z -w 3 {address} {probe.port} && echo open"
@@ -183,7 +227,16 @@ _PROBE_EXPECT = {
     "imap": "'* OK' greeting, a CAPABILITY line and 'a1 OK'",
     "http": "200",
     "tcp": "open",
+    # Past STARTTLS openssl has already read the greeting: what follows is ours.
+    "smtp+starttls": "250 lines answering EHLO, no 'verify error'",
+    "imap+starttls": "a CAPABILITY line and 'a1 OK', no 'verify error'",
+    "smtp+smtps": "a 220 banner, then 250 lines answering EHLO, no 'verify error'",
+    "imap+imaps": "'* OK' greeting, a CAPABILITY line and 'a1 OK', no 'verify error'",
 }
+
+
+def _probe_label(probe: Probe) -> str:
+    return f"{probe.kind}+{probe.tls}" if probe.tls else probe.kind
 
 
 def _probes(topo: Topology, site: str) -> tuple[list[str], set[str]]:
@@ -192,8 +245,8 @@ def _probes(topo: Topology, site: str) -> tuple[list[str], set[str]]:
     for name, role in topo.roles.items():
         for host in topo.hosts_of(site, name):
             for probe in role.probes:
-                commands.append(_probe_command(host.address, probe))
-                kinds.add(probe.kind)
+                commands.append(_probe_command(host, probe))
+                kinds.add(_probe_label(probe))
     return commands, kinds
 
 
@@ -381,7 +434,7 @@ def _services(topo: Topology, step: Step, state: str, verb: str) -> ManualStep:
         ]
         check = ""
     probes = [
-        _probe_command(host.address, probe)
+        _probe_command(host, probe)
         for host in topo.hosts_of(step.site or "", step.target)
         for probe in role.probes
     ]
@@ -690,10 +743,12 @@ def _verify_canary(topo: Topology, plan: Plan, step: Step) -> ManualStep:
             "read the last message written before the cutover at the new site (no IMAP probe "
             "user or IMAP probe in the topology to script it)",
         )
+    host, probe = imap
+    url, tls = _curl_url(host, probe, "INBOX")
     return ManualStep(
         (
-            f"curl -s --netrc-file {_made(PROBE_NETRC)} "
-            f'\'imap://{imap[0]}:{imap[1]}/INBOX\' -X "SEARCH SUBJECT \\"$CANARY\\""',
+            f"curl -s{tls} --netrc-file {_made(PROBE_NETRC)} "
+            f'{url} -X "SEARCH SUBJECT \\"$CANARY\\""',
         ),
         "'* SEARCH' followed by message numbers",
         "the canary ($CANARY, from the canary step) is found: the last write reached here",
@@ -706,11 +761,12 @@ def _write_canary(topo: Topology, plan: Plan, step: Step) -> ManualStep:
     if user is None or smtp is None:
         return ManualStep((), "", "send yourself a message on the old site and note its subject")
     address = user.address or user.user
+    url, tls = _curl_url(*smtp, "")
     return ManualStep(
         (
             'export CANARY="sitectl-canary manual-$(date -u +%Y%m%dT%H%M%SZ)"',
             f"printf 'Subject: %s\\n\\ncanary\\n' \"$CANARY\" | "
-            f"curl -s smtp://{smtp[0]}:{smtp[1]} --mail-from sitectl@localhost "
+            f"curl -s{tls} {url} --mail-from sitectl@localhost "
             f"--mail-rcpt {shlex.quote(address)} -T -",
         ),
         "no output; the message is delivered within seconds",
@@ -718,10 +774,10 @@ def _write_canary(topo: Topology, plan: Plan, step: Step) -> ManualStep:
     )
 
 
-def _first_probe(topo: Topology, site: str, kind: str) -> tuple[str, int] | None:
+def _first_probe(topo: Topology, site: str, kind: str) -> tuple[Host, Probe] | None:
     return next(
         (
-            (h.address, p.port)
+            (h, p)
             for name, role in topo.roles.items()
             for h in topo.hosts_of(site, name)
             for p in role.probes
@@ -729,6 +785,24 @@ def _first_probe(topo: Topology, site: str, kind: str) -> tuple[str, int] | None
         ),
         None,
     )
+
+
+def _curl_url(host: Host, probe: Probe, path: str) -> tuple[str, str]:
+    """curl's URL for a mail probe and its TLS options (each with a leading space):
+    imaps:// or smtps://, or --ssl-reqd for STARTTLS (curl must not go on in clear), the
+    probe's CA, and the name to verify reached at the host's address."""
+    hostport = _hostport(host.address, probe.port)
+    if not probe.tls:
+        return shlex.quote(f"{probe.kind}://{hostport}/{path}"), ""
+    scheme = probe.tls if probe.tls != "starttls" else probe.kind
+    options = " --ssl-reqd" if probe.tls == "starttls" else ""
+    if probe.ca_file:
+        options += f" --cacert {shlex.quote(probe.ca_file)}"
+    name = _server_name(host, probe)
+    if name != host.address:
+        options += f" --connect-to {shlex.quote(f'{name}:{probe.port}:{hostport}')}"
+        hostport = _hostport(name, probe.port)
+    return shlex.quote(f"{scheme}://{hostport}/{path}"), options
 
 
 def _activate(topo: Topology, plan: Plan, step: Step) -> ManualStep:

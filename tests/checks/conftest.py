@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from orchestrator.config import Topology, load_topology
+from orchestrator.lab.credentials import ensure_ca
 from tests.conftest import LabHandle
 
 Edit = Callable[[dict[str, Any], Path], None]
@@ -79,3 +80,13 @@ def wrong_probe_password(data: dict[str, Any], root: Path) -> None:
     path.write_text("not-the-probe-password\n")
     path.chmod(0o600)
     data["application"]["probe_user"]["password"] = {"file": path.name}
+
+
+def other_mail_ca(data: dict[str, Any], root: Path) -> None:
+    """The mail probes verify against a CA that did not sign the lab's certificates (made
+    as the lab makes its own: the same subject, another key)."""
+    ca = ensure_ca(root / "checks-other-pki", "openssl")
+    for role in data["roles"].values():
+        for probe in role.get("probes", []):
+            if probe.get("tls"):
+                probe["ca_file"] = os.path.relpath(ca, root)

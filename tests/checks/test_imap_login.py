@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.adapters.probes import Answer, Login, probe
+from orchestrator.adapters.probes import Answer, Login, Tls, probe
 from orchestrator.checks import Status, application
 from orchestrator.config.model import Topology
 from tests.checks.topologies import topology
@@ -67,7 +67,7 @@ class FakeImap:
             raw = io.readline()
             if not raw:
                 return
-            line = raw.decode().rstrip("\r\n")
+            line = raw.decode(errors="replace").rstrip("\r\n")  # a TLS hello is binary
             self.commands.append(line)
             tag, _, rest = line.partition(" ")
             command, _, args = rest.partition(" ")
@@ -215,3 +215,33 @@ def test_the_standby_is_not_logged_into(tmp_path: Path) -> None:
     # Answering at all on the standby is the finding; the password stays home.
     assert result.status is Status.DEGRADED and "running on the standby" in result.reason
     assert "LOGIN" not in server.names()
+
+
+def test_starttls_not_offered_is_wrong_and_the_password_stays_home() -> None:
+    """A probe told to use STARTTLS never falls back to clear text: no STARTTLS in the
+    server's CAPABILITY is a wrong answer, and no LOGIN is sent."""
+    with FakeImap().running() as server:
+        result = probe(
+            "imap", "127.0.0.1", server.port, 2.0, Login(USER, PASSWORD), tls=Tls("starttls")
+        )
+    assert result.answer is Answer.WRONG, result.describe()
+    assert "TLS not supported by server" in result.detail
+    assert all("LOGIN" not in c.upper() for c in server.commands), server.commands
+
+
+def test_imaps_to_a_plain_server_is_wrong_and_sends_no_login() -> None:
+    with FakeImap().running() as server:
+        result = probe(
+            "imap", "127.0.0.1", server.port, 2.0, Login(USER, PASSWORD), tls=Tls("imaps")
+        )
+    assert result.answer is Answer.WRONG and result.detail.startswith("TLS failed"), result.detail
+    assert all("LOGIN" not in c.upper() for c in server.commands), server.commands
+
+
+def test_a_missing_ca_file_is_wrong_and_connects_nowhere(tmp_path: Path) -> None:
+    with FakeImap().running() as server:
+        tls = Tls("starttls", str(tmp_path / "gone.pem"))
+        result = probe("imap", "127.0.0.1", server.port, 2.0, Login(USER, PASSWORD), tls=tls)
+    assert result.answer is Answer.WRONG, result.describe()
+    assert f"CA file {tmp_path / 'gone.pem'} cannot be used" in result.detail
+    assert server.commands == []

@@ -29,6 +29,7 @@ from orchestrator.cli import health
 from orchestrator.config import Topology
 from orchestrator.lab import procs, s3
 from tests.checks.conftest import (
+    other_mail_ca,
     rpo_limit,
     wrong_probe_password,
     wrong_s3_secret,
@@ -209,6 +210,20 @@ def test_a_wrong_probe_password_is_a_refused_imap_login(
     assert imap.status is Status.DOWN and "login refused" in imap.reason, imap.describe()
     others = [r for r in results if r is not imap]
     assert all(r.status is Status.OK for r in others), [r.describe() for r in others]
+
+
+def test_mail_probes_that_cannot_verify_the_certificate_are_degraded_not_down(
+    lab_topology: Callable[..., Topology],
+) -> None:
+    """The lab's mail answers, but over TLS sitectl cannot trust: degraded (someone must
+    look), never down (a certificate is no reason to move the service)."""
+    forged = lab_topology(other_mail_ca)
+    results = run_checks(forged, ["application"]).results
+    mail = [r for r in results if r.site == "dc1" and r.target.split(" ")[0] in ("mailbox", "mta")]
+    assert len(mail) == 2
+    for r in mail:
+        assert r.status is Status.DEGRADED, r.describe()
+        assert "TLS certificate not trusted" in r.reason, r.describe()
 
 
 def test_a_wrong_s3_secret_is_not_authorised(lab_topology: Callable[..., Topology]) -> None:

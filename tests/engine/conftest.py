@@ -19,7 +19,7 @@ import dns.query
 import dns.rdatatype
 import pytest
 
-from orchestrator.adapters.probes import Answer, probe
+from orchestrator.adapters.probes import Answer, Tls, probe
 from orchestrator.config import Topology, load_topology
 from orchestrator.lab import layout
 from tests.conftest import LabHandle, eventually
@@ -115,11 +115,14 @@ class Cluster:
             if f" {self.lab.state_dir / site / 'volume'} " in mounts
         }
 
+    def tls(self, mode: str) -> Tls:
+        return Tls(mode, self.lab.env["mail"]["ca_file"])
+
     def app_answers(self, site: str) -> dict[str, Answer]:
         ip = layout.service_ip(site)
         return {
-            "smtp": probe("smtp", ip, layout.SMTP_PORT, 3).answer,
-            "imap": probe("imap", ip, layout.IMAP_PORT, 3).answer,
+            "smtp": probe("smtp", ip, layout.SMTP_PORT, 3, tls=self.tls("starttls")).answer,
+            "imap": probe("imap", ip, layout.IMAP_PORT, 3, tls=self.tls("starttls")).answer,
         }
 
     def send_mail(self, site: str) -> str:
@@ -141,10 +144,11 @@ class Cluster:
 
         return find_message(
             layout.service_ip(site),
-            layout.IMAP_PORT,
+            layout.IMAPS_PORT,
             layout.MAIL_USER,
             self.lab.mail_password,
             subject,
+            tls=self.tls("imaps"),
         )
 
     def wait_delivered(self, site: str, subject: str) -> None:

@@ -10,7 +10,6 @@ the salvage runs again (a sitectl killed inside the mail salvage, then resumed).
 from __future__ import annotations
 
 import email
-import imaplib
 import json
 import signal
 import smtplib
@@ -23,7 +22,7 @@ import pytest
 
 from orchestrator.adapters.s3 import s3_client
 from orchestrator.drill import canaries
-from orchestrator.lab import layout
+from orchestrator.lab import layout, mail
 from orchestrator.storage import MirrorConfig
 from tests.conftest import eventually
 from tests.engine.conftest import Cluster
@@ -45,9 +44,8 @@ def _send(site: str, message_id: str) -> None:
 
 def message_ids(cluster: Cluster, site: str) -> Counter[str]:
     """Message-ID → how many messages of the INBOX at `site` carry it, over IMAP."""
-    imap = imaplib.IMAP4(layout.service_ip(site), layout.IMAP_PORT, timeout=5)
+    imap = mail.imap_client(cluster.lab.state(), site)
     try:
-        imap.login(layout.MAIL_USER, cluster.lab.mail_password)
         typ, count = imap.select("INBOX", readonly=True)
         assert typ == "OK", count
         found: Counter[str] = Counter()

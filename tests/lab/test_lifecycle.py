@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import imaplib
 import os
 import shutil
 import subprocess
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.lab import layout, prereqs, zookeeper
+from orchestrator.lab import layout, mail, prereqs, zookeeper
 from orchestrator.lab.mail import send_test_mail
 from tests.conftest import LabHandle, eventually, lab_command, leftovers, recorded_pids
 
@@ -88,9 +87,8 @@ def test_a_state_dir_other_users_cannot_reach_is_refused(tmp_path: Path) -> None
     assert not (tmp_path / "lab").exists()
 
 
-def _subjects(password: str, site: str) -> str:
-    with imaplib.IMAP4(layout.service_ip(site), layout.IMAP_PORT, timeout=5) as imap:
-        imap.login(layout.MAIL_USER, password)
+def _subjects(lab: LabHandle, site: str) -> str:
+    with mail.imap_client(lab.state(), site) as imap:  # STARTTLS, the lab CA verifying
         imap.select("INBOX", readonly=True)
         _, data = imap.search(None, "ALL")
         fetched = [imap.fetch(n, "(BODY.PEEK[HEADER])")[1][0][1] for n in data[0].split()]
@@ -101,9 +99,7 @@ def test_down_leaves_nothing_and_up_again_keeps_the_data(lab: LabHandle) -> None
     active = lab.active_site()
     subject = f"before down {uuid.uuid4().hex}"
     send_test_mail(active, subject)
-    eventually(
-        lambda: subject in _subjects(lab.mail_password, active), "mail delivered before down"
-    )
+    eventually(lambda: subject in _subjects(lab, active), "mail delivered before down")
     pids = recorded_pids(lab.state_dir)
 
     lab.ok("down")
@@ -120,7 +116,7 @@ def test_down_leaves_nothing_and_up_again_keeps_the_data(lab: LabHandle) -> None
     assert f"state in {lab.state_dir}" in out
     assert f'use it:  eval "$(sitectl lab env --state-dir {lab.state_dir})"' in out
     assert lab.active_site() == active  # the mirror's direction survives down/up
-    assert subject in _subjects(lab.mail_password, active)
+    assert subject in _subjects(lab, active)
     assert lab.status()[f"{active}-postfix"]["state"] == "up"
 
 

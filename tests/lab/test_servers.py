@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import imaplib
 import json
 import stat
 import subprocess
@@ -26,7 +25,7 @@ from orchestrator.checks.result import Status
 from orchestrator.config import load_topology
 from orchestrator.coordination.client import connect as zk_connect
 from orchestrator.errors import Unavailable
-from orchestrator.lab import layout, s3, volumes, zookeeper
+from orchestrator.lab import layout, mail, s3, volumes, zookeeper
 from orchestrator.lab.ldap import connect
 from orchestrator.lab.mail import send_test_mail
 from tests.conftest import LabHandle, eventually
@@ -216,9 +215,8 @@ def test_object_put_at_the_active_site_is_replicated_to_the_standby(lab: LabHand
     assert replica["ReplicationStatus"] == "REPLICA"
 
 
-def _inbox_subjects(password: str, site: str) -> list[str]:
-    with imaplib.IMAP4(layout.service_ip(site), layout.IMAP_PORT, timeout=5) as imap:
-        imap.login(layout.MAIL_USER, password)
+def _inbox_subjects(lab: LabHandle, site: str) -> list[str]:
+    with mail.imap_client(lab.state(), site) as imap:  # STARTTLS, the lab CA verifying
         imap.select("INBOX", readonly=True)
         _, data = imap.search(None, "ALL")
         subjects = []
@@ -245,7 +243,7 @@ def test_mail_sent_over_smtp_is_read_over_imap_and_reaches_the_mirror(lab: LabHa
     subject = f"lab probe {uuid.uuid4().hex}"
     send_test_mail(active, subject)
     eventually(
-        lambda: f"Subject: {subject}" in _inbox_subjects(lab.mail_password, active),
+        lambda: f"Subject: {subject}" in _inbox_subjects(lab, active),
         "message readable over IMAP",
     )
     maildir = Path(lab.env["mail"][active]["maildir"])

@@ -275,6 +275,53 @@ CASES = [
         "must be an absolute path",
     ),
     Broken(
+        "IMAP probe logging in over clear text",
+        '{kind: imap, port: 143, tls: starttls, server_name: "{host}.example.net"}',
+        "{kind: imap, port: 143}",
+        "roles.mailbox.probes.0.tls",
+        "this imap probe logs in as 'sitectl-probe@example.com' over clear text: the probe "
+        "user's password would cross the network readable by anyone on the path — use tls: "
+        "imaps/starttls with a ca_file, or set insecure: true on this probe if you accept "
+        "sending it in clear",
+    ),
+    Broken(
+        "plain IMAP to the IMAPS port",
+        "{kind: imap, port: 993, tls: imaps, server_name: mail.example.com}",
+        "{kind: imap, port: 993, insecure: true}",
+        "roles.proxy.probes.0.tls",
+        "port 993 is IMAPS, TLS from the first byte, and this imap probe speaks plain text to "
+        "it (it can never pass) — set tls: imaps",
+    ),
+    Broken(
+        "STARTTLS to the IMAPS port",
+        "{kind: imap, port: 993, tls: imaps, server_name: mail.example.com}",
+        "{kind: imap, port: 993, tls: starttls, server_name: mail.example.com}",
+        "roles.proxy.probes.0.tls",
+        "this imap probe speaks STARTTLS to it (it can never pass) — set tls: imaps",
+    ),
+    Broken(
+        "TLS mode of another protocol",
+        '{kind: smtp, port: 25, tls: starttls, server_name: "{host}.example.net"}',
+        "{kind: smtp, port: 25, tls: imaps}",
+        "roles.mta.probes.0",
+        "tls 'imaps' does not fit a smtp probe — use tls: smtps or starttls",
+    ),
+    Broken(
+        "CA file of a probe without TLS",
+        '{kind: smtp, port: 25, tls: starttls, server_name: "{host}.example.net"}',
+        "{kind: smtp, port: 25, ca_file: pki/ca.pem}",
+        "roles.mta.probes.0",
+        "ca_file and server_name verify a TLS certificate, and this smtp probe speaks no TLS "
+        "— add tls: smtps or starttls",
+    ),
+    Broken(
+        "probe CA file missing",
+        "{kind: imap, port: 993, tls: imaps, server_name: mail.example.com}",
+        "{kind: imap, port: 993, tls: imaps, ca_file: pki/zimbra-ca.pem}",
+        "roles.proxy.probes.0.ca_file",
+        "file pki/zimbra-ca.pem does not exist (relative to the topology file) — fix the path",
+    ),
+    Broken(
         "role without a host in the standby",
         "  - {name: proxy1.dc2, site: dc2, roles: [proxy], address: 198.51.100.21}\n"
         "  - {name: proxy2.dc2, site: dc2, roles: [proxy], address: 198.51.100.22}\n",
@@ -535,6 +582,38 @@ def test_example_topology_is_valid() -> None:
     result = CliRunner().invoke(app, ["validate", "-c", str(EXAMPLE / "topology.yaml")])
     assert result.exit_code == 0, result.output
     assert "valid — cluster zimbra-example" in result.output
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        # The operator accepts the password in clear on this one probe.
+        (
+            '{kind: imap, port: 143, tls: starttls, server_name: "{host}.example.net"}',
+            "{kind: imap, port: 143, insecure: true}",
+        ),
+        # No probe user: IMAP probes only ask for CAPABILITY, no credential is sent.
+        (
+            "  probe_user: {user: sitectl-probe@example.com, password: {env: ZIMBRA_PROBE_PASSWORD}}\n",
+            "",
+        ),
+        # SMTP probes and canaries send no credentials: clear text is allowed.
+        (
+            '{kind: smtp, port: 25, tls: starttls, server_name: "{host}.example.net"}',
+            "{kind: smtp, port: 25}",
+        ),
+    ],
+    ids=["insecure-accepted", "no-probe-user", "smtp-sends-no-login"],
+)
+def test_clear_text_probes_that_send_no_password_or_say_so_are_valid(
+    tmp_path: Path, old: str, new: str
+) -> None:
+    original = (EXAMPLE / "topology.yaml").read_text(encoding="utf-8")
+    assert original.count(old) == 1
+    result = CliRunner().invoke(
+        app, ["validate", "-c", str(_write(tmp_path, original.replace(old, new)))]
+    )
+    assert result.exit_code == 0, result.output
 
 
 def test_config_comes_from_the_environment_when_not_given(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -251,3 +251,37 @@ def _secret_of(topo: Topology, ref: object) -> str:
     if env:
         return os.environ[env]
     return topo.resolve(str(file)).read_text().rstrip("\n")
+
+
+def test_tls_probes_render_commands_that_verify_as_the_probe_does() -> None:
+    """openssl s_client and curl with the probe's CA, checking the probed address (an IP
+    in the certificate) or the probe's server_name reached at the host's address; curl
+    must not fall back to clear text after a refused STARTTLS (--ssl-reqd)."""
+    from orchestrator.config.model import Host, Probe
+    from orchestrator.runbook import manual
+
+    host = Host(name="mbox1", site="dc1", roles=("mailbox",), address="198.18.1.1")
+    imaps = Probe(kind="imap", port=1993, tls="imaps", ca_file="pki/ca.crt")
+    smtp = Probe(kind="smtp", port=2525, tls="starttls", server_name="{host}.example.net")
+    clear = Probe(kind="imap", port=143, insecure=True)
+    assert manual._probe_command(host, imaps) == (
+        "printf 'a1 CAPABILITY\\r\\na2 LOGOUT\\r\\n' | timeout 5 openssl s_client -quiet "
+        "-verify_return_error -connect 198.18.1.1:1993 -CAfile pki/ca.crt -verify_ip 198.18.1.1"
+    )
+    assert manual._probe_command(host, smtp) == (
+        "printf 'EHLO runbook\\r\\nQUIT\\r\\n' | timeout 5 openssl s_client -quiet "
+        "-verify_return_error -starttls smtp -connect 198.18.1.1:2525 "
+        "-servername mbox1.example.net -verify_hostname mbox1.example.net"
+    )
+    assert manual._probe_command(host, clear) == (
+        "printf 'a1 CAPABILITY\\r\\na2 LOGOUT\\r\\n' | nc -w 5 198.18.1.1 143"
+    )
+    assert manual._curl_url(host, imaps, "INBOX") == (
+        "imaps://198.18.1.1:1993/INBOX",
+        " --cacert pki/ca.crt",
+    )
+    assert manual._curl_url(host, smtp, "") == (
+        "smtp://mbox1.example.net:2525/",
+        " --ssl-reqd --connect-to mbox1.example.net:2525:198.18.1.1:2525",
+    )
+    assert manual._curl_url(host, clear, "INBOX") == ("imap://198.18.1.1:143/INBOX", "")

@@ -87,7 +87,8 @@ class CanaryHandler:
         smtp = first_probe_address(ctx.topology, step.site or "", "smtp")
         if user is None or smtp is None:
             raise Failed("no probe_user or SMTP probe in the topology: cannot write a canary")
-        subject = send_canary(smtp[0], smtp[1], user.mail_address(), ctx.operation.id)
+        address, port, tls = smtp
+        subject = send_canary(address, port, user.mail_address(), ctx.operation.id, tls=tls)
         ctx.figures["canary_subject"] = subject
         ctx.log(f"canary {subject!r} sent to {user.mail_address()} on {step.site}")
 

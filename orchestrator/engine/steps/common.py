@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.adapters.ansible import PlaybookCall, PlaybookResult, run_batch, run_playbook
-from orchestrator.adapters.probes import ProbeResult, canary_subject, find_message, probe
+from orchestrator.adapters.probes import ProbeResult, Tls, canary_subject, find_message, probe
 from orchestrator.adapters.secrets import read_secret
-from orchestrator.checks.application import probe_login
+from orchestrator.checks.application import probe_login, probe_tls
 from orchestrator.config.model import VOLUME_DRIVERS, Host, Topology
 from orchestrator.coordination.paths import encode_step_id
 from orchestrator.engine.handlers import StepContext
@@ -130,6 +130,7 @@ def role_probes(topo: Topology, role: str, names: tuple[str, ...]) -> list[Probe
             p.port,
             PROBE_TIMEOUT_S,
             login=login if p.kind == "imap" else None,
+            tls=probe_tls(topo, p, host.name),
         )
         for host in hosts_named(topo, names)
         for p in probes
@@ -145,12 +146,13 @@ def site_probes(topo: Topology, site: str) -> list[ProbeResult]:
     ]
 
 
-def first_probe_address(topo: Topology, site: str, kind: str) -> tuple[str, int] | None:
+def first_probe_address(topo: Topology, site: str, kind: str) -> tuple[str, int, Tls | None] | None:
+    """Where the first `kind` probe of `site` connects, and how it speaks TLS."""
     for name, role in topo.roles.items():
         for host in topo.hosts_of(site, name):
             for p in role.probes:
                 if p.kind == kind:
-                    return host.address, p.port
+                    return host.address, p.port, probe_tls(topo, p, host.name)
     return None
 
 
@@ -170,4 +172,7 @@ def canary_count(ctx: StepContext, site: str) -> int:
     if user is None or imap is None:
         raise Failed("no probe_user or IMAP probe in the topology: cannot look for the canary")
     password = read_secret(user.password, topo.base_dir).reveal()
-    return find_message(imap[0], imap[1], user.user, password, canary_subject(ctx.operation.id))
+    address, port, tls = imap
+    return find_message(
+        address, port, user.user, password, canary_subject(ctx.operation.id), tls=tls
+    )
