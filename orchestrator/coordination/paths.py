@@ -12,6 +12,7 @@ operations/ID   the operation record (JSON); operations/ID/steps/STEP its checkp
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 
@@ -68,6 +69,16 @@ class ZkPaths:
 def encode_step_id(step_id: str) -> str:
     # Step ids contain '/', which ZooKeeper reads as a path separator.
     return step_id.replace("%", "%25").replace("/", "%2F")
+
+
+def step_file_name(step_id: str, limit: int = 120) -> str:
+    """A file or directory name for a step (its artifacts): the encoded id, or for a long
+    one its start and a digest of all of it, within what any file system takes."""
+    encoded = encode_step_id(step_id)
+    if len(encoded.encode()) <= limit:
+        return encoded
+    digest = hashlib.sha1(step_id.encode(), usedforsecurity=False).hexdigest()[:12]
+    return encoded.encode()[: limit - 13].decode(errors="ignore") + "-" + digest
 
 
 def decode_step_id(node: str) -> str:

@@ -26,7 +26,7 @@ from collections.abc import Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from orchestrator.coordination.paths import encode_step_id
+from orchestrator.coordination.paths import step_file_name
 from orchestrator.engine.cancel import AbortRequested, DeadlinePassed, Watch
 from orchestrator.engine.groups import run_group
 from orchestrator.engine.handlers import StepContext, StepHandler
@@ -241,7 +241,7 @@ class BatchRun:
             self._handler(first).gated_run()(
                 lane.items,
                 topo.resolve(topo.ansible.inventory),
-                ex.artifacts / ("batch-" + encode_step_id(self.units[0].name) + suffix),
+                ex.artifacts / ("batch-" + step_file_name(self.units[0].name) + suffix),
                 lambda name, after, hosts: self.gate(lane.number, name, after, hosts),
                 # Checks, verifies and Python groups run while the playbook waits.
                 timeout=2 * bound,

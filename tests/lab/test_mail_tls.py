@@ -30,6 +30,8 @@ from orchestrator.config.model import Host, Probe
 from orchestrator.drill import canaries
 from orchestrator.lab import layout
 from orchestrator.lab.credentials import ensure_ca
+from orchestrator.plan import assumed_state, build_plan
+from orchestrator.plan.model import Plan
 from orchestrator.runbook import manual
 from tests.conftest import LabHandle, eventually
 from tests.loopback import listener, serving
@@ -287,6 +289,15 @@ def test_the_runbook_probe_commands_verify_the_certificate(lab: LabHandle, other
         assert expect[p.kind] not in refused.stdout
 
 
+def plan_with_canary(topo: Topology, site: str) -> Plan:
+    """A switchover plan away from the active `site`: it reads the canary over IMAP,
+    so the runbook makes the netrc file the search needs."""
+    other = next(s for s in topo.datacenters() if s != site)
+    return build_plan(
+        topo.model_copy(update={"active_site": site}), assumed_state(topo), "switchover", other
+    )
+
+
 def test_the_runbook_canary_commands_use_tls(lab: LabHandle) -> None:
     """The canary the runbook writes with curl over SMTP STARTTLS is found by the
     runbook's curl search over IMAPS: both verify the lab CA."""
@@ -301,8 +312,11 @@ def test_the_runbook_canary_commands_use_tls(lab: LabHandle) -> None:
     sent = _run_from_topology_dir(lab, write.commands[1], CANARY=canary)
     assert sent.returncode == 0, sent.stderr
 
+    # The runbook's "Secret files" block makes the netrc file the search reads.
+    secrets = "\n".join(manual.secret_files(topo, plan_with_canary(topo, site)))
+
     def found() -> bool:
-        done = _run_from_topology_dir(lab, search.commands[0], CANARY=canary)
+        done = _run_from_topology_dir(lab, f"{secrets}\n{search.commands[0]}", CANARY=canary)
         return done.returncode == 0 and re.search(r"\* SEARCH \d", done.stdout) is not None
 
     eventually(found, "the runbook's canary found by the runbook's search")

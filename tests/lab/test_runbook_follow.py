@@ -9,7 +9,6 @@ runbook left is one sitectl carries on from, and the shared lab ends as it began
 
 from __future__ import annotations
 
-import imaplib
 import json
 import re
 import socket
@@ -23,6 +22,7 @@ import dns.query
 import pytest
 
 from orchestrator.lab import layout
+from orchestrator.lab.mail import imap_client
 from tests.conftest import LabHandle
 
 pytestmark = pytest.mark.lab
@@ -122,9 +122,8 @@ def assert_serving_at(lab: LabHandle, site: str, other: str, canary: str) -> Non
     assert not answers(mail[other]["smtp"]) and not answers(mail[other]["imap"])
     mounts = Path("/proc/self/mounts").read_text()
     assert f" {mail[site]['volume']} " in mounts and f" {mail[other]['volume']} " not in mounts
-    host, _, port = mail[site]["imap"].rpartition(":")
-    with imaplib.IMAP4(host, int(port), timeout=5) as imap:
-        imap.login(mail["login"], lab.secret(mail["password_file"]))
+    imap = imap_client(lab.state(), site)  # STARTTLS with the lab CA, then login
+    with imap:
         imap.select("INBOX", readonly=True)
         _, found = imap.search(None, "SUBJECT", f'"{canary}"')
         assert found[0].split(), f"the runbook's canary {canary!r} is not readable on {site}"

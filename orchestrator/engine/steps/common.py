@@ -13,7 +13,7 @@ from orchestrator.adapters.probes import ProbeResult, Tls, canary_subject, find_
 from orchestrator.adapters.secrets import read_secret
 from orchestrator.checks.application import probe_login, probe_tls
 from orchestrator.config.model import VOLUME_DRIVERS, Host, Topology
-from orchestrator.coordination.paths import encode_step_id
+from orchestrator.coordination.paths import step_file_name
 from orchestrator.engine.handlers import StepContext
 from orchestrator.errors import Failed
 from orchestrator.gates import GatedRun, HandedOver
@@ -82,7 +82,7 @@ def run_call(ctx: StepContext, step: Step, call: PlaybookCall) -> PlaybookResult
         inventory=topo.resolve(topo.ansible.inventory),
         hosts=call.hosts,
         extravars=call.extravars,
-        artifacts=ctx.artifacts / encode_step_id(step.id),
+        artifacts=ctx.artifacts / step_file_name(step.id),
         timeout=step_timeout(topo, step),
         on_task=ctx.on_task,
         skip_tags=call.skip_tags,
