@@ -26,6 +26,7 @@ from orchestrator.config import load_topology
 from orchestrator.coordination.client import connect as zk_connect
 from orchestrator.errors import Unavailable
 from orchestrator.lab import layout, mail, s3, volumes, zookeeper
+from orchestrator.lab.credentials import ensure_ca
 from orchestrator.lab.ldap import connect
 from orchestrator.lab.mail import send_test_mail
 from tests.conftest import LabHandle, eventually
@@ -75,29 +76,8 @@ def test_sitectl_reaches_zookeeper_only_over_verified_tls(lab: LabHandle, tmp_pa
     nodes = [c for c in zk_checks.checks(topo, 3) if c.site]
     assert {c.site: c.run(3).status for c in nodes} == dict.fromkeys(layout.SITES, Status.OK)
 
-    stranger = tmp_path / "other-ca.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            str(tmp_path / "other-ca.key"),
-            "-subj",
-            "/CN=not the lab CA",
-            "-days",
-            "1",
-            "-out",
-            str(stranger),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    # Another CA, made as the lab makes its own: it signed none of the servers.
+    stranger = ensure_ca(tmp_path / "other-pki", "openssl")
     wrong = topo.model_copy(
         update={
             "zookeeper": topo.zookeeper.model_copy(
