@@ -142,7 +142,9 @@ def test_the_switchover_runbook_followed_by_hand_moves_the_service(
         assert exported.get("CANARY", "").startswith("sitectl-canary manual-"), exported
         assert_serving_at(lab, "dc2", "dc1", exported["CANARY"])
 
-        for verb in (["reprotect"], ["switchover", "--to", "dc1"]):
+        # The lab began protected (dc1 mirrored to dc2): a switchover breaks the mirrors,
+        # the last reprotect starts them again in that direction.
+        for verb in (["reprotect"], ["switchover", "--to", "dc1"], ["reprotect"]):
             done = subprocess.run(
                 [
                     *("sitectl", *verb, "--yes", "-r", "back after the runbook test"),
