@@ -488,6 +488,13 @@ def _print_status(info: StatusView) -> None:
         + (f"; running {', '.join(op.running_steps)}" if op.running_steps else ""),
         markup=False,
     )
+    for waiting in op.waiting_for:
+        who = " or ".join(waiting["approvers"]) or "anyone allowed to operate"
+        console.print(
+            f"waiting since {_when(waiting['since'])} at {waiting['step']} for {who}: "
+            f"sitectl approve {op.id} -r REASON (or reject)",
+            markup=False,
+        )
     if op.accept_data_loss:
         console.print(f"data loss accepted: {op.accept_data_loss}", markup=False)
     if op.message:
@@ -497,3 +504,10 @@ def _print_status(info: StatusView) -> None:
 def _when(timestamp: float) -> str:
     """A recorded time as operators read it: local, with its zone."""
     return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(timestamp))
+
+
+# What the other operation verbs (cli/control.py) share with these.
+topology = _topology
+engine_errors = _engine_errors
+live = _live
+finish = _finish
