@@ -190,7 +190,8 @@ def test_an_approval_survives_a_crash_and_custom_steps_run_on_the_new_site(
 def test_a_switchover_stuck_on_a_hung_old_site_is_escalated_to_a_failover(
     cluster: Cluster, tmp_path: Path
 ) -> None:
-    topology = _topology(cluster, "escalate", [_board()])
+    # The board approves planned moves only: the escalated failover does not wait for it.
+    topology = _topology(cluster, "escalate", [_board(modes=["switchover"])])
     audit = tmp_path / "audit.jsonl"
     switchover = _start(cluster, topology, audit, *SWITCHOVER)
     try:
