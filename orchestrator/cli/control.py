@@ -148,9 +148,11 @@ def register(app: typer.Typer) -> None:
             if record is not None and record.status.value == "failed":
                 _confirm(f"skip {step} of {op.id} and resume it?", yes)
                 plan = engine.replan(topo, op)
-                with live(plan, quiet=json_output):
+                with live(plan, quiet=json_output) as spinners:
                     try:
-                        done = control.skip(s, op.id, step, reason)
+                        done = control.skip(
+                            s, op.id, step, reason, events=spinners, faults=Faults.from_env()
+                        )
                     except control.ControlRefused as exc:
                         fail(f"refused: {exc}", ExitCode.BAD_INPUT)
             else:

@@ -155,7 +155,15 @@ class Skipped:
     resumed: ops.Outcome | None  # a failed step: the operation resumed after it
 
 
-def skip(s: ops.Session, op_id: str | None, step_id: str, reason: str) -> Skipped | Answered:
+def skip(
+    s: ops.Session,
+    op_id: str | None,
+    step_id: str,
+    reason: str,
+    *,
+    events: Events | None = None,
+    faults: Faults | None = None,
+) -> Skipped | Answered:
     """Pass over a failed step (checkpointed skipped, then the operation resumes here)
     or a step waiting for a person (the running operation goes on)."""
     op = _operation(s, op_id)
@@ -206,7 +214,7 @@ def skip(s: ops.Session, op_id: str | None, step_id: str, reason: str) -> Skippe
         )
     finally:
         ops.release_quietly(lease)
-    return Skipped(op.id, step_id, ops.resume_operation(s, op.id))
+    return Skipped(op.id, step_id, ops.resume_operation(s, op.id, events=events, faults=faults))
 
 
 def _plan_step(steps: Iterable[Step], step_id: str, op: OperationRecord) -> Step:
