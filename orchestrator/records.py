@@ -117,6 +117,8 @@ class OperationRecord:
     # A reprotect told to go on although the old site holds what salvage could not
     # carry to the active site: the operator's reason.
     discard_divergent: str | None = None
+    # The drill that started the operation (its id), so its notifications say so.
+    drill: str | None = None
     status: OpStatus = OpStatus.RUNNING
     epoch: int = 0
     finished: float | None = None

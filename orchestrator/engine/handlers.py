@@ -12,6 +12,14 @@ from orchestrator.config.model import Topology
 from orchestrator.engine.records import OperationRecord, StepRecord
 from orchestrator.plan.model import Plan, Step
 
+# notify(event, step id or None, detail): tell the topology's notification targets
+# (orchestrator/notify); returns at once and never raises.
+Notify = Callable[[str, str | None, str], None]
+
+
+def no_notice(event: str, step: str | None, detail: str) -> None:
+    """Where nobody listens (a test's executor)."""
+
 
 class Fence(Protocol):
     epoch: int
@@ -45,6 +53,9 @@ class StepContext:
     records: Callable[[], Mapping[str, StepRecord]] = dict
     # Where a step records a decision of its own beside its transitions (the engine's).
     audit: AuditLog | None = None
+    # Tell the operation's notification targets, e.g. an approval step:
+    # ctx.notify("approval-needed", step.id, "waiting for `sitectl approve …`").
+    notify: Notify = no_notice
 
 
 class StepHandler(Protocol):
