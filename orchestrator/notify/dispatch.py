@@ -43,6 +43,7 @@ class _Worker:
         self._thread: threading.Thread | None = None
         self._child: subprocess.Popen[str] | None = None
         self._given_up = threading.Event()
+        self._busy: Notice | None = None  # the notice being delivered
 
     def put(self, notice: Notice) -> None:
         if self._thread is None:
@@ -52,22 +53,30 @@ class _Worker:
             self._thread.start()
         self._queue.put(notice)
 
+    def closing(self) -> None:
+        """No more events: the worker ends once the queue is empty."""
+        if self._thread is not None:
+            self._queue.put(None)
+
     def finish(self, deadline: float) -> None:
-        """Let the queue drain until `deadline` (time.monotonic), then give up on it."""
+        """Wait for the queue to drain until `deadline` (time.monotonic), then give up on
+        what is left: the delivery under way is stopped (a command killed), the rest
+        dropped, and both said."""
         if self._thread is None:
             return
-        self._queue.put(None)
         self._thread.join(max(0.0, deadline - time.monotonic()))
-        if not self._thread.is_alive():
+        left = [n for n in _drain(self._queue) if n is not None]
+        busy = self._busy
+        if not self._thread.is_alive() or (not busy and not left):
             return
         self._given_up.set()
         child = self._child
         if child is not None and child.poll() is None:
             child.kill()  # a command left running would outlive the operation
-        left = [n for n in _drain(self._queue) if n is not None]
         sentence = (
-            f"gave up on notifying {self.target.describe()}: still busy after the "
-            f"operation ended, {len(left)} more event(s) not sent"
+            f"gave up on notifying {self.target.describe()} when the operation ended: "
+            f"{busy.event + ' #' + str(busy.seq) + ' was still being sent, ' if busy else ''}"
+            f"{len(left)} more event(s) not sent"
         )
         log.warning("%s", sentence)
         self._audit("notification.abandoned", None, sentence, left=[n.event for n in left])
@@ -77,12 +86,16 @@ class _Worker:
             notice = self._queue.get()
             if notice is None or self._given_up.is_set():
                 return
+            self._busy = notice
             try:
                 sent = self._deliver(notice)
             except Exception as exc:  # a bug here must not end the worker, nor more
                 log.exception("notification %s to %s", notice.event, self.target.describe())
                 sent = Delivery(False, f"unexpected error {type(exc).__name__}: {exc}")
-            self._said(notice, sent)
+            finally:
+                self._busy = None
+            if not self._given_up.is_set():  # else `finish` said it was stopped
+                self._said(notice, sent)
 
     def _deliver(self, notice: Notice) -> Delivery:
         body = notice.to_json()
@@ -163,6 +176,8 @@ class Notifier:
     def close(self, wait: float | None = None) -> None:
         """Wait up to `wait` seconds (default: the timeout) for what is queued."""
         deadline = time.monotonic() + (self.timeout if wait is None else wait)
+        for worker in self._workers:
+            worker.closing()  # all at once: each drains while we wait for the others
         for worker in self._workers:
             worker.finish(deadline)
 
