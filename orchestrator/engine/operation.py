@@ -312,6 +312,11 @@ def _close_if_free(s: Session, lease: Lease, op_id: str, who: str) -> AbortResul
     s.store.update_operation(lease, closed, version)
     s.store.clear_current(lease)
     s.audit().write("operation.aborted", op=op.id, epoch=lease.epoch, detail=where)
+    # Nobody ran it to tell its targets: its last run died (the abort is its end).
+    notifier = Notifier(s.topology.notifications, s.topology.base_dir, s.audit())
+    notices = OperationNotices(notifier, closed, s.topology.cluster, epoch=lease.epoch)
+    notices.notify("failed", None, closed.message, OpStatus.ABORTED.value)
+    notifier.close()
     return _stopped(closed)
 
 

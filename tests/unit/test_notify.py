@@ -7,8 +7,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from orchestrator.notify.payload import (
 from orchestrator.plan import Action, assumed_state, build_plan
 from orchestrator.records import OperationRecord, OpStatus
 from tests.unit.engine_fakes import FakeFence, MemoryStore, ScriptedHandler, operation_record
+from tests.webhook import Receiver, receiving
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "inventories/example-zimbra/topology.yaml"
 KEYS = [
@@ -180,46 +180,10 @@ def test_split_brain_is_not_an_operation_event() -> None:
 # ---- delivery, for real --------------------------------------------------------------
 
 
-@dataclass
-class Receiver:
-    """A webhook on 127.0.0.1: records each POST; answers `code` after `delay` s."""
-
-    url: str
-    posts: list[dict[str, Any]] = field(default_factory=list)
-    headers: list[dict[str, str]] = field(default_factory=list)
-    code: int = 204
-    delay: float = 0.0
-
-    def events(self) -> list[str]:
-        return [p["event"] for p in self.posts]
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    box: list[Receiver] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            me = box[0]
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            time.sleep(me.delay)
-            me.posts.append(json.loads(body))
-            me.headers.append(dict(self.headers))
-            self.send_response(me.code)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    box.append(Receiver(f"http://127.0.0.1:{server.server_port}/hook"))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield box[0]
-    finally:
-        server.shutdown()
-        server.server_close()
+    with receiving() as got:
+        yield got
 
 
 def _notifier(tmp_path: Path, *targets: dict[str, Any], timeout: float = 2.0) -> Notifier:
