@@ -399,7 +399,9 @@ def _execute(
                 "failed", None, f"operation {op_id} interrupted: {exc}", status="interrupted"
             )
             raise
-        notices.notify(closing_event(op.status), op.failed_step, op.message, op.status.value)
+        # A resumed operation's record still names the step that failed in an earlier run.
+        step = None if op.status is OpStatus.SUCCEEDED else op.failed_step
+        notices.notify(closing_event(op.status), step, op.message, op.status.value)
     finally:
         # Bounded: a receiver that hangs does not keep the operation's process.
         notifier.close()
