@@ -174,7 +174,8 @@ class Notifier:
                 worker.put(notice)
 
     def close(self, wait: float | None = None) -> None:
-        """Wait up to `wait` seconds (default: the timeout) for what is queued."""
+        """Wait up to `wait` seconds (default: the timeout) for what is queued; the end
+        of this notifier (one per run of an operation, one per controller)."""
         deadline = time.monotonic() + (self.timeout if wait is None else wait)
         for worker in self._workers:
             worker.closing()  # all at once: each drains while we wait for the others
