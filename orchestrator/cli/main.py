@@ -264,10 +264,11 @@ def inventory(
 
 def _mount_subcommands() -> None:
     """Sub-apps live in their own packages; the CLI only gathers them."""
-    from orchestrator.cli import controller, deadman, drill, health, operations, ticket
+    from orchestrator.cli import controller, deadman, drill, evaluate, health, operations, ticket
 
     operations.register(app)
     health.register(app)
+    evaluate.register(app)
     drill.register(app)
     controller.register(app)
     ticket.register(app)

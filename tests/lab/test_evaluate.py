@@ -1,0 +1,244 @@
+"""`sitectl evaluate` on the lab: a fresh lab could move to its standby; a copy of the
+topology with a wrong TSIG key, a playbook missing and the standby's SSH host keys
+changed could not, and the evaluation names each problem. Neither run changes anything
+the servers keep: zone serials, LDAP contextCSNs, the cluster's znodes, the mounts."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import dns.message
+import dns.query
+import dns.rdatatype
+import ldap3
+import pytest
+import yaml
+
+from orchestrator.config import Topology, load_topology
+from orchestrator.coordination.client import connect as zk_connect
+from orchestrator.coordination.paths import ZkPaths
+from orchestrator.lab import hosts, layout, sshd
+from orchestrator.lab.ldap import connect as ldap_connect
+from tests.conftest import LabHandle
+
+pytestmark = pytest.mark.lab
+
+EVALUATE_TIMEOUT_S = 300
+SITECTL = [sys.executable, "-m", "orchestrator.cli.main"]
+
+
+def _evaluate(topology: Path, to: str) -> tuple[int, dict[str, Any], str]:
+    bin_dir = str(Path(sys.executable).parent)
+    done = subprocess.run(
+        [*SITECTL, "evaluate", "--to", to, "-c", str(topology), "--json"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}"},
+        timeout=EVALUATE_TIMEOUT_S,
+        check=False,
+    )
+    try:
+        document = json.loads(done.stdout)
+    except json.JSONDecodeError:
+        document = {}
+    return done.returncode, document, done.stdout + done.stderr
+
+
+# -- the servers' own ledgers --------------------------------------------------------
+
+
+def _serials(topo: Topology) -> dict[str, int]:
+    out = {}
+    for zone in topo.dns.zones:
+        for server in zone.verify_servers:
+            query = dns.message.make_query(zone.name, dns.rdatatype.SOA)
+            reply = dns.query.tcp(query, server.address, port=server.port, timeout=3)
+            out[f"{zone.name}@{server}"] = int(reply.answer[0][0].serial)
+    return out
+
+
+def _csns(lab: LabHandle, topo: Topology) -> dict[str, tuple[str, ...]]:
+    assert topo.ldap is not None
+    out = {}
+    for master in topo.ldap.masters:
+        conn = ldap_connect(master.uri, Path(lab.env["ldap"]["ca_file"]), lab.ldap_password)
+        try:
+            conn.search(layout.SUFFIX, "(objectClass=*)", ldap3.BASE, attributes=["contextCSN"])
+            out[master.uri] = tuple(sorted(conn.entries[0].contextCSN.values))
+        finally:
+            conn.unbind()
+    return out
+
+
+def _znodes(topo: Topology) -> dict[str, tuple[int, int, int]]:
+    """Every znode of the cluster: (mzxid, pzxid, version), which any write changes."""
+    root = ZkPaths.for_cluster(topo.zookeeper.chroot, topo.cluster).root
+    client = zk_connect(topo, timeout=10)
+    try:
+        out: dict[str, tuple[int, int, int]] = {}
+        todo = [root]
+        while todo:
+            path = todo.pop()
+            stat = client.exists(path)
+            if stat is None:
+                continue
+            out[path] = (stat.mzxid, stat.pzxid, stat.version)
+            todo += [f"{path}/{child}" for child in client.get_children(path)]
+        return out
+    finally:
+        client.stop()
+        client.close()
+
+
+def _mounts(lab: LabHandle) -> list[str]:
+    text = Path("/proc/mounts").read_text()
+    return sorted(line for line in text.splitlines() if str(lab.state_dir) in line)
+
+
+def _ledgers(lab: LabHandle, topo: Topology) -> dict[str, Any]:
+    return {
+        "dns": _serials(topo),
+        "ldap": _csns(lab, topo),
+        "zookeeper": _znodes(topo),
+        "mounts": _mounts(lab),
+    }
+
+
+# -- a broken copy of the topology ---------------------------------------------------
+
+
+def _wrong_key(original: Path, into: Path) -> Path:
+    """The key file with the same name and algorithm and another secret."""
+    text = original.read_text()
+    start = text.index('secret "') + len('secret "')
+    end = text.index('"', start)
+    other = base64.b64encode(secrets.token_bytes(32)).decode()
+    into.write_text(text[:start] + other + text[end:])
+    into.chmod(0o600)
+    return into
+
+
+def _changed_host_keys(lab: LabHandle, site: str, into: Path) -> Path:
+    """The lab's known_hosts with `site`'s line holding a key that is not its host's."""
+    other = into.with_name("not-the-host-key")
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)],
+        check=True,
+        capture_output=True,
+    )
+    kind, key = other.with_suffix(".pub").read_text().split()[:2]
+    lines = []
+    for line in sshd.known_hosts(lab.state()).read_text().splitlines():
+        addresses = line.split()[0].split(",")
+        if layout.service_ip(site) in addresses:
+            line = f"{line.split()[0]} {kind} {key}"
+        lines.append(line + "\n")
+    into.write_text("".join(lines))
+    into.chmod(0o600)
+    return into
+
+
+def _broken_topology(lab: LabHandle, work: Path, standby: str) -> tuple[Path, Path, Path]:
+    """A copy of the lab's topology beside it (its secrets are relative paths) with the
+    internal zone's key file holding a wrong secret, a playbook dir that lacks
+    volume.yml, and an inventory whose known_hosts has another key for `standby`."""
+    topology = Path(lab.env["topology"])
+    data = yaml.safe_load(topology.read_text())
+    zone = next(z for z in data["dns"]["zones"] if z["name"] == layout.INTERNAL_ZONE)
+    key = _wrong_key(lab.state_dir / zone["tsig"]["key_file"], work / "wrong.key")
+    zone["tsig"]["key_file"] = str(key)
+    playbooks = work / "playbooks"
+    shutil.copytree(data["ansible"]["playbook_dir"], playbooks)
+    (playbooks / "volume.yml").unlink()
+    data["ansible"]["playbook_dir"] = str(playbooks)
+    known = _changed_host_keys(lab, standby, work / "known_hosts")
+    # A control directory of its own: the lab's multiplexed connections were opened
+    # with the real keys and would skip the host key check altogether.
+    control = Path(tempfile.mkdtemp(prefix="sl-ev-", dir="/tmp"))
+    swap = {
+        str(sshd.known_hosts(lab.state())): str(known),
+        str(hosts.control_dir(lab.state_dir)): str(control),
+    }
+    inventory_text = hosts.path(lab.state_dir).read_text()
+    for old, new in swap.items():
+        inventory_text = inventory_text.replace(old, new)
+    inventory = work / "hosts.yml"
+    inventory.write_text(inventory_text)
+    data["ansible"]["inventory"] = str(inventory)
+    text = yaml.safe_dump(data, sort_keys=False)
+    for old, new in swap.items():
+        text = text.replace(old, new)
+    broken = lab.state_dir / "topology-evaluate-broken.yaml"
+    broken.write_text(text)
+    broken.chmod(0o644)
+    return broken, key, control
+
+
+def _close_connections(control: Path) -> None:
+    """End the multiplexed SSH connections made under `control` (none should have been:
+    every host there refused), then remove it."""
+    for socket_path in control.iterdir():
+        subprocess.run(
+            ["ssh", "-O", "exit", "-o", f"ControlPath={socket_path}", "lab"],
+            capture_output=True,
+            timeout=10,
+            check=False,
+        )
+    shutil.rmtree(control, ignore_errors=True)
+
+
+def test_evaluate_passes_on_the_lab_and_names_each_problem_changing_nothing(
+    lab: LabHandle, tmp_path: Path
+) -> None:
+    standby = lab.standby_site()
+    topology = Path(lab.env["topology"])
+    topo = load_topology(topology)
+    before = _ledgers(lab, topo)
+
+    rc, ready, said = _evaluate(topology, standby)
+    assert rc == 0, said
+    assert ready["ready"] is True and ready["problems"] == [], said
+    # The lab's volumes (btrfs) and roles are all checkable: not even a note.
+    assert {f["outcome"] for f in ready["findings"]} == {"ok"}, said
+    checks = {f["check"] for f in ready["findings"]}
+    assert {"ansible", "playbook", "tsig", "mount", "service", "zookeeper", "readiness"} <= checks
+    # Every host of the standby a switchover acts on was reached with its host key.
+    reached = {f["subject"] for f in ready["findings"] if f["check"] == "ansible"}
+    assert reached == {f"{standby}-mta", f"{standby}-mailbox", f"{standby}-dns"} | {
+        n.name for n in layout.ldap_nodes() if n.site == standby
+    }
+
+    work = tmp_path / "broken"
+    work.mkdir()
+    broken, key, control = _broken_topology(lab, work, standby)
+    try:
+        rc, not_ready, said = _evaluate(broken, standby)
+    finally:
+        broken.unlink()
+        _close_connections(control)
+    assert rc == 4, said
+    assert not_ready["ready"] is False
+    problems = not_ready["problems"]
+    by_check: dict[str, list[dict[str, Any]]] = {}
+    for p in problems:
+        by_check.setdefault(p["check"], []).append(p)
+    # Exactly the three faults, each named: nothing else looks wrong.
+    assert set(by_check) == {"tsig", "playbook", "ansible"}, said
+    (tsig,) = by_check["tsig"]
+    assert tsig["subject"] == layout.INTERNAL_ZONE and str(key) in tsig["reason"], tsig
+    (playbook,) = by_check["playbook"]
+    assert playbook["subject"].endswith("/volume.yml") and "does not exist" in playbook["reason"]
+    assert {p["subject"] for p in by_check["ansible"]} == reached
+    assert all("SSH host key does not match" in p["reason"] for p in by_check["ansible"]), said
+    assert not_ready["verdict"].startswith(f"a move to {standby} could not run now:")
+
+    assert _ledgers(lab, topo) == before
