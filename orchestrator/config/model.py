@@ -639,6 +639,19 @@ class Policy(Frozen):
     # Operations whose Ansible artifacts (<local_state>/artifacts/<operation>) are kept,
     # the newest; older ones are removed as each operation starts.
     artifacts_kept: int = Field(default=20, ge=1)
+    # How often the leading controller evaluates the move to the standby (`sitectl
+    # evaluate`, read-only); also whenever the topology file changes.
+    evaluate_every: Seconds = 1800.0
+
+    @field_validator("evaluate_every")
+    @classmethod
+    def _evaluate_sometimes(cls, value: float) -> float:
+        if value < 1:
+            raise ValueError(
+                f"evaluate_every {value:g} s would run Ansible on every host without a "
+                "pause — give an interval of at least a second, e.g. 30m"
+            )
+        return value
 
 
 class Deadman(Frozen):

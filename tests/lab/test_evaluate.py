@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +23,14 @@ import dns.rdatatype
 import ldap3
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from orchestrator.config import Topology, load_topology
 from orchestrator.coordination.client import connect as zk_connect
 from orchestrator.coordination.paths import ZkPaths
-from orchestrator.lab import hosts, layout, sshd
+from orchestrator.lab import controllers, hosts, layout, sshd
 from orchestrator.lab.ldap import connect as ldap_connect
-from tests.conftest import LabHandle
+from tests.conftest import LabHandle, eventually
 
 pytestmark = pytest.mark.lab
 
@@ -242,3 +244,92 @@ def test_evaluate_passes_on_the_lab_and_names_each_problem_changing_nothing(
     assert not_ready["verdict"].startswith(f"a move to {standby} could not run now:")
 
     assert _ledgers(lab, topo) == before
+
+
+# -- the leading controller --------------------------------------------------------
+
+
+def _plan_samples(site: str) -> dict[str, float]:
+    """The sitectl_plan_* samples of `site`'s controller's /metrics, by series."""
+    url = f"http://{controllers.listen(site)}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        text = answer.read().decode()
+    return {
+        f"{s.name}{json.dumps(dict(sorted(s.labels.items())))}": s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name.startswith("sitectl_plan")
+    }
+
+
+def _events(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_the_leader_evaluates_the_move_and_says_so_in_metrics_status_and_hooks(
+    lab: LabHandle, tmp_path: Path
+) -> None:
+    """A controller topology that evaluates every 5 s with a playbook dir lacking
+    volume.yml: the leader finds the move not ready (plan-not-ready, a problem series);
+    once the file is back, ready again (plan-ready, no problem series)."""
+    standby = lab.standby_site()
+    data = yaml.safe_load(Path(lab.env["topology"]).read_text())
+    playbooks = tmp_path / "playbooks"
+    shutil.copytree(data["ansible"]["playbook_dir"], playbooks)
+    volume = playbooks / "volume.yml"
+    kept = volume.read_bytes()
+    volume.unlink()
+    data["ansible"]["playbook_dir"] = str(playbooks)
+    data["policy"]["evaluate_every"] = "5s"
+    topology = lab.state_dir / "topology-evaluate-controllers.yaml"
+    topology.write_text(yaml.safe_dump(data, sort_keys=False))
+    topology.chmod(0o644)
+    told = tmp_path / "events.jsonl"
+    hook = f"sh -c 'cat >> {told}; echo >> {told}'"
+    lab.ok(
+        "controllers",
+        "up",
+        "--topology",
+        str(topology),
+        "--hook",
+        f"plan-not-ready={hook}",
+        "--hook",
+        f"plan-ready={hook}",
+    )
+    ready = f'sitectl_plan_ready{{"to": "{standby}"}}'
+    problem = f'sitectl_plan_problem{{"check": "playbook", "to": "{standby}"}}'
+    try:
+        leader = eventually(
+            lambda: next((s for s in layout.SITES if ready in _plan_samples(s)), None),
+            "a controller publishes an evaluation",
+            within=90,
+        )
+        seen = _plan_samples(leader)
+        assert seen[ready] == 0.0 and seen[problem] == 1.0, seen
+        # Only the leader evaluates.
+        assert all(ready not in _plan_samples(s) for s in layout.SITES if s != leader)
+        eventually(lambda: _events(told), "the plan-not-ready hook", within=30)
+        (first,) = _events(told)
+        assert first["event"] == "plan-not-ready" and first["to_site"] == standby, first
+        assert [p["check"] for p in first["problems"]] == ["playbook"], first
+
+        volume.write_bytes(kept)
+        eventually(lambda: _plan_samples(leader).get(ready) == 1.0, "ready again", within=60)
+        assert problem not in _plan_samples(leader)
+        eventually(lambda: len(_events(told)) == 2, "the plan-ready hook", within=30)
+        assert _events(told)[1]["event"] == "plan-ready"
+
+        status = subprocess.run(
+            [*SITECTL, "status", "-c", str(topology), "--json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        recorded = json.loads(status.stdout)["evaluation"]
+        assert recorded["to_site"] == standby and recorded["ready"] is True, recorded
+    finally:
+        lab.ok("controllers", "down")
+        topology.unlink()
