@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from orchestrator.cli.exitcodes import ExitCode
 from orchestrator.cli.options import ConfigOption, JsonOption, load
@@ -74,7 +75,13 @@ def table(result: Evaluation) -> Table:
     for column in ("check", "subject", "outcome", "reason"):
         out.add_column(column, overflow="fold")
     for f in result.findings:
-        out.add_row(f.check, f.subject, f"[{_STYLE[f.outcome]}]{f.outcome.value}[/]", f.reason)
+        # Text, not markup: a reason quotes what a server or Ansible said ("[WARNING]").
+        out.add_row(
+            Text(f.check),
+            Text(f.subject),
+            Text(f.outcome.value, style=_STYLE[f.outcome]),
+            Text(f.reason),
+        )
     return out
 
 

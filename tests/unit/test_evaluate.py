@@ -4,6 +4,7 @@ volumes, readiness)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -363,3 +364,75 @@ def test_a_btrfs_volumes_finding(
 )
 def test_the_readiness_findings(verdict: Readiness, expected: list[tuple[str, Outcome]]) -> None:
     assert [(f.subject, f.outcome) for f in judge_readiness(verdict)] == expected
+
+
+# -- the CLI ------------------------------------------------------------------------------
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "inventories" / "example-zimbra" / "topology.yaml"
+
+
+@pytest.mark.parametrize(
+    ("findings", "exit_code", "last_line"),
+    [
+        ([OK], 0, "a move to dc2 could run now: 1 checks passed."),
+        (
+            [OK, problem("playbook", "/p/x.yml", "refuses x.yml: [WARNING] [/] [b]")],
+            4,
+            "a move to dc2 could not run now: playbook /p/x.yml: refuses x.yml: [WARNING] [/] [b].",
+        ),
+    ],
+)
+def test_the_cli_prints_a_table_and_the_verdict_and_exits_4_when_not_ready(
+    findings: list[Finding], exit_code: int, last_line: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from orchestrator.cli import evaluate as cli
+    from orchestrator.cli.main import app
+    from orchestrator.evaluate import run
+
+    def fake(topo: Any, to_site: str, *, on_progress: Any = None) -> Evaluation:
+        on_progress("hosts", findings)
+        return evaluation(to_site, findings, 1.0)
+
+    monkeypatch.setattr(cli, "as_recorded", lambda topo: topo)
+    monkeypatch.setattr(run, "evaluate", fake)
+    result = CliRunner().invoke(app, ["evaluate", "--to", "dc2", "-c", str(EXAMPLE)])
+    assert result.exit_code == exit_code, result.output
+    lines = result.stdout.strip().splitlines()
+    assert " ".join(lines[-2:]).endswith(last_line) or lines[-1] == last_line, result.stdout
+    assert "hosts: " in result.stderr  # progress, apart from the result
+    if exit_code:
+        assert "[WARNING] [/] [b]" in result.stdout  # quoted as said, not read as markup
+
+    as_json = CliRunner().invoke(app, ["evaluate", "--to", "dc2", "-c", str(EXAMPLE), "--json"])
+    assert as_json.exit_code == exit_code
+    assert json.loads(as_json.stdout)["ready"] is (exit_code == 0)
+
+
+def test_a_site_that_is_no_datacenter_is_bad_input(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from orchestrator.cli import evaluate as cli
+    from orchestrator.cli.main import app
+
+    monkeypatch.setattr(cli, "as_recorded", lambda topo: topo)
+    result = CliRunner().invoke(app, ["evaluate", "--to", "witness", "-c", str(EXAMPLE)])
+    assert result.exit_code == 2
+    assert "--to witness: not a datacenter — use one of: dc1, dc2" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("recorded", "line"),
+    [
+        (None, "plan evaluation: none recorded yet (the leading controller evaluates)"),
+        (evaluation("dc2", [BAD], 0.0).to_dict(), "a move to dc2 could not run now: tsig"),
+    ],
+)
+def test_status_says_the_last_evaluation_in_one_line(
+    recorded: dict[str, Any] | None, line: str
+) -> None:
+    from orchestrator.cli.operations import _evaluation_line
+
+    said = _evaluation_line(recorded)
+    assert line in said and "\n" not in said
