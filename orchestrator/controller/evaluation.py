@@ -2,8 +2,9 @@
 
 Every `policy.evaluate_every` (default 30 min), and as soon as the topology file's
 contents change (a digest of its bytes, compared at each tick), the leading controller
-runs `sitectl evaluate`'s checks (orchestrator/evaluate, read-only) for a switchover from
-the active site to the other datacenter, on a thread of its own: the checks take seconds
+runs `sitectl evaluate`'s checks (orchestrator/evaluate, read-only) for a move (the
+switchover, and the failover an automatic promotion would run) from the active site to
+the other datacenter, on a thread of its own: the checks take seconds
 (an Ansible run on the standby's hosts), the decision cycle never waits for them. A
 follower never evaluates; a new leader evaluates once it has led for
 min(evaluate_every, FIRST_AFTER_S), so a leadership that lasts seconds (an election

@@ -76,6 +76,20 @@ def expectations(topo: Topology, plan: Plan) -> dict[str, Expect]:
     }
 
 
+def merged(each: list[dict[str, Expect]]) -> dict[str, Expect]:
+    """Several plans' expectations as one per host, each item once (pure)."""
+    out: dict[str, Expect] = {}
+    for expect in each:
+        for host, e in expect.items():
+            had = out.get(host, Expect())
+            out[host] = Expect(
+                tuple(dict.fromkeys(had.paths + e.paths)),
+                tuple(dict.fromkeys(had.commands + e.commands)),
+                tuple(dict.fromkeys(had.services + e.services)),
+            )
+    return out
+
+
 def probe_play(expect: Mapping[str, Expect]) -> list[dict[str, Any]]:
     """The read-only play, as data (pure). Each host reads its own lists from the
     `sitectl_expect` extra var (paths and services are passed unsafe, never templated;
@@ -232,9 +246,9 @@ def _said(res: Mapping[str, Any] | None) -> str:
     return " ".join(str((res or {}).get("msg") or "no result").split())[:200]
 
 
-def check_hosts(topo: Topology, plan: Plan, artifacts: Path | None = None) -> list[Finding]:
-    """Run the probe on the target site's hosts and judge each (I/O)."""
-    expect = expectations(topo, plan)
+def check_hosts(topo: Topology, plans: list[Plan], artifacts: Path | None = None) -> list[Finding]:
+    """Run the probe on the hosts the `plans` act on at their target site; judge each (I/O)."""
+    expect = merged([expectations(topo, plan) for plan in plans])
     if not expect:
         return []
     with tempfile.TemporaryDirectory(prefix="sitectl-evaluate-") as scratch:
@@ -252,7 +266,8 @@ def check_hosts(topo: Topology, plan: Plan, artifacts: Path | None = None) -> li
                 timeout=PROBE_TIMEOUT_S,
             )
         except SitectlError as exc:
-            return [problem(ANSIBLE, plan.to_site, f"the probe playbook did not run: {exc}")]
+            where = plans[0].to_site
+            return [problem(ANSIBLE, where, f"the probe playbook did not run: {exc}")]
     return judge_report(expect, report)
 
 

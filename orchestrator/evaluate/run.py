@@ -2,9 +2,10 @@
 
 The checks run side by side (the Ansible probe and the syntax check take seconds each,
 the others fractions of one); each hands back findings, and `on_progress` hears each
-check's as it ends. What to check comes from the plan a switchover to `to_site` would
-run from the active site recorded in `topo`: its target-site steps' hosts, the
-playbooks its steps call, the zones it repoints, the volumes it mounts.
+check's as it ends. What to check comes from the plans of both moves to `to_site` from
+the active site recorded in `topo` (a switchover, and the failover an automatic
+promotion would run, which also promotes DNS servers): their target-site steps' hosts,
+the playbooks their steps call, the zones they repoint, the volumes they mount.
 """
 
 from __future__ import annotations
@@ -35,19 +36,20 @@ def evaluate(
     topo: Topology,
     to_site: str,
     *,
-    mode: Mode = "switchover",
+    modes: tuple[Mode, ...] = ("switchover", "failover"),
     on_progress: Progress | None = None,
     clock: Callable[[], float] = time.time,
 ) -> Evaluation:
     started = time.monotonic()
     try:
-        plan = build_plan(topo, assumed_state(topo), mode, to_site)
+        plans = [build_plan(topo, assumed_state(topo), mode, to_site) for mode in modes]
     except PlanRefused as exc:
-        refused = [problem("plan", to_site, f"a {mode} to {to_site} cannot be planned: {exc}")]
+        refused = [problem("plan", to_site, f"a move to {to_site} cannot be planned: {exc}")]
         return evaluation(to_site, refused, clock(), time.monotonic() - started)
+    playbooks = list(dict.fromkeys(p for plan in plans for p in playbooks_used(topo, plan)))
     checks: dict[str, Callable[[], list[Finding]]] = {
-        "hosts": lambda: check_hosts(topo, plan),
-        "playbooks": lambda: check_playbooks(playbooks_used(topo, plan)),
+        "hosts": lambda: check_hosts(topo, plans),
+        "playbooks": lambda: check_playbooks(playbooks),
         "tsig keys": lambda: check_zones(topo),
         "volumes": lambda: check_volumes(topo, to_site),
         "zookeeper": lambda: check_zookeeper(topo),

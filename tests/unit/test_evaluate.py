@@ -22,7 +22,7 @@ from orchestrator.evaluate.findings import (
     ok,
     problem,
 )
-from orchestrator.evaluate.hosts import Expect, expectations, judge_host
+from orchestrator.evaluate.hosts import Expect, expectations, judge_host, merged
 from orchestrator.evaluate.playbooks import judge_syntax, playbooks_used
 from orchestrator.evaluate.readiness import judge_readiness
 from orchestrator.evaluate.volumes import judge_btrfs
@@ -263,6 +263,23 @@ def test_each_target_host_is_expected_to_offer_what_the_plan_uses_there() -> Non
     )
     plan = build_plan(with_commands, assumed_state(with_commands), "switchover", "dc2")
     assert expectations(with_commands, plan)["dc2-mta"].commands == (("mta", "zmcontrol status"),)
+
+
+def test_both_moves_expectations_merge_each_item_once() -> None:
+    base = topology()
+    zones = [z.model_dump(mode="json", exclude_none=True) | PROMOTED for z in base.dns.zones]
+    topo = topology(dns={"zones": zones})
+    each = [
+        expectations(topo, build_plan(topo, assumed_state(topo), mode, "dc2"))
+        for mode in ("switchover", "failover")
+    ]
+    assert merged(each) == {
+        # The failover's DNS promotion runs on dc2-mta here: reached (pinged) once.
+        "dc2-mta": Expect(paths=(("mailstore", "/srv"),), services=(("mta", "postfix"),))
+    }
+    assert merged([{"h": Expect(paths=(("v", "/a"),))}, {"h": Expect(paths=(("w", "/b"),))}]) == {
+        "h": Expect(paths=(("v", "/a"), ("w", "/b")))
+    }
 
 
 # -- TSIG keys ----------------------------------------------------------------------------
