@@ -1,6 +1,6 @@
 """`sitectl evaluate` on the lab: a fresh lab could move to its standby; a copy of the
-topology with a wrong TSIG key, a playbook missing and the standby's SSH host keys
-changed could not, and the evaluation names each problem. Neither run changes anything
+topology with a wrong TSIG key, a playbook missing or the standby's SSH host keys
+changed could not (each alone, then all three), and the evaluation names each problem. Neither run changes anything
 the servers keep: zone serials, LDAP contextCSNs, the cluster's znodes, the mounts."""
 
 from __future__ import annotations
@@ -149,27 +149,35 @@ def _changed_host_keys(lab: LabHandle, site: str, into: Path) -> Path:
     return into
 
 
-def _broken_topology(lab: LabHandle, work: Path, standby: str) -> tuple[Path, Path, Path]:
+FAULTS = ("tsig", "playbook", "ansible")
+
+
+def _broken_topology(
+    lab: LabHandle, work: Path, standby: str, faults: tuple[str, ...]
+) -> tuple[Path, Path]:
     """A copy of the lab's topology beside it (its secrets are relative paths) with the
-    internal zone's key file holding a wrong secret, a playbook dir that lacks
-    volume.yml, and an inventory whose known_hosts has another key for `standby`."""
+    `faults` asked for: `tsig`, the internal zone's key file holding a wrong secret;
+    `playbook`, a playbook dir that lacks volume.yml; `ansible`, an inventory whose
+    known_hosts has another key for `standby`. Returns it and its SSH control dir."""
+    work.mkdir()
     topology = Path(lab.env["topology"])
     data = yaml.safe_load(topology.read_text())
-    zone = next(z for z in data["dns"]["zones"] if z["name"] == layout.INTERNAL_ZONE)
-    key = _wrong_key(lab.state_dir / zone["tsig"]["key_file"], work / "wrong.key")
-    zone["tsig"]["key_file"] = str(key)
-    playbooks = work / "playbooks"
-    shutil.copytree(data["ansible"]["playbook_dir"], playbooks)
-    (playbooks / "volume.yml").unlink()
-    data["ansible"]["playbook_dir"] = str(playbooks)
-    known = _changed_host_keys(lab, standby, work / "known_hosts")
+    if "tsig" in faults:
+        zone = next(z for z in data["dns"]["zones"] if z["name"] == layout.INTERNAL_ZONE)
+        key = _wrong_key(lab.state_dir / zone["tsig"]["key_file"], work / "wrong.key")
+        zone["tsig"]["key_file"] = str(key)
+    if "playbook" in faults:
+        playbooks = work / "playbooks"
+        shutil.copytree(data["ansible"]["playbook_dir"], playbooks)
+        (playbooks / "volume.yml").unlink()
+        data["ansible"]["playbook_dir"] = str(playbooks)
     # A control directory of its own: the lab's multiplexed connections were opened
     # with the real keys and would skip the host key check altogether.
     control = Path(tempfile.mkdtemp(prefix="sl-ev-", dir="/tmp"))
-    swap = {
-        str(sshd.known_hosts(lab.state())): str(known),
-        str(hosts.control_dir(lab.state_dir)): str(control),
-    }
+    swap = {str(hosts.control_dir(lab.state_dir)): str(control)}
+    if "ansible" in faults:
+        known = _changed_host_keys(lab, standby, work / "known_hosts")
+        swap[str(sshd.known_hosts(lab.state()))] = str(known)
     inventory_text = hosts.path(lab.state_dir).read_text()
     for old, new in swap.items():
         inventory_text = inventory_text.replace(old, new)
@@ -182,7 +190,7 @@ def _broken_topology(lab: LabHandle, work: Path, standby: str) -> tuple[Path, Pa
     broken = lab.state_dir / "topology-evaluate-broken.yaml"
     broken.write_text(text)
     broken.chmod(0o644)
-    return broken, key, control
+    return broken, control
 
 
 def _close_connections(control: Path) -> None:
@@ -213,35 +221,39 @@ def test_evaluate_passes_on_the_lab_and_names_each_problem_changing_nothing(
     assert {f["outcome"] for f in ready["findings"]} == {"ok"}, said
     checks = {f["check"] for f in ready["findings"]}
     assert {"ansible", "playbook", "tsig", "mount", "service", "zookeeper", "readiness"} <= checks
-    # Every host of the standby a switchover acts on was reached with its host key.
+    # Every host of the standby a move acts on was reached with its host key.
     reached = {f["subject"] for f in ready["findings"] if f["check"] == "ansible"}
     assert reached == {f"{standby}-mta", f"{standby}-mailbox", f"{standby}-dns"} | {
         n.name for n in layout.ldap_nodes() if n.site == standby
     }
 
-    work = tmp_path / "broken"
-    work.mkdir()
-    broken, key, control = _broken_topology(lab, work, standby)
-    try:
-        rc, not_ready, said = _evaluate(broken, standby)
-    finally:
-        broken.unlink()
-        _close_connections(control)
-    assert rc == 4, said
-    assert not_ready["ready"] is False
-    problems = not_ready["problems"]
-    by_check: dict[str, list[dict[str, Any]]] = {}
-    for p in problems:
-        by_check.setdefault(p["check"], []).append(p)
-    # Exactly the three faults, each named: nothing else looks wrong.
-    assert set(by_check) == {"tsig", "playbook", "ansible"}, said
-    (tsig,) = by_check["tsig"]
-    assert tsig["subject"] == layout.INTERNAL_ZONE and str(key) in tsig["reason"], tsig
-    (playbook,) = by_check["playbook"]
-    assert playbook["subject"].endswith("/volume.yml") and "does not exist" in playbook["reason"]
-    assert {p["subject"] for p in by_check["ansible"]} == reached
-    assert all("SSH host key does not match" in p["reason"] for p in by_check["ansible"]), said
-    assert not_ready["verdict"].startswith(f"a move to {standby} could not run now:")
+    # Each fault alone, then all three at once: each is named, and nothing else.
+    for faults in [*((f,) for f in FAULTS), FAULTS]:
+        work = tmp_path / "-".join(faults)
+        broken, control = _broken_topology(lab, work, standby, faults)
+        try:
+            rc, not_ready, said = _evaluate(broken, standby)
+        finally:
+            broken.unlink()
+            _close_connections(control)
+        assert rc == 4, said
+        assert not_ready["ready"] is False
+        by_check: dict[str, list[dict[str, Any]]] = {}
+        for p in not_ready["problems"]:
+            by_check.setdefault(p["check"], []).append(p)
+        assert set(by_check) == set(faults), said
+        if "tsig" in faults:
+            (tsig,) = by_check["tsig"]
+            assert tsig["subject"] == layout.INTERNAL_ZONE, tsig
+            assert str(work / "wrong.key") in tsig["reason"], tsig
+        if "playbook" in faults:
+            (playbook,) = by_check["playbook"]
+            assert playbook["subject"] == str(work / "playbooks" / "volume.yml"), playbook
+            assert "does not exist" in playbook["reason"], playbook
+        if "ansible" in faults:
+            assert {p["subject"] for p in by_check["ansible"]} == reached, said
+            assert all("SSH host key does not match" in p["reason"] for p in by_check["ansible"])
+        assert not_ready["verdict"].startswith(f"a move to {standby} could not run now:")
 
     assert _ledgers(lab, topo) == before
 
