@@ -266,11 +266,21 @@ def inventory(
 
 def _mount_subcommands() -> None:
     """Sub-apps live in their own packages; the CLI only gathers them."""
-    from orchestrator.cli import control, controller, deadman, drill, health, operations, ticket
+    from orchestrator.cli import (
+        control,
+        controller,
+        deadman,
+        drill,
+        evaluate,
+        health,
+        operations,
+        ticket,
+    )
 
     operations.register(app)
     control.register(app)
     health.register(app)
+    evaluate.register(app)
     drill.register(app)
     controller.register(app)
     ticket.register(app)

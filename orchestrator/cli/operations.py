@@ -454,9 +454,12 @@ def register(app: typer.Typer) -> None:
         topo = _topology(config)
         with _engine_errors(), engine.session(topo) as s:
             leader = current_leader(s.client, s.paths)
+            state = ControllerState(s.client, s.paths)
+            last = state.last_evaluation()
             info = replace(
                 engine.describe(s),
-                controllers=tuple(ControllerState(s.client, s.paths).running(leader)),
+                controllers=tuple(state.running(leader)),
+                evaluation=last.to_dict() if last else None,
             )
         if json_output:
             emit_json(info.to_json())
@@ -477,6 +480,7 @@ def _print_status(info: StatusView) -> None:
     ticket = info.ticket.describe(time.time()) if info.ticket else "none recorded yet"
     console.print(f"site ticket: {ticket}", markup=False)
     console.print(_controllers_line(list(info.controllers or ())), markup=False)
+    console.print(_evaluation_line(info.evaluation), markup=False)
     op = info.operation
     if not op:
         return
@@ -499,6 +503,13 @@ def _print_status(info: StatusView) -> None:
         console.print(f"data loss accepted: {op.accept_data_loss}", markup=False)
     if op.message:
         console.print(op.message, markup=False)
+
+
+def _evaluation_line(evaluation: dict[str, Any] | None) -> str:
+    """The leading controller's latest plan evaluation, on one line."""
+    if not evaluation:
+        return "plan evaluation: none recorded yet (the leading controller evaluates)"
+    return f"plan evaluation at {_when(float(evaluation['at']))}: {evaluation['verdict']}"
 
 
 def _when(timestamp: float) -> str:

@@ -734,6 +734,7 @@ VERB_ARGS: dict[str, list[str]] = {
     "status": [],
     "health": [],
     "readiness": ["--to", "dc2"],
+    "evaluate": ["--to", "dc2"],
     "pause": ["--reason", "test"],
     "unpause": [],
     "ack": [],
