@@ -57,7 +57,8 @@ def follow(runbook: Path, cwd: Path) -> tuple[list[Followed], dict[str, str]]:
     for title, body in blocks:
         mark = uuid.uuid4().hex
         shell.stdin.write(
-            "set -o pipefail; __status=0; trap '[ $__status = 0 ] && __status=$?' ERR\n"
+            # The trap saves $? first: inside it, `[` would otherwise have replaced it.
+            "set -o pipefail; __status=0; trap '__rc=$?; [ $__status = 0 ] && __status=$__rc' ERR\n"
             f"{body}\ntrap - ERR; echo {mark} $__status\n"
         )
         shell.stdin.flush()
