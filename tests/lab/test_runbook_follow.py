@@ -1,11 +1,16 @@
-"""The rendered runbook, followed by hand (issue 20, item 7): every ```sh block of a
+"""The rendered runbooks, followed by hand (issue 20, item 7): every ```sh block of a
 `sitectl runbook` for the lab run in order, in one bash session from the topology's
 directory, as a person at a terminal would (a variable one block exports is there for
-the next). Every block must succeed, and the end state is checked with real clients:
-sitectl's own status, every DNS server's answer, the mail service answering on the new
-site only, the volume mounted there, and the runbook's canary readable there over IMAP.
-Then the way back by sitectl itself (reprotect, switchover): the state the hand-run
-runbook left is one sitectl carries on from, and the shared lab ends as it began."""
+the next). Every block must succeed, and the end state is checked with real clients.
+
+- Switchover: sitectl's own status, every DNS server's answer, the mail service
+  answering on the new site only, the volume mounted there, the runbook's canary
+  readable there over IMAP; then the way back by sitectl itself (reprotect,
+  switchover, reprotect): the state the hand-run runbook left is one sitectl carries on
+  from, and the shared lab ends as it began.
+- Failover with dc1 killed: dc1's steps say they were skipped, and dc2 serves.
+- Reprotect after a switchover by sitectl: dc2 stays active and protects towards dc1.
+The last two renew the lab (~10 s) to leave it as the next tests expect."""
 
 from __future__ import annotations
 
