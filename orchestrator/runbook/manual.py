@@ -1061,7 +1061,9 @@ def _fence_wait(topo: Topology, step: Step, ticket: Ticket | None) -> ManualStep
             'r = substr($0, RSTART + 14, RLENGTH - 14); if (match($0, /"ttl": [0-9.]+/)) '
             "t = substr($0, RSTART + 7, RLENGTH - 7); u = r + t + drift; "
             "if (r == 0) u = 0; else if (u > int(u)) u = int(u) + 1; print u }')",
-            'echo "waiting until $(date -u -d "@$UNTIL" +%H:%M:%SZ)"',
+            'if [ "$UNTIL" -gt "$(date -u +%s)" ]; then '
+            'echo "waiting until $(date -u -d "@$UNTIL" +%H:%M:%SZ)"; '
+            f'else echo "nothing to wait for: {old} holds no ticket, or it has passed"; fi',
             'while [ "$(date -u +%s)" -lt "$UNTIL" ]; do sleep 1; done',
         ),
         f'the ticket (with "holder": "{old}", "renewed_at" and "ttl"), or "Node does not '

@@ -412,8 +412,10 @@ def test_the_fence_wait_waits_in_bash_until_the_old_sites_ticket_has_passed(
     if waits:
         # Until the whole second after renewal + ttl + drift: 1.5 s from now, rounded up.
         assert took >= 1.0 and time.time() >= now + 1.5, (took, done.stdout)
+        assert "waiting until " in done.stdout, done.stdout
     else:
         assert took < 1.0, (took, done.stdout)
+        assert "nothing to wait for: dc1 holds no ticket, or it has passed" in done.stdout
 
 
 def test_the_fence_wait_stops_the_operator_when_zookeeper_does_not_answer(
