@@ -26,6 +26,7 @@ SYSTEM = "ldap"
 CSN_FIGURE = "csn_sid_"  # + sid: the newest change time of that writer this master holds
 LAG_FIGURE = "sid_{}_lag_seconds"
 CANARY_TARGET = "canary"  # the canary's result (ldap_canary), not a master's reading
+EMPTY_DN = '"" (the empty DN)'  # how a message names an empty suffix
 STARTTLS_RETRY_PAUSE_S = 0.1  # see open_with_starttls
 
 
@@ -69,7 +70,7 @@ def read_master(
     if values is None:
         return result(
             Status.DEGRADED,
-            f"the suffix {topo.ldap.suffix} has no contextCSN "
+            f"the suffix {topo.ldap.suffix or EMPTY_DN} has no contextCSN "
             "(syncprov missing, or nothing written yet)",
             figures,
         )

@@ -37,7 +37,7 @@ def checks(topo: Topology, timeout: float) -> list[Check]:
 
 def entry_dn(topo: Topology) -> str:
     assert topo.ldap is not None
-    return f"cn=sitectl-canary,{topo.ldap.suffix}"
+    return topo.ldap.child_dn("cn=sitectl-canary")
 
 
 def run_canary(topo: Topology, timeout: float) -> CheckResult:

@@ -287,6 +287,9 @@ class _VolumeBase(Frozen):
     role: RoleName  # the hosts of this role on the active site mount the volume
     mount_point: PathText
     mirror: Mirror
+    # Per site, the one host of `role` there that mounts it (a mailbox server's own
+    # store): unset, every host of the role at that site mounts it.
+    hosts: dict[SiteName, HostName] = Field(default_factory=dict)
 
     @field_validator("mount_point")
     @classmethod
@@ -510,6 +513,8 @@ class LdapMaster(Frozen):
 
 
 class Ldap(Frozen):
+    # The replicated database's suffix, whose entry holds contextCSN: may be the empty DN
+    # (Zimbra's main database is olcSuffix "", holding cn=zimbra and the domains).
     suffix: Text
     bind_dn: Text
     password: SecretRef
@@ -519,6 +524,11 @@ class Ldap(Frozen):
     insecure: bool = False
     timeout: Seconds = 3.0
     masters: tuple[LdapMaster, ...] = Field(min_length=2)
+
+    def child_dn(self, rdn: str) -> str:
+        """The DN of sitectl's own entry `rdn` right under the suffix (under the empty
+        suffix, `rdn` alone: "cn=x," is no DN)."""
+        return f"{rdn},{self.suffix}" if self.suffix else rdn
 
 
 class S3Endpoint(Frozen):
@@ -957,6 +967,16 @@ class Topology(Frozen):
 
     def hosts_of(self, site: str, role: str) -> list[Host]:
         return [h for h in self.hosts if h.site == site and role in h.roles]
+
+    def volume_hosts(
+        self, volume: BtrfsVolume | NetappVolume | CommandVolume, site: str
+    ) -> list[Host]:
+        """The hosts that mount `volume` at `site`: the one its `hosts` names there, else
+        every host of its role at that site."""
+        name = volume.hosts.get(site)
+        if name is None:
+            return self.hosts_of(site, volume.role)
+        return [h for h in self.hosts if h.name == name and h.site == site]
 
     def resolve(self, relative: str) -> Path:
         return (self.base_dir / relative).resolve()

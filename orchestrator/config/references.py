@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
-from orchestrator.config.model import Topology
+from orchestrator.config.model import BtrfsVolume, CommandVolume, NetappVolume, Topology
 from orchestrator.config.problems import FieldPath
 from orchestrator.config.weak import WEAK_TSIG
 
@@ -171,6 +171,7 @@ def _volumes(topo: Topology) -> Iterator[Finding]:
                     f"{topo.active_site!r} — the active site's volume must be the source"
                 ),
             )
+        yield from _volume_hosts(topo, vol, base)
         sites = getattr(vol, "sites", None)
         if sites is not None:
             for site in sites:
@@ -178,6 +179,43 @@ def _volumes(topo: Topology) -> Iterator[Finding]:
             for site in (vol.mirror.source, vol.mirror.destination):
                 if site in topo.sites and site not in sites:
                     yield (*base, "sites"), f"no settings for site {site!r} — add sites.{site}"
+
+
+def _volume_hosts(
+    topo: Topology, vol: BtrfsVolume | NetappVolume | CommandVolume, base: FieldPath
+) -> Iterator[Finding]:
+    """A volume's `hosts`: each names a host of the volume's role at that site, and both
+    ends of the mirror name one (a site left out would mount it on every host of the
+    role there, which is never what a per-host volume means)."""
+    if not vol.hosts:
+        return
+    by_name = {h.name: h for h in topo.hosts}
+    for site, name in vol.hosts.items():
+        where: FieldPath = (*base, "hosts", site)
+        host = by_name.get(name)
+        if site not in topo.sites:
+            yield from _site_exists(topo, site, where)
+        elif host is None:
+            yield where, f"host {name!r} is not in hosts — name the {site} host that mounts it"
+        elif host.site != site:
+            yield (
+                where,
+                f"host {name!r} is in site {host.site!r}, not {site!r} — name a host of {site}",
+            )
+        elif vol.role not in host.roles:
+            yield (
+                where,
+                (
+                    f"host {name!r} does not have the volume's role {vol.role!r} — add the role "
+                    f"to the host or name a {vol.role} host of {site}"
+                ),
+            )
+    for site in (vol.mirror.source, vol.mirror.destination):
+        if site in topo.sites and site not in vol.hosts:
+            yield (
+                (*base, "hosts"),
+                f"no host for site {site!r} — add hosts.{site}: the host that mounts it there",
+            )
 
 
 def _dns(topo: Topology) -> Iterator[Finding]:

@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
 Path_ = tuple[str | int, ...]
+_BOOL = "tag:yaml.org,2002:bool"
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2's booleans: only true and false. YAML 1.1 also
+    reads on/off/yes/no as booleans, which turns a custom step's `on: proxy` key into
+    True; pydantic still takes "yes" or "off" for a boolean field."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != _BOOL]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    _BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 
 
 @dataclass(frozen=True)
@@ -42,7 +59,7 @@ def parse(text: str) -> YamlSource:
     result is problems, never an exception.
     """
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         return _unreadable(_yaml_line(exc, text), _yaml_reason(exc))
     except RecursionError:
@@ -56,7 +73,7 @@ def parse(text: str) -> YamlSource:
     except _Unwalkable as exc:
         return _unreadable(exc.line, f"{exc} — {_PLAINLY}")
     try:
-        source.data = yaml.safe_load(text)
+        source.data = yaml.load(text, Loader=_Loader)  # a SafeLoader: no arbitrary objects
     except yaml.YAMLError as exc:
         # Composing succeeded, constructing did not: an unknown tag (!foo,
         # !!python/object), an unhashable key, a bad !!binary or !!timestamp value.

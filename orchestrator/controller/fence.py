@@ -37,7 +37,7 @@ LDAP_CLASS = "organizationalRole"
 
 def ldap_canary_dn(topo: Topology, master: LdapMaster) -> str:
     assert topo.ldap is not None
-    return f"cn=sitectl-canary-sid{master.server_id},{topo.ldap.suffix}"
+    return topo.ldap.child_dn(f"cn=sitectl-canary-sid{master.server_id}")
 
 
 def s3_canary_key(site: str) -> str:

@@ -31,6 +31,7 @@ from orchestrator.config.model import (
     CommandVolume,
     DnsZone,
     Host,
+    NetappVolume,
     Topology,
     fill,
 )
@@ -66,8 +67,14 @@ def needs_agent(topo: Topology, host: Host) -> bool:
     """Whether fencing touches `host`: it runs a role that moves, serves a zone the fence
     drops, or mounts a mirrored volume (LDAP masters, which never move, do not)."""
     moving = any(topo.roles[r].moves for r in host.roles if r in topo.roles)
-    volume = any(v.role in host.roles for v in topo.volumes)
+    volume = any(_mounts(topo, v, host) for v in topo.volumes)
     return moving or volume or any(h is host for _, h in _zones_served(topo, host.site, [host]))
+
+
+def _mounts(topo: Topology, volume: BtrfsVolume | NetappVolume | CommandVolume, host: Host) -> bool:
+    """Whether `host` mounts `volume` at its site: the host its `hosts` names there, or
+    any host of its role."""
+    return any(h.name == host.name for h in topo.volume_hosts(volume, host.site))
 
 
 def guarded_hosts(topo: Topology, site: str, address: str | None) -> list[Host]:
@@ -206,7 +213,7 @@ def _volume_actions(
 ) -> list[FenceAction]:
     actions: list[FenceAction] = []
     for volume in topo.volumes:
-        mounting = [h for h in hosts if volume.role in h.roles]
+        mounting = [h for h in hosts if _mounts(topo, volume, h)]
         if not mounting:
             continue
         what = f"{verb} volume {volume.name} at {site}"

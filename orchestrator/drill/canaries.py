@@ -177,7 +177,7 @@ def entry_dn(topo: Topology) -> str:
     assert topo.ldap is not None
     # Not the checks' canary entry: its value is replaced on every run, ours accumulate
     # one value per write so a later write cannot hide an earlier one.
-    return f"cn=sitectl-drill,{topo.ldap.suffix}"
+    return topo.ldap.child_dn("cn=sitectl-drill")
 
 
 def masters(topo: Topology, site: str | None = None) -> list[LdapMaster]:

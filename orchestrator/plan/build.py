@@ -11,7 +11,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from itertools import groupby
 
-from orchestrator.config.model import BtrfsVolume, DnsZone, Role, Topology
+from orchestrator.config.model import (
+    BtrfsVolume,
+    CommandVolume,
+    DnsZone,
+    NetappVolume,
+    Role,
+    Topology,
+)
 from orchestrator.errors import ConfigError
 from orchestrator.plan.custom import anchor_problems, place_custom_steps
 from orchestrator.plan.model import Action, Group, Mode, Phase, Plan, Step, Trigger
@@ -130,7 +137,7 @@ def build_plan(
                         action=Action.VOLUME_UNMOUNT,
                         site=from_site,
                         target=v.name,
-                        hosts=_host_names(topo, from_site, v.role),
+                        hosts=_volume_host_names(topo, from_site, v),
                         if_unreachable=skip_old,
                         description=(
                             f"unmount volume {v.name} from {v.mount_point_at(from_site)} on "
@@ -221,7 +228,7 @@ def build_plan(
                         action=Action.VOLUME_MOUNT,
                         site=to_site,
                         target=v.name,
-                        hosts=_host_names(topo, to_site, v.role),
+                        hosts=_volume_host_names(topo, to_site, v),
                         description=(
                             f"mount volume {v.name} at {v.mount_point_at(to_site)} on {to_site}"
                         ),
@@ -567,6 +574,12 @@ def _by_order(
 
 def _host_names(topo: Topology, site: str, role: str) -> tuple[str, ...]:
     return tuple(h.name for h in topo.hosts_of(site, role))
+
+
+def _volume_host_names(
+    topo: Topology, site: str, volume: BtrfsVolume | NetappVolume | CommandVolume
+) -> tuple[str, ...]:
+    return tuple(h.name for h in topo.volume_hosts(volume, site))
 
 
 def build_reprotect_plan(

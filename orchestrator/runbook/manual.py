@@ -409,13 +409,19 @@ def _volume(topo: Topology, name: str) -> BtrfsVolume | NetappVolume | CommandVo
     return next(v for v in topo.volumes if v.name == name)
 
 
+def _volume_pattern(vol: BtrfsVolume | NetappVolume | CommandVolume, site: str) -> str:
+    """Where Ansible runs a volume's commands at `site`: the one host its `hosts` names
+    there, else the group of its role (as the engine does)."""
+    return vol.hosts.get(site) or group_name(site, vol.role)
+
+
 def _btrfs_driver(
     topo: Topology, vol: BtrfsVolume, site: str, action: str, argument: str = ""
 ) -> str:
     """The btrfs mirror's own command, as the engine's playbook runs it on a host of the
     volume's role: the driver keeps the mirror's state file, which raw btrfs commands
     would leave behind (and a later sitectl run would then refuse)."""
-    host = topo.hosts_of(site, vol.role)[0].name
+    host = topo.volume_hosts(vol, site)[0].name
     config = topo.resolve(vol.mirror_config or "")
     args = f"{{{{ ansible_playbook_python }}}} -m orchestrator.storage --config {config} {action}"
     return _ansible(topo, host, "ansible.builtin.command", f"{args} {argument}".rstrip())
@@ -423,7 +429,7 @@ def _btrfs_driver(
 
 def _command_volume(topo: Topology, vol: CommandVolume, site: str, action: str) -> str:
     command = fill(vol.commands[action], volume=vol.name, site=site, mount_point=vol.mount_point)
-    return _ansible(topo, group_name(site, vol.role), "ansible.builtin.shell", command)
+    return _ansible(topo, _volume_pattern(vol, site), "ansible.builtin.shell", command)
 
 
 def _check_mirrors(topo: Topology, plan: Plan, step: Step) -> ManualStep:
@@ -664,7 +670,7 @@ def _unmount(topo: Topology, plan: Plan, step: Step) -> ManualStep:
         (
             _ansible(
                 topo,
-                group_name(site, vol.role),
+                _volume_pattern(vol, site),
                 "ansible.builtin.shell",
                 f"mountpoint -q {shlex.quote(vol.mount_point_at(site))} && "
                 f"umount {shlex.quote(vol.mount_point_at(site))} || true",
@@ -682,7 +688,7 @@ def _mount(topo: Topology, plan: Plan, step: Step) -> ManualStep:
         (
             _ansible(
                 topo,
-                group_name(site, vol.role),
+                _volume_pattern(vol, site),
                 "ansible.builtin.shell",
                 # The mount point may not exist yet on a site that never mounted it.
                 f"mountpoint -q {shlex.quote(vol.mount_point_at(site))} || "

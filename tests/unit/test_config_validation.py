@@ -13,6 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from orchestrator.cli.main import app
+from orchestrator.config import load_topology
+from orchestrator.config.yamlsource import parse
 from tests.unit.cli_tree import verbs
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "inventories" / "example-zimbra"
@@ -31,6 +33,11 @@ class Broken:
     line_of: str | None = None  # text on the line the error must point at (default: new)
 
 
+# The MTA's first probe (two lines in the file).
+SMTP_25 = (
+    "{kind: smtp, port: 25, tls: starttls, ca_file: pki/zimbra-ca.pem,\n"
+    '         server_name: "{host}.example.net"}'
+)
 CASES = [
     Broken(
         "DNS promotion on a host of the other site",
@@ -57,8 +64,8 @@ CASES = [
     ),
     Broken(
         "volume mirrored to the witness",
-        "    mirror: {source: dc1, destination: dc2}\n    sites:\n      dc1: {cluster: ontap.dc1.example.net, svm: svm_mail_dc1, volume: zstore,",
-        "    mirror: {source: dc1, destination: witness}\n    sites:\n      dc1: {cluster: ontap.dc1.example.net, svm: svm_mail_dc1, volume: zstore,",
+        "    mirror: {source: dc1, destination: dc2}\n    sites:\n      dc1: {cluster: ontap.dc1.example.net, svm: svm_mail_dc1, volume: zstore1,",
+        "    mirror: {source: dc1, destination: witness}\n    sites:\n      dc1: {cluster: ontap.dc1.example.net, svm: svm_mail_dc1, volume: zstore1,",
         "volumes.0.mirror.destination",
         "witness site 'witness', which only votes",
         line_of="destination: witness",
@@ -72,8 +79,8 @@ CASES = [
     ),
     Broken(
         "misspelt field",
-        "    mirror: {source: dc1, destination: dc2}\n    sites:\n      dc1: {cluster: ontap.dc1.example.net, svm: svm_mail_dc1, volume: zdb,",
-        "    mirror: {source: dc1, destinaton: dc2}\n    sites:\n      dc1: {cluster: ontap.dc1.example.net, svm: svm_mail_dc1, volume: zdb,",
+        "    mirror: {source: dc1, destination: dc2}\n    sites:\n      dc1: {cluster: ontap.dc1.example.net, svm: svm_mail_dc1, volume: zdb1,",
+        "    mirror: {source: dc1, destinaton: dc2}\n    sites:\n      dc1: {cluster: ontap.dc1.example.net, svm: svm_mail_dc1, volume: zdb1,",
         "volumes.1.mirror.destinaton",
         "did you mean 'destination'?",
         line_of="destinaton: dc2",
@@ -164,8 +171,8 @@ CASES = [
     ),
     Broken(
         "unknown volume driver",
-        "    driver: netapp\n    role: mailbox\n    mount_point: /opt/zimbra/db",
-        "    driver: emc\n    role: mailbox\n    mount_point: /opt/zimbra/db",
+        "    driver: netapp\n    role: mailbox\n    hosts: {dc1: mbox1.dc1, dc2: mbox1.dc2}\n    mount_point: /opt/zimbra/db",
+        "    driver: emc\n    role: mailbox\n    hosts: {dc1: mbox1.dc1, dc2: mbox1.dc2}\n    mount_point: /opt/zimbra/db",
         "volumes.1.driver",
         "driver 'emc' is unknown",
         line_of="driver: emc",
@@ -269,16 +276,17 @@ CASES = [
     ),
     Broken(
         "relative mount point",
-        "mount_point: /opt/zimbra/store",
-        "mount_point: opt/zimbra/store",
+        "    hosts: {dc1: mbox1.dc1, dc2: mbox1.dc2}\n    mount_point: /opt/zimbra/store",
+        "    hosts: {dc1: mbox1.dc1, dc2: mbox1.dc2}\n    mount_point: opt/zimbra/store",
         "volumes.0.mount_point",
         "must be an absolute path",
+        line_of="mount_point: opt/zimbra/store",
     ),
     Broken(
         "IMAP probe logging in over clear text",
-        '{kind: imap, port: 143, tls: starttls, server_name: "{host}.example.net"}',
+        "{kind: imap, port: 143, tls: starttls, server_name: mail.example.com}",
         "{kind: imap, port: 143}",
-        "roles.mailbox.probes.0.tls",
+        "roles.proxy.probes.0.tls",
         "this imap probe logs in as 'sitectl-probe@example.com' over clear text: the probe "
         "user's password would cross the network readable by anyone on the path — use tls: "
         "imaps/starttls with a ca_file, or set insecure: true on this probe if you accept "
@@ -288,7 +296,7 @@ CASES = [
         "plain IMAP to the IMAPS port",
         "{kind: imap, port: 993, tls: imaps, server_name: mail.example.com}",
         "{kind: imap, port: 993, insecure: true}",
-        "roles.proxy.probes.0.tls",
+        "roles.proxy.probes.1.tls",
         "port 993 is IMAPS, TLS from the first byte, and this imap probe speaks plain text to "
         "it (it can never pass) — set tls: imaps",
     ),
@@ -296,19 +304,19 @@ CASES = [
         "STARTTLS to the IMAPS port",
         "{kind: imap, port: 993, tls: imaps, server_name: mail.example.com}",
         "{kind: imap, port: 993, tls: starttls, server_name: mail.example.com}",
-        "roles.proxy.probes.0.tls",
+        "roles.proxy.probes.1.tls",
         "this imap probe speaks STARTTLS to it (it can never pass) — set tls: imaps",
     ),
     Broken(
         "TLS mode of another protocol",
-        '{kind: smtp, port: 25, tls: starttls, server_name: "{host}.example.net"}',
+        SMTP_25,
         "{kind: smtp, port: 25, tls: imaps}",
         "roles.mta.probes.0",
         "tls 'imaps' does not fit a smtp probe — use tls: smtps or starttls",
     ),
     Broken(
         "CA file of a probe without TLS",
-        '{kind: smtp, port: 25, tls: starttls, server_name: "{host}.example.net"}',
+        SMTP_25,
         "{kind: smtp, port: 25, ca_file: pki/ca.pem}",
         "roles.mta.probes.0",
         "ca_file and server_name verify a TLS certificate, and this smtp probe speaks no TLS "
@@ -317,9 +325,9 @@ CASES = [
     Broken(
         "probe CA file missing",
         "{kind: imap, port: 993, tls: imaps, server_name: mail.example.com}",
-        "{kind: imap, port: 993, tls: imaps, ca_file: pki/zimbra-ca.pem}",
-        "roles.proxy.probes.0.ca_file",
-        "file pki/zimbra-ca.pem does not exist (relative to the topology file) — fix the path",
+        "{kind: imap, port: 993, tls: imaps, ca_file: pki/missing-ca.pem}",
+        "roles.proxy.probes.1.ca_file",
+        "file pki/missing-ca.pem does not exist (relative to the topology file) — fix the path",
     ),
     Broken(
         "role without a host in the standby",
@@ -338,11 +346,12 @@ CASES = [
 HOSTILE = [
     Broken(
         "command substitution in a mount point",
-        "mount_point: /opt/zimbra/store",
-        'mount_point: "/opt/zimbra/store$(reboot)"',
+        "    hosts: {dc1: mbox1.dc1, dc2: mbox1.dc2}\n    mount_point: /opt/zimbra/store",
+        '    hosts: {dc1: mbox1.dc1, dc2: mbox1.dc2}\n    mount_point: "/opt/zimbra/store$(reboot)"',
         "volumes.0.mount_point",
         "path '/opt/zimbra/store$(reboot)' holds '$', a shell metacharacter — a path may "
         "hold only letters, digits and . _ - / + , : @ % =",
+        line_of='mount_point: "/opt/zimbra/store$(reboot)"',
     ),
     Broken(
         "semicolon in a host name",
@@ -374,11 +383,52 @@ HOSTILE = [
         "service name 'zimbra-mta && reboot' holds whitespace — a service name may hold only",
     ),
     Broken(
+        "volume host not in hosts",
+        "hosts: {dc1: mbox1.dc1, dc2: mbox1.dc2}\n    mount_point: /opt/zimbra/store",
+        "hosts: {dc1: mbox9.dc1, dc2: mbox1.dc2}\n    mount_point: /opt/zimbra/store",
+        "volumes.0.hosts.dc1",
+        "host 'mbox9.dc1' is not in hosts — name the dc1 host that mounts it",
+        line_of="hosts: {dc1: mbox9.dc1",
+    ),
+    Broken(
+        "volume host at the other site",
+        "hosts: {dc1: mbox1.dc1, dc2: mbox1.dc2}\n    mount_point: /opt/zimbra/store",
+        "hosts: {dc1: mbox1.dc2, dc2: mbox1.dc2}\n    mount_point: /opt/zimbra/store",
+        "volumes.0.hosts.dc1",
+        "host 'mbox1.dc2' is in site 'dc2', not 'dc1' — name a host of dc1",
+        line_of="hosts: {dc1: mbox1.dc2",
+    ),
+    Broken(
+        "volume host without the volume's role",
+        "hosts: {dc1: mbox1.dc1, dc2: mbox1.dc2}\n    mount_point: /opt/zimbra/store",
+        "hosts: {dc1: mta1.dc1, dc2: mbox1.dc2}\n    mount_point: /opt/zimbra/store",
+        "volumes.0.hosts.dc1",
+        "host 'mta1.dc1' does not have the volume's role 'mailbox' — add the role to the host "
+        "or name a mailbox host of dc1",
+        line_of="hosts: {dc1: mta1.dc1",
+    ),
+    Broken(
+        "volume hosts missing a mirror site",
+        "hosts: {dc1: mbox1.dc1, dc2: mbox1.dc2}\n    mount_point: /opt/zimbra/store",
+        "hosts: {dc1: mbox1.dc1}\n    mount_point: /opt/zimbra/store",
+        "volumes.0.hosts",
+        "no host for site 'dc2' — add hosts.dc2: the host that mounts it there",
+        line_of="hosts: {dc1: mbox1.dc1}",
+    ),
+    Broken(
+        "volume host at an unknown site",
+        "hosts: {dc1: mbox1.dc1, dc2: mbox1.dc2}\n    mount_point: /opt/zimbra/store",
+        "hosts: {dc1: mbox1.dc1, dc2: mbox1.dc2, dc3: mbox1.dc2}\n    mount_point: /opt/zimbra/store",
+        "volumes.0.hosts.dc3",
+        "site 'dc3' is not defined",
+        line_of="hosts: {dc1: mbox1.dc1, dc2: mbox1.dc2, dc3",
+    ),
+    Broken(
         "semicolon in a volume's name",
-        "  - name: mailstore",
-        '  - name: "mailstore;id"',
+        "  - name: mailstore1",
+        '  - name: "mailstore1;id"',
         "volumes.0.name",
-        "'mailstore;id' has characters that are not allowed",
+        "'mailstore1;id' has characters that are not allowed",
     ),
     Broken(
         "Jinja in a zone's name",
@@ -433,8 +483,8 @@ HOSTILE = [
     ),
     Broken(
         "command in a NetApp export",
-        'export: "nfs.dc1.example.net:/zstore",',
-        'export: "nfs.dc1.example.net:/zstore;reboot",',
+        'export: "nfs.dc1.example.net:/zstore1",',
+        'export: "nfs.dc1.example.net:/zstore1;reboot",',
         "volumes.0.sites.dc1.export",
         "holds ';', a shell metacharacter",
     ),
@@ -503,6 +553,8 @@ def _line_number(text: str, fragment: str) -> int:
 def _write(tmp_path: Path, text: str) -> Path:
     shutil.copy(EXAMPLE / "hosts.yml", tmp_path / "hosts.yml")
     shutil.copytree(EXAMPLE / "pki", tmp_path / "pki", dirs_exist_ok=True)  # zookeeper.tls.ca_file
+    # custom_steps.0.playbook
+    shutil.copytree(EXAMPLE / "playbooks", tmp_path / "playbooks", dirs_exist_ok=True)
     topo = tmp_path / "topology.yaml"
     topo.write_text(text, encoding="utf-8")
     return topo
@@ -631,7 +683,7 @@ def test_example_topology_is_valid() -> None:
     [
         # The operator accepts the password in clear on this one probe.
         (
-            '{kind: imap, port: 143, tls: starttls, server_name: "{host}.example.net"}',
+            "{kind: imap, port: 143, tls: starttls, server_name: mail.example.com}",
             "{kind: imap, port: 143, insecure: true}",
         ),
         # No probe user: IMAP probes only ask for CAPABILITY, no credential is sent.
@@ -640,10 +692,7 @@ def test_example_topology_is_valid() -> None:
             "",
         ),
         # SMTP probes and canaries send no credentials: clear text is allowed.
-        (
-            '{kind: smtp, port: 25, tls: starttls, server_name: "{host}.example.net"}',
-            "{kind: smtp, port: 25}",
-        ),
+        (SMTP_25, "{kind: smtp, port: 25}"),
     ],
     ids=["insecure-accepted", "no-probe-user", "smtp-sends-no-login"],
 )
@@ -764,8 +813,8 @@ INVALID = {
     ),
     "active site is the witness": ("active_site: dc1", "active_site: witness"),
     "shell in a mount point": (
-        "mount_point: /opt/zimbra/store",
-        'mount_point: "/opt/zimbra/store;touch /tmp/sitectl-hostile"',
+        "mbox1.dc2}\n    mount_point: /opt/zimbra/store",
+        'mbox1.dc2}\n    mount_point: "/opt/zimbra/store;touch /tmp/sitectl-hostile"',
     ),
 }
 
@@ -836,3 +885,32 @@ def test_every_verb_refuses_a_world_writable_topology(
     assert result.stderr.strip().endswith(f"— chmod o-w {topo}"), result.output
     assert len(result.stderr.strip().splitlines()) == 1
     assert _tree(tmp_path) == before
+
+
+@pytest.mark.parametrize(
+    ("text", "data"),
+    [
+        # YAML 1.1 would read the key `on` as true: a custom step's `on: proxy` must stay.
+        ("on: proxy", {"on": "proxy"}),
+        ("moves: false", {"moves": False}),
+        ("insecure: True", {"insecure": True}),
+        # Not booleans in YAML 1.2; pydantic still takes them for a boolean field.
+        ("a: yes\nb: off", {"a": "yes", "b": "off"}),
+    ],
+)
+def test_yaml_reads_only_true_and_false_as_booleans(text: str, data: dict[str, object]) -> None:
+    assert parse(text).data == data
+
+
+@pytest.mark.parametrize(
+    ("suffix", "dn"),
+    [
+        ("dc=example,dc=com", "cn=sitectl-canary,dc=example,dc=com"),
+        # Zimbra's main database: the empty DN, whose children are top-level entries.
+        ("", "cn=sitectl-canary"),
+    ],
+)
+def test_sitectl_entries_sit_right_under_the_suffix(suffix: str, dn: str) -> None:
+    ldap = load_topology(EXAMPLE / "topology.yaml").ldap
+    assert ldap is not None
+    assert ldap.model_copy(update={"suffix": suffix}).child_dn("cn=sitectl-canary") == dn

@@ -19,7 +19,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "inventories" / "example-zimbra"
 @pytest.fixture
 def topology(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The example, with dc1's controller id made from a password this test holds."""
-    for name in ("hosts.yml", "pki"):
+    for name in ("hosts.yml", "pki", "playbooks"):
         source = EXAMPLE / name
         copy = shutil.copytree if source.is_dir() else shutil.copy
         copy(source, tmp_path / name)

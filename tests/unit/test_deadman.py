@@ -331,3 +331,20 @@ def test_only_hosts_a_fence_touches_run_an_agent() -> None:
         ), host.name
     ldap_only = [h for h in topo.hosts if h.site == "dc1" and set(h.roles) == {"ldap"}]
     assert ldap_only and not {h.address for h in ldap_only} & fed, "LDAP never moves"
+
+
+@pytest.mark.parametrize(
+    ("host", "unmounted"),
+    [
+        ("mbox1.dc1", {"mailstore1", "metadata1", "index1"}),
+        ("mbox2.dc1", {"mailstore2", "metadata2", "index2"}),
+        ("mta1.dc1", set()),
+    ],
+)
+def test_a_host_fences_only_the_volumes_it_mounts(host: str, unmounted: set[str]) -> None:
+    # The example's volumes name their host per site (`hosts`): mbox1's agent must not
+    # try mbox2's store, which is not mounted there.
+    topo = load_topology(EXAMPLE)
+    guarded = [h for h in topo.hosts if h.name == host]
+    whats = [a.what for a in fence_actions(topo, "dc1", guarded, {})]
+    assert {w.split()[2] for w in whats if w.startswith("unmount")} == unmounted

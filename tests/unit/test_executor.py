@@ -131,17 +131,17 @@ def test_an_old_site_that_dies_mid_way_is_tried_briefly_then_skipped(topo, tmp_p
 
 def test_a_failed_step_stops_the_operation_and_says_where_the_service_is(topo, tmp_path) -> None:
     plan, op, store = _setup(topo, tmp_path)
-    handler = ScriptedHandler(always={"mount/dc2/mailstore": Failed("mount: wrong fs type")})
+    handler = ScriptedHandler(always={"mount/dc2/mailstore1": Failed("mount: wrong fs type")})
 
     result = _executor(plan, topo, store, handler, tmp_path).run(op.id)
 
     assert result.status is OpStatus.FAILED
-    assert result.failed_step == "mount/dc2/mailstore"
+    assert result.failed_step == "mount/dc2/mailstore1"
     statuses = _statuses(store, op.id)
-    assert statuses["mount/dc2/metadata"] == "done"  # its parallel sibling finished
+    assert statuses["mount/dc2/metadata1"] == "done"  # its parallel sibling finished
     assert "dns/corp.example.net." not in statuses  # nothing after the failed group ran
     assert result.message == (
-        "step mount/dc2/mailstore failed: mount: wrong fs type. half-way: the mirrors towards "
+        "step mount/dc2/mailstore1 failed: mount: wrong fs type. half-way: the mirrors towards "
         "dc2 may be broken and neither site may serve; dc1's copy is the newest; "
         f"`sitectl resume {op.id}` continues from the last checkpoint; rolling back now would "
         "need the mirrors reversed, so go forward"
@@ -150,7 +150,7 @@ def test_a_failed_step_stops_the_operation_and_says_where_the_service_is(topo, t
 
 def test_resume_runs_only_what_did_not_finish(topo, tmp_path) -> None:
     plan, op, store = _setup(topo, tmp_path)
-    first = ScriptedHandler(always={"final-sync/metadata": Failed("transfer aborted")})
+    first = ScriptedHandler(always={"final-sync/metadata1": Failed("transfer aborted")})
     assert _executor(plan, topo, store, first, tmp_path).run(op.id).status is OpStatus.FAILED
     done_before = {k for k, v in _statuses(store, op.id).items() if v == "done"}
 
@@ -159,9 +159,9 @@ def test_resume_runs_only_what_did_not_finish(topo, tmp_path) -> None:
 
     assert result.status is OpStatus.SUCCEEDED
     assert not done_before & set(second.applied), "a finished step ran again"
-    assert "final-sync/metadata" in second.applied
+    assert "final-sync/metadata1" in second.applied
     records = {k: r for k, (r, _) in store.steps(op.id).items()}
-    assert records["final-sync/metadata"].attempts == 2
+    assert records["final-sync/metadata1"].attempts == 2
 
 
 def test_a_step_left_running_by_a_crash_runs_again_on_resume(topo, tmp_path) -> None:
@@ -381,7 +381,7 @@ def test_a_reprotect_that_stopped_the_standby_and_then_is_refused_stays_open(
 
 def test_a_failure_after_a_change_keeps_the_operation_open(topo, tmp_path) -> None:
     plan, op, store = _setup(topo, tmp_path)
-    handler = ScriptedHandler(always={"unmount/dc1/mailstore": Failed("umount: busy")})
+    handler = ScriptedHandler(always={"unmount/dc1/mailstore1": Failed("umount: busy")})
     result = _executor(plan, topo, store, handler, tmp_path).run(op.id)
     assert result.status is OpStatus.FAILED
     assert store.current == op.id

@@ -321,7 +321,7 @@ def test_the_executor_tells_of_a_failed_step_and_hands_steps_notify(tmp_path) ->
     op = operation_record(plan)
     store = MemoryStore(ops={op.id: (op, 0)}, current=op.id)
     told: list[tuple[str, str | None, str]] = []
-    handler = ScriptedHandler(always={"mount/dc2/mailstore": Failed("mount: wrong fs type")})
+    handler = ScriptedHandler(always={"mount/dc2/mailstore1": Failed("mount: wrong fs type")})
     contexts: list[Any] = []
     check = handler.check
 
@@ -348,8 +348,8 @@ def test_the_executor_tells_of_a_failed_step_and_hands_steps_notify(tmp_path) ->
     assert told == [
         (
             "step-failed",
-            "mount/dc2/mailstore",
-            "step mount/dc2/mailstore failed: mount: wrong fs type",
+            "mount/dc2/mailstore1",
+            "step mount/dc2/mailstore1 failed: mount: wrong fs type",
         )
     ]
     contexts[0].notify("approval-needed", "approve/x", "waiting")

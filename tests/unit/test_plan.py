@@ -33,6 +33,8 @@ def _shape(plan) -> list[tuple[str, list[str]]]:
     return [(g.phase.value, [s.id for s in g.steps]) for g in plan.groups]
 
 
+# Each mailbox server's own store, database and index, mbox1's first.
+VOLUMES = ["mailstore1", "metadata1", "index1", "mailstore2", "metadata2", "index2"]
 SWITCHOVER = [
     (
         "preflight",
@@ -49,13 +51,16 @@ SWITCHOVER = [
     ("disable-application", ["disable-application/dc1/canary"]),
     ("disable-application", ["disable-application/dc1/mta", "disable-application/dc1/proxy"]),
     ("disable-application", ["disable-application/dc1/mailbox"]),
-    ("unmount", ["unmount/dc1/mailstore", "unmount/dc1/metadata", "unmount/dc1/index"]),
+    ("unmount", [f"unmount/dc1/{v}" for v in VOLUMES]),
     ("ticket", ["ticket/release/dc1"]),
-    ("final-sync", ["final-sync/mailstore", "final-sync/metadata", "final-sync/index"]),
-    ("break-mirrors", ["break-mirrors/mailstore", "break-mirrors/metadata", "break-mirrors/index"]),
-    ("mount", ["mount/dc2/mailstore", "mount/dc2/metadata", "mount/dc2/index"]),
+    ("final-sync", [f"final-sync/{v}" for v in VOLUMES]),
+    ("break-mirrors", [f"break-mirrors/{v}" for v in VOLUMES]),
+    ("mount", [f"mount/dc2/{v}" for v in VOLUMES]),
     ("dns", ["dns/corp.example.net.", "dns/example.com."]),
     ("ticket", ["ticket/grant/dc2"]),
+    # The example's own step (custom_steps): mbox*.dc2 take over the Zimbra server
+    # identities once their volumes are mounted and the ticket is dc2's.
+    ("custom", ["custom/zimbra-move-identity"]),
     ("start-services", ["start-services/dc2/dns", "start-services/dc2/ldap"]),
     ("start-services", ["start-services/dc2/mailbox"]),
     ("start-services", ["start-services/dc2/mta", "start-services/dc2/proxy"]),
@@ -84,7 +89,7 @@ def test_failover_takes_no_final_sync_and_skips_an_unreachable_old_site(topo: To
     expected[expected.index(("ticket", ["ticket/release/dc1"]))] = ("ticket", ["fence/wait/dc1"])
     # dc1 holds the internal zone's only primary: dc2's server is promoted before the
     # updates, side by side with the mirrors' break.
-    breaks = ["break-mirrors/mailstore", "break-mirrors/metadata", "break-mirrors/index"]
+    breaks = [f"break-mirrors/{v}" for v in VOLUMES]
     at = expected.index(("break-mirrors", breaks))
     expected[at] = ("break-mirrors", [*breaks, "dns/promote/corp.example.net."])
     assert _shape(plan) == expected
@@ -111,9 +116,7 @@ def test_failover_waits_for_the_old_sites_ticket_before_dc2_becomes_writable(
         "disable-application/dc1/mta",
         "disable-application/dc1/proxy",
         "disable-application/dc1/mailbox",
-        "unmount/dc1/mailstore",
-        "unmount/dc1/metadata",
-        "unmount/dc1/index",
+        *[f"unmount/dc1/{v}" for v in VOLUMES],
     ]
     assert wait.params["clock_drift"] == topo.policy.clock_drift
     grant = plan.step("ticket/grant/dc2")
@@ -162,16 +165,15 @@ def test_moving_back_needs_the_mirrors_reversed_first(topo: Topology) -> None:
 
     reprotected = ObservedState(
         active_site="dc2",
-        mirrors={
-            "mailstore": MirrorView("dc2", "dc1"),
-            "metadata": MirrorView("dc2", "dc1"),
-            "index": MirrorView("dc2", "dc1"),
-        },
+        mirrors={v: MirrorView("dc2", "dc1") for v in VOLUMES},
     )
     plan = build_plan(topo, reprotected, "switchover", "dc1")
     assert (plan.from_site, plan.to_site) == ("dc2", "dc1")
     assert plan.step("disable-application/dc2/mailbox").hosts == ("mbox1.dc2", "mbox2.dc2")
-    assert plan.step("mount/dc1/mailstore").hosts == ("mbox1.dc1", "mbox2.dc1")
+    # Each mailbox server's volumes on that server only (the volume's `hosts`).
+    assert plan.step("mount/dc1/mailstore1").hosts == ("mbox1.dc1",)
+    assert plan.step("mount/dc1/index2").hosts == ("mbox2.dc1",)
+    assert plan.step("unmount/dc2/metadata2").hosts == ("mbox2.dc2",)
 
 
 def test_ldap_runs_on_both_sites_so_it_is_never_stopped(topo: Topology) -> None:
@@ -257,21 +259,14 @@ def test_reprotect_reverses_every_mirror_towards_the_standby(topo: Topology) -> 
         ("salvage", ["salvage/decide"]),
         (
             "reprotect",
-            [
-                "reprotect/mailstore",
-                "reprotect/metadata",
-                "reprotect/index",
-                "reprotect/object-store/zimbra-blobs",
-            ],
+            [*[f"reprotect/{v}" for v in VOLUMES], "reprotect/object-store/zimbra-blobs"],
         ),
         ("reprotect", ["reprotect/dns/corp.example.net."]),
     ]
     assert {s.action for s in plan.groups[0].steps} == {Action.APP_STOP}
     assert all(s.site == "dc1" for s in plan.groups[0].steps)
     assert [s.action for s in plan.groups[3].steps] == [
-        Action.MIRROR_REVERSE,
-        Action.MIRROR_REVERSE,
-        Action.MIRROR_REVERSE,
+        *[Action.MIRROR_REVERSE] * len(VOLUMES),
         Action.OBJECT_STORE_REVERSE,
     ]
     assert all(s.site == "dc2" for s in plan.groups[3].steps)
@@ -279,8 +274,7 @@ def test_reprotect_reverses_every_mirror_towards_the_standby(topo: Topology) -> 
     assert decide.params["old_site"] == "dc1"
     assert decide.params["buckets"] == ["zimbra-blobs"]
     assert decide.params["uninspected"] == [
-        f"volume {v} (netapp): sitectl cannot read dc1's copy"
-        for v in ("mailstore", "metadata", "index")
+        f"volume {v} (netapp): sitectl cannot read dc1's copy" for v in VOLUMES
     ]
     with pytest.raises(PlanRefused, match="dc1 is unreachable") as refused:
         build_plan_unreachable = ObservedState(
@@ -406,3 +400,23 @@ def test_placeholders_leave_jinja_and_shell_braces_alone(template, values, expec
     from orchestrator.config.model import fill
 
     assert fill(template, **values) == expected
+
+
+@pytest.mark.parametrize(
+    ("hosts", "unmount_on", "mount_on"),
+    [
+        # No `hosts`: every host of the volume's role at the site.
+        ({}, ("mbox1.dc1", "mbox2.dc1"), ("mbox1.dc2", "mbox2.dc2")),
+        # `hosts`: the one named host per site, whichever it is.
+        ({"dc1": "mbox2.dc1", "dc2": "mbox1.dc2"}, ("mbox2.dc1",), ("mbox1.dc2",)),
+    ],
+    ids=["the-role", "one-host-per-site"],
+)
+def test_a_volume_is_mounted_where_its_hosts_say(
+    topo: Topology, hosts: dict[str, str], unmount_on: tuple[str, ...], mount_on: tuple[str, ...]
+) -> None:
+    volume = topo.volumes[0].model_copy(update={"hosts": hosts})
+    changed = topo.model_copy(update={"volumes": (volume,)})
+    plan = build_plan(changed, assumed_state(changed), "switchover", "dc2")
+    assert plan.step(f"unmount/dc1/{volume.name}").hosts == unmount_on
+    assert plan.step(f"mount/dc2/{volume.name}").hosts == mount_on

@@ -26,6 +26,9 @@ PLAYBOOKS = ROOT / "playbooks"
 BIN = Path(sys.executable).parent
 PLAYBOOK_FILES = sorted(PLAYBOOKS.glob("*.yml"))
 TASK_FILES = sorted((PLAYBOOKS / "tasks").rglob("*.yml"))
+# The examples' own playbooks (custom_steps), templates an operator copies: they must
+# parse and lint like ours.
+EXAMPLE_PLAYBOOKS = sorted((ROOT / "inventories").glob("*/playbooks/*.yml"))
 LINT_TIMEOUT_S = 120
 NETAPP_TASKS = PLAYBOOKS / "tasks" / "netapp.yml"
 # A task's module key, e.g. "    netapp.ontap.na_ontap_snapmirror:".
@@ -79,6 +82,7 @@ def wrapper_for(task_file: Path, tmp_path: Path) -> Path:
 def test_the_files_to_check_are_found() -> None:
     # A moved directory must fail here, not turn the checks below into nothing.
     assert {p.name for p in PLAYBOOK_FILES} >= {"app.yml", "dns-role.yml", "volume.yml"}
+    assert {p.name for p in EXAMPLE_PLAYBOOKS} >= {"zimbra-move-identity.yml"}
     assert PLAYBOOKS / "tasks" / "netapp.yml" in TASK_FILES
 
 
@@ -149,7 +153,9 @@ def test_the_netapp_tasks_pass_only_options_the_modules_have(tmp_path: Path) -> 
     assert not unknown, f"options the netapp.ontap modules do not have: {unknown}"
 
 
-@pytest.mark.parametrize("playbook", PLAYBOOK_FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "playbook", PLAYBOOK_FILES + EXAMPLE_PLAYBOOKS, ids=lambda p: str(p.relative_to(ROOT))
+)
 def test_playbook_parses(playbook: Path, tmp_path: Path) -> None:
     problem = syntax_problem(playbook, tmp_path)
     assert problem is None, problem
@@ -185,6 +191,7 @@ def test_ansible_lint_passes(tmp_path: Path) -> None:
             "-f",
             "pep8",
             "playbooks/",
+            *(str(p.relative_to(ROOT)) for p in EXAMPLE_PLAYBOOKS),
         ],
         cwd=ROOT,
         capture_output=True,
@@ -194,7 +201,7 @@ def test_ansible_lint_passes(tmp_path: Path) -> None:
         check=False,
     )
     assert run.returncode == 0, (
-        f"ansible-lint found problems in playbooks/:\n{run.stdout}{run.stderr}"
+        f"ansible-lint found problems in playbooks/ or an example's:\n{run.stdout}{run.stderr}"
     )
 
 

@@ -58,7 +58,7 @@ def test_failover_runbook_tells_the_operator_what_to_skip_and_how_to_update_dns(
     text = (ROOT / "runbooks/example-zimbra/failover-to-dc2.md").read_text(encoding="utf-8")
     assert 'If dc1 does not answer within 15 s, write "skipped: unreachable" and go on.' in text
     assert "snapmirror update" not in text  # no final transfer from a lost site
-    assert "snapmirror break -destination-path svm_mail_dc2:zstore_dst" in text
+    assert "snapmirror break -destination-path svm_mail_dc2:zstore1_dst" in text
     assert "nsupdate -k \"$RUNBOOK_SECRETS/ddns-corp.key\" <<'EOF'" in text
     assert "update add mail.corp.example.net. 60 A 198.51.100.21" in text
     assert "dig @198.51.100.53 -p 53 +norec +short mail.corp.example.net. A" in text
@@ -72,13 +72,20 @@ def test_switchover_runbook_has_every_step_with_a_check() -> None:
     for step in steps:
         assert f"`{step.id}`" in text
     assert (
-        "ssh admin@ontap.dc2.example.net snapmirror update -destination-path svm_mail_dc2:zstore_dst"
+        "ssh admin@ontap.dc2.example.net snapmirror update -destination-path svm_mail_dc2:zstore1_dst"
         in text
     )
+    # The example starts its roles by their commands (Zimbra's zmcontrol, as zimbra), and
+    # mounts each mailbox server's volumes on that server only.
     assert (
-        "ansible -i hosts.yml dc2_mailbox -m ansible.builtin.service -a 'name=zimbra-mailbox state=started'"
-        in text
-    )
+        "ansible -i hosts.yml dc2_mailbox -m ansible.builtin.shell -a "
+        """'su - zimbra -c '"'"'zmcontrol start'"'"''"""
+    ) in text
+    assert (
+        "ansible -i hosts.yml mbox2.dc2 -m ansible.builtin.shell -a 'mountpoint -q /opt/zimbra/db"
+        " || { mkdir -p /opt/zimbra/db && mount -t nfs nfs.dc2.example.net:/zdb2_dst "
+        "/opt/zimbra/db; }'"
+    ) in text
 
 
 def test_the_failover_runbook_shows_the_fence_wait_arithmetic_from_the_ticket() -> None:

@@ -313,7 +313,7 @@ def test_the_decision_step_refuses_what_it_could_not_inspect(tmp_path: Path) -> 
     step, ctx, _logs, events = _decide_context(tmp_path, None)
     with pytest.raises(SalvageRefused, match="--discard-divergent") as refused:
         DecideHandler().verify(step, ctx)
-    assert "volume mailstore (netapp): sitectl cannot read dc2's copy" in str(refused.value)
+    assert "volume mailstore1 (netapp): sitectl cannot read dc2's copy" in str(refused.value)
     assert [e["event"] for e in events()] == ["salvage.refused"]
 
 
@@ -326,7 +326,7 @@ def test_the_decision_step_goes_on_with_a_reason_warned_and_audited(tmp_path: Pa
     (event,) = events()
     assert event["event"] == "salvage.discarded"
     assert event["reason"] == "copied by hand, change 42"
-    assert len(event["uninspected"]) == 3
+    assert len(event["uninspected"]) == 6  # the example's volumes, three per mailbox server
     assert handler.summary(step, ctx) == logs[0].removeprefix("WARNING: ")
 
 
@@ -368,7 +368,7 @@ def test_the_salvage_steps_render_as_a_runbook_a_person_can_follow() -> None:
         in text
     )
     assert "(entryCSN>=" in text
-    assert "# volume mailstore (netapp): sitectl cannot read dc2's copy" in text
+    assert "# volume mailstore1 (netapp): sitectl cannot read dc2's copy" in text
 
 
 def test_a_copy_that_cannot_land_leaves_nothing_half_made(tmp_path: Path) -> None:

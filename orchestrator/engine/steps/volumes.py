@@ -114,10 +114,10 @@ def _handover(
 
 
 def _storage_host(topo: Topology, vol: Volume, site: str) -> tuple[str, ...]:
-    # Array-level actions run once, from one host of the volume's role on that site.
-    hosts = topo.hosts_of(site, vol.role)
+    # Array-level actions run once, from one host that mounts the volume on that site.
+    hosts = topo.volume_hosts(vol, site)
     if not hosts:
-        raise Failed(f"volume {vol.name}: no host with role {vol.role} on {site}")
+        raise Failed(f"volume {vol.name}: no host mounts it on {site} (its role {vol.role})")
     return (hosts[0].name,)
 
 
