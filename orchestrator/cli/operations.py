@@ -38,10 +38,49 @@ from orchestrator.engine.views import StatusView
 from orchestrator.errors import ConfigError, LeaseLost, Locked, SitectlError, Unavailable
 from orchestrator.plan import Plan, PlanRefused
 from orchestrator.plan.model import Step
+from orchestrator.plan.planfile import BadPlanFile, SavedPlan, parse_plan_file, refusal
 
 
 def _topology(config: Path | None) -> Topology:
     return load(config)[0]
+
+
+PlanFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--plan",
+        metavar="FILE",
+        help="Run only the plan `sitectl plan -o FILE` saved: refused (exit 5, nothing "
+        "changed, both digests printed) when the plan that would run now differs. "
+        "--to defaults to the file's.",
+    ),
+]
+ToOrPlanOption = Annotated[
+    str | None,
+    typer.Option("--to", help="The site to move the service to (with --plan: the file's)."),
+]
+
+
+def _saved_plan(path: Path | None) -> SavedPlan | None:
+    """The plan file, read and checked before anything connects."""
+    if path is None:
+        return None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"--plan {path}: cannot read it: {exc}", ExitCode.BAD_INPUT)
+    try:
+        return parse_plan_file(text, str(path))
+    except BadPlanFile as exc:
+        fail(f"--plan {exc}", ExitCode.BAD_INPUT)
+
+
+def _target(to: str | None, saved: SavedPlan | None) -> str:
+    if to is not None:
+        return to
+    if saved is None:
+        fail("refused: --to SITE is required (or --plan FILE)", ExitCode.BAD_INPUT)
+    return saved.to_site
 
 
 @contextmanager
@@ -191,10 +230,14 @@ def _operate(
     json_output: bool,
     no_fence_wait: str | None = None,
     discard_divergent: str | None = None,
+    saved: SavedPlan | None = None,
 ) -> None:
     topo = _topology(config)
     with _engine_errors(), engine.session(topo) as s:
         plan = engine.plan_operation(s, Mode(mode), to)
+        refused = refusal(saved, plan) if saved is not None else None
+        if refused is not None:
+            fail(refused, ExitCode.PLAN_CHANGED)
         if dry_run:
             if json_output:
                 emit_json({"dry_run": True, "plan": plan.to_dict()})
@@ -254,9 +297,10 @@ def _controllers_line(controllers: list[dict[str, Any]]) -> str:
 def register(app: typer.Typer) -> None:
     @app.command()
     def switchover(
-        to: Annotated[str, typer.Option("--to", help="The site to move the service to.")],
+        to: ToOrPlanOption = None,
         config: ConfigOption = None,
         reason: ReasonOption = "",
+        plan_file: PlanFileOption = None,
         dry_run: DryRunOption = False,
         yes: YesOption = False,
         json_output: JsonOption = False,
@@ -267,18 +311,36 @@ def register(app: typer.Typer) -> None:
         mirrors, remounts, repoints DNS, starts and verifies. Refuses (exit 4) if the old
         site does not answer: use failover.
 
+        With --plan FILE (written by `sitectl plan -o FILE`) it runs only if the plan
+        that would run now is that one; otherwise it refuses (exit 5) printing both
+        digests and the first difference, and changes nothing.
+
         Asks before it starts unless --yes, with --json too (the question goes to stderr);
         with no terminal to answer on it refuses (exit 2) and changes nothing.
 
         [b]Example:[/b] sitectl switchover --to dc2 --reason "quarterly DR drill" --yes
+
+        [b]Example:[/b] sitectl switchover --plan dc2.plan.json --reason "change 4711"
         """
-        _operate("switchover", to, config, reason, None, dry_run, yes, json_output)
+        saved = _saved_plan(plan_file)
+        _operate(
+            "switchover",
+            _target(to, saved),
+            config,
+            reason,
+            None,
+            dry_run,
+            yes,
+            json_output,
+            saved=saved,
+        )
 
     @app.command()
     def failover(
-        to: Annotated[str, typer.Option("--to", help="The site to move the service to.")],
+        to: ToOrPlanOption = None,
         config: ConfigOption = None,
         reason: ReasonOption = "",
+        plan_file: PlanFileOption = None,
         accept_data_loss: Annotated[
             str | None,
             typer.Option(
@@ -312,14 +374,17 @@ def register(app: typer.Typer) -> None:
         fence/wait waits until the old site's ticket has expired (last renewal + ttl +
         clock drift) unless the old site's stop steps succeeded; --no-fence-wait skips it.
 
+        With --plan FILE it runs only the plan saved there (see switchover).
+
         Asks before it starts unless --yes, with --json too (the question goes to stderr);
         with no terminal to answer on it refuses (exit 2) and changes nothing.
 
         [b]Example:[/b] sitectl failover --to dc2 --reason "dc1 power loss" --yes
         """
+        saved = _saved_plan(plan_file)
         _operate(
             "failover",
-            to,
+            _target(to, saved),
             config,
             reason,
             accept_data_loss,
@@ -327,6 +392,7 @@ def register(app: typer.Typer) -> None:
             yes,
             json_output,
             no_fence_wait,
+            saved=saved,
         )
 
     @app.command()
