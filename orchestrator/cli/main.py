@@ -21,6 +21,7 @@ from orchestrator.plan import ObservedState, Plan, PlanRefused, assumed_state, b
 from orchestrator.plan.digest import plan_digest
 from orchestrator.plan.planfile import plan_file_text
 from orchestrator.runbook import render_runbook
+from orchestrator.version import version_text
 
 RECORD_TIMEOUT_S = 2.0
 
@@ -34,6 +35,27 @@ app = typer.Typer(
     # from the topology's files. Said here, not left to the default of a typer version.
     pretty_exceptions_show_locals=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        console.print(version_text(), markup=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print sitectl's version and exit.",
+            is_eager=True,  # before any verb, and without a topology file
+            callback=_print_version,
+        ),
+    ] = False,
+) -> None:
+    """Move a two-datacenter service from one site to the other, safely."""
 
 
 class ModeChoice(StrEnum):
