@@ -33,7 +33,7 @@ from orchestrator.controller.leadership import current_leader
 from orchestrator.controller.zkstate import ControllerState
 from orchestrator.engine import operation as engine
 from orchestrator.engine.faults import Faults
-from orchestrator.engine.records import Mode, OpStatus, StepRecord
+from orchestrator.engine.records import FINISHED_STEP, Mode, OperationRecord, OpStatus, StepRecord
 from orchestrator.engine.views import StatusView
 from orchestrator.errors import ConfigError, LeaseLost, Locked, SitectlError, Unavailable
 from orchestrator.plan import Plan, PlanRefused
@@ -161,6 +161,14 @@ def _live(plan: Plan, quiet: bool) -> Iterator[Any]:
 
 
 def _confirm(plan: Plan, yes: bool) -> None:
+    _ask(
+        f"{plan.mode} {plan.cluster} from {plan.from_site} to {plan.to_site} "
+        f"({sum(1 for _ in plan.steps())} steps)? [y/N]: ",
+        yes,
+    )
+
+
+def _ask(question: str, yes: bool) -> None:
     """Ask unless --yes. --json changes only what is printed, never whether sitectl asks:
     without a terminal (a script) nobody can answer, so it refuses (exit 2) before
     anything changes; on a terminal it asks on stderr, so stdout stays the JSON."""
@@ -171,10 +179,6 @@ def _confirm(plan: Plan, yes: bool) -> None:
             "refused: no terminal to confirm on — pass --yes to run without a prompt",
             ExitCode.BAD_INPUT,
         )
-    question = (
-        f"{plan.mode} {plan.cluster} from {plan.from_site} to {plan.to_site} "
-        f"({sum(1 for _ in plan.steps())} steps)? [y/N]: "
-    )
     # Not typer.confirm: it writes a space to stdout even when asking on stderr.
     try:
         answer = err_console.input(question, markup=False)
@@ -276,6 +280,15 @@ def _operate(
                 faults=Faults.from_env(),
             )
     _finish(outcome, json_output)
+
+
+def _resume_question(op: OperationRecord, plan: Plan, records: dict[str, StepRecord]) -> str:
+    finished = sum(1 for r in records.values() if r.status in FINISHED_STEP)
+    return (
+        f"resume {op.mode} {op.id} of {plan.cluster} from {op.from_site} to {op.to_site} "
+        f"({op.status.value}, {finished} of {sum(1 for _ in plan.steps())} steps "
+        "finished)? [y/N]: "
+    )
 
 
 def _controllers_line(controllers: list[dict[str, Any]]) -> str:
@@ -448,6 +461,7 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Argument(help="Operation id (default: the current one).")
         ] = None,
         config: ConfigOption = None,
+        yes: YesOption = False,
         json_output: JsonOption = False,
     ) -> None:
         """Continue an interrupted operation from its last checkpoint.
@@ -455,7 +469,10 @@ def register(app: typer.Typer) -> None:
         Finished steps are never run again; a step a crash left running runs again
         through its idempotent check.
 
-        [b]Example:[/b] sitectl resume 20261122T140000Z-ab12
+        Asks before it goes on unless --yes, like switchover (the question goes to
+        stderr); with no terminal to answer on it refuses (exit 2) and changes nothing.
+
+        [b]Example:[/b] sitectl resume 20261122T140000Z-ab12 --yes
         """
         topo = _topology(config)
         with _engine_errors(), engine.session(topo) as s:
@@ -464,6 +481,7 @@ def register(app: typer.Typer) -> None:
                 fail("refused: no operation in progress to resume", ExitCode.BAD_INPUT)
             op, _ = s.store.operation(op_id)
             plan = engine.replan(topo, op)
+            _ask(_resume_question(op, plan, s.store.records(op.id)), yes)
             with _live(plan, quiet=json_output) as spinners:
                 outcome = engine.resume_operation(
                     s, op_id, events=spinners, faults=Faults.from_env()
