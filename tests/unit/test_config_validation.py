@@ -686,6 +686,7 @@ VERB_ARGS: dict[str, list[str]] = {
     "resume": [],
     "abort": [],
     "status": [],
+    "history": [],
     "health": [],
     "readiness": ["--to", "dc2"],
     "pause": ["--reason", "test"],
