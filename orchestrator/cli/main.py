@@ -312,9 +312,19 @@ def inventory(
 
 def _mount_subcommands() -> None:
     """Sub-apps live in their own packages; the CLI only gathers them."""
-    from orchestrator.cli import controller, deadman, drill, health, history, operations, ticket
+    from orchestrator.cli import (
+        controller,
+        deadman,
+        drill,
+        health,
+        history,
+        operations,
+        status,
+        ticket,
+    )
 
     operations.register(app)
+    status.register(app)
     history.register(app)
     health.register(app)
     drill.register(app)

@@ -1,14 +1,13 @@
-"""`sitectl switchover|failover|resume|abort|status`: thin wrappers over engine.operation."""
+"""`sitectl switchover|failover|reprotect|resume|abort`: thin wrappers over engine.operation
+(`status` is cli/status.py)."""
 
 from __future__ import annotations
 
 import logging
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -29,12 +28,9 @@ from orchestrator.cli.options import (
 )
 from orchestrator.cli.output import console, emit_json, err_console, fail
 from orchestrator.config import Topology
-from orchestrator.controller.leadership import current_leader
-from orchestrator.controller.zkstate import ControllerState
 from orchestrator.engine import operation as engine
 from orchestrator.engine.faults import Faults
 from orchestrator.engine.records import FINISHED_STEP, Mode, OperationRecord, OpStatus, StepRecord
-from orchestrator.engine.views import StatusView
 from orchestrator.errors import ConfigError, LeaseLost, Locked, SitectlError, Unavailable
 from orchestrator.plan import Plan, PlanRefused
 from orchestrator.plan.model import Step
@@ -291,22 +287,6 @@ def _resume_question(op: OperationRecord, plan: Plan, records: dict[str, StepRec
     )
 
 
-def _controllers_line(controllers: list[dict[str, Any]]) -> str:
-    if not controllers:
-        return "controllers: none running (no automatic failover)"
-    parts = []
-    for c in controllers:
-        seen = ", ".join(f"{site} {status}" for site, status in sorted(c["sees"].items()))
-        at = (
-            time.strftime("%H:%M:%S", time.localtime(c["last_report"]))
-            if c["last_report"]
-            else "no report yet"
-        )
-        lead = " (leader)" if c["leader"] else ""
-        parts.append(f"{c['site']}{lead}: {seen or 'nothing seen yet'} at {at}")
-    return "controllers: " + "; ".join(parts)
-
-
 def register(app: typer.Typer) -> None:
     @app.command()
     def switchover(
@@ -528,56 +508,3 @@ def register(app: typer.Typer) -> None:
         console.print(result.message, markup=False)
         if not result.stopped and wait > 0:
             raise typer.Exit(int(ExitCode.LOCKED))
-
-    @app.command()
-    def status(config: ConfigOption = None, json_output: JsonOption = False) -> None:
-        """Show the active site, the lease holder and the current or last operation.
-
-        [b]Example:[/b] sitectl status --json
-        """
-        topo = _topology(config)
-        with _engine_errors(), engine.session(topo) as s:
-            leader = current_leader(s.client, s.paths)
-            info = replace(
-                engine.describe(s),
-                controllers=tuple(ControllerState(s.client, s.paths).running(leader)),
-            )
-        if json_output:
-            emit_json(info.to_json())
-            return
-        _print_status(info)
-
-
-def _print_status(info: StatusView) -> None:
-    """`sitectl status` for people."""
-    recorded = (
-        "" if info.active_site_recorded else " (from the topology: no operation recorded yet)"
-    )
-    console.print(f"cluster {info.cluster}: [b]{info.active_site}[/b] is active{recorded}")
-    holders = info.lock_holders
-    console.print(f"lease: {holders[0] if holders else 'free'}", markup=False)
-    if info.paused:
-        console.print(f"automation paused: {info.paused}", markup=False)
-    ticket = info.ticket.describe(time.time()) if info.ticket else "none recorded yet"
-    console.print(f"site ticket: {ticket}", markup=False)
-    console.print(_controllers_line(list(info.controllers or ())), markup=False)
-    op = info.operation
-    if not op:
-        return
-    state = "in progress" if op.in_progress else "last operation"
-    console.print(
-        f"{state}: {op.id} {op.mode} {op.from_site}→{op.to_site} "
-        f"{op.status}, started {_when(op.started)} by {op.by} ({op.reason}); "
-        f"{op.steps_finished} steps finished"
-        + (f"; running {', '.join(op.running_steps)}" if op.running_steps else ""),
-        markup=False,
-    )
-    if op.accept_data_loss:
-        console.print(f"data loss accepted: {op.accept_data_loss}", markup=False)
-    if op.message:
-        console.print(op.message, markup=False)
-
-
-def _when(timestamp: float) -> str:
-    """A recorded time as operators read it: local, with its zone."""
-    return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(timestamp))
