@@ -7,7 +7,6 @@ import time
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from orchestrator.cli.drill import ReportDirOption
 from orchestrator.cli.operations import _engine_errors
@@ -59,34 +58,30 @@ def history_command(
     if not rows:
         console.print(f"no operations recorded in ZooKeeper, no drills in {reports}", markup=False)
         return
-    console.print(_table(rows))
+    for line in _lines(rows):
+        console.print(line, markup=False)
 
 
-def _table(rows: list[HistoryRow]) -> Table:
-    table = Table(show_edge=False, title_justify="left", pad_edge=False)
-    # Local time, as `status` shows it; the zone once, in the header.
-    table.add_column(f"started ({time.strftime('%Z')})", no_wrap=True)
-    for column in ("id", "kind", "mode", "route", "took", "status", "by", "reason"):
-        table.add_column(column, no_wrap=column == "id")
-    table.add_column("note", overflow="fold")
+def _lines(rows: list[HistoryRow]) -> list[str]:
+    """Plain lines, not a table (as `drill history`): ten columns do not fit 80, and a
+    line pastes whole into an incident ticket. The first line of each entry says what
+    happened and fits 80 columns; the indented ones say which, who, why and what else."""
+    zone = time.strftime("%Z")
+    lines = []
     for row in rows:
+        what = row.mode if row.kind == "operation" else f"drill {row.mode}".rstrip(" ?")
+        ended = row.status if row.seconds is None else f"{row.status} in {took_text(row)}"
+        lines.append(f"{_when(row.started)} {zone}  {what} {row.route}  {ended}")
         who = f"{row.by} (controller)" if row.automatic else row.by
-        table.add_row(
-            _when(row.started),
-            row.id,
-            row.kind,
-            row.mode,
-            row.route,
-            took_text(row),
-            row.status,
-            who,
-            row.reason,
-            row.note,
-        )
-    return table
+        lines.append(f"    {row.id} by {who or '?'}" + (f": {row.reason}" if row.reason else ""))
+        if row.note:
+            lines.append(f"    {row.note}")
+        if row.report:
+            lines.append(f"    report: {row.report}")
+    return lines
 
 
 def _when(timestamp: float | None) -> str:
-    return (
-        "—" if timestamp is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
-    )
+    if timestamp is None:
+        return "—"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))

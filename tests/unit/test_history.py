@@ -7,9 +7,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from rich.console import Console
 
-from orchestrator.cli.history import _table
+from orchestrator.cli.history import _lines
 from orchestrator.drill import report
 from orchestrator.history import (
     DrillSeen,
@@ -194,10 +193,27 @@ def test_read_drills_reads_each_report_and_names_a_broken_one(tmp_path: Path) ->
     assert read_drills(tmp_path / "nowhere") == []
 
 
-def test_the_table_shows_every_row() -> None:
-    rows = history([op("op-1", T0 + 5, automatic=True)], [_seen(PASSED)])
-    console = Console(width=200, record=True)
-    console.print(_table(rows))
-    text = console.export_text()
-    assert "op-1" in text and PASSED.id in text
-    assert "alice (controller)" in text and "passed" in text and "30.0 s" in text
+def test_the_lines_show_every_row_and_what_happened_fits_80_columns() -> None:
+    rows = history(
+        [
+            op("op-1", T0 + 5, automatic=True),
+            op("op-2", T0 + 9, took=None, reason="", status=OpStatus.RUNNING),
+        ],
+        [_seen(PASSED), UNREADABLE],
+    )
+    lines = _lines(rows)
+    assert [line[line.index("  ") + 2 :] for line in lines if not line.startswith(" ")] == [
+        "switchover dc1→dc2  running",
+        "switchover dc1→dc2  succeeded in 30.0 s",
+        "drill switchover dc1→dc2  passed in 23.1 s",
+        "drill ?  unreadable",
+    ]
+    assert lines[1] == "    op-2 by alice"
+    assert lines[3] == "    op-1 by alice (controller): change 4711"
+    assert lines[5:8] == [
+        f"    {PASSED.id} by alice: Q4 <b>DR</b> drill",
+        "    dc1→dc2 RTO 9.5 s, RPO 0.0 s",
+        f"    report: /reports/{PASSED.id}/report.html",
+    ]
+    assert lines[8].startswith("— ")
+    assert all(len(line) <= 80 for line in lines if not line.startswith(" "))
