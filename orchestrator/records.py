@@ -46,7 +46,8 @@ _STEP_TRANSITIONS: dict[StepStatus, frozenset[StepStatus]] = {
     StepStatus.RUNNING: frozenset(
         {StepStatus.RUNNING, StepStatus.DONE, StepStatus.SKIPPED, StepStatus.FAILED}
     ),
-    StepStatus.FAILED: frozenset({StepStatus.RUNNING}),
+    # FAILED→SKIPPED: an operator's `sitectl skip`, audited, so the operation goes on.
+    StepStatus.FAILED: frozenset({StepStatus.RUNNING, StepStatus.SKIPPED}),
     StepStatus.DONE: frozenset(),
     StepStatus.SKIPPED: frozenset(),
 }
@@ -124,6 +125,15 @@ class OperationRecord:
     message: str = ""
     abort_requested: bool = False
     history: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    # Part of a DR drill: its plan holds the custom steps scoped to drills.
+    drill: bool = False
+    # The switchover this failover continues (`sitectl escalate`).
+    escalated_from: str | None = None
+
+    @property
+    def trigger(self) -> str:
+        """Who asked: "automatic", "drill" or "manual" (the plan's trigger)."""
+        return "automatic" if self.automatic else "drill" if self.drill else "manual"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", Mode(self.mode))  # "failover" from JSON or a caller
@@ -142,4 +152,57 @@ class OperationRecord:
         data["status"] = OpStatus(data["status"])
         data["unreachable"] = tuple(data.get("unreachable", ()))
         data["history"] = tuple(data.get("history", ()))
+        return cls(**data)
+
+
+class Verdict(StrEnum):
+    APPROVE = "approve"
+    REJECT = "reject"
+    SKIP = "skip"  # the step is passed over (`sitectl skip`): neither approved nor rejected
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A person's answer to a waiting step (`sitectl approve|reject|skip`)."""
+
+    verdict: Verdict
+    by: str
+    reason: str
+    at: float
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "verdict", Verdict(self.verdict))
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Decision:
+        data = json.loads(raw)
+        return cls(
+            verdict=Verdict(data["verdict"]),
+            by=str(data["by"]),
+            reason=str(data["reason"]),
+            at=float(data["at"]),
+        )
+
+
+@dataclass(frozen=True)
+class ApprovalRequest:
+    """What a waiting approval step asks, for `status` and `sitectl approve`."""
+
+    step_id: str
+    since: float
+    description: str
+    approvers: tuple[str, ...] = ()
+    timeout: float | None = None
+    on_timeout: str = "reject"
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> ApprovalRequest:
+        data = json.loads(raw)
+        data["approvers"] = tuple(data.get("approvers", ()))
         return cls(**data)

@@ -120,6 +120,12 @@ def operation_lines(info: StatusView) -> list[str]:
         f"{op.steps_finished} steps finished"
         + (f"; running {', '.join(op.running_steps)}" if op.running_steps else "")
     ]
+    for waiting in op.waiting_for:
+        who = " or ".join(waiting["approvers"]) or "anyone allowed to operate"
+        lines.append(
+            f"waiting since {when(waiting['since'])} at {waiting['step']} for {who}: "
+            f"sitectl approve {op.id} -r REASON (or reject)"
+        )
     if op.accept_data_loss:
         lines.append(f"data loss accepted: {op.accept_data_loss}")
     if op.message:

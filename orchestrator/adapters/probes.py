@@ -209,10 +209,27 @@ def probe(
     except ssl.SSLError as exc:
         answer, detail = Answer.WRONG, f"TLS failed: {exc}"[:200]
     except (smtplib.SMTPException, imaplib.IMAP4.error, ValueError) as exc:
-        answer, detail = Answer.WRONG, f"{exc.__class__.__name__}: {exc}"[:200]
+        if _timed_out(exc):
+            # A server that accepted the connection and then said nothing (hung, or
+            # SIGSTOPped): smtplib and imaplib wrap the read's timeout in their own error.
+            answer, detail = Answer.TIMEOUT, f"no answer within {timeout:g} s ({exc})"[:200]
+        else:
+            answer, detail = Answer.WRONG, f"{exc.__class__.__name__}: {exc}"[:200]
     except OSError as exc:
         answer, detail = Answer.REFUSED, f"{exc.__class__.__name__}: {exc}"[:200]
     return ProbeResult(kind, address, port, answer, detail, time.monotonic() - started)
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """Whether `exc` was raised because a read timed out (its cause or context is)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, TimeoutError):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _over(tls: Tls | None) -> str:

@@ -18,6 +18,7 @@ from orchestrator.config import InvalidTopology, Topology, config_path, load_top
 from orchestrator.errors import SitectlError
 from orchestrator.inventory import render_inventory_text
 from orchestrator.plan import ObservedState, Plan, PlanRefused, assumed_state, build_plan
+from orchestrator.plan.build import custom_step_findings
 from orchestrator.plan.digest import plan_digest
 from orchestrator.plan.planfile import plan_file_text
 from orchestrator.runbook import render_runbook
@@ -158,7 +159,7 @@ def validate(config: ConfigOption = None, json_output: JsonOption = False) -> No
     """
     try:
         path = config_path(config)
-        topo = load_topology(path)
+        topo = load_topology(path, checks=(custom_step_findings,))
     except InvalidTopology as exc:
         if json_output:
             emit_json({"valid": False, "problems": [p.as_dict() for p in exc.problems]})
@@ -174,6 +175,7 @@ def validate(config: ConfigOption = None, json_output: JsonOption = False) -> No
         "volumes": len(topo.volumes),
         "dns_zones": len(topo.dns.zones),
         "ldap_masters": len(topo.ldap.masters) if topo.ldap else 0,
+        "custom_steps": len(topo.custom_steps),
     }
     if json_output:
         emit_json(summary)
@@ -313,6 +315,7 @@ def inventory(
 def _mount_subcommands() -> None:
     """Sub-apps live in their own packages; the CLI only gathers them."""
     from orchestrator.cli import (
+        control,
         controller,
         deadman,
         drill,
@@ -325,6 +328,7 @@ def _mount_subcommands() -> None:
 
     operations.register(app)
     status.register(app)
+    control.register(app)
     history.register(app)
     health.register(app)
     drill.register(app)

@@ -508,3 +508,10 @@ def register(app: typer.Typer) -> None:
         console.print(result.message, markup=False)
         if not result.stopped and wait > 0:
             raise typer.Exit(int(ExitCode.LOCKED))
+
+
+# What the other operation verbs (cli/control.py) share with these.
+topology = _topology
+engine_errors = _engine_errors
+live = _live
+finish = _finish

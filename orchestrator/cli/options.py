@@ -11,6 +11,7 @@ import typer
 from orchestrator.cli.exitcodes import ExitCode
 from orchestrator.cli.output import fail
 from orchestrator.config import InvalidTopology, Topology, config_path, load_topology
+from orchestrator.plan.build import custom_step_findings
 
 ConfigOption = Annotated[
     Path | None,
@@ -48,6 +49,9 @@ ReasonOption = Annotated[
 def load(config: Path | None, *, check_filesystem: bool = True) -> tuple[Topology, Path]:
     try:
         path = config_path(config)
-        return load_topology(path, check_filesystem=check_filesystem), path
+        topo = load_topology(
+            path, check_filesystem=check_filesystem, checks=(custom_step_findings,)
+        )
+        return topo, path
     except InvalidTopology as exc:
         fail([str(p) for p in exc.problems], ExitCode.BAD_INPUT)

@@ -45,6 +45,10 @@ def check_files(topo: Topology) -> list[Finding]:
             if probe.ca_file:
                 path = ("roles", name, "probes", index, "ca_file")
                 findings.extend(_plain_file(topo, probe.ca_file, path))
+    for index, custom in enumerate(topo.custom_steps):
+        if custom.playbook is not None:
+            path = ("custom_steps", index, "playbook")
+            findings.extend(_plain_file(topo, custom.playbook, path))
     return findings
 
 

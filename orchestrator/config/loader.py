@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import os
 import stat
+from collections.abc import Callable, Iterable, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from orchestrator.config import model
 from orchestrator.config.files import check_files, secret_refs
 from orchestrator.config.inventory import check_inventory
 from orchestrator.config.problems import FieldPath, Problem, dotted
-from orchestrator.config.references import check_references
+from orchestrator.config.references import Finding, check_references
 from orchestrator.config.yamlsource import YamlSource, parse
 from orchestrator.errors import ConfigError
 
@@ -45,7 +46,17 @@ def config_path(given: str | os.PathLike[str] | None) -> Path:
     )
 
 
-def load_topology(path: str | os.PathLike[str], *, check_filesystem: bool = True) -> model.Topology:
+# A check of the whole topology by a layer above this one (the planner: does each
+# custom step's anchor exist in a plan?), given by whoever loads it.
+TopologyCheck = Callable[[model.Topology], Iterable[Finding]]
+
+
+def load_topology(
+    path: str | os.PathLike[str],
+    *,
+    check_filesystem: bool = True,
+    checks: Sequence[TopologyCheck] = (),
+) -> model.Topology:
     """The topology in `path`; InvalidTopology with every problem, one per line.
 
     A topology file anyone may write is refused before it is parsed, whatever else is
@@ -66,7 +77,9 @@ def load_topology(path: str | os.PathLike[str], *, check_filesystem: bool = True
     except OSError as exc:
         fix = "check the path and that the sitectl user may read it"
         raise InvalidTopology([Problem(shown, 0, "", f"cannot read it: {exc} — {fix}")]) from None
-    topo = validate_text(text, shown, base_dir=file.parent, check_filesystem=check_filesystem)
+    topo = validate_text(
+        text, shown, base_dir=file.parent, check_filesystem=check_filesystem, checks=checks
+    )
     return topo.model_copy(update={"source_file": file.resolve()})
 
 
@@ -91,7 +104,12 @@ def _read(file: Path, shown: str) -> str:
 
 
 def validate_text(
-    text: str, shown: str, *, base_dir: Path = Path("."), check_filesystem: bool = True
+    text: str,
+    shown: str,
+    *,
+    base_dir: Path = Path("."),
+    check_filesystem: bool = True,
+    checks: Sequence[TopologyCheck] = (),
 ) -> model.Topology:
     source = parse(text)
     problems = [Problem(shown, p.line, dotted(p.path), p.message) for p in source.problems]
@@ -113,6 +131,9 @@ def validate_text(
     if check_filesystem:
         findings.extend(check_files(topo))
         findings.extend(check_inventory(topo))
+    if not findings:  # the checks above may assume what those refuse (a role that exists)
+        for check in checks:
+            findings.extend(check(topo))
     problems.extend(Problem(shown, source.line_of(p), dotted(p), m) for p, m in findings)
     if problems:
         raise InvalidTopology(problems)

@@ -639,6 +639,11 @@ class Policy(Frozen):
     # Operations whose Ansible artifacts (<local_state>/artifacts/<operation>) are kept,
     # the newest; older ones are removed as each operation starts.
     artifacts_kept: int = Field(default=20, ge=1)
+    # An automatic failover waits for a person's `sitectl approve` before its first change.
+    approve_automatic_failover: bool = False
+    # How long an automatic failover's approval waits, and what its timeout means.
+    automatic_approval_timeout: Seconds | None = None
+    automatic_approval_on_timeout: Literal["reject", "approve"] = "reject"
 
 
 class Deadman(Frozen):
@@ -747,6 +752,92 @@ class ParitySetting(Frozen):
     sites: dict[SiteName, ParitySource] = Field(min_length=2)
 
 
+# The operation kinds a custom step is scoped by: a drill's operations (its switchovers
+# and reprotects) count as "drill", not as the kind they also are.
+CUSTOM_STEP_MODES = ("switchover", "failover", "drill", "reprotect")
+_DIRECTION = re.compile(r"^\s*([a-z][a-z0-9-]{0,30})\s*(?:->|→)\s*([a-z][a-z0-9-]{0,30})\s*$")
+
+
+def _direction(value: object) -> object:
+    """ "dc1->dc2" or "dc1→dc2", kept as "dc1->dc2"."""
+    if isinstance(value, str):
+        match = _DIRECTION.match(value)
+        if not match:
+            raise ValueError(
+                f"direction {value!r} is not FROM->TO — write two site names, e.g. dc1->dc2"
+            )
+        return f"{match[1]}->{match[2]}"
+    return value
+
+
+Direction = Annotated[str, BeforeValidator(_direction)]
+
+
+class CustomStep(Frozen):
+    """An operator's own step, planned, fenced, checkpointed and resumed like ours.
+
+    Exactly one of `command` (a shell command: on the sitectl host, or through Ansible on
+    the hosts of `on`'s role), `playbook` (an Ansible playbook, relative to the topology
+    file) or `approval: true` (the operation waits until a person runs `sitectl approve`
+    or `sitectl reject`). Placed `before` or `after` a phase (its first or last group)
+    or a step id of the plan; planned only for the `modes` and `directions` listed."""
+
+    name: Annotated[str, Field(pattern=_NAME)]
+    description: Text | None = None
+    before: Annotated[str, Field(min_length=1)] | None = None
+    after: Annotated[str, Field(min_length=1)] | None = None
+    modes: tuple[Literal["switchover", "failover", "drill", "reprotect"], ...] = CUSTOM_STEP_MODES
+    directions: tuple[Direction, ...] = ()  # empty: either way
+    command: Annotated[str, Field(min_length=1)] | None = None
+    playbook: PathText | None = None
+    approval: bool = False
+    # Where it runs: "sitectl" (this machine) or a role, whose hosts at `site` run it.
+    on: Literal["sitectl"] | RoleName = "sitectl"
+    site: Literal["to", "from"] = "to"
+    timeout: Seconds | None = None  # a command or playbook: policy.step_timeout; an approval: none
+    on_failure: Literal["stop", "continue"] = "stop"
+    on_timeout: Literal["reject", "approve"] = "reject"  # an approval's, once its timeout passed
+    # Who may approve (OS user names, as `sitectl approve` records them); empty: anyone
+    # who can write the cluster's ZooKeeper nodes.
+    approvers: tuple[Name, ...] = ()
+
+    @model_validator(mode="after")
+    def _one_kind_one_place(self) -> CustomStep:
+        kinds = [k for k in ("command", "playbook") if getattr(self, k) is not None]
+        kinds += ["approval"] if self.approval else []
+        if len(kinds) != 1:
+            raise ValueError(
+                f"custom step {self.name!r} has {' and '.join(kinds) or 'nothing to do'} — give "
+                'exactly one of command: "...", playbook: FILE or approval: true'
+            )
+        if (self.before is None) == (self.after is None):
+            raise ValueError(
+                f"custom step {self.name!r} needs exactly one of before: or after: — a phase "
+                "(e.g. after: start-services) or a step id (e.g. before: dns/lab.internal.)"
+            )
+        if not self.modes:
+            raise ValueError(
+                f"custom step {self.name!r} lists no mode — list some of "
+                f"{', '.join(CUSTOM_STEP_MODES)}, or leave modes out for all"
+            )
+        if self.approval and (self.on != "sitectl" or self.on_failure != "stop"):
+            raise ValueError(
+                f"approval {self.name!r} runs nowhere and cannot fail — remove on: and "
+                "on_failure: (a reject stops the operation; on_timeout: says what a timeout does)"
+            )
+        return self
+
+    @property
+    def kind(self) -> Literal["command", "playbook", "approval"]:
+        if self.approval:
+            return "approval"
+        return "command" if self.command is not None else "playbook"
+
+    @property
+    def anchor(self) -> str:
+        return self.before if self.before is not None else self.after or ""
+
+
 class Topology(Frozen):
     cluster: Annotated[str, Field(pattern=_NAME)]
     sites: dict[SiteName, Site] = Field(min_length=2)
@@ -765,6 +856,8 @@ class Topology(Frozen):
     policy: Policy = Policy()
     # Settings compared between the datacenters by the `parity` health check.
     parity: tuple[ParitySetting, ...] = ()
+    # The operator's own steps and approvals, placed in every plan they are scoped to.
+    custom_steps: tuple[CustomStep, ...] = ()
     # This machine's own records: the audit log and per-operation artifacts (Ansible
     # runs). Relative to the topology file, like every other path in it.
     local_state: PathText = "/var/lib/sitectl"

@@ -34,6 +34,7 @@ def check_references(topo: Topology) -> list[Finding]:
         _weak_options,
         _ticket,
         _parity,
+        _custom_steps,
     ):
         findings.extend(rule(topo))
     return findings
@@ -390,3 +391,26 @@ def _parity(topo: Topology) -> Iterator[Finding]:
         for site in topo.datacenters():
             if site not in setting.sites:
                 yield base, f"no source for datacenter {site!r} — add sites.{site}"
+
+
+def _custom_steps(topo: Topology) -> Iterator[Finding]:
+    names = Counter(c.name for c in topo.custom_steps)
+    dcs = topo.datacenters()
+    for index, custom in enumerate(topo.custom_steps):
+        base: FieldPath = ("custom_steps", index)
+        if names[custom.name] > 1:
+            yield (*base, "name"), f"custom step {custom.name!r} is listed twice — rename one"
+        if custom.on != "sitectl" and custom.on not in topo.roles:
+            yield (
+                (*base, "on"),
+                f"role {custom.on!r} is not defined — use sitectl (this machine) or one of: "
+                f"{', '.join(topo.roles)}",
+            )
+        for d_index, direction in enumerate(custom.directions):
+            ends = direction.split("->")
+            if any(end not in dcs for end in ends) or ends[0] == ends[1]:
+                yield (
+                    (*base, "directions", d_index),
+                    f"direction {direction!r} does not go from one datacenter to the other — "
+                    f"write {dcs[0]}->{dcs[-1]} or {dcs[-1]}->{dcs[0]}",
+                )

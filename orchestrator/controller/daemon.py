@@ -551,7 +551,7 @@ class Controller:
 
         s = self._session()
         try:
-            plan = engine.plan_operation(s, "failover", target)
+            plan = engine.plan_operation(s, "failover", target, trigger="automatic")
             previous = self.state.last_automatic()
             self.state.record_automatic(target, time.time())
             try:

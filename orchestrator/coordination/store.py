@@ -14,11 +14,11 @@ from kazoo.recipe.lock import Lock
 
 from orchestrator.coordination.client import translated
 from orchestrator.coordination.lease import Lease
-from orchestrator.coordination.paths import ZkPaths, decode_step_id
+from orchestrator.coordination.paths import ZkPaths, decode_step_id, encode_step_id
 from orchestrator.coordination.ticket import Ticket
 from orchestrator.coordination.ticketstore import TicketStore
 from orchestrator.errors import Failed
-from orchestrator.records import OperationRecord, StepRecord
+from orchestrator.records import ApprovalRequest, Decision, OperationRecord, StepRecord
 
 
 class ZkStore:
@@ -140,6 +140,60 @@ class ZkStore:
     def abort_now(self, op_id: str) -> str | None:
         """Who asked to stop the step under way at once, if anyone did."""
         return self._read_text(f"{self.paths.operation(op_id)}/abort-now")
+
+    # Approvals: the engine asks (fenced), a person answers (unfenced, like an abort: the
+    # answer is for whoever runs the operation, which may be another process).
+
+    def _approval(self, op_id: str, step_id: str) -> str:
+        return f"{self.paths.operation(op_id)}/approvals/{encode_step_id(step_id)}"
+
+    def _decision(self, op_id: str, step_id: str) -> str:
+        return f"{self.paths.operation(op_id)}/decisions/{encode_step_id(step_id)}"
+
+    def request_approval(self, lease: Lease, op_id: str, request: ApprovalRequest) -> None:
+        with translated(f"asking for approval of {request.step_id}"):
+            self._client.ensure_path(f"{self.paths.operation(op_id)}/approvals")
+        self._upsert(lease, self._approval(op_id, request.step_id), request.to_json())
+
+    def approval_requests(self, op_id: str) -> list[ApprovalRequest]:
+        """The approvals the operation asked for (answered or not), oldest first."""
+        base = f"{self.paths.operation(op_id)}/approvals"
+        with translated(f"reading the approvals of {op_id}"):
+            try:
+                nodes = self._client.get_children(base)
+            except NoNodeError:
+                return []
+            found = [ApprovalRequest.from_json(self._client.get(f"{base}/{n}")[0]) for n in nodes]
+        return sorted(found, key=lambda r: r.since)
+
+    def decide(self, op_id: str, step_id: str, decision: Decision) -> Decision:
+        """Record a person's answer; the first answer stands: the one already recorded
+        is returned when there is one."""
+        path = self._decision(op_id, step_id)
+        with translated(f"answering {step_id} of {op_id}"):
+            self._client.ensure_path(f"{self.paths.operation(op_id)}/decisions")
+            try:
+                self._client.create(path, decision.to_json())
+            except NodeExistsError:
+                raw, _ = self._client.get(path)
+                return Decision.from_json(raw)
+        return decision
+
+    def decision(self, op_id: str, step_id: str) -> Decision | None:
+        with translated(f"reading the answer to {step_id}"):
+            try:
+                raw, _ = self._client.get(self._decision(op_id, step_id))
+            except NoNodeError:
+                return None
+        return Decision.from_json(raw)
+
+    def clear_decision(self, lease: Lease, op_id: str, step_id: str) -> None:
+        """Forget an answer, so the step asks again (a resume after a reject)."""
+        path = self._decision(op_id, step_id)
+        with translated(f"reading {path}"):
+            exists = self._client.exists(path)
+        if exists is not None:
+            lease.delete(path, exists.version)
 
     def lock_holders(self) -> list[str]:
         """Who holds (first) or waits for the operation lease."""

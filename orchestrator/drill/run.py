@@ -263,7 +263,7 @@ def _reprotect(s: engine.Session, record: DrillRecord, leg: Leg, watcher: Watche
 def _operate(
     s: engine.Session, record: DrillRecord, leg: Leg, mode: str, to: str | None, watcher: Watcher
 ) -> engine.Outcome:
-    plan = engine.plan_operation(s, Mode(mode), to)
+    plan = engine.plan_operation(s, Mode(mode), to, trigger="drill")
     with watcher.engine(plan) as events:
         outcome = engine.start_operation(
             s, plan, reason=f"DR drill {record.id}: {record.reason}", events=events

@@ -37,7 +37,7 @@ from orchestrator.engine.runstate import RunEvent, RunState, advance
 from orchestrator.engine.steps.common import PlaybookStep, step_timeout
 from orchestrator.errors import Failed, LeaseLost, SitectlError, Unavailable
 from orchestrator.gates import END_GATE, BatchItem, GateAnswer
-from orchestrator.plan.model import Action, Plan, Step
+from orchestrator.plan.model import Action, Phase, Plan, Step
 
 log = logging.getLogger("sitectl.engine")
 
@@ -57,6 +57,10 @@ class Unit:
     @property
     def name(self) -> str:
         return self.steps[0].id
+
+
+# Steps never carried by a shared run (see batch_chain).
+_OWN_RUN = frozenset({Phase.APPROVAL, Phase.CUSTOM})
 
 
 def batch_chain(
@@ -91,6 +95,10 @@ def batch_chain(
         pending = steps_to_run(group, records)
         if not pending:
             continue
+        if any(s.phase in _OWN_RUN for s in pending):
+            # A person's answer or an operator's step may take longer than a run waits
+            # at a gate: the stretch ends before it, and it runs on its own.
+            break
         if all(shared(s) for s in pending):
             units.append(Unit((pending[0],), playbook=True, side=tuple(pending[1:])))
         else:

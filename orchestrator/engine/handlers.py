@@ -9,7 +9,8 @@ from typing import Protocol
 
 from orchestrator.audit import AuditLog
 from orchestrator.config.model import Topology
-from orchestrator.engine.records import OperationRecord, StepRecord
+from orchestrator.engine.records import ApprovalRequest, Decision, OperationRecord, StepRecord
+from orchestrator.errors import SitectlError
 from orchestrator.plan.model import Plan, Step
 
 
@@ -22,6 +23,31 @@ class Fence(Protocol):
     def interrupted(self) -> str | None:
         """Why the lease cannot be trusted this instant (suspended, lost), or None; must
         not block: a running playbook is cancelled on it."""
+
+
+class Approvals(Protocol):
+    """Where a waiting step asks a person and reads the answer (the operation's records
+    in ZooKeeper): asking is fenced by the lease, answering is a person's."""
+
+    def ask(self, request: ApprovalRequest) -> None: ...
+
+    def asked(self, step_id: str) -> ApprovalRequest | None:
+        """The request this step made before (a resume after a crash), if any."""
+
+    def answer(self, step_id: str) -> Decision | None: ...
+
+    def forget(self, step_id: str) -> None:
+        """Drop the answer (a reject that ended the step), so a resume asks again."""
+
+    def abort_requested(self) -> str | None: ...
+
+
+class SkippedByOperator(SitectlError):
+    """A person passed over the waiting step (`sitectl skip`): checkpointed skipped."""
+
+
+def _no_notification(event: str, step_id: str | None, detail: str) -> None:
+    return None
 
 
 @dataclass
@@ -45,6 +71,10 @@ class StepContext:
     records: Callable[[], Mapping[str, StepRecord]] = dict
     # Where a step records a decision of its own beside its transitions (the engine's).
     audit: AuditLog | None = None
+    # Where a step that waits for a person asks and reads the answer; set by the engine.
+    approvals: Approvals | None = None
+    # notify(event, step id, one sentence): tells the operation's notification targets.
+    notify: Callable[[str, str | None, str], None] = _no_notification
 
 
 class StepHandler(Protocol):

@@ -34,9 +34,11 @@ from orchestrator.audit import AuditLog, identity
 from orchestrator.config.model import Topology
 from orchestrator.engine.cancel import AbortRequested, Watch
 from orchestrator.engine.faults import Faults
-from orchestrator.engine.handlers import Fence, StepContext, StepHandler
+from orchestrator.engine.handlers import Fence, SkippedByOperator, StepContext, StepHandler
 from orchestrator.engine.records import (
     FINISHED_STEP,
+    ApprovalRequest,
+    Decision,
     OperationRecord,
     StepRecord,
     StepStatus,
@@ -60,6 +62,35 @@ class Store(Protocol):
     def abort_requested(self, op_id: str) -> str | None: ...
     def abort_now(self, op_id: str) -> str | None: ...
     def clear_current(self, lease: Any) -> None: ...
+    def request_approval(self, lease: Any, op_id: str, request: ApprovalRequest) -> None: ...
+    def approval_requests(self, op_id: str) -> list[ApprovalRequest]: ...
+    def decision(self, op_id: str, step_id: str) -> Decision | None: ...
+    def clear_decision(self, lease: Any, op_id: str, step_id: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class OperationApprovals:
+    """The Approvals of one operation (engine/handlers.py), in its store, under its lease."""
+
+    store: Store
+    lease: Fence
+    op_id: str
+
+    def ask(self, request: ApprovalRequest) -> None:
+        self.store.request_approval(self.lease, self.op_id, request)
+
+    def asked(self, step_id: str) -> ApprovalRequest | None:
+        found = [r for r in self.store.approval_requests(self.op_id) if r.step_id == step_id]
+        return found[-1] if found else None
+
+    def answer(self, step_id: str) -> Decision | None:
+        return self.store.decision(self.op_id, step_id)
+
+    def forget(self, step_id: str) -> None:
+        self.store.clear_decision(self.lease, self.op_id, step_id)
+
+    def abort_requested(self) -> str | None:
+        return self.store.abort_requested(self.op_id)
 
 
 class Events(Protocol):
@@ -172,6 +203,7 @@ class StepLife:
             figures=self.figures,
             records=lambda: self.store.records(op.id),
             audit=self.audit,
+            approvals=OperationApprovals(self.store, self.lease, op.id),
         )
 
     def begin(
@@ -226,7 +258,12 @@ class StepLife:
             self.verifying(step, lambda: handler.verify(step, ctx))
             return StepStatus.DONE, _with_summary("applied and verified", handler, step, ctx)
         except Exception as exc:
-            return self.judge(step, exc)
+            status, detail = self.judge(step, exc)
+        if status is StepStatus.FAILED and step.params.get("on_failure") == "continue":
+            # An operator's step they said the operation may go on without.
+            self.say(f"step {step.id} failed and its on_failure is continue: going on")
+            return StepStatus.SKIPPED, f"failed, and on_failure is continue: {detail}"
+        return status, detail
 
     def already_true(self, step: Step, handler: StepHandler, ctx: StepContext) -> bool:
         """Ask "already true?" (with retries); if not, make sure we still lead: after
@@ -242,6 +279,8 @@ class StepLife:
         an abort that stopped its playbook leaves it running."""
         if isinstance(exc, LeaseLost | AbortRequested):
             raise exc
+        if isinstance(exc, SkippedByOperator):
+            return StepStatus.SKIPPED, str(exc)
         if isinstance(exc, Unavailable):
             if step.if_unreachable == "skip":
                 return StepStatus.SKIPPED, f"skipped: unreachable ({exc})"

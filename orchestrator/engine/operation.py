@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from kazoo.client import KazooClient
 
@@ -36,6 +37,7 @@ from orchestrator.engine.steps import default_handlers
 from orchestrator.engine.views import OperationView, OutcomeView, StatusView
 from orchestrator.errors import ConfigError, SitectlError
 from orchestrator.plan import MirrorView, ObservedState, Plan, build_plan, build_reprotect_plan
+from orchestrator.plan.model import Trigger
 from orchestrator.safefiles import private_dir
 
 UNFINISHED = frozenset({OpStatus.RUNNING, OpStatus.FAILED, OpStatus.INTERRUPTED})
@@ -123,12 +125,14 @@ def new_operation_id(now: float) -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now)) + "-" + secrets.token_hex(2)
 
 
-def plan_operation(s: Session, mode: Mode, to_site: str | None) -> Plan:
+def plan_operation(
+    s: Session, mode: Mode, to_site: str | None, trigger: Trigger = "manual"
+) -> Plan:
     """The plan as things stand now (read-only; for --dry-run and before starting)."""
     observed = observe(s.topology, s.store)
     if mode is Mode.REPROTECT:
-        return build_reprotect_plan(s.topology, observed)
-    return build_plan(s.topology, observed, mode, to_site or "")
+        return build_reprotect_plan(s.topology, observed, trigger)
+    return build_plan(s.topology, observed, mode, to_site or "", trigger)
 
 
 def _refuse_if_pending(s: Session) -> None:
@@ -148,6 +152,7 @@ def start_operation(
     no_fence_wait: str | None = None,
     discard_divergent: str | None = None,
     automatic: bool = False,
+    escalated_from: str | None = None,
     events: Events | None = None,
     faults: Faults | None = None,
 ) -> Outcome:
@@ -171,12 +176,14 @@ def start_operation(
             host=identity(),
             reason=reason,
             automatic=automatic,
+            drill=plan.trigger == "drill",
             plan_digest=plan_digest(plan),
             unreachable=() if plan.old_site_reachable else (plan.from_site,),
             accept_data_loss=accept_data_loss,
             no_fence_wait=no_fence_wait,
             discard_divergent=discard_divergent,
             epoch=lease.epoch,
+            escalated_from=escalated_from,
         )
         s.store.start_operation(lease, op)
         s.audit().write(
@@ -190,6 +197,7 @@ def start_operation(
             accept_data_loss=accept_data_loss,
             no_fence_wait=no_fence_wait,
             discard_divergent=discard_divergent,
+            escalated_from=escalated_from,
             epoch=lease.epoch,
         )
         return _execute(s, plan, op.id, lease, events, faults)
@@ -321,7 +329,12 @@ def describe(s: Session) -> StatusView:
     if op_id:
         op, _ = s.store.operation(op_id)
         records = s.store.records(op.id)
-        operation = OperationView.of(op, records, in_progress=current is not None)
+        operation = OperationView.of(
+            op,
+            records,
+            in_progress=current is not None,
+            asked=s.store.approval_requests(op.id),
+        )
     return StatusView(
         cluster=s.topology.cluster,
         active_site=recorded or s.topology.active_site,
@@ -339,10 +352,11 @@ def replan(topo: Topology, op: OperationRecord) -> Plan:
         unreachable_sites=frozenset(op.unreachable),
         mirrors={v.name: MirrorView(op.from_site, op.to_site) for v in topo.volumes},
     )
+    trigger = cast(Trigger, op.trigger)
     if op.mode is Mode.REPROTECT:
-        plan = build_reprotect_plan(topo, ObservedState(active_site=op.from_site))
+        plan = build_reprotect_plan(topo, ObservedState(active_site=op.from_site), trigger)
     else:
-        plan = build_plan(topo, observed, op.mode, op.to_site)
+        plan = build_plan(topo, observed, op.mode, op.to_site, trigger)
     digest = plan_digest(plan)
     if digest != op.plan_digest:
         raise ResumeRefused(

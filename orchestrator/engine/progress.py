@@ -54,7 +54,8 @@ _SIDE_EFFECTS = {
 
 
 def changed_anything(plan: Plan, records: Records) -> bool:
-    """Whether any step that changes the world has started (checks and the gate do not).
+    """Whether any step that changes the world has started (checks, the gate and an
+    approval do not; an operator's custom step may, so it counts).
 
     A reprotect's salvage only adds to the active site what the old site alone held, and
     its first steps make sure the standby's application is stopped: one that found it
@@ -64,9 +65,9 @@ def changed_anything(plan: Plan, records: Records) -> bool:
         return any(
             status_of(records, s) is not StepStatus.PENDING and not _found_done(records, s)
             for s in plan.steps()
-            if s.phase is Phase.REPROTECT
+            if s.phase in (Phase.REPROTECT, Phase.CUSTOM)
         )
-    return _started(plan, records, _SIDE_EFFECTS | {Phase.REPROTECT})
+    return _started(plan, records, _SIDE_EFFECTS | {Phase.REPROTECT, Phase.CUSTOM})
 
 
 def _found_done(records: Records, step: Step) -> bool:

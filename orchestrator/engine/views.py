@@ -13,6 +13,7 @@ from typing import Any
 from orchestrator.coordination.ticket import Ticket
 from orchestrator.records import (
     FINISHED_STEP,
+    ApprovalRequest,
     Mode,
     OperationRecord,
     OpStatus,
@@ -77,10 +78,17 @@ class OperationView:
     steps_finished: int
     failed_step: str | None
     message: str
+    # The approvals it waits for now: step, since, who may answer, timeout, on_timeout.
+    waiting_for: tuple[dict[str, Any], ...] = ()
 
     @classmethod
     def of(
-        cls, op: OperationRecord, records: Mapping[str, StepRecord], *, in_progress: bool
+        cls,
+        op: OperationRecord,
+        records: Mapping[str, StepRecord],
+        *,
+        in_progress: bool,
+        asked: Iterable[ApprovalRequest] = (),
     ) -> OperationView:
         return cls(
             **{name: getattr(op, name) for name in _FROM_RECORD},
@@ -91,6 +99,18 @@ class OperationView:
             steps_finished=sum(1 for r in records.values() if r.status in FINISHED_STEP),
             failed_step=op.failed_step,
             message=op.message,
+            waiting_for=tuple(
+                {
+                    "step": r.step_id,
+                    "since": r.since,
+                    "approvers": list(r.approvers),
+                    "timeout": r.timeout,
+                    "on_timeout": r.on_timeout,
+                    "description": r.description,
+                }
+                for r in asked
+                if (rec := records.get(r.step_id)) is not None and rec.status is StepStatus.RUNNING
+            ),
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -13,8 +13,9 @@ from itertools import groupby
 
 from orchestrator.config.model import BtrfsVolume, DnsZone, Role, Topology
 from orchestrator.errors import ConfigError
-from orchestrator.plan.model import Action, Group, Mode, Phase, Plan, Step
-from orchestrator.plan.observed import ObservedState
+from orchestrator.plan.custom import anchor_problems, place_custom_steps
+from orchestrator.plan.model import Action, Group, Mode, Phase, Plan, Step, Trigger
+from orchestrator.plan.observed import MirrorView, ObservedState
 
 
 class PlanRefused(ConfigError):
@@ -26,7 +27,13 @@ class PlanRefused(ConfigError):
         self.gate = gate
 
 
-def build_plan(topo: Topology, observed: ObservedState, mode: Mode, to_site: str) -> Plan:
+def build_plan(
+    topo: Topology,
+    observed: ObservedState,
+    mode: Mode,
+    to_site: str,
+    trigger: Trigger = "manual",
+) -> Plan:
     from_site = observed.active_site
     _refuse_if_impossible(topo, observed, mode, to_site)
     old_up = observed.reachable(from_site)
@@ -302,7 +309,7 @@ def build_plan(topo: Topology, observed: ObservedState, mode: Mode, to_site: str
             ],
         )
     )
-    return Plan(
+    plan = Plan(
         cluster=topo.cluster,
         mode=mode,
         from_site=from_site,
@@ -310,7 +317,9 @@ def build_plan(topo: Topology, observed: ObservedState, mode: Mode, to_site: str
         old_site_reachable=old_up,
         groups=tuple(groups),
         notes=tuple(notes),
+        trigger=trigger,
     )
+    return place_custom_steps(plan, topo)
 
 
 def _ticket_leaves(
@@ -560,7 +569,9 @@ def _host_names(topo: Topology, site: str, role: str) -> tuple[str, ...]:
     return tuple(h.name for h in topo.hosts_of(site, role))
 
 
-def build_reprotect_plan(topo: Topology, observed: ObservedState) -> Plan:
+def build_reprotect_plan(
+    topo: Topology, observed: ObservedState, trigger: Trigger = "manual"
+) -> Plan:
     """Reverse every mirror so the active site's volumes protect towards the standby.
 
     The step after a switchover or failover that makes moving back possible: until then
@@ -645,7 +656,7 @@ def build_reprotect_plan(topo: Topology, observed: ObservedState) -> Plan:
     groups.append(Group(phase=Phase.REPROTECT, steps=tuple(steps)))
     if demotions:
         groups.append(Group(phase=Phase.REPROTECT, steps=tuple(demotions)))
-    return Plan(
+    plan = Plan(
         cluster=topo.cluster,
         mode="reprotect",
         from_site=active,
@@ -653,7 +664,9 @@ def build_reprotect_plan(topo: Topology, observed: ObservedState) -> Plan:
         old_site_reachable=True,
         groups=tuple(groups),
         notes=(f"{active} stays active; {standby} becomes the mirrors' destination",),
+        trigger=trigger,
     )
+    return place_custom_steps(plan, topo)
 
 
 def _salvage(topo: Topology, active: str, standby: str) -> list[Group]:
@@ -752,3 +765,35 @@ def _salvage(topo: Topology, active: str, standby: str) -> list[Group]:
         groups.append(_group(Phase.SALVAGE, listings))
     groups.append(_group(Phase.SALVAGE, [decide]))
     return groups
+
+
+def every_plan(topo: Topology) -> list[Plan]:
+    """The plans the topology allows, without custom steps' scopes: each mode from each
+    datacenter to the other, as a person, the controller or a drill would start it."""
+    plans = []
+    for from_site in topo.datacenters():
+        to_site = next(dc for dc in topo.datacenters() if dc != from_site)
+        observed = ObservedState(
+            active_site=from_site,
+            mirrors={v.name: MirrorView(from_site, to_site) for v in topo.volumes},
+        )
+        for mode in ("switchover", "failover"):
+            plans.append(build_plan(topo, observed, mode, to_site))
+        if topo.volumes or topo.object_store is not None:
+            plans.append(build_reprotect_plan(topo, observed))
+    return plans
+
+
+def custom_step_findings(topo: Topology) -> list[tuple[tuple[str | int, ...], str]]:
+    """Custom steps whose anchor no plan has: (field path, what to fix), for the loader
+    (config.load_topology's `checks`)."""
+    if not topo.custom_steps or len(topo.datacenters()) != 2:
+        return []
+    try:
+        plans = every_plan(topo)
+    except PlanRefused:  # a topology the planner refuses says so when it is planned
+        return []
+    return [
+        (("custom_steps", index, "before" if topo.custom_steps[index].before else "after"), text)
+        for index, text in anchor_problems(topo, plans)
+    ]

@@ -17,6 +17,8 @@ from orchestrator.records import Mode as Mode
 
 PLAN_SCHEMA = "sitectl.plan/v1"
 IfUnreachable = Literal["fail", "skip"]
+# Who asked for the operation: scopes custom steps ("drill") and the automatic approval.
+Trigger = Literal["manual", "automatic", "drill"]
 
 
 class Phase(StrEnum):
@@ -35,6 +37,9 @@ class Phase(StrEnum):
     # copied into the active site where it can be, and reported (orchestrator/salvage).
     SALVAGE = "salvage"
     REPROTECT = "reprotect"
+    # The operator's own steps (topology `custom_steps`), between any of the above.
+    CUSTOM = "custom"
+    APPROVAL = "approval"  # waits for a person: changes nothing
 
 
 class Action(StrEnum):
@@ -69,6 +74,9 @@ class Action(StrEnum):
     SALVAGE_OBJECTS = "salvage.objects"
     SALVAGE_LDAP = "salvage.ldap_report"
     SALVAGE_DECIDE = "salvage.decide"
+    CUSTOM_COMMAND = "custom.command"
+    CUSTOM_PLAYBOOK = "custom.playbook"
+    APPROVAL = "approval.wait"
 
 
 @dataclass(frozen=True)
@@ -117,6 +125,7 @@ class Plan:
     old_site_reachable: bool
     groups: tuple[Group, ...]
     notes: tuple[str, ...] = ()
+    trigger: Trigger = "manual"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", Mode(self.mode))  # a caller's "switchover" too
@@ -139,6 +148,7 @@ class Plan:
             "schema": PLAN_SCHEMA,
             "cluster": self.cluster,
             "mode": self.mode.value,
+            "trigger": self.trigger,
             "from_site": self.from_site,
             "to_site": self.to_site,
             "old_site_reachable": self.old_site_reachable,

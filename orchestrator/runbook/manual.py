@@ -39,7 +39,7 @@ from orchestrator.coordination.paths import ZkPaths
 from orchestrator.coordination.ticket import Ticket, clock_text
 from orchestrator.inventory import group_name
 from orchestrator.plan.model import Action, Plan, Step
-from orchestrator.runbook import salvage
+from orchestrator.runbook import custom, salvage
 from orchestrator.runbook.aws import SECRETS_VAR, make_credentials, s3api
 from orchestrator.runbook.aws import made as _made
 
@@ -980,4 +980,7 @@ _RENDERERS: dict[Action, Callable[[Topology, Plan, Step], ManualStep]] = {
     Action.SALVAGE_OBJECTS: lambda t, p, s: ManualStep(*salvage.objects(t, p, s)),
     Action.SALVAGE_LDAP: lambda t, p, s: ManualStep(*salvage.ldap_report(t, p, s)),
     Action.SALVAGE_DECIDE: lambda t, p, s: ManualStep(*salvage.decide(t, p, s)),
+    Action.CUSTOM_COMMAND: lambda t, p, s: ManualStep(*custom.command(t, p, s)),
+    Action.CUSTOM_PLAYBOOK: lambda t, p, s: ManualStep(*custom.playbook(t, p, s)),
+    Action.APPROVAL: lambda t, p, s: ManualStep(*custom.approval(t, p, s)),
 }

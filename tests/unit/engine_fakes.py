@@ -8,7 +8,7 @@ from typing import Any
 
 from orchestrator.coordination.ticket import Ticket
 from orchestrator.engine.progress import plan_digest
-from orchestrator.engine.records import OperationRecord, StepRecord
+from orchestrator.engine.records import ApprovalRequest, Decision, OperationRecord, StepRecord
 from orchestrator.errors import Conflict, LeaseLost
 from orchestrator.plan.model import Plan, Step
 
@@ -82,6 +82,27 @@ class MemoryStore:
 
     def ticket(self) -> Ticket | None:
         return None
+
+    # Approvals (engine/steps/approval.py): asked under the lease, answered by a person.
+    asked: dict[str, ApprovalRequest] = field(default_factory=dict)
+    answers: dict[str, Decision] = field(default_factory=dict)
+
+    def request_approval(self, lease: Any, op_id: str, request: ApprovalRequest) -> None:
+        lease.ensure()
+        self.asked[request.step_id] = request
+
+    def approval_requests(self, op_id: str) -> list[ApprovalRequest]:
+        return sorted(self.asked.values(), key=lambda r: r.since)
+
+    def decide(self, op_id: str, step_id: str, decision: Decision) -> Decision:
+        return self.answers.setdefault(step_id, decision)  # the first answer stands
+
+    def decision(self, op_id: str, step_id: str) -> Decision | None:
+        return self.answers.get(step_id)
+
+    def clear_decision(self, lease: Any, op_id: str, step_id: str) -> None:
+        lease.ensure()
+        self.answers.pop(step_id, None)
 
 
 @dataclass

@@ -29,6 +29,7 @@ def test_plan_json_is_the_documented_structure() -> None:
         "schema",
         "cluster",
         "mode",
+        "trigger",
         "from_site",
         "to_site",
         "old_site_reachable",

@@ -112,13 +112,19 @@ def test_render_draws_the_table_and_the_operation() -> None:
         reason="change 4711", accept_data_loss=None, automatic=False, epoch=8,
         in_progress=True, running_steps=("mount/dc2/mail",), steps_finished=9,
         failed_step=None, message="",
+        waiting_for=({"step": "approval/cab", "since": NOW - 60, "approvers": ["bob", "carol"],
+                      "timeout": None, "on_timeout": "reject", "description": "CAB"},),
     )  # fmt: skip
-    console = Console(width=120, record=True)
+    console = Console(width=200, record=True)
     console.print(render(replace(VIEW, operation=op), SITES, NOW))
     text = console.export_text()
     assert "SITE" in text and "TICKET" in text and "CONTROLLER" in text
     assert "in progress: 20261206T220000Z-ab12 switchover dc1→dc2 running" in text
     assert "running mount/dc2/mail" in text
+    assert (
+        "at approval/cab for bob or carol: sitectl approve 20261206T220000Z-ab12 -r REASON "
+        "(or reject)" in text
+    )
 
 
 def test_the_watch_ends_normally_on_ctrl_c() -> None:

@@ -58,7 +58,7 @@ def test_the_status_json_keeps_its_keys_in_order() -> None:
     assert list(data["operation"]) == [
         "id", "mode", "from_site", "to_site", "status", "started", "finished", "by", "host",
         "reason", "accept_data_loss", "automatic", "epoch", "in_progress", "running_steps",
-        "steps_finished", "failed_step", "message",
+        "steps_finished", "failed_step", "message", "waiting_for",
     ]  # fmt: skip
     assert data["operation"]["running_steps"] == ["b"]
     assert data["operation"]["steps_finished"] == 1

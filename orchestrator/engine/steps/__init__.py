@@ -6,7 +6,9 @@ from collections.abc import Callable
 
 from orchestrator.engine.handlers import StepHandler
 from orchestrator.engine.steps.app import AppHandler, CanaryHandler
+from orchestrator.engine.steps.approval import ApprovalHandler
 from orchestrator.engine.steps.cluster import ActivateHandler
+from orchestrator.engine.steps.custom import CustomCommandHandler, CustomPlaybookHandler
 from orchestrator.engine.steps.dns import (
     DnsDemoteHandler,
     DnsPromoteHandler,
@@ -75,4 +77,7 @@ def default_handlers(
         Action.SALVAGE_OBJECTS: ObjectsHandler(),
         Action.SALVAGE_LDAP: LdapReportHandler(takeover),
         Action.SALVAGE_DECIDE: DecideHandler(),
+        Action.CUSTOM_COMMAND: CustomCommandHandler(),
+        Action.CUSTOM_PLAYBOOK: CustomPlaybookHandler(),
+        Action.APPROVAL: ApprovalHandler(),
     }
