@@ -34,6 +34,13 @@ def os_user() -> str:
         return str(os.getuid())
 
 
+def beside(local_state: Path) -> AuditLog:
+    """The audit log of this machine's sitectl: `SITECTL_AUDIT_LOG`, else in the
+    topology's local state."""
+    override = os.environ.get(ENV_VAR)
+    return AuditLog(Path(override) if override else local_state / "audit.jsonl")
+
+
 class AuditLog:
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or Path(os.environ.get(ENV_VAR, DEFAULT_PATH))

@@ -118,6 +118,9 @@ class OperationRecord:
     # A reprotect told to go on although the old site holds what salvage could not
     # carry to the active site: the operator's reason.
     discard_divergent: str | None = None
+    # The drill that started the operation (its id), so its notifications say so and its
+    # plan holds the custom steps scoped to drills.
+    drill: str | None = None
     status: OpStatus = OpStatus.RUNNING
     epoch: int = 0
     finished: float | None = None
@@ -125,8 +128,6 @@ class OperationRecord:
     message: str = ""
     abort_requested: bool = False
     history: tuple[dict[str, Any], ...] = field(default_factory=tuple)
-    # Part of a DR drill: its plan holds the custom steps scoped to drills.
-    drill: bool = False
     # The switchover this failover continues (`sitectl escalate`).
     escalated_from: str | None = None
 

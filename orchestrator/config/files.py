@@ -30,6 +30,10 @@ def check_files(topo: Topology) -> list[Finding]:
     token = topo.controller.http.token_file
     if token is not None:
         findings.extend(_secret_file(topo, token, ("controller", "http", "token_file")))
+    for index, target in enumerate(topo.notifications.targets):
+        if target.token_file is not None:
+            where = ("notifications", "targets", index, "token_file")
+            findings.extend(_secret_file(topo, target.token_file, where))
     findings.extend(_plain_file(topo, topo.ansible.inventory, ("ansible", "inventory")))
     if topo.ldap is not None and topo.ldap.ca_file:
         findings.extend(_plain_file(topo, topo.ldap.ca_file, ("ldap", "ca_file")))

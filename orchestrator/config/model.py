@@ -699,6 +699,78 @@ class ControllerSettings(Frozen):
     http: ControllerHttp = ControllerHttp()
 
 
+# What a notification target may be sent (orchestrator/notify/payload.py: EVENTS).
+NotifyEvent = Literal[
+    "started",
+    "resumed",
+    "step-failed",
+    "approval-needed",
+    "finished",
+    "failed",
+    "split-brain",
+]
+
+
+class NotifyTarget(Frozen):
+    """Where notifications go: a webhook (`url`, the payload POSTed as JSON) or a command
+    (the payload on its stdin and as SITECTL_* variables), for `events` (default: all)."""
+
+    url: Annotated[Url, Field(pattern=r"^https?://")] | None = None
+    command: Annotated[str, Field(min_length=1)] | None = None
+    events: tuple[NotifyEvent, ...] | None = Field(default=None, min_length=1)
+    # A bearer token for the webhook, in a 0600 file (relative to the topology file),
+    # read at each send: a rotation needs no restart.
+    token_file: PathText | None = None
+    # Written explicitly to POST over plain http:// to another host than this one.
+    insecure: bool = False
+
+    @model_validator(mode="after")
+    def _one_way(self) -> NotifyTarget:
+        if (self.url is None) == (self.command is None):
+            raise ValueError(
+                "a notification target needs exactly one of 'url' or 'command' — write "
+                '{url: "https://hooks.example.net/sitectl"} or '
+                "{command: /usr/local/bin/page-oncall}"
+            )
+        if self.token_file is not None and self.url is None:
+            raise ValueError(
+                "token_file is sent as a webhook's bearer token and this target is a command "
+                "— remove it (a command reads its own credentials)"
+            )
+        if self.command is not None:
+            try:
+                words = shlex.split(self.command)
+            except ValueError as exc:
+                raise ValueError(
+                    f"command {self.command!r} cannot be split into words ({exc}) — "
+                    "close its quotes"
+                ) from None
+            if not words:
+                raise ValueError("command is empty — name the program to run")
+        return self
+
+    def wants(self, event: str) -> bool:
+        return self.events is None or event in self.events
+
+    def describe(self) -> str:
+        return self.url or f"command {self.command!r}"
+
+
+class Notifications(Frozen):
+    """Who is told about every operation (docs/notifications.md). Each send is bounded by
+    `timeout`; a target that fails is logged and audited, never fails an operation."""
+
+    timeout: Seconds = 10.0
+    targets: tuple[NotifyTarget, ...] = ()
+
+    @field_validator("timeout")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("a timeout of 0 s would fail every notification — e.g. 10s")
+        return value
+
+
 class Ansible(Frozen):
     inventory: PathText  # relative to the topology file
     playbook_dir: PathText = "../../playbooks"
@@ -852,6 +924,7 @@ class Topology(Frozen):
     object_store: ObjectStore | None = None
     deadman: Deadman | None = None
     controller: ControllerSettings = ControllerSettings()
+    notifications: Notifications = Notifications()
     zookeeper: ZooKeeper
     policy: Policy = Policy()
     # Settings compared between the datacenters by the `parity` health check.

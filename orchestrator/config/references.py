@@ -6,9 +6,11 @@ paths into line numbers.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections import Counter
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 from orchestrator.config.model import Topology
 from orchestrator.config.problems import FieldPath
@@ -372,6 +374,30 @@ def _weak_options(topo: Topology) -> Iterator[Finding]:
                     "cross the network in clear — use https:// (with ca_file for a private "
                     "CA), or set insecure: true on this endpoint if you accept that",
                 )
+
+    for index, target in enumerate(topo.notifications.targets):
+        if target.url is not None and not target.insecure and plain_http_elsewhere(target.url):
+            yield (
+                ("notifications", "targets", index, "url"),
+                f"{target.url} is plain http to another host: the payload (and a bearer "
+                "token) would cross the network in clear — use https://, or set insecure: "
+                "true on this target if you accept that",
+            )
+
+
+def plain_http_elsewhere(url: str) -> bool:
+    """An http:// URL whose host is not this machine's loopback (where nothing crosses a
+    network)."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "http":
+        return False
+    host = parts.hostname or ""
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True
 
 
 def weak_tsig(algorithm: str) -> str:

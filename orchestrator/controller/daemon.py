@@ -25,7 +25,7 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import KazooException
 from kazoo.recipe.watchers import DataWatch
 
-from orchestrator.audit import identity
+from orchestrator.audit import beside, identity
 from orchestrator.checks import Readiness, readiness
 from orchestrator.config.model import Topology
 from orchestrator.controller.canary import Canaries
@@ -57,6 +57,8 @@ from orchestrator.deadman.feeder import Feeder
 from orchestrator.engine.faults import Faults
 from orchestrator.engine.records import OpStatus
 from orchestrator.errors import Failed, LeaseLost, Locked, SitectlError
+from orchestrator.notify.dispatch import Notifier
+from orchestrator.notify.payload import split_brain_notice
 
 if TYPE_CHECKING:
     from orchestrator.engine import operation as engine
@@ -131,6 +133,12 @@ class Controller:
         self.leadership = Leadership(client, self.paths, self.identifier)
         self.timing = timing_of(topo)
         self.hooks = hooks or Hooks()
+        # The topology's notification targets: told of a split brain here; an automatic
+        # failover's events come from the engine, like every operation's.
+        self.notifier = Notifier(
+            topo.notifications, topo.base_dir, beside(topo.resolve(topo.local_state))
+        )
+        self._notified = 0  # split-brain notices sent: their seq
         self.metrics = Metrics(site)
         self.board = Board(site=site, identity=self.identifier, leader=False)
         self._prober = Prober(topo, site, sweeper)
@@ -186,6 +194,7 @@ class Controller:
             self._stop.set()
             vantage.join(timeout=2 * probe_timeout(self.topo) + 1)
             self.leadership.resign()
+            self.notifier.close()
 
     def stop(self) -> None:
         self._stop.set()
@@ -257,6 +266,18 @@ class Controller:
         log.warning("%s sees two sites serving: %s", self.site, "; ".join(findings))
         payload = {"vantage": self.site, "active_site": self._active, "findings": list(findings)}
         threading.Thread(target=self.hooks.run, args=("split-brain", payload), daemon=True).start()
+        self._notified += 1
+        self.notifier.send(
+            split_brain_notice(
+                self.topo.cluster,
+                seq=self._notified,
+                at=time.time(),
+                vantage=self.site,
+                by=self.identifier,
+                active_site=self._active,
+                findings=tuple(findings),
+            )
+        )
 
     # ---- the dead-man agents ---------------------------------------------------
 

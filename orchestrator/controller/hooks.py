@@ -7,7 +7,8 @@ and `split-brain` (told, never asked: each controller whose probes find two site
 serving, once when it starts seeing it, with `vantage`, `active_site` and `findings`).
 
 A command gets the event as JSON on stdin and as SITECTL_* environment variables; a
-webhook (a value starting with http:// or https://) gets the same JSON in a POST.
+webhook (a value starting with http:// or https://) gets the same JSON in a POST
+(orchestrator/notify/send.py sends both, as it does the topology's notifications).
 
 A command's environment is PATH, HOME, LANG, LANGUAGE, LC_*, TZ from the controller's
 and the event's SITECTL_EVENT and SITECTL_<FIELD> variables: nothing else of the
@@ -19,15 +20,12 @@ from __future__ import annotations
 
 import json
 import logging
-import shlex
-import subprocess
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.childenv import hook_env
+from orchestrator.notify.send import post_json, run_command
 
 log = logging.getLogger(__name__)
 
@@ -83,36 +81,9 @@ class Hooks:
                 **{f"SITECTL_{k.upper()}": str(v) for k, v in body.items() if v is not None},
             }
         )
-        try:
-            done = subprocess.run(
-                shlex.split(command),
-                input=json.dumps(body),
-                capture_output=True,
-                text=True,
-                env=env,
-                timeout=self.timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            return HookResult(event, True, False, f"{command!r} ran over {self.timeout:g} s")
-        except OSError as exc:
-            return HookResult(event, True, False, f"{command!r} could not run ({exc.strerror})")
-        said = " ".join((done.stdout + " " + done.stderr).split())[:200]
-        detail = f"{command!r} exited {done.returncode}" + (f": {said}" if said else "")
-        return HookResult(event, True, done.returncode == 0, detail)
+        sent = run_command(command, json.dumps(body), env, self.timeout)
+        return HookResult(event, True, sent.ok, sent.detail)
 
     def _post(self, event: str, url: str, body: dict[str, Any]) -> HookResult:
-        request = urllib.request.Request(
-            url,
-            data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as answer:
-                return HookResult(event, True, True, f"{url} answered {answer.status}")
-        except urllib.error.HTTPError as exc:
-            return HookResult(event, True, False, f"{url} answered {exc.code}")
-        except (urllib.error.URLError, TimeoutError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            return HookResult(event, True, False, f"{url} did not answer ({reason})")
+        sent = post_json(url, json.dumps(body).encode(), self.timeout)
+        return HookResult(event, True, sent.ok, sent.detail)

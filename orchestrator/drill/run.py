@@ -266,7 +266,11 @@ def _operate(
     plan = engine.plan_operation(s, Mode(mode), to, trigger="drill")
     with watcher.engine(plan) as events:
         outcome = engine.start_operation(
-            s, plan, reason=f"DR drill {record.id}: {record.reason}", events=events
+            s,
+            plan,
+            reason=f"DR drill {record.id}: {record.reason}",
+            drill=record.id,
+            events=events,
         )
     leg.operations.append(operation_run(outcome))
     if outcome.op.status is not OpStatus.SUCCEEDED:

@@ -263,6 +263,7 @@ def escalate(
             no_fence_wait=no_fence_wait,
             automatic=op.automatic,
             escalated_from=op.id,
+            drill=op.drill,
             events=events,
             faults=faults,
         )

@@ -13,6 +13,14 @@ from orchestrator.engine.records import ApprovalRequest, Decision, OperationReco
 from orchestrator.errors import SitectlError
 from orchestrator.plan.model import Plan, Step
 
+# notify(event, step id or None, detail): tell the topology's notification targets
+# (orchestrator/notify); returns at once and never raises.
+Notify = Callable[[str, str | None, str], None]
+
+
+def no_notice(event: str, step: str | None, detail: str) -> None:
+    """Where nobody listens (a test's executor)."""
+
 
 class Fence(Protocol):
     epoch: int
@@ -46,10 +54,6 @@ class SkippedByOperator(SitectlError):
     """A person passed over the waiting step (`sitectl skip`): checkpointed skipped."""
 
 
-def _no_notification(event: str, step_id: str | None, detail: str) -> None:
-    return None
-
-
 @dataclass
 class StepContext:
     topology: Topology
@@ -73,8 +77,9 @@ class StepContext:
     audit: AuditLog | None = None
     # Where a step that waits for a person asks and reads the answer; set by the engine.
     approvals: Approvals | None = None
-    # notify(event, step id, one sentence): tells the operation's notification targets.
-    notify: Callable[[str, str | None, str], None] = _no_notification
+    # Tell the operation's notification targets, e.g. an approval step:
+    # ctx.notify("approval-needed", step.id, "waiting for `sitectl approve …`").
+    notify: Notify = no_notice
 
 
 class StepHandler(Protocol):

@@ -34,7 +34,14 @@ from orchestrator.audit import AuditLog, identity
 from orchestrator.config.model import Topology
 from orchestrator.engine.cancel import AbortRequested, Watch
 from orchestrator.engine.faults import Faults
-from orchestrator.engine.handlers import Fence, SkippedByOperator, StepContext, StepHandler
+from orchestrator.engine.handlers import (
+    Fence,
+    Notify,
+    SkippedByOperator,
+    StepContext,
+    StepHandler,
+    no_notice,
+)
 from orchestrator.engine.records import (
     FINISHED_STEP,
     ApprovalRequest,
@@ -148,6 +155,9 @@ class StepLife:
     sleep: Callable[[float], None] = time.sleep
     attempts: int = 3
     figures: dict[str, object] = field(default_factory=dict)
+    # The operation's notifications (orchestrator/notify): step-failed here, the rest
+    # by the operation service; handed to each step as ctx.notify.
+    notify: Notify = no_notice
     _winding: list[threading.Thread] = field(default_factory=list)  # see wind_down
 
     def wind_down(self, runs: list[threading.Thread]) -> None:
@@ -204,6 +214,7 @@ class StepLife:
             records=lambda: self.store.records(op.id),
             audit=self.audit,
             approvals=OperationApprovals(self.store, self.lease, op.id),
+            notify=self.notify,
         )
 
     def begin(
@@ -232,6 +243,8 @@ class StepLife:
         record = record.advance(status, now=self.clock(), epoch=record.epoch, detail=detail)
         self.store.write_step(self.lease, op.id, record, version)
         self._transition(op, record)
+        if status is StepStatus.FAILED:
+            self.notify("step-failed", step.id, f"step {step.id} failed: {detail}")
         self.events.step_finished(step, record)
         self.faults.step_checkpointed()
         return record

@@ -7,7 +7,6 @@ take the lease, record the operation, run the executor and always give the lease
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import secrets
 import shutil
@@ -20,7 +19,7 @@ from typing import cast
 
 from kazoo.client import KazooClient
 
-from orchestrator.audit import AuditLog, identity, os_user
+from orchestrator.audit import AuditLog, beside, identity, os_user
 from orchestrator.checks.zookeeper import reporting_client
 from orchestrator.config.model import Topology
 from orchestrator.coordination.client import connect
@@ -36,6 +35,8 @@ from orchestrator.engine.records import FINISHED_OP, Mode, OperationRecord, OpSt
 from orchestrator.engine.steps import default_handlers
 from orchestrator.engine.views import OperationView, OutcomeView, StatusView
 from orchestrator.errors import ConfigError, SitectlError
+from orchestrator.notify.dispatch import Notifier, OperationNotices
+from orchestrator.notify.payload import closing_event
 from orchestrator.plan import MirrorView, ObservedState, Plan, build_plan, build_reprotect_plan
 from orchestrator.plan.model import Trigger
 from orchestrator.safefiles import private_dir
@@ -83,8 +84,7 @@ class Session:
 def audit_log(topo: Topology) -> AuditLog:
     """The audit log of this machine's sitectl: `SITECTL_AUDIT_LOG`, else beside the
     local state; also written where no ZooKeeper session exists."""
-    override = os.environ.get("SITECTL_AUDIT_LOG")
-    return AuditLog(Path(override) if override else topo.resolve(topo.local_state) / "audit.jsonl")
+    return beside(topo.resolve(topo.local_state))
 
 
 @contextmanager
@@ -153,9 +153,13 @@ def start_operation(
     discard_divergent: str | None = None,
     automatic: bool = False,
     escalated_from: str | None = None,
+    drill: str | None = None,
     events: Events | None = None,
     faults: Faults | None = None,
 ) -> Outcome:
+    if (plan.trigger == "drill") != (drill is not None):
+        # The record's drill id is what a resume plans by again (its trigger).
+        raise ValueError("a drill's plan and only it is started with the drill's id")
     _refuse_if_pending(s)
     # A log or an artifact directory that cannot be written safely (a link planted in
     # its place) refuses the operation here, before anything is recorded or changed.
@@ -176,12 +180,12 @@ def start_operation(
             host=identity(),
             reason=reason,
             automatic=automatic,
-            drill=plan.trigger == "drill",
             plan_digest=plan_digest(plan),
             unreachable=() if plan.old_site_reachable else (plan.from_site,),
             accept_data_loss=accept_data_loss,
             no_fence_wait=no_fence_wait,
             discard_divergent=discard_divergent,
+            drill=drill,
             epoch=lease.epoch,
             escalated_from=escalated_from,
         )
@@ -198,9 +202,10 @@ def start_operation(
             no_fence_wait=no_fence_wait,
             discard_divergent=discard_divergent,
             escalated_from=escalated_from,
+            drill=drill,
             epoch=lease.epoch,
         )
-        return _execute(s, plan, op.id, lease, events, faults)
+        return _execute(s, plan, op.id, lease, events, faults, resumed=False)
     finally:
         release_quietly(lease)
 
@@ -226,7 +231,7 @@ def resume_operation(
     lease.acquire(wait=s.topology.zookeeper.session_timeout + 2.0)
     try:
         s.audit().write("operation.resumed", op=op.id, epoch=lease.epoch, reason=op.reason)
-        return _execute(s, plan, op.id, lease, events, faults)
+        return _execute(s, plan, op.id, lease, events, faults, resumed=True)
     finally:
         release_quietly(lease)
 
@@ -317,6 +322,11 @@ def _close_if_free(s: Session, lease: Lease, op_id: str, who: str) -> AbortResul
     s.store.update_operation(lease, closed, version)
     s.store.clear_current(lease)
     s.audit().write("operation.aborted", op=op.id, epoch=lease.epoch, detail=where)
+    # Nobody ran it to tell its targets: its last run died (the abort is its end).
+    notifier = Notifier(s.topology.notifications, s.topology.base_dir, s.audit())
+    notices = OperationNotices(notifier, closed, s.topology.cluster, epoch=lease.epoch)
+    notices.notify("failed", None, closed.message, OpStatus.ABORTED.value)
+    notifier.close()
     return _stopped(closed)
 
 
@@ -373,8 +383,14 @@ def _execute(
     lease: Lease,
     events: Events | None,
     faults: Faults | None,
+    *,
+    resumed: bool,
 ) -> Outcome:
     artifacts = operation_artifacts(s.local_state, op_id, s.topology.policy.artifacts_kept)
+    notifier = Notifier(s.topology.notifications, s.topology.base_dir, s.audit())
+    op, _ = s.store.operation(op_id)
+    notices = OperationNotices(notifier, op, s.topology.cluster, epoch=lease.epoch)
+    notices.notify(*_opening(op, lease.epoch, resumed))
     executor = Executor(
         plan=plan,
         topology=s.topology,
@@ -389,10 +405,32 @@ def _execute(
         artifacts=artifacts,
         events=events or NoEvents(),
         faults=faults or Faults(),
+        notify=notices.notify,
     )
-    op = executor.run(op_id)
+    try:
+        try:
+            op = executor.run(op_id)
+        except Exception as exc:  # lease lost, ZooKeeper gone: the next run resumes it
+            notices.notify(
+                "failed", None, f"operation {op_id} interrupted: {exc}", status="interrupted"
+            )
+            raise
+        # A resumed operation's record still names the step that failed in an earlier run.
+        step = None if op.status is OpStatus.SUCCEEDED else op.failed_step
+        notices.notify(closing_event(op.status), step, op.message, op.status.value)
+    finally:
+        # Bounded: a receiver that hangs does not keep the operation's process.
+        notifier.close()
     steps = s.store.records(op_id)
     return Outcome(op=op, plan=plan, steps=steps, figures=executor.figures)
+
+
+def _opening(op: OperationRecord, epoch: int, resumed: bool) -> tuple[str, None, str]:
+    """The first event of a run of `op`: started, or resumed (a later run, epoch higher)."""
+    move = f"{op.mode.value} {op.from_site}→{op.to_site}"
+    if resumed:
+        return "resumed", None, f"{move} resumed at epoch {epoch}"
+    return "started", None, f"{move} started by {op.by}: {op.reason}"
 
 
 def operation_artifacts(local_state: Path, op_id: str, kept: int) -> Path:

@@ -1,8 +1,9 @@
 """Two sites serving, on the namespace lab with its controllers: the application started
 by hand on the standby (past its start gate, as a careless operator would) while the
 active site serves. What a user checks: `sitectl health` says down, naming the split;
-the controllers' `split-brain` hook is told once, with the findings; `/metrics` counts
-it; and it ends when the stray application stops."""
+the controllers' `split-brain` hook and the topology's notification targets are told
+once, with the findings; `/metrics` counts it; and it ends when the stray application
+stops."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from orchestrator.lab import controllers as lab_daemons
 from orchestrator.lab import layout
@@ -63,7 +65,24 @@ def test_two_sites_serving_is_down_told_to_the_hook_and_counted(
     if not cluster.at_home():
         lab.renew()
     told = tmp_path / "told.jsonl"
-    lab.ok("controllers", "up", "--hook", f"split-brain=sh -c '{{ cat; echo; }} >> {told}'")
+    # The topology's notification targets are told too (issue 20 item 3), beside the hook.
+    notified = tmp_path / "notified.jsonl"
+    doc = yaml.safe_load(cluster.topology_file.read_text())
+    doc["notifications"] = {
+        "targets": [
+            {"command": f"sh -c '{{ cat; echo; }} >> {notified}'", "events": ["split-brain"]}
+        ]
+    }
+    topology = cluster.topology_file.with_name("topology-split-notify.yaml")
+    topology.write_text(yaml.safe_dump(doc, sort_keys=False))
+    lab.ok(
+        "controllers",
+        "up",
+        "--topology",
+        str(topology),
+        "--hook",
+        f"split-brain=sh -c '{{ cat; echo; }} >> {told}'",
+    )
     stray = layout.DATACENTERS[1]
     try:
         wait_for(lambda: split_gauge(cluster, "dc1") == 0.0, "the controllers probe", within=60)
@@ -85,6 +104,19 @@ def test_two_sites_serving_is_down_told_to_the_hook_and_counted(
         assert {e["vantage"] for e in events} <= set(layout.SITES)
         assert all(e["active_site"] == "dc1" and e["findings"] for e in events), events
         assert f"{stray} sees two sites serving" in controller_log(cluster, stray)
+        wait_for(lambda: notified.exists() and notified.read_text().strip(), "targets told")
+        notices = [json.loads(line) for line in notified.read_text().splitlines() if line]
+        for notice in notices:
+            assert (notice["schema"], notice["event"], notice["operation"]) == (
+                "sitectl.event/v1",
+                "split-brain",
+                None,
+            )
+            assert notice["cluster"] == "sitectl-lab" and notice["findings"], notice
+            assert notice["detail"].startswith(
+                f"{notice['by'].split()[0]}'s controller sees two sites serving (dc1 recorded "
+                "active): "
+            ), notice
 
         lab_app(cluster, "stop", stray)
         wait_for(lambda: split_gauge(cluster, "witness") == 0.0, "the split ends", within=30)
@@ -92,6 +124,9 @@ def test_two_sites_serving_is_down_told_to_the_hook_and_counted(
         # Once per episode: the hook was not told again while it lasted.
         told_once = [json.loads(line) for line in told.read_text().splitlines() if line]
         assert len(told_once) == len({e["vantage"] for e in told_once})
+        once = [json.loads(line) for line in notified.read_text().splitlines() if line]
+        assert len(once) == len({n["by"] for n in once}), once
+        assert {n["seq"] for n in once} == {1}, once
     finally:
         lab_app(cluster, "stop", stray)
         lab.ok("controllers", "down")

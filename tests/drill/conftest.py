@@ -126,8 +126,10 @@ class Drills:
 
 @contextmanager
 def port_taken(lab: LabHandle, site: str, port: int) -> Iterator[None]:
-    """A listener on the site's SMTP address: the site's Postfix cannot bind it. It never
-    accepts, so a client's connection is queued and never greeted, like a wedged MTA.
+    """A listener on the site's SMTP address: the site's Postfix cannot bind it. Another
+    program holds the port: it answers every connection with a refusal and closes, so a
+    probe finds something that is not an MTA (a silent holder would look like a hung
+    site, which pre-flight refuses to move to before anything changes).
 
     Held by a small process inside the site's network namespace (where that address
     lives), which closes its socket when its stdin closes."""
@@ -161,6 +163,13 @@ _HOLD_PORT = (
     "sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
     "sock.bind((sys.argv[1], int(sys.argv[2])))\n"
     "sock.listen(64)\n"
+    "import threading\n"
+    "def answer():\n"
+    "    while True:\n"
+    "        conn, _ = sock.accept()\n"
+    "        conn.sendall(b'554 5.3.2 port held by another program\\r\\n')\n"
+    "        conn.close()\n"
+    "threading.Thread(target=answer, daemon=True).start()\n"
     "print('bound', flush=True)\n"
     "sys.stdin.read()\n"
 )

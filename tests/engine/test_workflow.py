@@ -26,14 +26,19 @@ from orchestrator.adapters.probes import Answer
 from orchestrator.lab import layout
 from tests.controller.conftest import wait_for
 from tests.engine.conftest import SITECTL, Cluster
+from tests.webhook import Receiver, receiving
 
 APPROVAL = "approval/change-board"
 SWITCHOVER = ("switchover", "--to", "dc2", "--yes", "-r", "workflow test")
 
 
-def _topology(cluster: Cluster, name: str, custom: list[dict[str, Any]]) -> Path:
+def _topology(
+    cluster: Cluster, name: str, custom: list[dict[str, Any]], webhook: str | None = None
+) -> Path:
     doc = yaml.safe_load(cluster.topology_file.read_text())
     doc["custom_steps"] = custom
+    if webhook is not None:
+        doc["notifications"] = {"timeout": "5s", "targets": [{"url": webhook}]}
     path = cluster.topology_file.with_name(f"topology-{name}.yaml")
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
@@ -87,7 +92,17 @@ def _audit(audit: Path) -> list[dict[str, Any]]:
 def test_a_rejected_approval_leaves_the_service_where_it_was(
     cluster: Cluster, tmp_path: Path
 ) -> None:
-    topology = _topology(cluster, "reject", [_board()])
+    with receiving() as receiver:
+        _rejected(cluster, tmp_path, receiver)
+    # Told as it happened: started, approval-needed (naming how to answer), then failed.
+    assert receiver.events() == ["started", "approval-needed", "step-failed", "failed"]
+    asked = receiver.posts[1]
+    assert asked["step"] == APPROVAL and "sitectl approve" in asked["detail"]
+    assert receiver.posts[-1]["status"] == "refused"
+
+
+def _rejected(cluster: Cluster, tmp_path: Path, receiver: Receiver) -> None:
+    topology = _topology(cluster, "reject", [_board()], webhook=receiver.url)
     audit = tmp_path / "audit.jsonl"
     switchover = _start(cluster, topology, audit, *SWITCHOVER)
     try:

@@ -21,12 +21,14 @@ from orchestrator.cli import operations as cli_operations
 from orchestrator.cli import status as cli_status
 from orchestrator.cli.main import app
 from orchestrator.config import Topology, load_topology
+from orchestrator.config.model import Notifications, NotifyTarget
 from orchestrator.engine import operation as engine
 from orchestrator.engine.executor import Executor
 from orchestrator.engine.records import OpStatus, StepRecord, StepStatus
 from orchestrator.errors import Locked
 from orchestrator.plan import Action, Phase, Plan, assumed_state, build_plan
 from tests.unit.engine_fakes import FakeFence, MemoryStore, ScriptedHandler, operation_record
+from tests.webhook import receiving
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "inventories/example-zimbra/topology.yaml"
 ME = "carol@laptop:4242"
@@ -317,3 +319,21 @@ def test_json_with_yes_does_not_ask(planned) -> None:
 
     assert result.exit_code == 0, result.output
     assert planned == ["dc2"] and "?" not in result.stderr
+
+
+def test_abort_closing_an_operation_nobody_runs_tells_the_notification_targets(setup) -> None:
+    """Its last run died without a word: the abort is its end, so the abort says it."""
+    setup.lease.holder = None
+    with receiving() as receiver:
+        told = setup.session.topology.model_copy(
+            update={"notifications": Notifications(targets=(NotifyTarget(url=receiver.url),))}
+        )
+        session = engine.Session(topology=told, client=None, store=setup.store)  # type: ignore[arg-type]
+        result = engine.abort_operation(session, wait=60, sleep=lambda _: None)
+        assert result.stopped
+    op = setup.store.ops[setup.op_id][0]
+    assert [(p["event"], p["status"], p["seq"], p["epoch"]) for p in receiver.posts] == [
+        ("failed", "aborted", 1, 9)
+    ]
+    assert receiver.posts[0]["operation"] == setup.op_id
+    assert receiver.posts[0]["detail"] == op.message

@@ -446,6 +446,42 @@ HOSTILE = [
         "URL 'ldap://ldap1.dc1.example.net:389/$(id)' holds '$', a shell metacharacter",
     ),
     Broken(
+        "a notification target that is both a webhook and a command",
+        '{url: "https://hooks.example.net/sitectl", events',
+        '{url: "https://hooks.example.net/sitectl", command: /bin/true, events',
+        "notifications.targets.0",
+        "a notification target needs exactly one of 'url' or 'command'",
+    ),
+    Broken(
+        "a webhook over plain http to another host",
+        '{url: "https://hooks.example.net/sitectl"',
+        '{url: "http://hooks.example.net/sitectl"',
+        "notifications.targets.0.url",
+        "http://hooks.example.net/sitectl is plain http to another host: the payload (and a "
+        "bearer token) would cross the network in clear — use https://, or set insecure: true",
+    ),
+    Broken(
+        "a notification event that does not exist",
+        "events: [step-failed, failed, split-brain]",
+        "events: [step-failed, failure, split-brain]",
+        "notifications.targets.1.events.1",
+        "'failure' is not allowed — use 'started', 'resumed', 'step-failed'",
+    ),
+    Broken(
+        "a bearer token for a command",
+        "{command: /usr/local/bin/page-oncall,",
+        "{command: /usr/local/bin/page-oncall, token_file: keys/hooks.token,",
+        "notifications.targets.1",
+        "token_file is sent as a webhook's bearer token and this target is a command — remove it",
+    ),
+    Broken(
+        "a notification command with an open quote",
+        "{command: /usr/local/bin/page-oncall,",
+        '{command: "/usr/local/bin/page-oncall \'sitectl",',
+        "notifications.targets.1",
+        "cannot be split into words (No closing quotation) — close its quotes",
+    ),
+    Broken(
         "backquote in a TSIG key's name",
         "tsig: {name: ddns-corp,",
         'tsig: {name: "ddns-corp`id`",',
@@ -542,8 +578,14 @@ def test_an_insecure_zookeeper_is_accepted_only_when_written(tmp_path: Path) -> 
             "      url: https://s3.dc1.example.net",
             "      url: http://s3.dc1.example.net\n      insecure: true",
         ),
+        (
+            '{url: "https://hooks.example.net/sitectl"',
+            '{url: "http://hooks.example.net/sitectl", insecure: true',
+        ),
+        # Loopback crosses no network: plain http is fine there without a word.
+        ('{url: "https://hooks.example.net/sitectl"', '{url: "http://127.0.0.1:9999/sitectl"'),
     ],
-    ids=["tsig", "ldap", "s3"],
+    ids=["tsig", "ldap", "s3", "webhook", "webhook-loopback"],
 )
 def test_a_weak_option_is_accepted_only_when_marked_insecure(
     tmp_path: Path, old: str, new: str
