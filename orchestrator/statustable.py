@@ -106,7 +106,15 @@ def summary_lines(info: StatusView, now: float) -> list[str]:
     lines.append(f"site ticket: {ticket}")
     if not info.controllers:
         lines.append("controllers: none running (no automatic failover)")
+    lines.append(evaluation_line(info.evaluation))
     return lines
+
+
+def evaluation_line(evaluation: Mapping[str, Any] | None) -> str:
+    """The leading controller's latest plan evaluation, on one line."""
+    if not evaluation:
+        return "plan evaluation: none recorded yet (the leading controller evaluates)"
+    return f"plan evaluation at {when(float(evaluation['at']))}: {evaluation['verdict']}"
 
 
 def operation_lines(info: StatusView) -> list[str]:

@@ -97,6 +97,7 @@ __all__ = [  # the shared run's vocabulary (orchestrator.gates), as this module 
     "marked",
     "run_batch",
     "run_playbook",
+    "run_probe",
     "shared_skips",
 ]
 
@@ -156,6 +157,9 @@ def marked(value: Any) -> Any:
 
 # on_task(host, task): a task started on a host (for the progress display).
 TaskHook = Callable[[str, str], None]
+# on_result(host, task, res): what a task returned on a host (ok, failed or unreachable).
+ResultHook = Callable[[str, str, Mapping[str, Any]], None]
+RESULT_EVENTS = frozenset({"runner_on_ok", "runner_on_failed", "runner_on_unreachable"})
 # Only task starts reach the hooks: one event per task and host, and nothing to parse.
 TASK_STARTED = "runner_on_start"
 
@@ -196,6 +200,54 @@ def run_playbook(
         raise Failed(f"{playbook.name}: host(s) {', '.join(sorted(missing))} not in the inventory")
     _raise_for(result)
     return result
+
+
+@dataclass(frozen=True)
+class ProbeReport:
+    """What a read-only probe playbook found: each host's tasks' results by task name,
+    and the hosts it could not reach (why, as Ansible said it)."""
+
+    results: Mapping[str, Mapping[str, Mapping[str, Any]]]
+    unreachable: Mapping[str, str]
+    failed: Mapping[str, str]
+
+
+def run_probe(
+    playbook: Path,
+    inventory: Path,
+    hosts: tuple[str, ...],
+    extravars: Mapping[str, Any],
+    artifacts: Path,
+    *,
+    timeout: float,
+) -> ProbeReport:
+    """Run a playbook that only looks (facts, stat, status commands) on `hosts` and hand
+    back what each task returned, failed and unreachable hosts included: the caller
+    judges them one by one, where `run_playbook` stops at the first. Raises Failed only
+    when the playbook did not run at all (or Unavailable when it did not finish)."""
+    if not hosts:
+        raise Failed(f"{playbook.name}: no host to run on — check the inventory groups")
+    seen: dict[str, dict[str, Mapping[str, Any]]] = {}
+
+    def note(host: str, task: str, res: Mapping[str, Any]) -> None:
+        seen.setdefault(host, {})[task] = res
+
+    result, processed = _run(
+        playbook.resolve(),
+        playbook.name,
+        inventory,
+        ",".join(hosts),
+        extravars,
+        artifacts,
+        timeout=timeout,
+        on_result=note,
+    )
+    missing = {h: "not in the inventory" for h in set(hosts) - processed}
+    return ProbeReport(
+        results=seen,
+        unreachable={**result.unreachable, **missing},
+        failed=dict(result.failed),
+    )
 
 
 def compose_batch(
@@ -435,6 +487,7 @@ def _run(
     skip_tags: Collection[str] = (),
     cancel: Cancel | None = None,
     handover: Mapping[str, HandedOver] | None = None,
+    on_result: ResultHook | None = None,
 ) -> tuple[PlaybookResult, set[str]]:
     private_dir(artifacts)
     messages: dict[str, str] = {}
@@ -448,6 +501,8 @@ def _run(
             messages[host] = _message(data.get("task", ""), res)
             if isinstance(res.get("rc"), int):
                 rcs[host] = res["rc"]
+        if on_result is not None and host and event.get("event") in RESULT_EVENTS:
+            on_result(host, str(data.get("task", "")), data.get("res") or {})
         if (
             on_task is not None
             and host

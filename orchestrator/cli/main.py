@@ -319,6 +319,7 @@ def _mount_subcommands() -> None:
         controller,
         deadman,
         drill,
+        evaluate,
         health,
         history,
         operations,
@@ -331,6 +332,7 @@ def _mount_subcommands() -> None:
     control.register(app)
     history.register(app)
     health.register(app)
+    evaluate.register(app)
     drill.register(app)
     controller.register(app)
     ticket.register(app)

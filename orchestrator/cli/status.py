@@ -83,9 +83,12 @@ def status(
 
 def _read(s: engine.Session) -> StatusView:
     leader = current_leader(s.client, s.paths)
+    state = ControllerState(s.client, s.paths)
+    last = state.last_evaluation()
     return replace(
         engine.describe(s),
-        controllers=tuple(ControllerState(s.client, s.paths).running(leader)),
+        controllers=tuple(state.running(leader)),
+        evaluation=last.to_dict() if last else None,
     )
 
 

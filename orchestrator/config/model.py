@@ -644,6 +644,19 @@ class Policy(Frozen):
     # How long an automatic failover's approval waits, and what its timeout means.
     automatic_approval_timeout: Seconds | None = None
     automatic_approval_on_timeout: Literal["reject", "approve"] = "reject"
+    # How often the leading controller evaluates the move to the standby (`sitectl
+    # evaluate`, read-only); also whenever the topology file changes.
+    evaluate_every: Seconds = 1800.0
+
+    @field_validator("evaluate_every")
+    @classmethod
+    def _evaluate_sometimes(cls, value: float) -> float:
+        if value < 1:
+            raise ValueError(
+                f"evaluate_every {value:g} s would run Ansible on every host without a "
+                "pause — give an interval of at least a second, e.g. 30m"
+            )
+        return value
 
 
 class Deadman(Frozen):

@@ -5,6 +5,11 @@ decision, logs its sentence and carries it out through the engine.
 Two threads, not one, so that publishing this site's view never waits behind an
 operation the leader is running (a failover takes many probe intervals).
 
+A thread of its own evaluates, while leading, whether a move to the standby could run
+right now (controller/evaluation.py), every `policy.evaluate_every` and when the
+topology file changes; the result goes to /status, /metrics, ZooKeeper (for `sitectl
+status`) and, when it changes, the `plan-not-ready` / `plan-ready` hooks.
+
 A third thread renews the site ticket while this controller's site holds it
 (controller/ticketing.py), four times per `fence_after`, and feeds the site's dead-man
 agents after each renewal that succeeded and at no other time (`_ticket_loop`).
@@ -41,6 +46,7 @@ from orchestrator.controller.decision import (
     down_by_quorum,
     failover_target,
 )
+from orchestrator.controller.evaluation import Evaluate, PlanWatch
 from orchestrator.controller.fence import LeaderFence
 from orchestrator.controller.hooks import Hooks
 from orchestrator.controller.http import Board, Metrics
@@ -57,8 +63,9 @@ from orchestrator.deadman.feeder import Feeder
 from orchestrator.engine.faults import Faults
 from orchestrator.engine.records import OpStatus
 from orchestrator.errors import Failed, LeaseLost, Locked, SitectlError
+from orchestrator.evaluate.findings import Evaluation, changed
 from orchestrator.notify.dispatch import Notifier
-from orchestrator.notify.payload import split_brain_notice
+from orchestrator.notify.payload import plan_notice, split_brain_notice
 
 if TYPE_CHECKING:
     from orchestrator.engine import operation as engine
@@ -112,6 +119,8 @@ class Controller:
         readiness_fn: ReadinessFn = readiness,
         canaries: bool = True,
         own_id: str | None = None,
+        evaluate_fn: Evaluate | None = None,
+        evaluations: bool = True,
     ) -> None:
         if site not in topo.sites:
             raise ValueError(f"--site {site}: no such site — use one of {', '.join(topo.sites)}")
@@ -138,7 +147,7 @@ class Controller:
         self.notifier = Notifier(
             topo.notifications, topo.base_dir, beside(topo.resolve(topo.local_state))
         )
-        self._notified = 0  # split-brain notices sent: their seq
+        self._notified = 0  # controller notices sent (split-brain, plan): their seq
         self.metrics = Metrics(site)
         self.board = Board(site=site, identity=self.identifier, leader=False)
         self._prober = Prober(topo, site, sweeper)
@@ -159,6 +168,8 @@ class Controller:
         self._verified = False  # the last cycle's verdict: only the leader writes canaries
         self._fence: LeaderFence | None = None  # the canaries' epoch (controller/fence.py)
         self._failed_attempt: FailedAttempt | None = None
+        self._evaluations = evaluations
+        self.plans = PlanWatch(topo, evaluate_fn) if evaluate_fn else PlanWatch(topo)
         self.tickets = TicketKeeper(
             topo, site, TicketStore(client, self.paths), self.metrics, self.board
         )
@@ -187,6 +198,8 @@ class Controller:
         vantage.start()
         if self._canaries:
             threading.Thread(target=self._canary_loop, name="canary", daemon=True).start()
+        if self._evaluations:
+            threading.Thread(target=self._evaluation_loop, name="evaluate", daemon=True).start()
         threading.Thread(target=self._ticket_loop, name="ticket", daemon=True).start()
         try:
             self._leader_loop()
@@ -357,6 +370,67 @@ class Controller:
         if self._fence is None or self._fence.epoch != epoch:
             self._fence = LeaderFence(epoch)
         return self._fence
+
+    # ---- plan evaluation (leader only) ----------------------------------------
+
+    def _evaluation_loop(self) -> None:
+        plans = self.plans
+        while not self._stop.wait(plans.tick):
+            if not self._verified:
+                plans.stood_down()  # a follower never evaluates
+                continue
+            why = plans.due()
+            if why is None or self._busy:  # an operation moves the active site
+                continue
+            before = plans.last
+            log.info("evaluating a move from %s to the standby: %s", self._active, why)
+            try:
+                result = plans.evaluate_now(self._active)
+            except Exception:  # the checks' own bug must not end the thread
+                log.exception("the plan evaluation failed")
+                continue
+            if result is not None:
+                self._evaluated(before, result)
+
+    def _evaluated(self, before: Evaluation | None, result: Evaluation) -> None:
+        log.info("%s", result.describe())
+        self.board.update(evaluation=result.to_dict())
+        self.metrics.evaluation(result)
+        try:
+            self.state.record_evaluation(result)
+        except SitectlError as exc:
+            log.info("the evaluation is not recorded for sitectl status: %s", exc)
+        self._plan_event(before, result)
+
+    def _plan_event(self, before: Evaluation | None, result: Evaluation) -> None:
+        """Tell the hooks when a move to the standby turns impossible, or possible again:
+        the one place the event fires (told on a thread of its own, never asked)."""
+        event = changed(before, result)
+        if event is None:
+            return
+        payload = {
+            "to_site": result.to_site,
+            "verdict": result.describe(),
+            "at": result.at,
+            "problems": [
+                {"check": f.check, "subject": f.subject, "reason": f.reason}
+                for f in result.problems
+            ],
+        }
+        threading.Thread(target=self.hooks.run, args=(event, payload), daemon=True).start()
+        self._notified += 1
+        self.notifier.send(
+            plan_notice(
+                self.topo.cluster,
+                event,
+                seq=self._notified,
+                at=result.at,
+                by=self.identifier,
+                to_site=result.to_site,
+                verdict=result.describe(),
+                problems=tuple(f"{f.check} {f.subject}: {f.reason}" for f in result.problems),
+            )
+        )
 
     # ---- leader --------------------------------------------------------------
 

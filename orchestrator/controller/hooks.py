@@ -3,8 +3,11 @@
 Events: `pre-failover` (runs before an automatic failover; a non-zero exit, a non-2xx
 answer, a timeout or a hook that cannot run at all vetoes it: when the hook cannot say
 yes, the safe answer is no), `post-failover` and `failover-failed` (told, never asked),
-and `split-brain` (told, never asked: each controller whose probes find two sites
-serving, once when it starts seeing it, with `vantage`, `active_site` and `findings`).
+`split-brain` (told, never asked: each controller whose probes find two sites
+serving, once when it starts seeing it, with `vantage`, `active_site` and `findings`),
+and `plan-not-ready` / `plan-ready` (told, never asked: the leader's plan evaluation
+found that a move to the standby could no longer / could again run, with `to_site`,
+`verdict`, `at` and `problems`, each {check, subject, reason}).
 
 A command gets the event as JSON on stdin and as SITECTL_* environment variables; a
 webhook (a value starting with http:// or https://) gets the same JSON in a POST
@@ -29,7 +32,14 @@ from orchestrator.notify.send import post_json, run_command
 
 log = logging.getLogger(__name__)
 
-EVENTS = ("pre-failover", "post-failover", "failover-failed", "split-brain")
+EVENTS = (
+    "pre-failover",
+    "post-failover",
+    "failover-failed",
+    "split-brain",
+    "plan-not-ready",
+    "plan-ready",
+)
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ from prometheus_client.exposition import generate_latest
 from orchestrator.adapters.secrets import SecretError
 from orchestrator.controller.decision import Action, SiteView
 from orchestrator.coordination.ticket import Ticket
+from orchestrator.evaluate.findings import Evaluation
 
 log = logging.getLogger("sitectl.controller")
 
@@ -126,6 +127,26 @@ class Metrics:
             "Renewals of the site ticket this controller made.",
             **labels,
         )
+        self.plan_ready = Gauge(
+            "sitectl_plan_ready",
+            "1 if the leader's latest evaluation found that a move to the site could run now.",
+            ["to"],
+            **labels,
+        )
+        self.plan_evaluated = Gauge(
+            "sitectl_plan_evaluated_timestamp_seconds",
+            "When the leader's latest evaluation of a move to the site ended.",
+            ["to"],
+            **labels,
+        )
+        self.plan_problem = Gauge(
+            "sitectl_plan_problem",
+            "Problems the latest evaluation of a move to the site found, per check "
+            "(present only while there are some).",
+            ["to", "check"],
+            **labels,
+        )
+        self._problem_labels: set[tuple[str, str]] = set()
         for action in Action:
             self.decisions.labels(action.value)
 
@@ -142,6 +163,22 @@ class Metrics:
         if ticket is not None:
             self.ticket_renewed.set(ticket.renewed_at)
             self.ticket_expiry.set(ticket.expires_at - now)
+
+    def evaluation(self, result: Evaluation) -> None:
+        """The latest plan evaluation: ready, when, and one series per check that found
+        a problem (a check that no longer does loses its series)."""
+        to = result.to_site
+        self.plan_ready.labels(to).set(1 if result.ready else 0)
+        self.plan_evaluated.labels(to).set(result.at)
+        counts: dict[str, int] = {}
+        for finding in result.problems:
+            counts[finding.check] = counts.get(finding.check, 0) + 1
+        for stale in {(t, c) for t, c in self._problem_labels if t == to and c not in counts}:
+            self.plan_problem.remove(*stale)
+            self._problem_labels.discard(stale)
+        for check, count in counts.items():
+            self.plan_problem.labels(to, check).set(count)
+            self._problem_labels.add((to, check))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -5,6 +5,7 @@ controller/vantage/SITE   SITE's controller's own node (ACL: only its identity w
   .../report              ephemeral: its latest probe report (JSON, `vantage.Report`)
 controller/automatic      the last automatic failover the leader started (intent, JSON)
 controller/ack            which automatic failover a person acknowledged (JSON)
+controller/evaluation     the leader's latest plan evaluation (JSON, for `sitectl status`)
 paused                    `ZkPaths.paused`: present while automatic promotion is paused
 
 Why a node per site under the report: anyone holding sitectl's identity may create and
@@ -38,6 +39,7 @@ from orchestrator.controller.decision import AutomaticFailover
 from orchestrator.coordination.client import translated
 from orchestrator.coordination.paths import ZkPaths
 from orchestrator.errors import Failed
+from orchestrator.evaluate.findings import Evaluation
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +118,10 @@ class ControllerState:
     @property
     def automatic_path(self) -> str:
         return f"{self.base}/automatic"
+
+    @property
+    def evaluation_path(self) -> str:
+        return f"{self.base}/evaluation"
 
     @property
     def ack_path(self) -> str:
@@ -318,6 +324,20 @@ class ControllerState:
         except ValueError:
             return None
         return None if data is None or "id" not in data else str(data["id"])
+
+    # The leader's latest plan evaluation (controller/evaluation.py), for `sitectl status`.
+
+    def record_evaluation(self, result: Evaluation) -> None:
+        self._upsert(self.evaluation_path, json.dumps(result.to_dict()).encode())
+
+    def last_evaluation(self) -> Evaluation | None:
+        """The latest evaluation a leader recorded; None when there is none, or when the
+        record is unreadable (it only informs: nothing is decided on it)."""
+        try:
+            data = self._read_json(self.evaluation_path)
+            return None if data is None else Evaluation.from_dict(data)
+        except (KeyError, TypeError, ValueError):
+            return None
 
     def _read_json(self, path: str) -> dict[str, Any] | None:
         with translated(f"reading {path}"):

@@ -130,6 +130,8 @@ class StatusView:
     # The controllers' own reports (controller/zkstate), as they publish them.
     controllers: tuple[dict[str, Any], ...] | None = None
     ticket: Ticket | None = None  # the site ticket, None when none is recorded yet
+    # The leading controller's latest plan evaluation (Evaluation.to_dict()), if any.
+    evaluation: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -143,6 +145,8 @@ class StatusView:
         }
         if self.controllers is not None:
             data["controllers"] = list(self.controllers)
+        if self.evaluation is not None:
+            data["evaluation"] = self.evaluation
         return data
 
 

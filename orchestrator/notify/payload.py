@@ -25,7 +25,12 @@ EVENTS = (
     "finished",
     "failed",
     "split-brain",
+    # The leading controller's plan evaluation (orchestrator/evaluate) changed its verdict.
+    "plan-not-ready",
+    "plan-ready",
 )
+# Sent by a controller, never by an operation.
+CONTROLLER_EVENTS = frozenset({"split-brain", "plan-not-ready", "plan-ready"})
 TRIGGERS = ("manual", "automatic", "drill")
 
 
@@ -109,7 +114,7 @@ def operation_notice(
     epoch: int | None = None,
 ) -> Notice:
     """An event of operation `op`."""
-    if event not in EVENTS or event == "split-brain":
+    if event not in EVENTS or event in CONTROLLER_EVENTS:
         raise ValueError(f"{event!r} is not an operation's event")
     return Notice(
         event=event,
@@ -151,6 +156,33 @@ def split_brain_notice(
         f"recorded active): {'; '.join(findings)}",
         by=by,
         findings=findings,
+    )
+
+
+def plan_notice(
+    cluster: str,
+    event: str,
+    *,
+    seq: int,
+    at: float,
+    by: str,
+    to_site: str,
+    verdict: str,
+    problems: tuple[str, ...],
+) -> Notice:
+    """The leading controller's evaluation of the move to `to_site` turned (`plan-not-ready`)
+    or came back (`plan-ready`); `problems`: one line per check that failed."""
+    if event not in ("plan-not-ready", "plan-ready"):
+        raise ValueError(f"{event!r} is not a plan evaluation's event")
+    return Notice(
+        event=event,
+        seq=seq,
+        at=at,
+        cluster=cluster,
+        detail=verdict,
+        by=by,
+        to_site=to_site,
+        findings=problems,
     )
 
 

@@ -735,6 +735,7 @@ VERB_ARGS: dict[str, list[str]] = {
     "history": [],
     "health": [],
     "readiness": ["--to", "dc2"],
+    "evaluate": ["--to", "dc2"],
     "pause": ["--reason", "test"],
     "unpause": [],
     "ack": [],

@@ -25,6 +25,7 @@ from orchestrator.notify.payload import (
     environment,
     iso_utc,
     operation_notice,
+    plan_notice,
     split_brain_notice,
     trigger_of,
 )
@@ -353,3 +354,21 @@ def test_the_executor_tells_of_a_failed_step_and_hands_steps_notify(tmp_path) ->
     ]
     contexts[0].notify("approval-needed", "approve/x", "waiting")
     assert told[-1] == ("approval-needed", "approve/x", "waiting")
+
+
+def test_a_plan_evaluation_notice_names_the_target_and_each_failed_check() -> None:
+    notice = plan_notice(
+        "lab",
+        "plan-not-ready",
+        seq=3,
+        at=0.0,
+        by="dc2-controller",
+        to_site="dc2",
+        verdict="a move to dc2 could not run now: 1 problem",
+        problems=("playbook volume.yml: does not exist",),
+    )
+    body = notice.body()
+    assert (body["event"], body["to_site"], body["operation"]) == ("plan-not-ready", "dc2", None)
+    assert body["findings"] == ["playbook volume.yml: does not exist"]
+    with pytest.raises(ValueError, match="not a plan evaluation's event"):
+        plan_notice("lab", "started", seq=1, at=0.0, by="x", to_site="dc2", verdict="", problems=())

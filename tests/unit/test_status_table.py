@@ -102,7 +102,10 @@ def test_summary_lines() -> None:
     assert lines[3].startswith("site ticket: held by dc1 (epoch 7)")
     bare = summary_lines(replace(VIEW, active_site_recorded=False, controllers=()), NOW)
     assert bare[0].endswith("(from the topology: no operation recorded yet)")
-    assert bare[-1] == "controllers: none running (no automatic failover)"
+    assert bare[-2:] == [
+        "controllers: none running (no automatic failover)",
+        "plan evaluation: none recorded yet (the leading controller evaluates)",
+    ]
 
 
 def test_render_draws_the_table_and_the_operation() -> None:
