@@ -17,7 +17,14 @@ from orchestrator.cli.output import console, emit_json, err_console, fail
 from orchestrator.config import InvalidTopology, Topology, config_path, load_topology
 from orchestrator.errors import SitectlError
 from orchestrator.inventory import render_inventory_text
-from orchestrator.plan import ObservedState, Plan, PlanRefused, assumed_state, build_plan
+from orchestrator.plan import (
+    ObservedState,
+    Plan,
+    PlanRefused,
+    assumed_state,
+    build_plan,
+    build_reprotect_plan,
+)
 from orchestrator.plan.build import custom_step_findings
 from orchestrator.plan.digest import plan_digest
 from orchestrator.plan.planfile import plan_file_text
@@ -103,6 +110,16 @@ def _plan(
     observed = _observed(topo, from_site, frozenset(unreachable or []))
     try:
         return build_plan(topo, observed, mode.value, to), observed
+    except PlanRefused as exc:
+        fail(f"refused: {exc}", ExitCode.GATE_REFUSED if exc.gate else ExitCode.BAD_INPUT)
+
+
+def _reprotect_plan(
+    topo: Topology, unreachable: list[str] | None, from_site: str | None
+) -> tuple[Plan, ObservedState]:
+    observed = _observed(topo, from_site, frozenset(unreachable or []))
+    try:
+        return build_reprotect_plan(topo, observed), observed
     except PlanRefused as exc:
         fail(f"refused: {exc}", ExitCode.GATE_REFUSED if exc.gate else ExitCode.BAD_INPUT)
 
@@ -253,10 +270,27 @@ def plan(
             )
 
 
+class RunbookMode(StrEnum):
+    switchover = "switchover"
+    failover = "failover"
+    reprotect = "reprotect"
+
+
 @app.command()
 def runbook(
-    to: ToOption,
-    mode: ModeOption = ModeChoice.switchover,
+    to: Annotated[
+        str | None,
+        typer.Option("--to", help="The site to move the service to (not with reprotect)."),
+    ] = None,
+    mode: Annotated[
+        RunbookMode,
+        typer.Option(
+            "--mode",
+            "-m",
+            help="switchover (planned, lossless), failover (the old site may be gone) or "
+            "reprotect (reverse the mirrors after a move, salvage first).",
+        ),
+    ] = RunbookMode.switchover,
     config: ConfigOption = None,
     unreachable: UnreachableOption = None,
     from_site: FromOption = None,
@@ -266,10 +300,19 @@ def runbook(
 ) -> None:
     """Render the plan as a Markdown runbook a person can follow by hand.
 
+    `--mode reprotect` (no --to) renders what `sitectl reprotect` would do now.
+
     [b]Example:[/b] sitectl runbook --to dc2 --mode failover -o failover-dc2.md
     """
     topo, path = load(config)
-    the_plan, observed = _plan(topo, mode, to, unreachable, from_site)
+    if mode is RunbookMode.reprotect:
+        if to is not None:
+            fail("--to: a reprotect moves nothing — leave it out", ExitCode.BAD_INPUT)
+        the_plan, observed = _reprotect_plan(topo, unreachable, from_site)
+    elif to is None:
+        fail(f"--to SITE: where the {mode.value} moves the service", ExitCode.BAD_INPUT)
+    else:
+        the_plan, observed = _plan(topo, ModeChoice(mode.value), to, unreachable, from_site)
     text = render_runbook(topo, the_plan, str(path), observed.ticket)
     if output is None:
         typer.echo(text, nl=False)

@@ -117,23 +117,28 @@ def secret_files(topo: Topology, plan: Plan) -> tuple[str, ...]:
     first; none when no step reads a secret the topology holds in another form."""
     actions = {step.action for step in plan.steps()}
     made: list[str] = []
-    if Action.CHECK_LDAP in actions and topo.ldap is not None:
+    if actions & {Action.CHECK_LDAP, Action.SALVAGE_LDAP} and topo.ldap is not None:
         for ref in _ldap_passwords(topo):
             # ldapsearch -y reads the whole file: no newline after the password.
             made.append(
                 _private(f"printf '%s' {_secret_text(ref)}", _ldap_password_file(topo, ref))
             )
-    updated = {step.target for step in plan.steps() if step.action is Action.DNS_UPDATE}
+    updated = {
+        step.target
+        for step in plan.steps()
+        if step.action in (Action.DNS_UPDATE, Action.DNS_DEMOTE)
+    }
     for zone in topo.dns.zones:
         command = _make_tsig_key(zone) if zone.name in updated else None
         if command and command not in made:
             made.append(command)
     user = topo.application.probe_user
-    if (
-        Action.VERIFY_CANARY in actions
-        and user is not None
-        and _first_probe(topo, plan.to_site, "imap") is not None
-    ):
+    reads_canary = Action.VERIFY_CANARY in actions or (
+        plan.mode == "failover"
+        and Action.VERIFY_APPLICATION in actions
+        and _canary_scripted(topo, plan.to_site)
+    )
+    if reads_canary and user is not None and _first_probe(topo, plan.to_site, "imap") is not None:
         # curl takes the login and password of the `default` entry for any host.
         made.append("# a .netrc cannot hold a password with a space or a tab")
         made.append(
@@ -161,7 +166,40 @@ def manual_step(topo: Topology, plan: Plan, step: Step, ticket: Ticket | None = 
     """`ticket`: the site ticket as read when the runbook was made, if it could be."""
     if step.action is Action.FENCE_WAIT:
         return _fence_wait(topo, step, ticket)
-    return _RENDERERS[step.action](topo, plan, step)
+    rendered = _RENDERERS[step.action](topo, plan, step)
+    if step.if_unreachable == "skip" and step.hosts and rendered.commands:
+        return _unless_unreachable(topo, step, rendered)
+    return rendered
+
+
+def _unless_unreachable(topo: Topology, step: Step, rendered: ManualStep) -> ManualStep:
+    """An old-site step of a failover, run only if its hosts answer Ansible within the
+    policy's bound: a lost site's step says "skipped" and the operator goes on, as the
+    engine records it skipped. Its commands stay as they are (a stop that fails on a site
+    that answers still fails)."""
+    timeout = int(topo.policy.unreachable_timeout)
+    ping = _ansible(topo, ":".join(step.hosts), "ansible.builtin.ping", "").removesuffix(" -a ''")
+    return ManualStep(
+        (
+            f"# Skip if {step.site} is unreachable: the commands run only if its hosts "
+            f"answer within {timeout} s",
+            f"if {ping} -T {timeout} -o >/dev/null 2>&1; then",
+            *rendered.commands,
+            "else",
+            f'echo "skipped: {step.site} unreachable"',
+            "fi",
+        ),
+        f'{rendered.expect}; or "skipped: {step.site} unreachable"',
+        f"{rendered.done_when}; or {step.site} did not answer and the step is skipped",
+    )
+
+
+def _old_site_may_fail(plan: Plan, site: str | None, command: str) -> str:
+    """A check aimed at the old site in a failover: that site may be gone, which the
+    check then says rather than stopping the operator."""
+    if plan.mode != "failover" or site != plan.from_site:
+        return command
+    return f'{command} || echo "skipped: {site} does not answer (a failover goes on without it)"'
 
 
 def _ansible(topo: Topology, group: str, module: str, args: str) -> str:
@@ -260,14 +298,15 @@ def _check_zookeeper(topo: Topology, plan: Plan, step: Step) -> ManualStep:
     for host in topo.zookeeper.hosts:
         address, _, port = host.address.rpartition(":")
         if tls is None:
-            commands.append(f"echo srvr | nc -w 3 {address} {port} | grep Mode")
+            command = f"echo srvr | nc -w 3 {address} {port} | grep Mode"
         else:
             verify = "-verify_ip" if _is_ip(address) else "-verify_hostname"
-            commands.append(
+            command = (
                 f"echo srvr | openssl s_client -quiet -connect {address}:{port} -CAfile "
                 f"{shlex.quote(tls.ca_file)} {verify} {address} -verify_return_error "
                 "2>/dev/null | grep Mode"
             )
+        commands.append(_old_site_may_fail(plan, host.site, command))
     return ManualStep(
         tuple(commands),
         "exactly one 'Mode: leader', the others 'Mode: follower'",
@@ -283,7 +322,7 @@ def _is_ip(address: str) -> bool:
     return True
 
 
-def _ldapsearch(topo: Topology, index: int) -> str:
+def _ldapsearch(topo: Topology, index: int, what: str = "-s base contextCSN") -> str:
     ldap = topo.ldap
     assert ldap is not None  # the step exists only when the topology has LDAP
     master = ldap.masters[index]
@@ -296,7 +335,30 @@ def _ldapsearch(topo: Topology, index: int) -> str:
         f"{prefix}ldapsearch -LLL -o nettimeout={int(ldap.timeout)} -H {shlex.quote(master.uri)}"
         f"{' -ZZ' if starttls else ''} -x -D {shlex.quote(bind_dn)} "
         f"-y {_made(_ldap_password_file(topo, password))} -b {shlex.quote(ldap.suffix)} "
-        "-s base contextCSN"
+        f"{what}"
+    )
+
+
+def _salvage_ldap(topo: Topology, plan: Plan, step: Step) -> ManualStep:
+    """The old site's masters' changes since the takeover, for a person to review. When
+    that was only the operator knows (the incident log, `sitectl status`): TAKEOVER."""
+    assert topo.ldap is not None
+    active = step.params["active"]
+    since = '"(entryCSN>=${TAKEOVER}.000000Z#000000#000#000000)" entryCSN'
+    return ManualStep(
+        (
+            f"# TAKEOVER: when {active} took over (UTC, YYYYmmddHHMMSS), e.g. "
+            "export TAKEOVER=20261122134500",
+            'test -n "$TAKEOVER" || { echo "set TAKEOVER first"; false; }',
+            *(
+                _ldapsearch(topo, i, since)
+                for i, master in enumerate(topo.ldap.masters)
+                if master.site == step.site
+            ),
+        ),
+        "the entries changed since the takeover, each with its entryCSN "
+        f"(written by {step.site} when its third field is one of its servers' ids)",
+        f"a person has compared each with {active}'s masters and kept or redone the change there",
     )
 
 
@@ -304,7 +366,10 @@ def _check_ldap(topo: Topology, plan: Plan, step: Step) -> ManualStep:
     assert topo.ldap is not None
     limit = int(topo.policy.rpo_limits.ldap)
     return ManualStep(
-        tuple(_ldapsearch(topo, i) for i in range(len(topo.ldap.masters))),
+        tuple(
+            _old_site_may_fail(plan, master.site, _ldapsearch(topo, i))
+            for i, master in enumerate(topo.ldap.masters)
+        ),
         "each master prints contextCSN lines like 20261122134501.123456Z#000000#001#000000; "
         "the third field is the server id that wrote",
         f"for every server id, all masters show the same CSN, or timestamps at most {limit} s "
@@ -318,9 +383,10 @@ def _check_object_store(topo: Topology, plan: Plan, step: Step) -> ManualStep:
     commands = []
     for endpoint in store.endpoints:
         for bucket in store.buckets:
-            commands.append(s3api(endpoint, f"get-bucket-versioning --bucket {bucket.name}"))
+            asks = [f"get-bucket-versioning --bucket {bucket.name}"]
             if bucket.replicated and endpoint.site == plan.from_site:
-                commands.append(s3api(endpoint, f"get-bucket-replication --bucket {bucket.name}"))
+                asks.append(f"get-bucket-replication --bucket {bucket.name}")
+            commands += [_old_site_may_fail(plan, endpoint.site, s3api(endpoint, a)) for a in asks]
     return ManualStep(
         tuple(commands),
         '"Status": "Enabled" for versioning; a replication rule with "Status": "Enabled" '
@@ -388,7 +454,12 @@ def _check_mirrors(topo: Topology, plan: Plan, step: Step) -> ManualStep:
 
 def _check_dns(topo: Topology, plan: Plan, step: Step) -> ManualStep:
     commands = [
-        f"dig @{server.address} -p {server.port} +norec +short {zone.name} SOA"
+        _old_site_may_fail(
+            plan,
+            server.site,
+            # dig exits 0 on an answer, 9 when no server answered.
+            f"dig @{server.address} -p {server.port} +norec +short {zone.name} SOA",
+        )
         for zone in topo.dns.zones
         for server in zone.verify_servers
     ]
@@ -402,7 +473,7 @@ def _check_dns(topo: Topology, plan: Plan, step: Step) -> ManualStep:
 def _check_application(topo: Topology, plan: Plan, step: Step) -> ManualStep:
     commands, kinds = _probes(topo, plan.from_site)
     return ManualStep(
-        tuple(commands),
+        tuple(_old_site_may_fail(plan, plan.from_site, c) for c in commands),
         _expect_probes(kinds),
         f"{topo.application.name} answers on {plan.from_site} (in a failover it may not)",
     )
@@ -700,9 +771,31 @@ def _dns_demote(topo: Topology, plan: Plan, step: Step) -> ManualStep:
         if primary
         else promotion.demote_command.replace("{primary}", "<the current primary>")
     )
+    # As the engine: demote only while two servers take signed updates (a secondary
+    # answers a prerequisite-only update NOTAUTH); one primary is left as it is.
+    accepts = [
+        f"printf 'server {s.address} {s.port}\\nzone {zone.name}\\nprereq yxdomain "
+        f"{zone.name}\\nsend\\n' | nsupdate -k {_tsig_key(zone)} 2>/dev/null"
+        for s in (promotion.server, *([primary.server] if primary else []))
+    ]
+    if len(accepts) < 2:
+        return ManualStep(
+            (_ansible(topo, promotion.host, "ansible.builtin.shell", command),),
+            f"{promotion.host} reports CHANGED (or nothing to do if it is already a secondary)",
+            f"only one server takes updates for {zone.name}; {promotion.server} answers the "
+            "primary's serial",
+        )
     return ManualStep(
-        (_ansible(topo, promotion.host, "ansible.builtin.shell", command),),
-        f"{promotion.host} reports CHANGED (or nothing to do if it is already a secondary)",
+        (
+            f"# Two primaries of {zone.name} (both accept a signed update that changes "
+            f"nothing)? Then demote {plan.to_site}'s",
+            f"if {' && '.join(accepts)}; then",
+            _ansible(topo, promotion.host, "ansible.builtin.shell", command),
+            "else",
+            f'echo "one primary of {zone.name}: nothing to demote"',
+            "fi",
+        ),
+        f"{promotion.host} reports CHANGED, or 'one primary of {zone.name}: nothing to demote'",
         f"only one server takes updates for {zone.name}; {promotion.server} answers the "
         "primary's serial",
     )
@@ -711,11 +804,14 @@ def _dns_demote(topo: Topology, plan: Plan, step: Step) -> ManualStep:
 def _verify_dns(topo: Topology, plan: Plan, step: Step) -> ManualStep:
     commands = []
     expected = []
+    # The plan's servers: a failover expects no answer from the lost site's.
+    servers = step.params.get("zones", {})
     for zone in topo.dns.zones:
         for record in zone.records:
             name = zone.fqdn(record)
             expected.append(f"{name} → {record.values[plan.to_site]}")
-            for server in zone.verify_servers:
+            for text in servers.get(zone.name, [str(s) for s in zone.verify_servers]):
+                server = parse_server(text)
                 commands.append(
                     f"dig @{server.address} -p {server.port} +norec +short {name} {record.type}"
                 )
@@ -728,9 +824,55 @@ def _verify_dns(topo: Topology, plan: Plan, step: Step) -> ManualStep:
 
 def _verify_application(topo: Topology, plan: Plan, step: Step) -> ManualStep:
     commands, kinds = _probes(topo, plan.to_site)
-    return ManualStep(
+    probes = ManualStep(
         tuple(commands), _expect_probes(kinds), f"every probe answers on {plan.to_site}"
     )
+    if plan.mode != "failover" or not _canary_scripted(topo, plan.to_site):
+        return probes
+    # A failover has no canary from the lost site to look for: one sent on the new
+    # site and read back there shows mail is accepted, delivered and readable.
+    write, read = _canary_write(topo, plan.to_site), _canary_search(topo, plan.to_site)
+    return ManualStep(
+        (
+            *probes.commands,
+            *write,
+            "# delivery takes a moment: look for it for up to 10 s, then once more to be sure",
+            f"for try in 1 2 3 4 5 6 7 8 9 10; do {read} | grep '^\\* SEARCH [0-9]' && break; "
+            "sleep 1; done",
+            f"{read} | grep '^\\* SEARCH [0-9]'",
+        ),
+        f"{probes.expect}; then '* SEARCH' followed by the canary's message number",
+        f"every probe answers on {plan.to_site}, and the canary ($CANARY) sent there is "
+        "readable there",
+    )
+
+
+def _canary_scripted(topo: Topology, site: str) -> bool:
+    return (
+        topo.application.probe_user is not None
+        and _first_probe(topo, site, "smtp") is not None
+        and _first_probe(topo, site, "imap") is not None
+    )
+
+
+def _canary_write(topo: Topology, site: str) -> tuple[str, str]:
+    user = topo.application.probe_user
+    smtp = _first_probe(topo, site, "smtp")
+    assert user is not None and smtp is not None
+    url, tls = _curl_url(*smtp, "")
+    return (
+        'export CANARY="sitectl-canary manual-$(date -u +%Y%m%dT%H%M%SZ)"',
+        f"printf 'Subject: %s\\n\\ncanary\\n' \"$CANARY\" | "
+        f"curl -s{tls} {url} --mail-from sitectl@localhost "
+        f"--mail-rcpt {shlex.quote(user.address or user.user)} -T -",
+    )
+
+
+def _canary_search(topo: Topology, site: str) -> str:
+    imap = _first_probe(topo, site, "imap")
+    assert imap is not None
+    url, tls = _curl_url(*imap, "INBOX")
+    return f'curl -s{tls} --netrc-file {_made(PROBE_NETRC)} {url} -X "SEARCH SUBJECT \\"$CANARY\\""'
 
 
 def _verify_canary(topo: Topology, plan: Plan, step: Step) -> ManualStep:
@@ -743,13 +885,8 @@ def _verify_canary(topo: Topology, plan: Plan, step: Step) -> ManualStep:
             "read the last message written before the cutover at the new site (no IMAP probe "
             "user or IMAP probe in the topology to script it)",
         )
-    host, probe = imap
-    url, tls = _curl_url(host, probe, "INBOX")
     return ManualStep(
-        (
-            f"curl -s{tls} --netrc-file {_made(PROBE_NETRC)} "
-            f'{url} -X "SEARCH SUBJECT \\"$CANARY\\""',
-        ),
+        (f"{_canary_search(topo, plan.to_site)} | grep '^\\* SEARCH [0-9]'",),
         "'* SEARCH' followed by message numbers",
         "the canary ($CANARY, from the canary step) is found: the last write reached here",
     )
@@ -760,15 +897,8 @@ def _write_canary(topo: Topology, plan: Plan, step: Step) -> ManualStep:
     smtp = _first_probe(topo, plan.from_site, "smtp")
     if user is None or smtp is None:
         return ManualStep((), "", "send yourself a message on the old site and note its subject")
-    address = user.address or user.user
-    url, tls = _curl_url(*smtp, "")
     return ManualStep(
-        (
-            'export CANARY="sitectl-canary manual-$(date -u +%Y%m%dT%H%M%SZ)"',
-            f"printf 'Subject: %s\\n\\ncanary\\n' \"$CANARY\" | "
-            f"curl -s{tls} {url} --mail-from sitectl@localhost "
-            f"--mail-rcpt {shlex.quote(address)} -T -",
-        ),
+        _canary_write(topo, plan.from_site),
         "no output; the message is delivered within seconds",
         "the canary is readable over IMAP on the old site (same search as the verify step)",
     )
@@ -814,6 +944,7 @@ def _activate(topo: Topology, plan: Plan, step: Step) -> ManualStep:
                 *_zk_put(topo, znode, plan.to_site),
                 f"get {znode}",
                 then=f"tail -n 1 | grep -Fx -- {plan.to_site}",
+                lost=_lost(plan),
             ),
         ),
         f"no error, and the last line printed is {plan.to_site}",
@@ -844,7 +975,12 @@ def _zk_put(topo: Topology, znode: str, value: str) -> list[str]:
     ]
 
 
-def _zk_cli(topo: Topology, *commands: str, then: str = "") -> str:
+def _lost(plan: Plan) -> str | None:
+    """The site a failover leaves behind, whose servers a client should not try."""
+    return plan.from_site if plan.mode == "failover" else None
+
+
+def _zk_cli(topo: Topology, *commands: str, then: str = "", lost: str | None = None) -> str:
     """ZooKeeper's own client running `commands`, one per line on its input: as sitectl
     connects (TLS verified against zookeeper.tls.ca_file, authenticated as
     zookeeper.auth), and without the credentials on any command line (the shell reads
@@ -870,11 +1006,15 @@ def _zk_cli(topo: Topology, *commands: str, then: str = "") -> str:
         )
         client = f"java -cp {classpath} {defines} org.apache.zookeeper.ZooKeeperMain"
     lines = [f"addauth digest $(cat {_made(ZK_IDENTITY)})"] if zk.auth else []
+    # The client sends its input as soon as it starts: a request queued while it tries a
+    # server that refuses (a lost site's) fails with ConnectionLoss, so only the
+    # survivors are named. The rest are a quorum, or nothing could be written anyway.
+    servers = ",".join(h.address for h in zk.hosts if h.site != lost)
     body = "\n".join([*lines, *commands])
     # `then`: a pipeline the client's output goes on to (its own exit status does not
     # tell a refused `set`: the last line read back does).
     pipe = f" | {then}" if then else ""
-    return f"{client} -server {zk.connect_string()} <<EOF{pipe}\n{body}\nEOF"
+    return f"{client} -server {servers} <<EOF{pipe}\n{body}\nEOF"
 
 
 def _ticket_znode(topo: Topology) -> str:
@@ -898,10 +1038,36 @@ def _fence_wait(topo: Topology, step: Step, ticket: Ticket | None) -> ManualStep
         )
     return ManualStep(
         (
-            _zk_cli(topo, f"get {_ticket_znode(topo)}"),
-            "# then wait until $(date -u +%s) is past the instant computed below",
+            f"# If every stop step on {old} above succeeded, there is nothing to wait for. "
+            "Otherwise read the ticket and",
+            f"# wait until its last renewal + ttl + {drift:g} s has passed: at once when "
+            f"{old} does not hold it (or none is recorded)",
+            'TICKET="$('
+            + _zk_cli(
+                topo,
+                f"get {_ticket_znode(topo)}",
+                then="grep -E '^[{]|^Node does not exist'",
+                lost=old,
+            ).replace(" <<EOF | ", " <<EOF 2>&1 | ", 1)
+            # The client exits 1 after "Node does not exist": the lines read decide.
+            + '\n)" || true',
+            'echo "ticket: ${TICKET:-none read}"',
+            'test -n "$TICKET"  # nothing read: ZooKeeper did not answer, do not go on',
+            f'case "$TICKET" in *\'"holder": "{old}"\'*) ;; *) TICKET=\'{{}}\' ;; esac',
+            # Seconds since the epoch, rounded up; nothing to wait for without old's ticket.
+            "UNTIL=$(printf '%s' \"$TICKET\" | awk -v drift="
+            + f"{drift:g}"
+            + ' \'{ r = t = 0; if (match($0, /"renewed_at": [0-9.]+/)) '
+            'r = substr($0, RSTART + 14, RLENGTH - 14); if (match($0, /"ttl": [0-9.]+/)) '
+            "t = substr($0, RSTART + 7, RLENGTH - 7); u = r + t + drift; "
+            "if (r == 0) u = 0; else if (u > int(u)) u = int(u) + 1; print u }')",
+            'if [ "$UNTIL" -gt "$(date -u +%s)" ]; then '
+            'echo "waiting until $(date -u -d "@$UNTIL" +%H:%M:%SZ)"; '
+            f'else echo "nothing to wait for: {old} holds no ticket, or it has passed"; fi',
+            'while [ "$(date -u +%s)" -lt "$UNTIL" ]; do sleep 1; done',
         ),
-        f'a JSON ticket with "holder": "{old}", "renewed_at" and "ttl"',
+        f'the ticket (with "holder": "{old}", "renewed_at" and "ttl"), or "Node does not '
+        'exist"; then the time waited until, and the prompt back once it has passed',
         f"every stop step on {old} above succeeded ({stops}): nothing to wait for; "
         f"otherwise `date -u +%s` has passed {arithmetic}. Until then {old} may still be "
         f"serving: make nothing at {step.site} writable",
@@ -941,6 +1107,7 @@ def _ticket_grant(topo: Topology, plan: Plan, step: Step) -> ManualStep:
                 *_zk_put(topo, znode, granted),
                 f"get {znode}",
                 then=f'tail -n 1 | grep -F \'"holder": "{step.site}"\'',
+                lost=_lost(plan),
             ),
         ),
         "no error",
@@ -978,7 +1145,7 @@ _RENDERERS: dict[Action, Callable[[Topology, Plan, Step], ManualStep]] = {
     Action.SALVAGE_SNAPSHOT: lambda t, p, s: ManualStep(*salvage.snapshot(t, p, s)),
     Action.SALVAGE_MAIL: lambda t, p, s: ManualStep(*salvage.mail(t, p, s)),
     Action.SALVAGE_OBJECTS: lambda t, p, s: ManualStep(*salvage.objects(t, p, s)),
-    Action.SALVAGE_LDAP: lambda t, p, s: ManualStep(*salvage.ldap_report(t, p, s)),
+    Action.SALVAGE_LDAP: _salvage_ldap,
     Action.SALVAGE_DECIDE: lambda t, p, s: ManualStep(*salvage.decide(t, p, s)),
     Action.CUSTOM_COMMAND: lambda t, p, s: ManualStep(*custom.command(t, p, s)),
     Action.CUSTOM_PLAYBOOK: lambda t, p, s: ManualStep(*custom.playbook(t, p, s)),

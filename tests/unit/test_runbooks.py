@@ -39,6 +39,7 @@ RUNBOOKS = [
         "runbooks/example-zimbra/failover-to-dc2.md",
         ["--to", "dc2", "--mode", "failover", "--unreachable", "dc1"],
     ),
+    ("runbooks/example-zimbra/reprotect-from-dc2.md", ["--mode", "reprotect", "--from", "dc2"]),
 ]
 
 
@@ -285,3 +286,189 @@ def test_tls_probes_render_commands_that_verify_as_the_probe_does() -> None:
         " --ssl-reqd --connect-to mbox1.example.net:2525:198.18.1.1:2525",
     )
     assert manual._curl_url(host, clear, "INBOX") == ("imap://198.18.1.1:143/INBOX", "")
+
+
+# --- the lab's runbooks, as the runbook-following lab test walks them -----------------
+#
+# tests/lab/test_runbook_follow.py runs these blocks on the lab; here, what makes them
+# followable at all, checked on the text (and the fence wait's arithmetic in a real bash).
+
+
+def _lab_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str) -> str:
+    topo = _lab(tmp_path, monkeypatch)
+    return render_runbook(topo, _plans(topo)[mode], "topology.yaml")
+
+
+def _step_block(text: str, step_id: str) -> list[str]:
+    """The command lines of one step's block."""
+    after = text[text.index(f"`{step_id}`") :]
+    return after[
+        after.index("```sh\n") + 6 : after.index("```\n", after.index("```sh\n") + 6)
+    ].splitlines()
+
+
+@pytest.mark.parametrize(
+    "step_id",
+    ["disable-application/dc1/mta", "disable-application/dc1/mailbox", "unmount/dc1/mailstore"],
+)
+def test_a_failover_runs_the_old_sites_steps_only_if_its_hosts_answer(
+    step_id: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lines = _step_block(_lab_text(tmp_path, monkeypatch, "failover"), step_id)
+    assert lines[0].startswith("# Skip if dc1 is unreachable"), lines
+    assert re.match(r"if ansible -i \S+ dc1-\w+ -m ansible.builtin.ping -T 5 -o ", lines[1])
+    assert lines[-3:] == ["else", 'echo "skipped: dc1 unreachable"', "fi"]
+    # The step's own commands between, unguarded: a stop that fails on a site that
+    # answers still fails.
+    assert all(line.startswith("ansible ") for line in lines[2:-3]), lines
+
+
+def test_a_failovers_checks_of_the_old_site_say_it_does_not_answer_instead_of_failing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = _lab_text(tmp_path, monkeypatch, "failover")
+    said = ' || echo "skipped: dc1 does not answer (a failover goes on without it)"'
+    checks = [
+        line
+        for step in (
+            "preflight/zookeeper",
+            "preflight/ldap",
+            "preflight/dns",
+            "preflight/application",
+        )
+        for line in _step_block(text, step)
+    ]
+    for line in checks:
+        at_dc1 = "198.18.1." in line.split(" || ")[0]
+        assert line.endswith(said) == at_dc1, line
+    assert any("198.18.1." in line for line in checks) and any(
+        "198.18.2." in line for line in checks
+    )
+    # A switchover needs the old site: the same checks there fail when it does not answer.
+    assert "skipped: dc1" not in _lab_text(tmp_path, monkeypatch, "switchover")
+
+
+def test_a_failover_asks_nothing_of_the_lost_sites_servers_after_its_checks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ZooKeeper's client sends its input at once: a request queued while it tries the
+    lost site's server fails (ConnectionLoss), so only the survivors are named; the DNS
+    verification asks the servers the plan expects an answer from."""
+    text = _lab_text(tmp_path, monkeypatch, "failover")
+    servers = re.findall(r" -server (\S+) <<EOF", text)
+    assert len(servers) == 3  # fence wait, grant, activate
+    assert set(servers) == {"198.18.2.1:2281,198.18.3.1:2281"}
+    assert not [line for line in _step_block(text, "verify/dns") if "@198.18.1." in line]
+    switchover = _lab_text(tmp_path, monkeypatch, "switchover")
+    assert set(re.findall(r" -server (\S+) <<EOF", switchover)) == {
+        "198.18.1.1:2281,198.18.2.1:2281,198.18.3.1:2281"
+    }
+
+
+def test_a_failover_sends_a_canary_at_the_new_site_and_reads_it_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = _lab_text(tmp_path, monkeypatch, "failover")
+    lines = _step_block(text, "verify/application/dc2")
+    assert lines[-5].startswith('export CANARY="sitectl-canary manual-')
+    assert "smtp://198.18.2.1:2525/" in lines[-4]
+    assert "imaps://198.18.2.1:1993/INBOX" in lines[-1] and lines[-1].endswith(
+        "| grep '^\\* SEARCH [0-9]'"
+    )
+    assert '> "$RUNBOOK_SECRETS/probe.netrc")' in text  # the search's login, made first
+
+
+def _fence_wait_tail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The fence wait's lines after the ticket is read: what decides how long to wait."""
+    lines = _step_block(_lab_text(tmp_path, monkeypatch, "failover"), "fence/wait/dc1")
+    return "\n".join(lines[lines.index('echo "ticket: ${TICKET:-none read}"') :])
+
+
+@pytest.mark.parametrize(
+    ("ticket", "waits"),
+    [
+        # dc1's ticket, last renewed long ago: expired, no wait.
+        ('{"epoch": 3, "holder": "dc1", "renewed_at": {old}, "ttl": 10.0}', False),
+        # dc1's ticket, passing 1.5 s from now (renewal + ttl 10 + drift 1): waited for.
+        ('{"epoch": 3, "holder": "dc1", "renewed_at": {soon}, "ttl": 10.0}', True),
+        # Another site holds it, or none is recorded: nothing of dc1's to wait for.
+        ('{"epoch": 3, "holder": "dc2", "renewed_at": {soon}, "ttl": 10.0}', False),
+        ('{"epoch": 3, "holder": null, "renewed_at": {soon}, "ttl": 10.0}', False),
+        ("Node does not exist: /sitectl/lab/sitectl-lab/ticket", False),
+    ],
+)
+def test_the_fence_wait_waits_in_bash_until_the_old_sites_ticket_has_passed(
+    ticket: str, waits: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    now = time.time()
+    told = ticket.replace("{old}", f"{now - 100:.3f}").replace("{soon}", f"{now - 9.5:.3f}")
+    script = f"set -eo pipefail\nTICKET='{told}'\n{_fence_wait_tail(tmp_path, monkeypatch)}"
+    began = time.monotonic()
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30)
+    took = time.monotonic() - began
+    assert done.returncode == 0, done.stderr
+    if waits:
+        # Until the whole second after renewal + ttl + drift: 1.5 s from now, rounded up.
+        assert took >= 1.0 and time.time() >= now + 1.5, (took, done.stdout)
+        assert "waiting until " in done.stdout, done.stdout
+    else:
+        assert took < 1.0, (took, done.stdout)
+        assert "nothing to wait for: dc1 holds no ticket, or it has passed" in done.stdout
+
+
+def test_the_fence_wait_stops_the_operator_when_zookeeper_does_not_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    script = f"set -e\nTICKET=''\n{_fence_wait_tail(tmp_path, monkeypatch)}"
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30)
+    assert done.returncode != 0 and "waiting until" not in done.stdout, done.stdout
+
+
+def test_the_reprotect_runbook_is_what_sitectl_reprotect_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = _lab_text(tmp_path, monkeypatch, "reprotect")
+    assert text.startswith(
+        "# Runbook: reprotect of `sitectl-lab`: dc2 stays active and protects towards dc1"
+    )
+    assert "it is the same plan `sitectl reprotect` executes" in text
+    # The snapshot is named when taken, and the comparison reads that one.
+    snapshot = _step_block(text, "salvage/snapshot/mailstore")
+    assert snapshot[0].startswith('export SALVAGE_MAILSTORE="') and "by-hand-$(date" in snapshot[0]
+    assert '"$SALVAGE_MAILSTORE"' in _step_block(text, "salvage/mail/mailstore")[0]
+    # The LDAP report: the password from its file, the takeover from the operator.
+    ldap = _step_block(text, "salvage/ldap-report")
+    assert ldap[1] == 'test -n "$TAKEOVER" || { echo "set TAKEOVER first"; false; }'
+    assert all('-y "$RUNBOOK_SECRETS/ldap.pw"' in line for line in ldap[2:]) and len(ldap) == 4
+    # Decide compares again, and fails while anything is left.
+    assert _step_block(text, "salvage/decide")[1:] == [
+        'test -z "$(comm -23 /tmp/salvage-mailstore-old.ids /tmp/salvage-mailstore-known.ids)"',
+        'test -z "$(comm -23 /tmp/salvage-mail-blobs-old.objects '
+        '/tmp/salvage-mail-blobs-active.objects)"',
+    ]
+    # dc1's DNS server is demoted only while it and dc2's both take updates.
+    demote = _step_block(text, "reprotect/dns/lab.internal.")
+    assert (
+        demote[1].startswith("if printf 'server 198.18.1.1 53\\n")
+        and "server 198.18.2.1" in demote[1]
+    )
+    assert "demote --zone lab.internal. --primary 198.18.2.1" in demote[2]
+
+
+@pytest.mark.parametrize(
+    ("args", "refusal"),
+    [
+        (["--mode", "reprotect", "--to", "dc1"], "a reprotect moves nothing"),
+        (["--mode", "switchover"], "--to SITE: where the switchover moves the service"),
+        (["--mode", "failover", "--unreachable", "dc1"], "--to SITE: where the failover"),
+    ],
+)
+def test_runbook_asks_for_to_exactly_when_the_mode_moves_the_service(
+    args: list[str], refusal: str
+) -> None:
+    os.chdir(ROOT)
+    result = CliRunner().invoke(app, ["runbook", "-c", TOPOLOGY, "--from", "dc1", *args])
+    assert result.exit_code == 2, result.output
+    assert refusal in result.output

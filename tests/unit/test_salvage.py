@@ -362,7 +362,11 @@ def test_the_salvage_steps_render_as_a_runbook_a_person_can_follow() -> None:
     text = render_runbook(topo, plan, "topology.yaml")
     for step in ("salvage/objects/zimbra-blobs", "salvage/ldap-report", "salvage/decide"):
         assert step in text, step
-    assert "comm -23 /tmp/salvage-old.objects /tmp/salvage-active.objects" in text
+    # One pair of listings per bucket, compared again by the decide step.
+    assert (
+        "comm -23 /tmp/salvage-zimbra-blobs-old.objects /tmp/salvage-zimbra-blobs-active.objects"
+        in text
+    )
     assert "(entryCSN>=" in text
     assert "# volume mailstore (netapp): sitectl cannot read dc2's copy" in text
 
