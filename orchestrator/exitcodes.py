@@ -11,3 +11,6 @@ class ExitCode(IntEnum):
     BAD_INPUT = 2  # bad arguments or an invalid topology file; nothing was changed
     LOCKED = 3  # another operation or leader holds the lock
     GATE_REFUSED = 4  # a readiness gate refused the operation
+    # `--plan FILE`: the plan that would run now is not the one in the file (re-plan and
+    # review it); nothing was changed.
+    PLAN_CHANGED = 5

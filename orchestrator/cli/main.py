@@ -26,7 +26,10 @@ from orchestrator.plan import (
     build_reprotect_plan,
 )
 from orchestrator.plan.build import custom_step_findings
+from orchestrator.plan.digest import plan_digest
+from orchestrator.plan.planfile import plan_file_text
 from orchestrator.runbook import render_runbook
+from orchestrator.version import version_text
 
 RECORD_TIMEOUT_S = 2.0
 
@@ -40,6 +43,27 @@ app = typer.Typer(
     # from the topology's files. Said here, not left to the default of a typer version.
     pretty_exceptions_show_locals=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        console.print(version_text(), markup=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print sitectl's version and exit.",
+            is_eager=True,  # before any verb, and without a topology file
+            callback=_print_version,
+        ),
+    ] = False,
+) -> None:
+    """Move a two-datacenter service from one site to the other, safely."""
 
 
 class ModeChoice(StrEnum):
@@ -187,24 +211,48 @@ def plan(
     config: ConfigOption = None,
     unreachable: UnreachableOption = None,
     from_site: FromOption = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Also write the plan with its digest to this file, for "
+            "`switchover|failover --plan FILE` to run exactly this plan.",
+        ),
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Print the ordered steps an operation would run; changes nothing.
 
     Steps in one group may run in parallel. The JSON form is documented in
-    docs/plan-format.md.
+    docs/plan-format.md. With -o FILE the plan is also saved with its digest: a
+    `switchover --plan FILE` later runs only if the plan that would run then is the same
+    (else it refuses, exit 5, printing both digests).
 
     [b]Example:[/b] sitectl plan --to dc2 --mode failover --unreachable dc1 --json
+
+    [b]Example:[/b] sitectl plan --to dc2 -o dc2.json   (then: sitectl switchover --plan dc2.json)
     """
     topo, _ = load(config)
     the_plan, _ = _plan(topo, mode, to, unreachable, from_site)
+    if output is not None:
+        try:
+            output.write_text(plan_file_text(the_plan), encoding="utf-8")
+        except OSError as exc:
+            fail(f"--output {output}: cannot write the plan file: {exc}", ExitCode.BAD_INPUT)
+        # On stderr: stdout stays the plan (its JSON with --json).
+        err_console.print(
+            f"wrote {output}: plan {plan_digest(the_plan)}; run it with "
+            f"`sitectl {the_plan.mode} --plan {output}`",
+            markup=False,
+        )
     if json_output:
         emit_json(the_plan.to_dict())
         return
     console.print(
         f"[b]{the_plan.mode}[/b] of {the_plan.cluster}: {the_plan.from_site} → "
         f"{the_plan.to_site}, {sum(1 for _ in the_plan.steps())} steps in "
-        f"{len(the_plan.groups)} groups"
+        f"{len(the_plan.groups)} groups, plan {plan_digest(the_plan)}"
     )
     for note in the_plan.notes:
         console.print(f"note: {note}", markup=False)
@@ -316,12 +364,16 @@ def _mount_subcommands() -> None:
         drill,
         evaluate,
         health,
+        history,
         operations,
+        status,
         ticket,
     )
 
     operations.register(app)
+    status.register(app)
     control.register(app)
+    history.register(app)
     health.register(app)
     evaluate.register(app)
     drill.register(app)

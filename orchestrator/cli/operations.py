@@ -1,14 +1,13 @@
-"""`sitectl switchover|failover|resume|abort|status`: thin wrappers over engine.operation."""
+"""`sitectl switchover|failover|reprotect|resume|abort`: thin wrappers over engine.operation
+(`status` is cli/status.py)."""
 
 from __future__ import annotations
 
 import logging
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -29,19 +28,55 @@ from orchestrator.cli.options import (
 )
 from orchestrator.cli.output import console, emit_json, err_console, fail
 from orchestrator.config import Topology
-from orchestrator.controller.leadership import current_leader
-from orchestrator.controller.zkstate import ControllerState
 from orchestrator.engine import operation as engine
 from orchestrator.engine.faults import Faults
-from orchestrator.engine.records import Mode, OpStatus, StepRecord
-from orchestrator.engine.views import StatusView
+from orchestrator.engine.records import FINISHED_STEP, Mode, OperationRecord, OpStatus, StepRecord
 from orchestrator.errors import ConfigError, LeaseLost, Locked, SitectlError, Unavailable
 from orchestrator.plan import Plan, PlanRefused
 from orchestrator.plan.model import Step
+from orchestrator.plan.planfile import BadPlanFile, SavedPlan, parse_plan_file, refusal
 
 
 def _topology(config: Path | None) -> Topology:
     return load(config)[0]
+
+
+PlanFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--plan",
+        metavar="FILE",
+        help="Run only the plan `sitectl plan -o FILE` saved: refused (exit 5, nothing "
+        "changed, both digests printed) when the plan that would run now differs. "
+        "--to defaults to the file's.",
+    ),
+]
+ToOrPlanOption = Annotated[
+    str | None,
+    typer.Option("--to", help="The site to move the service to (with --plan: the file's)."),
+]
+
+
+def _saved_plan(path: Path | None) -> SavedPlan | None:
+    """The plan file, read and checked before anything connects."""
+    if path is None:
+        return None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"--plan {path}: cannot read it: {exc}", ExitCode.BAD_INPUT)
+    try:
+        return parse_plan_file(text, str(path))
+    except BadPlanFile as exc:
+        fail(f"--plan {exc}", ExitCode.BAD_INPUT)
+
+
+def _target(to: str | None, saved: SavedPlan | None) -> str:
+    if to is not None:
+        return to
+    if saved is None:
+        fail("refused: --to SITE is required (or --plan FILE)", ExitCode.BAD_INPUT)
+    return saved.to_site
 
 
 @contextmanager
@@ -122,6 +157,14 @@ def _live(plan: Plan, quiet: bool) -> Iterator[Any]:
 
 
 def _confirm(plan: Plan, yes: bool) -> None:
+    _ask(
+        f"{plan.mode} {plan.cluster} from {plan.from_site} to {plan.to_site} "
+        f"({sum(1 for _ in plan.steps())} steps)? [y/N]: ",
+        yes,
+    )
+
+
+def _ask(question: str, yes: bool) -> None:
     """Ask unless --yes. --json changes only what is printed, never whether sitectl asks:
     without a terminal (a script) nobody can answer, so it refuses (exit 2) before
     anything changes; on a terminal it asks on stderr, so stdout stays the JSON."""
@@ -132,10 +175,6 @@ def _confirm(plan: Plan, yes: bool) -> None:
             "refused: no terminal to confirm on — pass --yes to run without a prompt",
             ExitCode.BAD_INPUT,
         )
-    question = (
-        f"{plan.mode} {plan.cluster} from {plan.from_site} to {plan.to_site} "
-        f"({sum(1 for _ in plan.steps())} steps)? [y/N]: "
-    )
     # Not typer.confirm: it writes a space to stdout even when asking on stderr.
     try:
         answer = err_console.input(question, markup=False)
@@ -191,10 +230,14 @@ def _operate(
     json_output: bool,
     no_fence_wait: str | None = None,
     discard_divergent: str | None = None,
+    saved: SavedPlan | None = None,
 ) -> None:
     topo = _topology(config)
     with _engine_errors(), engine.session(topo) as s:
         plan = engine.plan_operation(s, Mode(mode), to)
+        refused = refusal(saved, plan) if saved is not None else None
+        if refused is not None:
+            fail(refused, ExitCode.PLAN_CHANGED)
         if dry_run:
             if json_output:
                 emit_json({"dry_run": True, "plan": plan.to_dict()})
@@ -235,28 +278,22 @@ def _operate(
     _finish(outcome, json_output)
 
 
-def _controllers_line(controllers: list[dict[str, Any]]) -> str:
-    if not controllers:
-        return "controllers: none running (no automatic failover)"
-    parts = []
-    for c in controllers:
-        seen = ", ".join(f"{site} {status}" for site, status in sorted(c["sees"].items()))
-        at = (
-            time.strftime("%H:%M:%S", time.localtime(c["last_report"]))
-            if c["last_report"]
-            else "no report yet"
-        )
-        lead = " (leader)" if c["leader"] else ""
-        parts.append(f"{c['site']}{lead}: {seen or 'nothing seen yet'} at {at}")
-    return "controllers: " + "; ".join(parts)
+def _resume_question(op: OperationRecord, plan: Plan, records: dict[str, StepRecord]) -> str:
+    finished = sum(1 for r in records.values() if r.status in FINISHED_STEP)
+    return (
+        f"resume {op.mode} {op.id} of {plan.cluster} from {op.from_site} to {op.to_site} "
+        f"({op.status.value}, {finished} of {sum(1 for _ in plan.steps())} steps "
+        "finished)? [y/N]: "
+    )
 
 
 def register(app: typer.Typer) -> None:
     @app.command()
     def switchover(
-        to: Annotated[str, typer.Option("--to", help="The site to move the service to.")],
+        to: ToOrPlanOption = None,
         config: ConfigOption = None,
         reason: ReasonOption = "",
+        plan_file: PlanFileOption = None,
         dry_run: DryRunOption = False,
         yes: YesOption = False,
         json_output: JsonOption = False,
@@ -267,18 +304,36 @@ def register(app: typer.Typer) -> None:
         mirrors, remounts, repoints DNS, starts and verifies. Refuses (exit 4) if the old
         site does not answer: use failover.
 
+        With --plan FILE (written by `sitectl plan -o FILE`) it runs only if the plan
+        that would run now is that one; otherwise it refuses (exit 5) printing both
+        digests and the first difference, and changes nothing.
+
         Asks before it starts unless --yes, with --json too (the question goes to stderr);
         with no terminal to answer on it refuses (exit 2) and changes nothing.
 
         [b]Example:[/b] sitectl switchover --to dc2 --reason "quarterly DR drill" --yes
+
+        [b]Example:[/b] sitectl switchover --plan dc2.plan.json --reason "change 4711"
         """
-        _operate("switchover", to, config, reason, None, dry_run, yes, json_output)
+        saved = _saved_plan(plan_file)
+        _operate(
+            "switchover",
+            _target(to, saved),
+            config,
+            reason,
+            None,
+            dry_run,
+            yes,
+            json_output,
+            saved=saved,
+        )
 
     @app.command()
     def failover(
-        to: Annotated[str, typer.Option("--to", help="The site to move the service to.")],
+        to: ToOrPlanOption = None,
         config: ConfigOption = None,
         reason: ReasonOption = "",
+        plan_file: PlanFileOption = None,
         accept_data_loss: Annotated[
             str | None,
             typer.Option(
@@ -312,14 +367,17 @@ def register(app: typer.Typer) -> None:
         fence/wait waits until the old site's ticket has expired (last renewal + ttl +
         clock drift) unless the old site's stop steps succeeded; --no-fence-wait skips it.
 
+        With --plan FILE it runs only the plan saved there (see switchover).
+
         Asks before it starts unless --yes, with --json too (the question goes to stderr);
         with no terminal to answer on it refuses (exit 2) and changes nothing.
 
         [b]Example:[/b] sitectl failover --to dc2 --reason "dc1 power loss" --yes
         """
+        saved = _saved_plan(plan_file)
         _operate(
             "failover",
-            to,
+            _target(to, saved),
             config,
             reason,
             accept_data_loss,
@@ -327,6 +385,7 @@ def register(app: typer.Typer) -> None:
             yes,
             json_output,
             no_fence_wait,
+            saved=saved,
         )
 
     @app.command()
@@ -382,6 +441,7 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Argument(help="Operation id (default: the current one).")
         ] = None,
         config: ConfigOption = None,
+        yes: YesOption = False,
         json_output: JsonOption = False,
     ) -> None:
         """Continue an interrupted operation from its last checkpoint.
@@ -389,7 +449,10 @@ def register(app: typer.Typer) -> None:
         Finished steps are never run again; a step a crash left running runs again
         through its idempotent check.
 
-        [b]Example:[/b] sitectl resume 20261122T140000Z-ab12
+        Asks before it goes on unless --yes, like switchover (the question goes to
+        stderr); with no terminal to answer on it refuses (exit 2) and changes nothing.
+
+        [b]Example:[/b] sitectl resume 20261122T140000Z-ab12 --yes
         """
         topo = _topology(config)
         with _engine_errors(), engine.session(topo) as s:
@@ -398,6 +461,7 @@ def register(app: typer.Typer) -> None:
                 fail("refused: no operation in progress to resume", ExitCode.BAD_INPUT)
             op, _ = s.store.operation(op_id)
             plan = engine.replan(topo, op)
+            _ask(_resume_question(op, plan, s.store.records(op.id)), yes)
             with _live(plan, quiet=json_output) as spinners:
                 outcome = engine.resume_operation(
                     s, op_id, events=spinners, faults=Faults.from_env()
@@ -444,77 +508,6 @@ def register(app: typer.Typer) -> None:
         console.print(result.message, markup=False)
         if not result.stopped and wait > 0:
             raise typer.Exit(int(ExitCode.LOCKED))
-
-    @app.command()
-    def status(config: ConfigOption = None, json_output: JsonOption = False) -> None:
-        """Show the active site, the lease holder and the current or last operation.
-
-        [b]Example:[/b] sitectl status --json
-        """
-        topo = _topology(config)
-        with _engine_errors(), engine.session(topo) as s:
-            leader = current_leader(s.client, s.paths)
-            state = ControllerState(s.client, s.paths)
-            last = state.last_evaluation()
-            info = replace(
-                engine.describe(s),
-                controllers=tuple(state.running(leader)),
-                evaluation=last.to_dict() if last else None,
-            )
-        if json_output:
-            emit_json(info.to_json())
-            return
-        _print_status(info)
-
-
-def _print_status(info: StatusView) -> None:
-    """`sitectl status` for people."""
-    recorded = (
-        "" if info.active_site_recorded else " (from the topology: no operation recorded yet)"
-    )
-    console.print(f"cluster {info.cluster}: [b]{info.active_site}[/b] is active{recorded}")
-    holders = info.lock_holders
-    console.print(f"lease: {holders[0] if holders else 'free'}", markup=False)
-    if info.paused:
-        console.print(f"automation paused: {info.paused}", markup=False)
-    ticket = info.ticket.describe(time.time()) if info.ticket else "none recorded yet"
-    console.print(f"site ticket: {ticket}", markup=False)
-    console.print(_controllers_line(list(info.controllers or ())), markup=False)
-    console.print(_evaluation_line(info.evaluation), markup=False)
-    op = info.operation
-    if not op:
-        return
-    state = "in progress" if op.in_progress else "last operation"
-    console.print(
-        f"{state}: {op.id} {op.mode} {op.from_site}→{op.to_site} "
-        f"{op.status}, started {_when(op.started)} by {op.by} ({op.reason}); "
-        f"{op.steps_finished} steps finished"
-        + (f"; running {', '.join(op.running_steps)}" if op.running_steps else ""),
-        markup=False,
-    )
-    for waiting in op.waiting_for:
-        who = " or ".join(waiting["approvers"]) or "anyone allowed to operate"
-        console.print(
-            f"waiting since {_when(waiting['since'])} at {waiting['step']} for {who}: "
-            f"sitectl approve {op.id} -r REASON (or reject)",
-            markup=False,
-        )
-    if op.accept_data_loss:
-        console.print(f"data loss accepted: {op.accept_data_loss}", markup=False)
-    if op.message:
-        console.print(op.message, markup=False)
-
-
-def _evaluation_line(evaluation: dict[str, Any] | None) -> str:
-    """The leading controller's latest plan evaluation, on one line."""
-    if not evaluation:
-        return "plan evaluation: none recorded yet (the leading controller evaluates)"
-    return f"plan evaluation at {_when(float(evaluation['at']))}: {evaluation['verdict']}"
-
-
-def _when(timestamp: float) -> str:
-    """A recorded time as operators read it: local, with its zone."""
-    return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(timestamp))
 
 
 # What the other operation verbs (cli/control.py) share with these.

@@ -3,31 +3,13 @@ and what an operator should do when it stopped half-way."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping
 
 from orchestrator.engine.records import FINISHED_STEP, StepRecord, StepStatus
+from orchestrator.plan.digest import plan_digest as plan_digest  # the engine's, re-exported
 from orchestrator.plan.model import Group, Phase, Plan, Step
 
 Records = Mapping[str, StepRecord]
-
-
-def plan_digest(plan: Plan) -> str:
-    """A fingerprint of what the plan does (not of notes or reachability), so a resume
-    can refuse to continue an operation whose topology changed underneath it."""
-    steps = [
-        {
-            "id": s.id,
-            "action": s.action.value,
-            "site": s.site,
-            "hosts": list(s.hosts),
-            "params": s.params,
-        }
-        for s in plan.steps()
-    ]
-    blob = json.dumps(steps, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
 
 
 def status_of(records: Records, step: Step) -> StepStatus:

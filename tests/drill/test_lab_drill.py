@@ -227,7 +227,7 @@ def test_a_drill_whose_new_site_cannot_start_its_mta_stops_and_says_where_it_sta
         is not None
     )
     # The advice works: with the port free again, resume finishes the move to dc2.
-    resumed = drills.cluster.ok("resume")
+    resumed = drills.cluster.ok("resume", "--yes")
     assert resumed["status"] == "succeeded"
     drills.cluster.assert_active("dc2")
 

@@ -197,7 +197,7 @@ class Cluster:
         self.lab.heal_all()
         op = self.status()["operation"]
         # An earlier scenario may have stopped mid-operation on purpose: finish it first.
-        if op and op["in_progress"] and self.sitectl("resume").returncode != 0:
+        if op and op["in_progress"] and self.sitectl("resume", "--yes").returncode != 0:
             self.sitectl("abort")
         if self.status()["active_site"] != "dc1":
             if self.mirror()["destination"] != "dc1":

@@ -122,7 +122,7 @@ def test_a_frozen_leaders_task_is_stopped_on_the_host_by_its_successor(
         # Its session expires; a successor takes over and finishes the move.
         deadline = time.monotonic() + 90
         while (
-            successor := cluster.sitectl("resume", SITECTL_CONFIG=str(topology))
+            successor := cluster.sitectl("resume", "--yes", SITECTL_CONFIG=str(topology))
         ).returncode == 3:
             assert time.monotonic() < deadline, successor.stderr
             time.sleep(0.5)

@@ -56,8 +56,8 @@ def test_sigkill_inside_steps_then_resume_applies_each_effect_once(
         assert op["in_progress"] and op["status"] == "running"
         assert step in op["running_steps"], "killed after its effect, before its checkpoint"
         assert op_id in (None, op["id"]), "the resume went on with the same operation"
-        op_id, command = op["id"], ["resume"]
-    resumed = cluster.ok("resume")
+        op_id, command = op["id"], ["resume", "--yes"]
+    resumed = cluster.ok("resume", "--yes")
 
     assert resumed["status"] == "succeeded"
     assert resumed["id"] == op_id

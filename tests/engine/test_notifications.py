@@ -145,7 +145,7 @@ def test_a_switchover_a_failed_one_and_its_resume_tell_every_event_in_order(
         assert failed[2]["detail"].startswith(f"step {step} failed: ")
 
         # With the port free again, resume finishes it: a new run, a higher epoch.
-        _ran(cluster, topo, "resume")
+        _ran(cluster, topo, "resume", "--yes")
         events = _of(receiver, bop, 5)
         assert _story(events[3:]) == [
             ("resumed", 1, None, None),

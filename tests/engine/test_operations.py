@@ -189,7 +189,7 @@ def test_sigkill_after_every_checkpoint_then_resume(cluster: Cluster) -> None:
     kills = 1
     while killed.returncode == -signal.SIGKILL:
         assert cluster.status()["operation"]["status"] == "running"
-        killed = cluster.sitectl("resume", **kill)
+        killed = cluster.sitectl("resume", "--yes", **kill)
         kills += 1
         assert kills < 60, "the kill chain does not converge"
     assert killed.returncode == 0, killed.stderr

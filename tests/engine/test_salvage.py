@@ -131,7 +131,7 @@ def test_reprotect_salvages_what_only_the_old_site_acknowledged_once(cluster: Cl
     )
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert cluster.mirror()["state"] == "broken", "killed before the mirror turned"
-    resumed = cluster.ok("resume")
+    resumed = cluster.ok("resume", "--yes")
     assert resumed["status"] == "succeeded", resumed["message"]
     steps = {s["id"]: s for s in resumed["steps"]}
     mail_step = steps["salvage/mail/mailstore"]["detail"]

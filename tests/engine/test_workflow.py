@@ -159,7 +159,7 @@ def test_an_approval_survives_a_crash_and_custom_steps_run_on_the_new_site(
         first.kill()  # a lost terminal, a crash: the operation stays recorded
         first.wait()
     op_id = asked["op"]
-    resumed = _start(cluster, topology, audit, "resume", op_id)
+    resumed = _start(cluster, topology, audit, "resume", op_id, "--yes")
     try:
         again = wait_for(
             lambda: (w := _waiting(cluster, topology)) and w["op"] == op_id and w,

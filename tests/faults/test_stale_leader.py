@@ -92,7 +92,7 @@ def test_a_frozen_leader_let_go_after_its_successor_changes_nothing(cluster: Clu
         # The successor: refused while the frozen holder's session lives, then it takes
         # over under a newer epoch and finishes the move.
         deadline = time.monotonic() + 60
-        while (successor := cluster.sitectl("resume")).returncode == 3:
+        while (successor := cluster.sitectl("resume", "--yes")).returncode == 3:
             assert time.monotonic() < deadline, successor.stderr
             time.sleep(0.5)
         assert successor.returncode == 0, successor.stderr
@@ -330,7 +330,7 @@ def test_a_storage_task_released_by_a_frozen_leader_never_acts_after_its_success
         os.close(busy)  # the host is free: only the frozen task still waits to act
 
         deadline = time.monotonic() + 90
-        while (successor := cluster.sitectl("resume")).returncode == 3:
+        while (successor := cluster.sitectl("resume", "--yes")).returncode == 3:
             assert time.monotonic() < deadline, successor.stderr
             time.sleep(0.5)
         assert successor.returncode == 0, successor.stderr + successor.stdout

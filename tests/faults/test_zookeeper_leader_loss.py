@@ -150,7 +150,7 @@ def test_the_zookeeper_leader_killed_mid_switchover(cluster: Cluster, tmp_path: 
         # A safe stop, which says where things stand and how to go on.
         assert "stopped:" in stderr or "unavailable:" in stderr, stderr
         finish = subprocess.run(
-            timed_sitectl(logs[1], "resume"),
+            timed_sitectl(logs[1], "resume", "--yes"),
             env=cluster.env(),
             stdin=subprocess.DEVNULL,
             capture_output=True,

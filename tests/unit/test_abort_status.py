@@ -15,8 +15,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from orchestrator import statustable
 from orchestrator.audit import AuditLog
 from orchestrator.cli import operations as cli_operations
+from orchestrator.cli import status as cli_status
 from orchestrator.cli.main import app
 from orchestrator.config import Topology, load_topology
 from orchestrator.config.model import Notifications, NotifyTarget
@@ -243,10 +245,11 @@ def test_status_shows_when_it_started_and_the_accepted_data_loss(setup, capsys) 
 
     assert info.to_json()["operation"]["accept_data_loss"] == reason
     assert info.to_json()["operation"]["started"] == 1000.0
-    cli_operations._print_status(replace(info, controllers=()))
+    sites = {name: site.kind for name, site in setup.session.topology.sites.items()}
+    cli_status.console.print(cli_status.render(replace(info, controllers=()), sites, 2000.0))
     out = capsys.readouterr().out
-    assert f"started {cli_operations._when(1000.0)} by ops" in out
-    assert cli_operations._when(1000.0).startswith("1970-01-01")
+    assert f"started {statustable.when(1000.0)} by ops" in out
+    assert statustable.when(1000.0).startswith("1970-01-01")
     assert f"data loss accepted: {reason}\n" in out
 
 

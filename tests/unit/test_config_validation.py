@@ -781,6 +781,7 @@ VERB_ARGS: dict[str, list[str]] = {
     "skip": ["20261206T220000Z-ab12", "custom/x", "-r", "test", "--yes"],
     "escalate": ["-r", "test", "--yes"],
     "status": [],
+    "history": [],
     "health": [],
     "readiness": ["--to", "dc2"],
     "evaluate": ["--to", "dc2"],

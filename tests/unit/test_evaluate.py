@@ -463,7 +463,7 @@ def test_a_site_that_is_no_datacenter_is_bad_input(monkeypatch: pytest.MonkeyPat
 def test_status_says_the_last_evaluation_in_one_line(
     recorded: dict[str, Any] | None, line: str
 ) -> None:
-    from orchestrator.cli.operations import _evaluation_line
+    from orchestrator.statustable import evaluation_line
 
-    said = _evaluation_line(recorded)
+    said = evaluation_line(recorded)
     assert line in said and "\n" not in said
