@@ -3,15 +3,14 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated
 
 import typer
 
 from orchestrator.cli.exitcodes import ExitCode
-from orchestrator.cli.operations import engine_errors, finish, live, topology
+from orchestrator.cli.operations import ask, engine_errors, finish, live, topology
 from orchestrator.cli.options import ConfigOption, JsonOption, YesOption, free_text
-from orchestrator.cli.output import console, emit_json, err_console, fail
+from orchestrator.cli.output import console, emit_json, fail
 from orchestrator.engine import control
 from orchestrator.engine import operation as engine
 from orchestrator.engine.faults import Faults
@@ -63,22 +62,6 @@ def _answer(
         console.print(answered.sentence(), markup=False)
     if not answered.ours:
         raise typer.Exit(int(ExitCode.LOCKED))
-
-
-def _confirm(question: str, yes: bool) -> None:
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        fail(
-            "refused: no terminal to confirm on — pass --yes to run without a prompt",
-            ExitCode.BAD_INPUT,
-        )
-    try:
-        said = err_console.input(question + " [y/N]: ", markup=False)
-    except EOFError:
-        said = ""
-    if said.strip().lower() not in ("y", "yes"):
-        raise typer.Abort()
 
 
 def register(app: typer.Typer) -> None:
@@ -146,7 +129,7 @@ def register(app: typer.Typer) -> None:
             records = s.store.records(op.id)
             record = records.get(step)
             if record is not None and record.status.value == "failed":
-                _confirm(f"skip {step} of {op.id} and resume it?", yes)
+                ask(f"skip {step} of {op.id} and resume it? [y/N]: ", yes)
                 plan = engine.replan(topo, op)
                 with live(plan, quiet=json_output) as spinners:
                     try:
@@ -205,7 +188,7 @@ def register(app: typer.Typer) -> None:
             target = operation or s.store.current_operation()
             if not target:
                 fail("refused: no operation in progress to escalate", ExitCode.BAD_INPUT)
-            _confirm(f"stop switchover {target} and fail over to its target?", yes)
+            ask(f"stop switchover {target} and fail over to its target? [y/N]: ", yes)
             try:
                 done = control.escalate(
                     s,

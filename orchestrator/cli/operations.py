@@ -515,3 +515,4 @@ topology = _topology
 engine_errors = _engine_errors
 live = _live
 finish = _finish
+ask = _ask
