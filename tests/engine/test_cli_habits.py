@@ -41,6 +41,10 @@ def _recorded(cluster: Cluster) -> dict[str, Any]:
         client.close()
 
 
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_status_watch_refreshes_the_table_until_ctrl_c(cluster: Cluster) -> None:
     watches = {
         "table": [SITECTL, "status", "--watch", "--interval", "0.5"],
@@ -54,6 +58,9 @@ def test_status_watch_refreshes_the_table_until_ctrl_c(cluster: Cluster) -> None
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            # Ctrl-C as a terminal delivers it: a test lane started in the background
+            # (scripts/test) runs with SIGINT ignored, which every child inherits.
+            preexec_fn=_sigint_default,
         )
         for name, argv in watches.items()
     }

@@ -159,6 +159,8 @@ def dns_topology(home: Path, port: int) -> Topology:
     shutil.copytree(
         EXAMPLE.with_name("pki"), home / "pki", dirs_exist_ok=True
     )  # zookeeper.tls.ca_file
+    # the custom step's playbook
+    shutil.copytree(EXAMPLE.with_name("playbooks"), home / "playbooks", dirs_exist_ok=True)
     path = home / "topology.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return load_topology(path)
@@ -327,6 +329,8 @@ def s3_topology(home: Path, bucket: str, active_url: str, standby_url: str) -> T
     shutil.copytree(
         EXAMPLE.with_name("pki"), home / "pki", dirs_exist_ok=True
     )  # zookeeper.tls.ca_file
+    # the custom step's playbook
+    shutil.copytree(EXAMPLE.with_name("playbooks"), home / "playbooks", dirs_exist_ok=True)
     path = home / "topology.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return load_topology(path, check_filesystem=False)
