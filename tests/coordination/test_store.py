@@ -78,9 +78,11 @@ def test_the_executor_over_zookeeper_resumes_under_a_new_epoch(ensemble, chroot,
         lease.acquire()
         op = _op(plan)
         store.start_operation(lease, op)
-        failing = ScriptedHandler(always={"unmount/dc1/metadata": Failed("umount: target is busy")})
+        failing = ScriptedHandler(
+            always={"unmount/dc1/metadata1": Failed("umount: target is busy")}
+        )
         result = _run(plan, topo, store, lease, failing, tmp_path)
-        assert (result.status, result.failed_step) == (OpStatus.FAILED, "unmount/dc1/metadata")
+        assert (result.status, result.failed_step) == (OpStatus.FAILED, "unmount/dc1/metadata1")
         lease.release()
 
         # Another controller picks it up: new client, new lease, higher epoch.
@@ -94,7 +96,7 @@ def test_the_executor_over_zookeeper_resumes_under_a_new_epoch(ensemble, chroot,
         assert result.status is OpStatus.SUCCEEDED
         assert set(failing.applied).isdisjoint(resumed.applied)
         records = {k: r for k, (r, _) in store2.steps(op.id).items()}
-        assert records["unmount/dc1/metadata"].epoch == lease2.epoch
+        assert records["unmount/dc1/metadata1"].epoch == lease2.epoch
         assert records["preflight/zookeeper"].epoch == lease.epoch
         assert store2.current_operation() is None
         assert store2.operation(op.id)[0].status is OpStatus.SUCCEEDED

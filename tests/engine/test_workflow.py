@@ -161,6 +161,18 @@ def test_an_approval_survives_a_crash_and_custom_steps_run_on_the_new_site(
     op_id = asked["op"]
     resumed = _start(cluster, topology, audit, "resume", op_id, "--yes")
     try:
+        # The killed run's request stays on record: wait until the resumed run (once the
+        # dead one's session expired and it took the lease) has asked again itself.
+        wait_for(
+            lambda: (
+                [(e["event"], e.get("step")) for e in _audit(audit)].count(
+                    ("step.running", APPROVAL)
+                )
+                == 2
+            ),
+            "the resumed run reached the approval again",
+            120,
+        )
         again = wait_for(
             lambda: (w := _waiting(cluster, topology)) and w["op"] == op_id and w,
             "the resumed operation waits at the same approval",

@@ -16,6 +16,7 @@ import pytest
 from orchestrator.config import load_topology
 from orchestrator.coordination.client import connect
 from orchestrator.coordination.paths import ZkPaths
+from orchestrator.plan import assumed_state, build_plan
 from orchestrator.runbook.manual import _check_zookeeper, _zk_cli, _zk_put
 from tests.conftest import LabHandle
 
@@ -47,7 +48,10 @@ def test_the_runbooks_zookeeper_commands_work_over_tls_with_auth(lab: LabHandle)
     home = topo.base_dir
     identity = str(topo.zookeeper.auth.credentials.file)
 
-    for command in _check_zookeeper(topo, None, None).commands:  # type: ignore[arg-type]
+    # The switchover's pre-flight check, as the runbook renders it.
+    plan = build_plan(topo, assumed_state(topo), "switchover", "dc2")
+    check = _check_zookeeper(topo, plan, plan.step("preflight/zookeeper"))
+    for command in check.commands:
         done = bash(command, home)
         assert done.returncode == 0 and done.stdout.startswith("Mode: "), (command, done)
 
