@@ -12,6 +12,28 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+# Every key of a notification, in the order docs/notifications.md documents them.
+PAYLOAD_KEYS = [
+    "schema",
+    "event",
+    "seq",
+    "at",
+    "cluster",
+    "operation",
+    "epoch",
+    "mode",
+    "trigger",
+    "drill",
+    "from_site",
+    "to_site",
+    "by",
+    "reason",
+    "step",
+    "status",
+    "detail",
+    "findings",
+]
+
 
 @dataclass
 class Receiver:

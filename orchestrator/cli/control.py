@@ -3,18 +3,25 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated
 
 import typer
 
 from orchestrator.cli.exitcodes import ExitCode
 from orchestrator.cli.operations import ask, engine_errors, finish, live, topology
-from orchestrator.cli.options import ConfigOption, JsonOption, YesOption, free_text
-from orchestrator.cli.output import console, emit_json, fail
+from orchestrator.cli.options import (
+    AcceptDataLossOption,
+    ConfigOption,
+    JsonOption,
+    YesOption,
+    free_text,
+)
+from orchestrator.cli.output import console, emit_json
 from orchestrator.engine import control
 from orchestrator.engine import operation as engine
 from orchestrator.engine.faults import Faults
-from orchestrator.engine.records import Verdict
+from orchestrator.engine.records import StepStatus, Verdict
 
 OperationArg = Annotated[
     str | None, typer.Argument(help="Operation id (default: the current one).")
@@ -41,10 +48,8 @@ def _answer(
 ) -> None:
     topo = topology(config)
     with engine_errors(), engine.session(topo) as s:
-        try:
-            answered = control.answer(s, operation, step, verdict, reason)
-        except control.ControlRefused as exc:
-            fail(f"refused: {exc}", ExitCode.BAD_INPUT)
+        # A refusal (nothing waits, not an approver) is a ConfigError: exit 2, one line.
+        answered = control.answer(s, operation, step, verdict, reason)
     if json_output:
         d = answered.decision
         emit_json(
@@ -122,27 +127,20 @@ def register(app: typer.Typer) -> None:
         """
         topo = topology(config)
         with engine_errors(), engine.session(topo) as s:
-            try:
-                op, _ = s.store.operation(operation)
-            except KeyError:
-                fail(f"refused: operation {operation} is not recorded", ExitCode.BAD_INPUT)
-            records = s.store.records(op.id)
-            record = records.get(step)
-            if record is not None and record.status.value == "failed":
+            op = control.operation(s, operation)
+            record = s.store.records(op.id).get(step)
+            resuming = record is not None and record.status is StepStatus.FAILED
+            if resuming:
                 ask(f"skip {step} of {op.id} and resume it? [y/N]: ", yes)
-                plan = engine.replan(topo, op)
-                with live(plan, quiet=json_output) as spinners:
-                    try:
-                        done = control.skip(
-                            s, op.id, step, reason, events=spinners, faults=Faults.from_env()
-                        )
-                    except control.ControlRefused as exc:
-                        fail(f"refused: {exc}", ExitCode.BAD_INPUT)
-            else:
-                try:
-                    done = control.skip(s, op.id, step, reason)
-                except control.ControlRefused as exc:
-                    fail(f"refused: {exc}", ExitCode.BAD_INPUT)
+            progress = (
+                live(engine.replan(topo, op), quiet=json_output)
+                if resuming
+                else contextlib.nullcontext(None)
+            )
+            with progress as spinners:
+                done = control.skip(
+                    s, op.id, step, reason, events=spinners, faults=Faults.from_env()
+                )
         if isinstance(done, control.Answered):
             if json_output:
                 emit_json({"operation": done.op_id, "step": done.step_id, "ours": done.ours})
@@ -160,15 +158,7 @@ def register(app: typer.Typer) -> None:
     def escalate(
         operation: OperationArg = None,
         reason: RequiredReason = ...,  # type: ignore[assignment]
-        accept_data_loss: Annotated[
-            str | None,
-            typer.Option(
-                "--accept-data-loss",
-                help="Go on even if the readiness gate estimates a loss over the RPO limits.",
-                metavar="REASON",
-                callback=free_text,
-            ),
-        ] = None,
+        accept_data_loss: AcceptDataLossOption = None,
         config: ConfigOption = None,
         yes: YesOption = False,
         json_output: JsonOption = False,
@@ -185,21 +175,16 @@ def register(app: typer.Typer) -> None:
         """
         topo = topology(config)
         with engine_errors(), engine.session(topo) as s:
-            target = operation or s.store.current_operation()
-            if not target:
-                fail("refused: no operation in progress to escalate", ExitCode.BAD_INPUT)
+            target = control.operation(s, operation).id
             ask(f"stop switchover {target} and fail over to its target? [y/N]: ", yes)
-            try:
-                done = control.escalate(
-                    s,
-                    target,
-                    reason,
-                    accept_data_loss=accept_data_loss,
-                    events_for=lambda plan: live(plan, quiet=json_output),
-                    faults=Faults.from_env(),
-                )
-            except control.ControlRefused as exc:
-                fail(f"refused: {exc}", ExitCode.BAD_INPUT)
+            done = control.escalate(
+                s,
+                target,
+                reason,
+                accept_data_loss=accept_data_loss,
+                events_for=lambda plan: live(plan, quiet=json_output),
+                faults=Faults.from_env(),
+            )
         if not json_output:
             console.print(f"switchover {done.switchover} stopped: {done.stopped}", markup=False)
         finish(done.failover, json_output)

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from orchestrator.cli.exitcodes import ExitCode
 from orchestrator.cli.options import (
+    AcceptDataLossOption,
     ConfigOption,
     DryRunOption,
     JsonOption,
@@ -334,16 +335,7 @@ def register(app: typer.Typer) -> None:
         config: ConfigOption = None,
         reason: ReasonOption = "",
         plan_file: PlanFileOption = None,
-        accept_data_loss: Annotated[
-            str | None,
-            typer.Option(
-                "--accept-data-loss",
-                help="Go on even if the readiness gate estimates a loss over the RPO limits; "
-                "the reason is recorded.",
-                metavar="REASON",
-                callback=free_text,
-            ),
-        ] = None,
+        accept_data_loss: AcceptDataLossOption = None,
         no_fence_wait: Annotated[
             str | None,
             typer.Option(

@@ -55,3 +55,15 @@ def load(config: Path | None, *, check_filesystem: bool = True) -> tuple[Topolog
         return topo, path
     except InvalidTopology as exc:
         fail([str(p) for p in exc.problems], ExitCode.BAD_INPUT)
+
+
+AcceptDataLossOption = Annotated[
+    str | None,
+    typer.Option(
+        "--accept-data-loss",
+        help="Go on even if the readiness gate estimates a loss over the RPO limits; "
+        "the reason is recorded.",
+        metavar="REASON",
+        callback=free_text,
+    ),
+]

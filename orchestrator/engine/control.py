@@ -81,7 +81,8 @@ def waiting_approvals(s: ops.Session, op: OperationRecord) -> list[ApprovalReque
     ]
 
 
-def _operation(s: ops.Session, op_id: str | None) -> OperationRecord:
+def operation(s: ops.Session, op_id: str | None) -> OperationRecord:
+    """The operation `op_id` (default: the current one), refused unless it is unfinished."""
     op_id = op_id or s.store.current_operation()
     if not op_id:
         raise ControlRefused("no operation in progress — give its id (`sitectl history`)")
@@ -100,7 +101,7 @@ def answer(
     s: ops.Session, op_id: str | None, step_id: str | None, verdict: Verdict, reason: str
 ) -> Answered:
     """Approve or reject the approval the operation waits at (or `step_id`'s)."""
-    op = _operation(s, op_id)
+    op = operation(s, op_id)
     request = _waiting(s, op, step_id)
     who = person()
     if not may_answer(request, who):
@@ -166,7 +167,7 @@ def skip(
 ) -> Skipped | Answered:
     """Pass over a failed step (checkpointed skipped, then the operation resumes here)
     or a step waiting for a person (the running operation goes on)."""
-    op = _operation(s, op_id)
+    op = operation(s, op_id)
     plan = ops.replan(s.topology, op)
     step = _plan_step(plan.steps(), step_id, op)
     if step.phase in _UNSKIPPABLE:
@@ -271,7 +272,7 @@ def escalate(
 
 
 def _escalatable(s: ops.Session, op_id: str | None) -> OperationRecord:
-    op = _operation(s, op_id)
+    op = operation(s, op_id)
     if op.mode is not Mode.SWITCHOVER:
         raise ControlRefused(
             f"operation {op.id} is a {op.mode.value}: only a switchover is escalated to a failover"

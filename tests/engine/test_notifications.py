@@ -18,30 +18,11 @@ from orchestrator.lab import layout
 from tests.conftest import eventually
 from tests.drill.conftest import port_taken
 from tests.engine.conftest import Cluster
-from tests.webhook import Receiver, receiving
+from tests.webhook import PAYLOAD_KEYS, Receiver, receiving
 
 pytestmark = pytest.mark.lab
 
-KEYS = {
-    "schema",
-    "event",
-    "seq",
-    "at",
-    "cluster",
-    "operation",
-    "epoch",
-    "mode",
-    "trigger",
-    "drill",
-    "from_site",
-    "to_site",
-    "by",
-    "reason",
-    "step",
-    "status",
-    "detail",
-    "findings",
-}
+KEYS = set(PAYLOAD_KEYS)
 
 
 def _topology(cluster: Cluster, url: str) -> Path:

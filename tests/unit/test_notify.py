@@ -32,29 +32,10 @@ from orchestrator.notify.payload import (
 from orchestrator.plan import Action, assumed_state, build_plan
 from orchestrator.records import OperationRecord, OpStatus
 from tests.unit.engine_fakes import FakeFence, MemoryStore, ScriptedHandler, operation_record
+from tests.webhook import PAYLOAD_KEYS as KEYS
 from tests.webhook import Receiver, receiving
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "inventories/example-zimbra/topology.yaml"
-KEYS = [
-    "schema",
-    "event",
-    "seq",
-    "at",
-    "cluster",
-    "operation",
-    "epoch",
-    "mode",
-    "trigger",
-    "drill",
-    "from_site",
-    "to_site",
-    "by",
-    "reason",
-    "step",
-    "status",
-    "detail",
-    "findings",
-]
 
 
 def _op(**changes: Any) -> OperationRecord:

@@ -48,6 +48,16 @@ TASK_TAGS = frozenset(
 )
 
 
+def step_tags(ctx: StepContext, step: Step) -> dict[str, Any]:
+    """The extra vars every run of a step carries, so a later reader (and the hosts'
+    epoch ledgers) can tell which operation, step and epoch made a change."""
+    return {
+        "sitectl_op": ctx.operation.id,
+        "sitectl_step": step.id,
+        "sitectl_epoch": ctx.fence.epoch,
+    }
+
+
 def playbook_call(
     ctx: StepContext,
     step: Step,
@@ -60,11 +70,7 @@ def playbook_call(
     """The call of playbook `name` for `step`; `runs_tags`: the TASK_TAGS of its tasks
     that may run for it; `secrets`: those it reads by an environment variable's name."""
     topo = ctx.topology
-    tags = {
-        "sitectl_op": ctx.operation.id,
-        "sitectl_step": step.id,
-        "sitectl_epoch": ctx.fence.epoch,
-    }
+    tags = step_tags(ctx, step)
     return PlaybookCall(
         playbook=topo.resolve(topo.ansible.playbook_dir) / name,
         hosts=hosts,

@@ -26,7 +26,7 @@ from orchestrator.childenv import hook_env
 from orchestrator.config.model import fill, fill_for_ansible
 from orchestrator.coordination.paths import step_file_name
 from orchestrator.engine.handlers import StepContext
-from orchestrator.engine.steps.common import playbook_call
+from orchestrator.engine.steps.common import playbook_call, step_tags
 from orchestrator.errors import Failed
 from orchestrator.safefiles import private_dir
 
@@ -92,15 +92,11 @@ class CustomPlaybookHandler:
         return False
 
     def apply(self, step: Any, ctx: StepContext) -> None:
-        topo = ctx.topology
-        call = playbook_call(
-            ctx, step, "custom.yml", step.hosts or ("localhost",), extra_vars(step.id, ctx)
-        )
         _run(
             ctx,
             step,
-            topo.resolve(str(step.params["playbook"])),
-            call.extravars,
+            ctx.topology.resolve(str(step.params["playbook"])),
+            {**extra_vars(step.id, ctx), **step_tags(ctx, step)},
             float(step.params["timeout"]),
         )
 
