@@ -17,9 +17,11 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from orchestrator.checks import SYSTEMS, Status, Sweep, readiness, run_checks
 from orchestrator.checks.metrics import exposition
+from orchestrator.checks.summary import summarise
 from orchestrator.checks.zookeeper import own_session
 from orchestrator.cli.exitcodes import ExitCode
 from orchestrator.cli.options import ConfigOption, JsonOption, load
@@ -107,11 +109,16 @@ def health(
         ),
     ] = False,
     timeout: TimeoutOption = None,
+    verbose: Annotated[
+        bool,
+        typer.Option("--verbose", "-v", help="Every check on a line of its own, with its figures."),
+    ] = False,
 ) -> None:
     """Check every outside system: ZooKeeper, LDAP, object store, mirrors, DNS, the app,
     and the parity of the settings the topology lists.
 
     Read-only (unless --canary) and concurrent; every check is bounded by the timeout.
+    One line per system per site, the worst first; --verbose shows every check.
     Exit 0 all ok, 1 something degraded, 2 something down or the config invalid.
 
     [b]Example:[/b] sitectl health -c lab/topology.yaml --site dc2
@@ -131,7 +138,13 @@ def health(
                 sweep = run_checks(
                     topo, system or None, sites=site or None, timeout=timeout, canary=canary
                 )
-                _show(sweep, metrics=metrics, json_output=json_output, clear=watch is not None)
+                _show(
+                    sweep,
+                    metrics=metrics,
+                    json_output=json_output,
+                    verbose=verbose,
+                    clear=watch is not None,
+                )
                 shown = sweep
                 if watch is None:
                     break
@@ -145,18 +158,50 @@ def health(
     raise typer.Exit(int(EXIT_FOR[shown.worst()]))
 
 
-def _show(sweep: Sweep, *, metrics: bool, json_output: bool, clear: bool) -> None:
+def _show(sweep: Sweep, *, metrics: bool, json_output: bool, verbose: bool, clear: bool) -> None:
     if metrics:
         typer.echo(exposition(sweep), nl=False)
     elif json_output:
-        emit_json(sweep.to_json())
+        emit_json({**sweep.to_json(), "systems": [ln.to_json() for ln in summarise(sweep)]})
     else:
         if clear:
             console.clear()
-        console.print(table(sweep))
+        console.print(table(sweep) if verbose else summary_table(sweep))
         console.print(
             f"{sweep.worst().value} — {len(sweep.results)} checks in {sweep.seconds:.2f} s"
         )
+
+
+def summary_table(sweep: Sweep) -> Table:
+    """One row per system per site, the worst first: its status, how many of its checks
+    are not ok, and the worst one's target and reason (or, when all are, its lag)."""
+    rows = [
+        (
+            line.site or "cluster",
+            line.system,
+            line.status,
+            f"{len(line.problems)}/{line.checks} not ok" if line.problems else f"{line.checks} ok",
+            line.detail(),
+        )
+        for line in summarise(sweep)
+    ]
+    out = Table(show_lines=False, header_style="bold")
+    for index, column in enumerate(("site", "system", "status", "checks")):
+        # Never narrowed: on a small screen the detail gives way, cut short (no wrapping:
+        # a row is a line; the whole reason is one --verbose away).
+        widest = max((len(str(row[index])) for row in rows), default=0)
+        out.add_column(column, no_wrap=True, min_width=max(widest, len(column)))
+    out.add_column("detail")
+    for site, system, status, checks, detail in rows:
+        # A reason is the server's text, never markup.
+        out.add_row(
+            site,
+            system,
+            f"[{_STYLE[status]}]{status.value}[/]",
+            checks,
+            Text(detail, no_wrap=True, overflow="ellipsis"),
+        )
+    return out
 
 
 def table(sweep: Sweep) -> Table:

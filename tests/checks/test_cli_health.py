@@ -109,10 +109,15 @@ def test_health_exits_with_the_worst_status(
     assert result.exit_code == code, result.output
     assert result.output.strip().splitlines()[-1] == last_line
     for r in results:
-        assert r.target in result.output and r.reason in result.output
-    (call,) = stubs.calls
+        if r.status is not Status.OK:  # a problem is named with its target and reason
+            assert f"{r.target}: {r.reason}" in result.output
+    verbose = runner.invoke(app, ["health", "-c", EXAMPLE, "--verbose"])
+    assert verbose.exit_code == code, verbose.output
+    for r in results:  # every check, the healthy ones too
+        assert r.target in verbose.output and r.reason in verbose.output
+    (call, _) = stubs.calls
     assert call["systems"] is None and call["sites"] is None
-    assert stubs.sessions == 1  # our ZooKeeper session is opened for the whole command
+    assert stubs.sessions == 2  # our ZooKeeper session is opened for each whole command
 
 
 def test_health_json_shape(stub: Callable[..., Stubs]) -> None:
