@@ -11,11 +11,10 @@ from typing import Any
 
 import yaml
 
-from orchestrator.config.inventory import check_inventory, group_name, groups_in
+from orchestrator.config.inventory import group_name, groups_in
 from orchestrator.config.model import Topology
 
 __all__ = [
-    "check_inventory",
     "group_name",
     "groups_in",
     "render_inventory",

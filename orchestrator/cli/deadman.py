@@ -12,13 +12,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import yaml
 
+from orchestrator.adapters.inventory import read_inventory
 from orchestrator.adapters.secrets import read_secret
 from orchestrator.cli.exitcodes import ExitCode
 from orchestrator.cli.options import ConfigOption, load
 from orchestrator.cli.output import fail
-from orchestrator.config.inventory import host_vars_in
 from orchestrator.deadman.actions import fence_actions, guarded_hosts, restore_actions
 from orchestrator.deadman.agent import Agent
 from orchestrator.errors import SitectlError
@@ -57,11 +56,12 @@ def run(
     if not hosts:
         fail(f"--site {site} --address {address}: no topology host there", ExitCode.BAD_INPUT)
     try:
-        inventory = yaml.safe_load(topo.resolve(topo.ansible.inventory).read_text())
-        actions = fence_actions(topo, site, hosts, host_vars_in(inventory))
-        restores = restore_actions(topo, site, hosts, host_vars_in(inventory))
+        # Each host's variables as Ansible gives them to a play (group_vars/ included).
+        host_vars = read_inventory(topo.resolve(topo.ansible.inventory)).host_vars
+        actions = fence_actions(topo, site, hosts, host_vars)
+        restores = restore_actions(topo, site, hosts, host_vars)
         key = read_secret(topo.deadman.key, topo.base_dir).reveal().strip().encode()
-    except (OSError, ValueError, yaml.YAMLError, SitectlError) as exc:
+    except (OSError, ValueError, SitectlError) as exc:
         fail(f"the dead-man agent of {site} cannot start: {exc}", ExitCode.BAD_INPUT)
     logging.basicConfig(
         level=logging.INFO,

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from orchestrator.cli.exitcodes import ExitCode
-from orchestrator.cli.options import ConfigOption, JsonOption, load
+from orchestrator.cli.options import TOPOLOGY_CHECKS, ConfigOption, JsonOption, load
 from orchestrator.cli.output import console, emit_json, err_console, fail
 from orchestrator.config import InvalidTopology, Topology, config_path, load_topology
 from orchestrator.errors import SitectlError
@@ -25,7 +25,6 @@ from orchestrator.plan import (
     build_plan,
     build_reprotect_plan,
 )
-from orchestrator.plan.build import custom_step_findings
 from orchestrator.plan.digest import plan_digest
 from orchestrator.plan.planfile import plan_file_text
 from orchestrator.runbook import render_runbook
@@ -176,7 +175,7 @@ def validate(config: ConfigOption = None, json_output: JsonOption = False) -> No
     """
     try:
         path = config_path(config)
-        topo = load_topology(path, checks=(custom_step_findings,))
+        topo = load_topology(path, checks=TOPOLOGY_CHECKS)
     except InvalidTopology as exc:
         if json_output:
             emit_json({"valid": False, "problems": [p.as_dict() for p in exc.problems]})

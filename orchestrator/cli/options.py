@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from orchestrator.adapters.inventory import inventory_findings
 from orchestrator.cli.exitcodes import ExitCode
 from orchestrator.cli.output import fail
 from orchestrator.config import InvalidTopology, Topology, config_path, load_topology
@@ -46,12 +47,16 @@ ReasonOption = Annotated[
 ]
 
 
+# What validation checks beyond the file itself: the custom steps' anchors in the plans,
+# and the inventory as Ansible reads it (the latter only where files are checked).
+TOPOLOGY_CHECKS = (custom_step_findings, inventory_findings)
+
+
 def load(config: Path | None, *, check_filesystem: bool = True) -> tuple[Topology, Path]:
     try:
         path = config_path(config)
-        topo = load_topology(
-            path, check_filesystem=check_filesystem, checks=(custom_step_findings,)
-        )
+        checks = TOPOLOGY_CHECKS if check_filesystem else (custom_step_findings,)
+        topo = load_topology(path, check_filesystem=check_filesystem, checks=checks)
         return topo, path
     except InvalidTopology as exc:
         fail([str(p) for p in exc.problems], ExitCode.BAD_INPUT)

@@ -34,7 +34,10 @@ def check_files(topo: Topology) -> list[Finding]:
         if target.token_file is not None:
             where = ("notifications", "targets", index, "token_file")
             findings.extend(_secret_file(topo, target.token_file, where))
-    findings.extend(_plain_file(topo, topo.ansible.inventory, ("ansible", "inventory")))
+    # A file, a directory of them (with group_vars/) or a dynamic inventory's script.
+    findings.extend(
+        _plain_file(topo, topo.ansible.inventory, ("ansible", "inventory"), any_kind=True)
+    )
     if topo.ldap is not None and topo.ldap.ca_file:
         findings.extend(_plain_file(topo, topo.ldap.ca_file, ("ldap", "ca_file")))
     tls = topo.zookeeper.tls
@@ -87,9 +90,12 @@ def _walk(node: object, path: FieldPath) -> Iterator[tuple[FieldPath, SecretRef]
             yield from _walk(value, (*path, index))
 
 
-def _plain_file(topo: Topology, relative: str, path: FieldPath) -> Iterator[Finding]:
+def _plain_file(
+    topo: Topology, relative: str, path: FieldPath, *, any_kind: bool = False
+) -> Iterator[Finding]:
     try:
-        found = topo.resolve(relative).is_file()
+        resolved = topo.resolve(relative)
+        found = resolved.exists() if any_kind else resolved.is_file()
     except (OSError, ValueError) as exc:  # a NUL byte, a name too long, no permission
         yield path, _unusable(relative, exc)
         return

@@ -1,14 +1,14 @@
-"""The check that the Ansible inventory a topology names lists its hosts in the groups
-sitectl targets: `<site>_<role>` (e.g. `dc2_mta`). An operator's own inventory may hold
-anything else as long as those groups list the topology's hosts.
+"""The Ansible inventory's shape, as pure functions: the groups sitectl targets
+(`<site>_<role>`, e.g. `dc2_mta`), a YAML inventory's groups and host variables as Ansible
+reads them, and the check that the groups list the topology's hosts. An operator's own
+inventory may hold anything else as long as those groups list the topology's hosts.
+Reading an inventory of any form (INI, directories, dynamic) is adapters.inventory's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Set
 from typing import Any
-
-import yaml
 
 from orchestrator.config.model import Topology
 from orchestrator.config.problems import FieldPath
@@ -74,22 +74,8 @@ def host_vars_in(inventory: Any) -> dict[str, dict[str, Any]]:
     return found
 
 
-def check_inventory(topo: Topology) -> Iterator[Finding]:
-    try:
-        path = topo.resolve(topo.ansible.inventory)
-        if not path.is_file():
-            return  # files.check_files reports a missing inventory
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        yield ("ansible", "inventory"), _not_yaml(topo, exc)
-        return
-    except (OSError, ValueError):
-        return  # files.check_files reports a path that cannot be checked
-    try:
-        groups = groups_in(yaml.safe_load(text))
-    except (yaml.YAMLError, ValueError, TypeError, RecursionError) as exc:
-        yield ("ansible", "inventory"), _not_yaml(topo, exc)
-        return
+def missing_from_groups(topo: Topology, groups: Mapping[str, Set[str]]) -> Iterator[Finding]:
+    """Each topology host missing from a `<site>_<role>` group of the inventory as read."""
     for index, host in enumerate(topo.hosts):
         for role in host.roles:
             group = group_name(host.site, role)
@@ -101,10 +87,3 @@ def check_inventory(topo: Topology) -> Iterator[Finding]:
                         "— regenerate the inventory with `sitectl inventory -o FILE`"
                     ),
                 )
-
-
-def _not_yaml(topo: Topology, exc: BaseException) -> str:
-    return (
-        f"{topo.ansible.inventory} is not a YAML inventory ({exc.__class__.__name__}) — "
-        "regenerate it with `sitectl inventory -o FILE`"
-    )

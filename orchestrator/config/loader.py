@@ -19,7 +19,6 @@ from pydantic import BaseModel, ValidationError
 from orchestrator.childenv import note_secret_names
 from orchestrator.config import model
 from orchestrator.config.files import check_files, secret_refs
-from orchestrator.config.inventory import check_inventory
 from orchestrator.config.problems import FieldPath, Problem, dotted
 from orchestrator.config.references import Finding, check_references
 from orchestrator.config.yamlsource import YamlSource, parse
@@ -130,7 +129,6 @@ def validate_text(
     findings = check_references(topo)
     if check_filesystem:
         findings.extend(check_files(topo))
-        findings.extend(check_inventory(topo))
     if not findings:  # the checks above may assume what those refuse (a role that exists)
         for check in checks:
             findings.extend(check(topo))
