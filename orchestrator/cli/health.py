@@ -1,8 +1,9 @@
 """`sitectl health` and `sitectl readiness`: the checks, for people and for scripts.
 
 Wired into the main app by `register(app)`. Exit codes: health 0 all ok, 1 something
-degraded, 2 something down or the config invalid; readiness 0 ready, 4 refused, 2 bad
-input.
+degraded, 2 something down or the config invalid; health --metrics 0 once it printed the
+exposition (the health is in it: a textfile collector keeps output only of a command that
+succeeded), 2 for bad input; readiness 0 ready, 4 refused, 2 bad input.
 """
 
 from __future__ import annotations
@@ -98,7 +99,11 @@ def health(
     ] = None,
     metrics: Annotated[
         bool,
-        typer.Option("--metrics", help="Print the Prometheus text exposition instead of a table."),
+        typer.Option(
+            "--metrics",
+            help="Print the Prometheus text exposition instead of a table, and exit 0 "
+            "once printed (for a textfile collector: the health is in the metrics).",
+        ),
     ] = False,
     canary: Annotated[
         bool,
@@ -119,7 +124,8 @@ def health(
 
     Read-only (unless --canary) and concurrent; every check is bounded by the timeout.
     One line per system per site, the worst first; --verbose shows every check.
-    Exit 0 all ok, 1 something degraded, 2 something down or the config invalid.
+    Exit 0 all ok, 1 something degraded, 2 something down or the config invalid; with
+    --metrics, 0 once the metrics are printed (sitectl_check_status holds the health).
 
     [b]Example:[/b] sitectl health -c lab/topology.yaml --site dc2
     """
@@ -155,6 +161,10 @@ def health(
             if shown is None:
                 raise typer.Exit(130) from None
     assert shown is not None  # the loop leaves only after showing a sweep
+    if metrics:
+        # A textfile collector (`sitectl health --metrics > f.prom.tmp && mv ...`) keeps
+        # only a run that succeeded: an unhealthy cluster is what it must see most.
+        raise typer.Exit(int(ExitCode.OK))
     raise typer.Exit(int(EXIT_FOR[shown.worst()]))
 
 
