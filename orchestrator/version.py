@@ -14,3 +14,12 @@ def version_text() -> str:
         return f"{DISTRIBUTION} {version(DISTRIBUTION)}"
     except PackageNotFoundError:
         return f"{DISTRIBUTION} (version unknown: the {DISTRIBUTION} package is not installed)"
+
+
+def version_number() -> str:
+    """The installed package's version ("0.1.0"), "unknown" from a checkout never
+    installed: what `sitectl_build_info{version}` says."""
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError:
+        return "unknown"

@@ -3,14 +3,15 @@
 A custom collector that renders the latest sweep on every scrape, rather than Gauges set
 label by label: a target that disappears from the topology (or a sid that stops being
 reported) then disappears from the metrics instead of keeping its last value forever.
-The controller serves the registry; `sitectl health --metrics` prints it once.
+The controller serves it on its own registry, swept every `policy.health_every`
+(controller/monitor.py); `sitectl health --metrics` prints it once.
 """
 
 from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -26,9 +27,12 @@ _SID_LAG = re.compile(r"^sid_(\d+)_lag_seconds$")
 class SweepCollector(Collector):
     """Holds the latest sweep; thread-safe to update while being scraped."""
 
-    def __init__(self, sweep: Sweep | None = None) -> None:
+    def __init__(self, sweep: Sweep | None = None, exclude: Iterable[str] = ()) -> None:
         self._lock = threading.Lock()
         self._sweep = sweep
+        # Families a registry already has from elsewhere (the controller's own
+        # sitectl_split_brain): a name twice in one exposition is invalid.
+        self._exclude = frozenset(exclude)
 
     def update(self, sweep: Sweep) -> None:
         with self._lock:
@@ -39,7 +43,7 @@ class SweepCollector(Collector):
             sweep = self._sweep
         if sweep is None:
             return
-        yield from families(sweep)
+        yield from (f for f in families(sweep) if f.name not in self._exclude)
 
 
 def families(sweep: Sweep) -> list[Metric]:

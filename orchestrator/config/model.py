@@ -657,6 +657,9 @@ class Policy(Frozen):
     # How often the leading controller evaluates the move to the standby (`sitectl
     # evaluate`, read-only); also whenever the topology file changes.
     evaluate_every: Seconds = 1800.0
+    # How often each controller runs `sitectl health`'s read-only checks for its /metrics
+    # (replication lag, DNS agreement, parity), on a thread the decision loop never waits for.
+    health_every: Seconds = 60.0
 
     @field_validator("evaluate_every")
     @classmethod
@@ -665,6 +668,16 @@ class Policy(Frozen):
             raise ValueError(
                 f"evaluate_every {value:g} s would run Ansible on every host without a "
                 "pause — give an interval of at least a second, e.g. 30m"
+            )
+        return value
+
+    @field_validator("health_every")
+    @classmethod
+    def _sweep_sometimes(cls, value: float) -> float:
+        if value < 1:
+            raise ValueError(
+                f"health_every {value:g} s would sweep every server without a pause — give "
+                "an interval of at least a second, e.g. 60s"
             )
         return value
 

@@ -13,6 +13,9 @@ status`) and, when it changes, the `plan-not-ready` / `plan-ready` hooks.
 A third thread renews the site ticket while this controller's site holds it
 (controller/ticketing.py), four times per `fence_after`, and feeds the site's dead-man
 agents after each renewal that succeeded and at no other time (`_ticket_loop`).
+
+Two more feed /metrics on every controller (controller/monitor.py): the health sweep
+every `policy.health_every`, and the operation records and drill reports.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from orchestrator.controller.fence import LeaderFence
 from orchestrator.controller.hooks import Hooks
 from orchestrator.controller.http import Board, Metrics
 from orchestrator.controller.leadership import Leadership
+from orchestrator.controller.monitor import Monitor
 from orchestrator.controller.ticketing import TicketKeeper
 from orchestrator.controller.vantage import Freshness, Prober, Sweeper, application_sweep
 from orchestrator.controller.zkstate import ControllerState, Published, VantageIdentities
@@ -121,6 +125,7 @@ class Controller:
         own_id: str | None = None,
         evaluate_fn: Evaluate | None = None,
         evaluations: bool = True,
+        monitoring: bool = True,
     ) -> None:
         if site not in topo.sites:
             raise ValueError(f"--site {site}: no such site — use one of {', '.join(topo.sites)}")
@@ -169,6 +174,9 @@ class Controller:
         self._fence: LeaderFence | None = None  # the canaries' epoch (controller/fence.py)
         self._failed_attempt: FailedAttempt | None = None
         self._evaluations = evaluations
+        # The health sweep and the records for /metrics (threads started by run()).
+        self.monitor = Monitor(topo, self.store, self.metrics, lambda: self._active)
+        self._monitoring = monitoring
         self.plans = PlanWatch(topo, evaluate_fn) if evaluate_fn else PlanWatch(topo)
         self.tickets = TicketKeeper(
             topo, site, TicketStore(client, self.paths), self.metrics, self.board
@@ -201,6 +209,12 @@ class Controller:
         if self._evaluations:
             threading.Thread(target=self._evaluation_loop, name="evaluate", daemon=True).start()
         threading.Thread(target=self._ticket_loop, name="ticket", daemon=True).start()
+        if self._monitoring:
+            for name, loop in (
+                ("health sweep", self.monitor.sweep_loop),
+                ("records", self.monitor.records_loop),
+            ):
+                threading.Thread(target=loop, args=(self._stop,), name=name, daemon=True).start()
         try:
             self._leader_loop()
         finally:
@@ -244,6 +258,7 @@ class Controller:
             # Unreadable: keep probing the last known active site.
             with contextlib.suppress(SitectlError):
                 self._active = self._active_site()
+        self.metrics.active(self.topo.datacenters(), self._active)
         report = self._prober.probe(self._active, probe_timeout(self.topo))
         self._last_probe = time.monotonic()
         if decisive(report.to_json(), self.timing.consecutive_failures):

@@ -43,9 +43,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client.exposition import generate_latest
 
 from orchestrator.adapters.secrets import SecretError
+from orchestrator.checks.metrics import SweepCollector
+from orchestrator.checks.readiness import Readiness
+from orchestrator.checks.result import Sweep
 from orchestrator.controller.decision import Action, SiteView
+from orchestrator.controller.ledger import Ledger
 from orchestrator.coordination.ticket import Ticket
 from orchestrator.evaluate.findings import Evaluation
+from orchestrator.version import version_number
 
 log = logging.getLogger("sitectl.controller")
 
@@ -97,7 +102,8 @@ class Metrics:
         )
         self.loss = Gauge(
             "sitectl_controller_estimated_loss_seconds",
-            "Readiness gate's estimated data loss of the target, per kind.",
+            "Estimated data loss of a move to the standby now, per kind: from each health "
+            "sweep, and from the readiness gate before an automatic failover.",
             ["kind"],
             **labels,
         )
@@ -149,6 +155,141 @@ class Metrics:
         self._problem_labels: set[tuple[str, str]] = set()
         for action in Action:
             self.decisions.labels(action.value)
+        self._monitoring(labels)
+
+    def _monitoring(self, labels: dict[str, CollectorRegistry]) -> None:
+        """What an alert or a dashboard needs beyond the decision loop's own figures: the
+        build, the active site, pause, RPO limits, the history's timestamps (controller/
+        ledger.py) and the latest health sweep (controller/monitor.py)."""
+        self.build = Gauge(
+            "sitectl_build_info", "sitectl's version: always 1.", ["version"], **labels
+        )
+        self.build.labels(version_number()).set(1)
+        self.active_site = Gauge(
+            "sitectl_active_site",
+            "1 for the datacenter ZooKeeper records as active (as this controller last "
+            "read it), 0 for the other.",
+            ["site"],
+            **labels,
+        )
+        self.paused = Gauge(
+            "sitectl_paused", "1 while automation is paused (sitectl pause), else 0.", **labels
+        )
+        self.rpo_limit = Gauge(
+            "sitectl_rpo_limit_seconds",
+            "The topology's RPO limit per kind (policy.rpo_limits), for the estimated loss.",
+            ["kind"],
+            **labels,
+        )
+        self.operations_recorded = Gauge(
+            "sitectl_operations_recorded",
+            "Operations recorded in ZooKeeper, by mode, status and trigger.",
+            ["mode", "status", "trigger"],
+            **labels,
+        )
+        self.last_operation = Gauge(
+            "sitectl_last_operation_timestamp_seconds",
+            "When the newest recorded operation started (0: none yet).",
+            **labels,
+        )
+        self.last_automatic_failover = Gauge(
+            "sitectl_last_automatic_failover_timestamp_seconds",
+            "When the newest automatic failover started (0: none yet).",
+            **labels,
+        )
+        self.unfinished = Gauge(
+            "sitectl_operation_unfinished_since_timestamp_seconds",
+            "When the current operation started, while it is unfinished (running, failed "
+            "or interrupted); absent otherwise.",
+            ["mode", "status"],
+            **labels,
+        )
+        self.drills_recorded = Gauge(
+            "sitectl_drills_recorded",
+            "Drill reports under the topology's local_state, by result.",
+            ["result"],
+            **labels,
+        )
+        self.last_drill = Gauge(
+            "sitectl_last_drill_timestamp_seconds",
+            "When the newest drill ended (0: none yet).",
+            **labels,
+        )
+        self.last_passed_drill = Gauge(
+            "sitectl_last_passed_drill_timestamp_seconds",
+            "When the newest passed drill ended (0: none yet).",
+            **labels,
+        )
+        self.drill_rto = Gauge(
+            "sitectl_last_drill_rto_seconds",
+            "The RTO the newest drill that measured one found (its first move; 0: none yet).",
+            **labels,
+        )
+        self.drill_rpo = Gauge(
+            "sitectl_last_drill_rpo_seconds",
+            "The RPO the newest drill that measured one found (its first move; 0: none yet).",
+            **labels,
+        )
+        self.records_read = Gauge(
+            "sitectl_records_read_timestamp_seconds",
+            "When this controller last read the operation records and drill reports.",
+            **labels,
+        )
+        self.swept_at = Gauge(
+            "sitectl_sweep_timestamp_seconds",
+            "When this controller's latest health sweep ended.",
+            **labels,
+        )
+        # The sweep's own families, rendered at each scrape; sitectl_split_brain is this
+        # controller's probes' gauge already (a name twice is an invalid exposition).
+        self.sweep = SweepCollector(exclude={"sitectl_split_brain"})
+        self.registry.register(self.sweep)
+        self._series: dict[Gauge, set[tuple[str, ...]]] = {}
+
+    def _only(self, gauge: Gauge, values: Mapping[tuple[str, ...], float]) -> None:
+        """Set these series of `gauge` and drop the ones it had that are not among them."""
+        for gone in self._series.get(gauge, set()) - set(values):
+            gauge.remove(*gone)
+        for key, value in values.items():
+            gauge.labels(*key).set(value)
+        self._series[gauge] = set(values)
+
+    def limits(self, limits: Mapping[str, float]) -> None:
+        for kind, seconds in limits.items():
+            self.rpo_limit.labels(kind).set(seconds)
+
+    def active(self, datacenters: Iterable[str], active: str) -> None:
+        for site in datacenters:
+            self.active_site.labels(site).set(1 if site == active else 0)
+
+    def swept(self, sweep: Sweep, verdict: Readiness | None, at: float) -> None:
+        """The latest health sweep and, from it, the estimated loss of a move to the
+        standby per kind (an unknown one has no series: check_up says why)."""
+        self.sweep.update(sweep)
+        if verdict is not None:
+            known = {(k,): v for k, v in verdict.loss.items() if v is not None}
+            self._only(self.loss, known)
+        self.swept_at.set(at)
+
+    def ledger(self, paused: bool, found: Ledger, at: float) -> None:
+        """The records: pause, operations and drills (controller/ledger.py)."""
+        self.paused.set(1 if paused else 0)
+        self._only(self.operations_recorded, {k: float(n) for k, n in found.operations.items()})
+        self.last_operation.set(found.last_operation)
+        self.last_automatic_failover.set(found.last_automatic_failover)
+        current = found.current
+        self._only(
+            self.unfinished,
+            {(current.mode, current.status): current.started} if current else {},
+        )
+        self._only(self.drills_recorded, {(k,): float(n) for k, n in found.drills.items()})
+        self.last_drill.set(found.last_drill)
+        self.last_passed_drill.set(found.last_passed_drill)
+        if found.drill_rto is not None:
+            self.drill_rto.set(found.drill_rto)
+        if found.drill_rpo is not None:
+            self.drill_rpo.set(found.drill_rpo)
+        self.records_read.set(at)
 
     def observed(self, sites: dict[str, SiteView], seconds: float) -> None:
         self.probe_seconds.set(seconds)

@@ -1,0 +1,133 @@
+"""What a controller's /metrics carries beyond its decisions, each fed by a loop of its own
+that the decision loop never waits for:
+
+- the health sweep (`sitectl health`'s read-only checks: LDAP lag per writer, mirror lag
+  per volume, object-store lag, DNS agreement, parity) every `policy.health_every`
+  (default 60 s), judged against the site ZooKeeper records as active, and from it the
+  estimated loss of a move to the standby per kind (the readiness gate's arithmetic);
+- the records every RECORDS_EVERY_S: pause, the operation records in ZooKeeper and the
+  drill reports under the topology's local_state, summed up by controller/ledger.py.
+
+Every controller runs both, leader or not: each scrape target then has the figures, and
+an alert needs no leader to find them. A failure is logged once per new sentence and
+the previous figures stay (`sitectl_sweep_timestamp_seconds` and
+`sitectl_records_read_timestamp_seconds` say how old they are).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from orchestrator.checks import Sweep, readiness, run_checks
+from orchestrator.config.model import Topology
+from orchestrator.controller.http import Metrics
+from orchestrator.controller.ledger import Ledger, ledger
+from orchestrator.coordination.store import ZkStore
+from orchestrator.history import history, read_drills
+from orchestrator.records import FINISHED_OP, OperationRecord
+
+log = logging.getLogger("sitectl.controller")
+
+RECORDS_EVERY_S = 10.0  # a few small znodes and a directory listing: cheap
+
+SweepFn = Callable[[Topology], Sweep]
+
+
+def full_sweep(topo: Topology) -> Sweep:
+    return run_checks(topo)
+
+
+def drill_reports(topo: Topology) -> Path:
+    """Where `sitectl drill` keeps its reports by default (cli/drill.py)."""
+    return topo.resolve(topo.local_state) / "drills"
+
+
+class Monitor:
+    def __init__(
+        self,
+        topo: Topology,
+        store: ZkStore,
+        metrics: Metrics,
+        active: Callable[[], str],
+        *,
+        sweep_fn: SweepFn = full_sweep,
+        reports: Path | None = None,
+    ) -> None:
+        self.topo, self.store, self.metrics = topo, store, metrics
+        self._active = active  # the active site as the controller last read it
+        self._sweep_fn = sweep_fn
+        self.reports = reports if reports is not None else drill_reports(topo)
+        # Finished operations never change again: read once, not at every pass.
+        self._finished: dict[str, OperationRecord] = {}
+        self._said = {"sweep": "", "records": ""}
+        limits = topo.policy.rpo_limits
+        metrics.limits(
+            {"volume": limits.volume, "ldap": limits.ldap, "object_store": limits.object_store}
+        )
+
+    # ---- the health sweep ---------------------------------------------------------
+
+    def sweep_once(self) -> Sweep:
+        active = self._active()
+        topo = self.topo.model_copy(update={"active_site": active})
+        sweep = self._sweep_fn(topo)
+        standby = next((s for s in topo.datacenters() if s != active), None)
+        verdict = readiness(topo, standby, sweep) if standby else None
+        self.metrics.swept(sweep, verdict, time.time())
+        return sweep
+
+    def sweep_loop(self, stop: threading.Event) -> None:
+        """Sweep at once, then every `policy.health_every` after the previous one began
+        (a sweep that takes longer than that is followed by the next at once)."""
+        every = self.topo.policy.health_every
+        next_at = time.monotonic()
+        while not stop.is_set():
+            self._guarded("sweep", self.sweep_once)
+            next_at = max(next_at + every, time.monotonic())
+            stop.wait(next_at - time.monotonic())
+
+    # ---- the records --------------------------------------------------------------
+
+    def records_once(self) -> Ledger:
+        paused = self.store.paused() is not None
+        current = self.store.current_operation()
+        operations = [self._operation(op_id) for op_id in self.store.operation_ids()]
+        found = ledger(history(operations, read_drills(self.reports)), current)
+        self.metrics.ledger(paused, found, time.time())
+        return found
+
+    def _operation(self, op_id: str) -> OperationRecord:
+        if op_id in self._finished:
+            return self._finished[op_id]
+        op, _ = self.store.operation(op_id)
+        if op.status in FINISHED_OP:
+            self._finished[op_id] = op
+        return op
+
+    def records_loop(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            self._guarded("records", self.records_once)
+            stop.wait(RECORDS_EVERY_S)
+
+    # ---- both -------------------------------------------------------------------
+
+    def _guarded(self, what: str, work: Callable[[], object]) -> None:
+        """Run `work`; a failure (ZooKeeper away, a bug) is logged when it says something
+        new, and never ends the loop."""
+        try:
+            work()
+        except Exception as exc:
+            sentence = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+            if sentence != self._said[what]:
+                log.warning(
+                    "the %s for /metrics failed (%s): keeping the previous figures", what, sentence
+                )
+                self._said[what] = sentence
+            return
+        if self._said[what]:
+            log.info("the %s for /metrics works again", what)
+            self._said[what] = ""
