@@ -54,6 +54,7 @@ from orchestrator.controller.fence import LeaderFence
 from orchestrator.controller.hooks import Hooks
 from orchestrator.controller.http import Board, Metrics
 from orchestrator.controller.leadership import Leadership
+from orchestrator.controller.ledger import UNFINISHED
 from orchestrator.controller.monitor import Monitor
 from orchestrator.controller.ticketing import TicketKeeper
 from orchestrator.controller.vantage import Freshness, Prober, Sweeper, application_sweep
@@ -76,7 +77,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sitectl.controller")
 
-UNFINISHED = {OpStatus.RUNNING.value, OpStatus.FAILED.value, OpStatus.INTERRUPTED.value}
 ReadinessFn = Callable[[Topology, str], Readiness]
 
 
