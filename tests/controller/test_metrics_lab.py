@@ -4,7 +4,8 @@ mirrored volume, every replicated bucket of the lab's topology), the active site
 RPO limits and the records, and holds every metric name the alerting rules and the
 Grafana dashboard read (contrib/; tests/unit/test_monitoring_kit.py checks them against
 the registry alone). `sitectl health --metrics` exits 0 on the same lab and its output
-passes promtool too."""
+passes promtool too. Against the controller tests' own ensemble: `sitectl pause` reaches
+every controller's /metrics, follower or leader."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from orchestrator.config import load_topology
 from orchestrator.lab import controllers as lab_controllers
 from tests.conftest import LabHandle, eventually
+from tests.controller.conftest import Controllers, wait_for
 from tests.monitoring import (
     dashboard_expressions,
     exported_names,
@@ -115,3 +117,29 @@ def test_health_metrics_exits_0_with_an_exposition_promtool_accepts(lab: LabHand
     assert "sitectl_ldap_replication_lag_seconds{" in done.stdout
     checked = promtool("check", "metrics", stdin=done.stdout)
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def gauge(controllers: Controllers, site: str, name: str) -> float | None:
+    found = samples(controllers.get(site, "/metrics")).get(name)
+    return found[0][1] if found else None
+
+
+def test_a_pause_reaches_every_controllers_metrics(controllers: Controllers) -> None:
+    sites = ("dc1", "witness")
+    for site in sites:
+        controllers.start(site)
+    for site in sites:
+        wait_for(
+            lambda s=site: (
+                (gauge(controllers, s, "sitectl_records_read_timestamp_seconds") or 0) > 0
+            ),
+            f"{site}'s first reading of the records",
+        )
+        assert gauge(controllers, site, "sitectl_paused") == 0.0
+    paused = controllers.cli("pause", "--reason", "monitoring test")
+    assert paused.returncode == 0, paused.stdout + paused.stderr
+    for site in sites:
+        wait_for(lambda s=site: gauge(controllers, s, "sitectl_paused") == 1.0, f"{site} paused")
+    text = controllers.get("witness", "/metrics")
+    assert 'sitectl_active_site{site="dc1"} 1.0' in text, text
+    assert 'sitectl_active_site{site="dc2"} 0.0' in text, text
