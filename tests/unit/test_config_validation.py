@@ -146,6 +146,14 @@ CASES = [
         "an RPO of -5 s is negative — give the span of writes a drill may lose, 0s for none",
     ),
     Broken(
+        "health sweep without a pause",
+        "  unreachable_timeout: 15s",
+        "  unreachable_timeout: 15s\n  health_every: 0s",
+        "policy.health_every",
+        "health_every 0 s would sweep every server without a pause — give an interval",
+        line_of="health_every: 0s",
+    ),
+    Broken(
         "ticket ttl not above the ZooKeeper session",
         "  unreachable_timeout: 15s",
         "  unreachable_timeout: 15s\n  ticket_ttl: 8s",
