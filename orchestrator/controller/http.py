@@ -269,6 +269,8 @@ class Metrics:
         if verdict is not None:
             known = {(k,): v for k, v in verdict.loss.items() if v is not None}
             self._only(self.loss, known)
+            for kind in (k for k, v in verdict.loss.items() if v is None):
+                self.loss.remove(kind)  # also a figure the readiness gate left there
         self.swept_at.set(at)
 
     def ledger(self, paused: bool, found: Ledger, at: float) -> None:

@@ -84,6 +84,7 @@ class Monitor:
         """Sweep at once, then every `policy.health_every` after the previous one began
         (a sweep that takes longer than that is followed by the next at once)."""
         every = self.topo.policy.health_every
+        log.info("the health sweep for /metrics runs every %g s (policy.health_every)", every)
         next_at = time.monotonic()
         while not stop.is_set():
             self._guarded("sweep", self.sweep_once)

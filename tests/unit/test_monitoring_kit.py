@@ -157,3 +157,14 @@ def test_a_new_ledger_drops_the_series_that_are_gone() -> None:
     assert "sitectl_operations_recorded{" not in text
     assert "sitectl_operation_unfinished_since_timestamp_seconds{" not in text
     assert "sitectl_last_passed_drill_timestamp_seconds 0.0" in text
+
+
+def test_a_loss_the_sweep_finds_unknown_loses_its_series_even_one_the_gate_set() -> None:
+    metrics = representative()
+    metrics.loss.labels("object_store").set(99.0)  # as the readiness gate sets it
+    unknown = Readiness("dc2", False, {"volume": None, "ldap": 1.0, "object_store": None}, {})
+    metrics.swept(Sweep(()), unknown, 1_700_000_400.0)
+    text = metrics.render().decode()
+    assert 'sitectl_controller_estimated_loss_seconds{kind="ldap"} 1.0' in text
+    assert 'estimated_loss_seconds{kind="volume"}' not in text
+    assert 'estimated_loss_seconds{kind="object_store"}' not in text
