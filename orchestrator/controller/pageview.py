@@ -231,22 +231,29 @@ def sweep_of(health: Mapping[str, Any] | None) -> Sweep | None:
     return Sweep(tuple(results), float(health.get("seconds") or 0.0))
 
 
-def _expected_stopped(r: CheckResult) -> bool:
-    """The application probed on the standby and refused, as it must: it says nothing of
-    whether the site is alive."""
-    return r.system == "application" and r.status is Status.OK and r.figures.get("up") == 0.0
+# The systems whose checks talk to a server at the site itself. A mirror's state is read
+# from the storage's API (in the lab, from this host) and parity by commands run here:
+# they may read fine while every server of the site is gone.
+_SERVERS_AT_SITE = frozenset({"zookeeper", "ldap", "object-store", "dns", "application"})
+
+
+def _answers_for_the_site(r: CheckResult) -> bool:
+    """A check that a server at the site must answer: not the application probed on the
+    standby and refused, as it must be (that says nothing of whether the site is alive)."""
+    stopped = r.system == "application" and r.status is Status.OK and r.figures.get("up") == 0.0
+    return r.system in _SERVERS_AT_SITE and not stopped
 
 
 def judge(results: Sequence[CheckResult], probe: Mapping[str, Any] | None) -> tuple[str, str]:
     """A site's verdict and its few words, from its checks and this controller's probe:
-    down when the probe says so or when nothing that should answer there does (pure)."""
+    down when the probe says so or when no server that should answer there does (pure)."""
     probe_status = str((probe or {}).get("status") or "")
     if probe_status == DOWN:
         streak = int((probe or {}).get("streak") or 0)
         return DOWN, f"the application does not answer ({streak} probes in a row)"
-    alive = [r for r in results if not _expected_stopped(r)]
+    alive = [r for r in results if _answers_for_the_site(r)]
     if alive and all(r.status is Status.DOWN for r in alive):
-        return DOWN, f"none of its {len(alive)} checks answers"
+        return DOWN, f"none of its {len(alive)} servers checked answers"
     bad = [r for r in results if r.status is not Status.OK]
     if bad:
         worst = DOWN if any(r.status is Status.DOWN for r in bad) else DEGRADED

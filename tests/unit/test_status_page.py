@@ -7,9 +7,8 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import replace
-from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 
@@ -38,6 +37,7 @@ from orchestrator.records import (
     StepRecord,
     StepStatus,
 )
+from tests.htmldom import Dom
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "inventories/example-zimbra/topology.yaml"
 NOW = 1_790_000_000.0
@@ -202,47 +202,10 @@ def read(op: OperationRead | None = None, **changes: Any) -> ClusterRead:
 # ---- reading the HTML back ----------------------------------------------------------------
 
 
-class Dom(HTMLParser):
-    """Elements with their attributes and text, and a check that every element closes."""
-
-    VOID: ClassVar[set[str]] = {"meta", "br", "hr", "img", "input", "link"}
-
-    def __init__(self, html: str) -> None:
-        super().__init__()
-        self.elements: list[dict[str, Any]] = []
-        self._open: list[dict[str, Any]] = []
-        self.bad: list[str] = []
-        self.feed(html)
-        self.close()
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        element = {"tag": tag, **{k: v or "" for k, v in attrs}, "text": ""}
-        self.elements.append(element)
-        if tag not in self.VOID:
-            self._open.append(element)
-
-    def handle_endtag(self, tag: str) -> None:
-        if not self._open or self._open[-1]["tag"] != tag:
-            self.bad.append(f"</{tag}>")
-            return
-        self._open.pop()
-
-    def handle_data(self, data: str) -> None:
-        for element in self._open:
-            element["text"] += data
-
-    def find(self, **attrs: str) -> list[dict[str, Any]]:
-        return [e for e in self.elements if all(e.get(k) == v for k, v in attrs.items())]
-
-    def one(self, **attrs: str) -> dict[str, Any]:
-        (found,) = self.find(**attrs)
-        return found
-
-
 def dom_of(topo: Topology, board_data: Mapping[str, Any], cluster: ClusterRead | None) -> Dom:
     html = page.render(pageview.build(topo, board_data, cluster, NOW))
     dom = Dom(html)
-    assert not dom.bad and not dom._open, (dom.bad, [e["tag"] for e in dom._open])
+    assert not dom.bad and not dom.open, (dom.bad, [e["tag"] for e in dom.open])
     return dom
 
 
@@ -401,6 +364,9 @@ def test_everything_shown_is_escaped(topo: Topology) -> None:
         # The standby's application refusing is what it must do: it proves nothing alive.
         ([("ldap", "down", 1.0), ("application", "ok", 0.0)], None, "down"),
         ([("application", "ok", 0.0)], None, "up"),
+        # A mirror's state and parity are read from elsewhere: they do not keep it alive.
+        ([("ldap", "down", 1.0), ("mirrors", "ok", 1.0), ("parity", "ok", 1.0)], None, "down"),
+        ([("mirrors", "down", 1.0)], None, "degraded"),
         ([("ldap", "ok", 1.0)], {"status": "down", "streak": 4}, "down"),
         ([("ldap", "ok", 1.0)], {"status": "degraded", "reason": "slow"}, "degraded"),
     ],
