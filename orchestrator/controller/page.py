@@ -31,12 +31,20 @@ import jinja2
 from orchestrator.adapters.secrets import SecretError
 from orchestrator.config.model import Topology
 from orchestrator.controller import pageview
-from orchestrator.controller.http import Access, Board, Request, Respond, Response, text
+from orchestrator.controller.http import (
+    PAGE_PREFIX,
+    Access,
+    Board,
+    Request,
+    Respond,
+    Response,
+    text,
+)
 from orchestrator.controller.pagesource import OwnSweeps, PageSource
 from orchestrator.drill.report import when_text
 
 COOKIE = "sitectl_page"
-REPORTS = "/reports/"
+REPORTS = PAGE_PREFIX  # /reports/ID: a drill's report
 REFRESH_S = 5
 _COOKIE_PURPOSE = b"sitectl controller status page, cookie v1"
 HEADERS = {
