@@ -100,16 +100,19 @@ def admit(access: Access, request: Request) -> Admission:
         token = access.token.current()
     except SecretError:
         return Admission(503, "the controller's token file is unusable: see its log")
+    # A token in the address is taken out of it first, whatever else the request holds:
+    # the page is never shown at an address that carries the token.
+    query = parse_qs(urlsplit(request.target).query, keep_blank_values=True, max_num_fields=8)
+    if "token" in query:
+        if not _same(query["token"][0], token):
+            return Admission(401, "that is not the controller's bearer token")
+        cookie = f"{COOKIE}={cookie_value(token)}; Path=/; HttpOnly; SameSite=Strict"
+        return Admission(303, "signed in", cookie=cookie, location=request.path)
     scheme, _, presented = (request.headers.get("authorization") or "").strip().partition(" ")
     if scheme.lower() == "bearer" and _same(presented.strip(), token):
         return Admission(None)
     if _same(_cookie(request.headers.get("cookie")), cookie_value(token)):
         return Admission(None)
-    query = parse_qs(urlsplit(request.target).query, max_num_fields=8)
-    given = query.get("token")
-    if given and _same(given[0], token):
-        cookie = f"{COOKIE}={cookie_value(token)}; Path=/; HttpOnly; SameSite=Strict"
-        return Admission(303, "signed in", cookie=cookie, location=request.path)
     return Admission(401, "this page needs the controller's bearer token")
 
 

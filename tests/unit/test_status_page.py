@@ -452,6 +452,9 @@ def request(target: str = "/", **headers: str) -> Request:
         ("/?token=guess", {}, 401),
         ("/?token=", {}, 401),
         (f"/reports/d1?token={TOKEN}", {}, 303),
+        # Signed in already: the token still leaves the address.
+        (f"/?token={TOKEN}", {"Cookie": f"{page.COOKIE}={page.cookie_value(TOKEN)}"}, 303),
+        ("/?token=guess", {"Authorization": f"Bearer {TOKEN}"}, 401),
     ],
 )
 def test_who_may_see_the_page(
