@@ -8,7 +8,8 @@ idle controller reads nothing for a page nobody looks at.
 
 Until the controller's own periodic health sweep is on the Board (`health`), the page
 takes one itself while it is looked at (`OwnSweeps`), published on the Board as the
-controller's would be; once the Board holds a fresh one, it takes none.
+controller's would be but marked `by: "status page"`; once the Board holds a sweep
+without that mark, the controller's, it takes none and never overwrites it.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from orchestrator.records import OperationRecord, StepStatus
 log = logging.getLogger("sitectl.controller")
 
 HISTORY_ROWS = 10
+BY = "status page"  # the `by` of a sweep the page took itself (OwnSweeps)
 MAX_REPORT_BYTES = 8 * 1024 * 1024  # a drill report is a few hundred kilobytes
 
 
@@ -235,7 +237,6 @@ class OwnSweeps:
         self.topo, self._board, self._active = topo, board, active_site
         self._sweeper = sweeper or (lambda t: run_checks(t))
         self._clock = clock
-        self._ours = 0.0  # when our last sweep ended: a newer `health` is not ours
         self._watch = Watched("status page sweep", self._sweep_once, every, idle_after)
 
     def want(self) -> None:
@@ -246,10 +247,8 @@ class OwnSweeps:
 
     def _sweep_once(self) -> None:
         health = self._board.read().get("health")
-        at = health.get("at") if isinstance(health, dict) else None
-        if isinstance(at, int | float) and at != self._ours:
+        if health is not None and (not isinstance(health, dict) or health.get("by") != BY):
             return  # the controller sweeps on its own: nothing to add
         topo = self.topo.model_copy(update={"active_site": self._active()})
         sweep = self._sweeper(topo)
-        self._ours = self._clock()
-        self._board.update(health={**sweep.to_json(), "at": self._ours})
+        self._board.update(health={**sweep.to_json(), "at": self._clock(), "by": BY})
