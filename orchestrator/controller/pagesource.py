@@ -229,7 +229,7 @@ class OwnSweeps:
         board: Board,
         active_site: Callable[[], str],
         *,
-        every: float = 10.0,
+        every: float = 5.0,  # the page's refresh: each view shows a sweep this recent
         idle_after: float = 60.0,
         sweeper: Callable[[Topology], Sweep] | None = None,
         clock: Callable[[], float] = time.time,

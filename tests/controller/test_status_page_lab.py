@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -103,20 +104,18 @@ class Browser:
         finally:
             shutil.rmtree(profile, ignore_errors=True)
 
-    def dom(self) -> Dom:
-        dom = Dom(self._run("--dump-dom").stdout)
-        assert dom.find(id="active-site"), "Chromium did not get the page (not signed in?)"
-        return dom
-
-    def screenshot(self, name: str) -> Path:
+    def load(self, name: str) -> Dom:
+        """The page as Chromium renders it: its screenshot kept (and copied to SHOTS,
+        path printed) and the DOM it drew, from one and the same load."""
         png = self.tmp / f"{name}.png"
-        self._run(f"--screenshot={png}")
+        dom = Dom(self._run(f"--screenshot={png}", "--dump-dom").stdout)
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         SHOTS.mkdir(exist_ok=True)
         kept = SHOTS / png.name
         shutil.copyfile(png, kept)
         print(f"status page screenshot ({name}): {kept}")
-        return kept
+        assert dom.find(id="active-site"), "Chromium did not get the page (not signed in?)"
+        return dom
 
     def fetch(self) -> Dom:
         """The page as a script reads it (bearer header), for waiting on a state."""
@@ -147,6 +146,10 @@ def test_the_status_page_shows_a_healthy_lab_a_switchover_and_a_site_down(
 ) -> None:
     started = time.monotonic()
     browser = Browser(cluster.lab, tmp_path)
+    # Without the token, nothing but how to sign in.
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"http://{browser.address}/", timeout=5)
+    assert refused.value.code == 401 and b"?token=" in refused.value.read()
 
     # 1. Healthy: dc1 active, every site up, the standby ready within the RPO limits.
     wait_for(
@@ -156,8 +159,8 @@ def test_the_status_page_shows_a_healthy_lab_a_switchover_and_a_site_down(
         "the page shows a health sweep with every site up",
         within=45,
     )
-    dom = browser.dom()
-    browser.screenshot("healthy")
+    print(f"healthy shown after {time.monotonic() - started:.0f} s")
+    dom = browser.load("healthy")
     assert dom.one(id="active-site")["data-site"] == "dc1"
     assert dom.one(id="state")["data-state"] == "good"
     shown = sites(dom)
@@ -185,8 +188,8 @@ def test_the_status_page_shows_a_healthy_lab_a_switchover_and_a_site_down(
             "the page shows the switchover waiting at its approval",
             within=60,
         )
-        dom = browser.dom()
-        browser.screenshot("switchover")
+        print(f"switchover at its approval after {time.monotonic() - started:.0f} s")
+        dom = browser.load("switchover")
         operation = dom.one(id="operation")
         assert (operation["data-status"], operation["data-in-progress"]) == ("running", "yes")
         now = steps(dom)
@@ -219,10 +222,10 @@ def test_the_status_page_shows_a_healthy_lab_a_switchover_and_a_site_down(
                 within=45,
             )
         except AssertionError:
-            browser.screenshot("site-down-not-shown")  # what it showed instead
+            browser.load("site-down-not-shown")  # what it showed instead
             raise
-        dom = browser.dom()
-        browser.screenshot("site-down")
+        print(f"dc2 down shown after {time.monotonic() - started:.0f} s")
+        dom = browser.load("site-down")
     finally:
         cluster.lab.ok("heal-site", "dc2")
     assert dom.one(id="active-site")["data-site"] == "dc1"
@@ -235,5 +238,6 @@ def test_the_status_page_shows_a_healthy_lab_a_switchover_and_a_site_down(
     assert "dc2 is down." in words(dom.one(id="summary"))
     newest: dict[str, Any] = dom.with_attribute("data-kind")[0]
     assert (newest["data-id"], newest["data-status"]) == (op_id, "refused")
+    print(f"dc2 healed after {time.monotonic() - started:.0f} s")
     wait_for(lambda: cluster.at_home(), "dc1 active and mirrored to dc2 again", within=60)
     print(f"status page lab test: {time.monotonic() - started:.0f} s")
