@@ -20,6 +20,7 @@ import stat
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from kazoo.client import KazooClient
@@ -31,7 +32,7 @@ from orchestrator.controller.leadership import current_leader
 from orchestrator.controller.pageview import ClusterRead, OperationRead, step_lines
 from orchestrator.controller.zkstate import ControllerState
 from orchestrator.coordination.store import ZkStore
-from orchestrator.errors import SitectlError
+from orchestrator.errors import SitectlError, Unavailable
 from orchestrator.history import DrillSeen, history, operation_ids_to_read, read_drills
 from orchestrator.records import OperationRecord, StepStatus
 
@@ -115,16 +116,19 @@ class PageSource:
 
     def _read_once(self) -> None:
         now = self._clock()
-        if not self._client.connected:
-            previous = self._latest
-            self._latest = ClusterRead(
-                now, previous.active_site if previous else None, error="no ZooKeeper session"
-            )
-            return
         try:
+            if not self._client.connected:
+                raise Unavailable("this controller has no ZooKeeper session")
             self._latest = self.read(now)
         except SitectlError as exc:
-            self._latest = ClusterRead(now, None, error=str(exc))
+            # What the last read found stays on the page, said to be that old: during an
+            # outage the operation's last known step is worth more than a blank.
+            previous = self._latest
+            self._latest = (
+                replace(previous, error=str(exc))
+                if previous is not None
+                else ClusterRead(now, None, error=str(exc))
+            )
 
     def read(self, now: float) -> ClusterRead:
         store = self._store

@@ -449,7 +449,12 @@ def build(
     if cluster is None:
         notes.append("the cluster's state has not been read from ZooKeeper yet")
     elif cluster.error:
-        notes.append(f"ZooKeeper could not be read: {cluster.error}")
+        held = (
+            f": showing what it held {now - cluster.at:.0f} s ago"
+            if cluster.operation is not None or cluster.history
+            else ""
+        )
+        notes.append(f"ZooKeeper could not be read ({cluster.error}){held}")
     elif now - cluster.at > 30:
         notes.append(f"the cluster's state was read {now - cluster.at:.0f} s ago")
     if sweep is None:

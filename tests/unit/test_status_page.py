@@ -322,12 +322,17 @@ def test_an_operation_in_progress_shows_its_steps_advancing(topo: Topology) -> N
 
 
 def test_without_a_sweep_or_zookeeper_the_page_says_what_it_lacks(topo: Topology) -> None:
-    dom = dom_of(topo, board(topo, None), read(error="ZooKeeper did not answer"))
+    dom = dom_of(topo, board(topo, None), read(error="ZooKeeper did not answer", history=()))
     notes = [" ".join(e["text"].split()) for e in dom.find(tag="p", **{"class": "warn note"})]
     assert notes == [
-        "ZooKeeper could not be read: ZooKeeper did not answer",
+        "ZooKeeper could not be read (ZooKeeper did not answer)",
         "no health sweep yet: health by system and replication lag appear with it",
     ]
+    # An earlier read's operation stays on the page, said to be that old.
+    kept = dom_of(topo, board(topo, sweep(topo)), read(in_progress(), error="no session"))
+    notes = [" ".join(e["text"].split()) for e in kept.find(tag="p", **{"class": "warn note"})]
+    assert notes == ["ZooKeeper could not be read (no session): showing what it held 1 s ago"]
+    assert kept.one(id="operation")["data-in-progress"] == "yes"
     # The controller's own probe still marks sites; the controllers are not known.
     assert verdicts(dom) == {"dc1": "up", "dc2": "up", "witness": "unknown"}
     assert dom.one(id="active-site")["text"] == "dc1"

@@ -17,7 +17,9 @@ from orchestrator.config import Topology, load_topology
 from orchestrator.controller import pagesource
 from orchestrator.controller.http import Board
 from orchestrator.controller.pagesource import OwnSweeps, PageSource, Watched
+from orchestrator.controller.pageview import ClusterRead
 from orchestrator.drill import report
+from orchestrator.errors import Unavailable
 from orchestrator.plan import ObservedState, build_plan
 from orchestrator.records import ApprovalRequest, Mode, StepRecord, StepStatus
 from tests.drill.recorded import drill, leg
@@ -43,7 +45,9 @@ class _State:
 
 def source(topo: Topology, store: MemoryStore, monkeypatch: pytest.MonkeyPatch) -> PageSource:
     monkeypatch.setattr(pagesource, "current_leader", lambda client, paths: "dc1 x")
-    return PageSource(topo, _Client(), store, _State())  # type: ignore[arg-type]
+    return PageSource(  # type: ignore[arg-type]
+        topo, _Client(), store, _State(), clock=lambda: NOW_READ
+    )
 
 
 def running_switchover(topo: Topology) -> tuple[MemoryStore, list[str]]:
@@ -151,3 +155,32 @@ def test_the_pages_own_sweep_stands_aside_for_the_controllers(topo: Topology) ->
         board.update(health=theirs)
         sweeps._sweep_once()
         assert len(swept) == 2 and board.read()["health"] == theirs
+
+
+def test_a_failed_read_keeps_the_last_one_and_says_why(
+    topo: Topology, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, _ = running_switchover(topo)
+    found = source(topo, store, monkeypatch)
+    found._read_once()
+    first = found.latest(wait=0)
+    assert first is not None and first.operation is not None and not first.error
+    _Client.connected = False
+    try:
+        found._read_once()
+    finally:
+        _Client.connected = True
+    kept = found.latest(wait=0)
+    assert kept is not None and kept.operation == first.operation and kept.at == first.at
+    assert kept.error == "this controller has no ZooKeeper session"
+    nothing = source(topo, store, monkeypatch)
+    monkeypatch.setattr(store, "current_operation", _unavailable)
+    nothing._read_once()
+    assert nothing.latest(wait=0) == ClusterRead(NOW_READ, None, error="ZooKeeper is away")
+
+
+NOW_READ = 5.0
+
+
+def _unavailable() -> str:
+    raise Unavailable("ZooKeeper is away")
