@@ -26,6 +26,8 @@ from orchestrator.config.model import SecretRef, ZkHost
 from orchestrator.controller.daemon import Controller
 from orchestrator.controller.hooks import EVENTS, Hooks
 from orchestrator.controller.http import Access, access_of, serve
+from orchestrator.controller.page import status_page
+from orchestrator.controller.pagesource import PageSource
 from orchestrator.controller.zkstate import ControllerState
 from orchestrator.coordination.client import connect, digest_id
 from orchestrator.errors import SitectlError, Unavailable
@@ -93,8 +95,8 @@ def run(
         str | None,
         typer.Option(
             "--listen",
-            help="Serve /metrics, /status and /healthz on ADDR:PORT (the address is "
-            "required: 0.0.0.0:PORT for every interface).",
+            help="Serve the status page (/), /metrics, /status and /healthz on ADDR:PORT "
+            "(the address is required: 0.0.0.0:PORT for every interface).",
         ),
     ] = None,
     token_file: Annotated[
@@ -180,9 +182,15 @@ def run(
         stopping.append(controller)
         if stop_requested[0]:
             return
-        server = None
+        server = page = None
         if address is not None:
             settings = topo.controller.http
+            page, respond_page = status_page(
+                topo,
+                controller.board,
+                access or Access(None),
+                PageSource(topo, client, controller.store, controller.state),
+            )
             try:
                 server = serve(
                     *address,
@@ -192,11 +200,13 @@ def run(
                     access=access,
                     read_timeout=settings.read_timeout,
                     max_connections=settings.max_connections,
+                    page=respond_page,
                 )
             except OSError as exc:
                 fail(f"--listen {listen}: {exc.strerror or exc}", ExitCode.BAD_INPUT)
             log.info(
-                "serving /metrics /status /healthz on %s:%d (bearer token for %s)",
+                "serving / (the status page), /metrics, /status and /healthz on %s:%d "
+                "(bearer token for / and %s)",
                 *address,
                 ", ".join(f"/{e}" for e in sorted(settings.token_for)),
             )
@@ -208,6 +218,8 @@ def run(
         finally:
             if server is not None:
                 server.shutdown()
+            if page is not None:
+                page.close()
     finally:
         client.stop()
         client.close()

@@ -433,7 +433,9 @@ class TokenFile:
             return self._token
 
 
-ENDPOINTS = {"/status": "status", "/metrics": "metrics", "/healthz": "healthz"}
+ENDPOINTS = {"/status": "status", "/metrics": "metrics", "/healthz": "healthz", "/": "page"}
+# The status page's drill reports (/reports/ID), served by the page as `/` is.
+PAGE_PREFIX = "/reports/"
 
 
 @dataclass(frozen=True)
@@ -742,13 +744,20 @@ class Endpoint:
                 self._wake()  # the waiting thread may accept again
 
 
-def responder(metrics: Metrics, board: Board, health: Health, access: Access) -> Respond:
-    """What each endpoint answers, after the access check."""
+def responder(
+    metrics: Metrics, board: Board, health: Health, access: Access, page: Respond | None = None
+) -> Respond:
+    """What each endpoint answers, after the access check. The status page
+    (controller/page.py) checks access itself: it also takes a cookie."""
 
     def respond(request: Request) -> Response:
         endpoint = ENDPOINTS.get(request.path)
+        if endpoint == "page" or request.path.startswith(PAGE_PREFIX):
+            if page is None:
+                return text(404, "no status page here: try /status")
+            return page(request)
         if endpoint is None:
-            return text(404, "try /metrics, /status or /healthz")
+            return text(404, "try /, /metrics, /status or /healthz")
         refused = access.refusal(endpoint, request.headers.get("authorization"))
         if refused is not None:
             code, sentence = refused
@@ -776,10 +785,12 @@ def serve(
     access: Access | None = None,
     read_timeout: float = 5.0,
     max_connections: int = 64,
+    page: Respond | None = None,
 ) -> Endpoint:
-    """Serve /metrics, /status and /healthz on `address`:`port` until `shutdown()`;
-    without `access`, /status is refused (no token configured)."""
-    respond = responder(metrics, board, health, access or Access(None))
+    """Serve /metrics, /status and /healthz (and with `page`, the status page at /) on
+    `address`:`port` until `shutdown()`; without `access`, /status is refused (no token
+    configured)."""
+    respond = responder(metrics, board, health, access or Access(None), page)
     return Endpoint(
         address, port, respond, read_timeout=read_timeout, max_connections=max_connections
     ).start()
