@@ -190,6 +190,7 @@ def run(
                 controller.board,
                 access or Access(None),
                 PageSource(topo, client, controller.store, controller.state),
+                on_view=controller.monitor.viewed,
             )
             try:
                 server = serve(

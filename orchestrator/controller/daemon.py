@@ -175,7 +175,9 @@ class Controller:
         self._failed_attempt: FailedAttempt | None = None
         self._evaluations = evaluations
         # The health sweep and the records for /metrics (threads started by run()).
-        self.monitor = Monitor(topo, self.store, self.metrics, lambda: self._active)
+        self.monitor = Monitor(
+            topo, self.store, self.metrics, lambda: self._active, board=self.board
+        )
         self._monitoring = monitoring
         self.plans = PlanWatch(topo, evaluate_fn) if evaluate_fn else PlanWatch(topo)
         self.tickets = TicketKeeper(

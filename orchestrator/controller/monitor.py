@@ -4,7 +4,10 @@ that the decision loop never waits for:
 - the health sweep (`sitectl health`'s read-only checks: LDAP lag per writer, mirror lag
   per volume, object-store lag, DNS agreement, parity) every `policy.health_every`
   (default 60 s), judged against the site ZooKeeper records as active, and from it the
-  estimated loss of a move to the standby per kind (the readiness gate's arithmetic);
+  estimated loss of a move to the standby per kind (the readiness gate's arithmetic).
+  The sweep also goes on the Board (`health`) for the status page, and while someone
+  looks at the page (`viewed()`) it is taken at the page's refresh instead, so each view
+  shows a sweep that recent: one sweep serves both;
 - the records every RECORDS_EVERY_S: pause, the operation records in ZooKeeper and the
   drill reports under the topology's local_state, summed up by controller/ledger.py.
 
@@ -24,7 +27,7 @@ from pathlib import Path
 
 from orchestrator.checks import Sweep, readiness, run_checks
 from orchestrator.config.model import Topology
-from orchestrator.controller.http import Metrics
+from orchestrator.controller.http import Board, Metrics
 from orchestrator.controller.ledger import Ledger, ledger
 from orchestrator.coordination.store import ZkStore
 from orchestrator.history import history, read_drills
@@ -33,6 +36,8 @@ from orchestrator.records import FINISHED_OP, OperationRecord
 log = logging.getLogger("sitectl.controller")
 
 RECORDS_EVERY_S = 10.0  # a few small znodes and a directory listing: cheap
+VIEWED_EVERY_S = 5.0  # the status page's refresh (controller/page.py)
+VIEWED_FOR_S = 60.0  # how long a page view keeps the sweep at that pace
 
 SweepFn = Callable[[Topology], Sweep]
 
@@ -56,8 +61,10 @@ class Monitor:
         *,
         sweep_fn: SweepFn = full_sweep,
         reports: Path | None = None,
+        board: Board | None = None,
     ) -> None:
-        self.topo, self.store, self.metrics = topo, store, metrics
+        self.topo, self.store, self.metrics, self.board = topo, store, metrics, board
+        self._viewed_at = -float("inf")  # time.monotonic() of the page's latest view
         self._active = active  # the active site as the controller last read it
         self._sweep_fn = sweep_fn
         self.reports = reports if reports is not None else drill_reports(topo)
@@ -77,19 +84,37 @@ class Monitor:
         sweep = self._sweep_fn(topo)
         standby = next((s for s in topo.datacenters() if s != active), None)
         verdict = readiness(topo, standby, sweep) if standby else None
-        self.metrics.swept(sweep, verdict, time.time())
+        now = time.time()
+        self.metrics.swept(sweep, verdict, now)
+        if self.board is not None:
+            self.board.update(health={**sweep.to_json(), "at": now})
         return sweep
 
+    def viewed(self) -> None:
+        """The status page was looked at: sweep at its refresh for a while."""
+        self._viewed_at = time.monotonic()
+
+    def _every(self) -> float:
+        if time.monotonic() - self._viewed_at < VIEWED_FOR_S:
+            return min(VIEWED_EVERY_S, self.topo.policy.health_every)
+        return self.topo.policy.health_every
+
     def sweep_loop(self, stop: threading.Event) -> None:
-        """Sweep at once, then every `policy.health_every` after the previous one began
-        (a sweep that takes longer than that is followed by the next at once)."""
-        every = self.topo.policy.health_every
-        log.info("the health sweep for /metrics runs every %g s (policy.health_every)", every)
-        next_at = time.monotonic()
+        """Sweep at once, then every `policy.health_every` (the page's refresh while it
+        is looked at) after the previous one began; a sweep that takes longer than that
+        is followed by the next at once."""
+        log.info(
+            "the health sweep for /metrics and the status page runs every %g s "
+            "(policy.health_every), every %g s while the page is looked at",
+            self.topo.policy.health_every,
+            min(VIEWED_EVERY_S, self.topo.policy.health_every),
+        )
         while not stop.is_set():
+            began = time.monotonic()
             self._guarded("sweep", self.sweep_once)
-            next_at = max(next_at + every, time.monotonic())
-            stop.wait(next_at - time.monotonic())
+            # Checked each second: a first view after a quiet minute is served soon.
+            while not stop.is_set() and time.monotonic() < began + self._every():
+                stop.wait(min(1.0, max(0.0, began + self._every() - time.monotonic())))
 
     # ---- the records --------------------------------------------------------------
 

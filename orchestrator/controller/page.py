@@ -40,7 +40,7 @@ from orchestrator.controller.http import (
     Response,
     text,
 )
-from orchestrator.controller.pagesource import OwnSweeps, PageSource
+from orchestrator.controller.pagesource import PageSource
 from orchestrator.drill.report import when_text
 
 COOKIE = "sitectl_page"
@@ -180,12 +180,12 @@ class StatusPage:
         board: Board,
         access: Access,
         source: PageSource,
-        sweeps: OwnSweeps | None = None,
+        on_view: Callable[[], None] | None = None,
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.topo, self.board, self.access = topo, board, access
-        self.source, self.sweeps, self._clock = source, sweeps, clock
+        self.source, self._on_view, self._clock = source, on_view, clock
 
     def respond(self, request: Request) -> Response:
         admission = admit(self.access, request)
@@ -204,8 +204,8 @@ class StatusPage:
             if body is None:
                 return text(404, "no such drill report on this controller's host")
             return Response(200, body, HTML, headers=HEADERS)
-        if self.sweeps is not None:
-            self.sweeps.want()
+        if self._on_view is not None:
+            self._on_view()  # the controller's sweep keeps pace with the page's refresh
         cluster = self.source.latest()
         view = pageview.build(
             self.topo, self.board.read(), cluster, self._clock(), refresh_s=REFRESH_S
@@ -214,8 +214,6 @@ class StatusPage:
 
     def close(self) -> None:
         self.source.close()
-        if self.sweeps is not None:
-            self.sweeps.close()
 
 
 def _html(code: int, body: str, extra: Mapping[str, str] | None = None) -> Response:
@@ -228,14 +226,9 @@ def status_page(
     access: Access,
     source: PageSource,
     *,
-    own_sweeps: bool = True,
+    on_view: Callable[[], None] | None = None,
 ) -> tuple[StatusPage, Respond]:
-    """The page and its responder for http.serve(page=…)."""
-
-    def active() -> str:
-        latest = source.latest(wait=0)
-        return (latest.active_site if latest else None) or topo.active_site
-
-    sweeps = OwnSweeps(topo, board, active) if own_sweeps else None
-    page = StatusPage(topo, board, access, source, sweeps)
+    """The page and its responder for http.serve(page=…); `on_view` is called at each
+    view (the controller's Monitor.viewed)."""
+    page = StatusPage(topo, board, access, source, on_view)
     return page, page.respond

@@ -6,10 +6,8 @@ for it, and four workers waiting would leave /healthz unanswered. The page shows
 latest read instead, with its age. Reads stop a minute after the last page view, so an
 idle controller reads nothing for a page nobody looks at.
 
-Until the controller's own periodic health sweep is on the Board (`health`), the page
-takes one itself while it is looked at (`OwnSweeps`), published on the Board as the
-controller's would be but marked `by: "status page"`; once the Board holds a sweep
-without that mark, the controller's, it takes none and never overwrites it.
+The health sweep it shows is the controller's own (controller/monitor.py, on the Board
+as `health`), taken at the page's refresh while the page is looked at.
 """
 
 from __future__ import annotations
@@ -25,9 +23,7 @@ from pathlib import Path
 
 from kazoo.client import KazooClient
 
-from orchestrator.checks import Sweep, run_checks
 from orchestrator.config.model import Topology
-from orchestrator.controller.http import Board
 from orchestrator.controller.leadership import current_leader
 from orchestrator.controller.pageview import ClusterRead, OperationRead, step_lines
 from orchestrator.controller.zkstate import ControllerState
@@ -39,7 +35,6 @@ from orchestrator.records import OperationRecord, StepStatus
 log = logging.getLogger("sitectl.controller")
 
 HISTORY_ROWS = 10
-BY = "status page"  # the `by` of a sweep the page took itself (OwnSweeps)
 MAX_REPORT_BYTES = 8 * 1024 * 1024  # a drill report is a few hundred kilobytes
 
 
@@ -221,38 +216,3 @@ def read_report(path: Path) -> bytes | None:
             return handle.read(MAX_REPORT_BYTES)
     finally:
         os.close(fd)
-
-
-class OwnSweeps:
-    """The page's own health sweep, taken while the page is looked at and the Board has
-    no fresh `health` of the controller's own: published as `health` on the Board."""
-
-    def __init__(
-        self,
-        topo: Topology,
-        board: Board,
-        active_site: Callable[[], str],
-        *,
-        every: float = 5.0,  # the page's refresh: each view shows a sweep this recent
-        idle_after: float = 60.0,
-        sweeper: Callable[[Topology], Sweep] | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.topo, self._board, self._active = topo, board, active_site
-        self._sweeper = sweeper or (lambda t: run_checks(t))
-        self._clock = clock
-        self._watch = Watched("status page sweep", self._sweep_once, every, idle_after)
-
-    def want(self) -> None:
-        self._watch.want()
-
-    def close(self) -> None:
-        self._watch.stop()
-
-    def _sweep_once(self) -> None:
-        health = self._board.read().get("health")
-        if health is not None and (not isinstance(health, dict) or health.get("by") != BY):
-            return  # the controller sweeps on its own: nothing to add
-        topo = self.topo.model_copy(update={"active_site": self._active()})
-        sweep = self._sweeper(topo)
-        self._board.update(health={**sweep.to_json(), "at": self._clock(), "by": BY})

@@ -412,7 +412,10 @@ def build(
     health_at = (
         float(health["at"]) if health and isinstance(health.get("at"), int | float) else None
     )
-    stale_after = max(60.0, _STALE_SWEEPS * topo.policy.probe_interval)
+    # The sweep comes every policy.health_every (the page's refresh while it is viewed).
+    stale_after = max(
+        60.0, _STALE_SWEEPS * topo.policy.probe_interval, 2 * topo.policy.health_every
+    )
     stale = health_at is not None and now - health_at > stale_after
     controllers = cluster.controllers if cluster is not None else ()
 

@@ -1,11 +1,10 @@
 """What the status page reads besides the Board (controller/pagesource.py): the operation
 in its plan's order from the store, the drill reports on this host (a report served only
 by the id the listing gives, never through a link), the reads and sweeps that run only
-while someone looks, and the page's own sweep standing aside for the controller's."""
+while someone looks, and the controller's sweep on the Board at the page's pace."""
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -15,8 +14,9 @@ import pytest
 from orchestrator.checks.result import CheckResult, Status, Sweep
 from orchestrator.config import Topology, load_topology
 from orchestrator.controller import pagesource
-from orchestrator.controller.http import Board
-from orchestrator.controller.pagesource import OwnSweeps, PageSource, Watched
+from orchestrator.controller.http import Board, Metrics
+from orchestrator.controller.monitor import VIEWED_EVERY_S, Monitor
+from orchestrator.controller.pagesource import PageSource, Watched
 from orchestrator.controller.pageview import ClusterRead
 from orchestrator.drill import report
 from orchestrator.errors import Unavailable
@@ -133,28 +133,26 @@ def test_a_loop_runs_only_while_someone_looks() -> None:
         loop.stop()
 
 
-def test_the_pages_own_sweep_stands_aside_for_the_controllers(topo: Topology) -> None:
+def test_the_controllers_sweep_goes_on_the_board_and_keeps_pace_with_the_page(
+    topo: Topology,
+) -> None:
     swept: list[str] = []
-    done = threading.Event()
 
     def sweeper(t: Topology) -> Sweep:
         swept.append(t.active_site)
-        done.set()
         return Sweep((CheckResult("dns", "dc1", "ns", Status.OK, ""),), 0.5)
 
     board = Board()
-    sweeps = OwnSweeps(topo, board, lambda: "dc2", sweeper=sweeper, clock=lambda: NOW)
-    sweeps._sweep_once()
+    store = MemoryStore()
+    monitor = Monitor(topo, store, Metrics("dc1"), lambda: "dc2", sweep_fn=sweeper, board=board)
+    monitor.sweep_once()
     assert swept == ["dc2"]  # judged against the active site as recorded
     health = board.read()["health"]
-    assert health["at"] == NOW and health["results"][0]["target"] == "ns"
-    sweeps._sweep_once()  # its own sweep on the Board: it sweeps again
-    assert len(swept) == 2
-    # The controller's own sweep, however it is stamped: the page never overwrites it.
-    for theirs in ({"at": NOW + 1, "status": "ok", "results": []}, {"results": []}, "odd"):
-        board.update(health=theirs)
-        sweeps._sweep_once()
-        assert len(swept) == 2 and board.read()["health"] == theirs
+    assert health["results"][0]["target"] == "ns" and abs(health["at"] - time.time()) < 5
+    # Nobody looks: the topology's pace; a view: the page's refresh, for a while.
+    assert monitor._every() == topo.policy.health_every
+    monitor.viewed()
+    assert monitor._every() == min(VIEWED_EVERY_S, topo.policy.health_every)
 
 
 def test_a_failed_read_keeps_the_last_one_and_says_why(
