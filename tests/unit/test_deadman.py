@@ -279,6 +279,21 @@ def test_an_agent_fences_once_when_starved_and_remembers_it(tmp_path: Path) -> N
     sock.close()
 
 
+def test_an_agent_says_it_is_alive_between_fence_actions(tmp_path: Path) -> None:
+    """systemd's watchdog must hear from an agent in the middle of a long fence, or it
+    would kill the agent half-way (each action is bounded; the fence as a whole is not)."""
+    said: list[str] = []
+    actions = [FenceAction(f"stop {n}", argv=("true",)) for n in ("a", "b", "c")]
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    agent = Agent(
+        "dc1", actions, KEY, sock, tmp_path / "m.json", clock=lambda: 0.0,
+        run=lambda a: said.append(a.what), alive=lambda: said.append("alive"),
+    )  # fmt: skip
+    agent.fence()
+    assert said == ["stop a", "alive", "stop b", "alive", "stop c", "alive"]
+    sock.close()
+
+
 def test_an_agent_restarted_while_armed_fences_unless_fed_in_time(tmp_path: Path) -> None:
     memory = tmp_path / "memory.json"
     memory.write_text(json.dumps({"armed": True, "seq": 5, "fence_after": 5.0, "fenced": False}))
