@@ -60,7 +60,10 @@ def run(
 
     [b]Example:[/b] sitectl deadman run --site dc1 --address 10.1.0.5 --state-file deadman.json
     """
-    topo = load(config)[0]
+    # Not the files the rest of the topology names (TSIG keys, LDAP and S3 secrets, CAs):
+    # an agent host holds only the topology, its inventory and the feed key, which is
+    # checked (0600, owner) when read below.
+    topo = load(config, check_filesystem=False)[0]
     if topo.deadman is None:
         fail(f"{topo.base_dir}: the topology has no 'deadman' section: add one", ExitCode.BAD_INPUT)
     hosts = guarded_hosts(topo, site, address)
@@ -87,7 +90,14 @@ def run(
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind((address, topo.deadman.port))
+    try:
+        sock.bind((address, topo.deadman.port))
+    except OSError as exc:
+        fail(
+            f"--address {address}: cannot listen on UDP port {topo.deadman.port}: "
+            f"{exc.strerror or exc}",
+            ExitCode.BAD_INPUT,
+        )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
