@@ -60,10 +60,10 @@ def run(
 
     [b]Example:[/b] sitectl deadman run --site dc1 --address 10.1.0.5 --state-file deadman.json
     """
-    # Not the files the rest of the topology names (TSIG keys, LDAP and S3 secrets, CAs):
-    # an agent host holds only the topology, its inventory and the feed key, which is
-    # checked (0600, owner) when read below.
-    topo = load(config, check_filesystem=False)[0]
+    # An agent host holds only the topology, its inventory and the feed key: the other
+    # files the topology names (TSIG keys, LDAP and S3 secrets, CAs) may be absent here;
+    # any that is present is checked as `validate` checks it.
+    topo = load(config, absent_files_ok=True)[0]
     if topo.deadman is None:
         fail(f"{topo.base_dir}: the topology has no 'deadman' section: add one", ExitCode.BAD_INPUT)
     hosts = guarded_hosts(topo, site, address)

@@ -366,9 +366,10 @@ def test_a_host_fences_only_the_volumes_it_mounts(host: str, unmounted: set[str]
 
 
 def test_an_agent_host_needs_only_the_topology_its_inventory_and_the_key(tmp_path: Path) -> None:
-    """`deadman run` does not ask for the files the rest of the topology names (CAs,
-    TSIG keys, LDAP and S3 secrets: not on every host); the key it reads is still
-    checked, here a systemd credential given as --key-file."""
+    """`deadman run` starts without the files the rest of the topology names (CAs,
+    TSIG keys, LDAP and S3 secrets: not on every host); one that is there is still
+    checked (test_config_validation: a world-readable key), and so is the key it reads,
+    here a systemd credential given as --key-file."""
     import shutil
 
     from typer.testing import CliRunner
