@@ -8,6 +8,7 @@ import contextlib
 import logging
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -31,6 +32,7 @@ from orchestrator.controller.pagesource import PageSource
 from orchestrator.controller.zkstate import ControllerState
 from orchestrator.coordination.client import connect, digest_id
 from orchestrator.errors import SitectlError, Unavailable
+from orchestrator.sdnotify import Watchdog, notify
 
 if TYPE_CHECKING:
     from orchestrator.engine import operation as engine
@@ -212,11 +214,19 @@ def run(
                 ", ".join(f"/{e}" for e in sorted(settings.token_for)),
             )
         log.info("controller of %s started as %s", site, controller.identifier)
+        # Under systemd (Type=notify, WatchdogSec=): ready once connected and serving;
+        # the watchdog hears from it only while /healthz would say ok (probes and
+        # decision cycles keep coming), so a stuck controller is restarted.
+        done = threading.Event()
+        Watchdog().keep_petting(lambda: controller.health()[0], done)
+        notify("READY=1", f"STATUS=controller of {site}, connected to ZooKeeper")
         # Its health sweeps' ZooKeeper check reports this session.
         try:
             with reporting_client(client):
                 controller.run()
         finally:
+            done.set()
+            notify("STOPPING=1")
             if server is not None:
                 server.shutdown()
             if page is not None:

@@ -365,6 +365,7 @@ def _mount_subcommands() -> None:
         health,
         history,
         operations,
+        schema,
         status,
         ticket,
     )
@@ -379,6 +380,7 @@ def _mount_subcommands() -> None:
     controller.register(app)
     ticket.register(app)
     deadman.register(app)
+    schema.register(app)
     try:
         from orchestrator.lab.cli import lab_app
     except ImportError:  # the lab package is optional in a slim install

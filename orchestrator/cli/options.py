@@ -52,11 +52,18 @@ ReasonOption = Annotated[
 TOPOLOGY_CHECKS = (custom_step_findings, inventory_findings)
 
 
-def load(config: Path | None, *, check_filesystem: bool = True) -> tuple[Topology, Path]:
+def load(
+    config: Path | None, *, check_filesystem: bool = True, absent_files_ok: bool = False
+) -> tuple[Topology, Path]:
     try:
         path = config_path(config)
         checks = TOPOLOGY_CHECKS if check_filesystem else (custom_step_findings,)
-        topo = load_topology(path, check_filesystem=check_filesystem, checks=checks)
+        topo = load_topology(
+            path,
+            check_filesystem=check_filesystem,
+            absent_files_ok=absent_files_ok,
+            checks=checks,
+        )
         return topo, path
     except InvalidTopology as exc:
         fail([str(p) for p in exc.problems], ExitCode.BAD_INPUT)

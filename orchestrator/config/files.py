@@ -16,7 +16,17 @@ from orchestrator.config.weak import KEY_FILE_ALGORITHM, WEAK_TSIG
 Finding = tuple[FieldPath, str]
 
 
-def check_files(topo: Topology) -> list[Finding]:
+def check_files(topo: Topology, absent_ok: bool = False) -> list[Finding]:
+    """What is wrong with the files the topology names; with `absent_ok`, a file that
+    is not there is not a finding (one that is there is still checked)."""
+    return [f for f in _check_files(topo) if not (absent_ok and f[1].endswith(_ABSENT))]
+
+
+# How a missing file's finding ends (the fix), whichever check found it.
+_ABSENT = "does not exist (relative to the topology file) — fix the path"
+
+
+def _check_files(topo: Topology) -> list[Finding]:
     findings: list[Finding] = []
     for path, ref in secret_refs(topo):
         if ref.file is not None:
@@ -100,7 +110,7 @@ def _plain_file(
         yield path, _unusable(relative, exc)
         return
     if not found:
-        yield path, f"file {relative} does not exist (relative to the topology file) — fix the path"
+        yield path, f"file {relative} {_ABSENT}"
 
 
 def _unusable(written: str, exc: Exception) -> str:
@@ -112,7 +122,7 @@ def _secret_file(topo: Topology, written: str, path: FieldPath) -> Iterator[Find
     try:
         found = topo.resolve(written).stat()
     except FileNotFoundError:
-        yield path, f"file {written} does not exist (relative to the topology file) — fix the path"
+        yield path, f"file {written} {_ABSENT}"
         return
     except PermissionError:
         yield path, f"file {written} cannot be read — give the sitectl user read access"

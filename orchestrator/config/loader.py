@@ -54,9 +54,13 @@ def load_topology(
     path: str | os.PathLike[str],
     *,
     check_filesystem: bool = True,
+    absent_files_ok: bool = False,
     checks: Sequence[TopologyCheck] = (),
 ) -> model.Topology:
     """The topology in `path`; InvalidTopology with every problem, one per line.
+
+    `absent_files_ok`: a file the topology names may be missing (a dead-man agent's host
+    holds only what the agent reads); one that is there is still checked (0600, owner).
 
     A topology file anyone may write is refused before it is parsed, whatever else is
     asked (`validate` and every command load it here): it says which hosts sitectl acts
@@ -77,7 +81,12 @@ def load_topology(
         fix = "check the path and that the sitectl user may read it"
         raise InvalidTopology([Problem(shown, 0, "", f"cannot read it: {exc} — {fix}")]) from None
     topo = validate_text(
-        text, shown, base_dir=file.parent, check_filesystem=check_filesystem, checks=checks
+        text,
+        shown,
+        base_dir=file.parent,
+        check_filesystem=check_filesystem,
+        absent_files_ok=absent_files_ok,
+        checks=checks,
     )
     return topo.model_copy(update={"source_file": file.resolve()})
 
@@ -108,6 +117,7 @@ def validate_text(
     *,
     base_dir: Path = Path("."),
     check_filesystem: bool = True,
+    absent_files_ok: bool = False,
     checks: Sequence[TopologyCheck] = (),
 ) -> model.Topology:
     source = parse(text)
@@ -128,7 +138,7 @@ def validate_text(
     note_secret_names(ref.env for _, ref in secret_refs(topo) if ref.env is not None)
     findings = check_references(topo)
     if check_filesystem:
-        findings.extend(check_files(topo))
+        findings.extend(check_files(topo, absent_ok=absent_files_ok))
     if not findings:  # the checks above may assume what those refuse (a role that exists)
         for check in checks:
             findings.extend(check(topo))

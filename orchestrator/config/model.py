@@ -23,6 +23,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import WithJsonSchema
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -165,7 +166,18 @@ def _seconds(value: object) -> object:
     return value
 
 
-Seconds = Annotated[float, BeforeValidator(_seconds), Field(ge=0)]
+# What an editor is told a duration may be: seconds, or a number with a unit.
+_DURATION_SCHEMA = WithJsonSchema(
+    {
+        "anyOf": [
+            {"type": "number", "minimum": 0},
+            {"type": "string", "pattern": _DURATION.pattern},
+        ],
+        "description": "Seconds (30) or a number with a unit: 500ms, 30s, 5m, 1h, 1d.",
+    }
+)
+Seconds = Annotated[float, BeforeValidator(_seconds), Field(ge=0), _DURATION_SCHEMA]
+SITE_NAME = re.compile(_NAME)
 SiteName = Annotated[str, Field(pattern=_NAME)]
 
 
@@ -175,7 +187,9 @@ TICKET_TTL_ABOVE_SESSION = 4.0
 
 class Frozen(BaseModel):
     # extra="forbid" turns a misspelt field into an error instead of a silent default.
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # use_attribute_docstrings: the string under a field is its description, in the JSON
+    # Schema editors read and in docs/topology-reference.md (config/reference.py).
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
 
 class SecretRef(Frozen):
@@ -202,16 +216,22 @@ class SecretRef(Frozen):
 
 class Site(Frozen):
     kind: Literal["datacenter", "witness"]
+    """A datacenter can be active; the witness only votes (its
+    controller and ZooKeeper node break ties)."""
     description: str = ""
 
 
 class Host(Frozen):
     name: HostName
+    """The host's name, as in the Ansible inventory."""
     site: SiteName
+    """The site it is in."""
     roles: tuple[RoleName, ...] = Field(min_length=1)
+    """Its roles (keys of roles)."""
     address: Address
-    # Extra host vars handed to Ansible as they are (ansible_connection, paths...).
+    """Its address: what probes and dead-man feeds reach."""
     vars: dict[str, str | int | bool] = Field(default_factory=dict)
+    """Extra host vars handed to Ansible as they are (ansible_connection, paths...)."""
 
 
 class RoleCommands(Frozen):
@@ -230,16 +250,18 @@ MAIL_TLS = {"imap": ("imaps", "starttls"), "smtp": ("smtps", "starttls")}
 class Probe(Frozen):
     kind: Literal["smtp", "imap", "tcp", "http"]
     port: int = Field(ge=1, le=65535)
-    # TLS for smtp and imap probes, the server's certificate always verified: against
-    # ca_file (relative to the topology file) if given, else this machine's trust store,
-    # for server_name if given ({host}: the host's name in this file), else the address
-    # probed (an IP address must then be in the certificate's subjectAltName).
     tls: Literal["imaps", "smtps", "starttls"] | None = None
+    """TLS for smtp and imap probes, the server's certificate always verified: against
+    ca_file (relative to the topology file) if given, else this machine's trust store,
+    for server_name if given ({host}: the host's name in this file), else the address
+    probed (an IP address must then be in the certificate's subjectAltName).
+    """
     ca_file: str | None = None
     server_name: Annotated[str, Field(min_length=1)] | None = None
-    # Accepts what validate refuses by default: the probe user's password sent in clear
-    # (an imap probe without tls, when application.probe_user is set).
     insecure: bool = False
+    """Accepts what validate refuses by default: the probe user's password sent in clear
+    (an imap probe without tls, when application.probe_user is set).
+    """
 
     @model_validator(mode="after")
     def _tls_fits_kind(self) -> Probe:
@@ -267,29 +289,43 @@ class Probe(Frozen):
 
 
 class Role(Frozen):
-    # Roles with the same start_order start together; lower first. Stop runs in reverse.
     start_order: int = Field(ge=0)
+    """Roles with the same start_order start together; lower first. Stop runs in reverse."""
     services: tuple[ServiceName, ...] = Field(min_length=1)
-    # False for roles that run on both sites at all times (LDAP multi-master): they are
-    # verified on the new site but never stopped on the old one.
+    """Its services (systemd units unless commands says how to run them), started in this
+    order."""
     moves: bool = True
+    """False for roles that run on both sites at all times (LDAP multi-master): they are
+    verified on the new site but never stopped on the old one.
+    """
     commands: RoleCommands | None = None
+    """start, stop and status shell commands, for roles not run as systemd units (Zimbra's
+    zmcontrol)."""
     probes: tuple[Probe, ...] = ()
+    """Protocol probes of the role's hosts: what the controllers and health checks see."""
 
 
 class Mirror(Frozen):
     source: SiteName
+    """The site whose array is written: the active one, as set up."""
     destination: SiteName
+    """The site whose array receives the copy. sitectl reads the
+    real direction before acting; reprotect reverses it."""
 
 
 class _VolumeBase(Frozen):
     name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$")]
-    role: RoleName  # the hosts of this role on the active site mount the volume
+    """The volume's name, as plans and the runbook name it."""
+    role: RoleName
+    """the hosts of this role on the active site mount the volume"""
     mount_point: PathText
+    """Where its hosts mount it (absolute)."""
     mirror: Mirror
-    # Per site, the one host of `role` there that mounts it (a mailbox server's own
-    # store): unset, every host of the role at that site mounts it.
+    """Which way it is mirrored now: source (the active site) to destination."""
     hosts: dict[SiteName, HostName] = Field(default_factory=dict)
+    """Per site, the one host of `role` there that mounts it (a mailbox server's own
+    store): unset, every host of the role at that site mounts it.
+    """
 
     @field_validator("mount_point")
     @classmethod
@@ -304,12 +340,14 @@ class _VolumeBase(Frozen):
 
 
 class BtrfsSite(Frozen):
-    # The state directory of the lab's btrfs driver for this site (image, loop device,
-    # snapshots); the driver reads mirror state and lag from it.
     pool: PathText
-    # Where this site mounts the volume, when it differs from the volume's mount_point
-    # (the lab's two "sites" share one machine, so their paths must differ).
+    """The state directory of the lab's btrfs driver for this site (image, loop device,
+    snapshots); the driver reads mirror state and lag from it.
+    """
     mount_point: PathText | None = None
+    """Where this site mounts the volume, when it differs from the volume's mount_point
+    (the lab's two "sites" share one machine, so their paths must differ).
+    """
 
     @field_validator("mount_point")
     @classmethod
@@ -322,14 +360,16 @@ class BtrfsSite(Frozen):
 class BtrfsVolume(_VolumeBase):
     driver: Literal["btrfs"]
     subvolume: Name = "data"
-    # The relationship's config file (what `sitectl lab up` writes): its state file,
-    # pools and service paths. The driver reads mirror state and lag through it.
     mirror_config: PathText | None = None
+    """The relationship's config file (what `sitectl lab up` writes): its state file, pools
+    and service paths. The driver reads mirror state and lag through it.
+    """
     sites: dict[SiteName, BtrfsSite]
 
 
 class NetappSite(Frozen):
-    cluster: Address  # ONTAP cluster management address
+    cluster: Address
+    """ONTAP cluster management address"""
     svm: Name
     volume: Name
     export: PathText  # what the hosts mount, e.g. "nfs-dc1:/zstore"
@@ -384,8 +424,8 @@ class Tsig(Frozen):
         "hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224", "hmac-sha1", "hmac-md5"
     ] = "hmac-sha256"
     secret: SecretRef | None = None
-    # Written explicitly to keep a weak algorithm (hmac-md5, hmac-sha1) while migrating.
     insecure: bool = False
+    """Written explicitly to keep a weak algorithm (hmac-md5, hmac-sha1) while migrating."""
 
     @model_validator(mode="after")
     def _one_form(self) -> Tsig:
@@ -400,8 +440,8 @@ class Tsig(Frozen):
 class DnsServer(Frozen):
     address: Address
     port: int = Field(default=53, ge=1, le=65535)
-    # The site the server lives in: a failover stops expecting answers from a lost site.
     site: SiteName | None = None
+    """The site the server lives in: a failover stops expecting answers from a lost site."""
 
     def __str__(self) -> str:
         return f"{self.address}:{self.port}"
@@ -417,7 +457,8 @@ def _server(value: object) -> object:
     return value
 
 
-Server = Annotated[DnsServer, BeforeValidator(_server)]
+# An editor is told of both forms.
+Server = Annotated[DnsServer, BeforeValidator(_server, json_schema_input_type=str | DnsServer)]
 
 
 def parse_server(text: str) -> DnsServer:
@@ -430,8 +471,9 @@ class DnsRecord(Frozen):
     type: Literal["A", "AAAA", "CNAME", "TXT"] = "A"
     ttl: int = Field(default=60, ge=0)
     # Written into nsupdate's input line by line: a line break would start another
-    # command; TXT values may hold spaces.
+    # command (Text refuses control characters); TXT values may hold spaces.
     values: dict[SiteName, Text] = Field(min_length=1)
+    """The record's value per site: what it holds while that site is active."""
 
 
 class DnsPromotion(Frozen):
@@ -448,7 +490,8 @@ class DnsPromotion(Frozen):
 
 
 class Route53(Frozen):
-    hosted_zone_id: Annotated[str, _plain("identifier")]  # Z0EXAMPLE or /hostedzone/Z0EXAMPLE
+    hosted_zone_id: Annotated[str, _plain("identifier")]
+    """Z0EXAMPLE or /hostedzone/Z0EXAMPLE"""
     credentials_profile: Name | None = None
     access_key: SecretRef | None = None
     secret_key: SecretRef | None = None
@@ -457,16 +500,24 @@ class Route53(Frozen):
 
 class DnsZone(Frozen):
     name: Annotated[str, _plain("zone name")]
+    """The zone, absolute (ending in a dot)."""
     scope: Literal["internal", "external"]
+    """internal (the sites' own DNS) or external (what the world sees)."""
     provider: Literal["rfc2136", "route53"]
+    """rfc2136 (dynamic updates signed with TSIG) or route53."""
     update_servers: tuple[Server, ...] = ()
+    """The primaries that take the signed updates (rfc2136)."""
     verify_servers: tuple[Server, ...] = Field(min_length=1)
+    """The servers asked after an update, each with its site: every one must answer the new
+    value."""
     tsig: Tsig | None = None
     route53: Route53 | None = None
     records: tuple[DnsRecord, ...] = Field(min_length=1)
-    # Per datacenter: the server to promote to primary when the primary's site is lost
-    # (rfc2136 zones whose primary lives in one datacenter).
+    """The records a move repoints, each with its value per site."""
     promote: dict[SiteName, DnsPromotion] = Field(default_factory=dict)
+    """Per datacenter: the server to promote to primary when the primary's site is lost
+    (rfc2136 zones whose primary lives in one datacenter).
+    """
 
     @field_validator("name")
     @classmethod
@@ -502,28 +553,37 @@ class Dns(Frozen):
 
 class LdapMaster(Frozen):
     uri: Annotated[Url, Field(pattern=r"^ldaps?://")]
-    server_id: int = Field(ge=1, le=4095)  # OpenLDAP serverID range
+    server_id: int = Field(ge=1, le=4095)
+    """OpenLDAP serverID range"""
     site: SiteName
-    # Per-master overrides of the section's defaults.
     bind_dn: Text | None = None
+    """This master's bind DN; unset: the section's."""
     password: SecretRef | None = None
+    """This master's bind password; unset: the section's."""
     starttls: bool | None = None
+    """Unset: the section's."""
     ca_file: PathText | None = None
-    insecure: bool | None = None  # unset: the section's
+    """Unset: the section's."""
+    insecure: bool | None = None
+    """Unset: the section's."""
 
 
 class Ldap(Frozen):
-    # The replicated database's suffix, whose entry holds contextCSN: may be the empty DN
-    # (Zimbra's main database is olcSuffix "", holding cn=zimbra and the domains).
     suffix: Text
+    """The replicated database's suffix, whose entry holds contextCSN: may be the empty DN
+    (Zimbra's main database is olcSuffix "", holding cn=zimbra and the domains).
+    """
     bind_dn: Text
+    """The DN sitectl binds as to read contextCSN and write its canaries."""
     password: SecretRef
+    """Its password."""
     starttls: bool = True
     ca_file: PathText | None = None
-    # Written explicitly to bind in clear (ldap:// without StartTLS).
     insecure: bool = False
+    """Written explicitly to bind in clear (ldap:// without StartTLS)."""
     timeout: Seconds = 3.0
     masters: tuple[LdapMaster, ...] = Field(min_length=2)
+    """Every multi-master server, with its serverID and site."""
 
     def child_dn(self, rdn: str) -> str:
         """The DN of sitectl's own entry `rdn` right under the suffix (under the empty
@@ -533,31 +593,38 @@ class Ldap(Frozen):
 
 class S3Endpoint(Frozen):
     site: SiteName
+    """The datacenter this endpoint serves."""
     url: Annotated[Url, Field(pattern=r"^https?://")]
+    """The endpoint's URL."""
     region: Name = "us-east-1"
     access_key: SecretRef
     secret_key: SecretRef
     ca_file: PathText | None = None
-    # Written explicitly to sign requests over plain http:// (a lab's moto server).
     insecure: bool = False
+    """Written explicitly to sign requests over plain http:// (a lab's moto server)."""
 
 
 class Bucket(Frozen):
     name: Name
+    """The bucket, the same name at each endpoint."""
     versioned: bool = True
+    """Whether versioning is (and must stay) on: replication needs it."""
     replicated: bool = True
+    """Whether a replication rule carries it to the other site."""
 
 
 class ObjectStore(Frozen):
     endpoints: tuple[S3Endpoint, ...] = Field(min_length=1)
     buckets: tuple[Bucket, ...] = Field(min_length=1)
-    # The IAM role the store replicates with (S3 CRR needs one); reprotect puts the
-    # reversed rule with it.
     replication_role: Text = "arn:aws:iam::000000000000:role/sitectl-replication"
+    """The IAM role the store replicates with (S3 CRR needs one); reprotect puts the
+    reversed rule with it.
+    """
 
 
 class ZkHost(Frozen):
-    address: Address  # host:port
+    address: Address
+    """host:port"""
     site: SiteName
 
 
@@ -577,17 +644,26 @@ class ZkTls(Frozen):
 
 class ZooKeeper(Frozen):
     hosts: tuple[ZkHost, ...] = Field(min_length=1)
+    """The ensemble's nodes: one per site (the witness included), so two sites make a
+    quorum."""
     chroot: Annotated[PathText, Field(pattern=r"^/")] = "/sitectl"
+    """The znode under which sitectl keeps every cluster's nodes."""
     session_timeout: Seconds = 10.0
+    """The client session's timeout: a leader cut off loses its lease after it."""
     auth: ZkAuth | None = None
+    """sitectl's own digest identity; every znode it creates carries an ACL for it alone."""
     tls: ZkTls | None = None
-    # Each site's controller identity as ZooKeeper names it, "user:base64(sha1(user:password))"
-    # (`sitectl controller identity` prints it): only that identity may write the site's
-    # vantage report. The password stays on that site's controller host (--identity).
+    """TLS to the ensemble's secure client port."""
     controller_ids: dict[SiteName, str] = {}
-    # Written explicitly to run without auth, TLS or controller identities (a private
-    # test ensemble).
+    """Each site's controller identity as ZooKeeper names it,
+    "user:base64(sha1(user:password))" (`sitectl controller identity` prints it): only
+    that identity may write the site's vantage report. The password stays on that site's
+    controller host (--identity).
+    """
     insecure: bool = False
+    """Written explicitly to run without auth, TLS or controller identities (a private test
+    ensemble).
+    """
 
     def connect_string(self) -> str:
         return ",".join(h.address for h in self.hosts)
@@ -595,8 +671,12 @@ class ZooKeeper(Frozen):
 
 class RpoLimits(Frozen):
     volume: Seconds = 300.0
+    """The most mirror lag a move may lose on a volume."""
     ldap: Seconds = 60.0
+    """The most LDAP replication lag (contextCSN) a move may lose."""
     object_store: Seconds = 900.0
+    """The most object-store replication lag (the worst replicated
+    bucket's) a move may lose."""
 
 
 class DrillTargets(Frozen):
@@ -604,8 +684,10 @@ class DrillTargets(Frozen):
     a figure named in neither place falls back to the drill's default (RTO 5 min, RPO 0)."""
 
     # Plain floats (no ge=0) so the validator below explains a bad figure in words.
-    rto: Annotated[float | None, BeforeValidator(_seconds)] = None
-    rpo: Annotated[float | None, BeforeValidator(_seconds)] = None
+    rto: Annotated[float, BeforeValidator(_seconds), _DURATION_SCHEMA] | None = None
+    """The longest outage (write probe) a drill's move may show, e.g. 2m."""
+    rpo: Annotated[float, BeforeValidator(_seconds), _DURATION_SCHEMA] | None = None
+    """The span of writes a drill's move may lose (canaries); 0s: none."""
 
     @field_validator("rto")
     @classmethod
@@ -631,35 +713,56 @@ class DrillTargets(Frozen):
 
 class Policy(Frozen):
     rpo_limits: RpoLimits = RpoLimits()
+    """The most data (in seconds of writes) the readiness gate lets a move lose, per
+    replicator."""
     probe_interval: Seconds = 5.0
+    """How often each controller probes the active site."""
     consecutive_failures: int = Field(default=3, ge=1)
+    """How many probes in a row a majority of controllers must see fail before the active
+    site counts as down."""
     automatic_promotion: bool = False
+    """Whether the leading controller fails over on its own once a majority sees the active
+    site down."""
     block_period: Seconds = 3600.0
+    """After an automatic failover, how long automation stays blocked unless `sitectl ack`."""
     step_timeout: Seconds = 300.0
-    unreachable_timeout: Seconds = 10.0  # bound on old-site steps in a failover
+    """The longest any one step may take."""
+    unreachable_timeout: Seconds = 10.0
+    """bound on old-site steps in a failover"""
     drill_targets: DrillTargets = DrillTargets()
-    # The site ticket (coordination/ticket.py). Unset: derived from the ZooKeeper session
-    # timeout (Topology.ticket_ttl, Topology.fence_after); cross-checked in references.py.
+    """The RTO and RPO `sitectl drill` holds each move to."""
     ticket_ttl: Seconds | None = None
+    """How long the site ticket lives without a renewal. Unset: zookeeper.session_timeout
+    + 4 s. ticket_ttl + clock_drift must exceed fence_after by the fence's own duration.
+    """
+    # Both cross-checked in references.py.
     fence_after: Seconds | None = None
-    # How far apart two machines' clocks may be: added to every wait for a ticket.
+    """How long the ticket holder's site goes unrenewed before its dead-man agents fence
+    it; below ticket_ttl, above probe_interval. Unset: zookeeper.session_timeout."""
     clock_drift: Seconds = 2.0
-    # Salvage snapshots (reprotect) kept per volume and site, the newest; older go.
+    """How far apart two machines' clocks may be: added to every wait for a ticket."""
     salvage_snapshots_kept: int = Field(default=3, ge=1)
-    # Operations whose Ansible artifacts (<local_state>/artifacts/<operation>) are kept,
-    # the newest; older ones are removed as each operation starts.
+    """Salvage snapshots (reprotect) kept per volume and site, the newest; older go."""
     artifacts_kept: int = Field(default=20, ge=1)
-    # An automatic failover waits for a person's `sitectl approve` before its first change.
+    """Operations whose Ansible artifacts (<local_state>/artifacts/<operation>) are kept,
+    the newest; older ones are removed as each operation starts.
+    """
     approve_automatic_failover: bool = False
-    # How long an automatic failover's approval waits, and what its timeout means.
+    """An automatic failover waits for a person's `sitectl approve` before its first
+    change.
+    """
     automatic_approval_timeout: Seconds | None = None
+    """How long an automatic failover's approval waits; unset: until answered."""
     automatic_approval_on_timeout: Literal["reject", "approve"] = "reject"
-    # How often the leading controller evaluates the move to the standby (`sitectl
-    # evaluate`, read-only); also whenever the topology file changes.
+    """What an automatic failover's approval does once its timeout passed."""
     evaluate_every: Seconds = 1800.0
-    # How often each controller runs `sitectl health`'s read-only checks for its /metrics
-    # (replication lag, DNS agreement, parity), on a thread the decision loop never waits for.
+    """How often the leading controller evaluates the move to the standby (`sitectl
+    evaluate`, read-only); also whenever the topology file changes.
+    """
     health_every: Seconds = 60.0
+    """How often each controller runs `sitectl health`'s read-only checks for its /metrics
+    and status page (replication lag, DNS agreement, parity), on a thread the decision
+    loop never waits for; every 5 s while someone looks at the status page."""
 
     @field_validator("evaluate_every")
     @classmethod
@@ -689,14 +792,18 @@ class Deadman(Frozen):
     feeds of its site's controller (`key`, shared by both)."""
 
     port: int = Field(default=9401, ge=1, le=65535)
+    """The UDP port each agent listens on for its controller's feeds."""
     key: SecretRef
-    # Run on a fenced site's DNS host for each zone it serves, with {zone} and {primary}
-    # (the primary to follow once reachable): it must drop the site's copy of the zone.
+    """The key feeds are signed with (HMAC), shared by the controllers and the agents."""
     dns_fence_command: str | None = None
-    # Run on the same DNS host for each zone, with {zone}, when the operator restores a
-    # fenced lone survivor (`ticket grant --force --no-quorum`): it takes the zone back as
-    # its primary.
+    """Run on a fenced site's DNS host for each zone it serves, with {zone} and {primary}
+    (the primary to follow once reachable): it must drop the site's copy of the zone.
+    """
     dns_restore_command: str | None = None
+    """Run on the same DNS host for each zone, with {zone}, when the operator restores a
+    fenced lone survivor (`ticket grant --force --no-quorum`): it takes the zone back as
+    its primary.
+    """
 
 
 class ControllerHttp(Frozen):
@@ -754,11 +861,12 @@ class NotifyTarget(Frozen):
     url: Annotated[Url, Field(pattern=r"^https?://")] | None = None
     command: Annotated[str, Field(min_length=1)] | None = None
     events: tuple[NotifyEvent, ...] | None = Field(default=None, min_length=1)
-    # A bearer token for the webhook, in a 0600 file (relative to the topology file),
-    # read at each send: a rotation needs no restart.
     token_file: PathText | None = None
-    # Written explicitly to POST over plain http:// to another host than this one.
+    """A bearer token for the webhook, in a 0600 file (relative to the topology file), read
+    at each send: a rotation needs no restart.
+    """
     insecure: bool = False
+    """Written explicitly to POST over plain http:// to another host than this one."""
 
     @model_validator(mode="after")
     def _one_way(self) -> NotifyTarget:
@@ -808,14 +916,19 @@ class Notifications(Frozen):
 
 
 class Ansible(Frozen):
-    inventory: PathText  # relative to the topology file
+    inventory: PathText
+    """relative to the topology file"""
     playbook_dir: PathText = "../../playbooks"
+    """sitectl's playbooks (app.yml, volume.yml, dns-role.yml), relative to the topology
+    file."""
 
 
 class ProbeUser(Frozen):
-    user: Text  # the IMAP login
+    user: Text
+    """the IMAP login"""
     password: SecretRef
-    address: Text | None = None  # where the canary is sent; default: the login, if an address
+    address: Text | None = None
+    """where the canary is sent; default: the login, if an address"""
 
     def mail_address(self) -> str:
         if self.address:
@@ -895,19 +1008,23 @@ class CustomStep(Frozen):
     before: Annotated[str, Field(min_length=1)] | None = None
     after: Annotated[str, Field(min_length=1)] | None = None
     modes: tuple[Literal["switchover", "failover", "drill", "reprotect"], ...] = CUSTOM_STEP_MODES
-    directions: tuple[Direction, ...] = ()  # empty: either way
+    directions: tuple[Direction, ...] = ()
+    """empty: either way"""
     command: Annotated[str, Field(min_length=1)] | None = None
     playbook: PathText | None = None
     approval: bool = False
-    # Where it runs: "sitectl" (this machine) or a role, whose hosts at `site` run it.
     on: Literal["sitectl"] | RoleName = "sitectl"
+    """Where it runs: "sitectl" (this machine) or a role, whose hosts at `site` run it."""
     site: Literal["to", "from"] = "to"
-    timeout: Seconds | None = None  # a command or playbook: policy.step_timeout; an approval: none
+    timeout: Seconds | None = None
+    """a command or playbook: policy.step_timeout; an approval: none"""
     on_failure: Literal["stop", "continue"] = "stop"
-    on_timeout: Literal["reject", "approve"] = "reject"  # an approval's, once its timeout passed
-    # Who may approve (OS user names, as `sitectl approve` records them); empty: anyone
-    # who can write the cluster's ZooKeeper nodes.
+    on_timeout: Literal["reject", "approve"] = "reject"
+    """an approval's, once its timeout passed"""
     approvers: tuple[Name, ...] = ()
+    """Who may approve (OS user names, as `sitectl approve` records them); empty: anyone
+    who can write the cluster's ZooKeeper nodes.
+    """
 
     @model_validator(mode="after")
     def _one_kind_one_place(self) -> CustomStep:
@@ -948,32 +1065,54 @@ class CustomStep(Frozen):
 
 class Topology(Frozen):
     cluster: Annotated[str, Field(pattern=_NAME)]
+    """The cluster's name: its ZooKeeper nodes live under <chroot>/<cluster>."""
     sites: dict[SiteName, Site] = Field(min_length=2)
+    """The two datacenters and the witness, by name."""
     active_site: SiteName
+    """The datacenter that serves when ZooKeeper records nothing else (a new cluster);
+    after a move, ZooKeeper's record wins."""
     ansible: Ansible
+    """Where the Ansible inventory and sitectl's playbooks are."""
     hosts: tuple[Host, ...] = Field(min_length=1)
+    """Every host sitectl acts on or probes, with its site and roles."""
     roles: dict[RoleName, Role] = Field(min_length=1)
+    """The application's roles by name: their services, start order, probes and whether
+    they move."""
     application: Application = Application()
+    """The application's name and the mailbox the canaries and IMAP probes use."""
     volumes: tuple[Volume, ...] = ()
+    """The mirrored volumes, by driver: btrfs (the lab), netapp (SnapMirror over ONTAP
+    REST) or command (your own)."""
     dns: Dns
+    """The DNS zones a move repoints."""
     ldap: Ldap | None = None
+    """The LDAP multi-master servers whose replication (contextCSN) the readiness gate
+    checks."""
     object_store: ObjectStore | None = None
+    """The S3 endpoints and buckets whose replication a move checks and reprotect reverses."""
     deadman: Deadman | None = None
+    """The dead-man agents that fence an active site cut off from the quorum."""
     controller: ControllerSettings = ControllerSettings()
+    """The controllers' HTTP endpoint."""
     notifications: Notifications = Notifications()
+    """Who is told about every operation (docs/notifications.md)."""
     zookeeper: ZooKeeper
+    """The ZooKeeper ensemble: leases, checkpoints, the site ticket and the controllers'
+    election."""
     policy: Policy = Policy()
-    # Settings compared between the datacenters by the `parity` health check.
+    """RPO limits, timings, automatic promotion and the site ticket's arithmetic."""
     parity: tuple[ParitySetting, ...] = ()
-    # The operator's own steps and approvals, placed in every plan they are scoped to.
+    """Settings compared between the datacenters by the `parity` health check."""
     custom_steps: tuple[CustomStep, ...] = ()
-    # This machine's own records: the audit log and per-operation artifacts (Ansible
-    # runs). Relative to the topology file, like every other path in it.
+    """The operator's own steps and approvals, placed in every plan they are scoped to."""
     local_state: PathText = "/var/lib/sitectl"
-    # Where the file was read from: relative paths inside it are relative to this.
+    """This machine's own records: the audit log and per-operation artifacts (Ansible
+    runs). Relative to the topology file, like every other path in it.
+    """
     base_dir: Path = Field(default=Path("."), exclude=True)
-    # The file itself, when read from one: what a helper process loads it from again.
+    """Where the file was read from: relative paths inside it are relative to this."""
     source_file: Path | None = Field(default=None, exclude=True)
+    """The file itself, when read from one: what a helper process loads it from again."""
 
     def datacenters(self) -> list[str]:
         return [name for name, site in self.sites.items() if site.kind == "datacenter"]

@@ -79,6 +79,9 @@ class Agent:
     restore_actions: list[FenceAction] = field(default_factory=list)
     clock: Callable[[], float] = time.monotonic
     run: Callable[[FenceAction], str | None] = run_action
+    # Called on every turn of the loop and after each fence action: systemd's watchdog
+    # (WatchdogSec=) restarts an agent whose loop stops turning (sdnotify.Watchdog.pet).
+    alive: Callable[[], object] = lambda: None
     memory: Memory = field(init=False)
     _last: Verdict | None = None  # the verdict last logged: each change is said once
 
@@ -102,6 +105,7 @@ class Agent:
                 log.warning("the agent's socket failed: %s", exc)
                 stop.wait(TICK)
             self.tick()
+            self.alive()
 
     def heard(self, datagram: bytes, sender: object = None) -> None:
         try:
@@ -158,6 +162,8 @@ class Agent:
         failed = 0
         for action in actions:
             error = self.run(action)
+            # A fence of many actions outlasts a watchdog interval; each action is bounded.
+            self.alive()
             if error is None:
                 log.info("%s: %s: done", kind, action.what)
             else:

@@ -279,6 +279,21 @@ def test_an_agent_fences_once_when_starved_and_remembers_it(tmp_path: Path) -> N
     sock.close()
 
 
+def test_an_agent_says_it_is_alive_between_fence_actions(tmp_path: Path) -> None:
+    """systemd's watchdog must hear from an agent in the middle of a long fence, or it
+    would kill the agent half-way (each action is bounded; the fence as a whole is not)."""
+    said: list[str] = []
+    actions = [FenceAction(f"stop {n}", argv=("true",)) for n in ("a", "b", "c")]
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    agent = Agent(
+        "dc1", actions, KEY, sock, tmp_path / "m.json", clock=lambda: 0.0,
+        run=lambda a: said.append(a.what), alive=lambda: said.append("alive"),
+    )  # fmt: skip
+    agent.fence()
+    assert said == ["stop a", "alive", "stop b", "alive", "stop c", "alive"]
+    sock.close()
+
+
 def test_an_agent_restarted_while_armed_fences_unless_fed_in_time(tmp_path: Path) -> None:
     memory = tmp_path / "memory.json"
     memory.write_text(json.dumps({"armed": True, "seq": 5, "fence_after": 5.0, "fenced": False}))
@@ -348,3 +363,31 @@ def test_a_host_fences_only_the_volumes_it_mounts(host: str, unmounted: set[str]
     guarded = [h for h in topo.hosts if h.name == host]
     whats = [a.what for a in fence_actions(topo, "dc1", guarded, {})]
     assert {w.split()[2] for w in whats if w.startswith("unmount")} == unmounted
+
+
+def test_an_agent_host_needs_only_the_topology_its_inventory_and_the_key(tmp_path: Path) -> None:
+    """`deadman run` starts without the files the rest of the topology names (CAs,
+    TSIG keys, LDAP and S3 secrets: not on every host); one that is there is still
+    checked (test_config_validation: a world-readable key), and so is the key it reads,
+    here a systemd credential given as --key-file."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from orchestrator.cli.main import app
+
+    copy = tmp_path / "example"
+    shutil.copytree(EXAMPLE.parent, copy)
+    (copy / "pki" / "ca.pem").unlink()  # zookeeper.tls.ca_file: `validate` refuses this
+    key = tmp_path / "deadman.key"
+    key.write_text("k" * 32)
+    key.chmod(0o400)  # as systemd makes a credential
+    args = ["deadman", "run", "-c", str(copy / "topology.yaml"), "--site", "dc1",
+            "--address", "192.0.2.31", "--state-file", str(tmp_path / "s.json"),
+            "--key-file", str(key)]  # fmt: skip
+    done = CliRunner().invoke(app, args, env={})
+    # It got as far as listening: 192.0.2.31 (RFC 5737) is no address of this machine.
+    assert done.exit_code == 2 and "cannot listen on UDP port 9401" in done.output, done.output
+    key.chmod(0o644)
+    done = CliRunner().invoke(app, args, env={})
+    assert done.exit_code == 2 and f"chmod 600 {key}" in done.output, done.output
