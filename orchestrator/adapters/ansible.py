@@ -7,7 +7,7 @@ code alone would hide which host failed.
 
 Consecutive steps may share one run (`run_batch`): starting ansible-playbook costs
 about a second, and a switchover has eight host steps. Each step's plays are preceded
-by a gate play (playbooks/action_plugins/sitectl_gate.py) that asks this process, over
+by a gate play (orchestrator/adapters/ansible_action/sitectl_gate.py) that asks this process, over
 a private Unix socket, whether the step may start: the engine verifies and checkpoints
 the step before, re-checks the lease and the step's "already true?" while ansible-playbook
 waits. A run is therefore fenced, checked and checkpointed step by step exactly as

@@ -25,6 +25,10 @@ from pydantic import (
 )
 from pydantic.json_schema import WithJsonSchema
 
+# sitectl's own playbooks, installed with it as package data (orchestrator/playbooks):
+# what `ansible.playbook_dir` defaults to, so an installed sitectl needs no checkout.
+INSTALLED_PLAYBOOKS = Path(__file__).resolve().parents[1] / "playbooks"
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 _NAME = r"^[a-z][a-z0-9-]{0,30}$"
@@ -918,9 +922,10 @@ class Notifications(Frozen):
 class Ansible(Frozen):
     inventory: PathText
     """relative to the topology file"""
-    playbook_dir: PathText = "../../playbooks"
-    """sitectl's playbooks (app.yml, volume.yml, dns-role.yml), relative to the topology
-    file."""
+    playbook_dir: PathText | None = None
+    """sitectl's playbooks (app.yml, volume.yml, dns-role.yml, custom.yml), relative to the
+    topology file; unset, the copy installed with sitectl. Set it only to run a modified
+    copy."""
 
 
 class ProbeUser(Frozen):
@@ -1132,6 +1137,13 @@ class Topology(Frozen):
 
     def resolve(self, relative: str) -> Path:
         return (self.base_dir / relative).resolve()
+
+    @property
+    def playbook_dir(self) -> Path:
+        """The directory sitectl's own playbooks are run from: `ansible.playbook_dir`
+        (relative to the topology file), else the copy installed with sitectl."""
+        written = self.ansible.playbook_dir
+        return INSTALLED_PLAYBOOKS if written is None else self.resolve(written)
 
     @property
     def ticket_ttl(self) -> float:

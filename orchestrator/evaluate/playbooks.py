@@ -38,7 +38,7 @@ PLAYBOOK_OF: dict[Action, str] = {
 
 def playbooks_used(topo: Topology, plan: Plan) -> list[Path]:
     """The playbooks `plan` runs, each once, in the order first used (pure)."""
-    directory = topo.resolve(topo.ansible.playbook_dir)
+    directory = topo.playbook_dir
     paths: list[Path] = []
     for step in plan.steps():
         if step.action in PLAYBOOK_OF:

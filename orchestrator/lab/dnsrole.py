@@ -1,6 +1,6 @@
 """Promote a lab site's BIND server to primary of a zone, or demote it to a secondary.
 
-What the project's `playbooks/dns-role.yml` runs on the lab when a failover loses the
+What the project's `orchestrator/playbooks/dns-role.yml` runs on the lab when a failover loses the
 zone's primary site (the lab's stand-in for an operator's own zone-role script):
 
     python -m orchestrator.lab.dnsrole promote --site dc2 --zone lab.internal. [--state-dir DIR]

@@ -66,7 +66,7 @@ def _site_vars(state: LabState, site: str) -> dict[str, Any]:
     return {
         "lab_site": site,
         "lab_dir": str(root),
-        # The hosts' epoch ledgers (playbooks/library/sitectl_epoch.py).
+        # The hosts' epoch ledgers (orchestrator/playbooks/library/sitectl_epoch.py).
         "sitectl_epoch_dir": str(root / site / "epochs"),
         "lab_site_dir": str(root / site),
         "lab_volume": str(root / site / "volume"),

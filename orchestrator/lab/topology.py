@@ -21,7 +21,6 @@ from orchestrator.lab import bind, deadman, hosts, layout, ldap, mail, s3, volum
 from orchestrator.lab.environment import topology_path
 from orchestrator.lab.state import LabState
 
-REPO = Path(__file__).resolve().parents[2]
 # Roles of the application; each maps onto `orchestrator.lab.app --role`. Their probes
 # speak TLS as a Zimbra site's would: IMAPS to the mailbox (the probe logs in), STARTTLS
 # to the MTA, both verified against the lab CA.
@@ -173,10 +172,9 @@ def build(state: LabState) -> dict[str, Any]:
             "dc2": {"kind": "datacenter", "description": "lab datacenter 2 (198.18.2.0/24)"},
             "witness": {"kind": "witness", "description": "lab witness (198.18.3.0/24)"},
         },
-        "ansible": {
-            "inventory": str(hosts.path(state.root)),
-            "playbook_dir": str(REPO / "playbooks"),
-        },
+        # No playbook_dir: the lab runs the playbooks installed with the sitectl that
+        # started it, as an operator's topology does.
+        "ansible": {"inventory": str(hosts.path(state.root))},
         "roles": roles,
         "application": {
             "name": "mail",

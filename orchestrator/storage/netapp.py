@@ -220,7 +220,7 @@ class OntapSnapMirror:
     def reverse(self, new_source: str | None = None) -> MirrorStatus:
         raise Failed(
             "reverse resync is not done by the ONTAP client: the netapp playbook "
-            "(playbooks/tasks/netapp.yml) does it with the netapp.ontap collection"
+            "(orchestrator/playbooks/tasks/netapp.yml) does it with the netapp.ontap collection"
         )
 
     def mount(self, site: str) -> None:
@@ -240,7 +240,7 @@ def _ontap_error(body: bytes) -> str | None:
 # --- Relationships named by the topology --------------------------------------------
 # The topology names each site's copy (cluster, SVM, volume), not relationship UUIDs:
 # the relationship is found on the destination's cluster by its destination path, the
-# way the playbook (playbooks/tasks/netapp.yml) finds it.
+# way the playbook (orchestrator/playbooks/tasks/netapp.yml) finds it.
 
 
 class RelationshipNotFound(Failed):

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from orchestrator.config.model import INSTALLED_PLAYBOOKS
 from orchestrator.coordination.lease import Lease
 from orchestrator.coordination.paths import ZkPaths
 from tests.controller.conftest import topology_doc
@@ -21,7 +22,7 @@ from tests.zkensemble import Ensemble
 
 pytestmark = pytest.mark.lab
 
-PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
+PLAYBOOKS = INSTALLED_PLAYBOOKS
 DOING = "quiescing svm1:mail_store"
 
 

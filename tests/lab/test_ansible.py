@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from orchestrator.config.inventory import host_vars_in
+from orchestrator.config.model import INSTALLED_PLAYBOOKS
 from orchestrator.lab import layout
 from tests.conftest import LabHandle
 
@@ -47,7 +48,7 @@ def _play(lab: LabHandle, tmp_path: Path, playbook: str, host: str, **extravars:
     private.mkdir()
     run = ansible_runner.run(
         private_data_dir=str(private),
-        playbook=str(REPO / "playbooks" / playbook),
+        playbook=str(INSTALLED_PLAYBOOKS / playbook),
         inventory=str(lab.state_dir / "hosts.yml"),
         envvars={"PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}"},
         extravars={"sitectl_hosts": host, **extravars},

@@ -1,7 +1,8 @@
 """`sitectl evaluate` on the lab: a fresh lab could move to its standby; a copy of the
-topology with a wrong TSIG key, a playbook missing or the standby's SSH host keys
-changed could not (each alone, then all three), and the evaluation names each problem. Neither run changes anything
-the servers keep: zone serials, LDAP contextCSNs, the cluster's znodes, the mounts."""
+topology with a wrong TSIG key, a playbook ansible-playbook refuses or the standby's SSH
+host keys changed could not (each alone, then all three), and the evaluation names each
+problem. Neither run changes anything the servers keep: zone serials, LDAP contextCSNs,
+the cluster's znodes, the mounts."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from orchestrator.config import Topology, load_topology
+from orchestrator.config.model import INSTALLED_PLAYBOOKS
 from orchestrator.coordination.client import connect as zk_connect
 from orchestrator.coordination.paths import ZkPaths
 from orchestrator.lab import controllers, hosts, layout, sshd
@@ -150,6 +152,10 @@ def _changed_host_keys(lab: LabHandle, site: str, into: Path) -> Path:
 
 
 FAULTS = ("tsig", "playbook", "ansible")
+# A play that parses as one (what loading a topology checks: a missing or unparsable
+# playbook is refused before evaluate runs) but that ansible-playbook refuses: found by
+# evaluate's syntax check only.
+REFUSED_PLAY = "- hosts: all\n  hostz: a typo of hosts\n"
 
 
 def _broken_topology(
@@ -157,7 +163,7 @@ def _broken_topology(
 ) -> tuple[Path, Path]:
     """A copy of the lab's topology beside it (its secrets are relative paths) with the
     `faults` asked for: `tsig`, the internal zone's key file holding a wrong secret;
-    `playbook`, a playbook dir that lacks volume.yml; `ansible`, an inventory whose
+    `playbook`, a playbook dir whose volume.yml ansible-playbook refuses; `ansible`, an inventory whose
     known_hosts has another key for `standby`. Returns it and its SSH control dir."""
     work.mkdir()
     topology = Path(lab.env["topology"])
@@ -168,8 +174,8 @@ def _broken_topology(
         zone["tsig"]["key_file"] = str(key)
     if "playbook" in faults:
         playbooks = work / "playbooks"
-        shutil.copytree(data["ansible"]["playbook_dir"], playbooks)
-        (playbooks / "volume.yml").unlink()
+        shutil.copytree(INSTALLED_PLAYBOOKS, playbooks)
+        (playbooks / "volume.yml").write_text(REFUSED_PLAY)
         data["ansible"]["playbook_dir"] = str(playbooks)
     # A control directory of its own: the lab's multiplexed connections were opened
     # with the real keys and would skip the host key check altogether.
@@ -249,7 +255,7 @@ def test_evaluate_passes_on_the_lab_and_names_each_problem_changing_nothing(
         if "playbook" in faults:
             (playbook,) = by_check["playbook"]
             assert playbook["subject"] == str(work / "playbooks" / "volume.yml"), playbook
-            assert "does not exist" in playbook["reason"], playbook
+            assert "--syntax-check refuses volume.yml" in playbook["reason"], playbook
         if "ansible" in faults:
             assert {p["subject"] for p in by_check["ansible"]} == reached, said
             assert all("SSH host key does not match" in p["reason"] for p in by_check["ansible"])
@@ -283,16 +289,16 @@ def _events(path: Path) -> list[dict[str, Any]]:
 def test_the_leader_evaluates_the_move_and_says_so_in_metrics_status_and_hooks(
     lab: LabHandle, tmp_path: Path
 ) -> None:
-    """A controller topology that evaluates every 5 s with a playbook dir lacking
-    volume.yml: the leader finds the move not ready (plan-not-ready, a problem series);
+    """A controller topology that evaluates every 5 s with a playbook dir whose volume.yml
+    ansible-playbook refuses: the leader finds the move not ready (plan-not-ready, a problem series);
     once the file is back, ready again (plan-ready, no problem series)."""
     standby = lab.standby_site()
     data = yaml.safe_load(Path(lab.env["topology"]).read_text())
     playbooks = tmp_path / "playbooks"
-    shutil.copytree(data["ansible"]["playbook_dir"], playbooks)
+    shutil.copytree(INSTALLED_PLAYBOOKS, playbooks)
     volume = playbooks / "volume.yml"
     kept = volume.read_bytes()
-    volume.unlink()
+    volume.write_text(REFUSED_PLAY)
     data["ansible"]["playbook_dir"] = str(playbooks)
     data["policy"]["evaluate_every"] = "5s"
     topology = lab.state_dir / "topology-evaluate-controllers.yaml"

@@ -6,7 +6,8 @@ then real children run: ansible-playbook through the adapter the engine uses (it
 dumps the environment it inherited; every file of the run's artifacts is searched), a
 parity command and a dead-man fence action. A NetApp step's credential reaches its
 playbook through the file sitectl hands over (the very expression of
-playbooks/tasks/netapp.yml reads it), which is private and gone once the run is over.
+orchestrator/playbooks/tasks/netapp.yml reads it), which is private and gone once the run
+is over.
 The lab-wide version, with a real operation and /proc/PID/environ sampled while it
 runs, is tests/faults/test_secrets.py (R8).
 """
@@ -31,13 +32,13 @@ from orchestrator.adapters.ansible import run_environment, run_playbook
 from orchestrator.adapters.secrets import SecretError, SecretSource, read_secret
 from orchestrator.checks.parity import run_command
 from orchestrator.config import load_topology
-from orchestrator.config.model import SecretRef
+from orchestrator.config.model import INSTALLED_PLAYBOOKS, SecretRef
 from orchestrator.deadman.actions import FenceAction
 from orchestrator.deadman.agent import run_action
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "inventories" / "example-zimbra" / "topology.yaml"
-NETAPP_TASKS = ROOT / "playbooks" / "tasks" / "netapp.yml"
+NETAPP_TASKS = INSTALLED_PLAYBOOKS / "tasks" / "netapp.yml"
 # Names the example topology reads secrets from, and one that no topology names.
 NAMED = ("ZIMBRA_LDAP_PASSWORD", "ONTAP_DC1_CREDENTIALS", "SITECTL_DEADMAN_KEY")
 UNNAMED = "SOME_VENDOR_API_TOKEN"
@@ -171,8 +172,8 @@ def test_ansible_playbook_and_its_artifacts_hold_no_secret_of_the_environment(
 
 
 def _netapp_credentials_play() -> list[dict[str, Any]]:
-    """A play reading a credential exactly as playbooks/tasks/netapp.yml does (its own
-    expressions, lifted from the file), then recording what it can see."""
+    """A play reading a credential exactly as orchestrator/playbooks/tasks/netapp.yml
+    does (its own expressions, lifted from the file), then recording what it can see."""
     [block] = yaml.safe_load(NETAPP_TASKS.read_text())[:1]
     [reads] = [t for t in block["block"] if t["name"] == "Read the ONTAP credentials"]
     return [

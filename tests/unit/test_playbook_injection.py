@@ -32,6 +32,7 @@ from hypothesis import strategies as st
 from orchestrator.adapters.ansible import PlaybookCall, run_batch
 from orchestrator.config import Topology, load_topology
 from orchestrator.config.model import (
+    INSTALLED_PLAYBOOKS,
     Ansible,
     CommandVolume,
     Dns,
@@ -191,7 +192,7 @@ def hostile_topology(
             "hosts": hosts,
             "dns": Dns.model_construct(zones=zones),
             "ansible": Ansible(
-                inventory=str(home / "hosts.yml"), playbook_dir=str(ROOT / "playbooks")
+                inventory=str(home / "hosts.yml"), playbook_dir=str(INSTALLED_PLAYBOOKS)
             ),
         }
     )

@@ -18,7 +18,7 @@ import yaml
 
 from orchestrator.adapters.ansible import PlaybookCall, run_playbook, shared_skips
 from orchestrator.config import Topology, load_topology
-from orchestrator.config.model import VOLUME_DRIVERS
+from orchestrator.config.model import INSTALLED_PLAYBOOKS, VOLUME_DRIVERS
 from orchestrator.engine.executor import Executor
 from orchestrator.engine.steps import default_handlers
 from orchestrator.engine.steps.common import (
@@ -33,7 +33,7 @@ from orchestrator.plan import assumed_state, build_plan
 from tests.unit.engine_fakes import FakeFence, MemoryStore, operation_record
 
 ROOT = Path(__file__).resolve().parents[2]
-PLAYBOOKS = ROOT / "playbooks"
+PLAYBOOKS = INSTALLED_PLAYBOOKS
 BIN = Path(sys.executable).parent
 EXAMPLE = ROOT / "inventories/example-zimbra/topology.yaml"
 HANDLERS = default_handlers(lambda site: None)

@@ -21,8 +21,10 @@ from typing import Any
 import pytest
 import yaml
 
+from orchestrator.config.model import INSTALLED_PLAYBOOKS
+
 ROOT = Path(__file__).resolve().parents[2]
-PLAYBOOKS = ROOT / "playbooks"
+PLAYBOOKS = INSTALLED_PLAYBOOKS
 BIN = Path(sys.executable).parent
 PLAYBOOK_FILES = sorted(PLAYBOOKS.glob("*.yml"))
 TASK_FILES = sorted((PLAYBOOKS / "tasks").rglob("*.yml"))
@@ -100,7 +102,7 @@ def netapp_module_docs(tmp_path: Path) -> tuple[list[str], dict[str, Any]]:
     docs = json.loads(run.stdout or "{}")
     missing = [m for m in used if m not in docs]
     assert not missing, (
-        f"playbooks/tasks/netapp.yml uses {', '.join(missing)}, which this venv cannot "
+        f"orchestrator/playbooks/tasks/netapp.yml uses {', '.join(missing)}, which this venv cannot "
         f"resolve: install sitectl's dependencies (the ansible package ships netapp.ontap)"
         f"\n{run.stderr}"
     )
@@ -190,7 +192,7 @@ def test_ansible_lint_passes(tmp_path: Path) -> None:
             "--nocolor",
             "-f",
             "pep8",
-            "playbooks/",
+            str(PLAYBOOKS.relative_to(ROOT)),
             *(str(p.relative_to(ROOT)) for p in EXAMPLE_PLAYBOOKS),
         ],
         cwd=ROOT,

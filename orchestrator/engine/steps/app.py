@@ -1,4 +1,4 @@
-"""Stopping and starting application roles (through playbooks/app.yml), and the canary.
+"""Stopping and starting application roles (through orchestrator/playbooks/app.yml), and the canary.
 
 "Already true?" is answered by the role's own protocol probes: a stopped role refuses
 connections, a started one answers its protocol. A probe that times out means the site

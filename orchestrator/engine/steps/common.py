@@ -30,7 +30,7 @@ def step_timeout(topo: Topology, step: Step) -> float:
     )
 
 
-# Tags of our playbooks' tasks that not every call runs (see playbooks/volume.yml): the
+# Tags of our playbooks' tasks that not every call runs (see orchestrator/playbooks/volume.yml): the
 # guard only a person running a playbook by hand needs (sitectl composes each action
 # itself), each volume driver's tasks, and app.yml's two ways to start and stop a role.
 # A call leaves out those it does not run; a task skipped by `when` still costs a fork.
@@ -72,7 +72,7 @@ def playbook_call(
     topo = ctx.topology
     tags = step_tags(ctx, step)
     return PlaybookCall(
-        playbook=topo.resolve(topo.ansible.playbook_dir) / name,
+        playbook=topo.playbook_dir / name,
         hosts=hosts,
         extravars={**extravars, **tags},
         skip_tags=TASK_TAGS - set(runs_tags),

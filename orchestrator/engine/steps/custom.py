@@ -2,9 +2,9 @@
 
 A command with `on: sitectl` runs here, in a shell, with an allow-listed environment
 (never sitectl's secrets, orchestrator/childenv.py) plus the operation's SITECTL_*
-variables; on a role's hosts it runs through playbooks/custom.yml under the hosts' epoch
-ledger. A playbook runs as the operator wrote it, limited to the role's hosts (or to
-`localhost` for `on: sitectl`), with the operation's `sitectl_*` extra vars.
+variables; on a role's hosts it runs through orchestrator/playbooks/custom.yml under
+the hosts' epoch ledger. A playbook runs as the operator wrote it, limited to the role's
+hosts (or to `localhost` for `on: sitectl`), with the operation's `sitectl_*` extra vars.
 
 Nothing here is "already true": the step runs whenever the engine reaches it and it is
 not yet checkpointed done, so a command a crash interrupted runs again on resume: write

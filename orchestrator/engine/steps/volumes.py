@@ -1,4 +1,4 @@
-"""Mirror and volume steps through playbooks/volume.yml.
+"""Mirror and volume steps through orchestrator/playbooks/volume.yml.
 
 "Already true?" and "done?" are read from the storage driver itself where sitectl can
 reach it: the lab's btrfs mirror state, and ONTAP's SnapMirror relationship (REST) for
@@ -33,7 +33,7 @@ from orchestrator.storage.netapp import RelationshipNotFound
 Volume = BtrfsVolume | NetappVolume | CommandVolume
 # One ONTAP REST call; verify polls, so a slow answer is asked again, not waited out.
 ONTAP_TIMEOUT_S = 10.0
-# The actions playbooks/tasks/netapp.yml takes to ONTAP (with credentials).
+# The actions orchestrator/playbooks/tasks/netapp.yml takes to ONTAP (with credentials).
 ONTAP_ACTIONS = frozenset({"update", "quiesce", "resume", "break", "reverse"})
 
 

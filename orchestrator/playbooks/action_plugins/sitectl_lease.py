@@ -1,7 +1,7 @@
 """Ansible action plugin: go on only while the operation's fencing epoch is the newest.
 
 For systems that cannot check an epoch themselves. ONTAP has no request conditional on
-ours, so playbooks/tasks/netapp.yml asks this immediately before each call that changes
+ours, so orchestrator/playbooks/tasks/netapp.yml asks this immediately before each call that changes
 a relationship: ZooKeeper's epoch (bumped by every lease taken) must still be the
 operation's. A leader frozen after its playbook started, whose successor has taken the
 lease since, stops at the next call instead of making it. What is left is the moment
