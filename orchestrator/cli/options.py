@@ -12,6 +12,7 @@ from orchestrator.adapters.inventory import inventory_findings
 from orchestrator.cli.exitcodes import ExitCode
 from orchestrator.cli.output import fail
 from orchestrator.config import InvalidTopology, Topology, config_path, load_topology
+from orchestrator.evaluate.playbook_files import playbook_findings
 from orchestrator.plan.build import custom_step_findings
 
 ConfigOption = Annotated[
@@ -48,8 +49,9 @@ ReasonOption = Annotated[
 
 
 # What validation checks beyond the file itself: the custom steps' anchors in the plans,
-# and the inventory as Ansible reads it (the latter only where files are checked).
-TOPOLOGY_CHECKS = (custom_step_findings, inventory_findings)
+# and (only where files are checked) the inventory as Ansible reads it and the playbooks
+# a move would run.
+TOPOLOGY_CHECKS = (custom_step_findings, inventory_findings, playbook_findings)
 
 
 def load(
