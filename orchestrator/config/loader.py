@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from orchestrator.childenv import note_secret_names
 from orchestrator.config import model
+from orchestrator.config.extras import check_extras
 from orchestrator.config.files import check_files, secret_refs
 from orchestrator.config.problems import FieldPath, Problem, dotted
 from orchestrator.config.references import Finding, check_references
@@ -139,6 +140,8 @@ def validate_text(
     findings = check_references(topo)
     if check_filesystem:
         findings.extend(check_files(topo, absent_ok=absent_files_ok))
+        if not absent_files_ok:  # what this machine must have installed to run a move
+            findings.extend(check_extras(topo))
     if not findings:  # the checks above may assume what those refuse (a role that exists)
         for check in checks:
             findings.extend(check(topo))
