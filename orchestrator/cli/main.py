@@ -166,7 +166,8 @@ def _observed(topo: Topology, from_site: str | None, unreachable: frozenset[str]
 
 @app.command()
 def validate(config: ConfigOption = None, json_output: JsonOption = False) -> None:
-    """Check a topology file; print one line per problem.
+    """Check a topology file, the playbooks a move would run and the extras its drivers
+    need; print one line per problem.
 
     Exit 0 when valid, 2 otherwise. Every other command validates the same way and
     changes nothing when the file is invalid.
