@@ -12,65 +12,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
 from orchestrator.config.model import INSTALLED_PLAYBOOKS, Topology
 from orchestrator.config.problems import FieldPath
-from orchestrator.evaluate.playbooks import playbooks_used
+from orchestrator.evaluate.playbooks import playbook_problem, playbooks_used
 from orchestrator.plan.build import PlanRefused, every_plan
-
-# How a playbook imports another in place of a play.
-_IMPORTS = frozenset(
-    {"import_playbook", "ansible.builtin.import_playbook", "ansible.legacy.import_playbook"}
-)
-
-
-class _AnsibleYaml(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """YAML as Ansible reads it, for a parse check only: Ansible's own tags (`!unsafe`,
-    `!vault`) are taken as the plain values they tag rather than refused."""
-
-
-def _tagged(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> object:
-    if isinstance(node, yaml.ScalarNode):
-        return loader.construct_scalar(node)
-    if isinstance(node, yaml.SequenceNode):
-        return loader.construct_sequence(node)
-    return loader.construct_mapping(node)  # type: ignore[arg-type]
-
-
-_AnsibleYaml.add_multi_constructor("!", _tagged)
-
-
-def playbook_problem(path: Path) -> str | None:
-    """Why `path` is not a playbook ansible-playbook could run (missing, unreadable, not
-    YAML, not a list of plays), or None."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return f"{path} does not exist"
-    except IsADirectoryError:
-        return f"{path} is a directory, not a playbook"
-    except (OSError, UnicodeDecodeError) as exc:
-        return f"{path} cannot be read ({exc})"
-    try:
-        plays = yaml.load(text, Loader=_AnsibleYaml)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        said = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        return f"{path} is not valid YAML{where}: {said}"
-    except RecursionError:
-        return f"{path} is not valid YAML: nested too deep"
-    if not isinstance(plays, list) or not plays:
-        held = "nothing" if plays is None else f"a {type(plays).__name__}"
-        return f"{path} is not a playbook: it holds {held}, not a list of plays"
-    for number, play in enumerate(plays, start=1):
-        if not isinstance(play, dict) or not ("hosts" in play or _IMPORTS & play.keys()):
-            return (
-                f"{path} is not a playbook: its item {number} is not a play (a mapping with "
-                "hosts: or import_playbook:); a task file is included by a play, not run"
-            )
-    return None
 
 
 def playbook_findings(topo: Topology) -> list[tuple[FieldPath, str]]:

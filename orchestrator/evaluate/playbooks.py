@@ -1,4 +1,5 @@
-"""Every playbook a move would run exists and passes `ansible-playbook --syntax-check`.
+"""Every playbook a move would run exists, is a playbook (`playbook_problem`, which
+loading a topology checks too) and passes `ansible-playbook --syntax-check`.
 
 Which playbooks: derived from the plan's actions (`PLAYBOOK_OF`, the names the step
 handlers in engine/steps call), never a second list. `playbooks_used` is the one place
@@ -12,6 +13,8 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+import yaml
 
 from orchestrator.childenv import allowed_for_ansible
 from orchestrator.config.model import Topology
@@ -50,16 +53,66 @@ def playbooks_used(topo: Topology, plan: Plan) -> list[Path]:
     return list(dict.fromkeys(paths))
 
 
+# How a playbook imports another in place of a play.
+_IMPORTS = frozenset(
+    {"import_playbook", "ansible.builtin.import_playbook", "ansible.legacy.import_playbook"}
+)
+
+
+class _AnsibleYaml(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """YAML as Ansible reads it, for a parse check only: Ansible's own tags (`!unsafe`,
+    `!vault`) are taken as the plain values they tag rather than refused."""
+
+
+def _tagged(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> object:
+    if isinstance(node, yaml.ScalarNode):
+        return loader.construct_scalar(node)
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node)
+    return loader.construct_mapping(node)  # type: ignore[arg-type]
+
+
+_AnsibleYaml.add_multi_constructor("!", _tagged)
+
+
+def playbook_problem(path: Path) -> str | None:
+    """Why `path` is not a playbook ansible-playbook could run (missing, unreadable, not
+    YAML, not a list of plays), or None."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return f"{path} does not exist"
+    except IsADirectoryError:
+        return f"{path} is a directory, not a playbook"
+    except (OSError, UnicodeDecodeError) as exc:
+        return f"{path} cannot be read ({exc})"
+    try:
+        plays = yaml.load(text, Loader=_AnsibleYaml)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        said = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        return f"{path} is not valid YAML{where}: {said}"
+    except RecursionError:
+        return f"{path} is not valid YAML: nested too deep"
+    if not isinstance(plays, list) or not plays:
+        held = "nothing" if plays is None else f"a {type(plays).__name__}"
+        return f"{path} is not a playbook: it holds {held}, not a list of plays"
+    for number, play in enumerate(plays, start=1):
+        if not isinstance(play, dict) or not ("hosts" in play or _IMPORTS & play.keys()):
+            return (
+                f"{path} is not a playbook: its item {number} is not a play (a mapping with "
+                "hosts: or import_playbook:); a task file is included by a play, not run"
+            )
+    return None
+
+
 def judge_syntax(path: Path, exists: bool, returncode: int | None, output: str) -> Finding:
     """One playbook's finding from whether it exists and what the syntax check said (pure).
 
     `returncode` None: not checked (the file is missing)."""
     if not exists:
-        return problem(
-            CHECK,
-            str(path),
-            f"{path} does not exist — a move runs it: restore it or fix ansible.playbook_dir",
-        )
+        return _unusable(path, f"{path} does not exist")
     if returncode == 0:
         return ok(CHECK, str(path), "exists and passes ansible-playbook --syntax-check")
     said = " ".join(output.split())
@@ -95,12 +148,20 @@ def _syntax_check(paths: Sequence[Path]) -> tuple[int, str]:
     return done.returncode, "\n".join(lines)
 
 
+def _unusable(path: Path, why: str) -> Finding:
+    return problem(
+        CHECK, str(path), f"{why} — a move runs it: restore it or fix ansible.playbook_dir"
+    )
+
+
 def check_playbooks(paths: Sequence[Path]) -> list[Finding]:
-    """One finding per playbook. The existing ones are checked in one ansible-playbook
-    run (each start costs about a second); only when it fails is each checked alone,
-    so the finding names the playbook at fault."""
-    present = [p for p in paths if p.is_file()]
-    findings = [judge_syntax(p, False, None, "") for p in paths if not p.is_file()]
+    """One finding per playbook. Each is first read and parsed as loading a topology
+    does (`playbook_problem`: it may have changed since); those that are playbooks are
+    checked in one ansible-playbook run (each start costs about a second); only when it
+    fails is each checked alone, so the finding names the playbook at fault."""
+    unusable = {p: playbook_problem(p) for p in paths}
+    findings = [_unusable(p, why) for p, why in unusable.items() if why is not None]
+    present = [p for p, why in unusable.items() if why is None]
     if not present:
         return findings
     if _syntax_check(present)[0] == 0:

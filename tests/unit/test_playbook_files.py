@@ -18,7 +18,8 @@ from orchestrator.cli.main import app
 from orchestrator.config import load_topology
 from orchestrator.config.extras import collection_installed
 from orchestrator.config.model import INSTALLED_PLAYBOOKS
-from orchestrator.evaluate.playbook_files import playbook_problem
+from orchestrator.evaluate.findings import Outcome
+from orchestrator.evaluate.playbooks import check_playbooks, playbook_problem
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "inventories" / "example-zimbra"
 LINE = re.compile(r"^(?P<file>\S+):(?P<line>\d+): (?P<field>\S+): (?P<message>.+ — .+)$")
@@ -105,6 +106,18 @@ def test_every_installed_playbook_passes() -> None:
     found = sorted(INSTALLED_PLAYBOOKS.glob("*.yml"))
     assert {p.name for p in found} >= {"app.yml", "volume.yml", "dns-role.yml", "custom.yml"}
     assert {p.name: playbook_problem(p) for p in found} == {p.name: None for p in found}
+
+
+def test_evaluate_judges_a_file_as_loading_does_before_any_syntax_check(tmp_path: Path) -> None:
+    """A controller evaluates long after it loaded its topology: a playbook broken since
+    is named as validate would name it (no ansible-playbook run for it)."""
+    path = tmp_path / "volume.yml"
+    path.write_text("hosts: all\ntasks: []\n")
+    (found,) = check_playbooks([path])
+    assert found.outcome is Outcome.PROBLEM, found
+    assert found.reason == (
+        f"{playbook_problem(path)} — a move runs it: restore it or fix ansible.playbook_dir"
+    )
 
 
 # -- where the playbooks are -------------------------------------------------------------
