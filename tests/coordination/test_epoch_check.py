@@ -1,5 +1,5 @@
 """The epoch check a playbook asks before a call that cannot check our epoch itself
-(playbooks/action_plugins/sitectl_lease.py, used before each ONTAP change), run by a real
+(orchestrator/playbooks/action_plugins/sitectl_lease.py, used before each ONTAP change), run by a real
 ansible-playbook against a real ZooKeeper ensemble: it passes while the operation's
 epoch is the newest, stops the run once a successor has taken the lease, and stops it
 too when ZooKeeper cannot be read."""

@@ -129,7 +129,7 @@ def test_a_frozen_leaders_task_is_stopped_on_the_host_by_its_successor(
         assert successor.returncode == 0, successor.stderr + successor.stdout
         cluster.assert_active("dc2")
         # The successor's first task on the MTA stopped the stale task still running on
-        # the host (playbooks/library/sitectl_epoch.py), so the stale run's playbook has
+        # the host (orchestrator/playbooks/library/sitectl_epoch.py), so the stale run's playbook has
         # ended before its engine wakes.
         eventually(lambda: not _group(group), "the stale run's playbook ends", within=10)
         successors_first = next(n for n, line in enumerate(_lines(ledger)) if line[1] != old_epoch)

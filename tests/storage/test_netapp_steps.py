@@ -174,7 +174,7 @@ def test_a_paused_reverse_is_not_verified(ontap: FakeOntap, tmp_path: Path) -> N
 def test_reverse_names_the_standby_as_destination_and_the_active_copy_as_source(
     tmp_path: Path,
 ) -> None:
-    # playbooks/tasks/netapp.yml resyncs the standby's copy from the active one, and reads
+    # orchestrator/playbooks/tasks/netapp.yml resyncs the standby's copy from the active one, and reads
     # the active copy's cluster first to find the failover's break; secrets stay named.
     loaded_from = tmp_path / "topology.yaml"
     topo = netapp_topology().model_copy(update={"source_file": loaded_from})

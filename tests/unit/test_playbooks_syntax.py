@@ -1,4 +1,4 @@
-"""Every playbook and task file parses, and ansible-lint passes on playbooks/.
+"""Every playbook and task file parses, and ansible-lint passes on orchestrator/playbooks/.
 
 The NetApp tasks cannot run here (no ONTAP cluster), so parsing and linting are what
 keeps them honest. They use the netapp.ontap collection, which the ``ansible`` package
@@ -44,7 +44,7 @@ def _env(tmp_path: Path) -> dict[str, str]:
         "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
         "ANSIBLE_HOME": str(tmp_path / "ansible-home"),
         "ANSIBLE_NOCOLOR": "1",
-        # What ansible finds beside a playbook in playbooks/; the wrapper plays below
+        # What ansible finds beside a playbook in orchestrator/playbooks/; the wrapper plays below
         # live elsewhere.
         "ANSIBLE_ACTION_PLUGINS": str(PLAYBOOKS / "action_plugins"),
         "ANSIBLE_LIBRARY": str(PLAYBOOKS / "library"),
@@ -203,7 +203,7 @@ def test_ansible_lint_passes(tmp_path: Path) -> None:
         check=False,
     )
     assert run.returncode == 0, (
-        f"ansible-lint found problems in playbooks/ or an example's:\n{run.stdout}{run.stderr}"
+        f"ansible-lint found problems in orchestrator/playbooks/ or an example's:\n{run.stdout}{run.stderr}"
     )
 
 
