@@ -50,7 +50,8 @@ ReasonOption = Annotated[
 
 # What validation checks beyond the file itself: the custom steps' anchors in the plans,
 # and (only where files are checked) the inventory as Ansible reads it and the playbooks
-# a move would run.
+# a move would run (not where the topology's files may be absent: a dead-man agent's
+# host runs no playbook).
 TOPOLOGY_CHECKS = (custom_step_findings, inventory_findings, playbook_findings)
 
 
@@ -60,6 +61,8 @@ def load(
     try:
         path = config_path(config)
         checks = TOPOLOGY_CHECKS if check_filesystem else (custom_step_findings,)
+        if absent_files_ok:
+            checks = tuple(c for c in checks if c is not playbook_findings)
         topo = load_topology(
             path,
             check_filesystem=check_filesystem,
