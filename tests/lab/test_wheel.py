@@ -103,6 +103,7 @@ def _user_env() -> dict[str, str]:
 def _pip(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "pip", *args],
+        cwd="/",  # not the checkout: a sitectl.egg-info there would pass for installed
         env=_user_env(),
         capture_output=True,
         text=True,
