@@ -211,7 +211,9 @@ def test_a_failed_release_still_stops_listening_to_the_session(ensemble, chroot)
     with the session) must not leave the lease's session listener behind: a controller
     takes and gives back a lease every leadership term, for months."""
     paths = ZkPaths(chroot)
-    client = ensemble.client()
+    # A session that outlives a loaded machine's pauses: were it to expire in between,
+    # the lock node would die with it and the delete find nothing to refuse.
+    client = ensemble.client(timeout=15.0)
     try:
         listeners = len(client.state_listeners)
         lease = Lease(client, paths, "op")
@@ -228,7 +230,7 @@ def test_a_failed_release_still_stops_listening_to_the_session(ensemble, chroot)
 
 def test_a_terms_epoch_whose_release_fails_leaves_no_listener(ensemble, chroot) -> None:
     paths = ZkPaths(chroot)
-    client = ensemble.client()
+    client = ensemble.client(timeout=15.0)  # as above
     try:
         _no_delete_under(client, paths.lock)
         listeners = len(client.state_listeners)
