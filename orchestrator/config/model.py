@@ -20,6 +20,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -768,25 +769,24 @@ class Policy(Frozen):
     and status page (replication lag, DNS agreement, parity), on a thread the decision
     loop never waits for; every 5 s while someone looks at the status page."""
 
-    @field_validator("evaluate_every")
+    @field_validator("evaluate_every", "health_every")
     @classmethod
-    def _evaluate_sometimes(cls, value: float) -> float:
+    def _sometimes(cls, value: float, info: ValidationInfo) -> float:
         if value < 1:
             raise ValueError(
-                f"evaluate_every {value:g} s would run Ansible on every host without a "
-                "pause — give an interval of at least a second, e.g. 30m"
+                f"{info.field_name} {value:g} s would {_WITHOUT_PAUSE[info.field_name]} "
+                "without a pause — give an interval of at least a second, e.g. "
+                f"{_EXAMPLE_EVERY[info.field_name]}"
             )
         return value
 
-    @field_validator("health_every")
-    @classmethod
-    def _sweep_sometimes(cls, value: float) -> float:
-        if value < 1:
-            raise ValueError(
-                f"health_every {value:g} s would sweep every server without a pause — give "
-                "an interval of at least a second, e.g. 60s"
-            )
-        return value
+
+# What a loop's interval under a second would do, and a sensible one (Policy._sometimes).
+_WITHOUT_PAUSE = {
+    "evaluate_every": "run Ansible on every host",
+    "health_every": "sweep every server",
+}
+_EXAMPLE_EVERY = {"evaluate_every": "30m", "health_every": "60s"}
 
 
 class Deadman(Frozen):
