@@ -459,12 +459,18 @@ class Access:
             token = self.token.current()
         except SecretError:
             return 503, "the controller's token file is unusable: see its log"
-        scheme, _, presented = (authorization or "").strip().partition(" ")
-        if scheme.lower() == "bearer" and hmac.compare_digest(
-            presented.strip().encode(), token.encode()
-        ):
+        if bearer_matches(authorization, token):
             return None
         return 401, f"/{endpoint} needs the controller's bearer token (Authorization: Bearer …)"
+
+
+def bearer_matches(authorization: str | None, token: str) -> bool:
+    """Whether an Authorization header presents `token` as its bearer token (compared in
+    constant time)."""
+    scheme, _, presented = (authorization or "").strip().partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        presented.strip().encode(), token.encode()
+    )
 
 
 # ---- serving -----------------------------------------------------------------------

@@ -38,6 +38,7 @@ from orchestrator.controller.http import (
     Request,
     Respond,
     Response,
+    bearer_matches,
     text,
 )
 from orchestrator.controller.pagesource import PageSource
@@ -108,8 +109,7 @@ def admit(access: Access, request: Request) -> Admission:
             return Admission(401, "that is not the controller's bearer token")
         cookie = f"{COOKIE}={cookie_value(token)}; Path=/; HttpOnly; SameSite=Strict"
         return Admission(303, "signed in", cookie=cookie, location=request.path)
-    scheme, _, presented = (request.headers.get("authorization") or "").strip().partition(" ")
-    if scheme.lower() == "bearer" and _same(presented.strip(), token):
+    if bearer_matches(request.headers.get("authorization"), token):
         return Admission(None)
     if _same(_cookie(request.headers.get("cookie")), cookie_value(token)):
         return Admission(None)
