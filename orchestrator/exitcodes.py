@@ -14,3 +14,6 @@ class ExitCode(IntEnum):
     # `--plan FILE`: the plan that would run now is not the one in the file (re-plan and
     # review it); nothing was changed.
     PLAN_CHANGED = 5
+    # The operator stopped following (Ctrl-C): the operation goes on in the leading
+    # controller; `sitectl attach` follows it again.
+    DETACHED = 6

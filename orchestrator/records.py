@@ -130,6 +130,9 @@ class OperationRecord:
     history: tuple[dict[str, Any], ...] = field(default_factory=tuple)
     # The switchover this failover continues (`sitectl escalate`).
     escalated_from: str | None = None
+    # The operator's request a controller runs it for (requests/NAME): a successor
+    # resumes such an operation by itself, as it does an automatic one.
+    requested: str | None = None
 
     @property
     def trigger(self) -> str:

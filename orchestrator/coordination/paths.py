@@ -7,7 +7,10 @@ active-site     the site that serves (plain text)
 current         the id of the operation in progress, if any
 paused          present while automatic promotion is paused
 ticket          the site ticket (JSON, coordination/ticket.py): who may serve, until when
-operations/ID   the operation record (JSON); operations/ID/steps/STEP its checkpoints
+operations/ID   the operation record (JSON); operations/ID/steps/STEP its checkpoints;
+                operations/ID/log/s-N the sentences its executor logged, in order
+requests/req-N  an operator's request for an operation (JSON, asking/model.py);
+                requests/req-N/answer the leading controller's answer to it
 """
 
 from __future__ import annotations
@@ -64,6 +67,19 @@ class ZkPaths:
 
     def step(self, op_id: str, step_id: str) -> str:
         return f"{self.steps(op_id)}/{encode_step_id(step_id)}"
+
+    def sentences(self, op_id: str) -> str:
+        return f"{self.operation(op_id)}/log"
+
+    @property
+    def requests(self) -> str:
+        return f"{self.root}/requests"
+
+    def request(self, name: str) -> str:
+        return f"{self.requests}/{name}"
+
+    def answer(self, name: str) -> str:
+        return f"{self.request(name)}/answer"
 
 
 def encode_step_id(step_id: str) -> str:

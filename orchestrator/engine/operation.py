@@ -156,7 +156,12 @@ def start_operation(
     drill: str | None = None,
     events: Events | None = None,
     faults: Faults | None = None,
+    asked: Asker | None = None,
+    on_recorded: Callable[[OperationRecord], None] | None = None,
 ) -> Outcome:
+    """Take the lease, record the operation and run it. `asked`: the operator a
+    controller runs it for (else this process's user and host); `on_recorded` is told
+    once the record exists, before its first step."""
     if (plan.trigger == "drill") != (drill is not None):
         # The record's drill id is what a resume plans by again (its trigger).
         raise ValueError("a drill's plan and only it is started with the drill's id")
@@ -176,8 +181,8 @@ def start_operation(
             from_site=plan.from_site,
             to_site=plan.to_site,
             started=now,
-            by=os_user(),
-            host=identity(),
+            by=asked.by if asked else os_user(),
+            host=asked.host if asked else identity(),
             reason=reason,
             automatic=automatic,
             plan_digest=plan_digest(plan),
@@ -188,10 +193,12 @@ def start_operation(
             drill=drill,
             epoch=lease.epoch,
             escalated_from=escalated_from,
+            requested=asked.request if asked else None,
         )
         s.store.start_operation(lease, op)
         s.audit().write(
             "operation.started",
+            **_asked_fields(asked),
             op=op.id,
             mode=op.mode,
             from_site=op.from_site,
@@ -205,6 +212,8 @@ def start_operation(
             drill=drill,
             epoch=lease.epoch,
         )
+        if on_recorded is not None:
+            on_recorded(op)
         return _execute(s, plan, op.id, lease, events, faults, resumed=False)
     finally:
         release_quietly(lease)
@@ -216,6 +225,7 @@ def resume_operation(
     *,
     events: Events | None = None,
     faults: Faults | None = None,
+    asked: Asker | None = None,
 ) -> Outcome:
     op_id = op_id or s.store.current_operation() or _last(s)
     op, _ = s.store.operation(op_id)
@@ -230,10 +240,38 @@ def resume_operation(
     # A holder killed mid-operation keeps its lock until its session expires.
     lease.acquire(wait=s.topology.zookeeper.session_timeout + 2.0)
     try:
-        s.audit().write("operation.resumed", op=op.id, epoch=lease.epoch, reason=op.reason)
+        s.audit().write(
+            "operation.resumed",
+            op=op.id,
+            epoch=lease.epoch,
+            reason=op.reason,
+            **_asked_fields(asked),
+        )
         return _execute(s, plan, op.id, lease, events, faults, resumed=True)
     finally:
         release_quietly(lease)
+
+
+@dataclass(frozen=True)
+class Asker:
+    """The operator a controller runs an operation for: recorded as the operation's
+    `by` and `host`, and beside the controller's own user and host in the audit log."""
+
+    by: str  # the operator's OS user
+    host: str  # where the operator's sitectl ran (user@host:pid)
+    request: str  # the request's node name (requests/NAME)
+    controller: str  # the controller that runs it ("SITE user@host:pid")
+
+
+def _asked_fields(asked: Asker | None) -> dict[str, str]:
+    if asked is None:
+        return {}
+    return {
+        "requested_by": asked.by,
+        "requested_from": asked.host,
+        "request": asked.request,
+        "executed_by": asked.controller,
+    }
 
 
 @dataclass(frozen=True)
