@@ -29,6 +29,12 @@ from orchestrator.lab.procs import ProcState, state_of
 
 T = TypeVar("T")
 
+# The tests written before the controllers ran operations run them in sitectl's own
+# process (`--local`), as every `sitectl` they start inherits this; the tests of the
+# controller path (tests/controller/test_requests_lab.py) take it out of the
+# environment of the commands they run.
+os.environ.setdefault("SITECTL_LOCAL", "1")
+
 
 def lab_command(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run `python -m orchestrator.lab ARGS` (the same code as `sitectl lab`)."""

@@ -13,9 +13,16 @@ import typer
 from rich.table import Table
 
 from orchestrator.cli.exitcodes import ExitCode
-from orchestrator.cli.operations import _live  # the engine's progress, as switchover draws it
-from orchestrator.cli.options import ConfigOption, JsonOption, ReasonOption, YesOption, load
+from orchestrator.cli.options import (
+    ConfigOption,
+    JsonOption,
+    LocalOption,
+    ReasonOption,
+    YesOption,
+    load,
+)
 from orchestrator.cli.output import console, emit_json, err_console, fail
+from orchestrator.cli.progress import live  # the engine's progress, as switchover draws it
 from orchestrator.config import Topology
 from orchestrator.drill.history import history
 from orchestrator.drill.measure import BadTargets, parse_targets, targets, verdict
@@ -60,7 +67,7 @@ class _CliWatcher(Watcher):
 
     @contextmanager
     def engine(self, plan: Plan) -> Iterator[Events]:  # type: ignore[override]
-        with _live(plan, quiet=self.quiet) as spinners:
+        with live(plan, quiet=self.quiet) as spinners:
             yield spinners or NoEvents()
 
 
@@ -168,12 +175,17 @@ def drill(
     reason: ReasonOption = "",
     yes: YesOption = False,
     json_output: JsonOption = False,
+    local: LocalOption = False,
 ) -> None:
     """Run a DR drill: canaries, the move, verification at the new site, a report.
 
     Writes report.html, report.json and junit.xml into a folder per drill and prints a
     one-screen summary. Exit 0 when the drill passed, 1 when it failed (the summary says
     which site is active and what to run next), 2 on bad input.
+
+    Each move is asked of the leading controller and followed, as `sitectl switchover`
+    does; the canaries, the write probe, the verification and the report stay here.
+    With --local the moves run in this process.
 
     [b]Example:[/b] sitectl drill --to dc2 --failback --reason "Q4 DR drill" --yes
     """
@@ -208,7 +220,7 @@ def drill(
         private_dir(reports, root=reports)
     except (SitectlError, OSError) as exc:
         fail(f"refused: the drill's reports cannot go to {reports}: {exc}", ExitCode.BAD_INPUT)
-    options = DrillOptions(to, goal, failback, mode, reason)
+    options = DrillOptions(to, goal, failback, mode, reason, local=local)
     record = run_drill(topo, options, _CliWatcher(quiet=json_output))
     try:
         paths = write_reports(record, reports / record.id)

@@ -358,6 +358,7 @@ def inventory(
 def _mount_subcommands() -> None:
     """Sub-apps live in their own packages; the CLI only gathers them."""
     from orchestrator.cli import (
+        asked,
         control,
         controller,
         deadman,
@@ -372,6 +373,7 @@ def _mount_subcommands() -> None:
     )
 
     operations.register(app)
+    asked.register(app)
     status.register(app)
     control.register(app)
     history.register(app)

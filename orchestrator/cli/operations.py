@@ -3,25 +3,25 @@
 
 from __future__ import annotations
 
-import logging
 import sys
-import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.logging import RichHandler
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
+from orchestrator.asking.model import OperationRequest, Verb
+from orchestrator.audit import identity, os_user
+from orchestrator.cli import asked, progress
 from orchestrator.cli.exitcodes import ExitCode
 from orchestrator.cli.options import (
     AcceptDataLossOption,
     ConfigOption,
     DryRunOption,
     JsonOption,
+    LocalOption,
     ReasonOption,
     YesOption,
     free_text,
@@ -29,12 +29,13 @@ from orchestrator.cli.options import (
 )
 from orchestrator.cli.output import console, emit_json, err_console, fail
 from orchestrator.config import Topology
+from orchestrator.engine import exits
 from orchestrator.engine import operation as engine
 from orchestrator.engine.faults import Faults
-from orchestrator.engine.records import FINISHED_STEP, Mode, OperationRecord, OpStatus, StepRecord
-from orchestrator.errors import ConfigError, LeaseLost, Locked, SitectlError, Unavailable
-from orchestrator.plan import Plan, PlanRefused
-from orchestrator.plan.model import Step
+from orchestrator.engine.progress import plan_digest
+from orchestrator.engine.records import FINISHED_STEP, Mode, OperationRecord, StepRecord
+from orchestrator.errors import SitectlError
+from orchestrator.plan import Plan
 from orchestrator.plan.planfile import BadPlanFile, SavedPlan, parse_plan_file, refusal
 
 
@@ -85,76 +86,9 @@ def _engine_errors() -> Iterator[None]:
     """One line per failure, with the exit code a script can act on."""
     try:
         yield
-    except PlanRefused as exc:
-        fail(f"refused: {exc}", ExitCode.GATE_REFUSED if exc.gate else ExitCode.BAD_INPUT)
-    except (Locked, engine.OperationPending) as exc:
-        fail(f"busy: {exc}", ExitCode.LOCKED)
-    except ConfigError as exc:
-        fail(f"refused: {exc}", ExitCode.BAD_INPUT)
-    except LeaseLost as exc:
-        fail(
-            f"stopped: {exc}. The operation stays recorded in ZooKeeper; the next leader or "
-            "`sitectl resume` continues it.",
-            ExitCode.OPERATION_FAILED,
-        )
-    except Unavailable as exc:
-        fail(f"unavailable: {exc}", ExitCode.OPERATION_FAILED)
     except SitectlError as exc:
-        fail(f"failed: {exc}", ExitCode.OPERATION_FAILED)
-
-
-class _Spinners:
-    """Live progress: one spinner per running step (steps of a group run in parallel)."""
-
-    def __init__(self, progress: Progress, total: int) -> None:
-        self._progress = progress
-        self._overall = progress.add_task("steps", total=total)
-        self._tasks: dict[str, Any] = {}
-        self._lock = threading.Lock()
-
-    def step_started(self, step: Step) -> None:
-        where = f" on {', '.join(step.hosts)}" if step.hosts else ""
-        with self._lock:
-            self._tasks[step.id] = self._progress.add_task(f"{step.id}{where}", total=None)
-
-    def task_started(self, step_id: str, host: str, task: str) -> None:
-        # Called per task and host from ansible-runner's thread: only a description to
-        # swap; rich redraws on its own schedule.
-        with self._lock:
-            task_id = self._tasks.get(step_id)
-            if task_id is not None:
-                self._progress.update(task_id, description=f"{step_id} — {host}: {task}")
-
-    def step_finished(self, step: Step, record: StepRecord) -> None:
-        with self._lock:
-            task = self._tasks.pop(step.id, None)
-            if task is not None:
-                self._progress.remove_task(task)
-            self._progress.advance(self._overall)
-
-
-@contextmanager
-def _live(plan: Plan, quiet: bool) -> Iterator[Any]:
-    engine_log = logging.getLogger("sitectl.engine")
-    engine_log.setLevel(logging.INFO)
-    if quiet:
-        yield None
-        return
-    progress = Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-    )
-    # Every engine decision is one plain sentence: show them as they happen.
-    handler = RichHandler(console=err_console, show_path=False, show_level=False, markup=False)
-    engine_log.addHandler(handler)
-    try:
-        with progress:
-            yield _Spinners(progress, sum(1 for _ in plan.steps()))
-    finally:
-        engine_log.removeHandler(handler)
+        code, line = exits.failure(exc)
+        fail(line, code)
 
 
 def _confirm(plan: Plan, yes: bool) -> None:
@@ -185,39 +119,14 @@ def _ask(question: str, yes: bool) -> None:
         raise typer.Abort()
 
 
-def _summary(outcome: engine.Outcome) -> None:
-    table = Table(title=f"operation {outcome.op.id}", title_justify="left")
-    for column in ("step", "status", "seconds", "detail"):
-        table.add_column(column)
-    for step in outcome.plan.steps():
-        record = outcome.steps.get(step.id)
-        if record is None:
-            table.add_row(step.id, "pending", "", "")
-            continue
-        duration = f"{record.duration:.2f}" if record.duration is not None else ""
-        table.add_row(step.id, record.status.value, duration, record.detail)
-    console.print(table)
-    op = outcome.op
-    if op.accept_data_loss:
-        console.print(f"data loss accepted: {op.accept_data_loss}", markup=False)
-    if op.no_fence_wait:
-        console.print(f"fence wait skipped: {op.no_fence_wait}", markup=False)
-    if op.discard_divergent:
-        console.print(f"divergent data discarded: {op.discard_divergent}", markup=False)
-    total = f" in {op.finished - op.started:.1f} s" if op.finished else ""
-    console.print(f"{op.status.value}{total}: {op.message}", markup=False)
-
-
 def _finish(outcome: engine.Outcome, json_output: bool) -> None:
     if json_output:
         emit_json(outcome.view().to_json())
     else:
-        _summary(outcome)
-    if outcome.op.status is OpStatus.SUCCEEDED:
-        return
-    if outcome.gate_refused:
-        raise typer.Exit(int(ExitCode.GATE_REFUSED))
-    raise typer.Exit(int(ExitCode.OPERATION_FAILED))
+        progress.summary(outcome.op, (step.id for step in outcome.plan.steps()), outcome.steps)
+    code = exits.outcome_exit(outcome.op)
+    if code is not ExitCode.OK:
+        raise typer.Exit(int(code))
 
 
 def _operate(
@@ -232,51 +141,87 @@ def _operate(
     no_fence_wait: str | None = None,
     discard_divergent: str | None = None,
     saved: SavedPlan | None = None,
+    local: bool = False,
 ) -> None:
     topo = _topology(config)
-    with _engine_errors(), engine.session(topo) as s:
-        plan = engine.plan_operation(s, Mode(mode), to)
-        refused = refusal(saved, plan) if saved is not None else None
-        if refused is not None:
-            fail(refused, ExitCode.PLAN_CHANGED)
-        if dry_run:
-            if json_output:
-                emit_json({"dry_run": True, "plan": plan.to_dict()})
-            else:
-                console.print(
-                    f"dry run: would {mode} {plan.from_site} → {plan.to_site}; nothing changed"
-                )
-                for g_index, group in enumerate(plan.groups, start=1):
-                    for step in group.steps:
-                        console.print(f"  {g_index:>2} {step.id}: {step.description}", markup=False)
-            return
-        _confirm(plan, yes)
-        if no_fence_wait:
-            err_console.print(
-                f"WARNING: --no-fence-wait: {plan.to_site} becomes writable without waiting "
-                f"for {plan.from_site}'s site ticket to expire, so both sites may serve at "
-                f"once if {plan.from_site} still runs; recorded with your reason",
-                markup=False,
-            )
-        if discard_divergent:
-            err_console.print(
-                f"WARNING: --discard-divergent: whatever {plan.to_site} alone holds that "
-                f"salvage cannot copy to {plan.from_site} is discarded when the mirrors "
-                "reverse; recorded with your reason",
-                markup=False,
-            )
-        with _live(plan, quiet=json_output) as spinners:
-            outcome = engine.start_operation(
-                s,
-                plan,
-                reason=reason or "(no reason given)",
-                accept_data_loss=accept_data_loss,
-                no_fence_wait=no_fence_wait,
-                discard_divergent=discard_divergent,
-                events=spinners,
-                faults=Faults.from_env(),
-            )
-    _finish(outcome, json_output)
+    digest = None
+    # Planned here only when something needs the plan before the operation starts: a
+    # dry run, the question, a saved plan to compare with, or running it here.
+    if local or dry_run or saved is not None or not yes:
+        with _engine_errors(), engine.session(topo) as s:
+            plan = engine.plan_operation(s, Mode(mode), to)
+            refused = refusal(saved, plan) if saved is not None else None
+            if refused is not None:
+                fail(refused, ExitCode.PLAN_CHANGED)
+            if dry_run:
+                _dry_run(mode, plan, json_output)
+                return
+            _confirm(plan, yes)
+            _warn(plan.from_site, plan.to_site, no_fence_wait, discard_divergent)
+            if local:
+                with progress.live(plan, quiet=json_output) as spinners:
+                    outcome = engine.start_operation(
+                        s,
+                        plan,
+                        reason=reason or "(no reason given)",
+                        accept_data_loss=accept_data_loss,
+                        no_fence_wait=no_fence_wait,
+                        discard_divergent=discard_divergent,
+                        events=spinners,
+                        faults=Faults.from_env(),
+                    )
+                _finish(outcome, json_output)
+                return
+            # The controller runs exactly the plan confirmed here, or refuses (exit 5).
+            digest = plan_digest(plan)
+    else:
+        _warn("the active site", to or "the standby", no_fence_wait, discard_divergent)
+    asked.submit(
+        topo,
+        OperationRequest(
+            verb=Verb(mode),
+            by=os_user(),
+            host=identity(),
+            reason=reason or "(no reason given)",
+            submitted=time.time(),
+            to_site=to,
+            accept_data_loss=accept_data_loss,
+            no_fence_wait=no_fence_wait,
+            discard_divergent=discard_divergent,
+            plan_digest=digest,
+            plan_file=saved.source if saved is not None else None,
+        ),
+        json_output,
+    )
+
+
+def _dry_run(mode: str, plan: Plan, json_output: bool) -> None:
+    if json_output:
+        emit_json({"dry_run": True, "plan": plan.to_dict()})
+        return
+    console.print(f"dry run: would {mode} {plan.from_site} → {plan.to_site}; nothing changed")
+    for g_index, group in enumerate(plan.groups, start=1):
+        for step in group.steps:
+            console.print(f"  {g_index:>2} {step.id}: {step.description}", markup=False)
+
+
+def _warn(
+    from_site: str, to_site: str, no_fence_wait: str | None, discard_divergent: str | None
+) -> None:
+    if no_fence_wait:
+        err_console.print(
+            f"WARNING: --no-fence-wait: {to_site} becomes writable without waiting "
+            f"for {from_site}'s site ticket to expire, so both sites may serve at "
+            f"once if {from_site} still runs; recorded with your reason",
+            markup=False,
+        )
+    if discard_divergent:
+        err_console.print(
+            f"WARNING: --discard-divergent: whatever {to_site} alone holds that "
+            f"salvage cannot copy to {from_site} is discarded when the mirrors "
+            "reverse; recorded with your reason",
+            markup=False,
+        )
 
 
 def _resume_question(op: OperationRecord, plan: Plan, records: dict[str, StepRecord]) -> str:
@@ -298,6 +243,7 @@ def register(app: typer.Typer) -> None:
         dry_run: DryRunOption = False,
         yes: YesOption = False,
         json_output: JsonOption = False,
+        local: LocalOption = False,
     ) -> None:
         """Planned, lossless move of the service to another site.
 
@@ -327,6 +273,7 @@ def register(app: typer.Typer) -> None:
             yes,
             json_output,
             saved=saved,
+            local=local,
         )
 
     @app.command()
@@ -350,6 +297,7 @@ def register(app: typer.Typer) -> None:
         dry_run: DryRunOption = False,
         yes: YesOption = False,
         json_output: JsonOption = False,
+        local: LocalOption = False,
     ) -> None:
         """Disaster move of the service: the old site may be down or hung.
 
@@ -378,6 +326,7 @@ def register(app: typer.Typer) -> None:
             json_output,
             no_fence_wait,
             saved=saved,
+            local=local,
         )
 
     @app.command()
@@ -398,6 +347,7 @@ def register(app: typer.Typer) -> None:
         dry_run: DryRunOption = False,
         yes: YesOption = False,
         json_output: JsonOption = False,
+        local: LocalOption = False,
     ) -> None:
         """Reverse the mirrors so the active site protects towards the standby.
 
@@ -425,6 +375,7 @@ def register(app: typer.Typer) -> None:
             yes,
             json_output,
             discard_divergent=discard_divergent,
+            local=local,
         )
 
     @app.command()
@@ -435,11 +386,13 @@ def register(app: typer.Typer) -> None:
         config: ConfigOption = None,
         yes: YesOption = False,
         json_output: JsonOption = False,
+        local: LocalOption = False,
     ) -> None:
         """Continue an interrupted operation from its last checkpoint.
 
         Finished steps are never run again; a step a crash left running runs again
-        through its idempotent check.
+        through its idempotent check. The leading controller runs it (as a switchover),
+        or this process with --local.
 
         Asks before it goes on unless --yes, like switchover (the question goes to
         stderr); with no terminal to answer on it refuses (exit 2) and changes nothing.
@@ -447,18 +400,34 @@ def register(app: typer.Typer) -> None:
         [b]Example:[/b] sitectl resume 20261122T140000Z-ab12 --yes
         """
         topo = _topology(config)
-        with _engine_errors(), engine.session(topo) as s:
-            op_id = operation or s.store.current_operation() or None
-            if op_id is None:
-                fail("refused: no operation in progress to resume", ExitCode.BAD_INPUT)
-            op, _ = s.store.operation(op_id)
-            plan = engine.replan(topo, op)
-            _ask(_resume_question(op, plan, s.store.records(op.id)), yes)
-            with _live(plan, quiet=json_output) as spinners:
-                outcome = engine.resume_operation(
-                    s, op_id, events=spinners, faults=Faults.from_env()
-                )
-        _finish(outcome, json_output)
+        if local or not yes:
+            with _engine_errors(), engine.session(topo) as s:
+                op_id = operation or s.store.current_operation() or None
+                if op_id is None:
+                    fail("refused: no operation in progress to resume", ExitCode.BAD_INPUT)
+                op, _ = s.store.operation(op_id)
+                plan = engine.replan(topo, op)
+                _ask(_resume_question(op, plan, s.store.records(op.id)), yes)
+                if local:
+                    with progress.live(plan, quiet=json_output) as spinners:
+                        outcome = engine.resume_operation(
+                            s, op_id, events=spinners, faults=Faults.from_env()
+                        )
+                    _finish(outcome, json_output)
+                    return
+                operation = op_id
+        asked.submit(
+            topo,
+            OperationRequest(
+                verb=Verb.RESUME,
+                by=os_user(),
+                host=identity(),
+                reason="resumed by its operator",
+                submitted=time.time(),
+                operation=operation,
+            ),
+            json_output,
+        )
 
     @app.command()
     def abort(
@@ -505,6 +474,6 @@ def register(app: typer.Typer) -> None:
 # What the other operation verbs (cli/control.py) share with these.
 topology = _topology
 engine_errors = _engine_errors
-live = _live
+live = progress.live
 finish = _finish
 ask = _ask

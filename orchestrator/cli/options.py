@@ -84,3 +84,15 @@ AcceptDataLossOption = Annotated[
         callback=free_text,
     ),
 ]
+
+
+LocalOption = Annotated[
+    bool,
+    typer.Option(
+        "--local",
+        envvar="SITECTL_LOCAL",
+        help="Run the operation in this process instead of asking the leading controller "
+        "(no controllers, a laptop, a broken controller); Ctrl-C or a lost terminal then "
+        "stops it until `sitectl resume`. Also SITECTL_LOCAL=1.",
+    ),
+]

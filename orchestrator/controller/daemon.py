@@ -16,6 +16,9 @@ agents after each renewal that succeeded and at no other time (`_ticket_loop`).
 
 Two more feed /metrics on every controller (controller/monitor.py): the health sweep
 every `policy.health_every`, and the operation records and drill reports.
+
+One more, the request desk (controller/desk.py), takes operators' requests for
+operations while this controller leads, and runs each it takes on a thread of its own.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from orchestrator.controller.decision import (
     down_by_quorum,
     failover_target,
 )
+from orchestrator.controller.desk import Commentary, RequestDesk
 from orchestrator.controller.evaluation import Evaluate, PlanWatch
 from orchestrator.controller.fence import LeaderFence
 from orchestrator.controller.hooks import Hooks
@@ -184,6 +188,14 @@ class Controller:
             topo, site, TicketStore(client, self.paths), self.metrics, self.board
         )
         # The site's dead-man agents, fed after each renewal of the site's ticket.
+        # Operators' requests, taken while this controller is the verified leader.
+        self.desk = RequestDesk(
+            topo,
+            client,
+            self.store,
+            self.identifier,
+            lambda: self._verified and self.leadership.verified(),
+        )
         self._feeder = Feeder(topo, site) if topo.deadman and site in topo.datacenters() else None
         if self._feeder is not None:
             self.on_renewal.append(lambda _ticket: self._feed(holder=True))
@@ -211,6 +223,9 @@ class Controller:
         if self._evaluations:
             threading.Thread(target=self._evaluation_loop, name="evaluate", daemon=True).start()
         threading.Thread(target=self._ticket_loop, name="ticket", daemon=True).start()
+        threading.Thread(
+            target=self.desk.run, args=(self._stop,), name="requests", daemon=True
+        ).start()
         if self._monitoring:
             for name, loop in (
                 ("health sweep", self.monitor.sweep_loop),
@@ -228,6 +243,7 @@ class Controller:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
+        self.desk.wake()
 
     def health(self) -> tuple[bool, str]:
         now, limit = time.monotonic(), self.timing.stale_after + 2 * probe_timeout(self.topo)
@@ -606,7 +622,14 @@ class Controller:
         if op.status.value not in UNFINISHED:
             return None
         return OperationView(
-            op.id, op.mode, op.from_site, op.to_site, op.status.value, op.automatic, op.failed_step
+            op.id,
+            op.mode,
+            op.from_site,
+            op.to_site,
+            op.status.value,
+            op.automatic,
+            op.failed_step,
+            requested=op.requested is not None,
         )
 
     def _say(self, decision: Decision, verified: bool) -> None:
@@ -695,12 +718,23 @@ class Controller:
         from orchestrator.engine import operation as engine
 
         try:
-            outcome = engine.resume_operation(self._session(), op_id, faults=Faults.from_env())
+            # Whoever follows the operation (`sitectl attach`) reads this run's sentences.
+            with Commentary(self.desk.requests).attached() as commentary:
+                commentary.operation(op_id)
+                outcome = engine.resume_operation(self._session(), op_id, faults=Faults.from_env())
         except LeaseLost as exc:
             self._tell(f"stopped resuming {op_id}: {exc}; the next leader resumes it")
             return
         except SitectlError as exc:
             self._tell(f"could not resume {op_id}: {exc}")
+            return
+        if outcome.op.requested is not None:
+            self.desk.close_resumed(outcome.op)
+            where = f" at {outcome.op.failed_step}" if outcome.op.failed_step else ""
+            self._tell(
+                f"{outcome.op.mode} {op_id}, asked for by {outcome.op.by}, resumed and "
+                f"{outcome.op.status.value}{where}: {outcome.op.message}"
+            )
             return
         self._finished(
             outcome,

@@ -7,9 +7,10 @@ the action; nothing else decides.
 
 The rules, in the order they are applied:
 1. no verified leadership (suspended session, not elected) → stand by;
-2. an unfinished operation: a running one under a live holder is waited for; an
-   automatic one whose holder is gone is resumed from its checkpoints; a failed one, or
-   a manual one, waits for a person;
+2. an unfinished operation: a running one under a live holder is waited for; one whose
+   holder is gone is resumed from its checkpoints if a controller ran it (automatic, or
+   asked for by a person through the controllers); a failed one, or one run in an
+   operator's own shell (`--local`), waits for a person;
 3. the active site must be seen down by a majority of all vantage points (the witness
    counts; a vantage point that has not reported recently is absent, never "down"), each
    for `consecutive_failures` probes in a row;
@@ -66,6 +67,7 @@ class OperationView:
     status: str  # running | failed | interrupted (finished ones are not "current")
     automatic: bool
     failed_step: str | None = None
+    requested: bool = False  # a person asked the controllers to run it
 
 
 @dataclass(frozen=True)
@@ -219,11 +221,11 @@ def _unfinished(s: Snapshot, op: OperationView) -> Decision:
         return Decision(
             Action.WAIT, f"{what} is {op.status} under {s.lock_holders[0]}: waiting for it"
         )
-    if not op.automatic:
+    if not op.automatic and not op.requested:
         return Decision(
             Action.HOLD,
-            f"{what} was started by a person and left {op.status}: its operator resumes "
-            f"or aborts it (`sitectl resume {op.id}`)",
+            f"{what} was run in an operator's shell and left {op.status}: its operator "
+            f"resumes or aborts it (`sitectl resume {op.id}`)",
         )
     if s.paused is not None:
         return Decision(

@@ -19,7 +19,11 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 
-from orchestrator.audit import os_user
+from orchestrator.asking.client import taken
+from orchestrator.asking.follow import Follower, PlanEvents
+from orchestrator.asking.model import OperationRequest, Verb
+from orchestrator.asking.store import RequestStore
+from orchestrator.audit import identity, os_user
 from orchestrator.checks import readiness, run_checks
 from orchestrator.config.model import Topology
 from orchestrator.drill import canaries, verify
@@ -38,7 +42,7 @@ from orchestrator.drill.model import (
 from orchestrator.drill.writeprobe import WriteProbe
 from orchestrator.engine import operation as engine
 from orchestrator.engine.executor import Events, NoEvents
-from orchestrator.engine.progress import recovery_advice, where_is_the_service
+from orchestrator.engine.progress import plan_digest, recovery_advice, where_is_the_service
 from orchestrator.engine.records import Mode, OpStatus
 from orchestrator.errors import SitectlError
 from orchestrator.plan import Plan
@@ -59,6 +63,9 @@ class DrillOptions:
     reason: str = ""
     canary_count: int = 5
     canary_spacing_s: float = 0.2
+    # Run the moves in this process; False: ask the leading controller for each and
+    # follow it (what `sitectl drill` does unless --local).
+    local: bool = True
 
 
 class Watcher:
@@ -154,7 +161,7 @@ def _drill(s: engine.Session, record: DrillRecord, options: DrillOptions, watche
         return
     back = Leg("back", options.to_site, home, canaries=carried)
     record.legs.append(back)
-    _reprotect(s, record, back, watcher)
+    _reprotect(s, record, back, watcher, options)
     written_home = _move(s, record, back, "switchover", options, watcher)
     # Leave the service as it was found: home active *and* protected towards the other
     # site again, so the next drill (or a real failover) starts from a mirrored state.
@@ -163,7 +170,7 @@ def _drill(s: engine.Session, record: DrillRecord, options: DrillOptions, watche
     # own success.
     home_again = Leg("protect", home, options.to_site, canaries=written_home, moves=False)
     record.legs.append(home_again)
-    _reprotect(s, record, home_again, watcher)
+    _reprotect(s, record, home_again, watcher, options)
 
 
 def _move(
@@ -182,7 +189,7 @@ def _move(
     probe = WriteProbe(topo, record.id, leg.name).start()
     try:
         with _phase(record, f"{mode} {leg.from_site}→{leg.to_site}", watcher) as phase:
-            outcome = _operate(s, record, leg, mode, leg.to_site, watcher)
+            outcome = _operate(s, record, leg, mode, leg.to_site, watcher, options)
             phase.detail = outcome.op.message
             finished = outcome.op.finished or time.time()
             # The RTO ends at the first write the new site accepts: keep probing until then.
@@ -208,9 +215,11 @@ def _move(
     return carried + writes
 
 
-def _reprotect(s: engine.Session, record: DrillRecord, leg: Leg, watcher: Watcher) -> None:
+def _reprotect(
+    s: engine.Session, record: DrillRecord, leg: Leg, watcher: Watcher, options: DrillOptions
+) -> None:
     with _phase(record, "reprotect", watcher) as phase:
-        outcome = _operate(s, record, leg, "reprotect", None, watcher)
+        outcome = _operate(s, record, leg, "reprotect", None, watcher, options)
         phase.detail = (
             f"mirrors reversed: {leg.from_site} protects towards {leg.to_site} "
             f"({len(outcome.steps)} steps)"
@@ -261,17 +270,21 @@ def _reprotect(s: engine.Session, record: DrillRecord, leg: Leg, watcher: Watche
 
 
 def _operate(
-    s: engine.Session, record: DrillRecord, leg: Leg, mode: str, to: str | None, watcher: Watcher
+    s: engine.Session,
+    record: DrillRecord,
+    leg: Leg,
+    mode: str,
+    to: str | None,
+    watcher: Watcher,
+    options: DrillOptions,
 ) -> engine.Outcome:
     plan = engine.plan_operation(s, Mode(mode), to, trigger="drill")
+    reason = f"DR drill {record.id}: {record.reason}"
     with watcher.engine(plan) as events:
-        outcome = engine.start_operation(
-            s,
-            plan,
-            reason=f"DR drill {record.id}: {record.reason}",
-            drill=record.id,
-            events=events,
-        )
+        if options.local:
+            outcome = engine.start_operation(s, plan, reason=reason, drill=record.id, events=events)
+        else:
+            outcome = _asked(s, plan, reason, record.id, events)
     leg.operations.append(operation_run(outcome))
     if outcome.op.status is not OpStatus.SUCCEEDED:
         where = where_is_the_service(outcome.plan, outcome.steps)
@@ -282,6 +295,31 @@ def _operate(
             where,
         )
     return outcome
+
+
+def _asked(
+    s: engine.Session, plan: Plan, reason: str, drill: str, events: Events
+) -> engine.Outcome:
+    """Ask the leading controller for the move and follow it to its end: the outcome as
+    the engine would have returned it in this process."""
+    follower = Follower(s.store, RequestStore(s.client, s.paths))
+    name = follower.requests.submit(
+        OperationRequest(
+            verb=Verb(plan.mode.value),
+            by=os_user(),
+            host=identity(),
+            reason=reason,
+            submitted=time.time(),
+            to_site=plan.to_site if plan.mode is not Mode.REPROTECT else None,
+            plan_digest=plan_digest(plan),
+            drill=drill,
+        )
+    )
+    found = taken(follower, name)
+    op = follower.follow(found.operation, PlanEvents({st.id: st for st in plan.steps()}, events))
+    answer = follower.requests.answer(name)
+    figures = dict(answer[0].figures) if answer is not None else {}
+    return engine.Outcome(op, plan, s.store.records(op.id), figures)
 
 
 def operation_run(outcome: engine.Outcome) -> OperationRun:

@@ -362,12 +362,61 @@ CASES: list[tuple[str, Snapshot, Timing | None, Action, str]] = [
         "20261122T141000Z-ab12`)",
     ),
     (
-        "a person's operation left running is theirs",
+        "an operation run in an operator's shell and left running is theirs",
         snap(operation=OperationView("op-9", "switchover", "dc1", "dc2", "running", False)),
         None,
         Action.HOLD,
-        "operation op-9 (switchover dc1→dc2) was started by a person and left running: its "
-        "operator resumes or aborts it (`sitectl resume op-9`)",
+        "operation op-9 (switchover dc1→dc2) was run in an operator's shell and left running: "
+        "its operator resumes or aborts it (`sitectl resume op-9`)",
+    ),
+    (
+        "an operation a person asked the controllers for is resumed by the next leader",
+        snap(
+            operation=OperationView(
+                "op-9", "switchover", "dc1", "dc2", "running", False, requested=True
+            )
+        ),
+        None,
+        Action.RESUME,
+        "operation op-9 (switchover dc1→dc2) was left running by a leader that is gone: "
+        "resuming it from its checkpoints",
+    ),
+    (
+        "a requested one left interrupted too",
+        snap(
+            operation=OperationView(
+                "op-9", "reprotect", "dc2", "dc1", "interrupted", False, requested=True
+            )
+        ),
+        None,
+        Action.RESUME,
+        "operation op-9 (reprotect dc2→dc1) was left interrupted by a leader that is gone: "
+        "resuming it from its checkpoints",
+    ),
+    (
+        "paused holds a requested one's resume as well",
+        snap(
+            operation=OperationView(
+                "op-9", "switchover", "dc1", "dc2", "running", False, requested=True
+            ),
+            paused="change 4711",
+        ),
+        None,
+        Action.HOLD,
+        "operation op-9 (switchover dc1→dc2) was left running by a leader that is gone, but "
+        "automation is paused (change 4711): not resuming it",
+    ),
+    (
+        "a requested one that failed waits for a person",
+        snap(
+            operation=OperationView(
+                "op-9", "switchover", "dc1", "dc2", "failed", False, "mount", requested=True
+            )
+        ),
+        None,
+        Action.HOLD,
+        "operation op-9 (switchover dc1→dc2) failed at mount: waiting for a person "
+        "(`sitectl resume op-9` or `sitectl abort op-9`)",
     ),
     (
         "paused holds a resume too",

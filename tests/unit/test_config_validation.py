@@ -783,6 +783,7 @@ VERB_ARGS: dict[str, list[str]] = {
     "failover": ["--to", "dc2", "--yes"],
     "reprotect": ["--yes"],
     "resume": [],
+    "attach": [],
     "abort": [],
     "approve": ["-r", "test"],
     "reject": ["-r", "test"],

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from rich.console import Console
 from rich.progress import Progress, TextColumn
 
-from orchestrator.cli.operations import _Spinners
+from orchestrator.cli.progress import Spinners
 from orchestrator.engine.batch import BatchRun
 from orchestrator.engine.records import StepRecord, StepStatus
 from orchestrator.plan.model import Step
@@ -74,7 +74,7 @@ def test_a_shared_run_reports_each_steps_tasks_under_that_step(local, tmp_path) 
 
 def test_the_spinner_line_names_the_step_host_and_task() -> None:
     progress = Progress(TextColumn("{task.description}"), console=Console(file=io.StringIO()))
-    spinners = _Spinners(progress, total=3)
+    spinners = Spinners(progress, total=3)
     step = Step(
         id="mount/dc2/mailstore",
         phase=test_batch.Phase.MOUNT,
