@@ -8,6 +8,9 @@ Command line::
 ``--config``   a `MirrorConfig` JSON, written with `MirrorConfig.save()` (see
                `orchestrator.storage.btrfs_mirror`); the relationship must be initialised
                (`BtrfsMirror.initialize()`) before the daemon starts, or it exits with 1.
+               Repeat it for more relationships (a wide lab's four volumes): each gets
+               a schedule of its own, on a thread of its own, as each SnapMirror
+               relationship has.
 ``--interval`` seconds between transfers; default: the config's ``interval_seconds`` (2).
 ``--down-dir`` where the lab marks a lost site's array (``<site>.down``, written by
                ``lab kill-site``/``pause-site``): no transfer starts from or to such a
@@ -109,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m orchestrator.lab.mirrord",
         description="Lab mirror daemon (btrfs send/receive).",
     )
-    parser.add_argument("--config", required=True, type=Path)
+    parser.add_argument("--config", required=True, type=Path, action="append")
     parser.add_argument("--interval", type=float)
     parser.add_argument("--down-dir", type=Path)
     args = parser.parse_args(argv)
@@ -120,31 +123,38 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s mirrord %(levelname)s %(message)s",
     )
-    try:
-        config = MirrorConfig.load(args.config)
-        mirror = BtrfsMirror(config)
-        status = mirror.status()
-    except SitectlError as exc:
-        log.error("%s", exc)
-        return 1
-    interval = args.interval or config.interval_seconds
-    log.info(
-        "mirror %s: %s %s→%s, every %.1f s",
-        config.name,
-        status.state.value,
-        status.source,
-        status.destination,
-        interval,
-    )
-
     stop = threading.Event()
-    worker = threading.Thread(
-        target=run_loop, args=(mirror, interval, stop, args.down_dir), name="mirror-transfers"
-    )
-    worker.start()
+    workers = []
+    for path in args.config:
+        try:
+            config = MirrorConfig.load(path)
+            mirror = BtrfsMirror(config)
+            status = mirror.status()
+        except SitectlError as exc:
+            log.error("%s", exc)
+            return 1
+        interval = args.interval or config.interval_seconds
+        log.info(
+            "mirror %s: %s %s→%s, every %.1f s",
+            config.name,
+            status.state.value,
+            status.source,
+            status.destination,
+            interval,
+        )
+        workers.append(
+            threading.Thread(
+                target=run_loop,
+                args=(mirror, interval, stop, args.down_dir),
+                name=f"mirror-transfers-{config.name}",
+            )
+        )
+    for worker in workers:
+        worker.start()
     signal.sigwait(signals)
     stop.set()
-    worker.join()
+    for worker in workers:
+        worker.join()
     log.info("stopped")
     return 0
 
