@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -54,6 +55,20 @@ def _mounted(lab: LabHandle) -> dict[str, set[str]]:
     }
 
 
+def _assert_parallel_plan(plan: dict[str, Any], all_volumes: set[str]) -> None:
+    """The switchover's plan works on the four volumes at once in each storage phase, and
+    stops and starts both mailbox servers in one step."""
+    for phase in ("unmount", "final-sync", "break-mirrors", "mount"):
+        (group,) = (g for g in plan["groups"] if g["phase"] == phase)
+        assert group["parallel"], f"{phase} is not parallel"
+        assert {step["id"].rsplit("/", 1)[1] for step in group["steps"]} == all_volumes
+    for site, step_id in ((FROM, "disable-application"), (TO, "start-services")):
+        (step,) = (
+            s for g in plan["groups"] for s in g["steps"] if s["id"] == f"{step_id}/{site}/mailbox"
+        )
+        assert set(step["hosts"]) == {f"{site}-{server.name}" for server in shape.WIDE_SERVERS}
+
+
 def test_a_switchover_moves_both_mailbox_servers_and_their_mail(wide: LabHandle) -> None:
     assert wide.env["shape"] == shape.WIDE
     all_volumes = {v for server in shape.WIDE_SERVERS for v in server.volumes()}
@@ -69,6 +84,8 @@ def test_a_switchover_moves_both_mailbox_servers_and_their_mail(wide: LabHandle)
         )
 
     cluster = Cluster(wide)
+    cluster.ok("validate")
+    _assert_parallel_plan(cluster.ok("plan", "--to", TO), all_volumes)
     done = cluster.ok("switchover", "--to", TO, "--yes", "--reason", "wide shape")
     assert done["status"] == "succeeded", done
     assert {s["status"] for s in done["steps"]} == {"done"}
