@@ -82,6 +82,8 @@ def run_loop(
     mirror: BtrfsMirror, interval: float, stop: threading.Event, down_dir: Path | None = None
 ) -> None:
     """Transfer every `interval` seconds until `stop` is set."""
+    # Each line names its relationship: one daemon may run several (a wide lab's four).
+    name = mirror.config.name
     last_outcome = ""
     while not stop.is_set():
         try:
@@ -89,15 +91,15 @@ def run_loop(
             kind = outcome.split(" ", 1)[0]  # "transferred" / "skipped: ..." without figures
             summary = outcome if kind != "transferred" else kind
             if summary != last_outcome:
-                log.info("%s", outcome)
+                log.info("%s: %s", name, outcome)
             last_outcome = summary
         except SitectlError as exc:
             # Already recorded in the state file as last_error; next tick retries.
             if str(exc) != last_outcome:
-                log.error("transfer failed: %s", exc)
+                log.error("%s: transfer failed: %s", name, exc)
             last_outcome = str(exc)
         except Exception:  # keep the schedule alive; the traceback says what broke
-            log.exception("unexpected error in transfer")
+            log.exception("%s: unexpected error in transfer", name)
             last_outcome = "unexpected"
         stop.wait(interval)
 
