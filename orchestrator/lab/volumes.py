@@ -165,6 +165,11 @@ def create(state: LabState) -> None:
         }
         state.save()  # recorded at once: `down` must find the loop device after a crash
     for rel in relationships(state):
+        for site in layout.DATACENTERS:
+            # The host's directory the mount point goes in, at every site, as a real
+            # host's /opt/zimbra is there before any mount (`sitectl evaluate` checks
+            # it): for the single shape, the site's own directory, there already.
+            rel.mount_point(state, site).parent.mkdir(parents=True, exist_ok=True)
         config = mirror_config(state, rel)
         config.save(config_path(state, rel.name))
         driver = BtrfsMirror(config)

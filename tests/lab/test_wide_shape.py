@@ -85,6 +85,11 @@ def test_a_switchover_moves_both_mailbox_servers_and_their_mail(wide: LabHandle)
 
     cluster = Cluster(wide)
     cluster.ok("validate")
+    # Every dc2 server reachable over SSH at its own address, its mount points' directory there.
+    evaluation = cluster.ok("evaluate", "--to", TO)
+    assert evaluation["ready"] is True and evaluation["problems"] == [], evaluation["problems"]
+    reached = {f["subject"] for f in evaluation["findings"] if f["check"] == "ansible"}
+    assert {f"{TO}-{server.name}" for server in shape.WIDE_SERVERS} <= reached
     _assert_parallel_plan(cluster.ok("plan", "--to", TO), all_volumes)
     done = cluster.ok("switchover", "--to", TO, "--yes", "--reason", "wide shape")
     assert done["status"] == "succeeded", done
