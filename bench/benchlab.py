@@ -36,7 +36,8 @@ def lab_command(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @contextlib.contextmanager
-def bench_lab(state_dir: Path | None, name: str) -> Iterator[Path]:
+def bench_lab(state_dir: Path | None, name: str, shape: str = "single") -> Iterator[Path]:
+    """The running lab in `state_dir`, or a lab of `shape` (lab/shape.py) of our own."""
     if state_dir is not None:
         yield state_dir.absolute()
         return
@@ -44,7 +45,7 @@ def bench_lab(state_dir: Path | None, name: str) -> Iterator[Path]:
     parent.chmod(0o755)  # Postfix and Dovecot run as their own users
     own = parent / "state"
     try:
-        up = lab_command("up", "--state-dir", str(own))
+        up = lab_command("up", "--state-dir", str(own), "--shape", shape)
         if up.returncode != 0:
             raise SystemExit(f"lab up failed: {up.stderr}{up.stdout}")
         yield own

@@ -8,6 +8,7 @@ checks that nothing was left behind (process, mount, loop device, namespace, lin
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -115,14 +116,14 @@ class LabHandle:
         for site in layout.SITES:
             self.ok("heal-site", site)
 
-    def renew(self) -> None:
+    def renew(self, shape: str = "single") -> None:
         """A brand-new lab in the same state dir (same addresses and paths, new data and
         secrets): ~10 s, where putting a failed-over lab back by operations takes a
         minute. For scenarios that only need to start from home; the way back itself is
-        a scenario of its own (tests/engine, tests/drill)."""
+        a scenario of its own (tests/engine, tests/drill). `shape`: see lab/shape.py."""
         down = self.cli("down", "--purge")
         assert down.returncode == 0, f"lab down: {down.stderr}{down.stdout}"
-        up = self.cli("up")
+        up = self.cli("up", "--shape", shape)
         assert up.returncode == 0, f"lab up: {up.stderr}{up.stdout}"
         self.env = json.loads(self.ok("env", "--json"))
 
@@ -178,7 +179,9 @@ def _other_lab_running() -> Path | None:
     return None
 
 
-def _claim_the_machine(state_dir: Path) -> tuple[IO[str], subprocess.CompletedProcess[str]]:
+def _claim_the_machine(
+    state_dir: Path, shape: str = "single"
+) -> tuple[IO[str], subprocess.CompletedProcess[str]]:
     """Take the test-session lock, then `lab up` once no other lab runs."""
     deadline = time.monotonic() + WAIT_FOR_OTHER_LAB_S
     SESSION_LOCK.parent.mkdir(parents=True, exist_ok=True)
@@ -194,7 +197,7 @@ def _claim_the_machine(state_dir: Path) -> tuple[IO[str], subprocess.CompletedPr
     while True:
         other = _other_lab_running()
         if other is None:
-            result = lab_command("up", "--state-dir", str(state_dir))
+            result = lab_command("up", "--state-dir", str(state_dir), "--shape", shape)
             # 3 (LOCKED): a drill got the machine between our check and our up.
             if result.returncode != 3:
                 return session, result
@@ -203,15 +206,49 @@ def _claim_the_machine(state_dir: Path) -> tuple[IO[str], subprocess.CompletedPr
         time.sleep(5)
 
 
+# The session's `lab` while it is up: a module that needs a lab of another shape
+# reshapes this one rather than wait for the machine it holds (see `lab_of_shape`).
+_SESSION_LAB: list[LabHandle] = []
+
+
 @pytest.fixture(scope="session")
 def lab() -> Iterator[LabHandle]:
+    with lab_session() as handle:
+        _SESSION_LAB.append(handle)
+        try:
+            yield handle
+        finally:
+            _SESSION_LAB.remove(handle)
+
+
+@contextlib.contextmanager
+def lab_of_shape(shape: str) -> Iterator[LabHandle]:
+    """A lab of `shape` for one module: the session's lab made over in that shape (and
+    made over as a single one after) when the session has one up, else a lab of its own,
+    so a module run alone pays one `lab up`."""
+    if not _SESSION_LAB:
+        with lab_session(shape) as handle:
+            yield handle
+        return
+    shared = _SESSION_LAB[0]
+    shared.renew(shape)
+    try:
+        yield shared
+    finally:
+        shared.renew()
+
+
+@contextlib.contextmanager
+def lab_session(shape: str = "single") -> Iterator[LabHandle]:
+    """`lab up` in a new state dir once the machine is ours; at the end `lab down
+    --purge`, checking that nothing it made is left."""
     # Not under pytest's basetemp: that is mode 0700 (Postfix and Dovecot run as their own
     # users and must reach the lab's files) and other pytest sessions prune it.
     parent = Path(tempfile.mkdtemp(prefix="sitectl-lab-"))
     parent.chmod(0o755)
     state_dir = parent / "state"
     try:
-        session, result = _claim_the_machine(state_dir)
+        session, result = _claim_the_machine(state_dir, shape)
     except BaseException:
         parent.rmdir()  # nothing was started in it
         raise

@@ -7,6 +7,7 @@ application on a site:
     python -m orchestrator.lab.app stop   --site dc1 --state-dir DIR
     python -m orchestrator.lab.app status --site dc1 --state-dir DIR   # prints up/down/paused
     … [--role mta|mailbox]   # only Postfix (mta) or only Dovecot (mailbox); default both
+    … [--server mailbox1]    # a wide lab: only that mailbox server's Dovecot
 
 --state-dir defaults to $SITECTL_LAB_DIR, then ./.lab. Start and stop are idempotent and
 record the choice (`wanted`), so `lab up` and `heal-site` keep a stopped application
@@ -32,7 +33,9 @@ from orchestrator.lab.state import Component, LabState
 ROLE_KINDS = {"mta": ("postfix",), "mailbox": ("dovecot",), None: mail.KINDS}
 
 
-def _app_components(state: LabState, site: str, role: str | None = None) -> list[Component]:
+def _app_components(
+    state: LabState, site: str, role: str | None = None, server: str | None = None
+) -> list[Component]:
     try:
         layout.check_site(site)
     except ValueError as exc:
@@ -40,6 +43,9 @@ def _app_components(state: LabState, site: str, role: str | None = None) -> list
     if role not in ROLE_KINDS:
         raise LabError(f"unknown role {role!r}: use mta or mailbox", ExitCode.BAD_INPUT)
     comps = [c for c in state.of_site(site) if c.kind in ROLE_KINDS[role]]
+    if server is not None:
+        # Each wide mailbox server is a host of its own: its stop or start is its alone.
+        comps = [c for c in comps if c.name.startswith(f"{site}-{server}-")]
     if not comps:
         raise LabError(
             f"no mail application for {site} in {state.root} (is the lab up? the "
@@ -49,10 +55,10 @@ def _app_components(state: LabState, site: str, role: str | None = None) -> list
     return comps
 
 
-def start(root: Path, site: str, role: str | None = None) -> list[str]:
+def start(root: Path, site: str, role: str | None = None, server: str | None = None) -> list[str]:
     """Start the site's application (if not running) and wait until it serves."""
     with lab_state.locked(root) as state:
-        comps = _app_components(state, site, role)
+        comps = _app_components(state, site, role, server)
         started = []
         for comp in comps:
             comp.wanted = True
@@ -63,10 +69,10 @@ def start(root: Path, site: str, role: str | None = None) -> list[str]:
         return started
 
 
-def stop(root: Path, site: str, role: str | None = None) -> list[str]:
+def stop(root: Path, site: str, role: str | None = None, server: str | None = None) -> list[str]:
     """Stop the site's application (SIGTERM, then SIGKILL after a bound) and keep it down."""
     with lab_state.locked(root) as state:
-        comps = _app_components(state, site, role)
+        comps = _app_components(state, site, role, server)
         stopped = []
         for comp in comps:
             comp.wanted = False
@@ -76,9 +82,9 @@ def stop(root: Path, site: str, role: str | None = None) -> list[str]:
         return stopped
 
 
-def status(root: Path, site: str, role: str | None = None) -> ProcState:
+def status(root: Path, site: str, role: str | None = None, server: str | None = None) -> ProcState:
     """up only if every part is up; paused if any is paused; down otherwise."""
-    comps = _app_components(lab_state.load(root), site, role)
+    comps = _app_components(lab_state.load(root), site, role, server)
     states = {procs.state_of(c) for c in comps}
     if states == {ProcState.UP}:
         return ProcState.UP
@@ -92,17 +98,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("action", choices=("start", "stop", "status"))
     parser.add_argument("--site", required=True, help="dc1 or dc2")
     parser.add_argument("--role", choices=("mta", "mailbox"), default=None)
+    parser.add_argument("--server", default=None, help="a wide lab's mailbox server")
     parser.add_argument("--state-dir", type=Path, default=None)
     args = parser.parse_args(argv)
     root = (args.state_dir or lab_state.default_state_dir()).absolute()
     try:
         if args.action == "status":
-            print(status(root, args.site, args.role).value)
+            print(status(root, args.site, args.role, args.server).value)
         elif args.action == "start":
-            names = start(root, args.site, args.role)
+            names = start(root, args.site, args.role, args.server)
             print(f"{args.site}: application up (started: {', '.join(names) or 'nothing'})")
         else:
-            names = stop(root, args.site, args.role)
+            names = stop(root, args.site, args.role, args.server)
             print(f"{args.site}: application down (stopped: {', '.join(names) or 'nothing'})")
     except LabError as exc:
         print(f"lab app: {exc}", file=sys.stderr)

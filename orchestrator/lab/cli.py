@@ -50,16 +50,27 @@ def _fail(exc: lifecycle.LabError) -> typer.Exit:
 
 
 @lab_app.command()
-def up(state_dir: StateDir = None) -> None:
+def up(
+    state_dir: StateDir = None,
+    shape: Annotated[
+        str | None,
+        typer.Option(
+            "--shape",
+            help="single (default): one mailbox host and volume per datacenter; wide: two "
+            "mailbox servers per datacenter, each with its own store and index volumes. "
+            "A lab keeps the shape it was made with until `down --purge`.",
+        ),
+    ] = None,
+) -> None:
     """Start (or complete) the lab; a second `up` on a running lab changes nothing.
 
     Prints where the state is and the line that points a shell at the lab.
 
-    [b]Example:[/b] sitectl lab up --state-dir /var/tmp/sitectl-lab
+    [b]Example:[/b] sitectl lab up --state-dir /var/tmp/sitectl-lab --shape wide
     """
     root = _root(state_dir)
     try:
-        result = lifecycle.up(root)
+        result = lifecycle.up(root, shape)
     except lifecycle.LabError as exc:
         raise _fail(exc) from None
     if not result.changed:

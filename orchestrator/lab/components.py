@@ -15,13 +15,31 @@ from orchestrator.lab import (
     mail,
     netns,
     s3,
+    shape,
     sshd,
     volumes,
+    widemail,
     zookeeper,
 )
 from orchestrator.lab.state import Component, LabState
 
 Prepare = Callable[[LabState, dict[str, str]], list[Component]]
+
+
+def _application(state: LabState, programs: dict[str, str]) -> list[Component]:
+    """The mail application of the lab's shape: one mailbox per site, or two (wide)."""
+    if shape.recorded(state.resources) == shape.WIDE:
+        return widemail.prepare(state, programs)
+    return mail.prepare(state, programs)
+
+
+def prepare_mailstore(state: LabState, site: str) -> None:
+    """The mail (and index) roots on the writable site's volumes, for the lab's shape."""
+    if shape.recorded(state.resources) == shape.WIDE:
+        widemail.prepare_mailstore(state, site)
+    else:
+        mail.prepare_mailstore(state, site)
+
 
 # Order matters only for readability of `status`; everything starts concurrently.
 PREPARERS: tuple[Prepare, ...] = (
@@ -30,7 +48,7 @@ PREPARERS: tuple[Prepare, ...] = (
     ldap.prepare,
     s3.prepare,
     volumes.prepare,
-    mail.prepare,
+    _application,
     sshd.prepare,
     controllers.prepare,
     deadman.prepare,

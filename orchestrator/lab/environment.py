@@ -11,12 +11,40 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from orchestrator.lab import bind, hosts, layout, ldap, mail, netns, s3, volumes, zookeeper
+from orchestrator.lab import (
+    bind,
+    hosts,
+    layout,
+    ldap,
+    mail,
+    netns,
+    s3,
+    shape,
+    volumes,
+    widemail,
+    zookeeper,
+)
+from orchestrator.lab import state as lab_state
 from orchestrator.lab.state import LabState, topology_path
 
 
+def _mailbox_servers(state: LabState, site: str) -> dict[str, Any]:
+    """A wide lab's mailbox servers at `site`: where each serves and keeps its data."""
+    return {
+        widemail.host_name(site, server): {
+            "imap": f"{widemail.server_ip(site, server)}:{layout.IMAP_PORT}",
+            "imaps": f"{widemail.server_ip(site, server)}:{layout.IMAPS_PORT}",
+            "users": list(server.users),
+            "store": str(widemail.store_root(state, site, server)),
+            "index": str(widemail.index_root(state, site, server)),
+        }
+        for server in shape.servers(shape.recorded(state.resources))
+    }
+
+
 def describe(root: Path) -> dict[str, Any]:
-    state = LabState(root=root.absolute())
+    # Loaded for its recorded shape (an empty record, a single lab, when none is there).
+    state = lab_state.load(root.absolute())
     key = lambda name: str(bind.key_path(state, name))  # noqa: E731 - a local shorthand
     return {
         "state_dir": str(state.root),
@@ -31,6 +59,7 @@ def describe(root: Path) -> dict[str, Any]:
         },
         "python": sys.executable,
         "active_site": layout.ACTIVE_SITE,
+        "shape": shape.recorded(state.resources),
         "sites": list(layout.SITES),
         "zookeeper": {"connect": zookeeper.connect_string()},
         "dns": {
@@ -74,10 +103,21 @@ def describe(root: Path) -> dict[str, Any]:
             "secret_key_file": str(s3.secret_key_file(state)),
         },
         "volumes": {
-            "mirror": volumes.MIRROR,
-            "mirror_config": str(volumes.config_path(state)),
+            # The first relationship (the only one in a single lab): the lab's direction.
+            "mirror": volumes.relationships(state)[0].name,
+            "mirror_config": str(volumes.first_config_path(state)),
             "pools": {site: str(volumes.pool(state, site)) for site in layout.DATACENTERS},
-            "subvolume": volumes.SUBVOLUME,
+            "subvolume": volumes.relationships(state)[0].subvolume,
+            "mirrors": {
+                rel.name: {
+                    "mirror_config": str(volumes.config_path(state, rel.name)),
+                    "subvolume": rel.subvolume,
+                    "mount_points": {
+                        site: str(rel.mount_point(state, site)) for site in layout.DATACENTERS
+                    },
+                }
+                for rel in volumes.relationships(state)
+            },
         },
         "mail": {
             site: {
@@ -87,6 +127,7 @@ def describe(root: Path) -> dict[str, Any]:
                 "imaps": f"{layout.service_ip(site)}:{layout.IMAPS_PORT}",
                 "volume": str(volumes.mount_point(state, site)),
                 "maildir": str(mail.mail_root(state, site) / layout.MAIL_USER / "Maildir"),
+                "servers": _mailbox_servers(state, site),
             }
             for site in layout.DATACENTERS
         }

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from orchestrator.lab import deadman, layout, netns, sshd
+from orchestrator.lab import deadman, layout, netns, shape, sshd
 from orchestrator.lab.state import LabState, topology_path
 
 # Role of each application host → (lab component, port) — `lab_app --role` takes the role.
@@ -81,11 +81,33 @@ def _site_vars(state: LabState, site: str) -> dict[str, Any]:
     }
 
 
-def _hosts_of(site: str) -> dict[str, dict[str, Any]]:
+def _mailbox_servers(state: LabState, site: str) -> dict[str, dict[str, Any]]:
+    """A wide lab's mailbox servers, each at its own address (reached over its site's
+    sshd, as every lab host is) and starting and stopping its own Dovecot only."""
+    python = f"env PYTHONPATH={shlex.quote(str(CODE))} {sys.executable}"
+    hosts = {}
+    for server in shape.servers(shape.recorded(state.resources)):
+        ip = layout.site_ip(site, server.octet)
+        hosts[f"{site}-{server.name}"] = {
+            "ansible_host": ip,
+            "lab_component": "dovecot",
+            "lab_address": f"{ip}:{layout.IMAP_PORT}",
+            "lab_server": server.name,
+            "lab_app": f"{python} -m orchestrator.lab.app --site {site} --server "
+            f"{server.name} --state-dir {state.root}",
+        }
+    return hosts
+
+
+def _hosts_of(state: LabState, site: str) -> dict[str, dict[str, Any]]:
     ip = layout.service_ip(site)
     hosts: dict[str, dict[str, Any]] = {}
+    wide = shape.recorded(state.resources) == shape.WIDE
     if site in layout.DATACENTERS:
         for role, (component, port) in APP_HOSTS.items():
+            if role == "mailbox" and wide:
+                hosts |= _mailbox_servers(state, site)
+                continue
             hosts[f"{site}-{role}"] = {"lab_component": component, "lab_address": f"{ip}:{port}"}
         for node in (n for n in layout.ldap_nodes() if n.site == site):
             hosts[node.name] = {
@@ -120,6 +142,7 @@ def _hosts_of(site: str) -> dict[str, dict[str, Any]]:
 _GROUPS = {
     "mta": "mta",
     "mailbox": "mailbox",
+    **{server.name: "mailbox" for server in shape.WIDE_SERVERS},
     "ldap1": "ldap",
     "ldap2": "ldap",
     "dns": "dns",
@@ -130,7 +153,7 @@ _GROUPS = {
 def build(state: LabState) -> dict[str, Any]:
     children: dict[str, Any] = {}
     for site in layout.SITES:
-        children[site] = {"vars": _site_vars(state, site), "hosts": _hosts_of(site)}
+        children[site] = {"vars": _site_vars(state, site), "hosts": _hosts_of(state, site)}
     # sitectl targets the <site>_<role> groups (dc1_mta, dc2_mailbox, …).
     for site in layout.SITES:
         for host in children[site]["hosts"]:

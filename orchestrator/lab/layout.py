@@ -79,12 +79,13 @@ def ops_ip() -> str:
     return f"{NETWORK_PREFIX}.{OPS_OCTET}.{OPS_HOST}"
 
 
-def site_addresses(site: str) -> list[str]:
+def site_addresses(site: str, extra_hosts: tuple[int, ...] = ()) -> list[str]:
     """Every address a site's servers listen on; the first is the site's own (its
-    outgoing connections leave from it, so the router can tell the sites apart)."""
+    outgoing connections leave from it, so the router can tell the sites apart).
+    `extra_hosts`: a datacenter's further hosts in the lab's shape (its mailbox servers)."""
     hosts = [1, *LDAP_HOSTS] if site in DATACENTERS else [1]
     if site in DATACENTERS:
-        hosts.append(S3_HOST)
+        hosts += [S3_HOST, *extra_hosts]
     return [site_ip(site, host) for host in hosts]
 
 

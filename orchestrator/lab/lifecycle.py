@@ -27,6 +27,7 @@ from orchestrator.lab import (
     prereqs,
     procs,
     s3,
+    shape,
     startgate,
     topology,
     volumes,
@@ -100,7 +101,28 @@ def _start(state: LabState, comps: list[Component]) -> None:
         state.save()
 
 
-def up(root: Path) -> UpResult:
+def _shape(existing: LabState, wanted: str | None) -> str:
+    """The shape to bring up: the one a lab made here before was (its data and configs
+    are of that shape), else `wanted`, else `single`."""
+    if wanted is not None:
+        try:
+            shape.check(wanted)
+        except ValueError as exc:
+            raise LabError(str(exc), ExitCode.BAD_INPUT) from exc
+    if not existing.components:
+        return wanted or shape.SINGLE
+    made = shape.recorded(existing.resources)
+    if wanted is not None and wanted != made:
+        raise LabError(
+            f"the lab in {existing.root} was made {made}, not {wanted}: `sitectl lab down "
+            f"--purge --state-dir {existing.root}` first, or pick another --state-dir",
+            ExitCode.BAD_INPUT,
+        )
+    return made
+
+
+def up(root: Path, shape_name: str | None = None) -> UpResult:
+    """Start (or complete) the lab in `root`, of shape `shape_name` (see lab/shape.py)."""
     began = time.monotonic()
     root = root.absolute()
     try:
@@ -111,6 +133,7 @@ def up(root: Path) -> UpResult:
         _check_not_running_elsewhere(root)
         _check_reachable(root)
         existing = lab_state.load(root)
+        chosen = _shape(existing, shape_name)
         if _fully_up(existing):
             return UpResult(root, changed=False, started=[], seconds=time.monotonic() - began)
         fresh = not _any_alive(existing)
@@ -118,6 +141,8 @@ def up(root: Path) -> UpResult:
             # Checked before anything is written or started: a busy network leaves nothing.
             _check_network(root)
         with lab_state.locked(root) as state:
+            # Recorded before anything is made: addresses, volumes and servers follow it.
+            state.resources["shape"] = chosen
             started = _converge_or_roll_back(state, programs, fresh)
     return UpResult(root, changed=True, started=started, seconds=time.monotonic() - began)
 
@@ -159,7 +184,7 @@ def _converge(state: LabState, programs: dict[str, str], fresh: bool) -> list[st
     volumes.clear_array_faults(state)  # every site comes back, its array with it
     if fresh:
         volumes.create(state)
-        mail.prepare_mailstore(state, volumes.writable_site(state))
+        components.prepare_mailstore(state, volumes.writable_site(state))
     state.save()
 
     to_start = [

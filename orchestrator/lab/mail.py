@@ -21,9 +21,10 @@ import os
 import pwd
 import smtplib
 import ssl
+from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.lab import layout, volumes
+from orchestrator.lab import layout, shape, volumes
 from orchestrator.lab.credentials import ensure_password, ensure_server_cert
 from orchestrator.lab.state import Component, LabState
 from orchestrator.lab.templates import render
@@ -37,8 +38,8 @@ def mail_address() -> str:
     return f"{layout.MAIL_USER}@{layout.MAIL_DOMAIN}"
 
 
-def password_file(state: LabState) -> Path:
-    return state.secrets / f"mail-{layout.MAIL_USER}.password"
+def password_file(state: LabState, user: str = layout.MAIL_USER) -> Path:
+    return state.secrets / f"mail-{user}.password"
 
 
 def mail_root(state: LabState, site: str) -> Path:
@@ -74,7 +75,18 @@ def tls_context(state: LabState) -> ssl.SSLContext:
     return context
 
 
-def _postfix(state: LabState, site: str, programs: dict[str, str]) -> Component:
+def postfix(
+    state: LabState,
+    site: str,
+    programs: dict[str, str],
+    base: Path | None = None,
+    routes: dict[str, str] | None = None,
+) -> Component:
+    """The site's MTA. `routes`: each user's Maildir relative to `base` (the
+    virtual_mailbox_base), i.e. on which mailbox server's store the MTA delivers their
+    mail; default: the mail user on the site's one volume."""
+    base = base or mail_root(state, site)
+    routes = routes or {layout.MAIL_USER: f"{layout.MAIL_USER}/Maildir/"}
     home = state.site_dir(site, "postfix")
     data = home / "data"
     data.mkdir(parents=True, exist_ok=True)
@@ -86,7 +98,7 @@ def _postfix(state: LabState, site: str, programs: dict[str, str]) -> Component:
         "postfix-main.cf.j2",
         home / "main.cf",
         domain=layout.MAIL_DOMAIN,
-        mail_root=mail_root(state, site),
+        mail_root=base,
         uid=MAIL_UID,
         gid=MAIL_GID,
         **_certificate(state, site, programs),
@@ -101,7 +113,7 @@ def _postfix(state: LabState, site: str, programs: dict[str, str]) -> Component:
     )
     # texthash: maps are read as plain text, so no postmap run is needed.
     vmailbox = home / "vmailbox"
-    text = f"{mail_address()} {layout.MAIL_USER}/Maildir/\n"
+    text = "".join(f"{user}@{layout.MAIL_DOMAIN} {path}\n" for user, path in routes.items())
     if not vmailbox.exists() or vmailbox.read_text() != text:
         vmailbox.write_text(text)
     return Component(
@@ -117,44 +129,73 @@ def _postfix(state: LabState, site: str, programs: dict[str, str]) -> Component:
     )
 
 
-def _dovecot(state: LabState, site: str, programs: dict[str, str]) -> Component:
-    home = state.site_dir(site, "dovecot")
+@dataclass(frozen=True)
+class MailboxSpec:
+    """One Dovecot: where it listens, whose mail it serves and where that lives."""
+
+    name: str  # the component's name, e.g. "dc1-dovecot", "dc1-mailbox2-dovecot"
+    instance: str  # Dovecot's instance_name suffix and the config's heading
+    home: Path
+    ip: str
+    certificate: dict[str, Path]
+    mail_root: Path  # Maildirs: <mail_root>/<user>/Maildir
+    index_root: Path | None  # Dovecot's indexes (INDEX=); None: beside the Maildir
+    logins: tuple[str, ...]
+
+
+def dovecot(state: LabState, site: str, programs: dict[str, str], spec: MailboxSpec) -> Component:
     for sub in ("run", "state"):
-        (home / sub).mkdir(parents=True, exist_ok=True)
-    password = ensure_password(password_file(state))
+        (spec.home / sub).mkdir(parents=True, exist_ok=True)
     conf = render(
         "dovecot.conf.j2",
-        home / "dovecot.conf",
-        site=site,
-        home=home,
-        ip=layout.service_ip(site),
+        spec.home / "dovecot.conf",
+        site=spec.instance,
+        home=spec.home,
+        ip=spec.ip,
         port=layout.IMAP_PORT,
         imaps_port=layout.IMAPS_PORT,
-        mail_root=mail_root(state, site),
+        mail_root=spec.mail_root,
+        index_root=spec.index_root,
         uid=MAIL_UID,
         gid=MAIL_GID,
-        **_certificate(state, site, programs),
+        **spec.certificate,
     )
+    users = [(user, ensure_password(password_file(state, user))) for user in spec.logins]
     # Dovecot's auth process reads this as user `dovecot`: root-owned, group-readable only.
-    render("dovecot-users.j2", home / "users", mode=0o640, user=layout.MAIL_USER, password=password)
-    os.chown(home / "users", 0, grp.getgrnam("dovecot").gr_gid)
+    render("dovecot-users.j2", spec.home / "users", mode=0o640, users=users)
+    os.chown(spec.home / "users", 0, grp.getgrnam("dovecot").gr_gid)
     return Component(
-        name=f"{site}-dovecot",
+        name=spec.name,
         site=site,
         kind="dovecot",
-        address=f"{layout.service_ip(site)}:{layout.IMAP_PORT}",
+        address=f"{spec.ip}:{layout.IMAP_PORT}",
         argv=[programs["dovecot"], "-F", "-c", str(conf)],
-        cwd=str(home),
-        log=str(home / "dovecot.log"),
+        cwd=str(spec.home),
+        log=str(spec.home / "dovecot.log"),
         wanted=site == layout.ACTIVE_SITE,
-        stale_files=[str(home / "run" / "master.pid")],
+        stale_files=[str(spec.home / "run" / "master.pid")],
     )
+
+
+def _dovecot(state: LabState, site: str, programs: dict[str, str]) -> Component:
+    spec = MailboxSpec(
+        name=f"{site}-dovecot",
+        instance=site,
+        home=state.site_dir(site, "dovecot"),
+        ip=layout.service_ip(site),
+        certificate=_certificate(state, site, programs),
+        mail_root=mail_root(state, site),
+        index_root=None,
+        logins=(layout.MAIL_USER,),
+    )
+    return dovecot(state, site, programs, spec)
 
 
 def prepare(state: LabState, programs: dict[str, str]) -> list[Component]:
+    """The single shape's application (a wide lab's is `widemail.prepare`)."""
     comps = []
     for site in layout.DATACENTERS:
-        comps += [_postfix(state, site, programs), _dovecot(state, site, programs)]
+        comps += [postfix(state, site, programs), _dovecot(state, site, programs)]
     return comps
 
 
@@ -173,27 +214,42 @@ def ready(comp: Component, state: LabState) -> bool:
         with smtplib.SMTP(ip, int(port), timeout=2) as smtp:  # SMTPConnectError unless 220
             code, _ = smtp.starttls(context=tls_context(state))
             return code == 220
-    with imap_client(state, comp.site, timeout=2) as imap:
+    server = shape.server_of(comp.name)
+    user = server.users[0] if server else layout.MAIL_USER
+    with imap_client(state, comp.site, timeout=2, address=ip, user=user) as imap:
         status, _ = imap.select("INBOX", readonly=True)
         return status == "OK"
 
 
-def imap_client(state: LabState, site: str, timeout: float = 5) -> imaplib.IMAP4:
-    """The mail user logged in to the site's Dovecot, over STARTTLS with the lab CA."""
-    imap = imaplib.IMAP4(layout.service_ip(site), layout.IMAP_PORT, timeout=timeout)
+def imap_client(
+    state: LabState,
+    site: str,
+    timeout: float = 5,
+    address: str | None = None,
+    user: str = layout.MAIL_USER,
+) -> imaplib.IMAP4:
+    """`user` logged in to a Dovecot of the site (default: the one on its service
+    address), over STARTTLS with the lab CA."""
+    imap = imaplib.IMAP4(address or layout.service_ip(site), layout.IMAP_PORT, timeout=timeout)
     try:
         imap.starttls(ssl_context=tls_context(state))
-        imap.login(layout.MAIL_USER, password_file(state).read_text().strip())
+        imap.login(user, password_file(state, user).read_text().strip())
     except BaseException:
         imap.shutdown()
         raise
     return imap
 
 
-def send_test_mail(site: str, subject: str, body: str = "sent by the sitectl lab\n") -> None:
-    """Deliver one message to the mail user through the site's SMTP server, as a mail
-    client inside the lab would (no credentials: STARTTLS is not needed to send)."""
+def send_test_mail(
+    site: str,
+    subject: str,
+    body: str = "sent by the sitectl lab\n",
+    user: str = layout.MAIL_USER,
+) -> None:
+    """Deliver one message to `user` through the site's SMTP server, as a mail client
+    inside the lab would (no credentials: STARTTLS is not needed to send)."""
     sender = f"lab@{layout.MAIL_DOMAIN}"
-    message = f"From: {sender}\r\nTo: {mail_address()}\r\nSubject: {subject}\r\n\r\n{body}"
+    to = f"{user}@{layout.MAIL_DOMAIN}"
+    message = f"From: {sender}\r\nTo: {to}\r\nSubject: {subject}\r\n\r\n{body}"
     with smtplib.SMTP(layout.service_ip(site), layout.SMTP_PORT, timeout=5) as smtp:
-        smtp.sendmail(sender, [mail_address()], message)
+        smtp.sendmail(sender, [to], message)

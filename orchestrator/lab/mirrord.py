@@ -8,6 +8,9 @@ Command line::
 ``--config``   a `MirrorConfig` JSON, written with `MirrorConfig.save()` (see
                `orchestrator.storage.btrfs_mirror`); the relationship must be initialised
                (`BtrfsMirror.initialize()`) before the daemon starts, or it exits with 1.
+               Repeat it for more relationships (a wide lab's four volumes): each gets
+               a schedule of its own, on a thread of its own, as each SnapMirror
+               relationship has.
 ``--interval`` seconds between transfers; default: the config's ``interval_seconds`` (2).
 ``--down-dir`` where the lab marks a lost site's array (``<site>.down``, written by
                ``lab kill-site``/``pause-site``): no transfer starts from or to such a
@@ -79,6 +82,8 @@ def run_loop(
     mirror: BtrfsMirror, interval: float, stop: threading.Event, down_dir: Path | None = None
 ) -> None:
     """Transfer every `interval` seconds until `stop` is set."""
+    # Each line names its relationship: one daemon may run several (a wide lab's four).
+    name = mirror.config.name
     last_outcome = ""
     while not stop.is_set():
         try:
@@ -86,15 +91,15 @@ def run_loop(
             kind = outcome.split(" ", 1)[0]  # "transferred" / "skipped: ..." without figures
             summary = outcome if kind != "transferred" else kind
             if summary != last_outcome:
-                log.info("%s", outcome)
+                log.info("%s: %s", name, outcome)
             last_outcome = summary
         except SitectlError as exc:
             # Already recorded in the state file as last_error; next tick retries.
             if str(exc) != last_outcome:
-                log.error("transfer failed: %s", exc)
+                log.error("%s: transfer failed: %s", name, exc)
             last_outcome = str(exc)
         except Exception:  # keep the schedule alive; the traceback says what broke
-            log.exception("unexpected error in transfer")
+            log.exception("%s: unexpected error in transfer", name)
             last_outcome = "unexpected"
         stop.wait(interval)
 
@@ -109,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m orchestrator.lab.mirrord",
         description="Lab mirror daemon (btrfs send/receive).",
     )
-    parser.add_argument("--config", required=True, type=Path)
+    parser.add_argument("--config", required=True, type=Path, action="append")
     parser.add_argument("--interval", type=float)
     parser.add_argument("--down-dir", type=Path)
     args = parser.parse_args(argv)
@@ -120,31 +125,38 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s mirrord %(levelname)s %(message)s",
     )
-    try:
-        config = MirrorConfig.load(args.config)
-        mirror = BtrfsMirror(config)
-        status = mirror.status()
-    except SitectlError as exc:
-        log.error("%s", exc)
-        return 1
-    interval = args.interval or config.interval_seconds
-    log.info(
-        "mirror %s: %s %s→%s, every %.1f s",
-        config.name,
-        status.state.value,
-        status.source,
-        status.destination,
-        interval,
-    )
-
     stop = threading.Event()
-    worker = threading.Thread(
-        target=run_loop, args=(mirror, interval, stop, args.down_dir), name="mirror-transfers"
-    )
-    worker.start()
+    workers = []
+    for path in args.config:
+        try:
+            config = MirrorConfig.load(path)
+            mirror = BtrfsMirror(config)
+            status = mirror.status()
+        except SitectlError as exc:
+            log.error("%s", exc)
+            return 1
+        interval = args.interval or config.interval_seconds
+        log.info(
+            "mirror %s: %s %s→%s, every %.1f s",
+            config.name,
+            status.state.value,
+            status.source,
+            status.destination,
+            interval,
+        )
+        workers.append(
+            threading.Thread(
+                target=run_loop,
+                args=(mirror, interval, stop, args.down_dir),
+                name=f"mirror-transfers-{config.name}",
+            )
+        )
+    for worker in workers:
+        worker.start()
     signal.sigwait(signals)
     stop.set()
-    worker.join()
+    for worker in workers:
+        worker.join()
     log.info("stopped")
     return 0
 

@@ -32,7 +32,7 @@ import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
-from orchestrator.lab import layout, wan
+from orchestrator.lab import layout, shape, wan
 from orchestrator.lab.state import LabState
 
 NETNS_DIR = Path("/run/netns")
@@ -156,7 +156,7 @@ def create(state: LabState) -> None:
         site_ns = namespace(root, site)
         _add_namespace(state, site_ns)
         _veth(router, site, SITE_LINK, site_ns)
-        for address in layout.site_addresses(site):
+        for address in layout.site_addresses(site, shape.extra_octets(state.resources)):
             _address(site_ns, SITE_LINK, f"{address}/24")
         _address(router, site, f"{layout.router_ip(site)}/24")
         via = layout.router_ip(site)

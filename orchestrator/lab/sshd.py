@@ -17,7 +17,7 @@ import socket
 import subprocess
 from pathlib import Path
 
-from orchestrator.lab import layout
+from orchestrator.lab import layout, shape
 from orchestrator.lab.state import Component, LabState
 
 KEY_TYPE = "ed25519"
@@ -59,7 +59,8 @@ def ensure_keys(state: LabState, ssh_keygen: str) -> None:
     for site in layout.SITES:
         _keygen(host_key(state, site), f"sitectl-lab-{site}", ssh_keygen)
         public = host_key(state, site).with_suffix(".pub").read_text().split()
-        lines.append(f"{','.join(layout.site_addresses(site))} {public[0]} {public[1]}\n")
+        addresses = layout.site_addresses(site, shape.extra_octets(state.resources))
+        lines.append(f"{','.join(addresses)} {public[0]} {public[1]}\n")
     known_hosts(state).write_text("".join(lines))
     authorized_keys(state).write_text(client_key(state).with_suffix(".pub").read_text())
     # Every file under secrets/ is 0600, public halves and known_hosts too: one rule an
@@ -69,9 +70,10 @@ def ensure_keys(state: LabState, ssh_keygen: str) -> None:
 
 
 def _config(state: LabState, site: str, home: Path) -> Path:
-    listen = "".join(
-        f"ListenAddress {address}:{layout.SSH_PORT}\n" for address in layout.site_addresses(site)
-    )
+    # One sshd per site answers for every host there, as it does today: a wide lab's
+    # mailbox servers are reached at addresses of their own.
+    addresses = layout.site_addresses(site, shape.extra_octets(state.resources))
+    listen = "".join(f"ListenAddress {address}:{layout.SSH_PORT}\n" for address in addresses)
     path = home / "sshd_config"
     path.write_text(
         f"# sshd for the sitectl lab's {site}; written by `sitectl lab up`.\n"

@@ -17,7 +17,19 @@ from typing import Any
 import yaml
 
 from orchestrator.config.loader import validate_text
-from orchestrator.lab import bind, deadman, hosts, layout, ldap, mail, s3, volumes, zookeeper
+from orchestrator.lab import (
+    bind,
+    deadman,
+    hosts,
+    layout,
+    ldap,
+    mail,
+    s3,
+    shape,
+    volumes,
+    widemail,
+    zookeeper,
+)
 from orchestrator.lab.environment import topology_path
 from orchestrator.lab.state import LabState
 
@@ -47,6 +59,12 @@ def _dns_server(site: str) -> dict[str, Any]:
     return {"address": layout.service_ip(site), "port": layout.DNS_PORT, "site": site}
 
 
+def _dovecot_home(state: LabState, site: str) -> Path:
+    """The site's (first) Dovecot's directory: a wide lab's servers share one config."""
+    servers = shape.servers(shape.recorded(state.resources))
+    return state.site_dir(site, f"{servers[0].name}-dovecot" if servers else "dovecot")
+
+
 def _parity(state: LabState) -> list[dict[str, Any]]:
     """Settings both datacenters' mail servers must hold alike, read the two ways an
     operator would: a command whose output is the value (postconf, as zmprov for Zimbra)
@@ -74,7 +92,7 @@ def _parity(state: LabState) -> list[dict[str, Any]]:
             "name": "dovecot auth_mechanisms",
             "sites": {
                 site: {
-                    "file": _rel(state, state.site_dir(site, "dovecot") / "dovecot.conf"),
+                    "file": _rel(state, _dovecot_home(state, site) / "dovecot.conf"),
                     "key": "auth_mechanisms",
                 }
                 for site in layout.DATACENTERS
@@ -83,14 +101,68 @@ def _parity(state: LabState) -> list[dict[str, Any]]:
     ]
 
 
+def _mailbox_hosts(state: LabState, site: str) -> list[dict[str, Any]]:
+    """The site's mailbox hosts: one on the service address, or a wide lab's servers."""
+    servers = shape.servers(shape.recorded(state.resources))
+    if not servers:
+        ip = layout.service_ip(site)
+        return [{"name": f"{site}-mailbox", "site": site, "roles": ["mailbox"], "address": ip}]
+    return [
+        {
+            "name": widemail.host_name(site, server),
+            "site": site,
+            "roles": ["mailbox"],
+            "address": widemail.server_ip(site, server),
+        }
+        for server in servers
+    ]
+
+
+def _volumes(state: LabState) -> list[dict[str, Any]]:
+    """Each mirrored volume; a wide lab's each mounted by its own mailbox server only."""
+    pools = {site: volumes.pool(state, site) for site in layout.DATACENTERS}
+    out = []
+    for rel in volumes.relationships(state):
+        volume: dict[str, Any] = {
+            "name": "mailstore" if rel.server is None else rel.name,
+            "driver": "btrfs",
+            "role": "mailbox",
+        }
+        if rel.server is not None:
+            volume["hosts"] = {site: f"{site}-{rel.server}" for site in layout.DATACENTERS}
+        volume |= {
+            # SCHEMA GAP: one mount point for all sites; in the lab each site's is under
+            # <state>/<site>/ (both sites share one machine). dc1's is given here.
+            "mount_point": str(rel.mount_point(state, layout.ACTIVE_SITE)),
+            "subvolume": rel.subvolume,
+            "mirror_config": _rel(state, volumes.config_path(state, rel.name)),
+            "mirror": {"source": "dc1", "destination": "dc2"},
+            "sites": {
+                site: {"pool": str(path), "mount_point": str(rel.mount_point(state, site))}
+                for site, path in pools.items()
+            },
+        }
+        out.append(volume)
+    return out
+
+
+def _probe_user(state: LabState) -> dict[str, Any]:
+    # A wide lab's probes log in on every mailbox server: an account each server has.
+    user = shape.PROBE_USER if shape.servers(shape.recorded(state.resources)) else None
+    user = user or layout.MAIL_USER
+    return {
+        "user": user,
+        "password": {"file": _rel(state, mail.password_file(state, user))},
+        "address": f"{user}@{layout.MAIL_DOMAIN}",
+    }
+
+
 def build(state: LabState) -> dict[str, Any]:
     members: list[dict[str, Any]] = []
     for site in layout.DATACENTERS:
         ip = layout.service_ip(site)
         members.append({"name": f"{site}-mta", "site": site, "roles": ["mta"], "address": ip})
-        members.append(
-            {"name": f"{site}-mailbox", "site": site, "roles": ["mailbox"], "address": ip}
-        )
+        members += _mailbox_hosts(state, site)
         for node in (n for n in layout.ldap_nodes() if n.site == site):
             members.append({"name": node.name, "site": site, "roles": ["ldap"], "address": node.ip})
         members.append({"name": f"{site}-dns", "site": site, "roles": ["dns"], "address": ip})
@@ -122,7 +194,6 @@ def build(state: LabState) -> dict[str, Any]:
             "probes": [{**probe, "ca_file": ca_file}],
         }
 
-    pools = {site: volumes.pool(state, site) for site in layout.DATACENTERS}
     zones = []
     for zone in bind.ZONES:
         zones.append(
@@ -178,30 +249,10 @@ def build(state: LabState) -> dict[str, Any]:
         "roles": roles,
         "application": {
             "name": "mail",
-            "probe_user": {
-                "user": layout.MAIL_USER,
-                "password": {"file": _rel(state, mail.password_file(state))},
-                "address": f"{layout.MAIL_USER}@{layout.MAIL_DOMAIN}",
-            },
+            "probe_user": _probe_user(state),
         },
         "hosts": members,
-        "volumes": [
-            {
-                "name": "mailstore",
-                "driver": "btrfs",
-                "role": "mailbox",
-                # SCHEMA GAP: one mount point for all sites; in the lab each site's is
-                # <state>/<site>/volume (both sites share one machine). dc1's is given here.
-                "mount_point": str(volumes.mount_point(state, layout.ACTIVE_SITE)),
-                "subvolume": volumes.SUBVOLUME,
-                "mirror_config": _rel(state, volumes.config_path(state)),
-                "mirror": {"source": "dc1", "destination": "dc2"},
-                "sites": {
-                    site: {"pool": str(path), "mount_point": str(volumes.mount_point(state, site))}
-                    for site, path in pools.items()
-                },
-            }
-        ],
+        "volumes": _volumes(state),
         "dns": {"zones": zones},
         "ldap": {
             "suffix": layout.SUFFIX,

@@ -21,6 +21,12 @@ serves: `kill-site` and `pause-site` leave `<state>/volumes/<site>.down` (saying
 and the daemon sends nothing from or to a site marked so. Without it the standby would
 go on receiving the dead site's last writes, and every failover would look loss-free.
 `heal-site`, `up` and `down` take the mark away.
+
+A `wide` lab (`orchestrator.lab.shape`) has four relationships instead of `mail`, one per
+volume of each mailbox server (`mailbox1-store`, `mailbox1-index`, ...), each with its own
+subvolume in the site's pool (one array per site, many volumes, as a SAN has) and its own
+service path `<state>/<site>/<server>/<kind>`; one mirror daemon transfers them all.
+The first relationship stands for the lab's direction (`writable_site`).
 """
 
 from __future__ import annotations
@@ -28,9 +34,10 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.lab import layout
+from orchestrator.lab import layout, shape
 from orchestrator.lab.mirrord import CUTS_FILE
 from orchestrator.lab.state import Component, LabState
 from orchestrator.storage.btrfs_mirror import BtrfsMirror, MirrorConfig, SitePaths
@@ -52,8 +59,40 @@ def mount_point(state: LabState, site: str) -> Path:
     return state.root / layout.check_site(site) / "volume"
 
 
-def config_path(state: LabState) -> Path:
-    return state.root / "volumes" / f"mirror-{MIRROR}.config.json"
+@dataclass(frozen=True)
+class Relationship:
+    """One mirrored volume: its relationship's name, its subvolume, where each site mounts it."""
+
+    name: str
+    subvolume: str
+    server: str | None  # the wide mailbox server that mounts it (None: the single shape)
+    kind: str  # "store" or "index" (wide); "mail" (single)
+
+    def mount_point(self, state: LabState, site: str) -> Path:
+        if self.server is None:
+            return mount_point(state, site)
+        return state.root / layout.check_site(site) / self.server / self.kind
+
+
+def relationships(state: LabState) -> list[Relationship]:
+    """The lab's mirrored volumes, in its recorded shape; the first sets the direction."""
+    servers = shape.servers(shape.recorded(state.resources))
+    if not servers:
+        return [Relationship(MIRROR, SUBVOLUME, None, MIRROR)]
+    return [
+        Relationship(server.volume(kind), server.volume(kind), server.name, kind)
+        for server in servers
+        for kind in shape.VOLUME_KINDS
+    ]
+
+
+def config_path(state: LabState, name: str = MIRROR) -> Path:
+    return state.root / "volumes" / f"mirror-{name}.config.json"
+
+
+def first_config_path(state: LabState) -> Path:
+    """The config of the relationship that stands for the lab's direction."""
+    return config_path(state, relationships(state)[0].name)
 
 
 def faults_dir(state: LabState) -> Path:
@@ -88,17 +127,19 @@ def clear_array_faults(state: LabState) -> None:
     (faults_dir(state) / CUTS_FILE).unlink(missing_ok=True)
 
 
-def mirror_config(state: LabState) -> MirrorConfig:
+def mirror_config(state: LabState, rel: Relationship | None = None) -> MirrorConfig:
+    """A relationship's config (default: the first, the one that sets the direction)."""
+    rel = rel or relationships(state)[0]
     return MirrorConfig(
-        name=MIRROR,
+        name=rel.name,
         source=layout.ACTIVE_SITE,
         destination=next(s for s in layout.DATACENTERS if s != layout.ACTIVE_SITE),
         sites={
-            site: SitePaths(pool=pool(state, site), service_path=mount_point(state, site))
+            site: SitePaths(pool=pool(state, site), service_path=rel.mount_point(state, site))
             for site in layout.DATACENTERS
         },
-        state_file=state.root / "volumes" / f"mirror-{MIRROR}.json",
-        subvolume=SUBVOLUME,
+        state_file=state.root / "volumes" / f"mirror-{rel.name}.json",
+        subvolume=rel.subvolume,
         interval_seconds=INTERVAL_S,
     )
 
@@ -123,12 +164,18 @@ def create(state: LabState) -> None:
             "pool": str(volume.mountpoint),
         }
         state.save()  # recorded at once: `down` must find the loop device after a crash
-    config = mirror_config(state)
-    config.save(config_path(state))
-    driver = BtrfsMirror(config)
-    status = driver.initialize()  # baseline transfer; a no-op once initialised
-    mount_point(state, status.writable_site).mkdir(parents=True, exist_ok=True)
-    driver.mount(status.writable_site)
+    for rel in relationships(state):
+        for site in layout.DATACENTERS:
+            # The host's directory the mount point goes in, at every site, as a real
+            # host's /opt/zimbra is there before any mount (`sitectl evaluate` checks
+            # it): for the single shape, the site's own directory, there already.
+            rel.mount_point(state, site).parent.mkdir(parents=True, exist_ok=True)
+        config = mirror_config(state, rel)
+        config.save(config_path(state, rel.name))
+        driver = BtrfsMirror(config)
+        status = driver.initialize()  # baseline transfer; a no-op once initialised
+        rel.mount_point(state, status.writable_site).mkdir(parents=True, exist_ok=True)
+        driver.mount(status.writable_site)
 
 
 def writable_site(state: LabState) -> str:
@@ -145,13 +192,17 @@ def prepare(state: LabState, programs: dict[str, str]) -> list[Component]:
             name=f"{MIRROR_SITE}-mirrord",
             site=MIRROR_SITE,
             kind="mirrord",
-            address=f"mirror {MIRROR}",
+            address=f"mirror {', '.join(rel.name for rel in relationships(state))}",
             argv=[
                 sys.executable,
                 "-m",
                 "orchestrator.lab.mirrord",
-                "--config",
-                str(config_path(state)),
+                # One daemon for every relationship: a process each would cost a Python.
+                *(
+                    arg
+                    for rel in relationships(state)
+                    for arg in ("--config", str(config_path(state, rel.name)))
+                ),
                 "--down-dir",
                 str(faults_dir(state)),
             ],
@@ -162,9 +213,12 @@ def prepare(state: LabState, programs: dict[str, str]) -> list[Component]:
 
 
 def ready(state: LabState) -> bool:
-    """The relationship has completed a transfer and reports no error."""
-    status = mirror(state).status()
-    return status.last_transfer_at is not None and status.last_error is None
+    """Every relationship has completed a transfer and reports no error."""
+    for rel in relationships(state):
+        status = BtrfsMirror(mirror_config(state, rel)).status()
+        if status.last_transfer_at is None or status.last_error is not None:
+            return False
+    return True
 
 
 def destroy(state: LabState) -> None:
