@@ -1,27 +1,36 @@
 """Benchmark P2: a lab switchover by sitectl against the same work scripted by hand.
 
-    .venv/bin/python bench/switchover_vs_playbook.py [--state-dir DIR] [--rounds 2] [--json]
+    .venv/bin/python bench/switchover_vs_playbook.py [--shape single|wide] [--local]
+        [--state-dir DIR] [--rounds 2] [--json]
 
 Needs the lab: with `--state-dir` a running one (`sitectl lab up --state-dir DIR`, active
-site dc1), else it starts its own in a temporary dir and takes it down at the end. Run it
-in a network namespace of your own when others run labs on the machine.
+site dc1), else it starts its own of `--shape` (single: one mailbox server and volume
+per datacenter; wide: two mailbox servers, each with its store and index volumes) in a
+temporary dir and takes it down at the end. Run it in a network namespace of your own
+when others run labs on the machine.
 
 Each round moves the service there and back twice, interleaved so both see the same
 machine load:
-- sitectl: `sitectl switchover --to dc2 --yes --json`, `sitectl reprotect`, the same to dc1,
-  `sitectl reprotect` (reprotects are not timed);
-- baseline: bench/baseline/switchover.yml in ONE `ansible-playbook` run (the lab commands
-  sitectl's playbooks run, in the same order), bench/baseline/dns.sh (`nsupdate` + TSIG,
-  both zones at once), then the post-checks sitectl's verify phase makes (every record on
-  every authoritative server, the application's SMTP/IMAP probes on the new site: the
-  same functions); the mirror is reversed between the legs (not timed).
+- sitectl: `sitectl switchover --to dc2 --yes --json`, run by the leading controller (the
+  lab's controllers are started; `--local`: in the sitectl process, as before issue 22),
+  then `sitectl reprotect`, the same to dc1, `sitectl reprotect` (reprotects untimed);
+- baseline: the shape's playbook (bench/baselines.py) in ONE `ansible-playbook` run (the
+  lab commands sitectl's playbooks run, in the same order), bench/baseline/dns.sh
+  (`nsupdate` + TSIG, both zones at once), then the post-checks sitectl's verify phase
+  makes (every record on every authoritative server, the application's SMTP/IMAP probes
+  on the new site: the same functions); the mirrors are reversed between legs (untimed).
 
-Times are decision → post-checks green: the wall time of the `sitectl switchover` process
-(which includes its start-up, planning and pre-flight) and of the baseline's three parts.
+Two figures per move, for both:
+- total: decision → post-checks green, the wall time of the `sitectl switchover` process
+  (its start-up, the request, planning and pre-flight included) and of the baseline's
+  three parts;
+- downtime: the last write the old site accepted → the first the new site accepted, as
+  the drill's write probe sees them (a client that asks DNS where the service is and
+  sends a mail there, every 0.1 s here).
 For sitectl also: the operation record's own started → finished, the time inside steps
 (per group of the plan: the longest step of a parallel group), and the overhead, total
 minus time inside steps. Prints the per-step medians, so where the time goes is visible.
-Targets (issue 8): sitectl ≤ 15 s, overhead ≤ 10 %, sitectl / baseline ≤ 1.0.
+Targets (issue 22): total and downtime ratios sitectl / baseline ≤ 1.0, overhead ≤ 10 %.
 """
 
 from __future__ import annotations
@@ -41,11 +50,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from baselines import baseline_for, lab_shape
 from benchlab import bench_lab
 
 from orchestrator.adapters.dns import changes_for_site, verify
 from orchestrator.config import load_topology
 from orchestrator.config.model import BtrfsVolume, Topology
+from orchestrator.drill.measure import rto
+from orchestrator.drill.model import Leg
+from orchestrator.drill.writeprobe import WriteProbe
 from orchestrator.engine.steps.common import site_probes
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,6 +66,8 @@ BIN = Path(sys.executable).parent
 BASELINE = REPO / "bench" / "baseline"
 TARGET_S, TARGET_OVERHEAD, TARGET_RATIO = 15.0, 0.10, 1.0
 POST_CHECK_TIMEOUT_S = 30.0
+PROBE_INTERVAL_S = 0.1
+NEW_SITE_WRITE_WAIT_S = 30.0
 
 
 def load() -> str:
@@ -61,7 +76,7 @@ def load() -> str:
 
 
 class Lab:
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, local: bool) -> None:
         self.state_dir = state_dir
         self.topology_file = state_dir / "topology.yaml"
         self.env = {
@@ -70,6 +85,9 @@ class Lab:
             "SITECTL_LAB_DIR": str(state_dir),
             "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
         }
+        self.env.pop("SITECTL_LOCAL", None)
+        if local:
+            self.env["SITECTL_LOCAL"] = "1"
 
     def topo(self) -> Topology:
         return load_topology(self.topology_file)
@@ -104,10 +122,40 @@ def generic(step_id: str, to: str) -> str:
     return "/".join(names.get(part, part) for part in step_id.split("/"))
 
 
+class Downtime:
+    """The drill's write probe around one move: the last write the old site accepted →
+    the first the new site accepted."""
+
+    def __init__(self, lab: Lab, frm: str, to: str, name: str) -> None:
+        self._leg = Leg(name, frm, to)
+        self._probe = WriteProbe(lab.topo(), "bench-p2", name, interval=PROBE_INTERVAL_S)
+
+    def __enter__(self) -> Downtime:
+        self._probe.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        deadline = time.monotonic() + NEW_SITE_WRITE_WAIT_S
+        finished = time.time()
+        while not self._probe.accepted_at(self._leg.to_site, finished):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(PROBE_INTERVAL_S)
+        self._leg.attempts = self._probe.stop()
+
+    @property
+    def seconds(self) -> float:
+        measured = rto(self._leg)
+        if measured.seconds is None:
+            raise SystemExit(f"downtime of {self._leg.name}: {measured.why}")
+        return float(measured.seconds)
+
+
 def sitectl_leg(lab: Lab, to: str, groups: dict[str, int]) -> dict[str, Any]:
-    began = time.monotonic()
-    op = lab.sitectl("switchover", "--to", to, "--yes", "--reason", "bench P2")
-    wall = time.monotonic() - began
+    with Downtime(lab, other(to), to, f"sitectl-{to}") as downtime:
+        began = time.monotonic()
+        op = lab.sitectl("switchover", "--to", to, "--yes", "--reason", "bench P2")
+        wall = time.monotonic() - began
     if op["status"] != "succeeded":
         raise SystemExit(f"switchover to {to}: {op['status']}: {op.get('message')}")
     steps = {generic(s["id"], to): float(s["seconds"] or 0.0) for s in op["steps"]}
@@ -119,6 +167,7 @@ def sitectl_leg(lab: Lab, to: str, groups: dict[str, int]) -> dict[str, Any]:
     return {
         "to": to,
         "wall_s": wall,
+        "downtime_s": downtime.seconds,
         "record_s": float(op["finished"]) - float(op["started"]),
         "inside_steps_s": sum(longest.values()),
         "steps": steps,
@@ -130,10 +179,12 @@ def other(site: str) -> str:
     return "dc1" if site == "dc2" else "dc2"
 
 
-def mirror_config(topo: Topology) -> Path:
-    vol = next(v for v in topo.volumes if isinstance(v, BtrfsVolume))
-    assert vol.mirror_config is not None
-    return topo.resolve(vol.mirror_config)
+def mirror_configs(topo: Topology) -> list[Path]:
+    return [
+        topo.resolve(v.mirror_config)
+        for v in topo.volumes
+        if isinstance(v, BtrfsVolume) and v.mirror_config is not None
+    ]
 
 
 def post_checks(topo: Topology, to: str) -> None:
@@ -162,6 +213,7 @@ def post_checks(topo: Topology, to: str) -> None:
 def baseline_leg(lab: Lab, to: str) -> dict[str, Any]:
     topo = lab.topo()
     frm = other(to)
+    baseline = baseline_for(lab_shape(lab.state_dir))
     dns_args = [
         v
         for zone in topo.dns.zones
@@ -171,37 +223,29 @@ def baseline_leg(lab: Lab, to: str) -> dict[str, Any]:
             str(topo.resolve(zone.tsig.key_file)) if zone.tsig and zone.tsig.key_file else "",
         )
     ]
-    began = time.monotonic()
-    lab.run(
-        str(BIN / "ansible-playbook"),
-        "-i",
-        str(lab.state_dir / "hosts.yml"),
-        str(BASELINE / "switchover.yml"),
-        "-e",
-        f"from_site={frm}",
-        "-e",
-        f"to_site={to}",
-        "-e",
-        f"mirror_config={mirror_config(topo)}",
-    )
-    played = time.monotonic()
-    lab.run("sh", str(BASELINE / "dns.sh"), topo.dns.zones[0].records[0].values[to], *dns_args)
-    updated = time.monotonic()
-    post_checks(topo, to)
-    done = time.monotonic()
-    # Reprotect, untimed: the new site's volume now mirrors back to the old one.
-    lab.run(
-        sys.executable,
-        "-m",
-        "orchestrator.storage",
-        "--config",
-        str(mirror_config(topo)),
-        "reverse",
-        to,
-    )
+    with Downtime(lab, frm, to, f"baseline-{to}") as downtime:
+        began = time.monotonic()
+        lab.run(
+            str(BIN / "ansible-playbook"),
+            "-i",
+            str(lab.state_dir / "hosts.yml"),
+            str(baseline.playbook),
+            *baseline.extra_vars(topo, frm, to),
+        )
+        played = time.monotonic()
+        lab.run("sh", str(BASELINE / "dns.sh"), topo.dns.zones[0].records[0].values[to], *dns_args)
+        updated = time.monotonic()
+        post_checks(topo, to)
+        done = time.monotonic()
+    # Reprotect, untimed: the new site's volumes now mirror back to the old one.
+    for config in mirror_configs(topo):
+        lab.run(
+            sys.executable, "-m", "orchestrator.storage", "--config", str(config), "reverse", to
+        )
     return {
         "to": to,
         "wall_s": done - began,
+        "downtime_s": downtime.seconds,
         "playbook_s": played - began,
         "nsupdate_s": updated - played,
         "post_checks_s": done - updated,
@@ -238,23 +282,26 @@ def report(sitectl: list[dict[str, Any]], baseline: list[dict[str, Any]]) -> dic
         "baseline_nsupdate_median_s": median(baseline, "nsupdate_s"),
         "baseline_post_checks_median_s": median(baseline, "post_checks_s"),
         "ratio": wall / base,
+        "sitectl_downtime_median_s": median(sitectl, "downtime_s"),
+        "baseline_downtime_median_s": median(baseline, "downtime_s"),
+        "downtime_ratio": median(sitectl, "downtime_s") / median(baseline, "downtime_s"),
         "step_medians_s": {k: statistics.median(v) for k, v in steps.items()},
     }
 
 
 def show(r: dict[str, Any]) -> None:
-    print(f"\n{r['figure']}\n  {r['machine']}, {r['date']}")
+    print(f"\n{r['figure']}\n  {r['machine']}, {r['date']}, {r['how']}")
     for row in r["sitectl_runs"]:
         print(
-            f"  sitectl  → {row['to']}: {row['wall_s']:5.1f} s wall, record "
-            f"{row['record_s']:5.1f} s, inside steps {row['inside_steps_s']:5.1f} s, "
-            f"load {row['load']}"
+            f"  sitectl  → {row['to']}: {row['wall_s']:5.1f} s wall, downtime "
+            f"{row['downtime_s']:4.1f} s, record {row['record_s']:5.1f} s, inside steps "
+            f"{row['inside_steps_s']:5.1f} s, load {row['load']}"
         )
     for row in r["baseline_runs"]:
         print(
             f"  baseline → {row['to']}: {row['wall_s']:5.1f} s = playbook "
             f"{row['playbook_s']:.1f} + nsupdate {row['nsupdate_s']:.2f} + post-checks "
-            f"{row['post_checks_s']:.2f}, load {row['load']}"
+            f"{row['post_checks_s']:.2f}; downtime {row['downtime_s']:4.1f} s, load {row['load']}"
         )
     print(
         "  sitectl step medians (s): "
@@ -265,6 +312,11 @@ def show(r: dict[str, Any]) -> None:
         f" s; target ≤ {TARGET_S:g} s), inside steps {r['inside_steps_median_s']:.1f} s, "
         f"overhead {r['overhead_median']:.0%} (target ≤ {TARGET_OVERHEAD:.0%}); baseline "
         f"{r['baseline_median_s']:.1f} s; ratio {r['ratio']:.2f} (target ≤ {TARGET_RATIO:g})"
+    )
+    print(
+        f"  downtime: sitectl {r['sitectl_downtime_median_s']:.1f} s, baseline "
+        f"{r['baseline_downtime_median_s']:.1f} s; ratio {r['downtime_ratio']:.2f} "
+        f"(target ≤ {TARGET_RATIO:g})"
     )
     print(f"  the lab ends with {r['ends_with']}")
 
@@ -278,11 +330,25 @@ def main() -> int:
         default=2,
         help="rounds; each times 2 switchovers by each method (default 2)",
     )
+    parser.add_argument("--shape", choices=("single", "wide"), default="single")
+    parser.add_argument(
+        "--local", action="store_true", help="sitectl runs each switchover in its own process"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     labs = contextlib.ExitStack()
-    state_dir = labs.enter_context(bench_lab(args.state_dir, "p2"))
-    lab = Lab(state_dir)
+    state_dir = labs.enter_context(bench_lab(args.state_dir, "p2", args.shape))
+    lab = Lab(state_dir, args.local)
+    if not args.local:
+        lab.run(sys.executable, "-m", "orchestrator.lab", "controllers", "up", "--state-dir",
+                str(state_dir))  # fmt: skip
+        labs.callback(
+            subprocess.run,
+            [sys.executable, "-m", "orchestrator.lab", "controllers", "down", "--state-dir",
+             str(state_dir)],
+            capture_output=True,
+            check=False,
+        )  # fmt: skip
     try:
         if lab.sitectl("status")["active_site"] != "dc1":
             raise SystemExit("the lab's active site is not dc1: move it back first")
@@ -305,6 +371,9 @@ def main() -> int:
                     flush=True,
                 )
         result = report(sitectl_runs, baseline_runs)
+        result["how"] = f"lab shape {lab_shape(state_dir)}, sitectl " + (
+            "in its own process (--local)" if args.local else "through the leading controller"
+        )
         status = lab.sitectl("status")
         health = subprocess.run(
             [str(BIN / "sitectl"), "health", "--json"],

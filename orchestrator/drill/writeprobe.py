@@ -64,8 +64,11 @@ def _service_record(topo: Topology) -> tuple[DnsZone, DnsRecord]:
 class WriteProbe:
     """Run the loop on a thread between `start()` and `stop()`."""
 
-    def __init__(self, topo: Topology, drill_id: str, leg: str) -> None:
+    def __init__(
+        self, topo: Topology, drill_id: str, leg: str, interval: float = INTERVAL_S
+    ) -> None:
         self.topo = topo
+        self.interval = interval
         self.resolver = Resolver(topo)
         self.port = canaries.smtp_port(topo)
         self.recipient = canaries.mail_endpoint(topo, topo.datacenters()[0]).recipient
@@ -83,7 +86,7 @@ class WriteProbe:
 
     def stop(self) -> list[Attempt]:
         self._stop.set()
-        self._thread.join(TIMEOUT_S * 3 + INTERVAL_S)
+        self._thread.join(TIMEOUT_S * 3 + self.interval)
         return list(self.attempts)
 
     def canaries(self) -> list[Canary]:
@@ -95,7 +98,7 @@ class WriteProbe:
         while not self._stop.is_set():
             number += 1
             self.attempts.append(self._try(number))
-            self._stop.wait(INTERVAL_S)
+            self._stop.wait(self.interval)
 
     def _try(self, number: int) -> Attempt:
         site, address = self.resolver.resolve()

@@ -60,7 +60,12 @@ class Drills:
     cluster: Cluster
     reports: Path
 
-    def run(self, *args: str) -> DrillRun:
+    def run(self, *args: str, asked: bool = False) -> DrillRun:
+        """`sitectl drill ARGS`; `asked`: as an operator's shell runs it, each move asked
+        of the leading controller (the lab's controllers must be up)."""
+        env = self.cluster.env()
+        if asked:
+            env.pop("SITECTL_LOCAL", None)
         done = subprocess.run(
             [
                 sys.executable,
@@ -75,7 +80,7 @@ class Drills:
             ],
             capture_output=True,
             text=True,
-            env=self.cluster.env(),
+            env=env,
             timeout=600,
             stdin=subprocess.DEVNULL,
             check=False,

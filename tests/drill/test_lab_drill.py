@@ -42,7 +42,22 @@ def _present(drills: Drills, site: str, run: DrillRun) -> set[str]:
 def test_full_drill_with_failback_passes_and_matches_the_audit_log_and_servers(
     drills: Drills,
 ) -> None:
-    run = drills.run("--to", "dc2", "--failback", "--reason", "lab test: full drill")
+    # As scripts/drill runs it: the lab's controllers up, each move run by the leader.
+    drills.cluster.lab.ok("controllers", "up")
+    try:
+        run = drills.run(
+            "--to", "dc2", "--failback", "--reason", "lab test: full drill", asked=True
+        )
+    finally:
+        drills.cluster.lab.ok("controllers", "down")
+    # Every move was a request the leading controller took and ran, for this operator.
+    started = [
+        e
+        for e in drills.audit()
+        if e["event"] == "operation.started" and e["op"] in {op["id"] for op in _ops(run)}
+    ]
+    assert len(started) == len(_ops(run)) == 4
+    assert all(e["request"].startswith("req-") and e["executed_by"] for e in started), started
 
     # The evidence first, whatever the verdict: a report must be true even when it fails.
     _steps_match_the_audit_log(drills, run)
