@@ -103,6 +103,10 @@ class LazyGroup(TyperGroup):
         self.commands = _LazyCommands(self, self.commands)
         self._listing = False
 
+    def list_commands(self, ctx: Any) -> list[str]:
+        # typer's walks `commands.items()`, which would import every verb.
+        return list(self.commands)
+
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         if self._listing:
             assert isinstance(self.commands, _LazyCommands)
