@@ -6,7 +6,6 @@ take the lease, record the operation, run the executor and always give the lease
 
 from __future__ import annotations
 
-import contextlib
 import re
 import secrets
 import shutil
@@ -34,6 +33,7 @@ from orchestrator.engine.session import Session as Session
 from orchestrator.engine.session import audit_log as audit_log
 from orchestrator.engine.session import connected
 from orchestrator.engine.session import describe as describe
+from orchestrator.engine.session import release_quietly as release_quietly
 from orchestrator.engine.steps import default_handlers
 from orchestrator.engine.views import OutcomeView
 from orchestrator.errors import ConfigError, SitectlError
@@ -415,8 +415,3 @@ def _last(s: Session, *, missing_ok: bool = False) -> str:
     if missing_ok:
         return ""
     raise ResumeRefused("no operation recorded yet")
-
-
-def release_quietly(lease: Lease) -> None:
-    with contextlib.suppress(SitectlError):  # a lost session already released it
-        lease.release()

@@ -2,12 +2,13 @@
 the engine's front door (orchestrator/engine/operation.py, which re-exports all of this).
 
 Reading needs kazoo and the records, not the executor, the step handlers and the
-libraries behind them (ansible-runner, boto3, ldap3): `sitectl status` imports this
-module alone.
+libraries behind them (ansible-runner, boto3, ldap3): `sitectl status` and `sitectl
+ticket` (engine/tickets.py) import this module, not the engine.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from kazoo.client import KazooClient
 from orchestrator.audit import AuditLog, beside
 from orchestrator.config.model import Topology
 from orchestrator.coordination.client import connect
+from orchestrator.coordination.lease import Lease
 from orchestrator.coordination.paths import ZkPaths
 from orchestrator.coordination.store import ZkStore
 from orchestrator.engine.records import OperationRecord
@@ -71,6 +73,11 @@ def connected(topo: Topology) -> Iterator[Session]:
     finally:
         client.stop()
         client.close()
+
+
+def release_quietly(lease: Lease) -> None:
+    with contextlib.suppress(SitectlError):  # a lost session already released it
+        lease.release()
 
 
 def describe(s: Session) -> StatusView:

@@ -112,6 +112,8 @@ def _loaded_by(args: list[str]) -> list[str]:
         # Fails on the credentials it lacks, after importing all that reading needs.
         ["status", "-c", str(EXAMPLE)],
         ["health", "--help"],
+        # The start gate before every application role start (a systemd ExecStartPre=).
+        ["ticket", "check", "dc1", "-c", str(EXAMPLE)],
         ["lab", "--help"],
     ],
     ids=" ".join,
