@@ -40,6 +40,7 @@ class _LazyCommands(MutableMapping[str, Any]):
         self._group = group
         self._loaded: dict[str, Any] = dict(eager)
         self._modules_tried: set[str] = set()
+        self._absent: set[str] = set()  # optional modules that could not be imported
 
     def __getitem__(self, name: str) -> Any:
         if name not in self._loaded and name in self._group.verbs:
@@ -55,6 +56,7 @@ class _LazyCommands(MutableMapping[str, Any]):
         except ImportError:
             if not verb.optional:
                 raise
+            self._absent.add(verb.module)
             return  # as before: an optional verb that cannot be imported is not a verb
         # A throwaway app with the root's settings: typer turns what `register` added
         # into click commands exactly as it did when every module registered on the root.
@@ -73,24 +75,37 @@ class _LazyCommands(MutableMapping[str, Any]):
         del self._loaded[name]
 
     def __iter__(self) -> Iterator[str]:
-        yield from self._group.verbs
+        yield from (name for name in self._group.verbs if self._available(name))
         yield from (name for name in self._loaded if name not in self._group.verbs)
+
+    def _available(self, name: str) -> bool:
+        """An optional verb whose module is absent is not a verb (found without importing)."""
+        verb = self._group.verbs[name]
+        if not verb.optional or name in self._loaded:
+            return True
+        if verb.module in self._absent:
+            return False
+        try:
+            return importlib.util.find_spec(verb.module) is not None
+        except ModuleNotFoundError:  # its package is absent too
+            return False
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._group.verbs or name in self._loaded
+        if not isinstance(name, str):
+            return False
+        return name in self._loaded or (name in self._group.verbs and self._available(name))
 
     def summary(self, name: str) -> Any:
         """What a listing shows for `name`: the loaded command, else one made from the
         table (name and one-line help), so listing imports nothing."""
         if name in self._loaded:
             return self._loaded[name]
-        verb = self._group.verbs.get(name)
-        if verb is None or (verb.optional and importlib.util.find_spec(verb.module) is None):
+        if name not in self:
             return None
-        return TyperCommand(name=name, help=verb.summary)
+        return TyperCommand(name=name, help=self._group.verbs[name].summary)
 
 
 class LazyGroup(TyperGroup):
