@@ -25,6 +25,9 @@ from typing import Any, ClassVar
 import typer
 from typer.core import TyperCommand, TyperGroup
 
+# Click's classes here are typer's private vendored copy (typer._click), so commands,
+# contexts and formatters are typed Any rather than tied to that private module.
+
 
 @dataclass(frozen=True)
 class Verb:
