@@ -17,12 +17,12 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator.cli.operations import _engine_errors
+from orchestrator.cli.failures import engine_errors
 from orchestrator.cli.options import ConfigOption, JsonOption, load
 from orchestrator.cli.output import console, emit_json
 from orchestrator.controller.leadership import current_leader
 from orchestrator.controller.zkstate import ControllerState
-from orchestrator.engine import operation as engine
+from orchestrator.engine.session import Session, connected, describe
 from orchestrator.engine.views import StatusView
 from orchestrator.errors import SitectlError
 from orchestrator.statustable import COLUMNS, operation_lines, site_rows, summary_lines
@@ -58,7 +58,7 @@ def status(
     """
     topo, _ = load(config)
     sites = {name: site.kind for name, site in topo.sites.items()}
-    with _engine_errors(), engine.session(topo) as s:
+    with engine_errors(), connected(topo) as s:
         if not watch:
             info = _read(s)
             if json_output:
@@ -81,12 +81,12 @@ def status(
             watch_until_interrupted(lambda: _block(read, sites, interval), interval)
 
 
-def _read(s: engine.Session) -> StatusView:
+def _read(s: Session) -> StatusView:
     leader = current_leader(s.client, s.paths)
     state = ControllerState(s.client, s.paths)
     last = state.last_evaluation()
     return replace(
-        engine.describe(s),
+        describe(s),
         controllers=tuple(state.running(leader)),
         evaluation=last.to_dict() if last else None,
     )

@@ -13,8 +13,8 @@ from orchestrator.cli.exitcodes import ExitCode
 from orchestrator.cli.options import ConfigOption, JsonOption, free_text, load
 from orchestrator.cli.output import console, emit_json, err_console, fail
 from orchestrator.config.model import Topology
-from orchestrator.engine import operation as engine
 from orchestrator.engine import tickets
+from orchestrator.engine.session import connected
 from orchestrator.engine.views import ticket_json
 from orchestrator.errors import Locked, SitectlError, Unavailable
 
@@ -32,7 +32,7 @@ def show(config: ConfigOption = None, json_output: JsonOption = False) -> None:
     """
     topo = load(config)[0]
     try:
-        with engine.session(topo) as s:
+        with connected(topo) as s:
             ticket = tickets.show_ticket(s)
     except SitectlError as exc:
         fail(f"unavailable: {exc}", ExitCode.OPERATION_FAILED)
@@ -109,7 +109,7 @@ def grant(
         _grant_without_quorum(topo, site, force)
         return
     try:
-        with engine.session(topo) as s:
+        with connected(topo) as s:
             ticket = tickets.grant_by_hand(s, site, force)
     except tickets.GrantRefused as exc:
         fail(f"refused: {exc}", ExitCode.BAD_INPUT)

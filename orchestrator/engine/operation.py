@@ -6,7 +6,6 @@ take the lease, record the operation, run the executor and always give the lease
 
 from __future__ import annotations
 
-import contextlib
 import re
 import secrets
 import shutil
@@ -17,23 +16,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
-from kazoo.client import KazooClient
-
-from orchestrator.audit import AuditLog, beside, identity, os_user
+from orchestrator.audit import identity, os_user
 from orchestrator.checks.zookeeper import reporting_client
 from orchestrator.config.model import Topology
-from orchestrator.coordination.client import connect
 from orchestrator.coordination.lease import Lease
-from orchestrator.coordination.paths import ZkPaths
-from orchestrator.coordination.store import ZkStore
 from orchestrator.coordination.ticketstore import LeasedTickets, TicketStore
 from orchestrator.engine.executor import Events, Executor, NoEvents
 from orchestrator.engine.faults import Faults
 from orchestrator.engine.observe import observe
 from orchestrator.engine.progress import abort_advice, plan_digest, where_is_the_service
 from orchestrator.engine.records import FINISHED_OP, Mode, OperationRecord, OpStatus, StepRecord
+
+# The CLI, the drill, the controller and the tests reach these as engine.Session etc.
+from orchestrator.engine.session import OperationPending as OperationPending
+from orchestrator.engine.session import Session as Session
+from orchestrator.engine.session import audit_log as audit_log
+from orchestrator.engine.session import connected
+from orchestrator.engine.session import describe as describe
+from orchestrator.engine.session import release_quietly as release_quietly
 from orchestrator.engine.steps import default_handlers
-from orchestrator.engine.views import OperationView, OutcomeView, StatusView
+from orchestrator.engine.views import OutcomeView
 from orchestrator.errors import ConfigError, SitectlError
 from orchestrator.notify.dispatch import Notifier, OperationNotices
 from orchestrator.notify.payload import closing_event
@@ -48,56 +50,15 @@ ABORT_WAIT_S = 60.0
 ABORT_POLL_S = 0.5
 
 
-class OperationPending(SitectlError):
-    """An earlier operation has not finished: resume or abort it before starting another."""
-
-    def __init__(self, op: OperationRecord) -> None:
-        super().__init__(
-            f"operation {op.id} ({op.mode} {op.from_site}→{op.to_site}) is {op.status.value}: "
-            f"`sitectl resume {op.id}` to finish it or `sitectl abort {op.id}` to give it up"
-        )
-        self.op = op
-
-
 class ResumeRefused(ConfigError):
     pass
 
 
-@dataclass
-class Session:
-    topology: Topology
-    client: KazooClient
-    store: ZkStore
-
-    @property
-    def paths(self) -> ZkPaths:
-        return self.store.paths
-
-    @property
-    def local_state(self) -> Path:
-        return self.topology.resolve(self.topology.local_state)
-
-    def audit(self) -> AuditLog:
-        return audit_log(self.topology)
-
-
-def audit_log(topo: Topology) -> AuditLog:
-    """The audit log of this machine's sitectl: `SITECTL_AUDIT_LOG`, else beside the
-    local state; also written where no ZooKeeper session exists."""
-    return beside(topo.resolve(topo.local_state))
-
-
 @contextmanager
 def session(topo: Topology) -> Iterator[Session]:
-    client = connect(topo)
-    try:
-        paths = ZkPaths.for_cluster(topo.zookeeper.chroot, topo.cluster)
-        # Pre-flight's ZooKeeper check reports this session ("we hold a session").
-        with reporting_client(client):
-            yield Session(topo, client, ZkStore(client, paths))
-    finally:
-        client.stop()
-        client.close()
+    # Pre-flight's ZooKeeper check reports this session ("we hold a session").
+    with connected(topo) as s, reporting_client(s.client):
+        yield s
 
 
 @dataclass
@@ -368,32 +329,6 @@ def _close_if_free(s: Session, lease: Lease, op_id: str, who: str) -> AbortResul
     return _stopped(closed)
 
 
-def describe(s: Session) -> StatusView:
-    """What `sitectl status` shows."""
-    current = s.store.current_operation()
-    op_id = current or _last(s, missing_ok=True)
-    recorded = s.store.active_site()
-    operation = None
-    if op_id:
-        op, _ = s.store.operation(op_id)
-        records = s.store.records(op.id)
-        operation = OperationView.of(
-            op,
-            records,
-            in_progress=current is not None,
-            asked=s.store.approval_requests(op.id),
-        )
-    return StatusView(
-        cluster=s.topology.cluster,
-        active_site=recorded or s.topology.active_site,
-        active_site_recorded=recorded is not None,
-        lock_holders=tuple(s.store.lock_holders()),
-        paused=s.store.paused(),
-        operation=operation,
-        ticket=s.store.ticket(),
-    )
-
-
 def replan(topo: Topology, op: OperationRecord) -> Plan:
     observed = ObservedState(
         active_site=op.from_site,
@@ -518,8 +453,3 @@ def _last(s: Session, *, missing_ok: bool = False) -> str:
     if missing_ok:
         return ""
     raise ResumeRefused("no operation recorded yet")
-
-
-def release_quietly(lease: Lease) -> None:
-    with contextlib.suppress(SitectlError):  # a lost session already released it
-        lease.release()

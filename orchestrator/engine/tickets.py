@@ -19,7 +19,7 @@ from orchestrator.coordination.lease import Lease
 from orchestrator.coordination.ticket import Ticket, refuse_grant
 from orchestrator.coordination.ticketstore import TicketStore
 from orchestrator.deadman.override import OverrideResult, send_override
-from orchestrator.engine.operation import Session, audit_log, release_quietly
+from orchestrator.engine.session import Session, audit_log, release_quietly
 from orchestrator.errors import ConfigError
 
 

@@ -340,3 +340,8 @@ def controllers_status(
     except lifecycle.LabError as exc:
         raise _fail(exc) from None
     _print_components(rows, "controller", as_json)
+
+
+def register(app: typer.Typer) -> None:
+    """Mount `sitectl lab` (orchestrator/cli/main.py imports this module only for it)."""
+    app.add_typer(lab_app, name="lab", help="Run a lab of real servers on this machine.")

@@ -21,7 +21,6 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from orchestrator.controller.http import read_token
 from orchestrator.lab import layout, zookeeper
 from orchestrator.lab.credentials import ensure_password
 from orchestrator.lab.environment import topology_path
@@ -67,6 +66,10 @@ def identity_file(lab_root: Path, site: str) -> Path:
 def get(address: str, path: str, token: Path, timeout: float = 2.0) -> bytes:
     """GET `path` from the controller serving at `address`, sending the bearer token in
     the file `token` (read, mode checked, at each call)."""
+    # Here, not at the top: controller.http brings prometheus_client and the checks, which
+    # every `sitectl lab …` would pay for (lifecycle imports this module).
+    from orchestrator.controller.http import read_token
+
     request = urllib.request.Request(
         f"http://{address}{path}", headers={"Authorization": f"Bearer {read_token(token)}"}
     )

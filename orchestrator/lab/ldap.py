@@ -19,7 +19,6 @@ from pathlib import Path
 
 import ldap3
 
-from orchestrator.checks.ldap import open_with_starttls
 from orchestrator.lab import layout
 from orchestrator.lab.credentials import ensure_password, ensure_server_cert
 from orchestrator.lab.state import Component, LabState
@@ -123,6 +122,10 @@ def _existing_rootpw(conf: Path) -> str | None:
 
 def connect(uri: str, ca: Path, password: str) -> ldap3.Connection:
     """An admin connection over StartTLS with bounded timeouts."""
+    # Here, not at the top: it imports every check (dns, boto, the topology's models),
+    # which every `sitectl lab …` would pay for (lifecycle imports this module).
+    from orchestrator.checks.ldap import open_with_starttls
+
     tls = ldap3.Tls(ca_certs_file=str(ca), validate=2)  # ssl.CERT_REQUIRED
     server = ldap3.Server(uri, tls=tls, connect_timeout=PROBE_TIMEOUT_S)
     conn = open_with_starttls(

@@ -16,7 +16,6 @@ from typing import Any
 
 import yaml
 
-from orchestrator.config.loader import validate_text
 from orchestrator.lab import (
     bind,
     deadman,
@@ -334,6 +333,9 @@ HEADER = (
 
 def write(state: LabState) -> Path:
     """Validate the lab's topology with the project's loader, then write it."""
+    # Here, not at the top: the loader's pydantic models are only needed by `lab up`.
+    from orchestrator.config.loader import validate_text
+
     path = topology_path(state.root)
     text = HEADER + yaml.safe_dump(build(state), sort_keys=False)
     # Raises InvalidTopology (every problem, one per line) if the lab and schema disagree.

@@ -1,0 +1,170 @@
+"""`sitectl` imports a verb's module only when that verb runs (orchestrator/cli/lazy.py):
+the table main.py lists the verbs from agrees with the real commands, listing them imports
+none, and the everyday verbs do not import the engine, the controller daemon,
+ansible-runner or boto3 (figures in BENCHMARKS.md; no timing is asserted here)."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from orchestrator.cli import failures
+from orchestrator.cli.main import VERBS, app
+from orchestrator.engine.session import OperationPending
+from orchestrator.errors import ConfigError, LeaseLost, Locked, SitectlError, Unavailable
+from orchestrator.plan import PlanRefused
+from orchestrator.records import Mode, OperationRecord
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "inventories/example-zimbra/topology.yaml"
+HEAVY = (
+    "orchestrator.engine.operation",
+    "orchestrator.engine.executor",
+    "orchestrator.controller.daemon",
+    "ansible_runner",
+    "boto3",
+)
+VERB_MODULES = sorted({verb.module for verb in VERBS.values()})
+
+
+def _first_paragraph(help_text: str | None) -> str:
+    return inspect.cleandoc(help_text or "").split("\n\n")[0]
+
+
+@pytest.mark.parametrize("module", VERB_MODULES)
+def test_the_table_lists_each_verb_as_its_module_registers_it(module: str) -> None:
+    sub = typer.Typer()
+    importlib.import_module(module).register(sub)
+    registered = typer.main.get_group(sub).commands
+    in_table = {name for name, verb in VERBS.items() if verb.module == module}
+    assert set(registered) == in_table, f"update VERBS in orchestrator/cli/main.py for {module}"
+    for name, command in registered.items():
+        assert _first_paragraph(command.help) == VERBS[name].summary, (
+            f"{name}: VERBS' summary in orchestrator/cli/main.py must be its help's first "
+            "paragraph, as `sitectl --help` lists it"
+        )
+        # What the listing would show beyond name and help, which the table does not hold.
+        assert not command.hidden and not command.deprecated and command.short_help is None
+        assert not getattr(command, "rich_help_panel", None)
+
+
+def _help(group: Any) -> str:
+    with CliRunner().isolation() as (out, _, _):
+        group.main(["--help"], prog_name="sitectl", standalone_mode=False)
+        return out.getvalue().decode()
+
+
+def test_the_listing_from_the_table_is_the_listing_of_the_loaded_commands() -> None:
+    group = typer.main.get_command(app)
+    from_table = _help(group)
+    loaded = dict(group.commands.items())  # walking every verb imports every module
+    assert list(loaded) == list(VERBS)
+    assert _help(group) == from_table
+    # Completing a verb's name shows the same one line as the loaded command would.
+    ctx = group.make_context("sitectl", [], resilient_parsing=True)
+    fresh = typer.main.get_command(app)
+    assert [(c.value, c.help) for c in fresh.shell_complete(ctx, "")] == [
+        (name, command.get_short_help_str()) for name, command in loaded.items()
+    ]
+
+
+def _loaded_by(args: list[str]) -> list[str]:
+    """Which modules `sitectl ARGS` imported, in a fresh interpreter."""
+    script = (
+        "import json, sys\n"
+        "from orchestrator.cli.main import app\n"
+        "try:\n"
+        "    app(sys.argv[1:])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "sys.stderr.write('\\nMODULES ' + json.dumps(sorted(sys.modules)) + '\\n')\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=60,
+    )
+    line = done.stderr.rsplit("\nMODULES ", 1)[-1]
+    return json.loads(line)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--version"],
+        ["--help"],
+        ["validate", "-c", str(EXAMPLE)],
+        ["status", "--help"],
+        # Fails on the credentials it lacks, after importing all that reading needs.
+        ["status", "-c", str(EXAMPLE)],
+        ["health", "--help"],
+        # The start gate before every application role start (a systemd ExecStartPre=).
+        ["ticket", "check", "dc1", "-c", str(EXAMPLE)],
+        ["lab", "--help"],
+    ],
+    ids=" ".join,
+)
+def test_everyday_verbs_import_nothing_heavy(args: list[str]) -> None:
+    loaded = _loaded_by(args)
+    assert [m for m in HEAVY if m in loaded] == []
+
+
+@pytest.mark.parametrize("args", [["--version"], ["--help"]], ids=" ".join)
+def test_the_root_alone_imports_no_verb_and_no_topology_code(args: list[str]) -> None:
+    loaded = _loaded_by(args)
+    assert [m for m in loaded if m in VERB_MODULES or m.startswith("orchestrator.config")] == []
+
+
+def _outcome(errors: Callable[[], Any], exc: Exception, capsys: Any) -> tuple[int, str]:
+    with pytest.raises(typer.Exit) as exited, errors():
+        raise exc
+    return exited.value.exit_code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        PlanRefused("no such site", gate=False),
+        PlanRefused("dc2 is behind", gate=True),
+        Locked("held by ops@box"),
+        OperationPending(
+            OperationRecord(
+                id="20261122T140000Z-ab12",
+                mode=Mode.SWITCHOVER,
+                from_site="dc1",
+                to_site="dc2",
+                started=1000.0,
+                by="ops",
+                host="box",
+                reason="test",
+                automatic=False,
+                plan_digest="sha256:0",
+            )
+        ),
+        ConfigError("bad"),
+        LeaseLost("session expired"),
+        Unavailable("ZooKeeper did not answer"),
+        SitectlError("something else"),
+    ],
+    ids=lambda exc: type(exc).__name__,
+)
+def test_status_fails_as_the_operations_do(exc: Exception, capsys: Any) -> None:
+    """cli/failures.py copies operations.py's `_engine_errors` without the engine import;
+    the day one changes, this says so."""
+    from orchestrator.cli.operations import _engine_errors
+
+    assert _outcome(failures.engine_errors, exc, capsys) == _outcome(_engine_errors, exc, capsys)
