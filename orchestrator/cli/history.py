@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from orchestrator.cli.drill import ReportDirOption
-from orchestrator.cli.operations import _engine_errors
+from orchestrator.cli.failures import engine_errors
 from orchestrator.cli.options import ConfigOption, JsonOption, load
 from orchestrator.cli.output import console, emit_json
 from orchestrator.engine import operation as engine
@@ -48,7 +48,7 @@ def history_command(
     """
     topo, _ = load(config)
     reports = report_dir if report_dir is not None else topo.resolve(topo.local_state) / "drills"
-    with _engine_errors(), engine.session(topo) as s:
+    with engine_errors(), engine.session(topo) as s:
         ids = operation_ids_to_read(s.store.operation_ids(), limit)
         operations = [s.store.operation(op_id)[0] for op_id in ids]
     rows = history(operations, read_drills(reports), limit)

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -14,7 +12,7 @@ import typer
 
 from orchestrator.asking.model import OperationRequest, Verb
 from orchestrator.audit import identity, os_user
-from orchestrator.cli import asked, progress
+from orchestrator.cli import asked, failures, progress
 from orchestrator.cli.exitcodes import ExitCode
 from orchestrator.cli.options import (
     AcceptDataLossOption,
@@ -34,7 +32,6 @@ from orchestrator.engine import operation as engine
 from orchestrator.engine.faults import Faults
 from orchestrator.engine.progress import plan_digest
 from orchestrator.engine.records import FINISHED_STEP, Mode, OperationRecord, StepRecord
-from orchestrator.errors import SitectlError
 from orchestrator.plan import Plan
 from orchestrator.plan.planfile import BadPlanFile, SavedPlan, parse_plan_file, refusal
 
@@ -79,16 +76,6 @@ def _target(to: str | None, saved: SavedPlan | None) -> str:
     if saved is None:
         fail("refused: --to SITE is required (or --plan FILE)", ExitCode.BAD_INPUT)
     return saved.to_site
-
-
-@contextmanager
-def _engine_errors() -> Iterator[None]:
-    """One line per failure, with the exit code a script can act on."""
-    try:
-        yield
-    except SitectlError as exc:
-        code, line = exits.failure(exc)
-        fail(line, code)
 
 
 def _confirm(plan: Plan, yes: bool) -> None:
@@ -148,7 +135,7 @@ def _operate(
     # Planned here only when something needs the plan before the operation starts: a
     # dry run, the question, a saved plan to compare with, or running it here.
     if local or dry_run or saved is not None or not yes:
-        with _engine_errors(), engine.session(topo) as s:
+        with failures.engine_errors(), engine.session(topo) as s:
             plan = engine.plan_operation(s, Mode(mode), to)
             refused = refusal(saved, plan) if saved is not None else None
             if refused is not None:
@@ -401,7 +388,7 @@ def register(app: typer.Typer) -> None:
         """
         topo = _topology(config)
         if local or not yes:
-            with _engine_errors(), engine.session(topo) as s:
+            with failures.engine_errors(), engine.session(topo) as s:
                 op_id = operation or s.store.current_operation() or None
                 if op_id is None:
                     fail("refused: no operation in progress to resume", ExitCode.BAD_INPUT)
@@ -464,7 +451,7 @@ def register(app: typer.Typer) -> None:
         [b]Example:[/b] sitectl abort --wait 120
         """
         topo = _topology(config)
-        with _engine_errors(), engine.session(topo) as s:
+        with failures.engine_errors(), engine.session(topo) as s:
             result = engine.abort_operation(s, operation, wait=wait, now=now)
         console.print(result.message, markup=False)
         if not result.stopped and wait > 0:
@@ -473,7 +460,7 @@ def register(app: typer.Typer) -> None:
 
 # What the other operation verbs (cli/control.py) share with these.
 topology = _topology
-engine_errors = _engine_errors
+engine_errors = failures.engine_errors
 live = progress.live
 finish = _finish
 ask = _ask

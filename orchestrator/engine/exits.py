@@ -5,7 +5,7 @@ controller answering an operator's request, so both say the same thing (pure).""
 
 from __future__ import annotations
 
-from orchestrator.engine.operation import OperationPending
+from orchestrator.engine.session import OperationPending
 from orchestrator.errors import ConfigError, LeaseLost, Locked, SitectlError, Unavailable
 from orchestrator.exitcodes import ExitCode
 from orchestrator.plan import PlanRefused

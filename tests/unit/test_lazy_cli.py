@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 from orchestrator.cli import failures
 from orchestrator.cli.main import VERBS, app
+from orchestrator.engine.exits import PlanChanged
 from orchestrator.engine.session import OperationPending
 from orchestrator.errors import ConfigError, LeaseLost, Locked, SitectlError, Unavailable
 from orchestrator.plan import PlanRefused
@@ -135,36 +136,45 @@ def _outcome(errors: Callable[[], Any], exc: Exception, capsys: Any) -> tuple[in
     return exited.value.exit_code, capsys.readouterr().err
 
 
-@pytest.mark.parametrize(
-    "exc",
-    [
-        PlanRefused("no such site", gate=False),
-        PlanRefused("dc2 is behind", gate=True),
-        Locked("held by ops@box"),
-        OperationPending(
-            OperationRecord(
-                id="20261122T140000Z-ab12",
-                mode=Mode.SWITCHOVER,
-                from_site="dc1",
-                to_site="dc2",
-                started=1000.0,
-                by="ops",
-                host="box",
-                reason="test",
-                automatic=False,
-                plan_digest="sha256:0",
-            )
-        ),
-        ConfigError("bad"),
-        LeaseLost("session expired"),
-        Unavailable("ZooKeeper did not answer"),
-        SitectlError("something else"),
-    ],
-    ids=lambda exc: type(exc).__name__,
+PENDING = OperationPending(
+    OperationRecord(
+        id="20261122T140000Z-ab12",
+        mode=Mode.SWITCHOVER,
+        from_site="dc1",
+        to_site="dc2",
+        started=1000.0,
+        by="ops",
+        host="box",
+        reason="test",
+        automatic=False,
+        plan_digest="sha256:0",
+    )
 )
-def test_status_fails_as_the_operations_do(exc: Exception, capsys: Any) -> None:
-    """cli/failures.py copies operations.py's `_engine_errors` without the engine import;
-    the day one changes, this says so."""
-    from orchestrator.cli.operations import _engine_errors
 
-    assert _outcome(failures.engine_errors, exc, capsys) == _outcome(_engine_errors, exc, capsys)
+
+@pytest.mark.parametrize(
+    ("exc", "code", "line"),
+    [
+        (PlanRefused("no such site", gate=False), 2, "refused: no such site"),
+        (PlanRefused("dc2 is behind", gate=True), 4, "refused: dc2 is behind"),
+        (Locked("held by ops@box"), 3, "busy: another operation holds the lock: held by ops@box"),
+        (PENDING, 3, f"busy: {PENDING}"),
+        (PlanChanged("not the plan you confirmed"), 5, "refused: not the plan you confirmed"),
+        (ConfigError("bad"), 2, "refused: bad"),
+        (
+            LeaseLost("session expired"),
+            1,
+            "stopped: session expired. The operation stays recorded in ZooKeeper; the next "
+            "leader or `sitectl resume` continues it.",
+        ),
+        (Unavailable("ZooKeeper did not answer"), 1, "unavailable: ZooKeeper did not answer"),
+        (SitectlError("something else"), 1, "failed: something else"),
+    ],
+    ids=lambda v: type(v).__name__ if isinstance(v, Exception) else str(v)[:12],
+)
+def test_a_failure_is_one_line_and_the_exit_code_a_script_acts_on(
+    exc: Exception, code: int, line: str, capsys: Any
+) -> None:
+    """What `sitectl status`, `history` and the operations (here or answered by the
+    controller, engine/exits.py) print and exit with when a command fails."""
+    assert _outcome(failures.engine_errors, exc, capsys) == (code, line + "\n")
