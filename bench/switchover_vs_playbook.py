@@ -56,6 +56,9 @@ from benchlab import bench_lab
 from orchestrator.adapters.dns import changes_for_site, verify
 from orchestrator.config import load_topology
 from orchestrator.config.model import BtrfsVolume, Topology
+from orchestrator.coordination.client import connect
+from orchestrator.coordination.paths import ZkPaths
+from orchestrator.coordination.store import ZkStore
 from orchestrator.drill.measure import rto
 from orchestrator.drill.model import Leg
 from orchestrator.drill.writeprobe import WriteProbe
@@ -153,9 +156,10 @@ class Downtime:
 
 def sitectl_leg(lab: Lab, to: str, groups: dict[str, int]) -> dict[str, Any]:
     with Downtime(lab, other(to), to, f"sitectl-{to}") as downtime:
-        began = time.monotonic()
+        began, asked_at = time.monotonic(), time.time()
         op = lab.sitectl("switchover", "--to", to, "--yes", "--reason", "bench P2")
         wall = time.monotonic() - began
+    first_host_step = first_host_step_started(lab, op["id"])
     if op["status"] != "succeeded":
         raise SystemExit(f"switchover to {to}: {op['status']}: {op.get('message')}")
     steps = {generic(s["id"], to): float(s["seconds"] or 0.0) for s in op["steps"]}
@@ -168,11 +172,34 @@ def sitectl_leg(lab: Lab, to: str, groups: dict[str, int]) -> dict[str, Any]:
         "to": to,
         "wall_s": wall,
         "downtime_s": downtime.seconds,
+        # The command's start → the operation recorded (the request, the controller's
+        # plan) → the first host step running (pre-flight, the ansible-playbook start).
+        "to_record_s": float(op["started"]) - asked_at,
+        "to_first_host_step_s": first_host_step - float(op["started"]),
         "record_s": float(op["finished"]) - float(op["started"]),
         "inside_steps_s": sum(longest.values()),
         "steps": steps,
         "load": load(),
     }
+
+
+def first_host_step_started(lab: Lab, op_id: str) -> float:
+    """When the operation's first step on a host (stopping the old site's MTA) started,
+    from its checkpoint in ZooKeeper."""
+    topo = lab.topo()
+    client = connect(topo)
+    try:
+        store = ZkStore(client, ZkPaths.for_cluster(topo.zookeeper.chroot, topo.cluster))
+        records = store.records(op_id)
+    finally:
+        client.stop()
+        client.close()
+    starts = [
+        r.started
+        for step, r in records.items()
+        if step.startswith("disable-application/") and not step.endswith("/canary") and r.started
+    ]
+    return min(starts)
 
 
 def other(site: str) -> str:
@@ -283,6 +310,8 @@ def report(sitectl: list[dict[str, Any]], baseline: list[dict[str, Any]]) -> dic
         "baseline_post_checks_median_s": median(baseline, "post_checks_s"),
         "ratio": wall / base,
         "sitectl_downtime_median_s": median(sitectl, "downtime_s"),
+        "to_record_median_s": median(sitectl, "to_record_s"),
+        "to_first_host_step_median_s": median(sitectl, "to_first_host_step_s"),
         "baseline_downtime_median_s": median(baseline, "downtime_s"),
         "downtime_ratio": median(sitectl, "downtime_s") / median(baseline, "downtime_s"),
         "step_medians_s": {k: statistics.median(v) for k, v in steps.items()},
@@ -312,6 +341,10 @@ def show(r: dict[str, Any]) -> None:
         f" s; target ≤ {TARGET_S:g} s), inside steps {r['inside_steps_median_s']:.1f} s, "
         f"overhead {r['overhead_median']:.0%} (target ≤ {TARGET_OVERHEAD:.0%}); baseline "
         f"{r['baseline_median_s']:.1f} s; ratio {r['ratio']:.2f} (target ≤ {TARGET_RATIO:g})"
+    )
+    print(
+        f"  sitectl: command start → operation recorded {r['to_record_median_s']:.2f} s, "
+        f"→ first host step {r['to_first_host_step_median_s']:.2f} s more"
     )
     print(
         f"  downtime: sitectl {r['sitectl_downtime_median_s']:.1f} s, baseline "
