@@ -139,9 +139,11 @@ class RequestDesk:
             if stop.is_set():
                 break
             try:
+                # Watched from the start, leading or not: one watch for the desk's whole
+                # life (kazoo sets it again on each new session), never one per term.
+                self._watch_requests()
                 if not self._leading():
                     continue
-                self._watch_requests()
                 warm()
                 self.serve()
             except SitectlError as exc:
@@ -162,10 +164,16 @@ class RequestDesk:
             self._wake.set()
             return True
 
+        watch = ChildrenWatch(self.client, self.store.paths.requests)
         try:
-            self._watch = ChildrenWatch(self.client, self.store.paths.requests, changed)
+            watch(changed)  # registers its session listener, then reads
         except KazooException as exc:
             log.info("cannot watch the requests yet: %s", exc)
+            # kazoo registered the listener before the read failed: unregister it, or
+            # each failed attempt would leave one behind.
+            self.client.remove_listener(watch._session_watcher)
+            return
+        self._watch = watch
 
     def serve(self) -> None:
         """Answer every unanswered request, oldest first."""
