@@ -225,9 +225,11 @@ def test_a_deposed_controllers_canaries_are_refused_everywhere(cluster: Cluster)
             client.close()
 
 
-def storage_tasks(epoch: int | None = None) -> list[int]:
-    """PIDs of the storage CLI processes that change a mirror, running on the lab's hosts
-    (any operation's, or one epoch's); a `status` read takes no lock and is left out."""
+def storage_tasks(lab: Path, epoch: int | None = None) -> list[int]:
+    """PIDs of the storage CLI processes that change a mirror of the lab in `lab`,
+    running on its hosts (any operation's, or one epoch's); a `status` read takes no lock
+    and is left out. Only this lab's: in a full run another lane's lab moves its own
+    service at the same time, and its tasks come and go on this machine too."""
     found = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -238,6 +240,8 @@ def storage_tasks(epoch: int | None = None) -> list[int]:
             continue
         words = [w.decode(errors="replace") for w in argv if w]
         if "orchestrator.storage" not in words or "--epoch" not in words or "status" in words:
+            continue
+        if not any(w.startswith(f"{lab}/") or w.startswith(f"{lab.resolve()}/") for w in words):
             continue
         if epoch is None or words[words.index("--epoch") + 1] == str(epoch):
             found.append(int(proc.name))
@@ -296,6 +300,7 @@ def test_a_storage_task_released_by_a_frozen_leader_never_acts_after_its_success
     the move; then everything is let go. The host's storage ledger and the zone's journal
     never show the older epoch acting after the newer one."""
     (volume,) = cluster.topology.volumes
+    lab = cluster.lab.state_dir.absolute()
     config = json.loads(cluster.topology.resolve(volume.mirror_config).read_text())
     state_file = Path(config["state_file"])
     ledger = ledger_path(state_file)
@@ -314,14 +319,14 @@ def test_a_storage_task_released_by_a_frozen_leader_never_acts_after_its_success
     )
     released: list[int] = []
     try:
-        eventually(storage_tasks, "a storage task waits on the host", within=120)
+        eventually(lambda: storage_tasks(lab), "a storage task waits on the host", within=120)
         # The leader freezes with everything it started here (ansible-playbook, ssh), so
         # it releases nothing more; then every task already on the host freezes too.
         released = [stale.pid, *(p for p in descendants(stale.pid) if not mux_master(p))]
         for pid in released:
             os.kill(pid, signal.SIGSTOP)
         time.sleep(0.5)
-        on_host = storage_tasks()
+        on_host = storage_tasks(lab)
         assert on_host, "the released task ended before it was frozen"
         for pid in on_host:
             os.kill(pid, signal.SIGSTOP)
@@ -343,7 +348,7 @@ def test_a_storage_task_released_by_a_frozen_leader_never_acts_after_its_success
         for pid in reversed(released):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
-        eventually(lambda: not storage_tasks(frozen["epoch"]), "the released task ends", 60)
+        eventually(lambda: not storage_tasks(lab, frozen["epoch"]), "the released task ends", 60)
         _, stderr = stale.communicate(timeout=120)
     finally:
         for pid in released:
