@@ -68,11 +68,7 @@ class OperationRequest:
 
     @classmethod
     def from_json(cls, raw: bytes) -> OperationRequest:
-        data = json.loads(raw)
-        if not isinstance(data, dict):
-            raise ValueError("a request is a JSON object")
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
+        return cls(**_known_fields(cls, raw, "a request"))
 
     def describe(self) -> str:
         target = f" to {self.to_site}" if self.to_site else ""
@@ -104,8 +100,13 @@ class RequestAnswer:
 
     @classmethod
     def from_json(cls, raw: bytes) -> RequestAnswer:
-        data = json.loads(raw)
-        if not isinstance(data, dict):
-            raise ValueError("an answer is a JSON object")
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
+        return cls(**_known_fields(cls, raw, "an answer"))
+
+
+def _known_fields(cls: type, raw: bytes, what: str) -> dict[str, Any]:
+    """The JSON object's fields `cls` has: a field a newer sitectl added is left out, so
+    an older controller or follower still reads what it knows."""
+    data = json.loads(raw)
+    if not isinstance(data, dict):
+        raise ValueError(f"{what} is a JSON object")
+    return {k: v for k, v in data.items() if k in cls.__dataclass_fields__}

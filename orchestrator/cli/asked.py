@@ -22,6 +22,7 @@ from orchestrator.asking.model import AnswerState, OperationRequest
 from orchestrator.asking.store import RequestStore
 from orchestrator.audit import beside
 from orchestrator.cli.exitcodes import ExitCode
+from orchestrator.cli.failures import engine_errors
 from orchestrator.cli.options import ConfigOption, JsonOption, load
 from orchestrator.cli.output import console, emit_json, err_console, fail
 from orchestrator.cli.progress import live, summary
@@ -29,18 +30,16 @@ from orchestrator.config import Topology
 from orchestrator.coordination.client import connect
 from orchestrator.coordination.paths import ZkPaths
 from orchestrator.coordination.store import ZkStore
-from orchestrator.errors import SitectlError, Unavailable
+from orchestrator.engine import exits
+from orchestrator.errors import SitectlError
 from orchestrator.plan import Plan
 from orchestrator.records import OperationRecord
 
 
 @contextmanager
 def _zookeeper(topo: Topology) -> Iterator[tuple[ZkStore, RequestStore]]:
-    try:
+    with engine_errors():
         client = connect(topo)
-    except SitectlError as exc:
-        code = ExitCode.OPERATION_FAILED
-        fail(f"unavailable: {exc}" if isinstance(exc, Unavailable) else f"failed: {exc}", code)
     try:
         paths = ZkPaths.for_cluster(topo.zookeeper.chroot, topo.cluster)
         yield ZkStore(client, paths), RequestStore(client, paths)
@@ -112,7 +111,6 @@ def follow(
     request: str | None = None,
 ) -> None:
     """Follow `op_id` to its end, print its summary and exit as --local would."""
-    from orchestrator.engine import exits
     from orchestrator.engine.lifecycle import NoEvents
 
     plan = _plan_of(topo, follower.store.operation(op_id)[0])
@@ -186,7 +184,8 @@ def register(app: typer.Typer) -> None:
                     )
                     raise typer.Exit(int(ExitCode.DETACHED)) from None
             except SitectlError as exc:
-                fail(f"unavailable: {exc}", ExitCode.OPERATION_FAILED)
+                code, line = exits.failure(exc)
+                fail(line, code)
 
 
 def _last(store: ZkStore) -> str:

@@ -39,7 +39,10 @@ def canaries_settled(controllers: Controllers | LabControllers) -> None:
     canary dc2 holds, and a loss a moment after an election races the new leader's first
     canaries (the newest dc2 holds, from an earlier scenario or the lab's start, may be
     older than the RPO limit)."""
-    leader = controllers.leaders()[0]
+    # Controllers just started serve /status before one of them has won the election.
+    leader = wait_for(
+        lambda: next(iter(controllers.leaders()), None), "a controller leads", within=60
+    )
     topo = load_topology(controllers.topology)
     tick = canary_interval(topo)
     settle = max(intervals(topo).values()) + tick

@@ -32,7 +32,7 @@ from orchestrator.coordination.paths import ZkPaths
 from orchestrator.coordination.store import ZkStore
 from orchestrator.records import OperationRecord, OpStatus, StepStatus
 from tests.conftest import LabHandle, eventually
-from tests.engine.conftest import SITECTL, Cluster
+from tests.engine.conftest import SITECTL, Cluster, lab_controllers
 
 pytestmark = pytest.mark.lab
 
@@ -44,11 +44,8 @@ def cluster(lab: LabHandle) -> Cluster:
 
 @pytest.fixture
 def controllers(cluster: Cluster) -> Iterator[None]:
-    cluster.lab.ok("controllers", "up")
-    try:
+    with lab_controllers(cluster):
         yield
-    finally:
-        cluster.lab.ok("controllers", "down")
 
 
 def asking_env(cluster: Cluster, **extra: str) -> dict[str, str]:

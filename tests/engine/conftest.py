@@ -3,11 +3,13 @@ and read the world back through real clients (DNS, SMTP/IMAP, /proc/mounts)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,16 @@ from orchestrator.lab import layout
 from tests.conftest import LabHandle, eventually
 
 SITECTL = str(Path(sys.executable).with_name("sitectl"))
+
+
+@contextlib.contextmanager
+def lab_controllers(cluster: Cluster) -> Iterator[None]:
+    """The lab's own controllers (and dead-man agents) up for the block, down after."""
+    cluster.lab.ok("controllers", "up")
+    try:
+        yield
+    finally:
+        cluster.lab.ok("controllers", "down")
 
 
 @dataclass

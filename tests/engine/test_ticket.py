@@ -20,18 +20,15 @@ from orchestrator.coordination.paths import ZkPaths
 from orchestrator.coordination.store import ZkStore
 from orchestrator.records import StepRecord, StepStatus
 from tests.conftest import eventually
-from tests.engine.conftest import Cluster
+from tests.engine.conftest import Cluster, lab_controllers
 
 pytestmark = pytest.mark.lab
 
 
 @pytest.fixture
 def controllers(cluster: Cluster) -> Iterator[None]:
-    cluster.lab.ok("controllers", "up")
-    try:
+    with lab_controllers(cluster):
         yield
-    finally:
-        cluster.lab.ok("controllers", "down")
 
 
 def _ticket(cluster: Cluster) -> dict[str, Any] | None:
