@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from orchestrator.asking.follow import Follower
+from orchestrator.asking.follow import RECORD_WAIT_S, Follower
 from orchestrator.asking.model import RequestAnswer
 from orchestrator.errors import SitectlError, Unavailable
 from orchestrator.exitcodes import ExitCode
@@ -20,6 +20,10 @@ ANSWER_WAIT_S = 5.0
 
 class NoController(Unavailable):
     """No controller took the request in time; it was withdrawn and nothing started."""
+
+
+class NoRecord(Unavailable):
+    """A controller took the request but recorded no operation in time."""
 
 
 class RequestRefused(SitectlError):
@@ -40,7 +44,8 @@ class Taken:
 
 def taken(follower: Follower, name: str, *, wait: float = ANSWER_WAIT_S) -> Taken:
     """Wait for a controller to take request `name` and record its operation. Raises
-    NoController (request withdrawn) or RequestRefused (the controller's answer)."""
+    NoController (request withdrawn), NoRecord (taken, nothing recorded in time) or
+    RequestRefused (the controller's answer)."""
     answer = follower.answer(name, wait)
     if answer is None and follower.requests.withdraw(name):
         raise NoController(
@@ -49,7 +54,16 @@ def taken(follower: Follower, name: str, *, wait: float = ANSWER_WAIT_S) -> Take
             "`sitectl lab controllers up`)? `--local` runs the operation in this process "
             "instead."
         )
+    claimed = answer
     answer = follower.operation_of(name)
+    if answer is None:
+        who = f" ({claimed.controller})" if claimed is not None else ""
+        raise NoRecord(
+            f"the controller that took request {name}{who} recorded no operation within "
+            f"{RECORD_WAIT_S:g} s: it may have died while planning, and then nothing "
+            "started. `sitectl status` shows whether an operation runs (`sitectl attach` "
+            "follows it); if none does, ask again"
+        )
     if answer.operation is None:
         raise RequestRefused(answer)
     return Taken(name, answer, answer.operation)

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from orchestrator.engine.lifecycle import Events
 
 POLL_S = 0.1
+# A controller records the operation once it has planned it and taken the lease: seconds.
+RECORD_WAIT_S = 60.0
 engine_log = logging.getLogger("sitectl.engine")
 
 
@@ -64,12 +66,17 @@ class Follower:
                 return None
             self.sleep(POLL_S)
 
-    def operation_of(self, name: str) -> RequestAnswer:
-        """The answer once it names the operation, or once it is closed without one."""
+    def operation_of(self, name: str, wait: float = RECORD_WAIT_S) -> RequestAnswer | None:
+        """The answer once it names the operation, or once it is closed without one;
+        None when the controller that took it has recorded nothing within `wait` s (it
+        may have died while planning: nothing resumes an operation never recorded)."""
+        deadline = self.clock() + wait
         while True:
             found = self.requests.answer(name)
             if found is not None and (found[0].operation or found[0].state is AnswerState.CLOSED):
                 return found[0]
+            if self.clock() >= deadline:
+                return None
             self.sleep(POLL_S)
 
     def follow(self, op_id: str, display: Display) -> OperationRecord:

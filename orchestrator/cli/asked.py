@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from orchestrator.asking.client import NoController, RequestRefused, taken
+from orchestrator.asking.client import NoController, NoRecord, RequestRefused, taken
 from orchestrator.asking.follow import Follower, PlanEvents
 from orchestrator.asking.model import AnswerState, OperationRequest
 from orchestrator.asking.store import RequestStore
@@ -24,8 +24,8 @@ from orchestrator.audit import beside
 from orchestrator.cli.exitcodes import ExitCode
 from orchestrator.cli.failures import engine_errors
 from orchestrator.cli.options import ConfigOption, JsonOption, load
-from orchestrator.cli.output import console, emit_json, err_console, fail
-from orchestrator.cli.progress import live, summary
+from orchestrator.cli.output import console, err_console, fail
+from orchestrator.cli.progress import finish, live
 from orchestrator.config import Topology
 from orchestrator.coordination.client import connect
 from orchestrator.coordination.paths import ZkPaths
@@ -70,7 +70,7 @@ def submit(topo: Topology, request: OperationRequest, json_output: bool) -> None
                 found = taken(follower, name)
             except RequestRefused as exc:
                 fail(str(exc), exc.exit_code)
-            except NoController as exc:
+            except (NoController, NoRecord) as exc:
                 fail(f"unavailable: {exc}", ExitCode.OPERATION_FAILED)
             claimed = True
             if not json_output:
@@ -124,15 +124,7 @@ def follow(
         if found is not None and found[0].state is AnswerState.CLOSED:
             figures = dict(found[0].figures)
     step_ids = list(steps) or sorted(records, key=lambda s: records[s].started or float("inf"))
-    if json_output:
-        from orchestrator.engine.views import OutcomeView
-
-        emit_json(OutcomeView.of(op, step_ids, records, figures).to_json())
-    else:
-        summary(op, step_ids, records)
-    code = exits.outcome_exit(op)
-    if code is not ExitCode.OK:
-        raise typer.Exit(int(code))
+    finish(op, step_ids, records, figures, json_output)
 
 
 def _plan_of(topo: Topology, op: OperationRecord) -> Plan | None:

@@ -183,3 +183,25 @@ def test_a_follower_stops_when_nothing_moves_the_operation_on(
     op: OperationRecord, over: bool
 ) -> None:
     assert ended(op) is over
+
+
+class _Claimed:
+    """A request store whose answer stays `claimed`: the controller that took the
+    request died before it recorded an operation."""
+
+    def answer(self, name: str) -> tuple[RequestAnswer, int]:
+        return RequestAnswer(AnswerState.CLAIMED, "dc1 root@ctl1:77", 1.0), 0
+
+
+def test_a_claim_that_records_nothing_is_waited_for_a_bounded_time() -> None:
+    from orchestrator.asking.follow import Follower
+
+    now = [0.0]
+    follower = Follower(
+        store=None,  # type: ignore[arg-type]  # not read while waiting for the record
+        requests=_Claimed(),  # type: ignore[arg-type]
+        sleep=lambda s: now.__setitem__(0, now[0] + s),
+        clock=lambda: now[0],
+    )
+    assert follower.operation_of("req-1", wait=60.0) is None
+    assert 60.0 <= now[0] < 60.5
