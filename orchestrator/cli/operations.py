@@ -27,7 +27,6 @@ from orchestrator.cli.options import (
 )
 from orchestrator.cli.output import console, emit_json, err_console, fail
 from orchestrator.config import Topology
-from orchestrator.engine import exits
 from orchestrator.engine import operation as engine
 from orchestrator.engine.faults import Faults
 from orchestrator.engine.progress import plan_digest
@@ -107,13 +106,8 @@ def _ask(question: str, yes: bool) -> None:
 
 
 def _finish(outcome: engine.Outcome, json_output: bool) -> None:
-    if json_output:
-        emit_json(outcome.view().to_json())
-    else:
-        progress.summary(outcome.op, (step.id for step in outcome.plan.steps()), outcome.steps)
-    code = exits.outcome_exit(outcome.op)
-    if code is not ExitCode.OK:
-        raise typer.Exit(int(code))
+    step_ids = [step.id for step in outcome.plan.steps()]
+    progress.finish(outcome.op, step_ids, outcome.steps, outcome.figures, json_output)
 
 
 def _operate(

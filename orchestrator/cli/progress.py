@@ -10,12 +10,15 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+import typer
 from rich.logging import RichHandler
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from orchestrator.cli.output import console, err_console
+from orchestrator.cli.exitcodes import ExitCode
+from orchestrator.cli.output import console, emit_json, err_console
 from orchestrator.engine import exits
+from orchestrator.engine.views import OutcomeView
 from orchestrator.plan import Plan
 from orchestrator.plan.model import Step
 from orchestrator.records import OperationRecord, StepRecord
@@ -98,3 +101,21 @@ def summary(
     if op.discard_divergent:
         console.print(f"divergent data discarded: {op.discard_divergent}", markup=False)
     console.print(exits.closing_line(op), markup=False)
+
+
+def finish(
+    op: OperationRecord,
+    step_ids: list[str],
+    records: Mapping[str, StepRecord],
+    figures: Mapping[str, object],
+    json_output: bool,
+) -> None:
+    """Print the operation's end (the summary, or its JSON) and exit as scripts expect:
+    0 succeeded, 4 refused before any change, 1 otherwise."""
+    if json_output:
+        emit_json(OutcomeView.of(op, step_ids, records, figures).to_json())
+    else:
+        summary(op, step_ids, records)
+    code = exits.outcome_exit(op)
+    if code is not ExitCode.OK:
+        raise typer.Exit(int(code))
