@@ -66,6 +66,8 @@ from typing import Any
 
 import ansible_runner.interface
 
+from orchestrator.adapters import ansible_worker
+from orchestrator.adapters.ansible_zygote import PER_RUN
 from orchestrator.adapters.secrets import scrub
 from orchestrator.childenv import SECRETS_DIR, allowed_for_ansible, secret_names
 from orchestrator.errors import Failed, Unavailable
@@ -542,6 +544,8 @@ def _run(
         # ansible-runner seeds the run's environment with all of ours (os.environ) and
         # writes it into artifacts/<id>/command: what it starts gets the allow-list only.
         runner.config.env = run_environment(runner.config.env, envvars)
+        if batch:
+            _through_worker(runner.config)
         runner.run()
     duration = time.monotonic() - started
     stats = runner.stats or {}
@@ -647,6 +651,32 @@ def run_environment(
         if name not in hidden
         and (name in ours or allowed_for_ansible(name) or inherited.get(name) != value)
     }
+
+
+def _through_worker(config: Any) -> None:
+    """Start the run through the leading controller's warm ansible-playbook, if it has
+    one (adapters/ansible_worker.py): its first gate comes ≈ 0.6 s sooner."""
+    through = ansible_worker.command_through(list(config.command))
+    if through is not None:
+        config.command, worker = through
+        config.env = {**config.env, **worker}
+
+
+def shared_run_environment() -> dict[str, str]:
+    """The environment every shared run's ansible-playbook gets, less what is each run's
+    own: the one the warm worker imports Ansible with (ansible_zygote.cold_reason)."""
+    envvars = _environment(batch=True)
+    with tempfile.TemporaryDirectory(prefix="sitectl-ansible-env-") as tmp:
+        runner = ansible_runner.interface.init_runner(
+            private_data_dir=tmp, playbook="warm.yml", inventory=tmp, envvars=envvars, quiet=True
+        )
+        env = run_environment(runner.config.env, envvars)
+    return {name: value for name, value in env.items() if name not in PER_RUN}
+
+
+def warm_worker() -> None:
+    """Have a warm ansible-playbook ready for shared runs (the leading controller)."""
+    ansible_worker.start(shared_run_environment)
 
 
 def _environment(batch: bool = False) -> dict[str, str]:

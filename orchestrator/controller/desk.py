@@ -19,6 +19,7 @@ import contextlib
 import json
 import logging
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -143,13 +144,16 @@ class RequestDesk:
                 # life (kazoo sets it again on each new session), never one per term.
                 self._watch_requests()
                 if not self._leading():
+                    _cool()
                     continue
                 warm()
+                _warm_worker()
                 self.serve()
             except SitectlError as exc:
                 log.info("could not serve the operators' requests: %s", exc)
             except Exception:  # a bug must not end the desk
                 log.exception("the request desk failed; looking again in a second")
+        _cool()
 
     def wake(self) -> None:
         self._wake.set()
@@ -397,3 +401,19 @@ def warm() -> None:
     import orchestrator.engine.steps  # noqa: F401
 
     log.info("ready to run operations (imports warmed in %.2f s)", time.monotonic() - started)
+
+
+def _warm_worker() -> None:
+    """A warm ansible-playbook while leading (started again if it ended): a shared run's
+    first gate then comes without Python's and Ansible's start."""
+    from orchestrator.adapters.ansible import warm_worker
+
+    warm_worker()
+
+
+def _cool() -> None:
+    """No warm ansible-playbook while following: its memory is the leader's to spend."""
+    if "orchestrator.adapters.ansible_worker" in sys.modules:
+        from orchestrator.adapters import ansible_worker
+
+        ansible_worker.stop()

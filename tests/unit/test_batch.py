@@ -7,13 +7,16 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from orchestrator.adapters.ansible import PlaybookCall
+from orchestrator.adapters import ansible_worker
+from orchestrator.adapters.ansible import PlaybookCall, shared_run_environment
 from orchestrator.audit import AuditLog
 from orchestrator.config import Topology, load_topology
 from orchestrator.engine.batch import BatchRun, Unit, batch_chain
@@ -184,8 +187,25 @@ class MarkStep(PlaybookStep):
             raise Failed(f"{step.id} left no mark")
 
 
+def _warm() -> None:
+    """The leading controller's warm ansible-playbook, ready before the run."""
+    worker = ansible_worker.start(shared_run_environment)
+    deadline = time.monotonic() + 60
+    while not worker.socket.exists():
+        assert worker.alive() and time.monotonic() < deadline, "the warm worker never got ready"
+        time.sleep(0.05)
+
+
+# A cold ansible-playbook unless a test asks for both (BOTH): the controller's warm one
+# must keep every guarantee a shared run gives.
+BOTH = pytest.mark.parametrize("local", ["cold", "warm"], indirect=True)
+
+
 @pytest.fixture
-def local(tmp_path: Path, topo: Topology) -> Topology:
+def local(request: pytest.FixtureRequest, tmp_path: Path, topo: Topology) -> Iterator[Topology]:
+    warm = getattr(request, "param", "cold") == "warm"
+    if warm:
+        _warm()
     (tmp_path / "mark.yml").write_text(MARK)
     python = Path(__import__("sys").executable)
     (tmp_path / "hosts.yml").write_text(
@@ -196,7 +216,13 @@ def local(tmp_path: Path, topo: Topology) -> Topology:
         )
     )
     ansible = topo.ansible.model_copy(update={"inventory": str(tmp_path / "hosts.yml")})
-    return topo.model_copy(update={"ansible": ansible})
+    try:
+        yield topo.model_copy(update={"ansible": ansible})
+    finally:
+        ansible_worker.stop()
+    if warm:  # the runs really went through the worker
+        commands = [json.loads(f.read_text()) for f in tmp_path.rglob("artifacts/*/command")]
+        assert commands and all(str(ansible_worker.SHIM) in c["command"] for c in commands)
 
 
 @dataclass
@@ -240,6 +266,7 @@ def _status(store: MemoryStore, op: OperationRecord) -> dict[str, StepRecord]:
     return {k: r for k, (r, _) in store.steps(op.id).items()}
 
 
+@BOTH
 def test_a_chain_runs_in_one_playbook_run_with_a_checkpoint_per_step(
     local, tmp_path, caplog
 ) -> None:
@@ -322,6 +349,7 @@ def test_a_failed_verify_stops_the_run_before_the_next_step(local, tmp_path) -> 
     assert not handler.mark(chain[2]).exists()
 
 
+@BOTH
 def test_a_failed_task_fails_its_step_naming_host_and_task(local, tmp_path) -> None:
     handler = MarkStep(tmp_path, hosts={})
     run = _run(local, tmp_path, handler)
@@ -337,6 +365,7 @@ def test_a_failed_task_fails_its_step_naming_host_and_task(local, tmp_path) -> N
     assert chain[2].id not in _status(run.store, run.op)
 
 
+@BOTH
 def test_a_temporary_failure_gives_the_step_back_to_run_alone(local, tmp_path) -> None:
     handler = MarkStep(tmp_path, hosts={})
     run = _run(local, tmp_path, handler)
@@ -378,6 +407,7 @@ def test_a_host_missing_from_the_inventory_fails_the_step(local, tmp_path) -> No
     assert not handler.mark(chain[1]).exists()
 
 
+@BOTH
 def test_a_lost_lease_at_a_gate_starts_nothing_more(local, tmp_path) -> None:
     handler = MarkStep(tmp_path, hosts={})
     # A step checks the lease before its running checkpoint, before its plays and at
@@ -423,6 +453,7 @@ def test_a_refusal_in_the_prelude_starts_no_playbook_step(local, tmp_path) -> No
     assert _status(run.store, run.op)["preflight/ldap"].status is StepStatus.DONE
 
 
+@BOTH
 def test_an_abort_stops_the_run_at_the_next_gate(local, tmp_path) -> None:
     handler = MarkStep(tmp_path, hosts={})
     run = _run(local, tmp_path, handler)
