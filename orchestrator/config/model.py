@@ -734,6 +734,10 @@ class Policy(Frozen):
     """The longest any one step may take."""
     unreachable_timeout: Seconds = 10.0
     """bound on old-site steps in a failover"""
+    pre_sync_above: Seconds | None = 30.0
+    """A switchover first sends a volume's changes while the application still serves
+    when its mirror lags by more than this, so the transfer after the stop, inside the
+    downtime, carries only the last seconds; null: never; 0: always."""
     drill_targets: DrillTargets = DrillTargets()
     """The RTO and RPO `sitectl drill` holds each move to."""
     ticket_ttl: Seconds | None = None

@@ -81,6 +81,9 @@ def build_plan(
             ],
         )
     )
+    volumes = list(topo.volumes)
+    if mode == "switchover" and volumes and topo.policy.pre_sync_above is not None:
+        groups.append(_pre_sync(volumes, from_site, to_site, topo.policy.pre_sync_above))
     if mode == "switchover":
         # Written while the old site still serves, so the verify step can prove the last
         # write before the cutover reached the new site.
@@ -123,7 +126,6 @@ def build_plan(
                 ],
             )
         )
-    volumes = list(topo.volumes)
     # Unmount before the final transfer: with nothing mounted on the old site no dirty
     # page can miss the last snapshot (the storage vendors' cutover order).
     if volumes:
@@ -574,6 +576,36 @@ def _by_order(
 
 def _host_names(topo: Topology, site: str, role: str) -> tuple[str, ...]:
     return tuple(h.name for h in topo.hosts_of(site, role))
+
+
+def _pre_sync(
+    volumes: list[BtrfsVolume | NetappVolume | CommandVolume],
+    from_site: str,
+    to_site: str,
+    above: float,
+) -> Group:
+    """One transfer per volume while the application still serves: the final transfer,
+    after the stop and inside the downtime, then carries only what came since. The
+    step is already true (skipped) for a mirror lagging `above` seconds or less."""
+    return _group(
+        Phase.PRE_SYNC,
+        [
+            Step(
+                id=f"pre-sync/{v.name}",
+                phase=Phase.PRE_SYNC,
+                action=Action.MIRROR_UPDATE,
+                site=to_site,
+                target=v.name,
+                description=(
+                    f"transfer volume {v.name}'s changes from {from_site} to {to_site} "
+                    f"while the application still serves, if its mirror lags more than "
+                    f"{above:g} s"
+                ),
+                params={"driver": v.driver, "source": from_site, "lag_above": above},
+            )
+            for v in volumes
+        ],
+    )
 
 
 def _volume_host_names(

@@ -24,6 +24,9 @@ Trigger = Literal["manual", "automatic", "drill"]
 class Phase(StrEnum):
     PREFLIGHT = "preflight"
     READINESS = "readiness"
+    # Mirror transfers while the application still serves (switchover), so the final
+    # one after the stop is short.
+    PRE_SYNC = "pre-sync"
     DISABLE_APPLICATION = "disable-application"
     FINAL_SYNC = "final-sync"
     BREAK_MIRRORS = "break-mirrors"

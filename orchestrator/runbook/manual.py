@@ -542,6 +542,8 @@ def _app_start(topo: Topology, plan: Plan, step: Step) -> ManualStep:
 
 def _mirror_update(topo: Topology, plan: Plan, step: Step) -> ManualStep:
     vol = _volume(topo, step.target)
+    early = step.params.get("lag_above")
+    snapshot = "final" if early is None else "presync"
     if isinstance(vol, NetappVolume):
         path = _netapp_path(vol, plan.to_site)
         commands: tuple[str, ...] = (
@@ -555,14 +557,21 @@ def _mirror_update(topo: Topology, plan: Plan, step: Step) -> ManualStep:
     elif isinstance(vol, BtrfsVolume):
         src, dst = vol.sites[plan.from_site].pool, vol.sites[plan.to_site].pool
         commands = (
-            f"btrfs subvolume snapshot -r {src}/{vol.subvolume} {src}/snaps/final",
-            f"btrfs send -p $(ls -d {src}/snaps/*@* | tail -1) {src}/snaps/final"
+            f"btrfs subvolume snapshot -r {src}/{vol.subvolume} {src}/snaps/{snapshot}",
+            f"btrfs send -p $(ls -d {src}/snaps/*@* | tail -1) {src}/snaps/{snapshot}"
             f" | btrfs receive {dst}/snaps/",
         )
-        expect = "'At subvol final' on the receiving side"
+        expect = f"'At subvol {snapshot}' on the receiving side"
     else:
         commands = (_command_volume(topo, vol, plan.to_site, "update"),)
         expect = "the operator's update command exits 0"
+    if early is not None:
+        return ManualStep(
+            commands,
+            expect,
+            "the transfer finished while the application still serves (skip this step "
+            f"when the mirror lags {float(early):g} s or less)",
+        )
     return ManualStep(commands, expect, "the transfer finished after the application stopped")
 
 

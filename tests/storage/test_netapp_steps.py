@@ -4,6 +4,7 @@ cannot be checked. Pure: ONTAP is the fake of `ontap_fake`, no playbook runs."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,46 @@ def test_a_final_sync_is_never_already_done(ontap: FakeOntap, tmp_path: Path) ->
     plan, ctx = switchover(netapp_topology(), tmp_path, [])
     assert MirrorHandler("update").check(plan.step("final-sync/mail"), ctx) is False
     assert ontap.calls == []
+
+
+@pytest.mark.parametrize(
+    ("lag_time", "above", "already"),
+    [
+        ("PT2M31S", 30.0, False),  # 151 s behind: worth sending while the application serves
+        ("PT20S", 30.0, True),  # 20 s: the final transfer will carry little anyway
+        ("PT30S", 30.0, True),
+        ("PT5S", 0.0, False),  # 0: always
+        (None, 30.0, False),  # no lag known: send
+    ],
+)
+def test_a_pre_sync_is_already_true_for_a_mirror_lagging_little(
+    ontap: FakeOntap, tmp_path: Path, lag_time: str | None, above: float, already: bool
+) -> None:
+    relationship = record("snapmirrored_healthy")
+    if lag_time is None:
+        del relationship["lag_time"]
+    else:
+        relationship["lag_time"] = lag_time
+    ontap.holds("dc2", relationship)
+    topo = netapp_topology()
+    topo = topo.model_copy(
+        update={"policy": topo.policy.model_copy(update={"pre_sync_above": above})}
+    )
+    plan, ctx = switchover(topo, tmp_path, [])
+    said: list[str] = []
+    ctx = replace(ctx, log=said.append)
+    assert MirrorHandler("update").check(plan.step("pre-sync/mail"), ctx) is already
+    assert bool(said) is already
+    if already:
+        assert said == [
+            f"volume mail: its mirror lags {ontap_lag(lag_time):.1f} s, no more than {above:g} "
+            "s: nothing worth sending before the application stops"
+        ]
+
+
+def ontap_lag(lag_time: str | None) -> float:
+    minutes, _, seconds = (lag_time or "").removeprefix("PT").removesuffix("S").rpartition("M")
+    return float(minutes or 0) * 60 + float(seconds)
 
 
 @pytest.mark.parametrize(

@@ -44,8 +44,11 @@ HOST_STEPS = {
 def topo() -> Topology:
     # The example without its own step (custom/zimbra-move-identity): an operator's step
     # runs on its own and ends a shared run by design (test_custom_steps); these tests
-    # are about how sitectl's own steps share one.
-    return load_topology(EXAMPLE).model_copy(update={"custom_steps": ()})
+    # are about how sitectl's own steps share one. Without pre-syncs too: they are the
+    # run's first steps when a switchover plans them (test_pre_syncs_open_the_run).
+    example = load_topology(EXAMPLE)
+    policy = example.policy.model_copy(update={"pre_sync_above": None})
+    return example.model_copy(update={"custom_steps": (), "policy": policy})
 
 
 def _plan(topo: Topology, mode: str = "switchover", unreachable=frozenset()) -> Plan:
@@ -106,6 +109,21 @@ def test_groups_before_the_first_playbook_step_are_the_prelude(topo, phase, prel
     first = next(i for i, u in enumerate(units) if u.playbook)
     assert [u.steps[0].phase for u in units[:first]] == prelude
     assert units[-1].steps[0].phase is Phase.START_SERVICES
+
+
+def test_pre_syncs_open_the_run_and_the_canary_waits_for_them(topo) -> None:
+    policy = topo.policy.model_copy(update={"pre_sync_above": 30.0})
+    plan = _plan(topo.model_copy(update={"policy": policy}))
+    units = batch_chain(plan, 0, {}, HANDLERS)
+    first = next(i for i, u in enumerate(units) if u.playbook)
+    # Pre-flight and the gate run while ansible-playbook starts; the pre-syncs, side by
+    # side, are its first steps; sitectl writes the canary while it waits, then the stops.
+    assert [u.steps[0].phase for u in units[:first]] == [Phase.PREFLIGHT, Phase.READINESS]
+    pre_syncs = [s.id for s in (*units[first].steps, *units[first].side)]
+    assert pre_syncs == [s.id for s in plan.steps() if s.phase is Phase.PRE_SYNC]
+    assert not units[first + 1].playbook
+    assert units[first + 1].steps[0].action is Action.WRITE_CANARY
+    assert units[first + 2].steps[0].id == "disable-application/dc1/mta"
 
 
 def test_no_shared_run_once_the_playbook_steps_are_over(topo) -> None:

@@ -228,7 +228,7 @@ PROMOTED = {
 @pytest.mark.parametrize(
     ("mode", "zone", "names"),
     [
-        ("switchover", {}, ["app.yml", "volume.yml"]),
+        ("switchover", {}, ["volume.yml", "app.yml"]),  # the pre-syncs first
         ("failover", {}, ["app.yml", "volume.yml"]),
         # A failover promotes dc2's DNS server where the zone's primary was dc1's.
         ("failover", PROMOTED, ["app.yml", "volume.yml", "dns-role.yml"]),
@@ -256,7 +256,7 @@ def test_the_operators_playbooks_are_checked_with_ours() -> None:
     )
     plan = build_plan(topo, assumed_state(topo), "switchover", "dc2")
     used = playbooks_used(topo, plan)
-    assert [p.name for p in used] == ["app.yml", "volume.yml", "identity.yml", "custom.yml"]
+    assert [p.name for p in used] == ["volume.yml", "app.yml", "identity.yml", "custom.yml"]
     assert used[2] == topo.resolve("ops/identity.yml")
 
 

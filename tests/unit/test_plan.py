@@ -48,6 +48,8 @@ SWITCHOVER = [
         ],
     ),
     ("readiness", ["readiness/gate"]),
+    # While the application still serves: the final sync after the stop is then short.
+    ("pre-sync", [f"pre-sync/{v}" for v in VOLUMES]),
     ("disable-application", ["disable-application/dc1/canary"]),
     ("disable-application", ["disable-application/dc1/mta", "disable-application/dc1/proxy"]),
     ("disable-application", ["disable-application/dc1/mailbox"]),
@@ -76,13 +78,30 @@ def test_switchover_follows_the_zimbra_procedure(topo: Topology) -> None:
     assert all(s.if_unreachable == "fail" for s in plan.steps())
 
 
+def test_a_pre_sync_is_skipped_below_its_lag_and_left_out_when_switched_off(
+    topo: Topology,
+) -> None:
+    plan = build_plan(topo, assumed_state(topo), "switchover", "dc2")
+    step = plan.step("pre-sync/mailstore1")
+    assert (step.action, step.site, step.params["lag_above"]) == (
+        Action.MIRROR_UPDATE,
+        "dc2",
+        topo.policy.pre_sync_above,
+    )
+    off = topo.model_copy(
+        update={"policy": topo.policy.model_copy(update={"pre_sync_above": None})}
+    )
+    plan = build_plan(off, assumed_state(off), "switchover", "dc2")
+    assert not [s for s in plan.steps() if s.phase is Phase.PRE_SYNC]
+
+
 def test_failover_takes_no_final_sync_and_skips_an_unreachable_old_site(topo: Topology) -> None:
     observed = assumed_state(topo, frozenset({"dc1"}))
     plan = build_plan(topo, observed, "failover", "dc2")
     expected = [
         (phase, [i for i in ids if i != "verify/canary"])
         for phase, ids in SWITCHOVER
-        if phase != "final-sync" and ids != ["disable-application/dc1/canary"]
+        if phase not in ("pre-sync", "final-sync") and ids != ["disable-application/dc1/canary"]
     ]
     # Not a release by a site that may be gone: a wait for its ticket, before anything
     # at dc2 becomes writable.
@@ -214,14 +233,15 @@ def test_the_plan_is_deterministic_and_json_ready(topo: Topology) -> None:
     assert first["schema"] == "sitectl.plan/v1"
     ids = [s["id"] for g in first["groups"] for s in g["steps"]]
     assert len(ids) == len(set(ids)), "step ids are checkpoint keys: they must be unique"
-    assert [g["parallel"] for g in first["groups"]][:4] == [True, False, False, True]
+    # pre-flight, readiness, the pre-syncs side by side, the canary
+    assert [g["parallel"] for g in first["groups"]][:4] == [True, False, True, False]
 
 
 def test_a_topology_without_volumes_ldap_or_s3_plans_only_what_exists(topo: Topology) -> None:
     slim = topo.model_copy(update={"volumes": (), "ldap": None, "object_store": None})
     plan = build_plan(slim, assumed_state(slim), "switchover", "dc2")
     phases = plan.phases()
-    assert Phase.FINAL_SYNC not in phases and Phase.MOUNT not in phases
+    assert not {Phase.PRE_SYNC, Phase.FINAL_SYNC, Phase.MOUNT} & set(phases)
     assert [s.id for s in plan.groups[0].steps] == [
         "preflight/zookeeper",
         "preflight/dns",

@@ -140,7 +140,7 @@ class MirrorHandler(PlaybookStep):
             )
             return False
         if self.action == "update":
-            return False  # a final transfer is never "already done": it must follow the stop
+            return self._nothing_to_send_early(step, ctx, vol)
         try:
             status = self._status(step, ctx, vol)
         except RelationshipNotFound:
@@ -150,6 +150,24 @@ class MirrorHandler(PlaybookStep):
         if self.action == "reverse":
             return status.state is MirrorState.MIRRORED and status.source == step.site
         return status.state is MirrorState.BROKEN and status.writable_site == step.site
+
+    def _nothing_to_send_early(
+        self, step: Step, ctx: StepContext, vol: BtrfsVolume | NetappVolume
+    ) -> bool:
+        """A final transfer is never "already done": it must follow the stop. A pre-sync
+        (params lag_above) is, when the mirror lags no more than that: the final transfer
+        will carry little anyway, and a transfer now would only lengthen the move."""
+        above = step.params.get("lag_above")
+        if above is None:
+            return False
+        lag = self._status(step, ctx, vol).lag_seconds
+        if lag is None or lag > float(above):
+            return False
+        ctx.log(
+            f"volume {vol.name}: its mirror lags {lag:.1f} s, no more than {float(above):g} s: "
+            "nothing worth sending before the application stops"
+        )
+        return True
 
     def _status(
         self, step: Step, ctx: StepContext, vol: BtrfsVolume | NetappVolume
