@@ -192,9 +192,12 @@ TICKET_TTL_ABOVE_SESSION = 4.0
 
 class Frozen(BaseModel):
     # extra="forbid" turns a misspelt field into an error instead of a silent default.
-    # use_attribute_docstrings: the string under a field is its description, in the JSON
-    # Schema editors read and in docs/topology-reference.md (config/reference.py).
-    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+    # The string under a field is its description, in the JSON Schema editors read and in
+    # docs/topology-reference.md: config/reference.py reads those strings when it writes
+    # them, not every import (each sitectl command and every application start gate
+    # imports this module: reading each class's source here cost ≈ 0.1 s). Nor is a
+    # model's validator built before its first use (defer_build).
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 
 class SecretRef(Frozen):

@@ -4,16 +4,22 @@ pydantic models (model.py), so neither can say other than what `validate` checks
 `sitectl schema` prints the schema (editors: YAML language servers read it); `sitectl
 schema --write-docs` writes both into docs/, and tests/unit/test_topology_reference.py
 fails when the committed copies are stale. Descriptions come from each field's
-docstring (model.py: use_attribute_docstrings) and each model's class docstring.
+docstring (the string under it in model.py, read here) and each model's class docstring.
 """
 
 from __future__ import annotations
 
+import ast
+import functools
+import inspect
 import json
 import re
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from pydantic import BaseModel
 
 from orchestrator.config.model import SITE_NAME, Topology
 
@@ -25,8 +31,74 @@ REGENERATE = "sitectl schema --write-docs"
 Schema = dict[str, Any]
 
 
+def attribute_docstrings(cls: type) -> dict[str, str]:
+    """Each field's docstring (the string literal right under its annotation) in the
+    class's own source, as pydantic's use_attribute_docstrings reads them."""
+    body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0]
+    assert isinstance(body, ast.ClassDef)
+    docs = {}
+    for field, after in zip(body.body, body.body[1:], strict=False):
+        if (
+            isinstance(field, ast.AnnAssign)
+            and isinstance(field.target, ast.Name)
+            and isinstance(after, ast.Expr)
+            and isinstance(after.value, ast.Constant)
+            and isinstance(after.value.value, str)
+        ):
+            docs[field.target.id] = inspect.cleandoc(after.value.value)
+    return docs
+
+
+def _models(root: type[BaseModel]) -> list[type[BaseModel]]:
+    """`root` and every model its fields name, each once, each after those it names."""
+    order: list[type[BaseModel]] = []
+    seen: set[type] = set()
+
+    def visit(cls: type) -> None:
+        if cls in seen or not (isinstance(cls, type) and issubclass(cls, BaseModel)):
+            return
+        seen.add(cls)
+        for field in cls.model_fields.values():
+            for named in _named_types(field.annotation):
+                visit(named)
+        order.append(cls)
+
+    visit(root)
+    return order
+
+
+def _named_types(annotation: object) -> Iterator[type]:
+    if isinstance(annotation, type):
+        yield annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        yield from _named_types(arg)
+    origin = getattr(annotation, "__origin__", None)
+    if origin is not None and hasattr(annotation, "__metadata__"):  # Annotated[...]
+        yield from _named_types(origin)
+
+
+@functools.cache
+def _describe_fields() -> None:
+    """Give every model's fields their docstrings as descriptions, then rebuild the
+    models, the ones named inside others first (a model's schema holds theirs)."""
+    models = _models(Topology)
+    for cls in models:
+        docs = {
+            name: text
+            for base in reversed(cls.__mro__)  # inherited fields too, the nearest last
+            if issubclass(base, BaseModel) and base.__module__ == cls.__module__
+            for name, text in attribute_docstrings(base).items()
+        }
+        for name, field in cls.model_fields.items():
+            if field.description is None and name in docs:
+                field.description = docs[name]
+    for cls in models:
+        cls.model_rebuild(force=True)
+
+
 def topology_schema() -> Schema:
     """The JSON Schema (draft 2020-12) of a topology file as `validate` reads it."""
+    _describe_fields()
     schema = Topology.model_json_schema(mode="validation")
     # Fields sitectl fills in itself (where the file was read from) are not the file's.
     for name, field in Topology.model_fields.items():
