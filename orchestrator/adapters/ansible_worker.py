@@ -77,7 +77,6 @@ def start(environment: Callable[[], Mapping[str, str]]) -> Worker:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             cwd=directory,
-            start_new_session=True,  # an operator's Ctrl-C on a foreground controller is ours
         )
         threading.Thread(
             target=_relay, args=(process,), name="ansible-worker-log", daemon=True

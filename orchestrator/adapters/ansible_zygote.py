@@ -321,6 +321,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m orchestrator.adapters.ansible_zygote")
     parser.add_argument("--socket", required=True)
     args = parser.parse_args(argv)
+    # The controller's: a Ctrl-C at its terminal ends it, and with it this worker and its
+    # runs (stdin closes), not this worker alone with its runs left going.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     started = time.monotonic()
     warm_up()
     zygote = Zygote(args.socket, os.environ)
