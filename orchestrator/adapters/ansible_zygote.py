@@ -181,13 +181,18 @@ class Zygote:
         self.runs: dict[int, Run] = {}  # by the shim connection's fd
 
     def serve(self) -> None:
+        try:
+            self._serve()
+        finally:  # the controller went, or SIGTERM: no run outlives its worker
+            self._end_all()
+
+    def _serve(self) -> None:
         while True:
             for key, _ in self.selector.select():
                 if key.data == "accept":
                     self._accept()
                 elif key.data == "parent":
                     if not os.read(sys.stdin.fileno(), 4096):
-                        self._end_all()
                         return
                 elif key.data == "shim":
                     self._from_shim(key.fileobj)  # type: ignore[arg-type]
@@ -324,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     # The controller's: a Ctrl-C at its terminal ends it, and with it this worker and its
     # runs (stdin closes), not this worker alone with its runs left going.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     started = time.monotonic()
     warm_up()
     zygote = Zygote(args.socket, os.environ)

@@ -183,7 +183,8 @@ def test_a_cancelled_run_leaves_no_process_behind(worker, host, tmp_path) -> Non
     assert worker.alive(), "cancelling a run must not end the worker"
 
 
-def test_the_controller_going_away_ends_its_runs(worker, host, tmp_path) -> None:
+@pytest.mark.parametrize("how", ["controller gone", "SIGTERM"])
+def test_the_worker_ending_ends_its_runs(worker, host, tmp_path, how) -> None:
     outcome: list[object] = []
 
     def play() -> None:
@@ -195,7 +196,10 @@ def test_the_controller_going_away_ends_its_runs(worker, host, tmp_path) -> None
     runner = threading.Thread(target=play, daemon=True)
     runner.start()
     assert _until(_sleeping), "the run never reached its command"
-    ansible_worker.stop()  # the worker's stdin closes, as when the controller dies
+    if how == "SIGTERM":
+        worker.process.terminate()
+    else:
+        ansible_worker.stop()  # the worker's stdin closes, as when the controller dies
     assert _until(lambda: not _sleeping()), f"the run's command lives on: {_sleeping()}"
     runner.join(30)
     assert outcome and not (isinstance(outcome[0], tuple) and outcome[0][0].ok), outcome
