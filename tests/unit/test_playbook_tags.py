@@ -8,8 +8,10 @@ Real ansible-playbook runs on a local host; the rest is pure."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,14 @@ WHEN_OF_TAG = {
     APP_COMMANDS_TAG: "app_commands | default({}) | length > 0",
     APP_SERVICES_TAG: "app_commands | default({}) | length == 0",
 }
+# The `when` of a task that runs only without an epoch: an unfenced variant, for hands
+# only, since sitectl passes an epoch with every call (step_tags).
+WITHOUT_EPOCH = "sitectl_epoch | default('') | string | length == 0"
+
+
+def _conditions(task: dict[str, Any]) -> list[Any]:
+    when = task.get("when")
+    return when if isinstance(when, list) else [when]
 
 
 def _tasks(playbook: Path) -> list[dict[str, Any]]:
@@ -64,23 +74,41 @@ def test_each_tagged_task_says_in_its_when_what_its_tag_means() -> None:
         for tag in task["tags"]:
             seen.add(tag)
             if tag == BY_HAND_TAG:
-                assert "assert" in " ".join(task), f"{playbook}: {task['name']} is no guard"
+                # The guard (sitectl composes each action itself), or a variant that runs
+                # only without an epoch.
+                assert "ansible.builtin.assert" in task or WITHOUT_EPOCH in _conditions(task), (
+                    f"{playbook}: {task['name']} is neither a guard nor for calls without an epoch"
+                )
                 continue
             assert tag in WHEN_OF_TAG, f"{playbook}: {task['name']}: unknown tag {tag}"
             # A list is Ansible's "and": the tag's meaning must be one of its conditions,
             # so a task its tag leaves out would have been skipped by its `when` anyway.
-            when = task.get("when")
-            conditions = when if isinstance(when, list) else [when]
-            assert WHEN_OF_TAG[tag] in conditions, f"{playbook}: {task['name']}"
+            assert WHEN_OF_TAG[tag] in _conditions(task), f"{playbook}: {task['name']}"
     # Every driver and both ways to run a role have their task tagged, and sitectl knows
     # every tag the playbooks use.
     assert seen == {BY_HAND_TAG, *WHEN_OF_TAG} == TASK_TAGS
 
 
-def test_each_playbook_has_its_guard_tagged_for_hands_only() -> None:
-    for name in ("app.yml", "dns-role.yml", "volume.yml"):
-        guards = [t for p, t in _tagged() if p == name and BY_HAND_TAG in t["tags"]]
-        assert [g["name"] for g in guards] == ["Refuse an unknown action"], name
+@pytest.mark.parametrize(
+    ("name", "by_hand"),
+    [
+        (
+            "app.yml",
+            ["Refuse an unknown action", "{{ app_action }} {{ app_role }} by its commands"],
+        ),
+        ("dns-role.yml", ["Refuse an unknown action", "{{ dns_action }} the zone's server"]),
+        ("volume.yml", ["Refuse an unknown action"]),
+    ],
+)
+def test_each_playbook_has_its_guard_and_unfenced_variants_tagged_for_hands_only(
+    name, by_hand
+) -> None:
+    tagged = [t for p, t in _tagged() if p == name and BY_HAND_TAG in t["tags"]]
+    assert [t["name"] for t in tagged] == by_hand
+    # No task that runs only without an epoch is left untagged: sitectl never runs one.
+    for task in _tasks(PLAYBOOKS / name):
+        if WITHOUT_EPOCH in _conditions(task):
+            assert BY_HAND_TAG in task.get("tags", []), f"{name}: {task['name']}"
 
 
 @pytest.mark.parametrize(
@@ -97,7 +125,9 @@ def test_a_shared_run_leaves_out_only_what_no_call_runs(skips, shared) -> None:
     assert shared_skips(calls) == shared
 
 
-def _listed(playbook: Path, skip: set[str], extravars: dict[str, str], tmp_path: Path) -> list[str]:
+def _listed(
+    playbook: Path, skip: Collection[str], extravars: dict[str, Any], tmp_path: Path
+) -> list[str]:
     run = subprocess.run(
         [
             str(BIN / "ansible-playbook"),
@@ -106,7 +136,8 @@ def _listed(playbook: Path, skip: set[str], extravars: dict[str, str], tmp_path:
             "localhost,",
             "--skip-tags",
             ",".join(sorted(skip)) or "none",
-            *[a for k, v in extravars.items() for a in ("-e", f"{k}={v}")],
+            "-e",
+            json.dumps(extravars),
             str(playbook),
         ],
         capture_output=True,
@@ -129,6 +160,63 @@ def test_a_volume_call_keeps_only_its_drivers_task(driver, tmp_path) -> None:
     skip = TASK_TAGS - {driver_tag(driver)}  # what a volume step's call leaves out
     listed = _listed(PLAYBOOKS / "volume.yml", skip, {"volume_action": "unmount"}, tmp_path)
     assert listed == [f"{driver}: {{{{ volume_action }}}}"]
+
+
+# What a run of an app.yml call starts, by the role's way to start and stop: the fenced
+# commands, or the epoch check then the services; never the unfenced variant.
+APP_TASKS = {
+    "commands": [
+        "{{ app_action }} {{ app_role }} by its commands, at epoch {{ sitectl_epoch | default('') }}"
+    ],
+    "services": [
+        "Check epoch {{ sitectl_epoch | default('') }} before {{ app_role }}'s services",
+        "{{ app_action }} {{ app_role }}'s services",
+    ],
+}
+
+
+@pytest.mark.parametrize("way", sorted(APP_TASKS))
+def test_an_app_call_keeps_only_its_ways_fenced_tasks(way, tmp_path) -> None:
+    calls = [
+        c
+        for c in _calls(load_topology(EXAMPLE), "switchover")
+        if c.playbook.name == "app.yml" and bool(c.extravars["app_commands"]) == (way == "commands")
+    ]
+    assert calls, f"the example has a role started and stopped by its {way}"
+    for call in calls:
+        assert _listed(call.playbook, call.skip_tags, {}, tmp_path) == APP_TASKS[way]
+
+
+def test_by_hand_app_yml_still_runs_a_roles_commands_unfenced(tmp_path) -> None:
+    """Without an epoch (a person's run, no ledger): the by-hand variant does the work."""
+    mark = tmp_path / "mark"
+    run = subprocess.run(
+        [
+            str(BIN / "ansible-playbook"),
+            "-i",
+            "localhost,",
+            "-c",
+            "local",
+            "-e",
+            json.dumps(
+                {
+                    "app_action": "start",
+                    "app_role": "mta",
+                    "app_commands": {"start": f"echo started >> {mark}"},
+                    "ansible_python_interpreter": sys.executable,
+                }
+            ),
+            str(PLAYBOOKS / "app.yml"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={"PATH": f"{BIN}:/usr/bin:/bin", "ANSIBLE_LOCAL_TEMP": str(tmp_path / "t")},
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert mark.read_text().split() == ["started"]
+    assert "TASK [start mta by its commands]" in run.stdout
 
 
 def test_by_hand_the_guard_still_refuses_an_unknown_action(tmp_path) -> None:
@@ -226,3 +314,6 @@ def test_a_plans_shared_run_leaves_out_what_none_of_its_steps_runs(mode) -> None
     assert {"app.yml", "volume.yml"} <= {call.playbook.name for call in calls}
     assert shared_skips(calls) == TASK_TAGS - {*map(driver_tag, drivers), *ways}
     assert all(BY_HAND_TAG in call.skip_tags for call in calls)
+    # Leaving the unfenced variants out (sitectl_by_hand) is right only because every
+    # call passes the operation's epoch.
+    assert all(isinstance(call.extravars["sitectl_epoch"], int) for call in calls)
