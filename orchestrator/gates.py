@@ -35,7 +35,8 @@ class PlaybookCall:
     hosts: tuple[str, ...]
     extravars: Mapping[str, Any] = field(default_factory=dict)
     # Tags of the playbook's tasks this call never runs (their `when` is false for it),
-    # left out with --skip-tags: a task skipped by `when` still costs a worker fork.
+    # left out with --skip-tags (in a shared run, under the step's own prefix:
+    # adapters/ansible.step_skips): a task skipped by `when` still costs a worker fork.
     skip_tags: frozenset[str] = frozenset()
     # Secrets the topology reads from the environment that the playbook needs, by that
     # variable's name: handed over to the run in files, never in its environment or

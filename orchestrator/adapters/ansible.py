@@ -101,6 +101,7 @@ __all__ = [  # the shared run's vocabulary (orchestrator.gates), as this module 
     "run_playbook",
     "run_probe",
     "shared_skips",
+    "step_skips",
 ]
 
 # The storage CLI's "try again" exit status (EX_TEMPFAIL), seen through a failed task.
@@ -117,6 +118,10 @@ GATE_SERVER_POLL_S = 0.02
 CANCEL_POLL_S = 0.1
 # In the environment of every process of a run: what a cancelled run's kill looks for.
 RUN_MARKER = "SITECTL_PLAYBOOK_RUN"
+# Our playbooks write each task tag of theirs after "{{ sitectl_tag_prefix | default('') }}"
+# (orchestrator/playbooks/volume.yml): a shared run sets it per step (step_prefix), so its
+# --skip-tags, one list for the whole run, can name the tasks one step leaves out.
+TAG_PREFIX_VAR = "sitectl_tag_prefix"
 # A failed task's message carries the last lines of its output, within this many characters.
 TAIL_LINES = 5
 MESSAGE_CHARS = 500
@@ -257,7 +262,8 @@ def compose_batch(
 ) -> list[dict[str, Any]]:
     """The plays of one run doing `items` in order, each behind its gate, then the end
     gate (pure). Step names (which hold names from the topology) and the steps' vars
-    are marked unsafe; only sitectl's own expressions are templated."""
+    are marked unsafe; only sitectl's own expressions are templated. Each step's plays
+    get the prefix of its task tags (step_prefix; step_skips names the tasks to leave out)."""
     plays: list[dict[str, Any]] = []
     before: str | None = None
     for index, item in enumerate(items):
@@ -291,6 +297,7 @@ def compose_batch(
                     "vars": {
                         **marked(item.call.extravars),
                         "sitectl_hosts": _pattern_if_go(pattern, item.call.hosts[0], verdict),
+                        TAG_PREFIX_VAR: marked(step_prefix(index)),
                     },
                     # Also per task: a playbook whose plays ignore sitectl_hosts stays gated.
                     "when": f"{verdict}.verdict == 'go'",
@@ -394,7 +401,7 @@ def run_batch(
             timeout=timeout,
             on_task=step_task if on_task is not None else None,
             batch=True,
-            skip_tags=shared_skips(calls),
+            skip_tags=step_skips(items),
             cancel=cancel,
             handover={name: value for call in calls for name, value in call.secrets.items()},
         )
@@ -409,6 +416,25 @@ def run_batch(
 def shared_skips(calls: Sequence[PlaybookCall]) -> frozenset[str]:
     """The tags a run of all `calls` may leave out: those none of them runs (pure)."""
     return frozenset.intersection(*(call.skip_tags for call in calls)) if calls else frozenset()
+
+
+def step_prefix(index: int) -> str:
+    """The prefix of the task tags of the step at `index` of a shared run (pure)."""
+    return f"sitectl_step{index}:"
+
+
+def step_skips(items: Sequence[BatchItem]) -> frozenset[str]:
+    """The --skip-tags of a shared run of `items` (pure): each step's own skip tags under
+    its prefix (compose_batch), so each step leaves out exactly what it would leave out in
+    a run of its own; and, as they are, those no step runs, for a playbook whose tags
+    carry no prefix (an operator's copy of an older app.yml in playbook_dir)."""
+    calls = [item.call for item in items if item.call is not None]
+    return shared_skips(calls) | {
+        step_prefix(index) + tag
+        for index, item in enumerate(items)
+        if item.call is not None
+        for tag in item.call.skip_tags
+    }
 
 
 def _sweep_dirs(prefix: str) -> None:

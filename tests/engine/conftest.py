@@ -21,8 +21,10 @@ import dns.query
 import dns.rdatatype
 import pytest
 
+from orchestrator.adapters.ansible import GATE_PLAY
 from orchestrator.adapters.probes import Answer, Tls, probe
 from orchestrator.config import Topology, load_topology
+from orchestrator.engine.operation import ARTIFACTS
 from orchestrator.lab import layout
 from tests.conftest import LabHandle, eventually
 
@@ -177,6 +179,22 @@ class Cluster:
             "destination": status.destination,
             "state": status.state.value,
         }
+
+    def shared_run_tasks(self, op_id: str) -> list[dict[str, Any]]:
+        """Each task event of the operation's shared playbook runs (every lane's) in its
+        steps' plays, gates aside: event, play, task and host."""
+        topo = self.topology
+        runs = topo.resolve(topo.local_state) / ARTIFACTS / op_id
+        found = [
+            json.loads(path.read_text())
+            for path in runs.glob("batch-*/artifacts/*/job_events/*.json")
+        ]
+        return [
+            {"event": e["event"], **{k: e["event_data"].get(k) for k in ("play", "task", "host")}}
+            for e in found
+            if e.get("event", "").startswith("runner_on_")
+            and not str(e["event_data"].get("play", "")).startswith(GATE_PLAY)
+        ]
 
     def assert_protected(self, site: str) -> None:
         """`site` is active and its volume mirrors towards the other datacenter."""

@@ -94,6 +94,11 @@ def test_a_switchover_moves_both_mailbox_servers_and_their_mail(wide: LabHandle)
     done = cluster.ok("switchover", "--to", TO, "--yes", "--reason", "wide shape")
     assert done["status"] == "succeeded", done
     assert {s["status"] for s in done["steps"]} == {"done"}
+    # Its shared runs (the volumes' steps in lanes beside each other) started no task only
+    # for its `when` to skip it: each step left out by tag what its own run would.
+    tasks = cluster.shared_run_tasks(done["id"])
+    assert "btrfs: break" in {e["task"] for e in tasks if e["event"] == "runner_on_start"}
+    assert [e for e in tasks if e["event"] == "runner_on_skipped"] == []
 
     for server in shape.WIDE_SERVERS:
         # Each user's message, from their own server at dc2: its store came across.

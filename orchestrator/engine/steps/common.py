@@ -30,10 +30,11 @@ def step_timeout(topo: Topology, step: Step) -> float:
     )
 
 
-# Tags of our playbooks' tasks that not every call runs (see orchestrator/playbooks/volume.yml): the
-# guard only a person running a playbook by hand needs (sitectl composes each action
-# itself), each volume driver's tasks, and app.yml's two ways to start and stop a role.
-# A call leaves out those it does not run; a task skipped by `when` still costs a fork.
+# Tags of our playbooks' tasks that not every call runs (see orchestrator/playbooks/volume.yml):
+# what only a person running a playbook by hand needs (the guard: sitectl composes each
+# action itself; the unfenced variants: sitectl always passes an epoch, step_tags), each
+# volume driver's tasks, and app.yml's two ways to start and stop a role. A call leaves
+# out those it does not run; a task skipped by `when` still costs a fork.
 BY_HAND_TAG = "sitectl_by_hand"
 APP_COMMANDS_TAG = "sitectl_app_commands"
 APP_SERVICES_TAG = "sitectl_app_services"
