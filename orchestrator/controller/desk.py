@@ -51,6 +51,7 @@ log = logging.getLogger("sitectl.controller")
 MAX_AGE_S = 30.0
 PRUNE_AFTER_S = 3600.0  # closed requests are removed an hour after their answer
 LOOK_EVERY_S = 1.0
+COOL_AFTER_S = 60.0  # how long a controller follows before it lets its warm worker go
 
 
 class Commentary(logging.Handler):
@@ -134,6 +135,7 @@ class RequestDesk:
     # ---- the loop ------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
+        following_since: float | None = None
         while not stop.is_set():
             self._wake.wait(LOOK_EVERY_S)
             self._wake.clear()
@@ -144,8 +146,13 @@ class RequestDesk:
                 # life (kazoo sets it again on each new session), never one per term.
                 self._watch_requests()
                 if not self._leading():
-                    _cool()
+                    following_since = following_since or time.monotonic()
+                    # Not on a session's blip: a leader that leads again a moment later
+                    # would pay the worker's start (≈ 1 CPU-s) at each one.
+                    if time.monotonic() - following_since >= COOL_AFTER_S:
+                        _cool()
                     continue
+                following_since = None
                 warm()
                 _warm_worker()
                 self.serve()
