@@ -60,6 +60,7 @@ PER_RUN = frozenset(
 )
 HEADER = struct.Struct("!I")
 MAX_REQUEST = 1 << 20
+REQUEST_WAIT_S = 5.0  # a shim sends its whole request at once
 KILL_PASSES = 50  # bounds the stop-and-walk loop of a run that forks without end
 
 
@@ -207,7 +208,9 @@ class Zygote:
             conn.close()
             return
         try:
+            conn.settimeout(REQUEST_WAIT_S)  # one stuck peer must not hold every run up
             request = read_request(conn)
+            conn.settimeout(None)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             print(f"ansible worker: refused a request: {exc}", file=sys.stderr, flush=True)
             conn.close()

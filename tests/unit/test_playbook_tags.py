@@ -233,26 +233,14 @@ def test_an_app_call_keeps_only_its_ways_fenced_tasks(way, tmp_path) -> None:
         assert _listed(call.playbook, call.skip_tags, {}, tmp_path) == APP_TASKS[way]
 
 
-def test_by_hand_app_yml_still_runs_a_roles_commands_unfenced(tmp_path) -> None:
-    """Without an epoch (a person's run, no ledger): the by-hand variant does the work."""
-    mark = tmp_path / "mark"
-    run = subprocess.run(
+def _by_hand(playbook: Path, *extra_vars: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """A person's run of one of our playbooks on this machine, with `-e` for each var."""
+    return subprocess.run(
         [
             str(BIN / "ansible-playbook"),
-            "-i",
-            "localhost,",
-            "-c",
-            "local",
-            "-e",
-            json.dumps(
-                {
-                    "app_action": "start",
-                    "app_role": "mta",
-                    "app_commands": {"start": f"echo started >> {mark}"},
-                    "ansible_python_interpreter": sys.executable,
-                }
-            ),
-            str(PLAYBOOKS / "app.yml"),
+            *("-i", "localhost,", "-c", "local"),
+            *(arg for var in extra_vars for arg in ("-e", var)),
+            str(playbook),
         ],
         capture_output=True,
         text=True,
@@ -260,30 +248,31 @@ def test_by_hand_app_yml_still_runs_a_roles_commands_unfenced(tmp_path) -> None:
         check=False,
         env={"PATH": f"{BIN}:/usr/bin:/bin", "ANSIBLE_LOCAL_TEMP": str(tmp_path / "t")},
     )
+
+
+def test_by_hand_app_yml_still_runs_a_roles_commands_unfenced(tmp_path) -> None:
+    """Without an epoch (a person's run, no ledger): the by-hand variant does the work."""
+    mark = tmp_path / "mark"
+    run = _by_hand(
+        PLAYBOOKS / "app.yml",
+        json.dumps(
+            {
+                "app_action": "start",
+                "app_role": "mta",
+                "app_commands": {"start": f"echo started >> {mark}"},
+                "ansible_python_interpreter": sys.executable,
+            }
+        ),
+        tmp_path=tmp_path,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     assert mark.read_text().split() == ["started"]
     assert "TASK [start mta by its commands]" in run.stdout
 
 
 def test_by_hand_the_guard_still_refuses_an_unknown_action(tmp_path) -> None:
-    run = subprocess.run(
-        [
-            str(BIN / "ansible-playbook"),
-            "-i",
-            "localhost,",
-            "-c",
-            "local",
-            "-e",
-            "volume_action=destroy",
-            "-e",
-            "volume_driver=btrfs",
-            str(PLAYBOOKS / "volume.yml"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env={"PATH": f"{BIN}:/usr/bin:/bin", "ANSIBLE_LOCAL_TEMP": str(tmp_path / "t")},
+    run = _by_hand(
+        PLAYBOOKS / "volume.yml", "volume_action=destroy", "volume_driver=btrfs", tmp_path=tmp_path
     )
     assert run.returncode != 0
     assert "Refuse an unknown action" in run.stdout
