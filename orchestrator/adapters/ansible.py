@@ -702,6 +702,8 @@ def shared_run_environment() -> dict[str, str]:
 
 def warm_worker() -> None:
     """Have a warm ansible-playbook ready for shared runs (the leading controller)."""
+    if not ansible_worker.running():
+        _sweep_dirs(ansible_worker.DIR_PREFIX)
     ansible_worker.start(shared_run_environment)
 
 

@@ -9,6 +9,7 @@ The worker dies with this process too: its stdin is a pipe from here. One per pr
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -26,6 +27,9 @@ SHIM = Path(__file__).with_name("ansible_shim.py")
 ZYGOTE = Path(__file__).with_name("ansible_zygote.py")
 WORKER_VAR = "SITECTL_ANSIBLE_WORKER"
 STOP_WAIT_S = 5.0
+# Its directory's name holds the controller's pid, so a later start removes what a
+# killed controller left (adapters/ansible.warm_worker).
+DIR_PREFIX = "sitectl-ansible-worker-"
 
 
 @dataclass
@@ -69,7 +73,7 @@ def start(environment: Callable[[], Mapping[str, str]]) -> Worker:
             )
             _worker.stop()
         # Private: whoever can connect could run ansible-playbook as this user.
-        directory = Path(tempfile.mkdtemp(prefix="sitectl-ansible-worker-"))
+        directory = Path(tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{os.getpid()}-"))
         process = subprocess.Popen(
             [sys.executable, "-I", str(ZYGOTE), "--socket", str(directory / "worker.sock")],
             env=dict(environment()),
@@ -94,6 +98,11 @@ def _relay(process: subprocess.Popen[bytes]) -> None:
             log.info("%s", text.removeprefix("ansible worker: "))
         elif text:
             log.debug("ansible worker: %s", text)
+
+
+def running() -> bool:
+    with _lock:
+        return _worker is not None and _worker.alive()
 
 
 def stop() -> None:

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.adapters import ansible_worker
-from orchestrator.adapters.ansible import _run, shared_run_environment
+from orchestrator.adapters.ansible import _run, shared_run_environment, warm_worker
 from orchestrator.adapters.ansible_zygote import cold_reason
 from orchestrator.errors import Failed
 
@@ -227,3 +229,15 @@ def test_without_a_worker_the_shim_is_ansible_playbook(tmp_path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("ansible-playbook [core "), done.stdout
+
+
+def test_a_worker_start_removes_what_a_killed_controller_left() -> None:
+    # 999999999: above any pid this kernel hands out, so no such process lives.
+    left = Path(tempfile.gettempdir()) / f"{ansible_worker.DIR_PREFIX}999999999-left"
+    left.mkdir()
+    try:
+        warm_worker()
+        assert not left.exists(), "a killed controller's worker directory stays behind"
+    finally:
+        ansible_worker.stop()
+        shutil.rmtree(left, ignore_errors=True)
