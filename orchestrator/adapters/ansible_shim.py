@@ -8,18 +8,21 @@ named by $SITECTL_ANSIBLE_WORKER its argv, environment, working directory and it
 streams (ansible-runner's pseudo-terminal), then waits and exits as the run did. Killing
 it kills the run: on SIGINT or SIGTERM (how ansible-runner cancels) it asks the worker to
 kill the run and waits until that is done; killed outright, the worker sees its
-connection end and does the same. When no worker answers, it becomes a cold
+connection end and does the same; and when the worker dies under its run, this shim
+kills the run itself (it knows its pid). When no worker answers, it becomes a cold
 ansible-playbook (exec), so a run never depends on the worker being there.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
 import socket
 import struct
 import sys
+from types import ModuleType
 
 HEADER = struct.Struct("!I")
 KILL_WAIT_S = 10.0
@@ -78,8 +81,27 @@ def main(argv: list[str]) -> int:
         os.kill(os.getpid(), ended["signal"])
     if "exit" in ended:
         return ended["exit"]
-    print("ansible-playbook: the controller's warm worker went away", file=sys.stderr)
+    # The worker died under its run, which lives on in a session of its own: end it here,
+    # so nothing of it acts after sitectl has counted it out.
+    _zygote().kill_tree(started["pid"])
+    print(
+        f"ansible-playbook: the controller's warm worker went away; its run (pid "
+        f"{started['pid']}) was killed, every process of it",
+        file=sys.stderr,
+    )
     return 1
+
+
+def _zygote() -> ModuleType:
+    """ansible_zygote.py beside this file, for its kill_tree (it imports only the
+    standard library at load; loaded by path, as this directory holds an ansible.py)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ansible_zygote.py")
+    spec = importlib.util.spec_from_file_location("sitectl_ansible_zygote", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from orchestrator.adapters import ansible_worker
 from orchestrator.adapters.ansible import _run, shared_run_environment, warm_worker
 from orchestrator.adapters.ansible_zygote import cold_reason
 from orchestrator.errors import Failed
+from tests.unit.local_hosts import local_inventory
 
 READY = {"ANSIBLE_NOCOLOR": "1", "PATH": "/usr/bin", "HOME": "/root"}
 
@@ -88,12 +89,7 @@ def worker(tmp_path: Path) -> Iterator[ansible_worker.Worker]:
 @pytest.fixture
 def host(tmp_path: Path) -> Path:
     (tmp_path / "play.yml").write_text(PLAY)
-    inventory = tmp_path / "hosts.yml"
-    inventory.write_text(
-        f"all:\n  hosts:\n    h1: {{ansible_connection: local, "
-        f"ansible_python_interpreter: {sys.executable}}}\n"
-    )
-    return inventory
+    return local_inventory(tmp_path)
 
 
 def _play(tmp_path: Path, inventory: Path, pause: str = "0", **kwargs: object) -> object:
@@ -185,7 +181,8 @@ def test_a_cancelled_run_leaves_no_process_behind(worker, host, tmp_path) -> Non
     assert worker.alive(), "cancelling a run must not end the worker"
 
 
-@pytest.mark.parametrize("how", ["controller gone", "SIGTERM"])
+# SIGKILL: the worker cannot end its run; its shim, which sees it go, does.
+@pytest.mark.parametrize("how", ["controller gone", "SIGTERM", "SIGKILL"])
 def test_the_worker_ending_ends_its_runs(worker, host, tmp_path, how) -> None:
     outcome: list[object] = []
 
@@ -200,6 +197,8 @@ def test_the_worker_ending_ends_its_runs(worker, host, tmp_path, how) -> None:
     assert _until(_sleeping), "the run never reached its command"
     if how == "SIGTERM":
         worker.process.terminate()
+    elif how == "SIGKILL":
+        worker.process.kill()
     else:
         ansible_worker.stop()  # the worker's stdin closes, as when the controller dies
     assert _until(lambda: not _sleeping()), f"the run's command lives on: {_sleeping()}"
