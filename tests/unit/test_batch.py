@@ -29,6 +29,7 @@ from orchestrator.errors import Failed, LeaseLost, Unavailable
 from orchestrator.plan import Action, Phase, Plan, assumed_state, build_plan
 from orchestrator.plan.model import Step
 from tests.unit.engine_fakes import FakeFence, MemoryStore, ScriptedHandler, operation_record
+from tests.unit.local_hosts import local_inventory
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "inventories/example-zimbra/topology.yaml"
 HOST_STEPS = {
@@ -225,14 +226,7 @@ def local(request: pytest.FixtureRequest, tmp_path: Path, topo: Topology) -> Ite
     if warm:
         _warm()
     (tmp_path / "mark.yml").write_text(MARK)
-    python = Path(__import__("sys").executable)
-    (tmp_path / "hosts.yml").write_text(
-        "all:\n  hosts:\n"
-        + "".join(
-            f"    {h}: {{ansible_connection: local, ansible_python_interpreter: {python}}}\n"
-            for h in ("h1", "h2")
-        )
-    )
+    local_inventory(tmp_path, ("h1", "h2"))
     ansible = topo.ansible.model_copy(update={"inventory": str(tmp_path / "hosts.yml")})
     try:
         yield topo.model_copy(update={"ansible": ansible})

@@ -20,7 +20,6 @@ import os
 import re
 import secrets
 import stat
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from orchestrator.config import load_topology
 from orchestrator.config.model import INSTALLED_PLAYBOOKS, SecretRef
 from orchestrator.deadman.actions import FenceAction
 from orchestrator.deadman.agent import run_action
+from tests.unit.local_hosts import local_inventory
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "inventories" / "example-zimbra" / "topology.yaml"
@@ -70,15 +70,6 @@ def tree_leaks(values: dict[str, str], root: Path) -> tuple[int, list[str]]:
             data = path.read_text(errors="replace")
             found += [f"{name} in {path}" for name in leaks(values, data)]
     return files, found
-
-
-def local_inventory(tmp_path: Path) -> Path:
-    inventory = tmp_path / "hosts.yml"
-    inventory.write_text(
-        f"all:\n  hosts:\n    h1: {{ansible_connection: local, "
-        f"ansible_python_interpreter: {sys.executable}}}\n"
-    )
-    return inventory
 
 
 def dumped_env(path: Path) -> dict[str, str]:

@@ -5,7 +5,6 @@ last lines of the failing command's own error (secrets hidden), not only Ansible
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from orchestrator.errors import Failed
 from orchestrator.plan import Action, assumed_state, build_plan
 from orchestrator.plan.model import Step
 from tests.unit.engine_fakes import FakeFence, MemoryStore, ScriptedHandler, operation_record
+from tests.unit.local_hosts import local_inventory
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "inventories/example-zimbra/topology.yaml"
 ERROR = "lab app: no mail application for dc1 in /srv/app"
@@ -43,10 +43,7 @@ FAILING = f"""- name: fail like a host command does
 @pytest.fixture
 def local(tmp_path: Path) -> Path:
     (tmp_path / "failing.yml").write_text(FAILING)
-    (tmp_path / "hosts.yml").write_text(
-        "all:\n  hosts:\n"
-        f"    h1: {{ansible_connection: local, ansible_python_interpreter: {sys.executable}}}\n"
-    )
+    local_inventory(tmp_path)
     return tmp_path
 
 

@@ -47,6 +47,7 @@ from orchestrator.engine.steps.common import (
 )
 from orchestrator.plan import assumed_state, build_plan
 from tests.unit.engine_fakes import FakeFence, MemoryStore, operation_record
+from tests.unit.local_hosts import local_inventory
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOKS = INSTALLED_PLAYBOOKS
@@ -294,11 +295,7 @@ SKIPPABLE = """- name: one kept task, one left out
 def test_sitectl_runs_a_playbook_without_the_tasks_its_call_leaves_out(tmp_path) -> None:
     playbook = tmp_path / "skippable.yml"
     playbook.write_text(SKIPPABLE)
-    inventory = tmp_path / "hosts.yml"
-    inventory.write_text(
-        f"all:\n  hosts:\n    h1: {{ansible_connection: local, "
-        f"ansible_python_interpreter: {sys.executable}}}\n"
-    )
+    inventory = local_inventory(tmp_path)
     mark = tmp_path / "mark"
 
     def run(skip: set[str]) -> list[str]:
@@ -332,11 +329,7 @@ def _go(step: str, after: str | None, hosts: tuple[str, ...]) -> GateAnswer:
 def test_a_shared_run_leaves_a_task_out_for_the_step_whose_call_leaves_it_out(tmp_path) -> None:
     playbook = tmp_path / "skippable.yml"
     playbook.write_text(SKIPPABLE_PER_STEP)
-    inventory = tmp_path / "hosts.yml"
-    inventory.write_text(
-        f"all:\n  hosts:\n    h1: {{ansible_connection: local, "
-        f"ansible_python_interpreter: {sys.executable}}}\n"
-    )
+    inventory = local_inventory(tmp_path)
     marks = {name: tmp_path / name for name in ("leaves-out", "keeps", "leaves-out-too")}
     skips = {
         "leaves-out": {"sitectl_left_out"},
