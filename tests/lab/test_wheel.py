@@ -134,7 +134,10 @@ def _install(wheel: Path, venv: Path) -> None:
     # No pip in it: this venv's pip installs into it (--python), which saves an ensurepip.
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = str(venv / "bin" / "python")
-    done = _pip("--python", python, "install", "-q", "--no-compile", *OFFLINE, str(wheel))
+    # Compiled, as pip does by default: where PYTHONDONTWRITEBYTECODE is set (CI images),
+    # every ansible-playbook of the switchover below would otherwise compile
+    # ansible-core again.
+    done = _pip("--python", python, "install", "-q", *OFFLINE, str(wheel))
     assert done.returncode == 0, (
         f"{done.stderr}\n(the wheelhouse {WHEELHOUSE} lacks a dependency: run scripts/install)"
     )
