@@ -7,6 +7,7 @@ of the machine's memory and three of them blow the lab's 1.5 GB budget.
 from __future__ import annotations
 
 import socket
+import ssl
 from pathlib import Path
 
 from orchestrator.coordination.client import digest_id
@@ -152,7 +153,26 @@ def four_letter(ip: str, port: int, word: str, timeout: float = 1.0) -> str:
 
 
 def ready(comp: Component) -> bool:
-    """The node serves clients as a member of a quorum (leader or follower)."""
+    """The node serves clients as a member of a quorum (leader or follower), and its
+    secure port, which sitectl's sessions use, completes a TLS handshake."""
     ip, port = comp.address.rsplit(":", 1)
     answer = four_letter(ip, int(port), "srvr")
-    return "Mode: leader" in answer or "Mode: follower" in answer
+    return ("Mode: leader" in answer or "Mode: follower" in answer) and _handshakes(ip)
+
+
+def _handshakes(ip: str, timeout: float = 5.0) -> bool:
+    """Whether the node's secure port completes a TLS handshake. A JVM's first handshake
+    loads its crypto classes, seconds of CPU on a busy machine: done here, not inside
+    the 2 s that an operation's first ZooKeeper probe allows. Only a warm-up, so the
+    certificate is not checked (the sessions that follow check it)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with (
+            socket.create_connection((ip, layout.ZK_SECURE_PORT), timeout=timeout) as raw,
+            context.wrap_socket(raw),
+        ):
+            return True
+    except OSError:  # ssl.SSLError too: not serving TLS yet
+        return False
