@@ -93,11 +93,16 @@ def _start(cluster: Cluster, topology: Path, reason: str) -> subprocess.Popen[st
 
 def _hung_in_stop(engine: subprocess.Popen[str], ledger: Path) -> int:
     """Wait until the MTA's stop hangs in `engine`'s playbook run; its process group."""
-    eventually(
-        lambda: any(line[2] == "stop-begin" for line in _lines(ledger)),
-        "the MTA's stop started",
-        within=120,
-    )
+
+    def stop_began() -> bool:
+        if engine.poll() is not None:  # refused or failed before the stop: say why now
+            out, err = engine.communicate()
+            pytest.fail(
+                f"the switchover ended ({engine.returncode}) before the MTA's stop:\n{err}{out}"
+            )
+        return any(line[2] == "stop-begin" for line in _lines(ledger))
+
+    eventually(stop_began, "the MTA's stop started", within=120)
     playbooks = eventually(lambda: _playbooks_under(engine.pid), "ansible-playbook runs")
     return os.getpgid(playbooks[0])
 
