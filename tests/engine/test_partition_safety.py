@@ -302,18 +302,27 @@ def manual(cluster: Cluster) -> Iterator[None]:
         cluster.lab.renew()
 
 
+# Nobody reaches dc1, the operator neither: the failover waits out dc1's ticket. On a
+# busy machine its pre-flight may outlast the ticket (ttl + drift, 11 s here): the wait
+# then finds it expired already. Either way no write at dc2 before last renewal + ttl +
+# drift, which the audit record's figures let the test check.
+WAITED_OUT = (
+    "dc1's stop steps did not succeed: waiting until dc1's ticket has expired",
+    "dc1's ticket has expired: last renewal",
+)
+
+
 @pytest.mark.parametrize(
     ("cut", "said"),
     [
-        # Nobody reaches dc1, the operator neither: the failover waits out its ticket.
-        (("dc1",), "dc1's stop steps did not succeed: waiting until dc1's ticket has expired"),
+        (("dc1",), WAITED_OUT),
         # dc1 cut from dc2 and the witness only: the operator's failover stops it itself.
-        (("dc1", "--from", "dc2,witness"), "dc1's stop steps succeeded"),
+        (("dc1", "--from", "dc2,witness"), ("dc1's stop steps succeeded",)),
     ],
     ids=["unreachable", "reachable-from-ops"],
 )
 def test_a_manual_failover_while_dc1_is_isolated_waits_the_bound_or_fences_it(
-    cluster: Cluster, manual: None, tmp_path: Path, cut: tuple[str, ...], said: str
+    cluster: Cluster, manual: None, tmp_path: Path, cut: tuple[str, ...], said: tuple[str, ...]
 ) -> None:
     lab = cluster.lab
     writers = {s: Writer(cluster, s, tmp_path / f"{s}.jsonl") for s in layout.DATACENTERS}
@@ -342,16 +351,19 @@ def test_a_manual_failover_while_dc1_is_isolated_waits_the_bound_or_fences_it(
         for writer in writers.values():
             writer.stop()
     told = " ".join(failover.stderr.split())  # unwrapped: rich wraps at 80 columns
-    assert f"fence/wait dc1: {said}" in told, failover.stderr
+    assert any(f"fence/wait dc1: {sentence}" in told for sentence in said), failover.stderr
     (waited,) = [
         json.loads(line) for line in audit.read_text().splitlines() if '"fence.wait"' in line
     ]
-    assert said in waited["detail"]
-    if waited["passes_at"] is not None:
-        assert waited["passes_at"] >= waited["renewed_at"] + waited["ttl"] + waited["clock_drift"]
+    assert any(sentence in waited["detail"] for sentence in said), waited
     dc1, dc2 = writers["dc1"].acks(), writers["dc2"].acks()
     last_dc1 = max(a["acked_at"] for a in dc1)
     first_dc2 = min(a["acked_at"] for a in dc2)
     assert last_dc1 < first_dc2, f"dc1 acknowledged {last_dc1 - first_dc2:.2f} s after dc2"
-    if waited["passes_at"] is not None:
-        assert first_dc2 >= waited["passes_at"], "dc2 took mail before the wait passed"
+    if said == WAITED_OUT:  # dc1 was never stopped: dc2 writes only after its ticket's end
+        expired = waited["renewed_at"] + waited["ttl"] + waited["clock_drift"]
+        if waited["passes_at"] is not None:
+            assert waited["passes_at"] >= expired, waited
+        assert first_dc2 >= expired, (
+            f"dc2 took mail {expired - first_dc2:.2f} s before dc1's ticket expired"
+        )
