@@ -40,7 +40,7 @@ from orchestrator.config import load_topology
 from orchestrator.coordination.client import connect
 from orchestrator.coordination.paths import ZkPaths
 from orchestrator.coordination.store import ZkStore
-from orchestrator.lab import controllers, layout, lifecycle
+from orchestrator.lab import controllers, layout, links
 
 REPO = Path(__file__).resolve().parents[1]
 LAB_EXEC = (sys.executable, "-m", "orchestrator.lab", "exec")
@@ -127,7 +127,7 @@ def once(state_dir: Path, topology: Path) -> dict[str, float]:
         writers = {s: writer(state_dir, s, logs / f"{s}.jsonl") for s in layout.DATACENTERS}
         wait(lambda: len(acks(logs / "dc1.jsonl")) >= 5, "dc1 takes mail", 30, every=0.2)
         cut = time.time()
-        lifecycle.partition(state_dir, "dc1")
+        links.partition(state_dir, "dc1")
         wait(lambda: acks(logs / "dc2.jsonl"), "dc2 takes mail", 300, every=0.2)
         found = None
         for site in layout.SITES:

@@ -1,6 +1,8 @@
 """`sitectl lab …`: the lab's commands (mounted by the main CLI; `python -m orchestrator.lab`).
 
 Every failure is one line on stderr and a documented exit code (orchestrator.exitcodes).
+Each command imports the lab's lifecycle (every server's client library) only when it
+needs it: `exec`, `partition` and `heal-network` run in tests' polling loops.
 """
 
 from __future__ import annotations
@@ -8,15 +10,19 @@ from __future__ import annotations
 import subprocess
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from orchestrator.lab import environment, lifecycle
+from orchestrator.lab import links
+from orchestrator.lab.readiness import LabError
 from orchestrator.lab.state import default_state_dir
 from orchestrator.output import emit_json
+
+if TYPE_CHECKING:
+    from orchestrator.lab.lifecycle import ComponentStatus
 
 lab_app = typer.Typer(
     name="lab",
@@ -43,7 +49,7 @@ def _root(state_dir: Path | None) -> Path:
     return (state_dir or default_state_dir()).absolute()
 
 
-def _fail(exc: lifecycle.LabError) -> typer.Exit:
+def _fail(exc: LabError) -> typer.Exit:
     # One line, always: tool errors (losetup, btrfs) may carry their own newlines.
     err.print(f"sitectl lab: {' '.join(str(exc).split())}", markup=False)
     return typer.Exit(int(exc.code))
@@ -68,10 +74,12 @@ def up(
 
     [b]Example:[/b] sitectl lab up --state-dir /var/tmp/sitectl-lab --shape wide
     """
+    from orchestrator.lab import lifecycle
+
     root = _root(state_dir)
     try:
         result = lifecycle.up(root, shape)
-    except lifecycle.LabError as exc:
+    except LabError as exc:
         raise _fail(exc) from None
     if not result.changed:
         out.print(f"lab already up in {root}: nothing changed", markup=False)
@@ -99,10 +107,12 @@ def down(
 
     [b]Example:[/b] sitectl lab down --purge
     """
+    from orchestrator.lab import lifecycle
+
     root = _root(state_dir)
     try:
         lifecycle.down(root, purge=purge)
-    except lifecycle.LabError as exc:
+    except LabError as exc:
         raise _fail(exc) from None
     out.print(f"lab down ({root}{', purged' if purge else ''})", markup=False)
 
@@ -116,18 +126,20 @@ def status(
 
     [b]Example:[/b] sitectl lab status --json
     """
+    from orchestrator.lab import lifecycle
+
     try:
         rows = lifecycle.status(_root(state_dir))
-    except lifecycle.LabError as exc:  # no lab there: a script must not read "all down"
+    except LabError as exc:  # no lab there: a script must not read "all down"
         raise _fail(exc) from None
     _print_components(rows, "component", as_json)
     if as_json:
         return
-    cuts = lifecycle.network_cuts(_root(state_dir))
+    cuts = links.network_cuts(_root(state_dir))
     out.print(f"WAN cuts: {', '.join(cuts) if cuts else 'none'}", markup=False)
 
 
-def _print_components(rows: list[lifecycle.ComponentStatus], noun: str, as_json: bool) -> None:
+def _print_components(rows: list[ComponentStatus], noun: str, as_json: bool) -> None:
     """The rows as JSON, or as a table naming each `noun`."""
     if as_json:
         emit_json([asdict(r) for r in rows])
@@ -138,7 +150,7 @@ def _print_components(rows: list[lifecycle.ComponentStatus], noun: str, as_json:
     out.print(table)
 
 
-def _shown(row: lifecycle.ComponentStatus) -> str:
+def _shown(row: ComponentStatus) -> str:
     """The state, and why a component that is down is meant to be."""
     if row.wanted or row.state != "down":
         return row.state
@@ -154,10 +166,12 @@ def env(
 
     [b]Example:[/b] eval "$(sitectl lab env)"; sitectl lab env --json
     """
+    from orchestrator.lab import environment, lifecycle
+
     root = _root(state_dir)
     try:
         active = lifecycle.active_site(root)
-    except lifecycle.LabError as exc:
+    except LabError as exc:
         raise _fail(exc) from None
     if as_json:
         # The site the lab serves from now (after a failover: the new one), not the
@@ -168,6 +182,8 @@ def env(
 
 
 def _fault(action: str, site: str, state_dir: Path | None) -> None:
+    from orchestrator.lab import lifecycle
+
     handlers = {
         "killed": lifecycle.kill_site,
         "paused": lifecycle.pause_site,
@@ -175,7 +191,7 @@ def _fault(action: str, site: str, state_dir: Path | None) -> None:
     }
     try:
         names = handlers[action](_root(state_dir), site)
-    except lifecycle.LabError as exc:
+    except LabError as exc:
         raise _fail(exc) from None
     out.print(f"{site}: {action} {', '.join(names) if names else 'nothing'}", markup=False)
 
@@ -227,8 +243,8 @@ def partition(
     """
     others = [o.strip() for o in from_.split(",") if o.strip()] if from_ else []
     try:
-        cuts = lifecycle.partition(_root(state_dir), site, others, oneway)
-    except lifecycle.LabError as exc:
+        cuts = links.partition(_root(state_dir), site, others, oneway)
+    except LabError as exc:
         raise _fail(exc) from None
     out.print(f"WAN cuts: {', '.join(cuts)}", markup=False)
 
@@ -243,8 +259,8 @@ def heal_network(
     [b]Example:[/b] sitectl lab heal-network
     """
     try:
-        cuts = lifecycle.heal_network(_root(state_dir), site)
-    except lifecycle.LabError as exc:
+        cuts = links.heal_network(_root(state_dir), site)
+    except LabError as exc:
         raise _fail(exc) from None
     out.print(f"WAN cuts: {', '.join(cuts) if cuts else 'none'}", markup=False)
 
@@ -266,8 +282,8 @@ def exec_(ctx: typer.Context, site: Site, state_dir: StateDir = None) -> None:
         err.print("sitectl lab exec: name a command after --, e.g. `lab exec dc1 -- dig mail`")
         raise typer.Exit(2)
     try:
-        full = lifecycle.client_argv(_root(state_dir), site, argv)
-    except lifecycle.LabError as exc:
+        full = links.client_argv(_root(state_dir), site, argv)
+    except LabError as exc:
         raise _fail(exc) from None
     raise typer.Exit(subprocess.run(full).returncode)
 
@@ -306,9 +322,11 @@ def controllers_up(
 
     [b]Example:[/b] sitectl lab controllers up --topology .lab/topology-automatic.yaml
     """
+    from orchestrator.lab import lifecycle
+
     try:
         names = lifecycle.controllers_up(_root(state_dir), topology, tuple(hook or ()))
-    except lifecycle.LabError as exc:
+    except LabError as exc:
         raise _fail(exc) from None
     out.print(f"controllers up (started: {', '.join(names) or 'nothing'})", markup=False)
 
@@ -319,9 +337,11 @@ def controllers_down(state_dir: StateDir = None) -> None:
 
     [b]Example:[/b] sitectl lab controllers down
     """
+    from orchestrator.lab import lifecycle
+
     try:
         names = lifecycle.controllers_down(_root(state_dir))
-    except lifecycle.LabError as exc:
+    except LabError as exc:
         raise _fail(exc) from None
     out.print(f"controllers down (stopped: {', '.join(names) or 'nothing'})", markup=False)
 
@@ -335,9 +355,11 @@ def controllers_status(
 
     [b]Example:[/b] sitectl lab controllers status --json
     """
+    from orchestrator.lab import lifecycle
+
     try:
         rows = lifecycle.controllers_status(_root(state_dir))
-    except lifecycle.LabError as exc:
+    except LabError as exc:
         raise _fail(exc) from None
     _print_components(rows, "controller", as_json)
 

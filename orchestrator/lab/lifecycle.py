@@ -35,6 +35,7 @@ from orchestrator.lab import (
 )
 from orchestrator.lab import state as lab_state
 from orchestrator.lab.credentials import ensure_ca
+from orchestrator.lab.links import existing_lab, require_lab, site_name
 from orchestrator.lab.procs import ProcState
 from orchestrator.lab.readiness import READY_TIMEOUT_S, LabError, wait_components
 from orchestrator.lab.state import Component, LabState
@@ -190,9 +191,8 @@ def _converge(state: LabState, programs: dict[str, str], fresh: bool) -> list[st
     to_start = [
         c for c in state.components.values() if c.wanted and procs.state_of(c) is ProcState.DOWN
     ]
-    for comp in state.components.values():
-        if comp.wanted and procs.state_of(comp) is ProcState.PAUSED:
-            procs.signal_group(comp, signal.SIGCONT)
+    paused = [c for c in state.components.values() if procs.state_of(c) is ProcState.PAUSED]
+    procs.signal_groups([c for c in paused if c.wanted], signal.SIGCONT)
     _start(state, to_start)
     wait_components(state, [c for c in state.components.values() if c.wanted], deadline)
     _restore_replication(state, to_start)
@@ -250,7 +250,7 @@ class ComponentStatus:
 
 
 def status(root: Path) -> list[ComponentStatus]:
-    state = lab_state.load(_existing_lab(root))
+    state = lab_state.load(existing_lab(root))
     rows = []
     for comp in state.components.values():
         proc_state = procs.state_of(comp)
@@ -263,30 +263,10 @@ def status(root: Path) -> list[ComponentStatus]:
     return rows
 
 
-def _site(site: str) -> str:
-    try:
-        return layout.check_site(site)
-    except ValueError as exc:
-        raise LabError(str(exc), ExitCode.BAD_INPUT) from exc
-
-
-def _require_lab(state: LabState) -> None:
-    if not state.components:
-        raise LabError(f"no lab in {state.root} — run `sitectl lab up` first", ExitCode.BAD_INPUT)
-
-
-def _existing_lab(root: Path) -> Path:
-    """`root`, absolute, if a lab was ever started there; checked before any lock is taken,
-    because taking it creates the state dir, its lock file and an empty record."""
-    root = root.absolute()
-    _require_lab(lab_state.load(root))
-    return root
-
-
 def active_site(root: Path) -> str:
     """The site the lab serves from now: the writable side of the mail volume's mirror,
     which a failover moves (the application follows it)."""
-    state = lab_state.load(_existing_lab(root))
+    state = lab_state.load(existing_lab(root))
     if not volumes.mirror_config(state).state_file.exists():
         return layout.ACTIVE_SITE  # a half-started up: nothing mirrored or moved yet
     try:
@@ -297,11 +277,11 @@ def active_site(root: Path) -> str:
 
 def kill_site(root: Path, site: str) -> list[str]:
     """SIGKILL every process of `site`; they stay wanted, so heal-site restarts them."""
-    site = _site(site)
-    with lab_state.locked(_existing_lab(root)) as state:
-        _require_lab(state)
+    site = site_name(site)
+    with lab_state.locked(existing_lab(root)) as state:
+        require_lab(state)
         volumes.mark_array_down(state, site, "killed")
-        hit = [c for c in state.of_site(site) if procs.signal_group(c, signal.SIGKILL)]
+        hit = procs.signal_groups(state.of_site(site), signal.SIGKILL)
         # Signals are delivered asynchronously: return only once the site is really dead,
         # so a drill's next step observes the fault, not a race with it.
         deadline = time.monotonic() + procs.STOP_GRACE_S
@@ -312,11 +292,11 @@ def kill_site(root: Path, site: str) -> list[str]:
 
 def pause_site(root: Path, site: str) -> list[str]:
     """SIGSTOP every process of `site`: a hung site whose sockets still accept TCP."""
-    site = _site(site)
-    with lab_state.locked(_existing_lab(root)) as state:
-        _require_lab(state)
+    site = site_name(site)
+    with lab_state.locked(existing_lab(root)) as state:
+        require_lab(state)
         volumes.mark_array_down(state, site, "paused")
-        hit = [c for c in state.of_site(site) if procs.signal_group(c, signal.SIGSTOP)]
+        hit = procs.signal_groups(state.of_site(site), signal.SIGSTOP)
         deadline = time.monotonic() + procs.STOP_GRACE_S
         for comp in hit:
             procs.wait_stopped(comp, deadline)
@@ -326,18 +306,16 @@ def pause_site(root: Path, site: str) -> list[str]:
 def heal_site(root: Path, site: str) -> list[str]:
     """SIGCONT what is paused, restart (same argv) what was killed; wait until ready.
     The last entry says so when the start gate kept the application down."""
-    site = _site(site)
-    with lab_state.locked(_existing_lab(root)) as state:
-        _require_lab(state)
+    site = site_name(site)
+    with lab_state.locked(existing_lab(root)) as state:
+        require_lab(state)
         volumes.mark_array_up(state, site)
         healed = []
         # A hung site that comes back resumes everything it ran, as a real one would: its
         # old application too, which a reprotect then stops (a stop that came while it
         # hung takes effect now). Left stopped, it would hold its ports and never answer.
-        for comp in state.of_site(site):
-            if procs.state_of(comp) is ProcState.PAUSED:
-                procs.signal_group(comp, signal.SIGCONT)
-                healed.append(comp.name)
+        paused = [c for c in state.of_site(site) if procs.state_of(c) is ProcState.PAUSED]
+        healed += [c.name for c in procs.signal_groups(paused, signal.SIGCONT)]
         # What was killed comes back as services enabled at boot would, the application
         # only through its start gate: a site that lost a failover must not serve, and it
         # is sitectl's ticket that says so (lab/startgate.py), not the lab.
@@ -383,57 +361,6 @@ def _restore_replication(state: LabState, started: list[Component]) -> None:
             s3.replicate(state, active, peer)
 
 
-def _endpoint(name: str) -> str:
-    try:
-        return wan.check_endpoint(name)
-    except ValueError as exc:
-        raise LabError(str(exc), ExitCode.BAD_INPUT) from exc
-
-
-def _set_cuts(state: LabState, links: set[wan.Link]) -> None:
-    try:
-        netns.apply_cuts(state, links)
-    except netns.NetworkError as exc:
-        raise LabError(f"cannot change the WAN's cuts: {exc}") from exc
-    volumes.mark_cuts(state, links)
-
-
-def partition(
-    root: Path, site: str, others: list[str] | None = None, oneway: bool = False
-) -> list[str]:
-    """Cut SITE's links at the router (every other network, or `others`); the cuts after."""
-    site = _endpoint(site)
-    try:
-        links = wan.partition_links(site, [_endpoint(o) for o in others or []], oneway)
-    except ValueError as exc:
-        raise LabError(str(exc), ExitCode.BAD_INPUT) from exc
-    with lab_state.locked(_existing_lab(root)) as state:
-        _set_cuts(state, netns.cuts(state) | links)
-        return wan.describe(netns.cuts(state))
-
-
-def heal_network(root: Path, site: str | None = None) -> list[str]:
-    """Undo every cut (or every cut touching SITE); the cuts left after."""
-    if site is not None:
-        site = _endpoint(site)
-    with lab_state.locked(_existing_lab(root)) as state:
-        _set_cuts(state, wan.healed(netns.cuts(state), site))
-        return wan.describe(netns.cuts(state))
-
-
-def network_cuts(root: Path) -> list[str]:
-    return wan.describe(netns.cuts(lab_state.load(_existing_lab(root))))
-
-
-def client_argv(root: Path, site: str, argv: list[str]) -> list[str]:
-    """How `lab exec SITE -- CMD` runs CMD: inside SITE, its DNS server as resolver."""
-    site = _site(site)
-    root = _existing_lab(root)
-    if not netns.exists(netns.namespace(root, site)):
-        raise LabError(f"{site}'s network is not up in {root}: run `sitectl lab up`")
-    return netns.client_argv(root, site, argv)
-
-
 def _of_kind(state: LabState, kind: str) -> list[Component]:
     return [c for c in state.components.values() if c.kind == kind]
 
@@ -446,7 +373,7 @@ def controllers_up(
     and wait until each serves."""
     if topology is not None and not topology.is_file():
         raise LabError(f"--topology {topology}: no such file", ExitCode.BAD_INPUT)
-    with lab_state.locked(_existing_lab(root)) as state:
+    with lab_state.locked(existing_lab(root)) as state:
         agents, comps = _of_kind(state, deadman.KIND), _of_kind(state, controllers.KIND)
         started = []
         for comp in [*agents, *comps]:
@@ -470,7 +397,7 @@ def controllers_up(
 def controllers_down(root: Path) -> list[str]:
     """Stop the dead-man agents (forgetting what they were fed, so none fences a site
     when they start again), then every controller, and keep them stopped."""
-    with lab_state.locked(_existing_lab(root)) as state:
+    with lab_state.locked(existing_lab(root)) as state:
         agents, comps = _of_kind(state, deadman.KIND), _of_kind(state, controllers.KIND)
         stopped = [c.name for c in [*agents, *comps] if procs.state_of(c) is not ProcState.DOWN]
         for comp in [*agents, *comps]:

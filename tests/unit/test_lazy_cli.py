@@ -130,6 +130,27 @@ def test_the_root_alone_imports_no_verb_and_no_topology_code(args: list[str]) ->
     assert [m for m in loaded if m in VERB_MODULES or m.startswith("orchestrator.config")] == []
 
 
+# What the lab's lifecycle brings in (every server's client) and its network verbs never use.
+LAB_SERVERS = ("orchestrator.lab.lifecycle", "orchestrator.config", "ldap3", "dns", "jinja2")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        # No lab in the checkout's .lab: each fails after importing all it would use.
+        ["lab", "exec", "dc1", "--", "true", "--state-dir", "/nonexistent"],
+        ["lab", "partition", "dc1", "--state-dir", "/nonexistent"],
+        ["lab", "heal-network", "--state-dir", "/nonexistent"],
+    ],
+    ids=" ".join,
+)
+def test_the_labs_network_verbs_import_no_servers_client(args: list[str]) -> None:
+    """Scenarios poll `lab exec` several times a second while they time a fence."""
+    loaded = _loaded_by(args)
+    assert [m for m in loaded if m.split(".")[0] in LAB_SERVERS or m in LAB_SERVERS] == []
+    assert "orchestrator.lab.links" in loaded
+
+
 def _outcome(errors: Callable[[], Any], exc: Exception, capsys: Any) -> tuple[int, str]:
     with pytest.raises(typer.Exit) as exited, errors():
         raise exc
