@@ -143,12 +143,31 @@ def recover(comp: Component) -> None:
 
 def signal_group(comp: Component, sig: signal.Signals) -> bool:
     """Send `sig` to the component's process group; False if it was not running."""
-    if comp.pid is None or state_of(comp) is ProcState.DOWN:
-        return False
+    return bool(signal_groups([comp], sig))
+
+
+def signal_groups(comps: list[Component], sig: signal.Signals) -> list[Component]:
+    """Send `sig` to each running component's process group; those that were running.
+
+    One pass over /proc for all of them: a site's fifteen groups hung one scan at a time
+    took seconds on a busy machine, and a flap or a pause must hit a site at once."""
+    running = [c for c in comps if c.pid is not None and state_of(c) is not ProcState.DOWN]
     # Signal members one by one rather than killpg: a zombie leader keeps the group id
     # but we only want to reach live processes that are really ours.
-    _kill_members(comp, sig)
-    return True
+    members = _members_of(running)
+    for comp in running:
+        _signal(members[comp.name], sig)
+    return running
+
+
+def _kill_members(comp: Component, sig: signal.Signals) -> None:
+    _signal(group_members(comp), sig)
+
+
+def _signal(pids: list[int], sig: signal.Signals) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
 
 
 def group_members(comp: Component) -> list[int]:
@@ -157,9 +176,15 @@ def group_members(comp: Component) -> list[int]:
     Only processes started no earlier than the recorded leader count: if the leader's
     PID was reused by an unrelated session leader, its group is not ours.
     """
-    if comp.pid is None or comp.start_time is None:
-        return []
-    members = []
+    return _members_of([comp])[comp.name]
+
+
+def _members_of(comps: list[Component]) -> dict[str, list[int]]:
+    """group_members of each of `comps`, by name, from one scan of /proc."""
+    groups = {c.pid: c for c in comps if c.pid is not None and c.start_time is not None}
+    members: dict[str, list[int]] = {c.name: [] for c in comps}
+    if not groups:
+        return members
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -169,15 +194,10 @@ def group_members(comp: Component) -> list[int]:
             continue
         fields = raw[raw.rindex(")") + 2 :].split()
         state, pgrp, start = fields[0], int(fields[2]), int(fields[19])
-        if pgrp == comp.pid and start >= comp.start_time and state not in ("Z", "X"):
-            members.append(int(entry.name))
+        comp = groups.get(pgrp)
+        if comp is not None and start >= (comp.start_time or 0) and state not in ("Z", "X"):
+            members[comp.name].append(int(entry.name))
     return members
-
-
-def _kill_members(comp: Component, sig: signal.Signals) -> None:
-    for pid in group_members(comp):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, sig)
 
 
 def wait_gone(comp: Component, deadline: float) -> bool:

@@ -126,11 +126,9 @@ def flap(lab: LabHandle, site: str, seconds: float) -> float:
     loss of a ZooKeeper node has scenarios of its own: R2, R3)."""
     components = [c for c in lab_state.load(lab.state_dir).of_site(site) if c.kind != "zookeeper"]
     began = time.monotonic()
-    for comp in components:
-        procs.signal_group(comp, signal.SIGSTOP)
+    procs.signal_groups(components, signal.SIGSTOP)
     time.sleep(seconds)
-    for comp in components:
-        procs.signal_group(comp, signal.SIGCONT)
+    procs.signal_groups(components, signal.SIGCONT)
     hung = time.monotonic() - began
     time.sleep(3 * seconds)  # up long enough for every streak to reset
     return hung
