@@ -10,14 +10,16 @@ everything answers again.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from orchestrator.lab import layout
-from tests.conftest import LabHandle, eventually, lab_command
+from orchestrator.lab import layout, links
+from tests.conftest import LabHandle, eventually
 from tests.lab import reach
 
 pytestmark = pytest.mark.lab
@@ -47,17 +49,16 @@ def seen_from(lab: LabHandle, where: str, targets: list[str]) -> dict[str, str]:
     """What a client in `where` (a site, or "ops": this process) gets from each target."""
     if where == layout.OPS:
         return {t: reach.probe(t) for t in targets}
-    result = lab_command(
-        "exec",
-        "--state-dir",
-        str(lab.state_dir),
-        where,
-        "--",
-        sys.executable,
-        "-m",
-        "tests.lab.reach",
-        *targets,
-        env={"PYTHONPATH": str(REPO)},
+    # What `lab exec` runs, without a lab CLI process per call: scenarios poll this
+    # several times a second while they time a fence, on the same 2 cores.
+    probe = [sys.executable, "-m", "tests.lab.reach", *targets]
+    result = subprocess.run(
+        links.client_argv(lab.state_dir, where, probe),
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 0, f"lab exec {where}: {result.stderr}{result.stdout}"
     return json.loads(result.stdout)
