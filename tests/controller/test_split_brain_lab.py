@@ -65,12 +65,18 @@ def test_two_sites_serving_is_down_told_to_the_hook_and_counted(
     if not cluster.at_home():
         lab.renew()
     told = tmp_path / "told.jsonl"
+    # Three controllers tell at once: each appends its event and newline under a lock, or
+    # two events written at the same instant interleave into one line.
+    lock = tmp_path / "append.lock"
     # The topology's notification targets are told too (issue 20 item 3), beside the hook.
     notified = tmp_path / "notified.jsonl"
     doc = yaml.safe_load(cluster.topology_file.read_text())
     doc["notifications"] = {
         "targets": [
-            {"command": f"sh -c '{{ cat; echo; }} >> {notified}'", "events": ["split-brain"]}
+            {
+                "command": f"flock {lock} -c '{{ cat; echo; }} >> {notified}'",
+                "events": ["split-brain"],
+            }
         ]
     }
     topology = cluster.topology_file.with_name("topology-split-notify.yaml")
@@ -81,7 +87,7 @@ def test_two_sites_serving_is_down_told_to_the_hook_and_counted(
         "--topology",
         str(topology),
         "--hook",
-        f"split-brain=sh -c '{{ cat; echo; }} >> {told}'",
+        f"split-brain=flock {lock} -c '{{ cat; echo; }} >> {told}'",
     )
     stray = layout.DATACENTERS[1]
     try:
