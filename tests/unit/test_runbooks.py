@@ -321,9 +321,13 @@ def _step_block(text: str, step_id: str) -> list[str]:
 def test_a_failover_runs_the_old_sites_steps_only_if_its_hosts_answer(
     step_id: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    lines = _step_block(_lab_text(tmp_path, monkeypatch, "failover"), step_id)
+    topo = _lab(tmp_path, monkeypatch)
+    lines = _step_block(render_runbook(topo, _plans(topo)["failover"], "topology.yaml"), step_id)
     assert lines[0].startswith("# Skip if dc1 is unreachable"), lines
-    assert re.match(r"if ansible -i \S+ dc1-\w+ -m ansible.builtin.ping -T 5 -o ", lines[1])
+    # Bounded as the engine bounds the step: by policy.unreachable_timeout.
+    timeout = int(topo.policy.unreachable_timeout)
+    ping = rf"if ansible -i \S+ dc1-\w+ -m ansible.builtin.ping -T {timeout} -o "
+    assert re.match(ping, lines[1]), lines[1]
     assert lines[-3:] == ["else", 'echo "skipped: dc1 unreachable"', "fi"]
     # The step's own commands between, unguarded: a stop that fails on a site that
     # answers still fails.
