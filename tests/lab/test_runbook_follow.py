@@ -34,6 +34,7 @@ from tests.conftest import LabHandle, eventually
 pytestmark = pytest.mark.lab
 
 # A heading, then its first ```sh block before the next heading ("Secret files" included).
+REMOVE_SECRETS = re.compile(r"When the last step is done, remove them: `([^`]+)`")
 BLOCK = re.compile(r"^#{3,} ([^\n]+)\n(?:(?!^#{3,} ).)*?^```sh\n(.*?)^```", re.S | re.M)
 
 
@@ -61,8 +62,14 @@ def follow(
     )
     assert shell.stdin is not None and shell.stdout is not None
     followed = []
-    blocks = BLOCK.findall(runbook.read_text(encoding="utf-8"))
+    text = runbook.read_text(encoding="utf-8")
+    blocks = BLOCK.findall(text)
     assert blocks, f"no command block in {runbook}"
+    # Last, as the person is told once every step is done: the secret files' directory
+    # goes, and then must be gone (they are real credentials, left in /tmp otherwise).
+    if removal := REMOVE_SECRETS.search(text):
+        check = '[ ! -e "$RUNBOOK_SECRETS" ] || { echo "still there: $RUNBOOK_SECRETS"; false; }'
+        blocks.append(("remove the secret files", f"{removal.group(1)}\n{check}"))
     for title, body in blocks:
         mark = uuid.uuid4().hex
         shell.stdin.write(
