@@ -191,8 +191,14 @@ def _converge(state: LabState, programs: dict[str, str], fresh: bool) -> list[st
     to_start = [
         c for c in state.components.values() if c.wanted and procs.state_of(c) is ProcState.DOWN
     ]
-    paused = [c for c in state.components.values() if procs.state_of(c) is ProcState.PAUSED]
-    procs.signal_groups([c for c in paused if c.wanted], signal.SIGCONT)
+    procs.signal_groups(
+        [
+            c
+            for c in state.components.values()
+            if c.wanted and procs.state_of(c) is ProcState.PAUSED
+        ],
+        signal.SIGCONT,
+    )
     _start(state, to_start)
     wait_components(state, [c for c in state.components.values() if c.wanted], deadline)
     _restore_replication(state, to_start)

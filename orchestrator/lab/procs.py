@@ -160,10 +160,6 @@ def signal_groups(comps: list[Component], sig: signal.Signals) -> list[Component
     return running
 
 
-def _kill_members(comp: Component, sig: signal.Signals) -> None:
-    _signal(group_members(comp), sig)
-
-
 def _signal(pids: list[int], sig: signal.Signals) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -238,6 +234,6 @@ def stop(comp: Component, grace_s: float = STOP_GRACE_S) -> None:
             wait_gone(comp, time.monotonic() + grace_s)
     else:
         # The leader died (e.g. SIGKILLed) but workers of its group may live on.
-        _kill_members(comp, signal.SIGKILL)
+        _signal(group_members(comp), signal.SIGKILL)
     comp.pid = None
     comp.start_time = None
