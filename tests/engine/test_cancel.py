@@ -95,7 +95,9 @@ def _hung_in_stop(engine: subprocess.Popen[str], ledger: Path) -> int:
     """Wait until the MTA's stop hangs in `engine`'s playbook run; its process group."""
 
     def stop_began() -> bool:
-        if engine.poll() is not None:  # refused or failed before the stop: say why now
+        # Refused or failed before the stop: say why now (pytest.fail is not an Exception,
+        # so `eventually` does not take it for a probe still converging).
+        if engine.poll() is not None:
             out, err = engine.communicate()
             pytest.fail(
                 f"the switchover ended ({engine.returncode}) before the MTA's stop:\n{err}{out}"

@@ -29,12 +29,13 @@ import pytest
 
 from orchestrator.lab import hosts, layout, s3, volumes
 from orchestrator.lab.mail import imap_client, send_test_mail
+from orchestrator.runbook.aws import SECRETS_VAR
+from orchestrator.runbook.manual import MAKE_SECRETS_DIR, REMOVE_SECRETS_DIR
 from tests.conftest import LabHandle, eventually
 
 pytestmark = pytest.mark.lab
 
 # A heading, then its first ```sh block before the next heading ("Secret files" included).
-REMOVE_SECRETS = re.compile(r"When the last step is done, remove them: `([^`]+)`")
 BLOCK = re.compile(r"^#{3,} ([^\n]+)\n(?:(?!^#{3,} ).)*?^```sh\n(.*?)^```", re.S | re.M)
 
 
@@ -67,9 +68,10 @@ def follow(
     assert blocks, f"no command block in {runbook}"
     # Last, as the person is told once every step is done: the secret files' directory
     # goes, and then must be gone (they are real credentials, left in /tmp otherwise).
-    if removal := REMOVE_SECRETS.search(text):
-        check = '[ ! -e "$RUNBOOK_SECRETS" ] || { echo "still there: $RUNBOOK_SECRETS"; false; }'
-        blocks.append(("remove the secret files", f"{removal.group(1)}\n{check}"))
+    if MAKE_SECRETS_DIR in text:
+        assert f"remove them: `{REMOVE_SECRETS_DIR}`" in text, "the runbook never says to"
+        gone = f'[ ! -e "${SECRETS_VAR}" ] || {{ echo "still there: ${SECRETS_VAR}"; false; }}'
+        blocks.append(("remove the secret files", f"{REMOVE_SECRETS_DIR}\n{gone}"))
     for title, body in blocks:
         mark = uuid.uuid4().hex
         shell.stdin.write(
